@@ -1,0 +1,24 @@
+"""lmeformula: lme4's ``lFormula`` and ``lmer`` in Python.
+
+>>> import lmeformula as lmf
+>>> df = lmf.datasets.load("sleepstudy")
+>>> pf = lmf.lFormula("Reaction ~ Days + (Days | Subject)", df)
+>>> pf.reTrms.cnms
+[['(Intercept)', 'Days']]
+"""
+
+from . import datasets
+from .control import LmerControl, lmerControl
+from .errors import *  # noqa: F403
+from .errors import __all__ as _errors_all
+from .formula import findbars, nobars, subbars
+from .formula.bars import expand_double_verts
+from .modular import LFormula, lFormula
+from .printing import format_sparse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "datasets", "lFormula", "LFormula", "LmerControl", "lmerControl", "findbars", "nobars",
+    "subbars", "expand_double_verts", "format_sparse", "__version__", *_errors_all,
+]

@@ -1,0 +1,168 @@
+"""lme4's identifiability, rank and scale checks, with lme4's messages.
+
+Each check returns the message it raised as a warning (lme4's ``wmsgs``) or raises the package's
+error when its action is ``"stop"``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from .control import LmerControl
+from .errors import (
+    IdentifiabilityError,
+    IdentifiabilityWarning,
+    RankDeficiencyError,
+    RankDeficiencyWarning,
+    ScaleWarning,
+)
+from .reterms import ReTrms
+
+__all__ = [
+    "check_nlevels",
+    "check_zdims",
+    "check_zrank",
+    "rank_drop_columns",
+    "check_scale_x",
+]
+
+
+def _act(action: str, message: str, error: type[Exception] = IdentifiabilityError,
+         warning: type[Warning] = IdentifiabilityWarning) -> str | None:
+    if action == "ignore":
+        return None
+    if action.startswith("stop"):
+        raise error(message)
+    warnings.warn(message, warning, stacklevel=4)
+    return message
+
+
+def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
+    """lme4's ``checkNlevels`` (lmer: ``allow.n = FALSE``)."""
+    msgs: list[str] = []
+    nlev = {name: len(f.remove_unused_categories().categories) for name, f in re.flist.items()}
+    if ctrl.check_nlev_gtr_1 != "ignore" and any(v < 2 for v in nlev.values()):
+        m = _act(ctrl.check_nlev_gtr_1, "grouping factors must have > 1 sampled level")
+        msgs += [m] if m else []
+    if ctrl.check_nobs_vs_nlev != "ignore" and any(v >= n for v in nlev.values()):
+        m = _act(ctrl.check_nobs_vs_nlev,
+                 "number of levels of each grouping factor must be < number of observations")
+        msgs += [m] if m else []
+    if ctrl.check_nlev_gtreq_5 != "ignore" and any(v < 5 for v in nlev.values()):
+        m = _act(ctrl.check_nlev_gtreq_5,
+                 "grouping factors with < 5 sampled levels may give unreliable estimates")
+        msgs += [m] if m else []
+    return msgs
+
+
+def check_zdims(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
+    """lme4's ``checkZdims``: observations against random effects, term by term."""
+    msgs: list[str] = []
+    if ctrl.check_nobs_vs_nRE == "ignore":
+        return msgs
+    for name, block in re.Ztlist.items():
+        nre = block.shape[0]
+        if n <= nre:
+            m = _act(ctrl.check_nobs_vs_nRE,
+                     f"number of observations (={n}) <= number of random effects (={nre}) "
+                     f"for term ({name}); the random-effects parameters and the residual "
+                     "variance (or scale parameter) are probably unidentifiable")
+            msgs += [m] if m else []
+    return msgs
+
+
+def check_zrank(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
+    """lme4's ``checkZrank``: rank of Z against the number of observations."""
+    action = ctrl.check_nobs_vs_rankZ
+    if action == "ignore":
+        return []
+    q = re.Zt.shape[0]
+    if action.endswith("Small"):
+        if n * q > 1e6:
+            return []
+        action = action[: -len("Small")]
+    z = re.Zt.T.toarray() if sp.issparse(re.Zt) else np.asarray(re.Zt).T
+    rank = int(np.linalg.matrix_rank(z))
+    if n <= rank:
+        m = _act(action,
+                 f"number of observations (={n}) <= rank(Z) (={rank}); the random-effects "
+                 "parameters and the residual variance (or scale parameter) are probably "
+                 "unidentifiable")
+        return [m] if m else []
+    return []
+
+
+def independent_columns(x: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Greedy left-to-right linearly independent columns, as R's LINPACK ``qr()`` keeps them.
+
+    A column is dropped when its norm after projecting out the kept columns falls below
+    ``tol`` times its original norm (dqrdc2's limited pivoting).
+    """
+    kept: list[int] = []
+    basis = np.zeros((x.shape[0], 0))
+    for j in range(x.shape[1]):
+        col = x[:, j].astype(float)
+        norm0 = float(np.linalg.norm(col))
+        resid = col - basis @ (basis.T @ col)
+        resid = resid - basis @ (basis.T @ resid)  # re-orthogonalise
+        norm = float(np.linalg.norm(resid))
+        if norm0 > 0 and norm > tol * norm0:
+            kept.append(j)
+            basis = np.column_stack([basis, resid / norm])
+    return kept
+
+
+def rank_drop_columns(x: np.ndarray, columns: list[str], ctrl: LmerControl,
+                      ) -> tuple[list[int], str | None]:
+    """lme4's ``chkRank.drop.cols``: which columns of X to keep, and the message.
+
+    Returns
+    -------
+    kept, message
+        Indices of the kept columns (original order) and lme4's message, or None.
+    """
+    kind = ctrl.check_rankX
+    p = x.shape[1]
+    if kind == "ignore" or p == 0:
+        return list(range(p)), None
+    kept = independent_columns(x)
+    if len(kept) == p:
+        return kept, None
+    if kind == "stop.deficient":
+        raise RankDeficiencyError(
+            f"the fixed-effects model matrix is column rank deficient (rank(X) = {len(kept)} "
+            f"< {p} = p);\nthe fixed effects will be jointly unidentifiable"
+        )
+    ndrop = p - len(kept)
+    dropped = [columns[j] for j in range(p) if j not in set(kept)]
+    message = (
+        f"fixed-effect model matrix is rank deficient so dropping {ndrop} "
+        + ("column / coefficient" if ndrop == 1 else "columns / coefficients")
+    )
+    if kind != "silent.drop.cols":
+        warnings.warn(f"{message} ({', '.join(dropped)})", RankDeficiencyWarning, stacklevel=3)
+    return kept, message
+
+
+def check_scale_x(x: np.ndarray, ctrl: LmerControl) -> str | None:
+    """lme4's ``checkScaleX``: warn when non-binary columns differ in scale by over 1000x."""
+    if ctrl.check_scaleX == "ignore" or x.shape[1] == 0:
+        return None
+    binary = np.all((x == 0) | (x == 1), axis=0)
+    cols = x[:, ~binary]
+    if cols.shape[1] == 0 or cols.shape[0] < 2:
+        return None
+    sds = cols.std(axis=0, ddof=1)
+    sds = sds[sds > 0]
+    if sds.size == 0:
+        return None
+    logs = np.log(sds)
+    bound = math.log(1000.0)
+    if np.abs(logs).max() > bound or (logs.max() - logs.min()) > bound:
+        message = "Some predictor variables are on very different scales: consider rescaling"
+        return _act(ctrl.check_scaleX, message, IdentifiabilityError, ScaleWarning)
+    return None

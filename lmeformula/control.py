@@ -1,0 +1,114 @@
+"""``lmerControl``: the checks' actions and the optimizer's settings, with lme4's defaults.
+
+Options can be given with lme4's dotted names (``{"check.nobs.vs.nlev": "ignore"}``) or with
+Python names (``check_nobs_vs_nlev="ignore"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import LmeFormulaError
+
+__all__ = ["LmerControl", "lmerControl", "as_control"]
+
+_CHECK_ACTIONS = ("ignore", "warning", "stop")
+
+
+@dataclass(frozen=True)
+class LmerControl:
+    """Settings of ``lmer`` and ``lFormula``, lme4 1.1-31's defaults.
+
+    Attributes
+    ----------
+    check_nlev_gtr_1, check_nobs_vs_nlev, check_nlev_gtreq_5, check_nobs_vs_nRE, check_nobs_vs_rankZ
+        Action of each identifiability check: ``"ignore"``, ``"warning"`` or ``"stop"``
+        (``check_nobs_vs_rankZ`` also ``"warningSmall"`` / ``"stopSmall"``).
+    check_rankX
+        ``"message+drop.cols"``, ``"silent.drop.cols"``, ``"warn+drop.cols"``,
+        ``"stop.deficient"`` or ``"ignore"``.
+    check_scaleX
+        ``"warning"``, ``"stop"`` or ``"ignore"``.
+    check_formula_LHS
+        ``"stop"`` or ``"ignore"`` for one-sided formulas.
+    optimizer
+        ``"nloptwrap"`` (NLopt BOBYQA, lme4's default), ``"bobyqa"``, ``"Nelder_Mead"``,
+        ``"L-BFGS-B"``, or None to evaluate the deviance at the start only.
+    optCtrl
+        Options for the optimizer (``xtol_abs``, ``ftol_abs``, ``maxeval``...).
+    restart_edge, boundary_tol, calc_derivs
+        lme4's post-optimisation steps.
+    check_conv_grad, check_conv_singular, check_conv_hess
+        ``(action, tol)`` of the convergence checks.
+    """
+
+    check_nlev_gtr_1: str = "stop"
+    check_nobs_vs_nlev: str = "stop"
+    check_nlev_gtreq_5: str = "ignore"
+    check_nobs_vs_nRE: str = "stop"
+    check_nobs_vs_rankZ: str = "ignore"
+    check_rankX: str = "message+drop.cols"
+    check_scaleX: str = "warning"
+    check_formula_LHS: str = "stop"
+    optimizer: str | None = "nloptwrap"
+    optCtrl: Mapping[str, Any] = field(default_factory=dict)
+    restart_edge: bool = True
+    boundary_tol: float = 1e-5
+    calc_derivs: bool = True
+    check_conv_grad: tuple[str, float] = ("warning", 2e-3)
+    check_conv_singular: tuple[str, float] = ("message", 1e-4)
+    check_conv_hess: tuple[str, float] = ("warning", 1e-6)
+
+    def __post_init__(self) -> None:
+        for name in ("check_nlev_gtr_1", "check_nobs_vs_nlev", "check_nlev_gtreq_5",
+                     "check_nobs_vs_nRE"):
+            if getattr(self, name) not in _CHECK_ACTIONS:
+                raise LmeFormulaError(
+                    f"invalid control level {getattr(self, name)!r} for "
+                    f"'{name.replace('_', '.')}': use one of {_CHECK_ACTIONS}"
+                )
+        if self.check_nobs_vs_rankZ not in _CHECK_ACTIONS + ("warningSmall", "stopSmall"):
+            raise LmeFormulaError(f"invalid control level {self.check_nobs_vs_rankZ!r}")
+        if self.check_rankX not in ("message+drop.cols", "silent.drop.cols", "warn+drop.cols",
+                                    "stop.deficient", "ignore"):
+            raise LmeFormulaError(f"invalid control level {self.check_rankX!r} for check.rankX")
+        if self.check_scaleX not in ("warning", "stop", "ignore"):
+            raise LmeFormulaError(f"invalid control level {self.check_scaleX!r} for check.scaleX")
+
+
+_FIELD_NAMES = {f.name for f in fields(LmerControl)}
+
+
+def _normalise_key(key: str) -> str:
+    name = key.replace(".", "_")
+    if name not in _FIELD_NAMES:
+        raise LmeFormulaError(f"unknown lmerControl option {key!r}")
+    return name
+
+
+def lmerControl(**kwargs: Any) -> LmerControl:
+    """Make an :class:`LmerControl`; keyword names may use lme4's dots via ``**{"a.b": v}``."""
+    return as_control(kwargs)
+
+
+def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
+    """Accept an LmerControl, a dict of options (dotted or Python names), or None."""
+    if control is None:
+        return LmerControl()
+    if isinstance(control, LmerControl):
+        return control
+    if not isinstance(control, Mapping):
+        raise TypeError("control must be an LmerControl or a dict of options")
+    values: dict[str, Any] = {}
+    for key, value in control.items():
+        name = _normalise_key(key)
+        if name.startswith("check_conv_") and isinstance(value, str):
+            default = getattr(LmerControl(), name)
+            value = (value, default[1])
+        elif name.startswith("check_conv_") and isinstance(value, Mapping):
+            default = getattr(LmerControl(), name)
+            value = (value.get("action", default[0]), value.get("tol", default[1]))
+        values[name] = value
+    return replace(LmerControl(), **values)

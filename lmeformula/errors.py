@@ -1,0 +1,88 @@
+"""The package's exceptions and warnings.
+
+Every error raised for bad input is a subclass of ``ValueError`` or ``TypeError`` so that callers
+can catch it the usual way; the messages are lme4's where lme4 has one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LmeFormulaError",
+    "FormulaError",
+    "VariableNotFoundError",
+    "ModelFrameError",
+    "RandomEffectsError",
+    "IdentifiabilityError",
+    "RankDeficiencyError",
+    "FittingError",
+    "LmeFormulaWarning",
+    "IdentifiabilityWarning",
+    "RankDeficiencyWarning",
+    "ScaleWarning",
+    "ConvergenceWarning",
+    "SingularFitWarning",
+    "DeprecatedUsageWarning",
+]
+
+
+class LmeFormulaError(ValueError):
+    """Base class of the package's errors about input values."""
+
+
+class FormulaError(LmeFormulaError):
+    """The formula cannot be parsed or is not a model formula lme4 accepts."""
+
+
+class VariableNotFoundError(FormulaError, KeyError):
+    """A variable named in the formula is not a column of the data."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelFrameError(LmeFormulaError):
+    """The model frame cannot be built (no rows left, bad weights, non-numeric response, ...)."""
+
+
+class RandomEffectsError(LmeFormulaError):
+    """A random-effects term is malformed or cannot be evaluated."""
+
+
+class IdentifiabilityError(LmeFormulaError):
+    """One of lme4's identifiability checks failed with action ``"stop"``."""
+
+
+class RankDeficiencyError(LmeFormulaError):
+    """The fixed-effects model matrix is rank deficient and ``check.rankX='stop.deficient'``."""
+
+
+class FittingError(LmeFormulaError):
+    """The penalised least-squares problem failed (for example, downdated VtV not p.d.)."""
+
+
+class LmeFormulaWarning(UserWarning):
+    """Base class of the package's warnings."""
+
+
+class IdentifiabilityWarning(LmeFormulaWarning):
+    """An identifiability check with action ``"warning"`` failed."""
+
+
+class RankDeficiencyWarning(LmeFormulaWarning):
+    """Columns of the fixed-effects model matrix were dropped."""
+
+
+class ScaleWarning(LmeFormulaWarning):
+    """Predictor variables are on very different scales."""
+
+
+class ConvergenceWarning(LmeFormulaWarning):
+    """lme4's post-fit convergence checks (gradient, Hessian, optimizer code)."""
+
+
+class SingularFitWarning(LmeFormulaWarning):
+    """The fit is singular (some variance components are on the boundary)."""
+
+
+class DeprecatedUsageWarning(LmeFormulaWarning, FutureWarning):
+    """A call lme4 deprecates, such as ``deviance()`` of a REML fit."""

@@ -1,0 +1,235 @@
+"""Typed syntax tree for R formulas and R expressions, with R's deparser.
+
+The nodes are frozen dataclasses so that they can be hashed, compared and used as dictionary keys
+(two variables are the same variable exactly when their deparsed text is the same, as in R).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Node",
+    "Name",
+    "Num",
+    "Str",
+    "Call",
+    "BinOp",
+    "UnaryOp",
+    "Paren",
+    "deparse",
+    "BINARY_PRECEDENCE",
+    "RIGHT_ASSOCIATIVE",
+]
+
+
+class Node:
+    """Base class of every syntax-tree node."""
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class Name(Node):
+    """A symbol, such as ``Days`` or a back-quoted `` `my var` ``."""
+
+    id: str
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class Num(Node):
+    """A numeric constant; ``text`` is its R deparse (``1e+05``, ``2L``)."""
+
+    value: float
+    text: str
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class Str(Node):
+    """A string constant."""
+
+    value: str
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class Call(Node):
+    """A function call ``fn(arg, ..., name = arg)``; ``args`` holds (name or None, value) pairs."""
+
+    fn: str
+    args: tuple[tuple[str | None, Node], ...]
+
+    @property
+    def positional(self) -> tuple[Node, ...]:
+        """The unnamed arguments, in order."""
+        return tuple(v for k, v in self.args if k is None)
+
+    def kwarg(self, name: str) -> Node | None:
+        """The argument called ``name``, or None."""
+        for k, v in self.args:
+            if k == name:
+                return v
+        return None
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class BinOp(Node):
+    """A binary operator: formula (``~ + - * / : ^ | ||``) or arithmetic/comparison."""
+
+    op: str
+    left: Node
+    right: Node
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class UnaryOp(Node):
+    """A prefix operator: ``-x``, ``+x``, ``!x`` or a one-sided ``~ x``."""
+
+    op: str
+    operand: Node
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+@dataclass(frozen=True, eq=True)
+class Paren(Node):
+    """Explicit parentheses, kept because R keeps them (``(1 | g)`` is a call to ``(``)."""
+
+    expr: Node
+
+    def __str__(self) -> str:
+        return deparse(self)
+
+
+# R's operator precedence (?Syntax), higher binds tighter.
+BINARY_PRECEDENCE: dict[str, int] = {
+    "~": 1,
+    "||": 2,
+    "|": 2,
+    "&&": 3,
+    "&": 3,
+    "==": 5,
+    "!=": 5,
+    "<": 5,
+    ">": 5,
+    "<=": 5,
+    ">=": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    "%%": 8,  # stands for every %op%
+    ":": 9,
+    "^": 11,
+}
+UNARY_PRECEDENCE: dict[str, int] = {"~": 1, "!": 4, "-": 10, "+": 10}
+RIGHT_ASSOCIATIVE = frozenset({"^"})
+# R's deparse writes these operators without surrounding spaces.
+_TIGHT_OPS = frozenset({"/", ":", "^"})
+
+
+def precedence(op: str) -> int:
+    """Precedence of a binary operator, ``%any%`` operators included."""
+    if op.startswith("%") and op.endswith("%"):
+        return BINARY_PRECEDENCE["%%"]
+    return BINARY_PRECEDENCE[op]
+
+
+def _format_number(value: float) -> str:
+    """Format a number the way R's deparse does (15 significant digits, ``1e+05``)."""
+    if value == int(value) and abs(value) < 1e15:
+        text = str(int(value))
+        if len(text) <= 15 and not text.endswith("00000"):
+            return text
+    text = f"{value:.15g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        sign = exponent[0] if exponent[0] in "+-" else "+"
+        digits = exponent.lstrip("+-").lstrip("0").rjust(2, "0")
+        text = f"{mantissa}e{sign}{digits}"
+    return text
+
+
+def _needs_backticks(name: str) -> bool:
+    if not name:
+        return True
+    if not (name[0].isalpha() or name[0] == "." ):
+        return True
+    if name[0] == "." and len(name) > 1 and name[1].isdigit():
+        return True
+    return not all(ch.isalnum() or ch in "._" for ch in name)
+
+
+def deparse(node: Node) -> str:
+    """Deparse a syntax tree exactly as R's ``deparse()`` would print it.
+
+    Spaces surround binary operators except ``/``, ``:`` and ``^``; parentheses are added where a
+    synthesised tree needs them (``c:(b:a)``), as R does.
+    """
+    if isinstance(node, Name):
+        return f"`{node.id}`" if _needs_backticks(node.id) else node.id
+    if isinstance(node, Num):
+        return node.text
+    if isinstance(node, Str):
+        escaped = node.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(node, Paren):
+        return f"({deparse(node.expr)})"
+    if isinstance(node, Call):
+        parts = [deparse(v) if k is None else f"{k} = {deparse(v)}" for k, v in node.args]
+        return f"{node.fn}({', '.join(parts)})"
+    if isinstance(node, UnaryOp):
+        inner = deparse(node.operand)
+        if _binding(node.operand) < UNARY_PRECEDENCE[node.op] and not (
+            node.op == "~" or isinstance(node.operand, (UnaryOp,))
+        ):
+            inner = f"({inner})"
+        return f"{node.op}{inner}"
+    if isinstance(node, BinOp):
+        prec = precedence(node.op)
+        left, right = deparse(node.left), deparse(node.right)
+        lb, rb = _binding(node.left), _binding(node.right)
+        if node.op in RIGHT_ASSOCIATIVE:
+            if lb <= prec:
+                left = f"({left})"
+            if rb < prec:
+                right = f"({right})"
+        else:
+            if lb < prec:
+                left = f"({left})"
+            if rb <= prec:
+                right = f"({right})"
+        if node.op in _TIGHT_OPS:
+            return f"{left}{node.op}{right}"
+        return f"{left} {node.op} {right}"
+    raise TypeError(f"not a formula node: {node!r}")
+
+
+def _binding(node: Node) -> int:
+    """How tightly a node binds when it appears as an operand."""
+    if isinstance(node, BinOp):
+        return precedence(node.op)
+    if isinstance(node, UnaryOp):
+        return UNARY_PRECEDENCE[node.op]
+    return 100
+
+
+def number(value: float, text: str | None = None) -> Num:
+    """Make a numeric constant with R's deparse text."""
+    return Num(float(value), text if text is not None else _format_number(float(value)))

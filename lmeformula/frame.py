@@ -1,0 +1,298 @@
+"""The model frame (R's ``model.frame``): every variable the formula uses, evaluated once, with
+joint NA handling, unused factor levels dropped, and ``weights`` / ``offset``.
+
+As in R, variables are evaluated on all rows of the data first (so ``scale(x)`` and ``poly(x)``
+see the rows that NA handling later removes), then ``subset`` and ``na_action`` select rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import FormulaError, ModelFrameError
+from .formula.ast import Node, deparse
+from .formula.bars import subbars
+from .formula.terms import terms
+from .transforms import MatrixValue, Value, as_factor, column_value, evaluate
+
+__all__ = ["NAAction", "ModelFrame", "model_frame"]
+
+NA_ACTIONS = ("omit", "exclude", "fail")
+
+
+@dataclass(frozen=True)
+class NAAction:
+    """Which rows NA handling removed (R's ``attr(fr, "na.action")``).
+
+    Attributes
+    ----------
+    kind
+        ``"omit"`` or ``"exclude"`` (``"exclude"`` pads residuals and fitted values back).
+    omitted
+        0-based positions, in the caller's data, of the removed rows.
+    labels
+        The caller's index labels of the removed rows.
+    """
+
+    kind: str
+    omitted: np.ndarray
+    labels: list[Any]
+
+
+@dataclass
+class ModelFrame:
+    """The evaluated variables of a mixed-model formula on the rows that are kept.
+
+    Attributes
+    ----------
+    data
+        ``fr``: one column per variable, named by its R expression (matrix-valued variables such
+        as ``poly(x, 2)`` give one column per matrix column, ``poly(x, 2).1``), plus
+        ``(weights)`` and ``(offset)`` when those arguments were given; the caller's index.
+    variables
+        Deparsed expression -> evaluated value on the kept rows (exact types, matrices intact).
+    response
+        Deparsed response expression, or None for a one-sided formula.
+    weights
+        Prior weights, or None.
+    offset
+        Total offset (``offset()`` terms plus the ``offset=`` argument), or None.
+    na_action
+        The rows removed for NA, or None when none were.
+    rows
+        0-based positions of the kept rows in the caller's data.
+    nrow_data
+        Number of rows of the caller's data.
+    state
+        Parameters of data-dependent transforms (``poly``, ``scale``), keyed by expression.
+    """
+
+    data: pd.DataFrame
+    variables: dict[str, Value]
+    response: str | None
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    na_action: NAAction | None
+    rows: np.ndarray
+    nrow_data: int
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def nrow(self) -> int:
+        """Number of rows kept."""
+        return int(self.rows.shape[0])
+
+
+def _na_mask(value: Value) -> np.ndarray:
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values).any(axis=1)
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return pd.isna(pd.Series(arr, dtype=object)).to_numpy()
+    return np.zeros(arr.shape[0], dtype=bool)
+
+
+def _take(value: Value, rows: np.ndarray) -> Value:
+    if isinstance(value, pd.Categorical):
+        return value.take(rows).remove_unused_categories()  # drop.unused.levels = TRUE
+    if isinstance(value, MatrixValue):
+        return value.take(rows)
+    return np.asarray(value)[rows]
+
+
+def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise ModelFrameError(f"{what}: object '{arg}' not found")
+        arg = data[arg]
+    values = np.asarray(pd.Series(np.asarray(arg)).astype(float), dtype=float)
+    if values.ndim != 1 or values.shape[0] != len(data):
+        raise ModelFrameError(
+            f"variable lengths differ (found for '({what})'): {values.shape[0]} != {len(data)}"
+        )
+    return values
+
+
+def frame_variables(lhs: Node | None, rhs: Node) -> tuple[list[Node], Node | None]:
+    """Variables of ``model.frame(subbars(formula))``: the response first, then the right side's."""
+    t = terms(subbars(rhs), lhs)
+    return list(t.variables), lhs
+
+
+def model_frame(
+    lhs: Node | None,
+    rhs: Node,
+    data: pd.DataFrame,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+    subset: Any = None,
+    na_action: str = "omit",
+) -> ModelFrame:
+    """Build the model frame for ``lhs ~ rhs`` (bars allowed in ``rhs``).
+
+    Parameters
+    ----------
+    lhs, rhs
+        The formula's sides as syntax trees.
+    data
+        The caller's data; never modified.
+    weights, offset
+        Column names or array-likes of length ``len(data)``.
+    subset
+        Boolean array-like, or R expression text evaluated in ``data`` (``"Days > 1"``).
+    na_action
+        ``"omit"`` (default), ``"exclude"`` or ``"fail"``.
+
+    Returns
+    -------
+    ModelFrame
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if na_action not in NA_ACTIONS:
+        raise ModelFrameError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
+    n = len(data)
+    columns = _LazyColumns(data)
+    state: dict[str, dict[str, Any]] = {}
+    nodes, _ = frame_variables(lhs, rhs)
+    values: dict[str, Value] = {}
+    for node in nodes:
+        values[deparse(node)] = evaluate(node, columns, n, state)
+
+    extras: dict[str, np.ndarray] = {}
+    if weights is not None:
+        extras["(weights)"] = _vector_argument(weights, data, "weights")
+    if offset is not None:
+        extras["(offset)"] = _vector_argument(offset, data, "offset")
+
+    keep = np.ones(n, dtype=bool)
+    if subset is not None:
+        keep &= _subset_mask(subset, columns, n)
+    na = np.zeros(n, dtype=bool)
+    for value in list(values.values()) + list(extras.values()):
+        na |= _na_mask(value)
+    na &= keep
+    if na.any() and na_action == "fail":
+        raise ModelFrameError("missing values in object")
+    keep &= ~na
+    rows = np.flatnonzero(keep)
+    if rows.shape[0] == 0:
+        raise ModelFrameError("0 (non-NA) cases")
+
+    kept = {name: _take(v, rows) for name, v in values.items()}
+    for name, v in kept.items():
+        if isinstance(v, np.ndarray) and v.dtype.kind == "O":
+            kept[name] = as_factor(v, name)  # lFormula: character columns become factors
+    kept_extras = {name: v[rows] for name, v in extras.items()}
+
+    if "(weights)" in kept_extras and (kept_extras["(weights)"] < 0).any():
+        raise ModelFrameError("negative weights not allowed")
+
+    offset_total = None
+    offset_terms = [k for k in kept if k.startswith("offset(")]
+    if offset_terms or "(offset)" in kept_extras:
+        offset_total = np.zeros(rows.shape[0])
+        for k in offset_terms:
+            offset_total = offset_total + np.asarray(kept[k], dtype=float)
+        if "(offset)" in kept_extras:
+            offset_total = offset_total + kept_extras["(offset)"]
+
+    omitted = np.flatnonzero(na)
+    na_record = (
+        NAAction(na_action, omitted, [data.index[i] for i in omitted]) if omitted.size else None
+    )
+    return ModelFrame(
+        data=_frame_table(kept, kept_extras, data.index[rows]),
+        variables=kept,
+        response=deparse(lhs) if lhs is not None else None,
+        weights=kept_extras.get("(weights)"),
+        offset=offset_total,
+        na_action=na_record,
+        rows=rows,
+        nrow_data=n,
+        state=state,
+    )
+
+
+class _LazyColumns(dict):
+    """Column lookup converting a data-frame column only when a formula uses it."""
+
+    def __init__(self, data: pd.DataFrame) -> None:
+        super().__init__()
+        self._data = data
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data.columns
+
+    def __getitem__(self, key: str) -> Value:
+        if not dict.__contains__(self, key):
+            dict.__setitem__(self, key, column_value(self._data[key]))
+        return dict.__getitem__(self, key)
+
+
+def _subset_mask(subset: Any, columns: _LazyColumns, n: int) -> np.ndarray:
+    if isinstance(subset, str):
+        from .formula.parser import parse_expression
+
+        mask = evaluate(parse_expression(subset), columns, n)
+    else:
+        mask = np.asarray(subset)
+    mask = np.asarray(mask)
+    if mask.dtype.kind != "b" or mask.shape != (n,):
+        raise ModelFrameError("subset must be a logical vector with one value per row of data")
+    return mask
+
+
+def _frame_table(
+    variables: dict[str, Value], extras: dict[str, np.ndarray], index: pd.Index
+) -> pd.DataFrame:
+    cols: dict[str, Any] = {}
+    for name, v in variables.items():
+        if isinstance(v, MatrixValue):
+            labels = v.colnames or tuple(str(i + 1) for i in range(v.values.shape[1]))
+            if v.values.shape[1] == 1 and v.colnames is None:
+                cols[name] = v.values[:, 0]
+            else:
+                for j, lab in enumerate(labels):
+                    cols[f"{name}.{lab}"] = v.values[:, j]
+        else:
+            cols[name] = v
+    cols.update(extras)
+    return pd.DataFrame(cols, index=index)
+
+
+def check_response(frame: ModelFrame) -> np.ndarray:
+    """The numeric response vector (lme4's ``mkRespMod`` checks and messages)."""
+    if frame.response is None:
+        raise FormulaError("the formula has no response (left-hand side)")
+    y = frame.variables[frame.response]
+    if isinstance(y, pd.Categorical) or isinstance(y, MatrixValue):
+        if isinstance(y, MatrixValue):
+            raise ModelFrameError(
+                "can't handle matrix-valued responses: consider using refit()"
+            )
+        raise ModelFrameError("response must be numeric")
+    arr = np.asarray(y)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(float)
+    if arr.dtype.kind not in "iuf":
+        raise ModelFrameError("response must be numeric")
+    arr = arr.astype(float)
+    if not np.isfinite(arr).all():
+        raise ModelFrameError("NA/NaN/Inf in 'y'")
+    return arr
+
+
+def variable_names(nodes: Sequence[Node]) -> list[str]:
+    """Deparsed names of variable expressions."""
+    return [deparse(v) for v in nodes]

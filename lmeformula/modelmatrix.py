@@ -1,0 +1,196 @@
+"""R's ``model.matrix``: columns, coding and names exactly as R builds them.
+
+For each term and each factor in it, R decides between contrasts and full indicator coding
+(``TermCode`` in R's model.c): a factor is coded by contrasts when the term without it is empty
+or is contained in an earlier term, and by indicators otherwise. Without an intercept, the first
+factor of the first term that has one is switched to indicators. Columns of a term are the
+products of its variables' columns, the first variable varying fastest, named ``a1:b2`` style
+(``recipeB:temp``, ``temperature.L``, ``poly(x, 2)1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import FormulaError
+from .formula.terms import Terms
+from .transforms import MatrixValue, Value, as_factor, is_factor_like
+
+__all__ = ["ModelMatrix", "model_matrix", "contrast_matrix"]
+
+
+@dataclass(frozen=True)
+class ModelMatrix:
+    """A dense model matrix with R's attributes.
+
+    Attributes
+    ----------
+    values
+        n x p array.
+    columns
+        R's column names.
+    assign
+        Term index of each column (0 for the intercept, 1.. for the terms), R's ``assign``.
+    contrasts
+        Contrast name used for each factor coded by contrasts, R's ``contrasts`` attribute.
+    """
+
+    values: np.ndarray
+    columns: list[str]
+    assign: list[int]
+    contrasts: dict[str, str]
+
+    def to_frame(self, index: pd.Index | None = None) -> pd.DataFrame:
+        """The matrix as a DataFrame with R's column names."""
+        return pd.DataFrame(self.values, columns=self.columns, index=index)
+
+
+def contrast_matrix(levels: list[str], kind: str | np.ndarray | pd.DataFrame,
+                    ) -> tuple[np.ndarray, list[str]]:
+    """R's ``contr.*`` matrices (levels x columns) and the column suffixes R uses."""
+    k = len(levels)
+    if isinstance(kind, pd.DataFrame):
+        return kind.to_numpy(dtype=float), [str(c) for c in kind.columns]
+    if isinstance(kind, np.ndarray):
+        return kind.astype(float), [str(i + 1) for i in range(kind.shape[1])]
+    if k < 2:
+        raise FormulaError("contrasts can be applied only to factors with 2 or more levels")
+    if kind == "contr.treatment":
+        return np.eye(k)[:, 1:], list(levels[1:])
+    if kind == "contr.SAS":
+        return np.eye(k)[:, :-1], list(levels[:-1])
+    if kind == "contr.sum":
+        m = np.vstack([np.eye(k - 1), -np.ones(k - 1)])
+        return m, [str(i + 1) for i in range(k - 1)]
+    if kind == "contr.helmert":
+        m = np.zeros((k, k - 1))
+        for j in range(k - 1):
+            m[: j + 1, j] = -1.0
+            m[j + 1, j] = j + 1.0
+        return m, [str(i + 1) for i in range(k - 1)]
+    if kind == "contr.poly":
+        scores = np.arange(1, k + 1, dtype=float)
+        powers = np.vander(scores - scores.mean(), k, increasing=True)
+        q, r = np.linalg.qr(powers)
+        raw = q * np.diag(r)
+        z = raw / np.sqrt((raw**2).sum(axis=0))
+        names = [".L", ".Q", ".C"] + [f"^{i}" for i in range(4, k)]
+        return z[:, 1:], names[: k - 1]
+    raise FormulaError(f"unknown contrasts {kind!r}")
+
+
+def _factor_of(value: Value, name: str) -> pd.Categorical:
+    return as_factor(value, name) if not isinstance(value, pd.Categorical) else value
+
+
+def _term_codes(t: Terms, factor_vars: set[int]) -> list[dict[int, int]]:
+    """For each term, variable -> 1 (contrasts) or 2 (indicators), factors only (R's TermCode)."""
+    codes: list[dict[int, int]] = []
+    seen: list[frozenset[int]] = []
+    for term in t.terms:
+        tset = frozenset(term)
+        code: dict[int, int] = {}
+        for v in term:
+            if v not in factor_vars:
+                continue
+            rest = tset - {v}
+            code[v] = 1 if not rest or any(rest <= prev for prev in seen) else 2
+        codes.append(code)
+        seen.append(tset)
+    if not t.intercept:
+        for term, code in zip(t.terms, codes, strict=True):
+            first = next((v for v in term if v in code), None)
+            if first is not None:
+                code[first] = 2
+                break
+    return codes
+
+
+def model_matrix(
+    t: Terms,
+    variables: Mapping[str, Value],
+    nrow: int,
+    contrasts: Mapping[str, Any] | None = None,
+) -> ModelMatrix:
+    """Build R's model matrix for the terms ``t`` from evaluated variables.
+
+    Parameters
+    ----------
+    t
+        The terms (from :func:`lmeformula.formula.terms.terms`).
+    variables
+        Deparsed variable expression -> value (from the model frame).
+    nrow
+        Number of rows.
+    contrasts
+        Optional variable name -> ``"contr.treatment"``, ``"contr.sum"``, ``"contr.helmert"``,
+        ``"contr.poly"``, ``"contr.SAS"`` or a matrix (levels x columns).
+
+    Returns
+    -------
+    ModelMatrix
+    """
+    contrasts = dict(contrasts or {})
+    names = t.variable_names
+    values: dict[int, Value] = {}
+    factor_vars: set[int] = set()
+    for term in t.terms:
+        for v in term:
+            if v not in values:
+                values[v] = variables[names[v]]
+                if is_factor_like(values[v]):
+                    factor_vars.add(v)
+    codes = _term_codes(t, factor_vars)
+
+    blocks: list[np.ndarray] = []
+    columns: list[str] = []
+    assign: list[int] = []
+    used: dict[str, str] = {}
+    if t.intercept:
+        blocks.append(np.ones((nrow, 1)))
+        columns.append("(Intercept)")
+        assign.append(0)
+    for ti, (term, code) in enumerate(zip(t.terms, codes, strict=True), start=1):
+        mat = np.ones((nrow, 1))
+        labels = [""]
+        for v in term:
+            vmat, vlabels = _variable_columns(values[v], names[v], code.get(v), contrasts, used)
+            # the first variable varies fastest: new columns = old (inner) x this (outer)
+            mat = (mat[:, :, None] * vmat[:, None, :]).reshape(nrow, -1, order="F")
+            labels = [f"{a}:{b}" if a else b for b in vlabels for a in labels]
+        blocks.append(mat)
+        columns.extend(labels)
+        assign.extend([ti] * mat.shape[1])
+    values_ = np.hstack(blocks) if blocks else np.zeros((nrow, 0))
+    return ModelMatrix(values_, columns, assign, used)
+
+
+def _variable_columns(
+    value: Value, name: str, code: int | None, contrasts: dict[str, Any], used: dict[str, str]
+) -> tuple[np.ndarray, list[str]]:
+    if code is None:
+        if isinstance(value, MatrixValue):
+            k = value.values.shape[1]
+            if value.colnames is None:
+                suffixes = [""] if k == 1 else [str(i + 1) for i in range(k)]
+            else:
+                suffixes = list(value.colnames)
+            return value.values, [name + s for s in suffixes]
+        arr = np.asarray(value, dtype=float)
+        return arr[:, None], [name]
+    factor = _factor_of(value, name)
+    levels = [str(c) for c in factor.categories]
+    codes = np.asarray(factor.codes)
+    indicators = np.zeros((codes.shape[0], len(levels)))
+    indicators[np.arange(codes.shape[0]), codes] = 1.0
+    if code == 2:
+        return indicators, [name + lev for lev in levels]
+    kind = contrasts.get(name, "contr.poly" if factor.ordered else "contr.treatment")
+    cmat, suffixes = contrast_matrix(levels, kind)
+    used[name] = kind if isinstance(kind, str) else "custom"
+    return indicators @ cmat, [name + s for s in suffixes]

@@ -1,0 +1,214 @@
+"""lme4's modular steps: ``lFormula`` (formula + data -> model structures).
+
+The steps are the ones lme4 takes (R/modular.R): expand ``||``; build the model frame over every
+variable; build the random-effects structures (``mkReTrms``); run the identifiability checks;
+build the fixed-effects matrix from ``nobars(formula)``; drop rank-deficient columns; check
+scales. Each result is a plain object a user can inspect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
+from .control import LmerControl, as_control
+from .errors import FormulaError
+from .formula.ast import BinOp, Node, deparse
+from .formula.bars import expand_double_verts, findbars, nobars
+from .formula.parser import parse_formula
+from .formula.terms import Terms, terms
+from .frame import ModelFrame, check_response, model_frame
+from .modelmatrix import model_matrix
+from .reterms import ReTrms, mk_re_trms
+
+__all__ = ["LFormula", "lFormula", "parse_lmer_formula", "ParsedFormula"]
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """An lme4 formula split into its parts (no data involved).
+
+    Attributes
+    ----------
+    text
+        The formula as given.
+    lhs
+        Response expression, or None.
+    rhs
+        Right-hand side with ``||`` expanded (lme4 stores this form).
+    bars
+        Random-effects terms in formula order, slashes expanded.
+    fixed
+        The fixed-effects terms (``nobars``).
+    """
+
+    text: str
+    lhs: Node | None
+    rhs: Node
+    bars: tuple[BinOp, ...]
+    fixed: Terms
+
+    @property
+    def expanded(self) -> str:
+        """The formula lme4 stores: ``||`` expanded."""
+        rhs = deparse(self.rhs)
+        return f"{deparse(self.lhs)} ~ {rhs}" if self.lhs is not None else f"~{rhs}"
+
+
+def parse_lmer_formula(formula: str) -> ParsedFormula:
+    """Split an lme4 formula into response, random-effects bars and fixed terms."""
+    lhs, rhs = parse_formula(formula)
+    rhs = expand_double_verts(rhs)
+    bars = tuple(findbars(rhs))
+    fixed_rhs = nobars(rhs)
+    return ParsedFormula(formula, lhs, rhs, bars, terms(fixed_rhs, lhs))
+
+
+@dataclass
+class LFormula:
+    """The result of :func:`lFormula`, lme4's ``lFormula()`` list.
+
+    Attributes
+    ----------
+    fr
+        The model frame (rows kept, variables used), a DataFrame with the caller's index.
+    X
+        Fixed-effects model matrix, columns named exactly as R's ``model.matrix``.
+    reTrms
+        Random-effects structures (:class:`lmeformula.reterms.ReTrms`).
+    REML
+        Whether the REML criterion is to be used.
+    formula
+        The formula with ``||`` expanded, as lme4 stores it.
+    wmsgs
+        Messages of the checks that warned (lme4's ``wmsgs``).
+    y
+        The response (None for a one-sided formula).
+    frame
+        The full :class:`lmeformula.frame.ModelFrame` (transform state, NA record, offset).
+    X_attrs
+        R's attributes of X: ``assign``, ``contrasts``, ``col.dropped``, ``msgRankdrop``,
+        ``msgScaleX``.
+    parsed
+        The :class:`ParsedFormula`.
+    """
+
+    fr: pd.DataFrame
+    X: pd.DataFrame
+    reTrms: ReTrms
+    REML: bool
+    formula: str
+    wmsgs: list[str]
+    y: np.ndarray | None
+    frame: ModelFrame = field(repr=False)
+    X_attrs: dict[str, Any] = field(repr=False)
+    parsed: ParsedFormula = field(repr=False)
+    control: LmerControl = field(repr=False)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Prior weights, or None."""
+        return self.frame.weights
+
+    @property
+    def offset(self) -> np.ndarray | None:
+        """The total offset, or None."""
+        return self.frame.offset
+
+    def __getitem__(self, key: str) -> Any:
+        """lme4-style access: ``pf["reTrms"]``."""
+        return getattr(self, key)
+
+    def __repr__(self) -> str:
+        from .printing import format_lformula
+
+        return format_lformula(self)
+
+
+def lFormula(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = True,
+    subset: Any = None,
+    weights: Any = None,
+    na_action: str = "omit",
+    offset: Any = None,
+    contrasts: Mapping[str, Any] | None = None,
+    control: LmerControl | Mapping[str, Any] | None = None,
+) -> LFormula:
+    """Parse an lme4 formula against data: lme4's ``lFormula``.
+
+    Parameters
+    ----------
+    formula
+        R formula text, ``"Reaction ~ Days + (Days | Subject)"``.
+    data
+        A DataFrame; it is never modified.
+    REML
+        Use the REML criterion (stored for the deviance function).
+    subset
+        Boolean array-like or R expression text selecting rows.
+    weights, offset
+        Column names or arrays with one value per row of ``data``.
+    na_action
+        ``"omit"`` (default), ``"exclude"`` or ``"fail"``.
+    contrasts
+        Contrasts for factors of the fixed part, ``{"recipe": "contr.sum"}``.
+    control
+        :class:`lmeformula.control.LmerControl` or a dict of its options.
+
+    Returns
+    -------
+    LFormula
+    """
+    ctrl = as_control(control)
+    parsed = parse_lmer_formula(formula)
+    if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
+        raise FormulaError("formula must have a response (left-hand side): "
+                           f"{formula!r} is one-sided")
+    if not parsed.bars:
+        raise FormulaError("No random effects terms specified in formula")
+    frame = model_frame(parsed.lhs, parsed.rhs, data, weights=weights, offset=offset,
+                        subset=subset, na_action=na_action)
+    y = check_response(frame) if parsed.lhs is not None else None
+    re = mk_re_trms(parsed.bars, frame)
+    n = frame.nrow
+    wmsgs = check_nlevels(re, n, ctrl) + check_zdims(re, n, ctrl)
+    if np.isnan(re.Zt.data).any():
+        raise FormulaError("NA in Z (random-effects model matrix): please use "
+                           "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
+    wmsgs += check_zrank(re, n, ctrl)
+
+    mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
+    dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
+    xvals = mm.values[:, kept]
+    xcols = [mm.columns[j] for j in kept]
+    scale_msg = check_scale_x(xvals, ctrl)
+    X = pd.DataFrame(xvals, columns=xcols, index=frame.data.index)
+    X_attrs: dict[str, Any] = {
+        "assign": [mm.assign[j] for j in kept],
+        "contrasts": dict(mm.contrasts),
+        "msgScaleX": [scale_msg] if scale_msg else [],
+    }
+    if rank_msg:
+        X_attrs["msgRankdrop"] = rank_msg
+        X_attrs["col.dropped"] = dropped
+    return LFormula(
+        fr=frame.data,
+        X=X,
+        reTrms=re,
+        REML=REML,
+        formula=parsed.expanded,
+        wmsgs=wmsgs,
+        y=y,
+        frame=frame,
+        X_attrs=X_attrs,
+        parsed=parsed,
+        control=ctrl,
+    )

@@ -1,0 +1,332 @@
+"""lme4's ``mkReTrms``: from the bar terms and the model frame to Zt, Lambdat, theta and friends.
+
+Each random-effects term ``LHS | g`` becomes a :class:`ReTerm` that knows its grouping factor
+(the indicator matrix ``J``, n x nl), its model matrix ``X`` (n x nc, R's ``model.matrix(~LHS)``)
+and its block ``Zt = KhatriRao(J', X')`` ((nl*nc) x n, rows level-major), plus the template of
+its relative covariance factor Λ. :func:`mk_re_trms` sorts the terms as lme4 does and stacks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import RandomEffectsError, VariableNotFoundError
+from .formula.ast import BinOp, Name, Node, Paren, deparse
+from .formula.bars import bar_name, grouping_variables
+from .formula.terms import terms
+from .frame import ModelFrame
+from .modelmatrix import model_matrix
+from .transforms import as_factor
+
+__all__ = ["ReTerm", "ReTrms", "mk_re_trms", "khatri_rao", "interaction_factor"]
+
+
+def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
+    """Column-wise Kronecker product of ``a`` (m x n) and ``b`` (k x n): (m*k) x n.
+
+    Column j is ``kron(a[:, j], b[:, j])``, so row ``i*k + r`` holds ``a[i, j] * b[r, j]``.
+    Entries that are structurally present in ``a`` are kept even where ``b`` is 0, as in
+    Matrix::KhatriRao (lme4's Ztlist keeps those explicit zeros).
+    """
+    a = sp.csc_matrix(a)
+    b = np.asarray(b.todense() if sp.issparse(b) else b, dtype=float)
+    k, n = b.shape
+    counts = np.diff(a.indptr)
+    cols = np.repeat(np.arange(n), counts)
+    rows = (a.indices[:, None] * k + np.arange(k)[None, :]).ravel()
+    vals = (a.data[:, None] * b[:, cols].T).ravel()
+    indptr = np.concatenate([[0], np.cumsum(counts * k)])
+    return sp.csc_matrix((vals, rows, indptr), shape=(a.shape[0] * k, n))
+
+
+def interaction_factor(a: pd.Categorical, b: pd.Categorical) -> pd.Categorical:
+    """lme4's ``a %i% b``: observed combinations only, ordered by a's level then b's, ``"a:b"``."""
+    ca, cb = np.asarray(a.codes, dtype=np.int64), np.asarray(b.codes, dtype=np.int64)
+    ok = (ca >= 0) & (cb >= 0)
+    nb = max(len(b.categories), 1)
+    key = np.where(ok, ca * nb + cb, -1)
+    observed = np.unique(key[ok])
+    codes = np.full(key.shape[0], -1, dtype=np.int64)
+    codes[ok] = np.searchsorted(observed, key[ok])
+    la, lb = list(map(str, a.categories)), list(map(str, b.categories))
+    labels = [f"{la[k // nb]}:{lb[k % nb]}" for k in observed]
+    return pd.Categorical.from_codes(codes, categories=labels)
+
+
+def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
+    """Evaluate a grouping expression in the model frame (lme4's ``mkBlist``)."""
+    text = deparse(group)
+    if isinstance(group, Paren):
+        return _grouping_factor(group.expr, frame)
+    if isinstance(group, Name):
+        if group.id not in frame.variables:
+            raise VariableNotFoundError(f"object '{group.id}' not found")
+        return as_factor(frame.variables[group.id], group.id)
+    if isinstance(group, BinOp) and group.op == ":":
+        return interaction_factor(_grouping_factor(group.left, frame),
+                                  _grouping_factor(group.right, frame))
+    if isinstance(group, BinOp) and group.op == "+":
+        raise RandomEffectsError(f"Invalid grouping factor specification, {text}")
+    missing = [v.id for v in grouping_variables(group) if v.id not in frame.variables]
+    raise RandomEffectsError(
+        f"couldn't evaluate grouping factor {text} within model frame: "
+        f"{'object ' + repr(missing[0]) + ' not found. ' if missing else ''}"
+        "Try adding grouping factor to data frame explicitly if possible"
+    )
+
+
+@dataclass(frozen=True)
+class ReTerm:
+    """One random-effects term ``LHS | g``: its pieces before stacking.
+
+    Attributes
+    ----------
+    name
+        lme4's term name, ``deparse(bar)``: ``"Days | Subject"``.
+    group_name
+        The grouping factor's name, ``deparse(g)``: ``"Subject"``, ``"cask:batch"``.
+    factor
+        The grouping factor (levels in lme4's order, unused levels dropped).
+    X
+        The term's model matrix X_i (n x nc), R's ``model.matrix(~LHS, fr)``.
+    cnms
+        X_i's column names.
+    """
+
+    name: str
+    group_name: str
+    factor: pd.Categorical
+    X: np.ndarray
+    cnms: list[str]
+
+    @property
+    def nl(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.factor.categories)
+
+    @property
+    def nc(self) -> int:
+        """Number of columns of the term."""
+        return self.X.shape[1]
+
+    @property
+    def J(self) -> sp.csc_matrix:
+        """Indicator matrix J_i (n x nl): row j has a 1 in the column of observation j's level."""
+        codes = np.asarray(self.factor.codes)
+        n = codes.shape[0]
+        return sp.csc_matrix((np.ones(n), (np.arange(n), codes)), shape=(n, self.nl))
+
+    @property
+    def Zt(self) -> sp.csc_matrix:
+        """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n, explicit zeros kept."""
+        return khatri_rao(self.J.T, self.X.T)
+
+    @property
+    def theta_length(self) -> int:
+        """Length of this term's theta: nc(nc+1)/2."""
+        return self.nc * (self.nc + 1) // 2
+
+    def theta_index(self, row: int, col: int) -> int:
+        """Position of Λ_i[row, col] (row >= col, 0-based) in this term's theta (column-major)."""
+        return col * self.nc - col * (col - 1) // 2 + (row - col)
+
+    def lambdat_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One level's block of Lambdat in CSC order: (row indices, column pointers, Lind)."""
+        rows, ptr, lind = [], [0], []
+        for c in range(self.nc):  # Lambdat column c holds Λ[c, r] for r <= c
+            for r in range(c + 1):
+                rows.append(r)
+                lind.append(self.theta_index(c, r))
+            ptr.append(len(rows))
+        return np.array(rows), np.array(ptr), np.array(lind)
+
+    def theta_names(self) -> list[str]:
+        """lme4's names: ``group.col`` on the diagonal, ``group.row.col`` off it."""
+        out = [""] * self.theta_length
+        for c in range(self.nc):
+            for r in range(c, self.nc):
+                label = (f"{self.group_name}.{self.cnms[r]}" if r == c
+                         else f"{self.group_name}.{self.cnms[r]}.{self.cnms[c]}")
+                out[self.theta_index(r, c)] = label
+        return out
+
+
+@dataclass
+class ReTrms:
+    """lme4's ``reTrms`` list, terms in lme4's order.
+
+    Attributes
+    ----------
+    Zt
+        q x n sparse (CSC) random-effects model matrix, transposed; exact zeros dropped.
+    Ztlist
+        Term name -> block of Zt (explicit zeros kept, as in lme4).
+    Lambdat
+        q x q sparse Λ' with the full triangular pattern of every block (zeros kept).
+    Lind
+        0-based index into theta of every stored value of Lambdat (CSC order).
+    theta
+        Initial covariance parameters: 1 on diagonals of Λ_i, 0 off them.
+    lower
+        Lower bounds: 0 for diagonal elements, -inf otherwise.
+    Gp
+        Group pointers: term i occupies rows Gp[i]:Gp[i+1] of Zt.
+    flist
+        Grouping factor name -> factor, one per unique factor, in order of first use.
+    assign
+        For each term, the index of its factor in ``flist`` (0-based).
+    cnms
+        Column names of each term.
+    cnms_names
+        The grouping-factor name of each term (R's ``names(cnms)``).
+    nl
+        Levels per term, indexed by grouping-factor name.
+    terms
+        The :class:`ReTerm` objects (J_i, X_i, ...), lme4's order.
+    ord
+        Position in formula order of each sorted term.
+    """
+
+    Zt: sp.csc_matrix
+    Ztlist: dict[str, sp.csc_matrix]
+    Lambdat: sp.csc_matrix
+    Lind: np.ndarray
+    theta: np.ndarray
+    lower: np.ndarray
+    Gp: np.ndarray
+    flist: dict[str, pd.Categorical]
+    assign: np.ndarray
+    cnms: list[list[str]]
+    cnms_names: list[str]
+    nl: pd.Series
+    terms: list[ReTerm] = field(repr=False)
+    ord: np.ndarray = field(repr=False)
+
+    @property
+    def theta_names(self) -> list[str]:
+        """Names of theta, lme4's ``getME(., "theta")`` names."""
+        return [n for t in self.terms for n in t.theta_names()]
+
+    @property
+    def Ji(self) -> dict[str, sp.csc_matrix]:
+        """Term name -> indicator matrix J_i (n x nl_i)."""
+        return {t.name: t.J for t in self.terms}
+
+    @property
+    def Xi(self) -> dict[str, pd.DataFrame]:
+        """Term name -> the term's model matrix X_i (n x nc_i), columns named by cnms."""
+        return {t.name: pd.DataFrame(t.X, columns=t.cnms) for t in self.terms}
+
+    def __repr__(self) -> str:
+        from .printing import format_reterms
+
+        return format_reterms(self)
+
+
+def lme4_term_order(nl: Sequence[int]) -> list[int]:
+    """lme4's reordering: keep formula order if nl is non-increasing, else ``rev(order(nl))``:
+    decreasing nl with ties in reverse formula order."""
+    nl = list(nl)
+    if all(nl[i] >= nl[i + 1] for i in range(len(nl) - 1)):
+        return list(range(len(nl)))
+    return sorted(range(len(nl)), key=lambda i: (-nl[i], -i))
+
+
+def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
+    """Build one :class:`ReTerm` from a bar ``LHS | g`` and the model frame."""
+    name = bar_name(bar)
+    factor = _grouping_factor(bar.right, frame)
+    if np.all(np.asarray(factor.codes) < 0):
+        raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}")
+    factor = factor.remove_unused_categories()
+    lhs_terms = terms(bar.left)
+    mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
+    if mm.values.shape[1] == 0:
+        raise RandomEffectsError(f"random-effects term has no columns: ({name})")
+    return ReTerm(name, deparse(bar.right), factor, mm.values, mm.columns)
+
+
+def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = True) -> ReTrms:
+    """lme4's ``mkReTrms(bars, fr)``: stack the terms in lme4's order.
+
+    Parameters
+    ----------
+    bars
+        Random-effects terms from :func:`lmeformula.formula.findbars`.
+    frame
+        The model frame.
+    reorder_terms
+        Sort terms by decreasing number of levels, as lme4 does by default.
+
+    Returns
+    -------
+    ReTrms
+    """
+    if not bars:
+        raise RandomEffectsError("No random effects terms specified in formula")
+    built = [make_re_term(b, frame) for b in bars]
+    order = lme4_term_order([t.nl for t in built]) if reorder_terms else list(range(len(built)))
+    sorted_terms = [built[i] for i in order]
+
+    ztlist = {t.name: t.Zt for t in sorted_terms}
+    blocks = list(ztlist.values())
+    zt = sp.vstack(blocks, format="csc") if len(blocks) > 1 else blocks[0].copy()
+    zt.eliminate_zeros()
+    zt.sort_indices()
+
+    lam_rows, lam_ptr, lind_parts, theta_parts, lower_parts = [], [0], [], [], []
+    offset_row, offset_theta = 0, 0
+    for t in sorted_terms:
+        rows, ptr, lind = t.lambdat_block()
+        for _ in range(t.nl):
+            lam_rows.append(rows + offset_row)
+            lam_ptr.extend((ptr[1:] + lam_ptr[-1]).tolist())
+            lind_parts.append(lind + offset_theta)
+            offset_row += t.nc
+        theta = np.zeros(t.theta_length)
+        lower = np.full(t.theta_length, -np.inf)
+        for c in range(t.nc):
+            theta[t.theta_index(c, c)] = 1.0
+            lower[t.theta_index(c, c)] = 0.0
+        theta_parts.append(theta)
+        lower_parts.append(lower)
+        offset_theta += t.theta_length
+    q = offset_row
+    lind_all = np.concatenate(lind_parts).astype(np.int64)
+    theta_all = np.concatenate(theta_parts)
+    lambdat = sp.csc_matrix(
+        (theta_all[lind_all], np.concatenate(lam_rows), np.array(lam_ptr)), shape=(q, q)
+    )
+
+    gp = np.concatenate([[0], np.cumsum([t.nl * t.nc for t in sorted_terms])]).astype(np.int64)
+    if gp[-1] != zt.shape[0]:
+        raise RandomEffectsError(
+            f"total number of RE ({gp[-1]}) not equal to nrow(Zt) ({zt.shape[0]})"
+        )
+    flist: dict[str, pd.Categorical] = {}
+    for t in sorted_terms:
+        flist.setdefault(t.group_name, t.factor)
+    names = list(flist)
+    assign = np.array([names.index(t.group_name) for t in sorted_terms], dtype=np.int64)
+    return ReTrms(
+        Zt=zt,
+        Ztlist=ztlist,
+        Lambdat=lambdat,
+        Lind=lind_all,
+        theta=theta_all,
+        lower=np.concatenate(lower_parts),
+        Gp=gp,
+        flist=flist,
+        assign=assign,
+        cnms=[list(t.cnms) for t in sorted_terms],
+        cnms_names=[t.group_name for t in sorted_terms],
+        nl=pd.Series([t.nl for t in sorted_terms], index=[t.group_name for t in sorted_terms],
+                     dtype=np.int64),
+        terms=sorted_terms,
+        ord=np.array(order, dtype=np.int64),
+    )

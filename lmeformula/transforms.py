@@ -1,0 +1,322 @@
+"""Evaluation of R variable expressions (``log(y + 1)``, ``I(x^2)``, ``poly(x, 2)``, ``factor(x)``)
+over the columns of a data frame.
+
+Values are numpy vectors (numeric or logical), pandas Categoricals (factors), or
+:class:`MatrixValue` (``poly`` and ``scale`` return matrices, as in R). Data-dependent transforms
+(``poly``, ``scale``) record their parameters in a ``state`` dictionary keyed by the deparsed call,
+so that predictions on new data reuse them (R's ``predvars``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import FormulaError, VariableNotFoundError
+from .formula.ast import BinOp, Call, Name, Node, Num, Paren, Str, UnaryOp, deparse
+
+__all__ = ["MatrixValue", "Value", "evaluate", "as_factor", "r_number_labels", "is_factor_like"]
+
+
+@dataclass(frozen=True)
+class MatrixValue:
+    """A matrix-valued variable; ``colnames`` None when R's matrix has no column names."""
+
+    values: np.ndarray
+    colnames: tuple[str, ...] | None
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def take(self, index: np.ndarray) -> MatrixValue:
+        return MatrixValue(self.values[index], self.colnames)
+
+
+Value = Any  # np.ndarray | pd.Categorical | MatrixValue
+
+
+def r_number_labels(values: np.ndarray) -> list[str]:
+    """Format numbers as R's ``as.character`` does (15 significant digits, ``1e+05``)."""
+    out = []
+    for v in values:
+        if np.isfinite(v) and v == int(v) and abs(v) < 1e15:
+            s = str(int(v))
+            if len(s) > 5 and s.endswith("00000"):
+                s = _r_general(v)
+        else:
+            s = _r_general(v)
+        out.append(s)
+    return out
+
+
+def _r_general(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Inf" if v > 0 else "-Inf"
+    fixed = f"{v:.15g}"
+    if "e" in fixed:
+        m, e = fixed.split("e")
+        sign = "-" if e.startswith("-") else "+"
+        fixed = f"{m}e{sign}{e.lstrip('+-').lstrip('0').rjust(2, '0')}"
+    return fixed
+
+
+def is_factor_like(value: Value) -> bool:
+    """Whether model.matrix codes the value by contrasts (factors, logicals, strings)."""
+    if isinstance(value, pd.Categorical):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "bOUT"
+
+
+def as_factor(value: Value, name: str = "x") -> pd.Categorical:
+    """R's ``factor(x)``: numbers sorted numerically, strings in C-locale order, logicals
+    FALSE < TRUE; an existing factor keeps its level order (unused levels are dropped)."""
+    if isinstance(value, pd.Categorical):
+        return value.remove_unused_categories()
+    if isinstance(value, MatrixValue):
+        raise FormulaError(f"cannot use the matrix-valued '{name}' as a factor")
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b":
+        labels = np.where(arr, "TRUE", "FALSE").astype(object)
+        return pd.Categorical(labels, categories=[c for c in ("FALSE", "TRUE") if c in set(labels)])
+    if arr.dtype.kind in "iuf":
+        mask = np.isnan(arr.astype(float))
+        uniq = np.unique(arr[~mask].astype(float))
+        labels = r_number_labels(uniq)
+        codes = np.full(arr.shape[0], -1, dtype=np.int64)
+        codes[~mask] = np.searchsorted(uniq, arr[~mask].astype(float))
+        return pd.Categorical.from_codes(codes, categories=labels)
+    obj = pd.Series(arr, dtype=object)
+    mask = obj.isna().to_numpy()
+    strings = obj[~mask].astype(str)
+    uniq = sorted(set(strings))  # Python's str order is C-locale (code point) order
+    codes = np.full(arr.shape[0], -1, dtype=np.int64)
+    lookup = {s: i for i, s in enumerate(uniq)}
+    codes[~mask] = [lookup[s] for s in strings]
+    return pd.Categorical.from_codes(codes, categories=uniq)
+
+
+def column_value(series: pd.Series) -> Value:
+    """Convert a data-frame column to an evaluation value (numbers become float64 with NaN)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return pd.Categorical(series)
+    if pd.api.types.is_bool_dtype(dtype):
+        if series.isna().any():
+            return as_factor(series.astype(object).map(
+                lambda v: None if pd.isna(v) else ("TRUE" if v else "FALSE")).to_numpy(object))
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        return series.to_numpy(dtype=object, na_value=None)
+    raise FormulaError(
+        f"column '{series.name}' has type {dtype}, which a model formula cannot use"
+    )
+
+
+def _numeric(value: Value, what: str) -> np.ndarray:
+    if isinstance(value, MatrixValue):
+        return value.values
+    if isinstance(value, pd.Categorical):
+        raise FormulaError(f"non-numeric argument to mathematical function in '{what}'")
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b":
+        return arr.astype(float)
+    if arr.dtype.kind not in "iuf":
+        raise FormulaError(f"non-numeric argument to mathematical function in '{what}'")
+    return arr.astype(float, copy=False)
+
+
+def _poly(x: np.ndarray, degree: int, state: dict[str, Any] | None) -> MatrixValue:
+    names = tuple(str(i) for i in range(1, degree + 1))
+    if np.isnan(x).any():
+        raise FormulaError("missing values are not allowed in 'poly'")
+    if state is None or "alpha" not in state:
+        if degree >= len(np.unique(x)):
+            raise FormulaError("'degree' must be less than number of unique points")
+        xbar = x.mean()
+        xc = x - xbar
+        powers = np.vander(xc, degree + 1, increasing=True)
+        q, r = np.linalg.qr(powers)
+        z = q * np.diag(r)
+        norm2 = (z**2).sum(axis=0)
+        alpha = ((xc[:, None] * z**2).sum(axis=0) / norm2 + xbar)[:degree]
+        values = z / np.sqrt(norm2)
+        if state is not None:
+            state["alpha"] = alpha
+            state["norm2"] = np.concatenate([[1.0], norm2])
+        return MatrixValue(values[:, 1:], names)
+    alpha, norm2 = state["alpha"], state["norm2"]
+    z = np.ones((x.shape[0], degree + 1))
+    z[:, 1] = x - alpha[0]
+    for i in range(1, degree):
+        z[:, i + 1] = (x - alpha[i]) * z[:, i] - (norm2[i + 1] / norm2[i]) * z[:, i - 1]
+    z = z / np.sqrt(norm2[1:])
+    return MatrixValue(z[:, 1:], names)
+
+
+def _scale(x: np.ndarray, center: bool, scale: bool, state: dict[str, Any] | None) -> MatrixValue:
+    if state is not None and "center" in state:
+        c, s = state["center"], state["scale"]
+    else:
+        c = np.nanmean(x) if center else 0.0
+        xc = x - c
+        ok = ~np.isnan(xc)
+        s = math.sqrt(float((xc[ok] ** 2).sum()) / (ok.sum() - 1)) if scale else 1.0
+        if state is not None:
+            state["center"], state["scale"] = c, s
+    return MatrixValue(((x - c) / s)[:, None], None)
+
+
+def _bool_arg(node: Node | None, default: bool) -> bool:
+    if node is None:
+        return default
+    if isinstance(node, Name) and node.id in ("TRUE", "T"):
+        return True
+    if isinstance(node, Name) and node.id in ("FALSE", "F"):
+        return False
+    raise FormulaError(f"expected TRUE or FALSE, got {deparse(node)}")
+
+
+_MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10, "log2": np.log2,
+    "log1p": np.log1p, "expm1": np.expm1, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "floor": np.floor, "ceiling": np.ceil, "trunc": np.trunc, "as.numeric": lambda x: x,
+    "as.double": lambda x: x,
+}
+
+
+class Evaluator:
+    """Evaluate R expressions against a mapping of column name -> column value."""
+
+    def __init__(self, columns: Mapping[str, Value], nrow: int,
+                 state: dict[str, dict[str, Any]] | None = None) -> None:
+        self.columns = columns
+        self.nrow = nrow
+        self.state = state if state is not None else {}
+
+    def __call__(self, node: Node) -> Value:
+        return self.eval(node)
+
+    def eval(self, node: Node) -> Value:
+        if isinstance(node, Name):
+            return self.lookup(node.id)
+        if isinstance(node, Num):
+            return node.value
+        if isinstance(node, Str):
+            return node.value
+        if isinstance(node, Paren):
+            return self.eval(node.expr)
+        if isinstance(node, UnaryOp):
+            operand = self.eval(node.operand)
+            if node.op == "-":
+                return -_numeric(operand, deparse(node)) if not np.isscalar(operand) else -operand
+            if node.op == "+":
+                return operand
+            if node.op == "!":
+                return ~np.asarray(operand, dtype=bool)
+            raise FormulaError(f"cannot evaluate {deparse(node)}")
+        if isinstance(node, BinOp):
+            return self.binary(node)
+        if isinstance(node, Call):
+            return self.call(node)
+        raise FormulaError(f"cannot evaluate {deparse(node)}")
+
+    def lookup(self, name: str) -> Value:
+        if name in self.columns:
+            return self.columns[name]
+        constants = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": math.pi}
+        if name in constants:
+            return constants[name]
+        raise VariableNotFoundError(f"object '{name}' not found")
+
+    def binary(self, node: BinOp) -> Value:
+        left, right = self.eval(node.left), self.eval(node.right)
+        what = deparse(node)
+        if node.op in ("==", "!="):
+            lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
+            out = lv == right if node.op == "==" else lv != right
+            return np.asarray(out, dtype=bool)
+        if node.op in ("&", "&&", "|", "||"):
+            lb, rb = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
+            return lb & rb if node.op in ("&", "&&") else lb | rb
+        a = left if np.isscalar(left) else _numeric(left, what)
+        b = right if np.isscalar(right) else _numeric(right, what)
+        ops: dict[str, Callable[[Any, Any], Any]] = {
+            "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power,
+            "%%": np.mod, "%/%": np.floor_divide, "<": np.less, ">": np.greater,
+            "<=": np.less_equal, ">=": np.greater_equal,
+        }
+        if node.op not in ops:
+            raise FormulaError(f"cannot evaluate operator '{node.op}' in {what}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ops[node.op](np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+
+    def call(self, node: Call) -> Value:
+        fn, pos = node.fn, node.positional
+        what = deparse(node)
+        if fn in ("I", "offset", "c") and len(pos) == 1:
+            return self.eval(pos[0])
+        if fn in ("factor", "as.factor"):
+            return as_factor(self.eval(pos[0]), deparse(pos[0]))
+        if fn in ("ordered", "as.ordered"):
+            f = as_factor(self.eval(pos[0]), deparse(pos[0]))
+            return f.as_ordered()
+        if fn == "as.integer":
+            return np.trunc(_numeric(self.eval(pos[0]), what))
+        if fn == "log":
+            x = _numeric(self.eval(pos[0]), what)
+            base = node.kwarg("base") or (pos[1] if len(pos) > 1 else None)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.log(x)
+                if base is not None:
+                    out = out / math.log(float(self.eval(base)))
+            return out
+        if fn in _MATH and len(pos) == 1:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return _MATH[fn](_numeric(self.eval(pos[0]), what))
+        if fn == "round":
+            digits = node.kwarg("digits") or (pos[1] if len(pos) > 1 else None)
+            d = int(self.eval(digits)) if digits is not None else 0
+            return np.round(_numeric(self.eval(pos[0]), what), d)
+        if fn == "poly":
+            x = _numeric(self.eval(pos[0]), what)
+            deg_node = node.kwarg("degree") or (pos[1] if len(pos) > 1 else None)
+            degree = int(self.eval(deg_node)) if deg_node is not None else 1
+            if _bool_arg(node.kwarg("raw"), False):
+                return MatrixValue(np.column_stack([x**k for k in range(1, degree + 1)]),
+                                   tuple(str(k) for k in range(1, degree + 1)))
+            return _poly(x, degree, self.state.setdefault(what, {}))
+        if fn == "scale":
+            x = _numeric(self.eval(pos[0]), what)
+            center = _bool_arg(node.kwarg("center"), True)
+            scale = _bool_arg(node.kwarg("scale"), True)
+            return _scale(x, center, scale, self.state.setdefault(what, {}))
+        if fn in ("pmin", "pmax"):
+            arrays = [np.asarray(self.eval(p), dtype=float) for p in pos]
+            f = np.minimum if fn == "pmin" else np.maximum
+            out = arrays[0]
+            for a in arrays[1:]:
+                out = f(out, a)
+            return out
+        raise FormulaError(f"could not find function \"{fn}\" (in {what})")
+
+
+def evaluate(node: Node, columns: Mapping[str, Value], nrow: int,
+             state: dict[str, dict[str, Any]] | None = None) -> Value:
+    """Evaluate one variable expression; scalars are recycled to ``nrow`` values."""
+    value = Evaluator(columns, nrow, state).eval(node)
+    if np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        if isinstance(value, str):
+            return np.full(nrow, value, dtype=object)
+        return np.full(nrow, value, dtype=bool if isinstance(value, bool) else float)
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        return MatrixValue(value, None)
+    return value
