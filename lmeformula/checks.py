@@ -24,10 +24,10 @@ from .reterms import ReTrms
 
 __all__ = [
     "check_nlevels",
+    "check_scale_x",
     "check_zdims",
     "check_zrank",
     "rank_drop_columns",
-    "check_scale_x",
 ]
 
 
@@ -48,9 +48,11 @@ def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
     if ctrl.check_nlev_gtr_1 != "ignore" and any(v < 2 for v in nlev.values()):
         m = _act(ctrl.check_nlev_gtr_1, "grouping factors must have > 1 sampled level")
         msgs += [m] if m else []
-    if ctrl.check_nobs_vs_nlev != "ignore" and any(v >= n for v in nlev.values()):
+    problems = [name for name, v in nlev.items() if v >= n]
+    if ctrl.check_nobs_vs_nlev != "ignore" and problems:
         m = _act(ctrl.check_nobs_vs_nlev,
-                 "number of levels of each grouping factor must be < number of observations")
+                 "number of levels of each grouping factor must be < number of observations "
+                 f"(problems: {', '.join(problems)})")
         msgs += [m] if m else []
     if ctrl.check_nlev_gtreq_5 != "ignore" and any(v < 5 for v in nlev.values()):
         m = _act(ctrl.check_nlev_gtreq_5,

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import LmeFormulaError
 
-__all__ = ["LmerControl", "lmerControl", "as_control"]
+__all__ = ["LmerControl", "as_control", "lmerControl"]
 
 _CHECK_ACTIONS = ("ignore", "warning", "stop")
 
@@ -69,7 +69,7 @@ class LmerControl:
                     f"invalid control level {getattr(self, name)!r} for "
                     f"'{name.replace('_', '.')}': use one of {_CHECK_ACTIONS}"
                 )
-        if self.check_nobs_vs_rankZ not in _CHECK_ACTIONS + ("warningSmall", "stopSmall"):
+        if self.check_nobs_vs_rankZ not in (*_CHECK_ACTIONS, "warningSmall", "stopSmall"):
             raise LmeFormulaError(f"invalid control level {self.check_nobs_vs_rankZ!r}")
         if self.check_rankX not in ("message+drop.cols", "silent.drop.cols", "warn+drop.cols",
                                     "stop.deficient", "ignore"):

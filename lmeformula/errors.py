@@ -7,21 +7,21 @@ can catch it the usual way; the messages are lme4's where lme4 has one.
 from __future__ import annotations
 
 __all__ = [
-    "LmeFormulaError",
+    "ConvergenceWarning",
+    "DeprecatedUsageWarning",
+    "FittingError",
     "FormulaError",
-    "VariableNotFoundError",
+    "IdentifiabilityError",
+    "IdentifiabilityWarning",
+    "LmeFormulaError",
+    "LmeFormulaWarning",
     "ModelFrameError",
     "RandomEffectsError",
-    "IdentifiabilityError",
     "RankDeficiencyError",
-    "FittingError",
-    "LmeFormulaWarning",
-    "IdentifiabilityWarning",
     "RankDeficiencyWarning",
     "ScaleWarning",
-    "ConvergenceWarning",
     "SingularFitWarning",
-    "DeprecatedUsageWarning",
+    "VariableNotFoundError",
 ]
 
 

@@ -20,7 +20,7 @@ from .formula.bars import subbars
 from .formula.terms import terms
 from .transforms import MatrixValue, Value, as_factor, column_value, evaluate
 
-__all__ = ["NAAction", "ModelFrame", "model_frame"]
+__all__ = ["ModelFrame", "NAAction", "model_frame"]
 
 NA_ACTIONS = ("omit", "exclude", "fail")
 
@@ -276,7 +276,7 @@ def check_response(frame: ModelFrame) -> np.ndarray:
     if frame.response is None:
         raise FormulaError("the formula has no response (left-hand side)")
     y = frame.variables[frame.response]
-    if isinstance(y, pd.Categorical) or isinstance(y, MatrixValue):
+    if isinstance(y, (pd.Categorical, MatrixValue)):
         if isinstance(y, MatrixValue):
             raise ModelFrameError(
                 "can't handle matrix-valued responses: consider using refit()"

@@ -21,7 +21,7 @@ from .errors import FormulaError
 from .formula.terms import Terms
 from .transforms import MatrixValue, Value, as_factor, is_factor_like
 
-__all__ = ["ModelMatrix", "model_matrix", "contrast_matrix"]
+__all__ = ["ModelMatrix", "contrast_matrix", "model_matrix"]
 
 
 @dataclass(frozen=True)
@@ -188,9 +188,9 @@ def _variable_columns(
     codes = np.asarray(factor.codes)
     indicators = np.zeros((codes.shape[0], len(levels)))
     indicators[np.arange(codes.shape[0]), codes] = 1.0
+    kind = contrasts.get(name, "contr.poly" if factor.ordered else "contr.treatment")
+    used[name] = kind if isinstance(kind, str) else "custom"  # R records it for every factor
     if code == 2:
         return indicators, [name + lev for lev in levels]
-    kind = contrasts.get(name, "contr.poly" if factor.ordered else "contr.treatment")
     cmat, suffixes = contrast_matrix(levels, kind)
-    used[name] = kind if isinstance(kind, str) else "custom"
     return indicators @ cmat, [name + s for s in suffixes]

@@ -26,7 +26,7 @@ from .frame import ModelFrame, check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import ReTrms, mk_re_trms
 
-__all__ = ["LFormula", "lFormula", "parse_lmer_formula", "ParsedFormula"]
+__all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
 
 
 @dataclass(frozen=True)

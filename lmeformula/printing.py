@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .modular import LFormula
     from .reterms import ReTrms
 
-__all__ = ["format_sparse", "format_reterms", "format_lformula", "format_r_vector", "r_format"]
+__all__ = ["format_lformula", "format_r_vector", "format_reterms", "format_sparse", "r_format"]
 
 
 def r_format(x: float, digits: int = 7) -> str:
@@ -45,9 +45,9 @@ def format_sparse(
 ) -> str:
     """Show a sparse matrix as R's Matrix package does.
 
-    Structural zeros print as ``.``; explicitly stored zeros print as ``0`` (lme4's Ztlist keeps
-    them). Column labels are shown only when the matrix is narrow; when the matrix is wider than
-    ``width`` characters, its middle columns are elided and a note says how many.
+    Structural zeros print as ``.``; explicitly stored zeros print as ``0``. Column labels
+    are shown only when the matrix is narrow; when it is wider than ``width`` characters, its
+    middle columns are elided and a note says how many.
     """
     csc = sp.csc_matrix(mat)
     nrow, ncol = csc.shape
@@ -80,7 +80,7 @@ def format_sparse(
                 right.insert(0, hi)
                 used += colw[hi] + 1
                 hi -= 1
-        keep = left + [-1] + right
+        keep = [*left, -1, *right]
         elided = ncol - len(left) - len(right)
     lines = [f'{nrow} x {ncol} sparse Matrix of class "{cls}"']
     header = " " * lw
@@ -90,7 +90,7 @@ def format_sparse(
         else:
             label = str(col_labels[j]) if show_cols and col_labels is not None else ""
             header += " " + label.rjust(colw[j])
-    lines.append(header.rstrip() if not show_cols else header)
+    lines.append(header if show_cols else " " * lw)
     for i in range(nrow):
         row = rlab[i].ljust(lw)
         for j in keep:

@@ -23,15 +23,15 @@ from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .transforms import as_factor
 
-__all__ = ["ReTerm", "ReTrms", "mk_re_trms", "khatri_rao", "interaction_factor"]
+__all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms"]
 
 
 def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
     """Column-wise Kronecker product of ``a`` (m x n) and ``b`` (k x n): (m*k) x n.
 
     Column j is ``kron(a[:, j], b[:, j])``, so row ``i*k + r`` holds ``a[i, j] * b[r, j]``.
-    Entries that are structurally present in ``a`` are kept even where ``b`` is 0, as in
-    Matrix::KhatriRao (lme4's Ztlist keeps those explicit zeros).
+    Zeros of the product are not stored, as with Matrix 1.5's ``KhatriRao`` (checked against
+    lme4 1.1-31: ``Ztlist`` blocks hold no explicit zeros; older Matrix versions kept them).
     """
     a = sp.csc_matrix(a)
     b = np.asarray(b.todense() if sp.issparse(b) else b, dtype=float)
@@ -41,7 +41,9 @@ def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
     rows = (a.indices[:, None] * k + np.arange(k)[None, :]).ravel()
     vals = (a.data[:, None] * b[:, cols].T).ravel()
     indptr = np.concatenate([[0], np.cumsum(counts * k)])
-    return sp.csc_matrix((vals, rows, indptr), shape=(a.shape[0] * k, n))
+    out = sp.csc_matrix((vals, rows, indptr), shape=(a.shape[0] * k, n))
+    out.eliminate_zeros()
+    return out
 
 
 def interaction_factor(a: pd.Categorical, b: pd.Categorical) -> pd.Categorical:
@@ -123,7 +125,7 @@ class ReTerm:
 
     @property
     def Zt(self) -> sp.csc_matrix:
-        """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n, explicit zeros kept."""
+        """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n."""
         return khatri_rao(self.J.T, self.X.T)
 
     @property
@@ -165,7 +167,7 @@ class ReTrms:
     Zt
         q x n sparse (CSC) random-effects model matrix, transposed; exact zeros dropped.
     Ztlist
-        Term name -> block of Zt (explicit zeros kept, as in lme4).
+        Term name -> block of Zt (Zt_i of each term).
     Lambdat
         q x q sparse Λ' with the full triangular pattern of every block (zeros kept).
     Lind

@@ -20,7 +20,7 @@ import pandas as pd
 from .errors import FormulaError, VariableNotFoundError
 from .formula.ast import BinOp, Call, Name, Node, Num, Paren, Str, UnaryOp, deparse
 
-__all__ = ["MatrixValue", "Value", "evaluate", "as_factor", "r_number_labels", "is_factor_like"]
+__all__ = ["MatrixValue", "Value", "as_factor", "evaluate", "is_factor_like", "r_number_labels"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def column_value(series: pd.Series) -> Value:
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(dtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         return series.to_numpy(dtype=object, na_value=None)
     raise FormulaError(
         f"column '{series.name}' has type {dtype}, which a model formula cannot use"

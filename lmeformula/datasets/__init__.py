@@ -9,13 +9,13 @@ factors load as pandas Categoricals in R's level order (ordered factors as order
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["load", "list", "describe"]
+__all__ = ["describe", "list", "load"]
 
 _builtin_list = list
 
@@ -24,7 +24,7 @@ def _data_dir():  # type: ignore[no-untyped-def]
     return resources.files(__name__).joinpath("data")
 
 
-def list() -> _builtin_list[str]:  # noqa: A001 - mirrors R's data() listing
+def list() -> _builtin_list[str]:
     """Names of the available data sets."""
     return sorted(p.name[: -len(".json")] for p in _data_dir().iterdir()
                   if p.name.endswith(".json"))
@@ -38,7 +38,7 @@ def describe(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(name: str) -> pd.DataFrame:
     meta = describe(name)
     with _data_dir().joinpath(f"{name}.csv.gz").open("rb") as fh:

@@ -9,7 +9,23 @@ from .parser import parse_expression, parse_formula, tokenize
 from .terms import Terms, terms
 
 __all__ = [
-    "BinOp", "Call", "Name", "Node", "Num", "Paren", "Str", "UnaryOp", "deparse",
-    "expand_double_verts", "expand_slash", "findbars", "nobars", "subbars",
-    "parse_expression", "parse_formula", "tokenize", "Terms", "terms",
+    "BinOp",
+    "Call",
+    "Name",
+    "Node",
+    "Num",
+    "Paren",
+    "Str",
+    "Terms",
+    "UnaryOp",
+    "deparse",
+    "expand_double_verts",
+    "expand_slash",
+    "findbars",
+    "nobars",
+    "parse_expression",
+    "parse_formula",
+    "subbars",
+    "terms",
+    "tokenize",
 ]

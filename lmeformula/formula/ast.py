@@ -9,17 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "Node",
-    "Name",
-    "Num",
-    "Str",
-    "Call",
-    "BinOp",
-    "UnaryOp",
-    "Paren",
-    "deparse",
     "BINARY_PRECEDENCE",
     "RIGHT_ASSOCIATIVE",
+    "BinOp",
+    "Call",
+    "Name",
+    "Node",
+    "Num",
+    "Paren",
+    "Str",
+    "UnaryOp",
+    "deparse",
 ]
 
 

@@ -10,12 +10,12 @@ from .parser import parse_expression
 from .terms import terms
 
 __all__ = [
-    "is_bar",
     "expand_double_verts",
+    "expand_slash",
     "findbars",
+    "is_bar",
     "nobars",
     "subbars",
-    "expand_slash",
 ]
 
 
@@ -104,14 +104,14 @@ def _slash_tree(node: Node) -> Node | list:
 
 
 def _make_interaction(tree: Node | list) -> list:
-    """lme4's ``makeInteraction``: innermost factor first, ``c:(b:a)`` before ``b:a`` before ``a``."""
+    """lme4's ``makeInteraction``: innermost first, ``c:(b:a)``, then ``b:a``, then ``a``."""
     if not isinstance(tree, list):
         return [tree]
     outer = _make_interaction(tree[0])
     inner = tree[1]
     if isinstance(inner, list):
         raise FormulaError("unparseable formula for grouping factor")
-    return [BinOp(":", inner, outer[0])] + outer
+    return [BinOp(":", inner, outer[0]), *outer]
 
 
 def expand_slash(bar: BinOp) -> list[BinOp]:

@@ -24,7 +24,7 @@ from .ast import (
     precedence,
 )
 
-__all__ = ["Token", "tokenize", "parse_formula", "parse_expression"]
+__all__ = ["Token", "parse_expression", "parse_formula", "tokenize"]
 
 
 @dataclass(frozen=True)

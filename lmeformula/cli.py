@@ -1,0 +1,82 @@
+"""Command line: ``python -m lmeformula lformula|fit FORMULA --data NAME_OR_CSV``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import datasets
+from .errors import LmeFormulaError
+
+__all__ = ["main"]
+
+
+def _load_data(spec: str) -> pd.DataFrame:
+    if spec in datasets.list():
+        return datasets.load(spec)
+    path = Path(spec)
+    if path.suffix in (".csv", ".gz") and path.exists():
+        return pd.read_csv(path)
+    raise LmeFormulaError(
+        f"--data {spec!r} is neither a packaged data set ({', '.join(datasets.list())}) "
+        "nor an existing CSV file"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lmeformula",
+                                     description="lme4's lFormula and lmer from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    lf = sub.add_parser("lformula", help="print the model structures lme4's lFormula builds")
+    fit = sub.add_parser("fit", help="fit a linear mixed model and print lme4's summary")
+    for p in (lf, fit):
+        p.add_argument("formula", help='lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+        p.add_argument("--data", required=True, help="packaged data set name or a CSV file")
+        p.add_argument("--ml", action="store_true", help="use ML instead of REML")
+        p.add_argument("--width", type=int, default=80, help="output width")
+    fit.add_argument("--json", action="store_true", help="print the fit as JSON")
+    sub.add_parser("datasets", help="list the packaged data sets")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "datasets":
+            print("\n".join(datasets.list()))
+            return 0
+        data = _load_data(args.data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if args.command == "lformula":
+                from .modular import lFormula
+                from .printing import format_lformula
+
+                print(format_lformula(lFormula(args.formula, data, REML=not args.ml),
+                                      width=args.width))
+            else:
+                from .lmer import lmer
+
+                model = lmer(args.formula, data, REML=not args.ml)
+                model.data_name = args.data if args.data in datasets.list() else "data"
+                if args.json:
+                    print(json.dumps(model.to_dict(), indent=2))
+                else:
+                    print(model.summary())
+        for w in caught:
+            print(f"Warning: {w.message}", file=sys.stderr)
+    except (ValueError, TypeError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

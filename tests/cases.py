@@ -1,0 +1,87 @@
+"""Loading lme4 fixtures (tests/fixtures/cases/*.json, written by tools/R/make_fixtures.R)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+import lmeformula as lmf
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CASE_IDS = sorted(p.stem for p in (FIXTURES / "cases").glob("*.json"))
+
+
+def as_list(value: Any) -> list:
+    """jsonlite writes length-1 vectors as scalars; undo that."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def as_float_array(value: Any) -> np.ndarray:
+    """Numbers with R's -Inf/NA written as null: null -> -inf (only lower bounds use it)."""
+    return np.array([-np.inf if v is None else v for v in as_list(value)], dtype=float)
+
+
+@cache
+def load_case(case_id: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / "cases" / f"{case_id}.json").read_text())
+
+
+def case_data(case: dict[str, Any]) -> pd.DataFrame:
+    """The data the case was run on, with R's column types and row names 1..n."""
+    if "columns" not in case:
+        return lmf.datasets.load(case["data"])
+    cols: dict[str, Any] = {}
+    for col in case["columns"]:
+        values = as_list(col["values"])
+        kind = col["type"]
+        if kind in ("factor", "ordered"):
+            cols[col["name"]] = pd.Categorical(values, categories=as_list(col["levels"]),
+                                               ordered=kind == "ordered")
+        elif kind == "character":
+            cols[col["name"]] = np.array(values, dtype=object)
+        elif kind == "logical":
+            cols[col["name"]] = np.array(values, dtype=bool)
+        else:
+            cols[col["name"]] = np.array([np.nan if v is None else v for v in values], float)
+    df = pd.DataFrame(cols)
+    df.index = pd.RangeIndex(1, len(df) + 1)
+    return df
+
+
+CONTROLS = {
+    None: None,
+    "ignore_nRE": {"check.nobs.vs.nRE": "ignore"},
+    "warn_nlev5": {"check.nlev.gtreq.5": "warning"},
+}
+
+
+def case_kwargs(case: dict[str, Any]) -> dict[str, Any]:
+    """lFormula/lmer keyword arguments equivalent to the R call of the case."""
+    kwargs: dict[str, Any] = {}
+    if case.get("weights"):
+        kwargs["weights"] = case["weights"]
+    if case.get("offset"):
+        kwargs["offset"] = case["offset"]
+    if case.get("na_action"):
+        kwargs["na_action"] = case["na_action"].replace("na.", "")
+    if case.get("subset"):
+        kwargs["subset"] = case["subset"]
+    if case.get("contrasts"):
+        kwargs["contrasts"] = case["contrasts"]
+    kwargs["control"] = CONTROLS[case.get("control")]
+    return kwargs
+
+
+def r_sparse(spec: dict[str, Any]) -> sp.csc_matrix:
+    dim = as_list(spec["dim"])
+    return sp.csc_matrix(
+        (as_float_array(spec["x"]), np.array(as_list(spec["i"]), dtype=np.int64),
+         np.array(as_list(spec["p"]), dtype=np.int64)), shape=tuple(dim))
