@@ -13,12 +13,16 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
 from .formula.bars import expand_double_verts
-from .modular import LFormula, lFormula
+from .lmer import lmer, mkMerMod, optimizeLmer, refitML
+from .mermod import LmerMod, VarCorr
+from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
 from .printing import format_sparse
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "datasets", "lFormula", "LFormula", "LmerControl", "lmerControl", "findbars", "nobars",
-    "subbars", "expand_double_verts", "format_sparse", "__version__", *_errors_all,
+    "datasets", "lFormula", "LFormula", "lmer", "LmerMod", "VarCorr", "mkLmerDevfun",
+    "LmerDevfun", "optimizeLmer", "mkMerMod", "refitML", "LmerControl", "lmerControl",
+    "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
+    *_errors_all,
 ]

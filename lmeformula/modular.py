@@ -212,3 +212,96 @@ def lFormula(
         parsed=parsed,
         control=ctrl,
     )
+
+
+@dataclass
+class LmerDevfun:
+    """lme4's ``mkLmerDevfun`` result: the profiled criterion as a function of θ.
+
+    Calling it returns the REML criterion (or the ML deviance); the last factorisation is kept,
+    so evaluating at the optimum leaves every derived quantity ready, as lme4's ``pp`` does.
+
+    Attributes
+    ----------
+    problem
+        The engine's cross-products (:class:`lmeformula.pls.PLSProblem`).
+    REML
+        Whether the criterion is REML (False also when X has no columns, as in lme4).
+    lower
+        Bounds on θ.
+    start
+        Starting θ (lme4's special start for scalar intercept terms included).
+    evaluations
+        Number of calls so far.
+    """
+
+    problem: Any
+    REML: bool
+    lower: np.ndarray
+    start: np.ndarray
+    evaluations: int = 0
+    last: Any = None
+
+    def __call__(self, theta: np.ndarray) -> float:
+        self.evaluations += 1
+        self.last = self.problem.factor(np.asarray(theta, dtype=float))
+        return float(self.problem.criterion(self.last, self.REML))
+
+    def factor(self, theta: np.ndarray) -> Any:
+        """The factorisation at ``theta`` (reusing the last one when θ is unchanged)."""
+        theta = np.asarray(theta, dtype=float)
+        if self.last is None or not np.array_equal(self.last.theta, theta):
+            self.last = self.problem.factor(theta)
+        return self.last
+
+
+def lme4_start(pf: LFormula) -> np.ndarray:
+    """lme4's starting θ: 1 on diagonals, 0 elsewhere; for models whose terms are all scalar
+    intercepts on distinct factors, ``sqrt(v_i / v_e)`` from the variance of group means."""
+    re = pf.reTrms
+    start = re.theta.copy()
+    scalar_intercepts = all(c == ["(Intercept)"] for c in re.cnms)
+    if scalar_intercepts and len(re.flist) == len(re.lower) and pf.y is not None:
+        y = pf.y
+        v = []
+        for f in re.flist.values():
+            codes = np.asarray(f.codes)
+            means = np.bincount(codes, weights=y) / np.bincount(codes)
+            v.append(np.var(means[codes], ddof=1))
+        v_e = np.var(y, ddof=1) - sum(v)
+        if np.isfinite(v_e) and v_e > 0:
+            start = np.sqrt(np.array(v) / v_e)
+    return start
+
+
+def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
+    """lme4's ``mkLmerDevfun``: the deviance function of an :func:`lFormula` result.
+
+    Parameters
+    ----------
+    pf
+        The result of :func:`lFormula`.
+    start
+        Starting θ: an array, or ``{"theta": array}``; None for lme4's default.
+
+    Returns
+    -------
+    LmerDevfun
+    """
+    from .pls import PLSProblem, TermShape
+
+    if pf.y is None:
+        raise FormulaError("a response is needed to fit the model")
+    re = pf.reTrms
+    shapes, offset = [], 0
+    for t in re.terms:
+        shapes.append(TermShape(t.nl, t.nc, offset))
+        offset += t.theta_length
+    y = pf.y - pf.offset if pf.offset is not None else pf.y
+    problem = PLSProblem(re.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
+    if isinstance(start, Mapping):
+        start = start.get("theta")
+    theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)
+    if theta0.shape != re.theta.shape:
+        raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
+    return LmerDevfun(problem, bool(pf.REML and pf.X.shape[1] > 0), re.lower.copy(), theta0)

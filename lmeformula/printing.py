@@ -173,3 +173,247 @@ def format_lformula(pf: LFormula, width: int = 80) -> str:
     if pf.wmsgs:
         lines += ["", "$wmsgs"] + [f"  {m}" for m in pf.wmsgs]
     return "\n".join(lines)
+
+
+# ---- fitted models ---------------------------------------------------------------------------
+
+def _print_char_matrix(header: list[str], rows: list[list[str]], rownames: list[str] | None = None,
+                       right: bool = False) -> list[str]:
+    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``)."""
+    ncol = len(header)
+    widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
+    rn = rownames if rownames is not None else [""] * len(rows)
+    rw = max([len(x) for x in rn] + [0])
+    just = str.rjust if right else str.ljust
+
+    def line(name: str, cells: list[str]) -> str:
+        return name.ljust(rw) + "".join(" " + just(c, w) for c, w in zip(cells, widths,
+                                                                            strict=True))
+
+    return [line("", header)] + [line(n, r) for n, r in zip(rn, rows, strict=True)]
+
+
+def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:  # type: ignore[no-untyped-def]
+    """lme4's ``formatVC`` printed as R prints it (``print(VarCorr(m))``)."""
+    from .rformat import format_numbers
+
+    groups, names, sds, lens = [], [], [], []
+    for t in vc.terms:
+        for j, c in enumerate(t.names):
+            groups.append(t.group if j == 0 else "")
+            names.append(c)
+        sds.extend(t.stddev.tolist())
+        lens.append(len(t.names))
+    groups.append("Residual")
+    names.append("")
+    sds.append(vc.sc)
+    lens.append(1)
+    header = ["Groups", "Name"]
+    cols: list[list[str]] = [groups, names]
+    if "Variance" in comp:
+        header.append("Variance")
+        cols.append(format_numbers([s * s for s in sds], digits))
+    if "Std.Dev." in comp:
+        header.append("Std.Dev.")
+        cols.append(format_numbers(sds, digits))
+    maxlen = max(lens)
+    if maxlen > 1:
+        dig = max(2, digits - 2)
+        corr_rows: list[list[str]] = []
+        for t in vc.terms:
+            r = t.correlation
+            nc = len(t.names)
+            cells = [[""] * (maxlen - 1) for _ in range(nc)]
+            if nc > 1:
+                vals = [np.round(r[i, j], dig) for j in range(nc) for i in range(nc) if i > j]
+                formatted = iter(format_numbers(vals, 7, nsmall=dig)) if vals else iter([])
+                # R formats the whole matrix (diagonal included) with common width
+                whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
+                mat = np.array(whole, dtype=object).reshape(nc, nc).T
+                del formatted
+                for i in range(nc):
+                    for j in range(min(i, maxlen - 1)):
+                        cells[i][j] = mat[i, j]
+            corr_rows.extend(cells)
+        corr_rows.append([""] * (maxlen - 1))
+        for j in range(maxlen - 1):
+            header.append("Corr" if j == 0 else "")
+            cols.append([row[j] for row in corr_rows])
+    rows = [list(r) for r in zip(*cols, strict=True)]
+    return "\n".join(_print_char_matrix(header, rows))
+
+
+def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+    from .formula.ast import BinOp, cat_fill, deparse_lines
+
+    parsed = m.lformula.parsed
+    if parsed.lhs is not None:
+        formula_lines = deparse_lines(BinOp("~", parsed.lhs, parsed.rhs))
+    else:
+        formula_lines = [m.formula]
+    lines = [cat_fill(["Formula:", *formula_lines]), f"   Data: {m.data_name}"]
+    args = m.call_args
+    if "weights" in args:
+        lines.append(f"Weights: {args['weights']}")
+    if "offset" in args:
+        lines.append(f" Offset: {args['offset']}")
+    if long and "control" in args:
+        lines.append(f"Control: {args['control']}")
+    if "subset" in args:
+        lines.append(f" Subset: {args['subset']}")
+    return lines
+
+
+def _method_title(m) -> str:  # type: ignore[no-untyped-def]
+    kind = "REML" if m.is_REML else "maximum likelihood "
+    return f"Linear mixed model fit by {kind} ['lmerMod']"
+
+
+def _groups_line(m) -> str:  # type: ignore[no-untyped-def]
+    groups = "; ".join(f"{k}, {v}" for k, v in m.ngrps.items())
+    return f"Number of obs: {m.n}, groups:  {groups}"
+
+
+def _aic_table(m, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+    from .rformat import format_numbers, print_named
+
+    ll = m.logLik()
+    vals = [round(m.AIC(), digits), round(m.BIC(), digits), round(ll.value, digits),
+            round(m.deviance(), digits)]
+    formatted = format_numbers([*vals, float(m.df_residual)])
+    formatted[-1] = format_numbers([float(m.df_residual)])[0]
+    return print_named(formatted, ["AIC", "BIC", "logLik", "deviance", "df.resid"]).split("\n")
+
+
+def _r_cat_number(x: float) -> str:
+    from .rformat import format_numbers
+
+    return format_numbers([x], 7)[0].strip()
+
+
+def _conv_lines(m, summary: bool) -> list[str]:  # type: ignore[no-untyped-def]
+    opt = m.optinfo
+    msgs = opt.lme4_messages
+    if opt.conv == 0 and not msgs and not opt.warnings:
+        return []
+    status = "(OK)" if opt.conv == 0 else f"({opt.message})"
+    line = f"optimizer ({opt.optimizer}) convergence code: {opt.conv} {status}"
+    if summary:
+        return [f"{line} ; {len(opt.warnings)} optimizer warnings; {len(msgs)} lme4 warnings "]
+    return [line, *msgs, *opt.warnings, ""]
+
+
+def _fit_messages(m) -> list[str]:  # type: ignore[no-untyped-def]
+    attrs = m.lformula.X_attrs
+    return [x for x in [attrs.get("msgRankdrop"), *attrs.get("msgScaleX", [])] if x]
+
+
+def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
+    """lme4's ``print(fit)``."""
+    from .rformat import format_numbers
+
+    lines = [_method_title(m), *_call_lines(m, long=False)]
+    if m.is_REML:
+        lines.append(f"REML criterion at convergence: {_r_cat_number(round(m.REMLcrit(), 4))}")
+    else:
+        lines += _aic_table(m, 4)
+    lines.append("Random effects:")
+    lines.append(format_varcorr(m.VarCorr, digits=4, comp=("Std.Dev.",)))
+    lines.append(_groups_line(m))
+    fe = m.fixef
+    if len(fe):
+        lines.append("Fixed Effects:")
+        vals = format_numbers(fe.to_numpy(), 4)
+        names = list(fe.index)
+        w = max(max(len(v) for v in vals), max(len(n) for n in names))
+        per_line = max(1, 80 // (w + 2))
+        for s in range(0, len(vals), per_line):
+            lines.append("".join(n.rjust(w) + "  " for n in names[s : s + per_line]))
+            lines.append("".join(v.rjust(w) + "  " for v in vals[s : s + per_line]))
+    else:
+        lines.append("No fixed effect coefficients")
+    msgs = _fit_messages(m)
+    if msgs:
+        lines += ["fit warnings:", *msgs]
+    lines += _conv_lines(m, summary=True)
+    return "\n".join(lines)
+
+
+def format_coef_table(coefs, digits: int = 4) -> list[str]:  # type: ignore[no-untyped-def]
+    """R's ``printCoefmat`` for Estimate / Std. Error / t value."""
+    from .rformat import format_numbers
+
+    est = coefs["Estimate"].to_numpy()
+    se = coefs["Std. Error"].to_numpy()
+    tv = coefs["t value"].to_numpy()
+    both = np.concatenate([est, se])
+    acs = np.abs(both[np.isfinite(both) & (both != 0)])
+    digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
+    decimals = int(max(1, *(digits - digmin)))
+    cs = format_numbers(np.round(both, decimals), digits)
+    # R formats Estimate and Std. Error as one matrix: common width
+    est_s, se_s = cs[: len(est)], cs[len(est) :]
+    for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
+        if (orig == 0) != (float(text) == 0):
+            fixed = format_numbers([orig], max(1, digits - 1))[0]
+            (est_s if k < len(est) else se_s)[k % len(est)] = fixed
+    dig_tst = max(1, min(5, digits - 1))
+    t_s = format_numbers(np.round(tv, dig_tst), digits)
+    header = ["Estimate", "Std. Error", "t value"]
+    rows = [[a, b, c] for a, b, c in zip(est_s, se_s, t_s, strict=True)]
+    return _print_char_matrix(header, rows, list(coefs.index), right=True)
+
+
+def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
+    from .rformat import abbreviate, format_numbers
+
+    v = m.vcov().to_numpy()
+    p = v.shape[0]
+    if p < 2:
+        return []
+    sd = np.sqrt(np.diag(v))
+    corr = v / np.outer(sd, sd)
+    names = list(m.fixef.index)
+    rns = [abbreviate(n, 11) for n in names]
+    cns = [abbreviate(n, 6) for n in names]
+    cells = np.array(format_numbers(np.round(corr.T.ravel(), 3), 7, nsmall=3),
+                     dtype=object).reshape(p, p).T
+    rows = [[cells[i, j] if i > j else "" for j in range(p - 1)] for i in range(1, p)]
+    return ["", "Correlation of Fixed Effects:",
+            *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
+
+
+def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
+    """lme4's ``print(summary(fit))``."""
+    from .rformat import format_numbers, print_named, zapsmall
+
+    lines = [_method_title(m), *_call_lines(m), ""]
+    if m.is_REML:
+        lines.append(f"REML criterion at convergence: {_r_cat_number(round(m.REMLcrit(), 1))}")
+    else:
+        lines += _aic_table(m, 1)
+    lines.append("")
+    res = m.residuals(type="pearson", scaled=True).dropna().to_numpy()
+    q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+    q = zapsmall(q, digits + 1)
+    lines.append("Scaled residuals: ")
+    lines.append(print_named(format_numbers(q, digits), ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append("")
+    lines.append("Random effects:")
+    lines.append(format_varcorr(m.VarCorr, digits=digits, comp=("Variance", "Std.Dev.")))
+    lines.append(_groups_line(m))
+    summ = m.summary()
+    if len(m.fixef):
+        lines += ["", "Fixed effects:", *format_coef_table(summ.coefficients, digits)]
+        if len(m.fixef) <= 20:
+            lines += _correlation_block(m)
+        else:
+            p = len(m.fixef)
+            lines += ["", f"Correlation matrix not shown by default, as p = {p} > 20.",
+                      "Use print(summary(m), correlation=TRUE)  or",
+                      "    vcov(m)        if you need it", ""]
+    msgs = _fit_messages(m)
+    if msgs:
+        lines += ["fit warnings:", *msgs]
+    lines += _conv_lines(m, summary=False)
+    return "\n".join(lines)

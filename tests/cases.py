@@ -24,9 +24,9 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def as_float_array(value: Any) -> np.ndarray:
-    """Numbers with R's -Inf/NA written as null: null -> -inf (only lower bounds use it)."""
-    return np.array([-np.inf if v is None else v for v in as_list(value)], dtype=float)
+def as_float_array(value: Any, null: float = -np.inf) -> np.ndarray:
+    """Numbers with R's -Inf/NaN written as null (-Inf in bounds, NaN elsewhere)."""
+    return np.array([null if v is None else v for v in as_list(value)], dtype=float)
 
 
 @cache

@@ -73,4 +73,6 @@ def load(name: str) -> pd.DataFrame:
     Factors are pandas Categoricals with R's levels in R's order; the index is R's row names
     (1..n), so rows dropped for NA are reported with the numbers R would show.
     """
-    return _load_cached(name).copy()
+    df = _load_cached(name).copy()
+    df.attrs["name"] = name  # shown on the Data: line of printed fits
+    return df

@@ -233,3 +233,106 @@ def _binding(node: Node) -> int:
 def number(value: float, text: str | None = None) -> Num:
     """Make a numeric constant with R's deparse text."""
     return Num(float(value), text if text is not None else _format_number(float(value)))
+
+
+class _LineDeparser:
+    """R's deparse with ``width.cutoff``: a line is broken after a binary operator or an
+    argument's comma once it is longer than the cutoff, and continued with 4 spaces per
+    indentation level (deparse.c's ``linebreak``)."""
+
+    def __init__(self, cutoff: int) -> None:
+        self.cutoff = cutoff
+        self.lines: list[str] = []
+        self.buf = ""
+        self.indent = 0
+        self.start = True
+
+    def put(self, text: str) -> None:
+        if self.start:
+            self.buf += "".join("    " if i < 4 else "  " for i in range(self.indent))
+            self.start = False
+        self.buf += text
+
+    def linebreak(self, broke: bool) -> bool:
+        if len(self.buf) > self.cutoff:
+            if not broke:
+                broke = True
+                self.indent += 1
+            self.lines.append(self.buf)
+            self.buf = ""
+            self.start = True
+        return broke
+
+    def walk(self, node: Node) -> None:
+        if isinstance(node, (Name, Num, Str)):
+            self.put(deparse(node))
+        elif isinstance(node, Paren):
+            self.put("(")
+            self.walk(node.expr)
+            self.put(")")
+        elif isinstance(node, Call):
+            self.put(f"{node.fn}(")
+            broke = False
+            for k, (name, value) in enumerate(node.args):
+                if name is not None:
+                    self.put(f"{name} = ")
+                self.walk(value)
+                if k < len(node.args) - 1:
+                    self.put(", ")
+                    broke = self.linebreak(broke)
+            if broke:
+                self.indent -= 1
+            self.put(")")
+        elif isinstance(node, UnaryOp):
+            self.put(node.op)
+            wrap = _binding(node.operand) < UNARY_PRECEDENCE[node.op] and node.op != "~"
+            self.put("(") if wrap else None
+            self.walk(node.operand)
+            self.put(")") if wrap else None
+        elif isinstance(node, BinOp):
+            prec = precedence(node.op)
+            lb, rb = _binding(node.left), _binding(node.right)
+            right_assoc = node.op in RIGHT_ASSOCIATIVE
+            wrap_left = lb <= prec if right_assoc else lb < prec
+            wrap_right = rb < prec if right_assoc else rb <= prec
+            self._operand(node.left, wrap_left)
+            if node.op in _TIGHT_OPS:
+                self.put(node.op)
+                self._operand(node.right, wrap_right)
+                return
+            self.put(f" {node.op} ")
+            broke = self.linebreak(False)
+            self._operand(node.right, wrap_right)
+            if broke:
+                self.indent -= 1
+        else:
+            raise TypeError(f"not a formula node: {node!r}")
+
+    def _operand(self, node: Node, wrap: bool) -> None:
+        if wrap:
+            self.put("(")
+        self.walk(node)
+        if wrap:
+            self.put(")")
+
+
+def deparse_lines(node: Node, cutoff: int = 60) -> list[str]:
+    """R's ``deparse(x)`` (``width.cutoff = 60``): the text split into lines as R splits it."""
+    d = _LineDeparser(cutoff)
+    d.walk(node)
+    if d.buf or not d.lines:
+        d.lines.append(d.buf)
+    return d.lines
+
+
+def cat_fill(items: list[str], width: int = 80) -> str:
+    """R's ``cat(..., fill = TRUE)``: items separated by spaces, a new line started before an
+    item that would pass ``width``."""
+    out, line = [], ""
+    for k, item in enumerate(items):
+        if k > 0 and len(line) + len(item) > width:
+            out.append(line)
+            line = ""
+        line += item + (" " if k < len(items) - 1 else "")
+    out.append(line)
+    return "\n".join(out)

@@ -118,7 +118,7 @@ lformula_json <- function(lf, full = TRUE) {
 
 fit_json <- function(fit, devfun, full = TRUE) {
   th <- getME(fit, "theta")
-  start <- environment(devfun)$pp$theta
+  start <- environment(devfun)$pp$theta * 1  # a copy: pp$theta is updated in place by devfun
   probes <- list(th, pmax(th * 0.7 + 0.1, getME(fit, "lower")), rep(1, length(th)) * (getME(fit, "lower") == 0) + 0.3 * (getME(fit, "lower") != 0))
   dev_at <- lapply(probes, function(t) list(theta = unname(t), value = devfun(t)))
   vc <- as.data.frame(VarCorr(fit))

@@ -1,0 +1,650 @@
+"""The fitted linear mixed model (lme4's ``lmerMod``) and its accessors.
+
+Stored values are properties (``m.fixef``, ``m.sigma``, ``m.theta``, ``m.VarCorr``); accessors
+that take options are methods (``m.ranef(condVar=True)``, ``m.deviance(REML=False)``). The
+module-level functions in :mod:`lmeformula.accessors` call the same code, as lme4's do.
+"""
+
+from __future__ import annotations
+
+import math
+import re as _re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DeprecatedUsageWarning, LmeFormulaError
+from .modular import LFormula, LmerDevfun
+from .optimize import OptResult
+
+__all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
+
+
+@dataclass(frozen=True)
+class VarCorrTerm:
+    """One random-effects term's estimated covariance: ``σ² λλ'``.
+
+    Attributes
+    ----------
+    group
+        The grouping factor's name, made unique as R's ``make.names`` does (``Subject.1``).
+    names
+        The term's column names.
+    cov
+        nc x nc covariance matrix.
+    """
+
+    group: str
+    names: list[str]
+    cov: np.ndarray
+
+    @property
+    def stddev(self) -> np.ndarray:
+        """Standard deviations."""
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def correlation(self) -> np.ndarray:
+        """Correlation matrix (NaN where a standard deviation is 0)."""
+        sd = self.stddev
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self.cov / np.outer(sd, sd)
+        np.fill_diagonal(out, 1.0)
+        return out
+
+
+@dataclass(frozen=True)
+class VarCorr:
+    """lme4's ``VarCorr``: one entry per term, and the residual standard deviation ``sc``."""
+
+    terms: list[VarCorrTerm]
+    sc: float
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.terms)
+
+    def __getitem__(self, key: str | int) -> VarCorrTerm:
+        if isinstance(key, int):
+            return self.terms[key]
+        for t in self.terms:
+            if t.group == key:
+                return t
+        raise KeyError(key)
+
+    def as_data_frame(self, order: str = "cov.last") -> pd.DataFrame:
+        """R's ``as.data.frame(VarCorr(m))``: columns grp, var1, var2, vcov, sdcor.
+
+        ``order="cov.last"`` lists each term's variances before its covariances;
+        ``"lower.tri"`` follows the lower triangle column by column.
+        """
+        rows = []
+        for t in self.terms:
+            nc = len(t.names)
+            cells = [(i, j) for j in range(nc) for i in range(j, nc)]
+            if order == "cov.last":
+                cells.sort(key=lambda ij: ij[0] != ij[1])
+            for i, j in cells:
+                if i == j:
+                    rows.append((t.group, t.names[i], None, t.cov[i, i], t.stddev[i]))
+                else:
+                    rows.append((t.group, t.names[j], t.names[i], t.cov[i, j],
+                                 t.correlation[i, j]))
+        rows.append(("Residual", None, None, self.sc**2, self.sc))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    to_frame = as_data_frame
+
+    def format(self, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:
+        """lme4's ``formatVC`` table, printed as R prints it."""
+        from .printing import format_varcorr
+
+        return format_varcorr(self, digits=digits, comp=comp)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    __repr__ = __str__
+
+
+def make_unique_names(names: list[str]) -> list[str]:
+    """R's ``make.names(unique = TRUE)`` for grouping-factor names."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        valid = _re.sub(r"[^A-Za-z0-9._]", ".", name)
+        if not valid or not (valid[0].isalpha() or valid[0] == "."):
+            valid = "X" + valid
+        if valid in seen:
+            seen[valid] += 1
+            candidate = f"{valid}.{seen[valid]}"
+            while candidate in seen:
+                seen[valid] += 1
+                candidate = f"{valid}.{seen[valid]}"
+            out.append(candidate)
+            seen[candidate] = 0
+        else:
+            seen[valid] = 0
+            out.append(valid)
+    return out
+
+
+@dataclass
+class LmerMod:
+    """A fitted linear mixed model, as lme4's ``lmerMod``.
+
+    Attributes
+    ----------
+    lformula
+        The :class:`lmeformula.modular.LFormula` the model was fitted from.
+    devfun
+        The deviance function (:class:`lmeformula.modular.LmerDevfun`).
+    optinfo
+        The optimizer's result (:class:`lmeformula.optimize.OptResult`).
+    data_name
+        How the data is named in printed output (``Data: sleepstudy``).
+    call_args
+        How the call's optional arguments are shown (``Weights:``, ``Offset:``, ``Subset:``).
+    """
+
+    lformula: LFormula
+    devfun: LmerDevfun
+    optinfo: OptResult
+    data_name: str = "data"
+    call_args: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        prob = self.devfun.problem
+        theta = np.asarray(self.optinfo.par, dtype=float)
+        self._factor = self.devfun.factor(theta)
+        self._beta, self._u = prob.solve(self._factor)
+        re = self.lformula.reTrms
+        self._lambdat = re.Lambdat.copy()
+        self._lambdat.data = theta[re.Lind]
+        self._b = self._lambdat.T @ self._u
+        X = self.lformula.X.to_numpy()
+        offset = self.lformula.offset
+        self._mu = X @ self._beta + re.Zt.T @ self._b + (0.0 if offset is None else offset)
+        y = self.lformula.y
+        w = self.weights
+        self._wrss = float(np.sum(w * (y - self._mu) ** 2))
+        self._ussq = float(self._u @ self._u)
+        self._theta = theta
+
+    # -- basic quantities ---------------------------------------------------------------------
+    @property
+    def formula(self) -> str:
+        """The formula as lme4 stores it (``||`` expanded)."""
+        return self.lformula.formula
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Prior weights (ones when none were given)."""
+        w = self.lformula.weights
+        return np.ones(self.n) if w is None else w
+
+    @property
+    def n(self) -> int:
+        return self.lformula.X.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.lformula.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.lformula.reTrms.Zt.shape[0]
+
+    @property
+    def is_REML(self) -> bool:
+        """Whether the REML criterion was optimised (lme4's ``isREML``)."""
+        return self.devfun.REML
+
+    @property
+    def theta(self) -> pd.Series:
+        """Covariance parameters θ with lme4's names."""
+        return pd.Series(self._theta, index=self.lformula.reTrms.theta_names, name="theta")
+
+    @property
+    def beta(self) -> np.ndarray:
+        """Fixed effects, unnamed (``getME(m, "beta")``)."""
+        return self._beta.copy()
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed effects named by X's columns."""
+        return pd.Series(self._beta, index=list(self.lformula.X.columns), name="fixef")
+
+    @property
+    def u(self) -> np.ndarray:
+        """Spherical conditional modes."""
+        return self._u.copy()
+
+    @property
+    def b(self) -> np.ndarray:
+        """Conditional modes of the random effects, ``Λu``."""
+        return np.asarray(self._b).copy()
+
+    @property
+    def pwrss(self) -> float:
+        """Penalised weighted residual sum of squares."""
+        return self._wrss + self._ussq
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation (REML or ML estimate, as the fit)."""
+        dc = self.devcomp["cmp"]
+        return dc["sigmaREML"] if self.is_REML else dc["sigmaML"]
+
+    @property
+    def devcomp(self) -> dict[str, dict[str, float]]:
+        """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims``."""
+        f, prob = self._factor, self.devfun.problem
+        n, p = self.n, self.p
+        pwrss = self.pwrss
+        crit = self.devfun.problem.criterion(f, self.is_REML)
+        cmp = {
+            "ldL2": f.ldL2, "ldRX2": f.ldRX2, "wrss": self._wrss, "ussq": self._ussq,
+            "pwrss": pwrss, "drsum": math.nan,
+            "REML": crit if self.is_REML else math.nan,
+            "dev": math.nan if self.is_REML else crit,
+            "sigmaML": math.sqrt(pwrss / n), "sigmaREML": math.sqrt(pwrss / (n - p)),
+        }
+        dims = {"N": n, "n": n, "p": p, "nmp": n - p, "q": self.q, "nth": len(self._theta),
+                "useSc": 1, "reTrms": len(self.lformula.reTrms.terms), "spFe": 0,
+                "REML": p if self.is_REML else 0, "GLMM": 0, "NLMM": 0}
+        del prob
+        return {"cmp": cmp, "dims": dims}
+
+    # -- criteria -------------------------------------------------------------------------------
+    def _criterion_at_fit(self, REML: bool) -> float:
+        n, p = self.n, self.p
+        f = self._factor
+        ldw = self.devfun.problem.ldW
+        pwrss = self.pwrss
+        if REML and p > 0:
+            return f.ldL2 - ldw + f.ldRX2 + (n - p) * (1 + math.log(2 * math.pi * pwrss / (n - p)))
+        return f.ldL2 - ldw + n * (1 + math.log(2 * math.pi * pwrss / n))
+
+    def REMLcrit(self) -> float:
+        """The REML criterion at the fitted θ (recomputed for an ML fit, as lme4 does)."""
+        return self._criterion_at_fit(True)
+
+    def deviance(self, REML: bool | None = None) -> float:
+        """lme4's ``deviance``: ML deviance; for a REML fit with ``REML=None`` it warns and
+        returns the REML criterion; ``REML=False`` gives the ML deviance at the REML θ."""
+        if REML is None:
+            if self.is_REML:
+                warnings.warn(
+                    "deviance() is deprecated for REML fits; use REMLcrit for the REML "
+                    "criterion or deviance(.,REML=FALSE) for deviance calculated at the "
+                    "REML fit", DeprecatedUsageWarning, stacklevel=2)
+                return self.REMLcrit()
+            return self._criterion_at_fit(False)
+        return self._criterion_at_fit(bool(REML))
+
+    def npar(self) -> int:
+        """Number of parameters: p + length(θ) + 1."""
+        return self.p + len(self._theta) + 1
+
+    def logLik(self, REML: bool | None = None) -> LogLik:
+        """Log-likelihood (the REML one for a REML fit unless ``REML=False``)."""
+        use_reml = self.is_REML if REML is None else bool(REML)
+        return LogLik(-self._criterion_at_fit(use_reml) / 2.0, self.npar(), self.n)
+
+    def AIC(self) -> float:
+        """Akaike's criterion from :meth:`logLik`."""
+        ll = self.logLik()
+        return -2.0 * ll.value + 2.0 * ll.df
+
+    def BIC(self) -> float:
+        """Bayesian criterion from :meth:`logLik`."""
+        ll = self.logLik()
+        return -2.0 * ll.value + math.log(ll.nobs) * ll.df
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return self.n
+
+    @property
+    def df_residual(self) -> int:
+        """Residual degrees of freedom: nobs - npar."""
+        return self.n - self.npar()
+
+    @property
+    def ngrps(self) -> pd.Series:
+        """Levels of each grouping factor."""
+        fl = self.lformula.reTrms.flist
+        return pd.Series({k: len(v.categories) for k, v in fl.items()}, dtype=np.int64)
+
+    def isSingular(self, tol: float = 1e-4) -> bool:
+        """Whether any θ with lower bound 0 is below ``tol``."""
+        lower = self.lformula.reTrms.lower
+        return bool(np.any(self._theta[lower == 0] < tol))
+
+    # -- matrices -----------------------------------------------------------------------------
+    def RX(self) -> np.ndarray:
+        """p x p upper-triangular factor with RX'RX = X'WX - RZX'RZX."""
+        return self.devfun.problem.rzx_rx(self._factor)[1]
+
+    def RZX(self) -> np.ndarray:
+        """q x p, L⁻¹Λ'Z'WX (rows in Zt's order: this engine uses no permutation)."""
+        return self.devfun.problem.rzx_rx(self._factor)[0]
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects, ``σ² RX⁻¹RX⁻ᵀ`` (conditional on θ)."""
+        rx = self.RX()
+        names = list(self.lformula.X.columns)
+        if rx.size == 0:
+            return pd.DataFrame(np.zeros((0, 0)))
+        rinv = np.linalg.solve(rx, np.eye(rx.shape[0]))
+        return pd.DataFrame(self.sigma**2 * (rinv @ rinv.T), index=names, columns=names)
+
+    @property
+    def VarCorr(self) -> VarCorr:
+        """Estimated variances and correlations of the random effects (lme4's ``VarCorr``)."""
+        re = self.lformula.reTrms
+        from .pls import TermShape
+
+        names = list(re.cnms_names)
+        if len(set(names)) < len(names):  # lme4 applies make.names only to repeated names
+            names = make_unique_names(names)
+        out, offset = [], 0
+        s2 = self.sigma**2
+        for t, nm in zip(re.terms, names, strict=True):
+            lam = TermShape(t.nl, t.nc, offset).lower_factor(self._theta)
+            offset += t.theta_length
+            out.append(VarCorrTerm(nm, list(t.cnms), s2 * lam @ lam.T))
+        return VarCorr(out, self.sigma)
+
+    # -- random effects -----------------------------------------------------------------------
+    def ranef(self, condVar: bool = True) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor: a DataFrame (levels x columns); with
+        ``condVar`` the conditional covariances in ``df.attrs["postVar"]`` (levels, k, k),
+        or a list of such arrays when several terms share the factor."""
+        re = self.lformula.reTrms
+        blocks = self._cond_var_blocks() if condVar else None
+        out: dict[str, pd.DataFrame] = {}
+        start = 0
+        per_term = []
+        for t in re.terms:
+            size = t.nl * t.nc
+            vals = np.asarray(self._b[start : start + size]).reshape(t.nl, t.nc)
+            per_term.append(vals)
+            start += size
+        for fi, (name, f) in enumerate(re.flist.items()):
+            idx = [i for i, a in enumerate(re.assign) if a == fi]
+            values = np.hstack([per_term[i] for i in idx])
+            cols = [c for i in idx for c in re.terms[i].cnms]
+            df = pd.DataFrame(values, index=list(map(str, f.categories)), columns=cols)
+            if blocks is not None:
+                arrays = [blocks[i] for i in idx]
+                df.attrs["postVar"] = arrays[0] if len(arrays) == 1 else arrays
+            out[name] = df
+        return out
+
+    def _cond_var_blocks(self) -> list[np.ndarray]:
+        """Per term, (nl, nc, nc) blocks of σ² Λ (Λ'Z'WZΛ + I)⁻¹ Λ' on the diagonal."""
+        from .pls import TermShape
+
+        blocks = self.devfun.problem.inverse_diagonal_blocks(self._factor)
+        re = self.lformula.reTrms
+        s2 = self.sigma**2
+        out, offset = [], 0
+        for t, blk in zip(re.terms, blocks, strict=True):
+            lam = TermShape(t.nl, t.nc, offset).lower_factor(self._theta)
+            offset += t.theta_length
+            out.append(s2 * np.einsum("ij,ljk,mk->lim", lam, blk, lam))
+        return out
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per grouping factor: fixed effects plus conditional modes, one row per level."""
+        fe = self.fixef
+        out = {}
+        for name, r in self.ranef(condVar=False).items():
+            cols = list(dict.fromkeys(list(r.columns) + list(fe.index)))
+            df = pd.DataFrame(0.0, index=r.index, columns=cols)
+            for c in fe.index:
+                df[c] += fe[c]
+            for j, c in enumerate(r.columns):
+                df[c] += r.iloc[:, j].to_numpy()
+            ordered = [c for c in fe.index] + [c for c in cols if c not in fe.index]
+            out[name] = df[ordered]
+        return out
+
+    # -- fitted values and residuals ----------------------------------------------------------
+    def _pad(self, values: np.ndarray, name: str) -> pd.Series:
+        frame = self.lformula.frame
+        idx = self.lformula.fr.index
+        series = pd.Series(values, index=idx, name=name)
+        na = frame.na_action
+        if na is not None and na.kind == "exclude":
+            full = pd.Series(np.nan, index=_full_index(frame, idx), name=name)
+            full.loc[idx] = values
+            return full
+        return series
+
+    def fitted(self) -> pd.Series:
+        """Fitted values μ = Xβ + Zb + offset (padded with NaN under na_action="exclude")."""
+        return self._pad(self._mu, "fitted")
+
+    def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals: ``"response"``/``"working"`` y - μ, ``"pearson"``/``"deviance"``
+        sqrt(w)(y - μ); ``scaled`` divides by σ."""
+        r = self.lformula.y - self._mu
+        if type in ("pearson", "deviance"):
+            r = np.sqrt(self.weights) * r
+        elif type not in ("response", "working"):
+            raise LmeFormulaError(f"residual type {type!r} is not available for lmer fits")
+        if scaled:
+            r = r / self.sigma
+        return self._pad(r, "residuals")
+
+    def predict(self, re_form: Any = None) -> pd.Series:
+        """Predictions on the fitted data: with all random effects (``re_form=None``) or at the
+        population level (``re_form="~0"`` or ``np.nan``)."""
+        if re_form is None:
+            return self.fitted()
+        if (isinstance(re_form, float) and math.isnan(re_form)) or (
+            isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA")
+        ):
+            offset = self.lformula.offset
+            eta = self.lformula.X.to_numpy() @ self._beta + (0.0 if offset is None else offset)
+            return self._pad(eta, "predict")
+        raise LmeFormulaError("re_form other than None or ~0 is not supported yet")
+
+    # -- getME ----------------------------------------------------------------------------------
+    def getME(self, name: str) -> Any:
+        """lme4's ``getME`` for the names an LMM has (see :data:`GETME_NAMES`)."""
+        return getME(self, name)
+
+    # -- presentation -------------------------------------------------------------------------
+    def summary(self) -> Summary:
+        """lme4's summary (print it for lme4's layout)."""
+        return Summary(self)
+
+    def __str__(self) -> str:
+        from .printing import format_merMod
+
+        return format_merMod(self)
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(str(self.summary()))}</pre>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The main results as plain Python values (for JSON)."""
+        vc = self.VarCorr.as_data_frame()
+        return {
+            "formula": self.formula, "REML": self.is_REML, "nobs": self.n,
+            "fixef": self.fixef.to_dict(), "theta": self.theta.to_dict(), "sigma": self.sigma,
+            "REMLcrit" if self.is_REML else "deviance": (
+                self.REMLcrit() if self.is_REML else self.deviance()),
+            "logLik": self.logLik().value, "AIC": self.AIC(), "BIC": self.BIC(),
+            "varcorr": vc.where(vc.notna(), None).to_dict(orient="records"),
+            "ngrps": {k: int(v) for k, v in self.ngrps.items()},
+            "isSingular": self.isSingular(), "feval": self.optinfo.feval,
+            "messages": self.optinfo.lme4_messages + self.optinfo.warnings,
+        }
+
+
+def _full_index(frame: Any, kept: pd.Index) -> pd.Index:
+    labels = list(kept)
+    omitted = frame.na_action.labels
+    positions = list(frame.rows) + list(frame.na_action.omitted)
+    order = np.argsort(positions, kind="stable")
+    both = labels + list(omitted)
+    return pd.Index([both[i] for i in order])
+
+
+@dataclass(frozen=True)
+class LogLik:
+    """A log-likelihood with its degrees of freedom, like R's ``logLik`` object."""
+
+    value: float
+    df: int
+    nobs: int
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __str__(self) -> str:
+        from .rformat import format_numbers
+
+        return f"'log Lik.' {format_numbers([self.value])[0].strip()} (df={self.df})"
+
+    __repr__ = __str__
+
+
+@dataclass
+class Summary:
+    """lme4's ``summary.merMod``; ``str()`` gives lme4's printed layout."""
+
+    model: LmerMod
+
+    @property
+    def coefficients(self) -> pd.DataFrame:
+        """Estimate, Std. Error and t value of the fixed effects."""
+        fe = self.model.fixef
+        se = np.sqrt(np.diag(self.model.vcov().to_numpy())) if len(fe) else np.zeros(0)
+        return pd.DataFrame({"Estimate": fe.to_numpy(), "Std. Error": se,
+                             "t value": fe.to_numpy() / se}, index=fe.index)
+
+    def __str__(self) -> str:
+        from .printing import format_summary
+
+        return format_summary(self.model)
+
+    __repr__ = __str__
+
+
+GETME_NAMES = (
+    "X", "Z", "Zt", "Ztlist", "mmList", "A", "y", "mu", "u", "b", "Gp", "Tp", "L", "Lambda",
+    "Lambdat", "Lind", "Tlist", "RX", "RZX", "flist", "sigma", "beta", "theta", "lower",
+    "REML", "is_REML", "n_rtrms", "n_rfacs", "N", "n", "p", "q", "p_i", "l_i", "q_i", "k",
+    "m_i", "m", "cnms", "devcomp", "devfun", "offset", "fixef", "ST", "weights",
+)
+
+
+def getME(m: LmerMod, name: str) -> Any:
+    """lme4's ``getME(m, name)``; ``name="ALL"`` returns a dict of everything."""
+    re = m.lformula.reTrms
+    if name == "ALL":
+        return {n: getME(m, n) for n in GETME_NAMES}
+    theta = m._theta
+
+    def tlist() -> dict[str, np.ndarray]:
+        from .pls import TermShape
+
+        out, off = {}, 0
+        for t in re.terms:
+            out[t.name] = TermShape(t.nl, t.nc, off).lower_factor(theta)
+            off += t.theta_length
+        return out
+
+    def mm_list() -> dict[str, np.ndarray]:
+        # lme4's mmList uses a stable decreasing sort of nl (ties in formula order)
+        terms = sorted(re.terms, key=lambda t: (-t.nl, int(re.ord[re.terms.index(t)])))
+        return {t.name: pd.DataFrame(t.X, columns=t.cnms) for t in terms}
+
+    def ztlist_by_column() -> dict[str, sp.csc_matrix]:
+        out = {}
+        for t in re.terms:
+            block = re.Ztlist[t.name].tocsr()
+            for j, c in enumerate(t.cnms):
+                out[f"{t.group_name}.{c}"] = block[j :: t.nc].tocsc()
+        return out
+
+    lambdat = m._lambdat
+    table: dict[str, Any] = {
+        "X": lambda: m.lformula.X.copy(),
+        "Z": lambda: re.Zt.T.tocsc(),
+        "Zt": lambda: re.Zt.copy(),
+        "Ztlist": ztlist_by_column,
+        "mmList": mm_list,
+        "A": lambda: (lambdat @ re.Zt).tocsc(),
+        "y": lambda: m.lformula.y.copy(),
+        "mu": lambda: m._mu.copy(),
+        "u": lambda: m.u,
+        "b": lambda: m.b,
+        "Gp": lambda: re.Gp.copy(),
+        "Tp": lambda: np.concatenate([[0], np.cumsum([t.theta_length for t in re.terms])]),
+        "L": lambda: m.devfun.problem.sparse_L(m._factor),
+        "Lambda": lambda: lambdat.T.tocsc(),
+        "Lambdat": lambda: lambdat.copy(),
+        "Lind": lambda: re.Lind.copy(),
+        "Tlist": tlist,
+        "ST": lambda: {k: _st(v) for k, v in tlist().items()},
+        "RX": m.RX,
+        "RZX": m.RZX,
+        "flist": lambda: dict(re.flist),
+        "sigma": lambda: m.sigma,
+        "beta": lambda: m.beta,
+        "fixef": lambda: m.fixef,
+        "theta": lambda: m.theta,
+        "lower": lambda: pd.Series(re.lower, index=re.theta_names, name="lower"),
+        "REML": lambda: m.p if m.is_REML else 0,
+        "is_REML": lambda: m.is_REML,
+        "n_rtrms": lambda: len(re.terms),
+        "n_rfacs": lambda: len(re.flist),
+        "N": lambda: m.n,
+        "n": lambda: m.n,
+        "p": lambda: m.p,
+        "q": lambda: m.q,
+        "p_i": lambda: np.array([df.shape[1] for df in mm_list().values()]),
+        "l_i": lambda: np.array([len(f.categories) for f in re.flist.values()]),
+        "q_i": lambda: np.array([t.nl * t.nc for t in re.terms]),
+        "k": lambda: len(re.terms),
+        "m_i": lambda: np.array([t.theta_length for t in re.terms]),
+        "m": lambda: len(theta),
+        "cnms": lambda: [list(c) for c in re.cnms],
+        "devcomp": lambda: m.devcomp,
+        "devfun": lambda: m.devfun,
+        "offset": lambda: (np.zeros(m.n) if m.lformula.offset is None
+                           else m.lformula.offset.copy()),
+        "weights": lambda: m.weights,
+    }
+    if name not in table:
+        raise LmeFormulaError(
+            f"'{name}' is not a valid name for getME; use one of: {', '.join(GETME_NAMES)}"
+        )
+    return table[name]()
+
+
+def _st(lam: np.ndarray) -> np.ndarray:
+    """lme4's scaled form: diagonal as θ, below it L_ij / L_jj."""
+    out = lam.copy()
+    d = np.diag(lam)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in range(lam.shape[0]):
+            out[j + 1 :, j] = lam[j + 1 :, j] / d[j]
+    return out

@@ -1,0 +1,282 @@
+"""Optimisation of the profiled criterion as lme4's ``optimizeLmer`` does it.
+
+BOBYQA from NLopt is lme4's default (``nloptwrap``) with lme4's settings: ``xtol_abs = 1e-8``,
+``ftol_abs = 1e-8``, ``maxeval = 1e5`` and, because nloptr fills in its own defaults for what
+lme4 leaves unset, ``xtol_rel = 1e-4``. After the optimizer: the boundary restart
+(``restart_edge``), snapping to the boundary (``boundary.tol``), finite-difference derivatives
+(``deriv12``) and lme4's convergence checks.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .control import LmerControl
+from .errors import ConvergenceWarning, LmeFormulaError, SingularFitWarning
+
+__all__ = ["OptResult", "check_conv", "deriv12", "optimize_lmer"]
+
+Objective = Callable[[np.ndarray], float]
+
+
+@dataclass
+class OptResult:
+    """lme4's ``opt`` list and ``optinfo``.
+
+    Attributes
+    ----------
+    par, fval
+        The optimum and the criterion there.
+    conv
+        Optimizer's code (0 = OK; 1000 = no optimisation).
+    message
+        Optimizer's message.
+    feval
+        Number of criterion evaluations by the optimizer (restarts included).
+    derivs
+        ``{"gradient": g, "Hessian": H}`` from :func:`deriv12`, or None.
+    warnings
+        Messages of the optimizer and of the convergence checks.
+    optimizer
+        Name of the optimizer used.
+    """
+
+    par: np.ndarray
+    fval: float
+    conv: int
+    message: str
+    feval: int
+    derivs: dict[str, np.ndarray] | None = None
+    warnings: list[str] = field(default_factory=list)
+    optimizer: str = "nloptwrap"
+    lme4_messages: list[str] = field(default_factory=list)
+
+
+_NLOPT_MESSAGES = {
+    1: "NLOPT_SUCCESS: Generic success return value.",
+    2: "NLOPT_STOPVAL_REACHED: Optimization stopped because stopval (above) was reached.",
+    3: "NLOPT_FTOL_REACHED: Optimization stopped because ftol_rel or ftol_abs (above) was reached.",
+    4: "NLOPT_XTOL_REACHED: Optimization stopped because xtol_rel or xtol_abs (above) was reached.",
+    5: "NLOPT_MAXEVAL_REACHED: Optimization stopped because maxeval (above) was reached.",
+    6: "NLOPT_MAXTIME_REACHED: Optimization stopped because maxtime (above) was reached.",
+}
+
+
+def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
+               opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+    import nlopt
+
+    settings = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "maxeval": 100000, "xtol_rel": 1e-4,
+                "ftol_rel": 0.0, **opts}
+    k = x0.shape[0]
+    count = 0
+
+    def objective(x: np.ndarray, grad: np.ndarray) -> float:
+        nonlocal count
+        count += 1
+        value = fn(x)
+        return value if math.isfinite(value) else 1e300
+
+    algorithm = settings.pop("algorithm", "NLOPT_LN_BOBYQA")
+    opt = nlopt.opt(getattr(nlopt, algorithm.replace("NLOPT_", "")), k)
+    opt.set_lower_bounds(np.asarray(lower, float))
+    opt.set_upper_bounds(np.full(k, np.inf))
+    opt.set_min_objective(objective)
+    opt.set_xtol_abs(settings["xtol_abs"])
+    opt.set_ftol_abs(settings["ftol_abs"])
+    opt.set_xtol_rel(settings["xtol_rel"])
+    opt.set_ftol_rel(settings["ftol_rel"])
+    opt.set_maxeval(int(settings["maxeval"]))
+    x = np.clip(np.asarray(x0, float), lower, None)
+    try:
+        xopt = opt.optimize(x)
+        code = int(opt.last_optimize_result())
+    except nlopt.RoundoffLimited:
+        xopt, code = opt.last_optimum_x() if hasattr(opt, "last_optimum_x") else x, -4
+    fval = float(opt.last_optimum_value())
+    conv = 0 if 0 < code < 5 else code
+    return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count
+
+
+def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int, str, int]]:
+    def run(fn: Objective, x0: np.ndarray, lower: np.ndarray,
+            opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+        from scipy.optimize import minimize
+
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        res = minimize(fn, x0, method=method, bounds=bounds, options=dict(opts))
+        return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
+                int(res.nfev))
+
+    return run
+
+
+OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = {
+    "nloptwrap": _nloptwrap,
+    "bobyqa": _nloptwrap,
+    "Nelder_Mead": _scipy_optimizer("Nelder-Mead"),
+    "L-BFGS-B": _scipy_optimizer("L-BFGS-B"),
+}
+
+
+def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
+            fx: float | None = None) -> dict[str, np.ndarray]:
+    """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied)."""
+    k = x.shape[0]
+    f0 = fn(x) if fx is None else fx
+    grad = np.zeros(k)
+    hess = np.zeros((k, k))
+    fplus = np.zeros(k)
+    fminus = np.zeros(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = delta
+        fplus[i], fminus[i] = fn(x + e), fn(x - e)
+        grad[i] = (fplus[i] - fminus[i]) / (2 * delta)
+        hess[i, i] = (fplus[i] - 2 * f0 + fminus[i]) / delta**2
+    for i in range(k):
+        for j in range(i):
+            ei = np.zeros(k)
+            ej = np.zeros(k)
+            ei[i] = ej[j] = delta
+            val = (fn(x + ei + ej) - fn(x + ei - ej) - fn(x - ei + ej) + fn(x - ei - ej))
+            hess[i, j] = hess[j, i] = val / (4 * delta**2)
+    return {"gradient": grad, "Hessian": hess}
+
+
+def _emit(action: str, message: str, category: type[Warning]) -> None:
+    if action == "ignore":
+        return
+    if action == "stop":
+        raise LmeFormulaError(message)
+    warnings.warn(message, category, stacklevel=5)
+
+
+def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.ndarray,
+               ctrl: LmerControl) -> list[str]:
+    """lme4's ``checkConv``: singular fit first, then gradient and Hessian checks."""
+    messages: list[str] = []
+    action, tol = ctrl.check_conv_singular
+    if np.any(par[lower == 0] < tol):
+        msg = "boundary (singular) fit: see help('isSingular')"
+        _emit(action, msg, SingularFitWarning)
+        return [msg] if action != "ignore" else []
+    if derivs is None:
+        return messages
+    g, h = derivs["gradient"], derivs["Hessian"]
+    if np.isnan(g).any():
+        msg = "Gradient contains NAs"
+        _emit(ctrl.check_conv_grad[0], msg, ConvergenceWarning)
+        return [msg]
+    g_action, g_tol = ctrl.check_conv_grad
+    try:
+        r = np.linalg.cholesky(h).T
+        scgrad = np.linalg.solve(r, g)
+    except np.linalg.LinAlgError:
+        scgrad = None
+    if scgrad is None or np.isnan(scgrad).any():
+        msg = "unable to evaluate scaled gradient"
+        _emit(g_action, msg, ConvergenceWarning)
+        messages.append(msg)
+    else:
+        mingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(g))))
+        if mingrad > g_tol:
+            msg = (f"Model failed to converge with max|grad| = {mingrad:.6g} "
+                   f"(tol = {g_tol:g}, component 1)")
+            _emit(g_action, msg, ConvergenceWarning)
+            messages.append(msg)
+    h_action, h_tol = ctrl.check_conv_hess
+    if h_action != "ignore":
+        eig = np.linalg.eigvalsh(h)
+        msg = None
+        if np.any(eig < -h_tol):
+            msg = ("Model failed to converge: degenerate  Hessian with "
+                   f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
+        elif np.any(np.abs(eig) < h_tol) or scgrad is None:
+            msg = (" Hessian is numerically singular: parameters are not uniquely determined")
+        elif eig.max() * h_tol > 1:
+            msg = "Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?"
+        elif eig.min() / eig.max() < h_tol:
+            msg = "Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?"
+        if msg:
+            _emit(h_action, msg, ConvergenceWarning)
+            messages.append(msg)
+    return messages
+
+
+def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
+                  ctrl: LmerControl) -> OptResult:
+    """Minimise ``fn`` from ``start`` subject to ``lower``, then lme4's post-processing.
+
+    Parameters
+    ----------
+    fn
+        The profiled criterion as a function of θ.
+    start
+        Starting θ.
+    lower
+        Lower bounds (0 on diagonals of Λ, -inf elsewhere).
+    ctrl
+        Optimizer choice and settings, and the convergence checks' actions.
+
+    Returns
+    -------
+    OptResult
+    """
+    start = np.asarray(start, float)
+    if ctrl.optimizer is None:
+        return OptResult(start, fn(start), 1000, "no optimization", 1, optimizer="none")
+    if ctrl.optimizer not in OPTIMIZERS:
+        raise LmeFormulaError(
+            f"unknown optimizer {ctrl.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
+    run = OPTIMIZERS[ctrl.optimizer]
+    opts = dict(ctrl.optCtrl)
+    par, fval, conv, message, feval = run(fn, start, lower, opts)
+    notes: list[str] = []
+    if conv != 0:
+        note = f"convergence code {conv} from {ctrl.optimizer}: {message}"
+        warnings.warn(note, ConvergenceWarning, stacklevel=3)
+        notes.append(note)
+
+    if ctrl.restart_edge:
+        # one-sided derivative at components on the boundary: restart if any points inwards
+        bvals = np.flatnonzero((par == lower) & (lower == 0))
+        if bvals.size:
+            base = fn(par)
+            feval += 1
+            grads = []
+            for i in bvals:
+                e = np.zeros_like(par)
+                e[i] = 1e-5
+                grads.append((fn(par + e) - base) / 1e-5)
+                feval += 1
+            if any(g < 0 for g in grads):
+                par, fval, conv, message, extra = run(fn, par, lower, opts)
+                feval += extra
+
+    # lme4's check.boundary: move near-boundary components onto it, one at a time, if better
+    bdiff = par - lower
+    near = np.flatnonzero((bdiff > 0) & (bdiff < ctrl.boundary_tol))
+    if near.size:
+        d0 = fn(par)
+        feval += 1
+        for i in near:
+            trial = par.copy()
+            trial[i] = lower[i]
+            d1 = fn(trial)
+            feval += 1
+            if d1 < d0:
+                par, d0 = trial, d1
+        fval = d0
+
+    derivs = None
+    if ctrl.calc_derivs:
+        derivs = deriv12(fn, par, fx=fval)
+    return OptResult(par, fval, conv, message, feval, derivs, notes, ctrl.optimizer)
