@@ -247,7 +247,7 @@ class LmerMod:
         pwrss = self.pwrss
         crit = self.devfun.problem.criterion(f, self.is_REML)
         cmp = {
-            "ldL2": f.ldL2, "ldRX2": f.ldRX2, "wrss": self._wrss, "ussq": self._ussq,
+            "ldL2": f.ldL2, "ldRX2": self._ldRX2, "wrss": self._wrss, "ussq": self._ussq,
             "pwrss": pwrss, "drsum": math.nan,
             "REML": crit if self.is_REML else math.nan,
             "dev": math.nan if self.is_REML else crit,
@@ -260,13 +260,20 @@ class LmerMod:
         return {"cmp": cmp, "dims": dims}
 
     # -- criteria -------------------------------------------------------------------------------
+    @property
+    def _ldRX2(self) -> float:
+        # lme4 1.1-31 reports ldRX2 = 1 (not 0) for a model without fixed effects, and its
+        # REMLcrit() then adds that 1; matched here
+        return self._factor.ldRX2 if self.p > 0 else 1.0
+
     def _criterion_at_fit(self, REML: bool) -> float:
         n, p = self.n, self.p
         f = self._factor
         ldw = self.devfun.problem.ldW
         pwrss = self.pwrss
-        if REML and p > 0:
-            return f.ldL2 - ldw + f.ldRX2 + (n - p) * (1 + math.log(2 * math.pi * pwrss / (n - p)))
+        if REML:
+            return (f.ldL2 - ldw + self._ldRX2
+                    + (n - p) * (1 + math.log(2 * math.pi * pwrss / (n - p))))
         return f.ldL2 - ldw + n * (1 + math.log(2 * math.pi * pwrss / n))
 
     def REMLcrit(self) -> float:

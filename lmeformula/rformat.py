@@ -24,7 +24,9 @@ def signif_digits(x: float, digits: int) -> tuple[int, int]:
 
 def format_numbers(values: Sequence[float], digits: int = 7, nsmall: int = 0) -> list[str]:
     """R's ``format(x, digits, nsmall)`` of a numeric vector: common decimals, common width."""
-    xs = [float(v) + 0.0 for v in values]  # + 0.0 turns -0.0 into 0.0, as R prints it
+    # + 0.0 turns -0.0 into 0.0, as R prints it; 15 significant digits drop the round-off
+    # noise in which two engines differ (1527.4999999999998 is 1527.5 to R and to us)
+    xs = [float(f"{float(v):.15g}") + 0.0 for v in values]
     finite = [x for x in xs if math.isfinite(x)]
     if not finite:
         out = ["NA" if math.isnan(x) else ("Inf" if x > 0 else "-Inf") for x in xs]

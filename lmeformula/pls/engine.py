@@ -76,12 +76,14 @@ class Factorization:
 
     Attributes
     ----------
+    theta
+        The θ factored.
     L11
         (nl₁, nc₁, nc₁) lower-triangular diagonal blocks of the first term.
-    L21
-        Sparse (m x q₁): rows of block 2 (other terms, X, y) against block 1.
+    T1
+        (nl₁, nc₁, nc₁) blocks of Λ₁L11⁻ᵀ, so that L21 = Λ₂'G T1.
     L22
-        Dense (m x m) lower-triangular factor of block 2.
+        Dense (m x m) lower-triangular factor of block 2 (other terms, X, y).
     ldL2, ldRX2, pwrss
         log det of Λ'Z'WZΛ + I, log det of RX'RX, penalised weighted RSS.
     """
@@ -89,11 +91,19 @@ class Factorization:
     theta: np.ndarray
     L11: np.ndarray
     T1: np.ndarray
-    L21: sp.csr_matrix
     L22: np.ndarray
     ldL2: float
     ldRX2: float
     pwrss: float
+    problem: PLSProblem = field(repr=False)
+    _L21: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def L21(self) -> sp.csr_matrix:
+        """Sparse (m x q₁): rows of block 2 against block 1 (formed only when asked for)."""
+        if self._L21 is None:
+            self._L21 = self.problem.block21(self.theta, self.T1)
+        return self._L21
 
 
 @dataclass
@@ -167,6 +177,20 @@ class PLSProblem:
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
+        self._rest_diagonal = self._diagonal_scaling() if all(
+            t.nc == 1 for t in self.terms[1:]) else None
+        self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
+
+    def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
+        """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
+        owner = np.concatenate([np.full(t.nl, t.theta_offset) for t in self.terms[1:]]
+                               + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+        ones = np.ones(self.p + 1)
+
+        def scaling(theta: np.ndarray) -> np.ndarray:
+            return np.concatenate([theta[owner], ones])
+
+        return scaling
 
     # -- per-θ pieces -------------------------------------------------------------------------
     def lambda_rest_t(self, theta: np.ndarray) -> sp.csc_matrix:
@@ -176,45 +200,70 @@ class PLSProblem:
         lam_r = sp.csc_matrix((theta[lind], idx, ptr), shape=(qr, qr))
         return sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc")
 
+    def block21(self, theta: np.ndarray, t1: np.ndarray) -> sp.csr_matrix:
+        """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G)."""
+        nc = self.terms[0].nc
+        if nc == 1:
+            out = self.G.multiply(t1.reshape(1, -1)).tocsr()
+        else:
+            out = (self.G @ _block_diagonal(t1)).tocsr()
+        return (self.lambda_rest_t(theta) @ out).tocsr()
+
+    def _downdate(self, b: np.ndarray) -> np.ndarray:
+        """Upper-triangle values of G B Gᵀ at the pattern's entries, B block-diagonal."""
+        if self._pairs is not None:
+            return self._pairs @ b.ravel()
+        gb = self.G @ _block_diagonal(b)
+        return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
+
+    def _block2(self, theta: np.ndarray, t1: np.ndarray) -> np.ndarray:
+        """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
+        array whose transpose LAPACK factors in place."""
+        qr, m = self._lam_r_size, self.m
+        b = np.einsum("lij,lkj->lik", t1, t1)
+        buf = self.M22.copy()
+        buf.ravel()[self._keys] -= self._downdate(b)
+        if self._rest_diagonal is not None:
+            dr = self._rest_diagonal(theta)
+            buf *= dr[:, None]
+            buf *= dr[None, :]
+        else:
+            full = np.triu(buf) + np.triu(buf, 1).T
+            lam_t = self.lambda_rest_t(theta)
+            buf[...] = np.asarray(lam_t @ (lam_t @ full).T)
+        buf.ravel()[: qr * (m + 1) : m + 1] += 1.0
+        return buf
+
     def factor(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta``."""
         theta = np.asarray(theta, dtype=float)
         first = self.terms[0]
         lam1 = first.lower_factor(theta)
-        # L11: chol(λ' A11_l λ + I) level by level
-        d = np.einsum("ji,ljk,km->lim", lam1, self.A11, lam1)
-        d += np.eye(first.nc)
-        try:
-            l11 = np.linalg.cholesky(d)
-        except np.linalg.LinAlgError as err:  # pragma: no cover - I + psd is p.d.
-            raise FittingError("Cholesky factorisation of the first block failed") from err
-        # T1 = λ L11^{-T} per level: L21 = Λr' G T1
-        t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
-        nc = first.nc
-        base = np.arange(first.nl)[:, None, None] * nc
-        rows = (base + np.arange(nc)[None, :, None]).repeat(nc, axis=2)
-        cols = (base + np.arange(nc)[None, None, :]).repeat(nc, axis=1)
-        t1_blk = sp.csr_matrix((t1.ravel(), (rows.ravel(), cols.ravel())),
-                               shape=(self.q1, self.q1))
-        lam_t = self.lambda_rest_t(theta)
-        l21 = (lam_t @ (self.G @ t1_blk)).tocsr()
-        s = np.asarray(lam_t @ (lam_t @ self.M22).T)  # Λ' M22 Λ (M22 is symmetric)
         qr = self._lam_r_size
-        s[np.arange(qr), np.arange(qr)] += 1.0
-        s -= (l21 @ l21.T).toarray()
-        try:
-            l22 = la.cholesky(s, lower=True, check_finite=False)
-        except la.LinAlgError:
-            l22 = self._cholesky_report(s, qr)
-        diag11 = np.diagonal(l11, axis1=1, axis2=2)
+        # block 1: L11 = chol(λ' A11_l λ + I), level by level
+        if first.nc == 1:
+            a = self.A11[:, 0, 0] * lam1[0, 0] ** 2 + 1.0
+            l11 = np.sqrt(a)[:, None, None]
+            t1 = (lam1[0, 0] / l11[:, 0, 0])[:, None, None]
+        else:
+            d = np.einsum("ji,ljk,km->lim", lam1, self.A11, lam1)
+            d += np.eye(first.nc)
+            l11 = np.linalg.cholesky(d)
+            t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
+        l22, info = _potrf(self._block2(theta, t1).T)
+        if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
+            l22 = self._cholesky_report(self._block2(theta, t1), qr)
         diag22 = np.diag(l22)
-        ld_l2 = 2.0 * (np.log(diag11).sum() + np.log(diag22[:qr]).sum())
+        ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
+                       + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
         pwrss = float(diag22[-1] ** 2)
-        return Factorization(theta, l11, t1, l21, l22, float(ld_l2), float(ld_rx2), pwrss)
+        return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
+                             self)
 
     def _cholesky_report(self, s: np.ndarray, qr: int) -> np.ndarray:
         """Cholesky of block 2 when the last pivot (y) vanishes, or lme4's error for X."""
+        s = np.triu(s) + np.triu(s, 1).T
         core = s[:-1, :-1]
         try:
             l_core = la.cholesky(core, lower=True, check_finite=False)
@@ -321,3 +370,59 @@ class PLSProblem:
                 pos += t.size
                 out.append(blk)
         return out
+
+
+def _potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
+    """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf)."""
+    lfac, info = la.lapack.dpotrf(a_fortran, lower=1, clean=1, overwrite_a=1)
+    return lfac, int(info)
+
+
+def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
+    """Sparse block-diagonal matrix from (nl, nc, nc) blocks."""
+    nl, nc, _ = blocks.shape
+    base = np.arange(nl)[:, None, None] * nc
+    rows = (base + np.arange(nc)[None, :, None]).repeat(nc, axis=2)
+    cols = (base + np.arange(nc)[None, None, :]).repeat(nc, axis=1)
+    return sp.csr_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())),
+                         shape=(nl * nc, nl * nc))
+
+
+# Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse products
+_MAX_PAIRS = 40_000_000
+
+
+def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
+                      ) -> tuple[np.ndarray, sp.csr_matrix | None]:
+    """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
+    ``(G B Gᵀ)[keys] = C @ vec(B)``: each row sums, over the levels l and column pairs (a, b)
+    of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b]. Formed once; per θ the downdate is
+    one sparse matrix-vector product."""
+    gc = g.tocsc()
+    gc.sort_indices()
+    col_start = gc.indptr[: nl * nc : nc] if nc > 1 else gc.indptr[:-1]
+    col_end = gc.indptr[nc :: nc] if nc > 1 else gc.indptr[1:]
+    k = (col_end - col_start).astype(np.int64)
+    total = int((k * k).sum())
+    if total > _MAX_PAIRS or total == 0:
+        gbg = (g @ g.T).tocoo()
+        upper = gbg.row <= gbg.col
+        keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
+        return keys, None
+    level = np.repeat(np.arange(nl), k * k)
+    first_pair = np.concatenate([[0], np.cumsum(k * k)[:-1]])
+    t = np.arange(total) - np.repeat(first_pair, k * k)
+    kk = k[level]
+    p = col_start[level] + t // kk
+    r = col_start[level] + t % kk
+    rows = gc.indices
+    keep = rows[p] <= rows[r]
+    p, r, level = p[keep], r[keep], level[keep]
+    # which column of the term each stored entry belongs to
+    entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
+    key = rows[p].astype(np.int64) * m + rows[r]
+    keys, key_index = np.unique(key, return_inverse=True)
+    bcol = level * nc * nc + entry_col[p] * nc + entry_col[r]
+    pairs = sp.csr_matrix((gc.data[p] * gc.data[r], (key_index, bcol)),
+                          shape=(keys.shape[0], nl * nc * nc))
+    return keys, pairs

@@ -143,6 +143,7 @@ fit_json <- function(fit, devfun, full = TRUE) {
     logLik = as.numeric(ll), logLik_df = attr(ll, "df"), AIC = AIC(fit), BIC = BIC(fit),
     nobs = nobs(fit), ngrps = as.list(ngrps(fit)), df_residual = df.residual(fit),
     isSingular = isSingular(fit), feval = fit@optinfo$feval,
+    hessian = unname(fit@optinfo$derivs$Hessian), gradient = unname(fit@optinfo$derivs$gradient),
     optinfo_conv = fit@optinfo$conv$opt, optinfo_messages = unname(unlist(fit@optinfo$conv$lme4$messages)),
     start = unname(start), dev_at = dev_at,
     ranef = if (full) ranef_j else NULL,
