@@ -8,20 +8,47 @@
 """
 
 from . import datasets
+from .accessors import (
+    AIC,
+    BIC,
+    REMLcrit,
+    VarCorr,
+    coef,
+    deviance,
+    df_residual,
+    fitted,
+    fixef,
+    getME,
+    isREML,
+    isSingular,
+    logLik,
+    ngrps,
+    nobs,
+    npar,
+    predict,
+    ranef,
+    residuals,
+    sigma,
+    summary,
+    vcov,
+)
 from .control import LmerControl, lmerControl
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
 from .formula.bars import expand_double_verts
 from .lmer import lmer, mkMerMod, optimizeLmer, refitML
-from .mermod import LmerMod, VarCorr
+from .mermod import LmerMod
 from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
 from .printing import format_sparse
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "datasets", "lFormula", "LFormula", "lmer", "LmerMod", "VarCorr", "mkLmerDevfun",
+    "datasets", "lFormula", "LFormula", "lmer", "LmerMod", "mkLmerDevfun",
+    "AIC", "BIC", "REMLcrit", "VarCorr", "coef", "deviance", "df_residual", "fitted", "fixef",
+    "getME", "isREML", "isSingular", "logLik", "nobs", "npar", "ngrps", "predict", "ranef",
+    "residuals", "sigma", "summary", "vcov",
     "LmerDevfun", "optimizeLmer", "mkMerMod", "refitML", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,

@@ -64,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 from .lmer import lmer
 
-                model = lmer(args.formula, data, REML=not args.ml)
-                model.data_name = args.data if args.data in datasets.list() else "data"
+                name = args.data if args.data in datasets.list() else Path(args.data).stem
+                model = lmer(args.formula, data, REML=not args.ml, data_name=name)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:

@@ -18,7 +18,18 @@ import numpy as np
 import pandas as pd
 
 from .errors import FormulaError, VariableNotFoundError
-from .formula.ast import BinOp, Call, Name, Node, Num, Paren, Str, UnaryOp, deparse
+from .formula.ast import (
+    BinOp,
+    Call,
+    Name,
+    Node,
+    Num,
+    Paren,
+    Str,
+    UnaryOp,
+    deparse,
+    format_r_number,
+)
 
 __all__ = ["MatrixValue", "Value", "as_factor", "evaluate", "is_factor_like", "r_number_labels"]
 
@@ -42,29 +53,7 @@ Value = Any  # np.ndarray | pd.Categorical | MatrixValue
 
 def r_number_labels(values: np.ndarray) -> list[str]:
     """Format numbers as R's ``as.character`` does (15 significant digits, ``1e+05``)."""
-    out = []
-    for v in values:
-        if np.isfinite(v) and v == int(v) and abs(v) < 1e15:
-            s = str(int(v))
-            if len(s) > 5 and s.endswith("00000"):
-                s = _r_general(v)
-        else:
-            s = _r_general(v)
-        out.append(s)
-    return out
-
-
-def _r_general(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Inf" if v > 0 else "-Inf"
-    fixed = f"{v:.15g}"
-    if "e" in fixed:
-        m, e = fixed.split("e")
-        sign = "-" if e.startswith("-") else "+"
-        fixed = f"{m}e{sign}{e.lstrip('+-').lstrip('0').rjust(2, '0')}"
-    return fixed
+    return [format_r_number(float(v)) for v in values]
 
 
 def is_factor_like(value: Value) -> bool:

@@ -151,19 +151,26 @@ def precedence(op: str) -> int:
     return BINARY_PRECEDENCE[op]
 
 
-def _format_number(value: float) -> str:
-    """Format a number the way R's deparse does (15 significant digits, ``1e+05``)."""
-    if value == int(value) and abs(value) < 1e15:
-        text = str(int(value))
-        if len(text) <= 15 and not text.endswith("00000"):
-            return text
-    text = f"{value:.15g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = exponent[0] if exponent[0] in "+-" else "+"
-        digits = exponent.lstrip("+-").lstrip("0").rjust(2, "0")
-        text = f"{mantissa}e{sign}{digits}"
-    return text
+def format_r_number(value: float, digits: int = 15) -> str:
+    """A number as R's ``deparse`` and ``as.character`` write it: up to 15 significant
+    digits, in fixed notation unless scientific is shorter (``1e+05``, ``1e-04``, ``0.1``)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    exp = int(exponent)
+    sci = f"{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    sig = len(mantissa.replace("-", "").replace(".", ""))
+    decimals = max(0, sig - 1 - exp)
+    fixed = f"{value:.{decimals}f}"
+    return fixed if len(fixed) <= len(sci) else sci
+
+
+_format_number = format_r_number
 
 
 def _needs_backticks(name: str) -> bool:

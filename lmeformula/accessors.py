@@ -1,0 +1,150 @@
+"""lme4's accessor functions: ``fixef(m)``, ``ranef(m, condVar=True)``, ``VarCorr(m)``, ...
+
+Each calls the fitted model's property or method of the same name, so ``lmf.fixef(m)`` and
+``m.fixef`` are the same thing, as are ``lmf.ranef(m)`` and ``m.ranef()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .mermod import LmerMod, LogLik, Summary
+from .mermod import VarCorr as _VarCorr
+from .mermod import getME as _getME
+
+__all__ = [
+    "AIC",
+    "BIC",
+    "REMLcrit",
+    "VarCorr",
+    "coef",
+    "deviance",
+    "df_residual",
+    "fitted",
+    "fixef",
+    "getME",
+    "isREML",
+    "isSingular",
+    "logLik",
+    "ngrps",
+    "nobs",
+    "npar",
+    "predict",
+    "ranef",
+    "residuals",
+    "sigma",
+    "summary",
+    "vcov",
+]
+
+
+def fixef(m: LmerMod) -> pd.Series:
+    """Fixed effects, named by X's columns."""
+    return m.fixef
+
+
+def ranef(m: LmerMod, condVar: bool = True) -> dict[str, pd.DataFrame]:
+    """Conditional modes per grouping factor (``attrs["postVar"]`` with ``condVar``)."""
+    return m.ranef(condVar=condVar)
+
+
+def coef(m: LmerMod) -> dict[str, pd.DataFrame]:
+    """Fixed effects plus conditional modes, per grouping factor."""
+    return m.coef
+
+
+def VarCorr(m: LmerMod) -> _VarCorr:
+    """Variances and correlations of the random effects."""
+    return m.VarCorr
+
+
+def sigma(m: LmerMod) -> float:
+    """Residual standard deviation."""
+    return m.sigma
+
+
+def REMLcrit(m: LmerMod) -> float:
+    """The REML criterion at the fitted θ."""
+    return m.REMLcrit()
+
+
+def deviance(m: LmerMod, REML: bool | None = None) -> float:
+    """lme4's deviance (warns for REML fits when ``REML`` is not given)."""
+    return m.deviance(REML=REML)
+
+
+def logLik(m: LmerMod, REML: bool | None = None) -> LogLik:
+    """Log-likelihood with its degrees of freedom."""
+    return m.logLik(REML=REML)
+
+
+def AIC(m: LmerMod) -> float:
+    """Akaike's information criterion."""
+    return m.AIC()
+
+
+def BIC(m: LmerMod) -> float:
+    """Schwarz's Bayesian information criterion."""
+    return m.BIC()
+
+
+def vcov(m: LmerMod) -> pd.DataFrame:
+    """Covariance matrix of the fixed effects."""
+    return m.vcov()
+
+
+def nobs(m: LmerMod) -> int:
+    """Number of observations."""
+    return m.nobs
+
+
+def ngrps(m: LmerMod) -> pd.Series:
+    """Number of levels of each grouping factor."""
+    return m.ngrps
+
+
+def df_residual(m: LmerMod) -> int:
+    """Residual degrees of freedom."""
+    return m.df_residual
+
+
+def fitted(m: LmerMod) -> pd.Series:
+    """Fitted values."""
+    return m.fitted()
+
+
+def residuals(m: LmerMod, type: str = "response", scaled: bool = False) -> pd.Series:
+    """Residuals of the given type (``response``, ``working``, ``pearson``, ``deviance``)."""
+    return m.residuals(type=type, scaled=scaled)
+
+
+def isSingular(m: LmerMod, tol: float = 1e-4) -> bool:
+    """Whether the fit is on the boundary of the parameter space."""
+    return m.isSingular(tol=tol)
+
+
+def getME(m: LmerMod, name: str) -> Any:
+    """Extract a component by lme4's name (``"Zt"``, ``"Lambdat"``, ``"theta"``, ...)."""
+    return _getME(m, name)
+
+
+def predict(m: LmerMod, re_form: Any = None) -> pd.Series:
+    """Predictions on the fitted data, with or without the random effects."""
+    return m.predict(re_form=re_form)
+
+
+def summary(m: LmerMod) -> Summary:
+    """lme4's summary object; ``print()`` it for lme4's layout."""
+    return m.summary()
+
+
+def isREML(m: LmerMod) -> bool:
+    """Whether the model was fitted by REML."""
+    return m.is_REML
+
+
+def npar(m: LmerMod) -> int:
+    """Number of parameters: fixed effects, θ and σ."""
+    return m.npar()
