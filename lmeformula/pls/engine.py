@@ -400,29 +400,48 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
     one sparse matrix-vector product."""
     gc = g.tocsc()
     gc.sort_indices()
-    col_start = gc.indptr[: nl * nc : nc] if nc > 1 else gc.indptr[:-1]
-    col_end = gc.indptr[nc :: nc] if nc > 1 else gc.indptr[1:]
-    k = (col_end - col_start).astype(np.int64)
-    total = int((k * k).sum())
+    rows = gc.indices.astype(np.int64)
+    seg = gc.indptr[::nc].astype(np.int64)  # level l's entries: seg[l]:seg[l + 1]
+    k = np.diff(seg)
+    # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
+    total = int((k * (k + 1) // 2).sum()) if nc == 1 else int((k * k).sum())
     if total > _MAX_PAIRS or total == 0:
         gbg = (g @ g.T).tocoo()
         upper = gbg.row <= gbg.col
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
         return keys, None
-    level = np.repeat(np.arange(nl), k * k)
-    first_pair = np.concatenate([[0], np.cumsum(k * k)[:-1]])
-    t = np.arange(total) - np.repeat(first_pair, k * k)
-    kk = k[level]
-    p = col_start[level] + t // kk
-    r = col_start[level] + t % kk
-    rows = gc.indices
-    keep = rows[p] <= rows[r]
-    p, r, level = p[keep], r[keep], level[keep]
-    # which column of the term each stored entry belongs to
-    entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
-    key = rows[p].astype(np.int64) * m + rows[r]
-    keys, key_index = np.unique(key, return_inverse=True)
-    bcol = level * nc * nc + entry_col[p] * nc + entry_col[r]
+    entry_level = np.repeat(np.arange(nl, dtype=np.int64), k)
+    if nc == 1:
+        entries = np.arange(rows.shape[0], dtype=np.int64)
+        count = seg[entry_level + 1] - entries  # partners at or after each entry
+        p = np.repeat(entries, count)
+        first = np.cumsum(count) - count
+        r = p + (np.arange(total, dtype=np.int64) - np.repeat(first, count))
+        bcol = entry_level[p]
+    else:
+        level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
+        first = np.repeat(np.cumsum(k * k) - k * k, k * k)
+        t = np.arange(total, dtype=np.int64) - first
+        kk = k[level]
+        p = seg[level] + t // kk
+        r = seg[level] + t % kk
+        keep = rows[p] <= rows[r]
+        p, r, level = p[keep], r[keep], level[keep]
+        entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
+        bcol = level * nc * nc + entry_col[p] * nc + entry_col[r]
+    key = rows[p] * m + rows[r]
+    keys, key_index = _index_keys(key, m)
     pairs = sp.csr_matrix((gc.data[p] * gc.data[r], (key_index, bcol)),
                           shape=(keys.shape[0], nl * nc * nc))
     return keys, pairs
+
+
+def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and each key's position among them (a table when m² is small)."""
+    if m * m <= 50_000_000:
+        present = np.zeros(m * m, dtype=bool)
+        present[key] = True
+        position = np.cumsum(present, dtype=np.int64) - 1
+        return np.flatnonzero(present), position[key]
+    keys, inverse = np.unique(key, return_inverse=True)
+    return keys, inverse

@@ -1,0 +1,1 @@
+"""Benchmarks of lmeformula against lme4 and other engines (``python -m benchmarks``)."""
