@@ -29,6 +29,7 @@ from .accessors import (
     ranef,
     residuals,
     sigma,
+    simulate,
     summary,
     vcov,
 )
@@ -37,7 +38,9 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
 from .formula.bars import expand_double_verts
-from .lmer import lmer, mkMerMod, optimizeLmer, refitML
+from .inference import anova, bootstrap, confint, profile
+from .lmer import lmer, mkMerMod, optimizeLmer, refit, refitML, update
+from .lmlist import lmList
 from .mermod import LmerMod
 from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
 from .printing import format_sparse
@@ -48,8 +51,9 @@ __all__ = [
     "datasets", "lFormula", "LFormula", "lmer", "LmerMod", "mkLmerDevfun",
     "AIC", "BIC", "REMLcrit", "VarCorr", "coef", "deviance", "df_residual", "fitted", "fixef",
     "getME", "isREML", "isSingular", "logLik", "nobs", "npar", "ngrps", "predict", "ranef",
-    "residuals", "sigma", "summary", "vcov",
-    "LmerDevfun", "optimizeLmer", "mkMerMod", "refitML", "LmerControl", "lmerControl",
+    "residuals", "sigma", "simulate", "summary", "vcov",
+    "LmerDevfun", "optimizeLmer", "mkMerMod", "refitML", "refit", "update", "anova",
+    "confint", "profile", "bootstrap", "lmList", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "ranef",
     "residuals",
     "sigma",
+    "simulate",
     "summary",
     "vcov",
 ]
@@ -130,9 +131,16 @@ def getME(m: LmerMod, name: str) -> Any:
     return _getME(m, name)
 
 
-def predict(m: LmerMod, re_form: Any = None) -> pd.Series:
-    """Predictions on the fitted data, with or without the random effects."""
-    return m.predict(re_form=re_form)
+def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
+            allow_new_levels: bool = False, se_fit: bool = False) -> Any:
+    """Predictions, with all, some or none of the random effects, on the data or new data."""
+    return m.predict(newdata, re_form, allow_new_levels, se_fit)
+
+
+def simulate(m: LmerMod, nsim: int = 1, rng: Any = None, use_u: bool = False,
+             re_form: Any = float("nan"), newdata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Responses simulated from the fitted model (columns sim_1 ... sim_nsim)."""
+    return m.simulate(nsim, rng, use_u, re_form, newdata)
 
 
 def summary(m: LmerMod) -> Summary:

@@ -91,7 +91,9 @@ def lmer(
         return devfun
     opt = optimizeLmer(devfun, ctrl)
     name = data_name or data.attrs.get("name") or "data"
-    return mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
+    model = mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
+    model._data = data  # a reference (never modified), for update(); R keeps the call
+    return model
 
 
 def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
@@ -120,3 +122,118 @@ def refitML(m: LmerMod) -> LmerMod:
     ctrl = dataclasses.replace(m.lformula.control, optimizer="bobyqa")
     opt = optimizeLmer(devfun, ctrl)
     return mkMerMod(devfun, opt, pf, m.data_name, m.call_args)
+
+
+def refit(m: LmerMod, newresp: Any) -> LmerMod:
+    """lme4's ``refit``: the same model fitted to a new response, starting from m's θ.
+
+    Parameters
+    ----------
+    m
+        A fitted model.
+    newresp
+        The new response, one value per observation used by ``m`` (or per row of the data
+        when the model dropped rows for NA: then the dropped rows are ignored).
+    """
+    import dataclasses
+
+    pf = m.lformula
+    y = np.asarray(newresp, dtype=float)
+    if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
+        y = y[pf.frame.rows]
+    if y.shape != (m.n,):
+        raise ValueError(f"newresp must have {m.n} values, not {y.shape[0]}")
+    if not np.isfinite(y).all():
+        raise ValueError("NA/NaN/Inf in 'y'")
+    pf2 = dataclasses.replace(pf, y=y)
+    devfun = mkLmerDevfun(pf2, start=np.asarray(m.theta))
+    opt = optimizeLmer(devfun, pf.control)
+    return mkMerMod(devfun, opt, pf2, m.data_name, m.call_args)
+
+
+def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = None,
+           REML: bool | None = None, **kwargs: Any) -> LmerMod:
+    """lme4's ``update``: refit with a changed formula, data, REML flag or argument.
+
+    In ``formula``, ``.`` stands for the corresponding side of the old formula, as in R:
+    ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``.
+    """
+    if data is None:
+        data = getattr(m, "_data", None)
+        if data is None:
+            raise ValueError("update() needs data= (the fitted model does not keep the data)")
+    call = dict(m.lformula.call)
+    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
+                                                                          formula)
+    args = {k: call[k] for k in ("weights", "offset", "subset", "na_action", "contrasts")}
+    control = kwargs.pop("control", m.lformula.control)
+    args.update(kwargs)
+    return lmer(new_formula, data, REML=m.lformula.REML if REML is None else REML,
+                control=control, data_name=m.data_name, **args)
+
+
+def update_formula(old: str, new: str) -> str:
+    """R's ``update.formula``: substitute the old sides for ``.``, then simplify the terms."""
+    from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse
+    from .formula.parser import parse_formula
+
+    old_lhs, old_rhs = parse_formula(old)
+    new_lhs, new_rhs = parse_formula(new)
+
+    def substitute(node: Node | None, dot: Node | None) -> Node | None:
+        if node is None:
+            return None
+        if isinstance(node, Name) and node.id == ".":
+            return Paren(dot) if isinstance(dot, BinOp) else dot
+        if isinstance(node, BinOp):
+            return BinOp(node.op, substitute(node.left, dot), substitute(node.right, dot))
+        if isinstance(node, UnaryOp):
+            return UnaryOp(node.op, substitute(node.operand, dot))
+        if isinstance(node, Paren):
+            return Paren(substitute(node.expr, dot))
+        return node
+
+    lhs = substitute(new_lhs, old_lhs) if new_lhs is not None else old_lhs
+    rhs = substitute(new_rhs, old_rhs)
+    return _simplify(lhs, rhs, deparse)
+
+
+def _simplify(lhs: Any, rhs: Any, deparse: Any) -> str:
+    """Expand the right-hand side into terms as R's ``terms()`` does, bars kept whole."""
+    from .formula.ast import BinOp, Paren, UnaryOp
+    from .formula.bars import is_bar
+
+    intercept = True
+    kept: list[str] = []
+
+    def add(node: Any, sign: int) -> None:
+        nonlocal intercept
+        if isinstance(node, Paren) and not is_bar(node):
+            add(node.expr, sign)
+        elif isinstance(node, BinOp) and node.op == "+":
+            add(node.left, sign)
+            add(node.right, sign)
+        elif isinstance(node, BinOp) and node.op == "-":
+            add(node.left, sign)
+            add(node.right, -sign)
+        elif isinstance(node, UnaryOp) and node.op == "-":
+            add(node.operand, -sign)
+        elif deparse(node) in ("0", "1"):
+            intercept = (deparse(node) == "1") == (sign > 0)
+        else:
+            text = deparse(node.expr if isinstance(node, Paren) else node)
+            text = f"({text})" if is_bar(node) else text
+            if sign > 0 and text not in kept:
+                kept.append(text)
+            elif sign < 0 and text in kept:
+                kept.remove(text)
+
+    add(rhs, 1)
+    bars = [t for t in kept if t.startswith("(") and "|" in t]
+    fixed = [t for t in kept if t not in bars]
+    parts = fixed + bars
+    if not intercept:
+        parts = ["-1", *parts] if not parts else [*parts, "-1"]
+    right = " + ".join(parts) if parts else "1"
+    right = right.replace("+ -1", "- 1")
+    return f"{deparse(lhs)} ~ {right}" if lhs is not None else f"~{right}"

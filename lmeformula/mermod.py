@@ -452,18 +452,19 @@ class LmerMod:
             r = r / self.sigma
         return self._pad(r, "residuals")
 
-    def predict(self, re_form: Any = None) -> pd.Series:
-        """Predictions on the fitted data: with all random effects (``re_form=None``) or at the
-        population level (``re_form="~0"`` or ``np.nan``)."""
-        if re_form is None:
-            return self.fitted()
-        if (isinstance(re_form, float) and math.isnan(re_form)) or (
-            isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA")
-        ):
-            offset = self.lformula.offset
-            eta = self.lformula.X.to_numpy() @ self._beta + (0.0 if offset is None else offset)
-            return self._pad(eta, "predict")
-        raise LmeFormulaError("re_form other than None or ~0 is not supported yet")
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False, se_fit: bool = False) -> Any:
+        """Predictions (see :func:`lmeformula.predict.predict`)."""
+        from .prediction import predict
+
+        return predict(self, newdata, re_form, allow_new_levels, se_fit)
+
+    def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
+                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Simulated responses (see :func:`lmeformula.predict.simulate`)."""
+        from .prediction import simulate
+
+        return simulate(self, nsim, rng, use_u, re_form, newdata)
 
     # -- getME ----------------------------------------------------------------------------------
     def getME(self, name: str) -> Any:

@@ -96,6 +96,11 @@ class LFormula:
         ``msgScaleX``.
     parsed
         The :class:`ParsedFormula`.
+    control
+        The checks' settings used.
+    call
+        The arguments of the call (``formula``, ``weights``, ``offset``, ``subset``,
+        ``na_action``, ``contrasts``), kept for ``predict``, ``update`` and ``refit``.
     """
 
     fr: pd.DataFrame
@@ -109,6 +114,7 @@ class LFormula:
     X_attrs: dict[str, Any] = field(repr=False)
     parsed: ParsedFormula = field(repr=False)
     control: LmerControl = field(repr=False)
+    call: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def weights(self) -> np.ndarray | None:
@@ -211,6 +217,8 @@ def lFormula(
         X_attrs=X_attrs,
         parsed=parsed,
         control=ctrl,
+        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
+              "na_action": na_action, "contrasts": contrasts},
     )
 
 

@@ -417,3 +417,79 @@ def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
         lines += ["fit warnings:", *msgs]
     lines += _conv_lines(m, summary=False)
     return "\n".join(lines)
+
+
+def _format_pval(pv: list[float], digits: int) -> list[str]:
+    """R's ``format.pval``: p-values below machine epsilon as ``<2.2e-16``."""
+    from .rformat import format_numbers
+
+    eps = np.finfo(float).eps
+    out = [""] * len(pv)
+    fix = [i for i, p in enumerate(pv) if p >= eps and (p == 0 or np.floor(np.log10(p)) >= -3)]
+    sci = [i for i, p in enumerate(pv) if p >= eps and i not in fix]
+    for group in (fix, sci):
+        if group:
+            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
+                out[i] = s.strip()
+    for i, p in enumerate(pv):
+        if p < eps:
+            out[i] = "<" + format_numbers([eps], digits)[0].strip()
+    return out
+
+
+def _stars(p: float) -> str:
+    if np.isnan(p):
+        return ""
+    for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p <= cut:
+            return sym
+    return " "
+
+
+def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untyped-def]
+    """R's ``print.anova`` (through ``printCoefmat``), heading included."""
+    from .rformat import format_numbers, zapsmall
+
+    table = anova_table.table
+    cols = list(table.columns)
+    has_p = cols[-1].startswith("Pr(")
+    test_cols = [c for c in cols if c in ("Chisq", "F value")]
+    dig_tst = max(1, min(5, digits - 1))
+    cells: dict[str, list[str]] = {}
+    for c in cols:
+        x = table[c].to_numpy(dtype=float)
+        na = np.isnan(x)
+        if has_p and c == cols[-1]:
+            ok = [i for i in range(len(x)) if not na[i]]
+            vals = _format_pval([x[i] for i in ok], dig_tst)
+            col = [""] * len(x)
+            for i, s in zip(ok, vals, strict=True):
+                col[i] = s
+            cells[c] = col
+            continue
+        if c in test_cols:
+            vals = np.round(x, dig_tst)
+        elif c.endswith("Df"):
+            vals = x
+        else:
+            vals = zapsmall(x, digits) if (~na).any() else x
+        finite = [i for i in range(len(x)) if not na[i]]
+        formatted = format_numbers([vals[i] for i in finite], digits) if finite else []
+        col = [""] * len(x)
+        for i, s in zip(finite, formatted, strict=True):
+            col[i] = s
+        cells[c] = col
+    header = list(cols)
+    rows = [[cells[c][i] for c in cols] for i in range(len(table))]
+    legend = []
+    if has_p:
+        stars = [_stars(p) for p in table[cols[-1]].to_numpy(dtype=float)]
+        if any(s.strip() for s in stars):
+            width = max(len(s) for s in stars)
+            header.append("")
+            for r, s in zip(rows, stars, strict=True):
+                r.append(s.ljust(width))
+            legend = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    lines = list(anova_table.heading)
+    lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True)
+    return "\n".join(lines + legend)

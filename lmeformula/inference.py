@@ -1,0 +1,528 @@
+"""Inference on fitted models: ``anova``, ``confint`` (Wald, profile, bootstrap), ``profile``
+and the parametric bootstrap, as lme4 does them.
+
+Profiles follow lme4's ``profile.merMod``: the model is refitted by ML; each variance parameter
+(on the standard-deviation / correlation scale, then σ) is stepped away from the optimum in
+steps of ζ = sign·sqrt(deviance - minimum) of about ``cutoff/8``, re-optimising the others at
+each step; each fixed effect is profiled by refitting with its column moved to the offset.
+Intervals come from the inverse of an interpolating spline of ζ, as R's ``backSpline``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import interpolate, stats
+
+from .errors import LmeFormulaError, LmeFormulaWarning
+from .mermod import LmerMod
+from .modular import mkLmerDevfun
+
+__all__ = [
+    "AnovaTable",
+    "Profile",
+    "anova",
+    "bootstrap",
+    "confint",
+    "parameter_names",
+    "profile",
+    "sdcor_from_theta",
+    "theta_from_sdcor",
+]
+
+
+class RefitMLWarning(LmeFormulaWarning):
+    """lme4's message when anova() refits REML fits by ML."""
+
+
+# ---- parameter scales ----------------------------------------------------------------------
+
+def _term_sizes(m: LmerMod) -> list[int]:
+    return [t.nc for t in m.lformula.reTrms.terms]
+
+
+def sdcor_from_theta(theta: np.ndarray, sizes: list[int], sigma: float) -> np.ndarray:
+    """lme4's ``Cv_to_Sv``: θ -> standard deviations and correlations (lower triangle,
+    column-major, per term), with σ appended."""
+    out, pos = [], 0
+    for nc in sizes:
+        k = nc * (nc + 1) // 2
+        lam = _lower(theta[pos : pos + k], nc)
+        pos += k
+        cov = sigma**2 * lam @ lam.T
+        sd = np.sqrt(np.diag(cov))
+        for c in range(nc):
+            for r in range(c, nc):
+                if r == c:
+                    out.append(sd[r])
+                else:
+                    out.append(cov[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
+    return np.array([*out, sigma])
+
+
+def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """lme4's ``Sv_to_Cv``: standard deviations, correlations and σ (last) -> θ."""
+    sigma = pars[-1]
+    out, pos = [], 0
+    for nc in sizes:
+        k = nc * (nc + 1) // 2
+        v = pars[pos : pos + k]
+        pos += k
+        m = _lower(v, nc)
+        sd = np.diag(m).copy()
+        corr = m + m.T
+        np.fill_diagonal(corr, 1.0)
+        cov = corr * np.outer(sd, sd) / sigma**2
+        try:
+            lam = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            w, vec = np.linalg.eigh(cov)
+            lam = np.linalg.qr((vec * np.sqrt(np.clip(w, 0, None))).T)[1].T
+            lam = lam * np.sign(np.diag(lam))[None, :]
+        out.extend(lam[r, c] for c in range(nc) for r in range(c, nc))
+    return np.array(out)
+
+
+def _lower(v: np.ndarray, nc: int) -> np.ndarray:
+    m = np.zeros((nc, nc))
+    k = 0
+    for c in range(nc):
+        for r in range(c, nc):
+            m[r, c] = v[k]
+            k += 1
+    return m
+
+
+def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
+    """lme4's profile names: ``.sig01``... and ``.sigma`` (or ``sd_(Intercept)|Subject``,
+    ``cor_Days.(Intercept)|Subject``, ``sigma``), then the fixed effects."""
+    re = m.lformula.reTrms
+    if oldNames:
+        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"]
+    else:
+        names = []
+        for t in re.terms:
+            for c in range(t.nc):
+                for r in range(c, t.nc):
+                    names.append(f"sd_{t.cnms[r]}|{t.group_name}" if r == c else
+                                 f"cor_{t.cnms[r]}.{t.cnms[c]}|{t.group_name}")
+        names.append("sigma")
+    return names + list(m.fixef.index)
+
+
+def _perc_label(p: float) -> str:
+    text = f"{100 * p:.3g}"
+    return f"{text} %"
+
+
+# ---- anova ---------------------------------------------------------------------------------
+
+@dataclass
+class AnovaTable:
+    """An anova table (a DataFrame) with R's heading, printed as R prints it."""
+
+    table: pd.DataFrame
+    heading: list[str] = field(default_factory=list)
+    kind: str = "lrt"
+
+    def __str__(self) -> str:
+        from .printing import format_anova
+
+        return format_anova(self)
+
+    __repr__ = __str__
+
+
+def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
+    """lme4's ``anova``: one model gives the sequential F table of its fixed effects; several
+    give likelihood-ratio tests, refitting REML fits by ML first (with lme4's message).
+
+    Models can be named by keyword (``anova(fm0=fm0, fm1=fm1)``); positional ones are named
+    ``MODEL1``, ``MODEL2``, ... as R names unnamed arguments.
+    """
+    items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
+    if not items:
+        raise TypeError("anova() needs at least one fitted model")
+    for name, mm in items:
+        if not isinstance(mm, LmerMod):
+            raise TypeError(f"{name} is not a fitted model")
+    if len(items) == 1:
+        return _anova_single(items[0][1])
+    nobs = {mm.nobs for _, mm in items}
+    if len(nobs) > 1:
+        raise LmeFormulaError("models were not all fitted to the same size of dataset")
+    if refit and any(mm.is_REML for _, mm in items):
+        warnings.warn("refitting model(s) with ML (instead of REML)", RefitMLWarning,
+                      stacklevel=2)
+        from .lmer import refitML
+
+        items = [(n, refitML(mm) if mm.is_REML else mm) for n, mm in items]
+    order = sorted(range(len(items)), key=lambda i: items[i][1].npar())
+    items = [items[i] for i in order]
+    rows = []
+    prev = None
+    for _, mm in items:
+        ll = mm.logLik()
+        dev = -2 * ll.value
+        row = {"npar": mm.npar(), "AIC": mm.AIC(), "BIC": mm.BIC(), "logLik": ll.value,
+               "deviance": dev, "Chisq": math.nan, "Df": math.nan, "Pr(>Chisq)": math.nan}
+        if prev is not None:
+            chisq = 2 * max(0.0, ll.value - prev[0])
+            df = mm.npar() - prev[1]
+            row["Chisq"], row["Df"] = chisq, df
+            row["Pr(>Chisq)"] = float(stats.chi2.sf(chisq, df)) if df > 0 else math.nan
+        prev = (ll.value, mm.npar())
+        rows.append(row)
+    table = pd.DataFrame(rows, index=[n for n, _ in items])
+    heading = [f"Data: {items[0][1].data_name}", "Models:"]
+    heading += [f"{n}: {mm.formula}" for n, mm in items]
+    return AnovaTable(table, heading, "lrt")
+
+
+def _anova_single(m: LmerMod) -> AnovaTable:
+    rx = m.RX()
+    effects = rx @ m.beta
+    assign = np.array(m.lformula.X_attrs["assign"])
+    labels = m.lformula.parsed.fixed.term_labels
+    rows, names = [], []
+    s2 = m.sigma**2
+    for k in sorted(set(assign.tolist()) - {0}):
+        cols = assign == k
+        ss = float((effects[cols] ** 2).sum())
+        npar = int(cols.sum())
+        rows.append({"npar": npar, "Sum Sq": ss, "Mean Sq": ss / npar,
+                     "F value": ss / npar / s2})
+        names.append(labels[k - 1])
+    table = pd.DataFrame(rows, index=names, columns=["npar", "Sum Sq", "Mean Sq", "F value"])
+    return AnovaTable(table, ["Analysis of Variance Table"], "single")
+
+
+# ---- profiles ------------------------------------------------------------------------------
+
+@dataclass
+class Profile:
+    """lme4's ``profile``: for each parameter, the points (value, ζ) and the spline inverse.
+
+    Attributes
+    ----------
+    points
+        Parameter name -> DataFrame with columns ``value`` and ``zeta``, sorted by value.
+    lower, upper
+        Bounds of each parameter.
+    """
+
+    points: dict[str, pd.DataFrame]
+    lower: dict[str, float]
+    upper: dict[str, float]
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
+        a = (1 - level) / 2
+        cut = stats.norm.ppf([a, 1 - a])
+        out = {}
+        for name, pts in self.points.items():
+            lo_hi = _back_spline(pts["value"].to_numpy(), pts["zeta"].to_numpy(), cut)
+            if lo_hi is None:
+                warnings.warn(f"non-monotonic profile for {name}", LmeFormulaWarning,
+                              stacklevel=2)
+                lo_hi = np.interp(cut, pts["zeta"], pts["value"], left=np.nan,
+                                  right=np.nan)
+            lo, hi = lo_hi
+            if np.isnan(lo):
+                lo = self.lower.get(name, np.nan)
+            if np.isnan(hi):
+                hi = self.upper.get(name, np.nan)
+            out[name] = (lo, hi)
+        return pd.DataFrame.from_dict(out, orient="index",
+                                      columns=[_perc_label(a), _perc_label(1 - a)])
+
+
+def _back_spline(x: np.ndarray, z: np.ndarray, at: np.ndarray) -> np.ndarray | None:
+    """R's ``backSpline(interpSpline(zeta ~ x))``: a natural cubic spline of ζ in x, inverted
+    by cubic Hermite interpolation with slopes 1/ζ'(x); linear beyond the end knots."""
+    ok = np.isfinite(z)
+    x, z = x[ok], z[ok]
+    if x.size < 3:
+        return None
+    forward = interpolate.CubicSpline(x, z, bc_type="natural")
+    slope = forward(x, 1)
+    if np.any(np.diff(z) <= 0) or np.any(slope <= 0):
+        return None
+    back = interpolate.CubicHermiteSpline(z, x, 1.0 / slope, extrapolate=False)
+    out = back(at)
+    for i, a in enumerate(at):  # the end pieces of a natural spline's inverse are linear
+        if a < z[0]:
+            out[i] = x[0] + (a - z[0]) / slope[0]
+        elif a > z[-1]:
+            out[i] = x[-1] + (a - z[-1]) / slope[-1]
+    return out
+
+
+def _ml_deviance_fixed_sigma(m: LmerMod) -> Callable[[np.ndarray], float]:
+    """lme4's ``devfun2``: the ML deviance as a function of (sd/cor parameters, σ)."""
+    devfun = m.devfun
+    prob = devfun.problem
+    sizes = _term_sizes(m)
+    n = m.n
+
+    def dev2(pars: np.ndarray) -> float:
+        sigma = pars[-1]
+        if sigma <= 0:
+            return math.inf
+        f = devfun.factor(theta_from_sdcor(pars, sizes))
+        return f.ldL2 - prob.ldW + f.pwrss / sigma**2 + n * math.log(2 * math.pi * sigma**2)
+
+    return dev2
+
+
+def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
+            upper: np.ndarray) -> tuple[np.ndarray, float]:
+    import nlopt
+
+    if x0.size == 0:
+        return x0, fn(x0)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(upper)
+    opt.set_min_objective(lambda x, g: fn(x))
+    opt.set_xtol_abs(1e-8)
+    opt.set_ftol_abs(1e-8)
+    opt.set_xtol_rel(1e-4)
+    opt.set_maxeval(100000)
+    x = np.clip(x0, lower, upper)
+    x = opt.optimize(x)
+    return np.asarray(x), float(opt.last_optimum_value())
+
+
+def _fill(rows: list[tuple[float, float]], lowcut: float, upcut: float,
+          zeta_at: Callable[[float], float], cutoff: float, delta: float,
+          maxpts: int = 100, maxmult: float = 10.0) -> list[tuple[float, float]]:
+    """lme4's ``fillmat``/``nextpar``: extend (value, ζ) rows until |ζ| passes the cutoff."""
+    while (len(rows) < maxpts and lowcut < rows[-1][0] < upcut
+           and (np.isnan(rows[-1][1]) or abs(rows[-1][1]) <= cutoff)):
+        (p0, z0), (p1, z1) = rows[-2], rows[-1]
+        num = p1 - p0
+        denom = z1 - z0
+        if np.isnan(denom) or denom == 0:
+            step = 1e-6
+        else:
+            step = delta * num / denom
+            if step < 0:
+                step = 1e-6
+            elif abs(step) > abs(maxmult * num):
+                step = math.copysign(abs(maxmult * num), step)
+        nxt = min(upcut, max(lowcut, p1 + math.copysign(1.0, num) * step))
+        rows.append((nxt, zeta_at(nxt)))
+    return rows
+
+
+def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
+            delta_cutoff: float = 1 / 8, oldNames: bool = True) -> Profile:
+    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring)."""
+    from .lmer import refitML
+
+    ml = refitML(m) if m.is_REML else m
+    sizes = _term_sizes(ml)
+    names = parameter_names(ml, oldNames)
+    nvp = len(ml.theta) + 1
+    opt = np.concatenate([sdcor_from_theta(ml.theta.to_numpy(), sizes, ml.sigma), ml.beta])
+    base = ml.deviance()
+    cutoff = math.sqrt(stats.chi2.ppf(1 - alphamax, len(opt)))
+    delta = cutoff * delta_cutoff
+    theta_lower = ml.lformula.reTrms.lower
+    lower = np.concatenate([np.maximum(theta_lower, -1.0), [0.0]])
+    upper = np.concatenate([np.where(theta_lower == 0, np.inf, 1.0), [np.inf]])
+    dev2 = _ml_deviance_fixed_sigma(ml)
+    wanted = names if which is None else which
+    points: dict[str, pd.DataFrame] = {}
+    bounds_lo: dict[str, float] = {}
+    bounds_hi: dict[str, float] = {}
+    for w in range(nvp):
+        if names[w] not in wanted:
+            continue
+        others = [i for i in range(nvp) if i != w]
+        state = {"start": opt[others]}
+
+        def zeta_at(value: float, w: int = w, others: list[int] = others,
+                    state: dict = state) -> float:
+            def fn(x: np.ndarray) -> float:
+                pars = np.empty(nvp)
+                pars[w] = value
+                pars[others] = x
+                return dev2(pars)
+
+            x, fval = _bobyqa(fn, state["start"], lower[others], upper[others])
+            state["start"] = x  # lme4's startmethod = "prev"
+            diff = max(0.0, fval - base)
+            return math.copysign(math.sqrt(diff), value - opt[w])
+
+        pw = opt[w]
+        shift = 1e-3 if pw == 0 else pw * 1.01
+        zshift = zeta_at(shift)
+        up = _fill([(pw, 0.0), (shift, zshift)], lower[w], upper[w], zeta_at, cutoff, delta)
+        state["start"] = opt[others]
+        down = (_fill([(shift, zshift), (pw, 0.0)], lower[w], upper[w], zeta_at, cutoff,
+                      delta) if pw > lower[w] else [])
+        points[names[w]] = _points(up + down)
+        bounds_lo[names[w]], bounds_hi[names[w]] = lower[w], upper[w]
+    se = np.sqrt(np.diag(ml.vcov().to_numpy()))
+    for j in range(ml.p):
+        name = names[nvp + j]
+        if name not in wanted:
+            continue
+        zeta_fe = _fixed_effect_zeta(ml, j, base)
+        est = ml.beta[j]
+        first = est + delta * se[j]
+        zfirst = zeta_fe(first)
+        up = _fill([(est, 0.0), (first, zfirst)], -np.inf, np.inf, zeta_fe, cutoff, delta)
+        down = _fill([(first, zfirst), (est, 0.0)], -np.inf, np.inf, zeta_fe, cutoff, delta)
+        points[name] = _points(up + down)
+        bounds_lo[name], bounds_hi[name] = -np.inf, np.inf
+    return Profile(points, bounds_lo, bounds_hi)
+
+
+def _points(rows: list[tuple[float, float]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["value", "zeta"]).drop_duplicates()
+    return df.sort_values("value", kind="stable").reset_index(drop=True)
+
+
+def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], float]:
+    """ζ for fixed effect j: its column moves to the offset and θ is re-optimised (ML)."""
+    pf = ml.lformula
+    X = pf.X.to_numpy()
+    xj = X[:, j]
+    keep = [c for c in range(X.shape[1]) if c != j]
+    X_drop = pf.X.iloc[:, keep]
+    offset0 = np.zeros(ml.n) if pf.offset is None else pf.offset
+    start = ml.theta.to_numpy()
+    lower = pf.reTrms.lower
+    est = ml.beta[j]
+
+    def zeta(value: float) -> float:
+        frame = dataclasses.replace(pf.frame, offset=offset0 + xj * value)
+        pf2 = dataclasses.replace(pf, X=X_drop, REML=False, frame=frame)
+        dev = mkLmerDevfun(pf2, start=start)
+        _, fval = _bobyqa(dev, start, lower, np.full(lower.shape, np.inf))
+        return math.copysign(math.sqrt(max(0.0, fval - base)), value - est)
+
+    return zeta
+
+
+# ---- bootstrap -----------------------------------------------------------------------------
+
+def _boot_statistic(m: LmerMod) -> np.ndarray:
+    sizes = _term_sizes(m)
+    return np.concatenate([sdcor_from_theta(m.theta.to_numpy(), sizes, m.sigma), m.beta])
+
+
+def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None = None,
+              FUN: Callable[[LmerMod], np.ndarray] | None = None, use_u: bool = False,
+              progress: bool = False) -> pd.DataFrame:
+    """Parametric bootstrap (lme4's ``bootMer``): simulate from the fit, refit, apply FUN.
+
+    The default statistic is lme4's: standard deviations and correlations, σ, fixed effects.
+
+    Returns
+    -------
+    DataFrame with one row per replicate (failed refits are NaN rows); ``attrs["t0"]`` holds
+    the statistic of the original fit.
+    """
+    from .lmer import refit
+
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    fun = FUN or _boot_statistic
+    t0 = np.asarray(fun(m), dtype=float)
+    sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
+    out = np.full((nsim, t0.shape[0]), np.nan)
+    step = max(1, nsim // 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(nsim):
+            try:
+                out[i] = fun(refit(m, sims[:, i]))
+            except (ValueError, ArithmeticError):
+                continue
+            if progress and (i + 1) % step == 0:
+                print(f"\rbootstrap {i + 1}/{nsim}", end="", flush=True)
+    if progress:
+        print()
+    cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
+    df = pd.DataFrame(out, columns=cols)
+    df.attrs["t0"] = pd.Series(t0, index=cols)
+    return df
+
+
+def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """boot's ``norm.inter``: order statistics interpolated on the normal quantile scale."""
+    t = np.sort(t[np.isfinite(t)])
+    r = t.shape[0]
+    out = np.empty(alpha.shape[0])
+    for i, a in enumerate(alpha):
+        rk = (r + 1) * a
+        k = math.trunc(rk)
+        if k == rk and 0 < k <= r:
+            out[i] = t[k - 1]
+        elif k <= 0:
+            out[i] = t[0]
+        elif k >= r:
+            out[i] = t[-1]
+        else:
+            z = stats.norm.ppf
+            frac = (z(a) - z(k / (r + 1))) / (z((k + 1) / (r + 1)) - z(k / (r + 1)))
+            out[i] = t[k - 1] + frac * (t[k] - t[k - 1])
+    return out
+
+
+# ---- confint -------------------------------------------------------------------------------
+
+def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
+            method: str = "profile", nsim: int = 500, boot_type: str = "perc",
+            rng: np.random.Generator | int | None = None, oldNames: bool = True,
+            progress: bool = False) -> pd.DataFrame:
+    """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
+    rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
+    names = parameter_names(m, oldNames)
+    a = (1 - level) / 2
+    cols = [_perc_label(a), _perc_label(1 - a)]
+    if method == "Wald":
+        z = stats.norm.ppf(1 - a)
+        se = np.sqrt(np.diag(m.vcov().to_numpy()))
+        nvp = len(m.theta) + 1
+        lo = np.concatenate([np.full(nvp, np.nan), m.beta - z * se])
+        hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
+        table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
+    elif method == "profile":
+        table = profile(m, oldNames=oldNames).confint(level)
+        table = table.loc[[n for n in names if n in table.index]]
+    elif method == "boot":
+        boots = bootstrap(m, nsim, rng, progress=progress)
+        boots.columns = names
+        t0 = boots.attrs["t0"].to_numpy()
+        rows = {}
+        for k, name in enumerate(names):
+            t = boots[name].to_numpy()
+            if boot_type == "perc":
+                rows[name] = _norm_inter(t, np.array([a, 1 - a]))
+            elif boot_type == "basic":
+                q = _norm_inter(t, np.array([1 - a, a]))
+                rows[name] = 2 * t0[k] - q
+            elif boot_type == "norm":
+                t = t[np.isfinite(t)]
+                bias = t.mean() - t0[k]
+                sd = t.std(ddof=1)
+                z = stats.norm.ppf(1 - a)
+                rows[name] = np.array([t0[k] - bias - z * sd, t0[k] - bias + z * sd])
+            else:
+                raise LmeFormulaError(f"unknown boot_type {boot_type!r}")
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    else:
+        raise LmeFormulaError(f"unknown method {method!r}: use 'profile', 'Wald' or 'boot'")
+    if parm is not None:
+        table = table.loc[list(parm)]
+    return table

@@ -1,0 +1,346 @@
+"""Predictions and simulation from a fitted model (lme4's ``predict.merMod``, ``simulate``).
+
+New data go through the fit's own recipe: the same variable expressions, the fit's factor
+levels and contrasts, the parameters of data-dependent transforms (``poly``, ``scale``) stored
+when the model frame was built, the rank-dropped columns removed, and ``offset()`` terms
+re-evaluated. Random-effects terms use the fitted conditional modes; levels not seen in the fit
+are an error unless ``allow_new_levels``, in which case their random effects are zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import LmeFormulaError, RandomEffectsError
+from .formula.ast import BinOp, Name, Node, Paren, deparse
+from .formula.bars import findbars
+from .formula.parser import parse_expression
+from .formula.terms import Terms, terms
+from .frame import _LazyColumns
+from .modelmatrix import model_matrix
+from .transforms import MatrixValue, Value, as_factor, evaluate
+
+if TYPE_CHECKING:
+    from .mermod import LmerMod
+    from .reterms import ReTerm
+
+__all__ = ["predict", "select_terms", "simulate"]
+
+
+def _is_na_form(re_form: Any) -> bool:
+    if re_form is None:
+        return False
+    if isinstance(re_form, float) and math.isnan(re_form):
+        return True
+    return isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA")
+
+
+def select_terms(m: LmerMod, re_form: Any) -> list[int]:
+    """Indices (in lme4's term order) of the random-effects terms ``re_form`` asks for."""
+    re = m.lformula.reTrms
+    if re_form is None:
+        return list(range(len(re.terms)))
+    if _is_na_form(re_form):
+        return []
+    if not isinstance(re_form, str):
+        raise TypeError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
+    node = parse_expression(re_form)
+    wanted = [deparse(b) for b in findbars(node.operand if hasattr(node, "operand") else node)]
+    names = [t.name for t in re.terms]
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise RandomEffectsError(
+            f"random-effects terms in re_form are not in the model: {', '.join(missing)}")
+    return [names.index(w) for w in wanted]
+
+
+def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = False) -> Value:
+    """Code a new-data value with the fit's factor levels (R's ``xlev``)."""
+    if isinstance(trained, pd.Categorical):
+        labels = _labels(value, name)
+        categories = list(map(str, trained.categories))
+        lookup = {c: i for i, c in enumerate(categories)}
+        codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
+        new = sorted({lab for lab, c in zip(labels, codes, strict=True) if c == -2})
+        if new and not for_grouping:
+            raise LmeFormulaError(f"factor {name} has new level{'s' if len(new) > 1 else ''} "
+                                  f"{', '.join(new)}")
+        codes = np.where(codes == -2, -1, codes)
+        return pd.Categorical.from_codes(codes, categories=categories, ordered=trained.ordered)
+    return value
+
+
+def _labels(value: Value, name: str) -> list[str | None]:
+    if isinstance(value, pd.Categorical):
+        return [None if pd.isna(v) else str(v) for v in value.astype(object)]
+    arr = np.asarray(value)
+    if arr.dtype.kind == "b":
+        return ["TRUE" if v else "FALSE" for v in arr]
+    if arr.dtype.kind in "iuf":
+        f = as_factor(arr, name)
+        return [None if pd.isna(v) else str(v) for v in f.astype(object)]
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            for v in arr]
+
+
+def _na_rows(value: Value) -> np.ndarray:
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values).any(axis=1)
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    return np.zeros(arr.shape[0], dtype=bool)
+
+
+def _new_variables(m: LmerMod, newdata: pd.DataFrame, nodes: list[Node]
+                   ) -> dict[str, Value]:
+    """Evaluate variable expressions on new data with the fit's transforms and levels."""
+    frame = m.lformula.frame
+    state = copy.deepcopy(frame.state)
+    columns = _LazyColumns(newdata)
+    out: dict[str, Value] = {}
+    for node in nodes:
+        key = deparse(node)
+        if key in out:
+            continue
+        value = evaluate(node, columns, len(newdata), state)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+            value = as_factor(value, key)
+        trained = frame.variables.get(key)
+        out[key] = _recode(value, trained, key) if trained is not None else value
+    return out
+
+
+def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """X for new data (the fit's columns), the offset, and rows with missing values."""
+    pf = m.lformula
+    fixed: Terms = pf.parsed.fixed
+    nodes = [fixed.variables[i] for t in fixed.terms for i in t] + list(fixed.offsets)
+    values = _new_variables(m, newdata, nodes)
+    n = len(newdata)
+    na = np.zeros(n, dtype=bool)
+    for v in values.values():
+        na |= _na_rows(v)
+    mm = model_matrix(fixed, values, n, pf.call.get("contrasts"))
+    cols = [mm.columns.index(c) for c in pf.X.columns]
+    offset = np.zeros(n)
+    for node in fixed.offsets:
+        offset += np.asarray(values[deparse(node)], dtype=float)
+    arg = pf.call.get("offset")
+    if arg is not None:
+        if not isinstance(arg, str):
+            raise LmeFormulaError("the model's offset= was an array: give the offset for "
+                                  "newdata as a column name when fitting")
+        offset += np.asarray(newdata[arg], dtype=float)
+    return mm.values[:, cols], offset, na
+
+
+def _group_codes(term: ReTerm, group: Node, newdata: pd.DataFrame, allow_new_levels: bool
+                 ) -> np.ndarray:
+    """Codes of new data in a term's grouping factor: -1 for new levels (when allowed)."""
+    labels = _group_labels(group, newdata)
+    if any(lab is None for lab in labels) and not allow_new_levels:
+        raise RandomEffectsError("NAs are not allowed in prediction data for grouping "
+                                 "variables unless allow.new.levels is TRUE")
+    lookup = {c: i for i, c in enumerate(map(str, term.factor.categories))}
+    codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
+    if (codes == -2).any() and not allow_new_levels:
+        new = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c == -2))
+        text = ", ".join(new)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        raise RandomEffectsError(f"new levels detected in newdata: {text}")
+    return np.where(codes < 0, -1, codes)
+
+
+def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
+    if isinstance(group, Paren):
+        return _group_labels(group.expr, newdata)
+    if isinstance(group, Name):
+        if group.id not in newdata.columns:
+            raise LmeFormulaError(f"object '{group.id}' not found in newdata")
+        return _labels(np.asarray(newdata[group.id], dtype=object)
+                       if not isinstance(newdata[group.id].dtype, pd.CategoricalDtype)
+                       else pd.Categorical(newdata[group.id]), group.id)
+    if isinstance(group, BinOp) and group.op == ":":
+        left = _group_labels(group.left, newdata)
+        right = _group_labels(group.right, newdata)
+        return [None if a is None or b is None else f"{a}:{b}"
+                for a, b in zip(left, right, strict=True)]
+    raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in newdata")
+
+
+def _random_part(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    re = m.lformula.reTrms
+    bars = {deparse(b): b for b in m.lformula.parsed.bars}
+    n = len(newdata)
+    total = np.zeros(n)
+    na = np.zeros(n, dtype=bool)
+    b = m.b
+    for i in which:
+        term = re.terms[i]
+        bar = bars[term.name]
+        codes = _group_codes(term, bar.right, newdata, allow_new_levels)
+        lhs = terms(bar.left)
+        nodes = [lhs.variables[k] for t in lhs.terms for k in t]
+        values = _new_variables(m, newdata, nodes)
+        for v in values.values():
+            na |= _na_rows(v)
+        xi = model_matrix(lhs, values, n).values
+        modes = b[re.Gp[i] : re.Gp[i + 1]].reshape(term.nl, term.nc)
+        ok = codes >= 0
+        contribution = np.zeros(n)
+        contribution[ok] = np.einsum("ij,ij->i", xi[ok], modes[codes[ok]])
+        total += contribution
+    return total, na
+
+
+def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
+            allow_new_levels: bool = False, se_fit: bool = False
+            ) -> pd.Series | pd.DataFrame:
+    """lme4's ``predict``: with all random effects (``re_form=None``), none (``"~0"`` or NaN),
+    or those of a formula (``"~(1|Subject)"``).
+
+    Parameters
+    ----------
+    m
+        The fitted model.
+    newdata
+        New data; None predicts for the fitted data.
+    re_form
+        Which random-effects terms to include.
+    allow_new_levels
+        Give population-level random effects (zero) to levels not seen in the fit and to
+        missing grouping values, instead of an error.
+    se_fit
+        Also return standard errors, conditional on θ (for ``re_form=None`` the joint
+        uncertainty of β and the conditional modes, as lme4 1.1-35's ``se.fit``).
+
+    Returns
+    -------
+    pandas.Series, or a DataFrame with columns ``fit`` and ``se_fit``.
+    """
+    which = select_terms(m, re_form)
+    if newdata is None:
+        pf = m.lformula
+        X = pf.X.to_numpy()
+        offset = np.zeros(m.n) if pf.offset is None else pf.offset
+        eta = X @ m.beta + offset
+        re = pf.reTrms
+        b = m.b
+        for i in which:
+            eta += re.Ztlist[re.terms[i].name].T @ b[re.Gp[i] : re.Gp[i + 1]]
+        fit = m._pad(eta, "fit")
+        if not se_fit:
+            return fit
+        se = _se_fit(m, X, which, None)
+        return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError("newdata must be a pandas DataFrame")
+    X, offset, na = _fixed_matrix(m, newdata)
+    eta = X @ m.beta + offset
+    rand, na_re = _random_part(m, newdata, which, allow_new_levels)
+    eta = eta + rand
+    eta[na | na_re] = np.nan
+    fit = pd.Series(eta, index=newdata.index, name="fit")
+    if not se_fit:
+        return fit
+    se = _se_fit(m, X, which, newdata, allow_new_levels)
+    se[na | na_re] = np.nan
+    return pd.DataFrame({"fit": fit, "se_fit": se}, index=newdata.index)
+
+
+def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
+            allow_new_levels: bool = False) -> np.ndarray:
+    vcov = m.vcov().to_numpy()
+    if not which:
+        return np.sqrt(np.einsum("ij,jk,ik->i", X, vcov, X))
+    # joint covariance of (β, b) given θ: σ² [Λ 0; 0 I] C⁻¹ [Λ' 0; 0 I], C the PLS matrix
+    re = m.lformula.reTrms
+    q, p = m.q, m.p
+    if q + p > 5000:
+        raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+    lam = m._lambdat.T.toarray()
+    zt = re.Zt
+    w = m.weights
+    zl = (zt.T @ lam)  # n x q, ZΛ
+    a = np.asarray(zl.T @ (w[:, None] * zl)) + np.eye(q)
+    xw = m.lformula.X.to_numpy() * w[:, None]
+    bmat = np.asarray(zl.T @ xw)
+    c = np.block([[a, bmat], [bmat.T, m.lformula.X.to_numpy().T @ xw]])
+    cinv = np.linalg.inv(c)
+    scale = np.block([[lam, np.zeros((q, p))], [np.zeros((p, q)), np.eye(p)]])
+    joint = m.sigma**2 * scale @ cinv @ scale.T
+    if newdata is None:
+        zsel = np.zeros((m.n, q))
+        for i in which:
+            zsel[:, re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].name].T.toarray()
+    else:
+        zsel = _new_z(m, newdata, which, allow_new_levels)
+    design = np.hstack([zsel, X])
+    return np.sqrt(np.einsum("ij,jk,ik->i", design, joint, design))
+
+
+def _new_z(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
+           ) -> np.ndarray:
+    re = m.lformula.reTrms
+    bars = {deparse(b): b for b in m.lformula.parsed.bars}
+    n = len(newdata)
+    z = np.zeros((n, m.q))
+    for i in which:
+        term = re.terms[i]
+        bar = bars[term.name]
+        codes = _group_codes(term, bar.right, newdata, allow_new_levels)
+        lhs = terms(bar.left)
+        values = _new_variables(m, newdata, [lhs.variables[k] for t in lhs.terms for k in t])
+        xi = model_matrix(lhs, values, n).values
+        for j in np.flatnonzero(codes >= 0):
+            start = re.Gp[i] + codes[j] * term.nc
+            z[j, start : start + term.nc] = xi[j]
+    return z
+
+
+def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = None,
+             use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None
+             ) -> pd.DataFrame:
+    """lme4's ``simulate``: responses drawn from the fitted model.
+
+    The mean conditions on the random-effects terms of ``re_form`` (none by default) or on all
+    of them with ``use_u=True``; the other terms are redrawn from N(0, σ²ΛΛ'), and residuals
+    from N(0, σ²) (prior weights are ignored, as in lme4).
+
+    Returns
+    -------
+    DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
+    """
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    conditioned = select_terms(m, None if use_u else re_form)
+    eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
+                             allow_new_levels=True), dtype=float)
+    re = m.lformula.reTrms
+    redraw = [i for i in range(len(re.terms)) if i not in conditioned]
+    n = eta.shape[0]
+    sigma = m.sigma
+    lambdat = m._lambdat
+    every = list(range(len(re.terms)))
+    zt = re.Zt if newdata is None else _new_z(m, newdata, every, True).T
+    out = {}
+    for k in range(nsim):
+        sim = eta + sigma * gen.standard_normal(n)
+        if redraw:
+            u = np.zeros(m.q)
+            for i in redraw:
+                u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(re.Gp[i + 1] - re.Gp[i])
+            sim = sim + sigma * np.asarray(zt.T @ (lambdat.T @ u)).ravel()
+        out[f"sim_{k + 1}"] = sim
+    index = newdata.index if newdata is not None else m.lformula.fr.index
+    return pd.DataFrame(out, index=index)
