@@ -33,6 +33,12 @@ from .accessors import (
     summary,
     vcov,
 )
+from .compare import (
+    compare_statsmodels,
+    lme4_to_statsmodels_params,
+    statsmodels_to_theta,
+    to_statsmodels,
+)
 from .control import LmerControl, lmerControl
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -53,7 +59,8 @@ __all__ = [
     "getME", "isREML", "isSingular", "logLik", "nobs", "npar", "ngrps", "predict", "ranef",
     "residuals", "sigma", "simulate", "summary", "vcov",
     "LmerDevfun", "optimizeLmer", "mkMerMod", "refitML", "refit", "update", "anova",
-    "confint", "profile", "bootstrap", "lmList", "LmerControl", "lmerControl",
+    "confint", "profile", "bootstrap", "lmList", "to_statsmodels", "compare_statsmodels",
+    "lme4_to_statsmodels_params", "statsmodels_to_theta", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
 ]
