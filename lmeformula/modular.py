@@ -296,7 +296,7 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     -------
     LmerDevfun
     """
-    from .pls import PLSProblem, TermShape
+    from .pls import TermShape, make_problem
 
     if pf.y is None:
         raise FormulaError("a response is needed to fit the model")
@@ -306,7 +306,7 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
         shapes.append(TermShape(t.nl, t.nc, offset))
         offset += t.theta_length
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    problem = PLSProblem(re.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
+    problem = make_problem(re.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
     if isinstance(start, Mapping):
         start = start.get("theta")
     theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)

@@ -1,5 +1,13 @@
 """The numeric engine: cross-products once, a blocked Cholesky factor per θ."""
 
-from .engine import Factorization, PLSProblem, TermShape, lambda_template
+from .engine import (
+    DensePLSProblem,
+    Factorization,
+    PLSProblem,
+    TermShape,
+    lambda_template,
+    make_problem,
+)
 
-__all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
+__all__ = ["DensePLSProblem", "Factorization", "PLSProblem", "TermShape", "lambda_template",
+           "make_problem"]

@@ -445,3 +445,128 @@ def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         return np.flatnonzero(present), position[key]
     keys, inverse = np.unique(key, return_inverse=True)
     return keys, inverse
+
+
+@dataclass
+class DenseFactorization:
+    """The Cholesky factor of the whole augmented system (small models)."""
+
+    theta: np.ndarray
+    L: np.ndarray
+    ldL2: float
+    ldRX2: float
+    pwrss: float
+
+
+@dataclass
+class DensePLSProblem:
+    """The same system as :class:`PLSProblem` factored as one dense matrix.
+
+    For small models (sleepstudy: 39 x 39) a single LAPACK call on the whole augmented matrix
+    costs less than the blocked algorithm's many small steps; the results are identical up
+    to round-off. Cross-products are formed once; per θ: T'MT with T = diag(Λ, I), + I, and
+    one Cholesky.
+    """
+
+    Zt: sp.csc_matrix
+    X: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None
+    terms: list[TermShape]
+    n: int = field(init=False)
+    p: int = field(init=False)
+    q: int = field(init=False)
+    m: int = field(init=False)
+    ldW: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n, self.p = self.X.shape
+        self.q = self.Zt.shape[0]
+        self.m = self.q + self.p + 1
+        w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
+        self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
+        design = np.hstack([self.Zt.T.toarray(), self.X, self.y[:, None]])
+        self.M = design.T @ (design * w[:, None])
+        idx, ptr, lind = lambda_template(self.terms)
+        cols = np.repeat(np.arange(self.q), np.diff(ptr))
+        # Λ' stored in the top-left of T'; T' = diag(Λ', I): flat positions of Λ' entries
+        self._flat = idx * self.m + cols  # (row, col) of Λ'; T = its transpose
+        self._lind = lind
+        self._tt = np.eye(self.m)
+
+    def _t(self, theta: np.ndarray) -> np.ndarray:
+        tt = self._tt.copy()
+        tt[: self.q, : self.q] = 0.0
+        tt.ravel()[self._flat] = theta[self._lind]
+        return tt  # T' (Λ' in the top-left block, identity below)
+
+    def factor(self, theta: np.ndarray) -> DenseFactorization:
+        theta = np.asarray(theta, dtype=float)
+        tt = self._t(theta)
+        s = tt @ self.M @ tt.T
+        s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
+        lfac, info = la.lapack.dpotrf(s, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            lfac = self._report(tt)
+        d = np.diag(lfac)
+        q, p = self.q, self.p
+        ld_l2 = 2.0 * np.log(d[:q]).sum()
+        ld_rx2 = 2.0 * np.log(np.abs(d[q : q + p])).sum()
+        return DenseFactorization(theta, lfac, float(ld_l2), float(ld_rx2), float(d[-1] ** 2))
+
+    def _report(self, tt: np.ndarray) -> np.ndarray:
+        s = tt @ self.M @ tt.T
+        s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
+        try:
+            core = la.cholesky(s[:-1, :-1], lower=True, check_finite=False)
+        except la.LinAlgError as err:
+            raise FittingError("Downdated VtV is not positive definite") from err
+        out = np.zeros_like(s)
+        out[:-1, :-1] = core
+        row = la.solve_triangular(core, s[:-1, -1], lower=True, check_finite=False)
+        out[-1, :-1] = row
+        out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))
+        return out
+
+    criterion = PLSProblem.criterion
+
+    def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
+        top = f.L[:-1, :-1]
+        sol = la.solve_triangular(top, f.L[-1, :-1], lower=True, trans="T",
+                                  check_finite=False)
+        return sol[self.q :], sol[: self.q]
+
+    def sparse_L(self, f: DenseFactorization) -> sp.csc_matrix:
+        out = sp.csc_matrix(np.tril(f.L[: self.q, : self.q]))
+        out.eliminate_zeros()
+        return out
+
+    def rzx_rx(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
+        q, p = self.q, self.p
+        return f.L[q : q + p, :q].T.copy(), f.L[q : q + p, q : q + p].T.copy()
+
+    def inverse_diagonal_blocks(self, f: DenseFactorization) -> list[np.ndarray]:
+        linv = la.solve_triangular(f.L[: self.q, : self.q], np.eye(self.q), lower=True,
+                                   check_finite=False)
+        kinv = linv.T @ linv
+        out, pos = [], 0
+        for t in self.terms:
+            blk = np.empty((t.nl, t.nc, t.nc))
+            for lev in range(t.nl):
+                sl = slice(pos + lev * t.nc, pos + (lev + 1) * t.nc)
+                blk[lev] = kinv[sl, sl]
+            pos += t.size
+            out.append(blk)
+        return out
+
+
+# Below this size of the augmented system, one dense factorisation is cheaper per θ
+DENSE_LIMIT = 150
+
+
+def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
+                 terms: list[TermShape]) -> PLSProblem | DensePLSProblem:
+    """The engine for a model: dense for small systems, blocked otherwise."""
+    if Zt.shape[0] + X.shape[1] + 1 <= DENSE_LIMIT:
+        return DensePLSProblem(Zt, X, y, weights, terms)
+    return PLSProblem(Zt, X, y, weights, terms)
