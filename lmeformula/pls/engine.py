@@ -180,6 +180,12 @@ class PLSProblem:
         self._rest_diagonal = self._diagonal_scaling() if all(
             t.nc == 1 for t in self.terms[1:]) else None
         self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
+        self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
+        # row ranges of block 2 on which Λ₂ is constant: each scalar term, then X and y;
+        # only blocks on or above the diagonal are needed (LAPACK reads the upper triangle)
+        edges = np.cumsum([0] + [t.size for t in self.terms[1:]] + [self.p + 1])
+        self._blocks = [(edges[a], edges[a + 1], edges[b], edges[b + 1])
+                        for a in range(len(edges) - 1) for b in range(a, len(edges) - 1)]
 
     def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
         """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
@@ -221,13 +227,19 @@ class PLSProblem:
         array whose transpose LAPACK factors in place."""
         qr, m = self._lam_r_size, self.m
         b = np.einsum("lij,lkj->lik", t1, t1)
-        buf = self.M22.copy()
-        buf.ravel()[self._keys] -= self._downdate(b)
+        down = self._downdate(b)
         if self._rest_diagonal is not None:
+            # Λ₂ is diagonal and constant within each term: scale block by block while
+            # copying (one pass over the matrix), and the downdate entry by entry
             dr = self._rest_diagonal(theta)
-            buf *= dr[:, None]
-            buf *= dr[None, :]
+            buf = np.empty((m, m))
+            for lo_a, hi_a, lo_b, hi_b in self._blocks:
+                np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], dr[lo_a] * dr[lo_b],
+                            out=buf[lo_a:hi_a, lo_b:hi_b])
+            buf.ravel()[self._keys] -= down * dr[self._key_rows] * dr[self._key_cols]
         else:
+            buf = self.M22.copy()
+            buf.ravel()[self._keys] -= down
             full = np.triu(buf) + np.triu(buf, 1).T
             lam_t = self.lambda_rest_t(theta)
             buf[...] = np.asarray(lam_t @ (lam_t @ full).T)
