@@ -38,8 +38,12 @@ class LmerControl:
         ``"L-BFGS-B"``, or None to evaluate the deviance at the start only.
     optCtrl
         Options for the optimizer (``xtol_abs``, ``ftol_abs``, ``maxeval``...).
-    restart_edge, boundary_tol, calc_derivs
+    restart_edge, boundary_tol
         lme4's post-optimisation steps.
+    calc_derivs
+        Compute the finite-difference gradient and Hessian for the convergence checks. None
+        (the default) follows lme4 >= 1.1-38: only when n < 1e4 and there are fewer than 10
+        covariance parameters; lme4 1.1-31 always computed them (``calc_derivs=True``).
     check_conv_grad, check_conv_singular, check_conv_hess
         ``(action, tol)`` of the convergence checks.
     """
@@ -56,7 +60,7 @@ class LmerControl:
     optCtrl: Mapping[str, Any] = field(default_factory=dict)
     restart_edge: bool = True
     boundary_tol: float = 1e-5
-    calc_derivs: bool = True
+    calc_derivs: bool | None = None
     check_conv_grad: tuple[str, float] = ("warning", 2e-3)
     check_conv_singular: tuple[str, float] = ("message", 1e-4)
     check_conv_hess: tuple[str, float] = ("warning", 1e-6)

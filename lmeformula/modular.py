@@ -255,6 +255,11 @@ class LmerDevfun:
         self.last = self.problem.factor(np.asarray(theta, dtype=float))
         return float(self.problem.criterion(self.last, self.REML))
 
+    @property
+    def nobs(self) -> int:
+        """Number of observations."""
+        return int(self.problem.n)
+
     def factor(self, theta: np.ndarray) -> Any:
         """The factorisation at ``theta`` (reusing the last one when θ is unchanged)."""
         theta = np.asarray(theta, dtype=float)

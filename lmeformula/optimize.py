@@ -277,6 +277,9 @@ def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
         fval = d0
 
     derivs = None
-    if ctrl.calc_derivs:
+    calc = ctrl.calc_derivs
+    if calc is None:  # lme4 >= 1.1-38: skipped for large n and many parameters
+        calc = getattr(fn, "nobs", 0) < 10_000 and start.shape[0] < 10
+    if calc:
         derivs = deriv12(fn, par, fx=fval)
     return OptResult(par, fval, conv, message, feval, derivs, notes, ctrl.optimizer)

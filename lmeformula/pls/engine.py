@@ -238,13 +238,34 @@ class PLSProblem:
                             out=buf[lo_a:hi_a, lo_b:hi_b])
             buf.ravel()[self._keys] -= down * dr[self._key_rows] * dr[self._key_cols]
         else:
-            buf = self.M22.copy()
-            buf.ravel()[self._keys] -= down
-            full = np.triu(buf) + np.triu(buf, 1).T
-            lam_t = self.lambda_rest_t(theta)
-            buf[...] = np.asarray(lam_t @ (lam_t @ full).T)
+            buf = self._scale_blocks(theta, down)
         buf.ravel()[: qr * (m + 1) : m + 1] += 1.0
         return buf
+
+    def _scale_blocks(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """Λ₂'(M22 - G B Gᵀ)Λ₂ block by block (upper triangle), Λ₂ = diag(λ_a ⊗ I_nl)."""
+        f = self.M22.copy()
+        f.ravel()[self._keys] -= down
+        m = self.m
+        rest = self.terms[1:]
+        lams = [t.lower_factor(theta) for t in rest] + [np.eye(1)]
+        shapes = [(t.nl, t.nc) for t in rest] + [(self.p + 1, 1)]
+        edges = np.cumsum([0] + [t.size for t in rest] + [self.p + 1])
+        out = np.empty((m, m))
+        for a in range(len(lams)):
+            for b in range(a, len(lams)):
+                fa = f[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
+                (nla, nca), (nlb, ncb) = shapes[a], shapes[b]
+                block = out[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
+                if nca == 1 and ncb == 1:
+                    np.multiply(fa, lams[a][0, 0] * lams[b][0, 0], out=block)
+                else:
+                    if a == b:  # mixing rows and columns needs the whole diagonal block
+                        fa = np.triu(fa) + np.triu(fa, 1).T
+                    g = fa.reshape(nla, nca, nlb, ncb)
+                    block[...] = np.einsum("ji,ajbk,kl->aibl", lams[a], g,
+                                           lams[b]).reshape(nla * nca, nlb * ncb)
+        return out
 
     def factor(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta``."""
@@ -441,9 +462,14 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
         p, r, level = p[keep], r[keep], level[keep]
         entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
         bcol = level * nc * nc + entry_col[p] * nc + entry_col[r]
+        order = np.argsort(bcol, kind="stable")
+        p, r, bcol = p[order], r[order], bcol[order]
     key = rows[p] * m + rows[r]
     keys, key_index = _index_keys(key, m)
-    pairs = sp.csr_matrix((gc.data[p] * gc.data[r], (key_index, bcol)),
+    # bcol is non-decreasing (pairs come level by level), so these are CSC arrays as they
+    # stand; each (key, bcol) appears once
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(bcol, minlength=nl * nc * nc))])
+    pairs = sp.csc_matrix((gc.data[p] * gc.data[r], key_index, indptr),
                           shape=(keys.shape[0], nl * nc * nc))
     return keys, pairs
 
