@@ -179,7 +179,15 @@ class PLSProblem:
         self._lam_r_size = qr
         self._rest_diagonal = self._diagonal_scaling() if all(
             t.nc == 1 for t in self.terms[1:]) else None
-        self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
+        self._gdense = None
+        if self.G.nnz > 0.25 * self.m * self.q1 and self.m * self.q1 <= 50_000_000:
+            # a dense G (every level of the first term meets most rows of block 2, as in
+            # large crossed designs) is cheaper to multiply with BLAS than pair by pair
+            self._gdense = self.G.toarray()
+            self._keys = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
+            self._pairs = None
+        else:
+            self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
         # row ranges of block 2 on which Λ₂ is constant: each scalar term, then X and y;
         # only blocks on or above the diagonal are needed (LAPACK reads the upper triangle)
@@ -219,6 +227,11 @@ class PLSProblem:
         """Upper-triangle values of G B Gᵀ at the pattern's entries, B block-diagonal."""
         if self._pairs is not None:
             return self._pairs @ b.ravel()
+        if self._gdense is not None:  # G is dense: two BLAS products
+            nl, nc, _ = b.shape
+            g = self._gdense.reshape(self.m, nl, nc)
+            gb = np.einsum("mla,lab->mlb", g, b).reshape(self.m, nl * nc)
+            return (gb @ self._gdense.T).ravel()[self._keys]
         gb = self.G @ _block_diagonal(b)
         return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
 
