@@ -1,7 +1,8 @@
-"""Run the benchmarks: ``python -m benchmarks [--models sleepstudy insteval] [--runs N]``.
+"""Run the benchmarks: ``python -m benchmarks [--models ...] [--engines ...] [--quick]``.
 
-Writes benchmarks/results/latest.md and latest.csv: median times, peak memory, evaluations,
-criterion, and the ratio of each engine's time to lmeformula's, measured in the same run.
+Every model is fitted by every engine that can express it, each in its own subprocess, in one
+run, so ratios are measured under the same conditions. Writes benchmarks/results/latest.md,
+latest.csv and scaling.png (time against rows for the synthetic crossed series).
 """
 
 from __future__ import annotations
@@ -10,67 +11,151 @@ import argparse
 import csv
 import os
 import platform
+import tempfile
 from datetime import date
 from pathlib import Path
 
-from .engines import run_lme4, run_lmeformula
-from .models import MODELS
+import numpy as np
+
+from .engines import available, run_lme4, run_python_engine
+from .models import MODELS, Model, data_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ENGINES = ["lmeformula", "lme4", "glmm", "mixedlm", "statsmodels"]
+
+
+def expressible_by_statsmodels(model: Model, data: str) -> str | None:
+    """None when MixedLM can express the model, else the reason."""
+    import pandas as pd
+
+    import lmeformula as lmf
+    from lmeformula.compare import StatsmodelsUnsupported, statsmodels_spec
+
+    df = pd.read_csv(data) if data.endswith(".csv") else lmf.datasets.load(data)
+    try:
+        statsmodels_spec(lmf.lFormula(model.formula, df))
+    except StatsmodelsUnsupported as err:
+        return f"not expressible: {str(err).split(':')[0]}"
+    return None
+
+
+def max_rel_diff(row: dict, ref: dict | None) -> float | None:
+    if ref is None or row is ref or "beta" not in row or "beta" not in ref:
+        return None
+    def as_list(v: object) -> list:
+        return list(v) if isinstance(v, list) else [v]
+
+    ours = as_list(row["beta"]) + as_list(row.get("sdcor", []))
+    theirs = as_list(ref["beta"]) + as_list(ref.get("sdcor", []))[: len(as_list(
+        row.get("sdcor", [])))]
+    a, b = np.asarray(ours, float), np.asarray(theirs[: len(ours)], float)
+    scale = np.maximum(np.abs(b), 1e-8)
+    return float(np.max(np.abs(a - b) / scale))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--models", nargs="*", default=[m.name for m in MODELS])
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per model")
-    parser.add_argument("--no-lme4", action="store_true", help="skip lme4 even if R exists")
+    parser.add_argument("--engines", nargs="*", default=ENGINES)
+    parser.add_argument("--cap", type=float, default=120.0, help="time cap per engine, s")
+    parser.add_argument("--quick", action="store_true", help="one run per model")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
+    tmp = Path(tempfile.mkdtemp(prefix="lmeformula-bench-"))
     for model in MODELS:
         if model.name not in args.models:
             continue
-        runs = args.runs or model.runs
-        ours = run_lmeformula(model, runs)
-        rows.append(ours)
-        print(f"{model.name:12s} lmeformula {ours['fit_s'] * 1e3:9.1f} ms", flush=True)
-        if not args.no_lme4:
-            theirs = run_lme4(model, max(1, min(runs, 5)))
-            if theirs is None:
-                print("  lme4: Rscript not found, skipped")
-                continue
-            theirs["ratio_to_lmeformula"] = theirs["fit_s"] / ours["fit_s"]
-            theirs["criterion_diff"] = ours["criterion"] - theirs["criterion"]
-            rows.append(theirs)
-            print(f"{'':12s} lme4       {theirs['fit_s'] * 1e3:9.1f} ms "
-                  f"(lmeformula is {theirs['ratio_to_lmeformula']:.1f}x faster)", flush=True)
+        data = data_file(model, tmp)
+        runs = 1 if args.quick else model.runs
+        per_model: list[dict] = []
+        for engine in args.engines:
+            if engine == "lme4":
+                res = run_lme4(model, data, runs, args.cap)
+            elif not available(engine):
+                res = {"engine": engine, "model": model.name, "status": "not installed"}
+            elif engine == "statsmodels" and (why := expressible_by_statsmodels(model, data)):
+                res = {"engine": engine, "model": model.name, "status": why}
+            else:
+                res = run_python_engine(engine, model, data, runs, args.cap)
+            res["rows"] = model.rows
+            per_model.append(res)
+            shown = (f"{res['fit_s'] * 1e3:10.1f} ms" if res.get("status") == "ok"
+                     else f"  {res['status']}")
+            print(f"{model.name:16s} {engine:12s}{shown}", flush=True)
+        ref = next((r for r in per_model if r["engine"] == "lme4" and r["status"] == "ok"),
+                   next(r for r in per_model if r["engine"] == "lmeformula"))
+        ours = next(r for r in per_model if r["engine"] == "lmeformula")
+        for r in per_model:
+            if r.get("status") == "ok":
+                r["max_rel_diff"] = max_rel_diff(r, ref)
+                r["reference"] = ref["engine"]
+                r["time_vs_lmeformula"] = r["fit_s"] / ours["fit_s"]
+                r["criterion_diff"] = r["criterion"] - ref["criterion"]
+        rows += per_model
     write_results(rows)
+    plot_scaling(rows)
 
 
 def write_results(rows: list[dict]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    fields = ["model", "engine", "version", "fit_s", "lformula_s", "per_eval_s", "feval",
-              "devfun_calls", "criterion", "criterion_diff", "ratio_to_lmeformula",
-              "max_rss_mb"]
+    fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
+              "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula"]
     with (RESULTS / "latest.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    cores = os.cpu_count()
-    machine = f"{platform.machine()}, {cores} cores, Python {platform.python_version()}"
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Linux, "
+               f"Python {platform.python_version()}")
     lines = [f"# Benchmark results ({date.today()}; {machine})", "",
-             "Median wall time of a full fit (formula and data in, fitted model out).", "",
-             "| model | engine | fit (ms) | lFormula (ms) | per θ (ms) | evaluations | "
-             "peak RSS (MB) | lme4 / lmeformula | criterion diff |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "Median wall time of a full fit (formula and data in, fitted model out), each "
+             "engine in its own process. `time / lmeformula` > 1 means lmeformula is faster. "
+             "`max rel. diff` compares fixed effects (and, for lme4, standard deviations and "
+             "correlations) with the reference engine (lme4 when R is installed). statsmodels "
+             "is timed on `MixedLM.fit()` of the design lmeformula's bridge builds.", "",
+             "| model | engine | fit | evaluations | peak RSS (MB) | time / lmeformula | "
+             "REML criterion − reference | max rel. diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        per_eval = f"{r['per_eval_s'] * 1e3:.2f}" if "per_eval_s" in r else ""
-        ratio = f"{r['ratio_to_lmeformula']:.1f}" if "ratio_to_lmeformula" in r else ""
-        diff = f"{r['criterion_diff']:.1e}" if "criterion_diff" in r else ""
-        lines.append(f"| {r['model']} | {r['engine']} {r['version']} | {r['fit_s'] * 1e3:.1f} | "
-                     f"{r['lformula_s'] * 1e3:.1f} | {per_eval} | {r['feval']} | "
-                     f"{r['max_rss_mb']:.0f} | {ratio} | {diff} |")
+        name = f"{r['engine']} {r.get('version', '')}".strip()
+        if r.get("status") != "ok":
+            lines.append(f"| {r['model']} | {name} | {r['status']} | | | | | |")
+            continue
+        fit = (f"{r['fit_s'] * 1e3:.1f} ms" if r["fit_s"] < 1 else f"{r['fit_s']:.2f} s")
+        diff = r.get("max_rel_diff")
+        lines.append(
+            f"| {r['model']} | {name} | {fit} | {r.get('feval') or ''} | "
+            f"{r['max_rss_mb']:.0f} | {r['time_vs_lmeformula']:.2f} | "
+            f"{r['criterion_diff']:.2e} | {'' if diff is None else f'{diff:.1e}'} |")
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
     print((RESULTS / "latest.md").read_text())
+
+
+def plot_scaling(rows: list[dict]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figure")
+        return
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r.get("rows") and r.get("status") == "ok":
+            series.setdefault(r["engine"], []).append((r["rows"], r["fit_s"]))
+    if not series:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for engine, pts in sorted(series.items()):
+        pts.sort()
+        ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=engine)
+    ax.set_xlabel("rows")
+    ax.set_ylabel("fit time (s)")
+    ax.set_title("y ~ x + (x | subj) + (1 | item): 200 subjects, 100 items")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scaling.png", dpi=120)
 
 
 if __name__ == "__main__":

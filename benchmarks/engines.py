@@ -1,5 +1,6 @@
-"""Engines timed by the benchmark. Each runs in a fresh subprocess so that peak memory (max
-RSS) is the engine's own; times are medians of several runs after one warm-up fit."""
+"""Engines timed by the benchmark. Each model runs in a fresh subprocess per engine, so that
+peak memory (max RSS) is that engine's own and a time cap can stop it; times are medians of
+several runs after one warm-up fit (single runs for the large models)."""
 
 from __future__ import annotations
 
@@ -14,50 +15,114 @@ from .models import Model
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_LMEFORMULA = textwrap.dedent("""
+_COMMON = textwrap.dedent("""
     import json, resource, statistics, sys, time, warnings
-    import lmeformula as lmf
-    name, data, formula, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    df = lmf.datasets.load(data)
+    import numpy as np, pandas as pd
     warnings.simplefilter("ignore")
-    lmf.lmer(formula, df)  # warm up
-    def timed(f):
-        t0 = time.perf_counter(); out = f(); return time.perf_counter() - t0, out
-    fits = [timed(lambda: lmf.lmer(formula, df)) for _ in range(runs)]
-    lfs = [timed(lambda: lmf.lFormula(formula, df))[0] for _ in range(runs)]
-    m = fits[-1][1]
-    dev = m.devfun
-    t0 = time.perf_counter()
-    for _ in range(10):
-        dev(m.theta.to_numpy())
-    per_eval = (time.perf_counter() - t0) / 10
-    crit = m.REMLcrit() if m.is_REML else m.deviance()
-    print(json.dumps({"engine": "lmeformula", "version": lmf.__version__, "model": name,
-                      "fit_s": statistics.median(t for t, _ in fits),
-                      "lformula_s": statistics.median(lfs), "per_eval_s": per_eval,
-                      "feval": m.optinfo.feval, "devfun_calls": dev.evaluations,
-                      "criterion": crit, "theta": m.theta.tolist(), "beta": m.beta.tolist(),
-                      "sigma": m.sigma,
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    name, data, formula, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    import lmeformula as lmf
+    df = pd.read_csv(data) if data.endswith(".csv") else lmf.datasets.load(data)
+    def timed(f, runs):
+        out, ts = None, []
+        for _ in range(runs):
+            t0 = time.perf_counter(); out = f(); ts.append(time.perf_counter() - t0)
+        return statistics.median(ts), out
+    def report(**kw):
+        kw["model"] = name
+        kw["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(kw))
+    warm = runs > 1
 """)
 
+SCRIPTS = {
+    "lmeformula": """
+if warm: lmf.lmer(formula, df)
+fit_s, m = timed(lambda: lmf.lmer(formula, df), runs)
+vc = m.VarCorr.as_data_frame(order="lower.tri")
+report(engine="lmeformula", version=lmf.__version__, fit_s=fit_s, feval=m.optinfo.feval,
+       criterion=m.REMLcrit(), beta=m.beta.tolist(), sdcor=vc["sdcor"].tolist())
+""",
+    "glmm": """
+import glmm
+from importlib.metadata import version
+d = df.copy()
+for c in d.columns:
+    if isinstance(d[c].dtype, pd.CategoricalDtype) or d[c].dtype == object:
+        d[c] = d[c].astype(str)
+if formula.startswith("as.numeric"):
+    d["resp"] = (d["r2"] == "Y").astype(float); f = "resp ~" + formula.split("~", 1)[1]
+else:
+    f = formula
+if warm: glmm.fit(d, f)
+fit_s, m = timed(lambda: glmm.fit(d, f), runs)
+report(engine="glmm", version=version("glmm"), fit_s=fit_s, feval=int(m.n_eval),
+       criterion=-2 * float(m.loglik), beta=[float(b) for b in m.beta])
+""",
+    "mixedlm": """
+import mixedlm
+from importlib.metadata import version
+d = df
+f = formula
+if formula.startswith("as.numeric"):
+    d = df.assign(resp=(df["r2"] == "Y").astype(float)); f = "resp ~" + formula.split("~", 1)[1]
+if warm: mixedlm.lmer(f, d)
+fit_s, m = timed(lambda: mixedlm.lmer(f, d), runs)
+report(engine="mixedlm", version=version("mixedlm"), fit_s=fit_s,
+       feval=int(m.function_evals), criterion=float(m.REMLcrit()),
+       beta=[float(v) for v in m.fixef().values()])
+""",
+    "statsmodels": """
+import statsmodels
+from lmeformula.compare import to_statsmodels
+model = to_statsmodels(formula, df)  # MixedLM built from lme4's design (not timed)
+fit_s, r = timed(lambda: model.fit(reml=True), runs)
+report(engine="statsmodels", version=statsmodels.__version__, fit_s=fit_s,
+       feval=None, criterion=-2 * float(r.llf), beta=[float(b) for b in r.fe_params])
+""",
+}
 
-def run_lmeformula(model: Model, runs: int) -> dict:
-    """Time lmeformula on one model."""
-    out = subprocess.run([sys.executable, "-c", _LMEFORMULA, model.name, model.data,
-                          model.formula, str(runs)], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: float
+                      ) -> dict:
+    """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds."""
+    code = _COMMON + textwrap.dedent(SCRIPTS[engine])
+    try:
+        out = subprocess.run([sys.executable, "-c", code, model.name, data, model.formula,
+                              str(runs)], capture_output=True, text=True, cwd=ROOT,
+                             timeout=cap_s)
+    except subprocess.TimeoutExpired:
+        return {"engine": engine, "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"engine": engine, "model": model.name, "status": f"error: {last[:120]}"}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["status"] = "ok"
+    return result
 
 
-def run_lme4(model: Model, runs: int) -> dict | None:
-    """Time lme4 through Rscript; None when R is not installed."""
+def run_lme4(model: Model, data: str, runs: int, cap_s: float) -> dict:
+    """Time lme4 through Rscript (skipped with a note when R is not installed)."""
     if shutil.which("Rscript") is None:
-        return None
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", "Rscript",
-                          str(ROOT / "benchmarks" / "lme4_bench.R"), model.name, model.data,
-                          model.formula, str(runs)], capture_output=True, text=True,
-                         cwd=ROOT, check=True, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+        return {"engine": "lme4", "model": model.name, "status": "Rscript not installed"}
+    cmd = ["/usr/bin/time", "-f", "%M", "Rscript", str(ROOT / "benchmarks" / "lme4_bench.R"),
+           model.name, data, model.formula, str(runs)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=cap_s,
+                             env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+    except subprocess.TimeoutExpired:
+        return {"engine": "lme4", "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
+    if out.returncode != 0:
+        return {"engine": "lme4", "model": model.name, "status": "error"}
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["max_rss_mb"] = int(out.stderr.strip().splitlines()[-1]) / 1024
+    result["status"] = "ok"
     return result
+
+
+def available(engine: str) -> bool:
+    """Whether a Python engine's package is installed."""
+    import importlib.util
+
+    module = {"lmeformula": "lmeformula", "glmm": "glmm", "mixedlm": "mixedlm",
+              "statsmodels": "statsmodels"}[engine]
+    return importlib.util.find_spec(module) is not None

@@ -81,14 +81,13 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
         codes = np.full(arr.shape[0], -1, dtype=np.int64)
         codes[~mask] = np.searchsorted(uniq, arr[~mask].astype(float))
         return pd.Categorical.from_codes(codes, categories=labels)
-    obj = pd.Series(arr, dtype=object)
-    mask = obj.isna().to_numpy()
-    strings = obj[~mask].astype(str)
-    uniq = sorted(set(strings))  # Python's str order is C-locale (code point) order
+    mask = pd.isna(pd.Series(arr, dtype=object)).to_numpy()
+    strings = arr[~mask].astype(str)
+    # numpy sorts unicode by code point: R's order under LC_ALL=C
+    uniq, inverse = np.unique(strings, return_inverse=True)
     codes = np.full(arr.shape[0], -1, dtype=np.int64)
-    lookup = {s: i for i, s in enumerate(uniq)}
-    codes[~mask] = [lookup[s] for s in strings]
-    return pd.Categorical.from_codes(codes, categories=uniq)
+    codes[~mask] = inverse
+    return pd.Categorical.from_codes(codes, categories=uniq.tolist())
 
 
 def column_value(series: pd.Series) -> Value:

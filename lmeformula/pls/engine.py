@@ -183,7 +183,9 @@ class PLSProblem:
         if self.G.nnz > 0.25 * self.m * self.q1 and self.m * self.q1 <= 50_000_000:
             # a dense G (every level of the first term meets most rows of block 2, as in
             # large crossed designs) is cheaper to multiply with BLAS than pair by pair
-            self._gdense = self.G.toarray()
+            # stored per level, (nl, m, nc), for batched products with T1's blocks
+            self._gdense = np.ascontiguousarray(
+                self.G.toarray().reshape(self.m, first.nl, first.nc).transpose(1, 0, 2))
             self._keys = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
             self._pairs = None
         else:
@@ -223,15 +225,15 @@ class PLSProblem:
             out = (self.G @ _block_diagonal(t1)).tocsr()
         return (self.lambda_rest_t(theta) @ out).tocsr()
 
-    def _downdate(self, b: np.ndarray) -> np.ndarray:
-        """Upper-triangle values of G B Gᵀ at the pattern's entries, B block-diagonal."""
+    def _downdate(self, t1: np.ndarray) -> np.ndarray:
+        """Upper-triangle values of G B Gᵀ at the pattern's entries, B = T1 T1ᵀ."""
+        if self._gdense is not None:  # G is dense: Hᵀ = (G T1)ᵀ level by level, then H Hᵀ
+            nl, nc, _ = t1.shape
+            ht = np.matmul(self._gdense, t1).transpose(0, 2, 1).reshape(nl * nc, self.m)
+            return (ht.T @ ht).ravel()[self._keys]
+        b = t1 @ np.swapaxes(t1, 1, 2)
         if self._pairs is not None:
             return self._pairs @ b.ravel()
-        if self._gdense is not None:  # G is dense: two BLAS products
-            nl, nc, _ = b.shape
-            g = self._gdense.reshape(self.m, nl, nc)
-            gb = np.einsum("mla,lab->mlb", g, b).reshape(self.m, nl * nc)
-            return (gb @ self._gdense.T).ravel()[self._keys]
         gb = self.G @ _block_diagonal(b)
         return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
 
@@ -239,8 +241,7 @@ class PLSProblem:
         """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
         array whose transpose LAPACK factors in place."""
         qr, m = self._lam_r_size, self.m
-        b = np.einsum("lij,lkj->lik", t1, t1)
-        down = self._downdate(b)
+        down = self._downdate(t1)
         if self._rest_diagonal is not None:
             # Λ₂ is diagonal and constant within each term: scale block by block while
             # copying (one pass over the matrix), and the downdate entry by entry
@@ -292,7 +293,7 @@ class PLSProblem:
             l11 = np.sqrt(a)[:, None, None]
             t1 = (lam1[0, 0] / l11[:, 0, 0])[:, None, None]
         else:
-            d = np.einsum("ji,ljk,km->lim", lam1, self.A11, lam1)
+            d = lam1.T @ self.A11 @ lam1
             d += np.eye(first.nc)
             l11 = np.linalg.cholesky(d)
             t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
