@@ -88,7 +88,8 @@ class ModelFrame:
         return int(self.rows.shape[0])
 
 
-def _na_mask(value: Value) -> np.ndarray:
+def na_mask(value: Value) -> np.ndarray:
+    """Rows where a variable is missing (NaN, NA level, None)."""
     if isinstance(value, pd.Categorical):
         return np.asarray(value.codes) < 0
     if isinstance(value, MatrixValue):
@@ -180,7 +181,7 @@ def model_frame(
         keep &= _subset_mask(subset, columns, n)
     na = np.zeros(n, dtype=bool)
     for value in list(values.values()) + list(extras.values()):
-        na |= _na_mask(value)
+        na |= na_mask(value)
     na &= keep
     if na.any() and na_action == "fail":
         raise ModelFrameError("missing values in object")

@@ -21,9 +21,9 @@ from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
-from .frame import _LazyColumns
+from .frame import _LazyColumns, na_mask
 from .modelmatrix import model_matrix
-from .transforms import MatrixValue, Value, as_factor, evaluate
+from .transforms import Value, as_factor, evaluate
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -88,17 +88,6 @@ def _labels(value: Value, name: str) -> list[str | None]:
             for v in arr]
 
 
-def _na_rows(value: Value) -> np.ndarray:
-    if isinstance(value, pd.Categorical):
-        return np.asarray(value.codes) < 0
-    if isinstance(value, MatrixValue):
-        return np.isnan(value.values).any(axis=1)
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f":
-        return np.isnan(arr)
-    return np.zeros(arr.shape[0], dtype=bool)
-
-
 def _new_variables(m: LmerMod, newdata: pd.DataFrame, nodes: list[Node]
                    ) -> dict[str, Value]:
     """Evaluate variable expressions on new data with the fit's transforms and levels."""
@@ -128,7 +117,7 @@ def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.nda
     n = len(newdata)
     na = np.zeros(n, dtype=bool)
     for v in values.values():
-        na |= _na_rows(v)
+        na |= na_mask(v)
     mm = model_matrix(fixed, values, n, pf.call.get("contrasts"))
     cols = [mm.columns.index(c) for c in pf.X.columns]
     offset = np.zeros(n)
@@ -194,7 +183,7 @@ def _random_part(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_
         nodes = [lhs.variables[k] for t in lhs.terms for k in t]
         values = _new_variables(m, newdata, nodes)
         for v in values.values():
-            na |= _na_rows(v)
+            na |= na_mask(v)
         xi = model_matrix(lhs, values, n).values
         modes = b[re.Gp[i] : re.Gp[i + 1]].reshape(term.nl, term.nc)
         ok = codes >= 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.linalg as la
@@ -107,8 +108,8 @@ class Factorization:
 
 
 @dataclass
-class PLSProblem:
-    """Cross-products of [Z X y] with prior weights, formed once; factored at any θ.
+class _AugmentedSystem:
+    """The data of the augmented system [Z X y] with prior weights (shared by both engines).
 
     Parameters
     ----------
@@ -129,24 +130,43 @@ class PLSProblem:
     y: np.ndarray
     weights: np.ndarray | None
     terms: list[TermShape]
-    # derived, filled in __post_init__
     n: int = field(init=False)
     p: int = field(init=False)
     q: int = field(init=False)
-    q1: int = field(init=False)
     m: int = field(init=False)
+    ldW: float = field(init=False)
+
+    def _weights(self) -> np.ndarray:
+        """Set n, p, q and log|W|; return the weights (ones when none were given)."""
+        self.n, self.p = self.X.shape
+        self.q = self.Zt.shape[0]
+        w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
+        self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
+        return w
+
+    def criterion(self, f: Any, REML: bool) -> float:
+        """lme4's profiled REML criterion or ML deviance (REML with p = 0 is ML)."""
+        if REML and self.p > 0:
+            nmp = self.n - self.p
+            return (f.ldL2 - self.ldW + f.ldRX2
+                    + nmp * (1.0 + np.log(2.0 * np.pi * f.pwrss / nmp)))
+        return f.ldL2 - self.ldW + self.n * (1.0 + np.log(2.0 * np.pi * f.pwrss / self.n))
+
+
+@dataclass
+class PLSProblem(_AugmentedSystem):
+    """Cross-products of [Z X y] with prior weights, formed once; factored at any θ by the
+    blocked algorithm (see the module docstring)."""
+
+    q1: int = field(init=False)
     A11: np.ndarray = field(init=False, repr=False)
     G: sp.csr_matrix = field(init=False, repr=False)
     M22: np.ndarray = field(init=False, repr=False)
-    ldW: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.n, self.p = self.X.shape
-        self.q = self.Zt.shape[0]
+        w = self._weights()
         first = self.terms[0]
         self.q1 = first.size
-        w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
-        self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
         zt = sp.csr_matrix(self.Zt)
         zt1, ztr = zt[: self.q1], zt[self.q1 :]
         zt1w = zt1 @ sp.diags(w)
@@ -299,7 +319,7 @@ class PLSProblem:
             t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
         l22, info = _potrf(self._block2(theta, t1).T)
         if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
-            l22 = self._cholesky_report(self._block2(theta, t1), qr)
+            l22 = _cholesky_exact_fit(self._block2(theta, t1))
         diag22 = np.diag(l22)
         ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
                        + np.log(diag22[:qr]).sum())
@@ -308,30 +328,7 @@ class PLSProblem:
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
                              self)
 
-    def _cholesky_report(self, s: np.ndarray, qr: int) -> np.ndarray:
-        """Cholesky of block 2 when the last pivot (y) vanishes, or lme4's error for X."""
-        s = np.triu(s) + np.triu(s, 1).T
-        core = s[:-1, :-1]
-        try:
-            l_core = la.cholesky(core, lower=True, check_finite=False)
-        except la.LinAlgError as err:
-            raise FittingError("Downdated VtV is not positive definite") from err
-        out = np.zeros_like(s)
-        out[:-1, :-1] = l_core
-        row = la.solve_triangular(l_core, s[:-1, -1], lower=True, check_finite=False)
-        out[-1, :-1] = row
-        out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))  # exact fit: pwrss = 0
-        return out
-
     # -- criteria and solutions -------------------------------------------------------------
-    def criterion(self, f: Factorization, REML: bool) -> float:
-        """lme4's profiled REML criterion or ML deviance (REML with p = 0 is ML)."""
-        if REML and self.p > 0:
-            nmp = self.n - self.p
-            return (f.ldL2 - self.ldW + f.ldRX2
-                    + nmp * (1.0 + np.log(2.0 * np.pi * f.pwrss / nmp)))
-        return f.ldL2 - self.ldW + self.n * (1.0 + np.log(2.0 * np.pi * f.pwrss / self.n))
-
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """Fixed effects β and spherical random effects u (conditional modes) at ``f``."""
         qr = self._lam_r_size
@@ -417,6 +414,23 @@ class PLSProblem:
                 pos += t.size
                 out.append(blk)
         return out
+
+
+def _cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of an augmented matrix (upper triangle used) whose last pivot,
+    the penalised residual sum of squares, may vanish (an exact fit); lme4's error when the
+    [Z X] part is not positive definite."""
+    s = np.triu(s) + np.triu(s, 1).T
+    try:
+        core = la.cholesky(s[:-1, :-1], lower=True, check_finite=False)
+    except la.LinAlgError as err:
+        raise FittingError("Downdated VtV is not positive definite") from err
+    out = np.zeros_like(s)
+    out[:-1, :-1] = core
+    row = la.solve_triangular(core, s[:-1, -1], lower=True, check_finite=False)
+    out[-1, :-1] = row
+    out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))  # exact fit: pwrss = 0
+    return out
 
 
 def _potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
@@ -511,7 +525,7 @@ class DenseFactorization:
 
 
 @dataclass
-class DensePLSProblem:
+class DensePLSProblem(_AugmentedSystem):
     """The same system as :class:`PLSProblem` factored as one dense matrix.
 
     For small models (sleepstudy: 39 x 39) a single LAPACK call on the whole augmented matrix
@@ -520,23 +534,9 @@ class DensePLSProblem:
     one Cholesky.
     """
 
-    Zt: sp.csc_matrix
-    X: np.ndarray
-    y: np.ndarray
-    weights: np.ndarray | None
-    terms: list[TermShape]
-    n: int = field(init=False)
-    p: int = field(init=False)
-    q: int = field(init=False)
-    m: int = field(init=False)
-    ldW: float = field(init=False)
-
     def __post_init__(self) -> None:
-        self.n, self.p = self.X.shape
-        self.q = self.Zt.shape[0]
+        w = self._weights()
         self.m = self.q + self.p + 1
-        w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
-        self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
         design = np.hstack([self.Zt.T.toarray(), self.X, self.y[:, None]])
         self.M = design.T @ (design * w[:, None])
         idx, ptr, lind = lambda_template(self.terms)
@@ -558,29 +558,15 @@ class DensePLSProblem:
         s = tt @ self.M @ tt.T
         s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
         lfac, info = la.lapack.dpotrf(s, lower=1, clean=1, overwrite_a=1)
-        if info != 0:
-            lfac = self._report(tt)
+        if info != 0:  # dpotrf overwrote s: form it again to diagnose
+            s = tt @ self.M @ tt.T
+            s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
+            lfac = _cholesky_exact_fit(s)
         d = np.diag(lfac)
         q, p = self.q, self.p
         ld_l2 = 2.0 * np.log(d[:q]).sum()
         ld_rx2 = 2.0 * np.log(np.abs(d[q : q + p])).sum()
         return DenseFactorization(theta, lfac, float(ld_l2), float(ld_rx2), float(d[-1] ** 2))
-
-    def _report(self, tt: np.ndarray) -> np.ndarray:
-        s = tt @ self.M @ tt.T
-        s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
-        try:
-            core = la.cholesky(s[:-1, :-1], lower=True, check_finite=False)
-        except la.LinAlgError as err:
-            raise FittingError("Downdated VtV is not positive definite") from err
-        out = np.zeros_like(s)
-        out[:-1, :-1] = core
-        row = la.solve_triangular(core, s[:-1, -1], lower=True, check_finite=False)
-        out[-1, :-1] = row
-        out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))
-        return out
-
-    criterion = PLSProblem.criterion
 
     def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
         top = f.L[:-1, :-1]
