@@ -72,3 +72,15 @@ def test_dense_downdate_path_on_a_crossed_design() -> None:
         assert blocked.criterion(fb, True) == pytest.approx(dense.criterion(fd, True),
                                                             rel=1e-12)
         np.testing.assert_allclose(blocked.solve(fb)[0], dense.solve(fd)[0], rtol=1e-10)
+
+
+def test_both_engines_report_lme4s_error_for_a_singular_x() -> None:
+    from lmeformula.errors import FittingError
+
+    df = lmf.datasets.load("sleepstudy").assign(D2=lambda d: 2 * d.Days)
+    pf = lmf.lFormula("Reaction ~ Days + D2 + (1 | Subject)", df,
+                      control={"check.rankX": "ignore"})
+    args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, [TermShape(18, 1, 0)])
+    for engine in (PLSProblem(*args), DensePLSProblem(*args)):
+        with pytest.raises(FittingError, match="Downdated VtV is not positive definite"):
+            engine.factor(np.array([1.0]))
