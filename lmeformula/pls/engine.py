@@ -321,6 +321,7 @@ class PLSProblem(_AugmentedSystem):
         if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
             l22 = _cholesky_exact_fit(self._block2(theta, t1))
         diag22 = np.diag(l22)
+        _check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
         ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
                        + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
@@ -414,6 +415,13 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
                 out.append(blk)
         return out
+
+
+def _check_rx(rx_diag: np.ndarray, xtx_diag: np.ndarray) -> None:
+    """lme4's error when a column of X is (numerically) in the span of the others: its
+    pivot in RX is round-off (LAPACK may return a tiny positive one instead of failing)."""
+    if np.any(rx_diag**2 <= 1e-13 * np.maximum(xtx_diag, np.finfo(float).tiny)):
+        raise FittingError("Downdated VtV is not positive definite")
 
 
 def _cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
@@ -564,6 +572,7 @@ class DensePLSProblem(_AugmentedSystem):
             lfac = _cholesky_exact_fit(s)
         d = np.diag(lfac)
         q, p = self.q, self.p
+        _check_rx(d[q : q + p], np.diag(self.M)[q : q + p])
         ld_l2 = 2.0 * np.log(d[:q]).sum()
         ld_rx2 = 2.0 * np.log(np.abs(d[q : q + p])).sum()
         return DenseFactorization(theta, lfac, float(ld_l2), float(ld_rx2), float(d[-1] ** 2))
