@@ -16,7 +16,7 @@ from .models import Model
 ROOT = Path(__file__).resolve().parent.parent
 
 _COMMON = textwrap.dedent("""
-    import json, resource, statistics, sys, time, warnings
+    import json, statistics, sys, time, warnings
     import numpy as np, pandas as pd
     warnings.simplefilter("ignore")
     name, data, formula, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -29,7 +29,6 @@ _COMMON = textwrap.dedent("""
         return statistics.median(ts), out
     def report(**kw):
         kw["model"] = name
-        kw["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(kw))
     warm = runs > 1
 """)
@@ -86,16 +85,19 @@ def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: fl
                       ) -> dict:
     """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds."""
     code = _COMMON + textwrap.dedent(SCRIPTS[engine])
+    # /usr/bin/time reports the child's own peak RSS: a child forked from this (large)
+    # process would inherit its high-water mark
     try:
-        out = subprocess.run([sys.executable, "-c", code, model.name, data, model.formula,
-                              str(runs)], capture_output=True, text=True, cwd=ROOT,
-                             timeout=cap_s)
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code,
+                              model.name, data, model.formula, str(runs)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=cap_s)
     except subprocess.TimeoutExpired:
         return {"engine": engine, "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["failed"])[-1]
         return {"engine": engine, "model": model.name, "status": f"error: {last[:120]}"}
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["max_rss_mb"] = int(out.stderr.strip().splitlines()[-1]) / 1024
     result["status"] = "ok"
     return result
 

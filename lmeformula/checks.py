@@ -21,6 +21,7 @@ from .errors import (
     ScaleWarning,
 )
 from .reterms import ReTrms
+from .transforms import drop_unused_levels
 
 __all__ = [
     "check_nlevels",
@@ -44,7 +45,7 @@ def _act(action: str, message: str, error: type[Exception] = IdentifiabilityErro
 def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
     """lme4's ``checkNlevels`` (lmer: ``allow.n = FALSE``)."""
     msgs: list[str] = []
-    nlev = {name: len(f.remove_unused_categories().categories) for name, f in re.flist.items()}
+    nlev = {name: len(drop_unused_levels(f).categories) for name, f in re.flist.items()}
     if ctrl.check_nlev_gtr_1 != "ignore" and any(v < 2 for v in nlev.values()):
         m = _act(ctrl.check_nlev_gtr_1, "grouping factors must have > 1 sampled level")
         msgs += [m] if m else []

@@ -18,7 +18,14 @@ from .errors import FormulaError, ModelFrameError
 from .formula.ast import Node, deparse
 from .formula.bars import subbars
 from .formula.terms import terms
-from .transforms import MatrixValue, Value, as_factor, column_value, evaluate
+from .transforms import (
+    MatrixValue,
+    Value,
+    as_factor,
+    column_value,
+    drop_unused_levels,
+    evaluate,
+)
 
 __all__ = ["ModelFrame", "NAAction", "model_frame"]
 
@@ -104,7 +111,8 @@ def na_mask(value: Value) -> np.ndarray:
 
 def _take(value: Value, rows: np.ndarray) -> Value:
     if isinstance(value, pd.Categorical):
-        return value.take(rows).remove_unused_categories()  # drop.unused.levels = TRUE
+        taken = value if rows.shape[0] == len(value) else value.take(rows)
+        return drop_unused_levels(taken)  # drop.unused.levels = TRUE
     if isinstance(value, MatrixValue):
         return value.take(rows)
     return np.asarray(value)[rows]

@@ -14,6 +14,7 @@ from .formula.terms import terms
 from .frame import check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import _grouping_factor
+from .transforms import drop_unused_levels
 
 __all__ = ["LmList", "lmList"]
 
@@ -74,7 +75,7 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
     y = check_response(frame)
     t = terms(rhs.left, lhs)
     mm = model_matrix(t, frame.variables, frame.nrow)
-    group = _grouping_factor(rhs.right, frame).remove_unused_categories()
+    group = drop_unused_levels(_grouping_factor(rhs.right, frame))
     codes = np.asarray(group.codes)
     coefs, rss, dfs = [], [], []
     for level in range(len(group.categories)):

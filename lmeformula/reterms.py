@@ -21,7 +21,7 @@ from .formula.bars import bar_name, grouping_variables
 from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
-from .transforms import as_factor
+from .transforms import as_factor, drop_unused_levels
 
 __all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms"]
 
@@ -245,7 +245,7 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     factor = _grouping_factor(bar.right, frame)
     if np.all(np.asarray(factor.codes) < 0):
         raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}")
-    factor = factor.remove_unused_categories()
+    factor = drop_unused_levels(factor)
     lhs_terms = terms(bar.left)
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
     if mm.values.shape[1] == 0:

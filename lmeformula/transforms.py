@@ -63,11 +63,26 @@ def is_factor_like(value: Value) -> bool:
     return isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "bOUT"
 
 
+def drop_unused_levels(factor: pd.Categorical) -> pd.Categorical:
+    """The factor without its unused levels (R's ``droplevels``), in O(n) without sorting
+    when nothing is to be dropped."""
+    codes = np.asarray(factor.codes)
+    k = len(factor.categories)
+    counts = np.bincount(codes[codes >= 0], minlength=k) if k else np.zeros(0, dtype=int)
+    if counts.all():
+        return factor
+    keep = np.flatnonzero(counts)
+    remap = np.full(k + 1, -1, dtype=np.int64)
+    remap[keep] = np.arange(keep.shape[0])
+    return pd.Categorical.from_codes(remap[codes], categories=factor.categories[keep],
+                                     ordered=factor.ordered)
+
+
 def as_factor(value: Value, name: str = "x") -> pd.Categorical:
     """R's ``factor(x)``: numbers sorted numerically, strings in C-locale order, logicals
     FALSE < TRUE; an existing factor keeps its level order (unused levels are dropped)."""
     if isinstance(value, pd.Categorical):
-        return value.remove_unused_categories()
+        return drop_unused_levels(value)
     if isinstance(value, MatrixValue):
         raise FormulaError(f"cannot use the matrix-valued '{name}' as a factor")
     arr = np.asarray(value)
@@ -81,13 +96,13 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
         codes = np.full(arr.shape[0], -1, dtype=np.int64)
         codes[~mask] = np.searchsorted(uniq, arr[~mask].astype(float))
         return pd.Categorical.from_codes(codes, categories=labels)
-    mask = pd.isna(pd.Series(arr, dtype=object)).to_numpy()
-    strings = arr[~mask].astype(str)
-    # numpy sorts unicode by code point: R's order under LC_ALL=C
-    uniq, inverse = np.unique(strings, return_inverse=True)
-    codes = np.full(arr.shape[0], -1, dtype=np.int64)
-    codes[~mask] = inverse
-    return pd.Categorical.from_codes(codes, categories=uniq.tolist())
+    values = pd.Series(arr, dtype=object)
+    mask = values.isna().to_numpy()
+    strings = values.where(mask, values.astype(str)) if not mask.all() else values
+    # hash-based coding; sort=True orders the levels by Python's str comparison, which is
+    # code-point order: R's order under LC_ALL=C
+    codes, uniques = pd.factorize(strings, sort=True, use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes, categories=[str(u) for u in uniques])
 
 
 def column_value(series: pd.Series) -> Value:
