@@ -21,7 +21,7 @@ from .engines import available, run_lme4, run_python_engine
 from .models import MODELS, Model, data_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ENGINES = ["lmeformula", "lme4", "glmm", "mixedlm", "statsmodels"]
+ENGINES = ["lmeformula", "lme4", "glmm", "mixedlm", "lme-python", "statsmodels"]
 
 
 def expressible_by_statsmodels(model: Model, data: str) -> str | None:

@@ -70,6 +70,27 @@ report(engine="mixedlm", version=version("mixedlm"), fit_s=fit_s,
        feval=int(m.function_evals), criterion=float(m.REMLcrit()),
        beta=[float(v) for v in m.fixef().values()])
 """,
+    "lme-python": """
+import polars as pl
+import lme_python
+from importlib.metadata import version
+d = df
+f = formula
+if formula.startswith("as.numeric"):
+    d = df.assign(resp=(df["r2"] == "Y").astype(float)); f = "resp ~" + formula.split("~", 1)[1]
+cols = {}
+for c in d.columns:
+    if isinstance(d[c].dtype, pd.CategoricalDtype) or d[c].dtype == object:
+        cols[c] = d[c].astype(str).tolist()
+    else:
+        cols[c] = d[c].to_numpy()
+pdf = pl.DataFrame(cols)
+if warm: lme_python.lmer(f, pdf)
+fit_s, m = timed(lambda: lme_python.lmer(f, pdf), runs)
+report(engine="lme-python", version=version("lme-python"), fit_s=fit_s,
+       feval=int(m.iterations), criterion=float(m.reml_criterion),
+       beta=[float(b) for b in m.coefficients])
+""",
     "statsmodels": """
 import statsmodels
 from lmeformula.compare import to_statsmodels
@@ -126,5 +147,5 @@ def available(engine: str) -> bool:
     import importlib.util
 
     module = {"lmeformula": "lmeformula", "glmm": "glmm", "mixedlm": "mixedlm",
-              "statsmodels": "statsmodels"}[engine]
+              "lme-python": "lme_python", "statsmodels": "statsmodels"}[engine]
     return importlib.util.find_spec(module) is not None
