@@ -5,7 +5,9 @@ several runs after one warm-up fit (single runs for the large models)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -102,17 +104,30 @@ report(engine="statsmodels", version=statsmodels.__version__, fit_s=fit_s,
 }
 
 
+def _run(cmd: list[str], cap_s: float, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess | None:
+    """Run a command in its own process group; on the time cap kill the whole group (the
+    engine runs under /usr/bin/time, and killing only that would orphan it)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=cap_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: float
                       ) -> dict:
     """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds."""
     code = _COMMON + textwrap.dedent(SCRIPTS[engine])
     # /usr/bin/time reports the child's own peak RSS: a child forked from this (large)
     # process would inherit its high-water mark
-    try:
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code,
-                              model.name, data, model.formula, str(runs)], capture_output=True,
-                             text=True, cwd=ROOT, timeout=cap_s)
-    except subprocess.TimeoutExpired:
+    out = _run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, model.name, data,
+                model.formula, str(runs)], cap_s)
+    if out is None:
         return {"engine": engine, "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["failed"])[-1]
@@ -129,10 +144,8 @@ def run_lme4(model: Model, data: str, runs: int, cap_s: float) -> dict:
         return {"engine": "lme4", "model": model.name, "status": "Rscript not installed"}
     cmd = ["/usr/bin/time", "-f", "%M", "Rscript", str(ROOT / "benchmarks" / "lme4_bench.R"),
            model.name, data, model.formula, str(runs)]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=cap_s,
-                             env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
-    except subprocess.TimeoutExpired:
+    out = _run(cmd, cap_s, env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"})
+    if out is None:
         return {"engine": "lme4", "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
     if out.returncode != 0:
         return {"engine": "lme4", "model": model.name, "status": "error"}

@@ -242,7 +242,7 @@ class LmerMod:
     @property
     def devcomp(self) -> dict[str, dict[str, float]]:
         """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims``."""
-        f, prob = self._factor, self.devfun.problem
+        f = self._factor
         n, p = self.n, self.p
         pwrss = self.pwrss
         crit = self.devfun.problem.criterion(f, self.is_REML)
@@ -256,7 +256,6 @@ class LmerMod:
         dims = {"N": n, "n": n, "p": p, "nmp": n - p, "q": self.q, "nth": len(self._theta),
                 "useSc": 1, "reTrms": len(self.lformula.reTrms.terms), "spFe": 0,
                 "REML": p if self.is_REML else 0, "GLMM": 0, "NLMM": 0}
-        del prob
         return {"cmp": cmp, "dims": dims}
 
     # -- criteria -------------------------------------------------------------------------------
