@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--engines", nargs="*", default=ENGINES)
     parser.add_argument("--cap", type=float, default=120.0, help="time cap per engine, s")
     parser.add_argument("--quick", action="store_true", help="one run per model")
+    parser.add_argument("--out", default="latest", help="name of the result files")
     args = parser.parse_args()
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="lmeformula-bench-"))
@@ -92,15 +93,15 @@ def main() -> None:
                 r["time_vs_lmeformula"] = r["fit_s"] / ours["fit_s"]
                 r["criterion_diff"] = r["criterion"] - ref["criterion"]
         rows += per_model
-    write_results(rows)
-    plot_scaling(rows)
+    write_results(rows, args.out)
+    plot_scaling(rows, args.out)
 
 
-def write_results(rows: list[dict]) -> None:
+def write_results(rows: list[dict], name: str = "latest") -> None:
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
               "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula"]
-    with (RESULTS / "latest.csv").open("w", newline="") as fh:
+    with (RESULTS / f"{name}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -126,11 +127,11 @@ def write_results(rows: list[dict]) -> None:
             f"| {r['model']} | {name} | {fit} | {r.get('feval') or ''} | "
             f"{r['max_rss_mb']:.0f} | {r['time_vs_lmeformula']:.2f} | "
             f"{r['criterion_diff']:.2e} | {'' if diff is None else f'{diff:.1e}'} |")
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    print((RESULTS / "latest.md").read_text())
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print((RESULTS / f"{name}.md").read_text())
 
 
-def plot_scaling(rows: list[dict]) -> None:
+def plot_scaling(rows: list[dict], name: str = "latest") -> None:
     try:
         import matplotlib
 
@@ -155,7 +156,8 @@ def plot_scaling(rows: list[dict]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "scaling.png", dpi=120)
+    fig.savefig(RESULTS / ("scaling.png" if name == "latest" else f"{name}_scaling.png"),
+                dpi=120)
 
 
 if __name__ == "__main__":
