@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .errors import LmeFormulaError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
@@ -261,10 +262,10 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
     lam = m._lambdat.T.toarray()
     zt = re.Zt
     w = m.weights
-    zl = (zt.T @ lam)  # n x q, ZΛ
-    a = np.asarray(zl.T @ (w[:, None] * zl)) + np.eye(q)
+    ztwz = (zt @ sp.diags(w) @ zt.T).toarray()  # q x q; no n x q dense matrix
+    a = lam.T @ ztwz @ lam + np.eye(q)
     xw = m.lformula.X.to_numpy() * w[:, None]
-    bmat = np.asarray(zl.T @ xw)
+    bmat = lam.T @ np.asarray(zt @ xw)
     c = np.block([[a, bmat], [bmat.T, m.lformula.X.to_numpy().T @ xw]])
     cinv = np.linalg.inv(c)
     scale = np.block([[lam, np.zeros((q, p))], [np.zeros((p, q)), np.eye(p)]])
