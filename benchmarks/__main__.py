@@ -60,7 +60,12 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=120.0, help="time cap per engine, s")
     parser.add_argument("--quick", action="store_true", help="one run per model")
     parser.add_argument("--out", default="latest", help="name of the result files")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite <out>.md from <out>.csv")
     args = parser.parse_args()
+    if args.render:
+        write_results(read_results(args.out), args.out)
+        return
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="lmeformula-bench-"))
     for model in MODELS:
@@ -97,6 +102,27 @@ def main() -> None:
     plot_scaling(rows, args.out)
 
 
+def read_results(name: str) -> list[dict]:
+    """Rows of a results CSV, numbers as numbers."""
+    rows = []
+    with (RESULTS / f"{name}.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            out: dict = {}
+            for k, v in row.items():
+                if v == "":
+                    out[k] = None
+                else:
+                    try:
+                        out[k] = float(v) if k not in ("model", "engine", "version", "status",
+                                                       "reference") else v
+                    except ValueError:
+                        out[k] = v
+            if out.get("feval") is not None:
+                out["feval"] = int(out["feval"])
+            rows.append(out)
+    return rows
+
+
 def write_results(rows: list[dict], name: str = "latest") -> None:
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
@@ -117,14 +143,14 @@ def write_results(rows: list[dict], name: str = "latest") -> None:
              "REML criterion − reference | max rel. diff |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        name = f"{r['engine']} {r.get('version', '')}".strip()
+        engine = f"{r['engine']} {r.get('version') or ''}".strip()
         if r.get("status") != "ok":
-            lines.append(f"| {r['model']} | {name} | {r['status']} | | | | | |")
+            lines.append(f"| {r['model']} | {engine} | {r['status']} | | | | | |")
             continue
         fit = (f"{r['fit_s'] * 1e3:.1f} ms" if r["fit_s"] < 1 else f"{r['fit_s']:.2f} s")
         diff = r.get("max_rel_diff")
         lines.append(
-            f"| {r['model']} | {name} | {fit} | {r.get('feval') or ''} | "
+            f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | "
             f"{r['max_rss_mb']:.0f} | {r['time_vs_lmeformula']:.2f} | "
             f"{r['criterion_diff']:.2e} | {'' if diff is None else f'{diff:.1e}'} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
