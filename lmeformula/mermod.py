@@ -261,9 +261,9 @@ class LmerMod:
     # -- criteria -------------------------------------------------------------------------------
     @property
     def _ldRX2(self) -> float:
-        # lme4 1.1-31 reports ldRX2 = 1 (not 0) for a model without fixed effects, and its
-        # REMLcrit() then adds that 1; matched here
-        return self._factor.ldRX2 if self.p > 0 else 1.0
+        # log det of an empty RX is 0. (lme4 1.1-31 reports uninitialised memory here for a
+        # model without fixed effects: 1, 3e-313, ... from run to run, and adds it to REMLcrit.)
+        return self._factor.ldRX2 if self.p > 0 else 0.0
 
     def _criterion_at_fit(self, REML: bool) -> float:
         n, p = self.n, self.p

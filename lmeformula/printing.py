@@ -405,13 +405,10 @@ def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
     summ = m.summary()
     if len(m.fixef):
         lines += ["", "Fixed effects:", *format_coef_table(summ.coefficients, digits)]
-        if len(m.fixef) <= 20:
+        # lme4.summary.cor.max is 12; above it lme4 prints nothing here (only a message on
+        # stderr pointing to vcov(), which m.vcov() gives)
+        if len(m.fixef) <= 12:
             lines += _correlation_block(m)
-        else:
-            p = len(m.fixef)
-            lines += ["", f"Correlation matrix not shown by default, as p = {p} > 20.",
-                      "Use print(summary(m), correlation=TRUE)  or",
-                      "    vcov(m)        if you need it", ""]
     msgs = _fit_messages(m)
     if msgs:
         lines += ["fit warnings:", *msgs]

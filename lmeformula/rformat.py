@@ -87,8 +87,8 @@ def abbreviate(name: str, minlength: int) -> str:
     """R's ``abbreviate(name, minlength)`` (``stripchars`` in R's C code).
 
     From the right, never touching the first character or one that follows a space, it drops
-    lower-case vowels, then lower-case letters, then upper-case letters, then anything, until
-    the length without spaces is at most ``minlength``; spaces go last.
+    lower-case vowels, then lower-case letters, until the length without spaces is at most
+    ``minlength``; then spaces go.
     """
     chars = list(name.strip())
     if len(chars) <= minlength:
@@ -100,7 +100,9 @@ def abbreviate(name: str, minlength: int) -> str:
     def short() -> bool:
         return len(chars) - nspace <= minlength
 
-    tests = (lambda c: c in "aeiou", str.islower, str.isupper, lambda c: not c.isspace())
+    # abbreviate(strict = FALSE): only lower-case letters go, so the result may stay longer
+    # than minlength ("poly(Days, 3)1" -> "p(D,3)1")
+    tests = (lambda c: c in "aeiou", str.islower)
     done = short()
     for test in tests:
         if done:

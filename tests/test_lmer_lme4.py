@@ -141,7 +141,10 @@ def test_likelihood_and_counts(case_id: str, key: str) -> None:
     assert ll.df == ref["logLik_df"]
     assert m.AIC() == pytest.approx(ref["AIC"], rel=1e-10)
     assert m.BIC() == pytest.approx(ref["BIC"], rel=1e-10)
-    assert m.REMLcrit() == pytest.approx(ref["REMLcrit"], rel=1e-10)
+    if m.p > 0:
+        assert m.REMLcrit() == pytest.approx(ref["REMLcrit"], rel=1e-10)
+    else:  # lme4 adds its uninitialised ldRX2 (1, 3e-313, ... from run to run); ours is 0
+        assert m.REMLcrit() == pytest.approx(ref["deviance_ML"], rel=1e-10)
     assert m.deviance(REML=False) == pytest.approx(ref["deviance_ML"], rel=1e-10)
     assert m.nobs == ref["nobs"]
     assert m.df_residual == ref["df_residual"]
@@ -149,6 +152,9 @@ def test_likelihood_and_counts(case_id: str, key: str) -> None:
     cmp = ref["devcomp_cmp"]
     ours = m.devcomp["cmp"]
     for k in ("ldL2", "ldRX2", "wrss", "ussq", "pwrss", "sigmaML", "sigmaREML"):
+        if k == "ldRX2" and m.p == 0:
+            assert ours[k] == 0.0  # lme4's value is uninitialised memory when p = 0
+            continue
         assert ours[k] == pytest.approx(cmp[k], rel=1e-8, abs=1e-10), k
     assert m.devcomp["dims"] == ref["devcomp_dims"]
 

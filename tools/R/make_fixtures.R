@@ -213,13 +213,24 @@ cases <- list(
   list(id = "sim_nlev5_warning", data = "sim", custom = TRUE, formula = "y ~ x + (1 | e)", control = "warn_nlev5"),
   list(id = "sim_subset", data = "sim", custom = TRUE, formula = "y ~ x + (1 | g1)", subset = "x > -1", fit = TRUE),
   list(id = "sim_contrasts", data = "sim", custom = TRUE, formula = "y ~ f + h + (1 | g1)", contrasts = list(f = "contr.sum", h = "contr.helmert"), fit = TRUE),
-  list(id = "sim_noint_ml", data = "sim", custom = TRUE, formula = "y ~ 0 + (1 | g1)", fit = TRUE)
+  list(id = "sim_noint_ml", data = "sim", custom = TRUE, formula = "y ~ 0 + (1 | g1)", fit = TRUE),
+  list(id = "sleep_quadratic", data = "sleepstudy", formula = "Reaction ~ Days + I(Days^2) + (Days | Subject)", fit = TRUE),
+  list(id = "sleep_poly3", data = "sleepstudy", formula = "Reaction ~ poly(Days, 3) + (1 | Subject)", fit = TRUE),
+  list(id = "pastes_explicit", data = "Pastes", formula = "strength ~ 1 + (1 | batch) + (1 | batch:cask)", fit = TRUE),
+  list(id = "machines_slash", data = "Machines", formula = "score ~ Machine + (1 | Worker/Machine)", fit = TRUE),
+  list(id = "cake_crossed", data = "cake", formula = "angle ~ temperature + (1 | recipe) + (1 | recipe:replicate)", fit = TRUE),
+  list(id = "cbpp_proportion", data = "cbpp", formula = "incidence/size ~ period + (1 | herd)", fit = TRUE),
+  list(id = "grouseticks_log", data = "grouseticks", formula = "log(TICKS + 1) ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)", fit = TRUE),
+  list(id = "arabidopsis", data = "Arabidopsis", formula = "log(total.fruits + 1) ~ nutrient * amd + rack + status + (1 | popu) + (1 | gen)", fit = TRUE),
+  list(id = "insteval3000_ordered", data = "ie3000", custom = TRUE, formula = "y ~ service * studage + lectage + (1 | s) + (1 | d)", fit = TRUE)
 )
 controls <- list(
   ignore_nRE = lmerControl(check.nobs.vs.nRE = "ignore"),
   warn_nlev5 = lmerControl(check.nlev.gtreq.5 = "warning")
 )
-datasets <- list(sleepstudy = sleepstudy, Dyestuff = Dyestuff, Dyestuff2 = Dyestuff2,
+ie3000 <- InstEval[1:3000, ]
+datasets <- list(ie3000 = ie3000, cbpp = cbpp, grouseticks = grouseticks, Arabidopsis = Arabidopsis,
+                 sleepstudy = sleepstudy, Dyestuff = Dyestuff, Dyestuff2 = Dyestuff2,
                  Penicillin = Penicillin, Pastes = Pastes, cake = cake, Machines = Machines,
                  VerbAgg = VerbAgg, InstEval = InstEval, sleep3 = sleep3, sim = sim,
                  simna = simna, nest = nest, inter = inter)
