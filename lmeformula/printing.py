@@ -225,12 +225,9 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
             nc = len(t.names)
             cells = [[""] * (maxlen - 1) for _ in range(nc)]
             if nc > 1:
-                vals = [np.round(r[i, j], dig) for j in range(nc) for i in range(nc) if i > j]
-                formatted = iter(format_numbers(vals, 7, nsmall=dig)) if vals else iter([])
-                # R formats the whole matrix (diagonal included) with common width
+                # R formats the whole matrix (diagonal included) with a common width
                 whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
                 mat = np.array(whole, dtype=object).reshape(nc, nc).T
-                del formatted
                 for i in range(nc):
                     for j in range(min(i, maxlen - 1)):
                         cells[i][j] = mat[i, j]
