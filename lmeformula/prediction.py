@@ -168,29 +168,34 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
     raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in newdata")
 
 
+def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For term i on new data: level codes (-1 where none), X_i, and rows with missing X_i."""
+    term = m.lformula.reTrms.terms[i]
+    bar = next(b for b in m.lformula.parsed.bars if deparse(b) == term.name)
+    codes = _group_codes(term, bar.right, newdata, allow_new_levels)
+    lhs = terms(bar.left)
+    values = _new_variables(m, newdata, [lhs.variables[k] for t in lhs.terms for k in t])
+    na = np.zeros(len(newdata), dtype=bool)
+    for v in values.values():
+        na |= na_mask(v)
+    return codes, model_matrix(lhs, values, len(newdata)).values, na
+
+
 def _random_part(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     re = m.lformula.reTrms
-    bars = {deparse(b): b for b in m.lformula.parsed.bars}
     n = len(newdata)
     total = np.zeros(n)
     na = np.zeros(n, dtype=bool)
     b = m.b
     for i in which:
         term = re.terms[i]
-        bar = bars[term.name]
-        codes = _group_codes(term, bar.right, newdata, allow_new_levels)
-        lhs = terms(bar.left)
-        nodes = [lhs.variables[k] for t in lhs.terms for k in t]
-        values = _new_variables(m, newdata, nodes)
-        for v in values.values():
-            na |= na_mask(v)
-        xi = model_matrix(lhs, values, n).values
+        codes, xi, na_i = _term_design(m, newdata, i, allow_new_levels)
+        na |= na_i
         modes = b[re.Gp[i] : re.Gp[i + 1]].reshape(term.nl, term.nc)
         ok = codes >= 0
-        contribution = np.zeros(n)
-        contribution[ok] = np.einsum("ij,ij->i", xi[ok], modes[codes[ok]])
-        total += contribution
+        total[ok] += np.einsum("ij,ij->i", xi[ok], modes[codes[ok]])
     return total, na
 
 
@@ -282,17 +287,12 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
 
 def _new_z(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
            ) -> np.ndarray:
+    """Dense Z of new data for the chosen terms (columns in the fit's order)."""
     re = m.lformula.reTrms
-    bars = {deparse(b): b for b in m.lformula.parsed.bars}
-    n = len(newdata)
-    z = np.zeros((n, m.q))
+    z = np.zeros((len(newdata), m.q))
     for i in which:
         term = re.terms[i]
-        bar = bars[term.name]
-        codes = _group_codes(term, bar.right, newdata, allow_new_levels)
-        lhs = terms(bar.left)
-        values = _new_variables(m, newdata, [lhs.variables[k] for t in lhs.terms for k in t])
-        xi = model_matrix(lhs, values, n).values
+        codes, xi, _ = _term_design(m, newdata, i, allow_new_levels)
         for j in np.flatnonzero(codes >= 0):
             start = re.Gp[i] + codes[j] * term.nc
             z[j, start : start + term.nc] = xi[j]
