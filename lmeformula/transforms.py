@@ -247,6 +247,10 @@ class Evaluator:
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             out = lv == right if node.op == "==" else lv != right
             return np.asarray(out, dtype=bool)
+        if node.op == "%in%":
+            lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
+            rv = np.atleast_1d(np.asarray(right, dtype=object))
+            return np.isin(lv.astype(object), rv)
         if node.op in ("&", "&&", "|", "||"):
             lb, rb = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
             return lb & rb if node.op in ("&", "&&") else lb | rb
@@ -267,6 +271,8 @@ class Evaluator:
         what = deparse(node)
         if fn in ("I", "offset", "c") and len(pos) == 1:
             return self.eval(pos[0])
+        if fn == "c":
+            return np.array([self.eval(p) for p in pos], dtype=object)
         if fn in ("factor", "as.factor"):
             return as_factor(self.eval(pos[0]), deparse(pos[0]))
         if fn in ("ordered", "as.ordered"):

@@ -137,3 +137,10 @@ def test_callers_data_is_never_modified(sim: pd.DataFrame) -> None:
                  control={"check.nobs.vs.nRE": "ignore", "check.nobs.vs.nlev": "ignore"})
     pd.testing.assert_frame_equal(data, before)
     pd.testing.assert_series_equal(data.dtypes, dtypes)
+
+
+def test_subset_expressions_as_in_r(sim: pd.DataFrame) -> None:
+    pf = lmf.lFormula("y ~ x + (1 | g1)", sim, subset='g1 %in% c("G01", "G02", "G03") & x > -1')
+    expected = sim[sim.g1.isin(["G01", "G02", "G03"]) & (sim.x > -1)]
+    assert list(pf.fr.index) == list(expected.index)
+    assert list(pf.reTrms.flist["g1"].categories) == ["G01", "G02", "G03"]
