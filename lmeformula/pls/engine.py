@@ -553,26 +553,28 @@ class DensePLSProblem(_AugmentedSystem):
         self._flat = idx * self.m + cols  # (row, col) of Λ'; T = its transpose
         self._lind = lind
         self._tt = np.eye(self.m)
+        self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
+        self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
 
     def _t(self, theta: np.ndarray) -> np.ndarray:
-        tt = self._tt.copy()
-        tt[: self.q, : self.q] = 0.0
-        tt.ravel()[self._flat] = theta[self._lind]
-        return tt  # T' (Λ' in the top-left block, identity below)
+        """T' = diag(Λ', I), updated in place: only Λ's pattern changes with θ (the pattern
+        includes every diagonal element, so the identity's ones there are overwritten)."""
+        self._tt.ravel()[self._flat] = theta[self._lind]
+        return self._tt
 
     def factor(self, theta: np.ndarray) -> DenseFactorization:
         theta = np.asarray(theta, dtype=float)
         tt = self._t(theta)
         s = tt @ self.M @ tt.T
-        s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
-        lfac, info = la.lapack.dpotrf(s, lower=1, clean=1, overwrite_a=1)
+        s.ravel()[self._diag_z] += 1.0
+        lfac, info = la.lapack.dpotrf(s.T, lower=1, clean=1, overwrite_a=1)  # s symmetric
         if info != 0:  # dpotrf overwrote s: form it again to diagnose
             s = tt @ self.M @ tt.T
-            s.ravel()[: self.q * (self.m + 1) : self.m + 1] += 1.0
+            s.ravel()[self._diag_z] += 1.0
             lfac = _cholesky_exact_fit(s)
-        d = np.diag(lfac)
+        d = lfac.diagonal()
         q, p = self.q, self.p
-        _check_rx(d[q : q + p], np.diag(self.M)[q : q + p])
+        _check_rx(d[q : q + p], self._xtx_diag)
         ld_l2 = 2.0 * np.log(d[:q]).sum()
         ld_rx2 = 2.0 * np.log(np.abs(d[q : q + p])).sum()
         return DenseFactorization(theta, lfac, float(ld_l2), float(ld_rx2), float(d[-1] ** 2))
