@@ -563,7 +563,13 @@ GETME_NAMES = (
 
 
 def getME(m: LmerMod, name: str) -> Any:
-    """lme4's ``getME(m, name)``; ``name="ALL"`` returns a dict of everything."""
+    """lme4's ``getME(m, name)``; ``name="ALL"`` returns a dict of everything.
+
+    ``"L"`` is the sparse lower-triangular factor of Λ'Z'WZΛ + I with rows and columns in
+    Zt's row order (lme4's CHOLMOD factor carries a fill-reducing permutation instead), and
+    ``"RZX"`` is in the same order; ``"Ztlist"`` has one block per column of each term, named
+    ``group.column`` as lme4's getME names them (``lFormula``'s ``reTrms.Ztlist`` is per term).
+    """
     re = m.lformula.reTrms
     if name == "ALL":
         return {n: getME(m, n) for n in GETME_NAMES}
