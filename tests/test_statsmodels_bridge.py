@@ -43,13 +43,18 @@ def test_statsmodels_agrees(formula: str, data: str, construction: str, REML: bo
     assert list(table.index[: len(fixed)]) == fixed
 
 
-def test_parameter_converters() -> None:
-    df = lmf.datasets.load("sleepstudy")
-    model = to_statsmodels("Reaction ~ Days + (Days | Subject)", df)
+def both_fits(formula: str, data: str) -> tuple:  # type: ignore[type-arg]
+    """The MixedLM model and its REML fit, and lmeformula's fit, of one formula."""
+    df = lmf.datasets.load(data)
+    model = to_statsmodels(formula, df)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = model.fit(reml=True)
-    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", df)
+    return model, result, lmf.lmer(formula, df)
+
+
+def test_parameter_converters() -> None:
+    model, result, m = both_fits("Reaction ~ Days + (Days | Subject)", "sleepstudy")
     theta = statsmodels_to_theta(result, model.lme4_spec)
     np.testing.assert_allclose(theta, m.theta.to_numpy(), rtol=1e-4, atol=1e-5)
     params = lme4_to_statsmodels_params(m)
@@ -60,12 +65,7 @@ def test_parameter_converters() -> None:
 
 
 def test_variance_components_converters() -> None:
-    df = lmf.datasets.load("Penicillin")
-    model = to_statsmodels("diameter ~ 1 + (1 | plate) + (1 | sample)", df)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = model.fit(reml=True)
-    m = lmf.lmer("diameter ~ 1 + (1 | plate) + (1 | sample)", df)
+    model, result, m = both_fits("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")
     np.testing.assert_allclose(statsmodels_to_theta(result, model.lme4_spec),
                                m.theta.to_numpy(), rtol=1e-3)
     np.testing.assert_allclose(lme4_to_statsmodels_params(m)["vcomp"], result.vcomp, rtol=1e-3)
