@@ -580,19 +580,19 @@ def getME(m: LmerMod, name: str) -> Any:
 
         out, off = {}, 0
         for t in re.terms:
-            out[t.name] = TermShape(t.nl, t.nc, off).lower_factor(theta)
+            out[t.key] = TermShape(t.nl, t.nc, off).lower_factor(theta)
             off += t.theta_length
         return out
 
     def mm_list() -> dict[str, np.ndarray]:
         # lme4's mmList uses a stable decreasing sort of nl (ties in formula order)
         terms = sorted(re.terms, key=lambda t: (-t.nl, int(re.ord[re.terms.index(t)])))
-        return {t.name: pd.DataFrame(t.X, columns=t.cnms) for t in terms}
+        return {t.key: pd.DataFrame(t.X, columns=t.cnms) for t in terms}
 
     def ztlist_by_column() -> dict[str, sp.csc_matrix]:
         out = {}
         for t in re.terms:
-            block = re.Ztlist[t.name].tocsr()
+            block = re.Ztlist[t.key].tocsr()
             for j, c in enumerate(t.cnms):
                 out[f"{t.group_name}.{c}"] = block[j :: t.nc].tocsc()
         return out

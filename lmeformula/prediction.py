@@ -233,7 +233,7 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
         re = pf.reTrms
         b = m.b
         for i in which:
-            eta += re.Ztlist[re.terms[i].name].T @ b[re.Gp[i] : re.Gp[i + 1]]
+            eta += re.Ztlist[re.terms[i].key].T @ b[re.Gp[i] : re.Gp[i + 1]]
         fit = m._pad(eta, "fit")
         if not se_fit:
             return fit
@@ -278,7 +278,7 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
     if newdata is None:
         zsel = np.zeros((m.n, q))
         for i in which:
-            zsel[:, re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].name].T.toarray()
+            zsel[:, re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].key].T.toarray()
     else:
         zsel = _new_z(m, newdata, which, allow_new_levels)
     design = np.hstack([zsel, X])

@@ -127,10 +127,9 @@ def format_r_vector(values: Sequence[object], names: Sequence[str] | None = None
 def format_reterms(re: ReTrms, width: int = 80) -> str:
     """The random-effects structures, each shown as lme4 shows it."""
     out: list[str] = ["$Ztlist"]
-    for name, block in re.Ztlist.items():
-        t = next(t for t in re.terms if t.name == name)
+    for t, block in zip(re.terms, re.Ztlist.values(), strict=True):
         labels = [lev for lev in map(str, t.factor.categories) for _ in range(t.nc)]
-        out.append(f"$Ztlist$`{name}`")
+        out.append(f"$Ztlist$`{t.name}`")
         out.append(format_sparse(block, labels, None, width=width))
         out.append("")
     out.append("$theta")

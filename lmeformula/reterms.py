@@ -98,6 +98,9 @@ class ReTerm:
         The term's model matrix X_i (n x nc), R's ``model.matrix(~LHS, fr)``.
     cnms
         X_i's column names.
+    key
+        The term's key in ``Ztlist``: its name, made unique (``"1 | g.1"``) when a formula
+        repeats a term, as R's ``make.unique`` would.
     """
 
     name: str
@@ -105,6 +108,7 @@ class ReTerm:
     factor: pd.Categorical
     X: np.ndarray
     cnms: list[str]
+    key: str = ""
 
     @property
     def nl(self) -> int:
@@ -217,12 +221,12 @@ class ReTrms:
     @property
     def Ji(self) -> dict[str, sp.csc_matrix]:
         """Term name -> indicator matrix J_i (n x nl_i)."""
-        return {t.name: t.J for t in self.terms}
+        return {t.key: t.J for t in self.terms}
 
     @property
     def Xi(self) -> dict[str, pd.DataFrame]:
         """Term name -> the term's model matrix X_i (n x nc_i), columns named by cnms."""
-        return {t.name: pd.DataFrame(t.X, columns=t.cnms) for t in self.terms}
+        return {t.key: pd.DataFrame(t.X, columns=t.cnms) for t in self.terms}
 
     def __repr__(self) -> str:
         from .printing import format_reterms
@@ -253,6 +257,19 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     return ReTerm(name, deparse(bar.right), factor, mm.values, mm.columns)
 
 
+def _with_unique_keys(terms_: list[ReTerm]) -> list[ReTerm]:
+    """Give each term its Ztlist key: the name, with ".1", ".2"... for repeats."""
+    import dataclasses
+
+    seen: dict[str, int] = {}
+    out = []
+    for t in terms_:
+        k = seen.get(t.name, 0)
+        seen[t.name] = k + 1
+        out.append(dataclasses.replace(t, key=t.name if k == 0 else f"{t.name}.{k}"))
+    return out
+
+
 def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = True) -> ReTrms:
     """lme4's ``mkReTrms(bars, fr)``: stack the terms in lme4's order.
 
@@ -273,9 +290,9 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
         raise RandomEffectsError("No random effects terms specified in formula")
     built = [make_re_term(b, frame) for b in bars]
     order = lme4_term_order([t.nl for t in built]) if reorder_terms else list(range(len(built)))
-    sorted_terms = [built[i] for i in order]
+    sorted_terms = _with_unique_keys([built[i] for i in order])
 
-    ztlist = {t.name: t.Zt for t in sorted_terms}
+    ztlist = {t.key: t.Zt for t in sorted_terms}
     blocks = list(ztlist.values())
     zt = sp.vstack(blocks, format="csc") if len(blocks) > 1 else blocks[0].copy()
     zt.eliminate_zeros()

@@ -36,6 +36,8 @@ THETA_RTOL = {
     # (1|Worker) + (0+Machine|Worker) is over-parameterised: the intercept variance trades
     # off against the Machine block, so θ is not identified; only the criterion is compared.
     "machines_two": None,
+    # (1 | replicate) + (1 | replicate): only θ1² + θ2² is identified; the two may swap
+    "cake_repeated_term": None,
 }
 THETA_ATOL = {"sim_ties2": 1e-5}
 DEFAULT_THETA_RTOL = 2 * XTOL_REL

@@ -144,7 +144,7 @@ def statsmodels_spec(pf: LFormula) -> StatsmodelsSpec:
     labels = pd.unique(groups)
     rows_of = {g: np.flatnonzero(groups == g) for g in labels}
     for t in rest:
-        name = t.name
+        name = t.key
         components[name] = t
         codes = np.asarray(t.factor.codes)
         exog_vc[name] = {}
@@ -266,8 +266,8 @@ def lme4_to_statsmodels_params(m: Any) -> dict[str, Any]:
     """lmeformula's fit in statsmodels' conventions: ``fe_params``, ``cov_re`` (variances of
     the ``exog_re`` term), ``vcomp`` (variances of the components) and ``scale`` (σ²)."""
     spec = statsmodels_spec(m.lformula)
-    vc = {t.name: v for t, v in zip(m.lformula.reTrms.terms, m.VarCorr.terms, strict=True)}
-    cov_re = vc[spec.exog_re.name].cov if spec.exog_re is not None else np.zeros((0, 0))
+    vc = {t.key: v for t, v in zip(m.lformula.reTrms.terms, m.VarCorr.terms, strict=True)}
+    cov_re = vc[spec.exog_re.key].cov if spec.exog_re is not None else np.zeros((0, 0))
     vcomp = np.array([vc[name].cov[0, 0] for name in spec.components])
     return {"fe_params": m.fixef.copy(), "cov_re": cov_re, "vcomp": vcomp,
             "scale": m.sigma**2}
@@ -279,10 +279,10 @@ def statsmodels_to_theta(result: Any, spec: StatsmodelsSpec) -> np.ndarray:
     names = list(result.model.exog_vc.names) if result.model.exog_vc is not None else []
     parts = []
     for t in spec.lformula.reTrms.terms:
-        if spec.exog_re is not None and t.name == spec.exog_re.name:
+        if spec.exog_re is not None and t.key == spec.exog_re.key:
             lam = np.linalg.cholesky(np.asarray(result.cov_re) / scale
                                      + 1e-300 * np.eye(t.nc))
             parts.extend(lam[r, c] for c in range(t.nc) for r in range(c, t.nc))
         else:
-            parts.append(np.sqrt(result.vcomp[names.index(t.name)] / scale))
+            parts.append(np.sqrt(result.vcomp[names.index(t.key)] / scale))
     return np.array(parts)

@@ -222,6 +222,8 @@ cases <- list(
   list(id = "cbpp_proportion", data = "cbpp", formula = "incidence/size ~ period + (1 | herd)", fit = TRUE),
   list(id = "grouseticks_log", data = "grouseticks", formula = "log(TICKS + 1) ~ YEAR + HEIGHT + (1 | BROOD) + (1 | LOCATION)", fit = TRUE),
   list(id = "arabidopsis", data = "Arabidopsis", formula = "log(total.fruits + 1) ~ nutrient * amd + rack + status + (1 | popu) + (1 | gen)", fit = TRUE),
+  list(id = "cake_repeated_term", data = "cake", formula = "angle ~ temp + (1 | replicate) + (1 | replicate)", fit = TRUE),
+  list(id = "sleep_minus_one", data = "sleepstudy", formula = "Reaction ~ Days + (Days - 1 | Subject) + (1 | Subject)", fit = TRUE),
   list(id = "insteval3000_ordered", data = "ie3000", custom = TRUE, formula = "y ~ service * studage + lectage + (1 | s) + (1 | d)", fit = TRUE)
 )
 controls <- list(
