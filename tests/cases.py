@@ -60,6 +60,7 @@ CONTROLS = {
     None: None,
     "ignore_nRE": {"check.nobs.vs.nRE": "ignore"},
     "warn_nlev5": {"check.nlev.gtreq.5": "warning"},
+    "ignore_nRE_nlev": {"check.nobs.vs.nRE": "ignore", "check.nobs.vs.nlev": "ignore"},
 }
 
 

@@ -224,11 +224,22 @@ cases <- list(
   list(id = "arabidopsis", data = "Arabidopsis", formula = "log(total.fruits + 1) ~ nutrient * amd + rack + status + (1 | popu) + (1 | gen)", fit = TRUE),
   list(id = "cake_repeated_term", data = "cake", formula = "angle ~ temp + (1 | replicate) + (1 | replicate)", fit = TRUE),
   list(id = "sleep_minus_one", data = "sleepstudy", formula = "Reaction ~ Days + (Days - 1 | Subject) + (1 | Subject)", fit = TRUE),
+  list(id = "probe_01", data = "sim", custom = TRUE, formula = "y ~ x * f + (x | g1:h)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_02", data = "sim", custom = TRUE, formula = "log(y2) ~ scale(x) + (scale(x) | g1)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_03", data = "sim", custom = TRUE, formula = "y ~ f + (1 | g1) + (0 + f | g1)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_04", data = "sim", custom = TRUE, formula = "y ~ offset(x) + (1 | g1)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_05", data = "sim", custom = TRUE, formula = "y ~ 1 + (1 | gnum:a)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_06", data = "sim", custom = TRUE, formula = "y ~ x + (1 | cc:h)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_07", data = "sim", custom = TRUE, formula = "y ~ I(x > 0) + (1 | g1)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_08", data = "sim", custom = TRUE, formula = "y ~ x + (x || g1:h)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_09", data = "sim", custom = TRUE, formula = "y ~ poly(z, 2, raw = TRUE) + (1 | b) + (1 | c)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "probe_10", data = "sim", custom = TRUE, formula = "y ~ h * lg + (1 | e:a)", control = "ignore_nRE_nlev", fit = TRUE),
   list(id = "insteval3000_ordered", data = "ie3000", custom = TRUE, formula = "y ~ service * studage + lectage + (1 | s) + (1 | d)", fit = TRUE)
 )
 controls <- list(
   ignore_nRE = lmerControl(check.nobs.vs.nRE = "ignore"),
-  warn_nlev5 = lmerControl(check.nlev.gtreq.5 = "warning")
+  warn_nlev5 = lmerControl(check.nlev.gtreq.5 = "warning"),
+  ignore_nRE_nlev = lmerControl(check.nobs.vs.nRE = "ignore", check.nobs.vs.nlev = "ignore")
 )
 ie3000 <- InstEval[1:3000, ]
 datasets <- list(ie3000 = ie3000, cbpp = cbpp, grouseticks = grouseticks, Arabidopsis = Arabidopsis,
