@@ -234,6 +234,19 @@ cases <- list(
   list(id = "probe_08", data = "sim", custom = TRUE, formula = "y ~ x + (x || g1:h)", control = "ignore_nRE_nlev", fit = TRUE),
   list(id = "probe_09", data = "sim", custom = TRUE, formula = "y ~ poly(z, 2, raw = TRUE) + (1 | b) + (1 | c)", control = "ignore_nRE_nlev", fit = TRUE),
   list(id = "probe_10", data = "sim", custom = TRUE, formula = "y ~ h * lg + (1 | e:a)", control = "ignore_nRE_nlev", fit = TRUE),
+  list(id = "mm_01", data = "sim", custom = TRUE, formula = "y ~ f:x + h + (1 | g1)"),
+  list(id = "mm_02", data = "sim", custom = TRUE, formula = "y ~ x %in% f + (1 | g1)"),
+  list(id = "mm_03", data = "sim", custom = TRUE, formula = "y ~ (f + h + lg)^3 + (1 | g1)"),
+  list(id = "mm_04", data = "sim", custom = TRUE, formula = "y ~ f - 1 + h + (1 | g1)"),
+  list(id = "mm_05", data = "sim", custom = TRUE, formula = "y ~ poly(x, 2) * f + (1 | g1)"),
+  list(id = "mm_06", data = "sim", custom = TRUE, formula = "y ~ log(z + 1):f + (1 | g1)"),
+  list(id = "mm_07", data = "sim", custom = TRUE, formula = "y ~ 0 + f:h + (1 | g1)"),
+  list(id = "mm_08", data = "sim", custom = TRUE, formula = "y ~ f + f:x - 1 + (1 | g1)"),
+  list(id = "mm_09", data = "sim", custom = TRUE, formula = "y ~ 1 + I(f == \"lo\") + (1 | g1)"),
+  list(id = "mm_10", data = "sim", custom = TRUE, formula = "y ~ x:z + x + (1 | g1)"),
+  list(id = "mm_11", data = "sim", custom = TRUE, formula = "y ~ f * h * x + (1 | g1)"),
+  list(id = "mm_12", data = "sim", custom = TRUE, formula = "y ~ h/f/x + (1 | g1)"),
+  list(id = "mm_cake_ordered_interaction", data = "cake", formula = "angle ~ recipe * temperature + (1 | replicate)"),
   list(id = "insteval3000_ordered", data = "ie3000", custom = TRUE, formula = "y ~ service * studage + lectage + (1 | s) + (1 | d)", fit = TRUE)
 )
 controls <- list(
