@@ -7,7 +7,6 @@ see the rows that NA handling later removes), then ``subset`` and ``na_action`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,10 +130,9 @@ def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
     return values
 
 
-def frame_variables(lhs: Node | None, rhs: Node) -> tuple[list[Node], Node | None]:
+def frame_variables(lhs: Node | None, rhs: Node) -> list[Node]:
     """Variables of ``model.frame(subbars(formula))``: the response first, then the right side's."""
-    t = terms(subbars(rhs), lhs)
-    return list(t.variables), lhs
+    return list(terms(subbars(rhs), lhs).variables)
 
 
 def model_frame(
@@ -173,7 +171,7 @@ def model_frame(
     n = len(data)
     columns = _LazyColumns(data)
     state: dict[str, dict[str, Any]] = {}
-    nodes, _ = frame_variables(lhs, rhs)
+    nodes = frame_variables(lhs, rhs)
     values: dict[str, Value] = {}
     for node in nodes:
         values[deparse(node)] = evaluate(node, columns, n, state)
@@ -300,8 +298,3 @@ def check_response(frame: ModelFrame) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ModelFrameError("NA/NaN/Inf in 'y'")
     return arr
-
-
-def variable_names(nodes: Sequence[Node]) -> list[str]:
-    """Deparsed names of variable expressions."""
-    return [deparse(v) for v in nodes]

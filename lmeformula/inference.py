@@ -23,6 +23,7 @@ from scipy import interpolate, stats
 from .errors import LmeFormulaError, LmeFormulaWarning
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
+from .pls import TermShape
 
 __all__ = [
     "AnovaTable",
@@ -53,7 +54,7 @@ def sdcor_from_theta(theta: np.ndarray, sizes: list[int], sigma: float) -> np.nd
     out, pos = [], 0
     for nc in sizes:
         k = nc * (nc + 1) // 2
-        lam = _lower(theta[pos : pos + k], nc)
+        lam = TermShape(1, nc, 0).lower_factor(theta[pos : pos + k])
         pos += k
         cov = sigma**2 * lam @ lam.T
         sd = np.sqrt(np.diag(cov))
@@ -74,7 +75,7 @@ def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
         k = nc * (nc + 1) // 2
         v = pars[pos : pos + k]
         pos += k
-        m = _lower(v, nc)
+        m = TermShape(1, nc, 0).lower_factor(v)
         sd = np.diag(m).copy()
         corr = m + m.T
         np.fill_diagonal(corr, 1.0)
@@ -87,16 +88,6 @@ def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
             lam = lam * np.sign(np.diag(lam))[None, :]
         out.extend(lam[r, c] for c in range(nc) for r in range(c, nc))
     return np.array(out)
-
-
-def _lower(v: np.ndarray, nc: int) -> np.ndarray:
-    m = np.zeros((nc, nc))
-    k = 0
-    for c in range(nc):
-        for r in range(c, nc):
-            m[r, c] = v[k]
-            k += 1
-    return m
 
 
 def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .checks import independent_columns
 from .errors import FormulaError
 from .formula.ast import BinOp
 from .formula.parser import parse_formula
@@ -82,7 +83,7 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
         rows = codes == level
         x, yy = mm.values[rows], y[rows]
         beta = np.full(x.shape[1], np.nan)
-        keep = _independent(x)
+        keep = independent_columns(x)
         if keep:
             sol, *_ = np.linalg.lstsq(x[:, keep], yy, rcond=None)
             beta[keep] = sol
@@ -95,9 +96,3 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
     index = [str(c) for c in group.categories]
     return LmList(pd.DataFrame(coefs, index=index, columns=mm.columns),
                   pd.Series(rss, index=index), pd.Series(dfs, index=index), pool)
-
-
-def _independent(x: np.ndarray) -> list[int]:
-    from .checks import independent_columns
-
-    return independent_columns(x)

@@ -266,14 +266,10 @@ class LmerMod:
         return self._factor.ldRX2 if self.p > 0 else 0.0
 
     def _criterion_at_fit(self, REML: bool) -> float:
-        n, p = self.n, self.p
-        f = self._factor
-        ldw = self.devfun.problem.ldW
-        pwrss = self.pwrss
-        if REML:
-            return (f.ldL2 - ldw + self._ldRX2
-                    + (n - p) * (1 + math.log(2 * math.pi * pwrss / (n - p))))
-        return f.ldL2 - ldw + n * (1 + math.log(2 * math.pi * pwrss / n))
+        from .pls.engine import profiled_criterion
+
+        return profiled_criterion(self._factor.ldL2, self._ldRX2, self.pwrss, self.n, self.p,
+                                  self.devfun.problem.ldW, REML)
 
     def REMLcrit(self) -> float:
         """The REML criterion at the fitted θ (recomputed for an ML fit, as lme4 does)."""

@@ -21,6 +21,7 @@ from .formula.bars import bar_name, grouping_variables
 from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
+from .pls.engine import TermShape, lambda_template
 from .transforms import as_factor, drop_unused_levels
 
 __all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms"]
@@ -140,16 +141,6 @@ class ReTerm:
     def theta_index(self, row: int, col: int) -> int:
         """Position of Λ_i[row, col] (row >= col, 0-based) in this term's theta (column-major)."""
         return col * self.nc - col * (col - 1) // 2 + (row - col)
-
-    def lambdat_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One level's block of Lambdat in CSC order: (row indices, column pointers, Lind)."""
-        rows, ptr, lind = [], [0], []
-        for c in range(self.nc):  # Lambdat column c holds Λ[c, r] for r <= c
-            for r in range(c + 1):
-                rows.append(r)
-                lind.append(self.theta_index(c, r))
-            ptr.append(len(rows))
-        return np.array(rows), np.array(ptr), np.array(lind)
 
     def theta_names(self) -> list[str]:
         """lme4's names: ``group.col`` on the diagonal, ``group.row.col`` off it."""
@@ -298,15 +289,9 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     zt.eliminate_zeros()
     zt.sort_indices()
 
-    lam_rows, lam_ptr, lind_parts, theta_parts, lower_parts = [], [0], [], [], []
-    offset_row, offset_theta = 0, 0
+    theta_parts, lower_parts, shapes, offset_theta = [], [], [], 0
     for t in sorted_terms:
-        rows, ptr, lind = t.lambdat_block()
-        for _ in range(t.nl):
-            lam_rows.append(rows + offset_row)
-            lam_ptr.extend((ptr[1:] + lam_ptr[-1]).tolist())
-            lind_parts.append(lind + offset_theta)
-            offset_row += t.nc
+        shapes.append(TermShape(t.nl, t.nc, offset_theta))
         theta = np.zeros(t.theta_length)
         lower = np.full(t.theta_length, -np.inf)
         for c in range(t.nc):
@@ -315,12 +300,10 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
         theta_parts.append(theta)
         lower_parts.append(lower)
         offset_theta += t.theta_length
-    q = offset_row
-    lind_all = np.concatenate(lind_parts).astype(np.int64)
+    q = sum(t.nl * t.nc for t in sorted_terms)
+    lam_rows, lam_ptr, lind_all = lambda_template(shapes)
     theta_all = np.concatenate(theta_parts)
-    lambdat = sp.csc_matrix(
-        (theta_all[lind_all], np.concatenate(lam_rows), np.array(lam_ptr)), shape=(q, q)
-    )
+    lambdat = sp.csc_matrix((theta_all[lind_all], lam_rows, lam_ptr), shape=(q, q))
 
     gp = np.concatenate([[0], np.cumsum([t.nl * t.nc for t in sorted_terms])]).astype(np.int64)
     if gp[-1] != zt.shape[0]:

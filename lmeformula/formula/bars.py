@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from ..errors import FormulaError
-from .ast import BinOp, Call, Name, Node, Num, Paren, UnaryOp, deparse
+from .ast import BinOp, Call, Name, Node, Paren, UnaryOp, deparse
 from .parser import parse_expression
 from .terms import terms
 
@@ -181,8 +181,3 @@ def grouping_variables(group: Node) -> list[Name]:
     if isinstance(group, BinOp) and group.op == ":":
         return grouping_variables(group.left) + grouping_variables(group.right)
     return []
-
-
-def is_one(node: Node) -> bool:
-    """True for the constant ``1``."""
-    return isinstance(node, Num) and node.value == 1.0

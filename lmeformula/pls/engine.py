@@ -107,6 +107,16 @@ class Factorization:
         return self._L21
 
 
+def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, ldW: float,
+                       REML: bool) -> float:
+    """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
+    or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
+    if REML:
+        nmp = n - p
+        return float(ldL2 - ldW + ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)))
+    return float(ldL2 - ldW + n * (1.0 + np.log(2.0 * np.pi * pwrss / n)))
+
+
 @dataclass
 class _AugmentedSystem:
     """The data of the augmented system [Z X y] with prior weights (shared by both engines).
@@ -146,11 +156,7 @@ class _AugmentedSystem:
 
     def criterion(self, f: Any, REML: bool) -> float:
         """lme4's profiled REML criterion or ML deviance (REML with p = 0 is ML)."""
-        if REML and self.p > 0:
-            nmp = self.n - self.p
-            return (f.ldL2 - self.ldW + f.ldRX2
-                    + nmp * (1.0 + np.log(2.0 * np.pi * f.pwrss / nmp)))
-        return f.ldL2 - self.ldW + self.n * (1.0 + np.log(2.0 * np.pi * f.pwrss / self.n))
+        return profiled_criterion(f.ldL2, f.ldRX2, f.pwrss, self.n, self.p, self.ldW, REML)
 
 
 @dataclass
@@ -345,12 +351,6 @@ class PLSProblem(_AugmentedSystem):
         rhs1 = rhs1.reshape(first.nl, first.nc)
         u1 = np.linalg.solve(np.swapaxes(f.L11, 1, 2), rhs1[:, :, None])[:, :, 0]
         return beta, np.concatenate([u1.ravel(), u_r])
-
-    def lambdat(self, theta: np.ndarray, template: tuple[np.ndarray, np.ndarray, np.ndarray]
-                ) -> sp.csc_matrix:
-        """Λ' (q x q) for all terms from a (indices, indptr, Lind) template."""
-        idx, ptr, lind = template
-        return sp.csc_matrix((theta[lind], idx, ptr), shape=(self.q, self.q))
 
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
         """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (rows in Zt's order,
