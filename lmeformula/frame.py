@@ -8,6 +8,7 @@ see the rows that NA handling later removes), then ``subset`` and ``na_action`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,11 @@ class ModelFrame:
         ``fr``: one column per variable, named by its R expression (matrix-valued variables such
         as ``poly(x, 2)`` give one column per matrix column, ``poly(x, 2).1``), plus
         ``(weights)`` and ``(offset)`` when those arguments were given; the caller's index.
+        Built on first access.
+    index
+        The caller's index labels of the kept rows.
+    extras
+        ``(weights)`` and ``(offset)`` as given, on the kept rows.
     variables
         Deparsed expression -> evaluated value on the kept rows (exact types, matrices intact).
     response
@@ -78,7 +84,7 @@ class ModelFrame:
         Parameters of data-dependent transforms (``poly``, ``scale``), keyed by expression.
     """
 
-    data: pd.DataFrame
+    index: pd.Index
     variables: dict[str, Value]
     response: str | None
     weights: np.ndarray | None
@@ -87,6 +93,12 @@ class ModelFrame:
     rows: np.ndarray
     nrow_data: int
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def data(self) -> pd.DataFrame:
+        """The model frame as a DataFrame (lme4's ``fr``)."""
+        return _frame_table(self.variables, self.extras, self.index)
 
     @property
     def nrow(self) -> int:
@@ -219,7 +231,7 @@ def model_frame(
         NAAction(na_action, omitted, [data.index[i] for i in omitted]) if omitted.size else None
     )
     return ModelFrame(
-        data=_frame_table(kept, kept_extras, data.index[rows]),
+        index=data.index[rows],
         variables=kept,
         response=deparse(lhs) if lhs is not None else None,
         weights=kept_extras.get("(weights)"),
@@ -228,6 +240,7 @@ def model_frame(
         rows=rows,
         nrow_data=n,
         state=state,
+        extras=kept_extras,
     )
 
 

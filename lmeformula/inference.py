@@ -386,10 +386,10 @@ def _points(rows: list[tuple[float, float]]) -> pd.DataFrame:
 def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], float]:
     """ζ for fixed effect j: its column moves to the offset and θ is re-optimised (ML)."""
     pf = ml.lformula
-    X = pf.X.to_numpy()
+    X = pf.X_values
     xj = X[:, j]
     keep = [c for c in range(X.shape[1]) if c != j]
-    X_drop = pf.X.iloc[:, keep]
+    X_drop, names_drop = X[:, keep], [pf.X_names[c] for c in keep]
     offset0 = np.zeros(ml.n) if pf.offset is None else pf.offset
     start = ml.theta.to_numpy()
     lower = pf.reTrms.lower
@@ -397,7 +397,8 @@ def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], fl
 
     def zeta(value: float) -> float:
         frame = dataclasses.replace(pf.frame, offset=offset0 + xj * value)
-        pf2 = dataclasses.replace(pf, X=X_drop, REML=False, frame=frame)
+        pf2 = dataclasses.replace(pf, X_values=X_drop, X_names=names_drop, REML=False,
+                                  frame=frame)
         dev = mkLmerDevfun(pf2, start=start)
         _, fval = _bobyqa(dev, start, lower, np.full(lower.shape, np.inf))
         return math.copysign(math.sqrt(max(0.0, fval - base)), value - est)

@@ -165,7 +165,7 @@ class LmerMod:
         self._lambdat = re.Lambdat.copy()
         self._lambdat.data = theta[re.Lind]
         self._b = self._lambdat.T @ self._u
-        X = self.lformula.X.to_numpy()
+        X = self.lformula.X_values
         offset = self.lformula.offset
         self._mu = X @ self._beta + re.Zt.T @ self._b + (0.0 if offset is None else offset)
         y = self.lformula.y
@@ -188,11 +188,11 @@ class LmerMod:
 
     @property
     def n(self) -> int:
-        return self.lformula.X.shape[0]
+        return self.lformula.X_values.shape[0]
 
     @property
     def p(self) -> int:
-        return self.lformula.X.shape[1]
+        return self.lformula.X_values.shape[1]
 
     @property
     def q(self) -> int:
@@ -216,7 +216,7 @@ class LmerMod:
     @property
     def fixef(self) -> pd.Series:
         """Fixed effects named by X's columns."""
-        return pd.Series(self._beta, index=list(self.lformula.X.columns), name="fixef")
+        return pd.Series(self._beta, index=list(self.lformula.X_names), name="fixef")
 
     @property
     def u(self) -> np.ndarray:
@@ -340,7 +340,7 @@ class LmerMod:
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects, ``σ² RX⁻¹RX⁻ᵀ`` (conditional on θ)."""
         rx = self.RX()
-        names = list(self.lformula.X.columns)
+        names = list(self.lformula.X_names)
         if rx.size == 0:
             return pd.DataFrame(np.zeros((0, 0)))
         rinv = np.linalg.solve(rx, np.eye(rx.shape[0]))

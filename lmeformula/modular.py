@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,9 @@ class LFormula:
         The model frame (rows kept, variables used), a DataFrame with the caller's index.
     X
         Fixed-effects model matrix, columns named exactly as R's ``model.matrix``.
+    X_values, X_names
+        The same matrix as an array and its column names (what the fit uses; ``fr`` and ``X``
+        are built from them, and from ``frame``, on first access).
     reTrms
         Random-effects structures (:class:`lmeformula.reterms.ReTrms`).
     REML
@@ -103,8 +107,8 @@ class LFormula:
         ``na_action``, ``contrasts``), kept for ``predict``, ``update`` and ``refit``.
     """
 
-    fr: pd.DataFrame
-    X: pd.DataFrame
+    X_values: np.ndarray = field(repr=False)
+    X_names: list[str]
     reTrms: ReTrms
     REML: bool
     formula: str
@@ -115,6 +119,17 @@ class LFormula:
     parsed: ParsedFormula = field(repr=False)
     control: LmerControl = field(repr=False)
     call: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # The DataFrames are built on first access: a fit needs only the arrays.
+    @cached_property
+    def fr(self) -> pd.DataFrame:
+        """The model frame (rows kept, variables used), with the caller's index."""
+        return self.frame.data
+
+    @cached_property
+    def X(self) -> pd.DataFrame:
+        """The fixed-effects model matrix, columns named as R's ``model.matrix`` names them."""
+        return pd.DataFrame(self.X_values, columns=self.X_names, index=self.frame.index)
 
     @property
     def weights(self) -> np.ndarray | None:
@@ -196,7 +211,6 @@ def lFormula(
     xvals = mm.values[:, kept]
     xcols = [mm.columns[j] for j in kept]
     scale_msg = check_scale_x(xvals, ctrl)
-    X = pd.DataFrame(xvals, columns=xcols, index=frame.data.index)
     X_attrs: dict[str, Any] = {
         "assign": [mm.assign[j] for j in kept],
         "contrasts": dict(mm.contrasts),
@@ -206,8 +220,8 @@ def lFormula(
         X_attrs["msgRankdrop"] = rank_msg
         X_attrs["col.dropped"] = dropped
     return LFormula(
-        fr=frame.data,
-        X=X,
+        X_values=xvals,
+        X_names=xcols,
         reTrms=re,
         REML=REML,
         formula=parsed.expanded,
@@ -311,10 +325,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
         shapes.append(TermShape(t.nl, t.nc, offset))
         offset += t.theta_length
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    problem = make_problem(re.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
+    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes)
     if isinstance(start, Mapping):
         start = start.get("theta")
     theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
-    return LmerDevfun(problem, bool(pf.REML and pf.X.shape[1] > 0), re.lower.copy(), theta0)
+    return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

@@ -227,7 +227,7 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
-        X = pf.X.to_numpy()
+        X = pf.X_values
         offset = np.zeros(m.n) if pf.offset is None else pf.offset
         eta = X @ m.beta + offset
         re = pf.reTrms
@@ -269,9 +269,9 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
     w = m.weights
     ztwz = (zt @ sp.diags(w) @ zt.T).toarray()  # q x q; no n x q dense matrix
     a = lam.T @ ztwz @ lam + np.eye(q)
-    xw = m.lformula.X.to_numpy() * w[:, None]
+    xw = m.lformula.X_values * w[:, None]
     bmat = lam.T @ np.asarray(zt @ xw)
-    c = np.block([[a, bmat], [bmat.T, m.lformula.X.to_numpy().T @ xw]])
+    c = np.block([[a, bmat], [bmat.T, m.lformula.X_values.T @ xw]])
     cinv = np.linalg.inv(c)
     scale = np.block([[lam, np.zeros((q, p))], [np.zeros((p, q)), np.eye(p)]])
     joint = m.sigma**2 * scale @ cinv @ scale.T

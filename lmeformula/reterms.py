@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -130,8 +131,23 @@ class ReTerm:
 
     @property
     def Zt(self) -> sp.csc_matrix:
-        """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n."""
-        return khatri_rao(self.J.T, self.X.T)
+        """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n.
+
+        Built straight from the factor's codes: column j of J_i' has its single 1 in row
+        ``code_j``, so column j of the product holds X_i's row j in rows
+        ``code_j*nc .. code_j*nc + nc-1`` (zeros not stored, as :func:`khatri_rao`).
+        """
+        codes = np.asarray(self.factor.codes, dtype=np.int64)
+        n, nc = self.X.shape
+        rows = (codes[:, None] * nc + np.arange(nc)).ravel()
+        vals = np.asarray(self.X, dtype=float).ravel()
+        stored = vals != 0.0  # NaN is stored (lFormula reports it)
+        if stored.all():
+            indptr = np.arange(0, n * nc + 1, nc)
+        else:
+            rows, vals = rows[stored], vals[stored]
+            indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, nc).sum(axis=1))])
+        return sp.csc_matrix((vals, rows, indptr), shape=(self.nl * nc, n))
 
     @property
     def theta_length(self) -> int:
@@ -200,9 +216,14 @@ class ReTrms:
     assign: np.ndarray
     cnms: list[list[str]]
     cnms_names: list[str]
-    nl: pd.Series
     terms: list[ReTerm] = field(repr=False)
     ord: np.ndarray = field(repr=False)
+
+    @cached_property
+    def nl(self) -> pd.Series:
+        """Levels per term, indexed by grouping-factor name."""
+        return pd.Series([t.nl for t in self.terms], index=[t.group_name for t in self.terms],
+                         dtype=np.int64)
 
     @property
     def theta_names(self) -> list[str]:
@@ -327,8 +348,6 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
         assign=assign,
         cnms=[list(t.cnms) for t in sorted_terms],
         cnms_names=[t.group_name for t in sorted_terms],
-        nl=pd.Series([t.nl for t in sorted_terms], index=[t.group_name for t in sorted_terms],
-                     dtype=np.int64),
         terms=sorted_terms,
         ord=np.array(order, dtype=np.int64),
     )

@@ -134,10 +134,10 @@ def statsmodels_spec(pf: LFormula) -> StatsmodelsSpec:
                 f"term(s) ({'), ('.join(crossed)}): a correlated vector term needs its grouping "
                 "factor to be MixedLM's group, and a crossed factor cannot be nested in it")
         construction = "single group"
-        groups = np.zeros(pf.X.shape[0], dtype=int)
+        groups = np.zeros(pf.X_values.shape[0], dtype=int)
         re_term = None
         rest = terms
-    n = pf.X.shape[0]
+    n = pf.X_values.shape[0]
     exog_re_matrix = re_term.X if re_term is not None else np.zeros((n, 0))
     components: dict[str, ReTerm] = {}
     exog_vc: dict[str, dict[Any, np.ndarray]] = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -47,11 +48,20 @@ class TermShape:
     def lower_factor(self, theta: np.ndarray) -> np.ndarray:
         """The term's nc x nc lower-triangular λ from theta (column-major lower triangle)."""
         lam = np.zeros((self.nc, self.nc))
-        rows, cols = np.tril_indices(self.nc)
-        order = np.lexsort((rows, cols))  # column-major
         k = self.nc * (self.nc + 1) // 2
-        lam[rows[order], cols[order]] = theta[self.theta_offset : self.theta_offset + k]
+        lam.ravel()[_lower_positions(self.nc)] = theta[self.theta_offset : self.theta_offset + k]
         return lam
+
+
+@lru_cache(maxsize=64)
+def _lower_positions(nc: int) -> np.ndarray:
+    """Flat positions in an nc x nc array of the lower triangle, column by column (the order
+    of θ within a term)."""
+    rows, cols = np.tril_indices(nc)
+    order = np.lexsort((rows, cols))
+    out = rows[order] * nc + cols[order]
+    out.flags.writeable = False
+    return out
 
 
 def lambda_template(terms: Sequence[TermShape]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -523,7 +533,8 @@ def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class DenseFactorization:
-    """The Cholesky factor of the whole augmented system (small models)."""
+    """The Cholesky factor of the whole augmented system (small models): L is its lower
+    triangle (the strict upper triangle of the array is left as LAPACK found it)."""
 
     theta: np.ndarray
     L: np.ndarray
@@ -547,37 +558,56 @@ class DensePLSProblem(_AugmentedSystem):
         self.m = self.q + self.p + 1
         design = np.hstack([self.Zt.T.toarray(), self.X, self.y[:, None]])
         self.M = design.T @ (design * w[:, None])
-        idx, ptr, lind = lambda_template(self.terms)
-        cols = np.repeat(np.arange(self.q), np.diff(ptr))
-        # Λ' stored in the top-left of T'; T' = diag(Λ', I): flat positions of Λ' entries
-        self._flat = idx * self.m + cols  # (row, col) of Λ'; T = its transpose
-        self._lind = lind
-        self._tt = np.eye(self.m)
+        # T = diag(Λ, I) with Λ = ⊕ I_nl ⊗ λ_k: scalar terms scale their rows and columns by
+        # θ (one outer product for all of them); vector terms multiply each level's nc rows
+        # and columns by λ_k (one batched product per side), so no m x m product is needed
+        scalar = [t for t in self.terms if t.nc == 1]
+        pos = np.cumsum([0] + [t.size for t in self.terms])
+        self._scalar_cols = np.concatenate(
+            [np.arange(pos[i], pos[i + 1]) for i, t in enumerate(self.terms) if t.nc == 1]
+            + [np.zeros(0, np.int64)]).astype(np.int64)
+        self._scalar_theta = np.concatenate(
+            [np.full(t.nl, t.theta_offset) for t in scalar] + [np.zeros(0, np.int64)]
+        ).astype(np.int64)
+        self._vector_terms = [(int(pos[i]), int(pos[i + 1]), t) for i, t in enumerate(self.terms)
+                              if t.nc > 1]
         self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
         self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
+        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
 
-    def _t(self, theta: np.ndarray) -> np.ndarray:
-        """T' = diag(Λ', I), updated in place: only Λ's pattern changes with θ (the pattern
-        includes every diagonal element, so the identity's ones there are overwritten)."""
-        self._tt.ravel()[self._flat] = theta[self._lind]
-        return self._tt
+    def _scaled(self, theta: np.ndarray) -> np.ndarray:
+        """T'MT + diag(I_q, 0): the augmented matrix at θ (a new C-order array)."""
+        if self._scalar_cols.size:
+            c = np.ones(self.m)
+            c[self._scalar_cols] = theta[self._scalar_theta]
+            s = self.M * c[:, None]  # rows first, then columns: the order of (T'M)T
+            s *= c
+        else:
+            s = self.M.copy()
+        m = self.m
+        lams = [t.lower_factor(theta) for _, _, t in self._vector_terms]
+        for (lo, hi, t), lam in zip(self._vector_terms, lams, strict=True):
+            s[lo:hi] = (lam.T @ s[lo:hi].reshape(t.nl, t.nc, m)).reshape(hi - lo, m)
+        for (lo, hi, t), lam in zip(self._vector_terms, lams, strict=True):
+            s[:, lo:hi] = (s[:, lo:hi].reshape(m * t.nl, t.nc) @ lam).reshape(m, hi - lo)
+        s.ravel()[self._diag_z] += 1.0
+        return s
 
     def factor(self, theta: np.ndarray) -> DenseFactorization:
         theta = np.asarray(theta, dtype=float)
-        tt = self._t(theta)
-        s = tt @ self.M @ tt.T
-        s.ravel()[self._diag_z] += 1.0
-        lfac, info = la.lapack.dpotrf(s.T, lower=1, clean=1, overwrite_a=1)  # s symmetric
-        if info != 0:  # dpotrf overwrote s: form it again to diagnose
-            s = tt @ self.M @ tt.T
-            s.ravel()[self._diag_z] += 1.0
-            lfac = _cholesky_exact_fit(s)
+        # s is symmetric: factoring its transpose in place leaves L in the lower triangle
+        # (the upper one keeps s: only the lower triangle of L is ever read)
+        lfac, info = la.lapack.dpotrf(self._scaled(theta).T, lower=1, clean=0, overwrite_a=1)
+        if info != 0:  # dpotrf overwrote its input: form it again to diagnose
+            lfac = _cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()
         q, p = self.q, self.p
-        _check_rx(d[q : q + p], self._xtx_diag)
-        ld_l2 = 2.0 * np.log(d[:q]).sum()
-        ld_rx2 = 2.0 * np.log(np.abs(d[q : q + p])).sum()
-        return DenseFactorization(theta, lfac, float(ld_l2), float(ld_rx2), float(d[-1] ** 2))
+        rx = d[q : q + p]
+        if (rx * rx <= self._rx_floor).any():
+            raise FittingError("Downdated VtV is not positive definite")
+        ld_l2 = 2.0 * float(np.log(d[:q]).sum())
+        ld_rx2 = 2.0 * float(np.log(rx).sum())
+        return DenseFactorization(theta, lfac, ld_l2, ld_rx2, float(d[-1] ** 2))
 
     def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
         top = f.L[:-1, :-1]
@@ -592,7 +622,7 @@ class DensePLSProblem(_AugmentedSystem):
 
     def rzx_rx(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
         q, p = self.q, self.p
-        return f.L[q : q + p, :q].T.copy(), f.L[q : q + p, q : q + p].T.copy()
+        return f.L[q : q + p, :q].T.copy(), np.triu(f.L[q : q + p, q : q + p].T)
 
     def inverse_diagonal_blocks(self, f: DenseFactorization) -> list[np.ndarray]:
         linv = la.solve_triangular(f.L[: self.q, : self.q], np.eye(self.q), lower=True,
