@@ -127,26 +127,28 @@ OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = 
 
 def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
             fx: float | None = None) -> dict[str, np.ndarray]:
-    """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied)."""
+    """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied).
+
+    The points are evaluated together through ``fn.batch`` when ``fn`` has one."""
     k = x.shape[0]
-    f0 = fn(x) if fx is None else fx
-    grad = np.zeros(k)
-    hess = np.zeros((k, k))
-    fplus = np.zeros(k)
-    fminus = np.zeros(k)
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = delta
-        fplus[i], fminus[i] = fn(x + e), fn(x - e)
-        grad[i] = (fplus[i] - fminus[i]) / (2 * delta)
-        hess[i, i] = (fplus[i] - 2 * f0 + fminus[i]) / delta**2
-    for i in range(k):
-        for j in range(i):
-            ei = np.zeros(k)
-            ej = np.zeros(k)
-            ei[i] = ej[j] = delta
-            val = (fn(x + ei + ej) - fn(x + ei - ej) - fn(x - ei + ej) + fn(x - ei - ej))
-            hess[i, j] = hess[j, i] = val / (4 * delta**2)
+    steps = np.eye(k) * delta
+    points = [x + steps[i] for i in range(k)] + [x - steps[i] for i in range(k)]
+    pairs = [(i, j) for i in range(k) for j in range(i)]
+    for i, j in pairs:
+        points += [x + steps[i] + steps[j], x + steps[i] - steps[j],
+                   x - steps[i] + steps[j], x - steps[i] - steps[j]]
+    if fx is None:
+        points.append(x)
+    batch = getattr(fn, "batch", None)
+    values = (np.asarray(batch(np.array(points))) if batch is not None
+              else np.array([fn(p) for p in points]))
+    f0 = values[-1] if fx is None else fx
+    fplus, fminus = values[:k], values[k : 2 * k]
+    grad = (fplus - fminus) / (2 * delta)
+    hess = np.diag((fplus - 2 * f0 + fminus) / delta**2)
+    for n, (i, j) in enumerate(pairs):
+        a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
+        hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
     return {"gradient": grad, "Hessian": hess}
 
 

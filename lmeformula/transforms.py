@@ -108,8 +108,10 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
 def column_value(series: pd.Series) -> Value:
     """Convert a data-frame column to an evaluation value (numbers become float64 with NaN)."""
     dtype = series.dtype
+    if dtype == np.float64:  # the common case, without pandas' NA handling
+        return np.array(series.to_numpy(), dtype=float)
     if isinstance(dtype, pd.CategoricalDtype):
-        return pd.Categorical(series)
+        return series.array.copy()
     if pd.api.types.is_bool_dtype(dtype):
         if series.isna().any():
             return as_factor(series.astype(object).map(

@@ -127,6 +127,15 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
     return float(ldL2 - ldW + n * (1.0 + np.log(2.0 * np.pi * pwrss / n)))
 
 
+def profiled_criteria(ldL2: np.ndarray, ldRX2: np.ndarray, pwrss: np.ndarray, n: int, p: int,
+                      ldW: float, REML: bool) -> np.ndarray:
+    """:func:`profiled_criterion` for arrays of factorisations."""
+    if REML:
+        nmp = n - p
+        return ldL2 - ldW + ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
+    return ldL2 - ldW + n * (1.0 + np.log(2.0 * np.pi * pwrss / n))
+
+
 @dataclass
 class _AugmentedSystem:
     """The data of the augmented system [Z X y] with prior weights (shared by both engines).
@@ -167,6 +176,19 @@ class _AugmentedSystem:
     def criterion(self, f: Any, REML: bool) -> float:
         """lme4's profiled REML criterion or ML deviance (REML with p = 0 is ML)."""
         return profiled_criterion(f.ldL2, f.ldRX2, f.pwrss, self.n, self.p, self.ldW, REML)
+
+    def factor(self, theta: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def deviance(self, theta: np.ndarray, REML: bool) -> tuple[float, Any]:
+        """The criterion at ``theta`` and the factorisation behind it (None when the engine
+        computed the criterion alone)."""
+        f = self.factor(np.asarray(theta, dtype=float))
+        return self.criterion(f, REML), f
+
+    def deviances(self, thetas: np.ndarray, REML: bool) -> np.ndarray:
+        """The criterion at each row of ``thetas``."""
+        return np.array([self.deviance(th, REML)[0] for th in thetas])
 
 
 @dataclass
@@ -574,6 +596,88 @@ class DensePLSProblem(_AugmentedSystem):
         self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
         self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
+        self._Mp: np.ndarray | None = None
+
+    def _component_major(self) -> None:
+        """The criterion alone does not depend on the order of the random effects, so batches
+        of evaluations (the finite-difference derivatives) use M with each vector term's rows in
+        component-major order (all levels' first coefficient, then all levels' second, ...).
+        There I_nl ⊗ λ becomes λ ⊗ I_nl, and Λ' times a term's rows is one
+        (nc x nc) @ (nc x nl·m) product for the whole batch. Single evaluations keep Zt's
+        order, so that the optimiser sees lme4's round-off (on flat criteria its path depends
+        on it)."""
+        order = []
+        for t, lo in zip(self.terms, np.cumsum([0] + [t.size for t in self.terms]), strict=False):
+            order.append(lo + np.arange(t.size).reshape(t.nl, t.nc).T.ravel())
+        order.append(np.arange(self.q, self.m))
+        perm = np.concatenate(order)
+        upper = np.triu(self.M)
+        sym = upper + np.triu(upper, 1).T  # exactly symmetric: M'T is then (T'M)'
+        self._Mp = np.ascontiguousarray(sym[np.ix_(perm, perm)])
+        inverse = np.empty_like(perm)
+        inverse[perm] = np.arange(perm.shape[0])
+        self._scalar_cols_p = inverse[self._scalar_cols]
+
+    def _scaled_component_major(self, thetas: np.ndarray) -> np.ndarray:
+        """T'MT + diag(I_q, 0) in component-major order for each row of ``thetas``: (B, m, m).
+
+        Rows are transformed, the result transposed (T'M)' = MT, and rows transformed again:
+        T'(MT); every step is one product per vector term for the whole batch."""
+        nb, m = thetas.shape[0], self.m
+        if self._Mp is None:
+            self._component_major()
+        if self._scalar_cols_p.size:
+            c = np.ones((nb, m))
+            c[:, self._scalar_cols_p] = thetas[:, self._scalar_theta]
+            s = self._Mp * c[:, :, None]
+            s *= c[:, None, :]
+        else:
+            s = np.repeat(self._Mp[None], nb, axis=0)
+        if self._vector_terms:
+            lams_t = [self._lambda_t_batch(t, thetas) for _, _, t in self._vector_terms]
+            self._rows_times(lams_t, s)
+            s = s.transpose(0, 2, 1).copy()
+            self._rows_times(lams_t, s)
+        s.reshape(nb, m * m)[:, self._diag_z] += 1.0
+        return s
+
+    def _rows_times(self, lams_t: list[np.ndarray], s: np.ndarray) -> None:
+        """Replace each vector term's rows of ``s`` (B, m, m) by (λ' ⊗ I_nl) times them."""
+        nb, m = s.shape[0], self.m
+        for (lo, hi, t), lam_t in zip(self._vector_terms, lams_t, strict=True):
+            rows = s[:, lo:hi].reshape(nb, t.nc, t.nl * m)
+            s[:, lo:hi] = (lam_t @ rows).reshape(nb, hi - lo, m)
+
+    @staticmethod
+    def _lambda_t_batch(t: TermShape, thetas: np.ndarray) -> np.ndarray:
+        """λ' of term ``t`` for each row of ``thetas``: (B, nc, nc)."""
+        k = t.nc * (t.nc + 1) // 2
+        lam = np.zeros((thetas.shape[0], t.nc * t.nc))
+        lam[:, _lower_positions(t.nc)] = thetas[:, t.theta_offset : t.theta_offset + k]
+        return lam.reshape(-1, t.nc, t.nc).transpose(0, 2, 1)
+
+    def deviances(self, thetas: np.ndarray, REML: bool) -> np.ndarray:
+        """The criterion at each row of ``thetas`` (one batched computation)."""
+        s = self._scaled_component_major(thetas)
+        if s.shape[0] == 1:
+            lfac, info = la.lapack.dpotrf(s[0].T, lower=1, clean=0, overwrite_a=1)
+            d = lfac.diagonal()[None, :]
+        else:
+            try:
+                d = np.diagonal(np.linalg.cholesky(s), axis1=1, axis2=2)
+                info = 0
+            except np.linalg.LinAlgError:
+                info = 1
+        if info != 0:  # not positive definite, or an exact fit: the careful path decides
+            return np.array([self.criterion(self.factor(th), REML) for th in thetas])
+        q, p = self.q, self.p
+        rx = d[:, q : q + p]
+        if (rx * rx <= self._rx_floor).any():
+            raise FittingError("Downdated VtV is not positive definite")
+        logs = np.log(d)
+        ld_l2 = 2.0 * logs[:, :q].sum(axis=1)
+        ld_rx2 = 2.0 * logs[:, q : q + p].sum(axis=1)
+        return profiled_criteria(ld_l2, ld_rx2, d[:, -1] ** 2, self.n, self.p, self.ldW, REML)
 
     def _scaled(self, theta: np.ndarray) -> np.ndarray:
         """T'MT + diag(I_q, 0): the augmented matrix at θ (a new C-order array)."""
