@@ -19,7 +19,9 @@ No step per θ touches the n observations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -249,11 +251,43 @@ class PLSProblem(_AugmentedSystem):
         else:
             self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
-        # row ranges of block 2 on which Λ₂ is constant: each scalar term, then X and y;
-        # only blocks on or above the diagonal are needed (LAPACK reads the upper triangle)
+        # rectangles of block 2 on which Λ₂ is constant (each scalar term, then X and y),
+        # on or above the diagonal only: LAPACK reads the upper triangle. Diagonal blocks
+        # are cut into bands of rows, each from its diagonal rightwards, so that the lower
+        # triangle is (mostly) not written at all.
         edges = np.cumsum([0] + [t.size for t in self.terms[1:]] + [self.p + 1])
-        self._blocks = [(edges[a], edges[a + 1], edges[b], edges[b + 1])
-                        for a in range(len(edges) - 1) for b in range(a, len(edges) - 1)]
+        self._blocks = []
+        for a in range(len(edges) - 1):
+            for b in range(a, len(edges) - 1):
+                if a < b:
+                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], a, b))
+                    continue
+                for lo in range(edges[a], edges[a + 1], _BAND):
+                    hi = min(lo + _BAND, edges[a + 1])
+                    self._blocks.append((lo, hi, lo, edges[a + 1], a, a))
+        self._block_value_rows = edges[:-1]  # a row of each block, to read Λ₂'s value there
+        self._segments: list[tuple[int, int, int, int]] = []
+        if self._pairs is not None:
+            self._split_pairs(edges)
+
+    def _split_pairs(self, edges: np.ndarray) -> None:
+        """Order the downdate's entries by block pair, so that scaling them by Λ₂ is one
+        multiplication per pair of blocks, and cut the pairs matrix in two halves of equal
+        work for two threads."""
+        owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
+        if self._rest_diagonal is not None:
+            nblk = len(edges) - 1
+            group = owner[self._key_rows] * nblk + owner[self._key_cols]
+            order = np.argsort(group, kind="stable")
+            self._keys, self._pairs = self._keys[order], self._pairs[order]
+            self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
+            group = group[order]
+            starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+            stops = np.r_[starts[1:], group.shape[0]]
+            self._segments = [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
+                              for lo, hi in zip(starts, stops, strict=True)]
+        half = int(np.searchsorted(self._pairs.indptr, self._pairs.nnz // 2))
+        self._pairs_parts = [self._pairs[:half], self._pairs[half:]]
 
     def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
         """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
@@ -291,7 +325,9 @@ class PLSProblem(_AugmentedSystem):
             return (ht.T @ ht).ravel()[self._keys]
         b = t1 @ np.swapaxes(t1, 1, 2)
         if self._pairs is not None:
-            return self._pairs @ b.ravel()
+            first, second = self._pairs_parts
+            pending = _in_background(second.dot, b.ravel())
+            return np.concatenate([first @ b.ravel(), pending()])
         gb = self.G @ _block_diagonal(b)
         return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
 
@@ -299,18 +335,24 @@ class PLSProblem(_AugmentedSystem):
         """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
         array whose transpose LAPACK factors in place."""
         qr, m = self._lam_r_size, self.m
-        down = self._downdate(t1)
         if self._rest_diagonal is not None:
             # Λ₂ is diagonal and constant within each term: scale block by block while
-            # copying (one pass over the matrix), and the downdate entry by entry
+            # copying (one pass over the matrix), and the downdate segment by segment
+            down = self._downdate(t1)
             dr = self._rest_diagonal(theta)
             buf = np.empty((m, m))
-            for lo_a, hi_a, lo_b, hi_b in self._blocks:
+            for lo_a, hi_a, lo_b, hi_b, _, _ in self._blocks:
                 np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], dr[lo_a] * dr[lo_b],
                             out=buf[lo_a:hi_a, lo_b:hi_b])
-            buf.ravel()[self._keys] -= down * dr[self._key_rows] * dr[self._key_cols]
+            if self._segments:
+                value = dr[self._block_value_rows]
+                for lo, hi, a, b in self._segments:
+                    down[lo:hi] *= value[a] * value[b]
+            else:
+                down *= dr[self._key_rows] * dr[self._key_cols]
+            buf.ravel()[self._keys] -= down
         else:
-            buf = self._scale_blocks(theta, down)
+            buf = self._scale_blocks(theta, self._downdate(t1))
         buf.ravel()[: qr * (m + 1) : m + 1] += 1.0
         return buf
 
@@ -489,6 +531,25 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
                          shape=(nl * nc, nl * nc))
 
 
+# Rows per band when the diagonal blocks of block 2 are copied
+_BAND = 128
+
+_WORKER: ThreadPoolExecutor | None = None
+
+
+def _in_background(fn: Callable[..., np.ndarray], *args: Any) -> Callable[[], np.ndarray]:
+    """Start ``fn(*args)`` on a second thread when the machine has more than one core (the
+    work must release the GIL to gain anything); return a function that waits for its
+    result. With one core it runs at once."""
+    global _WORKER
+    if (os.cpu_count() or 1) < 2:
+        value = fn(*args)
+        return lambda: value
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmeformula")
+    return _WORKER.submit(fn, *args).result
+
+
 # Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse products
 _MAX_PAIRS = 40_000_000
 
@@ -539,7 +600,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
     indptr = np.concatenate([[0], np.cumsum(np.bincount(bcol, minlength=nl * nc * nc))])
     pairs = sp.csc_matrix((gc.data[p] * gc.data[r], key_index, indptr),
                           shape=(keys.shape[0], nl * nc * nc))
-    return keys, pairs
+    return keys, pairs.tocsr()  # row-wise dot products: faster mat-vec than column scatter
 
 
 def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
