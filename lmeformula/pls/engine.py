@@ -19,9 +19,7 @@ No step per θ touches the n observations.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -249,7 +247,19 @@ class PLSProblem(_AugmentedSystem):
             self._keys = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
             self._pairs = None
         else:
-            self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m)
+            # B_l depends on level l only through A11_l: levels with equal blocks (in
+            # InstEval, students with equally many ratings) share one column of the pairs
+            blocks = self.A11.reshape(first.nl, -1)
+            if first.nc == 1:
+                _, self._level_group = np.unique(blocks[:, 0], return_inverse=True)
+            else:
+                _, self._level_group = np.unique(blocks, axis=0, return_inverse=True)
+            self._level_group = self._level_group.ravel()
+            ngroups = int(self._level_group.max()) + 1
+            self._group_level = np.zeros(ngroups, dtype=np.int64)
+            self._group_level[self._level_group] = np.arange(first.nl)
+            self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m,
+                                                        self._level_group, ngroups)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
         # rectangles of block 2 on which Λ₂ is constant (each scalar term, then X and y),
         # on or above the diagonal only: LAPACK reads the upper triangle. Diagonal blocks
@@ -272,22 +282,20 @@ class PLSProblem(_AugmentedSystem):
 
     def _split_pairs(self, edges: np.ndarray) -> None:
         """Order the downdate's entries by block pair, so that scaling them by Λ₂ is one
-        multiplication per pair of blocks, and cut the pairs matrix in two halves of equal
-        work for two threads."""
+        multiplication per pair of blocks."""
+        if self._rest_diagonal is None:
+            return
         owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
-        if self._rest_diagonal is not None:
-            nblk = len(edges) - 1
-            group = owner[self._key_rows] * nblk + owner[self._key_cols]
-            order = np.argsort(group, kind="stable")
-            self._keys, self._pairs = self._keys[order], self._pairs[order]
-            self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
-            group = group[order]
-            starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-            stops = np.r_[starts[1:], group.shape[0]]
-            self._segments = [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
-                              for lo, hi in zip(starts, stops, strict=True)]
-        half = int(np.searchsorted(self._pairs.indptr, self._pairs.nnz // 2))
-        self._pairs_parts = [self._pairs[:half], self._pairs[half:]]
+        nblk = len(edges) - 1
+        group = owner[self._key_rows] * nblk + owner[self._key_cols]
+        order = np.argsort(group, kind="stable")
+        self._keys, self._pairs = self._keys[order], self._pairs[order]
+        self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
+        group = group[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        stops = np.r_[starts[1:], group.shape[0]]
+        self._segments = [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
+                          for lo, hi in zip(starts, stops, strict=True)]
 
     def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
         """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
@@ -323,11 +331,10 @@ class PLSProblem(_AugmentedSystem):
             nl, nc, _ = t1.shape
             ht = np.matmul(self._gdense, t1).transpose(0, 2, 1).reshape(nl * nc, self.m)
             return (ht.T @ ht).ravel()[self._keys]
-        b = t1 @ np.swapaxes(t1, 1, 2)
         if self._pairs is not None:
-            first, second = self._pairs_parts
-            pending = _in_background(second.dot, b.ravel())
-            return np.concatenate([first @ b.ravel(), pending()])
+            t1g = t1[self._group_level]  # one level per group of equal A11 blocks
+            return self._pairs @ (t1g @ np.swapaxes(t1g, 1, 2)).ravel()
+        b = t1 @ np.swapaxes(t1, 1, 2)
         gb = self.G @ _block_diagonal(b)
         return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
 
@@ -534,33 +541,21 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
 # Rows per band when the diagonal blocks of block 2 are copied
 _BAND = 128
 
-_WORKER: ThreadPoolExecutor | None = None
-
-
-def _in_background(fn: Callable[..., np.ndarray], *args: Any) -> Callable[[], np.ndarray]:
-    """Start ``fn(*args)`` on a second thread when the machine has more than one core (the
-    work must release the GIL to gain anything); return a function that waits for its
-    result. With one core it runs at once."""
-    global _WORKER
-    if (os.cpu_count() or 1) < 2:
-        value = fn(*args)
-        return lambda: value
-    if _WORKER is None:
-        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmeformula")
-    return _WORKER.submit(fn, *args).result
-
-
 # Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse products
 _MAX_PAIRS = 40_000_000
 
 
-def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
-                      ) -> tuple[np.ndarray, sp.csr_matrix | None]:
+def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
+                      ngroups: int) -> tuple[np.ndarray, sp.csr_matrix | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
-    ``(G B Gᵀ)[keys] = C @ vec(B)``: each row sums, over the levels l and column pairs (a, b)
-    of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b]. Formed once; per θ the downdate is
-    one sparse matrix-vector product."""
-    gc = g.tocsc()
+    ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
+    (a, b) of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b], where levels in the same
+    group (``level_group``) have the same B_l and share a column. Formed once; per θ the
+    downdate is one sparse matrix-vector product."""
+    # levels in group order, so that the pairs come out sorted by their column (group)
+    by_group = np.argsort(level_group, kind="stable")
+    sorted_group = level_group[by_group]
+    gc = g.tocsc()[:, (by_group[:, None] * nc + np.arange(nc)).ravel()]
     gc.sort_indices()
     rows = gc.indices.astype(np.int64)
     seg = gc.indptr[::nc].astype(np.int64)  # level l's entries: seg[l]:seg[l + 1]
@@ -579,7 +574,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
         p = np.repeat(entries, count)
         first = np.cumsum(count) - count
         r = p + (np.arange(total, dtype=np.int64) - np.repeat(first, count))
-        bcol = entry_level[p]
+        col = sorted_group[entry_level[p]]
     else:
         level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
         first = np.repeat(np.cumsum(k * k) - k * k, k * k)
@@ -590,17 +585,20 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int
         keep = rows[p] <= rows[r]
         p, r, level = p[keep], r[keep], level[keep]
         entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
-        bcol = level * nc * nc + entry_col[p] * nc + entry_col[r]
-        order = np.argsort(bcol, kind="stable")
-        p, r, bcol = p[order], r[order], bcol[order]
+        col = sorted_group[level] * nc * nc + entry_col[p] * nc + entry_col[r]
+        order = np.argsort(col, kind="stable")
+        p, r, col = p[order], r[order], col[order]
     key = rows[p] * m + rows[r]
     keys, key_index = _index_keys(key, m)
-    # bcol is non-decreasing (pairs come level by level), so these are CSC arrays as they
-    # stand; each (key, bcol) appears once
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(bcol, minlength=nl * nc * nc))])
+    # col is non-decreasing, so these are CSC arrays as they stand (a key may appear more
+    # than once in a column: levels of one group). CSR sums those; its row-wise dot
+    # products also make a faster mat-vec than CSC's column scatter.
+    ncol = ngroups * nc * nc
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=ncol))])
     pairs = sp.csc_matrix((gc.data[p] * gc.data[r], key_index, indptr),
-                          shape=(keys.shape[0], nl * nc * nc))
-    return keys, pairs.tocsr()  # row-wise dot products: faster mat-vec than column scatter
+                          shape=(keys.shape[0], ncol)).tocsr()
+    pairs.sum_duplicates()
+    return keys, pairs
 
 
 def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
