@@ -116,7 +116,7 @@ def na_mask(value: Value) -> np.ndarray:
     if arr.dtype.kind == "f":
         return np.isnan(arr)
     if arr.dtype.kind == "O":
-        return pd.isna(pd.Series(arr, dtype=object)).to_numpy()
+        return np.asarray(pd.isna(arr), dtype=bool)
     return np.zeros(arr.shape[0], dtype=bool)
 
 

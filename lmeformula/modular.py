@@ -341,7 +341,9 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
         shapes.append(TermShape(t.nl, t.nc, offset))
         offset += t.theta_length
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes)
+    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
+               for t in re.terms]
+    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
     if isinstance(start, Mapping):
         start = start.get("theta")
     theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)

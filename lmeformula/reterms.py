@@ -282,6 +282,32 @@ def _with_unique_keys(terms_: list[ReTerm]) -> list[ReTerm]:
     return out
 
 
+def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
+    """Zt: the terms' blocks stacked (rows term by term), built column by column as each
+    block is: observation j has, for each term, its X_i row in the rows of its level."""
+    n = terms_[0].X.shape[0]
+    width = sum(t.nc for t in terms_)
+    row = np.empty((n, width), dtype=np.int64)
+    val = np.empty((n, width))
+    offset, col = 0, 0
+    for t in terms_:
+        # rows increase along each column: terms are stacked in order, each in its range
+        block = row[:, col : col + t.nc]
+        np.multiply(np.asarray(t.factor.codes, dtype=np.int64)[:, None], t.nc, out=block)
+        block += offset + np.arange(t.nc)
+        val[:, col : col + t.nc] = t.X
+        offset += t.nl * t.nc
+        col += t.nc
+    row, val = row.ravel(), val.ravel()
+    stored = val != 0.0  # zeros are not stored, NaN is (lFormula reports it)
+    if stored.all():
+        indptr = np.arange(0, n * width + 1, width)
+    else:
+        row, val = row[stored], val[stored]
+        indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, width).sum(axis=1))])
+    return sp.csc_matrix((val, row, indptr), shape=(offset, n))
+
+
 def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = True) -> ReTrms:
     """lme4's ``mkReTrms(bars, fr)``: stack the terms in lme4's order.
 
@@ -305,10 +331,7 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     sorted_terms = _with_unique_keys([built[i] for i in order])
 
     ztlist = {t.key: t.Zt for t in sorted_terms}
-    blocks = list(ztlist.values())
-    zt = sp.vstack(blocks, format="csc") if len(blocks) > 1 else blocks[0].copy()
-    zt.eliminate_zeros()
-    zt.sort_indices()
+    zt = _stacked_zt(sorted_terms)
 
     theta_parts, lower_parts, shapes, offset_theta = [], [], [], 0
     for t in sorted_terms:

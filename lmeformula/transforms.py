@@ -96,6 +96,10 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
         codes = np.full(arr.shape[0], -1, dtype=np.int64)
         codes[~mask] = np.searchsorted(uniq, arr[~mask].astype(float))
         return pd.Categorical.from_codes(codes, categories=labels)
+    if pd.api.types.infer_dtype(arr, skipna=True) == "string":
+        # strings (and missing values) only: factorize them as they are
+        codes, uniques = pd.factorize(arr, sort=True, use_na_sentinel=True)
+        return pd.Categorical.from_codes(codes, categories=list(uniques))
     values = pd.Series(arr, dtype=object)
     mask = values.isna().to_numpy()
     strings = values.where(mask, values.astype(str)) if not mask.all() else values

@@ -29,6 +29,21 @@ def engines(case_id: str) -> tuple[dict, PLSProblem, DensePLSProblem]:
     return case, PLSProblem(*args), DensePLSProblem(*args)
 
 
+def factors_of(case_id: str) -> tuple[PLSProblem, PLSProblem]:
+    """The blocked engine with cross-products by sparse products and by counting."""
+    case = load_case(case_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
+        dev = lmf.mkLmerDevfun(pf)
+    sparse = PLSProblem(pf.reTrms.Zt, pf.X_values, dev.problem.y, pf.weights,
+                        dev.problem.terms)
+    factors = [(np.asarray(t.factor.codes), t.X) for t in pf.reTrms.terms]
+    counted = PLSProblem(pf.reTrms.Zt, pf.X_values, dev.problem.y, pf.weights,
+                         dev.problem.terms, factors)
+    return sparse, counted
+
+
 @pytest.mark.parametrize("case_id", FIT_CASES)
 def test_blocked_and_dense_engines_agree(case_id: str) -> None:
     case, blocked, dense = engines(case_id)
@@ -84,3 +99,24 @@ def test_both_engines_report_lme4s_error_for_a_singular_x() -> None:
     for engine in (PLSProblem(*args), DensePLSProblem(*args)):
         with pytest.raises(FittingError, match="Downdated VtV is not positive definite"):
             engine.factor(np.array([1.0]))
+
+
+@pytest.mark.parametrize("case_id", FIT_CASES)
+def test_cross_products_by_counting_equal_sparse_products(case_id: str) -> None:
+    sparse, counted = factors_of(case_id)
+    scale = max(np.abs(sparse.M22).max(), 1.0)
+    np.testing.assert_allclose(counted.A11, sparse.A11, rtol=1e-13, atol=1e-13 * scale)
+    np.testing.assert_allclose(counted.G.toarray(), sparse.G.toarray(), rtol=1e-13,
+                               atol=1e-13 * scale)
+    np.testing.assert_allclose(counted.M22, sparse.M22, rtol=1e-13, atol=1e-13 * scale)
+    np.testing.assert_array_equal(counted._keys, sparse._keys)
+
+
+def test_batched_criteria_equal_single_evaluations() -> None:
+    """deriv12's batch (component-major, one Cholesky call) against one θ at a time."""
+    df = lmf.datasets.load("sleepstudy")
+    dev = lmf.lmer("Reaction ~ Days + (Days | Subject)", df, devFunOnly=True)
+    thetas = np.array([[1.0, 0.1, 0.5], [0.9, -0.2, 0.3], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    batch = dev.batch(thetas)
+    single = np.array([dev(t) for t in thetas])
+    np.testing.assert_allclose(batch, single, rtol=1e-12)

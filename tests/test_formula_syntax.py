@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import lmeformula as lmf
@@ -112,3 +113,14 @@ def test_long_formula_lines_break_as_r_deparse() -> None:
     assert lines == ["log(y2) ~ poly(x, 2) + log(z + 10) + scale(w) + factor(k) + I(x^3) + ",
                      "    (1 | g1)"]
     assert cat_fill(["Formula:", *lines]).split("\n")[1] == "    (1 | g1)"
+
+
+def test_character_columns_become_factors_in_code_point_order_with_missing_values() -> None:
+    from lmeformula.transforms import as_factor
+
+    f = as_factor(np.array(["b", None, "B", "a", np.nan, "b"], dtype=object))
+    assert list(f.categories) == ["B", "a", "b"]  # C locale: upper case first
+    assert list(f.codes) == [2, -1, 0, 1, -1, 2]
+    mixed = as_factor(np.array([1, "a", None], dtype=object))  # str() of each, as R's factor
+    assert list(mixed.categories) == ["1", "a"]
+    assert list(mixed.codes) == [0, 1, -1]

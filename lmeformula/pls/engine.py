@@ -196,6 +196,7 @@ class PLSProblem(_AugmentedSystem):
     """Cross-products of [Z X y] with prior weights, formed once; factored at any θ by the
     blocked algorithm (see the module docstring)."""
 
+    factors: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
     q1: int = field(init=False)
     A11: np.ndarray = field(init=False, repr=False)
     G: sp.csr_matrix = field(init=False, repr=False)
@@ -205,6 +206,23 @@ class PLSProblem(_AugmentedSystem):
         w = self._weights()
         first = self.terms[0]
         self.q1 = first.size
+        xy = np.column_stack([self.X, self.y])
+        xyw = xy * w[:, None]
+        qr = self.q - self.q1
+        self.m = qr + self.p + 1
+        if self.factors is not None and _fits_dense(self.terms, self.p):
+            self._cross_products_by_level(w, xy, xyw)
+        else:
+            self._cross_products_sparse(w, xy, xyw)
+        self.M22[qr:, qr:] = xy.T @ xyw
+        idx, ptr, lind = lambda_template(self.terms[1:])
+        self._lam_r = (idx, ptr, lind)
+        self._lam_r_size = qr
+        self._prepare_downdate()
+
+    def _cross_products_sparse(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray) -> None:
+        """A11, G and M22 (all but its X-y corner) by sparse products with Zt."""
+        first = self.terms[0]
         zt = sp.csr_matrix(self.Zt)
         zt1, ztr = zt[: self.q1], zt[self.q1 :]
         zt1w = zt1 @ sp.diags(w)
@@ -218,23 +236,56 @@ class PLSProblem(_AugmentedSystem):
                 cols = np.arange(first.nl) * nc + b
                 self.A11[:, a, b] = np.asarray(dense11[rows, cols]).ravel()
         # block 2 against block 1: [Zr'WZ1; X'WZ1; y'WZ1]
-        xy = np.column_stack([self.X, self.y])
         g_r = (ztr @ zt1w.T).tocsr()
         g_xy = sp.csr_matrix((zt1w @ xy).T)
         self.G = sp.vstack([g_r, g_xy], format="csr")
         # block 2 with itself: [Zr X y]'W[Zr X y], dense
-        xyw = xy * w[:, None]
         qr = ztr.shape[0]
-        self.m = qr + self.p + 1
         self.M22 = np.empty((self.m, self.m))
         self.M22[:qr, :qr] = (ztr @ sp.diags(w) @ ztr.T).toarray()
         zr_xy = np.asarray(ztr @ xyw)
         self.M22[:qr, qr:] = zr_xy
         self.M22[qr:, :qr] = zr_xy.T
-        self.M22[qr:, qr:] = xy.T @ xyw
-        idx, ptr, lind = lambda_template(self.terms[1:])
-        self._lam_r = (idx, ptr, lind)
-        self._lam_r_size = qr
+
+    def _cross_products_by_level(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray) -> None:
+        """A11, G and M22 (all but its X-y corner) from the grouping factors' codes: every
+        block of Z'WZ is, for each pair of columns (a, b) of two terms, a weighted count of
+        observations per pair of levels, ``bincount(code_s * nl_t + code_t, w x_a x_b)``.
+        For many rows this is far cheaper than sparse products (one pass over n per pair)."""
+        assert self.factors is not None
+        first, rest = self.terms[0], self.terms[1:]
+        (codes1, x1), others = self.factors[0], self.factors[1:]
+        nl1, nc1 = first.nl, first.nc
+        self.A11 = np.empty((nl1, nc1, nc1))
+        for a in range(nc1):
+            for b in range(a, nc1):
+                self.A11[:, a, b] = self.A11[:, b, a] = np.bincount(
+                    codes1, weights=w * x1[:, a] * x1[:, b], minlength=nl1)
+        qr = self.q - self.q1
+        g = np.empty((self.m, self.q1))
+        self.M22 = np.empty((self.m, self.m))
+        pos = 0
+        for t, (codes, x) in zip(rest, others, strict=True):
+            rows = slice(pos, pos + t.size)
+            g[rows] = _level_cross(codes, x, t.nl, codes1, x1, nl1, w)
+            col = 0
+            for u, (codes_u, x_u) in zip(rest, others, strict=True):
+                self.M22[rows, col : col + u.size] = _level_cross(codes, x, t.nl, codes_u, x_u,
+                                                                  u.nl, w)
+                col += u.size
+            for j in range(self.p + 1):
+                # Zr'W[X y]: column j of [X y] as one more "term" with a single level
+                self.M22[rows, qr + j] = (_level_sums(codes, x * xyw[:, j : j + 1], t.nl)
+                                          .ravel())
+            pos += t.size
+        self.M22[qr:, :qr] = self.M22[:qr, qr:].T
+        for j in range(self.p + 1):
+            g[qr + j] = _level_sums(codes1, x1 * xyw[:, j : j + 1], nl1).ravel()
+        self.G = sp.csr_matrix(g)
+
+    def _prepare_downdate(self) -> None:
+        """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
+        first = self.terms[0]
         self._rest_diagonal = self._diagonal_scaling() if all(
             t.nc == 1 for t in self.terms[1:]) else None
         self._gdense = None
@@ -538,6 +589,38 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
                          shape=(nl * nc, nl * nc))
 
 
+# Largest dense G (m x q1) and number of level pairs built by counting
+_MAX_DENSE_CROSS = 30_000_000
+
+
+def _fits_dense(terms: Sequence[TermShape], p: int) -> bool:
+    """Whether G and M22 are small enough to be formed densely by counting."""
+    q1 = terms[0].size
+    m = sum(t.size for t in terms[1:]) + p + 1
+    pairs = sum(t.nl * u.nl for t in terms[1:] for u in [terms[0], *terms[1:]])
+    return m * q1 <= _MAX_DENSE_CROSS and pairs <= _MAX_DENSE_CROSS
+
+
+def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.ndarray,
+                 x_t: np.ndarray, nl_t: int, w: np.ndarray) -> np.ndarray:
+    """Z_s'WZ_t as a dense (nl_s·nc_s) x (nl_t·nc_t) array, rows level-major as in Zt."""
+    nc_s, nc_t = x_s.shape[1], x_t.shape[1]
+    key = codes_s.astype(np.int64) * nl_t + codes_t
+    out = np.empty((nl_s, nc_s, nl_t, nc_t))
+    for a in range(nc_s):
+        wa = w * x_s[:, a]
+        for b in range(nc_t):
+            out[:, a, :, b] = np.bincount(key, weights=wa * x_t[:, b],
+                                          minlength=nl_s * nl_t).reshape(nl_s, nl_t)
+    return out.reshape(nl_s * nc_s, nl_t * nc_t)
+
+
+def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int) -> np.ndarray:
+    """Sums of each column of ``values`` per level: (nl, ncol)."""
+    return np.column_stack([np.bincount(codes, weights=values[:, a], minlength=nl)
+                            for a in range(values.shape[1])])
+
+
 # Rows per band when the diagonal blocks of block 2 are copied
 _BAND = 128
 
@@ -557,7 +640,6 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     sorted_group = level_group[by_group]
     gc = g.tocsc()[:, (by_group[:, None] * nc + np.arange(nc)).ravel()]
     gc.sort_indices()
-    rows = gc.indices.astype(np.int64)
     seg = gc.indptr[::nc].astype(np.int64)  # level l's entries: seg[l]:seg[l + 1]
     k = np.diff(seg)
     # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
@@ -567,14 +649,19 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         upper = gbg.row <= gbg.col
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
         return keys, None
-    entry_level = np.repeat(np.arange(nl, dtype=np.int64), k)
+    # 32-bit indices where they fit: this is memory-bound work on ~total entries
+    small = m * m < 2**31 and gc.nnz < 2**31
+    index = np.int32 if small else np.int64
+    rows = gc.indices.astype(index)
+    entry_level = np.repeat(np.arange(nl, dtype=index), k)
     if nc == 1:
-        entries = np.arange(rows.shape[0], dtype=np.int64)
-        count = seg[entry_level + 1] - entries  # partners at or after each entry
+        entries = np.arange(rows.shape[0], dtype=index)
+        count = seg[1:][entry_level] - entries  # partners at or after each entry
         p = np.repeat(entries, count)
-        first = np.cumsum(count) - count
-        r = p + (np.arange(total, dtype=np.int64) - np.repeat(first, count))
-        col = sorted_group[entry_level[p]]
+        first = (np.cumsum(count) - count).astype(index)
+        r = np.arange(total, dtype=index)
+        r -= np.repeat(first - entries, count)
+        col = sorted_group.astype(index)[entry_level][p]
     else:
         level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
         first = np.repeat(np.cumsum(k * k) - k * k, k * k)
@@ -588,7 +675,8 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         col = sorted_group[level] * nc * nc + entry_col[p] * nc + entry_col[r]
         order = np.argsort(col, kind="stable")
         p, r, col = p[order], r[order], col[order]
-    key = rows[p] * m + rows[r]
+    key = rows[p] * index(m)
+    key += rows[r]
     keys, key_index = _index_keys(key, m)
     # col is non-decreasing, so these are CSC arrays as they stand (a key may appear more
     # than once in a column: levels of one group). CSR sums those; its row-wise dot
@@ -606,7 +694,8 @@ def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     if m * m <= 50_000_000:
         present = np.zeros(m * m, dtype=bool)
         present[key] = True
-        position = np.cumsum(present, dtype=np.int64) - 1
+        position = np.cumsum(present, dtype=key.dtype)
+        position -= 1
         return np.flatnonzero(present), position[key]
     keys, inverse = np.unique(key, return_inverse=True)
     return keys, inverse
@@ -807,8 +896,13 @@ DENSE_LIMIT = 150
 
 
 def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
-                 terms: list[TermShape]) -> PLSProblem | DensePLSProblem:
-    """The engine for a model: dense for small systems, blocked otherwise."""
+                 terms: list[TermShape],
+                 factors: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 ) -> PLSProblem | DensePLSProblem:
+    """The engine for a model: dense for small systems, blocked otherwise.
+
+    ``factors`` (each term's level codes and model matrix X_i, in Zt's order) lets the
+    blocked engine form its cross-products by counting instead of sparse products."""
     if Zt.shape[0] + X.shape[1] + 1 <= DENSE_LIMIT:
         return DensePLSProblem(Zt, X, y, weights, terms)
-    return PLSProblem(Zt, X, y, weights, terms)
+    return PLSProblem(Zt, X, y, weights, terms, factors)
