@@ -8,7 +8,7 @@ see the rows that NA handling later removes), then ``subset`` and ``na_action`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,12 @@ def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
 
 def frame_variables(lhs: Node | None, rhs: Node) -> list[Node]:
     """Variables of ``model.frame(subbars(formula))``: the response first, then the right side's."""
-    return list(terms(subbars(rhs), lhs).variables)
+    return list(_frame_variables(lhs, rhs))
+
+
+@lru_cache(maxsize=256)
+def _frame_variables(lhs: Node | None, rhs: Node) -> tuple[Node, ...]:
+    return tuple(terms(subbars(rhs), lhs).variables)  # syntax trees are frozen: cacheable
 
 
 def model_frame(
@@ -231,7 +236,7 @@ def model_frame(
         NAAction(na_action, omitted, [data.index[i] for i in omitted]) if omitted.size else None
     )
     return ModelFrame(
-        index=data.index[rows],
+        index=data.index if rows.shape[0] == n else data.index[rows],
         variables=kept,
         response=deparse(lhs) if lhs is not None else None,
         weights=kept_extras.get("(weights)"),

@@ -11,6 +11,7 @@ import math
 import re as _re
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
+from .pls.engine import TermShape
 
 __all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
 
@@ -162,9 +164,7 @@ class LmerMod:
         self._factor = self.devfun.factor(theta)
         self._beta, self._u = prob.solve(self._factor)
         re = self.lformula.reTrms
-        self._lambdat = re.Lambdat.copy()
-        self._lambdat.data = theta[re.Lind]
-        self._b = self._lambdat.T @ self._u
+        self._b = _lambda_times(re.terms, theta, self._u)
         X = self.lformula.X_values
         offset = self.lformula.offset
         self._mu = X @ self._beta + re.Zt.T @ self._b + (0.0 if offset is None else offset)
@@ -173,6 +173,14 @@ class LmerMod:
         self._wrss = float(np.sum(w * (y - self._mu) ** 2))
         self._ussq = float(self._u @ self._u)
         self._theta = theta
+
+    @cached_property
+    def _lambdat(self) -> sp.csc_matrix:
+        """Λ' at the estimates."""
+        re = self.lformula.reTrms
+        lambdat = re.Lambdat.copy()
+        lambdat.data = self._theta[re.Lind]
+        return lambdat
 
     # -- basic quantities ---------------------------------------------------------------------
     @property
@@ -350,7 +358,6 @@ class LmerMod:
     def VarCorr(self) -> VarCorr:
         """Estimated variances and correlations of the random effects (lme4's ``VarCorr``)."""
         re = self.lformula.reTrms
-        from .pls import TermShape
 
         names = list(re.cnms_names)
         if len(set(names)) < len(names):  # lme4 applies make.names only to repeated names
@@ -391,7 +398,6 @@ class LmerMod:
 
     def _cond_var_blocks(self) -> list[np.ndarray]:
         """Per term, (nl, nc, nc) blocks of σ² Λ (Λ'Z'WZΛ + I)⁻¹ Λ' on the diagonal."""
-        from .pls import TermShape
 
         blocks = self.devfun.problem.inverse_diagonal_blocks(self._factor)
         re = self.lformula.reTrms
@@ -558,6 +564,18 @@ GETME_NAMES = (
 )
 
 
+def _lambda_times(terms: list[Any], theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """b = Λu term by term: each level's nc coefficients times the term's λ."""
+    out, pos, off = np.empty_like(u), 0, 0
+    for t in terms:
+        lam = TermShape(t.nl, t.nc, off).lower_factor(theta)
+        size = t.nl * t.nc
+        out[pos : pos + size] = (u[pos : pos + size].reshape(t.nl, t.nc) @ lam.T).ravel()
+        pos += size
+        off += t.theta_length
+    return out
+
+
 def getME(m: LmerMod, name: str) -> Any:
     """lme4's ``getME(m, name)``; ``name="ALL"`` returns a dict of everything.
 
@@ -572,7 +590,6 @@ def getME(m: LmerMod, name: str) -> Any:
     theta = m._theta
 
     def tlist() -> dict[str, np.ndarray]:
-        from .pls import TermShape
 
         out, off = {}, 0
         for t in re.terms:

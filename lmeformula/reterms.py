@@ -331,7 +331,7 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     sorted_terms = _with_unique_keys([built[i] for i in order])
 
     ztlist = {t.key: t.Zt for t in sorted_terms}
-    zt = _stacked_zt(sorted_terms)
+    zt = _stacked_zt(sorted_terms) if len(sorted_terms) > 1 else ztlist[sorted_terms[0].key].copy()
 
     theta_parts, lower_parts, shapes, offset_theta = [], [], [], 0
     for t in sorted_terms:

@@ -66,19 +66,23 @@ def _lower_positions(nc: int) -> np.ndarray:
 
 def lambda_template(terms: Sequence[TermShape]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSC pattern of Λ' for consecutive terms: (indices, indptr, Lind)."""
-    indices: list[int] = []
-    indptr = [0]
-    lind: list[int] = []
+    indices, counts, lind = [], [], []
     row0 = 0
     for t in terms:
-        for _ in range(t.nl):
-            for c in range(t.nc):  # column c of the block of Λ' holds λ[c, r], r <= c
-                for r in range(c + 1):
-                    indices.append(row0 + r)
-                    lind.append(t.theta_offset + r * t.nc - r * (r - 1) // 2 + (c - r))
-                indptr.append(len(indices))
-            row0 += t.nc
-    return np.array(indices, np.int64), np.array(indptr, np.int64), np.array(lind, np.int64)
+        # one level's block of Λ': column c holds λ[c, r] for r <= c, in rows r
+        rows = [r for c in range(t.nc) for r in range(c + 1)]
+        theta = [t.theta_offset + r * t.nc - r * (r - 1) // 2 + (c - r)
+                 for c in range(t.nc) for r in range(c + 1)]
+        starts = row0 + np.arange(t.nl, dtype=np.int64) * t.nc
+        indices.append((starts[:, None] + np.array(rows, dtype=np.int64)).ravel())
+        lind.append(np.tile(np.array(theta, dtype=np.int64), t.nl))
+        counts.append(np.tile(np.arange(1, t.nc + 1, dtype=np.int64), t.nl))
+        row0 += t.nl * t.nc
+    if not indices:
+        empty = np.zeros(0, np.int64)
+        return empty, np.zeros(1, np.int64), empty
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    return np.concatenate(indices), indptr, np.concatenate(lind)
 
 
 @dataclass
