@@ -748,6 +748,7 @@ class DensePLSProblem(_AugmentedSystem):
         self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
         self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
+        self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._Mp: np.ndarray | None = None
 
     def _component_major(self) -> None:
@@ -858,11 +859,11 @@ class DensePLSProblem(_AugmentedSystem):
             lfac = _cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()
         q, p = self.q, self.p
-        rx = d[q : q + p]
-        if (rx * rx <= self._rx_floor).any():
+        if (d[q : q + p] <= self._rx_sqrt_floor).any():  # pivots of RX (positive)
             raise FittingError("Downdated VtV is not positive definite")
-        ld_l2 = 2.0 * float(np.log(d[:q]).sum())
-        ld_rx2 = 2.0 * float(np.log(rx).sum())
+        logs = np.log(d[: q + p])
+        ld_l2 = 2.0 * float(logs[:q].sum())
+        ld_rx2 = 2.0 * float(logs[q:].sum())
         return DenseFactorization(theta, lfac, ld_l2, ld_rx2, float(d[-1] ** 2))
 
     def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
