@@ -278,6 +278,15 @@ class LmerDevfun:
         value, self.last = self.problem.deviance(theta, self.REML)
         return value
 
+    @property
+    def has_gradient(self) -> bool:
+        """Whether the engine gives the criterion's gradient analytically."""
+        return bool(getattr(self.problem, "has_gradient", False))
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """The criterion's gradient in θ (analytic; see the engines' ``gradient``)."""
+        return self.problem.gradient(self.factor(theta), self.REML)
+
     def batch(self, thetas: np.ndarray) -> np.ndarray:
         """The criterion at each row of ``thetas`` (one batched computation where the engine
         has one: the finite-difference derivatives evaluate ~k² points at once)."""

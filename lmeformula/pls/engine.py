@@ -9,12 +9,16 @@ With Λ(θ) the relative covariance factor, the system lme4 solves at each θ is
 so that ``ldL2 = 2 log|L_ZZ|``, ``ldRX2 = 2 log|L_XX|`` and ``pwrss = r²``, and the solutions
 come from one triangular solve. Here L_XZ = RZX' and L_XX = RX' in lme4's notation.
 
-As in MixedModels.jl, all cross-products are formed once. The random effects of the first term
-(the one with most levels, lme4's order) form block 1, whose diagonal block Λ₁'Z₁'WZ₁Λ₁ + I is
-block-diagonal (one nc₁ x nc₁ block per level), so its factor is computed level by level in one
-batched call. Everything else (the other terms, X and y) forms block 2, factored densely after
-the downdate by L₂₁L₂₁'; block 2 is small for the usual designs (InstEval: 1,128 + 28 + 3).
-No step per θ touches the n observations.
+As in MixedModels.jl, all cross-products are formed once (by counting observations per pair of
+levels). The random effects of the first term (the one with most levels, lme4's order) form
+block 1, whose diagonal block Λ₁'Z₁'WZ₁Λ₁ + I is block-diagonal (one nc₁ x nc₁ block per
+level), so its factor is computed level by level in one batched call. Everything else (the
+other terms, X and y) forms block 2, factored densely by LAPACK after the downdate by L₂₁L₂₁';
+block 2 is small for the usual designs (InstEval: 1,128 + 28 + 3). The downdate is one sparse
+matrix-vector product over precomputed products of row pairs, in which levels of the first
+term with equal cross-product blocks share a column. No step per θ touches the n observations.
+
+Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 """
 
 from __future__ import annotations
@@ -198,7 +202,12 @@ class _AugmentedSystem:
 @dataclass
 class PLSProblem(_AugmentedSystem):
     """Cross-products of [Z X y] with prior weights, formed once; factored at any θ by the
-    blocked algorithm (see the module docstring)."""
+    blocked algorithm (see the module docstring).
+
+    ``factors`` (optional): each term's level codes and model matrix X_i, in Zt's order. With
+    them the cross-products are counted per pair of levels (``bincount``) rather than formed
+    by sparse products, which is much cheaper for many observations.
+    """
 
     factors: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
     q1: int = field(init=False)
@@ -471,6 +480,73 @@ class PLSProblem(_AugmentedSystem):
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
                              self)
 
+    @property
+    def has_gradient(self) -> bool:
+        """Whether :meth:`gradient` is available: every term scalar (one coefficient per
+        level), and the downdate done over precomputed pairs or with a modest dense G."""
+        if not all(t.nc == 1 for t in self.terms):
+            return False
+        return self._pairs is not None or (
+            self._gdense is not None and self.m * self.m * self.q1 <= 200_000_000)
+
+    def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
+        """The criterion's gradient in θ at ``f``, analytically, for scalar terms.
+
+        With A = T'MT + E, T = diag(Λ, I) and Λ = θ_k I on term k, T⁻¹∂T/∂θ_k = D_k/θ_k
+        (D_k: term k's rows), so with C = A_s⁻¹ (s: random effects and X for REML, random
+        effects for ML) ∂ log|A_s| = (2/θ_k)(q_k - tr_k C), and with u the spherical random
+        effects ∂pwrss = -(2/θ_k)‖u_k‖². tr_k C needs only the diagonal of C: for block 2 it
+        is diag(S⁻¹) (S = L22 L22'), for the first term Σ_l 1/L11_l² + Σ_l c_l g_l'Λ₂S⁻¹Λ₂g_l
+        with g_l the level's column of G, which the downdate's pairs sum at the cost of one
+        mat-vec. At θ_k = 0 the criterion is even in θ_k and the derivative is 0.
+        """
+        if not self.has_gradient:
+            raise NotImplementedError("the analytic gradient needs scalar random-effects terms")
+        theta = f.theta
+        first = self.terms[0]
+        qr, p = self._lam_r_size, self.p
+        s = qr + p if REML else qr
+        traces = np.zeros(theta.shape[0])
+        th1 = theta[first.theta_offset]
+        l11 = f.L11[:, 0, 0]
+        traces[first.theta_offset] = float((1.0 / l11**2).sum())
+        if s:
+            # S⁻¹ from S's factor (L22 is zero above its diagonal): its lower triangle
+            inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
+            diag = np.diagonal(inv_s)
+            pos = 0
+            for t in self.terms[1:]:
+                traces[t.theta_offset] += float(diag[pos : pos + t.size].sum())
+                pos += t.size
+            dr = self._rest_diagonal(theta)[:s]
+            c = th1**2 / l11**4  # per level of the first term
+            traces[first.theta_offset] += self._weighted_quadratic(c, inv_s, dr, s)
+        _, u = self.solve(f)
+        sizes = np.array([t.size for t in self.terms])
+        offsets = np.array([t.theta_offset for t in self.terms])
+        usq = np.add.reduceat(u**2, np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+        scale = (self.n - p) if REML else self.n
+        th = theta[offsets]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = (2.0 / th) * (sizes - traces[offsets]) - scale * (2.0 / th) * usq / f.pwrss
+        out = np.zeros(theta.shape[0])
+        out[offsets] = np.where(th == 0.0, 0.0, g)
+        return out
+
+    def _weighted_quadratic(self, c: np.ndarray, inv_lower: np.ndarray, dr: np.ndarray,
+                            s: int) -> float:
+        """Σ_l c_l g_l'Λ₂S⁻¹Λ₂g_l over the first term's levels, g_l = G[:s, l], from the lower
+        triangle of S⁻¹ (c_l depends on the level only through A11_l)."""
+        if self._pairs is None:  # dense G: the quadratic forms by BLAS
+            inv = np.tril(inv_lower) + np.tril(inv_lower, -1).T
+            g = self.G[:s].toarray() * dr[:, None]
+            return float(((inv @ g) * g).sum(axis=0) @ c)
+        down = self._pairs @ c[self._group_level]  # Σ_l c_l G_il G_jl at the keys (i <= j)
+        inside = (self._key_rows < s) & (self._key_cols < s)
+        i, j = self._key_rows[inside], self._key_cols[inside]
+        weight = np.where(i == j, 1.0, 2.0) * dr[i] * dr[j]  # both triangles, and Λ₂
+        return float((weight * inv_lower[j, i] * down[inside]).sum())
+
     # -- criteria and solutions -------------------------------------------------------------
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """Fixed effects β and spherical random effects u (conditional modes) at ``f``."""
@@ -594,7 +670,7 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
 
 
 # Largest dense G (m x q1) and number of level pairs built by counting
-_MAX_DENSE_CROSS = 30_000_000
+_MAX_DENSE_CROSS = 10_000_000
 
 
 def _fits_dense(terms: Sequence[TermShape], p: int) -> bool:
@@ -745,6 +821,8 @@ class DensePLSProblem(_AugmentedSystem):
         ).astype(np.int64)
         self._vector_terms = [(int(pos[i]), int(pos[i + 1]), t) for i, t in enumerate(self.terms)
                               if t.nc > 1]
+        idx, ptr, lind = lambda_template(self.terms)
+        self._lambda_pattern = (idx, np.repeat(np.arange(self.q), np.diff(ptr)), lind)
         self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
         self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
@@ -865,6 +943,36 @@ class DensePLSProblem(_AugmentedSystem):
         ld_l2 = 2.0 * float(logs[:q].sum())
         ld_rx2 = 2.0 * float(logs[q:].sum())
         return DenseFactorization(theta, lfac, ld_l2, ld_rx2, float(d[-1] ** 2))
+
+    has_gradient = True
+
+    def gradient(self, f: DenseFactorization, REML: bool) -> np.ndarray:
+        """The criterion's gradient in θ at ``f``, analytically.
+
+        With A = T'MT + E (E = I on the random effects) and D_k = ∂T/∂θ_k, so that
+        ∂A = D_k'MT + T'MD_k: ∂ log|A_s| = 2 tr(A_s⁻¹ (T'MD_k)_s), where s is the random
+        effects and X for REML (log|L|² + log|RX|²) and the random effects alone for ML; and
+        ∂pwrss = w'(∂A)w = 2 (D_k w)'(MTw) with w = [-Ω⁻¹a; 1] the solution extended by the
+        response (pwrss is a minimum over w's first part, so only A's change counts).
+        """
+        q, p, m = self.q, self.p, self.m
+        theta = f.theta
+        s = q + p if REML else q
+        rows, cols, lind = self._lambda_pattern
+        t = np.eye(m)
+        t[cols, rows] = theta[lind]  # T = diag(Λ, I); Λ[c, r] is Λ'[r, c]
+        # A_s⁻¹ (T'M)[s, Z] by two triangular solves with A_s's factor, the leading block of L
+        cn, _ = la.lapack.dpotrs(f.L[:s, :s], t[:, :s].T @ self.M[:, :q], lower=1)
+        k = theta.shape[0]
+        g_logdet = 2.0 * np.bincount(lind, weights=cn[rows, cols], minlength=k)
+        top = f.L[: q + p, : q + p]
+        sol = la.solve_triangular(top, f.L[-1, : q + p], lower=True, trans="T",
+                                  check_finite=False)
+        w = np.concatenate([-sol, [1.0]])
+        h = self.M @ (t @ w)
+        g_pwrss = 2.0 * np.bincount(lind, weights=w[rows] * h[cols], minlength=k)
+        scale = (self.n - p) if REML else self.n
+        return g_logdet + scale * g_pwrss / f.pwrss
 
     def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
         top = f.L[:-1, :-1]

@@ -1,0 +1,104 @@
+"""The analytic gradient of the profiled criterion, and the L-BFGS-B optimizer that uses it.
+
+The gradient is checked against a five-point finite-difference stencil (error O(h⁴)) on the
+fixture models, REML and ML, for both engines; fits with L-BFGS-B must reach lme4's optimum
+as the default optimizer must (same criterion bound as test_lmer_lme4).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
+
+import lmeformula as lmf
+
+FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c)]
+
+
+def devfun(case_id: str, REML: bool) -> lmf.LmerDevfun:
+    case = load_case(case_id)
+    kwargs = {**case_kwargs(case), "REML": REML}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmf.mkLmerDevfun(lmf.lFormula(case["formula"], case_data(case), **kwargs))
+
+
+def five_point(fn, theta: np.ndarray, h: np.ndarray) -> np.ndarray:
+    out = np.empty_like(theta)
+    for i in range(theta.shape[0]):
+        e = np.zeros_like(theta)
+        e[i] = h[i]
+        out[i] = (-fn(theta + 2 * e) + 8 * fn(theta + e) - 8 * fn(theta - e)
+                  + fn(theta - 2 * e)) / (12 * h[i])
+    return out
+
+
+def probe_points(case_id: str, dev: lmf.LmerDevfun) -> list[np.ndarray]:
+    """lme4's optimum moved off it (a point where the gradient is not ~0), and the start."""
+    theta = as_float_array(load_case(case_id)["fit"]["theta"])
+    moved = np.where(dev.lower == 0, np.abs(theta) * 1.2 + 0.05, theta * 0.8 - 0.05)
+    return [moved, np.asarray(dev.start, float)]
+
+
+@pytest.mark.parametrize("REML", [True, False])
+@pytest.mark.parametrize("case_id", FIT_CASES)
+def test_gradient_matches_finite_differences(case_id: str, REML: bool) -> None:
+    dev = devfun(case_id, REML)
+    for theta in probe_points(case_id, dev):
+        h = 1e-3 * np.maximum(np.abs(theta), 0.1)  # O(h⁴) truncation, above round-off
+        analytic = dev.gradient(theta)
+        numeric = five_point(dev, theta, h)
+        scale = max(np.abs(numeric).max(), 1.0)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_gradient_of_a_scalar_term_at_and_near_zero() -> None:
+    """The criterion is even in the θ of a scalar term, so its derivative at 0 is 0; near 0
+    the blocked engine's formula, which divides by θ, must still be accurate."""
+    dev = devfun("insteval", True)
+    assert dev.gradient(np.array([0.3, 0.0, 0.1]))[1] == 0.0
+    near = np.array([0.3, 1e-3, 0.1])
+    numeric = five_point(dev, near, np.array([1e-4, 1e-5, 1e-4]))
+    np.testing.assert_allclose(dev.gradient(near), numeric, rtol=1e-5)
+    small = devfun("dyestuff", True)  # the dense engine
+    assert small.gradient(np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("case_id", ["sleepstudy_slope", "penicillin", "pastes", "dyestuff",
+                                     "sim_weights", "insteval", "machines_nested"])
+def test_lbfgsb_reaches_lme4_optimum(case_id: str) -> None:
+    case = load_case(case_id)
+    ref = case["fit"]
+    kwargs = {**case_kwargs(case), "control": {"optimizer": "L-BFGS-B"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmf.lmer(case["formula"], case_data(case), **kwargs)
+    theta = as_float_array(ref["theta"])
+    hessian = np.array(ref["hessian"], dtype=float).reshape(len(theta), len(theta))
+    step = 2e-4 * np.maximum(np.abs(theta), 1e-3)
+    bound = 0.5 * max(np.linalg.eigvalsh(hessian).max(), 0.0) * float(step @ step) + 1e-7
+    assert abs(m.REMLcrit() - ref["REMLcrit"]) <= bound
+    np.testing.assert_allclose(m.theta.to_numpy(), theta, rtol=2e-4, atol=1e-5)
+    assert m.optinfo.optimizer == "L-BFGS-B"
+
+
+def test_lbfgsb_without_an_analytic_gradient_uses_finite_differences() -> None:
+    """The blocked engine has no analytic gradient for vector-valued terms: L-BFGS-B then
+    differentiates numerically and still reaches the default optimizer's optimum."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    subj, item = rng.integers(0, 120, n), rng.integers(0, 60, n)
+    x = rng.normal(size=n)
+    y = (1 + 0.5 * x + rng.normal(size=120)[subj] + 0.4 * rng.normal(size=120)[subj] * x
+         + 0.7 * rng.normal(size=60)[item] + rng.normal(size=n))
+    df = pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})
+    formula = "y ~ x + (x | subj) + (1 | item)"
+    dev = lmf.lmer(formula, df, devFunOnly=True)
+    assert not dev.has_gradient
+    default = lmf.lmer(formula, df)
+    numeric = lmf.lmer(formula, df, control={"optimizer": "L-BFGS-B"})
+    assert numeric.REMLcrit() == pytest.approx(default.REMLcrit(), abs=1e-5)
