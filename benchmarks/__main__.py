@@ -21,7 +21,8 @@ from .engines import available, run_lme4, run_python_engine
 from .models import MODELS, Model, data_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ENGINES = ["lmeformula", "lme4", "glmm", "mixedlm", "lme-python", "statsmodels"]
+ENGINES = ["lmeformula", "lmeformula-lbfgsb", "lme4", "glmm", "mixedlm", "lme-python",
+           "statsmodels"]
 
 
 def expressible_by_statsmodels(model: Model, data: str) -> str | None:
@@ -138,7 +139,10 @@ def write_results(rows: list[dict], name: str = "latest") -> None:
              "engine in its own process. `time / lmeformula` > 1 means lmeformula is faster. "
              "`max rel. diff` compares fixed effects (and, for lme4, standard deviations and "
              "correlations) with the reference engine (lme4 when R is installed). statsmodels "
-             "is timed on `MixedLM.fit()` of the design lmeformula's bridge builds.", "",
+             "is timed on `MixedLM.fit()` of the design lmeformula's bridge builds. "
+             "`lmeformula-lbfgsb` is lmeformula with `control={\"optimizer\": \"L-BFGS-B\"}`: "
+             "the analytic gradient with L-BFGS-B instead of lme4's BOBYQA (each of its "
+             "evaluations also computes the gradient).", "",
              "| model | engine | fit | evaluations | peak RSS (MB) | time / lmeformula | "
              "REML criterion − reference | max rel. diff |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]

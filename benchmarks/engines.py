@@ -61,6 +61,15 @@ vc = m.VarCorr.as_data_frame(order="lower.tri")
 report(engine="lmeformula", version=lmf.__version__, fit_s=fit_s, feval=m.optinfo.feval,
        criterion=m.REMLcrit(), beta=m.beta.tolist(), sdcor=vc["sdcor"].tolist())
 """),
+    "lmeformula-lbfgsb": ("""
+def prepare(d): return d
+def fit(d, _): return lmf.lmer(formula, d, control={"optimizer": "L-BFGS-B"})
+""", """
+vc = m.VarCorr.as_data_frame(order="lower.tri")
+report(engine="lmeformula-lbfgsb", version=lmf.__version__, fit_s=fit_s,
+       feval=m.optinfo.feval, criterion=m.REMLcrit(), beta=m.beta.tolist(),
+       sdcor=vc["sdcor"].tolist())
+"""),
     "glmm": ("""
 import glmm
 from importlib.metadata import version
@@ -165,6 +174,7 @@ def available(engine: str) -> bool:
     """Whether a Python engine's package is installed."""
     import importlib.util
 
-    module = {"lmeformula": "lmeformula", "glmm": "glmm", "mixedlm": "mixedlm",
+    module = {"lmeformula": "lmeformula", "lmeformula-lbfgsb": "lmeformula", "glmm": "glmm",
+              "mixedlm": "mixedlm",
               "lme-python": "lme_python", "statsmodels": "statsmodels"}[engine]
     return importlib.util.find_spec(module) is not None
