@@ -120,7 +120,7 @@ def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int,
 def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
     """scipy's L-BFGS-B with the analytic gradient where the deviance function has one
-    (``fn.gradient``), else with finite differences. The default tolerances are tighter than
+    (``fn.gradient``), else with central finite differences. The default tolerances are tighter than
     scipy's, which stop too early for criteria of size ~n: a relative decrease below 1e-13
     or a projected gradient below 1e-7 times the criterion."""
     from scipy.optimize import minimize
@@ -133,8 +133,8 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             return fn(x), gradient(x)
 
         objective, jac = fun, True
-    else:
-        objective, jac = fn, None
+    else:  # central differences: forward ones are too coarse to converge tightly
+        objective, jac = fn, "3-point"
     x0 = np.clip(np.asarray(x0, float), lower, None)
     scale = max(abs(float(fn(x0))), 1.0)
     options = {"ftol": 1e-13, "gtol": 1e-7 * scale, "maxiter": 1000, **opts}

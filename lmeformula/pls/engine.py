@@ -961,8 +961,10 @@ class DensePLSProblem(_AugmentedSystem):
         rows, cols, lind = self._lambda_pattern
         t = np.eye(m)
         t[cols, rows] = theta[lind]  # T = diag(Λ, I); Λ[c, r] is Λ'[r, c]
-        # A_s⁻¹ (T'M)[s, Z] by two triangular solves with A_s's factor, the leading block of L
-        cn, _ = la.lapack.dpotrs(f.L[:s, :s], t[:, :s].T @ self.M[:, :q], lower=1)
+        # A_s⁻¹ (T'M)[s, Z] by two solves with A_s's factor, the leading block of L (numpy's
+        # solver: scipy's dpotrs wakes OpenBLAS's threads, which costs ms at these sizes)
+        ls = np.tril(f.L[:s, :s])
+        cn = np.linalg.solve(ls.T, np.linalg.solve(ls, t[:, :s].T @ self.M[:, :q]))
         k = theta.shape[0]
         g_logdet = 2.0 * np.bincount(lind, weights=cn[rows, cols], minlength=k)
         top = f.L[: q + p, : q + p]
