@@ -284,8 +284,24 @@ class LmerDevfun:
         return bool(getattr(self.problem, "has_gradient", False))
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """The criterion's gradient in θ (analytic; see the engines' ``gradient``)."""
-        return self.problem.gradient(self.factor(theta), self.REML)
+        """The criterion's gradient in θ (analytic; see the engines' ``gradient``). Where the
+        engine's formula does not apply (a singular λ, on the boundary) it is taken by central
+        differences."""
+        theta = np.asarray(theta, dtype=float)
+        try:
+            return self.problem.gradient(self.factor(theta), self.REML)
+        except np.linalg.LinAlgError:
+            return self._central_differences(theta)
+
+    def _central_differences(self, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
+        out = np.empty_like(theta)
+        for i in range(theta.shape[0]):
+            e = np.zeros_like(theta)
+            e[i] = step * max(abs(theta[i]), 1e-2)
+            out[i] = (self.problem.deviance(theta + e, self.REML)[0]
+                      - self.problem.deviance(theta - e, self.REML)[0]) / (2 * e[i])
+        self.last = None  # the factorisation kept is no longer θ's
+        return out
 
     def batch(self, thetas: np.ndarray) -> np.ndarray:
         """The criterion at each row of ``thetas`` (one batched computation where the engine

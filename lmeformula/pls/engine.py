@@ -482,70 +482,108 @@ class PLSProblem(_AugmentedSystem):
 
     @property
     def has_gradient(self) -> bool:
-        """Whether :meth:`gradient` is available: every term scalar (one coefficient per
-        level), and the downdate done over precomputed pairs or with a modest dense G."""
-        if not all(t.nc == 1 for t in self.terms):
-            return False
+        """Whether :meth:`gradient` is available: the downdate is done over precomputed
+        pairs, or with a modest dense G."""
         return self._pairs is not None or (
             self._gdense is not None and self.m * self.m * self.q1 <= 200_000_000)
 
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
-        """The criterion's gradient in θ at ``f``, analytically, for scalar terms.
+        """The criterion's gradient in θ at ``f``, analytically.
 
-        With A = T'MT + E, T = diag(Λ, I) and Λ = θ_k I on term k, T⁻¹∂T/∂θ_k = D_k/θ_k
-        (D_k: term k's rows), so with C = A_s⁻¹ (s: random effects and X for REML, random
-        effects for ML) ∂ log|A_s| = (2/θ_k)(q_k - tr_k C), and with u the spherical random
-        effects ∂pwrss = -(2/θ_k)‖u_k‖². tr_k C needs only the diagonal of C: for block 2 it
-        is diag(S⁻¹) (S = L22 L22'), for the first term Σ_l 1/L11_l² + Σ_l c_l g_l'Λ₂S⁻¹Λ₂g_l
-        with g_l the level's column of G, which the downdate's pairs sum at the cost of one
-        mat-vec. At θ_k = 0 the criterion is even in θ_k and the derivative is 0.
+        With A = T'MT + E, T = diag(I ⊗ λ_t, I) and θ_k at (r, c) of term t's λ, T⁻¹∂T/∂θ_k
+        is I ⊗ F_k with F_k = λ⁻¹ e_r e_cᵀ on term t. Then, with C = A_s⁻¹ (s: random
+        effects and X for REML, random effects for ML), ∂ log|A_s| = 2 [(nl I - Σ_l C_ll) λ⁻¹]_cr
+        and, with u the spherical random effects and Q = Σ_l u_l u_lᵀ, ∂pwrss = -2 [Q λ⁻¹]_cr:
+        only the nc x nc diagonal blocks of C are needed. Block 2's come from S⁻¹ (one
+        ``dpotri``); the first term's are P_l + P_l λ'G_l'Λ₂S⁻¹Λ₂'G_lλP_l with
+        P_l = (λ'A11_lλ + I)⁻¹, summed over levels by the downdate's pairs. Where a λ is
+        singular (a boundary) the gradient is taken by central differences instead.
         """
-        if not self.has_gradient:
-            raise NotImplementedError("the analytic gradient needs scalar random-effects terms")
         theta = f.theta
-        first = self.terms[0]
+        lams = [t.lower_factor(theta) for t in self.terms]
+        if any(np.any(np.diagonal(lam) == 0.0) for lam in lams):
+            raise np.linalg.LinAlgError("a relative covariance factor is singular")
         qr, p = self._lam_r_size, self.p
         s = qr + p if REML else qr
-        traces = np.zeros(theta.shape[0])
-        th1 = theta[first.theta_offset]
-        l11 = f.L11[:, 0, 0]
-        traces[first.theta_offset] = float((1.0 / l11**2).sum())
+        # Σ_l C_ll for each term
+        blocks = [np.zeros((t.nc, t.nc)) for t in self.terms]
+        lam1 = lams[0]
+        l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc)
+        pmat = np.swapaxes(l11inv, 1, 2) @ l11inv  # P_l = (L11_l L11_l')⁻¹
+        blocks[0] += pmat.sum(axis=0)
         if s:
-            # S⁻¹ from S's factor (L22 is zero above its diagonal): its lower triangle
-            inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
-            diag = np.diagonal(inv_s)
+            inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)  # S⁻¹, lower triangle
             pos = 0
-            for t in self.terms[1:]:
-                traces[t.theta_offset] += float(diag[pos : pos + t.size].sum())
+            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
+                sub = inv_s[pos : pos + t.size, pos : pos + t.size]
+                d = np.einsum("lalb->ab", sub.reshape(t.nl, t.nc, t.nl, t.nc))
+                blk += np.tril(d) + np.tril(d, -1).T  # from the lower triangle only
                 pos += t.size
-            dr = self._rest_diagonal(theta)[:s]
-            c = th1**2 / l11**4  # per level of the first term
-            traces[first.theta_offset] += self._weighted_quadratic(c, inv_s, dr, s)
+            v = lam1 @ pmat  # V_l = λ P_l
+            blocks[0] += self._first_term_quadratic(v, inv_s, lams, s)
         _, u = self.solve(f)
-        sizes = np.array([t.size for t in self.terms])
-        offsets = np.array([t.theta_offset for t in self.terms])
-        usq = np.add.reduceat(u**2, np.concatenate([[0], np.cumsum(sizes)[:-1]]))
         scale = (self.n - p) if REML else self.n
-        th = theta[offsets]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = (2.0 / th) * (sizes - traces[offsets]) - scale * (2.0 / th) * usq / f.pwrss
         out = np.zeros(theta.shape[0])
-        out[offsets] = np.where(th == 0.0, 0.0, g)
+        pos = 0
+        for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
+            ut = u[pos : pos + t.size].reshape(t.nl, t.nc)
+            q_t = np.einsum("la,lb->ab", ut, ut)  # not BLAS (see _first_term_quadratic)
+            inner = (t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss)
+            grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
+            rows, cols = np.tril_indices(t.nc)
+            order = np.lexsort((rows, cols))  # θ's order: column-major lower triangle
+            out[t.theta_offset : t.theta_offset + rows.size] = grad[cols[order], rows[order]]
+            pos += t.size
         return out
 
-    def _weighted_quadratic(self, c: np.ndarray, inv_lower: np.ndarray, dr: np.ndarray,
-                            s: int) -> float:
-        """Σ_l c_l g_l'Λ₂S⁻¹Λ₂g_l over the first term's levels, g_l = G[:s, l], from the lower
-        triangle of S⁻¹ (c_l depends on the level only through A11_l)."""
+    def _lambda_rest(self, lams: list[np.ndarray], s: int) -> sp.csr_matrix:
+        """Λ₂ on block 2's first s rows, as a sparse matrix (block-diagonal I ⊗ λ_t, then I)."""
+        parts = [sp.kron(sp.identity(t.nl), sp.csr_matrix(lam))
+                 for t, lam in zip(self.terms[1:], lams[1:], strict=True)]
+        parts.append(sp.identity(self.p))
+        return sp.block_diag(parts, format="csr")[:s, :s]
+
+    def _first_term_quadratic(self, v: np.ndarray, inv_lower: np.ndarray,
+                              lams: list[np.ndarray], s: int) -> np.ndarray:
+        """Σ_l V_l' G_l'K̃G_l V_l (nc x nc) with K̃ = Λ₂S⁻¹Λ₂' on block 2's first s rows
+        (L21 = Λ₂'GΛ₁L11⁻ᵀ),
+        G_l the level's nc columns of G, from the lower triangle of S⁻¹ (V_l depends on the
+        level only through A11_l)."""
+        nc = self.terms[0].nc
+
+        def k_tilde_full() -> np.ndarray:
+            k_full = np.tril(inv_lower) + np.tril(inv_lower, -1).T
+            lam2 = self._lambda_rest(lams, s)
+            return np.asarray(lam2 @ np.asarray(lam2 @ k_full).T)  # Λ₂ S⁻¹ Λ₂'
+
+        out = np.zeros((nc, nc))
         if self._pairs is None:  # dense G: the quadratic forms by BLAS
-            inv = np.tril(inv_lower) + np.tril(inv_lower, -1).T
-            g = self.G[:s].toarray() * dr[:, None]
-            return float(((inv @ g) * g).sum(axis=0) @ c)
-        down = self._pairs @ c[self._group_level]  # Σ_l c_l G_il G_jl at the keys (i <= j)
+            g = self.G[:s].toarray().reshape(s, -1, nc)  # (s, nl, nc)
+            kg = np.einsum("ij,jlb->ilb", k_tilde_full(), g)
+            h = np.einsum("ila,ilb->lab", g, kg)  # H_l = G_l' K̃ G_l
+            return np.einsum("lxa,lxy,lyb->ab", v, h, v)
         inside = (self._key_rows < s) & (self._key_cols < s)
         i, j = self._key_rows[inside], self._key_cols[inside]
-        weight = np.where(i == j, 1.0, 2.0) * dr[i] * dr[j]  # both triangles, and Λ₂
-        return float((weight * inv_lower[j, i] * down[inside]).sum())
+        if all(t.nc == 1 for t in self.terms[1:]):
+            # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
+            dr = np.concatenate([np.full(t.nl, lam[0, 0]) for t, lam
+                                 in zip(self.terms[1:], lams[1:], strict=True)]
+                                + [np.ones(self.p)])[:s]
+            k_keys = inv_lower[j, i] * dr[i] * dr[j]
+        else:
+            k_keys = k_tilde_full()[i, j]
+        weight = np.where(i == j, 1.0, 2.0) * k_keys  # keys are the upper triangle
+        vg = v[self._group_level]  # (groups, nc, nc)
+        for a in range(nc):
+            for b in range(a, nc):
+                # B_l[x, y] = V_l[x, a] V_l[y, b], symmetrised (K̃ is symmetric)
+                bmat = vg[:, :, a, None] * vg[:, None, :, b]
+                bmat = 0.5 * (bmat + np.swapaxes(bmat, 1, 2))
+                down = self._pairs @ bmat.reshape(-1)
+                # a ufunc sum, not BLAS: numpy's own OpenBLAS threads would wake up, spin and
+                # slow down scipy's dpotrf that follows
+                out[a, b] = out[b, a] = float(np.sum(weight * down[inside]))
+        return out
 
     # -- criteria and solutions -------------------------------------------------------------
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
