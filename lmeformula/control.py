@@ -36,10 +36,10 @@ class LmerControl:
     optimizer
         ``"nloptwrap"`` (NLopt BOBYQA, lme4's default), ``"bobyqa"``, ``"Nelder_Mead"``,
         ``"L-BFGS-B"``, or None to evaluate the deviance at the start only. ``"L-BFGS-B"``
-        (scipy) uses the criterion's analytic gradient where the engine has one (small
-        models; large models whose terms are all scalar, such as InstEval) and needs far
-        fewer evaluations than BOBYQA; it reaches the same optimum but not along lme4's
-        path, so step counts and the last digits differ from lme4's.
+        (scipy) uses the criterion's analytic gradient and needs far fewer evaluations than
+        BOBYQA, which pays off for large models (InstEval); it reaches the same optimum (or a
+        better one where BOBYQA stops early) but not along lme4's path, so step counts and
+        the last digits differ from lme4's.
     optCtrl
         Options for the optimizer (``xtol_abs``, ``ftol_abs``, ``maxeval``...).
     restart_edge, boundary_tol

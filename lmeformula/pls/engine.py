@@ -496,8 +496,9 @@ class PLSProblem(_AugmentedSystem):
         and, with u the spherical random effects and Q = Σ_l u_l u_lᵀ, ∂pwrss = -2 [Q λ⁻¹]_cr:
         only the nc x nc diagonal blocks of C are needed. Block 2's come from S⁻¹ (one
         ``dpotri``); the first term's are P_l + P_l λ'G_l'Λ₂S⁻¹Λ₂'G_lλP_l with
-        P_l = (λ'A11_lλ + I)⁻¹, summed over levels by the downdate's pairs. Where a λ is
-        singular (a boundary) the gradient is taken by central differences instead.
+        P_l = (λ'A11_lλ + I)⁻¹, summed over levels by the downdate's pairs. A singular λ (a
+        zero on its diagonal: the boundary) raises ``LinAlgError``; the deviance function
+        then takes the gradient just inside.
         """
         theta = f.theta
         lams = [t.lower_factor(theta) for t in self.terms]
