@@ -139,8 +139,36 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     scale = max(abs(float(fn(x0))), 1.0)
     options = {"ftol": 1e-13, "gtol": 1e-7 * scale, "maxiter": 1000, **opts}
     res = minimize(objective, x0, jac=jac, method="L-BFGS-B", bounds=bounds, options=options)
+    nfev = int(res.nfev) + 1
+    # θ = 0 on a diagonal is a stationary point of the criterion (it is even in a scalar
+    # term's θ), so a gradient method can stop there although moving inwards lowers the
+    # criterion. As lme4's restart_edge, look a finite step inside and restart from there.
+    for _ in range(3):
+        trial, used = _better_inside(fn, np.asarray(res.x, float), float(res.fun), lower)
+        nfev += used
+        if trial is None:
+            break
+        res = minimize(objective, trial, jac=jac, method="L-BFGS-B", bounds=bounds,
+                       options=options)
+        nfev += int(res.nfev)
     return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
-            int(res.nfev) + 1)
+            nfev)
+
+
+def _better_inside(fn: Objective, x: np.ndarray, fx: float, lower: np.ndarray
+                   ) -> tuple[np.ndarray | None, int]:
+    """The best point, if any beats ``fx``, among steps of 1e-3, 1e-2 and 1e-1 inside the
+    boundary from each diagonal θ that sits on it, and the number of evaluations spent."""
+    best, best_value, used = None, fx - 1e-10 * max(abs(fx), 1.0), 0
+    for i in np.flatnonzero((lower == 0) & (x <= 1e-6)):
+        for step in (1e-3, 1e-2, 1e-1):
+            trial = x.copy()
+            trial[i] = step
+            value = float(fn(trial))
+            used += 1
+            if value < best_value:
+                best, best_value = trial, value
+    return best, used
 
 
 OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = {

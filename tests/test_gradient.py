@@ -131,3 +131,20 @@ def test_on_the_boundary_the_gradient_is_taken_just_inside(theta: list[float]) -
     numeric = five_point(dev, inside, np.full(4, 1e-4))
     np.testing.assert_allclose(dev.gradient(theta), numeric, rtol=1e-5,
                                atol=1e-6 * np.abs(numeric).max())
+
+
+def test_lbfgsb_does_not_stop_at_the_stationary_point_on_the_boundary() -> None:
+    """θ = 0 on a diagonal is stationary (the criterion is even there); pure-noise data lead
+    L-BFGS-B there, although the optimum is inside: the edge check must restart it."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                       "g": rng.integers(0, 300, n).astype(str), "h": rng.integers(0, 40, n),
+                       "w": rng.uniform(0.5, 2, n)})
+    formula = "y ~ x + (x | g) + (1 | h)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = lmf.lmer(formula, df, weights="w")
+        fast = lmf.lmer(formula, df, weights="w", control={"optimizer": "L-BFGS-B"})
+    assert fast.REMLcrit() <= default.REMLcrit() + 1e-7
+    assert fast.theta.iloc[0] > 0.01
