@@ -39,7 +39,9 @@ class LmerControl:
         (scipy) uses the criterion's analytic gradient and needs far fewer evaluations than
         BOBYQA, which pays off for large models (InstEval); it reaches the same optimum (or a
         better one where BOBYQA stops early) but not along lme4's path, so step counts and
-        the last digits differ from lme4's.
+        the last digits differ from lme4's. After it converges, diagonal θ on the boundary are
+        tried a finite step inside (θ = 0 is a stationary point) and it restarts from there
+        when that is better.
     optCtrl
         Options for the optimizer (``xtol_abs``, ``ftol_abs``, ``maxeval``...).
     restart_edge, boundary_tol
