@@ -148,3 +148,27 @@ def test_lbfgsb_does_not_stop_at_the_stationary_point_on_the_boundary() -> None:
         fast = lmf.lmer(formula, df, weights="w", control={"optimizer": "L-BFGS-B"})
     assert fast.REMLcrit() <= default.REMLcrit() + 1e-7
     assert fast.theta.iloc[0] > 0.01
+
+
+LBFGSB_FITS = [(c, k) for c in FIT_CASES for k in ("fit", "fit_ml") if k in load_case(c)]
+
+
+@pytest.mark.parametrize(("case_id", "key"), LBFGSB_FITS)
+def test_lbfgsb_criterion_is_at_least_as_low_as_lme4s(case_id: str, key: str) -> None:
+    """On every fixture, REML and ML, L-BFGS-B ends no higher than lme4's BOBYQA (θ may differ
+    where the criterion is flat or the fit singular)."""
+    import dataclasses
+
+    from lmeformula.control import as_control
+
+    case = load_case(case_id)
+    ref = case[key]
+    kwargs = {**case_kwargs(case), "REML": key == "fit"}
+    kwargs["control"] = dataclasses.replace(as_control(kwargs.get("control")),
+                                            optimizer="L-BFGS-B")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmf.lmer(case["formula"], case_data(case), **kwargs)
+    ours = m.REMLcrit() if ref["REML"] else m.deviance()
+    theirs = ref["REMLcrit"] if ref["REML"] else ref["deviance_ML"]
+    assert ours <= theirs + 1e-6
