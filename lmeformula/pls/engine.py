@@ -342,9 +342,9 @@ class PLSProblem(_AugmentedSystem):
         self._block_value_rows = edges[:-1]  # a row of each block, to read Λ₂'s value there
         self._segments: list[tuple[int, int, int, int]] = []
         if self._pairs is not None:
-            self._split_pairs(edges)
+            self._order_keys_by_block(edges)
 
-    def _split_pairs(self, edges: np.ndarray) -> None:
+    def _order_keys_by_block(self, edges: np.ndarray) -> None:
         """Order the downdate's entries by block pair, so that scaling them by Λ₂ is one
         multiplication per pair of blocks."""
         if self._rest_diagonal is None:
