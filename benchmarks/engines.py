@@ -52,24 +52,22 @@ _TIMING = textwrap.dedent("""
     fit_s = statistics.median(ts)
 """)
 
-SCRIPTS = {
-    "lmeformula": ("""
+def _lmeformula_script(engine: str, lmer_args: str = "") -> tuple[str, str]:
+    """lmeformula's script, with extra arguments to ``lmer`` (``control=...``)."""
+    return (f"""
 def prepare(d): return d
-def fit(d, _): return lmf.lmer(formula, d)
-""", """
+def fit(d, _): return lmf.lmer(formula, d{lmer_args})
+""", f"""
 vc = m.VarCorr.as_data_frame(order="lower.tri")
-report(engine="lmeformula", version=lmf.__version__, fit_s=fit_s, feval=m.optinfo.feval,
+report(engine="{engine}", version=lmf.__version__, fit_s=fit_s, feval=m.optinfo.feval,
        criterion=m.REMLcrit(), beta=m.beta.tolist(), sdcor=vc["sdcor"].tolist())
-"""),
-    "lmeformula-lbfgsb": ("""
-def prepare(d): return d
-def fit(d, _): return lmf.lmer(formula, d, control={"optimizer": "L-BFGS-B"})
-""", """
-vc = m.VarCorr.as_data_frame(order="lower.tri")
-report(engine="lmeformula-lbfgsb", version=lmf.__version__, fit_s=fit_s,
-       feval=m.optinfo.feval, criterion=m.REMLcrit(), beta=m.beta.tolist(),
-       sdcor=vc["sdcor"].tolist())
-"""),
+""")
+
+
+SCRIPTS = {
+    "lmeformula": _lmeformula_script("lmeformula"),
+    "lmeformula-lbfgsb": _lmeformula_script(
+        "lmeformula-lbfgsb", ', control={"optimizer": "L-BFGS-B"}'),
     "glmm": ("""
 import glmm
 from importlib.metadata import version

@@ -104,13 +104,17 @@ def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count
 
 
+def _scipy_bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
+    """θ's bounds as scipy takes them: no upper bounds, None for -inf."""
+    return [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+
 def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int, str, int]]:
     def run(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
         from scipy.optimize import minimize
 
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        res = minimize(fn, x0, method=method, bounds=bounds, options=dict(opts))
+        res = minimize(fn, x0, method=method, bounds=_scipy_bounds(lower), options=dict(opts))
         return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
                 int(res.nfev))
 
@@ -125,7 +129,7 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     or a projected gradient below 1e-7 times the criterion."""
     from scipy.optimize import minimize
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounds = _scipy_bounds(lower)
     if getattr(fn, "has_gradient", False):
         gradient = fn.gradient  # type: ignore[attr-defined]
 

@@ -133,21 +133,10 @@ class ReTerm:
     def Zt(self) -> sp.csc_matrix:
         """Zt_i = KhatriRao(J_i', X_i'), (nl*nc) x n.
 
-        Built straight from the factor's codes: column j of J_i' has its single 1 in row
-        ``code_j``, so column j of the product holds X_i's row j in rows
-        ``code_j*nc .. code_j*nc + nc-1`` (zeros not stored, as :func:`khatri_rao`).
+        Built straight from the factor's codes (see :func:`_stacked_zt`), zeros not stored,
+        as :func:`khatri_rao`.
         """
-        codes = np.asarray(self.factor.codes, dtype=np.int64)
-        n, nc = self.X.shape
-        rows = (codes[:, None] * nc + np.arange(nc)).ravel()
-        vals = np.asarray(self.X, dtype=float).ravel()
-        stored = vals != 0.0  # NaN is stored (lFormula reports it)
-        if stored.all():
-            indptr = np.arange(0, n * nc + 1, nc)
-        else:
-            rows, vals = rows[stored], vals[stored]
-            indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, nc).sum(axis=1))])
-        return sp.csc_matrix((vals, rows, indptr), shape=(self.nl * nc, n))
+        return _stacked_zt([self])
 
     @property
     def theta_length(self) -> int:
@@ -283,8 +272,10 @@ def _with_unique_keys(terms_: list[ReTerm]) -> list[ReTerm]:
 
 
 def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
-    """Zt: the terms' blocks stacked (rows term by term), built column by column as each
-    block is: observation j has, for each term, its X_i row in the rows of its level."""
+    """Zt: the terms' blocks stacked (rows term by term), built column by column. Column j
+    of J_i' has its single 1 in row code_j, so column j of KhatriRao(J_i', X_i') holds X_i's
+    row j in rows code_j*nc .. code_j*nc + nc-1: observation j has, for each term, its X_i
+    row in the rows of its level."""
     n = terms_[0].X.shape[0]
     width = sum(t.nc for t in terms_)
     row = np.empty((n, width), dtype=np.int64)

@@ -129,15 +129,12 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
                        REML: bool) -> float:
     """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
     or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
-    if REML:
-        nmp = n - p
-        return float(ldL2 - ldW + ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)))
-    return float(ldL2 - ldW + n * (1.0 + np.log(2.0 * np.pi * pwrss / n)))
+    return float(profiled_criteria(ldL2, ldRX2, pwrss, n, p, ldW, REML))
 
 
 def profiled_criteria(ldL2: np.ndarray, ldRX2: np.ndarray, pwrss: np.ndarray, n: int, p: int,
                       ldW: float, REML: bool) -> np.ndarray:
-    """:func:`profiled_criterion` for arrays of factorisations."""
+    """:func:`profiled_criterion` for arrays of factorisations (or scalars)."""
     if REML:
         nmp = n - p
         return ldL2 - ldW + ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
@@ -521,7 +518,7 @@ class PLSProblem(_AugmentedSystem):
                 blk += np.tril(d) + np.tril(d, -1).T  # from the lower triangle only
                 pos += t.size
             v = lam1 @ pmat  # V_l = λ P_l
-            blocks[0] += self._first_term_quadratic(v, inv_s, lams, s)
+            blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
         _, u = self.solve(f)
         scale = (self.n - p) if REML else self.n
         out = np.zeros(theta.shape[0])
@@ -531,21 +528,13 @@ class PLSProblem(_AugmentedSystem):
             q_t = np.einsum("la,lb->ab", ut, ut)  # not BLAS (see _first_term_quadratic)
             inner = (t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss)
             grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
-            rows, cols = np.tril_indices(t.nc)
-            order = np.lexsort((rows, cols))  # θ's order: column-major lower triangle
-            out[t.theta_offset : t.theta_offset + rows.size] = grad[cols[order], rows[order]]
+            positions = _lower_positions(t.nc)  # λ[r, c] in θ's order: grad.T's (r, c)
+            out[t.theta_offset : t.theta_offset + positions.size] = grad.T.ravel()[positions]
             pos += t.size
         return out
 
-    def _lambda_rest(self, lams: list[np.ndarray], s: int) -> sp.csr_matrix:
-        """Λ₂ on block 2's first s rows, as a sparse matrix (block-diagonal I ⊗ λ_t, then I)."""
-        parts = [sp.kron(sp.identity(t.nl), sp.csr_matrix(lam))
-                 for t, lam in zip(self.terms[1:], lams[1:], strict=True)]
-        parts.append(sp.identity(self.p))
-        return sp.block_diag(parts, format="csr")[:s, :s]
-
-    def _first_term_quadratic(self, v: np.ndarray, inv_lower: np.ndarray,
-                              lams: list[np.ndarray], s: int) -> np.ndarray:
+    def _first_term_quadratic(self, v: np.ndarray, inv_lower: np.ndarray, theta: np.ndarray,
+                              s: int) -> np.ndarray:
         """Σ_l V_l' G_l'K̃G_l V_l (nc x nc) with K̃ = Λ₂S⁻¹Λ₂' on block 2's first s rows
         (L21 = Λ₂'GΛ₁L11⁻ᵀ),
         G_l the level's nc columns of G, from the lower triangle of S⁻¹ (V_l depends on the
@@ -554,7 +543,7 @@ class PLSProblem(_AugmentedSystem):
 
         def k_tilde_full() -> np.ndarray:
             k_full = np.tril(inv_lower) + np.tril(inv_lower, -1).T
-            lam2 = self._lambda_rest(lams, s)
+            lam2 = self.lambda_rest_t(theta).T[:s, :s]
             return np.asarray(lam2 @ np.asarray(lam2 @ k_full).T)  # Λ₂ S⁻¹ Λ₂'
 
         out = np.zeros((nc, nc))
@@ -565,11 +554,9 @@ class PLSProblem(_AugmentedSystem):
             return np.einsum("lxa,lxy,lyb->ab", v, h, v)
         inside = (self._key_rows < s) & (self._key_cols < s)
         i, j = self._key_rows[inside], self._key_cols[inside]
-        if all(t.nc == 1 for t in self.terms[1:]):
+        if self._rest_diagonal is not None:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
-            dr = np.concatenate([np.full(t.nl, lam[0, 0]) for t, lam
-                                 in zip(self.terms[1:], lams[1:], strict=True)]
-                                + [np.ones(self.p)])[:s]
+            dr = self._rest_diagonal(theta)[:s]
             k_keys = inv_lower[j, i] * dr[i] * dr[j]
         else:
             k_keys = k_tilde_full()[i, j]
@@ -1006,10 +993,8 @@ class DensePLSProblem(_AugmentedSystem):
         cn = np.linalg.solve(ls.T, np.linalg.solve(ls, t[:, :s].T @ self.M[:, :q]))
         k = theta.shape[0]
         g_logdet = 2.0 * np.bincount(lind, weights=cn[rows, cols], minlength=k)
-        top = f.L[: q + p, : q + p]
-        sol = la.solve_triangular(top, f.L[-1, : q + p], lower=True, trans="T",
-                                  check_finite=False)
-        w = np.concatenate([-sol, [1.0]])
+        beta, u = self.solve(f)
+        w = np.concatenate([-u, -beta, [1.0]])
         h = self.M @ (t @ w)
         g_pwrss = 2.0 * np.bincount(lind, weights=w[rows] * h[cols], minlength=k)
         scale = (self.n - p) if REML else self.n
