@@ -67,8 +67,8 @@ def check_zdims(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
     msgs: list[str] = []
     if ctrl.check_nobs_vs_nRE == "ignore":
         return msgs
-    for name, block in re.Ztlist.items():
-        nre = block.shape[0]
+    for t in re.terms:
+        name, nre = t.key, t.nl * t.nc
         if n <= nre:
             m = _act(ctrl.check_nobs_vs_nRE,
                      f"number of observations (={n}) <= number of random effects (={nre}) "

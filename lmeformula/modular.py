@@ -57,7 +57,7 @@ class ParsedFormula:
     bars: tuple[BinOp, ...]
     fixed: Terms
 
-    @property
+    @cached_property
     def expanded(self) -> str:
         """The formula lme4 stores: ``||`` expanded."""
         rhs = deparse(self.rhs)
@@ -275,10 +275,21 @@ class LmerDevfun:
     start: np.ndarray
     evaluations: int = 0
     last: Any = None
+    # the lowest criterion so far, its (REML, θ as bytes) and factorisation: the optimizer returns
+    # the best point it evaluated, and lme4 evaluates there once more (mkMerMod)
+    _best: tuple[float, tuple[bool, bytes], Any] | None = field(default=None, repr=False)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.evaluations += 1
+        theta = np.asarray(theta, dtype=float)
+        key = (self.REML, theta.tobytes())
+        best = self._best
+        if best is not None and best[1] == key:
+            self.last = best[2]
+            return best[0]
         value, self.last = self.problem.deviance(theta, self.REML)
+        if self.last is not None and (best is None or value < best[0]):
+            self._best = (value, key, self.last)
         return value
 
     @property

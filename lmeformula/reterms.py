@@ -195,9 +195,6 @@ class ReTrms:
     """
 
     Zt: sp.csc_matrix
-    Ztlist: dict[str, sp.csc_matrix]
-    Lambdat: sp.csc_matrix
-    Lind: np.ndarray
     theta: np.ndarray
     lower: np.ndarray
     Gp: np.ndarray
@@ -207,6 +204,33 @@ class ReTrms:
     cnms_names: list[str]
     terms: list[ReTerm] = field(repr=False)
     ord: np.ndarray = field(repr=False)
+
+    # Ztlist, Lambdat and Lind are built on first access: a fit needs Zt, theta and lower
+    @cached_property
+    def Ztlist(self) -> dict[str, sp.csc_matrix]:
+        """Term name -> block of Zt (Zt_i of each term)."""
+        return {t.key: t.Zt for t in self.terms}
+
+    @cached_property
+    def _lambda_template(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        shapes, offset = [], 0
+        for t in self.terms:
+            shapes.append(TermShape(t.nl, t.nc, offset))
+            offset += t.theta_length
+        return lambda_template(shapes)
+
+    @cached_property
+    def Lind(self) -> np.ndarray:
+        """0-based index into theta of every stored value of Lambdat (CSC order)."""
+        return self._lambda_template[2]
+
+    @cached_property
+    def Lambdat(self) -> sp.csc_matrix:
+        """q x q sparse Λ' at the initial theta, the full triangular pattern of every block
+        (zeros kept)."""
+        rows, ptr, lind = self._lambda_template
+        q = int(self.Gp[-1])
+        return sp.csc_matrix((self.theta[lind], rows, ptr), shape=(q, q))
 
     @cached_property
     def nl(self) -> pd.Series:
@@ -321,12 +345,10 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     order = lme4_term_order([t.nl for t in built]) if reorder_terms else list(range(len(built)))
     sorted_terms = _with_unique_keys([built[i] for i in order])
 
-    ztlist = {t.key: t.Zt for t in sorted_terms}
-    zt = _stacked_zt(sorted_terms) if len(sorted_terms) > 1 else ztlist[sorted_terms[0].key].copy()
+    zt = _stacked_zt(sorted_terms)
 
-    theta_parts, lower_parts, shapes, offset_theta = [], [], [], 0
+    theta_parts, lower_parts = [], []
     for t in sorted_terms:
-        shapes.append(TermShape(t.nl, t.nc, offset_theta))
         theta = np.zeros(t.theta_length)
         lower = np.full(t.theta_length, -np.inf)
         for c in range(t.nc):
@@ -334,11 +356,6 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
             lower[t.theta_index(c, c)] = 0.0
         theta_parts.append(theta)
         lower_parts.append(lower)
-        offset_theta += t.theta_length
-    q = sum(t.nl * t.nc for t in sorted_terms)
-    lam_rows, lam_ptr, lind_all = lambda_template(shapes)
-    theta_all = np.concatenate(theta_parts)
-    lambdat = sp.csc_matrix((theta_all[lind_all], lam_rows, lam_ptr), shape=(q, q))
 
     gp = np.concatenate([[0], np.cumsum([t.nl * t.nc for t in sorted_terms])]).astype(np.int64)
     if gp[-1] != zt.shape[0]:
@@ -352,10 +369,7 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     assign = np.array([names.index(t.group_name) for t in sorted_terms], dtype=np.int64)
     return ReTrms(
         Zt=zt,
-        Ztlist=ztlist,
-        Lambdat=lambdat,
-        Lind=lind_all,
-        theta=theta_all,
+        theta=np.concatenate(theta_parts),
         lower=np.concatenate(lower_parts),
         Gp=gp,
         flist=flist,

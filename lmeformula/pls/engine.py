@@ -23,7 +23,8 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -89,6 +90,26 @@ def lambda_template(terms: Sequence[TermShape]) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(indices), indptr, np.concatenate(lind)
 
 
+@lru_cache(maxsize=64)
+def _upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of an n x n upper triangle, row by row (read-only, cached)."""
+    out = np.triu_indices(n)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=32)
+def _lambda_pattern(terms: tuple[TermShape, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Λ's pattern for the engines (read-only, cached: refits and bootstraps repeat it):
+    Λ'[rows, cols] = θ[lind], i.e. T[cols, rows] = θ[lind] for T = diag(Λ, I)."""
+    idx, ptr, lind = lambda_template(terms)
+    out = (idx, np.repeat(np.arange(ptr.shape[0] - 1), np.diff(ptr)), lind)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 @dataclass
 class Factorization:
     """The blocked factor at one θ and everything lme4 derives from it.
@@ -102,7 +123,8 @@ class Factorization:
     T1
         (nl₁, nc₁, nc₁) blocks of Λ₁L11⁻ᵀ, so that L21 = Λ₂'G T1.
     L22
-        Dense (m x m) lower-triangular factor of block 2 (other terms, X, y).
+        Dense (m x m) factor of block 2 (other terms, X, y) in its lower triangle; the strict
+        upper triangle is left as LAPACK found it (only the lower one is ever read).
     ldL2, ldRX2, pwrss
         log det of Λ'Z'WZΛ + I, log det of RX'RX, penalised weighted RSS.
     """
@@ -129,7 +151,11 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
                        REML: bool) -> float:
     """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
     or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
-    return float(profiled_criteria(ldL2, ldRX2, pwrss, n, p, ldW, REML))
+    # the formula of profiled_criteria on Python floats (it runs once per evaluation)
+    if REML:
+        nmp = n - p
+        return ldL2 - ldW + ldRX2 + nmp * (1.0 + math.log(2.0 * math.pi * pwrss / nmp))
+    return ldL2 - ldW + n * (1.0 + math.log(2.0 * math.pi * pwrss / n))
 
 
 def profiled_criteria(ldL2: np.ndarray, ldRX2: np.ndarray, pwrss: np.ndarray, n: int, p: int,
@@ -261,27 +287,35 @@ class PLSProblem(_AugmentedSystem):
         """A11, G and M22 (all but its X-y corner) from the grouping factors' codes: every
         block of Z'WZ is, for each pair of columns (a, b) of two terms, a weighted count of
         observations per pair of levels, ``bincount(code_s * nl_t + code_t, w x_a x_b)``.
-        For many rows this is far cheaper than sparse products (one pass over n per pair)."""
+        For many rows this is far cheaper than sparse products (one pass over n per pair).
+        G is assembled sparse (InstEval: 1,128 x 2,972 instructor-student pairs, 2 % of
+        them present) and a term's block with itself is block-diagonal."""
         assert self.factors is not None
         first, rest = self.terms[0], self.terms[1:]
         (codes1, x1), others = self.factors[0], self.factors[1:]
-        nl1, nc1 = first.nl, first.nc
-        self.A11 = np.empty((nl1, nc1, nc1))
-        for a in range(nc1):
-            for b in range(a, nc1):
-                self.A11[:, a, b] = self.A11[:, b, a] = np.bincount(
-                    codes1, weights=w * x1[:, a] * x1[:, b], minlength=nl1)
+        nl1 = first.nl
+        self.A11 = _level_blocks(codes1, x1, nl1, w)
         qr = self.q - self.q1
-        g = np.empty((self.m, self.q1))
-        self.M22 = np.empty((self.m, self.m))
+        g_rows, g_cols, g_vals = [], [], []
+        self.M22 = np.zeros((self.m, self.m))
         pos = 0
         for t, (codes, x) in zip(rest, others, strict=True):
             rows = slice(pos, pos + t.size)
-            g[rows] = _level_cross(codes, x, t.nl, codes1, x1, nl1, w)
+            r, c, v = _level_cross_entries(codes, x, t.nl, codes1, x1, nl1, w)
+            g_rows.append(r + pos)
+            g_cols.append(c)
+            g_vals.append(v)
             col = 0
             for u, (codes_u, x_u) in zip(rest, others, strict=True):
-                self.M22[rows, col : col + u.size] = _level_cross(codes, x, t.nl, codes_u, x_u,
-                                                                  u.nl, w)
+                if u is t:  # one level per observation: a block-diagonal block
+                    blocks = _level_blocks(codes, x, t.nl, w)
+                    start = pos + np.arange(t.nl) * t.nc
+                    for a in range(t.nc):
+                        for b in range(t.nc):
+                            self.M22[start + a, start + b] = blocks[:, a, b]
+                else:
+                    self.M22[rows, col : col + u.size] = _level_cross(
+                        codes, x, t.nl, codes_u, x_u, u.nl, w)
                 col += u.size
             for j in range(self.p + 1):
                 # Zr'W[X y]: column j of [X y] as one more "term" with a single level
@@ -289,9 +323,15 @@ class PLSProblem(_AugmentedSystem):
                                           .ravel())
             pos += t.size
         self.M22[qr:, :qr] = self.M22[:qr, qr:].T
-        for j in range(self.p + 1):
-            g[qr + j] = _level_sums(codes1, x1 * xyw[:, j : j + 1], nl1).ravel()
-        self.G = sp.csr_matrix(g)
+        xy_rows = np.stack([_level_sums(codes1, x1 * xyw[:, j : j + 1], nl1).ravel()
+                            for j in range(self.p + 1)])
+        r, c = np.nonzero(xy_rows)
+        g_rows.append(r + qr)
+        g_cols.append(c)
+        g_vals.append(xy_rows[r, c])
+        self.G = sp.csr_matrix((np.concatenate(g_vals),
+                                (np.concatenate(g_rows), np.concatenate(g_cols))),
+                               shape=(self.m, self.q1))
 
     def _prepare_downdate(self) -> None:
         """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
@@ -319,14 +359,16 @@ class PLSProblem(_AugmentedSystem):
             ngroups = int(self._level_group.max()) + 1
             self._group_level = np.zeros(ngroups, dtype=np.int64)
             self._group_level[self._level_group] = np.arange(first.nl)
-            self._keys, self._pairs = _downdate_pattern(self.G, first.nc, first.nl, self.m,
-                                                        self._level_group, ngroups)
+            self._keys, self._pairs = _downdate_pattern(
+                self.G, first.nc, first.nl, self.m, self._level_group, ngroups,
+                key_order=self._order_by_block_pair if self._rest_diagonal is not None
+                else None)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
         # rectangles of block 2 on which Λ₂ is constant (each scalar term, then X and y),
         # on or above the diagonal only: LAPACK reads the upper triangle. Diagonal blocks
         # are cut into bands of rows, each from its diagonal rightwards, so that the lower
         # triangle is (mostly) not written at all.
-        edges = np.cumsum([0] + [t.size for t in self.terms[1:]] + [self.p + 1])
+        edges = self._block_edges
         self._blocks = []
         for a in range(len(edges) - 1):
             for b in range(a, len(edges) - 1):
@@ -338,25 +380,35 @@ class PLSProblem(_AugmentedSystem):
                     self._blocks.append((lo, hi, lo, edges[a + 1], a, a))
         self._block_value_rows = edges[:-1]  # a row of each block, to read Λ₂'s value there
         self._segments: list[tuple[int, int, int, int]] = []
-        if self._pairs is not None:
-            self._order_keys_by_block(edges)
+        if self._pairs is not None and self._rest_diagonal is not None:
+            self._segments = self._block_pair_segments()
 
-    def _order_keys_by_block(self, edges: np.ndarray) -> None:
-        """Order the downdate's entries by block pair, so that scaling them by Λ₂ is one
-        multiplication per pair of blocks."""
-        if self._rest_diagonal is None:
-            return
-        owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
+    @property
+    def _block_edges(self) -> np.ndarray:
+        """Where each term of block 2 starts, then X and y, then the end."""
+        return np.cumsum([0] + [t.size for t in self.terms[1:]] + [self.p + 1])
+
+    def _block_pair(self, keys: np.ndarray) -> np.ndarray:
+        """The pair of blocks (row block x number of blocks + column block) of each key."""
+        edges = self._block_edges
         nblk = len(edges) - 1
-        group = owner[self._key_rows] * nblk + owner[self._key_cols]
-        order = np.argsort(group, kind="stable")
-        self._keys, self._pairs = self._keys[order], self._pairs[order]
-        self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
-        group = group[order]
+        owner = np.repeat(np.arange(nblk), np.diff(edges))
+        rows, cols = np.divmod(keys, self.m)
+        return owner[rows] * nblk + owner[cols]
+
+    def _order_by_block_pair(self, keys: np.ndarray) -> np.ndarray:
+        """An order of the downdate's entries by block pair, so that scaling them by Λ₂ is one
+        multiplication per pair of blocks."""
+        return np.argsort(self._block_pair(keys), kind="stable")
+
+    def _block_pair_segments(self) -> list[tuple[int, int, int, int]]:
+        """(start, stop, row block, column block) of the keys of each block pair."""
+        group = self._block_pair(self._keys)
+        nblk = len(self._block_edges) - 1
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         stops = np.r_[starts[1:], group.shape[0]]
-        self._segments = [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
-                          for lo, hi in zip(starts, stops, strict=True)]
+        return [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
+                for lo, hi in zip(starts, stops, strict=True)]
 
     def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
         """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
@@ -602,7 +654,7 @@ class PLSProblem(_AugmentedSystem):
                             shape=(self.q1, self.q1))
         qr = self._lam_r_size
         l21z = f.L21[:qr]
-        l22z = sp.csr_matrix(f.L22[:qr, :qr])
+        l22z = sp.csr_matrix(np.tril(f.L22[:qr, :qr]))
         full = sp.bmat([[l11, None], [l21z, l22z]], format="csc")
         full.eliminate_zeros()
         return full
@@ -613,7 +665,7 @@ class PLSProblem(_AugmentedSystem):
         x_rows = slice(qr, qr + self.p)
         rzx1 = f.L21[x_rows].toarray().T
         rzx_r = f.L22[x_rows, :qr].T
-        rx = f.L22[x_rows, x_rows].T.copy()
+        rx = np.triu(f.L22[x_rows, x_rows].T)
         return np.vstack([rzx1, rzx_r]), rx
 
     def inverse_diagonal_blocks(self, f: Factorization, chunk: int = 2048) -> list[np.ndarray]:
@@ -680,8 +732,9 @@ def _cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
 
 
 def _potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
-    """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf)."""
-    lfac, info = la.lapack.dpotrf(a_fortran, lower=1, clean=1, overwrite_a=1)
+    """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf); the strict upper
+    triangle is not cleared (that would be another pass over the matrix per evaluation)."""
+    lfac, info = la.lapack.dpotrf(a_fortran, lower=1, clean=0, overwrite_a=1)
     return lfac, int(info)
 
 
@@ -721,6 +774,45 @@ def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.nd
     return out.reshape(nl_s * nc_s, nl_t * nc_t)
 
 
+def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
+                         codes_t: np.ndarray, x_t: np.ndarray, nl_t: int, w: np.ndarray,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero entries (rows, cols, values) of Z_s'WZ_t. Pairs of levels are counted over
+    the pairs that occur (``unique``) when there are many more possible pairs than
+    observations; the sums are the same bincounts either way."""
+    nc_s, nc_t = x_s.shape[1], x_t.shape[1]
+    if nl_s * nl_t <= codes_s.shape[0]:
+        dense = _level_cross(codes_s, x_s, nl_s, codes_t, x_t, nl_t, w)
+        r, c = np.nonzero(dense)
+        return r, c, dense[r, c]
+    key = codes_s.astype(np.int64) * nl_t + codes_t
+    present, inverse = np.unique(key, return_inverse=True)
+    level_s, level_t = np.divmod(present, nl_t)
+    out = np.empty((present.shape[0], nc_s, nc_t))
+    for a in range(nc_s):
+        wa = w * x_s[:, a]
+        for b in range(nc_t):
+            out[:, a, b] = np.bincount(inverse.ravel(), weights=wa * x_t[:, b],
+                                       minlength=present.shape[0])
+    rows = (level_s[:, None, None] * nc_s + np.arange(nc_s)[None, :, None]
+            ).repeat(nc_t, axis=2)
+    cols = (level_t[:, None, None] * nc_t + np.arange(nc_t)[None, None, :]
+            ).repeat(nc_s, axis=1)
+    keep = out != 0.0
+    return rows[keep], cols[keep], out[keep]
+
+
+def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray) -> np.ndarray:
+    """Z_i'WZ_i's diagonal blocks: (nl, nc, nc) sums of w x_a x_b per level."""
+    nc = x.shape[1]
+    out = np.empty((nl, nc, nc))
+    for a in range(nc):
+        for b in range(a, nc):
+            out[:, a, b] = out[:, b, a] = np.bincount(codes, weights=w * x[:, a] * x[:, b],
+                                                      minlength=nl)
+    return out
+
+
 def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int) -> np.ndarray:
     """Sums of each column of ``values`` per level: (nl, ncol)."""
     return np.column_stack([np.bincount(codes, weights=values[:, a], minlength=nl)
@@ -735,12 +827,14 @@ _MAX_PAIRS = 40_000_000
 
 
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
-                      ngroups: int) -> tuple[np.ndarray, sp.csr_matrix | None]:
+                      ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
     (a, b) of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b], where levels in the same
     group (``level_group``) have the same B_l and share a column. Formed once; per θ the
-    downdate is one sparse matrix-vector product."""
+    downdate is one sparse matrix-vector product. ``key_order`` (optional) orders the
+    distinct keys (a permutation of them); by default they are sorted."""
     # levels in group order, so that the pairs come out sorted by their column (group)
     by_group = np.argsort(level_group, kind="stable")
     sorted_group = level_group[by_group]
@@ -784,13 +878,17 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     key = rows[p] * index(m)
     key += rows[r]
     keys, key_index = _index_keys(key, m)
-    # col is non-decreasing, so these are CSC arrays as they stand (a key may appear more
-    # than once in a column: levels of one group). CSR sums those; its row-wise dot
-    # products also make a faster mat-vec than CSC's column scatter.
+    if key_order is not None:
+        order = key_order(keys)
+        keys = keys[order]
+        rank = np.empty_like(key_index, shape=order.shape)
+        rank[order] = np.arange(order.shape[0], dtype=rank.dtype)
+        key_index = rank[key_index]
+    # col is non-decreasing, and building CSR keeps each row's entries in that order, so
+    # that the duplicates (a key met by several levels of one group) are summed in it
     ncol = ngroups * nc * nc
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=ncol))])
-    pairs = sp.csc_matrix((gc.data[p] * gc.data[r], key_index, indptr),
-                          shape=(keys.shape[0], ncol)).tocsr()
+    pairs = sp.csr_matrix((gc.data[p] * gc.data[r], (key_index, col)),
+                          shape=(keys.shape[0], ncol))
     pairs.sum_duplicates()
     return keys, pairs
 
@@ -807,7 +905,7 @@ def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     return keys, inverse
 
 
-@dataclass
+@dataclass(slots=True)
 class DenseFactorization:
     """The Cholesky factor of the whole augmented system (small models): L is its lower
     triangle (the strict upper triangle of the array is left as LAPACK found it)."""
@@ -831,12 +929,29 @@ class DensePLSProblem(_AugmentedSystem):
 
     def __post_init__(self) -> None:
         w = self._weights()
-        self.m = self.q + self.p + 1
-        design = np.hstack([self.Zt.T.toarray(), self.X, self.y[:, None]])
-        self.M = design.T @ (design * w[:, None])
-        # T = diag(Λ, I) with Λ = ⊕ I_nl ⊗ λ_k: scalar terms scale their rows and columns by
-        # θ (one outer product for all of them); vector terms multiply each level's nc rows
-        # and columns by λ_k (one batched product per side), so no m x m product is needed
+        q, self.m = self.q, self.q + self.p + 1
+        design = np.empty((self.n, self.m))
+        design[:, :q] = self.Zt.toarray().T
+        design[:, q:-1] = self.X
+        design[:, -1] = self.y
+        self.M = design.T @ (design if self.weights is None else design * w[:, None])
+        self._lambda_pattern = _lambda_pattern(tuple(self.terms))
+        self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
+        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
+        self._rx_sqrt_floor = np.sqrt(self._rx_floor)
+        self._log_parts = np.array([0, q])
+        self._Mp: np.ndarray | None = None
+        self._quadratic: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._quadratic_form()
+        if self._quadratic is None:
+            self._products_by_term()
+
+    def _products_by_term(self) -> None:
+        """What T'MT needs when it is formed by products with Λ (no small quadratic form).
+
+        T = diag(Λ, I) with Λ = ⊕ I_nl ⊗ λ_k: scalar terms scale their rows and columns by θ
+        (one outer product for all of them); vector terms multiply each level's nc rows and
+        columns by λ_k (one batched product per side), so no m x m product is needed."""
         scalar = [t for t in self.terms if t.nc == 1]
         pos = np.cumsum([0] + [t.size for t in self.terms])
         self._scalar_cols = np.concatenate(
@@ -847,13 +962,46 @@ class DensePLSProblem(_AugmentedSystem):
         ).astype(np.int64)
         self._vector_terms = [(int(pos[i]), int(pos[i + 1]), t) for i, t in enumerate(self.terms)
                               if t.nc > 1]
-        idx, ptr, lind = lambda_template(self.terms)
-        self._lambda_pattern = (idx, np.repeat(np.arange(self.q), np.diff(ptr)), lind)
         self._diag_z = np.arange(self.q) * (self.m + 1)  # flat positions of the Z diagonal
-        self._xtx_diag = np.diag(self.M)[self.q : self.q + self.p].copy()
-        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
-        self._rx_sqrt_floor = np.sqrt(self._rx_floor)
-        self._Mp: np.ndarray | None = None
+
+    def _quadratic_form(self) -> None:
+        """T'MT + diag(I_q, 0) as a quadratic form in c = (1, θ), when that is small.
+
+        T = diag(Λ, I) is linear in θ: T[u, v] = c_{k(u,v)} on its pattern. Then
+        (T'MT)[v, v'] = Σ c_k c_k' M[u, u'] over the pattern entries (u, v) and (u', v'), so
+        T'MT + diag(I_q, 0) = Σ_{a ≤ b} c_a c_b Q_ab with constant Q_ab, formed once at the
+        entries on or above the diagonal that any of them reaches. Per θ the matrix is one
+        small matrix-vector product (sleepstudy: 10 pairs x 168 entries) instead of several
+        products with Λ."""
+        q, m = self.q, self.m
+        rows, cols, lind = self._lambda_pattern
+        k = sum(t.nc * (t.nc + 1) // 2 for t in self.terms)
+        npairs = (k + 1) * (k + 2) // 2
+        if npairs * (q + 1) > _MAX_QUADRATIC:
+            return  # not small even if only the diagonal were reached
+        xy = np.arange(q, m)
+        t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
+        t_cols = np.concatenate([cols, xy])
+        t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
+        value = self.M[np.ix_(t_cols, t_cols)]
+        i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :]) & (value != 0.0))
+        value = value[i, j]
+        a = np.minimum(t_coef[i], t_coef[j])
+        b = np.maximum(t_coef[i], t_coef[j])
+        pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
+        pos = np.concatenate([t_rows[i] * m + t_rows[j], np.arange(q) * (m + 1)])
+        value = np.concatenate([value, np.ones(q)])
+        reached = np.zeros(m * m, dtype=bool)
+        reached[pos] = True
+        entries = np.flatnonzero(reached)
+        if npairs * entries.shape[0] > _MAX_QUADRATIC:
+            return
+        where = np.cumsum(reached) - 1
+        forms = np.bincount(where[pos] * npairs + pair, weights=value,
+                            minlength=entries.shape[0] * npairs)
+        pa, pb = _upper_pairs(k + 1)  # pair index a(2k+3-a)/2 + (b-a) in this order
+        self._quadratic = (pa, pb, forms.reshape(entries.shape[0], npairs), entries)
+        self._c = np.ones(k + 1)
 
     def _component_major(self) -> None:
         """The criterion alone does not depend on the order of the random effects, so batches
@@ -915,13 +1063,13 @@ class DensePLSProblem(_AugmentedSystem):
 
     def deviances(self, thetas: np.ndarray, REML: bool) -> np.ndarray:
         """The criterion at each row of ``thetas`` (one batched computation)."""
-        s = self._scaled_component_major(thetas)
+        s = self._scaled_batch(thetas)  # upper triangles
         if s.shape[0] == 1:
             lfac, info = la.lapack.dpotrf(s[0].T, lower=1, clean=0, overwrite_a=1)
             d = lfac.diagonal()[None, :]
         else:
-            try:
-                d = np.diagonal(np.linalg.cholesky(s), axis1=1, axis2=2)
+            try:  # numpy's Cholesky reads the lower triangle: that of the transposes
+                d = np.diagonal(np.linalg.cholesky(np.swapaxes(s, 1, 2)), axis1=1, axis2=2)
                 info = 0
             except np.linalg.LinAlgError:
                 info = 1
@@ -936,8 +1084,29 @@ class DensePLSProblem(_AugmentedSystem):
         ld_rx2 = 2.0 * logs[:, q : q + p].sum(axis=1)
         return profiled_criteria(ld_l2, ld_rx2, d[:, -1] ** 2, self.n, self.p, self.ldW, REML)
 
+    def _scaled_batch(self, thetas: np.ndarray) -> np.ndarray:
+        """T'MT + diag(I_q, 0) for each row of ``thetas``: (B, m, m), upper triangles (the
+        quadratic form's, else in component-major order)."""
+        if self._quadratic is None:
+            return self._scaled_component_major(thetas)
+        pa, pb, forms, pos = self._quadratic
+        nb, m = thetas.shape[0], self.m
+        c = np.ones((nb, self._c.shape[0]))
+        c[:, 1:] = thetas
+        s = np.zeros((nb, m * m))
+        s[:, pos] = (c[:, pa] * c[:, pb]) @ forms.T
+        return s.reshape(nb, m, m)
+
     def _scaled(self, theta: np.ndarray) -> np.ndarray:
-        """T'MT + diag(I_q, 0): the augmented matrix at θ (a new C-order array)."""
+        """T'MT + diag(I_q, 0): the augmented matrix at θ (a new C-order array; only the
+        upper triangle when it comes from the quadratic form)."""
+        if self._quadratic is not None:
+            pa, pb, forms, pos = self._quadratic
+            c = self._c
+            c[1:] = theta
+            s = np.zeros((self.m, self.m))
+            s.ravel()[pos] = forms @ (c[pa] * c[pb])
+            return s
         if self._scalar_cols.size:
             c = np.ones(self.m)
             c[self._scalar_cols] = theta[self._scalar_theta]
@@ -963,12 +1132,14 @@ class DensePLSProblem(_AugmentedSystem):
             lfac = _cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()
         q, p = self.q, self.p
+        if p == 0:
+            return DenseFactorization(theta, lfac, 2.0 * float(np.log(d[:q]).sum()), 0.0,
+                                      float(d[-1]) ** 2)
         if (d[q : q + p] <= self._rx_sqrt_floor).any():  # pivots of RX (positive)
             raise FittingError("Downdated VtV is not positive definite")
-        logs = np.log(d[: q + p])
-        ld_l2 = 2.0 * float(logs[:q].sum())
-        ld_rx2 = 2.0 * float(logs[q:].sum())
-        return DenseFactorization(theta, lfac, ld_l2, ld_rx2, float(d[-1] ** 2))
+        # log|L|² and log|RX|²: the sums of the logs of the two parts of the diagonal
+        ld_l2, ld_rx2 = np.add.reduceat(np.log(d[: q + p]), self._log_parts).tolist()
+        return DenseFactorization(theta, lfac, 2.0 * ld_l2, 2.0 * ld_rx2, float(d[-1]) ** 2)
 
     has_gradient = True
 
@@ -1032,6 +1203,9 @@ class DensePLSProblem(_AugmentedSystem):
 
 # Below this size of the augmented system, one dense factorisation is cheaper per θ
 DENSE_LIMIT = 150
+
+# Largest quadratic form (pairs of θ x entries) used for T'MT in the dense engine (a few µs)
+_MAX_QUADRATIC = 40_000
 
 
 def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
