@@ -167,7 +167,9 @@ class LmerMod:
         self._b = _lambda_times(re.terms, theta, self._u)
         X = self.lformula.X_values
         offset = self.lformula.offset
-        self._mu = X @ self._beta + re.Zt.T @ self._b + (0.0 if offset is None else offset)
+        self._mu = X @ self._beta + _z_times(re.terms, self._b)
+        if offset is not None:
+            self._mu += offset
         y = self.lformula.y
         w = self.weights
         self._wrss = float(np.sum(w * (y - self._mu) ** 2))
@@ -573,6 +575,21 @@ def _lambda_times(terms: list[Any], theta: np.ndarray, u: np.ndarray) -> np.ndar
         out[pos : pos + size] = (u[pos : pos + size].reshape(t.nl, t.nc) @ lam.T).ravel()
         pos += size
         off += t.theta_length
+    return out
+
+
+def _z_times(terms: list[Any], b: np.ndarray) -> np.ndarray:
+    """Zb term by term without Z: observation j gets, from each term, its row of X_i times
+    the coefficients of its level, (J_i b_i) ∘ X_i summed over the columns."""
+    out = None
+    pos = 0
+    for t in terms:
+        size = t.nl * t.nc
+        coef = b[pos : pos + size].reshape(t.nl, t.nc)[np.asarray(t.factor.codes)]
+        part = np.einsum("ja,ja->j", coef, t.X) if t.nc > 1 else coef[:, 0] * t.X[:, 0]
+        out = part if out is None else out + part
+        pos += size
+    assert out is not None
     return out
 
 

@@ -368,20 +368,36 @@ class PLSProblem(_AugmentedSystem):
         # on or above the diagonal only: LAPACK reads the upper triangle. Diagonal blocks
         # are cut into bands of rows, each from its diagonal rightwards, so that the lower
         # triangle is (mostly) not written at all.
+        # A scalar term's block with itself is diagonal (one level per observation): its
+        # bands are zero-filled rather than copied (InstEval: 5 MB less to read per θ) and
+        # the diagonal is written apart.
         edges = self._block_edges
         self._blocks = []
+        diagonal_rows = []
+        zero_blocks: set[int] = set()
         for a in range(len(edges) - 1):
             for b in range(a, len(edges) - 1):
                 if a < b:
-                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], a, b))
+                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], False))
                     continue
+                block = self.M22[edges[a] : edges[a + 1], edges[a] : edges[a + 1]]
+                zero = (a < len(edges) - 2 and
+                        np.count_nonzero(block) == np.count_nonzero(np.diagonal(block)))
+                if zero:
+                    diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
+                    zero_blocks.add(a)
                 for lo in range(edges[a], edges[a + 1], _BAND):
                     hi = min(lo + _BAND, edges[a + 1])
-                    self._blocks.append((lo, hi, lo, edges[a + 1], a, a))
+                    self._blocks.append((lo, hi, lo, edges[a + 1], zero))
+        rows = np.concatenate([*diagonal_rows, np.zeros(0, np.int64)]).astype(np.int64)
+        self._diagonal_only = (rows, rows * (self.m + 1), self.M22[rows, rows])
         self._block_value_rows = edges[:-1]  # a row of each block, to read Λ₂'s value there
-        self._segments: list[tuple[int, int, int, int]] = []
+        # (start, stop, row block, column block, whether block 2 is zero there before the
+        # downdate) of the downdate's keys
+        self._segments: list[tuple[int, int, int, int, bool]] = []
         if self._pairs is not None and self._rest_diagonal is not None:
-            self._segments = self._block_pair_segments()
+            self._segments = [(lo, hi, a, b, a == b and a in zero_blocks)
+                              for lo, hi, a, b in self._block_pair_segments()]
 
     @property
     def _block_edges(self) -> np.ndarray:
@@ -461,16 +477,31 @@ class PLSProblem(_AugmentedSystem):
             down = self._downdate(t1)
             dr = self._rest_diagonal(theta)
             buf = np.empty((m, m))
-            for lo_a, hi_a, lo_b, hi_b, _, _ in self._blocks:
-                np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], dr[lo_a] * dr[lo_b],
-                            out=buf[lo_a:hi_a, lo_b:hi_b])
+            for lo_a, hi_a, lo_b, hi_b, zero in self._blocks:
+                if zero:
+                    buf[lo_a:hi_a, lo_b:hi_b] = 0.0
+                else:
+                    np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], dr[lo_a] * dr[lo_b],
+                                out=buf[lo_a:hi_a, lo_b:hi_b])
             if self._segments:
+                # scaled and negated segment by segment; where block 2 was zero the entries
+                # are written, elsewhere added
                 value = dr[self._block_value_rows]
-                for lo, hi, a, b in self._segments:
-                    down[lo:hi] *= value[a] * value[b]
+                flat = buf.ravel()
+                for lo, hi, a, b, zero in self._segments:
+                    part = down[lo:hi]
+                    part *= -(value[a] * value[b])
+                    if zero:
+                        flat[self._keys[lo:hi]] = part
+                    else:
+                        flat[self._keys[lo:hi]] += part
             else:
                 down *= dr[self._key_rows] * dr[self._key_cols]
-            buf.ravel()[self._keys] -= down
+                buf.ravel()[self._keys] -= down
+            rows, flat, diag = self._diagonal_only
+            if rows.size:  # the diagonal of the zero-filled blocks
+                scale = dr[rows]
+                buf.ravel()[flat] += diag * (scale * scale)
         else:
             buf = self._scale_blocks(theta, self._downdate(t1))
         buf.ravel()[: qr * (m + 1) : m + 1] += 1.0
@@ -1172,9 +1203,10 @@ class DensePLSProblem(_AugmentedSystem):
         return g_logdet + scale * g_pwrss / f.pwrss
 
     def solve(self, f: DenseFactorization) -> tuple[np.ndarray, np.ndarray]:
-        top = f.L[:-1, :-1]
-        sol = la.solve_triangular(top, f.L[-1, :-1], lower=True, trans="T",
-                                  check_finite=False)
+        # L' [u; β] = the y row of L, by LAPACK's triangular solve (L is F-ordered)
+        sol, info = la.lapack.dtrtrs(f.L[:-1, :-1], f.L[-1, :-1], lower=1, trans=1)
+        if info != 0:
+            raise FittingError("singular factor in the solution")
         return sol[self.q :], sol[: self.q]
 
     def sparse_L(self, f: DenseFactorization) -> sp.csc_matrix:
