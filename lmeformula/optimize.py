@@ -13,6 +13,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -183,22 +184,33 @@ OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = 
 }
 
 
+@lru_cache(maxsize=32)
+def _deriv12_offsets(k: int, centre: bool) -> np.ndarray:
+    """deriv12's points as multiples of the step: +e_i, then -e_i, then for each pair i > j
+    e_i + e_j, e_i - e_j, -e_i + e_j, -e_i - e_j, then (``centre``) the centre."""
+    steps = np.eye(k)
+    rows = [steps[i] for i in range(k)] + [-steps[i] for i in range(k)]
+    for i in range(k):
+        for j in range(i):
+            rows += [steps[i] + steps[j], steps[i] - steps[j], -steps[i] + steps[j],
+                     -steps[i] - steps[j]]
+    if centre:
+        rows.append(np.zeros(k))
+    out = np.array(rows).reshape(-1, k)
+    out.flags.writeable = False
+    return out
+
+
 def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
             fx: float | None = None) -> dict[str, np.ndarray]:
     """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied).
 
     The points are evaluated together through ``fn.batch`` when ``fn`` has one."""
     k = x.shape[0]
-    steps = np.eye(k) * delta
-    points = [x + steps[i] for i in range(k)] + [x - steps[i] for i in range(k)]
     pairs = [(i, j) for i in range(k) for j in range(i)]
-    for i, j in pairs:
-        points += [x + steps[i] + steps[j], x + steps[i] - steps[j],
-                   x - steps[i] + steps[j], x - steps[i] - steps[j]]
-    if fx is None:
-        points.append(x)
+    points = x + _deriv12_offsets(k, fx is None) * delta
     batch = getattr(fn, "batch", None)
-    values = (np.asarray(batch(np.array(points))) if batch is not None
+    values = (np.asarray(batch(points)) if batch is not None
               else np.array([fn(p) for p in points]))
     f0 = values[-1] if fx is None else fx
     fplus, fminus = values[:k], values[k : 2 * k]

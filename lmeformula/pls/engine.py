@@ -908,13 +908,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         p, r, col = p[order], r[order], col[order]
     key = rows[p] * index(m)
     key += rows[r]
-    keys, key_index = _index_keys(key, m)
-    if key_order is not None:
-        order = key_order(keys)
-        keys = keys[order]
-        rank = np.empty_like(key_index, shape=order.shape)
-        rank[order] = np.arange(order.shape[0], dtype=rank.dtype)
-        key_index = rank[key_index]
+    keys, key_index = _index_keys(key, m, key_order)
     # col is non-decreasing, and building CSR keeps each row's entries in that order, so
     # that the duplicates (a key met by several levels of one group) are summed in it
     ncol = ngroups * nc * nc
@@ -924,14 +918,29 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     return keys, pairs
 
 
-def _index_keys(key: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct keys and each key's position among them (a table when m² is small)."""
+def _index_keys(key: np.ndarray, m: int,
+                key_order: Callable[[np.ndarray], np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (sorted, or in ``key_order`` of the sorted ones) and each key's
+    position among them (a table when m² is small)."""
     if m * m <= 50_000_000:
         present = np.zeros(m * m, dtype=bool)
         present[key] = True
-        position = np.cumsum(present, dtype=key.dtype)
-        position -= 1
-        return np.flatnonzero(present), position[key]
+        keys = np.flatnonzero(present)
+        if key_order is None:
+            position = np.cumsum(present, dtype=key.dtype)
+            position -= 1
+            return keys, position[key]
+        order = key_order(keys)
+        position = np.empty(m * m, dtype=key.dtype)
+        position[keys[order]] = np.arange(order.shape[0], dtype=key.dtype)
+        return keys[order], position[key]
+    keys, inverse = np.unique(key, return_inverse=True)
+    if key_order is not None:
+        order = key_order(keys)
+        rank = np.empty_like(inverse, shape=order.shape)
+        rank[order] = np.arange(order.shape[0], dtype=rank.dtype)
+        return keys[order], rank[inverse]
     keys, inverse = np.unique(key, return_inverse=True)
     return keys, inverse
 
