@@ -380,9 +380,7 @@ class PLSProblem(_AugmentedSystem):
                 if a < b:
                     self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], False))
                     continue
-                block = self.M22[edges[a] : edges[a + 1], edges[a] : edges[a + 1]]
-                zero = (a < len(edges) - 2 and
-                        np.count_nonzero(block) == np.count_nonzero(np.diagonal(block)))
+                zero = a < len(edges) - 2 and self.terms[1 + a].nc == 1
                 if zero:
                     diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
                     zero_blocks.add(a)
@@ -886,13 +884,17 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     rows = gc.indices.astype(index)
     entry_level = np.repeat(np.arange(nl, dtype=index), k)
     if nc == 1:
+        # pair (e, f) for each entry e and each later entry f of its level: e's row, value
+        # and group repeated, f's gathered
         entries = np.arange(rows.shape[0], dtype=index)
         count = seg[1:][entry_level] - entries  # partners at or after each entry
-        p = np.repeat(entries, count)
         first = (np.cumsum(count) - count).astype(index)
         r = np.arange(total, dtype=index)
         r -= np.repeat(first - entries, count)
-        col = sorted_group.astype(index)[entry_level][p]
+        col = np.repeat(sorted_group.astype(index)[entry_level], count)
+        key = np.repeat(rows, count) * index(m)
+        key += rows[r]
+        values = np.repeat(gc.data, count) * gc.data[r]
     else:
         level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
         first = np.repeat(np.cumsum(k * k) - k * k, k * k)
@@ -906,13 +908,14 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         col = sorted_group[level] * nc * nc + entry_col[p] * nc + entry_col[r]
         order = np.argsort(col, kind="stable")
         p, r, col = p[order], r[order], col[order]
-    key = rows[p] * index(m)
-    key += rows[r]
+        key = rows[p] * index(m)
+        key += rows[r]
+        values = gc.data[p] * gc.data[r]
     keys, key_index = _index_keys(key, m, key_order)
     # col is non-decreasing, and building CSR keeps each row's entries in that order, so
     # that the duplicates (a key met by several levels of one group) are summed in it
     ncol = ngroups * nc * nc
-    pairs = sp.csr_matrix((gc.data[p] * gc.data[r], (key_index, col)),
+    pairs = sp.csr_matrix((values, (key_index, col)),
                           shape=(keys.shape[0], ncol))
     pairs.sum_duplicates()
     return keys, pairs
