@@ -345,7 +345,8 @@ class PLSProblem(_AugmentedSystem):
             # stored per level, (nl, m, nc), for batched products with T1's blocks
             self._gdense = np.ascontiguousarray(
                 self.G.toarray().reshape(self.m, first.nl, first.nc).transpose(1, 0, 2))
-            self._keys = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
+            upper = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
+            self._keys = upper[self._order_by_block_pair(upper)]
             self._pairs = None
         else:
             # B_l depends on level l only through A11_l: levels with equal blocks (in
@@ -361,41 +362,48 @@ class PLSProblem(_AugmentedSystem):
             self._group_level[self._level_group] = np.arange(first.nl)
             self._keys, self._pairs = _downdate_pattern(
                 self.G, first.nc, first.nl, self.m, self._level_group, ngroups,
-                key_order=self._order_by_block_pair if self._rest_diagonal is not None
-                else None)
+                key_order=self._order_by_block_pair)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
-        # rectangles of block 2 on which Λ₂ is constant (each scalar term, then X and y),
-        # on or above the diagonal only: LAPACK reads the upper triangle. Diagonal blocks
-        # are cut into bands of rows, each from its diagonal rightwards, so that the lower
-        # triangle is (mostly) not written at all.
-        # A scalar term's block with itself is diagonal (one level per observation): its
-        # bands are zero-filled rather than copied (InstEval: 5 MB less to read per θ) and
-        # the diagonal is written apart.
+        # How block 2 is assembled per θ, block pair by block pair (terms, then X and y).
+        # Where both blocks are scalar terms or X and y, Λ₂ is a constant on the rectangle:
+        # it is copied scaled, on or above the diagonal only (LAPACK reads the upper
+        # triangle; diagonal blocks are cut into bands of rows, each from its diagonal
+        # rightwards), and a scalar term's block with itself, which is diagonal (one level
+        # per observation), is zero-filled instead (InstEval: 5 MB less to read per θ), its
+        # diagonal written apart. Pairs with a vector term are copied as they are, downdated,
+        # then multiplied by the terms' λ.
         edges = self._block_edges
-        self._blocks = []
-        diagonal_rows = []
-        zero_blocks: set[int] = set()
-        for a in range(len(edges) - 1):
-            for b in range(a, len(edges) - 1):
-                if a < b:
-                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], False))
-                    continue
-                zero = a < len(edges) - 2 and self.terms[1 + a].nc == 1
-                if zero:
-                    diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
-                    zero_blocks.add(a)
-                for lo in range(edges[a], edges[a + 1], _BAND):
-                    hi = min(lo + _BAND, edges[a + 1])
-                    self._blocks.append((lo, hi, lo, edges[a + 1], zero))
-        rows = np.concatenate([*diagonal_rows, np.zeros(0, np.int64)]).astype(np.int64)
-        self._diagonal_only = (rows, rows * (self.m + 1), self.M22[rows, rows])
-        self._block_value_rows = edges[:-1]  # a row of each block, to read Λ₂'s value there
-        # (start, stop, row block, column block, whether block 2 is zero there before the
-        # downdate) of the downdate's keys
-        self._segments: list[tuple[int, int, int, int, bool]] = []
-        if self._pairs is not None and self._rest_diagonal is not None:
-            self._segments = [(lo, hi, a, b, a == b and a in zero_blocks)
-                              for lo, hi, a, b in self._block_pair_segments()]
+        nblk = len(edges) - 1
+        scalar = [t.nc == 1 for t in self.terms[1:]] + [True]
+        self._blocks: list[tuple[int, int, int, int, str, int, int]] = []
+        self._raw_pairs: list[tuple[int, int]] = []
+        diagonal_rows, diagonal_block = [], []
+        for a in range(nblk):
+            for b in range(a, nblk):
+                if not (scalar[a] and scalar[b]):
+                    self._raw_pairs.append((a, b))
+                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], "raw",
+                                         a, b))
+                elif a < b:
+                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1],
+                                         "scale", a, b))
+                else:
+                    mode = "zero" if a < nblk - 1 else "scale"
+                    if mode == "zero":
+                        diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
+                        diagonal_block.append(np.full(edges[a + 1] - edges[a], a))
+                    for lo in range(edges[a], edges[a + 1], _BAND):
+                        hi = min(lo + _BAND, edges[a + 1])
+                        self._blocks.append((lo, hi, lo, edges[a + 1], mode, a, a))
+        empty = np.zeros(0, np.int64)
+        rows = np.concatenate([*diagonal_rows, empty]).astype(np.int64)
+        self._diagonal_only = (np.concatenate([*diagonal_block, empty]).astype(np.int64),
+                               rows * (self.m + 1), self.M22[rows, rows])
+        # (start, stop, row block, column block, how the blocks are assembled) of the
+        # downdate's keys, which are ordered by block pair
+        modes = {(a, b): mode for _, _, _, _, mode, a, b in self._blocks}
+        self._segments: list[tuple[int, int, int, int, str]] = [
+            (lo, hi, a, b, modes[(a, b)]) for lo, hi, a, b in self._block_pair_segments()]
 
     @property
     def _block_edges(self) -> np.ndarray:
@@ -469,66 +477,56 @@ class PLSProblem(_AugmentedSystem):
         """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
         array whose transpose LAPACK factors in place."""
         qr, m = self._lam_r_size, self.m
-        if self._rest_diagonal is not None:
-            # Λ₂ is diagonal and constant within each term: scale block by block while
-            # copying (one pass over the matrix), and the downdate segment by segment
-            down = self._downdate(t1)
-            dr = self._rest_diagonal(theta)
-            buf = np.empty((m, m))
-            for lo_a, hi_a, lo_b, hi_b, zero in self._blocks:
-                if zero:
-                    buf[lo_a:hi_a, lo_b:hi_b] = 0.0
-                else:
-                    np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], dr[lo_a] * dr[lo_b],
-                                out=buf[lo_a:hi_a, lo_b:hi_b])
-            if self._segments:
-                # scaled and negated segment by segment; where block 2 was zero the entries
-                # are written, elsewhere added
-                value = dr[self._block_value_rows]
-                flat = buf.ravel()
-                for lo, hi, a, b, zero in self._segments:
-                    part = down[lo:hi]
-                    part *= -(value[a] * value[b])
-                    if zero:
-                        flat[self._keys[lo:hi]] = part
-                    else:
-                        flat[self._keys[lo:hi]] += part
+        rest = self.terms[1:]
+        # each block's scale: a scalar term's θ, 1 for X and y (vector terms: see below)
+        scale = [float(theta[t.theta_offset]) if t.nc == 1 else math.nan for t in rest] + [1.0]
+        buf = np.empty((m, m))
+        for lo_a, hi_a, lo_b, hi_b, mode, a, b in self._blocks:
+            view = buf[lo_a:hi_a, lo_b:hi_b]
+            if mode == "zero":
+                view[...] = 0.0
+            elif mode == "scale":
+                np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], scale[a] * scale[b], out=view)
             else:
-                down *= dr[self._key_rows] * dr[self._key_cols]
-                buf.ravel()[self._keys] -= down
-            rows, flat, diag = self._diagonal_only
-            if rows.size:  # the diagonal of the zero-filled blocks
-                scale = dr[rows]
-                buf.ravel()[flat] += diag * (scale * scale)
-        else:
-            buf = self._scale_blocks(theta, self._downdate(t1))
-        buf.ravel()[: qr * (m + 1) : m + 1] += 1.0
+                np.copyto(view, self.M22[lo_a:hi_a, lo_b:hi_b])
+        # the downdate, segment by segment: scaled and negated, written where the block was
+        # zero, added elsewhere; unscaled where the block is multiplied by λ afterwards
+        down = self._downdate(t1)
+        flat = buf.ravel()
+        for lo, hi, a, b, mode in self._segments:
+            part = down[lo:hi]
+            if mode == "raw":
+                flat[self._keys[lo:hi]] -= part
+                continue
+            part *= -(scale[a] * scale[b])
+            if mode == "zero":
+                flat[self._keys[lo:hi]] = part
+            else:
+                flat[self._keys[lo:hi]] += part
+        block_of, positions, diag = self._diagonal_only
+        if block_of.size:  # the diagonal of the zero-filled blocks
+            s = np.asarray(scale)[block_of]
+            flat[positions] += diag * (s * s)
+        if self._raw_pairs:
+            self._times_lambdas(buf, theta)
+        flat[: qr * (m + 1) : m + 1] += 1.0
         return buf
 
-    def _scale_blocks(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
-        """Λ₂'(M22 - G B Gᵀ)Λ₂ block by block (upper triangle), Λ₂ = diag(λ_a ⊗ I_nl)."""
-        f = self.M22.copy()
-        f.ravel()[self._keys] -= down
-        m = self.m
+    def _times_lambdas(self, buf: np.ndarray, theta: np.ndarray) -> None:
+        """Multiply the block pairs with a vector term by Λ₂ on both sides, in place:
+        block (a, b) becomes (I ⊗ λ_a)' block (I ⊗ λ_b)."""
         rest = self.terms[1:]
         lams = [t.lower_factor(theta) for t in rest] + [np.eye(1)]
         shapes = [(t.nl, t.nc) for t in rest] + [(self.p + 1, 1)]
-        edges = np.cumsum([0] + [t.size for t in rest] + [self.p + 1])
-        out = np.empty((m, m))
-        for a in range(len(lams)):
-            for b in range(a, len(lams)):
-                fa = f[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
-                (nla, nca), (nlb, ncb) = shapes[a], shapes[b]
-                block = out[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
-                if nca == 1 and ncb == 1:
-                    np.multiply(fa, lams[a][0, 0] * lams[b][0, 0], out=block)
-                else:
-                    if a == b:  # mixing rows and columns needs the whole diagonal block
-                        fa = np.triu(fa) + np.triu(fa, 1).T
-                    g = fa.reshape(nla, nca, nlb, ncb)
-                    block[...] = np.einsum("ji,ajbk,kl->aibl", lams[a], g,
-                                           lams[b]).reshape(nla * nca, nlb * ncb)
-        return out
+        edges = self._block_edges
+        for a, b in self._raw_pairs:
+            block = buf[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
+            if a == b:  # mixing rows and columns needs the whole diagonal block
+                block[...] = np.triu(block) + np.triu(block, 1).T
+            (nla, nca), (nlb, ncb) = shapes[a], shapes[b]
+            g = block.reshape(nla, nca, nlb, ncb)
+            block[...] = np.einsum("ji,ajbk,kl->aibl", lams[a], g,
+                                   lams[b]).reshape(nla * nca, nlb * ncb)
 
     def factor(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta``."""
