@@ -11,6 +11,7 @@ from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
 from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape
+from lmeformula.pls import engine as pls_engine
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 
@@ -113,10 +114,31 @@ def test_cross_products_by_counting_equal_sparse_products(case_id: str) -> None:
 
 
 def test_batched_criteria_equal_single_evaluations() -> None:
-    """deriv12's batch (component-major, one Cholesky call) against one θ at a time."""
+    """deriv12's batch (one Cholesky call for all points) against one θ at a time."""
     df = lmf.datasets.load("sleepstudy")
     dev = lmf.lmer("Reaction ~ Days + (Days | Subject)", df, devFunOnly=True)
     thetas = np.array([[1.0, 0.1, 0.5], [0.9, -0.2, 0.3], [0.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
     batch = dev.batch(thetas)
     single = np.array([dev(t) for t in thetas])
     np.testing.assert_allclose(batch, single, rtol=1e-12)
+
+
+@pytest.mark.parametrize("case_id", FIT_CASES)
+def test_dense_engine_quadratic_form_equals_products_by_term(
+        case_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """T'MT as a precomputed quadratic form in θ (small models) and by products with each
+    term's λ (the dense engine's path when the form would be large): the same criterion,
+    one θ at a time and in batches."""
+    case, _, quadratic = engines(case_id)
+    monkeypatch.setattr(pls_engine, "_MAX_QUADRATIC", 0)
+    _, _, by_term = engines(case_id)
+    assert by_term._quadratic is None
+    if quadratic.m <= pls_engine.DENSE_LIMIT:  # so do all fixtures the dense engine fits
+        assert quadratic._quadratic is not None
+    reml = case["fit"]["REML"] and quadratic.p > 0
+    thetas = np.array([as_float_array(probe["theta"]) for probe in case["fit"]["dev_at"]])
+    single = np.array([by_term.criterion(by_term.factor(t), reml) for t in thetas])
+    expected = np.array([quadratic.criterion(quadratic.factor(t), reml) for t in thetas])
+    np.testing.assert_allclose(single, expected, rtol=1e-12)
+    np.testing.assert_allclose(by_term.deviances(thetas, reml), expected, rtol=1e-12)
+    np.testing.assert_allclose(quadratic.deviances(thetas, reml), expected, rtol=1e-12)
