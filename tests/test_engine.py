@@ -142,3 +142,17 @@ def test_dense_engine_quadratic_form_equals_products_by_term(
     np.testing.assert_allclose(single, expected, rtol=1e-12)
     np.testing.assert_allclose(by_term.deviances(thetas, reml), expected, rtol=1e-12)
     np.testing.assert_allclose(quadratic.deviances(thetas, reml), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("pwrss", [2.5, 1e-300, 0.0])
+@pytest.mark.parametrize("reml", [True, False])
+def test_scalar_criterion_equals_array_criterion(pwrss: float, reml: bool) -> None:
+    """The per-evaluation (math) formula of the criterion and the batched (numpy) one agree,
+    including an exact fit (pwrss = 0: -inf, as numpy gives)."""
+    from lmeformula.pls.engine import profiled_criteria, profiled_criterion
+
+    args = (3.25, 0.75, pwrss, 180, 2, 0.5, reml)
+    with np.errstate(divide="ignore"):
+        expected = float(profiled_criteria(*args))
+        assert profiled_criterion(*args) == pytest.approx(expected, rel=1e-15)
+    assert np.isneginf(expected) == (pwrss == 0.0)

@@ -152,6 +152,8 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
     """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
     or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
     # the formula of profiled_criteria on Python floats (it runs once per evaluation)
+    if not pwrss > 0.0:  # an exact fit (or worse): numpy's -inf or nan, as for arrays
+        return float(profiled_criteria(ldL2, ldRX2, pwrss, n, p, ldW, REML))
     if REML:
         nmp = n - p
         return ldL2 - ldW + ldRX2 + nmp * (1.0 + math.log(2.0 * math.pi * pwrss / nmp))
