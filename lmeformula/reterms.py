@@ -320,7 +320,9 @@ def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
     else:
         row, val = row[stored], val[stored]
         indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, width).sum(axis=1))])
-    return sp.csc_matrix((val, row, indptr), shape=(offset, n))
+    # scipy's own choice of index type, made here: it then neither scans nor converts
+    index = np.int32 if max(offset, n * width) < 2**31 - 1 else np.int64
+    return sp.csc_matrix((val, row.astype(index), indptr.astype(index)), shape=(offset, n))
 
 
 def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = True) -> ReTrms:

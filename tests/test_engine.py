@@ -156,3 +156,28 @@ def test_scalar_criterion_equals_array_criterion(pwrss: float, reml: bool) -> No
         expected = float(profiled_criteria(*args))
         assert profiled_criterion(*args) == pytest.approx(expected, rel=1e-15)
     assert np.isneginf(expected) == (pwrss == 0.0)
+
+
+@pytest.mark.parametrize("engine", ["dense", "blocked"])
+def test_factorisation_keeps_the_theta_it_was_computed_at(engine: str) -> None:
+    """NLopt passes θ as a view of a buffer it overwrites later: a factorisation (kept as the
+    best so far, and reused at the optimum) must hold its own copy."""
+    _, blocked, dense = engines("sleepstudy_slope")
+    problem = dense if engine == "dense" else blocked
+    theta = np.array([1.0, 0.1, 0.5])
+    value, f = problem.deviance(theta, True)
+    theta[:] = 0.25
+    np.testing.assert_array_equal(f.theta, [1.0, 0.1, 0.5])
+    assert problem.criterion(problem.factor(f.theta), True) == value
+
+
+def test_fit_reuses_the_best_factorisation_at_the_optimum() -> None:
+    """lme4 evaluates once more at the optimum; that is a lookup of the best factorisation,
+    which is the one at the returned θ."""
+    df = lmf.datasets.load("sleepstudy")
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", df)
+    np.testing.assert_array_equal(m._factor.theta, m.optinfo.par)
+    fresh = m.devfun.problem.factor(m.optinfo.par)
+    assert (m._factor.ldL2, m._factor.ldRX2, m._factor.pwrss) == (
+        fresh.ldL2, fresh.ldRX2, fresh.pwrss)
+    assert m.devfun.problem.criterion(fresh, True) == m.optinfo.fval

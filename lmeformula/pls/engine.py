@@ -542,7 +542,9 @@ class PLSProblem(_AugmentedSystem):
 
     def factor(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta``."""
-        theta = np.asarray(theta, dtype=float)
+        # a copy: optimizers pass views of buffers they overwrite later (NLopt does), and
+        # the factorisation keeps the θ it was computed at
+        theta = np.array(theta, dtype=float)
         first = self.terms[0]
         lam1 = first.lower_factor(theta)
         qr = self._lam_r_size
@@ -1177,7 +1179,7 @@ class DensePLSProblem(_AugmentedSystem):
         return s
 
     def factor(self, theta: np.ndarray) -> DenseFactorization:
-        theta = np.asarray(theta, dtype=float)
+        theta = np.array(theta, dtype=float)  # a copy (see PLSProblem.factor)
         # s is symmetric: factoring its transpose in place leaves L in the lower triangle
         # (the upper one keeps s: only the lower triangle of L is ever read)
         lfac, info = la.lapack.dpotrf(self._scaled(theta).T, lower=1, clean=0, overwrite_a=1)
