@@ -151,22 +151,24 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
                        REML: bool) -> float:
     """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
     or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
-    # the formula of profiled_criteria on Python floats (it runs once per evaluation)
-    if not pwrss > 0.0:  # an exact fit (or worse): numpy's -inf or nan, as for arrays
-        return float(profiled_criteria(ldL2, ldRX2, pwrss, n, p, ldW, REML))
-    if REML:
-        nmp = n - p
-        return ldL2 - ldW + ldRX2 + nmp * (1.0 + math.log(2.0 * math.pi * pwrss / nmp))
-    return ldL2 - ldW + n * (1.0 + math.log(2.0 * math.pi * pwrss / n))
+    # on Python floats with math.log (it runs once per evaluation); an exact fit (pwrss = 0)
+    # or worse gets numpy's -inf or nan, as for arrays
+    return float(_criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML,
+                            math.log if pwrss > 0.0 else np.log))
 
 
 def profiled_criteria(ldL2: np.ndarray, ldRX2: np.ndarray, pwrss: np.ndarray, n: int, p: int,
                       ldW: float, REML: bool) -> np.ndarray:
     """:func:`profiled_criterion` for arrays of factorisations (or scalars)."""
+    return _criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML, np.log)
+
+
+def _criterion(ldL2: Any, ldRX2: Any, pwrss: Any, n: int, p: int, ldW: float, REML: bool,
+               log: Callable[[Any], Any]) -> Any:
     if REML:
         nmp = n - p
-        return ldL2 - ldW + ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
-    return ldL2 - ldW + n * (1.0 + np.log(2.0 * np.pi * pwrss / n))
+        return ldL2 - ldW + ldRX2 + nmp * (1.0 + log(2.0 * math.pi * pwrss / nmp))
+    return ldL2 - ldW + n * (1.0 + log(2.0 * math.pi * pwrss / n))
 
 
 @dataclass
@@ -338,8 +340,6 @@ class PLSProblem(_AugmentedSystem):
     def _prepare_downdate(self) -> None:
         """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
         first = self.terms[0]
-        self._rest_diagonal = self._diagonal_scaling() if all(
-            t.nc == 1 for t in self.terms[1:]) else None
         self._gdense = None
         if self.G.nnz > 0.25 * self.m * self.q1 and self.m * self.q1 <= 50_000_000:
             # a dense G (every level of the first term meets most rows of block 2, as in
@@ -440,17 +440,6 @@ class PLSProblem(_AugmentedSystem):
         return [(int(lo), int(hi), int(group[lo] // nblk), int(group[lo] % nblk))
                 for lo, hi in zip(starts, stops, strict=True)]
 
-    def _diagonal_scaling(self):  # type: ignore[no-untyped-def]
-        """For scalar terms in block 2, Λ₂ is diagonal: θ of each row's term, 1 for X, y."""
-        owner = np.concatenate([np.full(t.nl, t.theta_offset) for t in self.terms[1:]]
-                               + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
-        ones = np.ones(self.p + 1)
-
-        def scaling(theta: np.ndarray) -> np.ndarray:
-            return np.concatenate([theta[owner], ones])
-
-        return scaling
-
     # -- per-θ pieces -------------------------------------------------------------------------
     def lambda_rest_t(self, theta: np.ndarray) -> sp.csc_matrix:
         """Λ' for block 2 extended by the identity on X and y (m x m)."""
@@ -485,9 +474,7 @@ class PLSProblem(_AugmentedSystem):
         """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
         array whose transpose LAPACK factors in place."""
         qr, m = self._lam_r_size, self.m
-        rest = self.terms[1:]
-        # each block's scale: a scalar term's θ, 1 for X and y (vector terms: see below)
-        scale = [float(theta[t.theta_offset]) if t.nc == 1 else math.nan for t in rest] + [1.0]
+        scale = self._block_scales(theta)  # vector terms: see below
         buf = np.empty((m, m))
         for lo_a, hi_a, lo_b, hi_b, mode, a, b in self._blocks:
             view = buf[lo_a:hi_a, lo_b:hi_b]
@@ -523,6 +510,12 @@ class PLSProblem(_AugmentedSystem):
             self._times_lambdas(buf, theta)
         flat[: qr * (m + 1) : m + 1] += 1.0
         return buf
+
+    def _block_scales(self, theta: np.ndarray) -> list[float]:
+        """Λ₂ on each block of block 2 where it is a constant: a scalar term's θ, 1 for X and
+        y (nan for a vector term)."""
+        return [float(theta[t.theta_offset]) if t.nc == 1 else math.nan
+                for t in self.terms[1:]] + [1.0]
 
     def _times_lambdas(self, buf: np.ndarray, theta: np.ndarray) -> None:
         """Multiply the block pairs with a vector term by Λ₂ on both sides, in place:
@@ -647,9 +640,9 @@ class PLSProblem(_AugmentedSystem):
             return np.einsum("lxa,lxy,lyb->ab", v, h, v)
         inside = (self._key_rows < s) & (self._key_cols < s)
         i, j = self._key_rows[inside], self._key_cols[inside]
-        if self._rest_diagonal is not None:
+        if not self._raw_pairs:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
-            dr = self._rest_diagonal(theta)[:s]
+            dr = np.repeat(self._block_scales(theta), np.diff(self._block_edges))[:s]
             k_keys = inv_lower[j, i] * dr[i] * dr[j]
         else:
             k_keys = k_tilde_full()[i, j]
@@ -995,7 +988,6 @@ class DensePLSProblem(_AugmentedSystem):
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._log_parts = np.array([0, q])
-        self._Mp: np.ndarray | None = None
         self._quadratic: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._quadratic_form()
         if self._quadratic is None:
@@ -1058,64 +1050,6 @@ class DensePLSProblem(_AugmentedSystem):
         self._quadratic = (pa, pb, forms.reshape(entries.shape[0], npairs), entries)
         self._c = np.ones(k + 1)
 
-    def _component_major(self) -> None:
-        """The criterion alone does not depend on the order of the random effects, so batches
-        of evaluations (the finite-difference derivatives) use M with each vector term's rows in
-        component-major order (all levels' first coefficient, then all levels' second, ...).
-        There I_nl ⊗ λ becomes λ ⊗ I_nl, and Λ' times a term's rows is one
-        (nc x nc) @ (nc x nl·m) product for the whole batch. Single evaluations keep Zt's
-        order, so that the optimiser sees lme4's round-off (on flat criteria its path depends
-        on it)."""
-        order = []
-        for t, lo in zip(self.terms, np.cumsum([0] + [t.size for t in self.terms]), strict=False):
-            order.append(lo + np.arange(t.size).reshape(t.nl, t.nc).T.ravel())
-        order.append(np.arange(self.q, self.m))
-        perm = np.concatenate(order)
-        upper = np.triu(self.M)
-        sym = upper + np.triu(upper, 1).T  # exactly symmetric: M'T is then (T'M)'
-        self._Mp = np.ascontiguousarray(sym[np.ix_(perm, perm)])
-        inverse = np.empty_like(perm)
-        inverse[perm] = np.arange(perm.shape[0])
-        self._scalar_cols_p = inverse[self._scalar_cols]
-
-    def _scaled_component_major(self, thetas: np.ndarray) -> np.ndarray:
-        """T'MT + diag(I_q, 0) in component-major order for each row of ``thetas``: (B, m, m).
-
-        Rows are transformed, the result transposed (T'M)' = MT, and rows transformed again:
-        T'(MT); every step is one product per vector term for the whole batch."""
-        nb, m = thetas.shape[0], self.m
-        if self._Mp is None:
-            self._component_major()
-        if self._scalar_cols_p.size:
-            c = np.ones((nb, m))
-            c[:, self._scalar_cols_p] = thetas[:, self._scalar_theta]
-            s = self._Mp * c[:, :, None]
-            s *= c[:, None, :]
-        else:
-            s = np.repeat(self._Mp[None], nb, axis=0)
-        if self._vector_terms:
-            lams_t = [self._lambda_t_batch(t, thetas) for _, _, t in self._vector_terms]
-            self._rows_times(lams_t, s)
-            s = s.transpose(0, 2, 1).copy()
-            self._rows_times(lams_t, s)
-        s.reshape(nb, m * m)[:, self._diag_z] += 1.0
-        return s
-
-    def _rows_times(self, lams_t: list[np.ndarray], s: np.ndarray) -> None:
-        """Replace each vector term's rows of ``s`` (B, m, m) by (λ' ⊗ I_nl) times them."""
-        nb, m = s.shape[0], self.m
-        for (lo, hi, t), lam_t in zip(self._vector_terms, lams_t, strict=True):
-            rows = s[:, lo:hi].reshape(nb, t.nc, t.nl * m)
-            s[:, lo:hi] = (lam_t @ rows).reshape(nb, hi - lo, m)
-
-    @staticmethod
-    def _lambda_t_batch(t: TermShape, thetas: np.ndarray) -> np.ndarray:
-        """λ' of term ``t`` for each row of ``thetas``: (B, nc, nc)."""
-        k = t.nc * (t.nc + 1) // 2
-        lam = np.zeros((thetas.shape[0], t.nc * t.nc))
-        lam[:, _lower_positions(t.nc)] = thetas[:, t.theta_offset : t.theta_offset + k]
-        return lam.reshape(-1, t.nc, t.nc).transpose(0, 2, 1)
-
     def deviances(self, thetas: np.ndarray, REML: bool) -> np.ndarray:
         """The criterion at each row of ``thetas`` (one batched computation)."""
         s = self._scaled_batch(thetas)  # upper triangles
@@ -1140,10 +1074,10 @@ class DensePLSProblem(_AugmentedSystem):
         return profiled_criteria(ld_l2, ld_rx2, d[:, -1] ** 2, self.n, self.p, self.ldW, REML)
 
     def _scaled_batch(self, thetas: np.ndarray) -> np.ndarray:
-        """T'MT + diag(I_q, 0) for each row of ``thetas``: (B, m, m), upper triangles (the
-        quadratic form's, else in component-major order)."""
+        """T'MT + diag(I_q, 0) for each row of ``thetas``: (B, m, m), upper triangles (one
+        product for all of them by the quadratic form; else θ by θ)."""
         if self._quadratic is None:
-            return self._scaled_component_major(thetas)
+            return np.stack([self._scaled(theta) for theta in thetas])
         pa, pb, forms, pos = self._quadratic
         nb, m = thetas.shape[0], self.m
         c = np.ones((nb, self._c.shape[0]))
