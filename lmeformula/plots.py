@@ -149,7 +149,7 @@ def image(matrix: sp.spmatrix | np.ndarray, ax: Any = None, title: str | None = 
           row_blocks: Sequence[tuple[str, int]] | None = None,
           col_blocks: Sequence[tuple[str, int]] | None = None,
           xlabel: str = "column", ylabel: str = "row", colorbar: bool | None = None,
-          fontsize: float = 7, max_labels: int = 40) -> Any:
+          annotate: bool = False, fontsize: float = 7, max_labels: int = 40) -> Any:
     """Draw a matrix's non-zeros; structural zeros are white.
 
     Parameters
@@ -176,6 +176,8 @@ def image(matrix: sp.spmatrix | np.ndarray, ax: Any = None, title: str | None = 
         What the columns and rows are.
     colorbar
         Draw a colour bar; by default when values are shown.
+    annotate
+        Write each non-zero's value in its cell (for small matrices).
     """
     ax = _axes(ax)
     raw: Any = matrix
@@ -201,6 +203,12 @@ def image(matrix: sp.spmatrix | np.ndarray, ax: Any = None, title: str | None = 
                        interpolation="nearest", aspect="auto")
     if colorbar if colorbar is not None else bool(values):
         ax.figure.colorbar(im, ax=ax, shrink=0.85, pad=0.02 if not row_blocks else 0.08)
+    if annotate:
+        for r, c in zip(*np.nonzero(dense), strict=True):
+            rgba = im.cmap(im.norm(dense[r, c] if values else 1.0))
+            dark = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2] < 0.5
+            ax.text(c, r, f"{dense[r, c]:.4g}", ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
     _ticks(ax.yaxis, row_labels, dense.shape[0], fontsize, max_labels)
     _ticks(ax.xaxis, col_labels, dense.shape[1], fontsize, max_labels)
     _blocks(ax, row_blocks, dense.shape[0], "rows", fontsize + 1)
