@@ -329,10 +329,14 @@ def shrinkage(m: LmerMod, data: pd.DataFrame, ols_formula: str, group: str,
 
 
 def profile_zeta(profile: Any, which: list[str] | None = None, level: float = 0.95,
-                 axes: Any = None) -> Any:
+                 axes: Any = None, *, wald: bool = False) -> Any:
     """ζ against each parameter of a :func:`lmeformula.profile` (lme4's ``xyplot`` of a
     profile): the points, the ±qnorm cut-offs, and the profile interval where ζ crosses them
-    (shaded); the straight line is the Wald approximation's ζ through the same estimate.
+    (shaded, bounds dotted).
+
+    With ``wald=True`` each panel also shows the straight line a quadratic log-likelihood
+    would give: the tangent of ζ at the estimate (slope from the two profile points either
+    side of ζ = 0), whose crossings of the cut-offs are the Wald interval.
     """
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -356,6 +360,18 @@ def profile_zeta(profile: Any, which: list[str] | None = None, level: float = 0.
         for c in (-cut, cut):
             ax.axhline(c, color="0.5", lw=0.7, ls="--")
         ax.axhline(0, color="0.6", lw=0.6)
+        if wald:
+            k0 = int(np.searchsorted(zeta, 0.0))
+            if 0 < k0 < len(zeta):
+                slope = (zeta[k0] - zeta[k0 - 1]) / (x[k0] - x[k0 - 1])
+                est = x[k0 - 1] - zeta[k0 - 1] / slope
+                # drawn over the profile's ζ range only, so it does not rescale the panel
+                ends = np.clip(est + np.array([zeta.min(), zeta.max()]) / slope,
+                               x.min(), x.max())
+                ax.plot(ends, slope * (ends - est), color="C3", lw=1, ls="-.",
+                        label="Wald (tangent at the estimate)")
+                if k == 0:
+                    ax.legend(fontsize=7, loc="upper left")
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_xlabel(name)
         ax.set_title(f"{level:.0%}: [{lo:.4g}, {hi:.4g}]", fontsize=9)

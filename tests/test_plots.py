@@ -239,3 +239,19 @@ def test_criterion_contour_names_a_cholesky_element(fm1: lmf.LmerMod) -> None:
     ax = plots.criterion_contour(fm1, 0, 1, span=1.5, points=9)
     assert ax.get_xlabel().startswith("θ₁ = σ₁/σ")
     assert ax.get_ylabel().startswith("θ₂ = λ[2,1] of Days | Subject")
+
+
+def test_profile_zeta_wald_tangent() -> None:
+    dye = lmf.lmer("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff"))
+    prof = lmf.profile(dye)
+    axes = plots.profile_zeta(prof, wald=True)
+    ml = lmf.lmer("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff"), REML=False)
+    for ax, name in zip(axes, prof.points, strict=True):
+        (tangent,) = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-."]
+        x, y = tangent.get_xdata(), tangent.get_ydata()
+        est = x[0] - y[0] * (x[1] - x[0]) / (y[1] - y[0])  # where the line crosses ζ = 0
+        # lme4's profile is of the ML deviance: ζ = 0 at the ML estimates
+        fitted = {".sig01": ml.sigma * ml.theta.iloc[0], ".sigma": ml.sigma,
+                  "(Intercept)": ml.fixef.iloc[0]}[name]
+        assert est == pytest.approx(fitted, rel=1e-2)
+        assert (y[1] - y[0]) > 0
