@@ -88,6 +88,20 @@ def notebook(src: NotebookSource) -> nbformat.NotebookNode:
     return nb
 
 
+def _merge_streams(outputs: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    """Join consecutive outputs of one stream: how the kernel splits printed text into
+    messages depends on timing, and the committed notebook should not."""
+    merged: list[nbformat.NotebookNode] = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None
+                and prev.get("output_type") == "stream" and prev.get("name") == out.get("name")):
+            prev["text"] = prev["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
 def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
     """Run a notebook top to bottom in a fresh kernel, in this folder; raises on an error."""
     import nbclient
@@ -98,6 +112,9 @@ def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookN
                                      record_timing=False,
                                      resources={"metadata": {"path": str(HERE)}})
     client.execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     return nb

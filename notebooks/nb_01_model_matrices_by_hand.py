@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbcommon import SETUP
+from nbcommon import setup
 
 NAME = "01_model_matrices_by_hand.ipynb"
 MIN_FIGURES = 4
@@ -28,7 +28,8 @@ the three subjects of the question, 30 observations.
 and side by side with $Z^\top$; the rules for $X_i$ on four kinds of term; Khatri-Rao against
 Kronecker; why lme4 stores $Z^\top$; and, after the fit, $b$, $Zb$ and each subject's line.
 """),
-    ("code", SETUP),
+    ("code", setup("import pandas as pd", "import scipy.sparse as sp",
+                   "from lmeformula import plots", "from lmeformula.reterms import khatri_rao")),
     ("md", r"""
 ## 1. The model first
 
@@ -56,8 +57,6 @@ columns of $J_i$ — not the terms.
 | $q = \sum_i \ell_i p_i$ | random effects, columns of $Z$, length of $b$ | 6 |
 """),
     ("code", r"""
-from lmeformula.reterms import khatri_rao
-
 sleep = lmf.datasets.load("sleepstudy")
 sleep3 = sleep[sleep.Subject.isin(["309", "330", "371"])].reset_index(drop=True)
 m3 = lmf.lmer("Reaction ~ Days + (Days | Subject)", sleep3)
@@ -96,7 +95,8 @@ pf = lmf.lFormula("Reaction ~ Days + (Days | Subject)", sleep3)
 term = pf.reTrms.terms[0]
 J3, X3 = term.J, term.X
 full = pd.concat([sleep3[["Subject", "Days"]].astype({"Days": int}),
-                  pd.DataFrame(J3.toarray().astype(int), columns=[f"J:{s}" for s in ["309", "330", "371"]]),
+                  pd.DataFrame(J3.toarray().astype(int),
+                               columns=[f"J:{s}" for s in ["309", "330", "371"]]),
                   pd.DataFrame(X3, columns=[f"X_i:{c}" for c in term.cnms])], axis=1)
 full.index = pd.RangeIndex(1, 31, name="j")
 print(full.to_string())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbcommon import SETUP
+from nbcommon import setup
 
 NAME = "02_theta_to_lambda.ipynb"
 MIN_FIGURES = 1
@@ -14,11 +14,12 @@ CELLS: list[tuple[str, str]] = [
 `Reaction ~ Days + (Days | Subject)`.
 
 **This notebook**: how lme4 parameterises the covariance of the random effects by a *relative
-covariance factor* $\Lambda_\theta$, $\operatorname{Var}(b) = \sigma^2\Lambda_\theta\Lambda_\theta^\top$
-(lme4 paper §2.2 and §3.7); how θ fills Λ through `Lind`; why `Lambdat` stores a zero and what
-`lower` bounds; how to read the estimated θ; and a picture of Λ.
+covariance factor* $\Lambda_\theta$,
+$\operatorname{Var}(b) = \sigma^2\Lambda_\theta\Lambda_\theta^\top$ (lme4 paper §2.2 and
+§3.7); how θ fills Λ through `Lind`; why `Lambdat` stores a zero and what `lower` bounds; how to
+read the estimated θ; and a picture of Λ.
 """),
-    ("code", SETUP),
+    ("code", setup("from lmeformula import plots")),
     ("md", r"""
 ## One block λ per term, repeated per level
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbcommon import SETUP
+from nbcommon import setup
 
 NAME = "03_sparsity.ipynb"
 MIN_FIGURES = 3
@@ -20,7 +20,7 @@ may not: **fill-in**. We look at the four matrices for a nested and a crossed de
 lme4 orders the terms (decreasing number of levels) and what the other order would cost, and how
 lme4's factor differs from the one here.
 """),
-    ("code", SETUP),
+    ("code", setup("import scipy.sparse as sp", "from lmeformula import plots")),
     ("code", r"""
 def panel(m, name):
     Zt = lmf.getME(m, "Zt")

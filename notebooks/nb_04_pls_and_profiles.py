@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbcommon import SETUP
+from nbcommon import setup
 
 NAME = "04_pls_and_profiles.ipynb"
 MIN_FIGURES = 3
@@ -18,7 +18,7 @@ CELLS: list[tuple[str, str]] = [
 θ; **profile ζ** and why profile intervals beat Wald intervals for variance components; and the
 criterion over two θ's.
 """),
-    ("code", SETUP),
+    ("code", setup("from lmeformula import plots")),
     ("md", r"""
 ## Penalised least squares at one θ
 
@@ -140,9 +140,9 @@ print(f"σ1: estimate {est:.1f}, Wald {est - 1.96 / slope:.1f} to {est + 1.96 / 
     ("md", r"""
 The Wald interval starts too low (9.7 against 12.2) and stops far too early (64.8 against
 84.1): it misses most of the plausible large values. With fewer batches or a smaller σ₁ it would
-also reach below 0, impossible for an SD. That is why lme4's `confint` uses the profile by default (and gives no Wald
-intervals for variance components); σ and the fixed effect (middle, right) are much closer to
-straight lines.
+also reach below 0, impossible for an SD. That is why lme4's `confint` uses the profile by
+default (and gives no Wald intervals for variance components); σ and the fixed effect (middle,
+right) are much closer to straight lines.
 
 ## Two θ's at once: `(Days || Subject)`
 

@@ -87,7 +87,8 @@ for s, d in unbal.groupby("Subject", observed=True):
     Xd = np.column_stack([np.ones(len(d)), d.Days.to_numpy()])
     Ss = np.linalg.solve(Xd.T @ Xd + mu.sigma**2 * np.linalg.inv(Sigma_u), Xd.T @ Xd)
     rows.append((str(s), len(d), Ss[0, 0], Ss[1, 1]))
-kept = pd.DataFrame(rows, columns=["Subject", "days", "S[intercept]", "S[slope]"]).set_index("Subject")
+kept = pd.DataFrame(rows, columns=["Subject", "days", "S[intercept]", "S[slope]"])
+kept = kept.set_index("Subject")
 # the conditional modes are each subject's own S_s applied to its own deviation
 olsu = lmf.lmList("Reaction ~ Days | Subject", unbal).coef()
 for s in olsu.index:
@@ -136,7 +137,8 @@ print(lmf.ranef(d2)["Batch"].T)
 * The caterpillar plot shows conditional modes with intervals; one level order across panels
   reads a level as a row.
 * Shrinkage maps each group's own estimate onto the mixed model's:
-  $b_s = S_s(\hat\beta_s - \hat\beta)$, $S_s = (X_s^\top X_s + \sigma^2\Sigma^{-1})^{-1}X_s^\top X_s$.
+  $b_s = S_s(\hat\beta_s - \hat\beta)$ with
+  $S_s = (X_s^\top X_s + \sigma^2\Sigma^{-1})^{-1}X_s^\top X_s$.
   With balanced data $S_s$ is one matrix for all groups; with unequal data, groups with less
   information are shrunk more.
 * A singular fit (θ on its bound, `isSingular`) shrinks completely along the degenerate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbcommon import SETUP
+from nbcommon import setup
 
 NAME = "06_statsmodels.ipynb"
 MIN_FIGURES = 1
@@ -19,7 +19,7 @@ estimates up. The conventions differ: statsmodels reports variances (`cov_re`, `
 why statsmodels' AIC is `nan` for a REML fit, why its `predict` gives the population line only,
 and what MixedLM cannot express.
 """),
-    ("code", SETUP),
+    ("code", setup("import pandas as pd")),
     ("code", r"""
 pd.set_option("display.width", 110)
 sleep = lmf.datasets.load("sleepstudy")
