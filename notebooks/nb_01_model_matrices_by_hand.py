@@ -134,7 +134,8 @@ print("identical to lFormula(...).reTrms.Ztlist['Days | Subject']")
 This is the 6 x 30 matrix printed in the question, and it is the *transposed* one:
 $Z_i = (J_i^\top * X_i^\top)^\top$ is 30 x 6, so $J_i^\top * X_i^\top$ itself **is**
 $Z_i^\top$, which is what lme4 keeps (`Zt`, `Ztlist`; section 6 says why). The day-0 entries of
-the `Days` rows are zeros; lme4 (with Matrix ≥ 1.5) does not store them, so they print as `.`.
+the `Days` rows are zeros; lme4 (with Matrix ≥ 1.5) does not store them, so they print as `.`
+(the question's printout, made with an older Matrix, shows them as stored `0`s).
 
 ## 4. The rules to create $X_i$
 

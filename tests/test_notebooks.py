@@ -101,3 +101,16 @@ def test_sources_are_validated(tmp_path: Path) -> None:
     bad.write_text('NAME = "99_bad"\nCELLS = []\n')
     with pytest.raises(ValueError, match="NAME"):
         BUILD._load(bad)
+
+
+def test_split_stream_outputs_are_joined() -> None:
+    """Re-executing a notebook gives the same outputs however the kernel split its prints."""
+    from nbformat.v4 import new_output
+
+    outs = [new_output("stream", name="stdout", text="a\n"),
+            new_output("stream", name="stdout", text="b\n"),
+            new_output("stream", name="stderr", text="w\n"),
+            new_output("stream", name="stdout", text="c\n")]
+    merged = BUILD._merge_streams(outs)
+    assert [(o["name"], o["text"]) for o in merged] == [("stdout", "a\nb\n"), ("stderr", "w\n"),
+                                                        ("stdout", "c\n")]
