@@ -255,3 +255,11 @@ def test_profile_zeta_wald_tangent() -> None:
                   "(Intercept)": ml.fixef.iloc[0]}[name]
         assert est == pytest.approx(fitted, rel=1e-2)
         assert (y[1] - y[0]) > 0
+
+
+def test_image_all_zero_and_dense_input() -> None:
+    ax = plots.image(sp.csc_matrix((3, 4)))
+    assert ax.get_title() == "3 x 4, 0 non-zeros"
+    ax = plots.image(np.array([[0.0, -2.0], [1.0, 0.5]]), colorbar=False, annotate=True)
+    assert sorted(t.get_text() for t in ax.texts) == ["-2", "0.5", "1"]
+    assert len(ax.figure.axes) == 1
