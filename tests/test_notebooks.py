@@ -85,6 +85,7 @@ def test_committed_notebook_carries_its_figures(src: Any) -> None:
         assert len(png) < 400_000  # PNG at a sensible DPI keeps the repository small
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("src", SOURCES, ids=IDS)
 def test_notebook_executes(src: Any) -> None:
     """The notebook as build.py writes it runs top to bottom from a clean kernel."""
