@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .control import LmerControl, as_control
+from .dataframe import as_pandas
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
@@ -84,6 +85,7 @@ def lmer(
     LmerMod
     """
     ctrl = as_control(control)
+    data = as_pandas(data)  # once, here: lFormula then sees pandas
     pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
                   na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl)
     devfun = mkLmerDevfun(pf, start=start)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .dataframe import as_pandas
 from .errors import LmeFormulaError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
@@ -239,8 +240,7 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
             return fit
         se = _se_fit(m, X, which, None)
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError("newdata must be a pandas DataFrame")
+    newdata = as_pandas(newdata, "newdata")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
@@ -313,6 +313,8 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if newdata is not None:
+        newdata = as_pandas(newdata, "newdata")
     conditioned = select_terms(m, None if use_u else re_form)
     eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
                              allow_new_levels=True), dtype=float)

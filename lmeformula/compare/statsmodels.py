@@ -242,8 +242,10 @@ def compare_statsmodels(formula: str, data: pd.DataFrame, REML: bool = True,
     ``cor_<col>.<col>|<group>``, ``sigma``, ``logLik``) with columns ``lmeformula``,
     ``statsmodels``, ``abs_diff`` and ``rel_diff``.
     """
+    from ..dataframe import as_pandas
     from ..lmer import lmer
 
+    data = as_pandas(data)  # once for both fits
     model = to_statsmodels(formula, data, REML=REML, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
