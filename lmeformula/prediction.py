@@ -113,6 +113,9 @@ def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.nda
                                                                np.ndarray]:
     """X for new data (the fit's columns), the offset, and rows with missing values."""
     pf = m.lformula
+    design = getattr(pf, "design", None)
+    if design is not None:  # syntax="formulaic": formulaic's ModelSpec on the new data
+        return design.fixed_matrix(newdata)
     fixed: Terms = pf.parsed.fixed
     nodes = [fixed.variables[i] for t in fixed.terms for i in t] + list(fixed.offsets)
     values = _new_variables(m, newdata, nodes)
@@ -173,6 +176,10 @@ def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bo
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For term i on new data: level codes (-1 where none), X_i, and rows with missing X_i."""
     term = m.lformula.reTrms.terms[i]
+    design = getattr(m.lformula, "design", None)
+    if design is not None:  # syntax="formulaic": the bar's ModelSpec on the new data
+        group, xi, na = design.term_design(i, newdata)
+        return _group_codes(term, group, newdata, allow_new_levels), xi, na
     bar = next(b for b in m.lformula.parsed.bars if deparse(b) == term.name)
     codes = _group_codes(term, bar.right, newdata, allow_new_levels)
     lhs = terms(bar.left)
