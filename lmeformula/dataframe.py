@@ -114,6 +114,9 @@ def _as_1d(value: Any, key: str, what: str) -> Any:
 
         series = nw.from_native(value, series_only=True)
         return series.to_pandas().array
+    if isinstance(value, (Mapping, str, bytes)) or np.ndim(value) == 0:
+        raise TypeError(f"{what}: column '{key}' must be a 1-D array-like, "
+                        f"not {type(value).__name__}")
     arr = np.asarray(value)
     if arr.ndim != 1:
         raise ModelFrameError(f"{what}: column '{key}' must be one-dimensional, "

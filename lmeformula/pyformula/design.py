@@ -165,43 +165,33 @@ def _group_columns(parsed: FormulaicFormula) -> list[str]:
     return names
 
 
-def formulaic_model(
+def formulaic_frame(
     parsed: FormulaicFormula,
     data: Any,
-    control: LmerControl,
     *,
     subset: Any = None,
     weights: Any = None,
     na_action: str = "omit",
     offset: Any = None,
-    contrasts: Mapping[str, Any] | None = None,
-) -> FormulaicModel:
-    """Materialise a formulaic-syntax mixed-model formula on data (see the module docstring).
+) -> tuple[ModelFrame, Any, np.ndarray | None]:
+    """The model frame of a formulaic-syntax formula and every part materialised on its rows.
 
-    Parameters
-    ----------
-    parsed
-        From :func:`lmeformula.pyformula.parse_formulaic`.
-    data
-        Any data frame :func:`lmeformula.dataframe.as_pandas` accepts; never modified.
-    control
-        The checks' settings.
-    subset, weights, na_action, offset
-        As for :func:`lmeformula.lFormula`.
-    contrasts
-        Not used by this syntax (contrasts are written in the formula, ``C(f, contr.sum)``).
+    Rows are those in ``subset`` with no missing grouping value, weight or offset (checked
+    here), and no missing value in any materialised part (formulaic drops those from all parts
+    at once, or raises for ``na_action="fail"``).
 
     Returns
     -------
-    FormulaicModel
+    frame
+        The :class:`lmeformula.frame.ModelFrame`: the response as materialised, the data's
+        columns used, ``(weights)`` and ``(offset)``, on the rows kept.
+    matrices
+        formulaic's structured ModelMatrices (``lhs``, ``rhs``, ``re_0``...; ``.model_spec``).
+    y
+        The numeric response, or None for a one-sided formula.
     """
-    if contrasts:
-        raise FormulaError("contrasts= belongs to syntax='R'; in formulaic syntax write the "
-                           "coding in the formula, C(f, contr.sum)")
     if na_action not in NA_ACTIONS:
         raise ModelFrameError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
-    if not parsed.bars:
-        raise FormulaError("No random effects terms specified in formula")
     data = as_pandas(data)
     n = len(data)
 
@@ -274,6 +264,46 @@ def formulaic_model(
         extras=kept_extras,
     )
     y = check_response(frame) if response is not None else None
+    return frame, mms, y
+
+
+def formulaic_model(
+    parsed: FormulaicFormula,
+    data: Any,
+    control: LmerControl,
+    *,
+    subset: Any = None,
+    weights: Any = None,
+    na_action: str = "omit",
+    offset: Any = None,
+    contrasts: Mapping[str, Any] | None = None,
+) -> FormulaicModel:
+    """Materialise a formulaic-syntax mixed-model formula on data (see the module docstring).
+
+    Parameters
+    ----------
+    parsed
+        From :func:`lmeformula.pyformula.parse_formulaic`.
+    data
+        Any data frame :func:`lmeformula.dataframe.as_pandas` accepts; never modified.
+    control
+        The checks' settings.
+    subset, weights, na_action, offset
+        As for :func:`lmeformula.lFormula`.
+    contrasts
+        Not used by this syntax (contrasts are written in the formula, ``C(f, contr.sum)``).
+
+    Returns
+    -------
+    FormulaicModel
+    """
+    if contrasts:
+        raise FormulaError("contrasts= belongs to syntax='R'; in formulaic syntax write the "
+                           "coding in the formula, C(f, contr.sum)")
+    if not parsed.bars:
+        raise FormulaError("No random effects terms specified in formula")
+    frame, mms, y = formulaic_frame(parsed, data, subset=subset, weights=weights,
+                                    na_action=na_action, offset=offset)
 
     # random effects: formulaic's matrices, lme4's grouping factors and assembly
     built = []
