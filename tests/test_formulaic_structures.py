@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from functools import cache
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ OTHER_CODING = {"sim_fixed_inter_only"}
 SAME = [c for c in CASE_IDS if "formula" in load_case(c) and c not in DIFFERENT_MEANING]
 
 
+@cache  # three tests read each case's pair; lFormula results are not modified
 def _both(case_id: str) -> tuple[lmf.LFormula, lmf.LFormula]:
     case = load_case(case_id)
     df, kw = case_data(case), case_kwargs(case)

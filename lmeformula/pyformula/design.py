@@ -178,7 +178,7 @@ def formulaic_frame(
 
     Rows are those in ``subset`` with no missing grouping value, weight or offset (checked
     here), and no missing value in any materialised part (formulaic drops those from all parts
-    at once, or raises for ``na_action="fail"``).
+    at once); ``na_action="fail"`` raises if any row was dropped.
 
     Returns
     -------
@@ -218,8 +218,8 @@ def formulaic_frame(
     view = data if pre.shape[0] == n else data.iloc[pre]
     # positions as index: formulaic's output index then says which rows it kept
     view = view.set_axis(pd.RangeIndex(view.shape[0]), axis=0)
-    mms = _materialize(parsed.structure(), view,
-                       na_action="raise" if na_action == "fail" else "drop")
+    # na_action="fail" is checked below, with R's message, from the rows formulaic dropped
+    mms = _materialize(parsed.structure(), view, na_action="drop")
     rows = pre[mms.rhs.index.to_numpy()]
     if rows.shape[0] == 0:
         raise ModelFrameError("0 (non-NA) cases")
