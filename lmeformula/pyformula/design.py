@@ -20,6 +20,7 @@ never evaluates Python.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,8 +75,12 @@ def _materialize(spec: Any, data: pd.DataFrame, **kwargs: Any) -> Any:
         return spec.get_model_matrix(data, context={}, **kwargs)
     except FormulaicError as err:
         text = str(err)
-        if "NameError" in text and "is not defined" in text:
-            raise VariableNotFoundError(f"formulaic: {text}") from None
+        missing = re.search(r"NameError: (?:`([^`]+)` is not present|name '([^']+)' is not "
+                            r"defined)", text)
+        if missing:
+            name = missing.group(1) or missing.group(2)
+            raise VariableNotFoundError(f"object '{name}' not found (formulaic: {text})"
+                                        ) from None
         raise FormulaError(f"formulaic: {text}") from None
     except (ValueError, TypeError, KeyError, NameError) as err:
         raise FormulaError(f"formulaic: {type(err).__name__}: {err}") from None
