@@ -88,6 +88,9 @@ def test_factor_in_a_bar_and_nesting(sleep: pd.DataFrame) -> None:
     assert list(pf.reTrms.Ztlist) == ["1 | cask:batch", "1 | batch"]
     pf = lmf.lFormula("Reaction ~ Days + (Days || Subject)", sleep, syntax="formulaic")
     assert list(pf.reTrms.Ztlist) == ["1 | Subject", "0 + Days | Subject"]
+    assert repr(pf).startswith("lFormula: Reaction ~ Days + (Days || Subject)")
+    assert isinstance(pf.fr, pd.DataFrame) and list(pf.fr.columns) == ["Reaction", "Days",
+                                                                       "Subject"]
 
 
 def test_any_data_frame_gives_the_pandas_fit(sleep: pd.DataFrame) -> None:

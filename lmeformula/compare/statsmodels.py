@@ -236,6 +236,10 @@ def compare_statsmodels(formula: str, data: pd.DataFrame, REML: bool = True,
                         **kwargs: Any) -> pd.DataFrame:
     """Fit the formula with lmeformula and with statsmodels' MixedLM and compare.
 
+    ``data`` may be any data frame :func:`lmeformula.lFormula` takes (polars, pyarrow, a dict);
+    keyword arguments (``weights``, ``subset``, ``syntax="formulaic"``...) go to ``lFormula``
+    and ``lmer``; MixedLM is built from lmeformula's own matrices either way.
+
     Returns
     -------
     DataFrame indexed by parameter (lme4 names: fixed effects, ``sd_<col>|<group>``,

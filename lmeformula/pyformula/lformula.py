@@ -24,7 +24,7 @@ def check_syntax(syntax: str) -> str:
     return syntax
 
 
-@dataclass
+@dataclass(repr=False)  # LFormula's repr: the structures printed as lme4 prints them
 class FormulaicLFormula(LFormula):
     """:class:`lmeformula.modular.LFormula` of a formula in formulaic syntax.
 
