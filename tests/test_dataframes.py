@@ -183,3 +183,22 @@ def test_bad_inputs_are_package_errors() -> None:
     m = lmf.lmer(FORMULA, lmf.datasets.load("sleepstudy"))
     with pytest.raises(TypeError, match="newdata must be a data frame"):
         m.predict(42)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_pandas_nullable_and_arrow_dtypes(sleep: pd.DataFrame, syntax: str) -> None:
+    missing = np.arange(180) % 13 == 0
+    ref = lmf.lmer(FORMULA, sleep.assign(Days=np.where(missing, np.nan, sleep.Days)),
+                   syntax=syntax)
+    days = pd.array([None if m else int(v) for m, v in zip(missing, sleep.Days, strict=True)],
+                    dtype="Int64")
+    subject = sleep.Subject.astype(str).to_numpy()
+    for data in (sleep.assign(Days=days),
+                 sleep.assign(Days=days.astype("Float64")),
+                 sleep.assign(Days=pd.array(days, dtype=pd.ArrowDtype(pa.int64()))),
+                 sleep.assign(Days=days, Subject=pd.array(subject, dtype="string")),
+                 sleep.assign(Days=days,
+                              Subject=pd.array(subject, dtype=pd.ArrowDtype(pa.string())))):
+        m = lmf.lmer(FORMULA, data, syntax=syntax)
+        assert m.nobs == 166
+        assert m.REMLcrit() == pytest.approx(ref.REMLcrit(), rel=1e-12)
