@@ -124,6 +124,19 @@ def test_criterion_at_theta_agrees(case_id: str) -> None:
         assert df_(theta) == pytest.approx(dr(theta), rel=1e-10)
 
 
+def test_backquoted_names_spell_r_names_with_dots() -> None:
+    # arabidopsis in formulaic syntax: total.fruits quoted, log from numpy
+    case = load_case("arabidopsis")
+    df = case_data(case)
+    r = lmf.lFormula(case["formula"], df)
+    f = lmf.lFormula(case["formula"].replace("log(total.fruits", "np.log(`total.fruits`"), df,
+                     syntax="formulaic")
+    np.testing.assert_array_equal(f.y, r.y)
+    _same_sparse(r.reTrms.Zt, f.reTrms.Zt, exact=True)
+    np.testing.assert_allclose(f.X_values, r.X_values, rtol=1e-12, atol=1e-12)
+    assert f.frame.response == "np.log(`total.fruits` + 1)"
+
+
 @pytest.mark.parametrize("case_id", ["sleepstudy_slope", "sleepstudy_dblvert", "pastes",
                                      "machines_slope_factor", "sim_weights", "sim_na_exclude",
                                      "sim_subset", "probe_08"])

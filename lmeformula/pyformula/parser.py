@@ -234,7 +234,8 @@ def _check_python_token(token: Token) -> None:
             "give the offset with offset=, or use syntax='R'"
         )
     try:
-        pyast.parse(text.strip("{}"), mode="eval")
+        # formulaic quotes names that are not Python identifiers in backticks
+        pyast.parse(re.sub(r"`[^`]*`", "_", text.strip("{}")), mode="eval")
     except SyntaxError:
         raise FormulaError(
             f"'{text}' is not a Python expression (syntax='formulaic' evaluates Python); "
