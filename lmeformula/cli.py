@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="packaged data set name or a CSV file")
         p.add_argument("--ml", action="store_true", help="use ML instead of REML")
         p.add_argument("--width", type=int, default=80, help="output width")
+        p.add_argument("--syntax", choices=("R", "formulaic"), default="R",
+                       help="formula syntax: R (default; never evaluates Python) or formulaic "
+                            "(evaluates the formula's Python expressions: trusted formulas "
+                            "only)")
     fit.add_argument("--json", action="store_true", help="print the fit as JSON")
     sub.add_parser("datasets", help="list the packaged data sets")
     return parser
@@ -59,13 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .modular import lFormula
                 from .printing import format_lformula
 
-                print(format_lformula(lFormula(args.formula, data, REML=not args.ml),
-                                      width=args.width))
+                print(format_lformula(lFormula(args.formula, data, REML=not args.ml,
+                                               syntax=args.syntax), width=args.width))
             else:
                 from .lmer import lmer
 
                 name = args.data if args.data in datasets.list() else Path(args.data).stem
-                model = lmer(args.formula, data, REML=not args.ml, data_name=name)
+                model = lmer(args.formula, data, REML=not args.ml, data_name=name,
+                             syntax=args.syntax)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataframe import as_pandas
 from .errors import FormulaError, ModelFrameError
 from .formula.ast import Node, deparse
 from .formula.bars import subbars
@@ -169,7 +170,8 @@ def model_frame(
     lhs, rhs
         The formula's sides as syntax trees.
     data
-        The caller's data; never modified.
+        The caller's data, any data frame :func:`lmeformula.dataframe.as_pandas` accepts
+        (pandas, polars, pyarrow, dict of arrays); never modified.
     weights, offset
         Column names or array-likes of length ``len(data)``.
     subset
@@ -181,8 +183,7 @@ def model_frame(
     -------
     ModelFrame
     """
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    data = as_pandas(data)  # polars, pyarrow, dicts...: converted once, here
     if na_action not in NA_ACTIONS:
         raise ModelFrameError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
     n = len(data)

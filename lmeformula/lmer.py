@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .control import LmerControl, as_control
+from .dataframe import as_pandas
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
@@ -50,6 +51,7 @@ def lmer(
     contrasts: Mapping[str, Any] | None = None,
     devFunOnly: bool = False,
     data_name: str | None = None,
+    syntax: str = "R",
 ) -> LmerMod | LmerDevfun:
     """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
 
@@ -58,7 +60,8 @@ def lmer(
     formula
         lme4 formula text, ``"Reaction ~ Days + (Days | Subject)"``.
     data
-        A DataFrame (never modified).
+        A data frame (never modified): pandas, polars (eager or lazy), pyarrow, or a dict of
+        arrays.
     REML
         REML (default, as lme4) or maximum likelihood.
     weights, offset
@@ -78,14 +81,20 @@ def lmer(
         Return the deviance function instead of fitting.
     data_name
         Name shown on the ``Data:`` line; defaults to ``data.attrs["name"]`` or ``"data"``.
+    syntax
+        ``"R"`` (default) or ``"formulaic"`` (formulaic's syntax with lme4's bars; it evaluates
+        the formula's Python expressions, so use trusted formulas only): see
+        :func:`lmeformula.lFormula`.
 
     Returns
     -------
     LmerMod
     """
     ctrl = as_control(control)
+    data = as_pandas(data)  # once, here: lFormula then sees pandas
     pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
-                  na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl)
+                  na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,
+                  syntax=syntax)
     devfun = mkLmerDevfun(pf, start=start)
     if devFunOnly:
         return devfun
@@ -156,16 +165,24 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     """lme4's ``update``: refit with a changed formula, data, REML flag or argument.
 
     In ``formula``, ``.`` stands for the corresponding side of the old formula, as in R:
-    ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``.
+    ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``. A model fitted with
+    ``syntax="formulaic"`` keeps that syntax (``syntax=`` changes it); there a new formula is
+    taken as written, since ``.`` is formulaic's "every other column".
     """
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:
             raise ValueError("update() needs data= (the fitted model does not keep the data)")
     call = dict(m.lformula.call)
-    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
-                                                                          formula)
+    syntax = kwargs.get("syntax", call.get("syntax", "R"))
+    if formula is None:
+        new_formula = call["formula"]
+    elif syntax == "R" and call.get("syntax", "R") == "R":
+        new_formula = update_formula(call["formula"], formula)
+    else:
+        new_formula = formula
     args = {k: call[k] for k in ("weights", "offset", "subset", "na_action", "contrasts")}
+    args["syntax"] = call.get("syntax", "R")
     control = kwargs.pop("control", m.lformula.control)
     args.update(kwargs)
     return lmer(new_formula, data, REML=m.lformula.REML if REML is None else REML,

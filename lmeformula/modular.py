@@ -173,6 +173,7 @@ def lFormula(
     offset: Any = None,
     contrasts: Mapping[str, Any] | None = None,
     control: LmerControl | Mapping[str, Any] | None = None,
+    syntax: str = "R",
 ) -> LFormula:
     """Parse an lme4 formula against data: lme4's ``lFormula``.
 
@@ -181,7 +182,8 @@ def lFormula(
     formula
         R formula text, ``"Reaction ~ Days + (Days | Subject)"``.
     data
-        A DataFrame; it is never modified.
+        A data frame: pandas, polars (eager or lazy), pyarrow, or a dict of arrays (see
+        :func:`lmeformula.dataframe.as_pandas`); it is never modified.
     REML
         Use the REML criterion (stored for the deviance function).
     subset
@@ -194,11 +196,27 @@ def lFormula(
         Contrasts for factors of the fixed part, ``{"recipe": "contr.sum"}``.
     control
         :class:`lmeformula.control.LmerControl` or a dict of its options.
+    syntax
+        ``"R"`` (default): R's formula syntax, exactly as lme4 reads it; nothing is evaluated
+        as Python. ``"formulaic"``: formulaic's syntax with lme4's bars inside parentheses;
+        the fixed part and each bar's left side are materialised by formulaic (Python
+        transforms such as ``np.log(x)``, ``{x**2}``, ``center(x)``, ``bs(x, df=4)``,
+        ``C(f, contr.sum)``; formulaic's column names, the intercept named ``(Intercept)``).
+        **formulaic evaluates the formula's Python expressions: use trusted formulas only.**
+        See :mod:`lmeformula.pyformula`.
 
     Returns
     -------
     LFormula
+        The model frame ``fr`` is a pandas DataFrame whatever kind of data frame was given.
     """
+    if syntax != "R":
+        from .pyformula import check_syntax, formulaic_lformula
+
+        check_syntax(syntax)
+        return formulaic_lformula(formula, data, REML=REML, subset=subset, weights=weights,
+                                  na_action=na_action, offset=offset, contrasts=contrasts,
+                                  control=control)
     ctrl = as_control(control)
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .dataframe import as_pandas
 from .errors import LmeFormulaError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
@@ -112,6 +113,9 @@ def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.nda
                                                                np.ndarray]:
     """X for new data (the fit's columns), the offset, and rows with missing values."""
     pf = m.lformula
+    design = getattr(pf, "design", None)
+    if design is not None:  # syntax="formulaic": formulaic's ModelSpec on the new data
+        return design.fixed_matrix(newdata)
     fixed: Terms = pf.parsed.fixed
     nodes = [fixed.variables[i] for t in fixed.terms for i in t] + list(fixed.offsets)
     values = _new_variables(m, newdata, nodes)
@@ -172,6 +176,10 @@ def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bo
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For term i on new data: level codes (-1 where none), X_i, and rows with missing X_i."""
     term = m.lformula.reTrms.terms[i]
+    design = getattr(m.lformula, "design", None)
+    if design is not None:  # syntax="formulaic": the bar's ModelSpec on the new data
+        group, xi, na = design.term_design(i, newdata)
+        return _group_codes(term, group, newdata, allow_new_levels), xi, na
     bar = next(b for b in m.lformula.parsed.bars if deparse(b) == term.name)
     codes = _group_codes(term, bar.right, newdata, allow_new_levels)
     lhs = terms(bar.left)
@@ -239,8 +247,7 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
             return fit
         se = _se_fit(m, X, which, None)
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError("newdata must be a pandas DataFrame")
+    newdata = as_pandas(newdata, "newdata")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
@@ -313,6 +320,8 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if newdata is not None:
+        newdata = as_pandas(newdata, "newdata")
     conditioned = select_terms(m, None if use_u else re_form)
     eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
                              allow_new_levels=True), dtype=float)
