@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 
-class RefitMLWarning(LmeFormulaWarning):
-    """lme4's message when anova() refits REML fits by ML."""
+from .errors import RefitMLWarning  # noqa: E402  (defined with the other warnings)
+from .validate import check_count, check_flag, check_number  # noqa: E402
 
 
 # ---- parameter scales ----------------------------------------------------------------------
@@ -137,6 +137,7 @@ def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     Models can be named by keyword (``anova(fm0=fm0, fm1=fm1)``); positional ones are named
     ``MODEL1``, ``MODEL2``, ... as R names unnamed arguments.
     """
+    check_flag(refit, "refit")
     items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
     if not items:
         raise TypeError("anova() needs at least one fitted model")
@@ -214,6 +215,8 @@ class Profile:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
+        level = check_number(level, "level", lower=0, upper=1, lower_open=True,
+                             upper_open=True)
         a = (1 - level) / 2
         cut = stats.norm.ppf([a, 1 - a])
         out = {}
@@ -318,6 +321,8 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring)."""
     from .lmer import refitML
 
+    check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
     ml = refitML(m) if m.is_REML else m
     sizes = _term_sizes(ml)
     names = parameter_names(ml, oldNames)
@@ -429,6 +434,7 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     fun = FUN or _boot_statistic
+    nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
     out = np.full((nsim, t0.shape[0]), np.nan)
@@ -479,6 +485,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
             progress: bool = False) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
     rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
+    level = check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_flag(oldNames, "oldNames")
+    if method == "boot":
+        nsim = check_count(nsim, "nsim")
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]

@@ -12,6 +12,7 @@ from .control import LmerControl, as_control
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
+from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
 
@@ -83,6 +84,7 @@ def lmer(
     -------
     LmerMod
     """
+    check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
     pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
                   na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl)

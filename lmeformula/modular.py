@@ -18,7 +18,7 @@ import pandas as pd
 
 from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
 from .control import LmerControl, as_control
-from .errors import FormulaError
+from .errors import FormulaError, ModelFrameError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.parser import parse_formula
@@ -26,6 +26,7 @@ from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import ReTrms, mk_re_trms
+from .validate import check_flag
 
 __all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
 
@@ -199,6 +200,7 @@ def lFormula(
     -------
     LFormula
     """
+    REML = bool(check_flag(REML, "REML"))
     ctrl = as_control(control)
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
@@ -212,12 +214,13 @@ def lFormula(
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
     wmsgs = check_nlevels(re, n, ctrl) + check_zdims(re, n, ctrl)
-    if np.isnan(re.Zt.data).any():
+    if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
     wmsgs += check_zrank(re, n, ctrl)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
     xvals = mm.values[:, kept]
@@ -246,6 +249,17 @@ def lFormula(
         call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
               "na_action": na_action, "contrasts": contrasts},
     )
+
+
+def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
+    """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
+    ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
+    would silently fit another model."""
+    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
+                              f"{names} has non-finite values")
 
 
 @dataclass

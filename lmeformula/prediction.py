@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import LmeFormulaError, RandomEffectsError
+from .errors import LmeFormulaError, ModelFrameError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
@@ -25,6 +25,7 @@ from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask
 from .modelmatrix import model_matrix
 from .transforms import Value, as_factor, evaluate
+from .validate import check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -224,6 +225,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     -------
     pandas.Series, or a DataFrame with columns ``fit`` and ``se_fit``.
     """
+    check_flag(allow_new_levels, "allow_new_levels")
+    check_flag(se_fit, "se_fit")
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
@@ -241,6 +244,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError("newdata must be a pandas DataFrame")
+    if len(newdata) == 0:
+        raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
@@ -312,6 +317,10 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     -------
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
+    nsim = check_count(nsim, "nsim")
+    check_flag(use_u, "use_u")
+    rows = m.n if newdata is None else len(newdata)
+    check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     conditioned = select_terms(m, None if use_u else re_form)
     eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
