@@ -12,6 +12,7 @@ from .control import LmerControl, as_control
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
+from .formula.limits import with_recursion_room
 from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
@@ -174,6 +175,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
                 control=control, data_name=m.data_name, **args)
 
 
+@with_recursion_room
 def update_formula(old: str, new: str) -> str:
     """R's ``update.formula``: substitute the old sides for ``.``, then simplify the terms."""
     from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse

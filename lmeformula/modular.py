@@ -21,6 +21,7 @@ from .control import LmerControl, as_control
 from .errors import FormulaError, ModelFrameError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
+from .formula.limits import with_recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
@@ -164,6 +165,7 @@ class LFormula:
         return format_lformula(self)
 
 
+@with_recursion_room
 def lFormula(
     formula: str,
     data: pd.DataFrame,

@@ -23,6 +23,7 @@ from .ast import (
     number,
     precedence,
 )
+from .limits import check_nesting, recursion_room
 
 __all__ = ["Token", "parse_expression", "parse_formula", "tokenize"]
 
@@ -228,7 +229,10 @@ def parse_expression(text: str) -> Node:
     """Parse R expression text into a syntax tree."""
     if not text.strip():
         raise FormulaError("empty formula")
-    return _Parser(text).parse()
+    parser = _Parser(text)
+    check_nesting([t.kind for t in parser.tokens], text)
+    with recursion_room(len(parser.tokens)):  # unary chains (- - - x) recurse in the parser
+        return parser.parse()
 
 
 def parse_formula(text: str) -> tuple[Node | None, Node]:
