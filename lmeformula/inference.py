@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from .errors import LmeFormulaError, LmeFormulaWarning
+from .errors import LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .pls import TermShape
+from .validate import check_count, check_flag, check_number
 
 __all__ = [
     "AnovaTable",
@@ -36,10 +37,6 @@ __all__ = [
     "sdcor_from_theta",
     "theta_from_sdcor",
 ]
-
-
-from .errors import RefitMLWarning  # noqa: E402  (defined with the other warnings)
-from .validate import check_count, check_flag, check_number  # noqa: E402
 
 
 # ---- parameter scales ----------------------------------------------------------------------
@@ -215,8 +212,7 @@ class Profile:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
-        level = check_number(level, "level", lower=0, upper=1, lower_open=True,
-                             upper_open=True)
+        check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
         a = (1 - level) / 2
         cut = stats.norm.ppf([a, 1 - a])
         out = {}
@@ -232,6 +228,9 @@ class Profile:
                 lo = self.lower.get(name, np.nan)
             if np.isnan(hi):
                 hi = self.upper.get(name, np.nan)
+            # the spline's linear ends can pass a bound (an sd below 0): lme4 reports the bound
+            lo = max(lo, self.lower.get(name, -np.inf)) if not np.isnan(lo) else lo
+            hi = min(hi, self.upper.get(name, np.inf)) if not np.isnan(hi) else hi
             out[name] = (lo, hi)
         return pd.DataFrame.from_dict(out, orient="index",
                                       columns=[_perc_label(a), _perc_label(1 - a)])
@@ -485,7 +484,7 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
             progress: bool = False) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
     rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
-    level = check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
     check_flag(oldNames, "oldNames")
     if method == "boot":
         nsim = check_count(nsim, "nsim")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from .control import LmerControl, as_control
+from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
-from .formula.limits import with_recursion_room
 from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]

@@ -262,6 +262,13 @@ def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
         names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
         raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
                               f"{names} has non-finite values")
+    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
+        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
+    bad = ~np.isfinite(squares)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"the fixed-effects model matrix column {names} is too large: "
+                              "its cross-products overflow; rescale it")
 
 
 @dataclass
