@@ -185,7 +185,9 @@ def _scale(x: np.ndarray, center: bool, scale: bool, state: dict[str, Any] | Non
         c = np.nanmean(x) if center else 0.0
         xc = x - c
         ok = ~np.isnan(xc)
-        s = math.sqrt(float((xc[ok] ** 2).sum()) / (ok.sum() - 1)) if scale else 1.0
+        dof = int(ok.sum()) - 1  # R: NaN (no error) for fewer than two values
+        s = (math.sqrt(float((xc[ok] ** 2).sum()) / dof) if dof > 0 else math.nan) if scale \
+            else 1.0
         if state is not None:
             state["center"], state["scale"] = c, s
     return MatrixValue(((x - c) / s)[:, None], None)
@@ -324,7 +326,7 @@ class Evaluator:
             d = _scalar(self.eval(digits), "digits", what) if digits is not None else 0.0
             return _round(_numeric(self.eval(pos[0]), what), d)
         if fn == "poly":
-            x = _numeric(self.eval(pos[0]), what)
+            x = _vector(_numeric(self.eval(pos[0]), what), what)
             deg_node = node.kwarg("degree") or (pos[1] if len(pos) > 1 else None)
             deg = _scalar(self.eval(deg_node), "degree", what) if deg_node is not None else 1.0
             if deg < 1:
@@ -338,7 +340,7 @@ class Evaluator:
                                    tuple(str(k) for k in range(1, degree + 1)))
             return _poly(x, degree, self.state.setdefault(what, {}))
         if fn == "scale":
-            x = _numeric(self.eval(pos[0]), what)
+            x = _vector(_numeric(self.eval(pos[0]), what), what)
             center = _bool_arg(node.kwarg("center"), True)
             scale = _bool_arg(node.kwarg("scale"), True)
             return _scale(x, center, scale, self.state.setdefault(what, {}))
@@ -350,6 +352,15 @@ class Evaluator:
                 out = f(out, a)
             return out
         raise FormulaError(f"could not find function \"{fn}\" (in {what})")
+
+
+def _vector(x: np.ndarray, what: str) -> np.ndarray:
+    """A one-column matrix as a vector (``scale(scale(x))``); wider matrices are refused."""
+    if x.ndim == 2 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim != 1:
+        raise FormulaError(f"a matrix with several columns cannot be used in {what}")
+    return x
 
 
 def _scalar(value: Value, name: str, what: str) -> float:
