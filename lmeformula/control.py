@@ -119,7 +119,7 @@ def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
     if isinstance(control, LmerControl):
         return control
     if not isinstance(control, Mapping):
-        raise TypeError("control must be an LmerControl or a dict of options")
+        raise ArgumentError("control must be an LmerControl or a dict of options")
     values: dict[str, Any] = {}
     for key, value in control.items():
         name = _normalise_key(key)

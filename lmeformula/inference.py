@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from .errors import LmeFormulaError, LmeFormulaWarning, RefitMLWarning
+from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .pls import TermShape
@@ -137,10 +137,10 @@ def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     check_flag(refit, "refit")
     items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
     if not items:
-        raise TypeError("anova() needs at least one fitted model")
+        raise ArgumentError("anova() needs at least one fitted model")
     for name, mm in items:
         if not isinstance(mm, LmerMod):
-            raise TypeError(f"{name} is not a fitted model")
+            raise ArgumentError(f"{name} is not a fitted model")
     if len(items) == 1:
         return _anova_single(items[0][1])
     nobs = {mm.nobs for _, mm in items}
@@ -525,5 +525,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     else:
         raise LmeFormulaError(f"unknown method {method!r}: use 'profile', 'Wald' or 'boot'")
     if parm is not None:
-        table = table.loc[list(parm)]
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in parm if p not in table.index]
+        if unknown:
+            raise ArgumentError(f"parm: {', '.join(map(repr, unknown))} not among the "
+                                f"parameters ({', '.join(table.index)})")
+        table = table.loc[parm]
     return table

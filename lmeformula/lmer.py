@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .control import LmerControl, as_control
+from .errors import ArgumentError, ModelFrameError
 from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
@@ -141,13 +142,16 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     import dataclasses
 
     pf = m.lformula
-    y = np.asarray(newresp, dtype=float)
+    try:
+        y = np.asarray(newresp, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError("newresp must be numeric") from None
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
     if y.shape != (m.n,):
-        raise ValueError(f"newresp must have {m.n} values, not {y.shape[0]}")
+        raise ArgumentError(f"newresp must have {m.n} values, not {y.shape[0]}")
     if not np.isfinite(y).all():
-        raise ValueError("NA/NaN/Inf in 'y'")
+        raise ModelFrameError("NA/NaN/Inf in 'y'")
     pf2 = dataclasses.replace(pf, y=y)
     devfun = mkLmerDevfun(pf2, start=np.asarray(m.theta))
     opt = optimizeLmer(devfun, pf.control)
@@ -164,7 +168,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:
-            raise ValueError("update() needs data= (the fitted model does not keep the data)")
+            raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
     call = dict(m.lformula.call)
     new_formula = call["formula"] if formula is None else update_formula(call["formula"],
                                                                           formula)

@@ -16,6 +16,7 @@ from .frame import check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import _grouping_factor
 from .transforms import drop_unused_levels
+from .validate import check_flag
 
 __all__ = ["LmList", "lmList"]
 
@@ -69,6 +70,7 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
     na_action
         NA handling for the model frame.
     """
+    check_flag(pool, "pool")
     lhs, rhs = parse_formula(formula)
     if not (isinstance(rhs, BinOp) and rhs.op == "|"):
         raise FormulaError(f"lmList needs a formula 'y ~ x | g', got {formula!r}")

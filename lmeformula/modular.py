@@ -18,7 +18,7 @@ import pandas as pd
 
 from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
 from .control import LmerControl, as_control
-from .errors import FormulaError, ModelFrameError
+from .errors import ArgumentError, FormulaError, ModelFrameError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.limits import with_recursion_room
@@ -203,6 +203,8 @@ def lFormula(
     LFormula
     """
     REML = bool(check_flag(REML, "REML"))
+    if contrasts is not None and not isinstance(contrasts, Mapping):
+        raise ArgumentError("contrasts must be a dict: factor name -> contrast")
     ctrl = as_control(control)
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
@@ -401,7 +403,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
     if isinstance(start, Mapping):
         start = start.get("theta")
-    theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)
+    try:
+        theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"start must be numeric (theta), not {start!r}") from None
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
     return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

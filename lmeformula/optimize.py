@@ -26,6 +26,7 @@ from .errors import (
     LmeFormulaWarning,
     SingularFitWarning,
 )
+from .validate import check_count, check_number
 
 __all__ = ["OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
@@ -96,6 +97,9 @@ def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             and isinstance(code_of, int)):
         raise LmeFormulaError(f"optCtrl: incorrect algorithm supplied ({algorithm!r}); use an "
                               "NLopt algorithm name such as 'NLOPT_LN_BOBYQA'")
+    for name in ("xtol_abs", "ftol_abs", "xtol_rel", "ftol_rel"):
+        check_number(settings[name], f"optCtrl {name}", lower=0)
+    check_count(settings["maxeval"], "optCtrl maxeval")
     unused = sorted(set(settings) - {"xtol_abs", "ftol_abs", "maxeval", "xtol_rel", "ftol_rel"})
     if unused:  # lme4 ignores them; say so rather than fail
         warnings.warn(f"some options were not used: optCtrl {', '.join(map(repr, unused))}",

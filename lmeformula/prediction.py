@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import LmeFormulaError, ModelFrameError, RandomEffectsError
+from .errors import ArgumentError, LmeFormulaError, ModelFrameError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
@@ -50,7 +50,7 @@ def select_terms(m: LmerMod, re_form: Any) -> list[int]:
     if _is_na_form(re_form):
         return []
     if not isinstance(re_form, str):
-        raise TypeError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
+        raise ArgumentError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
     node = parse_expression(re_form)
     wanted = [deparse(b) for b in findbars(node.operand if hasattr(node, "operand") else node)]
     names = [t.name for t in re.terms]
@@ -243,7 +243,7 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
         se = _se_fit(m, X, which, None)
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
     if not isinstance(newdata, pd.DataFrame):
-        raise TypeError("newdata must be a pandas DataFrame")
+        raise ArgumentError("newdata must be a pandas DataFrame")
     if len(newdata) == 0:
         raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)

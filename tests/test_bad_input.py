@@ -379,3 +379,22 @@ def test_refit_ml_warning_exported() -> None:
     assert lmf.RefitMLWarning is lmf.errors.RefitMLWarning
     assert "RefitMLWarning" in lmf.__all__
     assert issubclass(lmf.RefitMLWarning, lmf.LmeFormulaWarning)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    (lambda df, m: lmf.lmer(F, df, start="abc"), "start must be numeric"),
+    (lambda df, m: lmf.lmer(F, df, contrasts=5), "contrasts must be a dict"),
+    (lambda df, m: lmf.lmer(F, df, control=5), "control must be"),
+    (lambda df, m: lmf.lmer(F, df, control={"optCtrl": {"maxeval": "a"}}), "maxeval"),
+    (lambda df, m: lmf.lmer(F, df, control={"optCtrl": {"xtol_abs": -1}}), "xtol_abs"),
+    (lambda df, m: lmf.predict(m, re_form=5), "re_form"),
+    (lambda df, m: lmf.predict(m, newdata={"Days": [1]}), "newdata must be"),
+    (lambda df, m: lmf.confint(m, parm=["nosuch"], method="Wald"), "parm: 'nosuch'"),
+    (lambda df, m: lmf.anova(m, 5), "MODEL2 is not a fitted model"),
+    (lambda df, m: lmf.refit(m, [1, 2]), "newresp must have 180 values"),
+    (lambda df, m: lmf.refit(m, ["a"] * 180), "newresp must be numeric"),
+    (lambda df, m: lmf.lmList("Reaction ~ Days | Subject", df, pool="x"), "pool"),
+])
+def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
+                                           call: Callable[..., Any], pattern: str) -> None:
+    _raises(lmf.ArgumentError, pattern, lambda: call(df, model))
