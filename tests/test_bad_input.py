@@ -398,3 +398,17 @@ def test_refit_ml_warning_exported() -> None:
 def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
                                            call: Callable[..., Any], pattern: str) -> None:
     _raises(lmf.ArgumentError, pattern, lambda: call(df, model))
+
+
+def test_model_matrix_size_is_checked_before_allocating() -> None:
+    # a factor with one level per row in the fixed part: n x n dense columns
+    n = 60_000
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"y": rng.normal(size=n), "a": np.arange(n).astype(str),
+                         "g": rng.integers(0, 50, n).astype(str)})
+    from lmeformula import validate
+    limit = validate._memory_bytes() / 4
+    if n * (n - 1) * 8 <= limit:  # pragma: no cover - a machine with > 115 GB of memory
+        pytest.skip("this machine could build the matrix")
+    _raises(lmf.ArgumentError, "model matrix columns of term a would need",
+            lambda: lmf.lFormula("y ~ a + (1 | g)", data))
