@@ -412,3 +412,21 @@ def test_model_matrix_size_is_checked_before_allocating() -> None:
         pytest.skip("this machine could build the matrix")
     _raises(lmf.ArgumentError, "model matrix columns of term a would need",
             lambda: lmf.lFormula("y ~ a + (1 | g)", data))
+
+
+def test_non_ascii_names_without_asserts() -> None:
+    # the tokenizer used bare asserts: under python -O they vanished and a later line failed
+    import os
+    import subprocess
+    import sys
+
+    code = ("import lmeformula as lmf\n"
+            "df = lmf.datasets.load('sleepstudy').rename(columns={'Days': 'café'})\n"
+            "print(list(lmf.lFormula('Reaction ~ café + (1 | Subject)', df).X_names))\n"
+            "try:\n    lmf.lFormula('Reaction ~ \\u0663 + (1 | Subject)', df)\n"
+            "except lmf.FormulaError as e:\n    print('FormulaError')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["['(Intercept)', 'café']", "FormulaError"]
