@@ -21,8 +21,13 @@ def _load_data(spec: str) -> pd.DataFrame:
     if spec in datasets.list():
         return datasets.load(spec)
     path = Path(spec)
-    if path.suffix in (".csv", ".gz") and path.exists():
-        return pd.read_csv(path)
+    if path.suffix in (".csv", ".gz") and path.is_file():
+        try:
+            return pd.read_csv(path)
+        except (OSError, UnicodeDecodeError, EOFError, pd.errors.ParserError,
+                pd.errors.EmptyDataError) as err:  # gzip.BadGzipFile is an OSError
+            raise LmeFormulaError(f"--data {spec!r} could not be read as CSV: "
+                                  f"{type(err).__name__}: {err}") from None
     raise LmeFormulaError(
         f"--data {spec!r} is neither a packaged data set ({', '.join(datasets.list())}) "
         "nor an existing CSV file"
@@ -77,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(model.summary())
         for w in caught:
             print(f"Warning: {w.message}", file=sys.stderr)
-    except (ValueError, TypeError) as err:
-        print(f"Error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as err:
+        # every error in one line, whatever its message
+        text = " ".join(str(err).split()) or type(err).__name__
+        print(f"Error: {text}", file=sys.stderr)
         return 2
     return 0
 

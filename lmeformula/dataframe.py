@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ModelFrameError
+from .errors import ArgumentError, ModelFrameError
 
 __all__ = ["as_pandas"]
 
@@ -64,7 +64,7 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     try:
         frame = nw.from_native(data, allow_series=False)
     except TypeError:
-        raise TypeError(
+        raise ArgumentError(
             f"{what} must be a data frame (pandas, polars, pyarrow, or any frame narwhals "
             f"supports) or a dict of arrays, not {type(data).__name__}"
         ) from None
@@ -89,7 +89,7 @@ def _from_mapping(data: Mapping[Any, Any], what: str) -> pd.DataFrame:
     length: int | None = None
     for key, value in data.items():
         if not isinstance(key, str):
-            raise TypeError(f"{what}: column names must be strings, not {type(key).__name__}")
+            raise ArgumentError(f"{what}: column names must be strings, not {type(key).__name__}")
         if not isinstance(value, (pd.Series, pd.Categorical, pd.api.extensions.ExtensionArray)):
             value = _as_1d(value, key, what)
         elif isinstance(value, pd.Series):
@@ -115,7 +115,7 @@ def _as_1d(value: Any, key: str, what: str) -> Any:
         series = nw.from_native(value, series_only=True)
         return series.to_pandas().array
     if isinstance(value, (Mapping, str, bytes)) or np.ndim(value) == 0:
-        raise TypeError(f"{what}: column '{key}' must be a 1-D array-like, "
+        raise ArgumentError(f"{what}: column '{key}' must be a 1-D array-like, "
                         f"not {type(value).__name__}")
     arr = np.asarray(value)
     if arr.ndim != 1:

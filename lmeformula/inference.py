@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from .errors import LmeFormulaError, LmeFormulaWarning
+from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .pls import TermShape
+from .validate import check_count, check_flag, check_number
 
 __all__ = [
     "AnovaTable",
@@ -36,10 +37,6 @@ __all__ = [
     "sdcor_from_theta",
     "theta_from_sdcor",
 ]
-
-
-class RefitMLWarning(LmeFormulaWarning):
-    """lme4's message when anova() refits REML fits by ML."""
 
 
 # ---- parameter scales ----------------------------------------------------------------------
@@ -137,12 +134,13 @@ def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     Models can be named by keyword (``anova(fm0=fm0, fm1=fm1)``); positional ones are named
     ``MODEL1``, ``MODEL2``, ... as R names unnamed arguments.
     """
+    check_flag(refit, "refit")
     items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
     if not items:
-        raise TypeError("anova() needs at least one fitted model")
+        raise ArgumentError("anova() needs at least one fitted model")
     for name, mm in items:
         if not isinstance(mm, LmerMod):
-            raise TypeError(f"{name} is not a fitted model")
+            raise ArgumentError(f"{name} is not a fitted model")
     if len(items) == 1:
         return _anova_single(items[0][1])
     nobs = {mm.nobs for _, mm in items}
@@ -214,6 +212,7 @@ class Profile:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
+        check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
         a = (1 - level) / 2
         cut = stats.norm.ppf([a, 1 - a])
         out = {}
@@ -229,6 +228,9 @@ class Profile:
                 lo = self.lower.get(name, np.nan)
             if np.isnan(hi):
                 hi = self.upper.get(name, np.nan)
+            # the spline's linear ends can pass a bound (an sd below 0): lme4 reports the bound
+            lo = max(lo, self.lower.get(name, -np.inf)) if not np.isnan(lo) else lo
+            hi = min(hi, self.upper.get(name, np.inf)) if not np.isnan(hi) else hi
             out[name] = (lo, hi)
         return pd.DataFrame.from_dict(out, orient="index",
                                       columns=[_perc_label(a), _perc_label(1 - a)])
@@ -318,6 +320,8 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring)."""
     from .lmer import refitML
 
+    check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
     ml = refitML(m) if m.is_REML else m
     sizes = _term_sizes(ml)
     names = parameter_names(ml, oldNames)
@@ -429,6 +433,7 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     fun = FUN or _boot_statistic
+    nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
     out = np.full((nsim, t0.shape[0]), np.nan)
@@ -479,6 +484,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
             progress: bool = False) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
     rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
+    check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_flag(oldNames, "oldNames")
+    if method == "boot":
+        nsim = check_count(nsim, "nsim")
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]
@@ -516,5 +525,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     else:
         raise LmeFormulaError(f"unknown method {method!r}: use 'profile', 'Wald' or 'boot'")
     if parm is not None:
-        table = table.loc[list(parm)]
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in parm if p not in table.index]
+        if unknown:
+            raise ArgumentError(f"parm: {', '.join(map(repr, unknown))} not among the "
+                                f"parameters ({', '.join(table.index)})")
+        table = table.loc[parm]
     return table

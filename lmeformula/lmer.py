@@ -10,9 +10,12 @@ import pandas as pd
 
 from .control import LmerControl, as_control
 from .dataframe import as_pandas
+from .errors import ArgumentError, ModelFrameError
+from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
+from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
 
@@ -90,6 +93,7 @@ def lmer(
     -------
     LmerMod
     """
+    check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
     data = as_pandas(data)  # once, here: lFormula then sees pandas
     pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
@@ -147,13 +151,16 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     import dataclasses
 
     pf = m.lformula
-    y = np.asarray(newresp, dtype=float)
+    try:
+        y = np.asarray(newresp, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError("newresp must be numeric") from None
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
     if y.shape != (m.n,):
-        raise ValueError(f"newresp must have {m.n} values, not {y.shape[0]}")
+        raise ArgumentError(f"newresp must have {m.n} values, not {y.shape[0]}")
     if not np.isfinite(y).all():
-        raise ValueError("NA/NaN/Inf in 'y'")
+        raise ModelFrameError("NA/NaN/Inf in 'y'")
     pf2 = dataclasses.replace(pf, y=y)
     devfun = mkLmerDevfun(pf2, start=np.asarray(m.theta))
     opt = optimizeLmer(devfun, pf.control)
@@ -172,7 +179,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:
-            raise ValueError("update() needs data= (the fitted model does not keep the data)")
+            raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
     call = dict(m.lformula.call)
     syntax = kwargs.get("syntax", call.get("syntax", "R"))
     if formula is None:
@@ -189,6 +196,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
                 control=control, data_name=m.data_name, **args)
 
 
+@with_recursion_room
 def update_formula(old: str, new: str) -> str:
     """R's ``update.formula``: substitute the old sides for ``.``, then simplify the terms."""
     from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse

@@ -16,6 +16,7 @@ from .frame import check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import _grouping_factor
 from .transforms import drop_unused_levels
+from .validate import check_flag
 
 __all__ = ["LmList", "lmList"]
 
@@ -72,6 +73,7 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
         ``"R"`` (default) or ``"formulaic"`` (formulaic's multi-part ``y ~ x | g``; it
         evaluates the formula's Python expressions: use trusted formulas only).
     """
+    check_flag(pool, "pool")
     if syntax != "R":
         from .pyformula import check_syntax
         from .pyformula.lmlist import formulaic_lmlist_design

@@ -18,14 +18,16 @@ import pandas as pd
 
 from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
 from .control import LmerControl, as_control
-from .errors import FormulaError
+from .errors import ArgumentError, FormulaError, ModelFrameError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
+from .formula.limits import with_recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import ReTrms, mk_re_trms
+from .validate import check_flag
 
 __all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
 
@@ -163,6 +165,7 @@ class LFormula:
         return format_lformula(self)
 
 
+@with_recursion_room
 def lFormula(
     formula: str,
     data: pd.DataFrame,
@@ -210,6 +213,9 @@ def lFormula(
     LFormula
         The model frame ``fr`` is a pandas DataFrame whatever kind of data frame was given.
     """
+    REML = bool(check_flag(REML, "REML"))
+    if contrasts is not None and not isinstance(contrasts, Mapping):
+        raise ArgumentError("contrasts must be a dict: factor name -> contrast")
     if syntax != "R":
         from .pyformula import check_syntax, formulaic_lformula
 
@@ -230,12 +236,13 @@ def lFormula(
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
     wmsgs = check_nlevels(re, n, ctrl) + check_zdims(re, n, ctrl)
-    if np.isnan(re.Zt.data).any():
+    if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
     wmsgs += check_zrank(re, n, ctrl)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
     xvals = mm.values[:, kept]
@@ -264,6 +271,24 @@ def lFormula(
         call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
               "na_action": na_action, "contrasts": contrasts},
     )
+
+
+def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
+    """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
+    ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
+    would silently fit another model."""
+    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
+                              f"{names} has non-finite values")
+    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
+        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
+    bad = ~np.isfinite(squares)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"the fixed-effects model matrix column {names} is too large: "
+                              "its cross-products overflow; rescale it")
 
 
 @dataclass
@@ -396,7 +421,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
     if isinstance(start, Mapping):
         start = start.get("theta")
-    theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)
+    try:
+        theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"start must be numeric (theta), not {start!r}") from None
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
     return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

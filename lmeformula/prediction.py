@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .dataframe import as_pandas
-from .errors import LmeFormulaError, RandomEffectsError
+from .errors import ArgumentError, LmeFormulaError, ModelFrameError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
@@ -26,6 +26,7 @@ from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask
 from .modelmatrix import model_matrix
 from .transforms import Value, as_factor, evaluate
+from .validate import check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -50,7 +51,7 @@ def select_terms(m: LmerMod, re_form: Any) -> list[int]:
     if _is_na_form(re_form):
         return []
     if not isinstance(re_form, str):
-        raise TypeError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
+        raise ArgumentError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
     node = parse_expression(re_form)
     wanted = [deparse(b) for b in findbars(node.operand if hasattr(node, "operand") else node)]
     names = [t.name for t in re.terms]
@@ -232,6 +233,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     -------
     pandas.Series, or a DataFrame with columns ``fit`` and ``se_fit``.
     """
+    check_flag(allow_new_levels, "allow_new_levels")
+    check_flag(se_fit, "se_fit")
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
@@ -248,6 +251,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
         se = _se_fit(m, X, which, None)
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
     newdata = as_pandas(newdata, "newdata")
+    if len(newdata) == 0:
+        raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
@@ -319,6 +324,10 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     -------
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
+    nsim = check_count(nsim, "nsim")
+    check_flag(use_u, "use_u")
+    rows = m.n if newdata is None else len(newdata)
+    check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     if newdata is not None:
         newdata = as_pandas(newdata, "newdata")

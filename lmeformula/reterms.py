@@ -75,7 +75,8 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     if isinstance(group, BinOp) and group.op == ":":
         return interaction_factor(_grouping_factor(group.left, frame),
                                   _grouping_factor(group.right, frame))
-    if isinstance(group, BinOp) and group.op == "+":
+    if isinstance(group, BinOp) and group.op in ("+", "*", "-", "^", "%in%"):
+        # lme4 (with R's warning "'*' not meaningful for factors")
         raise RandomEffectsError(f"Invalid grouping factor specification, {text}")
     missing = [v.id for v in grouping_variables(group) if v.id not in frame.variables]
     raise RandomEffectsError(
@@ -275,6 +276,9 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     factor = _grouping_factor(bar.right, frame)
     if np.all(np.asarray(factor.codes) < 0):
         raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}")
+    if (np.asarray(factor.codes) < 0).any():  # kept by na_action="pass"
+        raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}"
+                                 ": it has missing values")
     factor = drop_unused_levels(factor)
     lhs_terms = terms(bar.left)
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
