@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
+from .checks import (
+    check_finite_columns,
+    check_nlevels,
+    check_scale_x,
+    check_zdims,
+    check_zrank,
+    rank_drop_columns,
+)
 from .control import LmerControl, as_control
-from .errors import ArgumentError, FormulaError, ModelFrameError
+from .errors import ArgumentError, FormulaError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.limits import with_recursion_room
@@ -271,24 +278,6 @@ def lFormula(
         call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
               "na_action": na_action, "contrasts": contrasts},
     )
-
-
-def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
-    """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
-    ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
-    would silently fit another model."""
-    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
-    if bad.any():
-        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
-        raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
-                              f"{names} has non-finite values")
-    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
-        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
-    bad = ~np.isfinite(squares)
-    if bad.any():
-        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
-        raise ModelFrameError(f"the fixed-effects model matrix column {names} is too large: "
-                              "its cross-products overflow; rescale it")
 
 
 @dataclass

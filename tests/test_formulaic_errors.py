@@ -82,3 +82,12 @@ def test_the_r_syntax_never_evaluates_python(sleep: pd.DataFrame) -> None:
     with pytest.raises(lmf.LmeFormulaError):
         lmf.lFormula(formula, sleep)
     assert probe not in sys.modules
+
+
+def test_non_finite_fixed_effects_column_stops_as_in_the_r_syntax() -> None:
+    # np.log(0) = -inf: lme4 stops ("NA/NaN/Inf in 'x'"); dropping the column as rank
+    # deficient would silently fit an intercept-only model
+    df = lmf.datasets.load("sleepstudy")
+    with pytest.warns(RuntimeWarning), pytest.raises(lmf.ModelFrameError,
+                                                     match=r"NA/NaN/Inf in 'x'.*np.log\(Days\)"):
+        lmf.lmer("Reaction ~ np.log(Days) + (1 | Subject)", df, syntax="formulaic")

@@ -30,7 +30,14 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from ..checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
+from ..checks import (
+    check_finite_columns,
+    check_nlevels,
+    check_scale_x,
+    check_zdims,
+    check_zrank,
+    rank_drop_columns,
+)
 from ..control import LmerControl
 from ..dataframe import as_pandas
 from ..errors import (
@@ -333,6 +340,7 @@ def formulaic_model(
     raw_names = [str(c) for c in X.columns]
     names = lme4_names(raw_names)
     values = X.to_numpy(dtype=float)
+    check_finite_columns(values, names)
     kept, rank_msg = rank_drop_columns(values, names, control)
     xvals = values[:, kept]
     scale_msg = check_scale_x(xvals, control)
