@@ -33,6 +33,7 @@ from .accessors import (
     summary,
     vcov,
 )
+from .allfit import AllFit, allFit
 from .broom import augment, glance, tidy
 from .compare import (
     compare_statsmodels,
@@ -64,5 +65,5 @@ __all__ = [
     "lme4_to_statsmodels_params", "statsmodels_to_theta", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
-    "tidy", "glance", "augment",
+    "tidy", "glance", "augment", "allFit", "AllFit",
 ]
