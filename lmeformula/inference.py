@@ -129,6 +129,11 @@ class AnovaTable:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        from .html import anova_html
+
+        return anova_html(self)
+
 
 def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     """lme4's ``anova``: one model gives the sequential F table of its fixed effects; several
