@@ -73,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .lmer import lmer
 
                 name = args.data if args.data in datasets.list() else Path(args.data).stem
-                model = lmer(args.formula, data, REML=not args.ml, data_name=name)
+                progress = sys.stdout.isatty() if args.progress is None else args.progress
+                model = lmer(args.formula, data, REML=not args.ml, data_name=name,
+                             progress=progress)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:
@@ -81,7 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.confint:
                     from .inference import confint
 
-                    progress = sys.stdout.isatty() if args.progress is None else args.progress
                     table = confint(model, method=args.confint, nsim=args.nsim, rng=args.seed,
                                     n_jobs=args.jobs, progress=progress)
                     print()

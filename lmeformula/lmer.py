@@ -50,6 +50,7 @@ def lmer(
     contrasts: Mapping[str, Any] | None = None,
     devFunOnly: bool = False,
     data_name: str | None = None,
+    progress: bool = False,
 ) -> LmerMod | LmerDevfun:
     """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
 
@@ -78,6 +79,8 @@ def lmer(
         Return the deviance function instead of fitting.
     data_name
         Name shown on the ``Data:`` line; defaults to ``data.attrs["name"]`` or ``"data"``.
+    progress
+        Count the criterion's evaluations on a progress bar (stderr), for long fits.
 
     Returns
     -------
@@ -89,7 +92,13 @@ def lmer(
     devfun = mkLmerDevfun(pf, start=start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, ctrl)
+    if progress:
+        from .progress import CountingObjective, progress_bar
+
+        with progress_bar(None, "lmer evaluations", True) as bar:
+            opt = optimizeLmer(CountingObjective(devfun, bar), ctrl)  # type: ignore[arg-type]
+    else:
+        opt = optimizeLmer(devfun, ctrl)
     name = data_name or data.attrs.get("name") or "data"
     model = mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
     model._data = data  # a reference (never modified), for update(); R keeps the call

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Progress", "progress_bar"]
+__all__ = ["CountingObjective", "Progress", "progress_bar"]
 
 
 class Progress(Protocol):
@@ -62,3 +62,21 @@ def progress_bar(total: int | None, desc: str, enabled: bool) -> Iterator[Progre
         yield bar
     finally:
         bar.close()
+
+
+class CountingObjective:
+    """A deviance function that moves a progress bar one step per evaluation.
+
+    Everything else (``batch``, ``gradient``, ``start``, ``lower``...) is the wrapped
+    function's, so an optimizer sees the same object; the wrapped function keeps its own state.
+    """
+
+    def __init__(self, fn: Any, bar: Progress) -> None:
+        self._fn, self._bar = fn, bar
+
+    def __call__(self, theta: Any) -> float:
+        self._bar.update(1)
+        return float(self._fn(theta))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)

@@ -104,3 +104,18 @@ def test_cli_confint_progress_follows_the_terminal(capsys: pytest.CaptureFixture
     captured2 = capsys.readouterr()
     assert "bootstrap" in captured2.err
     assert captured2.out == captured.out  # same seed, same intervals, any n_jobs
+
+
+def test_lmer_progress_counts_evaluations_and_changes_nothing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # the plain counter: exact text
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", SS, progress=True)
+    err = capsys.readouterr().err
+    assert err.rstrip().endswith(f"lmer evaluations: {m.optinfo.feval}")  # 43, as lme4
+    np.testing.assert_array_equal(m.theta, FM1.theta)
+    assert m.optinfo.feval == FM1.optinfo.feval
+    g = lmf.lmer("Reaction ~ Days + (Days | Subject)", SS, progress=True,
+                 control={"optimizer": "L-BFGS-B"})  # the gradient reaches the optimizer
+    assert g.optinfo.feval < FM1.optinfo.feval
+    np.testing.assert_allclose(g.theta, FM1.theta, rtol=1e-3)
