@@ -3,6 +3,7 @@ in the repository (nothing is copied into docs/), and list the notebooks in the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXTRA = [ROOT / "benchmarks" / "results" / "scaling.png"]
+# Sphinx roles in the docstrings (:class:`x`, :func:`x`), which mkdocstrings shows as text
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|obj|exc):(?=<code>)")
 
 
 def _title(path: Path) -> str:
@@ -38,3 +41,7 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
                               dest_dir=config.site_dir,
                               use_directory_urls=config.use_directory_urls))
     return files
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    return SPHINX_ROLE.sub("", html)

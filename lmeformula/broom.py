@@ -226,10 +226,13 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
         method).
     ran_prefix
         Prefixes of the variance-parameter names instead of ``("sd", "cor")``.
-    conf_int, conf_level, conf_method
-        Add ``conf.low``/``conf.high`` from :func:`lmeformula.confint` by ``"Wald"`` (NaN for
-        the variance parameters, as lme4), ``"profile"`` or ``"boot"``; conditional modes
-        get Wald intervals ``estimate ± z·std.error`` only.
+    conf_int
+        Add ``conf.low``/``conf.high`` from :func:`lmeformula.confint`.
+    conf_level
+        Their level.
+    conf_method
+        ``"Wald"`` (NaN for the variance parameters, as lme4), ``"profile"`` or ``"boot"``;
+        conditional modes get Wald intervals ``estimate ± z·std.error`` only.
     **confint_options
         Passed to :func:`lmeformula.confint` (``nsim=``, ``rng=``, ``boot_type=``,
         ``progress=``...).
