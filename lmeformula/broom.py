@@ -102,9 +102,33 @@ class _Intervals:
         return values[: values.shape[0] - n_fixed]
 
 
-def _tidy_fixed(m: Any, ci: _Intervals | None, exponentiate: bool) -> pd.DataFrame:
-    ret = _rename_coefficients(m.summary().coefficients)
-    if ci is not None:
+def _coefficients(m: Any, ddf_method: str | None) -> pd.DataFrame:
+    """``coef(summary(m))``, or lmerTest's table with ``df`` and ``Pr(>|t|)`` for a
+    denominator-degrees-of-freedom method (``lmf.coef_table(m, ddf=...)``)."""
+    if ddf_method is None:
+        return m.summary().coefficients
+    import lmeformula
+
+    coef_table = getattr(lmeformula, "coef_table", None)
+    if coef_table is None:
+        raise LmeFormulaError(f"ddf_method={ddf_method!r} needs lmerTest's coef_table, which "
+                              "this installation does not have")
+    return coef_table(m, ddf=ddf_method)
+
+
+def _tidy_fixed(m: Any, ci: _Intervals | None, exponentiate: bool,
+                ddf_method: str | None = None) -> pd.DataFrame:
+    ret = _rename_coefficients(_coefficients(m, ddf_method))
+    if ci is not None and ddf_method is not None and ci.method == "Wald":
+        # broom.mixed's cifun with a ddf.method: t quantiles on the table's df
+        df = ret["df"].to_numpy(dtype=float) if "df" in ret else np.inf
+        mult = stats.t.ppf((1 + ci.level) / 2, df)
+        ret["conf.low"] = ret["estimate"] - mult * ret["std.error"]
+        ret["conf.high"] = ret["estimate"] + mult * ret["std.error"]
+    elif ci is not None:
+        if ddf_method is not None:
+            warnings.warn('ddf_method ignored when conf_method != "Wald"', LmeFormulaWarning,
+                          stacklevel=3)
         bounds = ci.fixed(len(ret))
         ret["conf.low"], ret["conf.high"] = bounds[:, 0], bounds[:, 1]
     if exponentiate:
@@ -203,8 +227,8 @@ def _tidy_ran_coefs(m: Any, conf_int: bool) -> pd.DataFrame:
 def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
          scales: str | Sequence[str | None] | None = None, exponentiate: bool = False,
          ran_prefix: tuple[str, str] | None = None, conf_int: bool = False,
-         conf_level: float = 0.95, conf_method: str = "Wald", **confint_options: Any,
-         ) -> pd.DataFrame:
+         conf_level: float = 0.95, conf_method: str = "Wald", ddf_method: str | None = None,
+         **confint_options: Any) -> pd.DataFrame:
     """broom.mixed's ``tidy`` of a fitted mixed model: one row per parameter.
 
     Parameters
@@ -233,6 +257,11 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
     conf_method
         ``"Wald"`` (NaN for the variance parameters, as lme4), ``"profile"`` or ``"boot"``;
         conditional modes get Wald intervals ``estimate ± z·std.error`` only.
+    ddf_method
+        Denominator degrees of freedom of the fixed effects' t tests (``"Satterthwaite"``,
+        ``"Kenward-Roger"``): adds broom.mixed's ``df`` and ``p.value`` columns from lmerTest's
+        table (``lmf.coef_table``) and makes the Wald intervals t intervals, as broom.mixed
+        does for an ``lmerModLmerTest`` fit. None (default): lme4's table, no p-values.
     **confint_options
         Passed to :func:`lmeformula.confint` (``nsim=``, ``rng=``, ``boot_type=``,
         ``progress=``...).
@@ -258,7 +287,7 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
     n_fixed = len(m.fixef)
     parts: dict[str, pd.DataFrame] = {}
     if "fixed" in wanted:
-        parts["fixed"] = _tidy_fixed(m, ci, exponentiate)
+        parts["fixed"] = _tidy_fixed(m, ci, exponentiate, ddf_method)
     if "ran_pars" in wanted:
         parts["ran_pars"] = _tidy_ran_pars(m, scale, ran_prefix, ci, n_fixed)
     if "ran_vals" in wanted:

@@ -167,3 +167,36 @@ def test_tidy_boot_intervals_are_confint_boot() -> None:
     ci = lmf.confint(m, method="boot", nsim=20, rng=1)
     np.testing.assert_allclose(t[["conf.low", "conf.high"]].to_numpy(float),
                                ci.to_numpy(float)[[4, 5, 0, 1, 2, 3]])
+
+
+def test_ddf_method_adds_df_and_p_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # broom.mixed on an lmerTest fit: the table's df and Pr(>|t|) become df and p.value and the
+    # Wald intervals use t quantiles. The table comes from lmf.coef_table (lmerTest's); a
+    # stand-in with residual df checks the plumbing here.
+    from scipy import stats
+
+    m = MODELS["fm1"]
+    calls: list[str] = []
+
+    def coef_table(model: lmf.LmerMod, ddf: str) -> pd.DataFrame:
+        calls.append(ddf)
+        c = model.summary().coefficients
+        df = np.full(len(c), 17.0)
+        return pd.DataFrame({"Estimate": c["Estimate"], "Std. Error": c["Std. Error"], "df": df,
+                             "t value": c["t value"],
+                             "Pr(>|t|)": 2 * stats.t.sf(np.abs(c["t value"]), df)},
+                            index=c.index)
+
+    with pytest.raises(lmf.LmeFormulaError, match="coef_table"):
+        lmf.tidy(m, ddf_method="Satterthwaite")
+    monkeypatch.setattr(lmf, "coef_table", coef_table, raising=False)
+    t = lmf.tidy(m, effects="fixed", conf_int=True, ddf_method="Satterthwaite")
+    assert calls == ["Satterthwaite"]
+    assert list(t.columns) == ["effect", "term", "estimate", "std.error", "statistic",
+                               "df", "p.value", "conf.low", "conf.high"]
+    q = stats.t.ppf(0.975, 17)
+    np.testing.assert_allclose(t["conf.high"], t["estimate"] + q * t["std.error"])
+    assert (t["p.value"] < 0.001).all()
+    with pytest.warns(lmf.LmeFormulaWarning, match="ddf_method ignored"):
+        lmf.tidy(m, effects="fixed", conf_int=True, conf_method="boot", nsim=3, rng=1,
+                 ddf_method="Satterthwaite")
