@@ -141,6 +141,11 @@ class AllFitSummary:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        from .html import allfit_html
+
+        return allfit_html(self)
+
 
 def _refit(m: LmerMod, optimizer: str, opt_ctrl: Mapping[str, Any]) -> LmerMod:
     pf = m.lformula

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from .allfit import AllFitSummary
     from .inference import AnovaTable
     from .mermod import LmerMod, Summary, VarCorr
 
-__all__ = ["anova_html", "coef_table_html", "model_html", "summary_html", "table_html",
-           "varcorr_html"]
+__all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "model_html",
+           "summary_html", "table_html", "varcorr_html"]
 
 _STYLE = ("<style>table.lmeformula{border-collapse:collapse;margin-bottom:0.8em}"
           "table.lmeformula caption{font-weight:bold;text-align:left}"
@@ -197,3 +198,19 @@ def anova_html(a: AnovaTable, digits: int = 5) -> str:
     head = "".join(f"<div>{html.escape(line)}</div>" for line in a.heading)
     table = frame_html(a.table, None, digits, "anova")
     return f'{_STYLE}<div class="lmeformula">{head}{table}</div>'
+
+
+def allfit_html(s: AllFitSummary) -> str:
+    """lme4's ``summary(allFit(m))``: one table per component, one row per optimizer."""
+    status = pd.DataFrame({"OK": pd.Series(s.which_OK),
+                           "messages": pd.Series({k: "; ".join(v) for k, v in s.msgs.items()})})
+    per_fit = pd.DataFrame({"logLik": s.llik, "evaluations": s.feval, "seconds": s.times})
+    parts = [_STYLE, '<div class="lmeformula">',
+             frame_html(status, "Optimizers", css_class="allfit"),
+             frame_html(per_fit, "Log-likelihood, evaluations, time", digits=10,
+                        css_class="allfit"),
+             frame_html(s.fixef, "Fixed effects", digits=7, css_class="allfit"),
+             frame_html(s.sdcor, "Standard deviations and correlations", digits=7,
+                        css_class="allfit"),
+             frame_html(s.theta, "θ", digits=7, css_class="allfit"), "</div>"]
+    return "".join(parts)

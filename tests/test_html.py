@@ -191,3 +191,19 @@ def test_models_without_slopes_render(formula: str) -> None:
     assert "Random effects" in captions
     assert ("Fixed effects" in captions) == (len(m.fixef) > 0)
     assert "Correlation of fixed effects" not in captions
+
+
+def test_allfit_summary_html() -> None:
+    s = lmf.allFit(FM1, optimizers=["nloptwrap.NLOPT_LN_BOBYQA", "L-BFGS-B"]).summary()
+    p = parse(s._repr_html_())
+    status = table(p, "Optimizers")
+    assert status[0] == ["", "OK", "messages"]
+    assert [r[:2] for r in status[1:]] == [["nloptwrap.NLOPT_LN_BOBYQA", "True"],
+                                           ["L-BFGS-B", "True"]]
+    ll = table(p, "Log-likelihood, evaluations, time")
+    np.testing.assert_allclose([num(r[1]) for r in ll[1:]], s.llik, rtol=1e-9)
+    assert [int(num(r[2])) for r in ll[1:]] == s.feval.astype(int).tolist()
+    fe = table(p, "Fixed effects")
+    np.testing.assert_allclose([[num(c) for c in r[1:]] for r in fe[1:]], s.fixef, rtol=1e-6)
+    th = table(p, "θ")
+    assert th[0][1:] == list(s.theta.columns)
