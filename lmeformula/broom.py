@@ -272,6 +272,15 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
     ``estimate``, ``std.error``, ``statistic``, ``conf.low``, ``conf.high``, those that
     apply); ``group`` and ``level`` are None where they do not apply (R's NA).
     """
+    fits = _allfit_fits(m)
+    if fits is not None:  # broom.mixed's tidy.allFit: one tidy frame per working fit
+        frames = [tidy(fit, effects, scales, exponentiate, ran_prefix, conf_int, conf_level,
+                       conf_method, ddf_method, **confint_options).assign(optimizer=name)
+                  for name, fit in fits.items() if not isinstance(fit, Exception)]
+        if not frames:
+            raise LmeFormulaError("all models bad")
+        out = pd.concat(frames, ignore_index=True)
+        return out[["optimizer", *[c for c in out.columns if c != "optimizer"]]]
     wanted = _as_effects(effects)
     if scales is None:
         scale = "sdcor"
@@ -307,13 +316,40 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
     return out[[c for c in _TIDY_COLUMNS if c in out.columns]]
 
 
+def _allfit_fits(m: Any) -> dict[str, Any] | None:
+    from .allfit import AllFit
+
+    return m.fits if isinstance(m, AllFit) else None
+
+
 def glance(m: Any) -> pd.DataFrame:
     """broom.mixed's ``glance``: one row of model statistics.
 
     Columns ``nobs``, ``sigma``, ``logLik``, ``AIC``, ``BIC``, ``REMLcrit`` for a REML fit or
     ``deviance`` for an ML fit, and ``df.residual`` (statistics a model does not have are left
     out, as broom does with NA ones).
+
+    For :func:`lmeformula.allFit`'s result, one row per optimizer (``optimizer`` first; NaN for
+    a failed refit) and ``NLL_rel``, each fit's log-likelihood below the best one (Inf for a
+    failed refit), as broom.mixed's ``glance.allFit``.
     """
+    fits = _allfit_fits(m)
+    if fits is not None:
+        good = [f for f in fits.values() if not isinstance(f, Exception)]
+        if not good:
+            raise LmeFormulaError("all models bad")
+        template = glance(good[0])
+        rows = []
+        for name, fit in fits.items():
+            row = (template.astype(float) * np.nan if isinstance(fit, Exception)
+                   else glance(fit).astype(float))
+            rows.append(row.assign(optimizer=name))
+        out = pd.concat(rows, ignore_index=True)
+        out = out[["optimizer", *template.columns]]
+        ll = out["logLik"].to_numpy(dtype=float)
+        out["NLL_rel"] = np.where(np.isnan(ll), np.inf, np.nanmax(ll) - ll)
+        return out
+
     def value(get: Callable[[], Any]) -> float:
         try:
             with warnings.catch_warnings():
@@ -322,7 +358,7 @@ def glance(m: Any) -> pd.DataFrame:
         except (AttributeError, LmeFormulaError, TypeError, ValueError):
             return math.nan
 
-    row = {
+    stats_row = {
         "nobs": value(lambda: m.nobs),
         "sigma": value(lambda: m.sigma),
         "logLik": value(lambda: m.logLik().value),
@@ -331,11 +367,11 @@ def glance(m: Any) -> pd.DataFrame:
         "REMLcrit" if m.is_REML else "deviance": value(m.deviance),
         "df.residual": value(lambda: m.df_residual),
     }
-    out = pd.DataFrame({k: [v] for k, v in row.items() if not math.isnan(v)})
+    one = pd.DataFrame({k: [v] for k, v in stats_row.items() if not math.isnan(v)})
     for col in ("nobs", "df.residual"):
-        if col in out:
-            out[col] = out[col].astype(np.int64)
-    return out
+        if col in one:
+            one[col] = one[col].astype(np.int64)
+    return one
 
 
 # ---- augment ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from cases import FIXTURES
 
@@ -87,3 +88,33 @@ def test_catch_errs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.fixef.empty
     with pytest.raises(ArithmeticError):
         lmf.allFit(FM1, optimizers=["Powell"], catch_errs=False)
+
+
+def test_tidy_and_glance_of_allfit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # broom.mixed's tidy.allFit / glance.allFit: per optimizer, failed refits left out of tidy
+    # and NaN in glance, NLL_rel = best logLik - logLik (Inf when failed)
+    t = lmf.tidy(ALL)
+    assert t.columns[0] == "optimizer" and list(t.columns[1:]) == list(lmf.tidy(FM1).columns)
+    assert t["optimizer"].unique().tolist() == list(ALLFIT_OPTIMIZERS)
+    one = t[t["optimizer"] == "nloptwrap.NLOPT_LN_BOBYQA"].drop(columns="optimizer")
+    pd.testing.assert_frame_equal(one.reset_index(drop=True), lmf.tidy(FM1))
+    g = lmf.glance(ALL)
+    assert list(g.columns) == ["optimizer", *lmf.glance(FM1).columns, "NLL_rel"]
+    np.testing.assert_allclose(g["NLL_rel"], g["logLik"].max() - g["logLik"])
+    assert (g["NLL_rel"] >= 0).all() and (g["NLL_rel"] < 1e-6).all()
+
+    import lmeformula.allfit as allfit
+
+    real = allfit.optimizeLmer
+
+    def flaky(devfun, ctrl):  # type: ignore[no-untyped-def]
+        if ctrl.optimizer == "Powell":
+            raise ArithmeticError("no luck")
+        return real(devfun, ctrl)
+
+    monkeypatch.setattr(allfit, "optimizeLmer", flaky)
+    a = lmf.allFit(FM1, optimizers=["Powell", "L-BFGS-B"])
+    assert lmf.tidy(a)["optimizer"].unique().tolist() == ["L-BFGS-B"]
+    g = lmf.glance(a)
+    assert np.isnan(g.loc[0, "logLik"]) and g.loc[0, "NLL_rel"] == np.inf
+    assert g.loc[1, "NLL_rel"] == 0.0
