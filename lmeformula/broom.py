@@ -376,30 +376,57 @@ def glance(m: Any) -> pd.DataFrame:
 
 # ---- augment ---------------------------------------------------------------------------------
 
-def _hat_values(m: Any, chunk: int = 4096) -> np.ndarray:
+def _hat_values(m: Any, dense_limit: int = 5000, cells: int = 8_000_000) -> np.ndarray:
     """lme4's ``hatvalues.merMod``: the diagonal of the hat matrix of the penalised least
-    squares fit, ``colSums(CL²) + colSums(CR²)`` with ``CL = L⁻¹Λ'Z'W½`` and
-    ``CR = RX⁻ᵀ(X'W½ - RZX'CL)``, computed a block of observations at a time."""
-    L = sp.csr_matrix(m.getME("L"))
+    squares fit, ``colSums(CL²) + colSums(CR²)`` with ``CL = L⁻¹A W½`` (``A = Λ'Z'``) and
+    ``CR = RX⁻ᵀ(X'W½ - RZX'CL)``.
+
+    Without forming CL (q x n): ``RZX'CL = (L⁻ᵀRZX)'A W½``, one solve with p columns, and
+    ``colSums(CL²)_i = w_i a_i'(LL')⁻¹a_i`` needs only the entries of (LL')⁻¹ among the few
+    rows where column i of A is non-zero. (LL')⁻¹ is formed densely (LAPACK's potri) up to
+    ``dense_limit`` random effects; above, CL is solved for a block of observations at a time
+    (about ``cells`` entries per block)."""
+    L = sp.csc_matrix(m.getME("L"))
     A = sp.csc_matrix(m.getME("Lambdat") @ m.getME("Zt"))
+    A.sort_indices()
     rx = np.asarray(m.getME("RX"), dtype=float)
     rzx = np.asarray(m.getME("RZX"), dtype=float)
     X = np.asarray(m.getME("X"), dtype=float)
-    sqrt_w = np.sqrt(np.asarray(m.weights, dtype=float))
-    n = X.shape[0]
-    out = np.empty(n)
+    w = np.asarray(m.weights, dtype=float)
+    q, n = A.shape
+    out = np.zeros(n)
+    if rx.size:
+        g = (sp.linalg.spsolve_triangular(L.T.tocsr(), rzx, lower=False) if q else rzx)
+        g = np.asarray(g).reshape(q, rx.shape[0])
+        resid_x = (X - A.T @ g) * np.sqrt(w)[:, None]
+        cr = la.solve_triangular(rx, resid_x.T, trans="T", lower=False)
+        out += np.einsum("ij,ij->j", cr, cr)
+    if q == 0:
+        return out
+    if q <= dense_limit:
+        inv, info = la.lapack.dpotri(np.asfortranarray(L.toarray()), lower=1)
+        if info != 0:
+            raise LmeFormulaError("the random-effects factor is singular: no hat values")
+        inv = np.tril(inv) + np.tril(inv, -1).T
+        counts = np.diff(A.indptr)
+        width = int(counts.max()) if n else 0
+        col = np.repeat(np.arange(n), counts)
+        pos = np.arange(A.nnz) - np.repeat(A.indptr[:-1], counts)
+        rows = np.zeros((n, width), dtype=np.int64)
+        vals = np.zeros((n, width))
+        rows[col, pos], vals[col, pos] = A.indices, A.data
+        for j in range(width):
+            for k in range(width):
+                out += w * vals[:, j] * vals[:, k] * inv[rows[:, j], rows[:, k]]
+        return out
+    Lr = L.tocsr()
+    sqrt_w = np.sqrt(w)
+    chunk = max(1, min(n, cells // q))
     for start in range(0, n, chunk):
         cols = slice(start, min(n, start + chunk))
         rhs = (A[:, cols] @ sp.diags(sqrt_w[cols])).toarray()
-        cl = (sp.linalg.spsolve_triangular(L, rhs, lower=True) if rhs.shape[0]
-              else rhs)
-        cl = np.atleast_2d(cl).reshape(rhs.shape)
-        h = np.einsum("ij,ij->j", cl, cl)
-        if rx.size:
-            xw = (X[cols] * sqrt_w[cols, None]).T
-            cr = la.solve_triangular(rx, xw - rzx.T @ cl, trans="T", lower=False)
-            h += np.einsum("ij,ij->j", cr, cr)
-        out[cols] = h
+        cl = np.asarray(sp.linalg.spsolve_triangular(Lr, rhs, lower=True)).reshape(rhs.shape)
+        out[cols] += np.einsum("ij,ij->j", cl, cl)
     return out
 
 

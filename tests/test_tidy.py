@@ -200,3 +200,14 @@ def test_ddf_method_adds_df_and_p_values(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.warns(lmf.LmeFormulaWarning, match="ddf_method ignored"):
         lmf.tidy(m, effects="fixed", conf_int=True, conf_method="boot", nsim=3, rng=1,
                  ddf_method="Satterthwaite")
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_hat_values_by_the_blockwise_solve_agree(model: str) -> None:
+    # the path for many random effects (CL solved by blocks of observations) against the
+    # selected-inverse path the fixtures check
+    from lmeformula.broom import _hat_values
+
+    m = MODELS[model]
+    np.testing.assert_allclose(_hat_values(m, dense_limit=0, cells=50), _hat_values(m),
+                               rtol=1e-10, atol=1e-13)
