@@ -234,7 +234,9 @@ def tidy(m: Any, effects: str | Sequence[str] = ("ran_pars", "fixed"),
     Parameters
     ----------
     m
-        A fitted model (:class:`lmeformula.LmerMod`).
+        A fitted model (:class:`lmeformula.LmerMod`), or :func:`lmeformula.allFit`'s result:
+        then one block per optimizer whose refit worked, with an ``optimizer`` column first
+        (broom.mixed's ``tidy.allFit``).
     effects
         Any of ``"fixed"`` (fixed effects: ``coef(summary(m))``), ``"ran_pars"`` (standard
         deviations and correlations of the random effects and the residual standard
