@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
                             "(evaluates the formula's Python expressions: trusted formulas "
                             "only)")
     fit.add_argument("--json", action="store_true", help="print the fit as JSON")
+    fit.add_argument("--confint", choices=["Wald", "profile", "boot"],
+                     help="also print confidence intervals by this method")
+    fit.add_argument("--nsim", type=int, default=500, help="bootstrap replicates")
+    fit.add_argument("--seed", type=int, default=None, help="bootstrap seed")
+    fit.add_argument("--jobs", type=int, default=1,
+                     help="worker processes for the bootstrap (-1: one per CPU)")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bars on stderr (default: when stdout is a terminal)")
     sub.add_parser("datasets", help="list the packaged data sets")
     return parser
 
@@ -74,12 +82,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .lmer import lmer
 
                 name = args.data if args.data in datasets.list() else Path(args.data).stem
+                progress = sys.stdout.isatty() if args.progress is None else args.progress
                 model = lmer(args.formula, data, REML=not args.ml, data_name=name,
-                             syntax=args.syntax)
+                             syntax=args.syntax, progress=progress)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:
                     print(model.summary())
+                if args.confint:
+                    from .inference import confint
+
+                    table = confint(model, method=args.confint, nsim=args.nsim, rng=args.seed,
+                                    n_jobs=args.jobs, progress=progress)
+                    print()
+                    print(table.to_string())
         for w in caught:
             print(f"Warning: {w.message}", file=sys.stderr)
     except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as err:

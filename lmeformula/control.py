@@ -36,7 +36,8 @@ class LmerControl:
         ``"stop"`` or ``"ignore"`` for one-sided formulas.
     optimizer
         ``"nloptwrap"`` (NLopt BOBYQA, lme4's default), ``"bobyqa"``, ``"Nelder_Mead"``,
-        ``"L-BFGS-B"``, or None to evaluate the deviance at the start only. ``"L-BFGS-B"``
+        ``"Powell"`` (scipy's), ``"L-BFGS-B"``, or None to evaluate the deviance at the start
+        only. ``"L-BFGS-B"``
         (scipy) uses the criterion's analytic gradient and needs far fewer evaluations than
         BOBYQA, which pays off for large models (InstEval); it reaches the same optimum (or a
         better one where BOBYQA stops early) but not along lme4's path, so step counts and

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +126,11 @@ class AnovaTable:
         return format_anova(self)
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .html import anova_html
+
+        return anova_html(self)
 
 
 def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
@@ -316,9 +322,12 @@ def _fill(rows: list[tuple[float, float]], lowcut: float, upcut: float,
 
 
 def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
-            delta_cutoff: float = 1 / 8, oldNames: bool = True) -> Profile:
-    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring)."""
+            delta_cutoff: float = 1 / 8, oldNames: bool = True,
+            progress: bool = False) -> Profile:
+    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring);
+    ``progress`` shows a progress bar (tqdm, on stderr), one step per parameter."""
     from .lmer import refitML
+    from .progress import progress_bar
 
     check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
     check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
@@ -338,6 +347,11 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     points: dict[str, pd.DataFrame] = {}
     bounds_lo: dict[str, float] = {}
     bounds_hi: dict[str, float] = {}
+    # closed at the end, or when collected if a step raises (a with-block would re-indent
+    # the loops below)
+    steps = ExitStack()
+    bar = steps.enter_context(progress_bar(
+        sum(name in wanted for name in names[: nvp + ml.p]), "profile", progress))
     for w in range(nvp):
         if names[w] not in wanted:
             continue
@@ -366,6 +380,7 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
                       delta) if pw > lower[w] else [])
         points[names[w]] = _points(up + down)
         bounds_lo[names[w]], bounds_hi[names[w]] = lower[w], upper[w]
+        bar.update(1)
     se = np.sqrt(np.diag(ml.vcov().to_numpy()))
     for j in range(ml.p):
         name = names[nvp + j]
@@ -379,6 +394,8 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
         down = _fill([(first, zfirst), (est, 0.0)], -np.inf, np.inf, zeta_fe, cutoff, delta)
         points[name] = _points(up + down)
         bounds_lo[name], bounds_hi[name] = -np.inf, np.inf
+        bar.update(1)
+    steps.close()
     return Profile(points, bounds_lo, bounds_hi)
 
 
@@ -419,36 +436,28 @@ def _boot_statistic(m: LmerMod) -> np.ndarray:
 
 def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None = None,
               FUN: Callable[[LmerMod], np.ndarray] | None = None, use_u: bool = False,
-              progress: bool = False) -> pd.DataFrame:
+              progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """Parametric bootstrap (lme4's ``bootMer``): simulate from the fit, refit, apply FUN.
 
     The default statistic is lme4's: standard deviations and correlations, σ, fixed effects.
+    All responses are simulated first, in this process, from ``rng``; the refits then run in
+    ``n_jobs`` worker processes (one BLAS thread each; -1: one per CPU), so a seed gives the
+    same replicates whatever ``n_jobs`` is. With ``n_jobs > 1`` a custom ``FUN`` must be
+    picklable (defined at module level). ``progress`` shows a progress bar (tqdm) on stderr.
 
     Returns
     -------
     DataFrame with one row per replicate (failed refits are NaN rows); ``attrs["t0"]`` holds
     the statistic of the original fit.
     """
-    from .lmer import refit
+    from .parallel import refit_replicates
 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     fun = FUN or _boot_statistic
     nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
-    out = np.full((nsim, t0.shape[0]), np.nan)
-    step = max(1, nsim // 20)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i in range(nsim):
-            try:
-                out[i] = fun(refit(m, sims[:, i]))
-            except (ValueError, ArithmeticError):
-                continue
-            if progress and (i + 1) % step == 0:
-                print(f"\rbootstrap {i + 1}/{nsim}", end="", flush=True)
-    if progress:
-        print()
+    out = refit_replicates(m, sims, fun, t0.shape[0], n_jobs=n_jobs, progress=progress)
     cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
     df = pd.DataFrame(out, columns=cols)
     df.attrs["t0"] = pd.Series(t0, index=cols)
@@ -481,9 +490,12 @@ def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
             method: str = "profile", nsim: int = 500, boot_type: str = "perc",
             rng: np.random.Generator | int | None = None, oldNames: bool = True,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
-    rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
+    rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects).
+
+    ``progress`` shows a progress bar for the profile or the bootstrap; ``n_jobs`` runs the
+    bootstrap's refits in worker processes (see :func:`bootstrap`)."""
     check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
     check_flag(oldNames, "oldNames")
     if method == "boot":
@@ -499,10 +511,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
         hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
     elif method == "profile":
-        table = profile(m, oldNames=oldNames).confint(level)
+        table = profile(m, oldNames=oldNames, progress=progress).confint(level)
         table = table.loc[[n for n in names if n in table.index]]
     elif method == "boot":
-        boots = bootstrap(m, nsim, rng, progress=progress)
+        boots = bootstrap(m, nsim, rng, progress=progress, n_jobs=n_jobs)
         boots.columns = names
         t0 = boots.attrs["t0"].to_numpy()
         rows = {}

@@ -55,6 +55,7 @@ def lmer(
     devFunOnly: bool = False,
     data_name: str | None = None,
     syntax: str = "R",
+    progress: bool = False,
 ) -> LmerMod | LmerDevfun:
     """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
 
@@ -88,6 +89,8 @@ def lmer(
         ``"R"`` (default) or ``"formulaic"`` (formulaic's syntax with lme4's bars; it evaluates
         the formula's Python expressions, so use trusted formulas only): see
         :func:`lmeformula.lFormula`.
+    progress
+        Count the criterion's evaluations on a progress bar (stderr), for long fits.
 
     Returns
     -------
@@ -102,7 +105,13 @@ def lmer(
     devfun = mkLmerDevfun(pf, start=start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, ctrl)
+    if progress:
+        from .progress import CountingObjective, progress_bar
+
+        with progress_bar(None, "lmer evaluations", True) as bar:
+            opt = optimizeLmer(CountingObjective(devfun, bar), ctrl)  # type: ignore[arg-type]
+    else:
+        opt = optimizeLmer(devfun, ctrl)
     name = data_name or data.attrs.get("name") or "data"
     model = mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
     model._data = data  # a reference (never modified), for update(); R keeps the call

@@ -112,6 +112,11 @@ class VarCorr:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        from .html import varcorr_html
+
+        return varcorr_html(self)
+
 
 def make_unique_names(names: list[str]) -> list[str]:
     """R's ``make.names(unique = TRUE)`` for grouping-factor names."""
@@ -494,9 +499,9 @@ class LmerMod:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        import html
+        from .html import model_html
 
-        return f"<pre>{html.escape(str(self.summary()))}</pre>"
+        return model_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The main results as plain Python values (for JSON)."""
@@ -562,6 +567,11 @@ class Summary:
         return format_summary(self.model)
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .html import summary_html
+
+        return summary_html(self)
 
 
 GETME_NAMES = (

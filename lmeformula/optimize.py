@@ -199,6 +199,7 @@ OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = 
     "nloptwrap": _nloptwrap,
     "bobyqa": _nloptwrap,
     "Nelder_Mead": _scipy_optimizer("Nelder-Mead"),
+    "Powell": _scipy_optimizer("Powell"),  # scipy's bounded Powell (used by allFit)
     "L-BFGS-B": _lbfgsb,
 }
 
