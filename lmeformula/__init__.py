@@ -64,3 +64,6 @@ __all__ = [
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
 ]
+from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
+
+__all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]
