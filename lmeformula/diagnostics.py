@@ -609,6 +609,9 @@ class SimulatedResiduals:
     fitted_predicted_response
         Population-level predictions (``predict(m, re_form=NA)``), DHARMa's
         ``fittedPredictedResponse``.
+    fitted_response
+        The mean the simulations are drawn around: the fitted values (with the conditional
+        modes) for conditional simulations, the population-level predictions otherwise.
     n_sim, simulate_re, seed
         The settings.
     """
@@ -620,6 +623,7 @@ class SimulatedResiduals:
     n_sim: int
     simulate_re: str
     seed: Any = None
+    fitted_response: np.ndarray | None = field(default=None, repr=False)
 
     def test_uniformity(self, alternative: str = "two.sided") -> UniformityTest:
         """DHARMa's ``testUniformity``: KS test of the scaled residuals against U(0, 1)."""
@@ -683,8 +687,11 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
     observed = np.asarray(m.lformula.y, dtype=float)
     fitted = np.asarray(m.predict(re_form=math.nan), dtype=float)
     fitted = fitted[~np.isnan(fitted)] if fitted.shape[0] != observed.shape[0] else fitted
+    centre = (np.asarray(m.getME("mu"), dtype=float) if simulate_re == "conditional"
+              else fitted)
     scaled = quantile_residuals(simulated, observed, rng)
     return SimulatedResiduals(
         scaled_residuals=pd.Series(scaled, index=m.lformula.fr.index, name="scaled_residuals"),
         simulated_response=simulated, observed_response=observed,
-        fitted_predicted_response=fitted, n_sim=n_sim, simulate_re=simulate_re, seed=seed)
+        fitted_predicted_response=fitted, n_sim=n_sim, simulate_re=simulate_re, seed=seed,
+        fitted_response=centre)

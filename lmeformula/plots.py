@@ -183,3 +183,5 @@ def group_lines(m: LmerMod, data: pd.DataFrame, x: str, y: str, group: str,
     ax.set_ylabel(y)
     ax.legend(fontsize=7, ncol=2)
     return ax
+
+from .diagnostic_plots import diagnostics as diagnostics  # noqa: E402  (see diagnostic_plots)
