@@ -358,6 +358,23 @@ def test_simulated_residuals_detect_misspecification() -> None:
     assert small.test_dispersion(alternative="less").p_value > 0.5
 
 
+def test_dispersion_test_detects_wrong_prior_weights() -> None:
+    # weights of 4 claim Var(y) = σ²/4, so σ̂ is twice the truth; lme4's simulate ignores the
+    # weights, so the simulations spread twice as far as the data: underdispersion
+    rng = np.random.default_rng(22)
+    g = np.repeat(np.arange(30), 8)
+    y = 2 + rng.normal(size=30)[g] + rng.normal(size=g.shape[0])
+    data = pd.DataFrame({"y": y, "g": pd.Categorical(g.astype(str))})
+    m = quiet(lmf.lmer, "y ~ 1 + (1 | g)", data, weights=np.full(g.shape[0], 4.0))
+    with pytest.warns(LmeFormulaWarning, match="prior weights"):
+        sim = lmf.simulate_residuals(m, n_sim=200, seed=1)
+    d = sim.test_dispersion()
+    assert d.statistic < 0.6 and d.p_value < 0.01
+    assert sim.test_dispersion(alternative="less").p_value < 0.01
+    assert sim.test_dispersion(alternative="greater").p_value > 0.9
+    assert sim.test_uniformity().p_value < 0.01
+
+
 def test_dispersion_test_by_hand() -> None:
     sims = np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 1.0], [3.0, 3.0, 5.0], [0.0, 1.0, 2.0]])
     fitted = np.array([1.0, 2.0, 3.0, 1.0])
