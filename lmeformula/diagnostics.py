@@ -270,37 +270,85 @@ def r2_nakagawa(m: LmerMod, tolerance: float = 1e-5, all_terms: bool = False) ->
 
 
 # -- leverage and Cook's distance ---------------------------------------------------------------
+# Above this many random effects plus fixed effects the triangular factor is not inverted
+# densely (memory (q + p)², time (q + p)³ / 3); the sparse solves take over.
+_DENSE_HAT_LIMIT = 5000
+
+
+class _HatPieces:
+    """lme4's two pieces of the hat matrix, for blocks of observations:
+    C_L = L⁻¹Λ'Z'W^½ (q x k) and C_R = R_X'⁻¹(X'W^½ - R_ZX'C_L) (p x k), so that
+    H = C_L'C_L + C_R'C_R.
+
+    Both are T⁻¹ [Λ'Z'W^½; X'W^½] with T = [L 0; R_ZX' R_X'] the lower-triangular factor of
+    the penalised cross-product matrix. While q + p is moderate, T⁻¹ is formed once and each
+    block is a sparse-times-dense product (cost: the non-zeros of Z times q + p); otherwise
+    each block is a sparse triangular solve.
+    """
+
+    def __init__(self, m: LmerMod) -> None:
+        L = sp.csr_matrix(m.getME("L"))
+        lambdat = sp.csc_matrix(m.getME("Lambdat"))
+        zt = sp.csc_matrix(m.getME("Zt"))
+        self.rx = np.asarray(m.getME("RX"), dtype=float)
+        self.rzx = np.asarray(m.getME("RZX"), dtype=float)
+        sqrt_w = np.sqrt(np.asarray(m.weights, dtype=float))
+        self.at = (lambdat @ zt @ sp.diags(sqrt_w)).tocsc()  # Λ'Z'W^½, q x n
+        self.xw = np.asarray(m.lformula.X_values, dtype=float) * sqrt_w[:, None]
+        self.q, self.p = L.shape[0], self.rx.shape[0]
+        self.L = L
+        self.tinv: np.ndarray | None = None
+        if self.q + self.p <= _DENSE_HAT_LIMIT:
+            t = np.zeros((self.q + self.p, self.q + self.p))
+            t[: self.q, : self.q] = L.toarray()
+            t[self.q :, : self.q] = self.rzx.T
+            t[self.q :, self.q :] = self.rx.T
+            self.tinv = la.solve_triangular(t, np.eye(self.q + self.p), lower=True,
+                                            check_finite=False)
+
+    def block(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """C_L and C_R of the observations in ``rows``."""
+        at = self.at[:, rows]
+        xw = self.xw[rows]
+        if self.tinv is not None:
+            # (T⁻¹ [A'; XW'])' = [A XW] T⁻ᵀ, sparse A times dense
+            both = np.asarray(at.T @ self.tinv[:, : self.q].T) + xw @ self.tinv[:, self.q :].T
+            return both[:, : self.q].T, both[:, self.q :].T
+        rhs = at.toarray()
+        cl = spla.spsolve_triangular(self.L, rhs, lower=True) if rhs.shape[0] else rhs
+        if not self.rx.size:
+            return cl, np.zeros((0, cl.shape[1]))
+        cr = la.solve_triangular(self.rx, xw.T - self.rzx.T @ cl, trans="T", lower=False)
+        return cl, cr
+
+
 def _hat_diagonal(m: LmerMod, chunk: int = 2048) -> np.ndarray:
     """Diagonal of the hat matrix of the penalised least-squares problem, as lme4's
-    ``hatvalues.merMod``: with C_L = L⁻¹Λ'Z'W^½ and C_R = R_X'⁻¹(X'W^½ - R_ZX'C_L),
-    h = colSums(C_L²) + colSums(C_R²). Computed a block of observations at a time so that no
-    q x n dense matrix is formed."""
-    L = sp.csr_matrix(m.getME("L"))
-    lambdat = sp.csc_matrix(m.getME("Lambdat"))
-    zt = sp.csc_matrix(m.getME("Zt"))
-    rx = np.asarray(m.getME("RX"), dtype=float)
-    rzx = np.asarray(m.getME("RZX"), dtype=float)
-    X = np.asarray(m.lformula.X_values, dtype=float)
-    sqrt_w = np.sqrt(np.asarray(m.weights, dtype=float))
-    a = (lambdat @ zt).tocsc()
-    n = X.shape[0]
+    ``hatvalues.merMod``: colSums(C_L²) + colSums(C_R²), a block of observations at a time so
+    that no q x n dense matrix is formed."""
+    n = m.n
+    pieces = _HatPieces(m)
     out = np.empty(n)
     for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        rhs = (a[:, start:stop] @ sp.diags(sqrt_w[start:stop])).toarray()
-        cl = spla.spsolve_triangular(L, rhs, lower=True) if rhs.shape[0] else rhs
-        h = np.einsum("ij,ij->j", cl, cl)
-        if rx.size:
-            xw = (X[start:stop] * sqrt_w[start:stop, None]).T
-            cr = la.solve_triangular(rx, xw - rzx.T @ cl, trans="T", lower=False)
-            h = h + np.einsum("ij,ij->j", cr, cr)
-        out[start:stop] = h
+        cl, cr = pieces.block(slice(start, min(n, start + chunk)))
+        out[start : start + cl.shape[1]] = (np.einsum("ij,ij->j", cl, cl)
+                                            + np.einsum("ij,ij->j", cr, cr))
     return out
 
 
-def hatvalues(m: LmerMod) -> pd.Series:
+def hatvalues(m: LmerMod, fullHatMatrix: bool = False) -> pd.Series | pd.DataFrame:
     """Leverages: the diagonal of the penalised least-squares hat matrix (lme4's
-    ``hatvalues.merMod``), named as the residuals and padded under ``na_action="exclude"``."""
+    ``hatvalues.merMod``), named as the residuals and padded under ``na_action="exclude"``.
+
+    With ``fullHatMatrix=True``, the whole n x n hat matrix as a DataFrame (the observations
+    used, no padding), as lme4 returns it.
+    """
+    if fullHatMatrix:
+        if m.n > 20000:
+            raise LmeFormulaError(f"the full hat matrix of {m.n} observations is too large")
+        cl, cr = _HatPieces(m).block(slice(0, m.n))
+        idx = m.lformula.fr.index
+        return pd.DataFrame(cl.T @ cl + cr.T @ cr, index=idx, columns=idx)
     return m._pad(_hat_diagonal(m), "hatvalues")
 
 
@@ -310,7 +358,8 @@ def cooks_distance(m: LmerMod) -> pd.Series:
     infinite values (h = 1) become NaN."""
     h = _hat_diagonal(m)
     r = np.asarray(m.residuals(type="pearson"), dtype=float)
-    r = r[~np.isnan(r)] if r.shape[0] != h.shape[0] else r
+    if r.shape[0] != h.shape[0]:  # padded with NaN for na_action="exclude": the rows used
+        r = r[~np.isnan(r)]
     X = np.asarray(m.lformula.X_values, dtype=float)
     rank = int(np.linalg.matrix_rank(X)) if X.size else 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -430,8 +479,8 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
     -------
     Influence
     """
-    from .control import LmerControl
     from .lmer import lmer
+    from .mermod import LmerMod
 
     if data is None:
         data = getattr(m, "_data", None)
@@ -462,8 +511,11 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
 
     call = dict(m.lformula.call)
     theta0 = np.asarray(m.theta, dtype=float) if start is None else np.asarray(start, float)
-    control = replace(LmerControl(), optCtrl={"maxeval": int(maxfun)},
-                      calc_derivs=m.lformula.control.calc_derivs)
+    # lme4 refits with lmerControl(optCtrl = list(maxfun = maxfun)): its default optimizer
+    # (nloptwrap), whatever the fit used; the fit's checks are kept, so that a model fitted
+    # with a check switched off can be refitted
+    control = replace(m.lformula.control, optimizer="nloptwrap",
+                      optCtrl={"maxeval": int(maxfun)})
     fe_rows, vc_rows, th_rows, vcovs, conv, fevals = [], [], [], {}, [], []
     for lab in deleted:
         keep = used & (labels != lab)
@@ -473,12 +525,13 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
                        offset=call.get("offset"), na_action=call.get("na_action", "omit"),
                        contrasts=call.get("contrasts"), subset=keep, control=control,
                        start=theta0)
-        assert not isinstance(fit, type(None))
-        fe_rows.append(fit.fixef.to_numpy())  # type: ignore[union-attr]
-        vc_rows.append(_var_cov_comps(fit).to_numpy())  # type: ignore[arg-type]
-        th_rows.append(np.asarray(fit.theta))  # type: ignore[union-attr]
-        vcovs[lab] = fit.vcov()  # type: ignore[union-attr]
-        opt = fit.optinfo  # type: ignore[union-attr]
+        if not isinstance(fit, LmerMod):  # pragma: no cover - lmer returns a model here
+            raise TypeError("lmer did not return a fitted model")
+        fe_rows.append(fit.fixef.to_numpy())
+        vc_rows.append(_var_cov_comps(fit).to_numpy())
+        th_rows.append(np.asarray(fit.theta))
+        vcovs[lab] = fit.vcov()
+        opt = fit.optinfo
         conv.append(opt.conv == 0 and not opt.warnings)
         fevals.append(opt.feval)
     fixed = m.fixef

@@ -192,6 +192,37 @@ def test_hatvalues_trace_is_the_effective_number_of_parameters() -> None:
     assert m.p < tr < m.p + m.q
 
 
+@pytest.mark.parametrize("name", ["weighted", "crossed", "slope_not_fixed"])
+def test_full_hat_matrix_maps_the_response_to_the_fit(name: str) -> None:
+    # W^½μ = H W^½y: the fitted values solve the penalised normal equations
+    m = model(name)
+    H = lmf.hatvalues(m, fullHatMatrix=True)
+    assert H.shape == (m.n, m.n)
+    sw = np.sqrt(m.weights)
+    close(H.to_numpy() @ (sw * m.lformula.y), sw * m.getME("mu"), rtol=1e-9)
+    close(np.diag(H.to_numpy()), lmf.hatvalues(m), rtol=1e-12)
+    close(H.to_numpy(), H.to_numpy().T, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["weighted", "nested"])
+def test_sparse_and_dense_hat_paths_agree(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = model(name)
+    dense = dg._hat_diagonal(m)
+    monkeypatch.setattr(dg, "_DENSE_HAT_LIMIT", 0)  # sparse triangular solves, small blocks
+    close(dg._hat_diagonal(m, chunk=7), dense, rtol=1e-10, atol=1e-14)
+
+
+def test_hatvalues_and_cooks_distance_are_padded_under_na_exclude() -> None:
+    ss = lmf.datasets.load("sleepstudy")
+    holed = ss.assign(Reaction=ss["Reaction"].where(ss.index != 5))
+    m = quiet(lmf.lmer, "Reaction ~ Days + (Days | Subject)", holed, na_action="exclude")
+    kept = quiet(lmf.lmer, "Reaction ~ Days + (Days | Subject)", holed.drop(index=5))
+    for fn in (lmf.hatvalues, lmf.cooks_distance):
+        got = fn(m)
+        assert len(got) == 180 and np.isnan(got.loc[5]) and got.drop(index=5).notna().all()
+        close(got.drop(index=5), fn(kept), rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_cooks_distance_matches_lme4(name: str) -> None:
     ref = np.array(MODELS[name]["cooks_distance"], dtype=float)
