@@ -89,20 +89,24 @@ def _distribution_variance(m: Any) -> float:
 
     σ² for a linear mixed model. For a GLMM (a model with a ``family`` attribute whose
     ``family``/``link`` names are given) insight's link-specific constants are used where they
-    are constants; the families that need insight's null-model refit (Poisson, negative
-    binomial, Gamma, ...) are not done yet.
+    are constants (binomial logit π²/3, probit 1, cloglog π²/6; Poisson sqrt 1/4); the ones
+    that need insight's null-model refit (Poisson log, negative binomial, Gamma, ...) are not
+    done yet.
     """
     fam = getattr(m, "family", None)
     if fam is None:
         return float(m.sigma) ** 2
     name = str(getattr(fam, "family", fam)).lower()
-    link = str(getattr(fam, "link", "")).lower()
+    link = getattr(fam, "link", "")
+    link = str(getattr(link, "name", link)).lower()  # a Link object or its name
     if name == "gaussian" and link == "identity":
         return float(m.sigma) ** 2
     if name == "binomial":
         table = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6}
         if link in table:
             return table[link]
+    if name == "poisson" and link == "sqrt":
+        return 0.25
     raise NotImplementedError(
         f"the distribution-specific variance of family {name!r} with link {link!r} is not "
         "implemented")
@@ -336,6 +340,11 @@ def _hat_diagonal(m: LmerMod, chunk: int = 2048) -> np.ndarray:
     return out
 
 
+def _is_glmm(m: Any) -> bool:
+    fam = getattr(m, "family", None)
+    return fam is not None and str(getattr(fam, "family", fam)) != "gaussian"
+
+
 def hatvalues(m: LmerMod, fullHatMatrix: bool = False) -> pd.Series | pd.DataFrame:
     """Leverages: the diagonal of the penalised least-squares hat matrix (lme4's
     ``hatvalues.merMod``), named as the residuals and padded under ``na_action="exclude"``.
@@ -343,6 +352,9 @@ def hatvalues(m: LmerMod, fullHatMatrix: bool = False) -> pd.Series | pd.DataFra
     With ``fullHatMatrix=True``, the whole n x n hat matrix as a DataFrame (the observations
     used, no padding), as lme4 returns it.
     """
+    if _is_glmm(m):
+        warnings.warn("the hat matrix may not make sense for GLMMs", LmeFormulaWarning,
+                      stacklevel=2)
     if fullHatMatrix:
         if m.n > 20000:
             raise LmeFormulaError(f"the full hat matrix of {m.n} observations is too large")
@@ -356,6 +368,9 @@ def cooks_distance(m: LmerMod) -> pd.Series:
     """Cook's distance, as lme4's ``cooks.distance.merMod``:
     ``(r / (1 - h))² h / (σ² rank(X))`` with r the Pearson residuals and h the leverages;
     infinite values (h = 1) become NaN."""
+    if _is_glmm(m):
+        warnings.warn("the hat matrix may not make sense for GLMMs", LmeFormulaWarning,
+                      stacklevel=2)
     h = _hat_diagonal(m)
     r = np.asarray(m.residuals(type="pearson"), dtype=float)
     if r.shape[0] != h.shape[0]:  # padded with NaN for na_action="exclude": the rows used
@@ -696,6 +711,20 @@ class SimulatedResiduals:
                               simulated)
 
 
+def _observed_response(m: LmerMod, simulated: np.ndarray) -> np.ndarray:
+    """The response on the simulations' scale. A binomial ``cbind(successes, failures)``
+    response is compared as successes (DHARMa's choice) or as proportions, whichever the
+    simulations are; the quantile residuals are the same either way, since the totals are
+    fixed per observation."""
+    y = np.asarray(m.lformula.y, dtype=float)
+    if y.ndim == 2 and y.shape[1] == 2:
+        totals = y.sum(axis=1)
+        as_counts = simulated.size > 0 and np.nanmax(simulated) > 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return y[:, 0] if as_counts else np.where(totals > 0, y[:, 0] / totals, 0.0)
+    return y.reshape(-1)
+
+
 def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
                        simulate_re: str = "conditional") -> SimulatedResiduals:
     """DHARMa's simulation-based scaled residuals (``simulateResiduals``).
@@ -737,7 +766,7 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     sims = m.simulate(nsim=n_sim, rng=rng, use_u=simulate_re == "conditional")
     simulated = sims.to_numpy(dtype=float)
-    observed = np.asarray(m.lformula.y, dtype=float)
+    observed = _observed_response(m, simulated)
     fitted = np.asarray(m.predict(re_form=math.nan), dtype=float)
     fitted = fitted[~np.isnan(fitted)] if fitted.shape[0] != observed.shape[0] else fitted
     centre = (np.asarray(m.getME("mu"), dtype=float) if simulate_re == "conditional"

@@ -178,6 +178,48 @@ def test_slope_not_in_fixed_part_warns() -> None:
         dg.icc(model("slope_not_fixed"))
 
 
+@pytest.mark.skipif(not hasattr(lmf, "glmer"), reason="glmer is not in this build (issue 13)")
+@pytest.mark.parametrize("name", sorted(REF["glmm"]))
+def test_glmm_variances_match_insight(name: str) -> None:
+    # binomial: the observation-level variance is the link's constant (π²/3 logit, 1 probit)
+    spec = REF["glmm"][name]
+    family = getattr(lmf, spec["family"])(link=spec["link"])
+    m = quiet(lmf.glmer, spec["formula"], _data(spec["data"]), family=family)  # type: ignore[attr-defined]
+    close(m.theta, spec["theta"], rtol=1e-4, atol=1e-6)
+    v = dg.get_variance(m)
+    ref = spec["get_variance"]
+    close(v.var_residual, ref["var.residual"], rtol=1e-12)
+    close([v.var_fixed, v.var_random], [ref["var.fixed"], ref["var.random"]], rtol=5e-4)
+    close(quiet(dg.icc, m), [spec["icc"]["ICC_adjusted"], spec["icc"]["ICC_unadjusted"]],
+          rtol=5e-4)
+    close(quiet(dg.r2_nakagawa, m), [spec["r2"]["R2_marginal"], spec["r2"]["R2_conditional"]],
+          rtol=5e-4)
+    with pytest.warns(LmeFormulaWarning, match="may not make sense for GLMMs"):
+        h = lmf.hatvalues(m)
+    close(h, spec["hatvalues"], rtol=5e-4)
+    close(quiet(lmf.cooks_distance, m), spec["cooks_distance"], rtol=5e-3, atol=1e-6)
+    # binomial counts: ties between observed and simulated values are randomised (PIT)
+    sim = lmf.simulate_residuals(m, n_sim=250, seed=2)
+    r = sim.scaled_residuals.to_numpy()
+    assert r.shape == (m.n,) and ((r > 0) & (r < 1)).mean() > 0.9
+
+
+def test_distribution_variance_by_family_and_link() -> None:
+    from types import SimpleNamespace as NS
+
+    def fam(name: str, link: str) -> object:
+        return NS(family=NS(family=name, link=NS(name=link)), sigma=2.0)
+
+    assert dg._distribution_variance(fam("binomial", "logit")) == pytest.approx(math.pi**2 / 3)
+    assert dg._distribution_variance(fam("binomial", "probit")) == 1.0
+    assert dg._distribution_variance(fam("binomial", "cloglog")) == pytest.approx(math.pi**2 / 6)
+    assert dg._distribution_variance(fam("poisson", "sqrt")) == 0.25
+    assert dg._distribution_variance(fam("gaussian", "identity")) == 4.0
+    assert dg._distribution_variance(model("slope")) == pytest.approx(model("slope").sigma**2)
+    with pytest.raises(NotImplementedError, match="poisson"):
+        dg._distribution_variance(fam("poisson", "log"))
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_hatvalues_match_lme4(name: str) -> None:
     h = lmf.hatvalues(model(name))

@@ -109,12 +109,36 @@ influence_out <- list(
   dyestuff_case = infl(models$dyestuff, NULL)
 )
 
+# GLMMs: the observation-level variance per family and link (binomial logit: pi^2/3)
+glmm_out <- list()
+gspecs <- list(
+  cbpp_logit = list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                    data = "cbpp", family = "binomial", link = "logit"),
+  cbpp_probit = list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                     data = "cbpp", family = "binomial", link = "probit")
+)
+for (nm in names(gspecs)) {
+  s <- gspecs[[nm]]
+  fam <- get(s$family)(link = s$link)
+  m <- quiet(glmer(as.formula(s$formula), data = get(s$data), family = fam))
+  gv <- quiet(get_variance(m))
+  ic <- quiet(icc(m)); r2 <- quiet(r2_nakagawa(m))
+  glmm_out[[nm]] <- c(s, list(
+    theta = unname(getME(m, "theta")), beta = unname(fixef(m)),
+    get_variance = list(var.fixed = gv$var.fixed, var.random = gv$var.random,
+                        var.residual = gv$var.residual, var.distribution = gv$var.distribution),
+    icc = list(ICC_adjusted = ic$ICC_adjusted, ICC_unadjusted = ic$ICC_unadjusted),
+    r2 = list(R2_marginal = unname(r2$R2_marginal), R2_conditional = unname(r2$R2_conditional)),
+    hatvalues = unname(quiet(hatvalues(m))), cooks_distance = unname(quiet(cooks.distance(m)))))
+}
+
 out <- list(
   versions = list(R = paste(R.version$major, R.version$minor, sep = "."),
                   lme4 = as.character(packageVersion("lme4")),
                   performance = as.character(packageVersion("performance")),
                   insight = as.character(packageVersion("insight"))),
   models = out_models,
+  glmm = glmm_out,
   influence = influence_out
 )
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null", na = "null",
