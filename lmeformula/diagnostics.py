@@ -497,6 +497,9 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
     from .lmer import lmer
     from .mermod import LmerMod
 
+    if _is_glmm(m):
+        raise NotImplementedError("influence() refits with lmer; deletion refits of a GLMM "
+                                  "are not implemented yet")
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:

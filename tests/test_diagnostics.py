@@ -218,6 +218,8 @@ def test_distribution_variance_by_family_and_link() -> None:
     assert dg._distribution_variance(model("slope")) == pytest.approx(model("slope").sigma**2)
     with pytest.raises(NotImplementedError, match="poisson"):
         dg._distribution_variance(fam("poisson", "log"))
+    with pytest.raises(NotImplementedError, match="GLMM"):
+        dg.influence(fam("binomial", "logit"), group="g")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -365,6 +367,8 @@ def test_influence_summaries_match_lme4(key: str) -> None:
 
 def test_influence_changes_theta_and_needs_data() -> None:
     inf = influence_of("intercept_Subject")
+    listed = dg.influence(model("intercept"), group=["Subject"], data=_data("sleepstudy"))
+    close(listed.fixed_effects_deleted, inf.fixed_effects_deleted, rtol=1e-12)
     assert inf.dfbeta("theta").shape == (18, 1)
     assert (inf.dfbeta("theta").abs().to_numpy() > 0).all()
     m = model("intercept")
