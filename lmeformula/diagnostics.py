@@ -74,6 +74,10 @@ class VarianceComponents:
         Whether the singularity check (a diagonal θ below ``tolerance``) fired.
     terms
         The ``VarCorr`` groups whose variances make up ``var_random``.
+    var_distribution, var_dispersion
+        The two parts of ``var_residual``: the family's observation-level variance, and (for
+        a GLMM) the variance of observation-level random effects, terms whose grouping factor
+        has one level per observation.
     """
 
     var_fixed: float
@@ -82,6 +86,8 @@ class VarianceComponents:
     var_intercept: pd.Series
     singular: bool
     terms: list[str] = field(default_factory=list)
+    var_distribution: float = math.nan
+    var_dispersion: float = 0.0
 
 
 def _distribution_variance(m: Any) -> float:
@@ -107,9 +113,47 @@ def _distribution_variance(m: Any) -> float:
             return table[link]
     if name == "poisson" and link == "sqrt":
         return 0.25
+    if name == "poisson" and link == "log":
+        # insight's lognormal approximation: log(1 + V(μ)/μ²) = log1p(1/μ), μ = exp of the
+        # intercept of the null model (the same random effects, no covariates)
+        mu = math.exp(_null_model_intercept(m))
+        if mu < 6:
+            warnings.warn(f"mu of {mu:.1f} is too close to zero, estimate of random effect "
+                          "variances may be unreliable.", LmeFormulaWarning, stacklevel=4)
+        return math.log1p(1.0 / mu)
     raise NotImplementedError(
         f"the distribution-specific variance of family {name!r} with link {link!r} is not "
         "implemented")
+
+
+def _null_model_intercept(m: Any) -> float:
+    """The fixed intercept of insight's null model: the response on the random-effects terms
+    alone (and the formula's offsets), fitted as the model was."""
+    import importlib
+
+    from .formula.ast import deparse
+
+    try:
+        glmer = importlib.import_module(".glmer", __package__).glmer
+    except (ImportError, AttributeError) as err:  # pragma: no cover - needs glmer
+        raise NotImplementedError("the null model needs glmer") from err
+    data = getattr(m, "_data", None)
+    if data is None:
+        raise LmeFormulaError("the distribution-specific variance needs the null model, and "
+                              "the fitted model does not keep its data")
+    parsed = m.lformula.parsed
+    parts = [f"({deparse(b)})" for b in parsed.bars]
+    for node in parsed.fixed.offsets:
+        text = deparse(node)
+        parts.append(text if text.startswith("offset(") else f"offset({text})")
+    formula = f"{deparse(parsed.lhs)} ~ {' + '.join(parts)}"
+    call = dict(getattr(m.lformula, "call", {}) or {})
+    args = {k: call[k] for k in ("weights", "offset", "subset", "na_action") if
+            call.get(k) is not None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        null = glmer(formula, data, family=m.family, **args)
+    return float(np.asarray(null.beta, dtype=float)[0])
 
 
 def _random_slope_columns(m: LmerMod) -> list[str]:
@@ -167,24 +211,38 @@ def get_variance(m: LmerMod, tolerance: float = 1e-5, all_terms: bool = False
             match = next((t for t in vc.terms if t.group == fname), None)
             if match is not None and nl != n:
                 used.append(match)
-    var_random = 0.0
-    for t in used:
-        keep = [i for i, c in enumerate(t.names) if c in col]
-        if not keep:
-            continue
-        sigma_k = t.cov[np.ix_(keep, keep)]
-        z = X[:, [col[t.names[i]] for i in keep]]
-        var_random += float(np.einsum("ij,jk,ik->", z, sigma_k, z)) / n
+    var_random = sum((_mean_quadratic_form(X, col, t) for t in used), 0.0)
     intercepts = {t.group: float(t.cov[0, 0]) for t in vc.terms
                   if t.names and t.names[0].startswith("(Intercept)")}
+    distribution = _distribution_variance(m)
+    dispersion = 0.0
+    if _is_glmm(m):
+        # observation-level random effects are overdispersion: insight counts them in the
+        # residual variance (for a linear model they count nowhere)
+        observation_level = [t for t in vc.terms
+                             if t.group in nlevels and nlevels[t.group] == n]
+        dispersion = sum(_mean_quadratic_form(X, col, t) for t in observation_level)
     return VarianceComponents(
         var_fixed=var_fixed,
         var_random=math.nan if singular else var_random,
-        var_residual=_distribution_variance(m),
+        var_residual=distribution + dispersion,
         var_intercept=pd.Series(intercepts, dtype=float, name="var_intercept"),
         singular=singular,
         terms=[t.group for t in used],
+        var_distribution=distribution,
+        var_dispersion=dispersion,
     )
+
+
+def _mean_quadratic_form(X: np.ndarray, col: dict[str, int], t: Any) -> float:
+    """insight's per-term variance: the mean over rows of z_i'Σz_i, with z_i from X's
+    columns named like the term's (the term's other columns dropped)."""
+    keep = [i for i, c in enumerate(t.names) if c in col]
+    if not keep:
+        return 0.0
+    sigma_k = t.cov[np.ix_(keep, keep)]
+    z = X[:, [col[t.names[i]] for i in keep]]
+    return float(np.einsum("ij,jk,ik->", z, sigma_k, z)) / X.shape[0]
 
 
 def _factor_of(m: LmerMod, group: str) -> str:

@@ -115,7 +115,14 @@ gspecs <- list(
   cbpp_logit = list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
                     data = "cbpp", family = "binomial", link = "logit"),
   cbpp_probit = list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
-                     data = "cbpp", family = "binomial", link = "probit")
+                     data = "cbpp", family = "binomial", link = "probit"),
+  # Poisson log: the distribution variance needs insight's null model (log1p(1/mu))
+  ticks_poisson = list(formula = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)",
+                       data = "grouseticks", family = "poisson", link = "log"),
+  # an observation-level random effect (INDEX) is insight's "dispersion" variance
+  ticks_poisson_olre = list(
+    formula = "TICKS ~ YEAR + cHEIGHT + (1 | INDEX) + (1 | BROOD) + (1 | LOCATION)",
+    data = "grouseticks", family = "poisson", link = "log")
 )
 for (nm in names(gspecs)) {
   s <- gspecs[[nm]]
@@ -126,7 +133,8 @@ for (nm in names(gspecs)) {
   glmm_out[[nm]] <- c(s, list(
     theta = unname(getME(m, "theta")), beta = unname(fixef(m)),
     get_variance = list(var.fixed = gv$var.fixed, var.random = gv$var.random,
-                        var.residual = gv$var.residual, var.distribution = gv$var.distribution),
+                        var.residual = gv$var.residual, var.distribution = gv$var.distribution,
+                        var.dispersion = gv$var.dispersion),
     icc = list(ICC_adjusted = ic$ICC_adjusted, ICC_unadjusted = ic$ICC_unadjusted),
     r2 = list(R2_marginal = unname(r2$R2_marginal), R2_conditional = unname(r2$R2_conditional)),
     hatvalues = unname(quiet(hatvalues(m))), cooks_distance = unname(quiet(cooks.distance(m)))))
