@@ -182,8 +182,9 @@ def get_variance(m: LmerMod, tolerance: float = 1e-5, all_terms: bool = False
     For each term, ``z_i`` are the rows of X's columns named like the term's columns (an
     intercept column is supplied when X has none); columns of the term that are not in X are
     dropped, with their rows and columns of Σ_k, as insight does. Terms whose grouping factor
-    has one level per observation are left out (they are insight's "dispersion" part, zero
-    for a linear model).
+    has one level per observation are left out of ``var_random``: for a GLMM they are
+    insight's dispersion variance (part of ``var_residual``), for a linear model they count
+    nowhere. ``var_fixed`` leaves offsets out, as insight's ``Xβ`` does.
     """
     re = m.lformula.reTrms
     X = np.asarray(m.lformula.X_values, dtype=float)
@@ -289,7 +290,8 @@ def icc(m: LmerMod, by_group: bool = False, tolerance: float = 1e-5, all_terms: 
     Returns
     -------
     pandas.Series (``ICC_adjusted``, ``ICC_unadjusted``), or with ``by_group`` a DataFrame
-    with columns ``Group`` and ``ICC``.
+    with columns ``Group`` and ``ICC`` (NaN for a singular fit, where performance returns a
+    bare NA).
     """
     v = get_variance(m, tolerance=tolerance, all_terms=all_terms)
     _warn_variances(m, v, "ICC")

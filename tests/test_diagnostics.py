@@ -27,6 +27,10 @@ TOL = 1e-5
 
 
 def _data(name: str) -> pd.DataFrame:
+    if name == "cbpp_obs":  # one level per observation, as the R script builds it
+        cbpp = lmf.datasets.load("cbpp")
+        levels = [str(i) for i in range(1, len(cbpp) + 1)]
+        return cbpp.assign(obs=pd.Categorical(levels, categories=levels))
     return lmf.datasets.load("sleepstudy" if name == "sleep_w" else name)
 
 
@@ -178,15 +182,25 @@ def test_slope_not_in_fixed_part_warns() -> None:
         dg.icc(model("slope_not_fixed"))
 
 
-@pytest.mark.skipif(not hasattr(lmf, "glmer"), reason="glmer is not in this build (issue 13)")
+@cache
+def glmm(name: str) -> lmf.LmerMod:
+    spec = REF["glmm"][name]
+    family = getattr(lmf, spec["family"])(link=spec["link"])
+    return quiet(lmf.glmer, spec["formula"], _data(spec["data"]), family=family)  # type: ignore[attr-defined]
+
+
+NEEDS_GLMER = pytest.mark.skipif(not hasattr(lmf, "glmer"),
+                                 reason="glmer is not in this build (issue 13)")
+
+
+@NEEDS_GLMER
 @pytest.mark.parametrize("name", sorted(REF["glmm"]))
 def test_glmm_variances_match_insight(name: str) -> None:
     # binomial: the observation-level variance is the link's constant (π²/3 logit, 1 probit);
     # Poisson log: log1p(1/μ) with μ from the null model; an observation-level random effect
-    # (INDEX) is insight's dispersion variance, part of the residual variance
+    # (cbpp's obs) is insight's dispersion variance, part of the residual variance
     spec = REF["glmm"][name]
-    family = getattr(lmf, spec["family"])(link=spec["link"])
-    m = quiet(lmf.glmer, spec["formula"], _data(spec["data"]), family=family)  # type: ignore[attr-defined]
+    m = glmm(name)
     close(m.theta, spec["theta"], rtol=1e-4, atol=1e-6)
     v = dg.get_variance(m)
     ref = spec["get_variance"]
@@ -198,12 +212,19 @@ def test_glmm_variances_match_insight(name: str) -> None:
           rtol=5e-4)
     close(quiet(dg.r2_nakagawa, m), [spec["r2"]["R2_marginal"], spec["r2"]["R2_conditional"]],
           rtol=5e-4)
+
+
+@NEEDS_GLMER
+@pytest.mark.parametrize("name", ["cbpp_logit", "ticks_poisson"])
+def test_glmm_leverage_and_simulated_residuals(name: str) -> None:
+    spec = REF["glmm"][name]
+    m = glmm(name)
     with pytest.warns(LmeFormulaWarning, match="may not make sense for GLMMs"):
         h = lmf.hatvalues(m)
     close(h, spec["hatvalues"], rtol=5e-4)
     close(quiet(lmf.cooks_distance, m), spec["cooks_distance"], rtol=5e-3, atol=1e-6)
-    # binomial counts: ties between observed and simulated values are randomised (PIT)
-    sim = lmf.simulate_residuals(m, n_sim=250, seed=2)
+    # counts: ties between observed and simulated values are randomised (PIT)
+    sim = lmf.simulate_residuals(m, n_sim=100, seed=2)
     r = sim.scaled_residuals.to_numpy()
     assert r.shape == (m.n,) and ((r > 0) & (r < 1)).mean() > 0.9
 

@@ -12,6 +12,7 @@ quiet <- function(expr) suppressWarnings(suppressMessages(expr))
 sleep_w <- sleepstudy
 # deterministic weights, rebuilt the same way by the tests: 1, 2, 0.5, 1, 2, 0.5, ...
 sleep_w$w <- rep(c(1, 2, 0.5), length.out = nrow(sleepstudy))
+cbpp_obs <- transform(cbpp, obs = factor(seq_len(nrow(cbpp))))
 
 specs <- list(
   slope = list(formula = "Reaction ~ Days + (Days | Subject)", data = "sleepstudy"),
@@ -119,10 +120,11 @@ gspecs <- list(
   # Poisson log: the distribution variance needs insight's null model (log1p(1/mu))
   ticks_poisson = list(formula = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)",
                        data = "grouseticks", family = "poisson", link = "log"),
-  # an observation-level random effect (INDEX) is insight's "dispersion" variance
-  ticks_poisson_olre = list(
-    formula = "TICKS ~ YEAR + cHEIGHT + (1 | INDEX) + (1 | BROOD) + (1 | LOCATION)",
-    data = "grouseticks", family = "poisson", link = "log")
+  # an observation-level random effect is insight's "dispersion" variance (cbpp_obs: cbpp
+  # with obs = 1, 2, ..., 56 as a factor, rebuilt the same way by the tests)
+  cbpp_olre = list(
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)",
+    data = "cbpp_obs", family = "binomial", link = "logit")
 )
 for (nm in names(gspecs)) {
   s <- gspecs[[nm]]
