@@ -128,7 +128,11 @@ def _distribution_variance(m: Any) -> float:
 
 def _null_model_intercept(m: Any) -> float:
     """The fixed intercept of insight's null model: the response on the random-effects terms
-    alone (and the formula's offsets), fitted as the model was."""
+    alone (and the formula's offsets), fitted as the model was. Kept on the model, so that
+    icc and r2_nakagawa of one model fit it once."""
+    cached = getattr(m, "_null_model_intercept", None)
+    if cached is not None:
+        return float(cached)
     import importlib
 
     from .formula.ast import deparse
@@ -153,7 +157,9 @@ def _null_model_intercept(m: Any) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         null = glmer(formula, data, family=m.family, **args)
-    return float(np.asarray(null.beta, dtype=float)[0])
+    value = float(np.asarray(null.beta, dtype=float)[0])
+    m._null_model_intercept = value
+    return value
 
 
 def _random_slope_columns(m: LmerMod) -> list[str]:

@@ -202,7 +202,7 @@ def test_glmm_variances_match_insight(name: str) -> None:
     spec = REF["glmm"][name]
     m = glmm(name)
     close(m.theta, spec["theta"], rtol=1e-4, atol=1e-6)
-    v = dg.get_variance(m)
+    v = quiet(dg.get_variance, m)  # grouseticks' μ = 1.7 warns, as insight does
     ref = spec["get_variance"]
     close([v.var_distribution, v.var_dispersion], [ref["var.distribution"],
                                                    ref["var.dispersion"]], rtol=5e-4)
