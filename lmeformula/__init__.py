@@ -67,3 +67,6 @@ __all__ = [
     *_errors_all,
     "tidy", "glance", "augment", "allFit", "AllFit",
 ]
+from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
+
+__all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]

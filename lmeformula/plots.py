@@ -510,3 +510,5 @@ def group_lines(m: LmerMod, data: pd.DataFrame, x: str, y: str, group: str,
     ax.set_title(title or f"{y} by {x}, one line per {group}: own fit dashed, mixed model "
                  "solid", fontsize=10)
     return ax
+
+from .diagnostic_plots import diagnostics as diagnostics  # noqa: E402  (see diagnostic_plots)
