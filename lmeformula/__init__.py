@@ -40,6 +40,7 @@ from .compare import (
     to_statsmodels,
 )
 from .control import LmerControl, lmerControl
+from .ddf import coef_table, contest, difflsmeans, ls_means, ranova
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
@@ -63,4 +64,5 @@ __all__ = [
     "lme4_to_statsmodels_params", "statsmodels_to_theta", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
+    "coef_table", "contest", "ranova", "ls_means", "difflsmeans",
 ]
