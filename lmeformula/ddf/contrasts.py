@@ -75,7 +75,8 @@ def nullspace(a: np.ndarray) -> np.ndarray:
     1e-8 times the largest count)."""
     if a.size == 0:
         return np.zeros((0, 0))
-    _, s, vt = np.linalg.svd(a, full_matrices=True)
+    # V complete (p x p) needs the full decomposition only when a has fewer rows than columns
+    _, s, vt = np.linalg.svd(a, full_matrices=a.shape[0] < a.shape[1])
     rank = int(np.sum(s > max(1e-8 * s[0], 0)))
     return np.asarray(vt[rank:].T)
 
@@ -251,7 +252,7 @@ def _type2_terms(ft: FixedTerms, which: list[str]) -> dict[str, np.ndarray]:
         order = rest + cols
         xn = X[:, order]
         lc = doolittle(xn.T @ xn)[0].T
-        rows = [i for i, j in enumerate(order) if col_terms[j] == term]
+        rows = np.array([i for i, j in enumerate(order) if col_terms[j] == term], dtype=int)
         back = np.argsort(order)  # columns back in X's order
         out[term] = lc[np.ix_(rows, back)]
     return out

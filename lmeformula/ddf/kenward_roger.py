@@ -226,6 +226,20 @@ def _rank(a: np.ndarray) -> int:
     return int(np.sum(s >= max(a.shape) * np.finfo(float).eps * s[0])) if s[0] > 0 else 0
 
 
+def _in_row_space(m: LmerMod, L: np.ndarray) -> bool:
+    """Whether the rows of L are combinations of X's rows (pbkrtest checks that
+    ``rank(rbind(X, L)) == rank(X)``; the same, with X's row space computed once)."""
+    cache = m.__dict__.setdefault("_lmertest_cache", {})
+    if "x_rows" not in cache:
+        X = m.lformula.X_values
+        _, s, vt = np.linalg.svd(X, full_matrices=False)
+        r = int(np.sum(s >= max(X.shape) * np.finfo(float).eps * s[0])) if s.size and s[0] else 0
+        cache["x_rows"] = vt[:r]
+    V = cache["x_rows"]
+    resid = L - (L @ V.T) @ V
+    return bool(np.abs(resid).max(initial=0.0) <= 1e-8 * max(1.0, np.abs(L).max(initial=0.0)))
+
+
 def _full_rank(L: np.ndarray) -> np.ndarray:
     """pbkrtest's ``force_full_rank``: rows spanning L's row space when L is rank deficient
     (the test does not depend on which)."""
@@ -240,8 +254,7 @@ def kr_ftest(m: LmerMod, L: np.ndarray, rhs: np.ndarray | None = None) -> dict[s
     """pbkrtest's ``KRmodcomp(m, L, betaH)``: the F-test of ``Lβ = rhs`` with Kenward-Roger's
     adjustment; returns ``ndf``, ``ddf``, ``F.scaling``, ``FstatU`` (unscaled), ``Fstat``."""
     L = np.atleast_2d(np.asarray(L, dtype=float))
-    X = m.lformula.X_values
-    if _rank(np.vstack([X, L])) > _rank(X):
+    if not _in_row_space(m, L):
         raise LmeFormulaError("Models have equal mean stucture or are not nested!")
     beta_h = np.zeros(L.shape[1]) if rhs is None or not np.any(rhs) else _ginv(L) @ rhs
     L = _full_rank(L)

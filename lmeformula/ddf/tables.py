@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from ..errors import LmeFormulaError, LmeFormulaWarning
 from ..inference import AnovaTable
@@ -84,10 +84,11 @@ def _t_row(estimate: float, se: float, df: float, rhs: float, confint: bool,
            level: float) -> dict[str, float]:
     with np.errstate(divide="ignore", invalid="ignore"):
         tstat = (estimate - rhs) / se
-    pvalue = 2 * float(stats.t.sf(abs(tstat), df)) if not math.isnan(tstat) else math.nan
+    # scipy.special's distribution functions: scipy.stats' per-call overhead is ~100x theirs
+    pvalue = 2 * float(special.stdtr(df, -abs(tstat))) if not math.isnan(tstat) else math.nan
     row = {"Estimate": estimate, "Std. Error": se, "df": df, "t value": tstat}
     if confint:
-        fac = float(stats.t.isf((1 - level) / 2, df)) if not math.isnan(df) else math.nan
+        fac = -float(special.stdtrit(df, (1 - level) / 2)) if not math.isnan(df) else math.nan
         row["lower"], row["upper"] = estimate - se * fac, estimate + se * fac
     row["Pr(>|t|)"] = pvalue
     return row
@@ -148,7 +149,7 @@ def _f_row(F: float, ndf: float, ddf: float, sigma: float, scale: float = 1.0,
            ) -> dict[str, float]:
     ms = F * sigma**2
     F = F * scale
-    p = float(stats.f.sf(F, ndf, ddf)) if not math.isnan(F) else math.nan
+    p = float(special.fdtrc(ndf, ddf, F)) if not math.isnan(F) else math.nan
     return {"Sum Sq": ms * ndf, "Mean Sq": ms, "NumDF": ndf, "DenDF": ddf, "F value": F,
             "Pr(>F)": p}
 
