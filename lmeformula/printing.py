@@ -179,19 +179,36 @@ def format_lformula(pf: LFormula, width: int = 80) -> str:
 # ---- fitted models ---------------------------------------------------------------------------
 
 def _print_char_matrix(header: list[str], rows: list[list[str]], rownames: list[str] | None = None,
-                       right: bool = False) -> list[str]:
-    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``)."""
+                       right: bool = False, width: int | None = None) -> list[str]:
+    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``).
+
+    With ``width`` (R's ``getOption("width")``), columns that do not fit are printed in
+    further blocks below, as R's ``printMatrix`` does (a column joins the block while the
+    line stays shorter than ``width``)."""
     ncol = len(header)
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
     rn = rownames if rownames is not None else [""] * len(rows)
     rw = max([len(x) for x in rn] + [0])
     just = str.rjust if right else str.ljust
 
-    def line(name: str, cells: list[str]) -> str:
-        return name.ljust(rw) + "".join(" " + just(c, w) for c, w in zip(cells, widths,
-                                                                            strict=True))
+    def line(name: str, cells: list[str], cols: range) -> str:
+        return name.ljust(rw) + "".join(" " + just(cells[j], widths[j]) for j in cols)
 
-    return [line("", header)] + [line(n, r) for n, r in zip(rn, rows, strict=True)]
+    blocks = [range(ncol)]
+    if width is not None and ncol:
+        blocks, start = [], 0
+        while start < ncol:
+            end, used = start + 1, rw + widths[start] + 1
+            while end < ncol and used + widths[end] + 1 < width:
+                used += widths[end] + 1
+                end += 1
+            blocks.append(range(start, end))
+            start = end
+    out: list[str] = []
+    for cols in blocks:
+        out.append(line("", header, cols))
+        out += [line(n, r, cols) for n, r in zip(rn, rows, strict=True)]
+    return out
 
 
 def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:  # type: ignore[no-untyped-def]
@@ -552,7 +569,8 @@ def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # t
                 legend = ["---",
                           "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     # R right-justifies the formatted strings column by column
-    return _print_char_matrix(header, cells, [str(i) for i in table.index], right=True) + legend
+    return _print_char_matrix(header, cells, [str(i) for i in table.index], right=True,
+                              width=80) + legend
 
 
 def _stars(p: float) -> str:

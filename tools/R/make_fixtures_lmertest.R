@@ -91,8 +91,7 @@ inference <- function(m, reml) {
     res$ls_means <- c(tab(lsm), list(terms = names(attr(lsm, "hypotheses")),
                                      hypotheses = hyp(lsm), text = text_of(lsm)))
     dl <- difflsmeans(m)
-    res$difflsmeans <- c(tab(dl), list(terms = names(attr(dl, "hypotheses")),
-                                       text = text_of(dl)))
+    res$difflsmeans <- c(tab(dl), list(terms = names(attr(dl, "hypotheses"))))
   } else res$ls_means <- lsm
   rr <- ranova(m)
   res$ranova <- c(tab(rr), list(text = text_of(rr)))
@@ -116,7 +115,6 @@ inference <- function(m, reml) {
   }
   va <- vcovAdj(m)  # refits by REML for an ML fit
   res$vcovAdj <- mat(as.matrix(va))
-  res$vcovAdj_P <- lapply(attr(va, "P"), function(P) mat(as.matrix(P)))
   res$vcovAdj_W <- mat(as.matrix(attr(va, "W")))
   res
 }
