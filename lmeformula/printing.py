@@ -188,7 +188,7 @@ def _print_char_matrix(header: list[str], rows: list[list[str]], rownames: list[
     ncol = len(header)
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
     rn = rownames if rownames is not None else [""] * len(rows)
-    rw = max([len(x) for x in rn] + [0])
+    rw = max([len(x) for x in rn] + [0]) if rows else 4  # R: "[0,]" for no rows
     just = str.rjust if right else str.ljust
 
     def line(name: str, cells: list[str], cols: range) -> str:

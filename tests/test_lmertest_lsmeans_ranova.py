@@ -3,13 +3,22 @@ the lmerTest / pbkrtest inference (lmeformula.ddf)."""
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from lmertest_fixtures import ML_MODELS, MODELS, REML_MODELS, assert_table, model, ref_table
+from lmertest_fixtures import (
+    FIXTURES,
+    ML_MODELS,
+    MODELS,
+    REML_MODELS,
+    assert_table,
+    model,
+    ref_table,
+)
 
 import lmeformula as lmf
 from lmeformula.ddf import HessianWarning
@@ -214,3 +223,44 @@ def test_fit_objects_are_not_modified_by_inference() -> None:
     assert m.devfun.evaluations == before[0]
     np.testing.assert_array_equal(np.asarray(m.theta), before[1])
     assert m.REMLcrit() == before[2]
+
+
+# ---- further cases (tools/R/make_fixtures_lmertest_extra.R) -------------------------------
+
+EXTRA = json.loads((FIXTURES.parent / "lmertest_extra.json").read_text())
+
+
+def test_prior_weights() -> None:
+    ref = EXTRA["weighted"]
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"),
+                 weights=np.array(ref["weights"]))
+    assert_table(lmf.coef_table(m), ref_table(ref["coef_sat"]))
+    assert_table(lmf.coef_table(m, ddf="Kenward-Roger"), ref_table(ref["coef_kr"]))
+    assert_table(lmf.anova(m, type=3), ref_table(ref["anova3"]))
+    np.testing.assert_allclose(lmf.vcov(m, adjust="Kenward-Roger").to_numpy(),
+                               np.array(ref["vcovAdj"]), rtol=1e-4)
+
+
+def test_intercept_only_model() -> None:
+    ref = EXTRA["intercept_only"]
+    m = lmf.lmer("Reaction ~ 1 + (1 | Subject)", lmf.datasets.load("sleepstudy"))
+    assert_table(lmf.coef_table(m), ref_table(ref["coef_sat"]))
+    tab = lmf.anova(m, type=3)
+    assert tab.shape == (0, 6)
+    assert str(tab) == ref["anova_text"]
+
+
+def test_model_without_intercept() -> None:
+    ref = EXTRA["no_intercept"]
+    m = lmf.lmer("angle ~ 0 + recipe + temp + (1 | replicate)", lmf.datasets.load("cake"))
+    for type_ in (1, 2, 3):
+        assert_table(lmf.anova(m, type=type_), ref_table(ref[f"anova{type_}"]))
+    assert_table(lmf.anova(m, ddf="Kenward-Roger"), ref_table(ref["anova3_kr"]))
+    assert_table(lmf.ls_means(m), ref_table(ref["ls_means"]))
+
+
+def test_ranova_uncorrelated_terms() -> None:
+    ref = EXTRA["uncorrelated"]
+    m = lmf.lmer("Reaction ~ Days + (Days || Subject)", lmf.datasets.load("sleepstudy"))
+    assert_table(lmf.ranova(m), ref_table(ref["ranova"]))
+    assert_table(lmf.ranova(m, reduce_terms=False), ref_table(ref["ranova_whole"]))
