@@ -158,9 +158,11 @@ def test_contest_shapes_and_names() -> None:
     t = lmf.contest(m, np.eye(m.p)[1], joint=False)
     assert one["F value"].iloc[0] == pytest.approx(t["t value"].iloc[0] ** 2)
     assert one["DenDF"].iloc[0] == pytest.approx(t["df"].iloc[0])
-    # lme4's "ddf": t values without df
-    plain = lmf.contest(m, np.eye(m.p)[1:3], joint=False, ddf="lme4")
-    assert list(plain.columns) == ["Estimate", "Std. Error", "t value"]
+    # as in lmerTest, contest has no "lme4" method
+    with pytest.raises(LmeFormulaError, match="'arg' should be one of"):
+        lmf.contest(m, np.eye(m.p)[1:3], joint=False, ddf="lme4")
+    with pytest.raises(LmeFormulaError, match="single number"):
+        lmf.contest(m, np.eye(m.p)[1:3], joint=False, rhs=[1.0, 2.0])
     # NaN rows give NA results
     nan_row = lmf.contest(m, np.full(m.p, np.nan), joint=False)
     assert nan_row.isna().all(axis=None)

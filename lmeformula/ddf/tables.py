@@ -263,14 +263,13 @@ def coef_table(m: LmerMod, ddf: str = "Satterthwaite") -> pd.DataFrame:
 
 
 def _as_contrasts(L: Any, p: int) -> list[tuple[Any, np.ndarray, list[Any] | None]]:
-    """L as a list of (name, matrix, row names)."""
+    """L as a list of (name, matrix, row names): a dict or a list of arrays / DataFrames is
+    several contrast matrices; anything else (a vector, a matrix, nested lists) is one."""
     if isinstance(L, Mapping):
-        return [(k, *(_as_matrix(v, p))) for k, v in L.items()]
-    if isinstance(L, list) and L and all(isinstance(x, (np.ndarray, pd.DataFrame, list))
-                                         and np.ndim(np.asarray(x, dtype=object)) >= 1
-                                         for x in L) \
-            and any(np.ndim(np.asarray(x, dtype=float)) == 2 for x in L):
-        return [(None, *(_as_matrix(v, p))) for v in L]
+        return [(k, *_as_matrix(v, p)) for k, v in L.items()]
+    if isinstance(L, (list, tuple)) and L and all(isinstance(x, (np.ndarray, pd.DataFrame))
+                                                  for x in L):
+        return [(None, *_as_matrix(v, p)) for v in L]
     return [(None, *_as_matrix(L, p))]
 
 
@@ -312,7 +311,7 @@ def contest(m: LmerMod, L: Any, rhs: Any = 0.0, joint: bool = True, collect: boo
         Rows that are not estimable (in the full model matrix, before lme4 dropped columns)
         give NA; L then has the full matrix's columns.
     ddf
-        ``"Satterthwaite"``, ``"Kenward-Roger"`` or ``"lme4"`` (F and t without df).
+        ``"Satterthwaite"`` or ``"Kenward-Roger"``.
 
     Returns
     -------
@@ -322,10 +321,10 @@ def contest(m: LmerMod, L: Any, rhs: Any = 0.0, joint: bool = True, collect: boo
         ``Pr(>|t|)``.
     """
     m = _check_model(m)
-    method = match_ddf(ddf)
-    if method == "lme4":
-        method = "Satterthwaite" if joint else method
+    method = match_ddf(ddf, DDF_METHODS[:2])
     _check_level(level)
+    if not joint and np.size(rhs) != 1:
+        raise LmeFormulaError("'rhs' must be a single number for t-tests (joint=False)")
     ft = fixed_terms(m) if check_estimability and not joint else None
     width = m.p if ft is None else full_x(ft)[0].shape[1]
     items = _as_contrasts(L, width)
@@ -346,27 +345,15 @@ def contest(m: LmerMod, L: Any, rhs: Any = 0.0, joint: bool = True, collect: boo
                 keep = [cols.index(c) for c in m.fixef.index]
                 mat = mat[:, keep]
             rhs_v = float(np.asarray(rhs, dtype=float).ravel()[0])
-            if method == "lme4":
-                rows = [_lme4_t(m, r, rhs_v) for r in mat]
-                cols_ = ["Estimate", "Std. Error", "t value"]
-            else:
-                rows = [contest1D(m, r, rhs=rhs_v, ddf=method, confint=confint, level=level)
-                        for r in mat]
-                cols_ = CI_COLUMNS if confint else T_COLUMNS
-            tab = pd.DataFrame(rows, columns=cols_, dtype=float)
+            rows = [contest1D(m, r, rhs=rhs_v, ddf=method, confint=confint, level=level)
+                    for r in mat]
+            tab = pd.DataFrame(rows, columns=CI_COLUMNS if confint else T_COLUMNS, dtype=float)
             if names is not None:
                 tab.index = names
         results.append(tab)
     if not collect:
         return results
     return results[0] if len(results) == 1 else pd.concat(results)
-
-
-def _lme4_t(m: LmerMod, l: np.ndarray, rhs: float) -> dict[str, float]:
-    v = m.vcov().to_numpy()
-    est = float(l @ m.beta)
-    se = math.sqrt(float(l @ v @ l))
-    return {"Estimate": est, "Std. Error": se, "t value": (est - rhs) / se}
 
 
 _ROMAN = {"1": "1", "2": "2", "3": "3", "I": "1", "II": "2", "III": "3"}
