@@ -79,7 +79,8 @@ def main() -> None:
         ratio = "" if theirs is None else f"{theirs[key] / ours[key]:.1f}"
         lines.append(f"| {label} | {ours[key]:.2f} s | {r} | {ratio} |")
     ddf_ours, ddf_r = ddf_timings()
-    lines += ["", f"| InstEval `{INSTEVAL_FORMULA}` | lmeformula | lme4 1.1-31 + lmerTest 3.1-3 |",
+    formula = INSTEVAL_FORMULA.replace("|", "\\|")  # a bar would end the table's cell
+    lines += ["", f"| InstEval `{formula}` | lmeformula | lme4 1.1-31 + lmerTest 3.1-3 |",
               "|---|---:|---:|"]
     for key, label in (("fit_s", "fit"), ("ddf_s", "Satterthwaite coefficient table + type III "
                                                    "anova")):
