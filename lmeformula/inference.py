@@ -132,7 +132,7 @@ class AnovaTable(pd.DataFrame):
 
     def __init__(self, table: object = None, heading: list[str] | None = None,
                  kind: str = "lrt", **kwargs: object) -> None:
-        super().__init__(table, **kwargs)  # type: ignore[arg-type]
+        super().__init__(table, **kwargs)  # type: ignore[call-arg]
         self.heading = list(heading or [])
         self.kind = kind
 
