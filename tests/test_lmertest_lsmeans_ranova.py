@@ -266,3 +266,13 @@ def test_ranova_uncorrelated_terms() -> None:
     m = lmf.lmer("Reaction ~ Days + (Days || Subject)", lmf.datasets.load("sleepstudy"))
     assert_table(lmf.ranova(m), ref_table(ref["ranova"]))
     assert_table(lmf.ranova(m, reduce_terms=False), ref_table(ref["ranova_whole"]))
+
+
+def test_kenward_roger_refuses_huge_random_effects(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmeformula.ddf.kenward_roger as kr
+
+    monkeypatch.setattr(kr, "_MAX_Q", 20)
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"))
+    with pytest.raises(LmeFormulaError, match="q = 36 random effects"):
+        lmf.coef_table(m, ddf="Kenward-Roger")
+    assert lmf.coef_table(m)["df"].notna().all()  # Satterthwaite's still works

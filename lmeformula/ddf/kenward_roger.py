@@ -28,6 +28,7 @@ from ..mermod import LmerMod, getME
 __all__ = ["KRAdjusted", "kr_ftest", "lb_ddf", "vcov_adjusted"]
 
 KR_ML_MESSAGE = "Kenward-Roger's method is only available for REML model fits"
+_MAX_Q = 12_000  # dense q x q matrices of about 1 GB
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ def _vcov_adjusted(m: LmerMod) -> KRAdjusted:
     n, p = X.shape
     Z = getME(m, "Z").tocsc()
     q = Z.shape[1]
+    if q > _MAX_Q:
+        # several dense (q + p)-square matrices: refuse before allocating them
+        raise LmeFormulaError(
+            f"Kenward-Roger's adjustment needs dense matrices of the random effects' size; "
+            f"q = {q} random effects ({8 * (q + p) ** 2 / 1e9:.1f} GB each) is more than it "
+            f"handles ({_MAX_Q}): use ddf='Satterthwaite'")
     lam = getME(m, "Lambdat").T.tocsc()
     s2 = m.sigma**2
     phi = np.asarray(m.vcov().to_numpy(), dtype=float)
