@@ -91,9 +91,17 @@ def BIC(m: LmerMod) -> float:
     return m.BIC()
 
 
-def vcov(m: LmerMod) -> pd.DataFrame:
-    """Covariance matrix of the fixed effects."""
-    return m.vcov()
+def vcov(m: LmerMod, adjust: str | None = None) -> pd.DataFrame:
+    """Covariance matrix of the fixed effects; ``adjust="Kenward-Roger"`` gives pbkrtest's
+    ``vcovAdj`` (an ML fit is refitted by REML first, as pbkrtest does)."""
+    if adjust is None:
+        return m.vcov()
+    if adjust not in ("Kenward-Roger", "KR"):
+        raise ValueError(f"adjust must be None or 'Kenward-Roger', not {adjust!r}")
+    from .ddf import vcov_adjusted
+
+    v = m.vcov()
+    return pd.DataFrame(vcov_adjusted(m).vcov, index=v.index, columns=v.columns)
 
 
 def nobs(m: LmerMod) -> int:
@@ -143,9 +151,10 @@ def simulate(m: LmerMod, nsim: int = 1, rng: Any = None, use_u: bool = False,
     return m.simulate(nsim, rng, use_u, re_form, newdata)
 
 
-def summary(m: LmerMod) -> Summary:
-    """lme4's summary object; ``print()`` it for lme4's layout."""
-    return m.summary()
+def summary(m: LmerMod, ddf: str | None = None) -> Summary:
+    """lme4's summary object; ``print()`` it for lme4's layout. With ``ddf``
+    (``"Satterthwaite"``, ``"Kenward-Roger"``) lmerTest's, with df and p-values."""
+    return m.summary(ddf=ddf)
 
 
 def isREML(m: LmerMod) -> bool:

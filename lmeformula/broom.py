@@ -33,6 +33,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import stats
 
+from .ddf import coef_table
 from .errors import LmeFormulaError, LmeFormulaWarning
 
 __all__ = ["augment", "glance", "tidy"]
@@ -104,15 +105,9 @@ class _Intervals:
 
 def _coefficients(m: Any, ddf_method: str | None) -> pd.DataFrame:
     """``coef(summary(m))``, or lmerTest's table with ``df`` and ``Pr(>|t|)`` for a
-    denominator-degrees-of-freedom method (``lmf.coef_table(m, ddf=...)``)."""
+    denominator-degrees-of-freedom method (:func:`lmeformula.coef_table`)."""
     if ddf_method is None:
         return m.summary().coefficients
-    import lmeformula
-
-    coef_table = getattr(lmeformula, "coef_table", None)
-    if coef_table is None:
-        raise LmeFormulaError(f"ddf_method={ddf_method!r} needs lmerTest's coef_table, which "
-                              "this installation does not have")
     return coef_table(m, ddf=ddf_method)
 
 

@@ -15,7 +15,8 @@ import math
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -112,13 +113,35 @@ def _perc_label(p: float) -> str:
 
 # ---- anova ---------------------------------------------------------------------------------
 
-@dataclass
-class AnovaTable:
-    """An anova table (a DataFrame) with R's heading, printed as R prints it."""
+class AnovaTable(pd.DataFrame):
+    """An anova table: a DataFrame (columns and index as R's) with R's heading, printed as R
+    prints it. Derived frames (selections, arithmetic) are plain DataFrames.
 
-    table: pd.DataFrame
-    heading: list[str] = field(default_factory=list)
-    kind: str = "lrt"
+    Attributes
+    ----------
+    heading
+        The lines R prints above the table.
+    kind
+        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model) or
+        ``"lmertest"`` (lmerTest's F-tests).
+    """
+
+    _metadata: ClassVar[list[str]] = ["heading", "kind"]
+
+    def __init__(self, table: object = None, heading: list[str] | None = None,
+                 kind: str = "lrt", **kwargs: object) -> None:
+        super().__init__(table, **kwargs)  # type: ignore[call-arg]
+        self.heading = list(heading or [])
+        self.kind = kind
+
+    @property
+    def _constructor(self):  # type: ignore[no-untyped-def]
+        return pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The table as a plain DataFrame."""
+        return pd.DataFrame(self)
 
     def __str__(self) -> str:
         from .printing import format_anova
@@ -133,12 +156,18 @@ class AnovaTable:
         return anova_html(self)
 
 
-def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
+def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
+          ddf: str | None = None, **named: LmerMod) -> AnovaTable:
     """lme4's ``anova``: one model gives the sequential F table of its fixed effects; several
     give likelihood-ratio tests, refitting REML fits by ML first (with lme4's message).
 
     Models can be named by keyword (``anova(fm0=fm0, fm1=fm1)``); positional ones are named
     ``MODEL1``, ``MODEL2``, ... as R names unnamed arguments.
+
+    With ``type`` (1, 2, 3) or ``ddf`` (``"Satterthwaite"``, ``"Kenward-Roger"``), one model
+    gets lmerTest's table instead: F-tests with denominator degrees of freedom and p-values
+    (type III and Satterthwaite by default; ``ddf="lme4"`` keeps lme4's table). See
+    :func:`lmeformula.ddf.anova_lmertest`.
     """
     check_flag(refit, "refit")
     items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
@@ -147,6 +176,11 @@ def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     for name, mm in items:
         if not isinstance(mm, LmerMod):
             raise ArgumentError(f"{name} is not a fitted model")
+    if len(items) == 1 and (type is not None or ddf is not None):
+        from .ddf.tables import anova_lmertest
+
+        return anova_lmertest(items[0][1], type=3 if type is None else type,
+                              ddf="Satterthwaite" if ddf is None else ddf)
     if len(items) == 1:
         return _anova_single(items[0][1])
     nobs = {mm.nobs for _, mm in items}

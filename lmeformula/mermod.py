@@ -486,9 +486,19 @@ class LmerMod:
         return getME(self, name)
 
     # -- presentation -------------------------------------------------------------------------
-    def summary(self) -> Summary:
-        """lme4's summary (print it for lme4's layout)."""
-        return Summary(self)
+    def summary(self, ddf: str | None = None) -> Summary:
+        """lme4's summary (print it for lme4's layout); with ``ddf="Satterthwaite"`` or
+        ``"Kenward-Roger"`` lmerTest's, whose coefficients have df and p-values
+        (``ddf="lme4"`` is lme4's)."""
+        if ddf is not None:
+            from .ddf.tables import match_ddf
+
+            ddf = match_ddf(ddf)
+            if ddf == "Kenward-Roger" and not self.is_REML:
+                from .ddf.kenward_roger import KR_ML_MESSAGE
+
+                raise LmeFormulaError(KR_ML_MESSAGE)
+        return Summary(self, None if ddf == "lme4" else ddf)
 
     def __str__(self) -> str:
         from .printing import format_merMod
@@ -552,10 +562,16 @@ class Summary:
     """lme4's ``summary.merMod``; ``str()`` gives lme4's printed layout."""
 
     model: LmerMod
+    ddf: str | None = None
 
     @property
     def coefficients(self) -> pd.DataFrame:
-        """Estimate, Std. Error and t value of the fixed effects."""
+        """Estimate, Std. Error and t value of the fixed effects (with ``ddf``, lmerTest's
+        table: df and Pr(>|t|) too)."""
+        if self.ddf is not None:
+            from .ddf import coef_table
+
+            return coef_table(self.model, ddf=self.ddf)
         fe = self.model.fixef
         se = np.sqrt(np.diag(self.model.vcov().to_numpy())) if len(fe) else np.zeros(0)
         return pd.DataFrame({"Estimate": fe.to_numpy(), "Std. Error": se,
@@ -564,7 +580,7 @@ class Summary:
     def __str__(self) -> str:
         from .printing import format_summary
 
-        return format_summary(self.model)
+        return format_summary(self.model, ddf=self.ddf)
 
     __repr__ = __str__
 

@@ -6,6 +6,8 @@ Presentation only: no numerics beyond formatting.
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -177,19 +179,36 @@ def format_lformula(pf: LFormula, width: int = 80) -> str:
 # ---- fitted models ---------------------------------------------------------------------------
 
 def _print_char_matrix(header: list[str], rows: list[list[str]], rownames: list[str] | None = None,
-                       right: bool = False) -> list[str]:
-    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``)."""
+                       right: bool = False, width: int | None = None) -> list[str]:
+    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``).
+
+    With ``width`` (R's ``getOption("width")``), columns that do not fit are printed in
+    further blocks below, as R's ``printMatrix`` does (a column joins the block while the
+    line stays shorter than ``width``)."""
     ncol = len(header)
     widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
     rn = rownames if rownames is not None else [""] * len(rows)
-    rw = max([len(x) for x in rn] + [0])
+    rw = max([len(x) for x in rn] + [0]) if rows else 4  # R: "[0,]" for no rows
     just = str.rjust if right else str.ljust
 
-    def line(name: str, cells: list[str]) -> str:
-        return name.ljust(rw) + "".join(" " + just(c, w) for c, w in zip(cells, widths,
-                                                                            strict=True))
+    def line(name: str, cells: list[str], cols: range) -> str:
+        return name.ljust(rw) + "".join(" " + just(cells[j], widths[j]) for j in cols)
 
-    return [line("", header)] + [line(n, r) for n, r in zip(rn, rows, strict=True)]
+    blocks = [range(ncol)]
+    if width is not None and ncol:
+        blocks, start = [], 0
+        while start < ncol:
+            end, used = start + 1, rw + widths[start] + 1
+            while end < ncol and used + widths[end] + 1 < width:
+                used += widths[end] + 1
+                end += 1
+            blocks.append(range(start, end))
+            start = end
+    out: list[str] = []
+    for cols in blocks:
+        out.append(line("", header, cols))
+        out += [line(n, r, cols) for n, r in zip(rn, rows, strict=True)]
+    return out
 
 
 def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:  # type: ignore[no-untyped-def]
@@ -265,6 +284,28 @@ def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-d
 def _method_title(m) -> str:  # type: ignore[no-untyped-def]
     kind = "REML" if m.is_REML else "maximum likelihood "
     return f"Linear mixed model fit by {kind} ['lmerMod']"
+
+
+def _lmertest_title(m, ddf: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """lmerTest's title through lme4's ``.prt.methTit``: too long for one line of 80, the
+    title is wrapped at 78 and ``[lmerModLmerTest]`` follows as R's ``cat(fill = TRUE)``
+    places it."""
+    kind = "REML" if m.is_REML else "maximum likelihood "
+    name = {"Satterthwaite": "Satterthwaite's", "Kenward-Roger": "Kenward-Roger's"}[ddf]
+    title = f"Linear mixed model fit by {kind}. t-tests use {name} method"
+    cls = "lmerModLmerTest"
+    if len(title) + 5 + len(cls) <= 80:
+        return [f"{title} ['{cls}']"]
+    wrapped = textwrap.wrap(title, width=78, subsequent_indent="  ", break_long_words=False,
+                            break_on_hyphens=False)
+    items = [*wrapped, " [", cls, "]"]
+    lines, cur = [], ""
+    for item in items:
+        if cur and len(cur) + len(item) > 80:
+            lines.append(cur)
+            cur = ""
+        cur += item
+    return [*lines, cur]
 
 
 def _groups_line(m) -> str:  # type: ignore[no-untyped-def]
@@ -381,11 +422,13 @@ def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
             *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
 
 
-def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
-    """lme4's ``print(summary(fit))``."""
+def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    """lme4's ``print(summary(fit))``; with ``ddf`` (``"Satterthwaite"``, ``"Kenward-Roger"``)
+    lmerTest's: its title and the coefficients with df, p-values and stars."""
     from .rformat import format_numbers, print_named, zapsmall
 
-    lines = [_method_title(m), *_call_lines(m), ""]
+    title = _lmertest_title(m, ddf) if ddf else [_method_title(m)]
+    lines = [*title, *_call_lines(m), ""]
     if m.is_REML:
         lines.append(f"REML criterion at convergence: {_r_cat_number(round(m.REMLcrit(), 1))}")
     else:
@@ -401,7 +444,13 @@ def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
     lines.append(format_varcorr(m.VarCorr, digits=digits, comp=("Variance", "Std.Dev.")))
     lines.append(_groups_line(m))
     summ = m.summary()
-    if len(m.fixef):
+    if len(m.fixef) and ddf:
+        from .ddf import coef_table
+
+        lines += ["", "Fixed effects:", *format_coefmat(coef_table(m, ddf=ddf), digits)]
+        if len(m.fixef) <= 12:
+            lines += _correlation_block(m)
+    elif len(m.fixef):
         lines += ["", "Fixed effects:", *format_coef_table(summ.coefficients, digits)]
         # lme4.summary.cor.max is 12; above it lme4 prints nothing here (only a message on
         # stderr pointing to vcov(), which m.vcov() gives)
@@ -414,22 +463,116 @@ def format_summary(m, digits: int = 4) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
-def _format_pval(pv: list[float], digits: int) -> list[str]:
-    """R's ``format.pval``: p-values below machine epsilon as ``<2.2e-16``."""
+def _format_pval(pv: list[float], digits: int, eps: float = float(np.finfo(float).eps),
+                 ) -> list[str]:
+    """R's ``format.pval``: values from 1e-3 up formatted together, smaller ones in
+    scientific notation together, values below ``eps`` as ``<2e-16`` / ``< 2.2e-16`` (the
+    digits and the space depend on the width of the others, as R's code decides)."""
     from .rformat import format_numbers
 
-    eps = np.finfo(float).eps
     out = [""] * len(pv)
-    fix = [i for i, p in enumerate(pv) if p >= eps and (p == 0 or np.floor(np.log10(p)) >= -3)]
-    sci = [i for i, p in enumerate(pv) if p >= eps and i not in fix]
+    small = [i for i, p in enumerate(pv) if p < eps]
+    rest = [i for i, p in enumerate(pv) if p >= eps]
+    fix = [i for i in rest if pv[i] == 0 or math.floor(math.log10(pv[i])) >= -3]
+    sci = [i for i in rest if i not in fix]
     for group in (fix, sci):
         if group:
             for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
-                out[i] = s.strip()
-    for i, p in enumerate(pv):
-        if p < eps:
-            out[i] = "<" + format_numbers([eps], digits)[0].strip()
+                out[i] = s
+    if small:
+        d = max(1, digits - 2)
+        if rest:
+            nc = max(len(out[i]) for i in rest)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if d == 1 and nc <= 6 else " "
+        else:
+            sep = "" if d == 1 else " "
+        text = "<" + sep + format_numbers([eps], d)[0].strip()
+        for i in small:
+            out[i] = text
     return out
+
+
+def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # type: ignore[no-untyped-def]
+                   tst_ind: list[int] | None = None, zap_ind: tuple[int, ...] = (),
+                   has_p: bool | None = None, signif_stars: bool = True,
+                   na_print: str = "NA") -> list[str]:
+    """R's ``printCoefmat``: coefficient-like columns (``cs_ind``) formatted together, test
+    statistics (``tst_ind``) rounded to ``dig.tst``, p-values by ``format.pval``, significance
+    stars and their legend. Defaults as R's: the last column is a p-value when its name starts
+    with ``Pr(``; the one before it the statistic; the rest coefficients."""
+    from .rformat import format_numbers
+
+    cols = list(table.columns)
+    nc = len(cols)
+    if has_p is None:
+        has_p = nc >= 4 and str(cols[-1])[:3] in ("Pr(", "p-v")
+    k = nc - int(has_p) - (1 if tst_ind is None else len(tst_ind))
+    cs = list(range(k)) if cs_ind is None else list(cs_ind)
+    tst = [k] if tst_ind is None else list(tst_ind)
+    xm = table.to_numpy(dtype=float).copy()
+    n = xm.shape[0]
+    na = np.isnan(xm)
+    cells = [["" for _ in range(nc)] for _ in range(n)]
+    dig_tst = max(1, min(5, digits - 1))
+
+    def put(col_idx: list[int], values: np.ndarray, dig: int) -> None:
+        ok = [(i, j) for j_pos, j in enumerate(col_idx) for i in range(n)
+              if not np.isnan(values[i, j_pos])]
+        texts = format_numbers([values[i, col_idx.index(j)] for i, j in ok], dig) if ok else []
+        for (i, j), t in zip(ok, texts, strict=True):
+            cells[i][j] = t
+
+    for j in zap_ind:
+        from .rformat import zapsmall
+
+        col = xm[:, j]
+        if (~np.isnan(col)).any():
+            xm[:, j] = zapsmall(col, digits)
+    if cs:
+        coef_se = xm[:, cs]
+        acs = np.abs(coef_se[np.isfinite(coef_se)])
+        if acs.size:
+            nz = acs[acs != 0]
+            digmin = 1 + (np.floor(np.log10([nz.min(), nz.max()])) if nz.size
+                          else np.array([0.0]))
+            put(cs, np.round(coef_se, int(max(1, *(digits - digmin)))), digits)
+    if tst:
+        put(tst, np.round(xm[:, tst], dig_tst), digits)
+    other = [j for j in range(nc) if j not in cs and j not in tst and not (has_p and j == nc - 1)]
+    for j in other:
+        put([j], xm[:, [j]], digits)
+    # a non-zero value shown as 0 gets digits - 1 significant digits instead
+    for i in range(n):
+        for j in range(nc - int(has_p)):
+            if j in tst or na[i, j] or not cells[i][j]:
+                continue
+            if (xm[i, j] == 0) != (float(cells[i][j]) == 0):
+                cells[i][j] = format_numbers([xm[i, j]], max(1, digits - 1))[0]
+    for i in range(n):
+        for j in range(nc):
+            if na[i, j]:
+                cells[i][j] = na_print
+    legend: list[str] = []
+    header = [str(c) for c in cols]
+    if has_p:
+        pv = xm[:, -1]
+        okp = [i for i in range(n) if not np.isnan(pv[i])]
+        if okp:
+            for i, t in zip(okp, _format_pval([pv[i] for i in okp], dig_tst), strict=True):
+                cells[i][-1] = t
+            if signif_stars and any(pv[i] < 0.1 for i in okp):
+                stars = [_stars(p) if not np.isnan(p) else "" for p in pv]
+                width = max(len(s) for s in stars)
+                header.append("")
+                for r, st in zip(cells, stars, strict=True):
+                    r.append(st.ljust(width))
+                legend = ["---",
+                          "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    # R right-justifies the formatted strings column by column
+    return _print_char_matrix(header, cells, [str(i) for i in table.index], right=True,
+                              width=80) + legend
 
 
 def _stars(p: float) -> str:

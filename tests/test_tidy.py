@@ -169,32 +169,19 @@ def test_tidy_boot_intervals_are_confint_boot() -> None:
                                ci.to_numpy(float)[[4, 5, 0, 1, 2, 3]])
 
 
-def test_ddf_method_adds_df_and_p_values(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ddf_method_adds_df_and_p_values() -> None:
     # broom.mixed on an lmerTest fit: the table's df and Pr(>|t|) become df and p.value and the
-    # Wald intervals use t quantiles. The table comes from lmf.coef_table (lmerTest's); a
-    # stand-in with residual df checks the plumbing here.
+    # Wald intervals use t quantiles with those df (lmf.coef_table is lmerTest's table)
     from scipy import stats
 
     m = MODELS["fm1"]
-    calls: list[str] = []
-
-    def coef_table(model: lmf.LmerMod, ddf: str) -> pd.DataFrame:
-        calls.append(ddf)
-        c = model.summary().coefficients
-        df = np.full(len(c), 17.0)
-        return pd.DataFrame({"Estimate": c["Estimate"], "Std. Error": c["Std. Error"], "df": df,
-                             "t value": c["t value"],
-                             "Pr(>|t|)": 2 * stats.t.sf(np.abs(c["t value"]), df)},
-                            index=c.index)
-
-    with pytest.raises(lmf.LmeFormulaError, match="coef_table"):
-        lmf.tidy(m, ddf_method="Satterthwaite")
-    monkeypatch.setattr(lmf, "coef_table", coef_table, raising=False)
+    table = lmf.coef_table(m, ddf="Satterthwaite")
     t = lmf.tidy(m, effects="fixed", conf_int=True, ddf_method="Satterthwaite")
-    assert calls == ["Satterthwaite"]
     assert list(t.columns) == ["effect", "term", "estimate", "std.error", "statistic",
                                "df", "p.value", "conf.low", "conf.high"]
-    q = stats.t.ppf(0.975, 17)
+    np.testing.assert_array_equal(t["df"], table["df"])
+    np.testing.assert_array_equal(t["p.value"], table["Pr(>|t|)"])
+    q = stats.t.ppf(0.975, table["df"].to_numpy())
     np.testing.assert_allclose(t["conf.high"], t["estimate"] + q * t["std.error"])
     assert (t["p.value"] < 0.001).all()
     with pytest.warns(lmf.LmeFormulaWarning, match="ddf_method ignored"):

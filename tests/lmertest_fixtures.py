@@ -1,0 +1,125 @@
+"""Shared helpers for the lmerTest / pbkrtest tests: the R fixtures
+(tools/R/make_fixtures_lmertest.R) and each model fitted once."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import lmeformula as lmf
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lmertest.json"
+REF: dict[str, Any] = json.loads(FIXTURES.read_text())
+MODELS: dict[str, Any] = REF["models"]
+REML_MODELS = [name for name, spec in MODELS.items() if spec["REML"]]
+ML_MODELS = [name for name, spec in MODELS.items() if not spec["REML"]]
+
+# the issue's tolerances: estimates and standard errors; df, statistics and p-values
+RTOL_EST = 1e-4
+RTOL_DF = 1e-3
+RTOL = {"Estimate": RTOL_EST, "Std. Error": RTOL_EST, "lower": RTOL_EST, "upper": RTOL_EST,
+        "df": RTOL_DF, "t value": RTOL_DF, "Pr(>|t|)": RTOL_DF, "Sum Sq": RTOL_DF,
+        "Mean Sq": RTOL_DF, "NumDF": 0.0, "DenDF": RTOL_DF, "F value": RTOL_DF,
+        "Pr(>F)": RTOL_DF, "npar": 0.0, "logLik": 1e-6, "AIC": 1e-6, "LRT": RTOL_DF,
+        "Df": 0.0, "Pr(>Chisq)": RTOL_DF}
+
+
+def as_list(x: Any) -> list[Any]:
+    """jsonlite writes vectors of length one as scalars."""
+    return x if isinstance(x, list) else [x]
+
+
+def ref_table(t: dict[str, Any]) -> pd.DataFrame:
+    """An R data frame written by the fixture script."""
+    cols = as_list(t["colnames"])
+    data = {c: [np.nan if v is None else v for v in as_list(t["columns"][c])] for c in cols}
+    index = as_list(t["rownames"]) if t.get("rownames") is not None else None
+    return pd.DataFrame(data, index=index)
+
+
+def ref_matrix(t: dict[str, Any]) -> np.ndarray:
+    return np.atleast_2d(np.array([as_list(r) for r in as_list(t["values"])], dtype=float))
+
+
+def assert_table(ours: pd.DataFrame, ref: pd.DataFrame, index: bool = True) -> None:
+    """Every column of R's table, at the issue's tolerances (plus an absolute tolerance of
+    1e-7 of the column's largest value, for entries that are zero up to rounding)."""
+    assert len(ours) == len(ref), (list(ours.index), list(ref.index))
+    if index:
+        assert [str(i) for i in ours.index] == [str(i) for i in ref.index]
+    for col in ref.columns:
+        a = ours[col].to_numpy(dtype=float)
+        b = ref[col].to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(a), np.isnan(b)), (col, a, b)
+        ok = ~np.isnan(b)
+        if not ok.any():
+            continue
+        scale = float(np.max(np.abs(b[ok])))
+        np.testing.assert_allclose(a[ok], b[ok], rtol=RTOL[col], atol=1e-7 * scale,
+                                   err_msg=col)
+
+
+def dataset(name: str) -> pd.DataFrame:
+    if name == "cake_missing":
+        cake = lmf.datasets.load("cake")
+        rows = np.array(REF["cake_missing_rows"]) - 1
+        df = cake.iloc[rows].reset_index(drop=True)
+        df.index = pd.RangeIndex(1, len(df) + 1)
+        df.attrs["name"] = "cake_missing"
+        return df
+    return lmf.datasets.load(name)
+
+
+@cache
+def model(name: str) -> lmf.LmerMod:
+    """The fixture's model, fitted once per test session."""
+    spec = MODELS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rank-deficient X (cake_missing), singular fits
+        fit = lmf.lmer(spec["formula"], dataset(spec["data"]), REML=spec["REML"],
+                       contrasts=spec.get("contrasts"))
+    assert isinstance(fit, lmf.LmerMod)
+    return fit
+
+
+def coefficient_block(text: str) -> list[str]:
+    """The lines of a printed summary from "Fixed effects:" to the significance legend."""
+    lines = text.splitlines()
+    start = lines.index("Fixed effects:")
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("Signif. codes")),
+               None)
+    if end is None:  # no stars: the block ends at the first empty line
+        end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+        return lines[start:end]
+    return lines[start : end + 1]
+
+
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def assert_same_text(ours: list[str], theirs: list[str]) -> None:
+    """The same lines, the same widths and words; numbers equal or within the issue's
+    tolerance (1e-3 relative) or one unit of the last printed digit: a fit's optimum agrees
+    with lme4's to the optimizer's tolerance, which can move the 7th significant digit."""
+    assert len(ours) == len(theirs), (ours, theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert len(a) == len(b), (a, b)
+        ta, tb = a.split(), b.split()
+        assert len(ta) == len(tb), (a, b)
+        for x, y in zip(ta, tb, strict=True):
+            if x == y:
+                continue
+            fx, fy = _number(x), _number(y)
+            assert fx is not None and fy is not None, (a, b)
+            decimals = len(y.split(".")[1]) if "." in y and "e" not in y else 0
+            assert abs(fx - fy) <= max(1e-3 * abs(fy), 1.01 * 10.0**-decimals), (a, b)
