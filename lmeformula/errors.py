@@ -16,6 +16,7 @@ __all__ = [
     "LmeFormulaError",
     "LmeFormulaWarning",
     "ModelFrameError",
+    "ModelSizeError",
     "RandomEffectsError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
@@ -58,6 +59,10 @@ class RankDeficiencyError(LmeFormulaError):
 
 class FittingError(LmeFormulaError):
     """The penalised least-squares problem failed (for example, downdated VtV not p.d.)."""
+
+
+class ModelSizeError(LmeFormulaError):
+    """The model's dense blocks would not fit in memory (raised before they are allocated)."""
 
 
 class LmeFormulaWarning(UserWarning):

@@ -375,7 +375,8 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     y = pf.y - pf.offset if pf.offset is not None else pf.y
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in re.terms]
-    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
+    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors,
+                           names=[t.name for t in re.terms])
     if isinstance(start, Mapping):
         start = start.get("theta")
     theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)

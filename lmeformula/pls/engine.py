@@ -34,6 +34,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError, ModelFrameError
+from .memory import check_dense_memory
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
 
@@ -209,6 +210,11 @@ class _AugmentedSystem:
         w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
         self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
         return w
+
+    @property
+    def dense_order(self) -> int:
+        """Order of the largest dense matrix factored per θ (the thread policy's measure)."""
+        return self.m
 
     def criterion(self, f: Any, REML: bool) -> float:
         """lme4's profiled REML criterion or ML deviance (REML with p = 0 is ML)."""
@@ -1405,11 +1411,15 @@ _MAX_QUADRATIC = 40_000
 def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
                  terms: list[TermShape],
                  factors: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 *, names: Sequence[str] | None = None,
                  ) -> PLSProblem | DensePLSProblem:
     """The engine for a model: dense for small systems, blocked otherwise.
 
     ``factors`` (each term's level codes and model matrix X_i, in Zt's order) lets the
-    blocked engine form its cross-products by counting instead of sparse products."""
+    blocked engine form its cross-products by counting instead of sparse products. A model
+    whose dense block would not fit in memory raises
+    :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
     if Zt.shape[0] + X.shape[1] + 1 <= DENSE_LIMIT:
         return DensePLSProblem(Zt, X, y, weights, terms)
+    check_dense_memory(terms, X.shape[1], names)
     return PLSProblem(Zt, X, y, weights, terms, factors)
