@@ -99,12 +99,14 @@ def main() -> None:
                    next(r for r in per_model if r["engine"] == "lmeformula"))
         ours = next(r for r in per_model if r["engine"] == "lmeformula")
         for r in per_model:
-            if r.get("status") == "ok":
+            if r.get("status") == "ok" and ref.get("status") == "ok":
                 r["max_rel_diff"] = max_rel_diff(r, ref)
                 r["reference"] = ref["engine"]
-                r["time_vs_lmeformula"] = r["fit_s"] / ours["fit_s"]
+                r["time_vs_lmeformula"] = (r["fit_s"] / ours["fit_s"]
+                                           if ours.get("status") == "ok" else None)
                 r["criterion_diff"] = r["criterion"] - ref["criterion"]
         rows += per_model
+        write_results(rows, args.out, quiet=True)  # what is done survives a later failure
     write_results(rows, args.out)
     plot_scaling(rows, args.out)
 
@@ -130,7 +132,11 @@ def read_results(name: str) -> list[dict]:
     return rows
 
 
-def write_results(rows: list[dict], name: str = "latest") -> None:
+def _number(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -> None:
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
               "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula",
@@ -168,10 +174,12 @@ def write_results(rows: list[dict], name: str = "latest") -> None:
                 if r.get("fit_load_s") else "")
         lines.append(
             f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | {per_eval} | "
-            f"{r['max_rss_mb']:.0f} | {r['time_vs_lmeformula']:.2f} | {load} | "
-            f"{r['criterion_diff']:.2e} | {'' if diff is None else f'{diff:.1e}'} |")
+            f"{r['max_rss_mb']:.0f} | {_number(r.get('time_vs_lmeformula'), '.2f')} | "
+            f"{load} | {_number(r.get('criterion_diff'), '.2e')} | "
+            f"{'' if diff is None else f'{diff:.1e}'} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print((RESULTS / f"{name}.md").read_text())
+    if not quiet:
+        print((RESULTS / f"{name}.md").read_text())
 
 
 def _seconds(t: float) -> str:

@@ -10,7 +10,7 @@ import pytest
 from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
-from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape
+from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, term_shapes
 from lmeformula.pls import engine as pls_engine
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
@@ -21,10 +21,7 @@ def engines(case_id: str) -> tuple[dict, PLSProblem, DensePLSProblem]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
-    shapes, off = [], 0
-    for t in pf.reTrms.terms:
-        shapes.append(TermShape(t.nl, t.nc, off))
-        off += t.theta_length
+    shapes = term_shapes(pf.reTrms.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
     args = (pf.reTrms.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
     return case, PLSProblem(*args), DensePLSProblem(*args)
@@ -76,10 +73,7 @@ def test_dense_downdate_path_on_a_crossed_design() -> None:
                        "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
     df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
-    shapes, off = [], 0
-    for t in pf.reTrms.terms:
-        shapes.append(TermShape(t.nl, t.nc, off))
-        off += t.theta_length
+    shapes = term_shapes(pf.reTrms.terms)
     args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, shapes)
     blocked, dense = PLSProblem(*args), DensePLSProblem(*args)
     assert blocked._gdense is not None

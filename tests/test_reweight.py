@@ -12,7 +12,7 @@ from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
 from lmeformula.errors import ModelFrameError
-from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, make_problem
+from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, make_problem, term_shapes
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 ENGINES = ["dense", "blocked", "blocked-sparse"]
@@ -26,10 +26,7 @@ def model_parts(case_id: str) -> tuple[dict, tuple, list]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
-    shapes, off = [], 0
-    for t in pf.reTrms.terms:
-        shapes.append(TermShape(t.nl, t.nc, off))
-        off += t.theta_length
+    shapes = term_shapes(pf.reTrms.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in pf.reTrms.terms]

@@ -35,60 +35,9 @@ import scipy.sparse as sp
 
 from ..errors import FittingError, ModelFrameError
 from .memory import check_dense_memory
+from .terms import TermShape, _lower_positions, lambda_template
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
-
-
-@dataclass(frozen=True)
-class TermShape:
-    """What the engine needs of a random-effects term: levels, columns, theta offset."""
-
-    nl: int
-    nc: int
-    theta_offset: int
-
-    @property
-    def size(self) -> int:
-        return self.nl * self.nc
-
-    def lower_factor(self, theta: np.ndarray) -> np.ndarray:
-        """The term's nc x nc lower-triangular λ from theta (column-major lower triangle)."""
-        lam = np.zeros((self.nc, self.nc))
-        k = self.nc * (self.nc + 1) // 2
-        lam.ravel()[_lower_positions(self.nc)] = theta[self.theta_offset : self.theta_offset + k]
-        return lam
-
-
-@lru_cache(maxsize=64)
-def _lower_positions(nc: int) -> np.ndarray:
-    """Flat positions in an nc x nc array of the lower triangle, column by column (the order
-    of θ within a term)."""
-    rows, cols = np.tril_indices(nc)
-    order = np.lexsort((rows, cols))
-    out = rows[order] * nc + cols[order]
-    out.flags.writeable = False
-    return out
-
-
-def lambda_template(terms: Sequence[TermShape]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSC pattern of Λ' for consecutive terms: (indices, indptr, Lind)."""
-    indices, counts, lind = [], [], []
-    row0 = 0
-    for t in terms:
-        # one level's block of Λ': column c holds λ[c, r] for r <= c, in rows r
-        rows = [r for c in range(t.nc) for r in range(c + 1)]
-        theta = [t.theta_offset + r * t.nc - r * (r - 1) // 2 + (c - r)
-                 for c in range(t.nc) for r in range(c + 1)]
-        starts = row0 + np.arange(t.nl, dtype=np.int64) * t.nc
-        indices.append((starts[:, None] + np.array(rows, dtype=np.int64)).ravel())
-        lind.append(np.tile(np.array(theta, dtype=np.int64), t.nl))
-        counts.append(np.tile(np.arange(1, t.nc + 1, dtype=np.int64), t.nl))
-        row0 += t.nl * t.nc
-    if not indices:
-        empty = np.zeros(0, np.int64)
-        return empty, np.zeros(1, np.int64), empty
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
-    return np.concatenate(indices), indptr, np.concatenate(lind)
 
 
 @lru_cache(maxsize=64)
