@@ -517,7 +517,9 @@ class PLSProblem(_AugmentedSystem):
         """Upper-triangle values of G B Gᵀ at the pattern's entries, B = T1 T1ᵀ."""
         if self._gdense is not None:  # G is dense: Hᵀ = (G T1)ᵀ level by level, then H Hᵀ
             nl, nc, _ = t1.shape
-            ht = np.matmul(self._gdense, t1).transpose(0, 2, 1).reshape(nl * nc, self.m)
+            # Hᵀ_l = T1_lᵀ G_lᵀ with G stored (nl, nc, m): the result is already in H Hᵀ's
+            # row layout (no transposing copy of the nl·nc x m panel); then one syrk
+            ht = np.matmul(np.swapaxes(t1, 1, 2), self._gdense).reshape(nl * nc, self.m)
             return (ht.T @ ht).ravel()[self._keys]
         if self._pairs is not None:
             t1g = t1[self._group_level]  # one level per group of equal A11 blocks
@@ -918,10 +920,10 @@ def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
 
 
 def _levels_major(g: sp.csr_matrix, first: TermShape) -> np.ndarray:
-    """G dense, stored per level of the first term, (nl, m, nc), for batched products with
+    """Gᵀ dense, stored per level of the first term, (nl, nc, m), for batched products with
     T1's blocks."""
     m = g.shape[0]
-    return np.ascontiguousarray(g.toarray().reshape(m, first.nl, first.nc).transpose(1, 0, 2))
+    return np.ascontiguousarray(g.toarray().reshape(m, first.nl, first.nc).transpose(1, 2, 0))
 
 
 def _check_reweight(w: Any, y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
