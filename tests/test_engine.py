@@ -4,6 +4,7 @@ lme4's deviance function, on every fixture model."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_dense_engine_quadratic_form_equals_products_by_term(
     term's λ (the dense engine's path when the form would be large): the same criterion,
     one θ at a time and in batches."""
     case, _, quadratic = engines(case_id)
-    monkeypatch.setattr(pls_engine, "_MAX_QUADRATIC", 0)
+    monkeypatch.setattr(pls_engine, "POLICY", replace(pls_engine.POLICY, max_quadratic=0))
     _, _, by_term = engines(case_id)
     assert by_term._quadratic is None
     if quadratic.m <= pls_engine.DENSE_LIMIT:  # so do all fixtures the dense engine fits

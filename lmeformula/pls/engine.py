@@ -35,9 +35,15 @@ import scipy.sparse as sp
 
 from ..errors import FittingError, ModelFrameError
 from .memory import check_dense_memory
+from .policy import POLICY, BlockPolicy
 from .terms import TermShape, _lower_positions, lambda_template
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
+
+
+def _policy() -> BlockPolicy:
+    """The engine's size thresholds (read at each use: tests swap ``POLICY``)."""
+    return POLICY
 
 
 @lru_cache(maxsize=64)
@@ -384,7 +390,8 @@ class PLSProblem(_AugmentedSystem):
         """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
         first = self.terms[0]
         self._gdense = None
-        if self.G.nnz > 0.25 * self.m * self.q1 and self.m * self.q1 <= 50_000_000:
+        if (self.G.nnz > _policy().dense_g_fill * self.m * self.q1
+                and self.m * self.q1 <= _policy().max_dense_g):
             # a dense G (every level of the first term meets most rows of block 2, as in
             # large crossed designs) is cheaper to multiply with BLAS than pair by pair
             self._gdense = _levels_major(self.G, first)
@@ -428,8 +435,9 @@ class PLSProblem(_AugmentedSystem):
                     if mode == "zero":
                         diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
                         diagonal_block.append(np.full(edges[a + 1] - edges[a], a))
-                    for lo in range(edges[a], edges[a + 1], _BAND):
-                        hi = min(lo + _BAND, edges[a + 1])
+                    band = _policy().band
+                    for lo in range(edges[a], edges[a + 1], band):
+                        hi = min(lo + band, edges[a + 1])
                         self._blocks.append((lo, hi, lo, edges[a + 1], mode, a, a))
         empty = np.zeros(0, np.int64)
         rows = np.concatenate([*diagonal_rows, empty]).astype(np.int64)
@@ -626,7 +634,8 @@ class PLSProblem(_AugmentedSystem):
         """Whether :meth:`gradient` is available: the downdate is done over precomputed
         pairs, or with a modest dense G."""
         return self._pairs is not None or (
-            self._gdense is not None and self.m * self.m * self.q1 <= 200_000_000)
+            self._gdense is not None
+            and self.m * self.m * self.q1 <= _policy().max_gradient_dense_g)
 
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically.
@@ -840,16 +849,14 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
                          shape=(nl * nc, nl * nc))
 
 
-# Largest dense G (m x q1) and number of level pairs built by counting
-_MAX_DENSE_CROSS = 10_000_000
-
 
 def _fits_dense(terms: Sequence[TermShape], p: int) -> bool:
     """Whether G and M22 are small enough to be formed densely by counting."""
     q1 = terms[0].size
     m = sum(t.size for t in terms[1:]) + p + 1
     pairs = sum(t.nl * u.nl for t in terms[1:] for u in [terms[0], *terms[1:]])
-    return m * q1 <= _MAX_DENSE_CROSS and pairs <= _MAX_DENSE_CROSS
+    limit = _policy().max_dense_cross
+    return m * q1 <= limit and pairs <= limit
 
 
 def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.ndarray,
@@ -963,12 +970,6 @@ def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int) -> np.ndarray:
                             for a in range(values.shape[1])])
 
 
-# Rows per band when the diagonal blocks of block 2 are copied
-_BAND = 128
-
-# Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse products
-_MAX_PAIRS = 40_000_000
-
 
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -999,7 +1000,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     k = np.diff(seg)
     # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
     total = int((k * (k + 1) // 2).sum()) if nc == 1 else int((k * k).sum())
-    if total > _MAX_PAIRS or total == 0:
+    if total > _policy().max_pairs or total == 0:
         # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
         ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
         gbg = (ones @ ones.T).tocoo()
@@ -1063,7 +1064,7 @@ def _index_keys(key: np.ndarray, m: int,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The distinct keys (sorted, or in ``key_order`` of the sorted ones) and each key's
     position among them (a table when m² is small)."""
-    if m * m <= 50_000_000:
+    if m * m <= _policy().key_table:
         present = np.zeros(m * m, dtype=bool)
         present[key] = True
         keys = np.flatnonzero(present)
@@ -1176,7 +1177,7 @@ class DensePLSProblem(_AugmentedSystem):
         rows, cols, lind = self._lambda_pattern
         k = sum(t.nc * (t.nc + 1) // 2 for t in self.terms)
         npairs = (k + 1) * (k + 2) // 2
-        if npairs * (q + 1) > _MAX_QUADRATIC:
+        if npairs * (q + 1) > _policy().max_quadratic:
             return  # not small even if only the diagonal were reached
         xy = np.arange(q, m)
         t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
@@ -1201,7 +1202,7 @@ class DensePLSProblem(_AugmentedSystem):
         reached = np.zeros(m * m, dtype=bool)
         reached[pos] = True
         entries = np.flatnonzero(reached)
-        if npairs * entries.shape[0] > _MAX_QUADRATIC:
+        if npairs * entries.shape[0] > _policy().max_quadratic:
             return
         where = np.cumsum(reached) - 1
         index = where[pos] * npairs + pair
@@ -1352,11 +1353,9 @@ class DensePLSProblem(_AugmentedSystem):
         return out
 
 
-# Below this size of the augmented system, one dense factorisation is cheaper per θ
-DENSE_LIMIT = 150
 
-# Largest quadratic form (pairs of θ x entries) used for T'MT in the dense engine (a few µs)
-_MAX_QUADRATIC = 40_000
+# the dense engine's limit, for callers (the policy holds it)
+DENSE_LIMIT = POLICY.dense_limit
 
 
 def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
@@ -1370,7 +1369,7 @@ def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.nd
     blocked engine form its cross-products by counting instead of sparse products. A model
     whose dense block would not fit in memory raises
     :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
-    if Zt.shape[0] + X.shape[1] + 1 <= DENSE_LIMIT:
+    if Zt.shape[0] + X.shape[1] + 1 <= _policy().dense_limit:
         return DensePLSProblem(Zt, X, y, weights, terms)
     check_dense_memory(terms, X.shape[1], names)
     return PLSProblem(Zt, X, y, weights, terms, factors)
