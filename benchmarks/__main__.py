@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=120.0, help="time cap per engine, s")
     parser.add_argument("--quick", action="store_true", help="one run per model")
     parser.add_argument("--out", default="latest", help="name of the result files")
+    parser.add_argument("--load", action="store_true",
+                        help="also time each Python engine beside two busy-looping processes")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite <out>.md from <out>.csv")
     args = parser.parse_args()
@@ -84,6 +86,10 @@ def main() -> None:
                 res = {"engine": engine, "model": model.name, "status": why}
             else:
                 res = run_python_engine(engine, model, data, runs, args.cap)
+                if args.load and res.get("status") == "ok":
+                    loaded = run_python_engine(engine, model, data, runs, args.cap, load=True)
+                    res["fit_load_s"] = (loaded["fit_s"] if loaded.get("status") == "ok"
+                                         else None)
             res["rows"] = model.rows
             per_model.append(res)
             shown = (f"{res['fit_s'] * 1e3:10.1f} ms" if res.get("status") == "ok"
@@ -93,12 +99,14 @@ def main() -> None:
                    next(r for r in per_model if r["engine"] == "lmeformula"))
         ours = next(r for r in per_model if r["engine"] == "lmeformula")
         for r in per_model:
-            if r.get("status") == "ok":
+            if r.get("status") == "ok" and ref.get("status") == "ok":
                 r["max_rel_diff"] = max_rel_diff(r, ref)
                 r["reference"] = ref["engine"]
-                r["time_vs_lmeformula"] = r["fit_s"] / ours["fit_s"]
+                r["time_vs_lmeformula"] = (r["fit_s"] / ours["fit_s"]
+                                           if ours.get("status") == "ok" else None)
                 r["criterion_diff"] = r["criterion"] - ref["criterion"]
         rows += per_model
+        write_results(rows, args.out, quiet=True)  # what is done survives a later failure
     write_results(rows, args.out)
     plot_scaling(rows, args.out)
 
@@ -124,10 +132,15 @@ def read_results(name: str) -> list[dict]:
     return rows
 
 
-def write_results(rows: list[dict], name: str = "latest") -> None:
+def _number(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -> None:
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
-              "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula"]
+              "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula",
+              "fit_load_s"]
     with (RESULTS / f"{name}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -143,22 +156,34 @@ def write_results(rows: list[dict], name: str = "latest") -> None:
              "`lmeformula-lbfgsb` is lmeformula with `control={\"optimizer\": \"L-BFGS-B\"}`: "
              "the analytic gradient with L-BFGS-B instead of lme4's BOBYQA (each of its "
              "evaluations also computes the gradient).", "",
-             "| model | engine | fit | evaluations | peak RSS (MB) | time / lmeformula | "
-             "REML criterion − reference | max rel. diff |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "`under load` is the same fit beside two busy-looping processes (`--load`), "
+             "with its slowdown. The machine was shared with other jobs while measuring: "
+             "compare engines within a row group, not across runs.", "",
+             "| model | engine | fit | evaluations | per evaluation | peak RSS (MB) | "
+             "time / lmeformula | under load | REML criterion − reference | max rel. diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         engine = f"{r['engine']} {r.get('version') or ''}".strip()
         if r.get("status") != "ok":
-            lines.append(f"| {r['model']} | {engine} | {r['status']} | | | | | |")
+            lines.append(f"| {r['model']} | {engine} | {r['status']} | | | | | | | |")
             continue
-        fit = (f"{r['fit_s'] * 1e3:.1f} ms" if r["fit_s"] < 1 else f"{r['fit_s']:.2f} s")
+        fit = _seconds(r["fit_s"])
         diff = r.get("max_rel_diff")
+        per_eval = _seconds(r["fit_s"] / r["feval"]) if r.get("feval") else ""
+        load = (f"{_seconds(r['fit_load_s'])} ({r['fit_load_s'] / r['fit_s']:.1f}x)"
+                if r.get("fit_load_s") else "")
         lines.append(
-            f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | "
-            f"{r['max_rss_mb']:.0f} | {r['time_vs_lmeformula']:.2f} | "
-            f"{r['criterion_diff']:.2e} | {'' if diff is None else f'{diff:.1e}'} |")
+            f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | {per_eval} | "
+            f"{r['max_rss_mb']:.0f} | {_number(r.get('time_vs_lmeformula'), '.2f')} | "
+            f"{load} | {_number(r.get('criterion_diff'), '.2e')} | "
+            f"{'' if diff is None else f'{diff:.1e}'} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print((RESULTS / f"{name}.md").read_text())
+    if not quiet:
+        print((RESULTS / f"{name}.md").read_text())
+
+
+def _seconds(t: float) -> str:
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
 
 def plot_scaling(rows: list[dict], name: str = "latest") -> None:
@@ -171,8 +196,9 @@ def plot_scaling(rows: list[dict], name: str = "latest") -> None:
         print("matplotlib not installed: no figure")
         return
     series: dict[str, list[tuple[int, float]]] = {}
+    scaling = {m.name for m in MODELS if m.data.startswith("synthetic:")}
     for r in rows:
-        if r.get("rows") and r.get("status") == "ok":
+        if r.get("rows") and r.get("status") == "ok" and r["model"] in scaling:
             series.setdefault(r["engine"], []).append((r["rows"], r["fit_s"]))
     if not series:
         return

@@ -43,8 +43,13 @@ _COMMON = textwrap.dedent("""
 # Each engine defines prepare(df) (data conversion, not timed) and fit(obj, df).
 _TIMING = textwrap.dedent("""
     # warm up once (imports, first-call costs): on the full data when several runs are
-    # timed, on the first 2,000 rows when a single run is
-    fit(prepare(df if runs > 1 else df.iloc[:2000]), df if runs > 1 else df.iloc[:2000])
+    # timed, on the first 2,000 rows when a single run is (where the model may not be
+    # identifiable on so few rows: the warm-up only has to run the code)
+    warm = df if runs > 1 else df.iloc[:2000]
+    try:
+        fit(prepare(warm), warm)
+    except Exception:
+        pass
     obj = prepare(df)
     ts = []
     for _ in range(runs):
@@ -72,7 +77,7 @@ SCRIPTS = {
 import glmm
 from importlib.metadata import version
 def prepare(d): return as_strings(d)
-def fit(d, _): return glmm.fit(d, f)
+def fit(d, _): return glmm.fit(d, f, satterthwaite=False)  # fit only, as the others
 """, """
 report(engine="glmm", version=version("glmm"), fit_s=fit_s, feval=int(m.n_eval),
        criterion=-2 * float(m.loglik), beta=[float(b) for b in m.beta])
@@ -128,15 +133,40 @@ def _run(cmd: list[str], cap_s: float, env: dict[str, str] | None = None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: float
-                      ) -> dict:
-    """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds."""
+class BusyLoops:
+    """Two busy-looping processes beside a fit (the "under load" column): how fits behave on
+    a machine whose cores are taken by other work. Ended when the block ends."""
+
+    def __init__(self, count: int = 2) -> None:
+        self.count = count
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BusyLoops:
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                      for _ in range(self.count)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: float,
+                      load: bool = False) -> dict:
+    """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds (with
+    two busy loops beside it when ``load``)."""
     setup, result = SCRIPTS[engine]
     code = _COMMON + textwrap.dedent(setup) + _TIMING + textwrap.dedent(result)
     # /usr/bin/time reports the child's own peak RSS: a child forked from this (large)
     # process would inherit its high-water mark
-    out = _run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, model.name, data,
-                model.formula, str(runs)], cap_s)
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, model.name, data,
+           model.formula, str(runs)]
+    if load:
+        with BusyLoops():
+            out = _run(cmd, cap_s)
+    else:
+        out = _run(cmd, cap_s)
     if out is None:
         return {"engine": engine, "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
     if out.returncode != 0:

@@ -32,7 +32,9 @@ class Model:
 
     @property
     def rows(self) -> int | None:
-        return int(self.data.split(":")[1]) if self.data.startswith("synthetic:") else None
+        if self.data.startswith(("synthetic:", "crossed:")):
+            return int(self.data.split(":")[1])
+        return None
 
 
 SYNTHETIC_FORMULA = "y ~ x + (x | subj) + (1 | item)"
@@ -52,7 +54,27 @@ MODELS = [
           "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept) + (0 + service | dept)", runs=1),
     *[Model(f"crossed_{n:.0e}".replace("+0", ""), f"synthetic:{n}", SYNTHETIC_FORMULA,
             runs=3 if n <= 100_000 else 1) for n in SYNTHETIC_SIZES],
+    # designs outside the tuned shapes (issue 12): every subject meets most items; many
+    # levels on both sides; a very large factor crossed with a large one
+    Model("dense_crossed_1e6", "crossed:1000000:2000:500", SYNTHETIC_FORMULA, runs=1),
+    Model("crossed_1e4x1e3", "crossed:1000000:10000:1000", "y ~ x + (1 | subj) + (1 | item)",
+          runs=1),
+    Model("crossed_1e5x2e3", "crossed:1000000:100000:2000", "y ~ x + (1 | subj) + (1 | item)",
+          runs=1),
 ]
+
+
+def crossed(n: int, nsubj: int, nitem: int, seed: int = 20261201) -> pd.DataFrame:
+    """Crossed design with random subject intercepts and slopes and item intercepts, levels
+    drawn uniformly (every level appears when n is several times the levels)."""
+    rng = np.random.default_rng(seed + n + nsubj + nitem)
+    subj = rng.integers(0, nsubj, n)
+    item = rng.integers(0, nitem, n)
+    x = rng.normal(size=n)
+    y = (2 + 0.5 * x + rng.normal(size=nsubj)[subj] + rng.normal(scale=0.5, size=nsubj)[subj] * x
+         + rng.normal(scale=0.7, size=nitem)[item] + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "subj": [f"s{i}" for i in subj],
+                         "item": [f"i{i}" for i in item]})
 
 
 def synthetic(n: int, seed: int = 20261125) -> pd.DataFrame:
@@ -73,6 +95,12 @@ def data_file(model: Model, directory: Path) -> str:
     """The data for a model: a packaged name, or a CSV written once for synthetic data."""
     if model.rows is None:
         return model.data
+    if model.data.startswith("crossed:"):
+        n, nsubj, nitem = (int(v) for v in model.data.split(":")[1:])
+        path = directory / f"crossed_{n}_{nsubj}_{nitem}.csv"
+        if not path.exists():
+            crossed(n, nsubj, nitem).to_csv(path, index=False)
+        return str(path)
     path = directory / f"synthetic_{model.rows}.csv"
     if not path.exists():
         synthetic(model.rows).to_csv(path, index=False)

@@ -54,6 +54,11 @@ class LmerControl:
         covariance parameters; lme4 1.1-31 always computed them (``calc_derivs=True``).
     check_conv_grad, check_conv_singular, check_conv_hess
         ``(action, tol)`` of the convergence checks.
+    threads
+        BLAS/LAPACK threads for the engine during the fit (numpy's and scipy's pools); None
+        (the default) for the engine's policy: one thread unless its dense block is large
+        (multi-threaded BLAS loses badly on a busy machine). The caller's settings are
+        restored after the fit.
     """
 
     check_nlev_gtr_1: str = "stop"
@@ -72,8 +77,14 @@ class LmerControl:
     check_conv_grad: tuple[str, float] = ("warning", 2e-3)
     check_conv_singular: tuple[str, float] = ("message", 1e-4)
     check_conv_hess: tuple[str, float] = ("warning", 1e-6)
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ArgumentError(f"control 'threads' must be a positive integer or None, "
+                                f"not {self.threads!r}")
         # R's match.arg: an unambiguous abbreviation means the full choice ("stop" for
         # check.rankX is "stop.deficient"); anything else is refused naming the option
         for name, choices in _CHOICES.items():

@@ -18,6 +18,7 @@ __all__ = [
     "LmeFormulaError",
     "LmeFormulaWarning",
     "ModelFrameError",
+    "ModelSizeError",
     "RandomEffectsError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
@@ -66,6 +67,10 @@ class FittingError(LmeFormulaError):
 class ArgumentError(LmeFormulaError, TypeError):
     """An argument of a public function has the wrong type or is out of its range
     (``REML="no"``, ``nsim=-1``, ``level=2``); both a ValueError and a TypeError."""
+
+
+class ModelSizeError(LmeFormulaError):
+    """The model's dense blocks would not fit in memory (raised before they are allocated)."""
 
 
 class LmeFormulaWarning(UserWarning):

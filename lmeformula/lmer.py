@@ -15,6 +15,7 @@ from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
+from .pls.threads import engine_threads
 from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
@@ -24,8 +25,11 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | Mapping[str, Any] | 
                  ) -> OptResult:
     """lme4's ``optimizeLmer``: optimise θ, then the boundary steps, derivatives and checks."""
     ctrl = as_control(control)
-    opt = optimize_lmer(devfun, devfun.start, devfun.lower, ctrl)
-    opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
+    # BLAS threads only where they pay (the engine's policy, or control's "threads"); the
+    # caller's settings are back when the scope ends
+    with engine_threads(devfun.problem, ctrl.threads):
+        opt = optimize_lmer(devfun, devfun.start, devfun.lower, ctrl)
+        opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
     return opt
 
 
@@ -33,8 +37,10 @@ def mkMerMod(devfun: LmerDevfun, opt: OptResult, pf: Any, data_name: str = "data
              call_args: dict[str, str] | None = None) -> LmerMod:
     """lme4's ``mkMerMod``: the fitted model at the optimum (the criterion is evaluated there
     once more, as lme4 does with ``use.last.params = FALSE``)."""
-    devfun(opt.par)
-    return LmerMod(pf, devfun, opt, data_name, dict(call_args or {}))
+    threads = getattr(getattr(pf, "control", None), "threads", None)
+    with engine_threads(devfun.problem, threads):
+        devfun(opt.par)
+        return LmerMod(pf, devfun, opt, data_name, dict(call_args or {}))
 
 
 def _describe(arg: Any, default: str) -> str:

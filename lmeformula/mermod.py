@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
-from .pls.engine import TermShape
+from .pls.terms import lower_factors
 from .validate import check_flag, check_number
 
 __all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
@@ -373,11 +373,10 @@ class LmerMod:
         names = list(re.cnms_names)
         if len(set(names)) < len(names):  # lme4 applies make.names only to repeated names
             names = make_unique_names(names)
-        out, offset = [], 0
+        out = []
         s2 = self.sigma**2
-        for t, nm in zip(re.terms, names, strict=True):
-            lam = TermShape(t.nl, t.nc, offset).lower_factor(self._theta)
-            offset += t.theta_length
+        lams = lower_factors(re.terms, self._theta)
+        for t, nm, lam in zip(re.terms, names, lams, strict=True):
             out.append(VarCorrTerm(nm, list(t.cnms), s2 * lam @ lam.T))
         return VarCorr(out, self.sigma)
 
@@ -414,10 +413,9 @@ class LmerMod:
         blocks = self.devfun.problem.inverse_diagonal_blocks(self._factor)
         re = self.lformula.reTrms
         s2 = self.sigma**2
-        out, offset = [], 0
-        for t, blk in zip(re.terms, blocks, strict=True):
-            lam = TermShape(t.nl, t.nc, offset).lower_factor(self._theta)
-            offset += t.theta_length
+        out = []
+        lams = lower_factors(re.terms, self._theta)
+        for blk, lam in zip(blocks, lams, strict=True):
             out.append(s2 * np.einsum("ij,ljk,mk->lim", lam, blk, lam))
         return out
 
@@ -600,13 +598,11 @@ GETME_NAMES = (
 
 def _lambda_times(terms: list[Any], theta: np.ndarray, u: np.ndarray) -> np.ndarray:
     """b = Λu term by term: each level's nc coefficients times the term's λ."""
-    out, pos, off = np.empty_like(u), 0, 0
-    for t in terms:
-        lam = TermShape(t.nl, t.nc, off).lower_factor(theta)
+    out, pos = np.empty_like(u), 0
+    for t, lam in zip(terms, lower_factors(terms, theta), strict=True):
         size = t.nl * t.nc
         out[pos : pos + size] = (u[pos : pos + size].reshape(t.nl, t.nc) @ lam.T).ravel()
         pos += size
-        off += t.theta_length
     return out
 
 
@@ -640,11 +636,8 @@ def getME(m: LmerMod, name: str) -> Any:
 
     def tlist() -> dict[str, np.ndarray]:
 
-        out, off = {}, 0
-        for t in re.terms:
-            out[t.key] = TermShape(t.nl, t.nc, off).lower_factor(theta)
-            off += t.theta_length
-        return out
+        return {t.key: lam
+                for t, lam in zip(re.terms, lower_factors(re.terms, theta), strict=True)}
 
     def mm_list() -> dict[str, np.ndarray]:
         # lme4's mmList uses a stable decreasing sort of nl (ties in formula order)

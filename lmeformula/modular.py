@@ -33,6 +33,7 @@ from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
 from .modelmatrix import model_matrix
+from .pls.protocol import Factor, PLSEngine
 from .reterms import ReTrms, mk_re_trms
 from .validate import check_flag
 
@@ -301,15 +302,15 @@ class LmerDevfun:
         Number of calls so far.
     """
 
-    problem: Any
+    problem: PLSEngine
     REML: bool
     lower: np.ndarray
     start: np.ndarray
     evaluations: int = 0
-    last: Any = None
+    last: Factor | None = None
     # the lowest criterion so far, its (REML, θ as bytes) and factorisation: the optimizer returns
     # the best point it evaluated, and lme4 evaluates there once more (mkMerMod)
-    _best: tuple[float, tuple[bool, bytes], Any] | None = field(default=None, repr=False)
+    _best: tuple[float, tuple[bool, bytes], Factor] | None = field(default=None, repr=False)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.evaluations += 1
@@ -354,7 +355,7 @@ class LmerDevfun:
         """Number of observations."""
         return int(self.problem.n)
 
-    def factor(self, theta: np.ndarray) -> Any:
+    def factor(self, theta: np.ndarray) -> Factor:
         """The factorisation at ``theta`` (reusing the last one when θ is unchanged)."""
         theta = np.asarray(theta, dtype=float)
         if self.last is None or not np.array_equal(self.last.theta, theta):
@@ -395,19 +396,17 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     -------
     LmerDevfun
     """
-    from .pls import TermShape, make_problem
+    from .pls import make_problem, term_shapes
 
     if pf.y is None:
         raise FormulaError("a response is needed to fit the model")
     re = pf.reTrms
-    shapes, offset = [], 0
-    for t in re.terms:
-        shapes.append(TermShape(t.nl, t.nc, offset))
-        offset += t.theta_length
+    shapes = term_shapes(re.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in re.terms]
-    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
+    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors,
+                           names=[t.name for t in re.terms])
     if isinstance(start, Mapping):
         start = start.get("theta")
     try:

@@ -22,7 +22,7 @@ from .formula.bars import bar_name, grouping_variables
 from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
-from .pls.engine import TermShape, lambda_template
+from .pls.terms import lambda_template, term_shapes
 from .transforms import as_factor, drop_unused_levels
 
 __all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms",
@@ -215,11 +215,7 @@ class ReTrms:
 
     @cached_property
     def _lambda_template(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shapes, offset = [], 0
-        for t in self.terms:
-            shapes.append(TermShape(t.nl, t.nc, offset))
-            offset += t.theta_length
-        return lambda_template(shapes)
+        return lambda_template(term_shapes(self.terms))
 
     @cached_property
     def Lind(self) -> np.ndarray:

@@ -4,13 +4,14 @@ lme4's deviance function, on every fixture model."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
-from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape
+from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, term_shapes
 from lmeformula.pls import engine as pls_engine
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
@@ -21,10 +22,7 @@ def engines(case_id: str) -> tuple[dict, PLSProblem, DensePLSProblem]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
-    shapes, off = [], 0
-    for t in pf.reTrms.terms:
-        shapes.append(TermShape(t.nl, t.nc, off))
-        off += t.theta_length
+    shapes = term_shapes(pf.reTrms.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
     args = (pf.reTrms.Zt, pf.X.to_numpy(), y, pf.weights, shapes)
     return case, PLSProblem(*args), DensePLSProblem(*args)
@@ -76,10 +74,7 @@ def test_dense_downdate_path_on_a_crossed_design() -> None:
                        "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
     df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
-    shapes, off = [], 0
-    for t in pf.reTrms.terms:
-        shapes.append(TermShape(t.nl, t.nc, off))
-        off += t.theta_length
+    shapes = term_shapes(pf.reTrms.terms)
     args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, shapes)
     blocked, dense = PLSProblem(*args), DensePLSProblem(*args)
     assert blocked._gdense is not None
@@ -130,7 +125,7 @@ def test_dense_engine_quadratic_form_equals_products_by_term(
     term's λ (the dense engine's path when the form would be large): the same criterion,
     one θ at a time and in batches."""
     case, _, quadratic = engines(case_id)
-    monkeypatch.setattr(pls_engine, "_MAX_QUADRATIC", 0)
+    monkeypatch.setattr(pls_engine, "POLICY", replace(pls_engine.POLICY, max_quadratic=0))
     _, _, by_term = engines(case_id)
     assert by_term._quadratic is None
     if quadratic.m <= pls_engine.DENSE_LIMIT:  # so do all fixtures the dense engine fits

@@ -1,13 +1,27 @@
-"""The numeric engine: cross-products once, a blocked Cholesky factor per θ."""
+"""The numeric engine: cross-products once, a blocked Cholesky factor per θ.
 
-from .engine import (
-    DensePLSProblem,
-    Factorization,
-    PLSProblem,
-    TermShape,
-    lambda_template,
-    make_problem,
-)
+Modules: ``terms`` (term shapes and the θ -> λ map; imports no engine), ``engine`` (the
+blocked and dense engines, ``make_problem``), ``protocol`` (what a deviance function needs
+of an engine), ``threads`` (BLAS threads policy), ``memory`` (the dense block's size check).
+The engine's names are loaded on first use, so that ``reterms`` can use the term types
+without importing the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .terms import TermShape, lambda_template, lower_factors, term_shapes
 
 __all__ = ["DensePLSProblem", "Factorization", "PLSProblem", "TermShape", "lambda_template",
-           "make_problem"]
+           "lower_factors", "make_problem", "term_shapes"]
+
+_ENGINE_NAMES = {"DensePLSProblem", "Factorization", "PLSProblem", "make_problem"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE_NAMES:
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,59 @@
+"""Every size threshold of the engine, in one object.
+
+Which engine a model gets (one dense factor, or blocks), how its cross-products are formed,
+how the downdate is done and how block 2 is assembled all depend on sizes; the limits are
+here, with why, so that they are measured and changed in one place (tests swap the policy
+with :func:`dataclasses.replace` to force a path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["POLICY", "BlockPolicy"]
+
+
+@dataclass(frozen=True)
+class BlockPolicy:
+    """Size thresholds of the engine.
+
+    Attributes
+    ----------
+    dense_limit
+        Augmented systems of at most this order (q + p + 1) are factored as one dense matrix:
+        one LAPACK call beats the blocked algorithm's many small steps (sleepstudy: 39).
+    max_quadratic
+        Largest quadratic form in θ (pairs of θ x entries) the dense engine precomputes for
+        T'MT (a few µs per θ); above it, products by term.
+    max_dense_cross
+        Largest dense G (m x q₁) and number of level pairs formed by counting per pair of
+        levels; above either, the cross-products come from sparse products with Zt.
+    dense_g_fill
+        G counts as dense (the downdate by BLAS, G T₁ then one syrk) above this fraction of
+        non-zeros ...
+    max_dense_g
+        ... and when it has at most this many entries (m x q₁).
+    max_gradient_dense_g
+        The analytic gradient with a dense G up to m² q₁ of this size.
+    max_pairs
+        Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse
+        products instead of a precomputed pairs matrix.
+    key_table
+        Up to m² of this size the downdate's keys are indexed through a dense table (else by
+        ``unique``).
+    band
+        Rows per band when block 2's diagonal blocks are copied scaled (cache-sized pieces).
+    """
+
+    dense_limit: int = 150
+    max_quadratic: int = 40_000
+    max_dense_cross: int = 10_000_000
+    dense_g_fill: float = 0.25
+    max_dense_g: int = 50_000_000
+    max_gradient_dense_g: int = 200_000_000
+    max_pairs: int = 40_000_000
+    key_table: int = 50_000_000
+    band: int = 128
+
+
+POLICY = BlockPolicy()

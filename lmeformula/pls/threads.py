@@ -1,0 +1,78 @@
+"""How many BLAS/LAPACK threads the engine's calls use, and a scope that sets them.
+
+OpenBLAS's worker threads spin while they wait; on a machine whose cores are busy with other
+work (parallel fits, other programs) they lose their time slices and a multi-threaded
+Cholesky becomes many times slower than a single-threaded one. Measured on the 2-core
+benchmark machine (``python -m benchmarks.threads``, medians, 2026-12-01, shared with other
+jobs): ``dpotrf`` with 1 thread was faster than with 2 at every order up to 2,400, by 3-1000x
+under contention; a G Gᵀ product gained from 2 threads only above order ~1,200 and only
+under load. So the engine runs single-threaded unless its dense block is large
+(:attr:`ThreadPolicy.parallel_order`), where it leaves the caller's setting alone (all cores
+by default). numpy and scipy each bundle their own OpenBLAS with its own pool: both are set.
+The caller's settings are restored when the scope ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads"]
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """When BLAS threads pay.
+
+    Attributes
+    ----------
+    parallel_order
+        From this order of the engine's largest dense factorisation on, the caller's thread
+        setting is kept (all cores by default); below it, one thread.
+    """
+
+    parallel_order: int = 4000
+
+    def threads(self, order: int) -> int | None:
+        """Threads for a dense block of this order (None: leave the caller's setting)."""
+        return None if order >= self.parallel_order else 1
+
+
+THREAD_POLICY = ThreadPolicy()
+
+
+@lru_cache(maxsize=1)
+def _controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries (found once: a scan of the loaded
+    shared objects costs milliseconds). numpy and scipy.linalg are loaded by then."""
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+@contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` BLAS threads in every loaded BLAS (None: unchanged),
+    restoring each library's previous setting afterwards."""
+    if threads is None:
+        yield
+        return
+    controller = _controller()
+    if all(lib.num_threads == threads for lib in controller.lib_controllers):
+        yield
+        return
+    with controller.limit(limits=threads):
+        yield
+
+
+def engine_threads(problem: Any, requested: int | None = None) -> Any:
+    """The scope for an engine's work: ``requested`` threads, else the policy's for the
+    problem's largest dense block (``problem.dense_order``)."""
+    if requested is None:
+        requested = THREAD_POLICY.threads(int(getattr(problem, "dense_order", 0)))
+    return blas_threads(requested)

@@ -1,0 +1,77 @@
+"""BLAS threads during a fit: the engine's policy or control's "threads", and the caller's
+settings back afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import lmeformula as lmf
+from lmeformula.errors import LmeFormulaError
+from lmeformula.lmer import optimizeLmer
+from lmeformula.pls.threads import THREAD_POLICY, ThreadPolicy, blas_threads
+
+
+def blas_counts() -> list[int]:
+    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+
+def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.LmerMod]:
+    """Fit sleepstudy, recording the BLAS thread counts at every factorisation."""
+    df = lmf.datasets.load("sleepstudy")
+    pf = lmf.lFormula("Reaction ~ Days + (Days | Subject)", df, control=control)
+    dev = lmf.mkLmerDevfun(pf)
+    seen: list[list[int]] = []
+    factor = dev.problem.factor
+
+    def recording(theta: np.ndarray) -> Any:
+        seen.append(blas_counts())
+        return factor(theta)
+
+    dev.problem.factor = recording  # type: ignore[method-assign]
+    opt = optimizeLmer(dev, control)
+    model = lmf.mkMerMod(dev, opt, pf)
+    return seen, model
+
+
+def test_the_policy_runs_small_models_single_threaded_and_restores() -> None:
+    before = blas_counts()
+    seen, _ = fit_recording(None)
+    assert seen and all(counts == [1] * len(counts) for counts in seen)
+    assert blas_counts() == before
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_control_threads_is_used_during_the_fit_and_the_callers_setting_kept(k: int) -> None:
+    with threadpool_limits(limits=3, user_api="blas"):  # the caller's own global setting
+        seen, model = fit_recording({"threads": k})
+        assert all(counts == [k] * len(counts) for counts in seen)
+        assert blas_counts() == [3] * len(blas_counts())
+    ref = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"))
+    np.testing.assert_allclose(model.theta, ref.theta, rtol=1e-7)
+
+
+def test_lmer_accepts_threads_and_rejects_nonsense() -> None:
+    df = lmf.datasets.load("sleepstudy")
+    before = blas_counts()
+    m = lmf.lmer("Reaction ~ Days + (1 | Subject)", df, control={"threads": 1})
+    assert blas_counts() == before
+    assert m.optinfo.feval > 0
+    for bad in (0, -2, 1.5, "two", True):
+        with pytest.raises(LmeFormulaError, match="threads"):
+            lmf.lmer("Reaction ~ Days + (1 | Subject)", df, control={"threads": bad})
+
+
+def test_policy_threshold_and_scope() -> None:
+    policy = ThreadPolicy(parallel_order=1000)
+    assert policy.threads(999) == 1 and policy.threads(1000) is None
+    assert THREAD_POLICY.threads(40) == 1
+    before = blas_counts()
+    with blas_threads(None):
+        assert blas_counts() == before
+    with blas_threads(1):
+        assert blas_counts() == [1] * len(before)
+    assert blas_counts() == before
