@@ -21,6 +21,7 @@ never evaluates Python.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
-from formulaic.errors import FormulaicError
+from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from ..checks import (
     check_finite_columns,
@@ -99,6 +100,38 @@ def _required_columns(specs: Any, data: pd.DataFrame) -> list[str]:
     return [c for c in data.columns if c in needed]
 
 
+def _check_new_levels(spec: Any, newdata: pd.DataFrame) -> None:
+    """Raise R's "factor f has new level(s) ..." for a categorical factor of ``spec`` whose
+    values on ``newdata`` include a level not in the fit (the levels formulaic stored)."""
+    for factor, (kind, state) in spec.encoder_state.items():
+        if getattr(kind, "value", kind) != "categorical" or "categories" not in state:
+            continue
+        variables = [v for v in spec.factor_variables.get(_factor_key(spec, factor), ())
+                     if v in newdata.columns]
+        text = str(factor)
+        # only a column or C(column, ...): an expression of a column has other levels
+        if len(variables) != 1 or not (
+                text == variables[0]
+                or re.fullmatch(rf"C\({re.escape(variables[0])}\s*(,.*)?\)", text, re.S)):
+            continue
+        values = newdata[variables[0]]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        present = values[values.notna()]
+        new = sorted({str(x) for x in present[~present.isin(list(state["categories"]))]})
+        if new:
+            raise LmeFormulaError(f"factor {text} has new level{'s' if len(new) > 1 else ''} "
+                                  f"{', '.join(new)}")
+
+
+def _factor_key(spec: Any, name: str) -> Any:
+    """The spec's factor object whose expression is ``name`` (encoder_state keys are text)."""
+    for f in spec.factor_variables:
+        if str(f) == str(name):
+            return f
+    return name
+
+
 @dataclass
 class FormulaicDesign:
     """What new data need to go through a formulaic fit's recipe.
@@ -124,7 +157,22 @@ class FormulaicDesign:
 
     def _matrix(self, part: str, newdata: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         spec = getattr(self.specs, part)
-        mm = _materialize(spec, newdata, na_action="ignore")
+        # formulaic codes a level the fit never saw as missing (all-zero rows with
+        # na_action="ignore", i.e. silently the reference level): refuse it, as R's
+        # model.frame(xlev=) does, before materialising
+        _check_new_levels(spec, newdata)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataMismatchWarning)
+            mm = _materialize(spec, newdata, na_action="ignore")
+        for w in caught:
+            if not issubclass(w.category, DataMismatchWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            # missing values are the na mask's business; anything else is a level of a
+            # factor expression (not a plain column) the fit never saw
+            unseen = re.search(r"\{(.*)\}", str(w.message))
+            if unseen and set(map(str.strip, unseen.group(1).split(","))) - {"nan", "None"}:
+                raise LmeFormulaError(f"new factor levels in newdata (formulaic: {w.message})")
         na = np.zeros(len(newdata), dtype=bool)
         for name in _required_columns(spec, newdata):
             na |= na_mask(column_value(newdata[name]))
