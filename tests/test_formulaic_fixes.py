@@ -59,3 +59,39 @@ def test_predict_missing_level_is_na_not_error(cake: pd.DataFrame) -> None:
     nd.loc[1, "recipe"] = None
     p = m.predict(nd)
     assert np.isfinite(p.iloc[0]) and np.isnan(p.iloc[1])
+
+
+# 2. unused levels are dropped from the model frame, as lme4's model frame does
+def _recipe_fixef(m: lmf.LmerMod) -> list[str]:
+    return list(m.fixef.index)
+
+
+def test_unused_levels_dropped_data(cake: pd.DataFrame) -> None:
+    c3 = cake[cake.recipe != "A"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmf.RankDeficiencyWarning)
+        m = _quiet_lmer("angle ~ recipe + (1|replicate)", c3, syntax="formulaic")
+    r = _quiet_lmer("angle ~ recipe + (1|replicate)", c3)
+    assert _recipe_fixef(m) == ["(Intercept)", "recipe[T.C]"]
+    np.testing.assert_allclose(m.fixef.to_numpy(), r.fixef.to_numpy(), rtol=1e-6)
+    m2 = _quiet_lmer("angle ~ 1 + (0 + recipe|replicate)", c3, syntax="formulaic")
+    assert len(m2.theta) == 3
+
+
+def test_unused_levels_dropped_subset_na_and_enum(cake: pd.DataFrame) -> None:
+    import polars as pl
+
+    ref = _quiet_lmer("angle ~ recipe + (1|replicate)", cake[cake.recipe != "A"],
+                      syntax="formulaic").fixef
+    sub = _quiet_lmer("angle ~ recipe + (1|replicate)", cake, subset='recipe != "A"',
+                      syntax="formulaic").fixef
+    pd.testing.assert_series_equal(sub, ref)
+    na = cake.assign(angle=np.where(cake.recipe == "A", np.nan, cake.angle))
+    pd.testing.assert_series_equal(
+        _quiet_lmer("angle ~ recipe + (1|replicate)", na, syntax="formulaic").fixef, ref)
+    c3 = cake[cake.recipe != "A"]
+    enum = pl.from_pandas(c3.assign(recipe=c3.recipe.astype(str))).with_columns(
+        pl.col("recipe").cast(pl.Enum(["A", "B", "C"])))
+    pd.testing.assert_series_equal(
+        _quiet_lmer("angle ~ recipe + (1|replicate)", enum, syntax="formulaic").fixef, ref)
+    assert list(cake.recipe.cat.categories) == ["A", "B", "C"]  # caller's data untouched

@@ -225,6 +225,16 @@ def _group_columns(parsed: FormulaicFormula) -> list[str]:
     return names
 
 
+def _drop_unused_categories(view: pd.DataFrame) -> pd.DataFrame:
+    """``view`` with the unused categories of its categorical columns dropped (a new frame
+    when any is; the caller's data are never modified)."""
+    unused = [c for c in view.columns if isinstance(view[c].dtype, pd.CategoricalDtype)
+              and view[c].cat.categories.size > view[c].nunique(dropna=True)]
+    if not unused:
+        return view
+    return view.assign(**{c: view[c].cat.remove_unused_categories() for c in unused})
+
+
 def formulaic_frame(
     parsed: FormulaicFormula,
     data: Any,
@@ -278,9 +288,21 @@ def formulaic_frame(
     view = data if pre.shape[0] == n else data.iloc[pre]
     # positions as index: formulaic's output index then says which rows it kept
     view = view.set_axis(pd.RangeIndex(view.shape[0]), axis=0)
-    # na_action="fail" is checked below, with R's message, from the rows formulaic dropped
-    mms = _materialize(parsed.structure(), view, na_action="drop")
-    rows = pre[mms.rhs.index.to_numpy()]
+    # na_action="fail" is checked below, with R's message, from the rows formulaic dropped.
+    # formulaic takes a categorical's levels from its dtype, unused ones included; R's model
+    # frame drops unused levels (after the subset and the missing rows), so materialise on
+    # the used levels only, once more if formulaic's own missing rows left a level unused
+    structure = parsed.structure()
+    view = _drop_unused_categories(view)
+    mms = _materialize(structure, view, na_action="drop")
+    kept = mms.rhs.index.to_numpy()
+    if kept.shape[0] < view.shape[0]:
+        trimmed = _drop_unused_categories(view.iloc[kept])
+        if any(trimmed[c].dtype != view[c].dtype for c in view.columns):
+            view = trimmed.set_axis(pd.RangeIndex(kept.shape[0]), axis=0)
+            mms = _materialize(structure, view, na_action="drop")
+            kept = kept[mms.rhs.index.to_numpy()]
+    rows = pre[kept]
     if rows.shape[0] == 0:
         raise ModelFrameError("0 (non-NA) cases")
     omitted_mask = in_subset.copy()
