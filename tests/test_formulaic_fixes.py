@@ -95,3 +95,33 @@ def test_unused_levels_dropped_subset_na_and_enum(cake: pd.DataFrame) -> None:
     pd.testing.assert_series_equal(
         _quiet_lmer("angle ~ recipe + (1|replicate)", enum, syntax="formulaic").fixef, ref)
     assert list(cake.recipe.cat.categories) == ["A", "B", "C"]  # caller's data untouched
+
+
+# 3. decimals are numbers; 4. a polars Categorical's levels do not depend on the row order
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_decimal_columns_are_numeric(sleepstudy: pd.DataFrame, syntax: str) -> None:
+    import polars as pl
+
+    d = pl.from_pandas(sleepstudy).with_columns(pl.col("Days").cast(pl.Decimal(10, 2)))
+    for data in (d, d.to_arrow(), {"Reaction": d["Reaction"], "Days": d["Days"],
+                                   "Subject": d["Subject"]}):
+        m = _quiet_lmer("Reaction ~ Days + (Days|Subject)", data, syntax=syntax)
+        assert m.fixef.iloc[1] == pytest.approx(10.467286, abs=1e-5)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_polars_categorical_levels_sorted(cake: pd.DataFrame, syntax: str) -> None:
+    import polars as pl
+
+    d = cake.assign(recipe=cake.recipe.astype(str), replicate=cake.replicate.astype(str))
+    reordered = d.iloc[::-1].reset_index(drop=True)  # first appearance: C, B, A
+    fits = []
+    for frame in (d, reordered):
+        p = pl.from_pandas(frame).with_columns(pl.col("recipe").cast(pl.Categorical))
+        assert list(lmf.dataframe.as_pandas(p).recipe.cat.categories) == ["A", "B", "C"]
+        fits.append(_quiet_lmer("angle ~ recipe + (1|replicate)", p, syntax=syntax).fixef)
+    pd.testing.assert_series_equal(fits[0], fits[1], rtol=1e-6)
+    # an Enum's declared order is kept
+    e = pl.from_pandas(reordered).with_columns(pl.col("recipe").cast(pl.Enum(["C", "B", "A"])))
+    assert list(lmf.dataframe.as_pandas(e).recipe.cat.categories) == ["C", "B", "A"]
+
