@@ -125,3 +125,15 @@ def test_polars_categorical_levels_sorted(cake: pd.DataFrame, syntax: str) -> No
     e = pl.from_pandas(reordered).with_columns(pl.col("recipe").cast(pl.Enum(["C", "B", "A"])))
     assert list(lmf.dataframe.as_pandas(e).recipe.cat.categories) == ["C", "B", "A"]
 
+
+# 5. a backquoted grouping factor: flist / ranef named as the column, Ztlist as R deparses
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_backquoted_grouping_factor(sleepstudy: pd.DataFrame, syntax: str) -> None:
+    d = sleepstudy.rename(columns={"Subject": "Sub ject"})
+    m = _quiet_lmer("Reaction ~ Days + (1|`Sub ject`)", d, syntax=syntax)
+    re_ = m.lformula.reTrms
+    assert list(re_.flist) == ["Sub ject"]
+    assert list(re_.Ztlist) == ["1 | `Sub ject`"]
+    assert m.ranef()["Sub ject"].shape == (18, 1)
+    ref = _quiet_lmer("Reaction ~ Days + (1|Subject)", sleepstudy)
+    np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-6)

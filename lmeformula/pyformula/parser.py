@@ -30,7 +30,7 @@ from formulaic.parser.utils import merge_operator_tokens
 
 from ..errors import FormulaError, RandomEffectsError
 from ..formula.ast import BinOp, Name, Node, deparse
-from ..formula.bars import expand_slash
+from ..formula.bars import expand_slash, group_label
 from ..formula.parser import parse_expression
 
 __all__ = [
@@ -159,8 +159,8 @@ class FormulaicBar:
 
     @property
     def group_name(self) -> str:
-        """lme4's name of the grouping factor, ``deparse(g)``."""
-        return deparse(self.group)
+        """lme4's name of the grouping factor, ``deparse(g)`` (a lone name without backticks)."""
+        return group_label(self.group)
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,11 @@ def _group_node(node: Any) -> Node:
     """A bar's right side as an R syntax tree: names joined by ``:`` and ``/``."""
     if isinstance(node, Token):
         if node.kind is Token.Kind.NAME:
-            return Name(node.token)
+            # formulaic keeps the backticks of a quoted name (`Sub ject`); the column has none
+            name = node.token
+            if len(name) > 1 and name.startswith("`") and name.endswith("`"):
+                name = name[1:-1]
+            return Name(name)
         raise RandomEffectsError(
             f"Invalid grouping factor specification, {node.token}: the grouping factor must be "
             "column names joined by ':' or '/' (add a transformed factor to the data)"
