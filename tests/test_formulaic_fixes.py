@@ -137,3 +137,58 @@ def test_backquoted_grouping_factor(sleepstudy: pd.DataFrame, syntax: str) -> No
     assert m.ranef()["Sub ject"].shape == (18, 1)
     ref = _quiet_lmer("Reaction ~ Days + (1|Subject)", sleepstudy)
     np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-6)
+
+
+# 6. plots: shrinkage for (x||g) and (1|g), exact group lookup, package errors
+@pytest.mark.parametrize("formula, var_days", [
+    ("Reaction ~ Days + (Days||Subject)", True),
+    ("Reaction ~ Days + (1|Subject)", False),
+])
+def test_shrinkage_uncorrelated_and_intercept_only(sleepstudy: pd.DataFrame, formula: str,
+                                                   var_days: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lmeformula import plots
+
+    m = _quiet_lmer(formula, sleepstudy)
+    ax = plots.shrinkage(m, sleepstudy, "Reaction ~ Days | Subject", "Subject")
+    ellipse = next(line for line in ax.get_lines()
+                   if line.get_label().startswith("random-effects covariance"))
+    x, y = ellipse.get_data()
+    vc = {n: t.cov[0, 0] for t in m.VarCorr.terms for n in t.names}
+    assert (np.max(x) - np.min(x)) / 2 == pytest.approx(np.sqrt(vc["(Intercept)"]), rel=1e-3)
+    half_height = (np.max(y) - np.min(y)) / 2
+    if var_days:
+        assert half_height == pytest.approx(np.sqrt(vc["Days"]), rel=1e-3)
+    else:
+        assert half_height == pytest.approx(0, abs=1e-9)
+    plt.close("all")
+
+
+def test_plot_group_lookup_is_exact(sleepstudy: pd.DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lmeformula import plots
+
+    d = sleepstudy.assign(g=sleepstudy.Subject, g2=sleepstudy.Subject.astype(str).str[-1])
+    m = _quiet_lmer("Reaction ~ Days + (1|g2) + (Days|g)", d)
+    cov = plots._group_covariance(m, "g", ["(Intercept)", "Days"])
+    g_term = next(t for t in m.VarCorr.terms if t.group == "g")
+    np.testing.assert_allclose(cov, g_term.cov)
+    cov2 = plots._group_covariance(m, "g2", ["(Intercept)", "Days"])
+    assert cov2[1, 1] == 0 and cov2[0, 0] > 0
+    with pytest.raises(lmf.errors.RandomEffectsError, match="'Subj'"):
+        plots.caterpillar(m, "Subj")
+    with pytest.raises(lmf.errors.RandomEffectsError, match="'Subj'"):
+        plots.shrinkage(m, d, "Reaction ~ Days | g", "Subj")
+    with pytest.raises(lmf.errors.ArgumentError, match="labels"):
+        plots.image(np.eye(3), row_labels=["a"])
+    with pytest.raises(lmf.errors.ArgumentError, match="blocks"):
+        plots.image(np.eye(3), col_blocks=[("a", 2)])
+    plt.close("all")
