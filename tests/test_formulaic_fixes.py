@@ -192,3 +192,46 @@ def test_plot_group_lookup_is_exact(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(lmf.errors.ArgumentError, match="blocks"):
         plots.image(np.eye(3), col_blocks=[("a", 2)])
     plt.close("all")
+
+
+# 7. '%' inside a Python expression is Python's modulo; R's %op% outside is refused
+def test_percent_inside_python_braces(sleepstudy: pd.DataFrame) -> None:
+    m = _quiet_lmer("Reaction ~ {Days%2+Days%3} + (1|Subject)", sleepstudy, syntax="formulaic")
+    assert m.fixef.index[1] == "Days % 2 + Days % 3"
+    d = sleepstudy.assign(v=sleepstudy.Days % 2 + sleepstudy.Days % 3)
+    ref = _quiet_lmer("Reaction ~ v + (1|Subject)", d)
+    assert m.fixef.iloc[1] == pytest.approx(ref.fixef.iloc[1], rel=1e-8)
+    for f in ("Reaction ~ Days %in% Subject + (1|Subject)",
+              "Reaction ~ Days%in%Subject + (1|Subject)", "Reaction ~ Days %/% 2 + (1|Subject)"):
+        with pytest.raises(lmf.errors.FormulaError, match="%in%"):
+            lmf.lmer(f, sleepstudy, syntax="formulaic")
+
+
+# 8. plain error messages, '| |' is a syntax error, '.' is refused clearly (also in update)
+@pytest.mark.parametrize("formula", [
+    "Reaction ~ Days + (1|Subject) + (",
+    "Reaction ~ Days ~ x + (1|Subject)",
+    "Reaction ~ Days + (1|Subject) + a b",
+])
+def test_error_messages_have_no_colour_codes(sleepstudy: pd.DataFrame, formula: str) -> None:
+    with pytest.raises(lmf.errors.FormulaError) as info:
+        lmf.lmer(formula, sleepstudy, syntax="formulaic")
+    assert "\x1b" not in str(info.value)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_spaced_double_bar_is_a_syntax_error(sleepstudy: pd.DataFrame, syntax: str) -> None:
+    with pytest.raises(lmf.errors.FormulaError, match="unexpected '\\|'"):
+        lmf.lmer("Reaction ~ Days + (Days | | Subject)", sleepstudy, syntax=syntax)
+    m = _quiet_lmer("Reaction ~ Days + (Days || Subject)", sleepstudy, syntax=syntax)
+    assert len(m.theta) == 2
+
+
+def test_dot_is_refused_in_formulaic_syntax(sleepstudy: pd.DataFrame) -> None:
+    m = _quiet_lmer("Reaction ~ Days + (Days|Subject)", sleepstudy, syntax="formulaic")
+    with pytest.raises(lmf.errors.FormulaError, match=r"'\.' is not supported"):
+        lmf.update(m, ". ~ . - (Days|Subject) + (1|Subject)")
+    with pytest.raises(lmf.errors.FormulaError, match=r"'\.' is not supported"):
+        lmf.lmer("Reaction ~ . + (1|Subject)", sleepstudy, syntax="formulaic")
+    m2 = lmf.update(m, "Reaction ~ Days + (1|Subject) + {np.log(.5 + Days)}")
+    assert list(m2.fixef.index) == ["(Intercept)", "Days", "np.log(0.5 + Days)"]

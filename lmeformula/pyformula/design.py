@@ -63,7 +63,7 @@ from ..frame import (
 )
 from ..reterms import ReTerm, ReTrms, _grouping_factor, re_trms_from_terms
 from ..transforms import Value, as_factor, column_value, drop_unused_levels
-from .parser import FormulaicFormula
+from .parser import FormulaicFormula, plain_message
 
 __all__ = ["FormulaicDesign", "FormulaicModel", "formulaic_model", "lme4_names"]
 
@@ -82,7 +82,7 @@ def _materialize(spec: Any, data: pd.DataFrame, **kwargs: Any) -> Any:
             return model_matrix(spec, data, context={}, **kwargs)
         return spec.get_model_matrix(data, context={}, **kwargs)
     except FormulaicError as err:
-        text = str(err)
+        text = plain_message(err)
         missing = re.search(r"NameError: (?:`([^`]+)` is not present|name '([^']+)' is not "
                             r"defined)", text)
         if missing:
@@ -91,7 +91,7 @@ def _materialize(spec: Any, data: pd.DataFrame, **kwargs: Any) -> Any:
                                         ) from None
         raise FormulaError(f"formulaic: {text}") from None
     except (ValueError, TypeError, KeyError, NameError) as err:
-        raise FormulaError(f"formulaic: {type(err).__name__}: {err}") from None
+        raise FormulaError(f"formulaic: {type(err).__name__}: {plain_message(err)}") from None
 
 
 def _required_columns(specs: Any, data: pd.DataFrame) -> list[str]:
