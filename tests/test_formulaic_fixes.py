@@ -235,3 +235,15 @@ def test_dot_is_refused_in_formulaic_syntax(sleepstudy: pd.DataFrame) -> None:
         lmf.lmer("Reaction ~ . + (1|Subject)", sleepstudy, syntax="formulaic")
     m2 = lmf.update(m, "Reaction ~ Days + (1|Subject) + {np.log(.5 + Days)}")
     assert list(m2.fixef.index) == ["(Intercept)", "Days", "np.log(0.5 + Days)"]
+
+
+# 9. a missing offset column in newdata is a package error naming it
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_predict_missing_offset_column(sleepstudy: pd.DataFrame, syntax: str) -> None:
+    d = sleepstudy.assign(o=1.0)
+    m = _quiet_lmer("Reaction ~ Days + (1|Subject)", d, offset="o", syntax=syntax)
+    base = _quiet_lmer("Reaction ~ Days + (1|Subject)", d, syntax=syntax)
+    assert np.isfinite(m.predict(d.head(2))).all()
+    with pytest.raises(lmf.errors.VariableNotFoundError, match="'o'"):
+        m.predict(d.drop(columns="o").head(2))
+    assert base.predict(d.drop(columns="o").head(2)).shape == (2,)

@@ -191,6 +191,9 @@ class FormulaicDesign:
             if not isinstance(self.offset, str):
                 raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                       "newdata as a column name when fitting")
+            if self.offset not in newdata.columns:
+                raise VariableNotFoundError(f"object '{self.offset}' not found: newdata has "
+                                            f"no column '{self.offset}' (the model's offset=)")
             offset += np.asarray(newdata[self.offset], dtype=float)
         return X, offset, na
 
