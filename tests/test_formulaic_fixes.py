@@ -247,3 +247,22 @@ def test_predict_missing_offset_column(sleepstudy: pd.DataFrame, syntax: str) ->
     with pytest.raises(lmf.errors.VariableNotFoundError, match="'o'"):
         m.predict(d.drop(columns="o").head(2))
     assert base.predict(d.drop(columns="o").head(2)).shape == (2,)
+
+
+# 10. notebook 08 follows the notebook conventions and is listed
+def test_notebook_08_conventions() -> None:
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    source = (here / "nb_08_formulaic_and_polars.py").read_text()
+    assert "MIN_FIGURES = 1" in source and "from nbcommon import setup" in source
+    assert "## Key points" in source and "## Exercises" in source and "pa.Table" in source
+    assert "color=colour" in source  # a subject's curve in its points' colour
+    readme = (here / "README.md").read_text()
+    for name in ("07_glmer", "08_formulaic_and_polars", "09_checking_a_fit"):
+        assert f"`{name}`" in readme
+    nb = json.loads((here / "08_formulaic_and_polars.ipynb").read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 1
