@@ -266,3 +266,17 @@ def test_notebook_08_conventions() -> None:
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 1
+
+
+# 11. caller-defined functions are not visible, and the message says so
+def test_caller_functions_not_visible_message(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(lmf.errors.VariableNotFoundError,
+                       match=r"object 'my_transform' not found: .*not the caller's own functions"):
+        lmf.lmer("Reaction ~ my_transform(Days) + (1|Subject)", sleepstudy, syntax="formulaic")
+
+
+def test_ordered_factor_poly_contrasts_written_out(cake: pd.DataFrame) -> None:
+    c = cake.assign(r=pd.Categorical(cake.recipe.astype(str), ordered=True))
+    f = _quiet_lmer("angle ~ C(r, contr.poly) + (1|replicate)", c, syntax="formulaic")
+    r = _quiet_lmer("angle ~ r + (1|replicate)", c)
+    np.testing.assert_allclose(f.fixef.to_numpy(), r.fixef.to_numpy(), rtol=1e-6)

@@ -87,8 +87,11 @@ def _materialize(spec: Any, data: pd.DataFrame, **kwargs: Any) -> Any:
                             r"defined)", text)
         if missing:
             name = missing.group(1) or missing.group(2)
-            raise VariableNotFoundError(f"object '{name}' not found (formulaic: {text})"
-                                        ) from None
+            raise VariableNotFoundError(
+                f"object '{name}' not found: the formulaic syntax sees the data's columns, "
+                "numpy (np) and formulaic's transforms only, not the caller's own functions "
+                "or variables (by design: compute the column into the data first) "
+                f"(formulaic: {text})") from None
         raise FormulaError(f"formulaic: {text}") from None
     except (ValueError, TypeError, KeyError, NameError) as err:
         raise FormulaError(f"formulaic: {type(err).__name__}: {plain_message(err)}") from None
