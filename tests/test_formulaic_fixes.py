@@ -280,3 +280,9 @@ def test_ordered_factor_poly_contrasts_written_out(cake: pd.DataFrame) -> None:
     f = _quiet_lmer("angle ~ C(r, contr.poly) + (1|replicate)", c, syntax="formulaic")
     r = _quiet_lmer("angle ~ r + (1|replicate)", c)
     np.testing.assert_allclose(f.fixef.to_numpy(), r.fixef.to_numpy(), rtol=1e-6)
+
+
+def test_lmlist_error_has_no_colour_codes(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(lmf.errors.FormulaError) as info:
+        lmf.lmList("Reaction ~ Days ~ x | Subject", sleepstudy, syntax="formulaic")
+    assert "\x1b" not in str(info.value)
