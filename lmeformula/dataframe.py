@@ -10,13 +10,15 @@ The model frame ``fr`` is a pandas DataFrame whatever the caller gave, so every 
 * a mapping of column name -> 1-D array-like (numpy arrays, lists, pandas / polars Series),
   all of one length.
 
-Level order is kept: a polars ``Enum`` or ``Categorical`` and an Arrow dictionary column become
-pandas Categoricals whose categories are in the input's order (unordered factors, except an Arrow
-dictionary flagged ``ordered``, which becomes R's ordered factor); string columns stay strings and
-become factors later with R's (C-locale) level order, as in R's ``lFormula``. Missing values of
-nullable types survive: integers with nulls become floats with NaN, booleans with nulls become
-pandas' nullable ``boolean`` (a factor FALSE/TRUE with NA, as R has it), strings with nulls keep
-their missing values.
+Declared level order is kept: a polars ``Enum`` and an Arrow dictionary column become pandas
+Categoricals whose categories are in the input's order (unordered factors, except an Arrow
+dictionary flagged ``ordered``, which becomes R's ordered factor). A polars ``Categorical``
+declares no order (its categories come in order of first appearance, which depends on the row
+order), so its levels are sorted as R sorts strings (C-locale order), like string columns, which
+stay strings and become factors later, as in R's ``lFormula``. Decimal columns become floats.
+Missing values of nullable types survive: integers with nulls become floats with NaN,
+booleans with nulls become pandas' nullable ``boolean`` (a factor FALSE/TRUE with NA, as R has
+it), strings with nulls keep their missing values.
 """
 
 from __future__ import annotations
@@ -71,17 +73,38 @@ def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
     if isinstance(frame, nw.LazyFrame):
         frame = frame.collect()
     out = frame.to_pandas()
-    # booleans with nulls arrive as object columns of True/False/None: give them pandas'
-    # nullable boolean type, which the model frame turns into R's FALSE/TRUE factor with NA
     polars = frame.implementation.is_polars()
     for name, dtype in frame.schema.items():
-        if dtype == nw.Boolean and out[name].dtype == object:
-            out[name] = out[name].astype("boolean")
-        elif polars and isinstance(out[name].dtype, pd.CategoricalDtype) and out[name].cat.ordered:
+        fixed = _native_column(out[name], dtype, polars)
+        if fixed is not out[name]:
+            out[name] = fixed
+    return out
+
+
+def _native_column(column: pd.Series, dtype: Any, polars: bool) -> pd.Series:
+    """A converted column in the type the model frame expects (``column`` itself if fine)."""
+    import narwhals as nw
+
+    if dtype == nw.Boolean and column.dtype == object:
+        # booleans with nulls arrive as object columns of True/False/None: pandas' nullable
+        # boolean, which the model frame turns into R's FALSE/TRUE factor with NA
+        return column.astype("boolean")
+    if dtype == nw.Decimal:
+        # decimals arrive as object columns of decimal.Decimal, which would become a factor:
+        # they are numbers (R reads a decimal column as double)
+        return column.astype("float64")
+    if polars and isinstance(column.dtype, pd.CategoricalDtype):
+        if dtype == nw.Categorical:
+            # a polars Categorical has no declared order (its categories are in order of first
+            # appearance, which depends on the row order): R's factor() of its strings, levels
+            # in C-locale order like any string column
+            return column.cat.reorder_categories(sorted(map(str, column.cat.categories)),
+                                                 ordered=False)
+        if column.cat.ordered:
             # a polars Enum fixes the level order but is no ordinal scale: R's factor(), coded
             # by treatment contrasts, not an ordered factor (Arrow's explicit flag is kept)
-            out[name] = out[name].cat.as_unordered()
-    return out
+            return column.cat.as_unordered()
+    return column
 
 
 def _from_mapping(data: Mapping[Any, Any], what: str) -> pd.DataFrame:
@@ -113,7 +136,8 @@ def _as_1d(value: Any, key: str, what: str) -> Any:
         import narwhals as nw
 
         series = nw.from_native(value, series_only=True)
-        return series.to_pandas().array
+        return _native_column(series.to_pandas(), series.dtype,
+                              series.implementation.is_polars()).array
     if isinstance(value, (Mapping, str, bytes)) or np.ndim(value) == 0:
         raise ArgumentError(f"{what}: column '{key}' must be a 1-D array-like, "
                         f"not {type(value).__name__}")

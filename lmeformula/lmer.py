@@ -189,7 +189,8 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     In ``formula``, ``.`` stands for the corresponding side of the old formula, as in R:
     ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``. A model fitted with
     ``syntax="formulaic"`` keeps that syntax (``syntax=`` changes it); there a new formula is
-    taken as written, since ``.`` is formulaic's "every other column".
+    taken as written and must be complete: ``.`` is not supported in that syntax (a clear
+    FormulaError says so).
     """
     if data is None:
         data = getattr(m, "_data", None)

@@ -25,6 +25,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from .errors import ArgumentError, RandomEffectsError
+
 if TYPE_CHECKING:
     from .mermod import LmerMod
     from .reterms import ReTrms
@@ -115,7 +117,7 @@ def _ticks(axis: Any, labels: Sequence[str] | None, n: int, fontsize: float,
     if labels is None:
         return
     if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} rows or columns")
+        raise ArgumentError(f"labels: {len(labels)} labels for {n} rows or columns")
     step = max(1, int(np.ceil(n / max_labels)))
     pos = np.arange(0, n, step)
     axis.set_ticks(pos, [str(labels[int(p)]) for p in pos], fontsize=fontsize)
@@ -127,7 +129,7 @@ def _blocks(ax: Any, blocks: Sequence[tuple[str, int]] | None, n: int, which: st
         return
     sizes = [int(s) for _, s in blocks]
     if sum(sizes) != n:
-        raise ValueError(f"blocks cover {sum(sizes)} of {n} rows or columns")
+        raise ArgumentError(f"blocks: the blocks cover {sum(sizes)} of {n} rows or columns")
     edges = np.cumsum([0, *sizes])
     centres = (edges[:-1] + edges[1:] - 1) / 2
     names = [str(name) for name, _ in blocks]
@@ -246,6 +248,7 @@ def caterpillar(m: LmerMod, group: str | None = None, column: int | None = 0,
     plt = _pyplot()
     ranef = m.ranef(condVar=True)
     group = group or next(iter(ranef))
+    _check_group(group, list(ranef))
     df = ranef[group]
     post = df.attrs["postVar"]
     post = post[0] if isinstance(post, list) else post
@@ -294,6 +297,7 @@ def shrinkage(m: LmerMod, data: pd.DataFrame, ols_formula: str, group: str,
     """
     from .lmlist import lmList
 
+    _check_group(group, list(m.coef))
     ols = lmList(ols_formula, data).coef()
     mixed = m.coef[group]
     cx, cy = ols.columns[columns[0]], ols.columns[columns[1]]
@@ -311,8 +315,7 @@ def shrinkage(m: LmerMod, data: pd.DataFrame, ols_formula: str, group: str,
         for lev in ols.index:
             ax.annotate(str(lev), (ols.loc[lev, cx], ols.loc[lev, cy]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points", color="0.3")
-    vc = next(t for t in m.VarCorr.terms if t.group == group or t.group.startswith(group))
-    cov = vc.cov[np.ix_(columns, columns)]
+    cov = _group_covariance(m, group, [cx, cy])
     w, v = np.linalg.eigh(cov)
     t = np.linspace(0, 2 * np.pi, 200)
     circle = np.stack([np.cos(t), np.sin(t)])
@@ -326,6 +329,28 @@ def shrinkage(m: LmerMod, data: pd.DataFrame, ols_formula: str, group: str,
     ax.set_title(title or f"{group}: own estimates → mixed model", fontsize=10)
     ax.legend(fontsize=7)
     return ax
+
+
+def _check_group(group: str, groups: list[str]) -> None:
+    if group not in groups:
+        raise RandomEffectsError(f"no grouping factor {group!r} in the model (its grouping "
+                                 f"factors: {', '.join(map(repr, groups))})")
+
+
+def _group_covariance(m: LmerMod, group: str, names: list[str]) -> np.ndarray:
+    """The covariance of grouping factor ``group``'s random effects on the coefficients
+    ``names``: every term of that factor contributes its block (``(x || g)`` gives several,
+    ``(1 | g)`` none for the slope); a coefficient with no random effect has variance 0."""
+    cov = np.zeros((len(names), len(names)))
+    terms = m.lformula.reTrms.terms
+    for re_term, vc in zip(terms, m.VarCorr.terms, strict=True):
+        if re_term.group_name != group:
+            continue
+        at = [(i, vc.names.index(n)) for i, n in enumerate(names) if n in vc.names]
+        for i, a in at:
+            for j, b in at:
+                cov[i, j] += vc.cov[a, b]
+    return cov
 
 
 def profile_zeta(profile: Any, which: list[str] | None = None, level: float = 0.95,

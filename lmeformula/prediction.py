@@ -18,7 +18,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .dataframe import as_pandas
-from .errors import ArgumentError, LmeFormulaError, ModelFrameError, RandomEffectsError
+from .errors import (
+    ArgumentError,
+    LmeFormulaError,
+    ModelFrameError,
+    RandomEffectsError,
+    VariableNotFoundError,
+)
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
@@ -134,6 +140,9 @@ def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.nda
         if not isinstance(arg, str):
             raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                   "newdata as a column name when fitting")
+        if arg not in newdata.columns:
+            raise VariableNotFoundError(f"object '{arg}' not found: newdata has no column "
+                                        f"'{arg}' (the model's offset=)")
         offset += np.asarray(newdata[arg], dtype=float)
     return mm.values[:, cols], offset, na
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .errors import RandomEffectsError, VariableNotFoundError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
-from .formula.bars import bar_name, grouping_variables
+from .formula.bars import bar_name, group_label, grouping_variables
 from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
@@ -69,9 +69,12 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     if isinstance(group, Paren):
         return _grouping_factor(group.expr, frame)
     if isinstance(group, Name):
-        if group.id not in frame.variables:
+        # the R model frame keys a non-syntactic name as deparsed (`Sub ject`), formulaic's
+        # by the column's name
+        key = group.id if group.id in frame.variables else text
+        if key not in frame.variables:
             raise VariableNotFoundError(f"object '{group.id}' not found")
-        return as_factor(frame.variables[group.id], group.id)
+        return as_factor(frame.variables[key], group.id)
     if isinstance(group, BinOp) and group.op == ":":
         return interaction_factor(_grouping_factor(group.left, frame),
                                   _grouping_factor(group.right, frame))
@@ -280,7 +283,8 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
     if mm.values.shape[1] == 0:
         raise RandomEffectsError(f"random-effects term has no columns: ({name})")
-    return ReTerm(name, deparse(bar.right), factor, mm.values, mm.columns)
+    return ReTerm(name, group_label(bar.right), factor, mm.values, mm.columns)
+
 
 
 def _with_unique_keys(terms_: list[ReTerm]) -> list[ReTerm]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from nbcommon import setup
+
 NAME = "08_formulaic_and_polars.ipynb"
+MIN_FIGURES = 1
 
 CELLS: list[tuple[str, str]] = [
     ("md", """\
@@ -16,13 +19,8 @@ the random-effects structures, the deviance function and the optimizer are the s
 
 **Security:** formulaic evaluates the Python expressions in the formula. Use this syntax with
 formulas you trust; the R syntax never evaluates Python."""),
+    ("code", setup("import pandas as pd", "import polars as pl", "import pyarrow as pa")),
     ("code", """\
-import numpy as np
-import pandas as pd
-import polars as pl
-import matplotlib.pyplot as plt
-import lmeformula as lmf
-
 sleep = lmf.datasets.load("sleepstudy")
 sleep.head()"""),
     ("md", """\
@@ -71,12 +69,15 @@ grid["population"] = spline.predict(grid, re_form="~0").to_numpy()
 grid["subject"] = spline.predict(grid).to_numpy()
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for subject, rows in grid.groupby("Subject"):
+for k, (subject, rows) in enumerate(grid.groupby("Subject")):
+    colour = f"C{k}"  # a subject's points and its fitted curve share one colour
     obs = sleep[sleep.Subject == subject]
-    ax.plot(obs.Days, obs.Reaction, "o", ms=4, label=f"subject {subject}")
-    ax.plot(rows.Days, rows.subject, "-")
-ax.plot(grid.Days, grid.population, "k--", label="population")
-ax.set_xlabel("Days"); ax.set_ylabel("Reaction (ms)"); ax.legend(); plt.show()"""),
+    ax.plot(obs.Days, obs.Reaction, "o", ms=4, color=colour, label=f"subject {subject}: data")
+    ax.plot(rows.Days, rows.subject, "-", color=colour, label=f"subject {subject}: fit")
+population = grid[grid.Subject == "308"]
+ax.plot(population.Days, population.population, "k--", label="population (re_form='~0')")
+ax.set_xlabel("Days"); ax.set_ylabel("Reaction (ms)")
+ax.legend(fontsize=8, ncol=2, loc="upper left"); plt.show()"""),
     ("md", """\
 ## Polars (and pyarrow, and dicts) as input
 
@@ -94,16 +95,61 @@ fits = {"pandas": spline,
                          {c: sleep[c].to_numpy() for c in sleep.columns}, syntax="formulaic")}
 pd.DataFrame({k: [m.REMLcrit(), *m.theta] for k, m in fits.items()},
              index=["REML criterion", *spline.theta.index])"""),
+    ("md", """\
+A pyarrow `Table` is read the same way (through Arrow, one conversion), here with the R syntax.
+Arrow's dictionary columns keep their level order; a polars `Categorical` has no declared order
+(its categories come in order of first appearance), so its levels are sorted as R sorts strings;
+a polars `Enum` keeps its declared order. Decimal columns are numbers."""),
+    ("code", """\
+table = pa.Table.from_pandas(sleep, preserve_index=False)
+arrow_fit = lmf.lmer("Reaction ~ Days + (Days | Subject)", table)
+print(type(table).__name__, table.schema.field("Subject").type)
+print("same fit as pandas:", np.allclose(arrow_fit.theta, r.theta),
+      arrow_fit.fixef.round(3).to_dict())"""),
     ("code", """\
 new = pl.DataFrame({"Days": [1.5, 4.5, 8.5], "Subject": ["309", "309", "309"]})
 spline.predict(new)"""),
+    ("md", """\
+A level the fit never saw is an error, as in R (a new *grouping* level is different: with
+`allow_new_levels=True` it gets the population prediction):"""),
+    ("code", """\
+cake = lmf.datasets.load("cake")
+mc = lmf.lmer("angle ~ recipe + temp + (1 | replicate)", cake, syntax="formulaic")
+try:
+    mc.predict(pd.DataFrame({"recipe": ["A", "D"], "temp": [180, 190], "replicate": ["1", "2"]}))
+except lmf.LmeFormulaError as err:
+    print(type(err).__name__ + ":", err)"""),
     ("md", """\
 ## The statsmodels bridge from the same formulaic formula
 
 `to_statsmodels` and `compare_statsmodels` build statsmodels' `MixedLM` from lmeformula's own
 matrices, so the formulaic syntax (and polars input) carries over."""),
     ("code", """\
-table = lmf.compare_statsmodels("Reaction ~ np.log(Days + 1) + (1 | Subject)", pl_sleep,
-                                syntax="formulaic")
-table"""),
+comparison = lmf.compare_statsmodels("Reaction ~ np.log(Days + 1) + (1 | Subject)", pl_sleep,
+                                     syntax="formulaic")
+comparison"""),
+    ("md", """\
+## Key points
+
+* `syntax="formulaic"` is a second front end: formulaic parses and materialises, lme4's bars
+  are read inside parentheses, and everything after the model matrices is the R syntax's code.
+  The same formula gives the same structures and the same fit.
+* Python transforms (`np.log`, `{x**2}`, `center`, `bs`, `C(f, contr.sum)`) are evaluated; only
+  numpy and formulaic's transforms are visible, not your own functions. `^` and `%in%` are R's
+  and are refused with a message saying what to write.
+* The fit keeps formulaic's ModelSpec, so predictions on new data reuse spline knots and factor
+  levels; a factor level the fit never saw is an error.
+* pandas, polars (eager or lazy), pyarrow and dicts of arrays are all accepted, in both
+  syntaxes, and give the pandas fit number for number.
+
+## Exercises
+
+1. Fit `Reaction ~ bs(Days, df=3) + (Days | Subject)` and compare its REML criterion and the
+   two subjects' curves with the `df=4` fit above. Why is `REMLcrit` not a fair comparison of
+   the two fixed parts (hint: refit with `REML=False`)?
+2. Make a polars frame with `Subject` cast to `pl.Categorical` and its rows in reverse order,
+   and another with `pl.Enum` of the subjects in reverse order. Which of the two changes the
+   order of `ranef(m)["Subject"]`, and why?
+3. Write `Reaction ~ Days + (Days || Subject)` in both syntaxes. Check that `theta` and the
+   term names in `m.lformula.reTrms.Ztlist` agree."""),
 ]

@@ -13,6 +13,7 @@ __all__ = [
     "expand_double_verts",
     "expand_slash",
     "findbars",
+    "group_label",
     "is_bar",
     "nobars",
     "subbars",
@@ -181,3 +182,11 @@ def grouping_variables(group: Node) -> list[Name]:
     if isinstance(group, BinOp) and group.op == ":":
         return grouping_variables(group.left) + grouping_variables(group.right)
     return []
+
+
+def group_label(group: Node) -> str:
+    """lme4's name of a grouping factor (flist, cnms, ranef): R's ``deparse(g)``, which writes
+    a lone name without backticks (``Sub ject``) and a call with them (```a b`:c``)."""
+    if isinstance(group, Paren):
+        return deparse(group)
+    return group.id if isinstance(group, Name) else deparse(group)

@@ -21,6 +21,7 @@ never evaluates Python.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
-from formulaic.errors import FormulaicError
+from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from ..checks import (
     check_finite_columns,
@@ -62,7 +63,7 @@ from ..frame import (
 )
 from ..reterms import ReTerm, ReTrms, _grouping_factor, re_trms_from_terms
 from ..transforms import Value, as_factor, column_value, drop_unused_levels
-from .parser import FormulaicFormula
+from .parser import FormulaicFormula, plain_message
 
 __all__ = ["FormulaicDesign", "FormulaicModel", "formulaic_model", "lme4_names"]
 
@@ -81,22 +82,57 @@ def _materialize(spec: Any, data: pd.DataFrame, **kwargs: Any) -> Any:
             return model_matrix(spec, data, context={}, **kwargs)
         return spec.get_model_matrix(data, context={}, **kwargs)
     except FormulaicError as err:
-        text = str(err)
+        text = plain_message(err)
         missing = re.search(r"NameError: (?:`([^`]+)` is not present|name '([^']+)' is not "
                             r"defined)", text)
         if missing:
             name = missing.group(1) or missing.group(2)
-            raise VariableNotFoundError(f"object '{name}' not found (formulaic: {text})"
-                                        ) from None
+            raise VariableNotFoundError(
+                f"object '{name}' not found: the formulaic syntax sees the data's columns, "
+                "numpy (np) and formulaic's transforms only, not the caller's own functions "
+                "or variables (by design: compute the column into the data first) "
+                f"(formulaic: {text})") from None
         raise FormulaError(f"formulaic: {text}") from None
     except (ValueError, TypeError, KeyError, NameError) as err:
-        raise FormulaError(f"formulaic: {type(err).__name__}: {err}") from None
+        raise FormulaError(f"formulaic: {type(err).__name__}: {plain_message(err)}") from None
 
 
 def _required_columns(specs: Any, data: pd.DataFrame) -> list[str]:
     """The data's columns a formulaic spec or formula reads, in the data's order."""
     needed = {str(v) for v in specs.required_variables}
     return [c for c in data.columns if c in needed]
+
+
+def _check_new_levels(spec: Any, newdata: pd.DataFrame) -> None:
+    """Raise R's "factor f has new level(s) ..." for a categorical factor of ``spec`` whose
+    values on ``newdata`` include a level not in the fit (the levels formulaic stored)."""
+    for factor, (kind, state) in spec.encoder_state.items():
+        if getattr(kind, "value", kind) != "categorical" or "categories" not in state:
+            continue
+        variables = [v for v in spec.factor_variables.get(_factor_key(spec, factor), ())
+                     if v in newdata.columns]
+        text = str(factor)
+        # only a column or C(column, ...): an expression of a column has other levels
+        if len(variables) != 1 or not (
+                text == variables[0]
+                or re.fullmatch(rf"C\({re.escape(variables[0])}\s*(,.*)?\)", text, re.S)):
+            continue
+        values = newdata[variables[0]]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(object)
+        present = values[values.notna()]
+        new = sorted({str(x) for x in present[~present.isin(list(state["categories"]))]})
+        if new:
+            raise LmeFormulaError(f"factor {text} has new level{'s' if len(new) > 1 else ''} "
+                                  f"{', '.join(new)}")
+
+
+def _factor_key(spec: Any, name: str) -> Any:
+    """The spec's factor object whose expression is ``name`` (encoder_state keys are text)."""
+    for f in spec.factor_variables:
+        if str(f) == str(name):
+            return f
+    return name
 
 
 @dataclass
@@ -124,7 +160,22 @@ class FormulaicDesign:
 
     def _matrix(self, part: str, newdata: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         spec = getattr(self.specs, part)
-        mm = _materialize(spec, newdata, na_action="ignore")
+        # formulaic codes a level the fit never saw as missing (all-zero rows with
+        # na_action="ignore", i.e. silently the reference level): refuse it, as R's
+        # model.frame(xlev=) does, before materialising
+        _check_new_levels(spec, newdata)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataMismatchWarning)
+            mm = _materialize(spec, newdata, na_action="ignore")
+        for w in caught:
+            if not issubclass(w.category, DataMismatchWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            # missing values are the na mask's business; anything else is a level of a
+            # factor expression (not a plain column) the fit never saw
+            unseen = re.search(r"\{(.*)\}", str(w.message))
+            if unseen and set(map(str.strip, unseen.group(1).split(","))) - {"nan", "None"}:
+                raise LmeFormulaError(f"new factor levels in newdata (formulaic: {w.message})")
         na = np.zeros(len(newdata), dtype=bool)
         for name in _required_columns(spec, newdata):
             na |= na_mask(column_value(newdata[name]))
@@ -143,6 +194,9 @@ class FormulaicDesign:
             if not isinstance(self.offset, str):
                 raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                       "newdata as a column name when fitting")
+            if self.offset not in newdata.columns:
+                raise VariableNotFoundError(f"object '{self.offset}' not found: newdata has "
+                                            f"no column '{self.offset}' (the model's offset=)")
             offset += np.asarray(newdata[self.offset], dtype=float)
         return X, offset, na
 
@@ -175,6 +229,16 @@ def _group_columns(parsed: FormulaicFormula) -> list[str]:
             if v.id not in names:
                 names.append(v.id)
     return names
+
+
+def _drop_unused_categories(view: pd.DataFrame) -> pd.DataFrame:
+    """``view`` with the unused categories of its categorical columns dropped (a new frame
+    when any is; the caller's data are never modified)."""
+    unused = [c for c in view.columns if isinstance(view[c].dtype, pd.CategoricalDtype)
+              and view[c].cat.categories.size > view[c].nunique(dropna=True)]
+    if not unused:
+        return view
+    return view.assign(**{c: view[c].cat.remove_unused_categories() for c in unused})
 
 
 def formulaic_frame(
@@ -230,9 +294,21 @@ def formulaic_frame(
     view = data if pre.shape[0] == n else data.iloc[pre]
     # positions as index: formulaic's output index then says which rows it kept
     view = view.set_axis(pd.RangeIndex(view.shape[0]), axis=0)
-    # na_action="fail" is checked below, with R's message, from the rows formulaic dropped
-    mms = _materialize(parsed.structure(), view, na_action="drop")
-    rows = pre[mms.rhs.index.to_numpy()]
+    # na_action="fail" is checked below, with R's message, from the rows formulaic dropped.
+    # formulaic takes a categorical's levels from its dtype, unused ones included; R's model
+    # frame drops unused levels (after the subset and the missing rows), so materialise on
+    # the used levels only, once more if formulaic's own missing rows left a level unused
+    structure = parsed.structure()
+    view = _drop_unused_categories(view)
+    mms = _materialize(structure, view, na_action="drop")
+    kept = mms.rhs.index.to_numpy()
+    if kept.shape[0] < view.shape[0]:
+        trimmed = _drop_unused_categories(view.iloc[kept])
+        if any(trimmed[c].dtype != view[c].dtype for c in view.columns):
+            view = trimmed.set_axis(pd.RangeIndex(kept.shape[0]), axis=0)
+            mms = _materialize(structure, view, na_action="drop")
+            kept = kept[mms.rhs.index.to_numpy()]
+    rows = pre[kept]
     if rows.shape[0] == 0:
         raise ModelFrameError("0 (non-NA) cases")
     omitted_mask = in_subset.copy()

@@ -17,7 +17,7 @@ from ..formula.ast import BinOp, Name, Node
 from ..reterms import _grouping_factor
 from ..transforms import drop_unused_levels
 from .design import formulaic_frame, lme4_names
-from .parser import PARSER, FormulaicBar, FormulaicFormula
+from .parser import PARSER, FormulaicBar, FormulaicFormula, plain_message
 
 __all__ = ["formulaic_lmlist_design"]
 
@@ -42,7 +42,8 @@ def formulaic_lmlist_design(formula: str, data: Any, na_action: str = "omit"
     try:
         structured = PARSER.get_terms(formula)
     except (FormulaicError, SyntaxError) as err:
-        raise FormulaError(f"formulaic cannot parse {formula!r}: {err}") from None
+        raise FormulaError(f"formulaic cannot parse {formula!r}: {plain_message(err)}"
+                           ) from None
     rhs = structured.rhs if structured._has_structure and "rhs" in structured._structure else None
     if not isinstance(rhs, tuple) or len(rhs) != 2 or "lhs" not in structured._structure:
         raise FormulaError(f"lmList needs a formula 'y ~ x | g', got {formula!r}")

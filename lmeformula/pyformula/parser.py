@@ -30,7 +30,7 @@ from formulaic.parser.utils import merge_operator_tokens
 
 from ..errors import FormulaError, RandomEffectsError
 from ..formula.ast import BinOp, Name, Node, deparse
-from ..formula.bars import expand_slash
+from ..formula.bars import expand_slash, group_label
 from ..formula.parser import parse_expression
 
 __all__ = [
@@ -89,6 +89,11 @@ def _bar_tokens(tokens: list[Token]) -> list[Token]:
                 j += 1
             if (j < len(tokens) and tokens[j].token == "|"
                     and tokens[j].source_start == token.source_start):
+                if _source_text(token) not in ("||", ""):
+                    # formulaic's tokenizer reads "| |" as "||"; R reads two operators in a
+                    # row, a syntax error
+                    raise FormulaError(f"unexpected '|' at position {token.source_start}: "
+                                       "'||' is written without a space")
                 token = token.copy_with_attrs(token="||")
                 j += 1
                 while j < len(tokens) and _is_inserted(tokens[j]):
@@ -106,6 +111,13 @@ def _bar_tokens(tokens: list[Token]) -> list[Token]:
                                 Token("+", kind=Token.Kind.OPERATOR)]
     # "1 + -1 + x" must read "1 - 1 + x", as the default parser does for "0 + x"
     return list(merge_operator_tokens(with_intercepts, symbols={"+", "-"}))
+
+
+def _source_text(token: Token) -> str:
+    """The formula text a token was read from ("" when it has none)."""
+    if token.source is None or token.source_start is None or token.source_end is None:
+        return ""
+    return str(token.source[token.source_start:token.source_end + 1])
 
 
 def _bar_at_depth(tokens: list[Token], open_index: int) -> Token | None:
@@ -159,8 +171,8 @@ class FormulaicBar:
 
     @property
     def group_name(self) -> str:
-        """lme4's name of the grouping factor, ``deparse(g)``."""
-        return deparse(self.group)
+        """lme4's name of the grouping factor, ``deparse(g)`` (a lone name without backticks)."""
+        return group_label(self.group)
 
 
 @dataclass(frozen=True)
@@ -254,7 +266,11 @@ def _group_node(node: Any) -> Node:
     """A bar's right side as an R syntax tree: names joined by ``:`` and ``/``."""
     if isinstance(node, Token):
         if node.kind is Token.Kind.NAME:
-            return Name(node.token)
+            # formulaic keeps the backticks of a quoted name (`Sub ject`); the column has none
+            name = node.token
+            if len(name) > 1 and name.startswith("`") and name.endswith("`"):
+                name = name[1:-1]
+            return Name(name)
         raise RandomEffectsError(
             f"Invalid grouping factor specification, {node.token}: the grouping factor must be "
             "column names joined by ':' or '/' (add a transformed factor to the data)"
@@ -338,27 +354,27 @@ def parse_formulaic(formula: str) -> FormulaicFormula:
 
 @lru_cache(maxsize=128)
 def _parse_formulaic(formula: str) -> FormulaicFormula:
-    if "%in%" in formula or re.search(r"%[^%\s]*%", formula):
-        raise FormulaError(
-            f"{formula!r}: R's %in% (and other %op%) is not formulaic syntax; formulaic "
-            "writes nesting as 'a / b' or 'b in a', or use syntax='R'"
-        )
     context: dict[str, Any] = {}
     try:
         tokens = list(PARSER.get_tokens_from_formula(formula, context=context))
+    except (FormulaicError, SyntaxError) as err:
+        _check_r_operators(formula, formula)
+        raise _parse_error(formula, err) from None
+    _check_r_operators(formula, _outside_python(formula, tokens))
+    if any(t.kind is Token.Kind.OPERATOR and t.token == "." for t in tokens):
+        raise FormulaError(
+            f"{formula!r}: '.' is not supported in syntax='formulaic' (neither R's 'the old "
+            "formula' in update() nor 'every other column'): write the terms out, or use "
+            "syntax='R'"
+        )
+    try:
         for token in tokens:
             if token.kind is Token.Kind.PYTHON:
                 _check_python_token(token)
         tree = PARSER.get_ast_from_tokens(tokens, context=context)
         structured = PARSER.get_terms_from_ast(tree, context=context)
-    except FormulaicError as err:
-        raise FormulaError(f"formulaic cannot parse {formula!r}: {err}") from None
-    except SyntaxError as err:
-        raise FormulaError(
-            f"formulaic cannot parse {formula!r} ({err.msg}): a term is not a Python "
-            "expression (syntax='formulaic' evaluates Python); R functions such as "
-            "as.numeric() need syntax='R'"
-        ) from None
+    except (FormulaicError, SyntaxError) as err:
+        raise _parse_error(formula, err) from None
 
     if structured._has_structure and "rhs" in structured._structure:
         response, fixed = structured.lhs, structured.rhs
@@ -388,6 +404,48 @@ def _parse_formulaic(formula: str) -> FormulaicFormula:
         fixed_formula=SimpleFormula(list(fixed)),
         bars=tuple(bars),
     )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain_message(err: BaseException) -> str:
+    """An exception's message without the terminal colour codes formulaic puts in it."""
+    return _ANSI.sub("", str(err))
+
+
+def _parse_error(formula: str, err: Exception) -> FormulaError:
+    if isinstance(err, SyntaxError):
+        return FormulaError(
+            f"formulaic cannot parse {formula!r} ({err.msg}): a term is not a Python "
+            "expression (syntax='formulaic' evaluates Python); R functions such as "
+            "as.numeric() need syntax='R'"
+        )
+    return FormulaError(f"formulaic cannot parse {formula!r}: {plain_message(err)}")
+
+
+def _check_r_operators(formula: str, text: str) -> None:
+    """R's ``%in%`` / ``%op%`` in the formula's own syntax (formulaic's tokenizer would read
+    ``a %in% b`` as ``a in b`` and ``a %/% b`` as ``a / b``); ``%`` in a Python expression
+    (``{Days % 2}``) is Python's modulo."""
+    if re.search(r"%[^%\s]*%", text):
+        raise FormulaError(
+            f"{formula!r}: R's %in% (and other %op%) is not formulaic syntax; formulaic "
+            "writes nesting as 'a / b' or 'b in a', or use syntax='R'"
+        )
+
+
+def _outside_python(formula: str, tokens: list[Token]) -> str:
+    """The formula with its Python expressions and quoted names blanked out."""
+    chars = list(formula)
+    for token in tokens:
+        if token.source_start is None or token.source_end is None:
+            continue
+        if token.kind is Token.Kind.PYTHON or (token.kind is Token.Kind.NAME
+                                               and formula[token.source_start] == "`"):
+            chars[token.source_start:token.source_end + 1] = " " * (
+                token.source_end + 1 - token.source_start)
+    return "".join(chars)
 
 
 def _inside_parentheses(tokens: list[Token], target: Token) -> bool:
