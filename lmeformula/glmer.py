@@ -10,6 +10,7 @@ finite-difference derivatives over (θ, β) and the convergence checks.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -90,10 +91,10 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     opts = dict(optCtrl or {})
     lower = devfun.lower
     start = np.asarray(start, float)
-    if optimizer is None:
-        fval = devfun(start)
-        return OptResult(start, fval, 1000, "no optimization", 1, optimizer="none")
-    if optimizer in ("bobyqa", "nloptwrap"):
+    if optimizer is None:  # evaluate at the start (derivatives and boundary steps as usual)
+        par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
+        optimizer = "none"
+    elif optimizer in ("bobyqa", "nloptwrap"):
         par, fval, conv, message, feval = _bobyqa(devfun, start, lower, opts)
     elif optimizer == "Nelder_Mead":
         xst = opts.pop("xst", None)
@@ -148,6 +149,17 @@ def _check_boundary(devfun: GlmerDevfun, par: np.ndarray, fval: float,
     return par0, devfun(par0)
 
 
+def _single_threaded_blas() -> Any:
+    """Limit BLAS to one thread while fitting where threadpoolctl is installed: PIRLS
+    factors small matrices thousands of times, where BLAS threads only wait on each other
+    (on a loaded machine, ten times slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -200,6 +212,15 @@ def glmer(
     -------
     GlmerMod
     """
+    with _single_threaded_blas():
+        return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
+                      subset, contrasts, mustart, devFunOnly, data_name)
+
+
+def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: Any,
+           offset: Any, control: Any, start: Any, na_action: str, subset: Any,
+           contrasts: Mapping[str, Any] | None, mustart: Any, devFunOnly: bool,
+           data_name: str | None) -> Any:
     from .glmermod import GlmerMod
 
     ctrl = as_glmer_control(control)

@@ -125,6 +125,15 @@ class GlmerMod(LmerMod):
                 "spFe": 0, "REML": 0, "GLMM": 1, "NLMM": 0}
         return {"cmp": cmp, "dims": dims}
 
+    @property
+    def VarCorr(self) -> Any:
+        """Variances and correlations of the random effects (σ²λλ'; no Residual row for
+        the binomial and Poisson families, which have no scale)."""
+        import dataclasses
+
+        return dataclasses.replace(LmerMod.VarCorr.fget(self),  # type: ignore[attr-defined]
+                                   use_sc=self.use_scale)
+
     # -- criteria ---------------------------------------------------------------------------
     @property
     def _ldRX2(self) -> float:

@@ -76,20 +76,7 @@ def _aic_table(m: Any, digits: int) -> list[str]:
 
 
 def _varcorr_lines(m: Any, digits: int, comp: tuple[str, ...]) -> str:
-    text = format_varcorr(m.VarCorr, digits=digits, comp=comp)
-    if m.use_scale:
-        return text
-    # lme4 prints no Residual row without a scale parameter: format without it
-    return format_varcorr(_NoResidual(m.VarCorr), digits=digits, comp=comp)
-
-
-class _NoResidual:
-    """A VarCorr view whose printing leaves the Residual row out."""
-
-    def __init__(self, vc: Any) -> None:
-        self.terms = vc.terms
-        self.sc = vc.sc
-        self.no_residual = True
+    return format_varcorr(m.VarCorr, digits=digits, comp=comp)
 
 
 def format_glmer(m: Any) -> str:

@@ -94,8 +94,9 @@ def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
     """lme4's profile names: ``.sig01``... and ``.sigma`` (or ``sd_(Intercept)|Subject``,
     ``cor_Days.(Intercept)|Subject``, ``sigma``), then the fixed effects."""
     re = m.lformula.reTrms
+    scale = getattr(m, "use_scale", True)  # binomial and Poisson GLMMs have no sigma
     if oldNames:
-        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"]
+        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"] * scale
     else:
         names = []
         for t in re.terms:
@@ -103,7 +104,7 @@ def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
                 for r in range(c, t.nc):
                     names.append(f"sd_{t.cnms[r]}|{t.group_name}" if r == c else
                                  f"cor_{t.cnms[r]}.{t.cnms[c]}|{t.group_name}")
-        names.append("sigma")
+        names += ["sigma"] * scale
     return names + list(m.fixef.index)
 
 
@@ -485,7 +486,7 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     if method == "Wald":
         z = stats.norm.ppf(1 - a)
         se = np.sqrt(np.diag(m.vcov().to_numpy()))
-        nvp = len(m.theta) + 1
+        nvp = len(names) - len(m.beta)
         lo = np.concatenate([np.full(nvp, np.nan), m.beta - z * se])
         hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)

@@ -203,7 +203,7 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
             names.append(c)
         sds.extend(t.stddev.tolist())
         lens.append(len(t.names))
-    if not getattr(vc, "no_residual", False):  # GLMMs without a scale have no Residual row
+    if getattr(vc, "use_sc", True):  # GLMMs without a scale have no Residual row
         groups.append("Residual")
         names.append("")
         sds.append(vc.sc)
@@ -232,7 +232,7 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
                     for j in range(min(i, maxlen - 1)):
                         cells[i][j] = mat[i, j]
             corr_rows.extend(cells)
-        if not getattr(vc, "no_residual", False):
+        if getattr(vc, "use_sc", True):
             corr_rows.append([""] * (maxlen - 1))
         for j in range(maxlen - 1):
             header.append("Corr" if j == 0 else "")

@@ -139,7 +139,8 @@ refusals <- list(
   poisson_negative = catch(glmer(I(-TICKS) ~ YEAR + (1 | BROOD), grouseticks, poisson)),
   gamma_nonpositive = catch(glmer(I(y - 10) ~ x + (1 | g), d_gam, Gamma)),
   factor_poisson = catch(glmer(period ~ 1 + (1 | herd), cb, poisson)),
-  bad_link = catch(binomial(link = "sqrt"))
+  bad_link = catch(binomial(link = "foo")),
+  sqrt_link_accepted = binomial(link = "sqrt")$link
 )
 writeLines(toJSON(list(devfuns = devfuns, refusals = refusals), digits = NA, auto_unbox = TRUE,
                   null = "null", na = "null"), "tests/fixtures/glmer/misc.json")
