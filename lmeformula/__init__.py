@@ -44,18 +44,14 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
 from .formula.bars import expand_double_verts
+from .glmm import *  # noqa: F403
+from .glmm import __all__ as _glmm_all
 from .inference import anova, bootstrap, confint, profile
 from .lmer import lmer, mkMerMod, optimizeLmer, refit, refitML, update
 from .lmlist import lmList
 from .mermod import LmerMod
 from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
 from .printing import format_sparse
-from .glmer import glmer, optimizeGlmer  # noqa: I001 (appended: issue 13)
-from .glmermod import GlmerMod
-from .glmercontrol import GlmerControl, glmerControl
-from .glmodular import GlFormula, glFormula
-from .families import Family, Gamma, binomial, gaussian, inverse_gaussian, poisson
-from .pirls import GlmerDevfun, mkGlmerDevfun
 
 __version__ = "0.1.0"
 
@@ -69,7 +65,5 @@ __all__ = [
     "lme4_to_statsmodels_params", "statsmodels_to_theta", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
-    "glmer", "optimizeGlmer", "GlmerMod", "GlmerControl", "glmerControl", "GlFormula",
-    "glFormula", "Family", "Gamma", "binomial", "gaussian", "inverse_gaussian", "poisson",
-    "GlmerDevfun", "mkGlmerDevfun",
+    *_glmm_all,
 ]

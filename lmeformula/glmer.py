@@ -27,7 +27,7 @@ from .neldermead import nelder_mead
 from .optimize import OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
 
-__all__ = ["glmer", "optimizeGlmer"]
+__all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
 
 def _bobyqa(fn: Any, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
@@ -332,4 +332,64 @@ def _describe(weights: Any, offset: Any, subset: Any) -> dict[str, str]:
         out["offset"] = offset if isinstance(offset, str) else "offset"
     if subset is not None:
         out["subset"] = subset if isinstance(subset, str) else "subset"
+    return out
+
+
+def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None = None,
+                 **kwargs: Any) -> Any:
+    """lme4's ``update`` for a glmerMod: refit with a changed formula (``.`` for the old
+    sides), data or argument (``family``, ``nAGQ``, ``weights``, ...)."""
+    from .lmer import update_formula
+
+    if data is None:
+        data = getattr(m, "_data", None)
+        if data is None:
+            raise LmeFormulaError("update() needs data= (the fitted model does not keep the "
+                                  "data)")
+    call = dict(m.lformula.call)
+    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
+                                                                          formula)
+    args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
+                                                 "contrasts")}
+    args.update({"family": m.family, "nAGQ": m.nAGQ, "control": m.glmer_control,
+                 "data_name": m.data_name})
+    args.update(kwargs)
+    return glmer(new_formula, data, **args)
+
+
+def refit_glmer(m: Any, newresp: Any) -> Any:
+    """lme4's ``refit`` for a glmerMod: the same model fitted to a new response (a vector, or
+    for a ``cbind`` binomial an (n, 2) array of successes and failures), through both stages
+    from the fitted θ and β."""
+    import dataclasses
+
+    from .glmermod import GlmerMod
+
+    pf = m.lformula
+    y = np.asarray(newresp, dtype=float)
+    if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
+        y = y[pf.frame.rows]
+    if y.shape[0] != m.n or y.shape[1:] != np.asarray(pf.y).shape[1:]:
+        raise LmeFormulaError(f"newresp must have the shape of the model's response "
+                              f"{np.asarray(pf.y).shape}")
+    if not np.isfinite(y).all():
+        raise LmeFormulaError("NA/NaN/Inf in 'y'")
+    pf2 = dataclasses.replace(pf, y=y)
+    ctrl = m.glmer_control or GlmerControl()
+    with _single_threaded_blas():
+        devfun = GlmerDevfun(pf2, m.family, 0, ctrl.tolPwrss)
+        opt = optimizeGlmer(devfun, ctrl.optimizer[0], np.asarray(m.theta, float),
+                            boundary_tol=ctrl.boundary_tol if m.nAGQ == 0 else 0.0,
+                            optCtrl=ctrl.optCtrl)
+        calc = ctrl.calc_derivs if ctrl.calc_derivs is not None else (
+            devfun.nobs < 10_000 and devfun.lower.shape[0] < 20)
+        if m.nAGQ > 0:
+            devfun.update(m.nAGQ)
+            start = np.concatenate([devfun.state.theta, devfun.state.beta])
+            opt = optimizeGlmer(devfun, ctrl.optimizer[1], start, ctrl.boundary_tol,
+                                ctrl.optCtrl, calc_derivs=bool(calc))
+        opt.lme4_messages = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
+                             if calc else [])
+        out = GlmerMod(pf2, devfun, opt, m.data_name, dict(m.call_args))
+    out.glmer_control, out.nAGQ, out._data = ctrl, m.nAGQ, getattr(m, "_data", None)
     return out

@@ -59,6 +59,7 @@ class GlmerMod(LmerMod):
 
     nAGQ: int = 1
     glmer_control: Any = None
+    is_glmm = True
 
     def __post_init__(self) -> None:
         dv: GlmerDevfun = self.devfun  # type: ignore[assignment]
@@ -237,12 +238,14 @@ class GlmerMod(LmerMod):
         return self._pad(r, "residuals")
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
-                allow_new_levels: bool = False, type: str = "link",
-                se_fit: bool = False) -> Any:
+                allow_new_levels: bool = False, se_fit: bool = False,
+                type: str = "link") -> Any:
         """Predictions on the link scale (``type="link"``, default) or the response scale
         (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``."""
         from .prediction import predict
 
+        if se_fit:
+            raise LmeFormulaError("se_fit is not available for glmer fits")
         if type not in ("link", "response"):
             raise LmeFormulaError("type must be 'link' or 'response'")
         eta = predict(self, newdata, re_form, allow_new_levels, False)
@@ -276,6 +279,10 @@ class GlmerMod(LmerMod):
 
     def getME(self, name: str) -> Any:
         """lme4's ``getME`` for a glmerMod (``"mu"`` is μ on the response scale)."""
+        if name == "ALL":
+            from .mermod import GETME_NAMES
+
+            return {n: self.getME(n) for n in (*GETME_NAMES, "glmer.nb.theta")}
         if name == "devfun":
             return self._glmer_devfun
         if name == "L":

@@ -137,6 +137,10 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     """
     import dataclasses
 
+    if getattr(m, "is_glmm", False):
+        from .glmer import refit_glmer
+
+        return refit_glmer(m, newresp)  # type: ignore[no-any-return]
     pf = m.lformula
     y = np.asarray(newresp, dtype=float)
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
@@ -158,6 +162,10 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     In ``formula``, ``.`` stands for the corresponding side of the old formula, as in R:
     ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``.
     """
+    if getattr(m, "is_glmm", False):
+        from .glmer import update_glmer
+
+        return update_glmer(m, formula, data, **kwargs)  # type: ignore[no-any-return]
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:

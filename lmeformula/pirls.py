@@ -208,6 +208,7 @@ class GlmerDevfun:
         factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                    for t in re.terms]
         self.Zt = re.Zt
+        self._factors = factors
         self._Z = re.Zt.T.tocsr()
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
@@ -369,12 +370,13 @@ class GlmerDevfun:
         return self.state.beta.copy()
 
     def final_factor(self) -> tuple[Any, Any]:
-        """The full problem (with X) re-weighted with the last factorisation's weights, and its
-        factor at the last θ: lme4's ``pp`` after the last PIRLS step (L, RZX, RX)."""
+        """A problem of its own (with X) weighted with the last factorisation's weights, and
+        its factor at the last θ: lme4's ``pp`` after the last PIRLS step (L, RZX, RX). It
+        is built anew so that later evaluations of this function do not change it."""
         s = self.state
         assert s.w is not None and s.z is not None
-        self.full.reweight(s.w, s.z)
-        return self.full, self.full.factor(s.theta)
+        problem = make_problem(self.Zt, self.X, s.z, s.w, self.shapes, self._factors)
+        return problem, problem.factor(s.theta)
 
     def unsc(self) -> np.ndarray:
         """(RX'RX)⁻¹ at the last evaluation (lme4's ``pp$unsc()``)."""

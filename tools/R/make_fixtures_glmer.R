@@ -144,3 +144,15 @@ refusals <- list(
 )
 writeLines(toJSON(list(devfuns = devfuns, refusals = refusals), digits = NA, auto_unbox = TRUE,
                   null = "null", na = "null"), "tests/fixtures/glmer/misc.json")
+
+# likelihood-ratio test between GLMMs, and refit/update
+m_cbpp_null <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cb, binomial)
+tab <- anova(m_cbpp_null, m_cbpp)
+d <- as.data.frame(tab)
+anova_out <- list(rownames = rownames(d), columns = lapply(as.list(d), function(x) unname(x)),
+                  colnames = colnames(d),
+                  text = paste(capture.output(print(tab)), collapse = "\n"),
+                  null_logLik = as.numeric(logLik(m_cbpp_null)),
+                  null_beta = num(fixef(m_cbpp_null)), null_theta = num(getME(m_cbpp_null, "theta")))
+writeLines(toJSON(anova_out, digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
+           "tests/fixtures/glmer/anova.json")
