@@ -34,7 +34,7 @@ def _bobyqa(fn: Any, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
             ) -> tuple[np.ndarray, float, int, str, int]:
     """BOBYQA with minqa's defaults as lme4 uses them: rhobeg = min(0.95, 0.2 max|x0|),
     rhoend = 1e-6 rhobeg, at most 10000 evaluations (NLopt's implementation)."""
-    import nlopt
+    import nlopt  # type: ignore[import-untyped]
 
     x = np.asarray(x0, float).copy()
     if np.all(x == 0):
@@ -154,7 +154,7 @@ def _single_threaded_blas() -> Any:
     factors small matrices thousands of times, where BLAS threads only wait on each other
     (on a loaded machine, ten times slower)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
     except ImportError:  # optional
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
@@ -238,7 +238,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
     pf = glFormula(formula, data, family=fam, subset=subset, weights=weights,
-                   na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl)
+                   na_action=na_action, offset=offset, contrasts=contrasts,
+                   control=ctrl.checks)
     if nAGQ > 1:
         re = pf.reTrms
         if len(re.flist) != 1 or len(re.cnms[0]) != 1:
@@ -290,10 +291,11 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
         else []
     name = data_name or data.attrs.get("name") or "data"
-    model = GlmerMod(pf, devfun, opt, name, _describe(weights, offset, subset))
+    model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
+                     _describe(weights, offset, subset))
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
-    model._data = data
+    model._data = data  # type: ignore[attr-defined]
     return model
 
 
@@ -390,6 +392,8 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
                                 ctrl.optCtrl, calc_derivs=bool(calc))
         opt.lme4_messages = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
                              if calc else [])
-        out = GlmerMod(pf2, devfun, opt, m.data_name, dict(m.call_args))
-    out.glmer_control, out.nAGQ, out._data = ctrl, m.nAGQ, getattr(m, "_data", None)
+        out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
+                       dict(m.call_args))
+    out.glmer_control, out.nAGQ = ctrl, m.nAGQ
+    out._data = getattr(m, "_data", None)  # type: ignore[attr-defined]
     return out

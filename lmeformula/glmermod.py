@@ -111,7 +111,7 @@ class GlmerMod(LmerMod):
         return math.sqrt((self._wrss + self._ussq) / self.n)
 
     @property
-    def devcomp(self) -> dict[str, dict[str, float]]:
+    def devcomp(self) -> dict[str, dict[str, Any]]:  # type: ignore[override]
         """lme4's ``devcomp`` for a glmerMod."""
         pwrss = self._wrss + self._ussq
         cmp = {"ldL2": float(self._factor.ldL2), "ldRX2": float(self._factor.ldRX2),
@@ -252,7 +252,7 @@ class GlmerMod(LmerMod):
         if type == "link":
             return eta
         mu = self.family.linkinv(eta.to_numpy())
-        return pd.Series(mu, index=eta.index, name=eta.name)
+        return pd.Series(mu, index=eta.index, name="fit")
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
                  re_form: Any = math.nan, newdata: pd.DataFrame | None = None

@@ -151,7 +151,7 @@ def _coef_lines(coefs: Any, digits: int = 4) -> list[str]:
     acs = np.abs(both[np.isfinite(both) & (both != 0)])
     digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
     decimals = int(max(1, *(digits - digmin)))
-    cs = format_numbers(np.round(both, decimals), digits)
+    cs = format_numbers(np.round(both, decimals).tolist(), digits)
     est_s, se_s = cs[: len(est)], cs[len(est) :]
     for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
         if (orig == 0) != (float(text) == 0):
@@ -183,7 +183,7 @@ def format_glmer_summary(m: Any, digits: int = 4) -> str:
     res = m.residuals(type="pearson", scaled=True).dropna().to_numpy()
     q = zapsmall(np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0]), digits + 1)
     lines.append("Scaled residuals: ")
-    lines.append(print_named(format_numbers(q, digits), ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append(print_named(format_numbers(list(q), digits), ["Min", "1Q", "Median", "3Q", "Max"]))
     lines.append("")
     lines.append("Random effects:")
     lines.append(_varcorr_lines(m, digits, ("Variance", "Std.Dev.")))

@@ -296,7 +296,7 @@ class GlmerDevfun:
         s, resp = self.state, self.resp
         s.theta = theta
         problem = self.uonly if u_only else self.full
-        old_pdev = np.finfo(float).max
+        old_pdev = float(np.finfo(float).max)
         tol = self.tolPwrss
         beta_fixed = np.zeros(0)
         for it in range(self.maxit):
