@@ -33,7 +33,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
-from ..errors import FittingError
+from ..errors import FittingError, ModelFrameError
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
 
@@ -138,12 +138,14 @@ class Factorization:
     pwrss: float
     problem: PLSProblem = field(repr=False)
     _L21: sp.csr_matrix | None = field(default=None, repr=False)
+    # G when factored (a later re-weighting of the problem replaces it)
+    _G: sp.csr_matrix | None = field(default=None, repr=False)
 
     @property
     def L21(self) -> sp.csr_matrix:
         """Sparse (m x q₁): rows of block 2 against block 1 (formed only when asked for)."""
         if self._L21 is None:
-            self._L21 = self.problem.block21(self.theta, self.T1)
+            self._L21 = self.problem.block21(self.theta, self.T1, self._G)
         return self._L21
 
 
@@ -246,22 +248,88 @@ class PLSProblem(_AugmentedSystem):
         w = self._weights()
         first = self.terms[0]
         self.q1 = first.size
-        xy = np.column_stack([self.X, self.y])
-        xyw = xy * w[:, None]
         qr = self.q - self.q1
         self.m = qr + self.p + 1
-        if self.factors is not None and _fits_dense(self.terms, self.p):
-            self._cross_products_by_level(w, xy, xyw)
-        else:
-            self._cross_products_sparse(w, xy, xyw)
-        self.M22[qr:, qr:] = xy.T @ xyw
+        # G's pattern is structural (the pairs of levels that occur together, every level
+        # against X and y), never read off its values: re-weighting (a GLMM's PIRLS step) then
+        # changes the numbers only, and the plans built on the pattern stay valid
+        self._by_level = self.factors is not None and _fits_dense(self.terms, self.p)
+        self._g_plan: list[_PairStructure] | None = None
+        self._g_pattern: sp.csr_matrix | None = None
+        self._g_order: np.ndarray | None = None
+        self._pair_sources: tuple[np.ndarray, np.ndarray] | None = None
+        self._gdense: np.ndarray | None = None
+        self._pairs: sp.csr_matrix | None = None
+        self._diagonal_only: tuple[np.ndarray, np.ndarray, np.ndarray]
+        self._cross_products(w)
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
         self._prepare_downdate()
 
-    def _cross_products_sparse(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray) -> None:
-        """A11, G and M22 (all but its X-y corner) by sparse products with Zt."""
+    def _cross_products(self, w: np.ndarray) -> None:
+        """A11, G and M22 at case weights ``w`` (their structure is computed on the first call
+        and reused: only the values depend on ``w`` and ``y``)."""
+        xy = np.column_stack([self.X, self.y])
+        xyw = xy * w[:, None]
+        qr = self.q - self.q1
+        if self._by_level:
+            rows, cols, vals = self._cross_products_by_level(w, xy, xyw)
+        else:
+            rows, cols, vals = self._cross_products_sparse(w, xy, xyw)
+        if self._g_order is None:
+            # CSR of the entries as scipy would build it (rows, then columns, ascending);
+            # the entries are distinct, so this order places any later values too
+            self._g_order = np.lexsort((cols, rows))
+            indptr = np.zeros(self.m + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=self.m), out=indptr[1:])
+            self.G = sp.csr_matrix((vals[self._g_order], cols[self._g_order], indptr),
+                                   shape=(self.m, self.q1))
+        else:
+            # a new matrix sharing the pattern: factorisations made before keep their G
+            old = self.G
+            self.G = sp.csr_matrix((vals[self._g_order], old.indices, old.indptr),
+                                   shape=old.shape)
+        self.M22[qr:, qr:] = xy.T @ xyw
+
+    def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
+        """Replace the case weights and the response, recomputing the cross-products' values
+        in place; structure, ordering and the downdate's plan are kept.
+
+        Parameters
+        ----------
+        w
+            (n,) non-negative case weights (a GLMM's prior x working weights); zeros allowed.
+        y
+            (n,) response (a GLMM's working response, offset removed).
+
+        Notes
+        -----
+        The first call turns the downdate's plan into one whose values can be refreshed from
+        G (levels of the first term no longer share columns by equal blocks, which weights
+        break); later calls recompute values only. Factorisations made before a call keep
+        describing the earlier weights.
+        """
+        w, y = _check_reweight(w, y, self.n)
+        self.weights, self.y = w, y
+        self.ldW = _log_det_weights(w)
+        self._cross_products(w)
+        if self._gdense is not None:
+            self._gdense = _levels_major(self.G, self.terms[0])
+        elif self._pairs is not None:
+            if self._pair_sources is None:  # once: a plan whose values follow G's
+                self._plan_pairs(grouped=False)
+            else:
+                ga, gb = self._pair_sources
+                np.multiply(self.G.data[ga], self.G.data[gb], out=self._pairs.data)
+        block_of, positions, _ = self._diagonal_only
+        rows = positions // (self.m + 1)
+        self._diagonal_only = (block_of, positions, self.M22[rows, rows])
+
+    def _cross_products_sparse(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray,
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A11 and M22 (all but its X-y corner) by sparse products with Zt; G's entries
+        (rows, cols, values) on its structural pattern."""
         first = self.terms[0]
         zt = sp.csr_matrix(self.Zt)
         zt1, ztr = zt[: self.q1], zt[self.q1 :]
@@ -275,37 +343,58 @@ class PLSProblem(_AugmentedSystem):
                 rows = np.arange(first.nl) * nc + a
                 cols = np.arange(first.nl) * nc + b
                 self.A11[:, a, b] = np.asarray(dense11[rows, cols]).ravel()
-        # block 2 against block 1: [Zr'WZ1; X'WZ1; y'WZ1]
+        # block 2 against block 1: [Zr'WZ1; X'WZ1; y'WZ1], the Z rows on the pattern of
+        # |Zr||Z1|' (products of non-negative numbers: no cancellation), X and y rows full
+        if self._g_pattern is None:
+            self._g_pattern = (abs(ztr) @ abs(zt1).T).tocsr()
+            self._g_pattern.sort_indices()
+        pattern = self._g_pattern
+        prow = np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
         g_r = (ztr @ zt1w.T).tocsr()
-        g_xy = sp.csr_matrix((zt1w @ xy).T)
-        self.G = sp.vstack([g_r, g_xy], format="csr")
-        # block 2 with itself: [Zr X y]'W[Zr X y], dense
+        g_r.sort_indices()
+        vals_r = np.zeros(pattern.nnz)
+        if g_r.nnz:
+            grow = np.repeat(np.arange(g_r.shape[0], dtype=np.int64), np.diff(g_r.indptr))
+            pkeys = prow * self.q1 + pattern.indices
+            vals_r[np.searchsorted(pkeys, grow * self.q1 + g_r.indices)] = g_r.data
+        g_xy = np.asarray(zt1w @ xy).T  # (p + 1, q1)
         qr = ztr.shape[0]
+        xy_rows, xy_cols = np.indices(g_xy.shape).reshape(2, -1)
+        rows_out = np.concatenate([prow, xy_rows + qr])
+        cols_out = np.concatenate([pattern.indices.astype(np.int64), xy_cols])
+        vals_out = np.concatenate([vals_r, g_xy.ravel()])
+        # block 2 with itself: [Zr X y]'W[Zr X y], dense
         self.M22 = np.empty((self.m, self.m))
         self.M22[:qr, :qr] = (ztr @ sp.diags(w) @ ztr.T).toarray()
         zr_xy = np.asarray(ztr @ xyw)
         self.M22[:qr, qr:] = zr_xy
         self.M22[qr:, :qr] = zr_xy.T
+        return rows_out, cols_out, vals_out
 
-    def _cross_products_by_level(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray) -> None:
-        """A11, G and M22 (all but its X-y corner) from the grouping factors' codes: every
-        block of Z'WZ is, for each pair of columns (a, b) of two terms, a weighted count of
-        observations per pair of levels, ``bincount(code_s * nl_t + code_t, w x_a x_b)``.
-        For many rows this is far cheaper than sparse products (one pass over n per pair).
-        G is assembled sparse (InstEval: 1,128 x 2,972 instructor-student pairs, 2 % of
-        them present) and a term's block with itself is block-diagonal."""
+    def _cross_products_by_level(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray,
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A11 and M22 (all but its X-y corner) from the grouping factors' codes, and G's
+        entries (rows, cols, values) on its structural pattern: every block of Z'WZ is, for
+        each pair of columns (a, b) of two terms, a weighted count of observations per pair
+        of levels, ``bincount(code_s * nl_t + code_t, w x_a x_b)``. For many rows this is
+        far cheaper than sparse products (one pass over n per pair). G is kept sparse
+        (InstEval: 1,128 x 2,972 instructor-student pairs, 2 % of them present) and a term's
+        block with itself is block-diagonal. Which pairs of levels occur is found once."""
         assert self.factors is not None
         first, rest = self.terms[0], self.terms[1:]
         (codes1, x1), others = self.factors[0], self.factors[1:]
         nl1 = first.nl
+        if self._g_plan is None:
+            self._g_plan = [_pair_structure(codes, t.nl, codes1, nl1)
+                            for t, (codes, _) in zip(rest, others, strict=True)]
         self.A11 = _level_blocks(codes1, x1, nl1, w)
         qr = self.q - self.q1
         g_rows, g_cols, g_vals = [], [], []
         self.M22 = np.zeros((self.m, self.m))
         pos = 0
-        for t, (codes, x) in zip(rest, others, strict=True):
+        for t, (codes, x), plan in zip(rest, others, self._g_plan, strict=True):
             rows = slice(pos, pos + t.size)
-            r, c, v = _level_cross_entries(codes, x, t.nl, codes1, x1, nl1, w)
+            r, c, v = _level_cross_entries(codes, x, t.nl, codes1, x1, nl1, w, plan)
             g_rows.append(r + pos)
             g_cols.append(c)
             g_vals.append(v)
@@ -329,13 +418,12 @@ class PLSProblem(_AugmentedSystem):
         self.M22[qr:, :qr] = self.M22[:qr, qr:].T
         xy_rows = np.stack([_level_sums(codes1, x1 * xyw[:, j : j + 1], nl1).ravel()
                             for j in range(self.p + 1)])
-        r, c = np.nonzero(xy_rows)
+        r, c = np.indices(xy_rows.shape).reshape(2, -1)  # every level meets X and y
         g_rows.append(r + qr)
         g_cols.append(c)
-        g_vals.append(xy_rows[r, c])
-        self.G = sp.csr_matrix((np.concatenate(g_vals),
-                                (np.concatenate(g_rows), np.concatenate(g_cols))),
-                               shape=(self.m, self.q1))
+        g_vals.append(xy_rows.ravel())
+        return (np.concatenate(g_rows).astype(np.int64), np.concatenate(g_cols).astype(np.int64),
+                np.concatenate(g_vals))
 
     def _prepare_downdate(self) -> None:
         """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
@@ -344,27 +432,12 @@ class PLSProblem(_AugmentedSystem):
         if self.G.nnz > 0.25 * self.m * self.q1 and self.m * self.q1 <= 50_000_000:
             # a dense G (every level of the first term meets most rows of block 2, as in
             # large crossed designs) is cheaper to multiply with BLAS than pair by pair
-            # stored per level, (nl, m, nc), for batched products with T1's blocks
-            self._gdense = np.ascontiguousarray(
-                self.G.toarray().reshape(self.m, first.nl, first.nc).transpose(1, 0, 2))
+            self._gdense = _levels_major(self.G, first)
             upper = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
             self._keys = upper[self._order_by_block_pair(upper)]
             self._pairs = None
         else:
-            # B_l depends on level l only through A11_l: levels with equal blocks (in
-            # InstEval, students with equally many ratings) share one column of the pairs
-            blocks = self.A11.reshape(first.nl, -1)
-            if first.nc == 1:
-                _, self._level_group = np.unique(blocks[:, 0], return_inverse=True)
-            else:
-                _, self._level_group = np.unique(blocks, axis=0, return_inverse=True)
-            self._level_group = self._level_group.ravel()
-            ngroups = int(self._level_group.max()) + 1
-            self._group_level = np.zeros(ngroups, dtype=np.int64)
-            self._group_level[self._level_group] = np.arange(first.nl)
-            self._keys, self._pairs = _downdate_pattern(
-                self.G, first.nc, first.nl, self.m, self._level_group, ngroups,
-                key_order=self._order_by_block_pair)
+            self._plan_pairs(grouped=True)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
         # How block 2 is assembled per θ, block pair by block pair (terms, then X and y).
         # Where both blocks are scalar terms or X and y, Λ₂ is a constant on the rectangle:
@@ -413,6 +486,32 @@ class PLSProblem(_AugmentedSystem):
         self._segments: list[tuple[int, int, int, int, str]] = [
             (lo, hi, a, b, modes[(a, b)]) for lo, hi, a, b in self._block_pair_segments()]
 
+    def _plan_pairs(self, grouped: bool) -> None:
+        """The downdate's pairs of G's entries (see :func:`_downdate_pattern`).
+
+        ``grouped``: B_l depends on level l only through A11_l, so levels with equal blocks
+        (in InstEval, students with equally many ratings) share one column of the pairs. Not
+        grouped: one column per level, and the positions in G of each pair's two factors
+        are kept, so that new weights refresh the values without a new plan (the keys, and
+        their order, are the same either way: they depend on G's pattern only)."""
+        first = self.terms[0]
+        if grouped:
+            blocks = self.A11.reshape(first.nl, -1)
+            if first.nc == 1:
+                _, level_group = np.unique(blocks[:, 0], return_inverse=True)
+            else:
+                _, level_group = np.unique(blocks, axis=0, return_inverse=True)
+            self._level_group = level_group.ravel()
+        else:
+            self._level_group = np.arange(first.nl)
+        ngroups = int(self._level_group.max()) + 1
+        self._group_level = np.zeros(ngroups, dtype=np.int64)
+        self._group_level[self._level_group] = np.arange(first.nl)
+        self._keys, self._pairs, sources = _downdate_pattern(
+            self.G, first.nc, first.nl, self.m, self._level_group, ngroups,
+            key_order=self._order_by_block_pair, sources=not grouped)
+        self._pair_sources = sources
+
     @property
     def _block_edges(self) -> np.ndarray:
         """Where each term of block 2 starts, then X and y, then the end."""
@@ -448,13 +547,15 @@ class PLSProblem(_AugmentedSystem):
         lam_r = sp.csc_matrix((theta[lind], idx, ptr), shape=(qr, qr))
         return sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc")
 
-    def block21(self, theta: np.ndarray, t1: np.ndarray) -> sp.csr_matrix:
-        """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G)."""
+    def block21(self, theta: np.ndarray, t1: np.ndarray, g: sp.csr_matrix | None = None,
+                ) -> sp.csr_matrix:
+        """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G; ``g``: G if not the current)."""
+        g = self.G if g is None else g
         nc = self.terms[0].nc
         if nc == 1:
-            out = self.G.multiply(t1.reshape(1, -1)).tocsr()
+            out = g.multiply(t1.reshape(1, -1)).tocsr()
         else:
-            out = (self.G @ _block_diagonal(t1)).tocsr()
+            out = (g @ _block_diagonal(t1)).tocsr()
         return (self.lambda_rest_t(theta) @ out).tocsr()
 
     def _downdate(self, t1: np.ndarray) -> np.ndarray:
@@ -561,7 +662,7 @@ class PLSProblem(_AugmentedSystem):
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
         pwrss = float(diag22[-1] ** 2)
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
-                             self)
+                             self, _G=self.G)
 
     @property
     def has_gradient(self) -> bool:
@@ -808,32 +909,84 @@ def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.nd
     return out.reshape(nl_s * nc_s, nl_t * nc_t)
 
 
+@dataclass(frozen=True)
+class _PairStructure:
+    """Which pairs of levels of two factors occur together (found once per model).
+
+    ``present``: the codes ``level_s * nl_t + level_t`` of the pairs that occur, sorted;
+    ``inverse``: each observation's position in ``present`` (None when every pair is
+    counted densely, as for few possible pairs)."""
+
+    nl_t: int
+    present: np.ndarray
+    inverse: np.ndarray | None
+
+
+def _pair_structure(codes_s: np.ndarray, nl_s: int, codes_t: np.ndarray, nl_t: int,
+                    ) -> _PairStructure:
+    """The pairs of levels that occur: by a count over all possible pairs when there are
+    no more of them than observations, else by ``unique`` over the pairs met."""
+    key = codes_s.astype(np.int64) * nl_t + codes_t
+    if nl_s * nl_t <= codes_s.shape[0]:
+        present = np.flatnonzero(np.bincount(key, minlength=nl_s * nl_t))
+        return _PairStructure(nl_t, present, None)
+    present, inverse = np.unique(key, return_inverse=True)
+    return _PairStructure(nl_t, present, inverse.ravel())
+
+
 def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
                          codes_t: np.ndarray, x_t: np.ndarray, nl_t: int, w: np.ndarray,
+                         plan: _PairStructure | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The non-zero entries (rows, cols, values) of Z_s'WZ_t. Pairs of levels are counted over
-    the pairs that occur (``unique``) when there are many more possible pairs than
-    observations; the sums are the same bincounts either way."""
+    """The entries (rows, cols, values) of Z_s'WZ_t at the pairs of levels that occur
+    (``plan``; found here when not given), zeros included: the pattern does not depend on
+    the weights. The sums are the same bincounts however the pairs are indexed."""
+    if plan is None:
+        plan = _pair_structure(codes_s, nl_s, codes_t, nl_t)
     nc_s, nc_t = x_s.shape[1], x_t.shape[1]
-    if nl_s * nl_t <= codes_s.shape[0]:
+    level_s, level_t = np.divmod(plan.present, nl_t)
+    if plan.inverse is None:
         dense = _level_cross(codes_s, x_s, nl_s, codes_t, x_t, nl_t, w)
-        r, c = np.nonzero(dense)
-        return r, c, dense[r, c]
-    key = codes_s.astype(np.int64) * nl_t + codes_t
-    present, inverse = np.unique(key, return_inverse=True)
-    level_s, level_t = np.divmod(present, nl_t)
-    out = np.empty((present.shape[0], nc_s, nc_t))
-    for a in range(nc_s):
-        wa = w * x_s[:, a]
-        for b in range(nc_t):
-            out[:, a, b] = np.bincount(inverse.ravel(), weights=wa * x_t[:, b],
-                                       minlength=present.shape[0])
+        out = dense.reshape(nl_s, nc_s, nl_t, nc_t)[level_s, :, level_t, :]
+    else:
+        out = np.empty((plan.present.shape[0], nc_s, nc_t))
+        for a in range(nc_s):
+            wa = w * x_s[:, a]
+            for b in range(nc_t):
+                out[:, a, b] = np.bincount(plan.inverse, weights=wa * x_t[:, b],
+                                           minlength=plan.present.shape[0])
     rows = (level_s[:, None, None] * nc_s + np.arange(nc_s)[None, :, None]
             ).repeat(nc_t, axis=2)
     cols = (level_t[:, None, None] * nc_t + np.arange(nc_t)[None, None, :]
             ).repeat(nc_s, axis=1)
-    keep = out != 0.0
-    return rows[keep], cols[keep], out[keep]
+    return rows.ravel(), cols.ravel(), out.ravel()
+
+
+def _levels_major(g: sp.csr_matrix, first: TermShape) -> np.ndarray:
+    """G dense, stored per level of the first term, (nl, m, nc), for batched products with
+    T1's blocks."""
+    m = g.shape[0]
+    return np.ascontiguousarray(g.toarray().reshape(m, first.nl, first.nc).transpose(1, 0, 2))
+
+
+def _check_reweight(w: Any, y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Case weights and response for :meth:`reweight`, checked (new float arrays)."""
+    w = np.array(w, dtype=float).ravel()
+    y = np.array(y, dtype=float).ravel()
+    if w.shape[0] != n or y.shape[0] != n:
+        raise ModelFrameError(f"reweight: w and y must have length {n} (the number of "
+                              f"observations), not {w.shape[0]} and {y.shape[0]}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ModelFrameError("reweight: weights must be finite and non-negative")
+    if not np.all(np.isfinite(y)):
+        raise ModelFrameError("reweight: the response must be finite")
+    return w, y
+
+
+def _log_det_weights(w: np.ndarray) -> float:
+    """log|W| = Σ log w (minus infinity with a zero weight, as for prior weights)."""
+    with np.errstate(divide="ignore"):
+        return float(np.log(w).sum())
 
 
 def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray) -> np.ndarray:
@@ -862,27 +1015,42 @@ _MAX_PAIRS = 40_000_000
 
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
-                      ) -> tuple[np.ndarray, sp.csr_matrix | None]:
+                      sources: bool = False,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | None,
+                                 tuple[np.ndarray, np.ndarray] | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
     (a, b) of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b], where levels in the same
     group (``level_group``) have the same B_l and share a column. Formed once; per θ the
     downdate is one sparse matrix-vector product. ``key_order`` (optional) orders the
-    distinct keys (a permutation of them); by default they are sorted."""
+    distinct keys (a permutation of them); by default they are sorted. ``sources`` (one
+    level per group only): also return, for each stored entry of C, the positions in
+    ``g.data`` of its two factors, so that C's values follow new values of G."""
     # levels in group order, so that the pairs come out sorted by their column (group)
     by_group = np.argsort(level_group, kind="stable")
     sorted_group = level_group[by_group]
-    gc = g.tocsc()[:, (by_group[:, None] * nc + np.arange(nc)).ravel()]
+    perm = (by_group[:, None] * nc + np.arange(nc)).ravel()
+    gc = g.tocsc()[:, perm]
     gc.sort_indices()
+    src = None
+    if sources:  # the same reordering applied to the positions of g's entries
+        gi = sp.csr_matrix((np.arange(1, g.nnz + 1, dtype=float), g.indices, g.indptr),
+                           shape=g.shape).tocsc()[:, perm]
+        gi.sort_indices()
+        src = gi.data.astype(np.int64) - 1
     seg = gc.indptr[::nc].astype(np.int64)  # level l's entries: seg[l]:seg[l + 1]
     k = np.diff(seg)
     # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
     total = int((k * (k + 1) // 2).sum()) if nc == 1 else int((k * k).sum())
     if total > _MAX_PAIRS or total == 0:
-        gbg = (g @ g.T).tocoo()
+        # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
+        ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
+        gbg = (ones @ ones.T).tocoo()
         upper = gbg.row <= gbg.col
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
-        return keys, None
+        if key_order is not None:
+            keys = keys[key_order(keys)]
+        return keys, None, None
     # 32-bit indices where they fit: this is memory-bound work on ~total entries
     small = m * m < 2**31 and gc.nnz < 2**31
     index = np.int32 if small else np.int64
@@ -900,6 +1068,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         key = np.repeat(rows, count) * index(m)
         key += rows[r]
         values = np.repeat(gc.data, count) * gc.data[r]
+        p = np.repeat(entries, count)
     else:
         level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
         first = np.repeat(np.cumsum(k * k) - k * k, k * k)
@@ -923,7 +1092,13 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     pairs = sp.csr_matrix((values, (key_index, col)),
                           shape=(keys.shape[0], ncol))
     pairs.sum_duplicates()
-    return keys, pairs
+    if src is None:
+        return keys, pairs, None
+    # one level per group: no duplicates, and C's entries are in (key, column) order
+    order = np.lexsort((col, key_index))
+    if order.shape[0] != pairs.nnz:
+        raise AssertionError("duplicate entries in an ungrouped downdate plan")
+    return keys, pairs, (src[p[order]], src[r[order]])
 
 
 def _index_keys(key: np.ndarray, m: int,
@@ -978,20 +1153,40 @@ class DensePLSProblem(_AugmentedSystem):
     def __post_init__(self) -> None:
         w = self._weights()
         q, self.m = self.q, self.q + self.p + 1
+        self._gram(None if self.weights is None else w)
+        self._lambda_pattern = _lambda_pattern(tuple(self.terms))
+        self._log_parts = np.array([0, q])
+        self._quadratic: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._form_sources: tuple[np.ndarray, np.ndarray, int] | None = None
+        self._quadratic_form()
+        if self._quadratic is None:
+            self._products_by_term()
+
+    def _gram(self, w: np.ndarray | None) -> None:
+        """M = [Z X y]'W[Z X y] and what is read off its diagonal."""
+        q = self.q
         design = np.empty((self.n, self.m))
         design[:, :q] = self.Zt.toarray().T
         design[:, q:-1] = self.X
         design[:, -1] = self.y
-        self.M = design.T @ (design if self.weights is None else design * w[:, None])
-        self._lambda_pattern = _lambda_pattern(tuple(self.terms))
+        self.M = design.T @ (design if w is None else design * w[:, None])
         self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
-        self._log_parts = np.array([0, q])
-        self._quadratic: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._quadratic_form()
-        if self._quadratic is None:
-            self._products_by_term()
+
+    def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
+        """Replace the case weights and the response (see :meth:`PLSProblem.reweight`): M
+        and the quadratic form's values are recomputed; its pattern is kept."""
+        w, y = _check_reweight(w, y, self.n)
+        self.weights, self.y = w, y
+        self.ldW = _log_det_weights(w)
+        self._gram(w)
+        if self._quadratic is not None and self._form_sources is not None:
+            pa, pb, forms, pos = self._quadratic
+            index, gather, q = self._form_sources
+            values = np.concatenate([self.M.ravel()[gather], np.ones(q)])
+            forms = np.bincount(index, weights=values, minlength=forms.size).reshape(forms.shape)
+            self._quadratic = (pa, pb, forms, pos)
 
     def _products_by_term(self) -> None:
         """What T'MT needs when it is formed by products with Λ (no small quadratic form).
@@ -1031,7 +1226,15 @@ class DensePLSProblem(_AugmentedSystem):
         t_cols = np.concatenate([cols, xy])
         t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
         value = self.M[np.ix_(t_cols, t_cols)]
-        i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :]) & (value != 0.0))
+        # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
+        # changed later (re-weighting) keep the pattern
+        zb = sp.csr_matrix(self.Zt, copy=True)
+        zb.data = np.ones_like(zb.data)
+        structure = np.ones((m, m), dtype=bool)
+        structure[:q, :q] = (zb @ zb.T).toarray() > 0
+        i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
+                          & structure[np.ix_(t_cols, t_cols)])
+        gather = t_cols[i] * m + t_cols[j]
         value = value[i, j]
         a = np.minimum(t_coef[i], t_coef[j])
         b = np.maximum(t_coef[i], t_coef[j])
@@ -1044,8 +1247,9 @@ class DensePLSProblem(_AugmentedSystem):
         if npairs * entries.shape[0] > _MAX_QUADRATIC:
             return
         where = np.cumsum(reached) - 1
-        forms = np.bincount(where[pos] * npairs + pair, weights=value,
-                            minlength=entries.shape[0] * npairs)
+        index = where[pos] * npairs + pair
+        forms = np.bincount(index, weights=value, minlength=entries.shape[0] * npairs)
+        self._form_sources = (index, gather, q)
         pa, pb = _upper_pairs(k + 1)  # pair index a(2k+3-a)/2 + (b-a) in this order
         self._quadratic = (pa, pb, forms.reshape(entries.shape[0], npairs), entries)
         self._c = np.ones(k + 1)
