@@ -57,39 +57,11 @@ def ghrule(k: int) -> np.ndarray:
     return np.column_stack([z, w, ldnorm])
 
 
-class _Rebuilt:
-    """The engine contract's ``reweight`` by rebuilding the problem: used only when the
-    engine in use has no ``reweight`` (it is slower, never different)."""
-
-    def __init__(self, Zt: sp.csc_matrix, X: np.ndarray, terms: list[TermShape],
-                 factors: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self._args = (Zt, X, terms, factors)
-        self.p = X.shape[1]
-        self.inner: Any = None
-
-    def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
-        Zt, X, terms, factors = self._args
-        self.inner = make_problem(Zt, X, y, w, terms, factors)
-
-    def factor(self, theta: np.ndarray) -> Any:
-        return self.inner.factor(theta)
-
-    def solve(self, f: Any) -> tuple[np.ndarray, np.ndarray]:
-        return self.inner.solve(f)  # type: ignore[no-any-return]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 def _reweightable(Zt: sp.csc_matrix, X: np.ndarray, terms: list[TermShape],
                   factors: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray,
                   y: np.ndarray) -> Any:
-    problem = make_problem(Zt, X, y, w, terms, factors)
-    if hasattr(problem, "reweight"):
-        return problem
-    out = _Rebuilt(Zt, X, terms, factors)
-    out.inner = problem
-    return out
+    """The engine's problem, built once; PIRLS re-weights it in place at every step."""
+    return make_problem(Zt, X, y, w, terms, factors)
 
 
 @dataclass

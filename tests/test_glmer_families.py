@@ -241,12 +241,30 @@ def test_single_term_quadrature_with_one_point_is_laplace() -> None:
     assert math.isfinite(d2(pars))
 
 
-def test_pirls_reweights_without_rebuilding_structure() -> None:
-    dev = lmf.glmer(CBPP, data_of("cbpp"), "binomial", nAGQ=0, devFunOnly=True)
+@pytest.mark.parametrize(("data", "formula", "family"), [
+    ("cbpp", CBPP, "binomial"),
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+     "poisson"),
+])
+def test_pirls_reweights_without_rebuilding_structure(data: str, formula: str,
+                                                      family: str) -> None:
+    from lmeformula.pls import make_problem
+
+    d = data_of("cbpp") if data == "cbpp" else lmf.datasets.load(data)
+    dev = lmf.glmer(formula, d, family, nAGQ=0, devFunOnly=True)
     first = dev.full
-    dev(np.array([0.7]))
-    dev(np.array([0.2]))
-    assert dev.full is first and dev.state.iterations >= 2
+    for theta in (0.7, 0.2):
+        value = dev(np.full(dev.ntheta, theta))
+        assert dev.full is first and dev.state.iterations >= 2
+        # the re-weighted problem gives what a problem built afresh with these weights gives
+        s = dev.state
+        fresh = make_problem(dev.Zt, dev.X, s.z, s.w, dev.shapes, None)
+        f = fresh.factor(s.theta)
+        assert f.ldL2 == pytest.approx(s.ldL2, rel=1e-10)
+        beta, u = fresh.solve(f)
+        np.testing.assert_allclose(beta, s.beta, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(u, s.u, rtol=1e-8, atol=1e-10)
+        assert value == pytest.approx(s.ldL2 + s.u @ s.u + dev.resp.aic(), rel=1e-14)
 
 
 def test_proportion_response_without_weights_refused_but_with_weights_fits() -> None:
