@@ -191,6 +191,7 @@ class GlmerDevfun:
         q, p = re.Zt.shape[0], X.shape[1]
         self.state = PirlsState(re.theta.copy(), np.zeros(q), np.zeros(p))
         self.evaluations = 0
+        self.pirls_iterations = 0  # PIRLS steps over all evaluations (for benchmarks)
         # the first PIRLS, from mustart: lme4 sets η = offset + g(mustart)
         self.resp.update_mu(family.linkfun(mu0))
         self.nAGQ = 0
@@ -285,6 +286,7 @@ class GlmerDevfun:
             resp.update_mu(self._lin_pred(theta, s.u, bvec))
             pdev = self._pdev()
             s.iterations = it + 1
+            self.pirls_iterations += 1
             if abs((old_pdev - pdev) / pdev) < tol:
                 return
             if math.isnan(pdev) or pdev > old_pdev:
