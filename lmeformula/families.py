@@ -205,14 +205,22 @@ class Family:
                 factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
             k = np.round(m * y)
             size = np.round(m)
-            logp = stats.binom.logpmf(k, size, mu)
+            # the binomial log-probability written out (scipy.stats' formula, without its
+            # per-call overhead: this runs at every deviance evaluation)
+            logp = (special.gammaln(size + 1) - special.gammaln(k + 1)
+                    - special.gammaln(size - k + 1) + special.xlogy(k, mu)
+                    + special.xlog1py(size - k, -mu))
             return float(-2.0 * np.sum(np.where(factor != 0, factor * logp, 0.0)))
         if self.family == "poisson":
-            return float(-2.0 * np.sum(stats.poisson.logpmf(y, mu) * wt))
+            logp = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
+            return float(-2.0 * np.sum(logp * wt))
         if self.family == "Gamma":
             nobs = float(np.sum(wt))
             disp = dev / nobs
-            logd = stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
+            shape = 1.0 / disp
+            scale = mu * disp
+            logd = (special.xlogy(shape - 1.0, y) - y / scale - special.gammaln(shape)
+                    - shape * np.log(scale))
             return float(-2.0 * np.sum(logd * wt) + 2.0)
         if self.family == "inverse.gaussian":
             return float(np.sum(wt) * (math.log(dev / np.sum(wt) * 2.0 * math.pi) + 1.0)
