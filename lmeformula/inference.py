@@ -483,6 +483,9 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]
+    if getattr(m, "is_glmm", False) and method != "Wald":
+        raise LmeFormulaError(f"method={method!r} intervals are not available for glmer fits "
+                              "yet; use method='Wald'")
     if method == "Wald":
         z = stats.norm.ppf(1 - a)
         se = np.sqrt(np.diag(m.vcov().to_numpy()))

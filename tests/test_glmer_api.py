@@ -176,3 +176,8 @@ def test_na_rows_dropped_and_excluded() -> None:
     assert m.nobs == 55
     fitted = m.fitted()
     assert len(fitted) == 56 and np.isnan(fitted.iloc[3])
+
+
+def test_confint_methods_other_than_wald_refused(m_cbpp: lmf.GlmerMod) -> None:
+    with pytest.raises(LmeFormulaError, match="Wald"):
+        lmf.confint(m_cbpp)
