@@ -181,3 +181,23 @@ def test_na_rows_dropped_and_excluded() -> None:
 def test_confint_methods_other_than_wald_refused(m_cbpp: lmf.GlmerMod) -> None:
     with pytest.raises(LmeFormulaError, match="Wald"):
         lmf.confint(m_cbpp)
+
+
+def test_other_families_with_a_scale_and_lme4s_convergence_warnings() -> None:
+    # gaussian(log) and inverse.gaussian(log) on the Gamma model's data; the latter makes
+    # lme4 warn twice (gradient and "nearly unidentifiable"), with the same numbers here
+    ref = json.loads((GLMER / "other_families.json").read_text())
+    d = data_of("gamma_log")
+    for name, fam in (("gaussian", lmf.gaussian(link="log")),
+                      ("inverse.gaussian", lmf.inverse_gaussian(link="log"))):
+        r = ref[name]
+        expected = r["warnings"] if isinstance(r["warnings"], list) else [r["warnings"]]
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            m = lmf.glmer("y ~ x + (1 | g)", d, fam)
+        got = [str(w.message) for w in record if issubclass(w.category,
+                                                            lmf.ConvergenceWarning)]
+        assert got == expected, name
+        assert m.logLik().value == pytest.approx(r["logLik"], rel=1e-8)
+        assert m.sigma == pytest.approx(r["sigma"], rel=1e-6)
+        np.testing.assert_allclose(m.fixef, r["beta"], rtol=1e-6)

@@ -156,3 +156,16 @@ anova_out <- list(rownames = rownames(d), columns = lapply(as.list(d), function(
                   null_beta = num(fixef(m_cbpp_null)), null_theta = num(getME(m_cbpp_null, "theta")))
 writeLines(toJSON(anova_out, digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
            "tests/fixtures/glmer/anova.json")
+
+# families with a scale besides Gamma, on the Gamma model's data, and lme4's convergence checks
+other <- list()
+for (fam in list(gaussian(link = "log"), inverse.gaussian(link = "log"))) {
+  msgs <- character(0)
+  m <- withCallingHandlers(glmer(y ~ x + (1 | g), d_gam, fam),
+                           warning = function(w) { msgs <<- c(msgs, conditionMessage(w))
+                                                   invokeRestart("muffleWarning") })
+  other[[fam$family]] <- list(logLik = as.numeric(logLik(m)), sigma = sigma(m),
+                              beta = num(fixef(m)), warnings = as.list(msgs))
+}
+writeLines(toJSON(other, digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
+           "tests/fixtures/glmer/other_families.json")
