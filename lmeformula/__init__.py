@@ -33,6 +33,8 @@ from .accessors import (
     summary,
     vcov,
 )
+from .allfit import AllFit, allFit
+from .broom import augment, glance, tidy
 from .compare import (
     compare_statsmodels,
     lme4_to_statsmodels_params,
@@ -65,5 +67,9 @@ __all__ = [
     "lme4_to_statsmodels_params", "statsmodels_to_theta", "LmerControl", "lmerControl",
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
+    "tidy", "glance", "augment", "allFit", "AllFit",
     *_glmm_all,
 ]
+from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
+
+__all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]

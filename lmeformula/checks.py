@@ -16,6 +16,7 @@ from .control import LmerControl
 from .errors import (
     IdentifiabilityError,
     IdentifiabilityWarning,
+    ModelFrameError,
     RankDeficiencyError,
     RankDeficiencyWarning,
     ScaleWarning,
@@ -173,3 +174,21 @@ def check_scale_x(x: np.ndarray, ctrl: LmerControl) -> str | None:
         message = "Some predictor variables are on very different scales: consider rescaling"
         return _act(ctrl.check_scaleX, message, IdentifiabilityError, ScaleWarning)
     return None
+
+
+def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
+    """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
+    ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
+    would silently fit another model."""
+    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
+                              f"{names} has non-finite values")
+    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
+        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
+    bad = ~np.isfinite(squares)
+    if bad.any():
+        names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
+        raise ModelFrameError(f"the fixed-effects model matrix column {names} is too large: "
+                              "its cross-products overflow; rescale it")

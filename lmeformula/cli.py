@@ -21,8 +21,13 @@ def _load_data(spec: str) -> pd.DataFrame:
     if spec in datasets.list():
         return datasets.load(spec)
     path = Path(spec)
-    if path.suffix in (".csv", ".gz") and path.exists():
-        return pd.read_csv(path)
+    if path.suffix in (".csv", ".gz") and path.is_file():
+        try:
+            return pd.read_csv(path)
+        except (OSError, UnicodeDecodeError, EOFError, pd.errors.ParserError,
+                pd.errors.EmptyDataError) as err:  # gzip.BadGzipFile is an OSError
+            raise LmeFormulaError(f"--data {spec!r} could not be read as CSV: "
+                                  f"{type(err).__name__}: {err}") from None
     raise LmeFormulaError(
         f"--data {spec!r} is neither a packaged data set ({', '.join(datasets.list())}) "
         "nor an existing CSV file"
@@ -40,7 +45,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, help="packaged data set name or a CSV file")
         p.add_argument("--ml", action="store_true", help="use ML instead of REML")
         p.add_argument("--width", type=int, default=80, help="output width")
+        p.add_argument("--syntax", choices=("R", "formulaic"), default="R",
+                       help="formula syntax: R (default; never evaluates Python) or formulaic "
+                            "(evaluates the formula's Python expressions: trusted formulas "
+                            "only)")
     fit.add_argument("--json", action="store_true", help="print the fit as JSON")
+    fit.add_argument("--confint", choices=["Wald", "profile", "boot"],
+                     help="also print confidence intervals by this method")
+    fit.add_argument("--nsim", type=int, default=500, help="bootstrap replicates")
+    fit.add_argument("--seed", type=int, default=None, help="bootstrap seed")
+    fit.add_argument("--jobs", type=int, default=1,
+                     help="worker processes for the bootstrap (-1: one per CPU)")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bars on stderr (default: when stdout is a terminal)")
     sub.add_parser("datasets", help="list the packaged data sets")
     return parser
 
@@ -59,21 +76,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .modular import lFormula
                 from .printing import format_lformula
 
-                print(format_lformula(lFormula(args.formula, data, REML=not args.ml),
-                                      width=args.width))
+                print(format_lformula(lFormula(args.formula, data, REML=not args.ml,
+                                               syntax=args.syntax), width=args.width))
             else:
                 from .lmer import lmer
 
                 name = args.data if args.data in datasets.list() else Path(args.data).stem
-                model = lmer(args.formula, data, REML=not args.ml, data_name=name)
+                progress = sys.stdout.isatty() if args.progress is None else args.progress
+                model = lmer(args.formula, data, REML=not args.ml, data_name=name,
+                             syntax=args.syntax, progress=progress)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:
                     print(model.summary())
+                if args.confint:
+                    from .inference import confint
+
+                    table = confint(model, method=args.confint, nsim=args.nsim, rng=args.seed,
+                                    n_jobs=args.jobs, progress=progress)
+                    print()
+                    print(table.to_string())
         for w in caught:
             print(f"Warning: {w.message}", file=sys.stderr)
-    except (ValueError, TypeError) as err:
-        print(f"Error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, RecursionError, MemoryError) as err:
+        # every error in one line, whatever its message
+        text = " ".join(str(err).split()) or type(err).__name__
+        print(f"Error: {text}", file=sys.stderr)
         return 2
     return 0
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .errors import LmeFormulaError
+from .errors import ArgumentError, LmeFormulaError
+from .validate import check_flag, check_number, match_arg
 
 __all__ = ["LmerControl", "as_control", "lmerControl"]
 
@@ -35,7 +36,8 @@ class LmerControl:
         ``"stop"`` or ``"ignore"`` for one-sided formulas.
     optimizer
         ``"nloptwrap"`` (NLopt BOBYQA, lme4's default), ``"bobyqa"``, ``"Nelder_Mead"``,
-        ``"L-BFGS-B"``, or None to evaluate the deviance at the start only. ``"L-BFGS-B"``
+        ``"Powell"`` (scipy's), ``"L-BFGS-B"``, or None to evaluate the deviance at the start
+        only. ``"L-BFGS-B"``
         (scipy) uses the criterion's analytic gradient and needs far fewer evaluations than
         BOBYQA, which pays off for large models (InstEval); it reaches the same optimum (or a
         better one where BOBYQA stops early) but not along lme4's path, so step counts and
@@ -72,20 +74,28 @@ class LmerControl:
     check_conv_hess: tuple[str, float] = ("warning", 1e-6)
 
     def __post_init__(self) -> None:
-        for name in ("check_nlev_gtr_1", "check_nobs_vs_nlev", "check_nlev_gtreq_5",
-                     "check_nobs_vs_nRE"):
-            if getattr(self, name) not in _CHECK_ACTIONS:
-                raise LmeFormulaError(
-                    f"invalid control level {getattr(self, name)!r} for "
-                    f"'{name.replace('_', '.')}': use one of {_CHECK_ACTIONS}"
-                )
-        if self.check_nobs_vs_rankZ not in (*_CHECK_ACTIONS, "warningSmall", "stopSmall"):
-            raise LmeFormulaError(f"invalid control level {self.check_nobs_vs_rankZ!r}")
-        if self.check_rankX not in ("message+drop.cols", "silent.drop.cols", "warn+drop.cols",
-                                    "stop.deficient", "ignore"):
-            raise LmeFormulaError(f"invalid control level {self.check_rankX!r} for check.rankX")
-        if self.check_scaleX not in ("warning", "stop", "ignore"):
-            raise LmeFormulaError(f"invalid control level {self.check_scaleX!r} for check.scaleX")
+        # R's match.arg: an unambiguous abbreviation means the full choice ("stop" for
+        # check.rankX is "stop.deficient"); anything else is refused naming the option
+        for name, choices in _CHOICES.items():
+            value = match_arg(getattr(self, name), choices, name.replace("_", "."))
+            object.__setattr__(self, name, value)
+        for name in ("restart_edge",):
+            check_flag(self.restart_edge, name.replace("_", "."))
+        check_flag(self.calc_derivs, "calc.derivs", allow_none=True)
+        check_number(self.boundary_tol, "boundary.tol", lower=0)
+        if not isinstance(self.optCtrl, Mapping):
+            raise ArgumentError("optCtrl must be a dict of optimizer options")
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    **{name: _CHECK_ACTIONS for name in ("check_nlev_gtr_1", "check_nobs_vs_nlev",
+                                         "check_nlev_gtreq_5", "check_nobs_vs_nRE")},
+    "check_nobs_vs_rankZ": ("ignore", "warningSmall", "warning", "stopSmall", "stop"),
+    "check_rankX": ("message+drop.cols", "silent.drop.cols", "warn+drop.cols",
+                    "stop.deficient", "ignore"),
+    "check_scaleX": ("warning", "stop", "ignore"),
+    "check_formula_LHS": ("stop", "warning", "ignore"),
+}
 
 
 _FIELD_NAMES = {f.name for f in fields(LmerControl)}
@@ -110,7 +120,7 @@ def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
     if isinstance(control, LmerControl):
         return control
     if not isinstance(control, Mapping):
-        raise TypeError("control must be an LmerControl or a dict of options")
+        raise ArgumentError("control must be an LmerControl or a dict of options")
     values: dict[str, Any] = {}
     for key, value in control.items():
         name = _normalise_key(key)

@@ -7,6 +7,8 @@ can catch it the usual way; the messages are lme4's where lme4 has one.
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
+    "ColumnTypeWarning",
     "ConvergenceWarning",
     "DeprecatedUsageWarning",
     "FittingError",
@@ -19,6 +21,7 @@ __all__ = [
     "RandomEffectsError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
+    "RefitMLWarning",
     "ScaleWarning",
     "SingularFitWarning",
     "VariableNotFoundError",
@@ -60,6 +63,11 @@ class FittingError(LmeFormulaError):
     """The penalised least-squares problem failed (for example, downdated VtV not p.d.)."""
 
 
+class ArgumentError(LmeFormulaError, TypeError):
+    """An argument of a public function has the wrong type or is out of its range
+    (``REML="no"``, ``nsim=-1``, ``level=2``); both a ValueError and a TypeError."""
+
+
 class LmeFormulaWarning(UserWarning):
     """Base class of the package's warnings."""
 
@@ -86,3 +94,11 @@ class SingularFitWarning(LmeFormulaWarning):
 
 class DeprecatedUsageWarning(LmeFormulaWarning, FutureWarning):
     """A call lme4 deprecates, such as ``deviance()`` of a REML fit."""
+
+
+class RefitMLWarning(LmeFormulaWarning):
+    """lme4's message when anova() refits REML fits by ML."""
+
+
+class ColumnTypeWarning(LmeFormulaWarning):
+    """A data column was converted (numbers stored with object dtype became numeric)."""

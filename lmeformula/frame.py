@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataframe import as_pandas
 from .errors import FormulaError, ModelFrameError
 from .formula.ast import Node, deparse
 from .formula.bars import subbars
@@ -29,7 +30,7 @@ from .transforms import (
 
 __all__ = ["ModelFrame", "NAAction", "model_frame"]
 
-NA_ACTIONS = ("omit", "exclude", "fail")
+NA_ACTIONS = ("omit", "exclude", "fail", "pass")
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,20 @@ def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
         if arg not in data.columns:
             raise ModelFrameError(f"{what}: object '{arg}' not found")
         arg = data[arg]
-    values = np.asarray(pd.Series(np.asarray(arg)).astype(float), dtype=float)
+    raw = np.asarray(arg)
+    if isinstance(arg, pd.Categorical) or isinstance(getattr(arg, "dtype", None),
+                                                     pd.CategoricalDtype):
+        raw = np.asarray([], dtype=object)  # a factor is not numeric, whatever its labels
+    if raw.dtype.kind == "O":  # numbers stored as objects are numbers; anything else is not
+        kind = pd.api.types.infer_dtype(raw, skipna=True) if raw.size else "empty"
+        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+            raw = pd.Series(raw).astype(float).to_numpy()
+    if raw.dtype.kind not in "iufb" or raw.ndim != 1:
+        raise ModelFrameError(f"'{what}' must be a numeric vector" if what == "weights"
+                              else f"'{what}' must be numeric")
+    values = np.asarray(raw, dtype=float)
+    if np.isinf(values).any():  # NaN is missing (NA handling); Inf is an error, as in lme4
+        raise ModelFrameError(f"NA/NaN/Inf in '{what}'")
     if values.ndim != 1 or values.shape[0] != len(data):
         raise ModelFrameError(
             f"variable lengths differ (found for '({what})'): {values.shape[0]} != {len(data)}"
@@ -169,7 +183,8 @@ def model_frame(
     lhs, rhs
         The formula's sides as syntax trees.
     data
-        The caller's data; never modified.
+        The caller's data, any data frame :func:`lmeformula.dataframe.as_pandas` accepts
+        (pandas, polars, pyarrow, dict of arrays); never modified.
     weights, offset
         Column names or array-likes of length ``len(data)``.
     subset
@@ -181,8 +196,12 @@ def model_frame(
     -------
     ModelFrame
     """
-    if not isinstance(data, pd.DataFrame):
-        raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    data = as_pandas(data)  # polars, pyarrow, dicts...: converted once, here
+    if isinstance(data.columns, pd.MultiIndex):
+        raise ModelFrameError("data has several levels of column names (a MultiIndex): "
+                              "give one name per column, e.g. data.columns.to_flat_index()")
+    if isinstance(na_action, str) and na_action.startswith("na."):
+        na_action = na_action[3:]  # R's names: "na.omit", "na.exclude", "na.fail", "na.pass"
     if na_action not in NA_ACTIONS:
         raise ModelFrameError(f"na_action must be one of {NA_ACTIONS}, not {na_action!r}")
     n = len(data)
@@ -208,6 +227,8 @@ def model_frame(
     na &= keep
     if na.any() and na_action == "fail":
         raise ModelFrameError("missing values in object")
+    if na_action == "pass":  # rows kept: the checks on y, X, Z and weights then refuse NAs
+        na[:] = False
     keep &= ~na
     rows = np.flatnonzero(keep)
     if rows.shape[0] == 0:
@@ -220,14 +241,14 @@ def model_frame(
     kept_extras = {name: v[rows] for name, v in extras.items()}
 
     if "(weights)" in kept_extras and (kept_extras["(weights)"] < 0).any():
-        raise ModelFrameError("negative weights not allowed")
+        raise ModelFrameError("negative weights not allowed: all(weights >= 0) is not TRUE")
 
     offset_total = None
     offset_terms = [k for k in kept if k.startswith("offset(")]
     if offset_terms or "(offset)" in kept_extras:
         offset_total = np.zeros(rows.shape[0])
         for k in offset_terms:
-            offset_total = offset_total + np.asarray(kept[k], dtype=float)
+            offset_total = offset_total + _offset_term(kept[k], k)
         if "(offset)" in kept_extras:
             offset_total = offset_total + kept_extras["(offset)"]
 
@@ -249,6 +270,17 @@ def model_frame(
     )
 
 
+def _offset_term(value: Any, name: str) -> np.ndarray:
+    """An ``offset()`` term's values: numbers only (lme4: "'offset' must be numeric")."""
+    arr = None if isinstance(value, (pd.Categorical, MatrixValue)) else np.asarray(value)
+    if arr is None or arr.dtype.kind not in "iufb":
+        raise ModelFrameError(f"'offset' must be numeric: {name} is not")
+    out = np.asarray(arr, dtype=float)
+    if not np.isfinite(out).all():
+        raise ModelFrameError(f"NA/NaN/Inf in 'offset': {name}")
+    return out
+
+
 class _LazyColumns(dict):
     """Column lookup converting a data-frame column only when a formula uses it."""
 
@@ -261,7 +293,11 @@ class _LazyColumns(dict):
 
     def __getitem__(self, key: str) -> Value:
         if not dict.__contains__(self, key):
-            dict.__setitem__(self, key, column_value(self._data[key]))
+            column = self._data[key]
+            if isinstance(column, pd.DataFrame):  # duplicated column names
+                raise ModelFrameError(f"data has {column.shape[1]} columns named '{key}': "
+                                      "column names must be unique")
+            dict.__setitem__(self, key, column_value(column))
         return dict.__getitem__(self, key)
 
 

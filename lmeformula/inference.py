@@ -14,16 +14,18 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import interpolate, stats
 
-from .errors import LmeFormulaError, LmeFormulaWarning
+from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .pls import TermShape
+from .validate import check_count, check_flag, check_number
 
 __all__ = [
     "AnovaTable",
@@ -36,10 +38,6 @@ __all__ = [
     "sdcor_from_theta",
     "theta_from_sdcor",
 ]
-
-
-class RefitMLWarning(LmeFormulaWarning):
-    """lme4's message when anova() refits REML fits by ML."""
 
 
 # ---- parameter scales ----------------------------------------------------------------------
@@ -130,6 +128,11 @@ class AnovaTable:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        from .html import anova_html
+
+        return anova_html(self)
+
 
 def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     """lme4's ``anova``: one model gives the sequential F table of its fixed effects; several
@@ -138,12 +141,13 @@ def anova(*models: LmerMod, refit: bool = True, **named: LmerMod) -> AnovaTable:
     Models can be named by keyword (``anova(fm0=fm0, fm1=fm1)``); positional ones are named
     ``MODEL1``, ``MODEL2``, ... as R names unnamed arguments.
     """
+    check_flag(refit, "refit")
     items = [(f"MODEL{i + 1}", mm) for i, mm in enumerate(models)] + list(named.items())
     if not items:
-        raise TypeError("anova() needs at least one fitted model")
+        raise ArgumentError("anova() needs at least one fitted model")
     for name, mm in items:
         if not isinstance(mm, LmerMod):
-            raise TypeError(f"{name} is not a fitted model")
+            raise ArgumentError(f"{name} is not a fitted model")
     if len(items) == 1:
         return _anova_single(items[0][1])
     nobs = {mm.nobs for _, mm in items}
@@ -215,6 +219,7 @@ class Profile:
 
     def confint(self, level: float = 0.95) -> pd.DataFrame:
         """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
+        check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
         a = (1 - level) / 2
         cut = stats.norm.ppf([a, 1 - a])
         out = {}
@@ -230,6 +235,9 @@ class Profile:
                 lo = self.lower.get(name, np.nan)
             if np.isnan(hi):
                 hi = self.upper.get(name, np.nan)
+            # the spline's linear ends can pass a bound (an sd below 0): lme4 reports the bound
+            lo = max(lo, self.lower.get(name, -np.inf)) if not np.isnan(lo) else lo
+            hi = min(hi, self.upper.get(name, np.inf)) if not np.isnan(hi) else hi
             out[name] = (lo, hi)
         return pd.DataFrame.from_dict(out, orient="index",
                                       columns=[_perc_label(a), _perc_label(1 - a)])
@@ -315,10 +323,15 @@ def _fill(rows: list[tuple[float, float]], lowcut: float, upcut: float,
 
 
 def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
-            delta_cutoff: float = 1 / 8, oldNames: bool = True) -> Profile:
-    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring)."""
+            delta_cutoff: float = 1 / 8, oldNames: bool = True,
+            progress: bool = False) -> Profile:
+    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring);
+    ``progress`` shows a progress bar (tqdm, on stderr), one step per parameter."""
     from .lmer import refitML
+    from .progress import progress_bar
 
+    check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
     ml = refitML(m) if m.is_REML else m
     sizes = _term_sizes(ml)
     names = parameter_names(ml, oldNames)
@@ -335,6 +348,11 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     points: dict[str, pd.DataFrame] = {}
     bounds_lo: dict[str, float] = {}
     bounds_hi: dict[str, float] = {}
+    # closed at the end, or when collected if a step raises (a with-block would re-indent
+    # the loops below)
+    steps = ExitStack()
+    bar = steps.enter_context(progress_bar(
+        sum(name in wanted for name in names[: nvp + ml.p]), "profile", progress))
     for w in range(nvp):
         if names[w] not in wanted:
             continue
@@ -363,6 +381,7 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
                       delta) if pw > lower[w] else [])
         points[names[w]] = _points(up + down)
         bounds_lo[names[w]], bounds_hi[names[w]] = lower[w], upper[w]
+        bar.update(1)
     se = np.sqrt(np.diag(ml.vcov().to_numpy()))
     for j in range(ml.p):
         name = names[nvp + j]
@@ -376,6 +395,8 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
         down = _fill([(first, zfirst), (est, 0.0)], -np.inf, np.inf, zeta_fe, cutoff, delta)
         points[name] = _points(up + down)
         bounds_lo[name], bounds_hi[name] = -np.inf, np.inf
+        bar.update(1)
+    steps.close()
     return Profile(points, bounds_lo, bounds_hi)
 
 
@@ -416,35 +437,28 @@ def _boot_statistic(m: LmerMod) -> np.ndarray:
 
 def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None = None,
               FUN: Callable[[LmerMod], np.ndarray] | None = None, use_u: bool = False,
-              progress: bool = False) -> pd.DataFrame:
+              progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """Parametric bootstrap (lme4's ``bootMer``): simulate from the fit, refit, apply FUN.
 
     The default statistic is lme4's: standard deviations and correlations, σ, fixed effects.
+    All responses are simulated first, in this process, from ``rng``; the refits then run in
+    ``n_jobs`` worker processes (one BLAS thread each; -1: one per CPU), so a seed gives the
+    same replicates whatever ``n_jobs`` is. With ``n_jobs > 1`` a custom ``FUN`` must be
+    picklable (defined at module level). ``progress`` shows a progress bar (tqdm) on stderr.
 
     Returns
     -------
     DataFrame with one row per replicate (failed refits are NaN rows); ``attrs["t0"]`` holds
     the statistic of the original fit.
     """
-    from .lmer import refit
+    from .parallel import refit_replicates
 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     fun = FUN or _boot_statistic
+    nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
-    out = np.full((nsim, t0.shape[0]), np.nan)
-    step = max(1, nsim // 20)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i in range(nsim):
-            try:
-                out[i] = fun(refit(m, sims[:, i]))
-            except (ValueError, ArithmeticError):
-                continue
-            if progress and (i + 1) % step == 0:
-                print(f"\rbootstrap {i + 1}/{nsim}", end="", flush=True)
-    if progress:
-        print()
+    out = refit_replicates(m, sims, fun, t0.shape[0], n_jobs=n_jobs, progress=progress)
     cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
     df = pd.DataFrame(out, columns=cols)
     df.attrs["t0"] = pd.Series(t0, index=cols)
@@ -477,9 +491,16 @@ def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
             method: str = "profile", nsim: int = 500, boot_type: str = "perc",
             rng: np.random.Generator | int | None = None, oldNames: bool = True,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
-    rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects)."""
+    rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects).
+
+    ``progress`` shows a progress bar for the profile or the bootstrap; ``n_jobs`` runs the
+    bootstrap's refits in worker processes (see :func:`bootstrap`)."""
+    check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
+    check_flag(oldNames, "oldNames")
+    if method == "boot":
+        nsim = check_count(nsim, "nsim")
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]
@@ -494,10 +515,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
         hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
     elif method == "profile":
-        table = profile(m, oldNames=oldNames).confint(level)
+        table = profile(m, oldNames=oldNames, progress=progress).confint(level)
         table = table.loc[[n for n in names if n in table.index]]
     elif method == "boot":
-        boots = bootstrap(m, nsim, rng, progress=progress)
+        boots = bootstrap(m, nsim, rng, progress=progress, n_jobs=n_jobs)
         boots.columns = names
         t0 = boots.attrs["t0"].to_numpy()
         rows = {}
@@ -520,5 +541,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     else:
         raise LmeFormulaError(f"unknown method {method!r}: use 'profile', 'Wald' or 'boot'")
     if parm is not None:
-        table = table.loc[list(parm)]
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        unknown = [p for p in parm if p not in table.index]
+        if unknown:
+            raise ArgumentError(f"parm: {', '.join(map(repr, unknown))} not among the "
+                                f"parameters ({', '.join(table.index)})")
+        table = table.loc[parm]
     return table

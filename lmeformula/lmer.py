@@ -9,9 +9,13 @@ import numpy as np
 import pandas as pd
 
 from .control import LmerControl, as_control
+from .dataframe import as_pandas
+from .errors import ArgumentError, ModelFrameError
+from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lFormula, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
+from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
 
@@ -50,6 +54,8 @@ def lmer(
     contrasts: Mapping[str, Any] | None = None,
     devFunOnly: bool = False,
     data_name: str | None = None,
+    syntax: str = "R",
+    progress: bool = False,
 ) -> LmerMod | LmerDevfun:
     """Fit a linear mixed model by REML or ML, as lme4's ``lmer``.
 
@@ -58,7 +64,8 @@ def lmer(
     formula
         lme4 formula text, ``"Reaction ~ Days + (Days | Subject)"``.
     data
-        A DataFrame (never modified).
+        A data frame (never modified): pandas, polars (eager or lazy), pyarrow, or a dict of
+        arrays.
     REML
         REML (default, as lme4) or maximum likelihood.
     weights, offset
@@ -78,18 +85,33 @@ def lmer(
         Return the deviance function instead of fitting.
     data_name
         Name shown on the ``Data:`` line; defaults to ``data.attrs["name"]`` or ``"data"``.
+    syntax
+        ``"R"`` (default) or ``"formulaic"`` (formulaic's syntax with lme4's bars; it evaluates
+        the formula's Python expressions, so use trusted formulas only): see
+        :func:`lmeformula.lFormula`.
+    progress
+        Count the criterion's evaluations on a progress bar (stderr), for long fits.
 
     Returns
     -------
     LmerMod
     """
+    check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
+    data = as_pandas(data)  # once, here: lFormula then sees pandas
     pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
-                  na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl)
+                  na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,
+                  syntax=syntax)
     devfun = mkLmerDevfun(pf, start=start)
     if devFunOnly:
         return devfun
-    opt = optimizeLmer(devfun, ctrl)
+    if progress:
+        from .progress import CountingObjective, progress_bar
+
+        with progress_bar(None, "lmer evaluations", True) as bar:
+            opt = optimizeLmer(CountingObjective(devfun, bar), ctrl)  # type: ignore[arg-type]
+    else:
+        opt = optimizeLmer(devfun, ctrl)
     name = data_name or data.attrs.get("name") or "data"
     model = mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
     model._data = data  # a reference (never modified), for update(); R keeps the call
@@ -142,13 +164,16 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
 
         return refit_glmer(m, newresp)  # type: ignore[no-any-return]
     pf = m.lformula
-    y = np.asarray(newresp, dtype=float)
+    try:
+        y = np.asarray(newresp, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError("newresp must be numeric") from None
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
     if y.shape != (m.n,):
-        raise ValueError(f"newresp must have {m.n} values, not {y.shape[0]}")
+        raise ArgumentError(f"newresp must have {m.n} values, not {y.shape[0]}")
     if not np.isfinite(y).all():
-        raise ValueError("NA/NaN/Inf in 'y'")
+        raise ModelFrameError("NA/NaN/Inf in 'y'")
     pf2 = dataclasses.replace(pf, y=y)
     devfun = mkLmerDevfun(pf2, start=np.asarray(m.theta))
     opt = optimizeLmer(devfun, pf.control)
@@ -160,7 +185,9 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     """lme4's ``update``: refit with a changed formula, data, REML flag or argument.
 
     In ``formula``, ``.`` stands for the corresponding side of the old formula, as in R:
-    ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``.
+    ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``. A model fitted with
+    ``syntax="formulaic"`` keeps that syntax (``syntax=`` changes it); there a new formula is
+    taken as written, since ``.`` is formulaic's "every other column".
     """
     if getattr(m, "is_glmm", False):
         from .glmer import update_glmer
@@ -169,17 +196,24 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:
-            raise ValueError("update() needs data= (the fitted model does not keep the data)")
+            raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
     call = dict(m.lformula.call)
-    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
-                                                                          formula)
+    syntax = kwargs.get("syntax", call.get("syntax", "R"))
+    if formula is None:
+        new_formula = call["formula"]
+    elif syntax == "R" and call.get("syntax", "R") == "R":
+        new_formula = update_formula(call["formula"], formula)
+    else:
+        new_formula = formula
     args = {k: call[k] for k in ("weights", "offset", "subset", "na_action", "contrasts")}
+    args["syntax"] = call.get("syntax", "R")
     control = kwargs.pop("control", m.lformula.control)
     args.update(kwargs)
     return lmer(new_formula, data, REML=m.lformula.REML if REML is None else REML,
                 control=control, data_name=m.data_name, **args)
 
 
+@with_recursion_room
 def update_formula(old: str, new: str) -> str:
     """R's ``update.formula``: substitute the old sides for ``.``, then simplify the terms."""
     from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse

@@ -16,6 +16,7 @@ from .frame import check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import _grouping_factor
 from .transforms import drop_unused_levels
+from .validate import check_flag
 
 __all__ = ["LmList", "lmList"]
 
@@ -54,8 +55,8 @@ class LmList:
         return self.pooled_sd()
 
 
-def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str = "omit"
-           ) -> LmList:
+def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str = "omit",
+           syntax: str = "R") -> LmList:
     """Fit ``y ~ x`` separately in each group of ``formula = "y ~ x | g"``.
 
     Parameters
@@ -68,20 +69,32 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
         Pool the residual variance across groups for the reported σ.
     na_action
         NA handling for the model frame.
+    syntax
+        ``"R"`` (default) or ``"formulaic"`` (formulaic's multi-part ``y ~ x | g``; it
+        evaluates the formula's Python expressions: use trusted formulas only).
     """
-    lhs, rhs = parse_formula(formula)
-    if not (isinstance(rhs, BinOp) and rhs.op == "|"):
-        raise FormulaError(f"lmList needs a formula 'y ~ x | g', got {formula!r}")
-    frame = model_frame(lhs, rhs, data, na_action=na_action)
-    y = check_response(frame)
-    t = terms(rhs.left, lhs)
-    mm = model_matrix(t, frame.variables, frame.nrow)
-    group = drop_unused_levels(_grouping_factor(rhs.right, frame))
+    check_flag(pool, "pool")
+    if syntax != "R":
+        from .pyformula import check_syntax
+        from .pyformula.lmlist import formulaic_lmlist_design
+
+        check_syntax(syntax)
+        y, x_all, columns, group = formulaic_lmlist_design(formula, data, na_action)
+    else:
+        lhs, rhs = parse_formula(formula)
+        if not (isinstance(rhs, BinOp) and rhs.op == "|"):
+            raise FormulaError(f"lmList needs a formula 'y ~ x | g', got {formula!r}")
+        frame = model_frame(lhs, rhs, data, na_action=na_action)
+        y = check_response(frame)
+        t = terms(rhs.left, lhs)
+        mm = model_matrix(t, frame.variables, frame.nrow)
+        x_all, columns = mm.values, mm.columns
+        group = drop_unused_levels(_grouping_factor(rhs.right, frame))
     codes = np.asarray(group.codes)
     coefs, rss, dfs = [], [], []
     for level in range(len(group.categories)):
         rows = codes == level
-        x, yy = mm.values[rows], y[rows]
+        x, yy = x_all[rows], y[rows]
         beta = np.full(x.shape[1], np.nan)
         keep = independent_columns(x)
         if keep:
@@ -94,5 +107,5 @@ def lmList(formula: str, data: pd.DataFrame, pool: bool = True, na_action: str =
         dfs.append(int(rows.sum()) - len(keep))
         coefs.append(beta)
     index = [str(c) for c in group.categories]
-    return LmList(pd.DataFrame(coefs, index=index, columns=mm.columns),
+    return LmList(pd.DataFrame(coefs, index=index, columns=columns),
                   pd.Series(rss, index=index), pd.Series(dfs, index=index), pool)

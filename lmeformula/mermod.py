@@ -22,6 +22,7 @@ from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
 from .pls.engine import TermShape
+from .validate import check_flag, check_number
 
 __all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
 
@@ -113,6 +114,11 @@ class VarCorr:
         return self.format()
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .html import varcorr_html
+
+        return varcorr_html(self)
 
 
 def make_unique_names(names: list[str]) -> list[str]:
@@ -291,6 +297,7 @@ class LmerMod:
     def deviance(self, REML: bool | None = None) -> float:
         """lme4's ``deviance``: ML deviance; for a REML fit with ``REML=None`` it warns and
         returns the REML criterion; ``REML=False`` gives the ML deviance at the REML θ."""
+        check_flag(REML, "REML", allow_none=True)
         if REML is None:
             if self.is_REML:
                 warnings.warn(
@@ -307,6 +314,7 @@ class LmerMod:
 
     def logLik(self, REML: bool | None = None) -> LogLik:
         """Log-likelihood (the REML one for a REML fit unless ``REML=False``)."""
+        check_flag(REML, "REML", allow_none=True)
         use_reml = self.is_REML if REML is None else bool(REML)
         return LogLik(-self._criterion_at_fit(use_reml) / 2.0, self.npar(), self.n)
 
@@ -338,6 +346,7 @@ class LmerMod:
 
     def isSingular(self, tol: float = 1e-4) -> bool:
         """Whether any θ with lower bound 0 is below ``tol``."""
+        check_number(tol, "tol", lower=0)
         lower = self.lformula.reTrms.lower
         return bool(np.any(self._theta[lower == 0] < tol))
 
@@ -380,6 +389,7 @@ class LmerMod:
         """Conditional modes per grouping factor: a DataFrame (levels x columns); with
         ``condVar`` the conditional covariances in ``df.attrs["postVar"]`` (levels, k, k),
         or a list of such arrays when several terms share the factor."""
+        check_flag(condVar, "condVar")
         re = self.lformula.reTrms
         blocks = self._cond_var_blocks() if condVar else None
         out: dict[str, pd.DataFrame] = {}
@@ -449,6 +459,7 @@ class LmerMod:
     def residuals(self, type: str = "response", scaled: bool = False) -> pd.Series:
         """Residuals: ``"response"``/``"working"`` y - μ, ``"pearson"``/``"deviance"``
         sqrt(w)(y - μ); ``scaled`` divides by σ."""
+        check_flag(scaled, "scaled")
         r = self.lformula.y - self._mu
         if type in ("pearson", "deviance"):
             r = np.sqrt(self.weights) * r
@@ -491,9 +502,9 @@ class LmerMod:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        import html
+        from .html import model_html
 
-        return f"<pre>{html.escape(str(self.summary()))}</pre>"
+        return model_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The main results as plain Python values (for JSON)."""
@@ -559,6 +570,11 @@ class Summary:
         return format_summary(self.model)
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        from .html import summary_html
+
+        return summary_html(self)
 
 
 GETME_NAMES = (

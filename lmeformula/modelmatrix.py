@@ -20,6 +20,7 @@ import pandas as pd
 from .errors import FormulaError
 from .formula.terms import Terms
 from .transforms import MatrixValue, Value, as_factor, is_factor_like
+from .validate import check_allocation
 
 __all__ = ["ModelMatrix", "contrast_matrix", "model_matrix"]
 
@@ -158,6 +159,16 @@ def model_matrix(
     for ti, (term, code) in enumerate(zip(t.terms, codes, strict=True), start=1):
         mat = np.ones((nrow, 1))
         labels = [""]
+        # the term's size is known before any product is formed: refuse what cannot fit
+        width = 1.0
+        for v in term:
+            value = values[v]
+            if isinstance(value, MatrixValue):
+                width *= value.values.shape[1]
+            elif v in codes[ti - 1]:
+                width *= max(len(_factor_of(value, names[v]).categories), 1)
+        check_allocation(width * nrow, f"the model matrix columns of term "
+                                       f"{':'.join(names[v] for v in term)}")
         for v in term:
             vmat, vlabels = _variable_columns(values[v], names[v], code.get(v), contrasts, used)
             # the first variable varies fastest: new columns = old (inner) x this (outer)

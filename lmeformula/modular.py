@@ -16,16 +16,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .checks import check_nlevels, check_scale_x, check_zdims, check_zrank, rank_drop_columns
+from .checks import (
+    check_finite_columns,
+    check_nlevels,
+    check_scale_x,
+    check_zdims,
+    check_zrank,
+    rank_drop_columns,
+)
 from .control import LmerControl, as_control
-from .errors import FormulaError
+from .errors import ArgumentError, FormulaError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
+from .formula.limits import with_recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
 from .modelmatrix import model_matrix
 from .reterms import ReTrms, mk_re_trms
+from .validate import check_flag
 
 __all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
 
@@ -163,6 +172,7 @@ class LFormula:
         return format_lformula(self)
 
 
+@with_recursion_room
 def lFormula(
     formula: str,
     data: pd.DataFrame,
@@ -173,6 +183,7 @@ def lFormula(
     offset: Any = None,
     contrasts: Mapping[str, Any] | None = None,
     control: LmerControl | Mapping[str, Any] | None = None,
+    syntax: str = "R",
 ) -> LFormula:
     """Parse an lme4 formula against data: lme4's ``lFormula``.
 
@@ -181,7 +192,8 @@ def lFormula(
     formula
         R formula text, ``"Reaction ~ Days + (Days | Subject)"``.
     data
-        A DataFrame; it is never modified.
+        A data frame: pandas, polars (eager or lazy), pyarrow, or a dict of arrays (see
+        :func:`lmeformula.dataframe.as_pandas`); it is never modified.
     REML
         Use the REML criterion (stored for the deviance function).
     subset
@@ -194,11 +206,30 @@ def lFormula(
         Contrasts for factors of the fixed part, ``{"recipe": "contr.sum"}``.
     control
         :class:`lmeformula.control.LmerControl` or a dict of its options.
+    syntax
+        ``"R"`` (default): R's formula syntax, exactly as lme4 reads it; nothing is evaluated
+        as Python. ``"formulaic"``: formulaic's syntax with lme4's bars inside parentheses;
+        the fixed part and each bar's left side are materialised by formulaic (Python
+        transforms such as ``np.log(x)``, ``{x**2}``, ``center(x)``, ``bs(x, df=4)``,
+        ``C(f, contr.sum)``; formulaic's column names, the intercept named ``(Intercept)``).
+        **formulaic evaluates the formula's Python expressions: use trusted formulas only.**
+        See :mod:`lmeformula.pyformula`.
 
     Returns
     -------
     LFormula
+        The model frame ``fr`` is a pandas DataFrame whatever kind of data frame was given.
     """
+    REML = bool(check_flag(REML, "REML"))
+    if contrasts is not None and not isinstance(contrasts, Mapping):
+        raise ArgumentError("contrasts must be a dict: factor name -> contrast")
+    if syntax != "R":
+        from .pyformula import check_syntax, formulaic_lformula
+
+        check_syntax(syntax)
+        return formulaic_lformula(formula, data, REML=REML, subset=subset, weights=weights,
+                                  na_action=na_action, offset=offset, contrasts=contrasts,
+                                  control=control)
     return build_lformula(formula, data, REML, subset, weights, na_action, offset, contrasts,
                           as_control(control), LFormula, check_response, allow_n=False)
 
@@ -208,9 +239,9 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
                    ctrl: LmerControl, cls: type[LFormula],
                    response: Callable[[ModelFrame], np.ndarray], allow_n: bool,
                    **extra: Any) -> Any:
-    """lFormula's steps, shared with glFormula: ``response`` turns the frame's response into
-    the stored y, ``allow_n`` selects glmer's identifiability checks, ``cls`` and ``extra``
-    the result's class and its additional fields."""
+    """lFormula's steps (R syntax), shared with glFormula: ``response`` turns the frame's
+    response into the stored y, ``allow_n`` selects glmer's identifiability checks, ``cls`` and
+    ``extra`` the result's class and its additional fields."""
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
@@ -224,12 +255,13 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
     n = frame.nrow
     wmsgs = (check_nlevels(re, n, ctrl, allow_n=allow_n)
              + check_zdims(re, n, ctrl, allow_n=allow_n))
-    if np.isnan(re.Zt.data).any():
+    if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
     wmsgs += check_zrank(re, n, ctrl)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
     xvals = mm.values[:, kept]
@@ -391,7 +423,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors)
     if isinstance(start, Mapping):
         start = start.get("theta")
-    theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float)
+    try:
+        theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"start must be numeric (theta), not {start!r}") from None
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
     return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

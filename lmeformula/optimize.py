@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from .control import LmerControl
-from .errors import ConvergenceWarning, LmeFormulaError, SingularFitWarning
+from .errors import (
+    ConvergenceWarning,
+    FittingError,
+    LmeFormulaError,
+    LmeFormulaWarning,
+    SingularFitWarning,
+)
+from .validate import check_count, check_number
 
 __all__ = ["OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
@@ -85,7 +92,19 @@ def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         return value if math.isfinite(value) else 1e300
 
     algorithm = settings.pop("algorithm", "NLOPT_LN_BOBYQA")
-    opt = nlopt.opt(getattr(nlopt, algorithm.replace("NLOPT_", "")), k)
+    code_of = getattr(nlopt, str(algorithm).replace("NLOPT_", ""), None)
+    if not (isinstance(algorithm, str) and algorithm.startswith("NLOPT_")
+            and isinstance(code_of, int)):
+        raise LmeFormulaError(f"optCtrl: incorrect algorithm supplied ({algorithm!r}); use an "
+                              "NLopt algorithm name such as 'NLOPT_LN_BOBYQA'")
+    for name in ("xtol_abs", "ftol_abs", "xtol_rel", "ftol_rel"):
+        check_number(settings[name], f"optCtrl {name}", lower=0)
+    check_count(settings["maxeval"], "optCtrl maxeval")
+    unused = sorted(set(settings) - {"xtol_abs", "ftol_abs", "maxeval", "xtol_rel", "ftol_rel"})
+    if unused:  # lme4 ignores them; say so rather than fail
+        warnings.warn(f"some options were not used: optCtrl {', '.join(map(repr, unused))}",
+                      LmeFormulaWarning, stacklevel=4)
+    opt = nlopt.opt(code_of, k)
     opt.set_lower_bounds(np.asarray(lower, float))
     opt.set_upper_bounds(np.full(k, np.inf))
     opt.set_min_objective(objective)
@@ -180,6 +199,7 @@ OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = 
     "nloptwrap": _nloptwrap,
     "bobyqa": _nloptwrap,
     "Nelder_Mead": _scipy_optimizer("Nelder-Mead"),
+    "Powell": _scipy_optimizer("Powell"),  # scipy's bounded Powell (used by allFit)
     "L-BFGS-B": _lbfgsb,
 }
 
@@ -282,6 +302,27 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
     return messages
 
 
+def _checked_start(fn: Objective) -> Objective:
+    """``fn`` whose first value must be a number: lme4's "objective in x0 returns NA" (an
+    overflow in the cross-products, an infinite weight) instead of a fit of NaNs."""
+    first = True
+
+    def checked(theta: np.ndarray) -> float:
+        nonlocal first
+        value = fn(theta)
+        if first:
+            first = False
+            if math.isnan(value):
+                raise FittingError("objective in x0 returns NA: the criterion is NaN at the "
+                                   "starting theta (overflow in the data?)")
+        return value
+
+    for name in ("gradient", "has_gradient", "nobs"):  # what the optimizers look up on fn
+        if hasattr(fn, name):
+            setattr(checked, name, getattr(fn, name))
+    return checked
+
+
 def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
                   ctrl: LmerControl) -> OptResult:
     """Minimise ``fn`` from ``start`` subject to ``lower``, then lme4's post-processing.
@@ -310,7 +351,7 @@ def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
         )
     run = OPTIMIZERS[ctrl.optimizer]
     opts = dict(ctrl.optCtrl)
-    par, fval, conv, message, feval = run(fn, start, lower, opts)
+    par, fval, conv, message, feval = run(_checked_start(fn), start, lower, opts)
     notes: list[str] = []
     if conv != 0:
         note = f"convergence code {conv} from {ctrl.optimizer}: {message}"

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import LmeFormulaError, RandomEffectsError
+from .dataframe import as_pandas
+from .errors import ArgumentError, LmeFormulaError, ModelFrameError, RandomEffectsError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
@@ -25,6 +26,7 @@ from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask
 from .modelmatrix import model_matrix
 from .transforms import Value, as_factor, evaluate
+from .validate import check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -49,7 +51,7 @@ def select_terms(m: LmerMod, re_form: Any) -> list[int]:
     if _is_na_form(re_form):
         return []
     if not isinstance(re_form, str):
-        raise TypeError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
+        raise ArgumentError("re_form must be None, NaN, '~0' or a formula string like '~(1|g)'")
     node = parse_expression(re_form)
     wanted = [deparse(b) for b in findbars(node.operand if hasattr(node, "operand") else node)]
     names = [t.name for t in re.terms]
@@ -112,6 +114,9 @@ def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.nda
                                                                np.ndarray]:
     """X for new data (the fit's columns), the offset, and rows with missing values."""
     pf = m.lformula
+    design = getattr(pf, "design", None)
+    if design is not None:  # syntax="formulaic": formulaic's ModelSpec on the new data
+        return design.fixed_matrix(newdata)
     fixed: Terms = pf.parsed.fixed
     nodes = [fixed.variables[i] for t in fixed.terms for i in t] + list(fixed.offsets)
     values = _new_variables(m, newdata, nodes)
@@ -172,6 +177,10 @@ def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bo
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For term i on new data: level codes (-1 where none), X_i, and rows with missing X_i."""
     term = m.lformula.reTrms.terms[i]
+    design = getattr(m.lformula, "design", None)
+    if design is not None:  # syntax="formulaic": the bar's ModelSpec on the new data
+        group, xi, na = design.term_design(i, newdata)
+        return _group_codes(term, group, newdata, allow_new_levels), xi, na
     bar = next(b for b in m.lformula.parsed.bars if deparse(b) == term.name)
     codes = _group_codes(term, bar.right, newdata, allow_new_levels)
     lhs = terms(bar.left)
@@ -224,6 +233,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     -------
     pandas.Series, or a DataFrame with columns ``fit`` and ``se_fit``.
     """
+    check_flag(allow_new_levels, "allow_new_levels")
+    check_flag(se_fit, "se_fit")
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
@@ -239,8 +250,9 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
             return fit
         se = _se_fit(m, X, which, None)
         return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
-    if not isinstance(newdata, pd.DataFrame):
-        raise TypeError("newdata must be a pandas DataFrame")
+    newdata = as_pandas(newdata, "newdata")
+    if len(newdata) == 0:
+        raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
@@ -312,7 +324,13 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     -------
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
+    nsim = check_count(nsim, "nsim")
+    check_flag(use_u, "use_u")
+    rows = m.n if newdata is None else len(newdata)
+    check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if newdata is not None:
+        newdata = as_pandas(newdata, "newdata")
     conditioned = select_terms(m, None if use_u else re_form)
     eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
                              allow_new_levels=True), dtype=float)

@@ -243,10 +243,12 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
 
 def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
     from .formula.ast import BinOp, cat_fill, deparse_lines
+    from .formula.limits import recursion_room
 
     parsed = m.lformula.parsed
     if parsed.lhs is not None:
-        formula_lines = deparse_lines(BinOp("~", parsed.lhs, parsed.rhs))
+        with recursion_room(len(parsed.text)):
+            formula_lines = deparse_lines(BinOp("~", parsed.lhs, parsed.rhs))
     else:
         formula_lines = [m.formula]
     lines = [cat_fill(["Formula:", *formula_lines]), f"   Data: {m.data_name}"]

@@ -25,7 +25,8 @@ from .modelmatrix import model_matrix
 from .pls.engine import TermShape, lambda_template
 from .transforms import as_factor, drop_unused_levels
 
-__all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms"]
+__all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms",
+           "re_trms_from_terms"]
 
 
 def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
@@ -74,7 +75,8 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     if isinstance(group, BinOp) and group.op == ":":
         return interaction_factor(_grouping_factor(group.left, frame),
                                   _grouping_factor(group.right, frame))
-    if isinstance(group, BinOp) and group.op == "+":
+    if isinstance(group, BinOp) and group.op in ("+", "*", "-", "^", "%in%"):
+        # lme4 (with R's warning "'*' not meaningful for factors")
         raise RandomEffectsError(f"Invalid grouping factor specification, {text}")
     missing = [v.id for v in grouping_variables(group) if v.id not in frame.variables]
     raise RandomEffectsError(
@@ -274,6 +276,9 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     factor = _grouping_factor(bar.right, frame)
     if np.all(np.asarray(factor.codes) < 0):
         raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}")
+    if (np.asarray(factor.codes) < 0).any():  # kept by na_action="pass"
+        raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}"
+                                 ": it has missing values")
     factor = drop_unused_levels(factor)
     lhs_terms = terms(bar.left)
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
@@ -343,7 +348,26 @@ def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = T
     """
     if not bars:
         raise RandomEffectsError("No random effects terms specified in formula")
-    built = [make_re_term(b, frame) for b in bars]
+    return re_trms_from_terms([make_re_term(b, frame) for b in bars], reorder_terms)
+
+
+def re_trms_from_terms(built: Sequence[ReTerm], reorder_terms: bool = True) -> ReTrms:
+    """Sort built terms as lme4 does and stack them: the part of ``mkReTrms`` after each term's
+    factor and model matrix are known (shared by the R and the formulaic front ends).
+
+    Parameters
+    ----------
+    built
+        One :class:`ReTerm` per random-effects term, in formula order.
+    reorder_terms
+        Sort terms by decreasing number of levels, as lme4 does by default.
+
+    Returns
+    -------
+    ReTrms
+    """
+    if not built:
+        raise RandomEffectsError("No random effects terms specified in formula")
     order = lme4_term_order([t.nl for t in built]) if reorder_terms else list(range(len(built)))
     sorted_terms = _with_unique_keys([built[i] for i in order])
 

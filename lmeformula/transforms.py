@@ -10,6 +10,7 @@ so that predictions on new data reuse them (R's ``predvars``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import FormulaError, VariableNotFoundError
+from .errors import ColumnTypeWarning, FormulaError, VariableNotFoundError
 from .formula.ast import (
     BinOp,
     Call,
@@ -123,6 +124,12 @@ def column_value(series: pd.Series) -> Value:
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(dtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(
+            series, skipna=True) in ("integer", "floating", "mixed-integer-float", "decimal"):
+        # numbers stored as Python objects: a numeric variable, not one level per value
+        warnings.warn(f"column '{series.name}' holds numbers with object dtype; "
+                      "it is used as a numeric variable", ColumnTypeWarning, stacklevel=6)
+        return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         return series.to_numpy(dtype=object, na_value=None)
     raise FormulaError(
@@ -144,12 +151,12 @@ def _numeric(value: Value, what: str) -> np.ndarray:
 
 
 def _poly(x: np.ndarray, degree: int, state: dict[str, Any] | None) -> MatrixValue:
-    names = tuple(str(i) for i in range(1, degree + 1))
     if np.isnan(x).any():
         raise FormulaError("missing values are not allowed in 'poly'")
+    if (state is None or "alpha" not in state) and degree >= len(np.unique(x)):
+        raise FormulaError("'degree' must be less than number of unique points")
+    names = tuple(str(i) for i in range(1, degree + 1))  # after the check: poly(x, 1e10)
     if state is None or "alpha" not in state:
-        if degree >= len(np.unique(x)):
-            raise FormulaError("'degree' must be less than number of unique points")
         xbar = x.mean()
         xc = x - xbar
         powers = np.vander(xc, degree + 1, increasing=True)
@@ -178,7 +185,9 @@ def _scale(x: np.ndarray, center: bool, scale: bool, state: dict[str, Any] | Non
         c = np.nanmean(x) if center else 0.0
         xc = x - c
         ok = ~np.isnan(xc)
-        s = math.sqrt(float((xc[ok] ** 2).sum()) / (ok.sum() - 1)) if scale else 1.0
+        dof = int(ok.sum()) - 1  # R: NaN (no error) for fewer than two values
+        s = (math.sqrt(float((xc[ok] ** 2).sum()) / dof) if dof > 0 else math.nan) if scale \
+            else 1.0
         if state is not None:
             state["center"], state["scale"] = c, s
     return MatrixValue(((x - c) / s)[:, None], None)
@@ -257,6 +266,8 @@ class Evaluator:
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             rv = np.atleast_1d(np.asarray(right, dtype=object))
             return np.isin(lv.astype(object), rv)
+        if node.op == ":":  # outside a model formula's terms, ':' is R's sequence
+            return _sequence(left, right, what)
         if node.op in ("&", "&&", "|", "||"):
             lb, rb = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
             return lb & rb if node.op in ("&", "&&") else lb | rb
@@ -275,10 +286,20 @@ class Evaluator:
     def call(self, node: Call) -> Value:
         fn, pos = node.fn, node.positional
         what = deparse(node)
+        if not pos and fn not in ("c", "pmin", "pmax"):
+            # R: 'argument "x" is missing, with no default' (lme4 reaches "subscript out of
+            # bounds" first); an error naming the call either way
+            raise FormulaError(f'argument "x" is missing, with no default in {what}')
         if fn in ("I", "offset", "c") and len(pos) == 1:
             return self.eval(pos[0])
+        if fn in _FACTOR_FUNCTIONS:
+            value = self.eval(pos[0])
+            if isinstance(value, pd.Categorical):
+                return _FACTOR_FUNCTIONS[fn](value)
         if fn == "c":
             return np.array([self.eval(p) for p in pos], dtype=object)
+        if fn == "[":
+            return _index(self.eval(pos[0]), [self.eval(p) for p in pos[1:]], what)
         if fn in ("factor", "as.factor"):
             return as_factor(self.eval(pos[0]), deparse(pos[0]))
         if fn in ("ordered", "as.ordered"):
@@ -286,31 +307,40 @@ class Evaluator:
             return f.as_ordered()
         if fn == "as.integer":
             return np.trunc(_numeric(self.eval(pos[0]), what))
+        if fn in ("as.character", "unclass", "as.logical", "levels", "nlevels"):
+            return _plain_vector_function(fn, self.eval(pos[0]), what)
         if fn == "log":
             x = _numeric(self.eval(pos[0]), what)
             base = node.kwarg("base") or (pos[1] if len(pos) > 1 else None)
             with np.errstate(divide="ignore", invalid="ignore"):
                 out = np.log(x)
-                if base is not None:
-                    out = out / math.log(float(self.eval(base)))
+                if base is not None:  # a number or, as in R, one base per value
+                    b = self.eval(base)
+                    out = out / np.log(b if np.isscalar(b) else _numeric(b, what))
             return out
         if fn in _MATH and len(pos) == 1:
             with np.errstate(divide="ignore", invalid="ignore"):
                 return _MATH[fn](_numeric(self.eval(pos[0]), what))
         if fn == "round":
             digits = node.kwarg("digits") or (pos[1] if len(pos) > 1 else None)
-            d = int(self.eval(digits)) if digits is not None else 0
-            return np.round(_numeric(self.eval(pos[0]), what), d)
+            d = _scalar(self.eval(digits), "digits", what) if digits is not None else 0.0
+            return _round(_numeric(self.eval(pos[0]), what), d)
         if fn == "poly":
-            x = _numeric(self.eval(pos[0]), what)
+            x = _vector(_numeric(self.eval(pos[0]), what), what)
             deg_node = node.kwarg("degree") or (pos[1] if len(pos) > 1 else None)
-            degree = int(self.eval(deg_node)) if deg_node is not None else 1
+            deg = _scalar(self.eval(deg_node), "degree", what) if deg_node is not None else 1.0
+            if deg < 1:
+                raise FormulaError(f"'degree' must be at least 1 (in {what})")
+            degree = int(deg)  # sizes are checked before anything is allocated
             if _bool_arg(node.kwarg("raw"), False):
+                if x.shape[0] * deg > 1e8:
+                    raise FormulaError(f"'degree' {degree} is too large: {what} would have "
+                                       f"{degree} columns")
                 return MatrixValue(np.column_stack([x**k for k in range(1, degree + 1)]),
                                    tuple(str(k) for k in range(1, degree + 1)))
             return _poly(x, degree, self.state.setdefault(what, {}))
         if fn == "scale":
-            x = _numeric(self.eval(pos[0]), what)
+            x = _vector(_numeric(self.eval(pos[0]), what), what)
             center = _bool_arg(node.kwarg("center"), True)
             scale = _bool_arg(node.kwarg("scale"), True)
             return _scale(x, center, scale, self.state.setdefault(what, {}))
@@ -327,6 +357,136 @@ class Evaluator:
                 out = f(out, a)
             return out
         raise FormulaError(f"could not find function \"{fn}\" (in {what})")
+
+
+def _vector(x: np.ndarray, what: str) -> np.ndarray:
+    """A one-column matrix as a vector (``scale(scale(x))``); wider matrices are refused."""
+    if x.ndim == 2 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim != 1:
+        raise FormulaError(f"a matrix with several columns cannot be used in {what}")
+    return x
+
+
+def _scalar(value: Value, name: str, what: str) -> float:
+    """A single finite number argument (``degree``, ``digits``)."""
+    arr = np.asarray(value) if not isinstance(value, (pd.Categorical, MatrixValue)) else None
+    if arr is None or arr.size != 1 or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
+        raise FormulaError(f"'{name}' must be a single finite number (in {what})")
+    return float(arr.reshape(()))
+
+
+def _round(x: np.ndarray, digits: float) -> np.ndarray:
+    """R's ``round(x, digits)`` for any digits: where scaling by 10^digits overflows, a double
+    has no digits left to round away and ``x`` is returned (``round(x, 1e300)`` is x)."""
+    d = int(np.clip(digits, -400, 400))
+    if d < -308:
+        return np.zeros_like(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.round(x, d)
+    bad = ~np.isfinite(out) & np.isfinite(x)
+    out[bad] = x[bad]
+    return out
+
+
+def _sequence(left: Value, right: Value, what: str) -> np.ndarray:
+    """R's ``from:to`` for two numbers (steps of 1, down when ``to < from``)."""
+    ends = []
+    for v in (left, right):
+        arr = np.asarray(v) if not isinstance(v, (pd.Categorical, MatrixValue)) else None
+        if arr is None or arr.size < 1 or arr.dtype.kind not in "iufb":
+            raise FormulaError(f"':' needs two numbers in {what}")
+        ends.append(float(arr.ravel()[0]))
+    lo, hi = ends
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise FormulaError(f"NA/NaN argument to ':' in {what}")
+    count = math.floor(abs(hi - lo) + 1e-10) + 1
+    if count > 1e8:
+        raise FormulaError(f"result would be too long a vector in {what}")
+    return lo + np.arange(count) * (1.0 if hi >= lo else -1.0)
+
+
+def _index(value: Value, index: list[Value], what: str) -> Value:
+    """R's ``x[i]`` for a vector or factor: 1-based positions, negative ones dropped, or a
+    logical mask (recycled)."""
+    if len(index) != 1 or isinstance(value, MatrixValue):
+        raise FormulaError(f"only vector indexing x[i] is supported in {what}")
+    arr = value if isinstance(value, pd.Categorical) else np.atleast_1d(np.asarray(value))
+    n = len(arr)
+    i = np.atleast_1d(np.asarray(index[0]))
+    if i.dtype.kind == "b":
+        mask = np.resize(i, n) if i.size else np.zeros(n, dtype=bool)
+        return arr[mask]
+    if i.dtype.kind not in "iuf" or np.isnan(i.astype(float)).any():
+        raise FormulaError(f"invalid subscript type in {what}")
+    pos = np.trunc(i.astype(float)).astype(np.int64)
+    if (pos < 0).any():
+        if (pos > 0).any():
+            raise FormulaError(f"can't mix positive and negative subscripts in {what}")
+        keep = np.ones(n, dtype=bool)
+        keep[np.clip(-pos - 1, 0, n)[(-pos - 1) < n]] = False
+        return arr[keep]
+    pos = pos[pos > 0] - 1
+    if (pos >= n).any():
+        raise FormulaError(f"subscript out of bounds in {what}")
+    return arr[pos]
+
+
+def _factor_codes(f: pd.Categorical) -> np.ndarray:
+    """R's integer codes of a factor (1-based, NA as NaN): ``as.numeric(f)``."""
+    codes = np.asarray(f.codes, dtype=float) + 1.0
+    codes[codes == 0] = np.nan
+    return codes
+
+
+_FACTOR_FUNCTIONS: dict[str, Callable[[pd.Categorical], Value]] = {
+    "as.numeric": _factor_codes, "as.double": _factor_codes, "as.integer": _factor_codes,
+}
+
+
+def _plain_vector_function(fn: str, value: Value, what: str) -> Value:
+    """R's ``as.character``, ``unclass``, ``as.logical``, ``levels``, ``nlevels``."""
+    if fn == "nlevels":
+        return float(len(value.categories)) if isinstance(value, pd.Categorical) else 0.0
+    if fn == "levels":
+        if not isinstance(value, pd.Categorical):
+            raise FormulaError(f"'levels' of a variable that is not a factor (in {what})")
+        return np.array([str(c) for c in value.categories], dtype=object)
+    if isinstance(value, MatrixValue):
+        raise FormulaError(f"cannot use the matrix-valued argument of {what}")
+    if isinstance(value, pd.Categorical):
+        labels = np.asarray(value.astype(object))
+        labels = np.array([None if pd.isna(v) else str(v) for v in labels], dtype=object)
+        if fn == "unclass":
+            return _factor_codes(value)
+        if fn == "as.character":
+            return labels
+        value = labels  # as.logical(f) reads the labels, as R does
+    arr = np.asarray(value)
+    if fn == "as.character":
+        if arr.dtype.kind in "iuf":
+            return np.array([None if np.isnan(v) else format_r_number(float(v))
+                             for v in arr.astype(float)], dtype=object)
+        if arr.dtype.kind == "b":
+            return np.where(arr, "TRUE", "FALSE").astype(object)
+        return arr.astype(object)
+    if fn == "unclass":
+        return arr
+    # as.logical: numbers are TRUE when non-zero; strings as R reads them, others NA
+    if arr.dtype.kind == "b":
+        return arr
+    if arr.dtype.kind in "iuf":
+        out = arr.astype(float) != 0
+        if np.isnan(arr.astype(float)).any():
+            return np.array([None if np.isnan(v) else bool(v != 0) for v in arr.astype(float)],
+                            dtype=object)
+        return out
+    truth = {"TRUE": True, "true": True, "T": True, "True": True,
+             "FALSE": False, "false": False, "F": False, "False": False}
+    mapped = [truth.get(v) if isinstance(v, str) else None for v in arr]
+    if all(v is not None for v in mapped):
+        return np.array(mapped, dtype=bool)
+    return np.array(mapped, dtype=object)
 
 
 def evaluate(node: Node, columns: Mapping[str, Value], nrow: int,

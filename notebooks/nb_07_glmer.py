@@ -1,6 +1,7 @@
 """Cells of notebook 07_glmer: a GLMM from the data to the fit (picked up by build.py)."""
 
 NAME = "07_glmer.ipynb"
+MIN_FIGURES = 1
 
 CELLS: list[tuple[str, str]] = [
     ("md", """# 07 — Generalized linear mixed models: cbpp with `glmer`

@@ -15,6 +15,8 @@ import lmeformula as lmf
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASE_IDS = sorted(p.stem for p in (FIXTURES / "cases").glob("*.json"))
+# Cases whose data have more rows than this make a test "slow" (conftest.py marks them)
+SLOW_ROWS = 20_000
 
 
 def as_list(value: Any) -> list:
@@ -29,9 +31,27 @@ def as_float_array(value: Any, null: float = -np.inf) -> np.ndarray:
     return np.array([null if v is None else v for v in as_list(value)], dtype=float)
 
 
+def fingerprint(values: Any) -> np.ndarray:
+    """tools/R/make_fixtures.R's ``fingerprint``: a whole vector in three numbers (its sum, its
+    sum weighted by 1-based position, and weighted by position modulo 9973), exact for integer
+    vectors (computed in int64), for the fixtures too large to store whole."""
+    v = np.asarray(values)
+    k = np.arange(1, v.size + 1, dtype=np.int64)
+    if v.dtype.kind in "iub":
+        v = v.astype(np.int64)
+        return np.array([v.sum(), (v * k).sum(), (v * (k % 9973)).sum()], dtype=np.int64)
+    v = v.astype(float)
+    return np.array([v.sum(), (v * k).sum(), (v * (k % 9973)).sum()])
+
+
 @cache
 def load_case(case_id: str) -> dict[str, Any]:
     return json.loads((FIXTURES / "cases" / f"{case_id}.json").read_text())
+
+
+def _case_rows(case_id: str) -> int:
+    case = load_case(case_id)
+    return int(case.get("lformula", {}).get("n") or case.get("n") or 0)
 
 
 def case_data(case: dict[str, Any]) -> pd.DataFrame:
@@ -86,3 +106,6 @@ def r_sparse(spec: dict[str, Any]) -> sp.csc_matrix:
     return sp.csc_matrix(
         (as_float_array(spec["x"]), np.array(as_list(spec["i"]), dtype=np.int64),
          np.array(as_list(spec["p"]), dtype=np.int64)), shape=tuple(dim))
+
+
+SLOW_CASES = frozenset(c for c in CASE_IDS if _case_rows(c) > SLOW_ROWS)

@@ -24,9 +24,21 @@ def fit(formula: str, data: pd.DataFrame = ss, **kw) -> lmf.LmerMod:  # type: ig
         return lmf.lmer(formula, data, **kw)
 
 
-FM1 = fit("Reaction ~ Days + (Days | Subject)")
-FM0 = fit("Reaction ~ Days + (1 | Subject)")
-FM2 = fit("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)")
+@pytest.fixture(scope="module")
+def fm1() -> lmf.LmerMod:
+    return fit("Reaction ~ Days + (Days | Subject)")
+
+
+@pytest.fixture(scope="module")
+def fm0() -> lmf.LmerMod:
+    return fit("Reaction ~ Days + (1 | Subject)")
+
+
+@pytest.fixture(scope="module")
+def fm2() -> lmf.LmerMod:
+    return fit("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)")
+
+
 ND = pd.DataFrame({"Days": [0, 1, 5, 9.5, 3], "Subject": ["308", "309", "372", "999", None]})
 # predictions move with θ, which agrees with lme4's to the optimizer's tolerance
 PRED_TOL = 1e-6
@@ -37,32 +49,32 @@ def close(ours, theirs, rtol=PRED_TOL) -> None:  # type: ignore[no-untyped-def]
                                rtol=rtol)
 
 
-def test_predict_fitted_and_population() -> None:
+def test_predict_fitted_and_population(fm1: lmf.LmerMod) -> None:
     p = REF["predict"]
-    close(FM1.predict(), p["fitted"])
-    close(lmf.predict(FM1, re_form=np.nan), p["population"])
-    close(FM1.predict(re_form="~0"), p["population"])
+    close(fm1.predict(), p["fitted"])
+    close(lmf.predict(fm1, re_form=np.nan), p["population"])
+    close(fm1.predict(re_form="~0"), p["population"])
 
 
-def test_predict_newdata() -> None:
+def test_predict_newdata(fm1: lmf.LmerMod, fm2: lmf.LmerMod) -> None:
     p = REF["predict"]
-    close(FM1.predict(ND.iloc[:3]), p["newdata_known"])
-    close(FM1.predict(ND.iloc[:3], re_form="~0"), p["newdata_known_pop"])
-    close(FM1.predict(ND, allow_new_levels=True), p["newdata_new_allowed"])
-    close(FM2.predict(ND.iloc[:3], re_form="~(1 | Subject)"), p["reform_intercept_only"])
-    close(FM2.predict(ND.iloc[:3], re_form="~(0 + Days | Subject)"), p["reform_slope_only"])
+    close(fm1.predict(ND.iloc[:3]), p["newdata_known"])
+    close(fm1.predict(ND.iloc[:3], re_form="~0"), p["newdata_known_pop"])
+    close(fm1.predict(ND, allow_new_levels=True), p["newdata_new_allowed"])
+    close(fm2.predict(ND.iloc[:3], re_form="~(1 | Subject)"), p["reform_intercept_only"])
+    close(fm2.predict(ND.iloc[:3], re_form="~(0 + Days | Subject)"), p["reform_slope_only"])
 
 
-def test_predict_new_levels_and_na_messages() -> None:
+def test_predict_new_levels_and_na_messages(fm1: lmf.LmerMod) -> None:
     p = REF["predict"]
     with pytest.raises(lmf.RandomEffectsError) as info:
-        FM1.predict(ND.iloc[[3]])
+        fm1.predict(ND.iloc[[3]])
     assert str(info.value) == p["newdata_new_error"]["error"]
     with pytest.raises(lmf.RandomEffectsError) as info:
-        FM1.predict(ND.iloc[[4]])
+        fm1.predict(ND.iloc[[4]])
     assert str(info.value) == p["newdata_na_error"]["error"]
     with pytest.raises(lmf.RandomEffectsError, match="not in the model"):
-        FM1.predict(ND.iloc[:3], re_form="~(1 | Subject)")
+        fm1.predict(ND.iloc[:3], re_form="~(1 | Subject)")
 
 
 def test_predict_uses_fit_levels_contrasts_and_transforms() -> None:
@@ -82,11 +94,11 @@ def test_predict_uses_fit_levels_contrasts_and_transforms() -> None:
             nd.assign(recipe=["A", "D", "B"]), re_form="~0")
 
 
-def test_predict_standard_errors() -> None:
-    out = FM1.predict(ND.iloc[:3], re_form="~0", se_fit=True)
-    se = np.sqrt(np.diag(FM1.vcov().to_numpy()))
+def test_predict_standard_errors(fm1: lmf.LmerMod) -> None:
+    out = fm1.predict(ND.iloc[:3], re_form="~0", se_fit=True)
+    se = np.sqrt(np.diag(fm1.vcov().to_numpy()))
     assert out["se_fit"].iloc[0] == pytest.approx(se[0], rel=1e-10)  # Days = 0
-    full = FM1.predict(ND.iloc[:3], se_fit=True)
+    full = fm1.predict(ND.iloc[:3], se_fit=True)
     assert np.isfinite(full["se_fit"]).all() and (full["se_fit"] > 0).all()
     # with θ = 0 the random effects are exactly 0: the joint standard error is the fixed one
     dye2 = fit("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff2"))
@@ -96,27 +108,27 @@ def test_predict_standard_errors() -> None:
                                rtol=1e-8)
 
 
-def test_simulate_matches_the_model_moments() -> None:
-    sims = lmf.simulate(FM1, nsim=400, rng=np.random.default_rng(5))
+def test_simulate_matches_the_model_moments(fm1: lmf.LmerMod) -> None:
+    sims = lmf.simulate(fm1, nsim=400, rng=np.random.default_rng(5))
     assert list(sims.columns[:2]) == ["sim_1", "sim_2"] and sims.shape == (180, 400)
     # marginal variance of an observation at Days = d: σ²(1 + [1 d] ΛΛ' [1 d]')
-    vc = FM1.VarCorr["Subject"].cov
+    vc = fm1.VarCorr["Subject"].cov
     day0 = sims.iloc[0].to_numpy()  # Subject 308, Days 0
-    expected = vc[0, 0] + FM1.sigma**2
+    expected = vc[0, 0] + fm1.sigma**2
     assert day0.var(ddof=1) == pytest.approx(expected, rel=0.2)
-    assert day0.mean() == pytest.approx(FM1.fixef["(Intercept)"], abs=4 * np.sqrt(expected / 400))
-    cond = FM1.simulate(nsim=200, rng=3, use_u=True)
-    resid = cond.to_numpy() - FM1.fitted().to_numpy()[:, None]
-    assert resid.std() == pytest.approx(FM1.sigma, rel=0.05)
+    assert day0.mean() == pytest.approx(fm1.fixef["(Intercept)"], abs=4 * np.sqrt(expected / 400))
+    cond = fm1.simulate(nsim=200, rng=3, use_u=True)
+    resid = cond.to_numpy() - fm1.fitted().to_numpy()[:, None]
+    assert resid.std() == pytest.approx(fm1.sigma, rel=0.05)
 
 
-def test_anova_likelihood_ratio_tables() -> None:
+def test_anova_likelihood_ratio_tables(fm0: lmf.LmerMod, fm1: lmf.LmerMod, fm2: lmf.LmerMod) -> None:
     with pytest.warns(RefitMLWarning, match=r"refitting model\(s\) with ML"):
-        table = lmf.anova(fm0=FM0, fm1=FM1)
+        table = lmf.anova(fm0=fm0, fm1=fm1)
     assert str(table) == REF["anova"]["fm0_fm1"]["text"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table3 = lmf.anova(fm1=FM1, fm0=FM0, fm2=FM2)  # sorted by npar
+        table3 = lmf.anova(fm1=fm1, fm0=fm0, fm2=fm2)  # sorted by npar
     assert str(table3) == REF["anova"]["fm0_fm2_fm1"]["text"]
 
 
@@ -135,10 +147,10 @@ def table(name: str) -> pd.DataFrame:
                         index=t["rownames"])
 
 
-def test_wald_intervals() -> None:
-    pd.testing.assert_frame_equal(lmf.confint(FM1, method="Wald"), table("wald_fm1"),
+def test_wald_intervals(fm1: lmf.LmerMod) -> None:
+    pd.testing.assert_frame_equal(lmf.confint(fm1, method="Wald"), table("wald_fm1"),
                                   rtol=1e-6)
-    pd.testing.assert_frame_equal(lmf.confint(FM1, method="Wald", level=0.9), table("wald_90"),
+    pd.testing.assert_frame_equal(lmf.confint(fm1, method="Wald", level=0.9), table("wald_90"),
                                   rtol=1e-6)
 
 
@@ -149,9 +161,9 @@ def test_wald_intervals() -> None:
     ("dye", "profile_dye", {}),
     ("pen", "profile_pen", {}),
 ])
-def test_profile_intervals(model: str, name: str, kw: dict) -> None:
+def test_profile_intervals(model: str, name: str, kw: dict, fm1: lmf.LmerMod) -> None:
     models = {
-        "sleep": lambda: FM1,
+        "sleep": lambda: fm1,
         "sleepML": lambda: fit("Reaction ~ Days + (Days | Subject)", REML=False),
         "dye": lambda: fit("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff")),
         "pen": lambda: fit("diameter ~ 1 + (1 | plate) + (1 | sample)",
@@ -164,8 +176,9 @@ def test_profile_intervals(model: str, name: str, kw: dict) -> None:
     np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), rtol=1e-3)
 
 
-def test_bootstrap_intervals_consistent_with_lme4() -> None:
-    ours = lmf.confint(FM1, method="boot", nsim=500, rng=np.random.default_rng(20261125))
+@pytest.mark.slow
+def test_bootstrap_intervals_consistent_with_lme4(fm1: lmf.LmerMod) -> None:
+    ours = lmf.confint(fm1, method="boot", nsim=500, rng=np.random.default_rng(20261125))
     theirs = table("boot_fm1")
     assert list(ours.index) == list(theirs.index)
     width = (theirs.iloc[:, 1] - theirs.iloc[:, 0]).to_numpy()
@@ -173,9 +186,9 @@ def test_bootstrap_intervals_consistent_with_lme4() -> None:
     assert (np.abs(ours.to_numpy() - theirs.to_numpy()) <= 0.2 * width[:, None]).all()
 
 
-def test_refit_equals_a_fresh_fit() -> None:
+def test_refit_equals_a_fresh_fit(fm1: lmf.LmerMod) -> None:
     r = REF["refit"]
-    new = lmf.refit(FM1, r["newresp"])
+    new = lmf.refit(fm1, r["newresp"])
     assert new.REMLcrit() == pytest.approx(r["fresh_REMLcrit"], abs=1e-5)
     close(new.fixef, r["fresh_beta"], rtol=1e-4)
     assert new.sigma == pytest.approx(r["fresh_sigma"], rel=1e-4)
@@ -184,11 +197,11 @@ def test_refit_equals_a_fresh_fit() -> None:
     assert new.REMLcrit() <= r["devfun_at_refit_theta"] + 1e-6
 
 
-def test_update_formula_and_reml() -> None:
-    up = lmf.update(FM1, ". ~ . - (Days | Subject) + (1 | Subject)")
+def test_update_formula_and_reml(fm1: lmf.LmerMod) -> None:
+    up = lmf.update(fm1, ". ~ . - (Days | Subject) + (1 | Subject)")
     assert up.formula == REF["update"]["formula"]
     assert up.REMLcrit() == pytest.approx(REF["update"]["REMLcrit"], rel=1e-9)
-    assert lmf.update(FM1, REML=False).deviance() == pytest.approx(
+    assert lmf.update(fm1, REML=False).deviance() == pytest.approx(
         REF["update_ml"]["deviance"], rel=1e-9)
 
 

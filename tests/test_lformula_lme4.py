@@ -7,7 +7,16 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from cases import CASE_IDS, as_float_array, as_list, case_data, case_kwargs, load_case, r_sparse
+from cases import (
+    CASE_IDS,
+    as_float_array,
+    as_list,
+    case_data,
+    case_kwargs,
+    fingerprint,
+    load_case,
+    r_sparse,
+)
 
 import lmeformula as lmf
 
@@ -46,6 +55,9 @@ def test_fixed_effects_matrix(case_id: str) -> None:
         assert [str(i) for i in pf.fr.index] == as_list(ref["fr_rownames"])
     else:
         np.testing.assert_allclose(pf.X.to_numpy().sum(axis=0), as_float_array(ref["X_colsums"]),
+                                   rtol=1e-12)
+        ours = np.array([fingerprint(col) for col in pf.X.to_numpy().T])
+        np.testing.assert_allclose(ours, np.array(ref["X_fingerprint"], dtype=float).T,
                                    rtol=1e-12)
     assert pf.X.shape[0] == ref["n"]
     dropped = ref["X_col_dropped"]
@@ -102,9 +114,19 @@ def test_random_effects_structures(case_id: str) -> None:
         head = len(as_list(ref["Zt_p_head"]))
         np.testing.assert_array_equal(re.Zt.indptr[:head], as_list(ref["Zt_p_head"]))
         np.testing.assert_array_equal(re.Zt.indices[:200], as_list(ref["Zt_i_head"]))
+        # the whole index vectors and codes, exactly, through their fingerprints
+        np.testing.assert_array_equal(fingerprint(re.Zt.indptr), ref["Zt_p_fingerprint"])
+        np.testing.assert_array_equal(fingerprint(re.Zt.indices), ref["Zt_i_fingerprint"])
+        np.testing.assert_allclose(fingerprint(re.Zt.data), ref["Zt_x_fingerprint"], rtol=1e-13)
         assert re.Lambdat.nnz == ref["Lambdat_nnz"]
-        for f, c in zip(re.flist.values(), ref["flist_codes_head"], strict=True):
+        lam = ref["Lambdat_fingerprint"]
+        np.testing.assert_array_equal(fingerprint(re.Lambdat.indices), lam["i"])
+        np.testing.assert_array_equal(fingerprint(re.Lambdat.indptr), lam["p"])
+        np.testing.assert_allclose(fingerprint(re.Lambdat.data), lam["x"], rtol=1e-13)
+        for f, c, fp in zip(re.flist.values(), ref["flist_codes_head"],
+                            ref["flist_codes_fingerprint"], strict=True):
             np.testing.assert_array_equal(np.asarray(f.codes)[:200] + 1, c)
+            np.testing.assert_array_equal(fingerprint(np.asarray(f.codes) + 1), fp)
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)

@@ -13,7 +13,15 @@ import warnings
 
 import numpy as np
 import pytest
-from cases import CASE_IDS, as_float_array, as_list, case_data, case_kwargs, load_case
+from cases import (
+    CASE_IDS,
+    as_float_array,
+    as_list,
+    case_data,
+    case_kwargs,
+    fingerprint,
+    load_case,
+)
 
 import lmeformula as lmf
 from lmeformula.control import as_control
@@ -187,6 +195,24 @@ def test_fitted_residuals_and_modes(case_id: str, key: str) -> None:
     rx = np.array(ref["RX"], dtype=float).reshape(m.p, m.p)
     # entries that are zero up to round-off are compared on the scale of the matrix
     np.testing.assert_allclose(m.RX(), rx, rtol=1e-9, atol=1e-12 * np.abs(rx).max(initial=0.0))
+
+
+def assert_same_fingerprint(values: np.ndarray, expected: list[float], rtol: float) -> None:
+    """Fingerprints of doubles agree to ``rtol`` of the fingerprint of their magnitudes (the
+    plain sums of residuals and modes are near zero)."""
+    error = np.abs(fingerprint(values) - np.asarray(expected, dtype=float))
+    assert np.all(error <= rtol * fingerprint(np.abs(values))), (error, expected)
+
+
+@pytest.mark.parametrize(("case_id", "key"),
+                         [c for c in FIT_CASES if "fitted_fingerprint" in load_case(c[0])[c[1]]])
+def test_fitted_residuals_and_modes_of_large_fits(case_id: str, key: str) -> None:
+    ref, m = fitted_model(case_id, key, at_lme4_theta=True)
+    fitted = m.fitted().to_numpy()
+    np.testing.assert_allclose(fitted[:50], as_float_array(ref["fitted_head"]), rtol=1e-9)
+    assert_same_fingerprint(fitted, ref["fitted_fingerprint"], rtol=1e-9)
+    assert_same_fingerprint(m.residuals().to_numpy(), ref["residuals_fingerprint"], rtol=1e-7)
+    assert_same_fingerprint(m.b, ref["b_fingerprint"], rtol=1e-7)
 
 
 @pytest.mark.parametrize(("case_id", "key"),

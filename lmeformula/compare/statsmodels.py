@@ -236,14 +236,20 @@ def compare_statsmodels(formula: str, data: pd.DataFrame, REML: bool = True,
                         **kwargs: Any) -> pd.DataFrame:
     """Fit the formula with lmeformula and with statsmodels' MixedLM and compare.
 
+    ``data`` may be any data frame :func:`lmeformula.lFormula` takes (polars, pyarrow, a dict);
+    keyword arguments (``weights``, ``subset``, ``syntax="formulaic"``...) go to ``lFormula``
+    and ``lmer``; MixedLM is built from lmeformula's own matrices either way.
+
     Returns
     -------
     DataFrame indexed by parameter (lme4 names: fixed effects, ``sd_<col>|<group>``,
     ``cor_<col>.<col>|<group>``, ``sigma``, ``logLik``) with columns ``lmeformula``,
     ``statsmodels``, ``abs_diff`` and ``rel_diff``.
     """
+    from ..dataframe import as_pandas
     from ..lmer import lmer
 
+    data = as_pandas(data)  # once for both fits
     model = to_statsmodels(formula, data, REML=REML, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -200,6 +200,8 @@ def deparse(node: Node) -> str:
         return f"({deparse(node.expr)})"
     if isinstance(node, Call):
         parts = [deparse(v) if k is None else f"{k} = {deparse(v)}" for k, v in node.args]
+        if node.fn == "[" and parts:  # R's x[i]
+            return f"{parts[0]}[{', '.join(parts[1:])}]"
         return f"{node.fn}({', '.join(parts)})"
     if isinstance(node, UnaryOp):
         inner = deparse(node.operand)
@@ -277,6 +279,8 @@ class _LineDeparser:
             self.put("(")
             self.walk(node.expr)
             self.put(")")
+        elif isinstance(node, Call) and node.fn == "[":
+            self.put(deparse(node))
         elif isinstance(node, Call):
             self.put(f"{node.fn}(")
             broke = False

@@ -23,6 +23,7 @@ from .ast import (
     number,
     precedence,
 )
+from .limits import check_nesting, recursion_room
 
 __all__ = ["Token", "parse_expression", "parse_formula", "tokenize"]
 
@@ -39,7 +40,10 @@ class Token:
 _OPERATORS = ["||", "&&", "==", "!=", "<=", ">=", "**", "|", "&", "~", "+", "-", "*", "/",
               ":", "^", "<", ">", "!"]
 _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)(L?)")
-_NAME = re.compile(r"[A-Za-z.][A-Za-z0-9._]*")
+# R's names: letters (any alphabet, as R in a UTF-8 locale) or '.', then letters, digits,
+# '.' and '_'
+_NAME = re.compile(r"(?:[^\W\d_]|\.)[\w.]*")
+_DIGITS = "0123456789"
 
 
 def tokenize(text: str) -> list[Token]:
@@ -78,19 +82,19 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("op", text[i : j + 1], i))
             i = j + 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER.match(text, i)
-            assert m is not None
+            if m is None:  # pragma: no cover - the regex matches any digit
+                raise FormulaError(f"malformed number at position {i} in formula: {text!r}")
             tokens.append(Token("number", m.group(0), i))
             i = m.end()
             continue
-        if ch.isalpha() or ch == ".":
-            m = _NAME.match(text, i)
-            assert m is not None
+        m = _NAME.match(text, i)
+        if m is not None:
             tokens.append(Token("name", m.group(0), i))
             i = m.end()
             continue
-        if ch in "(),":
+        if ch in "(),[]":
             tokens.append(Token(ch, ch, i))
             i += 1
             continue
@@ -156,6 +160,13 @@ class _Parser:
             left = BinOp(tok.text, left, right)
 
     def prefix(self) -> Node:
+        node = self.primary()
+        while (tok := self.peek()) is not None and tok.kind == "[":  # x[i], R's `[`(x, i)
+            self.take()
+            node = Call("[", ((None, node), *self.arguments("]")))
+        return node
+
+    def primary(self) -> Node:
         tok = self.take()
         if tok.kind == "op" and tok.text in UNARY_PRECEDENCE:
             operand = self.expression(UNARY_PRECEDENCE[tok.text])
@@ -180,9 +191,9 @@ class _Parser:
             f"unexpected {tok.text!r} at position {tok.pos} in formula: {self.text!r}"
         )
 
-    def arguments(self) -> tuple[tuple[str | None, Node], ...]:
+    def arguments(self, close: str = ")") -> tuple[tuple[str | None, Node], ...]:
         args: list[tuple[str | None, Node]] = []
-        if self.peek() is not None and self.peek().kind == ")":  # type: ignore[union-attr]
+        if self.peek() is not None and self.peek().kind == close:  # type: ignore[union-attr]
             self.take()
             return ()
         while True:
@@ -198,7 +209,7 @@ class _Parser:
                 self.i += 2
             args.append((name, self.expression(0)))
             tok = self.take()
-            if tok.kind == ")":
+            if tok.kind == close:
                 return tuple(args)
             if tok.kind != ",":
                 raise FormulaError(
@@ -218,7 +229,10 @@ def parse_expression(text: str) -> Node:
     """Parse R expression text into a syntax tree."""
     if not text.strip():
         raise FormulaError("empty formula")
-    return _Parser(text).parse()
+    parser = _Parser(text)
+    check_nesting([t.kind for t in parser.tokens], text)
+    with recursion_room(len(parser.tokens)):  # unary chains (- - - x) recurse in the parser
+        return parser.parse()
 
 
 def parse_formula(text: str) -> tuple[Node | None, Node]:

@@ -16,6 +16,7 @@ No numerics here: this module only manipulates syntax.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import FormulaError
@@ -127,11 +128,14 @@ class _Encoder:
             power = node.right
             if isinstance(power, Paren):
                 power = power.expr
-            if not isinstance(power, Num) or power.value < 1 or power.value != int(power.value):
+            if (not isinstance(power, Num) or not math.isfinite(power.value)
+                    or power.value < 1 or power.value != int(power.value)):
                 raise FormulaError(f"invalid power in formula: {deparse(node)}")
             base = self.encode(node.left)
             result = list(base)
-            for _ in range(int(power.value) - 1):
+            # R's meaning: a power at or above the number of terms adds nothing more, so
+            # (a + b)^1e9 stops after len(base) rounds instead of looping a billion times
+            for _ in range(min(int(power.value), max(len(base), 1)) - 1):
                 result = _trim(result + _interact(result, base))
             return result
         if op in ("|", "||"):

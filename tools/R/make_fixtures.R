@@ -82,6 +82,15 @@ msg_of <- function(expr) {
   list(value = val, warnings = warns, messages = msgs)
 }
 
+# A whole vector in three numbers, for the fixtures too large to store whole: the sum, the sum
+# weighted by position and the sum weighted by position modulo a prime. For integer vectors
+# (indices, codes) every partial sum is an integer below 2^53, so all three are exact and the
+# tests compare them exactly; for doubles they are compared to round-off.
+fingerprint <- function(v) {
+  v <- as.numeric(v); k <- seq_along(v)
+  c(sum(v), sum(v * k), sum(v * (k %% 9973)))
+}
+
 lformula_json <- function(lf, full = TRUE) {
   re <- lf$reTrms
   X <- lf$X
@@ -108,10 +117,16 @@ lformula_json <- function(lf, full = TRUE) {
     res$flist_codes <- unname(lapply(re$flist, as.integer))
   } else {
     res$X_colsums <- unname(colSums(X))
+    res$X_fingerprint <- unname(apply(X, 2, fingerprint))
     res$Zt_dim <- dim(re$Zt); res$Zt_nnz <- length(re$Zt@x); res$Zt_sum <- sum(re$Zt@x)
     res$Zt_p_head <- head(re$Zt@p, 200); res$Zt_i_head <- head(re$Zt@i, 200)
+    res$Zt_p_fingerprint <- fingerprint(re$Zt@p); res$Zt_i_fingerprint <- fingerprint(re$Zt@i)
+    res$Zt_x_fingerprint <- fingerprint(re$Zt@x)
     res$Lambdat_nnz <- length(re$Lambdat@x)
+    res$Lambdat_fingerprint <- list(i = fingerprint(re$Lambdat@i), p = fingerprint(re$Lambdat@p),
+                                    x = fingerprint(re$Lambdat@x))
     res$flist_codes_head <- unname(lapply(re$flist, function(f) head(as.integer(f), 200)))
+    res$flist_codes_fingerprint <- unname(lapply(re$flist, function(f) fingerprint(as.integer(f))))
   }
   res
 }
@@ -160,6 +175,9 @@ fit_json <- function(fit, devfun, full = TRUE) {
     res$coef <- lapply(coef(fit), function(d) list(rownames = rownames(d), colnames = colnames(d), values = unname(as.matrix(d))))
   } else {
     res$fitted_head <- unname(head(fitted(fit), 50))
+    res$fitted_fingerprint <- fingerprint(fitted(fit))
+    res$residuals_fingerprint <- fingerprint(residuals(fit))
+    res$b_fingerprint <- fingerprint(as.vector(getME(fit, "b")))
     res$ranef_head <- lapply(re, function(d) unname(head(d[[1]], 50)))
   }
   res

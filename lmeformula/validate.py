@@ -1,0 +1,119 @@
+"""Checks of public functions' arguments: one helper per kind (logical, number, count, choice).
+
+R checks an argument where it is used (``if (REML)`` fails with "argument is not interpretable
+as logical"); Python would silently take any truthy object. Every public function therefore
+passes its flags and numbers through these helpers, which raise
+:class:`lmeformula.errors.ArgumentError` (a ValueError and a TypeError) naming the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError
+
+__all__ = ["check_allocation", "check_choice", "check_count", "check_flag", "check_number",
+           "match_arg"]
+
+
+def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
+    """A logical argument: True/False (numpy's too; 0 and 1 as R's ``if`` takes them).
+
+    Raises
+    ------
+    ArgumentError
+        For strings, None (unless ``allow_none``), NaN, arrays and any other object, with R's
+        message ("argument is not interpretable as logical").
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise ArgumentError(f"{name}: argument is not interpretable as logical (got {value!r}); "
+                        "use True or False")
+
+
+def check_number(value: Any, name: str, *, lower: float | None = None,
+                 upper: float | None = None, lower_open: bool = False,
+                 upper_open: bool = False, allow_none: bool = False) -> float | None:
+    """A finite real number in [lower, upper] (ends open where asked).
+
+    Raises
+    ------
+    ArgumentError
+        For non-numbers (booleans included), NaN, infinities and values out of range.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ArgumentError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ArgumentError(f"{name} must be finite, not {x!r}")
+    if lower is not None and (x < lower or (lower_open and x == lower)):
+        raise ArgumentError(f"{name} must be {'>' if lower_open else '>='} {lower:g}, not {x:g}")
+    if upper is not None and (x > upper or (upper_open and x == upper)):
+        raise ArgumentError(f"{name} must be {'<' if upper_open else '<='} {upper:g}, not {x:g}")
+    return x
+
+
+def check_count(value: Any, name: str, *, lower: int = 1, upper: int | None = None) -> int:
+    """A whole number (``1`` or ``1.0``, not ``1.5`` or ``True``) of at least ``lower``."""
+    x = check_number(value, name, lower=lower, upper=upper)
+    assert x is not None
+    if x != int(x):
+        raise ArgumentError(f"{name} must be a whole number, not {value!r}")
+    return int(x)
+
+
+def match_arg(value: Any, choices: Sequence[str], name: str) -> str:
+    """R's ``match.arg``: an exact choice, or the one choice that ``value`` abbreviates.
+
+    Raises
+    ------
+    ArgumentError
+        R's message ``'arg' should be one of ...`` naming the argument, for no match or an
+        ambiguous abbreviation.
+    """
+    if isinstance(value, str):
+        if value in choices:
+            return value
+        hits = [c for c in choices if value and c.startswith(value)]
+        if len(hits) == 1:
+            return hits[0]
+    quoted = ", ".join(f'"{c}"' for c in choices)
+    raise ArgumentError(f"{name}: 'arg' should be one of {quoted} (got {value!r})")
+
+
+def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
+    """An exact choice among ``choices`` (for Python-style options, no abbreviation)."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ArgumentError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def _memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16e9
+
+
+def check_allocation(elements: float, what: str, itemsize: int = 8) -> None:
+    """Refuse to build an array of ``elements`` values that would not fit in the machine's
+    memory (a quarter of it), before allocating anything."""
+    need = float(elements) * itemsize
+    limit = _memory_bytes() / 4
+    if need > limit:
+        raise ArgumentError(
+            f"{what} would need {need / 1e9:.3g} GB of memory (more than a quarter of this "
+            f"machine's {limit * 4 / 1e9:.3g} GB); ask for less"
+        )

@@ -1,0 +1,120 @@
+"""allFit: every optimizer, lme4's summary table; NLopt's refits against lme4's allFit
+(fixtures from tools/R/make_fixtures_allfit.R)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from cases import FIXTURES
+
+import lmeformula as lmf
+from lmeformula.allfit import ALLFIT_OPTIMIZERS
+
+REF = json.loads((FIXTURES / "allfit.json").read_text())
+
+
+def _fit(formula: str, data_name: str, **kw: object) -> lmf.LmerMod:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmf.lmer(formula, lmf.datasets.load(data_name), **kw)  # type: ignore[arg-type]
+
+
+FM1 = _fit("Reaction ~ Days + (Days | Subject)", "sleepstudy")
+PEN = _fit("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")
+ALL = lmf.allFit(FM1)
+
+
+@pytest.mark.parametrize(("key", "model"), [("fm1", FM1), ("pen", PEN)])
+def test_nlopt_refits_follow_lme4s_allfit(key: str, model: lmf.LmerMod) -> None:
+    ref = REF[key]
+    a = lmf.allFit(model, optimizers=ref["names"])
+    s = a.summary()
+    assert list(s.which_OK) == ref["names"] and all(s.which_OK.values())
+    # same algorithms, same settings, same start: the same path (criterion at θ to ~1e-10)
+    np.testing.assert_allclose(s.theta.to_numpy(), np.array(ref["theta"]), rtol=1e-6)
+    np.testing.assert_allclose(s.fixef.to_numpy().ravel(), np.ravel(ref["fixef"]), rtol=1e-9)
+    np.testing.assert_allclose(s.llik.to_numpy(), ref["llik"], rtol=1e-10)
+    np.testing.assert_array_equal(s.feval.to_numpy(), ref["feval"])
+
+
+def test_every_optimizer_reaches_the_same_optimum() -> None:
+    s = ALL.summary()
+    assert list(s.which_OK) == list(ALLFIT_OPTIMIZERS) and all(s.which_OK.values())
+    assert all(m == [] for m in s.msgs.values())
+    np.testing.assert_allclose(s.llik, FM1.logLik().value, rtol=1e-8)
+    np.testing.assert_allclose(s.fixef, np.tile(FM1.fixef.to_numpy(), (len(ALL), 1)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(s.theta, np.tile(FM1.theta.to_numpy(), (len(ALL), 1)),
+                               rtol=2e-3, atol=1e-5)
+    assert list(s.sdcor.columns) == ["Subject.(Intercept)", "Subject.Days",
+                                     "Subject.(Intercept).Days", "sigma"]
+    np.testing.assert_allclose(s.sdcor.loc["nloptwrap.NLOPT_LN_BOBYQA"],
+                               [24.74065799, 5.92213766, 0.06555124, 25.59179572], rtol=1e-6)
+    assert (s.feval > 0).all() and (s.times >= 0).all()
+    # the default optimizer's refit is the original fit
+    np.testing.assert_array_equal(ALL["nloptwrap.NLOPT_LN_BOBYQA"].theta, FM1.theta)
+    text = str(s)
+    for name in ALLFIT_OPTIMIZERS:
+        assert name in text
+    assert "$fixef" in text and "$theta" in text
+
+
+def test_failures_are_kept_and_messages_collected() -> None:
+    # a one-evaluation budget: NLopt stops at once and the refit carries lme4's messages
+    a = lmf.allFit(FM1, optimizers=["nloptwrap.NLOPT_LN_BOBYQA"], maxfun=1)
+    s = a.summary()
+    assert s.which_OK["nloptwrap.NLOPT_LN_BOBYQA"]
+    assert any("convergence code" in m or "failed to converge" in m
+               for m in s.msgs["nloptwrap.NLOPT_LN_BOBYQA"])
+    with pytest.raises(lmf.LmeFormulaError, match="unknown optimizer"):
+        lmf.allFit(FM1, optimizers=["nmkbw"])
+
+
+def test_catch_errs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmeformula.allfit as allfit
+
+    def broken(*args: object, **kw: object) -> None:
+        raise ArithmeticError("no luck")
+
+    monkeypatch.setattr(allfit, "optimizeLmer", broken)
+    a = lmf.allFit(FM1, optimizers=["Powell", "L-BFGS-B"])
+    s = a.summary()
+    assert s.which_OK == {"Powell": False, "L-BFGS-B": False}
+    assert s.msgs["Powell"] == ["ArithmeticError: no luck"]
+    assert s.fixef.empty
+    with pytest.raises(ArithmeticError):
+        lmf.allFit(FM1, optimizers=["Powell"], catch_errs=False)
+
+
+def test_tidy_and_glance_of_allfit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # broom.mixed's tidy.allFit / glance.allFit: per optimizer, failed refits left out of tidy
+    # and NaN in glance, NLL_rel = best logLik - logLik (Inf when failed)
+    t = lmf.tidy(ALL)
+    assert t.columns[0] == "optimizer" and list(t.columns[1:]) == list(lmf.tidy(FM1).columns)
+    assert t["optimizer"].unique().tolist() == list(ALLFIT_OPTIMIZERS)
+    one = t[t["optimizer"] == "nloptwrap.NLOPT_LN_BOBYQA"].drop(columns="optimizer")
+    pd.testing.assert_frame_equal(one.reset_index(drop=True), lmf.tidy(FM1))
+    g = lmf.glance(ALL)
+    assert list(g.columns) == ["optimizer", *lmf.glance(FM1).columns, "NLL_rel"]
+    np.testing.assert_allclose(g["NLL_rel"], g["logLik"].max() - g["logLik"])
+    assert (g["NLL_rel"] >= 0).all() and (g["NLL_rel"] < 1e-6).all()
+
+    import lmeformula.allfit as allfit
+
+    real = allfit.optimizeLmer
+
+    def flaky(devfun, ctrl):  # type: ignore[no-untyped-def]
+        if ctrl.optimizer == "Powell":
+            raise ArithmeticError("no luck")
+        return real(devfun, ctrl)
+
+    monkeypatch.setattr(allfit, "optimizeLmer", flaky)
+    a = lmf.allFit(FM1, optimizers=["Powell", "L-BFGS-B"])
+    assert lmf.tidy(a)["optimizer"].unique().tolist() == ["L-BFGS-B"]
+    g = lmf.glance(a)
+    assert np.isnan(g.loc[0, "logLik"]) and g.loc[0, "NLL_rel"] == np.inf
+    assert g.loc[1, "NLL_rel"] == 0.0
