@@ -47,6 +47,8 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
 from .formula.bars import expand_double_verts
+from .glmm import *  # noqa: F403
+from .glmm import __all__ as _glmm_all
 from .inference import anova, bootstrap, confint, profile
 from .lmer import lmer, mkMerMod, optimizeLmer, refit, refitML, update
 from .lmlist import lmList
@@ -68,6 +70,7 @@ __all__ = [
     *_errors_all,
     "tidy", "glance", "augment", "allFit", "AllFit",
     "coef_table", "contest", "ranova", "ls_means", "difflsmeans",
+    *_glmm_all,
 ]
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
 

@@ -124,8 +124,11 @@ def fitted(m: LmerMod) -> pd.Series:
     return m.fitted()
 
 
-def residuals(m: LmerMod, type: str = "response", scaled: bool = False) -> pd.Series:
-    """Residuals of the given type (``response``, ``working``, ``pearson``, ``deviance``)."""
+def residuals(m: LmerMod, type: str | None = None, scaled: bool = False) -> pd.Series:
+    """Residuals of the given type (``response``, ``working``, ``pearson``, ``deviance``);
+    the default is the model's (lme4: ``response`` for lmer, ``deviance`` for glmer)."""
+    if type is None:
+        return m.residuals(scaled=scaled)
     return m.residuals(type=type, scaled=scaled)
 
 
@@ -136,12 +139,19 @@ def isSingular(m: LmerMod, tol: float = 1e-4) -> bool:
 
 def getME(m: LmerMod, name: str) -> Any:
     """Extract a component by lme4's name (``"Zt"``, ``"Lambdat"``, ``"theta"``, ...)."""
+    own = getattr(type(m), "getME", None)
+    if own is not None and own is not LmerMod.getME:  # a model class with its own names
+        return m.getME(name)
     return _getME(m, name)
 
 
 def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
-            allow_new_levels: bool = False, se_fit: bool = False) -> Any:
-    """Predictions, with all, some or none of the random effects, on the data or new data."""
+            allow_new_levels: bool = False, se_fit: bool = False, type: str | None = None
+            ) -> Any:
+    """Predictions, with all, some or none of the random effects, on the data or new data
+    (``type="link"`` or ``"response"`` for a GLMM)."""
+    if type is not None:
+        return m.predict(newdata, re_form, allow_new_levels, se_fit, type=type)  # type: ignore[call-arg]
     return m.predict(newdata, re_form, allow_new_levels, se_fit)
 
 

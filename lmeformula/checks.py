@@ -43,17 +43,19 @@ def _act(action: str, message: str, error: type[Exception] = IdentifiabilityErro
     return message
 
 
-def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
-    """lme4's ``checkNlevels`` (lmer: ``allow.n = FALSE``)."""
+def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) -> list[str]:
+    """lme4's ``checkNlevels`` (lmer: ``allow.n = FALSE``; glmer: ``allow.n = TRUE``, where as
+    many levels as observations are allowed)."""
     msgs: list[str] = []
     nlev = {name: len(drop_unused_levels(f).categories) for name, f in re.flist.items()}
     if ctrl.check_nlev_gtr_1 != "ignore" and any(v < 2 for v in nlev.values()):
         m = _act(ctrl.check_nlev_gtr_1, "grouping factors must have > 1 sampled level")
         msgs += [m] if m else []
-    problems = [name for name, v in nlev.items() if v >= n]
+    problems = [name for name, v in nlev.items() if (v > n if allow_n else v >= n)]
     if ctrl.check_nobs_vs_nlev != "ignore" and problems:
         m = _act(ctrl.check_nobs_vs_nlev,
-                 "number of levels of each grouping factor must be < number of observations "
+                 f"number of levels of each grouping factor must be {'<=' if allow_n else '<'} "
+                 "number of observations "
                  f"(problems: {', '.join(problems)})")
         msgs += [m] if m else []
     if ctrl.check_nlev_gtreq_5 != "ignore" and any(v < 5 for v in nlev.values()):
@@ -63,18 +65,20 @@ def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
     return msgs
 
 
-def check_zdims(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
-    """lme4's ``checkZdims``: observations against random effects, term by term."""
+def check_zdims(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) -> list[str]:
+    """lme4's ``checkZdims``: observations against random effects, term by term (glmer:
+    ``allow.n = TRUE``, as many observations as random effects allowed)."""
     msgs: list[str] = []
     if ctrl.check_nobs_vs_nRE == "ignore":
         return msgs
     for t in re.terms:
         name, nre = t.key, t.nl * t.nc
-        if n <= nre:
+        if (n < nre) if allow_n else (n <= nre):
+            resid = "" if allow_n else " and the residual variance (or scale parameter)"
             m = _act(ctrl.check_nobs_vs_nRE,
-                     f"number of observations (={n}) <= number of random effects (={nre}) "
-                     f"for term ({name}); the random-effects parameters and the residual "
-                     "variance (or scale parameter) are probably unidentifiable")
+                     f"number of observations (={n}) {'<' if allow_n else '<='} number of "
+                     f"random effects (={nre}) for term ({name}); the random-effects "
+                     f"parameters{resid} are probably unidentifiable")
             msgs += [m] if m else []
     return msgs
 

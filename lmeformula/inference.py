@@ -93,8 +93,9 @@ def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
     """lme4's profile names: ``.sig01``... and ``.sigma`` (or ``sd_(Intercept)|Subject``,
     ``cor_Days.(Intercept)|Subject``, ``sigma``), then the fixed effects."""
     re = m.lformula.reTrms
+    scale = getattr(m, "use_scale", True)  # binomial and Poisson GLMMs have no sigma
     if oldNames:
-        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"]
+        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"] * scale
     else:
         names = []
         for t in re.terms:
@@ -102,7 +103,7 @@ def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
                 for r in range(c, t.nc):
                     names.append(f"sd_{t.cnms[r]}|{t.group_name}" if r == c else
                                  f"cor_{t.cnms[r]}.{t.cnms[c]}|{t.group_name}")
-        names.append("sigma")
+        names += ["sigma"] * scale
     return names + list(m.fixef.index)
 
 
@@ -537,10 +538,13 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]
+    if getattr(m, "is_glmm", False) and method != "Wald":
+        raise LmeFormulaError(f"method={method!r} intervals are not available for glmer fits "
+                              "yet; use method='Wald'")
     if method == "Wald":
         z = stats.norm.ppf(1 - a)
         se = np.sqrt(np.diag(m.vcov().to_numpy()))
-        nvp = len(m.theta) + 1
+        nvp = len(names) - len(m.beta)
         lo = np.concatenate([np.full(nvp, np.nan), m.beta - z * se])
         hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)

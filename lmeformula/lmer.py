@@ -165,6 +165,10 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     """
     import dataclasses
 
+    if getattr(m, "is_glmm", False):
+        from .glmer import refit_glmer
+
+        return refit_glmer(m, newresp)  # type: ignore[no-any-return]
     pf = m.lformula
     try:
         y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -192,6 +196,10 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     taken as written and must be complete: ``.`` is not supported in that syntax (a clear
     FormulaError says so).
     """
+    if getattr(m, "is_glmm", False):
+        from .glmer import update_glmer
+
+        return update_glmer(m, formula, data, **kwargs)  # type: ignore[no-any-return]
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:

@@ -62,10 +62,12 @@ class VarCorrTerm:
 
 @dataclass(frozen=True)
 class VarCorr:
-    """lme4's ``VarCorr``: one entry per term, and the residual standard deviation ``sc``."""
+    """lme4's ``VarCorr``: one entry per term, and the residual standard deviation ``sc``
+    (``use_sc`` False for GLMMs without a scale parameter: no Residual row)."""
 
     terms: list[VarCorrTerm]
     sc: float
+    use_sc: bool = True
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.terms)
@@ -96,7 +98,8 @@ class VarCorr:
                 else:
                     rows.append((t.group, t.names[j], t.names[i], t.cov[i, j],
                                  t.correlation[i, j]))
-        rows.append(("Residual", None, None, self.sc**2, self.sc))
+        if self.use_sc:
+            rows.append(("Residual", None, None, self.sc**2, self.sc))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     to_frame = as_data_frame

@@ -8,7 +8,7 @@ scales. Each result is a plain object a user can inspect.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -231,7 +231,18 @@ def lFormula(
         return formulaic_lformula(formula, data, REML=REML, subset=subset, weights=weights,
                                   na_action=na_action, offset=offset, contrasts=contrasts,
                                   control=control)
-    ctrl = as_control(control)
+    return build_lformula(formula, data, REML, subset, weights, na_action, offset, contrasts,
+                          as_control(control), LFormula, check_response, allow_n=False)
+
+
+def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, weights: Any,
+                   na_action: str, offset: Any, contrasts: Mapping[str, Any] | None,
+                   ctrl: LmerControl, cls: type[LFormula],
+                   response: Callable[[ModelFrame], np.ndarray], allow_n: bool,
+                   **extra: Any) -> Any:
+    """lFormula's steps (R syntax), shared with glFormula: ``response`` turns the frame's
+    response into the stored y, ``allow_n`` selects glmer's identifiability checks, ``cls`` and
+    ``extra`` the result's class and its additional fields."""
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
@@ -240,10 +251,11 @@ def lFormula(
         raise FormulaError("No random effects terms specified in formula")
     frame = model_frame(parsed.lhs, parsed.rhs, data, weights=weights, offset=offset,
                         subset=subset, na_action=na_action)
-    y = check_response(frame) if parsed.lhs is not None else None
+    y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
-    wmsgs = check_nlevels(re, n, ctrl) + check_zdims(re, n, ctrl)
+    wmsgs = (check_nlevels(re, n, ctrl, allow_n=allow_n)
+             + check_zdims(re, n, ctrl, allow_n=allow_n))
     if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
@@ -264,7 +276,7 @@ def lFormula(
     if rank_msg:
         X_attrs["msgRankdrop"] = rank_msg
         X_attrs["col.dropped"] = dropped
-    return LFormula(
+    return cls(
         X_values=xvals,
         X_names=xcols,
         reTrms=re,
@@ -278,6 +290,7 @@ def lFormula(
         control=ctrl,
         call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
               "na_action": na_action, "contrasts": contrasts},
+        **extra,
     )
 
 

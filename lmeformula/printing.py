@@ -222,10 +222,11 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
             names.append(c)
         sds.extend(t.stddev.tolist())
         lens.append(len(t.names))
-    groups.append("Residual")
-    names.append("")
-    sds.append(vc.sc)
-    lens.append(1)
+    if getattr(vc, "use_sc", True):  # GLMMs without a scale have no Residual row
+        groups.append("Residual")
+        names.append("")
+        sds.append(vc.sc)
+        lens.append(1)
     header = ["Groups", "Name"]
     cols: list[list[str]] = [groups, names]
     if "Variance" in comp:
@@ -250,7 +251,8 @@ def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -
                     for j in range(min(i, maxlen - 1)):
                         cells[i][j] = mat[i, j]
             corr_rows.extend(cells)
-        corr_rows.append([""] * (maxlen - 1))
+        if getattr(vc, "use_sc", True):
+            corr_rows.append([""] * (maxlen - 1))
         for j in range(maxlen - 1):
             header.append("Corr" if j == 0 else "")
             cols.append([row[j] for row in corr_rows])

@@ -344,6 +344,11 @@ class Evaluator:
             center = _bool_arg(node.kwarg("center"), True)
             scale = _bool_arg(node.kwarg("scale"), True)
             return _scale(x, center, scale, self.state.setdefault(what, {}))
+        if fn == "cbind":  # a matrix response (glmer's successes and failures)
+            cols = [_numeric(self.eval(p), what) for p in pos]
+            names = tuple(p.id if isinstance(p, Name) else "" for p in pos)
+            return MatrixValue(np.column_stack([np.broadcast_to(c, (self.nrow,))
+                                                for c in cols]).astype(float), names)
         if fn in ("pmin", "pmax"):
             arrays = [np.asarray(self.eval(p), dtype=float) for p in pos]
             f = np.minimum if fn == "pmin" else np.maximum

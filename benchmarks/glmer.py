@@ -1,0 +1,168 @@
+"""glmer against lme4 (through Rscript), glmm and statsmodels on GLMMs.
+
+``python -m benchmarks.glmer [--runs N] [--no-r] [--large]``: cbpp, grouseticks, VerbAgg and
+(with ``--large``) a 10^5-row crossed binomial; fit times (medians), the log-likelihood each
+engine reaches (lme4's ``feval``: its second stage's; lmeformula's ``evaluations``: all of
+its deviance evaluations, both stages and the derivatives), and lmeformula's cost per PIRLS
+iteration (fit time / PIRLS steps, and one
+re-weight + factor + solve timed alone). Writes benchmarks/results/glmer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import lmeformula as lmf
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def crossed_binomial(n: int, seed: int = 2026) -> pd.DataFrame:
+    """y ~ x + (1 | subj) + (1 | item) with 1,000 subjects and 200 items, binary y."""
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, 1000, n)
+    item = rng.integers(0, 200, n)
+    x = rng.normal(size=n)
+    eta = -0.3 + 0.6 * x + rng.normal(scale=0.8, size=1000)[subj] + \
+        rng.normal(scale=0.5, size=200)[item]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "x": x, "subj": [f"s{i}" for i in subj],
+                         "item": [f"i{i}" for i in item]})
+
+
+def models(large: bool) -> list[tuple[str, str, str, Any]]:
+    out: list[tuple[str, str, str, Any]] = [
+        ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial",
+         "cbpp"),
+        ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+         "poisson", "grouseticks"),
+        ("VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial",
+         "VerbAgg"),
+    ]
+    if large:
+        out.append(("crossed binomial 1e5", "y ~ x + (1 | subj) + (1 | item)", "binomial",
+                    crossed_binomial(100_000)))
+    return out
+
+
+def _data(spec: Any) -> pd.DataFrame:
+    return lmf.datasets.load(spec) if isinstance(spec, str) else spec
+
+
+def time_lmeformula(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[str, Any]:
+    times, m = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = lmf.glmer(formula, data, family)
+        times.append(time.perf_counter() - t0)
+    assert m is not None
+    dev = m.getME("devfun")
+    # one PIRLS step alone: re-weight, factor, solve on the (θ, β) problem at the optimum
+    problem = dev.uonly
+    w, z = dev.resp.working()
+    theta = m.theta.to_numpy()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        problem.reweight(w, z)
+        problem.solve(problem.factor(theta))
+    step = (time.perf_counter() - t0) / 20
+    fit_s = float(np.median(times))
+    return {"engine": "lmeformula", "fit_s": fit_s, "logLik": m.logLik().value,
+            "evaluations": dev.evaluations, "pirls_steps": dev.pirls_iterations,
+            "per_step_ms": 1e3 * fit_s / max(dev.pirls_iterations, 1),
+            "step_alone_ms": 1e3 * step}
+
+
+def time_glmm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[str, Any]:
+    try:
+        import glmm
+    except ImportError:
+        return {"engine": "glmm", "error": "not installed"}
+    if formula.startswith("cbind("):
+        data = data.assign(prop=data["incidence"] / data["size"])
+        formula = "prop ~ " + formula.split("~", 1)[1]
+        kw: dict[str, Any] = {"weights": data["size"].to_numpy(float)}
+    else:
+        kw = {}
+    cols = {c: (data[c].astype(str).to_numpy() if isinstance(data[c].dtype, pd.CategoricalDtype)
+                or data[c].dtype == object else data[c].to_numpy(float)) for c in data.columns}
+    if family == "binomial" and not np.issubdtype(np.asarray(cols.get("r2", [0])).dtype,
+                                                  np.number):
+        cols["r2"] = (data["r2"].astype(str) == "Y").to_numpy(float)
+    times, fit = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit = glmm.fit(cols, formula, family=family, **kw)
+            except Exception as e:  # report, do not stop the benchmark
+                return {"engine": "glmm", "error": f"{type(e).__name__}: {e}"[:80]}
+        times.append(time.perf_counter() - t0)
+    ll = getattr(fit, "loglik", None) or getattr(fit, "log_likelihood", None)
+    if ll is None and fit is not None:
+        ll = -0.5 * float(fit.objective) if hasattr(fit, "objective") else float("nan")
+    return {"engine": "glmm", "fit_s": float(np.median(times)), "logLik": float(ll)}
+
+
+def time_lme4(name: str, formula: str, family: str, data: Any, runs: int,
+              tmp: Path) -> dict[str, Any]:
+    if isinstance(data, str):
+        source = data
+    else:
+        source = str(tmp / "data.csv")
+        data.to_csv(source, index=False)
+    script = Path(__file__).parent / "glmer_bench.R"
+    out = subprocess.run(["Rscript", str(script), name, source, formula, family, str(runs)],
+                         capture_output=True, text=True, env={"LC_ALL": "C", "PATH":
+                                                              "/usr/bin:/bin"}, check=False)
+    line = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    if not line:
+        return {"engine": "lme4", "error": out.stderr.strip()[-200:]}
+    return json.loads(line[0])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-r", action="store_true")
+    parser.add_argument("--large", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, formula, family, spec in models(args.large):
+            data = _data(spec)
+            ours = time_lmeformula(formula, family, data, args.runs)
+            results = [ours, time_glmm(formula, family, data, args.runs)]
+            if not args.no_r:
+                results.append(time_lme4(name, formula, family, spec, args.runs, Path(tmp)))
+            for r in results:
+                rows.append({"model": name, **r})
+                print(json.dumps({"model": name, **r}))
+    table = pd.DataFrame(rows)
+    RESULTS.mkdir(exist_ok=True)
+    cols = [c for c in ("model", "engine", "fit_s", "logLik", "feval", "evaluations",
+                        "pirls_steps",
+                        "per_step_ms", "step_alone_ms", "error") if c in table]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table[cols].iterrows():
+        cells = ["" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                 for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    (RESULTS / "glmer.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

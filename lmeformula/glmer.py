@@ -1,0 +1,399 @@
+"""``glmer``: lme4's pipeline for GLMMs — glFormula, mkGlmerDevfun, the two optimisation
+stages, mkMerMod.
+
+Stage 1 minimises the nAGQ = 0 deviance over θ (β solved inside PIRLS) with BOBYQA; stage 2
+minimises the Laplace (or adaptive quadrature) deviance over (θ, β) with lme4's Nelder-Mead,
+started at stage 1's optimum with initial steps 0.02 for θ and 0.2·min(SE(β), 10) for β and
+tolerances 5e-4 times those steps. Then lme4's ``check.boundary`` (``boundary_tol``), the
+finite-difference derivatives over (θ, β) and the convergence checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConvergenceWarning, DeprecatedUsageWarning, LmeFormulaError
+from .families import Family, get_family
+from .glmercontrol import GlmerControl, as_glmer_control
+from .glmodular import glFormula
+from .neldermead import nelder_mead
+from .optimize import OptResult, check_conv, deriv12
+from .pirls import GlmerDevfun
+
+__all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
+
+
+def _bobyqa(fn: Any, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
+            ) -> tuple[np.ndarray, float, int, str, int]:
+    """BOBYQA with minqa's defaults as lme4 uses them: rhobeg = min(0.95, 0.2 max|x0|),
+    rhoend = 1e-6 rhobeg, at most 10000 evaluations (NLopt's implementation)."""
+    import nlopt  # type: ignore[import-untyped]
+
+    x = np.asarray(x0, float).copy()
+    if np.all(x == 0):
+        x[:] = 0.001  # lme4's "minor kludge"
+    rhobeg = float(opts.get("rhobeg", min(0.95, 0.2 * float(np.max(np.abs(x))))))
+    rhoend = float(opts.get("rhoend", 1e-6 * rhobeg))
+    count = 0
+
+    def objective(p: np.ndarray, grad: np.ndarray) -> float:
+        nonlocal count
+        count += 1
+        value = fn(np.array(p))
+        return value if math.isfinite(value) else 1e300
+
+    k = x.shape[0]
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_lower_bounds(np.asarray(lower, float))
+    opt.set_upper_bounds(np.full(k, np.inf))
+    opt.set_min_objective(objective)
+    opt.set_initial_step(rhobeg)
+    opt.set_xtol_abs(rhoend)
+    opt.set_maxeval(int(opts.get("maxfun", 10000)))
+    x = np.clip(x, lower, None)
+    try:
+        xopt = opt.optimize(x)
+        code = int(opt.last_optimize_result())
+    except nlopt.RoundoffLimited:
+        xopt, code = x, -4
+    fval = float(opt.last_optimum_value())
+    conv = 0 if 0 < code < 5 else code
+    return np.asarray(xopt), fval, conv, f"NLopt code {code}", count
+
+
+def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
+                  boundary_tol: float, optCtrl: Mapping[str, Any] | None = None,
+                  calc_derivs: bool = False) -> OptResult:
+    """lme4's ``optimizeGlmer`` (with ``optwrap``): one stage.
+
+    Parameters
+    ----------
+    devfun
+        The deviance function (its ``nAGQ`` says which stage).
+    optimizer
+        ``"bobyqa"``, ``"nloptwrap"``, ``"Nelder_Mead"`` or None (evaluate at the start).
+    start
+        Starting parameters (θ, or (θ, β)).
+    boundary_tol
+        lme4's ``check.boundary`` tolerance (0 for none).
+    optCtrl
+        Optimizer options.
+    calc_derivs
+        Compute deriv12's gradient and Hessian at the optimum.
+    """
+    opts = dict(optCtrl or {})
+    lower = devfun.lower
+    start = np.asarray(start, float)
+    if optimizer is None:  # evaluate at the start (derivatives and boundary steps as usual)
+        par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
+        optimizer = "none"
+    elif optimizer in ("bobyqa", "nloptwrap"):
+        par, fval, conv, message, feval = _bobyqa(devfun, start, lower, opts)
+    elif optimizer == "Nelder_Mead":
+        xst = opts.pop("xst", None)
+        xt = opts.pop("xt", None)
+        if devfun.nAGQ > 0 and xst is None:
+            # lme4's optwrap for the second stage: steps from the fixed effects' SEs
+            beta_sd = np.sqrt(np.diag(devfun.unsc()))
+            xst = 0.2 * np.concatenate([np.full(devfun.ntheta, 0.1),
+                                        np.minimum(beta_sd, 10.0)])
+        xst = np.full(start.shape[0], 0.02) if xst is None else np.asarray(xst, float)
+        xt = xst * 5e-4 if xt is None else np.asarray(xt, float)
+        res = nelder_mead(devfun, start, lower, np.full(start.shape[0], np.inf), xst, xt,
+                          maxfun=int(opts.get("maxfun", 10000)),
+                          minf_max=float(opts.get("MinfMax", -np.finfo(float).max)))
+        par, fval, feval, message = res.par, res.fval, res.feval, res.message
+        conv = 4 if res.code == 4 else 0
+        if res.code == 4:
+            warnings.warn(f"failure to converge in {opts.get('maxfun', 10000)} evaluations",
+                          ConvergenceWarning, stacklevel=3)
+    else:
+        raise LmeFormulaError(f"unknown optimizer {optimizer!r}; choose bobyqa, nloptwrap or "
+                              "Nelder_Mead")
+    notes: list[str] = []
+    if conv != 0:
+        note = f"convergence code {conv} from {optimizer}: {message}"
+        warnings.warn(note, ConvergenceWarning, stacklevel=3)
+        notes.append(note)
+    derivs = deriv12(devfun, par, fx=fval) if calc_derivs else None
+    devfun(par)  # leave the deviance function's state at the optimum, as lme4 does
+    if boundary_tol > 0:
+        par, fval = _check_boundary(devfun, par, fval, boundary_tol)
+    return OptResult(np.asarray(par, float), float(fval), conv, message, feval, derivs, notes,
+                     optimizer)
+
+
+def _check_boundary(devfun: GlmerDevfun, par: np.ndarray, fval: float,
+                    tol: float) -> tuple[np.ndarray, float]:
+    """lme4's ``check.boundary``: θ components within ``tol`` of their bound are put on it
+    when that lowers the deviance below the optimizer's value."""
+    k = devfun.ntheta
+    lower = devfun.lower
+    dl = (par - lower)[:k]
+    near = np.flatnonzero((dl > 0) & (dl < tol))
+    if near.size == 0:
+        return par, fval
+    par0 = par.copy()
+    for i in near:
+        trial = par0.copy()
+        trial[i] = lower[i]
+        if devfun(trial) < fval:
+            par0[i] = lower[i]
+    return par0, devfun(par0)
+
+
+def _single_threaded_blas() -> Any:
+    """Limit BLAS to one thread while fitting where threadpoolctl is installed: PIRLS
+    factors small matrices thousands of times, where BLAS threads only wait on each other
+    (on a loaded machine, ten times slower)."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:  # optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family | Any = "gaussian",
+    nAGQ: int = 1,
+    weights: Any = None,
+    offset: Any = None,
+    control: GlmerControl | Mapping[str, Any] | None = None,
+    start: Any = None,
+    na_action: str = "omit",
+    subset: Any = None,
+    contrasts: Mapping[str, Any] | None = None,
+    mustart: Any = None,
+    devFunOnly: bool = False,
+    data_name: str | None = None,
+) -> Any:
+    """Fit a generalized linear mixed model as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula
+        lme4 formula text; for a binomial response ``cbind(successes, failures) ~ ...``, 0/1,
+        a logical or a two-level factor (first level = failure), or proportions with
+        ``weights`` the numbers of trials.
+    data
+        A DataFrame (never modified).
+    family
+        ``"binomial"``, ``"poisson"``, ``"Gamma"``, ``"gaussian"``, ``"inverse.gaussian"``
+        or a family object (``lmf.binomial(link="probit")``). The gaussian family with the
+        identity link is fitted by :func:`lmeformula.lmer`, with lme4's warning.
+    nAGQ
+        0 (θ only, β by PIRLS), 1 (Laplace) or k > 1 (adaptive Gauss-Hermite quadrature with
+        k points, single scalar random-effects term only).
+    weights, offset
+        Prior weights and offset: column names or arrays, one value per row of ``data``.
+    control
+        :class:`lmeformula.GlmerControl` or a dict of glmerControl options.
+    start
+        Starting values: an array (θ) or a dict with ``theta`` and ``fixef`` (or ``beta``).
+    na_action, subset, contrasts
+        As for :func:`lmeformula.lmer`.
+    mustart
+        Starting values of μ for the first PIRLS.
+    devFunOnly
+        Return the deviance function (of stage 2 when nAGQ > 0) instead of fitting.
+    data_name
+        Name on the ``Data:`` line.
+
+    Returns
+    -------
+    GlmerMod
+    """
+    with _single_threaded_blas():
+        return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
+                      subset, contrasts, mustart, devFunOnly, data_name)
+
+
+def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: Any,
+           offset: Any, control: Any, start: Any, na_action: str, subset: Any,
+           contrasts: Mapping[str, Any] | None, mustart: Any, devFunOnly: bool,
+           data_name: str | None) -> Any:
+    from .glmermod import GlmerMod
+
+    ctrl = as_glmer_control(control)
+    fam = get_family(family)
+    if fam.family == "gaussian" and fam.link.name == "identity":
+        from .lmer import lmer
+
+        warnings.warn("calling glmer() with family=gaussian (identity link) as a shortcut to "
+                      "lmer() is deprecated; please call lmer() directly",
+                      DeprecatedUsageWarning, stacklevel=2)
+        return lmer(formula, data, weights=weights, offset=offset, na_action=na_action,
+                    start=start, subset=subset, contrasts=contrasts, data_name=data_name,
+                    control=ctrl.checks)
+    nAGQ = int(nAGQ)
+    if not 0 <= nAGQ <= 100:
+        raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
+    pf = glFormula(formula, data, family=fam, subset=subset, weights=weights,
+                   na_action=na_action, offset=offset, contrasts=contrasts,
+                   control=ctrl.checks)
+    if nAGQ > 1:
+        re = pf.reTrms
+        if len(re.flist) != 1 or len(re.cnms[0]) != 1:
+            raise LmeFormulaError("nAGQ > 1 is only available for models with a single, "
+                                  "scalar random-effects term")
+    y = np.asarray(pf.y)
+    if ctrl.check_response_not_const != "ignore" and y.ndim == 1 and y.size and np.all(
+            y == y[0]):
+        msg = "Response is constant"
+        if ctrl.check_response_not_const == "stop":
+            raise LmeFormulaError(msg)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+    theta0, beta0 = _parse_start(start, pf)
+    n_init = 0 if ctrl.nAGQ0initStep else nAGQ
+    devfun = GlmerDevfun(pf, fam, n_init, ctrl.tolPwrss,
+                         mustart=None if mustart is None else _vector(mustart, data, pf))
+    if devFunOnly and nAGQ == 0:
+        return devfun
+    opt: OptResult | None = None
+    if n_init == 0:
+        start1 = devfun.state.theta.copy() if theta0 is None else theta0
+        opt = optimizeGlmer(devfun, ctrl.optimizer[0], start1,
+                            boundary_tol=ctrl.boundary_tol if nAGQ == 0 else 0.0,
+                            optCtrl=ctrl.optCtrl, calc_derivs=False)
+        if nAGQ > 0:
+            devfun.update(nAGQ)
+            if devFunOnly:
+                return devfun
+    elif devFunOnly:
+        return devfun
+    n = devfun.nobs
+    npar = devfun.lower.shape[0]
+    calc = ctrl.calc_derivs
+    if calc is None:
+        calc = n < 10_000 and npar < 20
+    if nAGQ > 0:
+        theta_start = devfun.state.theta.copy()
+        if theta0 is not None and n_init != 0:
+            theta_start = theta0
+        beta_start = devfun.state.beta.copy() if beta0 is None else beta0
+        if beta_start.shape[0] != devfun.X.shape[1]:
+            raise LmeFormulaError("starting value of 'fixef' has length not equal to "
+                                  f"{devfun.X.shape[1]}")
+        opt = optimizeGlmer(devfun, ctrl.optimizer[1],
+                            np.concatenate([theta_start, beta_start]),
+                            boundary_tol=ctrl.boundary_tol, optCtrl=ctrl.optCtrl,
+                            calc_derivs=bool(calc))
+    assert opt is not None
+    opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
+        else []
+    name = data_name or data.attrs.get("name") or "data"
+    model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
+                     _describe(weights, offset, subset))
+    model.glmer_control = ctrl
+    model.nAGQ = nAGQ
+    model._data = data  # type: ignore[attr-defined]
+    return model
+
+
+def _vector(value: Any, data: pd.DataFrame, pf: Any) -> np.ndarray:
+    arr = np.asarray(data[value] if isinstance(value, str) else value, dtype=float)
+    return arr[pf.frame.rows] if arr.shape[0] == pf.frame.nrow_data else arr
+
+
+def _parse_start(start: Any, pf: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """lme4's ``getStart``: θ and β from ``start`` (array = θ; dict with par/theta and
+    fixef/beta)."""
+    if start is None:
+        return None, None
+    ntheta = pf.reTrms.theta.shape[0]
+    if isinstance(start, Mapping):
+        valid = {"par", "theta", "fixef", "beta"}
+        bad = [k for k in start if k not in valid]
+        if bad:
+            raise LmeFormulaError(f"'start' has invalid names {bad}")
+        theta = start.get("theta", start.get("par"))
+        beta = start.get("fixef", start.get("beta"))
+        theta = None if theta is None else np.asarray(theta, float)
+        beta = None if beta is None else np.asarray(beta, float)
+    else:
+        theta, beta = np.asarray(start, float), None
+    if theta is not None and theta.shape[0] != ntheta:
+        raise LmeFormulaError(f"starting value of 'par' has length not equal to {ntheta}")
+    return theta, beta
+
+
+def _describe(weights: Any, offset: Any, subset: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if weights is not None:
+        out["weights"] = weights if isinstance(weights, str) else "weights"
+    if offset is not None:
+        out["offset"] = offset if isinstance(offset, str) else "offset"
+    if subset is not None:
+        out["subset"] = subset if isinstance(subset, str) else "subset"
+    return out
+
+
+def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None = None,
+                 **kwargs: Any) -> Any:
+    """lme4's ``update`` for a glmerMod: refit with a changed formula (``.`` for the old
+    sides), data or argument (``family``, ``nAGQ``, ``weights``, ...)."""
+    from .lmer import update_formula
+
+    if data is None:
+        data = getattr(m, "_data", None)
+        if data is None:
+            raise LmeFormulaError("update() needs data= (the fitted model does not keep the "
+                                  "data)")
+    call = dict(m.lformula.call)
+    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
+                                                                          formula)
+    args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
+                                                 "contrasts")}
+    args.update({"family": m.family, "nAGQ": m.nAGQ, "control": m.glmer_control,
+                 "data_name": m.data_name})
+    args.update(kwargs)
+    return glmer(new_formula, data, **args)
+
+
+def refit_glmer(m: Any, newresp: Any) -> Any:
+    """lme4's ``refit`` for a glmerMod: the same model fitted to a new response (a vector, or
+    for a ``cbind`` binomial an (n, 2) array of successes and failures), through both stages
+    from the fitted θ and β."""
+    import dataclasses
+
+    from .glmermod import GlmerMod
+
+    pf = m.lformula
+    y = np.asarray(newresp, dtype=float)
+    if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
+        y = y[pf.frame.rows]
+    if y.shape[0] != m.n or y.shape[1:] != np.asarray(pf.y).shape[1:]:
+        raise LmeFormulaError(f"newresp must have the shape of the model's response "
+                              f"{np.asarray(pf.y).shape}")
+    if not np.isfinite(y).all():
+        raise LmeFormulaError("NA/NaN/Inf in 'y'")
+    pf2 = dataclasses.replace(pf, y=y)
+    ctrl = m.glmer_control or GlmerControl()
+    with _single_threaded_blas():
+        devfun = GlmerDevfun(pf2, m.family, 0, ctrl.tolPwrss)
+        opt = optimizeGlmer(devfun, ctrl.optimizer[0], np.asarray(m.theta, float),
+                            boundary_tol=ctrl.boundary_tol if m.nAGQ == 0 else 0.0,
+                            optCtrl=ctrl.optCtrl)
+        calc = ctrl.calc_derivs if ctrl.calc_derivs is not None else (
+            devfun.nobs < 10_000 and devfun.lower.shape[0] < 20)
+        if m.nAGQ > 0:
+            devfun.update(m.nAGQ)
+            start = np.concatenate([devfun.state.theta, devfun.state.beta])
+            opt = optimizeGlmer(devfun, ctrl.optimizer[1], start, ctrl.boundary_tol,
+                                ctrl.optCtrl, calc_derivs=bool(calc))
+        opt.lme4_messages = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
+                             if calc else [])
+        out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
+                       dict(m.call_args))
+    out.glmer_control, out.nAGQ = ctrl, m.nAGQ
+    out._data = getattr(m, "_data", None)  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,99 @@
+"""``glmerControl``: lme4 1.1-31's defaults for glmer.
+
+Two optimizers (``("bobyqa", "Nelder_Mead")``: the first for the θ-only stage, the second for
+(θ, β)); ``tolPwrss``, ``compDev``, ``nAGQ0initStep``; the identifiability checks as for lmer
+except ``check.conv.nparmax`` (20). Names may use lme4's dots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .control import LmerControl, as_control
+from .errors import LmeFormulaError
+
+__all__ = ["GlmerControl", "as_glmer_control", "glmerControl"]
+
+_CHECK_NAMES = {f.name for f in fields(LmerControl)} - {"optimizer", "optCtrl", "restart_edge",
+                                                        "boundary_tol", "calc_derivs"}
+
+
+@dataclass(frozen=True)
+class GlmerControl:
+    """Settings of ``glmer`` (lme4's ``glmerControl``).
+
+    Attributes
+    ----------
+    optimizer
+        ``(stage1, stage2)``; one name is used for both stages. Stage 1 (θ only, β inside
+        PIRLS) defaults to ``"bobyqa"``; stage 2 (θ and β) to ``"Nelder_Mead"`` (lme4's own
+        Nelder-Mead). Also ``"nloptwrap"``.
+    tolPwrss
+        PIRLS convergence tolerance on the relative change of the penalised deviance.
+    compDev
+        lme4's flag for compiled deviance evaluation (kept for compatibility; always on).
+    nAGQ0initStep
+        Run the nAGQ = 0 stage first (default True).
+    boundary_tol
+        Components of θ within this of the boundary are tried on it.
+    calc_derivs
+        Finite-difference gradient and Hessian at the optimum (default True, as lme4
+        1.1-31; None for lme4 >= 1.1-38's rule: n < 1e4 and fewer than 20 parameters).
+    optCtrl
+        Options passed to the optimizers (``maxfun``, ``FtolAbs``, ``xst``, ``xt``, ...).
+    checks
+        The identifiability and convergence checks' settings (an :class:`LmerControl`).
+    """
+
+    optimizer: tuple[str | None, str | None] = ("bobyqa", "Nelder_Mead")
+    tolPwrss: float = 1e-7
+    compDev: bool = True
+    nAGQ0initStep: bool = True
+    restart_edge: bool = False
+    boundary_tol: float = 1e-5
+    calc_derivs: bool | None = True
+    optCtrl: Mapping[str, Any] = field(default_factory=dict)
+    check_response_not_const: str = "stop"
+    checks: LmerControl = field(default_factory=LmerControl)
+
+    def __post_init__(self) -> None:
+        if self.restart_edge:
+            raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
+        opt = self.optimizer
+        if opt is None or isinstance(opt, str):
+            object.__setattr__(self, "optimizer", (opt, opt))
+        elif len(opt) == 1:
+            object.__setattr__(self, "optimizer", (opt[0], opt[0]))
+
+
+_OWN = {f.name for f in fields(GlmerControl)} - {"checks"}
+
+
+def glmerControl(**kwargs: Any) -> GlmerControl:
+    """Make a :class:`GlmerControl`; lme4's dotted names via ``**{"check.nlev.gtr.1": ...}``."""
+    return as_glmer_control(kwargs)
+
+
+def as_glmer_control(control: Any) -> GlmerControl:
+    """Accept a GlmerControl, a dict of options (dotted or Python names), or None."""
+    if control is None:
+        return GlmerControl()
+    if isinstance(control, GlmerControl):
+        return control
+    if isinstance(control, LmerControl):
+        raise LmeFormulaError("please use glmerControl() instead of lmerControl()")
+    if not isinstance(control, Mapping):
+        raise TypeError("control must be a GlmerControl or a dict of options")
+    own: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
+    for key, value in control.items():
+        name = key.replace(".", "_")
+        if name in _OWN:
+            own[name] = value
+        elif name in _CHECK_NAMES:
+            checks[name] = value
+        else:
+            raise LmeFormulaError(f"unknown glmerControl option {key!r}")
+    return replace(GlmerControl(), checks=as_control(checks), **own)

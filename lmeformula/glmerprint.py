@@ -1,0 +1,199 @@
+"""lme4's printed output of a glmerMod: ``print(m)`` and ``print(summary(m))``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .printing import (
+    _call_lines,
+    _conv_lines,
+    _correlation_block,
+    _fit_messages,
+    _groups_line,
+    _print_char_matrix,
+    _stars,
+    format_varcorr,
+)
+
+__all__ = ["format_glmer", "format_glmer_summary", "method_title_lines"]
+
+_WIDTH = 80
+
+
+def _strwrap(text: str, width: int, exdent: int) -> list[str]:
+    """R's ``strwrap``: greedy, lines shorter than ``width``, later lines indented."""
+    lines: list[str] = []
+    cur = ""
+    for word in text.split():
+        indent = 0 if not lines else exdent
+        if cur and indent + len(cur) + 1 + len(word) >= width:
+            lines.append(" " * indent + cur)
+            cur = word
+        else:
+            cur = f"{cur} {word}" if cur else word
+    if cur:
+        lines.append(" " * (exdent if lines else 0) + cur)
+    return lines
+
+
+def method_title_lines(m: Any) -> list[str]:
+    """lme4's ``.prt.methTit`` for a glmerMod: wrapped as R's ``strwrap`` + ``cat(fill=)``."""
+    nagq = m.nAGQ
+    how = ("(Laplace Approximation)" if nagq == 1 else
+           f"(Adaptive Gauss-Hermite Quadrature, nAGQ = {nagq})")
+    title = f"Generalized linear mixed model fit by maximum likelihood {how}"
+    cls = "glmerMod"
+    if len(title) + 5 + len(cls) <= _WIDTH:
+        return [f"{title} ['{cls}']"]
+    items = [*_strwrap(title, _WIDTH - 2, 2), " [", cls, "]"]
+    out: list[str] = []
+    cur = ""
+    for item in items:
+        if cur and len(cur) + len(item) > _WIDTH:
+            out.append(cur)
+            cur = ""
+        cur += item
+    out.append(cur)
+    return out
+
+
+def _family_line(m: Any) -> str:
+    fam = m.family
+    return f" Family: {fam.family}  ( {fam.link.name} )"
+
+
+def _aic_table(m: Any, digits: int) -> list[str]:
+    from .rformat import format_numbers, print_named
+
+    ll = m.logLik()
+    vals = [round(m.AIC(), digits), round(m.BIC(), digits), round(ll.value, digits),
+            round(-2.0 * ll.value, digits)]
+    formatted = format_numbers([*vals, float(m.df_residual)])
+    formatted[-1] = format_numbers([float(m.df_residual)])[0]
+    return print_named(formatted, ["AIC", "BIC", "logLik", "deviance", "df.resid"]).split("\n")
+
+
+def _varcorr_lines(m: Any, digits: int, comp: tuple[str, ...]) -> str:
+    return format_varcorr(m.VarCorr, digits=digits, comp=comp)
+
+
+def format_glmer(m: Any) -> str:
+    """lme4's ``print(fit)`` of a glmerMod."""
+    from .rformat import format_numbers
+
+    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m, long=False)]
+    lines += _aic_table(m, 4)
+    lines.append("Random effects:")
+    lines.append(_varcorr_lines(m, 4, ("Std.Dev.",)))
+    lines.append(_groups_line(m))
+    fe = m.fixef
+    if len(fe):
+        lines.append("Fixed Effects:")
+        vals = format_numbers(fe.to_numpy(), 4)
+        names = list(fe.index)
+        w = max(max(len(v) for v in vals), max(len(n) for n in names))
+        per_line = max(1, _WIDTH // (w + 2))
+        for s in range(0, len(vals), per_line):
+            lines.append("".join(n.rjust(w) + "  " for n in names[s : s + per_line]))
+            lines.append("".join(v.rjust(w) + "  " for v in vals[s : s + per_line]))
+    else:
+        lines.append("No fixed effect coefficients")
+    msgs = _fit_messages(m)
+    if msgs:
+        lines += ["fit warnings:", *msgs]
+    lines += _conv_lines(m, summary=True)
+    return "\n".join(lines)
+
+
+def format_pval(pv: list[float], digits: int) -> list[str]:
+    """R 4.2's ``format.pval``: exponents >= -3 (and -4 when digits > 1) in fixed notation,
+    formatted together, the others together; values below machine epsilon as ``<2e-16``."""
+    from .rformat import format_numbers
+
+    eps = float(np.finfo(float).eps)
+    out = [""] * len(pv)
+    ok = [i for i, p in enumerate(pv) if p >= eps]
+    expo = {i: np.floor(np.log10(pv[i] if pv[i] > 0 else 1e-50)) for i in ok}
+    fix = [i for i in ok if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
+    sci = [i for i in ok if i not in fix]
+    for group in (fix, sci):
+        if group:
+            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
+                out[i] = s.strip()
+    tiny = [i for i, p in enumerate(pv) if p < eps]
+    if tiny:
+        d = max(1, digits - 2)
+        sep = " "
+        if ok:
+            nc = max(len(out[i]) for i in ok)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if d == 1 and nc <= 6 else " "
+        elif d == 1:
+            sep = ""
+        for i in tiny:
+            out[i] = "<" + sep + format_numbers([eps], d)[0].strip()
+    return out
+
+
+def _coef_lines(coefs: Any, digits: int = 4) -> list[str]:
+    """R's ``printCoefmat`` for Estimate, Std. Error, z (or t) value and Pr(>|z|)."""
+    from .rformat import format_numbers
+
+    est = coefs["Estimate"].to_numpy()
+    se = coefs["Std. Error"].to_numpy()
+    stat_name = coefs.columns[2]
+    tv = coefs[stat_name].to_numpy()
+    pv = coefs["Pr(>|z|)"].to_numpy()
+    both = np.concatenate([est, se])
+    acs = np.abs(both[np.isfinite(both) & (both != 0)])
+    digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
+    decimals = int(max(1, *(digits - digmin)))
+    cs = format_numbers(np.round(both, decimals).tolist(), digits)
+    est_s, se_s = cs[: len(est)], cs[len(est) :]
+    for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
+        if (orig == 0) != (float(text) == 0):
+            fixed = format_numbers([orig], max(1, digits - 1))[0]
+            (est_s if k < len(est) else se_s)[k % len(est)] = fixed
+    dig_tst = max(1, min(5, digits - 1))
+    t_s = format_numbers(np.round(tv, dig_tst), digits)
+    p_s = format_pval(list(pv), dig_tst)
+    header = ["Estimate", "Std. Error", stat_name, "Pr(>|z|)"]
+    rows = [[a, b, c, d] for a, b, c, d in zip(est_s, se_s, t_s, p_s, strict=True)]
+    stars = [_stars(p) for p in pv]
+    legend: list[str] = []
+    if any(s.strip() for s in stars):
+        width = max(len(s) for s in stars)
+        header.append("")
+        for r, s in zip(rows, stars, strict=True):
+            r.append(s.ljust(width))
+        legend = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    return _print_char_matrix(header, rows, list(coefs.index), right=True) + legend
+
+
+def format_glmer_summary(m: Any, digits: int = 4) -> str:
+    """lme4's ``print(summary(fit))`` of a glmerMod."""
+    from .rformat import format_numbers, print_named, zapsmall
+
+    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m), ""]
+    lines += _aic_table(m, 1)
+    lines.append("")
+    res = m.residuals(type="pearson", scaled=True).dropna().to_numpy()
+    q = zapsmall(np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0]), digits + 1)
+    lines.append("Scaled residuals: ")
+    lines.append(print_named(format_numbers(list(q), digits), ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append("")
+    lines.append("Random effects:")
+    lines.append(_varcorr_lines(m, digits, ("Variance", "Std.Dev.")))
+    lines.append(_groups_line(m))
+    if len(m.fixef):
+        lines += ["", "Fixed effects:", *_coef_lines(m.summary().coefficients, digits)]
+        if len(m.fixef) <= 12:
+            lines += _correlation_block(m)
+    msgs = _fit_messages(m)
+    if msgs:
+        lines += ["fit warnings:", *msgs]
+    lines += _conv_lines(m, summary=False)
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""lme4's bounded Nelder-Mead (its own, not NLopt's), used by glmer's second stage.
+
+The simplex starts at x0 and x0 + xst_i e_i (moved inside the bounds as lme4 moves them);
+reflection, expansion (x2), contraction (x½) and shrinking (x½ towards the best vertex) are
+the textbook steps with trial points clamped to the bounds. It stops when every coordinate of
+every vertex is within ``xt`` of the centroid of the simplex less its worst vertex
+(lme4's only convergence test: its ``FtolAbs`` and ``FtolRel`` are accepted but not used by
+the algorithm), when a trial point coincides with the centroid or the point reflected, or
+after ``maxfun`` evaluations. The best point evaluated is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FittingError
+
+__all__ = ["NMResult", "nelder_mead"]
+
+_ALPHA, _BETA, _GAMMA, _DELTA = 1.0, 0.5, 2.0, 0.5
+
+
+@dataclass
+class NMResult:
+    """Result of :func:`nelder_mead`.
+
+    Attributes
+    ----------
+    par, fval
+        Best point evaluated and its value.
+    feval
+        Number of evaluations.
+    code
+        lme4's ``NM.result``: 1 minimum below ``MinfMax``, 3 x converged (also a collapsed
+        simplex), 4 maximum evaluations.
+    message
+        lme4's message for the code.
+    """
+
+    par: np.ndarray
+    fval: float
+    feval: int
+    code: int
+    message: str
+
+
+_MESSAGES = {1: "objective function went below allowed minimum",
+             3: "parameter values converged to within tolerance",
+             4: "reached max evaluations"}
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a - b) <= 1e-13 * (np.abs(a) + np.abs(b))
+
+
+class _Stop(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def nelder_mead(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
+                upper: np.ndarray, xst: np.ndarray, xt: np.ndarray, maxfun: int = 10000,
+                minf_max: float = -np.finfo(float).max) -> NMResult:
+    """Minimise ``fn`` from ``x0`` within ``[lower, upper]`` (lme4's ``Nelder_Mead``).
+
+    Parameters
+    ----------
+    fn
+        Objective.
+    x0
+        Starting point (must be feasible).
+    lower, upper
+        Bounds (may be infinite).
+    xst
+        Initial steps of the simplex, one per coordinate.
+    xt
+        Absolute tolerances on the simplex's spread, one per coordinate.
+    maxfun
+        Maximum number of evaluations.
+    minf_max
+        Stop as soon as a value below this is found.
+    """
+    x0 = np.asarray(x0, float).copy()
+    lb, ub = np.asarray(lower, float), np.asarray(upper, float)
+    xst, xt = np.asarray(xst, float), np.asarray(xt, float)
+    n = x0.shape[0]
+    if np.any(x0 < lb) or np.any(x0 > ub):
+        raise FittingError("initial x is not a feasible point")
+    pts = np.tile(x0[:, None], (1, n + 1))
+    for i in range(n):
+        v = x0[i] + xst[i]
+        if v > ub[i]:
+            v = ub[i] if ub[i] - x0[i] > abs(xst[i]) * 0.1 else x0[i] - abs(xst[i])
+        if v < lb[i]:
+            if x0[i] - lb[i] > abs(xst[i]) * 0.1:
+                v = lb[i]
+            else:
+                v = x0[i] + abs(xst[i])
+                if v > ub[i]:
+                    v = 0.5 * ((ub[i] if ub[i] - x0[i] > x0[i] - lb[i] else lb[i]) + x0[i])
+        if _close(np.array(v), np.array(x0[i])):
+            raise FittingError("cannot generate feasible simplex")
+        pts[i, i + 1] = v
+
+    best_x, best_f = x0.copy(), np.inf
+    evals = 0
+
+    def f(x: np.ndarray) -> float:
+        nonlocal evals, best_x, best_f
+        evals += 1
+        value = float(fn(x.copy()))
+        if value < best_f:
+            best_f, best_x = value, x.copy()
+            if best_f < minf_max:
+                raise _Stop(1)
+        if evals > maxfun:  # lme4 counts this evaluation, then stops
+            raise _Stop(4)
+        return value
+
+    def reflect(c: np.ndarray, scale: float, xold: np.ndarray) -> np.ndarray | None:
+        xnew = np.minimum(np.maximum(c + scale * (c - xold), lb), ub)
+        if np.all(_close(xnew, c)) or np.all(_close(xnew, xold)):
+            return None
+        return xnew
+
+    vals = np.empty(n + 1)
+    code = 3
+    try:
+        while True:
+            for j in range(n + 1):  # (re)initialise the values of the simplex
+                vals[j] = f(pts[:, j])
+            while True:  # lme4's "restart": order, centroid, convergence, reflect
+                il, ih = int(np.argmin(vals)), int(np.argmax(vals))
+                fl, fh = vals[il], vals[ih]
+                c = (pts.sum(axis=1) - pts[:, ih]) / n
+                spread = np.max(np.abs(pts - c[:, None]), axis=1)
+                if np.all(spread < xt):
+                    raise _Stop(3)
+                xr = reflect(c, _ALPHA, pts[:, ih])
+                if xr is None:
+                    raise _Stop(3)
+                fr = f(xr)
+                if fr < fl:  # new best: try expanding
+                    xe = reflect(c, _GAMMA, pts[:, ih])
+                    if xe is None:
+                        raise _Stop(3)
+                    fe = f(xe)
+                    if fe < vals[ih]:
+                        pts[:, ih], vals[ih] = xe, fe
+                    else:
+                        pts[:, ih], vals[ih] = xr, fr
+                    continue
+                if fr < fh:
+                    pts[:, ih], vals[ih] = xr, fr
+                    continue
+                xc = reflect(c, -_BETA if fh <= fr else _BETA, pts[:, ih])
+                if xc is None:
+                    raise _Stop(3)
+                fc = f(xc)
+                if fc < fr and fc < fh:
+                    pts[:, ih], vals[ih] = xc, fc
+                    continue
+                # shrink towards the best vertex, then re-evaluate the whole simplex
+                for j in range(n + 1):
+                    if j != il:
+                        xs = reflect(pts[:, il], -_DELTA, pts[:, j])
+                        if xs is None:
+                            raise _Stop(3)
+                        pts[:, j] = xs
+                break
+    except _Stop as stop:
+        code = stop.code
+    return NMResult(best_x, best_f, evals, code, _MESSAGES[code])

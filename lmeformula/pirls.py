@@ -1,0 +1,382 @@
+"""PIRLS and glmer's deviance functions (lme4's ``mkGlmerDevfun``, ``pwrssUpdate``,
+``glmerLaplace`` and ``glmerAGQ``).
+
+At a given θ, penalised iteratively re-weighted least squares finds the conditional modes u
+(and, in the first stage, β) of a GLMM: each step re-weights the engine's cross-products of
+[Z X y] with the working weights ``w = μ'(η)² a / V(μ)`` and the working response
+``z = η - offset + (y - μ)/μ'(η)`` (no structure is rebuilt), factors at θ and solves the
+penalised least squares problem for the new (u, β). As in lme4, the iteration stops when the
+penalised deviance ``Σ d_i + ‖u‖²`` changes by less than ``tolPwrss`` relatively, and a step
+that increases it is halved (up to 20 times) towards the previous solution.
+
+The deviances are lme4's:
+
+* Laplace (nAGQ = 1, and the first stage): ``log|L|² + ‖u‖² + aic(family)``, where the
+  family's ``aic`` is -2 log-likelihood of the response at μ (for Gamma and inverse Gaussian,
+  with the dispersion estimated by deviance / n and 2 added).
+* Adaptive Gauss-Hermite (nAGQ > 1, a single scalar term): per level, the conditional
+  deviance ``Σ d_i + u_j²`` at the mode and at the quadrature knots ``u_j + z_k / L_jj``;
+  ``Σ_j devc_j + log|L|² - 2 Σ_j log(Σ_k w_k exp(-(devc_jk - devc_j)/2 + z_k²/2))``. The
+  deviance residuals leave out the saturated model's constant, so this is not on the Laplace
+  deviance's scale.
+
+In the first stage (``nAGQ = 0``) β is solved with u inside PIRLS and the optimizer sees θ
+only. In the second the optimizer sees (θ, β): X β is folded into the offset and PIRLS solves
+u alone, on a problem built once with no fixed-effects columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import FittingError
+from .families import Family
+from .pls import TermShape, make_problem
+
+__all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
+
+_MAX_STEP_HALVINGS = 20
+
+
+def ghrule(k: int) -> np.ndarray:
+    """lme4's ``GHrule(k)``: a (k, 3) array of knots z, weights w (summing to 1) and
+    log φ(z) for integrals against the standard normal density (symmetrised)."""
+    if k == 0:
+        return np.zeros((0, 3))
+    x, w = np.polynomial.hermite.hermgauss(k)
+    z = x * math.sqrt(2.0)
+    w = w / w.sum()
+    z = (z - z[::-1]) / 2.0
+    w = (w + w[::-1]) / 2.0
+    ldnorm = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
+    return np.column_stack([z, w, ldnorm])
+
+
+def _reweightable(Zt: sp.csc_matrix, X: np.ndarray, terms: list[TermShape],
+                  factors: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray,
+                  y: np.ndarray) -> Any:
+    """The engine's problem, built once; PIRLS re-weights it in place at every step."""
+    return make_problem(Zt, X, y, w, terms, factors)
+
+
+@dataclass
+class GlmerResponse:
+    """lme4's ``glmResp``: response, prior weights, binomial totals, offset and the current
+    linear predictor and mean.
+
+    Attributes
+    ----------
+    family
+        The family.
+    y
+        The response (proportions for a binomial with totals).
+    n
+        Binomial totals (ones otherwise).
+    weights
+        Prior weights (for a ``cbind`` response, times the totals, as R's ``initialize``).
+    offset
+        The offset in use (stage 2 adds X β to the base offset).
+    eta, mu
+        Linear predictor (offset included) and mean.
+    """
+
+    family: Family
+    y: np.ndarray
+    n: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    eta: np.ndarray = field(init=False)
+    mu: np.ndarray = field(init=False)
+
+    def update_mu(self, gamma: np.ndarray) -> None:
+        """η = offset + γ and μ = g⁻¹(η) (``updateMu``)."""
+        self.eta = self.offset + gamma
+        self.mu = self.family.linkinv(self.eta)
+
+    def dev_resid(self) -> np.ndarray:
+        """Deviance residuals (each observation's deviance)."""
+        return self.family.dev_resids(self.y, self.mu, self.weights)
+
+    def aic(self) -> float:
+        """The family's aic at μ."""
+        dev = float(self.dev_resid().sum())
+        return self.family.aic(self.y, self.n, self.mu, self.weights, dev)
+
+    def working(self) -> tuple[np.ndarray, np.ndarray]:
+        """Working weights and working response (offset removed) at the current μ."""
+        mu_eta = self.family.mu_eta(self.eta)
+        var = self.family.variance(self.mu)
+        w = mu_eta * mu_eta * self.weights / var
+        z = (self.eta - self.offset) + (self.y - self.mu) / mu_eta
+        return w, z
+
+    def wrss(self) -> float:
+        """Σ a (y - μ)² / V(μ): lme4's weighted residual sum of squares after ``updateWts``."""
+        return float(np.sum(self.weights * (self.y - self.mu) ** 2
+                            / self.family.variance(self.mu)))
+
+
+@dataclass
+class PirlsState:
+    """What lme4's predictor module keeps between evaluations: θ, the last solution (u, β),
+    the weights and working response of the last factorisation and that factorisation."""
+
+    theta: np.ndarray
+    u: np.ndarray
+    beta: np.ndarray
+    w: np.ndarray | None = None
+    z: np.ndarray | None = None
+    factor: Any = None
+    ldL2: float = 0.0
+    iterations: int = 0
+
+
+class GlmerDevfun:
+    """lme4's glmer deviance function (``mkGlmerDevfun`` / ``updateGlmerDevfun``).
+
+    Calling it with θ (``nAGQ = 0``) or with (θ, β) (``nAGQ >= 1``) runs PIRLS from the
+    stored linear predictor ``lp0`` and returns the deviance; the state of the last
+    evaluation (u, β, μ, the factorisation) is kept, as lme4's modules keep theirs.
+
+    Attributes
+    ----------
+    nAGQ
+        0 (θ only), 1 (Laplace over (θ, β)) or k > 1 (adaptive Gauss-Hermite).
+    lower
+        Bounds of the parameters the optimizer sees.
+    evaluations
+        Number of calls.
+    """
+
+    def __init__(self, pf: Any, family: Family, nAGQ: int = 0, tolPwrss: float = 1e-7,
+                 maxit: int = 100, mustart: np.ndarray | None = None) -> None:
+        re = pf.reTrms
+        self.pf = pf
+        self.family = family
+        self.tolPwrss = float(tolPwrss)
+        self.maxit = int(maxit)
+        X = np.ascontiguousarray(pf.X_values, dtype=float)
+        self.X = X
+        n_obs = X.shape[0]
+        prior = np.ones(n_obs) if pf.weights is None else np.asarray(pf.weights, float)
+        if np.any(prior < 0):
+            raise FittingError("negative weights not allowed")
+        y, w, ntot, mu0 = family.initialize(pf.y, prior)
+        if mustart is not None:
+            mu0 = np.asarray(mustart, float)
+        base = np.zeros(n_obs) if pf.offset is None else np.asarray(pf.offset, float)
+        self.base_offset = base
+        self.resp = GlmerResponse(family, y, ntot, w, base.copy())
+        shapes, off = [], 0
+        for t in re.terms:
+            shapes.append(TermShape(t.nl, t.nc, off))
+            off += t.theta_length
+        self.shapes = shapes
+        factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
+                   for t in re.terms]
+        self.Zt = re.Zt
+        self._factors = factors
+        self._Z = re.Zt.T.tocsr()
+        self._lambdat = re.Lambdat.copy()
+        self._lind = re.Lind
+        ones = np.ones(n_obs)
+        self.full = _reweightable(re.Zt, X, shapes, factors, ones, y)
+        self.uonly = _reweightable(re.Zt, X[:, :0], shapes, factors, ones, y)
+        self.theta_lower = re.lower.copy()
+        q, p = re.Zt.shape[0], X.shape[1]
+        self.state = PirlsState(re.theta.copy(), np.zeros(q), np.zeros(p))
+        self.evaluations = 0
+        self.pirls_iterations = 0  # PIRLS steps over all evaluations (for benchmarks)
+        # the first PIRLS, from mustart: lme4 sets η = offset + g(mustart)
+        self.resp.update_mu(family.linkfun(mu0))
+        self.nAGQ = 0
+        self._pwrss_update(self.state.theta, u_only=nAGQ > 0)
+        self.lp0 = self._lin_pred(self.state.theta, self.state.u, self.state.beta)
+        self.lower = self.theta_lower.copy()
+        self.GQmat = ghrule(0)
+        if nAGQ > 0:
+            self.update(nAGQ)
+
+    # -- lme4's updateGlmerDevfun -------------------------------------------------------------
+    def update(self, nAGQ: int) -> None:
+        """Switch to the (θ, β) deviance with ``nAGQ`` (lme4's ``updateGlmerDevfun``)."""
+        nAGQ = int(nAGQ)
+        if nAGQ > 1:
+            re = self.pf.reTrms
+            if len(re.flist) != 1 or len(re.cnms[0]) != 1:
+                raise FittingError("nAGQ > 1 is only available for models with a single, "
+                                   "scalar random-effects term")
+        self.nAGQ = nAGQ
+        self.lower = np.concatenate([self.theta_lower, np.full(self.X.shape[1], -np.inf)])
+        self.lp0 = self._lin_pred(self.state.theta, self.state.u, self.state.beta)
+        self.GQmat = ghrule(nAGQ)
+
+    @property
+    def ntheta(self) -> int:
+        """Length of θ."""
+        return int(self.theta_lower.shape[0])
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations."""
+        return int(self.X.shape[0])
+
+    # -- the deviance -------------------------------------------------------------------------
+    def __call__(self, pars: np.ndarray) -> float:
+        self.evaluations += 1
+        pars = np.asarray(pars, dtype=float)
+        resp = self.resp
+        if self.nAGQ == 0:
+            resp.offset = self.base_offset
+            resp.update_mu(self.lp0)
+            return self._laplace(pars.copy(), u_only=False)
+        k = self.ntheta
+        theta, beta = pars[:k].copy(), pars[k:].copy()
+        resp.offset = self.base_offset
+        resp.update_mu(self.lp0)
+        resp.offset = self.base_offset + self.X @ beta if beta.size else self.base_offset
+        self.state.beta = beta
+        if self.nAGQ == 1:
+            return self._laplace(theta, u_only=True)
+        return self._agq(theta)
+
+    def _laplace(self, theta: np.ndarray, u_only: bool) -> float:
+        self._pwrss_update(theta, u_only)
+        s = self.state
+        return s.ldL2 + float(s.u @ s.u) + self.resp.aic()
+
+    # -- PIRLS ----------------------------------------------------------------------------------
+    def _lambdat_at(self, theta: np.ndarray) -> sp.csc_matrix:
+        self._lambdat.data = theta[self._lind]
+        return self._lambdat
+
+    def _lin_pred(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """X β + Z Λ u (no offset)."""
+        zb = self._Z @ (self._lambdat_at(theta).T @ u)
+        return zb + self.X @ beta if beta.size else zb
+
+    def _pdev(self) -> float:
+        s = self.state
+        return float(self.resp.dev_resid().sum()) + float(s.u @ s.u)
+
+    def _pwrss_update(self, theta: np.ndarray, u_only: bool) -> None:
+        """lme4's ``pwrssUpdate``: PIRLS at θ, with step halving."""
+        s, resp = self.state, self.resp
+        s.theta = theta
+        problem = self.uonly if u_only else self.full
+        old_pdev = float(np.finfo(float).max)
+        tol = self.tolPwrss
+        beta_fixed = np.zeros(0)
+        for it in range(self.maxit):
+            old_u, old_beta = s.u, s.beta
+            w, z = resp.working()
+            problem.reweight(w, z)
+            f = problem.factor(theta)
+            beta, u = problem.solve(f)
+            s.w, s.z, s.factor, s.ldL2 = w, z, f, float(f.ldL2)
+            s.u = np.asarray(u, float)
+            if not u_only:
+                s.beta = np.asarray(beta, float)
+            bvec = beta_fixed if u_only else s.beta
+            resp.update_mu(self._lin_pred(theta, s.u, bvec))
+            pdev = self._pdev()
+            s.iterations = it + 1
+            self.pirls_iterations += 1
+            if abs((old_pdev - pdev) / pdev) < tol:
+                return
+            if math.isnan(pdev) or pdev > old_pdev:
+                k = 0
+                while k < _MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
+                    s.u = (old_u + s.u) / 2.0
+                    if not u_only:
+                        s.beta = (old_beta + s.beta) / 2.0
+                    bvec = beta_fixed if u_only else s.beta
+                    resp.update_mu(self._lin_pred(theta, s.u, bvec))
+                    pdev = self._pdev()
+                    k += 1
+                if math.isnan(pdev):
+                    raise FittingError("PIRLS loop resulted in NaN value")
+                if pdev - old_pdev > tol:
+                    raise FittingError("(maxstephalfit) PIRLS step-halvings failed to reduce "
+                                       "deviance in pwrssUpdate")
+            old_pdev = pdev
+        raise FittingError("pwrssUpdate did not converge in (maxit) iterations")
+
+    # -- adaptive Gauss-Hermite quadrature ---------------------------------------------------
+    def _agq(self, theta: np.ndarray) -> float:
+        """lme4's ``glmerAGQ`` for a single scalar term."""
+        self._pwrss_update(theta, u_only=True)
+        s, resp = self.state, self.resp
+        codes = np.asarray(self.pf.reTrms.terms[0].factor.codes, dtype=np.int64)
+        q = s.u.shape[0]
+
+        def devc(u: np.ndarray) -> np.ndarray:
+            return u * u + np.bincount(codes, weights=resp.dev_resid(), minlength=q)
+
+        devc0 = devc(s.u)
+        # the diagonal of L for one scalar term: 1 + θ² Σ_{i in level} w_i z_i²
+        zcol = np.asarray(self.pf.reTrms.terms[0].X, dtype=float)[:, 0]
+        assert s.w is not None
+        ldiag = np.sqrt(1.0 + theta[0] ** 2 * np.bincount(codes, weights=s.w * zcol * zcol,
+                                                            minlength=q))
+        sd = 1.0 / ldiag
+        mult = np.zeros(q)
+        u_mode = s.u
+        for zk, wk, ld in self.GQmat:
+            if zk == 0.0:
+                mult += wk
+                continue
+            uk = u_mode + zk * sd
+            resp.update_mu(self._lin_pred(theta, uk, np.zeros(0)))
+            mult += np.exp(-0.5 * (devc(uk) - devc0) - ld) * wk / math.sqrt(2.0 * math.pi)
+        resp.update_mu(self._lin_pred(theta, u_mode, np.zeros(0)))
+        return float(devc0.sum() + s.ldL2 - 2.0 * np.log(mult).sum())
+
+    # -- what the fitted model needs ---------------------------------------------------------
+    @property
+    def beta(self) -> np.ndarray:
+        """β of the last evaluation (the optimizer's β in stage 2)."""
+        return self.state.beta.copy()
+
+    def final_factor(self) -> tuple[Any, Any]:
+        """A problem of its own (with X) weighted with the last factorisation's weights, and
+        its factor at the last θ: lme4's ``pp`` after the last PIRLS step (L, RZX, RX). It
+        is built anew so that later evaluations of this function do not change it."""
+        s = self.state
+        assert s.w is not None and s.z is not None
+        problem = make_problem(self.Zt, self.X, s.z, s.w, self.shapes, self._factors)
+        return problem, problem.factor(s.theta)
+
+    def unsc(self) -> np.ndarray:
+        """(RX'RX)⁻¹ at the last evaluation (lme4's ``pp$unsc()``)."""
+        problem, f = self.final_factor()
+        p = self.X.shape[1]
+        if p == 0:
+            return np.zeros((0, 0))
+        rx = problem.rzx_rx(f)[1]
+        rinv = np.linalg.solve(rx, np.eye(p))
+        return np.asarray(rinv @ rinv.T)
+
+
+def mkGlmerDevfun(pf: Any, family: Family, nAGQ: int = 0, tolPwrss: float = 1e-7,
+                  maxit: int = 100) -> GlmerDevfun:
+    """lme4's ``mkGlmerDevfun``: the deviance function of a :func:`glFormula` result, after
+    the first PIRLS from the family's starting values.
+
+    Parameters
+    ----------
+    pf
+        The result of :func:`lmeformula.glFormula`.
+    family
+        The family.
+    nAGQ
+        0 for the θ-only deviance; ≥ 1 for the (θ, β) one.
+    tolPwrss, maxit
+        PIRLS tolerance and iteration limit.
+    """
+    return GlmerDevfun(pf, family, nAGQ, tolPwrss, maxit)
