@@ -80,11 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                syntax=args.syntax), width=args.width))
             else:
                 from .lmer import lmer
+                from .mermod import LmerMod
 
                 name = args.data if args.data in datasets.list() else Path(args.data).stem
                 progress = sys.stdout.isatty() if args.progress is None else args.progress
                 model = lmer(args.formula, data, REML=not args.ml, data_name=name,
                              syntax=args.syntax, progress=progress)
+                # lmer returns a deviance function only with devFunOnly=True, never here
+                assert isinstance(model, LmerMod)
                 if args.json:
                     print(json.dumps(model.to_dict(), indent=2))
                 else:

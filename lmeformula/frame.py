@@ -254,7 +254,8 @@ def model_frame(
 
     omitted = np.flatnonzero(na)
     na_record = (
-        NAAction(na_action, omitted, [data.index[i] for i in omitted]) if omitted.size else None
+        NAAction(na_action, omitted, [data.index[int(i)] for i in omitted])
+        if omitted.size else None
     )
     return ModelFrame(
         index=data.index if rows.shape[0] == n else data.index[rows],

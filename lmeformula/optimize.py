@@ -129,12 +129,21 @@ def _scipy_bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
     return [(lo if np.isfinite(lo) else None, None) for lo in lower]
 
 
+def _minimize(fun: Callable[[np.ndarray], Any], x0: np.ndarray, *, method: str, jac: Any = None,
+              bounds: list[tuple[float | None, None]], options: dict[str, Any]) -> Any:
+    """``scipy.optimize.minimize`` with the method and its options as run-time values: they come
+    from the user's control settings, not the literal strings and typed dicts of scipy's stubs."""
+    from scipy.optimize import minimize
+
+    method_: Any = method
+    options_: Any = options
+    return minimize(fun, x0, method=method_, jac=jac, bounds=bounds, options=options_)
+
+
 def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int, str, int]]:
     def run(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
-        from scipy.optimize import minimize
-
-        res = minimize(fn, x0, method=method, bounds=_scipy_bounds(lower), options=dict(opts))
+        res = _minimize(fn, x0, method=method, bounds=_scipy_bounds(lower), options=dict(opts))
         return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
                 int(res.nfev))
 
@@ -147,9 +156,9 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     (``fn.gradient``), else with central finite differences. The default tolerances are tighter than
     scipy's, which stop too early for criteria of size ~n: a relative decrease below 1e-13
     or a projected gradient below 1e-7 times the criterion."""
-    from scipy.optimize import minimize
-
     bounds = _scipy_bounds(lower)
+    objective: Callable[[np.ndarray], Any]
+    jac: bool | str
     if getattr(fn, "has_gradient", False):
         gradient = fn.gradient  # type: ignore[attr-defined]
 
@@ -162,7 +171,7 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     x0 = np.clip(np.asarray(x0, float), lower, None)
     scale = max(abs(float(fn(x0))), 1.0)
     options = {"ftol": 1e-13, "gtol": 1e-7 * scale, "maxiter": 1000, **opts}
-    res = minimize(objective, x0, jac=jac, method="L-BFGS-B", bounds=bounds, options=options)
+    res = _minimize(objective, x0, jac=jac, method="L-BFGS-B", bounds=bounds, options=options)
     nfev = int(res.nfev) + 1
     # θ = 0 on a diagonal is a stationary point of the criterion (it is even in a scalar
     # term's θ), so a gradient method can stop there although moving inwards lowers the
@@ -172,8 +181,8 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         nfev += used
         if trial is None:
             break
-        res = minimize(objective, trial, jac=jac, method="L-BFGS-B", bounds=bounds,
-                       options=options)
+        res = _minimize(objective, trial, jac=jac, method="L-BFGS-B", bounds=bounds,
+                        options=options)
         nfev += int(res.nfev)
     return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
             nfev)
@@ -286,19 +295,21 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
     h_action, h_tol = ctrl.check_conv_hess
     if h_action != "ignore":
         eig = np.linalg.eigvalsh(h)
-        msg = None
+        hess_msg: str | None = None
         if np.any(eig < -h_tol):
-            msg = ("Model failed to converge: degenerate  Hessian with "
-                   f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
+            hess_msg = ("Model failed to converge: degenerate  Hessian with "
+                        f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
         elif np.any(np.abs(eig) < h_tol) or scgrad is None:
-            msg = (" Hessian is numerically singular: parameters are not uniquely determined")
+            hess_msg = " Hessian is numerically singular: parameters are not uniquely determined"
         elif eig.max() * h_tol > 1:
-            msg = "Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?"
+            hess_msg = ("Model is nearly unidentifiable: very large eigenvalue\n"
+                        " - Rescale variables?")
         elif eig.min() / eig.max() < h_tol:
-            msg = "Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?"
-        if msg:
-            _emit(h_action, msg, ConvergenceWarning)
-            messages.append(msg)
+            hess_msg = ("Model is nearly unidentifiable: large eigenvalue ratio\n"
+                        " - Rescale variables?")
+        if hess_msg:
+            _emit(h_action, hess_msg, ConvergenceWarning)
+            messages.append(hess_msg)
     return messages
 
 

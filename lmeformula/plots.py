@@ -64,10 +64,10 @@ def _axes(ax: Any = None, figsize: tuple[float, float] = (6, 4)) -> Any:
 def _retrms(x: Any) -> ReTrms:
     """The ReTrms of a fitted model, of an lFormula result, or the ReTrms itself."""
     if hasattr(x, "lformula"):
-        return x.lformula.reTrms  # type: ignore[no-any-return]
+        return x.lformula.reTrms
     if hasattr(x, "reTrms"):
-        return x.reTrms  # type: ignore[no-any-return]
-    return x  # type: ignore[no-any-return]
+        return x.reTrms
+    return x
 
 
 def re_labels(x: Any) -> list[str]:

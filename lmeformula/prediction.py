@@ -75,12 +75,14 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
         categories = list(map(str, trained.categories))
         lookup = {c: i for i, c in enumerate(categories)}
         codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
-        new = sorted({lab for lab, c in zip(labels, codes, strict=True) if c == -2})
+        new = sorted({lab for lab, c in zip(labels, codes, strict=True)
+                      if c == -2 and lab is not None})
         if new and not for_grouping:
             raise LmeFormulaError(f"factor {name} has new level{'s' if len(new) > 1 else ''} "
                                   f"{', '.join(new)}")
         codes = np.where(codes == -2, -1, codes)
-        return pd.Categorical.from_codes(codes, categories=categories, ordered=trained.ordered)
+        return pd.Categorical.from_codes(codes, categories=pd.Index(categories),
+                                         ordered=trained.ordered)
     return value
 
 
@@ -157,7 +159,8 @@ def _group_codes(term: ReTerm, group: Node, newdata: pd.DataFrame, allow_new_lev
     lookup = {c: i for i, c in enumerate(map(str, term.factor.categories))}
     codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
     if (codes == -2).any() and not allow_new_levels:
-        new = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True) if c == -2))
+        new = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True)
+                                 if c == -2 and lab is not None))
         text = ", ".join(new)
         if len(text) > 60:
             text = text[:57] + "..."

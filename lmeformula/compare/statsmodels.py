@@ -283,7 +283,7 @@ def statsmodels_to_theta(result: Any, spec: StatsmodelsSpec) -> np.ndarray:
     """lme4's θ (relative Cholesky factors, lme4's term order) from a MixedLM fit."""
     scale = float(result.scale)
     names = list(result.model.exog_vc.names) if result.model.exog_vc is not None else []
-    parts = []
+    parts: list[np.ndarray] = []
     for t in spec.lformula.reTrms.terms:
         if spec.exog_re is not None and t.key == spec.exog_re.key:
             lam = np.linalg.cholesky(np.asarray(result.cov_re) / scale

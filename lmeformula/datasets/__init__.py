@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ __all__ = ["describe", "list", "load"]
 _builtin_list = list
 
 
-def _data_dir():  # type: ignore[no-untyped-def]
+def _data_dir() -> Traversable:
     return resources.files(__name__).joinpath("data")
 
 
@@ -43,7 +45,7 @@ def _load_cached(name: str) -> pd.DataFrame:
     meta = describe(name)
     with _data_dir().joinpath(f"{name}.csv.gz").open("rb") as fh:
         raw = pd.read_csv(fh, compression="gzip", dtype=str, keep_default_na=False)
-    cols = {}
+    cols: dict[str, Any] = {}
     for col in meta["columns"]:
         values = raw[col["name"]]
         na = values == "NA"

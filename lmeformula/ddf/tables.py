@@ -103,22 +103,22 @@ def contest1D(m: LmerMod, L: Any, rhs: float = 0.0, ddf: str = "Satterthwaite",
     """
     method = match_ddf(ddf, DDF_METHODS[:2])
     _check_level(level)
-    l = np.asarray(L, dtype=float).ravel()
-    if l.shape[0] != m.p:
-        raise LmeFormulaError(f"the contrast has length {l.shape[0]}; the model has {m.p} "
+    lvec = np.asarray(L, dtype=float).ravel()
+    if lvec.shape[0] != m.p:
+        raise LmeFormulaError(f"the contrast has length {lvec.shape[0]}; the model has {m.p} "
                               f"fixed effects")
-    if np.isnan(l).any():
+    if np.isnan(lvec).any():
         return _t_row(math.nan, math.nan, math.nan, rhs, confint, level)
-    estimate = float(l @ m.beta)
+    estimate = float(lvec @ m.beta)
     if method == "Kenward-Roger":
         if not m.is_REML:
             raise LmeFormulaError(KR_ML_MESSAGE)
         adj = vcov_adjusted(m)
-        var = float(l @ adj.vcov @ l)
-        return _t_row(estimate, math.sqrt(var), lb_ddf(l, adj), rhs, confint, level)
+        var = float(lvec @ adj.vcov @ lvec)
+        return _t_row(estimate, math.sqrt(var), lb_ddf(lvec, adj), rhs, confint, level)
     info = varpar_info(m)
-    var = float(l @ info.vcov_beta @ l)
-    grad = np.einsum("i,kij,j->k", l, info.jacobian, l)
+    var = float(lvec @ info.vcov_beta @ lvec)
+    grad = np.einsum("i,kij,j->k", lvec, info.jacobian, lvec)
     denom = float(grad @ info.vcov_varpar @ grad)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = float(np.divide(2 * var**2, denom))

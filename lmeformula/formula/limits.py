@@ -15,7 +15,7 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import FormulaError
 
@@ -83,4 +83,4 @@ def with_recursion_room(fn: F) -> F:
         with recursion_room(size):
             return fn(formula, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)

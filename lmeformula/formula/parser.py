@@ -193,7 +193,8 @@ class _Parser:
 
     def arguments(self, close: str = ")") -> tuple[tuple[str | None, Node], ...]:
         args: list[tuple[str | None, Node]] = []
-        if self.peek() is not None and self.peek().kind == close:  # type: ignore[union-attr]
+        first = self.peek()
+        if first is not None and first.kind == close:
             self.take()
             return ()
         while True:
