@@ -34,7 +34,7 @@ def _bobyqa(fn: Any, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
             ) -> tuple[np.ndarray, float, int, str, int]:
     """BOBYQA with minqa's defaults as lme4 uses them: rhobeg = min(0.95, 0.2 max|x0|),
     rhoend = 1e-6 rhobeg, at most 10000 evaluations (NLopt's implementation)."""
-    import nlopt  # type: ignore[import-untyped]
+    import nlopt
 
     x = np.asarray(x0, float).copy()
     if np.all(x == 0):
@@ -154,7 +154,7 @@ def _single_threaded_blas() -> Any:
     factors small matrices thousands of times, where BLAS threads only wait on each other
     (on a loaded machine, ten times slower)."""
     try:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_limits
     except ImportError:  # optional
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
@@ -295,7 +295,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                      _describe(weights, offset, subset))
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
-    model._data = data  # type: ignore[attr-defined]
+    model._data = data
     return model
 
 
@@ -395,5 +395,5 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
         out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
                        dict(m.call_args))
     out.glmer_control, out.nAGQ = ctrl, m.nAGQ
-    out._data = getattr(m, "_data", None)  # type: ignore[attr-defined]
+    out._data = getattr(m, "_data", None)
     return out

@@ -111,7 +111,7 @@ class GlmerMod(LmerMod):
         return math.sqrt((self._wrss + self._ussq) / self.n)
 
     @property
-    def devcomp(self) -> dict[str, dict[str, Any]]:  # type: ignore[override]
+    def devcomp(self) -> dict[str, dict[str, Any]]:
         """lme4's ``devcomp`` for a glmerMod."""
         pwrss = self._wrss + self._ussq
         cmp = {"ldL2": float(self._factor.ldL2), "ldRX2": float(self._factor.ldRX2),

@@ -118,5 +118,5 @@ def _checks_only(control: Any) -> LmerControl:
         return LmerControl()
     checks = getattr(control, "checks", None)
     if checks is not None:
-        return checks  # type: ignore[no-any-return]
+        return checks
     return as_control(control)

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,7 @@ def sdcor_from_theta(theta: np.ndarray, sizes: list[int], sigma: float) -> np.nd
 def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
     """lme4's ``Sv_to_Cv``: standard deviations, correlations and σ (last) -> θ."""
     sigma = pars[-1]
+    out: list[float]
     out, pos = [], 0
     for nc in sizes:
         k = nc * (nc + 1) // 2
@@ -255,7 +256,8 @@ class Profile:
         """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
         check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
         a = (1 - level) / 2
-        cut = stats.norm.ppf([a, 1 - a])
+        # an array for a list (the stubs also allow a float)
+        cut = cast(np.ndarray, stats.norm.ppf([a, 1 - a]))
         out = {}
         for name, pts in self.points.items():
             lo_hi = _back_spline(pts["value"].to_numpy(), pts["zeta"].to_numpy(), cut)

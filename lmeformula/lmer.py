@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,64 @@ def mkMerMod(devfun: LmerDevfun, opt: OptResult, pf: Any, data_name: str = "data
 
 def _describe(arg: Any, default: str) -> str:
     return arg if isinstance(arg, str) else default
+
+
+@overload
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = ...,
+    weights: Any = ...,
+    offset: Any = ...,
+    na_action: str = ...,
+    control: LmerControl | Mapping[str, Any] | None = ...,
+    start: Any = ...,
+    subset: Any = ...,
+    contrasts: Mapping[str, Any] | None = ...,
+    devFunOnly: Literal[False] = ...,
+    data_name: str | None = ...,
+    syntax: str = ...,
+    progress: bool = ...,
+) -> LmerMod: ...
+
+
+@overload
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = ...,
+    weights: Any = ...,
+    offset: Any = ...,
+    na_action: str = ...,
+    control: LmerControl | Mapping[str, Any] | None = ...,
+    start: Any = ...,
+    subset: Any = ...,
+    contrasts: Mapping[str, Any] | None = ...,
+    *,
+    devFunOnly: Literal[True],
+    data_name: str | None = ...,
+    syntax: str = ...,
+    progress: bool = ...,
+) -> LmerDevfun: ...
+
+
+@overload
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = ...,
+    weights: Any = ...,
+    offset: Any = ...,
+    na_action: str = ...,
+    control: LmerControl | Mapping[str, Any] | None = ...,
+    start: Any = ...,
+    subset: Any = ...,
+    contrasts: Mapping[str, Any] | None = ...,
+    devFunOnly: bool = ...,
+    data_name: str | None = ...,
+    syntax: str = ...,
+    progress: bool = ...,
+) -> LmerMod | LmerDevfun: ...
 
 
 def lmer(
@@ -168,7 +226,7 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     if getattr(m, "is_glmm", False):
         from .glmer import refit_glmer
 
-        return refit_glmer(m, newresp)  # type: ignore[no-any-return]
+        return refit_glmer(m, newresp)
     pf = m.lformula
     try:
         y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -199,7 +257,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     if getattr(m, "is_glmm", False):
         from .glmer import update_glmer
 
-        return update_glmer(m, formula, data, **kwargs)  # type: ignore[no-any-return]
+        return update_glmer(m, formula, data, **kwargs)
     if data is None:
         data = getattr(m, "_data", None)
         if data is None:
@@ -235,12 +293,17 @@ def update_formula(old: str, new: str) -> str:
         if isinstance(node, Name) and node.id == ".":
             return Paren(dot) if isinstance(dot, BinOp) else dot
         if isinstance(node, BinOp):
-            return BinOp(node.op, substitute(node.left, dot), substitute(node.right, dot))
+            return BinOp(node.op, sub(node.left, dot), sub(node.right, dot))
         if isinstance(node, UnaryOp):
-            return UnaryOp(node.op, substitute(node.operand, dot))
+            return UnaryOp(node.op, sub(node.operand, dot))
         if isinstance(node, Paren):
-            return Paren(substitute(node.expr, dot))
+            return Paren(sub(node.expr, dot))
         return node
+
+    def sub(node: Node, dot: Node | None) -> Node:
+        # a child (never None): None only for a "." with no old side to put there, which is
+        # left in the tree as before (deparse rejects it: TypeError "not a formula node")
+        return cast(Node, substitute(node, dot))
 
     lhs = substitute(new_lhs, old_lhs) if new_lhs is not None else old_lhs
     rhs = substitute(new_rhs, old_rhs)

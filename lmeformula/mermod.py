@@ -12,7 +12,7 @@ import re as _re
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -86,7 +86,7 @@ class VarCorr:
         ``order="cov.last"`` lists each term's variances before its covariances;
         ``"lower.tri"`` follows the lower triangle column by column.
         """
-        rows = []
+        rows: list[tuple[str, str | None, str | None, float, float]] = []
         for t in self.terms:
             nc = len(t.names)
             cells = [(i, j) for j in range(nc) for i in range(j, nc)]
@@ -184,6 +184,8 @@ class LmerMod:
         self._wrss = float(np.sum(w * (y - self._mu) ** 2))
         self._ussq = float(self._u @ self._u)
         self._theta = theta
+        # declared only: lmer() and glmer() set it (a reference to the data, for update())
+        self._data: pd.DataFrame | None
 
     @cached_property
     def _lambdat(self) -> sp.csc_matrix:
@@ -272,6 +274,7 @@ class LmerMod:
             "dev": math.nan if self.is_REML else crit,
             "sigmaML": math.sqrt(pwrss / n), "sigmaREML": math.sqrt(pwrss / (n - p)),
         }
+        dims: dict[str, float]  # counts (ints), in a dict typed as cmp's
         dims = {"N": n, "n": n, "p": p, "nmp": n - p, "q": self.q, "nth": len(self._theta),
                 "useSc": 1, "reTrms": len(self.lformula.reTrms.terms), "spFe": 0,
                 "REML": p if self.is_REML else 0, "GLMM": 0, "NLMM": 0}
@@ -642,7 +645,7 @@ def getME(m: LmerMod, name: str) -> Any:
         return {t.key: lam
                 for t, lam in zip(re.terms, lower_factors(re.terms, theta), strict=True)}
 
-    def mm_list() -> dict[str, np.ndarray]:
+    def mm_list() -> dict[str, pd.DataFrame]:
         # lme4's mmList uses a stable decreasing sort of nl (ties in formula order)
         terms = sorted(re.terms, key=lambda t: (-t.nl, int(re.ord[re.terms.index(t)])))
         return {t.key: pd.DataFrame(t.X, columns=t.cnms) for t in terms}
@@ -663,7 +666,7 @@ def getME(m: LmerMod, name: str) -> Any:
         "Ztlist": ztlist_by_column,
         "mmList": mm_list,
         "A": lambda: (lambdat @ re.Zt).tocsc(),
-        "y": lambda: m.lformula.y.copy(),
+        "y": lambda: cast(np.ndarray, m.lformula.y).copy(),  # a fitted model has a response
         "mu": lambda: m._mu.copy(),
         "u": lambda: m.u,
         "b": lambda: m.b,

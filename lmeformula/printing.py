@@ -55,21 +55,23 @@ def format_sparse(
     nrow, ncol = csc.shape
     cells = np.full((nrow, ncol), ".", dtype=object)
     coo = csc.tocoo()
-    for i, j, v in zip(coo.row, coo.col, coo.data, strict=True):
-        cells[i, j] = r_format(float(v))
+    for ri, ci, v in zip(coo.row, coo.col, coo.data, strict=True):
+        cells[ri, ci] = r_format(float(v))
     rlab = [str(r) for r in row_labels] if row_labels is not None else [""] * nrow
     if row_labels is None:
         rlab = [f"[{i + 1},]" for i in range(nrow)]
     lw = max((len(r) for r in rlab), default=0)
     colw = [max((len(c) for c in cells[:, j]), default=1) for j in range(ncol)]
     show_cols = col_labels is not None and ncol <= 10
-    if show_cols:
-        colw = [max(w, len(str(c))) for w, c in zip(colw, col_labels, strict=True)]  # type: ignore[arg-type]
+    if show_cols and col_labels is not None:
+        colw = [max(w, len(str(c))) for w, c in zip(colw, col_labels, strict=True)]
     total = lw + sum(w + 1 for w in colw)
     keep = list(range(ncol))
     elided = 0
     if total > width and ncol > 2:
         budget = width - lw - 8
+        left: list[int]
+        right: list[int]
         left, right, used = [], [], 0
         lo, hi = 0, ncol - 1
         while lo <= hi:
@@ -103,10 +105,10 @@ def format_sparse(
     return "\n".join(lines)
 
 
-def format_r_vector(values: Sequence[object], names: Sequence[str] | None = None,
+def format_r_vector(values: Sequence[str | float], names: Sequence[str] | None = None,
                     width: int = 80) -> str:
     """Print a vector as R does: ``[1] a b c`` or, when named, names above values."""
-    strs = [v if isinstance(v, str) else r_format(float(v)) for v in values]  # type: ignore[arg-type]
+    strs = [v if isinstance(v, str) else r_format(float(v)) for v in values]
     if names is None:
         if not strs:
             return "numeric(0)"
@@ -391,7 +393,7 @@ def format_coef_table(coefs, digits: int = 4) -> list[str]:  # type: ignore[no-u
     acs = np.abs(both[np.isfinite(both) & (both != 0)])
     digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
     decimals = int(max(1, *(digits - digmin)))
-    cs = format_numbers(np.round(both, decimals), digits)
+    cs = format_numbers(np.round(both, decimals).tolist(), digits)
     # R formats Estimate and Std. Error as one matrix: common width
     est_s, se_s = cs[: len(est)], cs[len(est) :]
     for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
@@ -440,7 +442,8 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
     q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
     q = zapsmall(q, digits + 1)
     lines.append("Scaled residuals: ")
-    lines.append(print_named(format_numbers(q, digits), ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append(print_named(format_numbers(q.tolist(), digits),
+                             ["Min", "1Q", "Median", "3Q", "Max"]))
     lines.append("")
     lines.append("Random effects:")
     lines.append(format_varcorr(m.VarCorr, digits=digits, comp=("Variance", "Std.Dev.")))
@@ -601,9 +604,9 @@ def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untype
         na = np.isnan(x)
         if has_p and c == cols[-1]:
             ok = [i for i in range(len(x)) if not na[i]]
-            vals = _format_pval([x[i] for i in ok], dig_tst)
+            pvals = _format_pval([x[i] for i in ok], dig_tst)
             col = [""] * len(x)
-            for i, s in zip(ok, vals, strict=True):
+            for i, s in zip(ok, pvals, strict=True):
                 col[i] = s
             cells[c] = col
             continue

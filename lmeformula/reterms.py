@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
@@ -23,7 +24,7 @@ from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes
-from .transforms import as_factor, drop_unused_levels
+from .transforms import as_factor, drop_unused_levels, factor_from_codes
 
 __all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms",
            "re_trms_from_terms"]
@@ -37,7 +38,7 @@ def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
     lme4 1.1-31: ``Ztlist`` blocks hold no explicit zeros; older Matrix versions kept them).
     """
     a = sp.csc_matrix(a)
-    b = np.asarray(b.todense() if sp.issparse(b) else b, dtype=float)
+    b = np.asarray(b.todense() if isinstance(b, (sp.spmatrix, sp.sparray)) else b, dtype=float)
     k, n = b.shape
     counts = np.diff(a.indptr)
     cols = np.repeat(np.arange(n), counts)
@@ -60,7 +61,7 @@ def interaction_factor(a: pd.Categorical, b: pd.Categorical) -> pd.Categorical:
     codes[ok] = np.searchsorted(observed, key[ok])
     la, lb = list(map(str, a.categories)), list(map(str, b.categories))
     labels = [f"{la[k // nb]}:{lb[k % nb]}" for k in observed]
-    return pd.Categorical.from_codes(codes, categories=labels)
+    return factor_from_codes(codes, labels)
 
 
 def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
@@ -307,8 +308,8 @@ def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
     row in the rows of its level."""
     n = terms_[0].X.shape[0]
     width = sum(t.nc for t in terms_)
-    row = np.empty((n, width), dtype=np.int64)
-    val = np.empty((n, width))
+    row: npt.NDArray[np.int64] = np.empty((n, width), dtype=np.int64)
+    val: npt.NDArray[np.float64] = np.empty((n, width))
     offset, col = 0, 0
     for t in terms_:
         # rows increase along each column: terms are stacked in order, each in its range
@@ -326,7 +327,7 @@ def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
         row, val = row[stored], val[stored]
         indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, width).sum(axis=1))])
     # scipy's own choice of index type, made here: it then neither scans nor converts
-    index = np.int32 if max(offset, n * width) < 2**31 - 1 else np.int64
+    index: type[np.signedinteger] = np.int32 if max(offset, n * width) < 2**31 - 1 else np.int64
     return sp.csc_matrix((val, row.astype(index), indptr.astype(index)), shape=(offset, n))
 
 

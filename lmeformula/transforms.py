@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -79,6 +79,14 @@ def drop_unused_levels(factor: pd.Categorical) -> pd.Categorical:
                                      ordered=factor.ordered)
 
 
+def factor_from_codes(codes: np.ndarray, levels: Sequence[str]) -> pd.Categorical:
+    """``pd.Categorical.from_codes(codes, categories=levels)``. pandas makes the Index of the
+    levels itself; made here, it is an untyped ``pd.Index`` (pandas-stubs accepts only an
+    Index, and types the result by its element type, which ``pd.Categorical`` is not)."""
+    categories: pd.Index = pd.Index(levels)
+    return pd.Categorical.from_codes(codes, categories=categories)
+
+
 def as_factor(value: Value, name: str = "x") -> pd.Categorical:
     """R's ``factor(x)``: numbers sorted numerically, strings in C-locale order, logicals
     FALSE < TRUE; an existing factor keeps its level order (unused levels are dropped)."""
@@ -93,21 +101,21 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
     if arr.dtype.kind in "iuf":
         mask = np.isnan(arr.astype(float))
         uniq = np.unique(arr[~mask].astype(float))
-        labels = r_number_labels(uniq)
+        levels = r_number_labels(uniq)
         codes = np.full(arr.shape[0], -1, dtype=np.int64)
         codes[~mask] = np.searchsorted(uniq, arr[~mask].astype(float))
-        return pd.Categorical.from_codes(codes, categories=labels)
+        return factor_from_codes(codes, levels)
     if pd.api.types.infer_dtype(arr, skipna=True) == "string":
         # strings (and missing values) only: factorize them as they are
         codes, uniques = pd.factorize(arr, sort=True, use_na_sentinel=True)
-        return pd.Categorical.from_codes(codes, categories=list(uniques))
+        return factor_from_codes(codes, list(uniques))
     values = pd.Series(arr, dtype=object)
     mask = values.isna().to_numpy()
     strings = values.where(mask, values.astype(str)) if not mask.all() else values
     # hash-based coding; sort=True orders the levels by Python's str comparison, which is
     # code-point order: R's order under LC_ALL=C
-    codes, uniques = pd.factorize(strings, sort=True, use_na_sentinel=True)
-    return pd.Categorical.from_codes(codes, categories=[str(u) for u in uniques])
+    codes, str_uniques = pd.factorize(strings, sort=True, use_na_sentinel=True)
+    return factor_from_codes(codes, [str(u) for u in str_uniques])
 
 
 def column_value(series: pd.Series) -> Value:
@@ -131,7 +139,8 @@ def column_value(series: pd.Series) -> Value:
                       "it is used as a numeric variable", ColumnTypeWarning, stacklevel=6)
         return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        return series.to_numpy(dtype=object, na_value=None)
+        # pandas-stubs leave None out of na_value's types; pandas takes it (NA becomes None)
+        return series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
     raise FormulaError(
         f"column '{series.name}' has type {dtype}, which a model formula cannot use"
     )
@@ -235,7 +244,9 @@ class Evaluator:
         if isinstance(node, UnaryOp):
             operand = self.eval(node.operand)
             if node.op == "-":
-                return -_numeric(operand, deparse(node)) if not np.isscalar(operand) else -operand
+                # a scalar operand is a number (a string fails here, as in R)
+                return (-_numeric(operand, deparse(node)) if not np.isscalar(operand)
+                        else -cast(float, operand))
             if node.op == "+":
                 return operand
             if node.op == "!":
@@ -351,10 +362,10 @@ class Evaluator:
                                                 for c in cols]).astype(float), names)
         if fn in ("pmin", "pmax"):
             arrays = [np.asarray(self.eval(p), dtype=float) for p in pos]
-            f = np.minimum if fn == "pmin" else np.maximum
+            pfun = np.minimum if fn == "pmin" else np.maximum
             out = arrays[0]
             for a in arrays[1:]:
-                out = f(out, a)
+                out = pfun(out, a)
             return out
         raise FormulaError(f"could not find function \"{fn}\" (in {what})")
 

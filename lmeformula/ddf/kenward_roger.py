@@ -76,7 +76,7 @@ def vcov_adjusted(m: LmerMod) -> KRAdjusted:
     cache = m.__dict__.setdefault("_lmertest_cache", {})
     if "kr" not in cache:
         cache["kr"] = _vcov_adjusted(refit_reml(m))
-    return cache["kr"]  # type: ignore[no-any-return]
+    return cache["kr"]
 
 
 def _param_blocks(m: LmerMod) -> list[list[tuple[np.ndarray, np.ndarray]]]:

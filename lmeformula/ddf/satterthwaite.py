@@ -79,7 +79,7 @@ def varpar_info(m: LmerMod, tol: float = 1e-8) -> VarparInfo:
     cache = m.__dict__.setdefault("_lmertest_cache", {})
     if "varpar" not in cache:
         cache["varpar"] = _compute(m, tol)
-    return cache["varpar"]  # type: ignore[no-any-return]
+    return cache["varpar"]
 
 
 def _compute(m: LmerMod, tol: float) -> VarparInfo:

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.linalg as la
@@ -508,7 +508,9 @@ class PLSProblem(_AugmentedSystem):
         idx, ptr, lind = self._lam_r
         qr = self._lam_r_size
         lam_r = sp.csc_matrix((theta[lind], idx, ptr), shape=(qr, qr))
-        return sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc")
+        # csc_matrix: spmatrix blocks give an spmatrix (the stubs also allow csc_array)
+        return cast(sp.csc_matrix,
+                    sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc"))
 
     def block21(self, theta: np.ndarray, t1: np.ndarray, g: sp.csr_matrix | None = None,
                 ) -> sp.csr_matrix:
@@ -756,7 +758,9 @@ class PLSProblem(_AugmentedSystem):
         qr = self._lam_r_size
         l21z = f.L21[:qr]
         l22z = sp.csr_matrix(np.tril(f.L22[:qr, :qr]))
-        full = sp.bmat([[l11, None], [l21z, l22z]], format="csc")
+        blocks: list[list[sp.csr_matrix | None]] = [[l11, None], [l21z, l22z]]
+        # csc_matrix: spmatrix blocks in csc format (the stubs say only spmatrix)
+        full = cast(sp.csc_matrix, sp.bmat(blocks, format="csc"))
         full.eliminate_zeros()
         return full
 
@@ -801,8 +805,8 @@ class PLSProblem(_AugmentedSystem):
                 blk = np.empty((t.nl, t.nc, t.nc))
                 for lev in range(t.nl):
                     sl = slice(pos + lev * t.nc, pos + (lev + 1) * t.nc)
-                    cols = l22inv[:, sl]
-                    blk[lev] = cols.T @ cols
+                    inv_cols = l22inv[:, sl]
+                    blk[lev] = inv_cols.T @ inv_cols
                 pos += t.size
                 out.append(blk)
         return out
@@ -1011,7 +1015,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         return keys, None, None
     # 32-bit indices where they fit: this is memory-bound work on ~total entries
     small = m * m < 2**31 and gc.nnz < 2**31
-    index = np.int32 if small else np.int64
+    index: type[np.signedinteger[Any]] = np.int32 if small else np.int64
     rows = gc.indices.astype(index)
     entry_level = np.repeat(np.arange(nl, dtype=index), k)
     if nc == 1:

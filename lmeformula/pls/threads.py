@@ -50,7 +50,7 @@ def _controller() -> Any:
     shared objects costs milliseconds). numpy and scipy.linalg are loaded by then."""
     import numpy  # noqa: F401
     import scipy.linalg  # noqa: F401
-    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+    from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController().select(user_api="blas")
 
