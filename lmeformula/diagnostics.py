@@ -94,10 +94,21 @@ def _distribution_variance(m: Any) -> float:
     """The observation-level ("distribution-specific") variance, as insight computes it.
 
     σ² for a linear mixed model. For a GLMM (a model with a ``family`` attribute whose
-    ``family``/``link`` names are given) insight's link-specific constants are used where they
-    are constants (binomial logit π²/3, probit 1, cloglog π²/6; Poisson sqrt 1/4); the ones
-    that need insight's null-model refit (Poisson log, negative binomial, Gamma, ...) are not
-    done yet.
+    ``family``/``link`` names are given), insight 0.19's ``.compute_variance_distribution``:
+
+    * gaussian, any link: σ² (insight counts every gaussian model as linear);
+    * binomial: the link's constant, logit π²/3, probit 1, cloglog π²/6;
+    * Poisson: sqrt 1/4; log log1p(1/μ), μ = exp of the null model's intercept;
+    * Gamma (inverse, identity, log links): the family's variance function at σ, V(σ) = σ²
+      (σ² is the squared coefficient of variation, the lognormal approximation's
+      ``log1p(V(μ)/μ²)`` without the log, as insight computes it);
+    * inverse.gaussian (any link): σ itself, not σ², as insight's fallthrough for families
+      it does not list returns ``sig``; matched, not corrected.
+
+    Links insight does not support (binomial log/cauchit, Poisson identity) give NaN with
+    insight's warning, so ICC and R² are NaN as in R. Families insight computes through
+    fitted models glmer does not have (negative binomial, beta, Tweedie) raise
+    NotImplementedError.
     """
     fam = getattr(m, "family", None)
     if fam is None:
@@ -105,14 +116,26 @@ def _distribution_variance(m: Any) -> float:
     name = str(getattr(fam, "family", fam)).lower()
     link = getattr(fam, "link", "")
     link = str(getattr(link, "name", link)).lower()  # a Link object or its name
-    if name == "gaussian" and link == "identity":
+    if name == "gaussian":
+        # insight's is_linear holds for any gaussian link: sig²
         return float(m.sigma) ** 2
     if name == "binomial":
         table = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6}
         if link in table:
             return table[link]
+        return _unsupported_link(link, "binomial")
+    if name == "gamma":
+        if link in ("inverse", "identity", "log"):
+            # stats::Gamma()$variance(sig) = sig²; σ is lme4's sigma (sqrt(pwrss / n))
+            return float(m.sigma) ** 2
+        return _unsupported_link(link, "Gamma")
+    if name == "inverse.gaussian":
+        # insight has no branch for this family: its fallthrough returns sig, unsquared
+        return float(m.sigma)
     if name == "poisson" and link == "sqrt":
         return 0.25
+    if name == "poisson" and link != "log":
+        return _unsupported_link(link, "poisson")
     if name == "poisson" and link == "log":
         # insight's lognormal approximation: log(1 + V(μ)/μ²) = log1p(1/μ), μ = exp of the
         # intercept of the null model (the same random effects, no covariates)
@@ -124,6 +147,13 @@ def _distribution_variance(m: Any) -> float:
     raise NotImplementedError(
         f"the distribution-specific variance of family {name!r} with link {link!r} is not "
         "implemented")
+
+
+def _unsupported_link(link: str, family: str) -> float:
+    """insight's ``.badlink``: NaN (R's NA), with its warning."""
+    warnings.warn(f"Model link `{link}` is not yet supported for the {family} distribution.",
+                  LmeFormulaWarning, stacklevel=4)
+    return math.nan
 
 
 def _null_model_intercept(m: Any) -> float:
