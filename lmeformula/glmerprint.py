@@ -12,8 +12,7 @@ from .printing import (
     _correlation_block,
     _fit_messages,
     _groups_line,
-    _print_char_matrix,
-    _stars,
+    format_coefmat,
     format_varcorr,
 )
 
@@ -107,72 +106,6 @@ def format_glmer(m: Any) -> str:
     return "\n".join(lines)
 
 
-def format_pval(pv: list[float], digits: int) -> list[str]:
-    """R 4.2's ``format.pval``: exponents >= -3 (and -4 when digits > 1) in fixed notation,
-    formatted together, the others together; values below machine epsilon as ``<2e-16``."""
-    from .rformat import format_numbers
-
-    eps = float(np.finfo(float).eps)
-    out = [""] * len(pv)
-    ok = [i for i, p in enumerate(pv) if p >= eps]
-    expo = {i: np.floor(np.log10(pv[i] if pv[i] > 0 else 1e-50)) for i in ok}
-    fix = [i for i in ok if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
-    sci = [i for i in ok if i not in fix]
-    for group in (fix, sci):
-        if group:
-            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
-                out[i] = s.strip()
-    tiny = [i for i, p in enumerate(pv) if p < eps]
-    if tiny:
-        d = max(1, digits - 2)
-        sep = " "
-        if ok:
-            nc = max(len(out[i]) for i in ok)
-            if d > 1 and d + 6 > nc:
-                d = max(1, nc - 7)
-            sep = "" if d == 1 and nc <= 6 else " "
-        elif d == 1:
-            sep = ""
-        for i in tiny:
-            out[i] = "<" + sep + format_numbers([eps], d)[0].strip()
-    return out
-
-
-def _coef_lines(coefs: Any, digits: int = 4) -> list[str]:
-    """R's ``printCoefmat`` for Estimate, Std. Error, z (or t) value and Pr(>|z|)."""
-    from .rformat import format_numbers
-
-    est = coefs["Estimate"].to_numpy()
-    se = coefs["Std. Error"].to_numpy()
-    stat_name = coefs.columns[2]
-    tv = coefs[stat_name].to_numpy()
-    pv = coefs["Pr(>|z|)"].to_numpy()
-    both = np.concatenate([est, se])
-    acs = np.abs(both[np.isfinite(both) & (both != 0)])
-    digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
-    decimals = int(max(1, *(digits - digmin)))
-    cs = format_numbers(np.round(both, decimals).tolist(), digits)
-    est_s, se_s = cs[: len(est)], cs[len(est) :]
-    for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
-        if (orig == 0) != (float(text) == 0):
-            fixed = format_numbers([orig], max(1, digits - 1))[0]
-            (est_s if k < len(est) else se_s)[k % len(est)] = fixed
-    dig_tst = max(1, min(5, digits - 1))
-    t_s = format_numbers(np.round(tv, dig_tst), digits)
-    p_s = format_pval(list(pv), dig_tst)
-    header = ["Estimate", "Std. Error", stat_name, "Pr(>|z|)"]
-    rows = [[a, b, c, d] for a, b, c, d in zip(est_s, se_s, t_s, p_s, strict=True)]
-    stars = [_stars(p) for p in pv]
-    legend: list[str] = []
-    if any(s.strip() for s in stars):
-        width = max(len(s) for s in stars)
-        header.append("")
-        for r, s in zip(rows, stars, strict=True):
-            r.append(s.ljust(width))
-        legend = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
-    return _print_char_matrix(header, rows, list(coefs.index), right=True) + legend
-
-
 def format_glmer_summary(m: Any, digits: int = 4) -> str:
     """lme4's ``print(summary(fit))`` of a glmerMod."""
     from .rformat import format_numbers, print_named, zapsmall
@@ -189,7 +122,7 @@ def format_glmer_summary(m: Any, digits: int = 4) -> str:
     lines.append(_varcorr_lines(m, digits, ("Variance", "Std.Dev.")))
     lines.append(_groups_line(m))
     if len(m.fixef):
-        lines += ["", "Fixed effects:", *_coef_lines(m.summary().coefficients, digits)]
+        lines += ["", "Fixed effects:", *format_coefmat(m.summary().coefficients, digits)]
         if len(m.fixef) <= 12:
             lines += _correlation_block(m)
     msgs = _fit_messages(m)

@@ -382,31 +382,6 @@ def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
-def format_coef_table(coefs, digits: int = 4) -> list[str]:  # type: ignore[no-untyped-def]
-    """R's ``printCoefmat`` for Estimate / Std. Error / t value."""
-    from .rformat import format_numbers
-
-    est = coefs["Estimate"].to_numpy()
-    se = coefs["Std. Error"].to_numpy()
-    tv = coefs["t value"].to_numpy()
-    both = np.concatenate([est, se])
-    acs = np.abs(both[np.isfinite(both) & (both != 0)])
-    digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.array([0, 0]))
-    decimals = int(max(1, *(digits - digmin)))
-    cs = format_numbers(np.round(both, decimals).tolist(), digits)
-    # R formats Estimate and Std. Error as one matrix: common width
-    est_s, se_s = cs[: len(est)], cs[len(est) :]
-    for k, (orig, text) in enumerate(zip(both, cs, strict=True)):
-        if (orig == 0) != (float(text) == 0):
-            fixed = format_numbers([orig], max(1, digits - 1))[0]
-            (est_s if k < len(est) else se_s)[k % len(est)] = fixed
-    dig_tst = max(1, min(5, digits - 1))
-    t_s = format_numbers(np.round(tv, dig_tst), digits)
-    header = ["Estimate", "Std. Error", "t value"]
-    rows = [[a, b, c] for a, b, c in zip(est_s, se_s, t_s, strict=True)]
-    return _print_char_matrix(header, rows, list(coefs.index), right=True)
-
-
 def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
     from .rformat import abbreviate, format_numbers
 
@@ -456,7 +431,7 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
         if len(m.fixef) <= 12:
             lines += _correlation_block(m)
     elif len(m.fixef):
-        lines += ["", "Fixed effects:", *format_coef_table(summ.coefficients, digits)]
+        lines += ["", "Fixed effects:", *format_coefmat(summ.coefficients, digits)]
         # lme4.summary.cor.max is 12; above it lme4 prints nothing here (only a message on
         # stderr pointing to vcov(), which m.vcov() gives)
         if len(m.fixef) <= 12:
@@ -470,15 +445,17 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
 
 def _format_pval(pv: list[float], digits: int, eps: float = float(np.finfo(float).eps),
                  ) -> list[str]:
-    """R's ``format.pval``: values from 1e-3 up formatted together, smaller ones in
-    scientific notation together, values below ``eps`` as ``<2e-16`` / ``< 2.2e-16`` (the
-    digits and the space depend on the width of the others, as R's code decides)."""
+    """R 4.2's ``format.pval``: values from 1e-3 up (from 1e-4 when ``digits > 1``) formatted
+    together in fixed notation, smaller ones in scientific notation together, values below
+    ``eps`` as ``<2e-16`` / ``< 2.2e-16`` (the digits and the space depend on the width of the
+    others, as R's code decides)."""
     from .rformat import format_numbers
 
     out = [""] * len(pv)
     small = [i for i, p in enumerate(pv) if p < eps]
     rest = [i for i, p in enumerate(pv) if p >= eps]
-    fix = [i for i in rest if pv[i] == 0 or math.floor(math.log10(pv[i])) >= -3]
+    expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
+    fix = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
     sci = [i for i in rest if i not in fix]
     for group in (fix, sci):
         if group:
