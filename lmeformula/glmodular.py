@@ -115,8 +115,8 @@ def glFormula(
         raise FamilyError('"quasi" families cannot be used in glmer')
     ctrl = _checks_only(control)
     if syntax != "R":
+        from .glmodular_formulaic import formulaic_glformula
         from .pyformula import check_syntax
-        from .pyformula.glformula import formulaic_glformula
 
         check_syntax(syntax)
         return formulaic_glformula(formula, data, fam, ctrl, subset=subset, weights=weights,

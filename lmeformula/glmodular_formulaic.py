@@ -4,6 +4,9 @@ The same materialisation as :func:`lmeformula.pyformula.formulaic_lformula`, wit
 responses (numbers; for the binomial, 0/1, proportions with ``weights=`` the numbers of trials,
 a logical or a two-level factor column, first level = failure) and glmer's identifiability
 checks (lme4's ``allow.n = TRUE``). ``cbind(successes, failures)`` is R syntax only.
+
+It sits beside :mod:`lmeformula.glmodular` (which dispatches to it), above the formulaic front
+end whose materialisation it uses.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control import LmerControl
-from ..errors import FormulaError
-from ..families import Family
-from ..glmodular import GlFormula, glmer_response
-from .design import FormulaicDesign, formulaic_model
-from .parser import parse_formulaic
+from .control import LmerControl
+from .errors import FormulaError
+from .families import Family
+from .glmodular import GlFormula, glmer_response
+from .pyformula.design import FormulaicDesign, formulaic_model
+from .pyformula.parser import parse_formulaic
 
 __all__ = ["FormulaicGlFormula", "formulaic_glformula"]
 
