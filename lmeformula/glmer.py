@@ -175,6 +175,7 @@ def glmer(
     mustart: Any = None,
     devFunOnly: bool = False,
     data_name: str | None = None,
+    syntax: str = "R",
 ) -> Any:
     """Fit a generalized linear mixed model as lme4's ``glmer``.
 
@@ -207,6 +208,9 @@ def glmer(
         Return the deviance function (of stage 2 when nAGQ > 0) instead of fitting.
     data_name
         Name on the ``Data:`` line.
+    syntax
+        ``"R"`` (default) or ``"formulaic"`` (see :func:`lmeformula.glFormula`; formulaic
+        evaluates the formula's Python expressions: trusted formulas only).
 
     Returns
     -------
@@ -214,13 +218,13 @@ def glmer(
     """
     with _single_threaded_blas():
         return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
-                      subset, contrasts, mustart, devFunOnly, data_name)
+                      subset, contrasts, mustart, devFunOnly, data_name, syntax)
 
 
 def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: Any,
            offset: Any, control: Any, start: Any, na_action: str, subset: Any,
            contrasts: Mapping[str, Any] | None, mustart: Any, devFunOnly: bool,
-           data_name: str | None) -> Any:
+           data_name: str | None, syntax: str = "R") -> Any:
     from .glmermod import GlmerMod
 
     ctrl = as_glmer_control(control)
@@ -233,13 +237,13 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                       DeprecatedUsageWarning, stacklevel=2)
         return lmer(formula, data, weights=weights, offset=offset, na_action=na_action,
                     start=start, subset=subset, contrasts=contrasts, data_name=data_name,
-                    control=ctrl.checks)
+                    control=ctrl.checks, syntax=syntax)
     nAGQ = int(nAGQ)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
     pf = glFormula(formula, data, family=fam, subset=subset, weights=weights,
                    na_action=na_action, offset=offset, contrasts=contrasts,
-                   control=ctrl.checks)
+                   control=ctrl.checks, syntax=syntax)
     if nAGQ > 1:
         re = pf.reTrms
         if len(re.flist) != 1 or len(re.cnms[0]) != 1:
@@ -340,7 +344,8 @@ def _describe(weights: Any, offset: Any, subset: Any) -> dict[str, str]:
 def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None = None,
                  **kwargs: Any) -> Any:
     """lme4's ``update`` for a glmerMod: refit with a changed formula (``.`` for the old
-    sides), data or argument (``family``, ``nAGQ``, ``weights``, ...)."""
+    sides), data or argument (``family``, ``nAGQ``, ``weights``, ...). A model fitted with
+    ``syntax="formulaic"`` keeps that syntax, where a new formula is taken as written."""
     from .lmer import update_formula
 
     if data is None:
@@ -349,12 +354,17 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
             raise LmeFormulaError("update() needs data= (the fitted model does not keep the "
                                   "data)")
     call = dict(m.lformula.call)
-    new_formula = call["formula"] if formula is None else update_formula(call["formula"],
-                                                                          formula)
+    syntax = kwargs.get("syntax", call.get("syntax", "R"))
+    if formula is None:
+        new_formula = call["formula"]
+    elif syntax == "R" and call.get("syntax", "R") == "R":
+        new_formula = update_formula(call["formula"], formula)
+    else:  # formulaic syntax: the new formula as written (no '.'), as lmer's update
+        new_formula = formula
     args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
                                                  "contrasts")}
     args.update({"family": m.family, "nAGQ": m.nAGQ, "control": m.glmer_control,
-                 "data_name": m.data_name})
+                 "data_name": m.data_name, "syntax": call.get("syntax", "R")})
     args.update(kwargs)
     return glmer(new_formula, data, **args)
 

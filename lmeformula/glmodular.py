@@ -78,6 +78,7 @@ def glFormula(
     offset: Any = None,
     contrasts: Mapping[str, Any] | None = None,
     control: LmerControl | Mapping[str, Any] | None = None,
+    syntax: str = "R",
 ) -> LFormula:
     """Parse a GLMM formula against data: lme4's ``glFormula``.
 
@@ -93,6 +94,11 @@ def glFormula(
         family with the identity link gives :func:`lmeformula.lFormula`'s result, as in lme4.
     subset, weights, na_action, offset, contrasts, control
         As for :func:`lmeformula.lFormula` (``control`` may be a GlmerControl).
+    syntax
+        ``"R"`` (default) or ``"formulaic"``, as for :func:`lmeformula.lFormula` (formulaic
+        evaluates the formula's Python expressions: trusted formulas only). In formulaic
+        syntax a binomial response is 0/1, a logical or two-level factor column, or
+        proportions with ``weights=`` the trials; ``cbind`` is R syntax only.
 
     Returns
     -------
@@ -104,10 +110,17 @@ def glFormula(
 
         return lFormula(formula, data, REML=True, subset=subset, weights=weights,
                         na_action=na_action, offset=offset, contrasts=contrasts,
-                        control=_checks_only(control))
+                        control=_checks_only(control), syntax=syntax)
     if fam.family.startswith("quasi"):
         raise FamilyError('"quasi" families cannot be used in glmer')
     ctrl = _checks_only(control)
+    if syntax != "R":
+        from .glmodular_formulaic import formulaic_glformula
+        from .pyformula import check_syntax
+
+        check_syntax(syntax)
+        return formulaic_glformula(formula, data, fam, ctrl, subset=subset, weights=weights,
+                                   na_action=na_action, offset=offset, contrasts=contrasts)
     return build_lformula(formula, data, False, subset, weights, na_action, offset, contrasts,
                           ctrl, GlFormula, glmer_response(fam), allow_n=True, family=fam)
 

@@ -55,7 +55,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("checks", ["checks"]),
     ("front end", ["pyformula", "pyformula.*"]),
     # lFormula/glFormula and the deviance functions (mkLmerDevfun; PIRLS for mkGlmerDevfun)
-    ("modular", ["modular", "glmodular", "pirls"]),
+    ("modular", ["modular", "glmodular", "glmodular_formulaic", "pirls"]),
     ("optimize", ["optimize", "neldermead"]),
     ("fitted model", ["mermod", "glmermod"]),
     ("fit", ["lmer", "glmer", "lmlist"]),

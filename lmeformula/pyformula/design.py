@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,12 +249,18 @@ def formulaic_frame(
     weights: Any = None,
     na_action: str = "omit",
     offset: Any = None,
+    response: Callable[[ModelFrame], np.ndarray] | None = None,
 ) -> tuple[ModelFrame, Any, np.ndarray | None]:
     """The model frame of a formulaic-syntax formula and every part materialised on its rows.
 
     Rows are those in ``subset`` with no missing grouping value, weight or offset (checked
     here), and no missing value in any materialised part (formulaic drops those from all parts
     at once); ``na_action="fail"`` raises if any row was dropped.
+
+    ``response`` (glmer's: :func:`lmeformula.glmodular.glmer_response`) turns the frame's
+    response into y instead of lmer's numeric check; with it, a response that is a plain
+    column of the data enters the frame as that column (a factor or logical as such, not
+    formulaic's dummy columns), as in R's model frame.
 
     Returns
     -------
@@ -320,14 +326,28 @@ def formulaic_frame(
     # the model frame: the response as materialised, the data's columns used (grouping
     # factors included) on the rows kept, and (weights) / (offset)
     variables: dict[str, Value] = {}
-    response = None
+    response_col: str | None = None
     if parsed.response is not None:
         lhs = mms.lhs
-        if lhs.shape[1] != 1:
+        plain = str(parsed.response).strip()
+        if response is not None and plain in data.columns:
+            # glmer: a factor / logical response column as R's frame holds it
+            value = _take(column_value(data[plain]), rows)
+            if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+                value = as_factor(value, plain)
+            variables[plain] = value
+            response_name = plain
+        elif lhs.shape[1] != 1:
+            # in formulaic, '/' is nesting (a/b = a + a:b) even on the left side
+            written = parsed.text.split("~", 1)[0].strip()
+            hint = (f"; a ratio is written {{{written}}} in formulaic syntax ('/' nests)"
+                    if "/" in written and not written.startswith(("{", "I(")) else "")
             raise ModelFrameError("response must be numeric (one column; formulaic made "
-                                  f"{lhs.shape[1]}: {', '.join(map(str, lhs.columns))})")
-        response = str(lhs.columns[0])
-        variables[response] = lhs.iloc[:, 0].to_numpy(dtype=float)
+                                  f"{lhs.shape[1]}: {', '.join(map(str, lhs.columns))}){hint}")
+        else:
+            response_name = str(lhs.columns[0])
+            variables[response_name] = lhs.iloc[:, 0].to_numpy(dtype=float)
+        response_col = response_name
     for name in _required_columns(mms.model_spec, data) + list(groups):
         if name in variables:
             continue
@@ -342,7 +362,7 @@ def formulaic_frame(
     frame = ModelFrame(
         index=data.index if rows.shape[0] == n else data.index[rows],
         variables=variables,
-        response=response,
+        response=response_col,
         weights=kept_extras.get("(weights)"),
         offset=kept_extras.get("(offset)"),
         na_action=(NAAction(na_action, omitted, [data.index[i] for i in omitted])
@@ -351,7 +371,9 @@ def formulaic_frame(
         nrow_data=n,
         extras=kept_extras,
     )
-    y = check_response(frame) if response is not None else None
+    y = None
+    if response_col is not None:
+        y = (check_response if response is None else response)(frame)
     return frame, mms, y
 
 
@@ -365,6 +387,8 @@ def formulaic_model(
     na_action: str = "omit",
     offset: Any = None,
     contrasts: Mapping[str, Any] | None = None,
+    response: Callable[[ModelFrame], np.ndarray] | None = None,
+    allow_n: bool = False,
 ) -> FormulaicModel:
     """Materialise a formulaic-syntax mixed-model formula on data (see the module docstring).
 
@@ -380,6 +404,11 @@ def formulaic_model(
         As for :func:`lmeformula.lFormula`.
     contrasts
         Not used by this syntax (contrasts are written in the formula, ``C(f, contr.sum)``).
+    response
+        The response step (default lmer's numeric check; glmer passes
+        :func:`lmeformula.glmodular.glmer_response`), see :func:`formulaic_frame`.
+    allow_n
+        glmer's identifiability checks (lme4's ``allow.n = TRUE``).
 
     Returns
     -------
@@ -391,7 +420,7 @@ def formulaic_model(
     if not parsed.bars:
         raise FormulaError("No random effects terms specified in formula")
     frame, mms, y = formulaic_frame(parsed, data, subset=subset, weights=weights,
-                                    na_action=na_action, offset=offset)
+                                    na_action=na_action, offset=offset, response=response)
 
     # random effects: formulaic's matrices, lme4's grouping factors and assembly
     built = []
@@ -405,7 +434,8 @@ def formulaic_model(
         built.append(ReTerm(bar.name, bar.group_name, drop_unused_levels(factor),
                             xi.to_numpy(dtype=float), lme4_names(xi.columns)))
     re = re_trms_from_terms(built)
-    wmsgs = check_nlevels(re, frame.nrow, control) + check_zdims(re, frame.nrow, control)
+    wmsgs = (check_nlevels(re, frame.nrow, control, allow_n=allow_n)
+             + check_zdims(re, frame.nrow, control, allow_n=allow_n))
     if np.isnan(re.Zt.data).any():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")

@@ -1,0 +1,92 @@
+"""``glFormula(..., syntax="formulaic")``: the formulaic front end's :class:`GlFormula`.
+
+The same materialisation as :func:`lmeformula.pyformula.formulaic_lformula`, with glmer's
+responses (numbers; for the binomial, 0/1, proportions with ``weights=`` the numbers of trials,
+a logical or a two-level factor column, first level = failure) and glmer's identifiability
+checks (lme4's ``allow.n = TRUE``). ``cbind(successes, failures)`` is R syntax only.
+
+It sits beside :mod:`lmeformula.glmodular` (which dispatches to it), above the formulaic front
+end whose materialisation it uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .control import LmerControl
+from .errors import FormulaError
+from .families import Family
+from .glmodular import GlFormula, glmer_response
+from .pyformula.design import FormulaicDesign, formulaic_model
+from .pyformula.parser import parse_formulaic
+
+__all__ = ["FormulaicGlFormula", "formulaic_glformula"]
+
+
+@dataclass(repr=False)  # LFormula's repr: the structures printed as lme4 prints them
+class FormulaicGlFormula(GlFormula):
+    """:class:`lmeformula.GlFormula` of a formula in formulaic syntax.
+
+    Attributes
+    ----------
+    design
+        The formulaic ModelSpecs (:class:`lmeformula.pyformula.FormulaicDesign`); used by
+        ``predict`` and ``simulate`` on new data.
+    syntax
+        ``"formulaic"``.
+    """
+
+    design: FormulaicDesign | None = field(default=None, repr=False)
+    syntax: str = "formulaic"
+
+
+def formulaic_glformula(
+    formula: str,
+    data: Any,
+    family: Family,
+    ctrl: LmerControl,
+    subset: Any = None,
+    weights: Any = None,
+    na_action: str = "omit",
+    offset: Any = None,
+    contrasts: Mapping[str, Any] | None = None,
+) -> FormulaicGlFormula:
+    """lme4's ``glFormula`` for a formula in formulaic syntax (see :func:`lmeformula.glFormula`;
+    ``family`` is a non-gaussian-identity family, ``ctrl`` the checks' settings).
+
+    The formula's Python expressions are evaluated by formulaic: use trusted formulas only.
+    """
+    parsed = parse_formulaic(formula)
+    if parsed.response is None and ctrl.check_formula_LHS == "stop":
+        raise FormulaError("formula must have a response (left-hand side): "
+                           f"{formula!r} is one-sided")
+    lhs = parsed.text.split("~", 1)[0].strip() if parsed.response is not None else ""
+    if re.match(r"cbind\s*\(", lhs):
+        raise FormulaError(
+            f"cbind(successes, failures) is R syntax and formulaic has no cbind: "
+            f"{lhs!r}. Fit it with syntax='R', or give the proportion of "
+            "successes as the response and the numbers of trials as weights= "
+            "({successes / trials} ~ ..., weights=trials)")
+    model = formulaic_model(parsed, data, ctrl, subset=subset, weights=weights,
+                            na_action=na_action, offset=offset, contrasts=contrasts,
+                            response=glmer_response(family), allow_n=True)
+    return FormulaicGlFormula(
+        X_values=model.X_values,
+        X_names=model.X_names,
+        reTrms=model.reTrms,
+        REML=False,
+        formula=formula,
+        wmsgs=model.wmsgs,
+        y=model.y,
+        frame=model.frame,
+        X_attrs=model.X_attrs,
+        parsed=parsed,  # type: ignore[arg-type]  # printing and anova read lhs / term labels
+        control=ctrl,
+        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
+              "na_action": na_action, "contrasts": contrasts, "syntax": "formulaic"},
+        family=family,
+        design=model.design,
+    )
