@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataframe import as_pandas
 from .errors import ConvergenceWarning, DeprecatedUsageWarning, LmeFormulaError
 from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
@@ -216,6 +217,7 @@ def glmer(
     -------
     GlmerMod
     """
+    data = as_pandas(data)  # polars, pyarrow, dicts...: converted once, here (as lmer does)
     with _single_threaded_blas():
         return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
                       subset, contrasts, mustart, devFunOnly, data_name, syntax)

@@ -202,3 +202,20 @@ def test_pandas_nullable_and_arrow_dtypes(sleep: pd.DataFrame, syntax: str) -> N
         m = lmf.lmer(FORMULA, data, syntax=syntax)
         assert m.nobs == 166
         assert m.REMLcrit() == pytest.approx(ref.REMLcrit(), rel=1e-12)
+
+
+def test_glmer_takes_polars_pyarrow_and_dicts_as_pandas() -> None:
+    # glmer converts any data frame once, as lmer does. A polars Categorical has no level
+    # order, so its levels sort as strings do (as R sorts character data); Arrow dictionaries
+    # and pandas Categoricals keep theirs
+    cbpp = lmf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    ref = lmf.glmer(formula, cbpp, family="binomial")
+    ref_str = lmf.glmer(formula, cbpp.assign(herd=cbpp["herd"].astype(str)), family="binomial")
+    cases = [(pl.from_pandas(cbpp), ref_str), (pa.Table.from_pandas(cbpp), ref),
+             ({c: cbpp[c].array for c in cbpp.columns}, ref)]
+    for data, expected in cases:
+        m = lmf.glmer(formula, data, family="binomial")
+        assert list(m.ranef()["herd"].index) == list(expected.ranef()["herd"].index)
+        np.testing.assert_allclose(m.fixef.to_numpy(), expected.fixef.to_numpy(), rtol=1e-10)
+        np.testing.assert_allclose(m.theta, expected.theta, rtol=1e-10)
