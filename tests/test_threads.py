@@ -66,8 +66,11 @@ def test_lmer_accepts_threads_and_rejects_nonsense() -> None:
 
 
 def test_policy_threshold_and_scope() -> None:
-    policy = ThreadPolicy(parallel_order=1000)
-    assert policy.threads(999) == 1 and policy.threads(1000) is None
+    policy = ThreadPolicy(parallel_order=1000, idle_parallel_order=500)
+    assert policy.threads(999, idle=False) == 1 and policy.threads(1000, idle=False) is None
+    # an idle machine gives the caller's threads to moderately large blocks, a busy one not
+    assert policy.threads(500, idle=True) is None and policy.threads(499, idle=True) == 1
+    assert policy.threads(700, idle=False) == 1
     assert THREAD_POLICY.threads(40) == 1
     before = blas_counts()
     with blas_threads(None):
@@ -75,3 +78,20 @@ def test_policy_threshold_and_scope() -> None:
     with blas_threads(1):
         assert blas_counts() == [1] * len(before)
     assert blas_counts() == before
+
+
+def test_machine_is_idle_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmeformula.pls.threads as threads
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert threads.machine_is_idle()
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    assert not threads.machine_is_idle()
+    assert ThreadPolicy().threads(1159) == 1  # InstEval's block on a busy machine
+
+    def no_load() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(threads.os, "getloadavg", no_load)
+    assert not threads.machine_is_idle()

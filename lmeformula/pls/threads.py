@@ -6,21 +6,28 @@ Cholesky becomes many times slower than a single-threaded one. Measured on the 2
 benchmark machine (``python -m benchmarks.threads``, medians, 2026-12-01, shared with other
 jobs): ``dpotrf`` with 1 thread was faster than with 2 at every order up to 2,400, by 3-1000x
 under contention; a G Gᵀ product gained from 2 threads only above order ~1,200 and only
-under load. So the engine runs single-threaded unless its dense block is large
-(:attr:`ThreadPolicy.parallel_order`), where it leaves the caller's setting alone (all cores
-by default). numpy and scipy each bundle their own OpenBLAS with its own pool: both are set.
-The caller's settings are restored when the scope ends.
+under load. On the same machine when it was idle (load average below 1, 23:10 the same day),
+2 threads paid from order ~1,000 on: ``dpotrf`` at order 1,200 took 12.4 ms against 16.7 ms
+with 1 thread (600-800: no gain), and the InstEval fit (block order 1,159) 1.14 s against
+1.50 s. So the engine runs single-threaded unless its dense block is large
+(:attr:`ThreadPolicy.parallel_order`), or moderately large
+(:attr:`ThreadPolicy.idle_parallel_order`) while the machine has a core to spare (the
+1-minute load average, this process included, at most the core count less one half); there
+it leaves the caller's setting alone (all cores by default). numpy and scipy each bundle their
+own OpenBLAS with its own pool: both are set. The caller's settings are restored when the
+scope ends.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads"]
+__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "machine_is_idle"]
 
 
 @dataclass(frozen=True)
@@ -31,14 +38,34 @@ class ThreadPolicy:
     ----------
     parallel_order
         From this order of the engine's largest dense factorisation on, the caller's thread
-        setting is kept (all cores by default); below it, one thread.
+        setting is kept (all cores by default); below it, one thread, except as below.
+    idle_parallel_order
+        From this order on, the caller's setting is kept while the machine is idle
+        (:func:`machine_is_idle`).
     """
 
     parallel_order: int = 4000
+    idle_parallel_order: int = 1000
 
-    def threads(self, order: int) -> int | None:
-        """Threads for a dense block of this order (None: leave the caller's setting)."""
-        return None if order >= self.parallel_order else 1
+    def threads(self, order: int, idle: bool | None = None) -> int | None:
+        """Threads for a dense block of this order (None: leave the caller's setting);
+        ``idle`` says whether the machine has a core to spare (measured when None and the
+        order makes it matter)."""
+        if order >= self.parallel_order:
+            return None
+        if order >= self.idle_parallel_order and (machine_is_idle() if idle is None else idle):
+            return None
+        return 1
+
+
+def machine_is_idle() -> bool:
+    """Whether the 1-minute load average (this process included) leaves at least half a core
+    free; False where the operating system gives no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return load <= (os.cpu_count() or 1) - 0.5
 
 
 THREAD_POLICY = ThreadPolicy()
