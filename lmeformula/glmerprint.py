@@ -12,6 +12,7 @@ from .printing import (
     _correlation_block,
     _fit_messages,
     _groups_line,
+    _print_tail,
     format_coefmat,
     format_varcorr,
 )
@@ -80,29 +81,13 @@ def _varcorr_lines(m: Any, digits: int, comp: tuple[str, ...]) -> str:
 
 def format_glmer(m: Any) -> str:
     """lme4's ``print(fit)`` of a glmerMod."""
-    from .rformat import format_numbers
 
     lines = [*method_title_lines(m), _family_line(m), *_call_lines(m, long=False)]
     lines += _aic_table(m, 4)
     lines.append("Random effects:")
     lines.append(_varcorr_lines(m, 4, ("Std.Dev.",)))
     lines.append(_groups_line(m))
-    fe = m.fixef
-    if len(fe):
-        lines.append("Fixed Effects:")
-        vals = format_numbers(fe.to_numpy(), 4)
-        names = list(fe.index)
-        w = max(max(len(v) for v in vals), max(len(n) for n in names))
-        per_line = max(1, _WIDTH // (w + 2))
-        for s in range(0, len(vals), per_line):
-            lines.append("".join(n.rjust(w) + "  " for n in names[s : s + per_line]))
-            lines.append("".join(v.rjust(w) + "  " for v in vals[s : s + per_line]))
-    else:
-        lines.append("No fixed effect coefficients")
-    msgs = _fit_messages(m)
-    if msgs:
-        lines += ["fit warnings:", *msgs]
-    lines += _conv_lines(m, summary=True)
+    lines += _print_tail(m)
     return "\n".join(lines)
 
 

@@ -353,7 +353,6 @@ def _fit_messages(m) -> list[str]:  # type: ignore[no-untyped-def]
 
 def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     """lme4's ``print(fit)``."""
-    from .rformat import format_numbers
 
     lines = [_method_title(m), *_call_lines(m, long=False)]
     if m.is_REML:
@@ -363,6 +362,16 @@ def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     lines.append("Random effects:")
     lines.append(format_varcorr(m.VarCorr, digits=4, comp=("Std.Dev.",)))
     lines.append(_groups_line(m))
+    lines += _print_tail(m)
+    return "\n".join(lines)
+
+
+def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
+    """The end of lme4's ``print`` of a fit (lmerMod and glmerMod alike): the fixed effects
+    as a named vector 80 characters wide, then the fit's warnings and convergence lines."""
+    from .rformat import format_numbers
+
+    lines: list[str] = []
     fe = m.fixef
     if len(fe):
         lines.append("Fixed Effects:")
@@ -378,8 +387,7 @@ def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     msgs = _fit_messages(m)
     if msgs:
         lines += ["fit warnings:", *msgs]
-    lines += _conv_lines(m, summary=True)
-    return "\n".join(lines)
+    return lines + _conv_lines(m, summary=True)
 
 
 def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
