@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import lmeformula as lmf
 from lmeformula.errors import LmeFormulaError
 from lmeformula.lmer import optimizeLmer
-from lmeformula.pls.threads import THREAD_POLICY, ThreadPolicy, blas_threads
+from lmeformula.pls.threads import THREAD_POLICY, ThreadPolicy, blas_threads, engine_threads
 
 
 def blas_counts() -> list[int]:
@@ -37,10 +37,22 @@ def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.
     return seen, model
 
 
-def test_the_policy_runs_small_models_single_threaded_and_restores() -> None:
+def test_small_models_leave_the_callers_threads_alone() -> None:
+    # sleepstudy's dense block has order 39: OpenBLAS runs it on one thread by itself, and
+    # no scope (no threadpoolctl scan) is entered
     before = blas_counts()
     seen, _ = fit_recording(None)
-    assert seen and all(counts == [1] * len(counts) for counts in seen)
+    assert seen and all(counts == before for counts in seen)
+    assert blas_counts() == before
+
+
+def test_the_policy_runs_mid_sized_blocks_single_threaded_and_restores() -> None:
+    class Problem:
+        dense_order = 600
+
+    before = blas_counts()
+    with engine_threads(Problem()):
+        assert blas_counts() == [1] * len(before)
     assert blas_counts() == before
 
 
@@ -71,7 +83,8 @@ def test_policy_threshold_and_scope() -> None:
     # an idle machine gives the caller's threads to moderately large blocks, a busy one not
     assert policy.threads(500, idle=True) is None and policy.threads(499, idle=True) == 1
     assert policy.threads(700, idle=False) == 1
-    assert THREAD_POLICY.threads(40) == 1
+    assert THREAD_POLICY.threads(40) is None  # OpenBLAS is single-threaded there anyway
+    assert THREAD_POLICY.threads(600, idle=True) == 1
     before = blas_counts()
     with blas_threads(None):
         assert blas_counts() == before
