@@ -8,12 +8,9 @@ import numpy as np
 
 from .printing import (
     _call_lines,
-    _conv_lines,
-    _correlation_block,
-    _fit_messages,
     _groups_line,
     _print_tail,
-    format_coefmat,
+    _summary_tail,
     format_varcorr,
 )
 
@@ -106,12 +103,4 @@ def format_glmer_summary(m: Any, digits: int = 4) -> str:
     lines.append("Random effects:")
     lines.append(_varcorr_lines(m, digits, ("Variance", "Std.Dev.")))
     lines.append(_groups_line(m))
-    if len(m.fixef):
-        lines += ["", "Fixed effects:", *format_coefmat(m.summary().coefficients, digits)]
-        if len(m.fixef) <= 12:
-            lines += _correlation_block(m)
-    msgs = _fit_messages(m)
-    if msgs:
-        lines += ["fit warnings:", *msgs]
-    lines += _conv_lines(m, summary=False)
-    return "\n".join(lines)
+    return "\n".join(lines + _summary_tail(m, m.summary().coefficients, digits))

@@ -21,6 +21,7 @@ from .errors import FormulaError
 from .families import Family
 from .glmodular import GlFormula, glmer_response
 from .pyformula.design import FormulaicDesign, formulaic_model
+from .pyformula.lformula import result_fields
 from .pyformula.parser import parse_formulaic
 
 __all__ = ["FormulaicGlFormula", "formulaic_glformula"]
@@ -73,20 +74,6 @@ def formulaic_glformula(
     model = formulaic_model(parsed, data, ctrl, subset=subset, weights=weights,
                             na_action=na_action, offset=offset, contrasts=contrasts,
                             response=glmer_response(family), allow_n=True)
-    return FormulaicGlFormula(
-        X_values=model.X_values,
-        X_names=model.X_names,
-        reTrms=model.reTrms,
-        REML=False,
-        formula=formula,
-        wmsgs=model.wmsgs,
-        y=model.y,
-        frame=model.frame,
-        X_attrs=model.X_attrs,
-        parsed=parsed,  # type: ignore[arg-type]  # printing and anova read lhs / term labels
-        control=ctrl,
-        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
-              "na_action": na_action, "contrasts": contrasts, "syntax": "formulaic"},
-        family=family,
-        design=model.design,
-    )
+    return FormulaicGlFormula(REML=False, family=family, **result_fields(
+        model, parsed, formula, ctrl, {"weights": weights, "offset": offset, "subset": subset,
+                                       "na_action": na_action, "contrasts": contrasts}))

@@ -431,15 +431,21 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
     lines.append("Random effects:")
     lines.append(format_varcorr(m.VarCorr, digits=digits, comp=("Variance", "Std.Dev.")))
     lines.append(_groups_line(m))
-    summ = m.summary()
     if len(m.fixef) and ddf:
         from .ddf import coef_table
 
-        lines += ["", "Fixed effects:", *format_coefmat(coef_table(m, ddf=ddf), digits)]
-        if len(m.fixef) <= 12:
-            lines += _correlation_block(m)
-    elif len(m.fixef):
-        lines += ["", "Fixed effects:", *format_coefmat(summ.coefficients, digits)]
+        coefs = coef_table(m, ddf=ddf)  # lmerTest's table: df and p-values
+    else:
+        coefs = m.summary().coefficients
+    return "\n".join(lines + _summary_tail(m, coefs, digits))
+
+
+def _summary_tail(m, coefs, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The end of lme4's ``print(summary(fit))`` (lmerMod and glmerMod alike): the coefficient
+    block and correlations, then fit warnings and convergence lines."""
+    lines: list[str] = []
+    if len(m.fixef):
+        lines += ["", "Fixed effects:", *format_coefmat(coefs, digits)]
         # lme4.summary.cor.max is 12; above it lme4 prints nothing here (only a message on
         # stderr pointing to vcov(), which m.vcov() gives)
         if len(m.fixef) <= 12:
@@ -447,8 +453,7 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
     msgs = _fit_messages(m)
     if msgs:
         lines += ["fit warnings:", *msgs]
-    lines += _conv_lines(m, summary=False)
-    return "\n".join(lines)
+    return lines + _conv_lines(m, summary=False)
 
 
 def _format_pval(pv: list[float], digits: int, eps: float = float(np.finfo(float).eps),

@@ -66,19 +66,20 @@ def formulaic_lformula(
                            f"{formula!r} is one-sided")
     model = formulaic_model(parsed, data, ctrl, subset=subset, weights=weights,
                             na_action=na_action, offset=offset, contrasts=contrasts)
-    return FormulaicLFormula(
-        X_values=model.X_values,
-        X_names=model.X_names,
-        reTrms=model.reTrms,
-        REML=REML,
-        formula=formula,
-        wmsgs=model.wmsgs,
-        y=model.y,
-        frame=model.frame,
-        X_attrs=model.X_attrs,
-        parsed=parsed,  # type: ignore[arg-type]  # printing and anova read lhs / term labels
-        control=ctrl,
-        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
-              "na_action": na_action, "contrasts": contrasts, "syntax": "formulaic"},
-        design=model.design,
-    )
+    return FormulaicLFormula(REML=REML, **result_fields(model, parsed, formula, ctrl, {
+        "weights": weights, "offset": offset, "subset": subset, "na_action": na_action,
+        "contrasts": contrasts}))
+
+
+def result_fields(model: Any, parsed: Any, formula: str, ctrl: LmerControl,
+                  call: dict[str, Any]) -> dict[str, Any]:
+    """The fields an lFormula-like result of the formulaic syntax takes from the materialised
+    model (:func:`formulaic_model`): shared by lFormula's and glFormula's formulaic results."""
+    return {
+        "X_values": model.X_values, "X_names": model.X_names, "reTrms": model.reTrms,
+        "formula": formula, "wmsgs": model.wmsgs, "y": model.y, "frame": model.frame,
+        "X_attrs": model.X_attrs,
+        "parsed": parsed,  # printing and anova read lhs / term labels
+        "control": ctrl, "call": {"formula": formula, **call, "syntax": "formulaic"},
+        "design": model.design,
+    }
