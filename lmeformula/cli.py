@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -64,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "datasets":
             print("\n".join(datasets.list()))
             return 0
@@ -106,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = " ".join(str(err).split()) or type(err).__name__
         print(f"Error: {text}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`... | head`): stop quietly, as Unix tools do, and keep
+        # Python's exit-time flush of stdout from raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return 0
 
 

@@ -26,6 +26,7 @@ from scipy import stats
 
 from .diagnostics import SimulatedResiduals, cooks_distance, simulate_residuals
 from .errors import LmeFormulaError
+from .mpl import pyplot
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -48,18 +49,9 @@ PANELS = ("resid_fitted", "qq_residuals", "scale_location", "qq_ranef", "resid_b
 _DEFAULT = PANELS
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("lmeformula.plots needs matplotlib: pip install 'lmeformula[plot]'"
-                          ) from err
-    return plt
-
-
 def _axes(ax: Any, figsize: tuple[float, float] = (5, 4)) -> Any:
     if ax is None:
-        _, ax = _pyplot().subplots(figsize=figsize)
+        _, ax = pyplot().subplots(figsize=figsize)
     return ax
 
 
@@ -320,7 +312,7 @@ def diagnostics(m: LmerMod, which: tuple[str, ...] | list[str] | None = None,
     n = len(jobs)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    plt = _pyplot()
+    plt = pyplot()
     # constrained layout is worked out when the figure is drawn, not here
     fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
                              figsize=figsize or (4.0 * ncols, 3.3 * nrows))

@@ -281,7 +281,7 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
 @with_recursion_room
 def update_formula(old: str, new: str) -> str:
     """R's ``update.formula``: substitute the old sides for ``.``, then simplify the terms."""
-    from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse
+    from .formula.ast import BinOp, Call, Name, Node, Paren, UnaryOp, deparse
     from .formula.parser import parse_formula
 
     old_lhs, old_rhs = parse_formula(old)
@@ -290,7 +290,7 @@ def update_formula(old: str, new: str) -> str:
     def substitute(node: Node | None, dot: Node | None) -> Node | None:
         if node is None:
             return None
-        if isinstance(node, Name) and node.id == ".":
+        if isinstance(node, Name) and node.id == "." and dot is not None:
             return Paren(dot) if isinstance(dot, BinOp) else dot
         if isinstance(node, BinOp):
             return BinOp(node.op, sub(node.left, dot), sub(node.right, dot))
@@ -298,11 +298,22 @@ def update_formula(old: str, new: str) -> str:
             return UnaryOp(node.op, sub(node.operand, dot))
         if isinstance(node, Paren):
             return Paren(sub(node.expr, dot))
+        if isinstance(node, Call):
+            # R's ExpandDots also reaches into calls (log(.) ~ .), with no parentheses
+            # added: an argument is delimited already
+            inner = dot.expr if isinstance(dot, Paren) else dot
+            return Call(node.fn, tuple((k, _unparen(sub(v, dot), inner)) for k, v in node.args))
+        return node
+
+    def _unparen(node: Node, inner: Node | None) -> Node:
+        # a "." standing alone as an argument gets the old side itself, unparenthesised
+        if isinstance(node, Paren) and inner is not None and node.expr is inner:
+            return inner
         return node
 
     def sub(node: Node, dot: Node | None) -> Node:
-        # a child (never None): None only for a "." with no old side to put there, which is
-        # left in the tree as before (deparse rejects it: TypeError "not a formula node")
+        # a child is never None: a "." with no old side to put there (a new left side over
+        # a one-sided old formula) stays a ".", as R's updateform leaves it
         return cast(Node, substitute(node, dot))
 
     lhs = substitute(new_lhs, old_lhs) if new_lhs is not None else old_lhs
@@ -311,41 +322,42 @@ def update_formula(old: str, new: str) -> str:
 
 
 def _simplify(lhs: Any, rhs: Any, deparse: Any) -> str:
-    """Expand the right-hand side into terms as R's ``terms()`` does, bars kept whole."""
-    from .formula.ast import BinOp, Paren, UnaryOp
+    """R's ``formula(terms(f, simplify = TRUE))``: the right side expanded into its terms,
+    ordered by degree (main effects, then two-way interactions, ...), offsets last, ``- 1``
+    for a removed intercept; random-effects bars are single terms kept in parentheses."""
+    from .formula.ast import BinOp, Call, Name, Node, Paren, UnaryOp
     from .formula.bars import is_bar
+    from .formula.terms import terms
 
-    intercept = True
-    kept: list[str] = []
+    hidden: dict[str, str] = {}
 
-    def add(node: Any, sign: int) -> None:
-        nonlocal intercept
-        if isinstance(node, Paren) and not is_bar(node):
-            add(node.expr, sign)
-        elif isinstance(node, BinOp) and node.op == "+":
-            add(node.left, sign)
-            add(node.right, sign)
-        elif isinstance(node, BinOp) and node.op == "-":
-            add(node.left, sign)
-            add(node.right, -sign)
-        elif isinstance(node, UnaryOp) and node.op == "-":
-            add(node.operand, -sign)
-        elif deparse(node) in ("0", "1"):
-            intercept = (deparse(node) == "1") == (sign > 0)
-        else:
+    def hide(node: Node) -> Node:
+        # a bar is one term to R's terms(): stand it in by a name the encoder treats as a
+        # variable, and put its text back afterwards
+        if is_bar(node):
             text = deparse(node.expr if isinstance(node, Paren) else node)
-            text = f"({text})" if is_bar(node) else text
-            if sign > 0 and text not in kept:
-                kept.append(text)
-            elif sign < 0 and text in kept:
-                kept.remove(text)
+            key = next((k for k, v in hidden.items() if v == text), f".bar{len(hidden)}.")
+            hidden[key] = text
+            return Name(key)
+        if isinstance(node, BinOp):
+            return BinOp(node.op, hide(node.left), hide(node.right))
+        if isinstance(node, UnaryOp):
+            return UnaryOp(node.op, hide(node.operand))
+        if isinstance(node, Paren):
+            return Paren(hide(node.expr))
+        return node
 
-    add(rhs, 1)
-    bars = [t for t in kept if t.startswith("(") and "|" in t]
-    fixed = [t for t in kept if t not in bars]
-    parts = fixed + bars
-    if not intercept:
-        parts = ["-1", *parts] if not parts else [*parts, "-1"]
-    right = " + ".join(parts) if parts else "1"
-    right = right.replace("+ -1", "- 1")
+    def label(var: Node) -> str:
+        if isinstance(var, Name) and var.id in hidden:
+            return f"({hidden[var.id]})"
+        return str(deparse(var))
+
+    tt = terms(hide(rhs), lhs)
+    parts = [":".join(label(tt.variables[i]) for i in term) for term in tt.terms]
+    parts += [deparse(off) for off in tt.offsets if isinstance(off, Call)]
+    if not tt.intercept:
+        parts.append("- 1")
+    right = " + ".join(parts).replace("+ - 1", "- 1") if parts else "1"
+    if right == "- 1":
+        right = "1 - 1"  # R's spelling of a formula with neither terms nor intercept
     return f"{deparse(lhs)} ~ {right}" if lhs is not None else f"~{right}"

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from .errors import ArgumentError, RandomEffectsError
+from .mpl import pyplot
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -45,17 +46,8 @@ __all__ = [
 _SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("lmeformula.plots needs matplotlib: pip install 'lmeformula[plot]'"
-                          ) from err
-    return plt
-
-
 def _axes(ax: Any = None, figsize: tuple[float, float] = (6, 4)) -> Any:
-    plt = _pyplot()
+    plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
@@ -97,7 +89,7 @@ def term_blocks(x: Any) -> list[tuple[str, int]]:
 def _truncated(name: str, lo: float, hi: float, n: int = 128) -> Any:
     from matplotlib.colors import ListedColormap
 
-    plt = _pyplot()
+    plt = pyplot()
     return ListedColormap(plt.get_cmap(name)(np.linspace(lo, hi, n)))
 
 
@@ -106,7 +98,7 @@ def _two_sided() -> Any:
     structural zeros (masked) are white."""
     from matplotlib.colors import ListedColormap
 
-    plt = _pyplot()
+    plt = pyplot()
     base = plt.get_cmap("RdBu_r")
     colours = np.vstack([base(np.linspace(0.0, 0.36, 128)), base(np.linspace(0.64, 1.0, 128))])
     return ListedColormap(colours)
@@ -245,7 +237,7 @@ def caterpillar(m: LmerMod, group: str | None = None, column: int | None = 0,
         Level order, bottom to top (default: increasing conditional mode of the first column
         drawn).
     """
-    plt = _pyplot()
+    plt = pyplot()
     ranef = m.ranef(condVar=True)
     group = group or next(iter(ranef))
     _check_group(group, list(ranef))
@@ -363,7 +355,7 @@ def profile_zeta(profile: Any, which: list[str] | None = None, level: float = 0.
     would give: the tangent of ζ at the estimate (slope from the two profile points either
     side of ζ = 0), whose crossings of the cut-offs are the Wald interval.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     names = which or list(profile.points)

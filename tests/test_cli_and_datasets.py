@@ -81,3 +81,19 @@ def test_seed_question_three_subjects() -> None:
     m = lmf.lmer("Reaction ~ Days + (Days | Subject)", sub)
     b = lmf.getME(m, "b")
     assert b == pytest.approx([-44.157, -2.412, 32.863, -0.400, 11.294, 2.812], abs=2e-3)
+
+
+def test_cli_output_into_a_closed_pipe_stops_quietly() -> None:
+    # `python -m lmeformula fit ... | head -1`: the reader is gone before the summary is
+    # written; the command must end without a BrokenPipeError traceback
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmeformula", "fit", "Reaction ~ Days + (Days | Subject)",
+         "--data", "sleepstudy"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has imported anything, so its first write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err

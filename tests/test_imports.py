@@ -64,7 +64,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("after the fit", ["accessors", "prediction", "inference", "parallel", "ddf", "ddf.*",
                        "diagnostics", "allfit"]),
     # text, HTML, tidy tables and figures
-    ("presentation", ["printing", "glmerprint", "html", "broom", "plots", "diagnostic_plots"]),
+    ("presentation", ["printing", "glmerprint", "html", "broom", "mpl", "plots",
+                      "diagnostic_plots"]),
     # the package's face: its __init__, the command line, the statsmodels bridge
     ("entry points", ["", "glmm", "cli", "__main__", "compare", "compare.*"]),
 ]

@@ -855,12 +855,14 @@ def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
 
 
 def _fits_dense(terms: Sequence[TermShape], p: int) -> bool:
-    """Whether G and M22 are small enough to be formed densely by counting."""
-    q1 = terms[0].size
+    """Whether the cross-products can be formed by counting per pair of levels: M22 (dense
+    in every path) and its blocks between terms of block 2 are small enough. G's size does
+    not matter: its entries are counted at the pairs of levels that occur (``unique`` over
+    the observations' pairs when the possible pairs outnumber them), in memory linear in n."""
     m = sum(t.size for t in terms[1:]) + p + 1
-    pairs = sum(t.nl * u.nl for t in terms[1:] for u in [terms[0], *terms[1:]])
+    pairs = sum(t.nl * u.nl for t in terms[1:] for u in terms[1:])
     limit = _policy().max_dense_cross
-    return m * q1 <= limit and pairs <= limit
+    return m * m <= limit and pairs <= limit
 
 
 def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.ndarray,
