@@ -54,7 +54,7 @@ from .lmer import lmer, mkMerMod, optimizeLmer, refit, refitML, update
 from .lmlist import lmList
 from .mermod import LmerMod
 from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
-from .printing import format_sparse
+from .rformat import format_sparse
 
 __version__ = "0.1.0"
 

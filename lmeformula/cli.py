@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always")
             if args.command == "lformula":
                 from .modular import lFormula
-                from .printing import format_lformula
+                from .lformula import format_lformula
 
                 print(format_lformula(lFormula(args.formula, data, REML=not args.ml,
                                                syntax=args.syntax), width=args.width))
