@@ -22,6 +22,7 @@ from scipy import stats
 from .errors import ConvergenceWarning, LmeFormulaError
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
+from .prediction import predict as predict_model
 
 __all__ = ["GlmerMod", "GlmerSummary"]
 
@@ -242,13 +243,11 @@ class GlmerMod(LmerMod):
                 type: str = "link") -> Any:
         """Predictions on the link scale (``type="link"``, default) or the response scale
         (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``."""
-        from .prediction import predict
-
         if se_fit:
             raise LmeFormulaError("se_fit is not available for glmer fits")
         if type not in ("link", "response"):
             raise LmeFormulaError("type must be 'link' or 'response'")
-        eta = predict(self, newdata, re_form, allow_new_levels, False)
+        eta = predict_model(self, newdata, re_form, allow_new_levels, False)
         if type == "link":
             return eta
         mu = self.family.linkinv(eta.to_numpy())

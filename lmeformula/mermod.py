@@ -22,6 +22,9 @@ from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
 from .pls.terms import lower_factors
+from .prediction import lambdat_at, naresid
+from .prediction import predict as predict_model
+from .prediction import simulate as simulate_model
 from .validate import check_flag, check_number
 
 __all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
@@ -190,10 +193,7 @@ class LmerMod:
     @cached_property
     def _lambdat(self) -> sp.csc_matrix:
         """Λ' at the estimates."""
-        re = self.lformula.reTrms
-        lambdat = re.Lambdat.copy()
-        lambdat.data = self._theta[re.Lind]
-        return lambdat
+        return lambdat_at(self)
 
     # -- basic quantities ---------------------------------------------------------------------
     @property
@@ -443,15 +443,7 @@ class LmerMod:
 
     # -- fitted values and residuals ----------------------------------------------------------
     def _pad(self, values: np.ndarray, name: str) -> pd.Series:
-        frame = self.lformula.frame
-        idx = self.lformula.fr.index
-        series = pd.Series(values, index=idx, name=name)
-        na = frame.na_action
-        if na is not None and na.kind == "exclude":
-            full = pd.Series(np.nan, index=_full_index(frame, idx), name=name)
-            full.loc[idx] = values
-            return full
-        return series
+        return naresid(self.lformula, values, name)
 
     def fitted(self) -> pd.Series:
         """Fitted values μ = Xβ + Zb + offset (padded with NaN under na_action="exclude")."""
@@ -472,17 +464,13 @@ class LmerMod:
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = False, se_fit: bool = False) -> Any:
-        """Predictions (see :func:`lmeformula.predict.predict`)."""
-        from .prediction import predict
-
-        return predict(self, newdata, re_form, allow_new_levels, se_fit)
+        """Predictions (see :func:`lmeformula.prediction.predict`)."""
+        return predict_model(self, newdata, re_form, allow_new_levels, se_fit)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
                  re_form: Any = math.nan, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Simulated responses (see :func:`lmeformula.predict.simulate`)."""
-        from .prediction import simulate
-
-        return simulate(self, nsim, rng, use_u, re_form, newdata)
+        """Simulated responses (see :func:`lmeformula.prediction.simulate`)."""
+        return simulate_model(self, nsim, rng, use_u, re_form, newdata)
 
     # -- getME ----------------------------------------------------------------------------------
     def getME(self, name: str) -> Any:
@@ -531,15 +519,6 @@ class LmerMod:
             "isSingular": self.isSingular(), "feval": self.optinfo.feval,
             "messages": self.optinfo.lme4_messages + self.optinfo.warnings,
         }
-
-
-def _full_index(frame: Any, kept: pd.Index) -> pd.Index:
-    labels = list(kept)
-    omitted = frame.na_action.labels
-    positions = list(frame.rows) + list(frame.na_action.omitted)
-    order = np.argsort(positions, kind="stable")
-    both = labels + list(omitted)
-    return pd.Index([both[i] for i in order])
 
 
 @dataclass(frozen=True)
