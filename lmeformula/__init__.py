@@ -75,3 +75,5 @@ __all__ = [
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
 
 __all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]
+# the presentation layer registers the printed and HTML layouts (see lmeformula.generics)
+from . import glmerprint, html, printing  # noqa: E402, F401

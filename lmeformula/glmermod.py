@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ConvergenceWarning, LmeFormulaError
+from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
 from .prediction import predict as predict_model
@@ -295,9 +296,7 @@ class GlmerMod(LmerMod):
         return GlmerSummary(self)
 
     def __str__(self) -> str:
-        from .glmerprint import format_glmer
-
-        return format_glmer(self)
+        return show(self)  # lmeformula.glmerprint's layout, through lmeformula.generics
 
     def __repr__(self) -> str:
         return self.__str__()
@@ -340,8 +339,6 @@ class GlmerSummary:
                              "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))}, index=fe.index)
 
     def __str__(self) -> str:
-        from .glmerprint import format_glmer_summary
-
-        return format_glmer_summary(self.model)
+        return show(self)
 
     __repr__ = __str__

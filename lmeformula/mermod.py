@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re as _re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -19,15 +20,21 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DeprecatedUsageWarning, LmeFormulaError
+from .generics import ddf_coefficients, show, show_html
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
 from .pls.terms import lower_factors
 from .prediction import lambdat_at, naresid
 from .prediction import predict as predict_model
 from .prediction import simulate as simulate_model
+from .rformat import format_numbers, print_char_matrix
 from .validate import check_flag, check_number
 
-__all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
+__all__ = ["LmerMod", "VarCorr", "VarCorrTerm", "format_varcorr", "match_ddf"]
+
+# lmerTest's ddf= of summary() (and of its tables in lmeformula.ddf)
+DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "lme4")
+KR_ML_MESSAGE = "Kenward-Roger's method is only available for REML model fits"
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,6 @@ class VarCorr:
 
     def format(self, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:
         """lme4's ``formatVC`` table, printed as R prints it."""
-        from .printing import format_varcorr
-
         return format_varcorr(self, digits=digits, comp=comp)
 
     def __str__(self) -> str:
@@ -119,9 +124,7 @@ class VarCorr:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import varcorr_html
-
-        return varcorr_html(self)
+        return show_html(self)  # lmeformula.html's layout, through lmeformula.generics
 
 
 def make_unique_names(names: list[str]) -> list[str]:
@@ -144,6 +147,70 @@ def make_unique_names(names: list[str]) -> list[str]:
             seen[valid] = 0
             out.append(valid)
     return out
+
+
+def format_varcorr(vc: VarCorr, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)
+                   ) -> str:
+    """lme4's ``formatVC`` printed as R prints it (``print(VarCorr(m))``)."""
+    groups: list[str] = []
+    names: list[str] = []
+    sds: list[float] = []
+    lens: list[int] = []
+    for t in vc.terms:
+        for j, c in enumerate(t.names):
+            groups.append(t.group if j == 0 else "")
+            names.append(c)
+        sds.extend(t.stddev.tolist())
+        lens.append(len(t.names))
+    if vc.use_sc:  # GLMMs without a scale have no Residual row
+        groups.append("Residual")
+        names.append("")
+        sds.append(vc.sc)
+        lens.append(1)
+    header = ["Groups", "Name"]
+    cols: list[list[str]] = [groups, names]
+    if "Variance" in comp:
+        header.append("Variance")
+        cols.append(format_numbers([s * s for s in sds], digits))
+    if "Std.Dev." in comp:
+        header.append("Std.Dev.")
+        cols.append(format_numbers(sds, digits))
+    maxlen = max(lens)
+    if maxlen > 1:
+        dig = max(2, digits - 2)
+        corr_rows: list[list[str]] = []
+        for t in vc.terms:
+            r = t.correlation
+            nc = len(t.names)
+            cells = [[""] * (maxlen - 1) for _ in range(nc)]
+            if nc > 1:
+                # R formats the whole matrix (diagonal included) with a common width
+                whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
+                mat = np.array(whole, dtype=object).reshape(nc, nc).T
+                for i in range(nc):
+                    for j in range(min(i, maxlen - 1)):
+                        cells[i][j] = mat[i, j]
+            corr_rows.extend(cells)
+        if vc.use_sc:
+            corr_rows.append([""] * (maxlen - 1))
+        for j in range(maxlen - 1):
+            header.append("Corr" if j == 0 else "")
+            cols.append([row[j] for row in corr_rows])
+    rows = [list(r) for r in zip(*cols, strict=True)]
+    return "\n".join(print_char_matrix(header, rows))
+
+
+def match_ddf(ddf: str, allowed: Sequence[str] = DDF_METHODS) -> str:
+    """R's ``match.arg`` for ``ddf``: an exact name or a unique prefix."""
+    if not isinstance(ddf, str):
+        raise TypeError(f"'ddf' must be a string, one of {', '.join(map(repr, allowed))}")
+    if ddf in allowed:
+        return ddf
+    hits = [a for a in allowed if a.startswith(ddf)] if ddf else []
+    if len(hits) == 1:
+        return hits[0]
+    quoted = ", ".join(f"\u201c{a}\u201d" for a in allowed)
+    raise LmeFormulaError(f"'arg' should be one of {quoted}")
 
 
 @dataclass
@@ -483,27 +550,21 @@ class LmerMod:
         ``"Kenward-Roger"`` lmerTest's, whose coefficients have df and p-values
         (``ddf="lme4"`` is lme4's)."""
         if ddf is not None:
-            from .ddf.tables import match_ddf
-
             ddf = match_ddf(ddf)
             if ddf == "Kenward-Roger" and not self.is_REML:
-                from .ddf.kenward_roger import KR_ML_MESSAGE
-
                 raise LmeFormulaError(KR_ML_MESSAGE)
         return Summary(self, None if ddf == "lme4" else ddf)
 
+    # lme4's layouts are the presentation layer's (lmeformula.printing, glmerprint, html): they
+    # register themselves on the generic functions, which dispatch on the model's class
     def __str__(self) -> str:
-        from .printing import format_merMod
-
-        return format_merMod(self)
+        return show(self)
 
     def __repr__(self) -> str:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        from .html import model_html
-
-        return model_html(self)
+        return show_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The main results as plain Python values (for JSON)."""
@@ -551,26 +612,20 @@ class Summary:
     def coefficients(self) -> pd.DataFrame:
         """Estimate, Std. Error and t value of the fixed effects (with ``ddf``, lmerTest's
         table: df and Pr(>|t|) too)."""
-        if self.ddf is not None:
-            from .ddf import coef_table
-
-            return coef_table(self.model, ddf=self.ddf)
+        if self.ddf is not None:  # lmeformula.ddf's table, through lmeformula.generics
+            return cast(pd.DataFrame, ddf_coefficients(self.model, self.ddf))
         fe = self.model.fixef
         se = np.sqrt(np.diag(self.model.vcov().to_numpy())) if len(fe) else np.zeros(0)
         return pd.DataFrame({"Estimate": fe.to_numpy(), "Std. Error": se,
                              "t value": fe.to_numpy() / se}, index=fe.index)
 
     def __str__(self) -> str:
-        from .printing import format_summary
-
-        return format_summary(self.model, ddf=self.ddf)
+        return show(self)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import summary_html
-
-        return summary_html(self)
+        return show_html(self)
 
 
 GETME_NAMES = (

@@ -13,6 +13,9 @@ import textwrap
 
 import numpy as np
 
+from .generics import show
+from .inference import AnovaTable
+from .mermod import LmerMod, Summary, format_varcorr
 from .rformat import format_pval as _format_pval
 from .rformat import print_char_matrix as _print_char_matrix
 from .rformat import signif_stars as _stars
@@ -21,55 +24,6 @@ __all__ = ["format_anova", "format_coefmat", "format_merMod", "format_summary", 
 
 
 # ---- fitted models ---------------------------------------------------------------------------
-
-def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:  # type: ignore[no-untyped-def]
-    """lme4's ``formatVC`` printed as R prints it (``print(VarCorr(m))``)."""
-    from .rformat import format_numbers
-
-    groups, names, sds, lens = [], [], [], []
-    for t in vc.terms:
-        for j, c in enumerate(t.names):
-            groups.append(t.group if j == 0 else "")
-            names.append(c)
-        sds.extend(t.stddev.tolist())
-        lens.append(len(t.names))
-    if getattr(vc, "use_sc", True):  # GLMMs without a scale have no Residual row
-        groups.append("Residual")
-        names.append("")
-        sds.append(vc.sc)
-        lens.append(1)
-    header = ["Groups", "Name"]
-    cols: list[list[str]] = [groups, names]
-    if "Variance" in comp:
-        header.append("Variance")
-        cols.append(format_numbers([s * s for s in sds], digits))
-    if "Std.Dev." in comp:
-        header.append("Std.Dev.")
-        cols.append(format_numbers(sds, digits))
-    maxlen = max(lens)
-    if maxlen > 1:
-        dig = max(2, digits - 2)
-        corr_rows: list[list[str]] = []
-        for t in vc.terms:
-            r = t.correlation
-            nc = len(t.names)
-            cells = [[""] * (maxlen - 1) for _ in range(nc)]
-            if nc > 1:
-                # R formats the whole matrix (diagonal included) with a common width
-                whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
-                mat = np.array(whole, dtype=object).reshape(nc, nc).T
-                for i in range(nc):
-                    for j in range(min(i, maxlen - 1)):
-                        cells[i][j] = mat[i, j]
-            corr_rows.extend(cells)
-        if getattr(vc, "use_sc", True):
-            corr_rows.append([""] * (maxlen - 1))
-        for j in range(maxlen - 1):
-            header.append("Corr" if j == 0 else "")
-            cols.append([row[j] for row in corr_rows])
-    rows = [list(r) for r in zip(*cols, strict=True)]
-    return "\n".join(_print_char_matrix(header, rows))
-
 
 def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
     from .formula.ast import BinOp, cat_fill, deparse_lines
@@ -393,3 +347,14 @@ def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untype
     lines = list(anova_table.heading)
     lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True)
     return "\n".join(lines + legend)
+
+
+# ---- the printed layouts of the generic function show (lmeformula.generics) ---------------
+
+def _show_summary(s: Summary) -> str:
+    return format_summary(s.model, ddf=s.ddf)
+
+
+show.register(LmerMod, format_merMod)
+show.register(Summary, _show_summary)
+show.register(AnovaTable, format_anova)
