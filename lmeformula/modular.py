@@ -122,12 +122,13 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
-    wmsgs = (check_nlevels(re, n, ctrl, allow_n=allow_n)
-             + check_zdims(re, n, ctrl, allow_n=allow_n))
+    nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
+    wmsgs = (check_nlevels(re.flist, n, ctrl, allow_n=allow_n)
+             + check_zdims(nre, n, ctrl, allow_n=allow_n))
     if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
-    wmsgs += check_zrank(re, n, ctrl)
+    wmsgs += check_zrank(re.Zt, n, ctrl)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
     check_finite_columns(mm.values, mm.columns)
