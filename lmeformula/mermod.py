@@ -3,6 +3,13 @@
 Stored values are properties (``m.fixef``, ``m.sigma``, ``m.theta``, ``m.VarCorr``); accessors
 that take options are methods (``m.ranef(condVar=True)``, ``m.deviance(REML=False)``). The
 module-level functions in :mod:`lmeformula.accessors` call the same code, as lme4's do.
+
+Imports run one way: ``predict``, ``simulate`` and the NA padding of ``fitted``/``residuals``
+call down into :mod:`lmeformula.prediction` (which reads the model through its
+``FittedModel`` protocol); ``VarCorr`` prints itself with :mod:`lmeformula.rformat`; the
+model's and its summary's printed and HTML layouts, and lmerTest's coefficient table of
+``summary(ddf=...)``, belong to later modules and are reached through the generic functions
+of :mod:`lmeformula.generics`.
 """
 
 from __future__ import annotations
