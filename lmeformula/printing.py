@@ -12,6 +12,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pandas as pd
 
 from .generics import show
 from .inference import AnovaTable
@@ -25,7 +26,7 @@ __all__ = ["format_anova", "format_coefmat", "format_merMod", "format_summary", 
 
 # ---- fitted models ---------------------------------------------------------------------------
 
-def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+def _call_lines(m: LmerMod, long: bool = True) -> list[str]:
     from .formula.ast import BinOp, cat_fill, deparse_lines
     from .formula.limits import recursion_room
 
@@ -48,12 +49,12 @@ def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-d
     return lines
 
 
-def _method_title(m) -> str:  # type: ignore[no-untyped-def]
+def _method_title(m: LmerMod) -> str:
     kind = "REML" if m.is_REML else "maximum likelihood "
     return f"Linear mixed model fit by {kind} ['lmerMod']"
 
 
-def _lmertest_title(m, ddf: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _lmertest_title(m: LmerMod, ddf: str) -> list[str]:
     """lmerTest's title through lme4's ``.prt.methTit``: too long for one line of 80, the
     title is wrapped at 78 and ``[lmerModLmerTest]`` follows as R's ``cat(fill = TRUE)``
     places it."""
@@ -75,12 +76,12 @@ def _lmertest_title(m, ddf: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [*lines, cur]
 
 
-def _groups_line(m) -> str:  # type: ignore[no-untyped-def]
+def _groups_line(m: LmerMod) -> str:
     groups = "; ".join(f"{k}, {v}" for k, v in m.ngrps.items())
     return f"Number of obs: {m.n}, groups:  {groups}"
 
 
-def _aic_table(m, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _aic_table(m: LmerMod, digits: int) -> list[str]:
     from .rformat import format_numbers, print_named
 
     ll = m.logLik()
@@ -97,7 +98,7 @@ def _r_cat_number(x: float) -> str:
     return format_numbers([x], 7)[0].strip()
 
 
-def _conv_lines(m, summary: bool) -> list[str]:  # type: ignore[no-untyped-def]
+def _conv_lines(m: LmerMod, summary: bool) -> list[str]:
     opt = m.optinfo
     msgs = opt.lme4_messages
     if opt.conv == 0 and not msgs and not opt.warnings:
@@ -109,12 +110,12 @@ def _conv_lines(m, summary: bool) -> list[str]:  # type: ignore[no-untyped-def]
     return [line, *msgs, *opt.warnings, ""]
 
 
-def _fit_messages(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _fit_messages(m: LmerMod) -> list[str]:
     attrs = m.lformula.X_attrs
     return [x for x in [attrs.get("msgRankdrop"), *attrs.get("msgScaleX", [])] if x]
 
 
-def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
+def format_merMod(m: LmerMod) -> str:
     """lme4's ``print(fit)``."""
 
     lines = [_method_title(m), *_call_lines(m, long=False)]
@@ -129,7 +130,7 @@ def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
-def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _print_tail(m: LmerMod) -> list[str]:
     """The end of lme4's ``print`` of a fit (lmerMod and glmerMod alike): the fixed effects
     as a named vector 80 characters wide, then the fit's warnings and convergence lines."""
     from .rformat import format_numbers
@@ -138,7 +139,7 @@ def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
     fe = m.fixef
     if len(fe):
         lines.append("Fixed Effects:")
-        vals = format_numbers(fe.to_numpy(), 4)
+        vals = format_numbers(fe.to_numpy().tolist(), 4)
         names = list(fe.index)
         w = max(max(len(v) for v in vals), max(len(n) for n in names))
         per_line = max(1, 80 // (w + 2))
@@ -153,7 +154,7 @@ def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
     return lines + _conv_lines(m, summary=True)
 
 
-def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _correlation_block(m: LmerMod) -> list[str]:
     from .rformat import abbreviate, format_numbers
 
     v = m.vcov().to_numpy()
@@ -172,7 +173,7 @@ def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
             *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
 
 
-def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: ignore[no-untyped-def]
+def format_summary(m: LmerMod, digits: int = 4, ddf: str | None = None) -> str:
     """lme4's ``print(summary(fit))``; with ``ddf`` (``"Satterthwaite"``, ``"Kenward-Roger"``)
     lmerTest's: its title and the coefficients with df, p-values and stars."""
     from .rformat import format_numbers, print_named, zapsmall
@@ -203,7 +204,7 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
     return "\n".join(lines + _summary_tail(m, coefs, digits))
 
 
-def _summary_tail(m, coefs, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _summary_tail(m: LmerMod, coefs: pd.DataFrame, digits: int) -> list[str]:
     """The end of lme4's ``print(summary(fit))`` (lmerMod and glmerMod alike): the coefficient
     block and correlations, then fit warnings and convergence lines."""
     lines: list[str] = []
@@ -219,7 +220,7 @@ def _summary_tail(m, coefs, digits: int) -> list[str]:  # type: ignore[no-untype
     return lines + _conv_lines(m, summary=False)
 
 
-def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # type: ignore[no-untyped-def]
+def format_coefmat(table: pd.DataFrame, digits: int = 4, cs_ind: list[int] | None = None,
                    tst_ind: list[int] | None = None, zap_ind: tuple[int, ...] = (),
                    has_p: bool | None = None, signif_stars: bool = True,
                    na_print: str = "NA") -> list[str]:
@@ -300,7 +301,7 @@ def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # t
                               width=80) + legend
 
 
-def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untyped-def]
+def format_anova(anova_table: AnovaTable, digits: int = 5) -> str:
     """R's ``print.anova`` (through ``printCoefmat``), heading included."""
     from .rformat import format_numbers, zapsmall
 
