@@ -54,7 +54,7 @@ from .lmer import lmer, mkMerMod, optimizeLmer, refit, refitML, update
 from .lmlist import lmList
 from .mermod import LmerMod
 from .modular import LFormula, LmerDevfun, lFormula, mkLmerDevfun
-from .printing import format_sparse
+from .rformat import format_sparse
 
 __version__ = "0.1.0"
 
@@ -75,3 +75,5 @@ __all__ = [
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
 
 __all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]
+# the presentation layer registers the printed and HTML layouts (see lmeformula.generics)
+from . import glmerprint, html, printing  # noqa: E402, F401

@@ -22,6 +22,7 @@ import pandas as pd
 
 from .control import LmerControl
 from .errors import LmeFormulaError
+from .generics import show_html
 from .lmer import mkMerMod, optimizeLmer
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
@@ -142,9 +143,7 @@ class AllFitSummary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import allfit_html
-
-        return allfit_html(self)
+        return show_html(self)  # lmeformula.html's layout, through lmeformula.generics
 
 
 def _refit(m: LmerMod, optimizer: str, opt_ctrl: Mapping[str, Any]) -> LmerMod:

@@ -1,15 +1,18 @@
 """lme4's identifiability, rank and scale checks, with lme4's messages.
 
 Each check returns the message it raised as a warning (lme4's ``wmsgs``) or raises the package's
-error when its action is ``"stop"``.
+error when its action is ``"stop"``. As lme4's, the checks take the pieces they check (the
+grouping factors, the random-effects sizes, Zt, X), not the structures that hold them.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from .control import LmerControl
@@ -21,7 +24,6 @@ from .errors import (
     RankDeficiencyWarning,
     ScaleWarning,
 )
-from .reterms import ReTrms
 from .transforms import drop_unused_levels
 
 __all__ = [
@@ -43,11 +45,13 @@ def _act(action: str, message: str, error: type[Exception] = IdentifiabilityErro
     return message
 
 
-def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) -> list[str]:
-    """lme4's ``checkNlevels`` (lmer: ``allow.n = FALSE``; glmer: ``allow.n = TRUE``, where as
-    many levels as observations are allowed)."""
+def check_nlevels(flist: Mapping[str, pd.Categorical], n: int, ctrl: LmerControl,
+                  allow_n: bool = False) -> list[str]:
+    """lme4's ``checkNlevels(flist, n, control, allow.n)`` on the grouping factors (lmer:
+    ``allow.n = FALSE``; glmer: ``allow.n = TRUE``, where as many levels as observations are
+    allowed)."""
     msgs: list[str] = []
-    nlev = {name: len(drop_unused_levels(f).categories) for name, f in re.flist.items()}
+    nlev = {name: len(drop_unused_levels(f).categories) for name, f in flist.items()}
     if ctrl.check_nlev_gtr_1 != "ignore" and any(v < 2 for v in nlev.values()):
         m = _act(ctrl.check_nlev_gtr_1, "grouping factors must have > 1 sampled level")
         msgs += [m] if m else []
@@ -65,14 +69,16 @@ def check_nlevels(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) 
     return msgs
 
 
-def check_zdims(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) -> list[str]:
-    """lme4's ``checkZdims``: observations against random effects, term by term (glmer:
-    ``allow.n = TRUE``, as many observations as random effects allowed)."""
+def check_zdims(nre_by_term: Mapping[str, int], n: int, ctrl: LmerControl,
+                allow_n: bool = False) -> list[str]:
+    """lme4's ``checkZdims(Ztlist, n, control, allow.n)``: observations against random effects,
+    term by term (glmer: ``allow.n = TRUE``, as many observations as random effects allowed).
+    What it checks of ``Ztlist`` is given: the number of rows of each term's block (nl * nc),
+    keyed by the term's name in ``Ztlist``, without building the blocks."""
     msgs: list[str] = []
     if ctrl.check_nobs_vs_nRE == "ignore":
         return msgs
-    for t in re.terms:
-        name, nre = t.key, t.nl * t.nc
+    for name, nre in nre_by_term.items():
         if (n < nre) if allow_n else (n <= nre):
             resid = "" if allow_n else " and the residual variance (or scale parameter)"
             m = _act(ctrl.check_nobs_vs_nRE,
@@ -83,17 +89,17 @@ def check_zdims(re: ReTrms, n: int, ctrl: LmerControl, allow_n: bool = False) ->
     return msgs
 
 
-def check_zrank(re: ReTrms, n: int, ctrl: LmerControl) -> list[str]:
-    """lme4's ``checkZrank``: rank of Z against the number of observations."""
+def check_zrank(Zt: sp.spmatrix | np.ndarray, n: int, ctrl: LmerControl) -> list[str]:
+    """lme4's ``checkZrank(Zt, n, control)``: rank of Z against the number of observations."""
     action = ctrl.check_nobs_vs_rankZ
     if action == "ignore":
         return []
-    q = re.Zt.shape[0]
+    q = Zt.shape[0]
     if action.endswith("Small"):
         if n * q > 1e6:
             return []
         action = action[: -len("Small")]
-    z = re.Zt.T.toarray() if sp.issparse(re.Zt) else np.asarray(re.Zt).T
+    z = sp.csc_matrix(Zt).T.toarray()
     rank = int(np.linalg.matrix_rank(z))
     if n <= rank:
         m = _act(action,

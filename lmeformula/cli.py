@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if args.command == "lformula":
+                from .lformula import format_lformula
                 from .modular import lFormula
-                from .printing import format_lformula
 
                 print(format_lformula(lFormula(args.formula, data, REML=not args.ml,
                                                syntax=args.syntax), width=args.width))

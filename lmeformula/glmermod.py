@@ -20,8 +20,10 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ConvergenceWarning, LmeFormulaError
+from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
+from .prediction import predict as predict_model
 
 __all__ = ["GlmerMod", "GlmerSummary"]
 
@@ -242,13 +244,11 @@ class GlmerMod(LmerMod):
                 type: str = "link") -> Any:
         """Predictions on the link scale (``type="link"``, default) or the response scale
         (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``."""
-        from .prediction import predict
-
         if se_fit:
             raise LmeFormulaError("se_fit is not available for glmer fits")
         if type not in ("link", "response"):
             raise LmeFormulaError("type must be 'link' or 'response'")
-        eta = predict(self, newdata, re_form, allow_new_levels, False)
+        eta = predict_model(self, newdata, re_form, allow_new_levels, False)
         if type == "link":
             return eta
         mu = self.family.linkinv(eta.to_numpy())
@@ -296,9 +296,7 @@ class GlmerMod(LmerMod):
         return GlmerSummary(self)
 
     def __str__(self) -> str:
-        from .glmerprint import format_glmer
-
-        return format_glmer(self)
+        return show(self)  # lmeformula.glmerprint's layout, through lmeformula.generics
 
     def __repr__(self) -> str:
         return self.__str__()
@@ -341,8 +339,6 @@ class GlmerSummary:
                              "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))}, index=fe.index)
 
     def __str__(self) -> str:
-        from .glmerprint import format_glmer_summary
-
-        return format_glmer_summary(self.model)
+        return show(self)
 
     __repr__ = __str__

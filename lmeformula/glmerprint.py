@@ -1,4 +1,8 @@
-"""lme4's printed output of a glmerMod: ``print(m)`` and ``print(summary(m))``."""
+"""lme4's printed output of a glmerMod: ``print(m)`` and ``print(summary(m))``.
+
+Registered at the end for the generic :func:`lmeformula.generics.show`, which ``GlmerMod`` and
+``GlmerSummary`` call (imports run one way: glmermod does not import this module).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .generics import show
+from .glmermod import GlmerMod, GlmerSummary
 from .printing import (
     _call_lines,
     _groups_line,
@@ -104,3 +110,11 @@ def format_glmer_summary(m: Any, digits: int = 4) -> str:
     lines.append(_varcorr_lines(m, digits, ("Variance", "Std.Dev.")))
     lines.append(_groups_line(m))
     return "\n".join(lines + _summary_tail(m, m.summary().coefficients, digits))
+
+
+def _show_summary(s: GlmerSummary) -> str:
+    return format_glmer_summary(s.model)
+
+
+show.register(GlmerMod, format_glmer)
+show.register(GlmerSummary, _show_summary)

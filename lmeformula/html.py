@@ -2,7 +2,9 @@
 HTML tables (statsmodels' layout: a two-column header of model facts, then one table per
 block). The text output (``str``) is unchanged; these back the objects' ``_repr_html_``.
 
-Presentation only: every number comes from the model's accessors.
+Presentation only: every number comes from the model's accessors. The objects' ``_repr_html_``
+reach these layouts through the generic :func:`lmeformula.generics.show_html`, for which this
+module registers them at the end (imports run one way: the models do not import this module).
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from .allfit import AllFitSummary
-    from .inference import AnovaTable
-    from .mermod import LmerMod, Summary, VarCorr
+from .allfit import AllFitSummary
+from .generics import show_html
+from .inference import AnovaTable
+from .mermod import LmerMod, Summary, VarCorr
 
 __all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "model_html",
            "summary_html", "table_html", "varcorr_html"]
@@ -214,3 +216,10 @@ def allfit_html(s: AllFitSummary) -> str:
                         css_class="allfit"),
              frame_html(s.theta, "θ", digits=7, css_class="allfit"), "</div>"]
     return "".join(parts)
+
+
+show_html.register(LmerMod, model_html)
+show_html.register(Summary, summary_html)
+show_html.register(VarCorr, varcorr_html)
+show_html.register(AnovaTable, anova_html)
+show_html.register(AllFitSummary, allfit_html)

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import interpolate, stats
 
 from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
+from .generics import show, show_html
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .pls import TermShape
@@ -145,17 +146,15 @@ class AnovaTable(pd.DataFrame):
         """The table as a plain DataFrame."""
         return pd.DataFrame(self)
 
+    # R's print.anova and the HTML table are lmeformula.printing's and lmeformula.html's,
+    # reached through the generic functions of lmeformula.generics
     def __str__(self) -> str:
-        from .printing import format_anova
-
-        return format_anova(self)
+        return show(self)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import anova_html
-
-        return anova_html(self)
+        return show_html(self)
 
 
 def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,

@@ -3,6 +3,13 @@
 Stored values are properties (``m.fixef``, ``m.sigma``, ``m.theta``, ``m.VarCorr``); accessors
 that take options are methods (``m.ranef(condVar=True)``, ``m.deviance(REML=False)``). The
 module-level functions in :mod:`lmeformula.accessors` call the same code, as lme4's do.
+
+Imports run one way: ``predict``, ``simulate`` and the NA padding of ``fitted``/``residuals``
+call down into :mod:`lmeformula.prediction` (which reads the model through its
+``FittedModel`` protocol); ``VarCorr`` prints itself with :mod:`lmeformula.rformat`; the
+model's and its summary's printed and HTML layouts, and lmerTest's coefficient table of
+``summary(ddf=...)``, belong to later modules and are reached through the generic functions
+of :mod:`lmeformula.generics`.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import math
 import re as _re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, cast
@@ -19,12 +27,21 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DeprecatedUsageWarning, LmeFormulaError
+from .generics import ddf_coefficients, show, show_html
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
 from .pls.terms import lower_factors
+from .prediction import lambdat_at, naresid
+from .prediction import predict as predict_model
+from .prediction import simulate as simulate_model
+from .rformat import format_numbers, print_char_matrix
 from .validate import check_flag, check_number
 
-__all__ = ["LmerMod", "VarCorr", "VarCorrTerm"]
+__all__ = ["LmerMod", "VarCorr", "VarCorrTerm", "format_varcorr", "match_ddf"]
+
+# lmerTest's ddf= of summary() (and of its tables in lmeformula.ddf)
+DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "lme4")
+KR_ML_MESSAGE = "Kenward-Roger's method is only available for REML model fits"
 
 
 @dataclass(frozen=True)
@@ -106,8 +123,6 @@ class VarCorr:
 
     def format(self, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:
         """lme4's ``formatVC`` table, printed as R prints it."""
-        from .printing import format_varcorr
-
         return format_varcorr(self, digits=digits, comp=comp)
 
     def __str__(self) -> str:
@@ -116,9 +131,7 @@ class VarCorr:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import varcorr_html
-
-        return varcorr_html(self)
+        return show_html(self)  # lmeformula.html's layout, through lmeformula.generics
 
 
 def make_unique_names(names: list[str]) -> list[str]:
@@ -141,6 +154,70 @@ def make_unique_names(names: list[str]) -> list[str]:
             seen[valid] = 0
             out.append(valid)
     return out
+
+
+def format_varcorr(vc: VarCorr, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)
+                   ) -> str:
+    """lme4's ``formatVC`` printed as R prints it (``print(VarCorr(m))``)."""
+    groups: list[str] = []
+    names: list[str] = []
+    sds: list[float] = []
+    lens: list[int] = []
+    for t in vc.terms:
+        for j, c in enumerate(t.names):
+            groups.append(t.group if j == 0 else "")
+            names.append(c)
+        sds.extend(t.stddev.tolist())
+        lens.append(len(t.names))
+    if vc.use_sc:  # GLMMs without a scale have no Residual row
+        groups.append("Residual")
+        names.append("")
+        sds.append(vc.sc)
+        lens.append(1)
+    header = ["Groups", "Name"]
+    cols: list[list[str]] = [groups, names]
+    if "Variance" in comp:
+        header.append("Variance")
+        cols.append(format_numbers([s * s for s in sds], digits))
+    if "Std.Dev." in comp:
+        header.append("Std.Dev.")
+        cols.append(format_numbers(sds, digits))
+    maxlen = max(lens)
+    if maxlen > 1:
+        dig = max(2, digits - 2)
+        corr_rows: list[list[str]] = []
+        for t in vc.terms:
+            r = t.correlation
+            nc = len(t.names)
+            cells = [[""] * (maxlen - 1) for _ in range(nc)]
+            if nc > 1:
+                # R formats the whole matrix (diagonal included) with a common width
+                whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
+                mat = np.array(whole, dtype=object).reshape(nc, nc).T
+                for i in range(nc):
+                    for j in range(min(i, maxlen - 1)):
+                        cells[i][j] = mat[i, j]
+            corr_rows.extend(cells)
+        if vc.use_sc:
+            corr_rows.append([""] * (maxlen - 1))
+        for j in range(maxlen - 1):
+            header.append("Corr" if j == 0 else "")
+            cols.append([row[j] for row in corr_rows])
+    rows = [list(r) for r in zip(*cols, strict=True)]
+    return "\n".join(print_char_matrix(header, rows))
+
+
+def match_ddf(ddf: str, allowed: Sequence[str] = DDF_METHODS) -> str:
+    """R's ``match.arg`` for ``ddf``: an exact name or a unique prefix."""
+    if not isinstance(ddf, str):
+        raise TypeError(f"'ddf' must be a string, one of {', '.join(map(repr, allowed))}")
+    if ddf in allowed:
+        return ddf
+    hits = [a for a in allowed if a.startswith(ddf)] if ddf else []
+    if len(hits) == 1:
+        return hits[0]
+    quoted = ", ".join(f"\u201c{a}\u201d" for a in allowed)
+    raise LmeFormulaError(f"'arg' should be one of {quoted}")
 
 
 @dataclass
@@ -190,10 +267,7 @@ class LmerMod:
     @cached_property
     def _lambdat(self) -> sp.csc_matrix:
         """Λ' at the estimates."""
-        re = self.lformula.reTrms
-        lambdat = re.Lambdat.copy()
-        lambdat.data = self._theta[re.Lind]
-        return lambdat
+        return lambdat_at(self)
 
     # -- basic quantities ---------------------------------------------------------------------
     @property
@@ -443,15 +517,7 @@ class LmerMod:
 
     # -- fitted values and residuals ----------------------------------------------------------
     def _pad(self, values: np.ndarray, name: str) -> pd.Series:
-        frame = self.lformula.frame
-        idx = self.lformula.fr.index
-        series = pd.Series(values, index=idx, name=name)
-        na = frame.na_action
-        if na is not None and na.kind == "exclude":
-            full = pd.Series(np.nan, index=_full_index(frame, idx), name=name)
-            full.loc[idx] = values
-            return full
-        return series
+        return naresid(self.lformula, values, name)
 
     def fitted(self) -> pd.Series:
         """Fitted values μ = Xβ + Zb + offset (padded with NaN under na_action="exclude")."""
@@ -472,17 +538,13 @@ class LmerMod:
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = False, se_fit: bool = False) -> Any:
-        """Predictions (see :func:`lmeformula.predict.predict`)."""
-        from .prediction import predict
-
-        return predict(self, newdata, re_form, allow_new_levels, se_fit)
+        """Predictions (see :func:`lmeformula.prediction.predict`)."""
+        return predict_model(self, newdata, re_form, allow_new_levels, se_fit)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
                  re_form: Any = math.nan, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Simulated responses (see :func:`lmeformula.predict.simulate`)."""
-        from .prediction import simulate
-
-        return simulate(self, nsim, rng, use_u, re_form, newdata)
+        """Simulated responses (see :func:`lmeformula.prediction.simulate`)."""
+        return simulate_model(self, nsim, rng, use_u, re_form, newdata)
 
     # -- getME ----------------------------------------------------------------------------------
     def getME(self, name: str) -> Any:
@@ -495,27 +557,21 @@ class LmerMod:
         ``"Kenward-Roger"`` lmerTest's, whose coefficients have df and p-values
         (``ddf="lme4"`` is lme4's)."""
         if ddf is not None:
-            from .ddf.tables import match_ddf
-
             ddf = match_ddf(ddf)
             if ddf == "Kenward-Roger" and not self.is_REML:
-                from .ddf.kenward_roger import KR_ML_MESSAGE
-
                 raise LmeFormulaError(KR_ML_MESSAGE)
         return Summary(self, None if ddf == "lme4" else ddf)
 
+    # lme4's layouts are the presentation layer's (lmeformula.printing, glmerprint, html): they
+    # register themselves on the generic functions, which dispatch on the model's class
     def __str__(self) -> str:
-        from .printing import format_merMod
-
-        return format_merMod(self)
+        return show(self)
 
     def __repr__(self) -> str:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        from .html import model_html
-
-        return model_html(self)
+        return show_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The main results as plain Python values (for JSON)."""
@@ -531,15 +587,6 @@ class LmerMod:
             "isSingular": self.isSingular(), "feval": self.optinfo.feval,
             "messages": self.optinfo.lme4_messages + self.optinfo.warnings,
         }
-
-
-def _full_index(frame: Any, kept: pd.Index) -> pd.Index:
-    labels = list(kept)
-    omitted = frame.na_action.labels
-    positions = list(frame.rows) + list(frame.na_action.omitted)
-    order = np.argsort(positions, kind="stable")
-    both = labels + list(omitted)
-    return pd.Index([both[i] for i in order])
 
 
 @dataclass(frozen=True)
@@ -572,26 +619,20 @@ class Summary:
     def coefficients(self) -> pd.DataFrame:
         """Estimate, Std. Error and t value of the fixed effects (with ``ddf``, lmerTest's
         table: df and Pr(>|t|) too)."""
-        if self.ddf is not None:
-            from .ddf import coef_table
-
-            return coef_table(self.model, ddf=self.ddf)
+        if self.ddf is not None:  # lmeformula.ddf's table, through lmeformula.generics
+            return cast(pd.DataFrame, ddf_coefficients(self.model, self.ddf))
         fe = self.model.fixef
         se = np.sqrt(np.diag(self.model.vcov().to_numpy())) if len(fe) else np.zeros(0)
         return pd.DataFrame({"Estimate": fe.to_numpy(), "Std. Error": se,
                              "t value": fe.to_numpy() / se}, index=fe.index)
 
     def __str__(self) -> str:
-        from .printing import format_summary
-
-        return format_summary(self.model, ddf=self.ddf)
+        return show(self)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        from .html import summary_html
-
-        return summary_html(self)
+        return show_html(self)
 
 
 GETME_NAMES = (

@@ -3,14 +3,15 @@
 The steps are the ones lme4 takes (R/modular.R): expand ``||``; build the model frame over every
 variable; build the random-effects structures (``mkReTrms``); run the identifiability checks;
 build the fixed-effects matrix from ``nobars(formula)``; drop rank-deficient columns; check
-scales. Each result is a plain object a user can inspect.
+scales. Each result is a plain object a user can inspect; the result's dataclasses
+(:class:`LFormula`, :class:`ParsedFormula`) are defined in :mod:`lmeformula.lformula`, below the
+two front ends that build them, and are this module's names too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -26,151 +27,18 @@ from .checks import (
 )
 from .control import LmerControl, as_control
 from .errors import ArgumentError, FormulaError
-from .formula.ast import BinOp, Node, deparse
-from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.limits import with_recursion_room
-from .formula.parser import parse_formula
-from .formula.terms import Terms, terms
 from .frame import ModelFrame, check_response, model_frame
+from .lformula import LFormula, ParsedFormula, parse_lmer_formula  # modular's names too
 from .modelmatrix import model_matrix
 from .pls.protocol import Factor, PLSEngine
-from .reterms import ReTrms, mk_re_trms
+from .reterms import mk_re_trms
 from .validate import check_flag
 
 __all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
 
 # How far inside the boundary the gradient is taken where λ is singular
 _BOUNDARY_STEP = 1e-7
-
-
-@dataclass(frozen=True)
-class ParsedFormula:
-    """An lme4 formula split into its parts (no data involved).
-
-    Attributes
-    ----------
-    text
-        The formula as given.
-    lhs
-        Response expression, or None.
-    rhs
-        Right-hand side with ``||`` expanded (lme4 stores this form).
-    bars
-        Random-effects terms in formula order, slashes expanded.
-    fixed
-        The fixed-effects terms (``nobars``).
-    """
-
-    text: str
-    lhs: Node | None
-    rhs: Node
-    bars: tuple[BinOp, ...]
-    fixed: Terms
-
-    @cached_property
-    def expanded(self) -> str:
-        """The formula lme4 stores: ``||`` expanded."""
-        rhs = deparse(self.rhs)
-        return f"{deparse(self.lhs)} ~ {rhs}" if self.lhs is not None else f"~{rhs}"
-
-
-def parse_lmer_formula(formula: str) -> ParsedFormula:
-    """Split an lme4 formula into response, random-effects bars and fixed terms."""
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    return _parse_lmer_formula(formula)
-
-
-@lru_cache(maxsize=256)
-def _parse_lmer_formula(formula: str) -> ParsedFormula:
-    # cached: the result is immutable (frozen syntax trees), and refits, bootstraps and
-    # profiles parse the same text again and again
-    lhs, rhs = parse_formula(formula)
-    rhs = expand_double_verts(rhs)
-    bars = tuple(findbars(rhs))
-    fixed_rhs = nobars(rhs)
-    return ParsedFormula(formula, lhs, rhs, bars, terms(fixed_rhs, lhs))
-
-
-@dataclass
-class LFormula:
-    """The result of :func:`lFormula`, lme4's ``lFormula()`` list.
-
-    Attributes
-    ----------
-    fr
-        The model frame (rows kept, variables used), a DataFrame with the caller's index.
-    X
-        Fixed-effects model matrix, columns named exactly as R's ``model.matrix``.
-    X_values, X_names
-        The same matrix as an array and its column names (what the fit uses; ``fr`` and ``X``
-        are built from them, and from ``frame``, on first access).
-    reTrms
-        Random-effects structures (:class:`lmeformula.reterms.ReTrms`).
-    REML
-        Whether the REML criterion is to be used.
-    formula
-        The formula with ``||`` expanded, as lme4 stores it.
-    wmsgs
-        Messages of the checks that warned (lme4's ``wmsgs``).
-    y
-        The response (None for a one-sided formula).
-    frame
-        The full :class:`lmeformula.frame.ModelFrame` (transform state, NA record, offset).
-    X_attrs
-        R's attributes of X: ``assign``, ``contrasts``, ``col.dropped``, ``msgRankdrop``,
-        ``msgScaleX``.
-    parsed
-        The :class:`ParsedFormula`.
-    control
-        The checks' settings used.
-    call
-        The arguments of the call (``formula``, ``weights``, ``offset``, ``subset``,
-        ``na_action``, ``contrasts``), kept for ``predict``, ``update`` and ``refit``.
-    """
-
-    X_values: np.ndarray = field(repr=False)
-    X_names: list[str]
-    reTrms: ReTrms
-    REML: bool
-    formula: str
-    wmsgs: list[str]
-    y: np.ndarray | None
-    frame: ModelFrame = field(repr=False)
-    X_attrs: dict[str, Any] = field(repr=False)
-    parsed: ParsedFormula = field(repr=False)
-    control: LmerControl = field(repr=False)
-    call: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    # The DataFrames are built on first access: a fit needs only the arrays.
-    @cached_property
-    def fr(self) -> pd.DataFrame:
-        """The model frame (rows kept, variables used), with the caller's index."""
-        return self.frame.data
-
-    @cached_property
-    def X(self) -> pd.DataFrame:
-        """The fixed-effects model matrix, columns named as R's ``model.matrix`` names them."""
-        return pd.DataFrame(self.X_values, columns=self.X_names, index=self.frame.index)
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        """Prior weights, or None."""
-        return self.frame.weights
-
-    @property
-    def offset(self) -> np.ndarray | None:
-        """The total offset, or None."""
-        return self.frame.offset
-
-    def __getitem__(self, key: str) -> Any:
-        """lme4-style access: ``pf["reTrms"]``."""
-        return getattr(self, key)
-
-    def __repr__(self) -> str:
-        from .printing import format_lformula
-
-        return format_lformula(self)
 
 
 @with_recursion_room
@@ -254,12 +122,13 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
-    wmsgs = (check_nlevels(re, n, ctrl, allow_n=allow_n)
-             + check_zdims(re, n, ctrl, allow_n=allow_n))
+    nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
+    wmsgs = (check_nlevels(re.flist, n, ctrl, allow_n=allow_n)
+             + check_zdims(nre, n, ctrl, allow_n=allow_n))
     if not np.isfinite(re.Zt.data).all():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
-    wmsgs += check_zrank(re, n, ctrl)
+    wmsgs += check_zrank(re.Zt, n, ctrl)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
     check_finite_columns(mm.values, mm.columns)

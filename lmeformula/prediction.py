@@ -5,13 +5,20 @@ levels and contrasts, the parameters of data-dependent transforms (``poly``, ``s
 when the model frame was built, the rank-dropped columns removed, and ``offset()`` terms
 re-evaluated. Random-effects terms use the fitted conditional modes; levels not seen in the fit
 are an error unless ``allow_new_levels``, in which case their random effects are zero.
+
+The functions read a fitted model through :class:`FittedModel`, a small typed protocol of what
+they need (the ``lFormula`` result, β, b, θ, σ, the prior weights, ``vcov``), which
+:class:`lmeformula.mermod.LmerMod` and :class:`lmeformula.glmermod.GlmerMod` satisfy. This module
+imports neither: it sits below the fitted model in the pipeline, and the model's ``predict``,
+``simulate``, ``fitted`` and ``residuals`` call down into it (:func:`naresid` pads values back
+to the data's rows under ``na_action="exclude"``).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,10 +42,93 @@ from .transforms import Value, as_factor, evaluate
 from .validate import check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
-    from .mermod import LmerMod
+    from .frame import ModelFrame
+    from .lformula import LFormula
     from .reterms import ReTerm
 
-__all__ = ["predict", "select_terms", "simulate"]
+__all__ = ["FittedModel", "naresid", "predict", "select_terms", "simulate"]
+
+
+class FittedModel(Protocol):
+    """What prediction and simulation read from a fitted model (LmerMod and GlmerMod have it).
+
+    Attributes
+    ----------
+    lformula
+        The ``lFormula`` (or ``glFormula``) result the model was fitted from: the frame's recipe
+        for new data, X, the random-effects structures, the call's offset and contrasts.
+    beta
+        The fixed effects, unnamed.
+    b
+        The conditional modes of the random effects, ``Λu``, in Zt's row order.
+    theta
+        The covariance parameters θ.
+    sigma
+        The residual standard deviation.
+    weights
+        The prior weights (ones when none were given).
+    """
+
+    @property
+    def lformula(self) -> LFormula: ...
+
+    @property
+    def beta(self) -> np.ndarray: ...
+
+    @property
+    def b(self) -> np.ndarray: ...
+
+    @property
+    def theta(self) -> pd.Series: ...
+
+    @property
+    def sigma(self) -> float: ...
+
+    @property
+    def weights(self) -> np.ndarray: ...
+
+    def vcov(self) -> pd.DataFrame:
+        """The covariance of the fixed effects."""
+        ...
+
+
+def _dims(m: FittedModel) -> tuple[int, int, int]:
+    """(n, p, q): observations, fixed effects, random effects."""
+    n, p = m.lformula.X_values.shape
+    return n, p, m.lformula.reTrms.Zt.shape[0]
+
+
+def lambdat_at(m: FittedModel) -> sp.csc_matrix:
+    """Λ' at the model's θ (lme4's ``getME(m, "Lambdat")``)."""
+    re = m.lformula.reTrms
+    lambdat = re.Lambdat.copy()
+    lambdat.data = np.asarray(m.theta, dtype=float)[re.Lind]
+    return lambdat
+
+
+def naresid(lformula: LFormula, values: np.ndarray, name: str) -> pd.Series:
+    """R's ``naresid``/``napredict``: values of the rows used, as a Series with the data's
+    index; under ``na_action="exclude"`` padded with NaN at the rows NA handling removed."""
+    frame = lformula.frame
+    idx = lformula.fr.index
+    series = pd.Series(values, index=idx, name=name)
+    na = frame.na_action
+    if na is not None and na.kind == "exclude":
+        full = pd.Series(np.nan, index=_full_index(frame, idx), name=name)
+        full.loc[idx] = values
+        return full
+    return series
+
+
+def _full_index(frame: ModelFrame, kept: pd.Index) -> pd.Index:
+    """The data's index: the kept rows' labels and the removed rows', in the data's order."""
+    assert frame.na_action is not None
+    labels = list(kept)
+    omitted = frame.na_action.labels
+    positions = list(frame.rows) + list(frame.na_action.omitted)
+    order = np.argsort(positions, kind="stable")
+    both = labels + list(omitted)
+    return pd.Index([both[i] for i in order])
 
 
 def _is_na_form(re_form: Any) -> bool:
@@ -49,7 +139,7 @@ def _is_na_form(re_form: Any) -> bool:
     return isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA")
 
 
-def select_terms(m: LmerMod, re_form: Any) -> list[int]:
+def select_terms(m: FittedModel, re_form: Any) -> list[int]:
     """Indices (in lme4's term order) of the random-effects terms ``re_form`` asks for."""
     re = m.lformula.reTrms
     if re_form is None:
@@ -99,7 +189,7 @@ def _labels(value: Value, name: str) -> list[str | None]:
             for v in arr]
 
 
-def _new_variables(m: LmerMod, newdata: pd.DataFrame, nodes: list[Node]
+def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
                    ) -> dict[str, Value]:
     """Evaluate variable expressions on new data with the fit's transforms and levels."""
     frame = m.lformula.frame
@@ -118,7 +208,7 @@ def _new_variables(m: LmerMod, newdata: pd.DataFrame, nodes: list[Node]
     return out
 
 
-def _fixed_matrix(m: LmerMod, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray,
+def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray,
                                                                np.ndarray]:
     """X for new data (the fit's columns), the offset, and rows with missing values."""
     pf = m.lformula
@@ -185,7 +275,7 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
     raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in newdata")
 
 
-def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bool
+def _term_design(m: FittedModel, newdata: pd.DataFrame, i: int, allow_new_levels: bool
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For term i on new data: level codes (-1 where none), X_i, and rows with missing X_i."""
     term = m.lformula.reTrms.terms[i]
@@ -203,7 +293,7 @@ def _term_design(m: LmerMod, newdata: pd.DataFrame, i: int, allow_new_levels: bo
     return codes, model_matrix(lhs, values, len(newdata)).values, na
 
 
-def _random_part(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
+def _random_part(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
                  ) -> tuple[np.ndarray, np.ndarray]:
     re = m.lformula.reTrms
     n = len(newdata)
@@ -220,7 +310,7 @@ def _random_part(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_
     return total, na
 
 
-def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
+def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = None,
             allow_new_levels: bool = False, se_fit: bool = False
             ) -> pd.Series | pd.DataFrame:
     """lme4's ``predict``: with all random effects (``re_form=None``), none (``"~0"`` or NaN),
@@ -251,17 +341,17 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     if newdata is None:
         pf = m.lformula
         X = pf.X_values
-        offset = np.zeros(m.n) if pf.offset is None else pf.offset
+        offset = np.zeros(X.shape[0]) if pf.offset is None else pf.offset
         eta = X @ m.beta + offset
         re = pf.reTrms
         b = m.b
         for i in which:
             eta += re.Ztlist[re.terms[i].key].T @ b[re.Gp[i] : re.Gp[i + 1]]
-        fit = m._pad(eta, "fit")
+        fit = naresid(pf, eta, "fit")
         if not se_fit:
             return fit
         se = _se_fit(m, X, which, None)
-        return pd.DataFrame({"fit": fit, "se_fit": m._pad(se, "se_fit")})
+        return pd.DataFrame({"fit": fit, "se_fit": naresid(pf, se, "se_fit")})
     newdata = as_pandas(newdata, "newdata")
     if len(newdata) == 0:
         raise ModelFrameError("newdata has no rows: nothing to predict")
@@ -278,17 +368,17 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
     return pd.DataFrame({"fit": fit, "se_fit": se}, index=newdata.index)
 
 
-def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
+def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
             allow_new_levels: bool = False) -> np.ndarray:
     vcov = m.vcov().to_numpy()
     if not which:
         return np.sqrt(np.einsum("ij,jk,ik->i", X, vcov, X))
     # joint covariance of (β, b) given θ: σ² [Λ 0; 0 I] C⁻¹ [Λ' 0; 0 I], C the PLS matrix
     re = m.lformula.reTrms
-    q, p = m.q, m.p
+    n, p, q = _dims(m)
     if q + p > 5000:
         raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
-    lam = m._lambdat.T.toarray()
+    lam = lambdat_at(m).T.toarray()
     zt = re.Zt
     w = m.weights
     ztwz = (zt @ sp.diags(w) @ zt.T).toarray()  # q x q; no n x q dense matrix
@@ -300,7 +390,7 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
     scale = np.block([[lam, np.zeros((q, p))], [np.zeros((p, q)), np.eye(p)]])
     joint = m.sigma**2 * scale @ cinv @ scale.T
     if newdata is None:
-        zsel = np.zeros((m.n, q))
+        zsel = np.zeros((n, q))
         for i in which:
             zsel[:, re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].key].T.toarray()
     else:
@@ -309,11 +399,11 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
     return np.sqrt(np.einsum("ij,jk,ik->i", design, joint, design))
 
 
-def _new_z(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
+def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool
            ) -> np.ndarray:
     """Dense Z of new data for the chosen terms (columns in the fit's order)."""
     re = m.lformula.reTrms
-    z = np.zeros((len(newdata), m.q))
+    z = np.zeros((len(newdata), _dims(m)[2]))
     for i in which:
         term = re.terms[i]
         codes, xi, _ = _term_design(m, newdata, i, allow_new_levels)
@@ -323,7 +413,7 @@ def _new_z(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels
     return z
 
 
-def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = None,
+def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | None = None,
              use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None
              ) -> pd.DataFrame:
     """lme4's ``simulate``: responses drawn from the fitted model.
@@ -338,7 +428,8 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     """
     nsim = check_count(nsim, "nsim")
     check_flag(use_u, "use_u")
-    rows = m.n if newdata is None else len(newdata)
+    nfit, _, q = _dims(m)
+    rows = nfit if newdata is None else len(newdata)
     check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     if newdata is not None:
@@ -350,14 +441,14 @@ def simulate(m: LmerMod, nsim: int = 1, rng: np.random.Generator | int | None = 
     redraw = [i for i in range(len(re.terms)) if i not in conditioned]
     n = eta.shape[0]
     sigma = m.sigma
-    lambdat = m._lambdat
+    lambdat = lambdat_at(m)
     every = list(range(len(re.terms)))
     zt = re.Zt if newdata is None else _new_z(m, newdata, every, True).T
     out = {}
     for k in range(nsim):
         sim = eta + sigma * gen.standard_normal(n)
         if redraw:
-            u = np.zeros(m.q)
+            u = np.zeros(q)
             for i in redraw:
                 u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(re.Gp[i + 1] - re.Gp[i])
             sim = sim + sigma * np.asarray(zt.T @ (lambdat.T @ u)).ravel()

@@ -1,268 +1,32 @@
-"""Text output in R's and lme4's layouts: sparse matrices as the Matrix package shows them
-(row labels, ``.`` for structural zeros), and the lFormula result.
+"""lme4's and lmerTest's printed layouts of a fitted model: ``print(fit)``,
+``print(summary(fit))`` (lmerTest's with ``ddf``), R's ``printCoefmat`` and ``print.anova``.
 
-Presentation only: no numerics beyond formatting.
+Presentation only: no numerics beyond formatting, built from :mod:`lmeformula.rformat`. The
+structures below this layer print themselves (``ReTrms``, the ``lFormula`` result, ``VarCorr``);
+the fitted model, its summary and anova tables reach these printers through the generic
+:func:`lmeformula.generics.show`, for which this module registers them at the end.
 """
 
 from __future__ import annotations
 
-import math
 import textwrap
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+import pandas as pd
 
-if TYPE_CHECKING:
-    from .modular import LFormula
-    from .reterms import ReTrms
+from .generics import show
+from .inference import AnovaTable
+from .mermod import LmerMod, Summary, format_varcorr
+from .rformat import format_pval as _format_pval
+from .rformat import print_char_matrix as _print_char_matrix
+from .rformat import signif_stars as _stars
 
-__all__ = ["format_lformula", "format_r_vector", "format_reterms", "format_sparse", "r_format"]
-
-
-def r_format(x: float, digits: int = 7) -> str:
-    """One number with R's default print (``digits`` significant, trailing zeros dropped)."""
-    if np.isnan(x):
-        return "NaN"
-    if np.isinf(x):
-        return "Inf" if x > 0 else "-Inf"
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    text = f"{x:.{digits}g}"
-    if "e" in text:
-        m, e = text.split("e")
-        sign = "-" if e.startswith("-") else "+"
-        text = f"{m}e{sign}{e.lstrip('+-').lstrip('0').rjust(2, '0')}"
-    return text
-
-
-def format_sparse(
-    mat: sp.spmatrix | np.ndarray,
-    row_labels: Sequence[str] | None = None,
-    col_labels: Sequence[str] | None = None,
-    *,
-    width: int = 80,
-    cls: str = "dgCMatrix",
-) -> str:
-    """Show a sparse matrix as R's Matrix package does.
-
-    Structural zeros print as ``.``; explicitly stored zeros print as ``0``. Column labels
-    are shown only when the matrix is narrow; when it is wider than ``width`` characters, its
-    middle columns are elided and a note says how many.
-    """
-    csc = sp.csc_matrix(mat)
-    nrow, ncol = csc.shape
-    cells = np.full((nrow, ncol), ".", dtype=object)
-    coo = csc.tocoo()
-    for ri, ci, v in zip(coo.row, coo.col, coo.data, strict=True):
-        cells[ri, ci] = r_format(float(v))
-    rlab = [str(r) for r in row_labels] if row_labels is not None else [""] * nrow
-    if row_labels is None:
-        rlab = [f"[{i + 1},]" for i in range(nrow)]
-    lw = max((len(r) for r in rlab), default=0)
-    colw = [max((len(c) for c in cells[:, j]), default=1) for j in range(ncol)]
-    show_cols = col_labels is not None and ncol <= 10
-    if show_cols and col_labels is not None:
-        colw = [max(w, len(str(c))) for w, c in zip(colw, col_labels, strict=True)]
-    total = lw + sum(w + 1 for w in colw)
-    keep = list(range(ncol))
-    elided = 0
-    if total > width and ncol > 2:
-        budget = width - lw - 8
-        left: list[int]
-        right: list[int]
-        left, right, used = [], [], 0
-        lo, hi = 0, ncol - 1
-        while lo <= hi:
-            if used + colw[lo] + 1 > budget:
-                break
-            left.append(lo)
-            used += colw[lo] + 1
-            lo += 1
-            if lo <= hi and used + colw[hi] + 1 <= budget and len(right) < len(left) // 3:
-                right.insert(0, hi)
-                used += colw[hi] + 1
-                hi -= 1
-        keep = [*left, -1, *right]
-        elided = ncol - len(left) - len(right)
-    lines = [f'{nrow} x {ncol} sparse Matrix of class "{cls}"']
-    header = " " * lw
-    for j in keep:
-        if j < 0:
-            header += " ......"
-        else:
-            label = str(col_labels[j]) if show_cols and col_labels is not None else ""
-            header += " " + label.rjust(colw[j])
-    lines.append(header if show_cols else " " * lw)
-    for i in range(nrow):
-        row = rlab[i].ljust(lw)
-        for j in keep:
-            row += " ......" if j < 0 else " " + str(cells[i, j]).rjust(colw[j])
-        lines.append(row)
-    if elided:
-        lines.append(f" [ suppressing {elided} columns in show() ]")
-    return "\n".join(lines)
-
-
-def format_r_vector(values: Sequence[str | float], names: Sequence[str] | None = None,
-                    width: int = 80) -> str:
-    """Print a vector as R does: ``[1] a b c`` or, when named, names above values."""
-    strs = [v if isinstance(v, str) else r_format(float(v)) for v in values]
-    if names is None:
-        if not strs:
-            return "numeric(0)"
-        w = max(len(s) for s in strs)
-        lines, line = [], "[1]"
-        for k, s in enumerate(strs):
-            piece = " " + s.rjust(w)
-            if len(line) + len(piece) > width:
-                lines.append(line)
-                line = f"[{k + 1}]".rjust(len(f"[{len(strs)}]")) + ""
-            line += piece
-        lines.append(line)
-        return "\n".join(lines)
-    w = max(max(len(s) for s in strs), max(len(n) for n in names))
-    head = " ".join(n.rjust(w) for n in names)
-    body = " ".join(s.rjust(w) for s in strs)
-    return f"{head}\n{body}"
-
-
-def format_reterms(re: ReTrms, width: int = 80) -> str:
-    """The random-effects structures, each shown as lme4 shows it."""
-    out: list[str] = ["$Ztlist"]
-    for t, block in zip(re.terms, re.Ztlist.values(), strict=True):
-        labels = [lev for lev in map(str, t.factor.categories) for _ in range(t.nc)]
-        out.append(f"$Ztlist$`{t.name}`")
-        out.append(format_sparse(block, labels, None, width=width))
-        out.append("")
-    out.append("$theta")
-    out.append(format_r_vector(list(re.theta)))
-    out.append("\n$Lind")
-    out.append(format_r_vector([int(v) + 1 for v in re.Lind]) + "   (1-based, as in R)")
-    out.append("\n$Gp")
-    out.append(format_r_vector([int(v) for v in re.Gp]))
-    out.append("\n$lower")
-    out.append(format_r_vector(list(re.lower)).replace("inf", "Inf"))
-    out.append("\n$flist")
-    for name, f in re.flist.items():
-        levels = list(map(str, f.categories))
-        shown = " ".join(levels[:12]) + (" ..." if len(levels) > 12 else "")
-        out.append(f"  {name}: factor with {len(levels)} levels: {shown}")
-    out.append("\n$cnms")
-    for name, cols in zip(re.cnms_names, re.cnms, strict=True):
-        out.append(f"  ${name}: " + " ".join(f'"{c}"' for c in cols))
-    out.append("\n$nl")
-    out.append(format_r_vector(list(re.nl.to_numpy()), list(re.nl.index)))
-    return "\n".join(out)
-
-
-def format_lformula(pf: LFormula, width: int = 80) -> str:
-    """The lFormula result: formula, X's columns, and the random-effects structures."""
-    n, p = pf.X.shape
-    lines = [
-        f"lFormula: {pf.formula}",
-        f"  {'REML' if pf.REML else 'ML'}; {n} observations used"
-        + (f" ({len(pf.frame.na_action.omitted)} rows dropped for NA)"
-           if pf.frame.na_action is not None else ""),
-        "",
-        f"$X  ({n} x {p}) columns: " + ", ".join(pf.X.columns),
-        "",
-        f"$reTrms$Zt: {pf.reTrms.Zt.shape[0]} x {pf.reTrms.Zt.shape[1]} sparse, "
-        f"{pf.reTrms.Zt.nnz} non-zeros",
-        "",
-        format_reterms(pf.reTrms, width),
-    ]
-    if pf.wmsgs:
-        lines += ["", "$wmsgs"] + [f"  {m}" for m in pf.wmsgs]
-    return "\n".join(lines)
+__all__ = ["format_anova", "format_coefmat", "format_merMod", "format_summary", "format_varcorr"]
 
 
 # ---- fitted models ---------------------------------------------------------------------------
 
-def _print_char_matrix(header: list[str], rows: list[list[str]], rownames: list[str] | None = None,
-                       right: bool = False, width: int | None = None) -> list[str]:
-    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``).
-
-    With ``width`` (R's ``getOption("width")``), columns that do not fit are printed in
-    further blocks below, as R's ``printMatrix`` does (a column joins the block while the
-    line stays shorter than ``width``)."""
-    ncol = len(header)
-    widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
-    rn = rownames if rownames is not None else [""] * len(rows)
-    rw = max([len(x) for x in rn] + [0]) if rows else 4  # R: "[0,]" for no rows
-    just = str.rjust if right else str.ljust
-
-    def line(name: str, cells: list[str], cols: range) -> str:
-        return name.ljust(rw) + "".join(" " + just(cells[j], widths[j]) for j in cols)
-
-    blocks = [range(ncol)]
-    if width is not None and ncol:
-        blocks, start = [], 0
-        while start < ncol:
-            end, used = start + 1, rw + widths[start] + 1
-            while end < ncol and used + widths[end] + 1 < width:
-                used += widths[end] + 1
-                end += 1
-            blocks.append(range(start, end))
-            start = end
-    out: list[str] = []
-    for cols in blocks:
-        out.append(line("", header, cols))
-        out += [line(n, r, cols) for n, r in zip(rn, rows, strict=True)]
-    return out
-
-
-def format_varcorr(vc, digits: int = 5, comp: tuple[str, ...] = ("Std.Dev.",)) -> str:  # type: ignore[no-untyped-def]
-    """lme4's ``formatVC`` printed as R prints it (``print(VarCorr(m))``)."""
-    from .rformat import format_numbers
-
-    groups, names, sds, lens = [], [], [], []
-    for t in vc.terms:
-        for j, c in enumerate(t.names):
-            groups.append(t.group if j == 0 else "")
-            names.append(c)
-        sds.extend(t.stddev.tolist())
-        lens.append(len(t.names))
-    if getattr(vc, "use_sc", True):  # GLMMs without a scale have no Residual row
-        groups.append("Residual")
-        names.append("")
-        sds.append(vc.sc)
-        lens.append(1)
-    header = ["Groups", "Name"]
-    cols: list[list[str]] = [groups, names]
-    if "Variance" in comp:
-        header.append("Variance")
-        cols.append(format_numbers([s * s for s in sds], digits))
-    if "Std.Dev." in comp:
-        header.append("Std.Dev.")
-        cols.append(format_numbers(sds, digits))
-    maxlen = max(lens)
-    if maxlen > 1:
-        dig = max(2, digits - 2)
-        corr_rows: list[list[str]] = []
-        for t in vc.terms:
-            r = t.correlation
-            nc = len(t.names)
-            cells = [[""] * (maxlen - 1) for _ in range(nc)]
-            if nc > 1:
-                # R formats the whole matrix (diagonal included) with a common width
-                whole = format_numbers([np.round(x, dig) for x in r.T.ravel()], 7, nsmall=dig)
-                mat = np.array(whole, dtype=object).reshape(nc, nc).T
-                for i in range(nc):
-                    for j in range(min(i, maxlen - 1)):
-                        cells[i][j] = mat[i, j]
-            corr_rows.extend(cells)
-        if getattr(vc, "use_sc", True):
-            corr_rows.append([""] * (maxlen - 1))
-        for j in range(maxlen - 1):
-            header.append("Corr" if j == 0 else "")
-            cols.append([row[j] for row in corr_rows])
-    rows = [list(r) for r in zip(*cols, strict=True)]
-    return "\n".join(_print_char_matrix(header, rows))
-
-
-def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-def]
+def _call_lines(m: LmerMod, long: bool = True) -> list[str]:
     from .formula.ast import BinOp, cat_fill, deparse_lines
     from .formula.limits import recursion_room
 
@@ -285,12 +49,12 @@ def _call_lines(m, long: bool = True) -> list[str]:  # type: ignore[no-untyped-d
     return lines
 
 
-def _method_title(m) -> str:  # type: ignore[no-untyped-def]
+def _method_title(m: LmerMod) -> str:
     kind = "REML" if m.is_REML else "maximum likelihood "
     return f"Linear mixed model fit by {kind} ['lmerMod']"
 
 
-def _lmertest_title(m, ddf: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _lmertest_title(m: LmerMod, ddf: str) -> list[str]:
     """lmerTest's title through lme4's ``.prt.methTit``: too long for one line of 80, the
     title is wrapped at 78 and ``[lmerModLmerTest]`` follows as R's ``cat(fill = TRUE)``
     places it."""
@@ -312,12 +76,12 @@ def _lmertest_title(m, ddf: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [*lines, cur]
 
 
-def _groups_line(m) -> str:  # type: ignore[no-untyped-def]
+def _groups_line(m: LmerMod) -> str:
     groups = "; ".join(f"{k}, {v}" for k, v in m.ngrps.items())
     return f"Number of obs: {m.n}, groups:  {groups}"
 
 
-def _aic_table(m, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _aic_table(m: LmerMod, digits: int) -> list[str]:
     from .rformat import format_numbers, print_named
 
     ll = m.logLik()
@@ -334,7 +98,7 @@ def _r_cat_number(x: float) -> str:
     return format_numbers([x], 7)[0].strip()
 
 
-def _conv_lines(m, summary: bool) -> list[str]:  # type: ignore[no-untyped-def]
+def _conv_lines(m: LmerMod, summary: bool) -> list[str]:
     opt = m.optinfo
     msgs = opt.lme4_messages
     if opt.conv == 0 and not msgs and not opt.warnings:
@@ -346,12 +110,12 @@ def _conv_lines(m, summary: bool) -> list[str]:  # type: ignore[no-untyped-def]
     return [line, *msgs, *opt.warnings, ""]
 
 
-def _fit_messages(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _fit_messages(m: LmerMod) -> list[str]:
     attrs = m.lformula.X_attrs
     return [x for x in [attrs.get("msgRankdrop"), *attrs.get("msgScaleX", [])] if x]
 
 
-def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
+def format_merMod(m: LmerMod) -> str:
     """lme4's ``print(fit)``."""
 
     lines = [_method_title(m), *_call_lines(m, long=False)]
@@ -366,7 +130,7 @@ def format_merMod(m) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(lines)
 
 
-def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _print_tail(m: LmerMod) -> list[str]:
     """The end of lme4's ``print`` of a fit (lmerMod and glmerMod alike): the fixed effects
     as a named vector 80 characters wide, then the fit's warnings and convergence lines."""
     from .rformat import format_numbers
@@ -375,7 +139,7 @@ def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
     fe = m.fixef
     if len(fe):
         lines.append("Fixed Effects:")
-        vals = format_numbers(fe.to_numpy(), 4)
+        vals = format_numbers(fe.to_numpy().tolist(), 4)
         names = list(fe.index)
         w = max(max(len(v) for v in vals), max(len(n) for n in names))
         per_line = max(1, 80 // (w + 2))
@@ -390,7 +154,7 @@ def _print_tail(m) -> list[str]:  # type: ignore[no-untyped-def]
     return lines + _conv_lines(m, summary=True)
 
 
-def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
+def _correlation_block(m: LmerMod) -> list[str]:
     from .rformat import abbreviate, format_numbers
 
     v = m.vcov().to_numpy()
@@ -409,7 +173,7 @@ def _correlation_block(m) -> list[str]:  # type: ignore[no-untyped-def]
             *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
 
 
-def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: ignore[no-untyped-def]
+def format_summary(m: LmerMod, digits: int = 4, ddf: str | None = None) -> str:
     """lme4's ``print(summary(fit))``; with ``ddf`` (``"Satterthwaite"``, ``"Kenward-Roger"``)
     lmerTest's: its title and the coefficients with df, p-values and stars."""
     from .rformat import format_numbers, print_named, zapsmall
@@ -440,7 +204,7 @@ def format_summary(m, digits: int = 4, ddf: str | None = None) -> str:  # type: 
     return "\n".join(lines + _summary_tail(m, coefs, digits))
 
 
-def _summary_tail(m, coefs, digits: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _summary_tail(m: LmerMod, coefs: pd.DataFrame, digits: int) -> list[str]:
     """The end of lme4's ``print(summary(fit))`` (lmerMod and glmerMod alike): the coefficient
     block and correlations, then fit warnings and convergence lines."""
     lines: list[str] = []
@@ -456,40 +220,7 @@ def _summary_tail(m, coefs, digits: int) -> list[str]:  # type: ignore[no-untype
     return lines + _conv_lines(m, summary=False)
 
 
-def _format_pval(pv: list[float], digits: int, eps: float = float(np.finfo(float).eps),
-                 ) -> list[str]:
-    """R 4.2's ``format.pval``: values from 1e-3 up (from 1e-4 when ``digits > 1``) formatted
-    together in fixed notation, smaller ones in scientific notation together, values below
-    ``eps`` as ``<2e-16`` / ``< 2.2e-16`` (the digits and the space depend on the width of the
-    others, as R's code decides)."""
-    from .rformat import format_numbers
-
-    out = [""] * len(pv)
-    small = [i for i, p in enumerate(pv) if p < eps]
-    rest = [i for i, p in enumerate(pv) if p >= eps]
-    expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
-    fix = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
-    sci = [i for i in rest if i not in fix]
-    for group in (fix, sci):
-        if group:
-            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
-                out[i] = s
-    if small:
-        d = max(1, digits - 2)
-        if rest:
-            nc = max(len(out[i]) for i in rest)
-            if d > 1 and d + 6 > nc:
-                d = max(1, nc - 7)
-            sep = "" if d == 1 and nc <= 6 else " "
-        else:
-            sep = "" if d == 1 else " "
-        text = "<" + sep + format_numbers([eps], d)[0].strip()
-        for i in small:
-            out[i] = text
-    return out
-
-
-def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # type: ignore[no-untyped-def]
+def format_coefmat(table: pd.DataFrame, digits: int = 4, cs_ind: list[int] | None = None,
                    tst_ind: list[int] | None = None, zap_ind: tuple[int, ...] = (),
                    has_p: bool | None = None, signif_stars: bool = True,
                    na_print: str = "NA") -> list[str]:
@@ -570,16 +301,7 @@ def format_coefmat(table, digits: int = 4, cs_ind: list[int] | None = None,  # t
                               width=80) + legend
 
 
-def _stars(p: float) -> str:
-    if np.isnan(p):
-        return ""
-    for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p <= cut:
-            return sym
-    return " "
-
-
-def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untyped-def]
+def format_anova(anova_table: AnovaTable, digits: int = 5) -> str:
     """R's ``print.anova`` (through ``printCoefmat``), heading included."""
     from .rformat import format_numbers, zapsmall
 
@@ -626,3 +348,14 @@ def format_anova(anova_table, digits: int = 5) -> str:  # type: ignore[no-untype
     lines = list(anova_table.heading)
     lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True)
     return "\n".join(lines + legend)
+
+
+# ---- the printed layouts of the generic function show (lmeformula.generics) ---------------
+
+def _show_summary(s: Summary) -> str:
+    return format_summary(s.model, ddf=s.ddf)
+
+
+show.register(LmerMod, format_merMod)
+show.register(Summary, _show_summary)
+show.register(AnovaTable, format_anova)

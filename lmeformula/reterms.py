@@ -24,10 +24,11 @@ from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes
+from .rformat import format_r_vector, format_sparse
 from .transforms import as_factor, drop_unused_levels, factor_from_codes
 
-__all__ = ["ReTerm", "ReTrms", "interaction_factor", "khatri_rao", "mk_re_trms",
-           "re_trms_from_terms"]
+__all__ = ["ReTerm", "ReTrms", "format_reterms", "interaction_factor", "khatri_rao",
+           "mk_re_trms", "re_trms_from_terms"]
 
 
 def khatri_rao(a: sp.spmatrix, b: np.ndarray | sp.spmatrix) -> sp.csc_matrix:
@@ -256,9 +257,38 @@ class ReTrms:
         return {t.key: pd.DataFrame(t.X, columns=t.cnms) for t in self.terms}
 
     def __repr__(self) -> str:
-        from .printing import format_reterms
-
+        # the structures print themselves, with R's formatting from rformat (nothing below the
+        # presentation layer imports the printers)
         return format_reterms(self)
+
+
+def format_reterms(re: ReTrms, width: int = 80) -> str:
+    """The random-effects structures, each shown as lme4 shows it."""
+    out: list[str] = ["$Ztlist"]
+    for t, block in zip(re.terms, re.Ztlist.values(), strict=True):
+        labels = [lev for lev in map(str, t.factor.categories) for _ in range(t.nc)]
+        out.append(f"$Ztlist$`{t.name}`")
+        out.append(format_sparse(block, labels, None, width=width))
+        out.append("")
+    out.append("$theta")
+    out.append(format_r_vector(list(re.theta)))
+    out.append("\n$Lind")
+    out.append(format_r_vector([int(v) + 1 for v in re.Lind]) + "   (1-based, as in R)")
+    out.append("\n$Gp")
+    out.append(format_r_vector([int(v) for v in re.Gp]))
+    out.append("\n$lower")
+    out.append(format_r_vector(list(re.lower)).replace("inf", "Inf"))
+    out.append("\n$flist")
+    for name, f in re.flist.items():
+        levels = list(map(str, f.categories))
+        shown = " ".join(levels[:12]) + (" ..." if len(levels) > 12 else "")
+        out.append(f"  {name}: factor with {len(levels)} levels: {shown}")
+    out.append("\n$cnms")
+    for name, cols in zip(re.cnms_names, re.cnms, strict=True):
+        out.append(f"  ${name}: " + " ".join(f'"{c}"' for c in cols))
+    out.append("\n$nl")
+    out.append(format_r_vector(list(re.nl.to_numpy()), list(re.nl.index)))
+    return "\n".join(out)
 
 
 def lme4_term_order(nl: Sequence[int]) -> list[int]:

@@ -1,5 +1,10 @@
-"""R's number formatting (``format``, ``print`` of named vectors, ``abbreviate``), so that
-printed output lines up with R's character for character. Presentation only.
+"""R's number formatting (``format``, ``print`` of named vectors and character matrices,
+``format.pval``, significance stars, ``abbreviate``) and the Matrix package's display of sparse
+matrices, so that printed output lines up with R's character for character.
+
+Presentation only, and at the bottom of the pipeline: every structure prints itself with these
+(``ReTrms``, the ``lFormula`` result, ``VarCorr``), and the presentation layer's printers
+(:mod:`lmeformula.printing`, :mod:`lmeformula.glmerprint`) build lme4's layouts from them.
 """
 
 from __future__ import annotations
@@ -8,8 +13,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
-__all__ = ["abbreviate", "format_numbers", "print_named", "signif_digits", "zapsmall"]
+__all__ = ["abbreviate", "format_numbers", "format_pval", "format_r_vector", "format_sparse",
+           "print_char_matrix", "print_named", "r_format", "signif_digits", "signif_stars",
+           "zapsmall"]
 
 
 def signif_digits(x: float, digits: int) -> tuple[int, int]:
@@ -116,3 +124,185 @@ def abbreviate(name: str, minlength: int) -> str:
     if len(chars) > minlength:
         chars = [chars[0]] + [c for c in chars[1:] if not c.isspace()]
     return "".join(chars)
+
+
+def r_format(x: float, digits: int = 7) -> str:
+    """One number with R's default print (``digits`` significant, trailing zeros dropped)."""
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "Inf" if x > 0 else "-Inf"
+    if x == int(x) and abs(x) < 1e15:
+        return str(int(x))
+    text = f"{x:.{digits}g}"
+    if "e" in text:
+        m, e = text.split("e")
+        sign = "-" if e.startswith("-") else "+"
+        text = f"{m}e{sign}{e.lstrip('+-').lstrip('0').rjust(2, '0')}"
+    return text
+
+
+def format_sparse(
+    mat: sp.spmatrix | np.ndarray,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    *,
+    width: int = 80,
+    cls: str = "dgCMatrix",
+) -> str:
+    """Show a sparse matrix as R's Matrix package does.
+
+    Structural zeros print as ``.``; explicitly stored zeros print as ``0``. Column labels
+    are shown only when the matrix is narrow; when it is wider than ``width`` characters, its
+    middle columns are elided and a note says how many.
+    """
+    csc = sp.csc_matrix(mat)
+    nrow, ncol = csc.shape
+    cells = np.full((nrow, ncol), ".", dtype=object)
+    coo = csc.tocoo()
+    for ri, ci, v in zip(coo.row, coo.col, coo.data, strict=True):
+        cells[ri, ci] = r_format(float(v))
+    rlab = [str(r) for r in row_labels] if row_labels is not None else [""] * nrow
+    if row_labels is None:
+        rlab = [f"[{i + 1},]" for i in range(nrow)]
+    lw = max((len(r) for r in rlab), default=0)
+    colw = [max((len(c) for c in cells[:, j]), default=1) for j in range(ncol)]
+    show_cols = col_labels is not None and ncol <= 10
+    if show_cols and col_labels is not None:
+        colw = [max(w, len(str(c))) for w, c in zip(colw, col_labels, strict=True)]
+    total = lw + sum(w + 1 for w in colw)
+    keep = list(range(ncol))
+    elided = 0
+    if total > width and ncol > 2:
+        budget = width - lw - 8
+        left: list[int]
+        right: list[int]
+        left, right, used = [], [], 0
+        lo, hi = 0, ncol - 1
+        while lo <= hi:
+            if used + colw[lo] + 1 > budget:
+                break
+            left.append(lo)
+            used += colw[lo] + 1
+            lo += 1
+            if lo <= hi and used + colw[hi] + 1 <= budget and len(right) < len(left) // 3:
+                right.insert(0, hi)
+                used += colw[hi] + 1
+                hi -= 1
+        keep = [*left, -1, *right]
+        elided = ncol - len(left) - len(right)
+    lines = [f'{nrow} x {ncol} sparse Matrix of class "{cls}"']
+    header = " " * lw
+    for j in keep:
+        if j < 0:
+            header += " ......"
+        else:
+            label = str(col_labels[j]) if show_cols and col_labels is not None else ""
+            header += " " + label.rjust(colw[j])
+    lines.append(header if show_cols else " " * lw)
+    for i in range(nrow):
+        row = rlab[i].ljust(lw)
+        for j in keep:
+            row += " ......" if j < 0 else " " + str(cells[i, j]).rjust(colw[j])
+        lines.append(row)
+    if elided:
+        lines.append(f" [ suppressing {elided} columns in show() ]")
+    return "\n".join(lines)
+
+
+def format_r_vector(values: Sequence[str | float], names: Sequence[str] | None = None,
+                    width: int = 80) -> str:
+    """Print a vector as R does: ``[1] a b c`` or, when named, names above values."""
+    strs = [v if isinstance(v, str) else r_format(float(v)) for v in values]
+    if names is None:
+        if not strs:
+            return "numeric(0)"
+        w = max(len(s) for s in strs)
+        lines, line = [], "[1]"
+        for k, s in enumerate(strs):
+            piece = " " + s.rjust(w)
+            if len(line) + len(piece) > width:
+                lines.append(line)
+                line = f"[{k + 1}]".rjust(len(f"[{len(strs)}]")) + ""
+            line += piece
+        lines.append(line)
+        return "\n".join(lines)
+    w = max(max(len(s) for s in strs), max(len(n) for n in names))
+    head = " ".join(n.rjust(w) for n in names)
+    body = " ".join(s.rjust(w) for s in strs)
+    return f"{head}\n{body}"
+
+
+def print_char_matrix(header: list[str], rows: list[list[str]],
+                      rownames: list[str] | None = None, right: bool = False,
+                      width: int | None = None) -> list[str]:
+    """R's print of a character matrix with quote = FALSE (left-aligned unless ``right``).
+
+    With ``width`` (R's ``getOption("width")``), columns that do not fit are printed in
+    further blocks below, as R's ``printMatrix`` does (a column joins the block while the
+    line stays shorter than ``width``)."""
+    ncol = len(header)
+    widths = [max([len(header[j])] + [len(r[j]) for r in rows]) for j in range(ncol)]
+    rn = rownames if rownames is not None else [""] * len(rows)
+    rw = max([len(x) for x in rn] + [0]) if rows else 4  # R: "[0,]" for no rows
+    just = str.rjust if right else str.ljust
+
+    def line(name: str, cells: list[str], cols: range) -> str:
+        return name.ljust(rw) + "".join(" " + just(cells[j], widths[j]) for j in cols)
+
+    blocks = [range(ncol)]
+    if width is not None and ncol:
+        blocks, start = [], 0
+        while start < ncol:
+            end, used = start + 1, rw + widths[start] + 1
+            while end < ncol and used + widths[end] + 1 < width:
+                used += widths[end] + 1
+                end += 1
+            blocks.append(range(start, end))
+            start = end
+    out: list[str] = []
+    for cols in blocks:
+        out.append(line("", header, cols))
+        out += [line(n, r, cols) for n, r in zip(rn, rows, strict=True)]
+    return out
+
+
+def format_pval(pv: list[float], digits: int, eps: float = float(np.finfo(float).eps),
+                ) -> list[str]:
+    """R 4.2's ``format.pval``: values from 1e-3 up (from 1e-4 when ``digits > 1``) formatted
+    together in fixed notation, smaller ones in scientific notation together, values below
+    ``eps`` as ``<2e-16`` / ``< 2.2e-16`` (the digits and the space depend on the width of the
+    others, as R's code decides)."""
+    out = [""] * len(pv)
+    small = [i for i, p in enumerate(pv) if p < eps]
+    rest = [i for i, p in enumerate(pv) if p >= eps]
+    expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
+    fix = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
+    sci = [i for i in rest if i not in fix]
+    for group in (fix, sci):
+        if group:
+            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
+                out[i] = s
+    if small:
+        d = max(1, digits - 2)
+        if rest:
+            nc = max(len(out[i]) for i in rest)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if d == 1 and nc <= 6 else " "
+        else:
+            sep = "" if d == 1 else " "
+        text = "<" + sep + format_numbers([eps], d)[0].strip()
+        for i in small:
+            out[i] = text
+    return out
+
+
+def signif_stars(p: float) -> str:
+    """R's significance stars (``symnum`` with the cut points of ``printCoefmat``)."""
+    if np.isnan(p):
+        return ""
+    for cut, sym in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p <= cut:
+            return sym
+    return " "

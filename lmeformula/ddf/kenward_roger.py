@@ -23,11 +23,10 @@ import numpy as np
 from scipy import linalg, stats
 
 from ..errors import LmeFormulaError
-from ..mermod import LmerMod, getME
+from ..mermod import KR_ML_MESSAGE, LmerMod, getME
 
 __all__ = ["KRAdjusted", "kr_ftest", "lb_ddf", "vcov_adjusted"]
 
-KR_ML_MESSAGE = "Kenward-Roger's method is only available for REML model fits"
 _MAX_Q = 12_000  # dense q x q matrices of about 1 GB
 
 

@@ -19,8 +19,9 @@ import pandas as pd
 from scipy import special
 
 from ..errors import LmeFormulaError, LmeFormulaWarning
+from ..generics import ddf_coefficients
 from ..inference import AnovaTable
-from ..mermod import LmerMod
+from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
 from .contrasts import (
     contrasts_type1,
     contrasts_type2,
@@ -31,14 +32,13 @@ from .contrasts import (
     lsmeans_contrasts,
     nullspace,
 )
-from .kenward_roger import KR_ML_MESSAGE, kr_ftest, lb_ddf, vcov_adjusted
+from .kenward_roger import kr_ftest, lb_ddf, vcov_adjusted
 from .satterthwaite import varpar_info
 
 __all__ = ["KRFallbackWarning", "MissingCellsWarning", "RankDeficientContrastWarning",
            "anova_lmertest", "coef_table", "contest", "contest1D", "contestMD",
            "difflsmeans", "ls_means"]
 
-DDF_METHODS = ("Satterthwaite", "Kenward-Roger", "lme4")
 F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 T_COLUMNS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
 CI_COLUMNS = ["Estimate", "Std. Error", "df", "t value", "lower", "upper", "Pr(>|t|)"]
@@ -56,19 +56,6 @@ class RankDeficientContrastWarning(LmeFormulaWarning):
 
 class KRFallbackWarning(LmeFormulaWarning):
     """Kenward-Roger's test could not be computed; Satterthwaite's is used instead."""
-
-
-def match_ddf(ddf: str, allowed: Sequence[str] = DDF_METHODS) -> str:
-    """R's ``match.arg`` for ``ddf``: an exact name or a unique prefix."""
-    if not isinstance(ddf, str):
-        raise TypeError(f"'ddf' must be a string, one of {', '.join(map(repr, allowed))}")
-    if ddf in allowed:
-        return ddf
-    hits = [a for a in allowed if a.startswith(ddf)] if ddf else []
-    if len(hits) == 1:
-        return hits[0]
-    quoted = ", ".join(f"\u201c{a}\u201d" for a in allowed)
-    raise LmeFormulaError(f"'arg' should be one of {quoted}")
 
 
 def _check_model(m: Any) -> LmerMod:
@@ -477,3 +464,7 @@ def difflsmeans(m: LmerMod, which: str | Sequence[str] | None = None, level: flo
     """Differences of least-squares means (lmerTest's ``difflsmeans``): every pair of levels
     of each factor term, with t-tests and confidence intervals. See :func:`ls_means`."""
     return ls_means(m, which=which, level=level, ddf=ddf, pairwise=True)
+
+
+# summary(ddf=...)'s coefficients (LmerMod reaches this table through lmeformula.generics)
+ddf_coefficients.register(LmerMod, coef_table)

@@ -434,12 +434,13 @@ def formulaic_model(
         built.append(ReTerm(bar.name, bar.group_name, drop_unused_levels(factor),
                             xi.to_numpy(dtype=float), lme4_names(xi.columns)))
     re = re_trms_from_terms(built)
-    wmsgs = (check_nlevels(re, frame.nrow, control, allow_n=allow_n)
-             + check_zdims(re, frame.nrow, control, allow_n=allow_n))
+    nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
+    wmsgs = (check_nlevels(re.flist, frame.nrow, control, allow_n=allow_n)
+             + check_zdims(nre, frame.nrow, control, allow_n=allow_n))
     if np.isnan(re.Zt.data).any():
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
-    wmsgs += check_zrank(re, frame.nrow, control)
+    wmsgs += check_zrank(re.Zt, frame.nrow, control)
 
     # fixed effects: formulaic's matrix, lme4's rank and scale checks
     X = mms.rhs

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..control import LmerControl, as_control
 from ..errors import FormulaError
-from ..modular import LFormula
+from ..lformula import LFormula
 from .design import FormulaicDesign, formulaic_model
 from .parser import parse_formulaic
 
@@ -26,7 +26,7 @@ def check_syntax(syntax: str) -> str:
 
 @dataclass(repr=False)  # LFormula's repr: the structures printed as lme4 prints them
 class FormulaicLFormula(LFormula):
-    """:class:`lmeformula.modular.LFormula` of a formula in formulaic syntax.
+    """:class:`lmeformula.lformula.LFormula` of a formula in formulaic syntax.
 
     Everything downstream (the deviance function, the fit, printing, inference) reads the
     same attributes as for the R syntax. In addition:
