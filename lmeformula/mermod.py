@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .call import ModelCall
 from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
@@ -184,8 +185,19 @@ class LmerMod:
         self._wrss = float(np.sum(w * (y - self._mu) ** 2))
         self._ussq = float(self._u @ self._u)
         self._theta = theta
-        # declared only: lmer() and glmer() set it (a reference to the data, for update())
-        self._data: pd.DataFrame | None
+
+    @property
+    def call(self) -> ModelCall:
+        """The call's arguments (lme4's ``m@call``): formula, data, weights, offset, subset,
+        na_action, contrasts, control, syntax (and family for a GLMM); the object the model
+        frame and the structures were built from. ``update`` changes and refits it."""
+        return self.lformula.call
+
+    @property
+    def _data(self) -> Any:
+        """The data of the call (a reference, never modified), or None: what ``update``,
+        ``ranova`` and the deletion refits refit on."""
+        return self.lformula.call.data
 
     @cached_property
     def _lambdat(self) -> sp.csc_matrix:

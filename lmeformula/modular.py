@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .checks import (
     check_finite_columns,
     check_nlevels,
@@ -31,13 +32,12 @@ from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.limits import with_recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
-from .frame import ModelFrame, check_response, model_frame
+from .frame import ModelFrame, call_frame, check_response
 from .modelmatrix import model_matrix
 from .pls.protocol import Factor, PLSEngine
 from .reterms import ReTrms, mk_re_trms
-from .validate import check_flag
 
-__all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
+__all__ = ["LFormula", "ParsedFormula", "lFormula", "lformula_of", "parse_lmer_formula"]
 
 # How far inside the boundary the gradient is taken where λ is singular
 _BOUNDARY_STEP = 1e-7
@@ -125,8 +125,10 @@ class LFormula:
     control
         The checks' settings used.
     call
-        The arguments of the call (``formula``, ``weights``, ``offset``, ``subset``,
-        ``na_action``, ``contrasts``), kept for ``predict``, ``update`` and ``refit``.
+        The arguments of the call (:class:`lmeformula.call.ModelCall`: ``formula``, ``data``,
+        ``weights``, ``offset``, ``subset``, ``na_action``, ``contrasts``, ...), the object the
+        frame and the structures were built from, kept for ``predict``, ``update`` and
+        ``refit``.
     """
 
     X_values: np.ndarray = field(repr=False)
@@ -140,7 +142,7 @@ class LFormula:
     X_attrs: dict[str, Any] = field(repr=False)
     parsed: ParsedFormula = field(repr=False)
     control: LmerControl = field(repr=False)
-    call: dict[str, Any] = field(default_factory=dict, repr=False)
+    call: ModelCall = field(repr=False)
 
     # The DataFrames are built on first access: a fit needs only the arrays.
     @cached_property
@@ -221,36 +223,36 @@ def lFormula(
     LFormula
         The model frame ``fr`` is a pandas DataFrame whatever kind of data frame was given.
     """
-    REML = bool(check_flag(REML, "REML"))
-    if contrasts is not None and not isinstance(contrasts, Mapping):
-        raise ArgumentError("contrasts must be a dict: factor name -> contrast")
-    if syntax != "R":
-        from .pyformula import check_syntax, formulaic_lformula
-
-        check_syntax(syntax)
-        return formulaic_lformula(formula, data, REML=REML, subset=subset, weights=weights,
-                                  na_action=na_action, offset=offset, contrasts=contrasts,
-                                  control=control)
-    return build_lformula(formula, data, REML, subset, weights, na_action, offset, contrasts,
-                          as_control(control), LFormula, check_response, allow_n=False)
+    call = ModelCall(formula, data, REML=REML, subset=subset, weights=weights,
+                     na_action=na_action, offset=offset, contrasts=contrasts,
+                     control=as_control(control), syntax=syntax)
+    return lformula_of(call)
 
 
-def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, weights: Any,
-                   na_action: str, offset: Any, contrasts: Mapping[str, Any] | None,
-                   ctrl: LmerControl, cls: type[LFormula],
+def lformula_of(call: ModelCall) -> LFormula:
+    """:func:`lFormula` of a checked call (``lmer`` and ``update`` build the call once and
+    pass it here); the result keeps the call as ``call``."""
+    if call.syntax != "R":
+        from .pyformula import formulaic_lformula
+
+        return formulaic_lformula(call)
+    return build_lformula(call, LFormula, check_response, allow_n=False)
+
+
+def build_lformula(call: ModelCall, cls: type[LFormula],
                    response: Callable[[ModelFrame], np.ndarray], allow_n: bool,
                    **extra: Any) -> Any:
-    """lFormula's steps (R syntax), shared with glFormula: ``response`` turns the frame's
-    response into the stored y, ``allow_n`` selects glmer's identifiability checks, ``cls`` and
-    ``extra`` the result's class and its additional fields."""
+    """lFormula's steps (R syntax) on ``call``, shared with glFormula: ``response`` turns the
+    frame's response into the stored y, ``allow_n`` selects glmer's identifiability checks,
+    ``cls`` and ``extra`` the result's class and its additional fields."""
+    formula, ctrl = call.formula, call.control
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
                            f"{formula!r} is one-sided")
     if not parsed.bars:
         raise FormulaError("No random effects terms specified in formula")
-    frame = model_frame(parsed.lhs, parsed.rhs, data, weights=weights, offset=offset,
-                        subset=subset, na_action=na_action)
+    frame = call_frame(call, parsed.lhs, parsed.rhs)
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
@@ -261,7 +263,7 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
     wmsgs += check_zrank(re, n, ctrl)
 
-    mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    mm = model_matrix(parsed.fixed, frame.variables, n, call.contrasts)
     check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
@@ -280,7 +282,7 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
         X_values=xvals,
         X_names=xcols,
         reTrms=re,
-        REML=REML,
+        REML=call.REML,
         formula=parsed.expanded,
         wmsgs=wmsgs,
         y=y,
@@ -288,8 +290,7 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
         X_attrs=X_attrs,
         parsed=parsed,
         control=ctrl,
-        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
-              "na_action": na_action, "contrasts": contrasts},
+        call=call,
         **extra,
     )
 

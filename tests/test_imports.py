@@ -44,6 +44,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # conversion, R's number formatting, progress bars, the example data
     ("foundation", ["errors", "validate", "control", "glmercontrol", "dataframe", "rformat",
                     "progress", "datasets"]),
+    # the call's arguments, checked once (ModelCall): below the frame that reads them
+    ("call", ["call"]),
     # R formula syntax: no numerics
     ("formula", ["formula", "formula.ast", "formula.limits", "formula.parser", "formula.terms",
                  "formula.bars"]),
