@@ -25,7 +25,7 @@ from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
 from .glmodular import glFormula
 from .neldermead import nelder_mead
-from .optimize import OptResult, check_conv, deriv12
+from .optimize import Lme4Conv, OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
@@ -294,8 +294,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                             boundary_tol=ctrl.boundary_tol, optCtrl=ctrl.optCtrl,
                             calc_derivs=bool(calc))
     assert opt is not None
-    opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
-        else []
+    opt.lme4 = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
+        else Lme4Conv()
     name = data_name or data.attrs.get("name") or "data"
     model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
                      _describe(weights, offset, subset))
@@ -401,8 +401,8 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
             start = np.concatenate([devfun.state.theta, devfun.state.beta])
             opt = optimizeGlmer(devfun, ctrl.optimizer[1], start, ctrl.boundary_tol,
                                 ctrl.optCtrl, calc_derivs=bool(calc))
-        opt.lme4_messages = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
-                             if calc else [])
+        opt.lme4 = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
+                    if calc else Lme4Conv())
         out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
                        dict(m.call_args))
     out.glmer_control, out.nAGQ = ctrl, m.nAGQ

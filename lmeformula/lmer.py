@@ -30,7 +30,7 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | Mapping[str, Any] | 
     # caller's settings are back when the scope ends
     with engine_threads(devfun.problem, ctrl.threads):
         opt = optimize_lmer(devfun, devfun.start, devfun.lower, ctrl)
-        opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
+        opt.lme4 = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
     return opt
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .call import ModelCall
+from .devcomp import DevComp, DevCompCmp, DevCompDims
 from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
@@ -269,28 +270,26 @@ class LmerMod:
     @property
     def sigma(self) -> float:
         """Residual standard deviation (REML or ML estimate, as the fit)."""
-        dc = self.devcomp["cmp"]
-        return dc["sigmaREML"] if self.is_REML else dc["sigmaML"]
+        dc = self.devcomp.cmp
+        return dc.sigmaREML if self.is_REML else dc.sigmaML
 
     @property
-    def devcomp(self) -> dict[str, dict[str, float]]:
-        """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims``."""
+    def devcomp(self) -> DevComp:
+        """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims`` (see
+        :class:`lmeformula.devcomp.DevComp`; ``m.devcomp["cmp"]["pwrss"]`` as in R)."""
         f = self._factor
         n, p = self.n, self.p
         pwrss = self.pwrss
         crit = self.devfun.problem.criterion(f, self.is_REML)
-        cmp = {
-            "ldL2": f.ldL2, "ldRX2": self._ldRX2, "wrss": self._wrss, "ussq": self._ussq,
-            "pwrss": pwrss, "drsum": math.nan,
-            "REML": crit if self.is_REML else math.nan,
-            "dev": math.nan if self.is_REML else crit,
-            "sigmaML": math.sqrt(pwrss / n), "sigmaREML": math.sqrt(pwrss / (n - p)),
-        }
-        dims: dict[str, float]  # counts (ints), in a dict typed as cmp's
-        dims = {"N": n, "n": n, "p": p, "nmp": n - p, "q": self.q, "nth": len(self._theta),
-                "useSc": 1, "reTrms": len(self.lformula.reTrms.terms), "spFe": 0,
-                "REML": p if self.is_REML else 0, "GLMM": 0, "NLMM": 0}
-        return {"cmp": cmp, "dims": dims}
+        cmp = DevCompCmp(
+            ldL2=f.ldL2, ldRX2=self._ldRX2, wrss=self._wrss, ussq=self._ussq, pwrss=pwrss,
+            drsum=math.nan, REML=crit if self.is_REML else math.nan,
+            dev=math.nan if self.is_REML else crit,
+            sigmaML=math.sqrt(pwrss / n), sigmaREML=math.sqrt(pwrss / (n - p)))
+        dims = DevCompDims(N=n, n=n, p=p, nmp=n - p, q=self.q, nth=len(self._theta), useSc=1,
+                           reTrms=len(self.lformula.reTrms.terms), spFe=0,
+                           REML=p if self.is_REML else 0, GLMM=0, NLMM=0)
+        return DevComp(cmp, dims)
 
     # -- criteria -------------------------------------------------------------------------------
     @property

@@ -28,9 +28,29 @@ from .errors import (
 )
 from .validate import check_count, check_number
 
-__all__ = ["OptResult", "check_conv", "deriv12", "optimize_lmer"]
+__all__ = ["Lme4Conv", "OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
 Objective = Callable[[np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class Lme4Conv:
+    """lme4's ``optinfo$conv$lme4``: what its convergence checks (``checkConv``) found.
+
+    Attributes
+    ----------
+    messages
+        The checks' messages, in the order they were raised (empty when all passed).
+    code
+        lme4's codes of the checks that failed: -1 (gradient too large, or not scalable),
+        -5 (gradient has NAs), -3 (Hessian with negative eigenvalues), -4 (singular
+        Hessian), 2 or 3 (nearly unidentifiable: very large eigenvalue, large eigenvalue
+        ratio); a Hessian check's code replaces the gradient's, as in lme4. Empty where lme4
+        has none (all passed, or a singular fit, which lme4 reports by its message only).
+    """
+
+    messages: tuple[str, ...] = ()
+    code: tuple[int, ...] = ()
 
 
 @dataclass
@@ -50,9 +70,12 @@ class OptResult:
     derivs
         ``{"gradient": g, "Hessian": H}`` from :func:`deriv12`, or None.
     warnings
-        Messages of the optimizer and of the convergence checks.
+        Messages of the optimizer (lme4's ``optinfo$warnings``).
     optimizer
         Name of the optimizer used.
+    lme4
+        What lme4's convergence checks found (:class:`Lme4Conv`, lme4's
+        ``optinfo$conv$lme4``); set by ``optimizeLmer`` / ``glmer`` after the optimizer.
     """
 
     par: np.ndarray
@@ -63,7 +86,12 @@ class OptResult:
     derivs: dict[str, np.ndarray] | None = None
     warnings: list[str] = field(default_factory=list)
     optimizer: str = "nloptwrap"
-    lme4_messages: list[str] = field(default_factory=list)
+    lme4: Lme4Conv = field(default_factory=Lme4Conv)
+
+    @property
+    def lme4_messages(self) -> list[str]:
+        """The convergence checks' messages (``optinfo$conv$lme4$messages``)."""
+        return list(self.lme4.messages)
 
 
 _NLOPT_MESSAGES = {
@@ -260,21 +288,22 @@ def _emit(action: str, message: str, category: type[Warning]) -> None:
 
 
 def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.ndarray,
-               ctrl: LmerControl) -> list[str]:
+               ctrl: LmerControl) -> Lme4Conv:
     """lme4's ``checkConv``: singular fit first, then gradient and Hessian checks."""
     messages: list[str] = []
+    code: tuple[int, ...] = ()
     action, tol = ctrl.check_conv_singular
     if np.any(par[lower == 0] < tol):
         msg = "boundary (singular) fit: see help('isSingular')"
         _emit(action, msg, SingularFitWarning)
-        return [msg] if action != "ignore" else []
+        return Lme4Conv((msg,) if action != "ignore" else ())
     if derivs is None:
-        return messages
+        return Lme4Conv()
     g, h = derivs["gradient"], derivs["Hessian"]
     if np.isnan(g).any():
         msg = "Gradient contains NAs"
         _emit(ctrl.check_conv_grad[0], msg, ConvergenceWarning)
-        return [msg]
+        return Lme4Conv((msg,), (-5,))
     g_action, g_tol = ctrl.check_conv_grad
     try:
         r = np.linalg.cholesky(h).T
@@ -285,6 +314,7 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
         msg = "unable to evaluate scaled gradient"
         _emit(g_action, msg, ConvergenceWarning)
         messages.append(msg)
+        code = (-1,)
     else:
         mingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(g))))
         if mingrad > g_tol:
@@ -292,6 +322,7 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
                    f"(tol = {g_tol:g}, component 1)")
             _emit(g_action, msg, ConvergenceWarning)
             messages.append(msg)
+            code = (-1,)
     h_action, h_tol = ctrl.check_conv_hess
     if h_action != "ignore":
         eig = np.linalg.eigvalsh(h)
@@ -299,18 +330,23 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
         if np.any(eig < -h_tol):
             hess_msg = ("Model failed to converge: degenerate  Hessian with "
                         f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
+            hess_code = -3
         elif np.any(np.abs(eig) < h_tol) or scgrad is None:
             hess_msg = " Hessian is numerically singular: parameters are not uniquely determined"
+            hess_code = -4
         elif eig.max() * h_tol > 1:
             hess_msg = ("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")
+            hess_code = 2
         elif eig.min() / eig.max() < h_tol:
             hess_msg = ("Model is nearly unidentifiable: large eigenvalue ratio\n"
                         " - Rescale variables?")
+            hess_code = 3
         if hess_msg:
             _emit(h_action, hess_msg, ConvergenceWarning)
             messages.append(hess_msg)
-    return messages
+            code = (hess_code,)
+    return Lme4Conv(tuple(messages), code)
 
 
 def _checked_start(fn: Objective) -> Objective:

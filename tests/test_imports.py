@@ -59,7 +59,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # lFormula/glFormula and the deviance functions (mkLmerDevfun; PIRLS for mkGlmerDevfun)
     ("modular", ["modular", "glmodular", "glmodular_formulaic", "pirls"]),
     ("optimize", ["optimize", "neldermead"]),
-    ("fitted model", ["mermod", "glmermod"]),
+    ("fitted model", ["devcomp", "mermod", "glmermod"]),
     ("fit", ["lmer", "glmer", "lmlist"]),
     # everything computed from a fit: accessors, predict/simulate, anova/profile/confint/bootstrap,
     # (issue 14) lmerTest's denominator degrees of freedom, ICC/R²/influence, allFit's refits
