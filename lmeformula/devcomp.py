@@ -11,44 +11,17 @@ are lme4 1.1-31's: a GLMM's ``cmp`` adds ``tolPwrss`` and its ``dims`` add ``nAG
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .records import NamedRecord
 
 __all__ = ["DevComp", "DevCompCmp", "DevCompDims"]
 
 
-class _ByName(Mapping[str, Any]):
-    """Read access by lme4's names to a frozen dataclass's fields; optional fields (the GLMM's
-    entries) that are None are not entries, as lme4's lmerMod has no such names."""
-
-    __slots__ = ()
-    _OPTIONAL: frozenset[str] = frozenset()
-
-    def _names(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if not (f.name in self._OPTIONAL and getattr(self, f.name) is None)]
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._names():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entries as a plain dict, in lme4's order."""
-        return {k: getattr(self, k) for k in self._names()}
-
-
 # eq=False: a Mapping's equality (entries equal, also to a dict), not the dataclass's
 @dataclass(frozen=True, eq=False)
-class DevCompCmp(_ByName):
+class DevCompCmp(NamedRecord):
     """``devcomp$cmp``: the criterion's pieces at the fit.
 
     Attributes
@@ -85,7 +58,7 @@ class DevCompCmp(_ByName):
 
 
 @dataclass(frozen=True, eq=False)
-class DevCompDims(_ByName):
+class DevCompDims(NamedRecord):
     """``devcomp$dims``: the model's dimensions (integers).
 
     Attributes
@@ -132,7 +105,7 @@ class DevCompDims(_ByName):
 
 
 @dataclass(frozen=True, eq=False)
-class DevComp(_ByName):
+class DevComp(NamedRecord):
     """lme4's ``devcomp`` (``getME(m, "devcomp")``): ``cmp`` and ``dims``.
 
     Attributes

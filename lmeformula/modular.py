@@ -33,7 +33,7 @@ from .formula.limits import with_recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, call_frame, check_response
-from .modelmatrix import model_matrix
+from .modelmatrix import XAttrs, model_matrix
 from .pls.protocol import Factor, PLSEngine
 from .reterms import ReTrms, mk_re_trms
 
@@ -118,8 +118,9 @@ class LFormula:
     frame
         The full :class:`lmeformula.frame.ModelFrame` (transform state, NA record, offset).
     X_attrs
-        R's attributes of X: ``assign``, ``contrasts``, ``col.dropped``, ``msgRankdrop``,
-        ``msgScaleX``.
+        R's attributes of X (:class:`lmeformula.modelmatrix.XAttrs`): ``assign``,
+        ``contrasts``, ``msgScaleX`` and, when columns were dropped, ``msgRankdrop`` and
+        ``col.dropped``.
     parsed
         The :class:`ParsedFormula`.
     control
@@ -139,7 +140,7 @@ class LFormula:
     wmsgs: list[str]
     y: np.ndarray | None
     frame: ModelFrame = field(repr=False)
-    X_attrs: dict[str, Any] = field(repr=False)
+    X_attrs: XAttrs = field(repr=False)
     parsed: ParsedFormula = field(repr=False)
     control: LmerControl = field(repr=False)
     call: ModelCall = field(repr=False)
@@ -270,14 +271,9 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     xvals = mm.values[:, kept]
     xcols = [mm.columns[j] for j in kept]
     scale_msg = check_scale_x(xvals, ctrl)
-    X_attrs: dict[str, Any] = {
-        "assign": [mm.assign[j] for j in kept],
-        "contrasts": dict(mm.contrasts),
-        "msgScaleX": [scale_msg] if scale_msg else [],
-    }
-    if rank_msg:
-        X_attrs["msgRankdrop"] = rank_msg
-        X_attrs["col.dropped"] = dropped
+    X_attrs = XAttrs(assign=[mm.assign[j] for j in kept], contrasts=dict(mm.contrasts),
+                     msgScaleX=[scale_msg] if scale_msg else [],
+                     msgRankdrop=rank_msg or None, col_dropped=dropped if rank_msg else None)
     return cls(
         X_values=xvals,
         X_names=xcols,

@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # shared foundations, no model knowledge: errors, argument checks, options, data-frame
     # conversion, R's number formatting, progress bars, the example data
     ("foundation", ["errors", "validate", "control", "glmercontrol", "dataframe", "rformat",
-                    "progress", "datasets"]),
+                    "progress", "datasets", "records"]),
     # the call's arguments, checked once (ModelCall): below the frame that reads them
     ("call", ["call"]),
     # R formula syntax: no numerics

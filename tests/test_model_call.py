@@ -29,6 +29,7 @@ from lmeformula.control import LmerControl
 from lmeformula.devcomp import DevComp, DevCompCmp, DevCompDims
 from lmeformula.errors import ArgumentError, FormulaError
 from lmeformula.lmer import update
+from lmeformula.modelmatrix import XAttrs
 from lmeformula.optimize import Lme4Conv, OptResult
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
@@ -283,3 +284,28 @@ def test_convergence_record_matches_lme4(name: str) -> None:
             assert dc["cmp"][key] == pytest.approx(value, rel=1e-6), key
     with pytest.raises(dataclasses.FrozenInstanceError):
         opt.lme4.messages = ()  # type: ignore[misc]
+
+
+# -- the attributes of X -----------------------------------------------------------------------
+@pytest.mark.parametrize("case_id", ["sim_rankdef", "sim_fixed_inter_only", "cake"])
+def test_x_attrs_are_typed_and_read_as_lme4s(case_id: str) -> None:
+    case = load_case(case_id)
+    ref = case["lformula"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
+    attrs = pf.X_attrs
+    assert isinstance(attrs, XAttrs)
+    assert attrs.assign == as_list(ref["X_assign"]) and attrs["assign"] == attrs.assign
+    dropped = ref["X_col_dropped"]
+    if dropped:
+        assert attrs.col_dropped == dropped and attrs["col.dropped"] == dropped
+        assert attrs.msgRankdrop and attrs["msgRankdrop"] == attrs.msgRankdrop
+        assert list(attrs) == ["assign", "contrasts", "msgScaleX", "msgRankdrop", "col.dropped"]
+    else:  # no entries, as lme4 sets no attributes then
+        assert attrs.col_dropped is None and attrs.msgRankdrop is None
+        assert "col.dropped" not in attrs and attrs.get("msgRankdrop") is None
+        assert list(attrs) == ["assign", "contrasts", "msgScaleX"]
+    assert dict(attrs) == attrs.to_dict() and attrs == attrs.to_dict()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        attrs.assign = []  # type: ignore[misc]
