@@ -177,7 +177,7 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
     by ``lmer`` or ``update``, and the stages and the fitted model share it (``m.call``)."""
     pf = lformula_of(call)
     devfun = mkLmerDevfun(pf, start=start)
-    if devFunOnly:
+    if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
         return devfun
     ctrl = call.control
     if progress:
@@ -215,7 +215,8 @@ def refitML(m: LmerMod) -> LmerMod:
         return m
     import dataclasses
 
-    pf = dataclasses.replace(m.lformula, REML=False)
+    # the call says REML = FALSE too, as lme4's refitML's does (update() then refits by ML)
+    pf = dataclasses.replace(m.lformula, REML=False, call=m.call.replace(REML=False))
     devfun = mkLmerDevfun(pf, start=np.asarray(m.theta))
     ctrl = dataclasses.replace(m.lformula.control, optimizer="bobyqa")
     opt = optimizeLmer(devfun, ctrl)
@@ -283,8 +284,9 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     else:
         new_formula = formula
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
+    # REML: the structures' (a model refitted by REML or ML internally says which it is)
     new_call = call.replace(formula=new_formula, data=as_pandas(data),
-                            REML=call.REML if REML is None else REML, **changes)
+                            REML=m.lformula.REML if REML is None else REML, **changes)
     kwargs.setdefault("data_name", m.data_name)
     return cast(LmerMod, fit_call(new_call, **kwargs))
 

@@ -26,11 +26,29 @@ from .errors import (
     LmeFormulaWarning,
     SingularFitWarning,
 )
+from .records import NamedRecord
 from .validate import check_count, check_number
 
-__all__ = ["Lme4Conv", "OptResult", "check_conv", "deriv12", "optimize_lmer"]
+__all__ = ["Derivs", "Lme4Conv", "OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
 Objective = Callable[[np.ndarray], float]
+
+
+@dataclass(frozen=True, eq=False)
+class Derivs(NamedRecord):
+    """lme4's ``derivs`` (``deriv12`` at the optimum): read as lme4's list,
+    ``derivs["Hessian"]``, or as attributes.
+
+    Attributes
+    ----------
+    gradient
+        Central-difference gradient of the criterion.
+    Hessian
+        Central-difference Hessian.
+    """
+
+    gradient: np.ndarray
+    Hessian: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,7 @@ class OptResult:
     feval
         Number of criterion evaluations by the optimizer (restarts included).
     derivs
-        ``{"gradient": g, "Hessian": H}`` from :func:`deriv12`, or None.
+        :class:`Derivs` (``gradient``, ``Hessian``) from :func:`deriv12`, or None.
     warnings
         Messages of the optimizer (lme4's ``optinfo$warnings``).
     optimizer
@@ -83,7 +101,7 @@ class OptResult:
     conv: int
     message: str
     feval: int
-    derivs: dict[str, np.ndarray] | None = None
+    derivs: Derivs | None = None
     warnings: list[str] = field(default_factory=list)
     optimizer: str = "nloptwrap"
     lme4: Lme4Conv = field(default_factory=Lme4Conv)
@@ -259,7 +277,7 @@ def _deriv12_offsets(k: int, centre: bool) -> np.ndarray:
 
 
 def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
-            fx: float | None = None) -> dict[str, np.ndarray]:
+            fx: float | None = None) -> Derivs:
     """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied).
 
     The points are evaluated together through ``fn.batch`` when ``fn`` has one."""
@@ -276,7 +294,7 @@ def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
     for n, (i, j) in enumerate(pairs):
         a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
         hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
-    return {"gradient": grad, "Hessian": hess}
+    return Derivs(grad, hess)
 
 
 def _emit(action: str, message: str, category: type[Warning]) -> None:
@@ -287,7 +305,7 @@ def _emit(action: str, message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, stacklevel=5)
 
 
-def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.ndarray,
+def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
                ctrl: LmerControl) -> Lme4Conv:
     """lme4's ``checkConv``: singular fit first, then gradient and Hessian checks."""
     messages: list[str] = []

@@ -30,7 +30,7 @@ from lmeformula.devcomp import DevComp, DevCompCmp, DevCompDims
 from lmeformula.errors import ArgumentError, FormulaError
 from lmeformula.lmer import update
 from lmeformula.modelmatrix import XAttrs
-from lmeformula.optimize import Lme4Conv, OptResult
+from lmeformula.optimize import Derivs, Lme4Conv, OptResult
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 CONV = {r["name"]: r for r in json.loads((FIXTURES / "call_conv.json").read_text())}
@@ -309,3 +309,21 @@ def test_x_attrs_are_typed_and_read_as_lme4s(case_id: str) -> None:
     assert dict(attrs) == attrs.to_dict() and attrs == attrs.to_dict()
     with pytest.raises(dataclasses.FrozenInstanceError):
         attrs.assign = []  # type: ignore[misc]
+
+
+def test_derivs_are_typed(m_sleep: lmf.LmerMod) -> None:
+    derivs = m_sleep.optinfo.derivs
+    assert isinstance(derivs, Derivs)
+    assert list(derivs) == ["gradient", "Hessian"]  # lme4's names
+    assert derivs["Hessian"] is derivs.Hessian and derivs["gradient"] is derivs.gradient
+    assert derivs.Hessian.shape == (3, 3) and derivs.gradient.shape == (3,)
+    np.testing.assert_array_equal(derivs.Hessian, derivs.Hessian.T)
+
+
+def test_refitml_says_so_in_its_call(m_sleep: lmf.LmerMod) -> None:
+    ml = lmf.refitML(m_sleep)
+    assert ml.call.REML is False and m_sleep.call.REML is True  # lme4: REML = FALSE in the call
+    assert ml.call.data is m_sleep.call.data and ml.call.formula == m_sleep.call.formula
+    again = update(ml)  # refits by ML, as R's update(refitML(m))
+    assert not again.is_REML
+    assert again.deviance() == pytest.approx(ml.deviance(), rel=1e-8)
