@@ -19,7 +19,7 @@ from .control import LmerControl, as_control
 from .errors import ModelFrameError
 from .families import Family, FamilyError, get_family
 from .frame import ModelFrame
-from .modular import LFormula, build_lformula, lformula_of
+from .modular import LFormula, build_lformula, formula_room, lformula_of
 from .transforms import MatrixValue
 
 __all__ = ["GlFormula", "glFormula", "glformula_of", "glmer_response"]
@@ -122,11 +122,12 @@ def glformula_of(call: ModelCall) -> LFormula:
     """:func:`glFormula` of a checked call whose ``family`` is not the gaussian with the
     identity link (``glmer`` builds the call once and passes it here)."""
     fam = call.family
-    if call.syntax != "R":
-        from .glmodular_formulaic import formulaic_glformula
+    with formula_room(call):  # long formulas: deep syntax trees
+        if call.syntax != "R":
+            from .glmodular_formulaic import formulaic_glformula
 
-        return formulaic_glformula(call)
-    return build_lformula(call, GlFormula, glmer_response(fam), allow_n=True, family=fam)
+            return formulaic_glformula(call)
+        return build_lformula(call, GlFormula, glmer_response(fam), allow_n=True, family=fam)
 
 
 def _checks_only(control: Any) -> LmerControl:

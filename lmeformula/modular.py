@@ -9,6 +9,7 @@ scales. Each result is a plain object a user can inspect.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -29,7 +30,7 @@ from .control import LmerControl, as_control
 from .errors import ArgumentError, FormulaError
 from .formula.ast import BinOp, Node, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
-from .formula.limits import with_recursion_room
+from .formula.limits import recursion_room
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame, call_frame, check_response
@@ -176,7 +177,6 @@ class LFormula:
         return format_lformula(self)
 
 
-@with_recursion_room
 def lFormula(
     formula: str,
     data: pd.DataFrame,
@@ -233,11 +233,18 @@ def lFormula(
 def lformula_of(call: ModelCall) -> LFormula:
     """:func:`lFormula` of a checked call (``lmer`` and ``update`` build the call once and
     pass it here); the result keeps the call as ``call``."""
-    if call.syntax != "R":
-        from .pyformula import formulaic_lformula
+    with formula_room(call):  # long formulas: deep syntax trees
+        if call.syntax != "R":
+            from .pyformula import formulaic_lformula
 
-        return formulaic_lformula(call)
-    return build_lformula(call, LFormula, check_response, allow_n=False)
+            return formulaic_lformula(call)
+        return build_lformula(call, LFormula, check_response, allow_n=False)
+
+
+def formula_room(call: ModelCall) -> AbstractContextManager[None]:
+    """Python's recursion limit raised for the call's formula while the structures are built
+    (:func:`lmeformula.formula.limits.recursion_room`)."""
+    return recursion_room(len(call.formula) if isinstance(call.formula, str) else 0)
 
 
 def build_lformula(call: ModelCall, cls: type[LFormula],
