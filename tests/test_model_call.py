@@ -327,3 +327,16 @@ def test_refitml_says_so_in_its_call(m_sleep: lmf.LmerMod) -> None:
     again = update(ml)  # refits by ML, as R's update(refitML(m))
     assert not again.is_REML
     assert again.deviance() == pytest.approx(ml.deviance(), rel=1e-8)
+
+
+def test_mkmermod_keeps_lformulas_call(sleepstudy: pd.DataFrame) -> None:
+    pf = lmf.lFormula(FORMULA, sleepstudy)
+    devfun = lmf.mkLmerDevfun(pf)
+    m = lmf.mkMerMod(devfun, lmf.optimizeLmer(devfun), pf, "sleepstudy")
+    assert m.call is pf.call and m._data is sleepstudy  # as R keeps the call: update() works
+    again = update(m, REML=False)
+    assert not again.is_REML and again.call.data is sleepstudy
+    no_data = lmf.mkMerMod(devfun, m.optinfo, dataclasses.replace(pf, call=pf.call.replace(
+        data=None)))
+    with pytest.raises(ArgumentError, match="update\\(\\) needs data="):
+        update(no_data)
