@@ -638,7 +638,7 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
             fit = lmer(call.formula, data, REML=m.is_REML, weights=call.weights,
                        offset=call.offset, na_action=call.na_action,
                        contrasts=call.contrasts, subset=keep, control=control,
-                       start=theta0)
+                       start=theta0, syntax=call.syntax)
         if not isinstance(fit, LmerMod):  # pragma: no cover - lmer returns a model here
             raise TypeError("lmer did not return a fitted model")
         fe_rows.append(fit.fixef.to_numpy())

@@ -340,3 +340,14 @@ def test_mkmermod_keeps_lformulas_call(sleepstudy: pd.DataFrame) -> None:
         data=None)))
     with pytest.raises(ArgumentError, match="update\\(\\) needs data="):
         update(no_data)
+
+
+def test_influence_refits_in_the_calls_syntax(sleepstudy: pd.DataFrame) -> None:
+    # the deletion refits re-run the call: a formulaic formula stays formulaic
+    from lmeformula import diagnostics as dg
+
+    py = lmf.lmer("Reaction ~ np.log(Days + 1) + (1 | Subject)", sleepstudy, syntax="formulaic")
+    r = lmf.lmer("Reaction ~ log(Days + 1) + (1 | Subject)", sleepstudy)
+    got = dg.influence(py, group="Subject").fixed_effects_deleted
+    want = dg.influence(r, group="Subject").fixed_effects_deleted
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-8)
