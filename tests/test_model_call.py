@@ -195,12 +195,12 @@ def test_update_round_trip(m_sleep: lmf.LmerMod, sleepstudy: pd.DataFrame) -> No
 
 
 def test_glmer_update_keeps_the_call() -> None:
-    cbpp = lmf.datasets.load("cbpp")
-    m = lmf.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
-                  family="binomial")
+    m = glmer_fit("cbpp")  # the glmer fixtures' cached fit
+    assert m.call.formula == "cbind(incidence, size - incidence) ~ period + (1 | herd)"
     null = lmf.update(m, ". ~ . - period")
     assert null.call.formula == "cbind(incidence, size - incidence) ~ (1 | herd)"
-    assert null.call.data is cbpp and null.call.family.family == "binomial"
+    assert null.call.data is m.call.data and null.call.family.family == "binomial"
+    assert null.nAGQ == m.nAGQ and null.data_name == m.data_name
 
 
 # -- devcomp ---------------------------------------------------------------------------------
