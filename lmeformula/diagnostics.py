@@ -181,9 +181,9 @@ def _null_model_intercept(m: Any) -> float:
         text = deparse(node)
         parts.append(text if text.startswith("offset(") else f"offset({text})")
     formula = f"{deparse(parsed.lhs)} ~ {' + '.join(parts)}"
-    call = dict(getattr(m.lformula, "call", {}) or {})
+    call = m.call
     args = {k: call[k] for k in ("weights", "offset", "subset", "na_action") if
-            call.get(k) is not None}
+            call[k] is not None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         null = glmer(formula, data, family=m.family, **args)
@@ -623,7 +623,7 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
         group_name = ".".join(cols)
     deleted = list(dict.fromkeys(labels[used]))
 
-    call = dict(m.lformula.call)
+    call = m.call
     theta0 = np.asarray(m.theta, dtype=float) if start is None else np.asarray(start, float)
     # lme4 refits with lmerControl(optCtrl = list(maxfun = maxfun)): its default optimizer
     # (nloptwrap), whatever the fit used; the fit's checks are kept, so that a model fitted
@@ -635,10 +635,10 @@ def influence(m: LmerMod, group: str | list[str] | None = None,
         keep = used & (labels != lab)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lme4 wraps each refit in suppressWarnings
-            fit = lmer(call["formula"], data, REML=m.is_REML, weights=call.get("weights"),
-                       offset=call.get("offset"), na_action=call.get("na_action", "omit"),
-                       contrasts=call.get("contrasts"), subset=keep, control=control,
-                       start=theta0)
+            fit = lmer(call.formula, data, REML=m.is_REML, weights=call.weights,
+                       offset=call.offset, na_action=call.na_action,
+                       contrasts=call.contrasts, subset=keep, control=control,
+                       start=theta0, syntax=call.syntax)
         if not isinstance(fit, LmerMod):  # pragma: no cover - lmer returns a model here
             raise TypeError("lmer did not return a fitted model")
         fe_rows.append(fit.fixef.to_numpy())

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .dataframe import as_pandas
 from .errors import FormulaError, ModelFrameError
 from .formula.ast import Node, deparse
@@ -28,7 +29,7 @@ from .transforms import (
     evaluate,
 )
 
-__all__ = ["ModelFrame", "NAAction", "model_frame"]
+__all__ = ["ModelFrame", "NAAction", "call_frame", "model_frame"]
 
 NA_ACTIONS = ("omit", "exclude", "fail", "pass")
 
@@ -269,6 +270,13 @@ def model_frame(
         state=state,
         extras=kept_extras,
     )
+
+
+def call_frame(call: ModelCall, lhs: Node | None, rhs: Node) -> ModelFrame:
+    """The model frame of ``lhs ~ rhs`` on a call's data, subset, weights, offset and NA
+    action (:func:`model_frame` with the arguments read from ``call``)."""
+    return model_frame(lhs, rhs, call.data, weights=call.weights, offset=call.offset,
+                       subset=call.subset, na_action=call.na_action)
 
 
 def _offset_term(value: Any, name: str) -> np.ndarray:

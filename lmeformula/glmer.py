@@ -25,7 +25,7 @@ from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
 from .glmodular import glFormula
 from .neldermead import nelder_mead
-from .optimize import OptResult, check_conv, deriv12
+from .optimize import Lme4Conv, OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
@@ -294,14 +294,13 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                             boundary_tol=ctrl.boundary_tol, optCtrl=ctrl.optCtrl,
                             calc_derivs=bool(calc))
     assert opt is not None
-    opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
-        else []
+    opt.lme4 = check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks) if calc \
+        else Lme4Conv()
     name = data_name or data.attrs.get("name") or "data"
     model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
                      _describe(weights, offset, subset))
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
-    model._data = data
     return model
 
 
@@ -350,23 +349,23 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
     ``syntax="formulaic"`` keeps that syntax, where a new formula is taken as written."""
     from .lmer import update_formula
 
+    call = m.call
     if data is None:
-        data = getattr(m, "_data", None)
+        data = call.data
         if data is None:
             raise LmeFormulaError("update() needs data= (the fitted model does not keep the "
                                   "data)")
-    call = dict(m.lformula.call)
-    syntax = kwargs.get("syntax", call.get("syntax", "R"))
+    syntax = kwargs.get("syntax", call.syntax)
     if formula is None:
-        new_formula = call["formula"]
-    elif syntax == "R" and call.get("syntax", "R") == "R":
-        new_formula = update_formula(call["formula"], formula)
+        new_formula = call.formula
+    elif syntax == "R" and call.syntax == "R":
+        new_formula = update_formula(call.formula, formula)
     else:  # formulaic syntax: the new formula as written (no '.'), as lmer's update
         new_formula = formula
     args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
                                                  "contrasts")}
     args.update({"family": m.family, "nAGQ": m.nAGQ, "control": m.glmer_control,
-                 "data_name": m.data_name, "syntax": call.get("syntax", "R")})
+                 "data_name": m.data_name, "syntax": call.syntax})
     args.update(kwargs)
     return glmer(new_formula, data, **args)
 
@@ -402,10 +401,9 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
             start = np.concatenate([devfun.state.theta, devfun.state.beta])
             opt = optimizeGlmer(devfun, ctrl.optimizer[1], start, ctrl.boundary_tol,
                                 ctrl.optCtrl, calc_derivs=bool(calc))
-        opt.lme4_messages = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
-                             if calc else [])
+        opt.lme4 = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
+                    if calc else Lme4Conv())
         out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
                        dict(m.call_args))
     out.glmer_control, out.nAGQ = ctrl, m.nAGQ
-    out._data = getattr(m, "_data", None)
     return out

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .devcomp import DevComp, DevCompCmp, DevCompDims
 from .errors import ConvergenceWarning, LmeFormulaError
 from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
@@ -113,20 +114,21 @@ class GlmerMod(LmerMod):
         return math.sqrt((self._wrss + self._ussq) / self.n)
 
     @property
-    def devcomp(self) -> dict[str, dict[str, Any]]:
-        """lme4's ``devcomp`` for a glmerMod."""
+    def devcomp(self) -> DevComp:
+        """lme4's ``devcomp`` for a glmerMod (``tolPwrss`` in ``cmp``, ``nAGQ`` and
+        ``compDev`` in ``dims``)."""
         pwrss = self._wrss + self._ussq
-        cmp = {"ldL2": float(self._factor.ldL2), "ldRX2": float(self._factor.ldRX2),
-               "wrss": self._wrss, "ussq": self._ussq, "pwrss": pwrss,
-               "drsum": float(self._devres.sum()), "REML": math.nan,
-               "dev": float(self.optinfo.fval),
-               "sigmaML": math.sqrt(pwrss / self.n) if self.use_scale else math.nan,
-               "sigmaREML": math.nan, "tolPwrss": self._glmer_devfun.tolPwrss}
-        dims = {"N": self.n, "n": self.n, "p": self.p, "nmp": self.n - self.p, "q": self.q,
-                "nth": len(self._theta), "nAGQ": self.nAGQ, "compDev": 1,
-                "useSc": int(self.use_scale), "reTrms": len(self.lformula.reTrms.terms),
-                "spFe": 0, "REML": 0, "GLMM": 1, "NLMM": 0}
-        return {"cmp": cmp, "dims": dims}
+        cmp = DevCompCmp(
+            ldL2=float(self._factor.ldL2), ldRX2=float(self._factor.ldRX2), wrss=self._wrss,
+            ussq=self._ussq, pwrss=pwrss, drsum=float(self._devres.sum()), REML=math.nan,
+            dev=float(self.optinfo.fval),
+            sigmaML=math.sqrt(pwrss / self.n) if self.use_scale else math.nan,
+            sigmaREML=math.nan, tolPwrss=self._glmer_devfun.tolPwrss)
+        dims = DevCompDims(N=self.n, n=self.n, p=self.p, nmp=self.n - self.p, q=self.q,
+                           nth=len(self._theta), nAGQ=self.nAGQ, compDev=1,
+                           useSc=int(self.use_scale), reTrms=len(self.lformula.reTrms.terms),
+                           spFe=0, REML=0, GLMM=1, NLMM=0)
+        return DevComp(cmp, dims)
 
     @property
     def VarCorr(self) -> Any:

@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .control import LmerControl, as_control
 from .errors import ModelFrameError
 from .families import Family, FamilyError, get_family
 from .frame import ModelFrame
-from .modular import LFormula, build_lformula
+from .modular import LFormula, build_lformula, formula_room, lformula_of
 from .transforms import MatrixValue
 
-__all__ = ["GlFormula", "glFormula", "glmer_response"]
+__all__ = ["GlFormula", "glFormula", "glformula_of", "glmer_response"]
 
 
 @dataclass
@@ -106,23 +107,27 @@ def glFormula(
     """
     fam = get_family(family)
     if fam.family == "gaussian" and fam.link.name == "identity":
-        from .modular import lFormula
-
-        return lFormula(formula, data, REML=True, subset=subset, weights=weights,
-                        na_action=na_action, offset=offset, contrasts=contrasts,
-                        control=_checks_only(control), syntax=syntax)
+        return lformula_of(ModelCall(formula, data, REML=True, subset=subset, weights=weights,
+                                     na_action=na_action, offset=offset, contrasts=contrasts,
+                                     control=_checks_only(control), syntax=syntax))
     if fam.family.startswith("quasi"):
         raise FamilyError('"quasi" families cannot be used in glmer')
-    ctrl = _checks_only(control)
-    if syntax != "R":
-        from .glmodular_formulaic import formulaic_glformula
-        from .pyformula import check_syntax
+    call = ModelCall(formula, data, REML=False, subset=subset, weights=weights,
+                     na_action=na_action, offset=offset, contrasts=contrasts,
+                     control=_checks_only(control), syntax=syntax, family=fam)
+    return glformula_of(call)
 
-        check_syntax(syntax)
-        return formulaic_glformula(formula, data, fam, ctrl, subset=subset, weights=weights,
-                                   na_action=na_action, offset=offset, contrasts=contrasts)
-    return build_lformula(formula, data, False, subset, weights, na_action, offset, contrasts,
-                          ctrl, GlFormula, glmer_response(fam), allow_n=True, family=fam)
+
+def glformula_of(call: ModelCall) -> LFormula:
+    """:func:`glFormula` of a checked call whose ``family`` is not the gaussian with the
+    identity link (``glmer`` builds the call once and passes it here)."""
+    fam = call.family
+    with formula_room(call):  # long formulas: deep syntax trees
+        if call.syntax != "R":
+            from .glmodular_formulaic import formulaic_glformula
+
+            return formulaic_glformula(call)
+        return build_lformula(call, GlFormula, glmer_response(fam), allow_n=True, family=fam)
 
 
 def _checks_only(control: Any) -> LmerControl:

@@ -12,13 +12,10 @@ end whose materialisation it uses.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from .control import LmerControl
+from .call import ModelCall
 from .errors import FormulaError
-from .families import Family
 from .glmodular import GlFormula, glmer_response
 from .pyformula.design import FormulaicDesign, formulaic_model
 from .pyformula.lformula import result_fields
@@ -44,22 +41,13 @@ class FormulaicGlFormula(GlFormula):
     syntax: str = "formulaic"
 
 
-def formulaic_glformula(
-    formula: str,
-    data: Any,
-    family: Family,
-    ctrl: LmerControl,
-    subset: Any = None,
-    weights: Any = None,
-    na_action: str = "omit",
-    offset: Any = None,
-    contrasts: Mapping[str, Any] | None = None,
-) -> FormulaicGlFormula:
-    """lme4's ``glFormula`` for a formula in formulaic syntax (see :func:`lmeformula.glFormula`;
-    ``family`` is a non-gaussian-identity family, ``ctrl`` the checks' settings).
+def formulaic_glformula(call: ModelCall) -> FormulaicGlFormula:
+    """lme4's ``glFormula`` for a call in formulaic syntax (see :func:`lmeformula.glFormula`;
+    ``call.family`` is a non-gaussian-identity family, ``call.control`` the checks' settings).
 
     The formula's Python expressions are evaluated by formulaic: use trusted formulas only.
     """
+    formula, ctrl = call.formula, call.control
     parsed = parse_formulaic(formula)
     if parsed.response is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
@@ -71,9 +59,9 @@ def formulaic_glformula(
             f"{lhs!r}. Fit it with syntax='R', or give the proportion of "
             "successes as the response and the numbers of trials as weights= "
             "({successes / trials} ~ ..., weights=trials)")
-    model = formulaic_model(parsed, data, ctrl, subset=subset, weights=weights,
-                            na_action=na_action, offset=offset, contrasts=contrasts,
-                            response=glmer_response(family), allow_n=True)
-    return FormulaicGlFormula(REML=False, family=family, **result_fields(
-        model, parsed, formula, ctrl, {"weights": weights, "offset": offset, "subset": subset,
-                                       "na_action": na_action, "contrasts": contrasts}))
+    model = formulaic_model(parsed, call.data, ctrl, subset=call.subset, weights=call.weights,
+                            na_action=call.na_action, offset=call.offset,
+                            contrasts=call.contrasts, response=glmer_response(call.family),
+                            allow_n=True)
+    return FormulaicGlFormula(REML=False, family=call.family,
+                              **result_fields(model, parsed, call))

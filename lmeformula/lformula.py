@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .control import LmerControl
 from .errors import FormulaError
 from .formula.ast import BinOp, Node, deparse
@@ -23,6 +24,7 @@ from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
 from .frame import ModelFrame
+from .modelmatrix import XAttrs
 from .reterms import ReTrms, format_reterms
 
 __all__ = ["LFormula", "ParsedFormula", "format_lformula", "parse_lmer_formula"]
@@ -103,15 +105,18 @@ class LFormula:
     frame
         The full :class:`lmeformula.frame.ModelFrame` (transform state, NA record, offset).
     X_attrs
-        R's attributes of X: ``assign``, ``contrasts``, ``col.dropped``, ``msgRankdrop``,
-        ``msgScaleX``.
+        R's attributes of X (:class:`lmeformula.modelmatrix.XAttrs`): ``assign``,
+        ``contrasts``, ``msgScaleX`` and, when columns were dropped, ``msgRankdrop`` and
+        ``col.dropped``.
     parsed
         The :class:`ParsedFormula`.
     control
         The checks' settings used.
     call
-        The arguments of the call (``formula``, ``weights``, ``offset``, ``subset``,
-        ``na_action``, ``contrasts``), kept for ``predict``, ``update`` and ``refit``.
+        The arguments of the call (:class:`lmeformula.call.ModelCall`: ``formula``, ``data``,
+        ``weights``, ``offset``, ``subset``, ``na_action``, ``contrasts``, ...), the object the
+        frame and the structures were built from, kept for ``predict``, ``update`` and
+        ``refit``.
     """
 
     X_values: np.ndarray = field(repr=False)
@@ -122,10 +127,10 @@ class LFormula:
     wmsgs: list[str]
     y: np.ndarray | None
     frame: ModelFrame = field(repr=False)
-    X_attrs: dict[str, Any] = field(repr=False)
+    X_attrs: XAttrs = field(repr=False)
     parsed: ParsedFormula = field(repr=False)
     control: LmerControl = field(repr=False)
-    call: dict[str, Any] = field(default_factory=dict, repr=False)
+    call: ModelCall = field(repr=False)
 
     # The DataFrames are built on first access: a fit needs only the arrays.
     @cached_property

@@ -8,12 +8,13 @@ from typing import Any, Literal, cast, overload
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .control import LmerControl, as_control
 from .dataframe import as_pandas
 from .errors import ArgumentError, ModelFrameError
 from .formula.limits import with_recursion_room
 from .mermod import LmerMod
-from .modular import LmerDevfun, lFormula, mkLmerDevfun
+from .modular import LmerDevfun, lformula_of, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
 from .pls.threads import engine_threads
 from .validate import check_flag
@@ -29,7 +30,7 @@ def optimizeLmer(devfun: LmerDevfun, control: LmerControl | Mapping[str, Any] | 
     # caller's settings are back when the scope ends
     with engine_threads(devfun.problem, ctrl.threads):
         opt = optimize_lmer(devfun, devfun.start, devfun.lower, ctrl)
-        opt.lme4_messages = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
+        opt.lme4 = check_conv(opt.derivs, opt.par, devfun.lower, ctrl)
     return opt
 
 
@@ -162,13 +163,23 @@ def lmer(
     """
     check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
-    data = as_pandas(data)  # once, here: lFormula then sees pandas
-    pf = lFormula(formula, data, REML=REML, subset=subset, weights=weights,
-                  na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,
-                  syntax=syntax)
+    data = as_pandas(data)  # once, here: the stages then see pandas
+    call = ModelCall(formula, data, REML=REML, subset=subset, weights=weights,
+                     na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,
+                     syntax=syntax)
+    return fit_call(call, start=start, devFunOnly=devFunOnly, data_name=data_name,
+                    progress=progress)
+
+
+def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
+             data_name: str | None = None, progress: bool = False) -> LmerMod | LmerDevfun:
+    """:func:`lmer` of a checked call (its data a pandas DataFrame): the call is built once,
+    by ``lmer`` or ``update``, and the stages and the fitted model share it (``m.call``)."""
+    pf = lformula_of(call)
     devfun = mkLmerDevfun(pf, start=start)
-    if devFunOnly:
+    if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
         return devfun
+    ctrl = call.control
     if progress:
         from .progress import CountingObjective, progress_bar
 
@@ -176,10 +187,11 @@ def lmer(
             opt = optimizeLmer(CountingObjective(devfun, bar), ctrl)  # type: ignore[arg-type]
     else:
         opt = optimizeLmer(devfun, ctrl)
-    name = data_name or data.attrs.get("name") or "data"
-    model = mkMerMod(devfun, opt, pf, name, describe_call(weights, offset, subset, ctrl))
-    model._data = data  # a reference (never modified), for update(); R keeps the call
-    return model
+    name = data_name or call.data.attrs.get("name") or "data"
+    # the model keeps the call, data included (a reference, never modified): update() refits
+    # on it, as R evaluates the stored call again
+    return mkMerMod(devfun, opt, pf, name,
+                    describe_call(call.weights, call.offset, call.subset, ctrl))
 
 
 def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
@@ -203,7 +215,8 @@ def refitML(m: LmerMod) -> LmerMod:
         return m
     import dataclasses
 
-    pf = dataclasses.replace(m.lformula, REML=False)
+    # the call says REML = FALSE too, as lme4's refitML's does (update() then refits by ML)
+    pf = dataclasses.replace(m.lformula, REML=False, call=m.call.replace(REML=False))
     devfun = mkLmerDevfun(pf, start=np.asarray(m.theta))
     ctrl = dataclasses.replace(m.lformula.control, optimizer="bobyqa")
     opt = optimizeLmer(devfun, ctrl)
@@ -258,24 +271,24 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
         from .glmer import update_glmer
 
         return update_glmer(m, formula, data, **kwargs)
+    call = m.call
     if data is None:
-        data = getattr(m, "_data", None)
+        data = call.data
         if data is None:
             raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
-    call = dict(m.lformula.call)
-    syntax = kwargs.get("syntax", call.get("syntax", "R"))
+    syntax = kwargs.get("syntax", call.syntax)
     if formula is None:
-        new_formula = call["formula"]
-    elif syntax == "R" and call.get("syntax", "R") == "R":
-        new_formula = update_formula(call["formula"], formula)
+        new_formula = call.formula
+    elif syntax == "R" and call.syntax == "R":
+        new_formula = update_formula(call.formula, formula)
     else:
         new_formula = formula
-    args = {k: call[k] for k in ("weights", "offset", "subset", "na_action", "contrasts")}
-    args["syntax"] = call.get("syntax", "R")
-    control = kwargs.pop("control", m.lformula.control)
-    args.update(kwargs)
-    return lmer(new_formula, data, REML=m.lformula.REML if REML is None else REML,
-                control=control, data_name=m.data_name, **args)
+    changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
+    # REML: the structures' (a model refitted by REML or ML internally says which it is)
+    new_call = call.replace(formula=new_formula, data=as_pandas(data),
+                            REML=m.lformula.REML if REML is None else REML, **changes)
+    kwargs.setdefault("data_name", m.data_name)
+    return cast(LmerMod, fit_call(new_call, **kwargs))
 
 
 @with_recursion_room

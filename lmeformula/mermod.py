@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .call import ModelCall
+from .devcomp import DevComp, DevCompCmp, DevCompDims
 from .errors import DeprecatedUsageWarning, LmeFormulaError
 from .generics import ddf_coefficients, show, show_html
 from .modular import LFormula, LmerDevfun
@@ -261,8 +263,19 @@ class LmerMod:
         self._wrss = float(np.sum(w * (y - self._mu) ** 2))
         self._ussq = float(self._u @ self._u)
         self._theta = theta
-        # declared only: lmer() and glmer() set it (a reference to the data, for update())
-        self._data: pd.DataFrame | None
+
+    @property
+    def call(self) -> ModelCall:
+        """The call's arguments (lme4's ``m@call``): formula, data, weights, offset, subset,
+        na_action, contrasts, control, syntax (and family for a GLMM); the object the model
+        frame and the structures were built from. ``update`` changes and refits it."""
+        return self.lformula.call
+
+    @property
+    def _data(self) -> Any:
+        """The data of the call (a reference, never modified), or None: what ``update``,
+        ``ranova`` and the deletion refits refit on."""
+        return self.lformula.call.data
 
     @cached_property
     def _lambdat(self) -> sp.csc_matrix:
@@ -331,28 +344,26 @@ class LmerMod:
     @property
     def sigma(self) -> float:
         """Residual standard deviation (REML or ML estimate, as the fit)."""
-        dc = self.devcomp["cmp"]
-        return dc["sigmaREML"] if self.is_REML else dc["sigmaML"]
+        dc = self.devcomp.cmp
+        return dc.sigmaREML if self.is_REML else dc.sigmaML
 
     @property
-    def devcomp(self) -> dict[str, dict[str, float]]:
-        """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims``."""
+    def devcomp(self) -> DevComp:
+        """lme4's ``devcomp``: ``cmp`` (criterion pieces) and ``dims`` (see
+        :class:`lmeformula.devcomp.DevComp`; ``m.devcomp["cmp"]["pwrss"]`` as in R)."""
         f = self._factor
         n, p = self.n, self.p
         pwrss = self.pwrss
         crit = self.devfun.problem.criterion(f, self.is_REML)
-        cmp = {
-            "ldL2": f.ldL2, "ldRX2": self._ldRX2, "wrss": self._wrss, "ussq": self._ussq,
-            "pwrss": pwrss, "drsum": math.nan,
-            "REML": crit if self.is_REML else math.nan,
-            "dev": math.nan if self.is_REML else crit,
-            "sigmaML": math.sqrt(pwrss / n), "sigmaREML": math.sqrt(pwrss / (n - p)),
-        }
-        dims: dict[str, float]  # counts (ints), in a dict typed as cmp's
-        dims = {"N": n, "n": n, "p": p, "nmp": n - p, "q": self.q, "nth": len(self._theta),
-                "useSc": 1, "reTrms": len(self.lformula.reTrms.terms), "spFe": 0,
-                "REML": p if self.is_REML else 0, "GLMM": 0, "NLMM": 0}
-        return {"cmp": cmp, "dims": dims}
+        cmp = DevCompCmp(
+            ldL2=f.ldL2, ldRX2=self._ldRX2, wrss=self._wrss, ussq=self._ussq, pwrss=pwrss,
+            drsum=math.nan, REML=crit if self.is_REML else math.nan,
+            dev=math.nan if self.is_REML else crit,
+            sigmaML=math.sqrt(pwrss / n), sigmaREML=math.sqrt(pwrss / (n - p)))
+        dims = DevCompDims(N=n, n=n, p=p, nmp=n - p, q=self.q, nth=len(self._theta), useSc=1,
+                           reTrms=len(self.lformula.reTrms.terms), spFe=0,
+                           REML=p if self.is_REML else 0, GLMM=0, NLMM=0)
+        return DevComp(cmp, dims)
 
     # -- criteria -------------------------------------------------------------------------------
     @property

@@ -11,18 +11,19 @@ products of its variables' columns, the first variable varying fastest, named ``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .errors import FormulaError
 from .formula.terms import Terms
+from .records import NamedRecord
 from .transforms import MatrixValue, Value, as_factor, is_factor_like
 from .validate import check_allocation
 
-__all__ = ["ModelMatrix", "contrast_matrix", "model_matrix"]
+__all__ = ["ModelMatrix", "XAttrs", "contrast_matrix", "model_matrix"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,36 @@ class ModelMatrix:
     def to_frame(self, index: pd.Index | None = None) -> pd.DataFrame:
         """The matrix as a DataFrame with R's column names."""
         return pd.DataFrame(self.values, columns=self.columns, index=index)
+
+
+@dataclass(frozen=True, eq=False)  # a Mapping's equality: equal to a dict of its entries
+class XAttrs(NamedRecord):
+    """lme4's attributes of the fixed-effects matrix X (``pf.X_attrs``), after the rank and
+    scale checks; read by R's names as the dict they were, ``attrs["col.dropped"]``.
+
+    Attributes
+    ----------
+    assign
+        Term index of each kept column (0 for the intercept), R's ``assign``.
+    contrasts
+        Contrast name used for each factor coded by contrasts, R's ``contrasts``.
+    msgScaleX
+        The scale check's message, if it warned (a list of at most one).
+    msgRankdrop
+        The rank check's message when columns were dropped, else None (no entry, as in lme4).
+    col_dropped
+        ``"col.dropped"``: the dropped columns' names and 1-based positions in the full
+        matrix, else None (no entry).
+    """
+
+    assign: list[int]
+    contrasts: dict[str, Any]
+    msgScaleX: list[str] = field(default_factory=list)
+    msgRankdrop: str | None = None
+    col_dropped: dict[str, int] | None = None
+
+    _OPTIONAL = frozenset({"msgRankdrop", "col_dropped"})
+    _ALIASES: ClassVar[dict[str, str]] = {"col.dropped": "col_dropped"}
 
 
 def contrast_matrix(levels: list[str], kind: str | np.ndarray | pd.DataFrame,

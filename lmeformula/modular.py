@@ -11,12 +11,14 @@ two front ends that build them, and are this module's names too.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .call import ModelCall
 from .checks import (
     check_finite_columns,
     check_nlevels,
@@ -27,21 +29,19 @@ from .checks import (
 )
 from .control import LmerControl, as_control
 from .errors import ArgumentError, FormulaError
-from .formula.limits import with_recursion_room
-from .frame import ModelFrame, check_response, model_frame
+from .formula.limits import recursion_room
+from .frame import ModelFrame, call_frame, check_response
 from .lformula import LFormula, ParsedFormula, parse_lmer_formula  # modular's names too
-from .modelmatrix import model_matrix
+from .modelmatrix import XAttrs, model_matrix
 from .pls.protocol import Factor, PLSEngine
 from .reterms import mk_re_trms
-from .validate import check_flag
 
-__all__ = ["LFormula", "ParsedFormula", "lFormula", "parse_lmer_formula"]
+__all__ = ["LFormula", "ParsedFormula", "lFormula", "lformula_of", "parse_lmer_formula"]
 
 # How far inside the boundary the gradient is taken where λ is singular
 _BOUNDARY_STEP = 1e-7
 
 
-@with_recursion_room
 def lFormula(
     formula: str,
     data: pd.DataFrame,
@@ -89,36 +89,43 @@ def lFormula(
     LFormula
         The model frame ``fr`` is a pandas DataFrame whatever kind of data frame was given.
     """
-    REML = bool(check_flag(REML, "REML"))
-    if contrasts is not None and not isinstance(contrasts, Mapping):
-        raise ArgumentError("contrasts must be a dict: factor name -> contrast")
-    if syntax != "R":
-        from .pyformula import check_syntax, formulaic_lformula
-
-        check_syntax(syntax)
-        return formulaic_lformula(formula, data, REML=REML, subset=subset, weights=weights,
-                                  na_action=na_action, offset=offset, contrasts=contrasts,
-                                  control=control)
-    return build_lformula(formula, data, REML, subset, weights, na_action, offset, contrasts,
-                          as_control(control), LFormula, check_response, allow_n=False)
+    call = ModelCall(formula, data, REML=REML, subset=subset, weights=weights,
+                     na_action=na_action, offset=offset, contrasts=contrasts,
+                     control=as_control(control), syntax=syntax)
+    return lformula_of(call)
 
 
-def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, weights: Any,
-                   na_action: str, offset: Any, contrasts: Mapping[str, Any] | None,
-                   ctrl: LmerControl, cls: type[LFormula],
+def lformula_of(call: ModelCall) -> LFormula:
+    """:func:`lFormula` of a checked call (``lmer`` and ``update`` build the call once and
+    pass it here); the result keeps the call as ``call``."""
+    with formula_room(call):  # long formulas: deep syntax trees
+        if call.syntax != "R":
+            from .pyformula import formulaic_lformula
+
+            return formulaic_lformula(call)
+        return build_lformula(call, LFormula, check_response, allow_n=False)
+
+
+def formula_room(call: ModelCall) -> AbstractContextManager[None]:
+    """Python's recursion limit raised for the call's formula while the structures are built
+    (:func:`lmeformula.formula.limits.recursion_room`)."""
+    return recursion_room(len(call.formula) if isinstance(call.formula, str) else 0)
+
+
+def build_lformula(call: ModelCall, cls: type[LFormula],
                    response: Callable[[ModelFrame], np.ndarray], allow_n: bool,
                    **extra: Any) -> Any:
-    """lFormula's steps (R syntax), shared with glFormula: ``response`` turns the frame's
-    response into the stored y, ``allow_n`` selects glmer's identifiability checks, ``cls`` and
-    ``extra`` the result's class and its additional fields."""
+    """lFormula's steps (R syntax) on ``call``, shared with glFormula: ``response`` turns the
+    frame's response into the stored y, ``allow_n`` selects glmer's identifiability checks,
+    ``cls`` and ``extra`` the result's class and its additional fields."""
+    formula, ctrl = call.formula, call.control
     parsed = parse_lmer_formula(formula)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
                            f"{formula!r} is one-sided")
     if not parsed.bars:
         raise FormulaError("No random effects terms specified in formula")
-    frame = model_frame(parsed.lhs, parsed.rhs, data, weights=weights, offset=offset,
-                        subset=subset, na_action=na_action)
+    frame = call_frame(call, parsed.lhs, parsed.rhs)
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
     n = frame.nrow
@@ -130,26 +137,21 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
     wmsgs += check_zrank(re.Zt, n, ctrl)
 
-    mm = model_matrix(parsed.fixed, frame.variables, n, contrasts)
+    mm = model_matrix(parsed.fixed, frame.variables, n, call.contrasts)
     check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
     xvals = mm.values[:, kept]
     xcols = [mm.columns[j] for j in kept]
     scale_msg = check_scale_x(xvals, ctrl)
-    X_attrs: dict[str, Any] = {
-        "assign": [mm.assign[j] for j in kept],
-        "contrasts": dict(mm.contrasts),
-        "msgScaleX": [scale_msg] if scale_msg else [],
-    }
-    if rank_msg:
-        X_attrs["msgRankdrop"] = rank_msg
-        X_attrs["col.dropped"] = dropped
+    X_attrs = XAttrs(assign=[mm.assign[j] for j in kept], contrasts=dict(mm.contrasts),
+                     msgScaleX=[scale_msg] if scale_msg else [],
+                     msgRankdrop=rank_msg or None, col_dropped=dropped if rank_msg else None)
     return cls(
         X_values=xvals,
         X_names=xcols,
         reTrms=re,
-        REML=REML,
+        REML=call.REML,
         formula=parsed.expanded,
         wmsgs=wmsgs,
         y=y,
@@ -157,8 +159,7 @@ def build_lformula(formula: str, data: pd.DataFrame, REML: bool, subset: Any, we
         X_attrs=X_attrs,
         parsed=parsed,
         control=ctrl,
-        call={"formula": formula, "weights": weights, "offset": offset, "subset": subset,
-              "na_action": na_action, "contrasts": contrasts},
+        call=call,
         **extra,
     )
 

@@ -26,11 +26,49 @@ from .errors import (
     LmeFormulaWarning,
     SingularFitWarning,
 )
+from .records import NamedRecord
 from .validate import check_count, check_number
 
-__all__ = ["OptResult", "check_conv", "deriv12", "optimize_lmer"]
+__all__ = ["Derivs", "Lme4Conv", "OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
 Objective = Callable[[np.ndarray], float]
+
+
+@dataclass(frozen=True, eq=False)
+class Derivs(NamedRecord):
+    """lme4's ``derivs`` (``deriv12`` at the optimum): read as lme4's list,
+    ``derivs["Hessian"]``, or as attributes.
+
+    Attributes
+    ----------
+    gradient
+        Central-difference gradient of the criterion.
+    Hessian
+        Central-difference Hessian.
+    """
+
+    gradient: np.ndarray
+    Hessian: np.ndarray
+
+
+@dataclass(frozen=True)
+class Lme4Conv:
+    """lme4's ``optinfo$conv$lme4``: what its convergence checks (``checkConv``) found.
+
+    Attributes
+    ----------
+    messages
+        The checks' messages, in the order they were raised (empty when all passed).
+    code
+        lme4's codes of the checks that failed: -1 (gradient too large, or not scalable),
+        -5 (gradient has NAs), -3 (Hessian with negative eigenvalues), -4 (singular
+        Hessian), 2 or 3 (nearly unidentifiable: very large eigenvalue, large eigenvalue
+        ratio); a Hessian check's code replaces the gradient's, as in lme4. Empty where lme4
+        has none (all passed, or a singular fit, which lme4 reports by its message only).
+    """
+
+    messages: tuple[str, ...] = ()
+    code: tuple[int, ...] = ()
 
 
 @dataclass
@@ -48,11 +86,14 @@ class OptResult:
     feval
         Number of criterion evaluations by the optimizer (restarts included).
     derivs
-        ``{"gradient": g, "Hessian": H}`` from :func:`deriv12`, or None.
+        :class:`Derivs` (``gradient``, ``Hessian``) from :func:`deriv12`, or None.
     warnings
-        Messages of the optimizer and of the convergence checks.
+        Messages of the optimizer (lme4's ``optinfo$warnings``).
     optimizer
         Name of the optimizer used.
+    lme4
+        What lme4's convergence checks found (:class:`Lme4Conv`, lme4's
+        ``optinfo$conv$lme4``); set by ``optimizeLmer`` / ``glmer`` after the optimizer.
     """
 
     par: np.ndarray
@@ -60,10 +101,15 @@ class OptResult:
     conv: int
     message: str
     feval: int
-    derivs: dict[str, np.ndarray] | None = None
+    derivs: Derivs | None = None
     warnings: list[str] = field(default_factory=list)
     optimizer: str = "nloptwrap"
-    lme4_messages: list[str] = field(default_factory=list)
+    lme4: Lme4Conv = field(default_factory=Lme4Conv)
+
+    @property
+    def lme4_messages(self) -> list[str]:
+        """The convergence checks' messages (``optinfo$conv$lme4$messages``)."""
+        return list(self.lme4.messages)
 
 
 _NLOPT_MESSAGES = {
@@ -231,7 +277,7 @@ def _deriv12_offsets(k: int, centre: bool) -> np.ndarray:
 
 
 def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
-            fx: float | None = None) -> dict[str, np.ndarray]:
+            fx: float | None = None) -> Derivs:
     """lme4's ``deriv12``: central-difference gradient and Hessian (no bounds applied).
 
     The points are evaluated together through ``fn.batch`` when ``fn`` has one."""
@@ -248,7 +294,7 @@ def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
     for n, (i, j) in enumerate(pairs):
         a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
         hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
-    return {"gradient": grad, "Hessian": hess}
+    return Derivs(grad, hess)
 
 
 def _emit(action: str, message: str, category: type[Warning]) -> None:
@@ -259,22 +305,23 @@ def _emit(action: str, message: str, category: type[Warning]) -> None:
     warnings.warn(message, category, stacklevel=5)
 
 
-def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.ndarray,
-               ctrl: LmerControl) -> list[str]:
+def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
+               ctrl: LmerControl) -> Lme4Conv:
     """lme4's ``checkConv``: singular fit first, then gradient and Hessian checks."""
     messages: list[str] = []
+    code: tuple[int, ...] = ()
     action, tol = ctrl.check_conv_singular
     if np.any(par[lower == 0] < tol):
         msg = "boundary (singular) fit: see help('isSingular')"
         _emit(action, msg, SingularFitWarning)
-        return [msg] if action != "ignore" else []
+        return Lme4Conv((msg,) if action != "ignore" else ())
     if derivs is None:
-        return messages
+        return Lme4Conv()
     g, h = derivs["gradient"], derivs["Hessian"]
     if np.isnan(g).any():
         msg = "Gradient contains NAs"
         _emit(ctrl.check_conv_grad[0], msg, ConvergenceWarning)
-        return [msg]
+        return Lme4Conv((msg,), (-5,))
     g_action, g_tol = ctrl.check_conv_grad
     try:
         r = np.linalg.cholesky(h).T
@@ -285,6 +332,7 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
         msg = "unable to evaluate scaled gradient"
         _emit(g_action, msg, ConvergenceWarning)
         messages.append(msg)
+        code = (-1,)
     else:
         mingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(g))))
         if mingrad > g_tol:
@@ -292,6 +340,7 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
                    f"(tol = {g_tol:g}, component 1)")
             _emit(g_action, msg, ConvergenceWarning)
             messages.append(msg)
+            code = (-1,)
     h_action, h_tol = ctrl.check_conv_hess
     if h_action != "ignore":
         eig = np.linalg.eigvalsh(h)
@@ -299,18 +348,23 @@ def check_conv(derivs: dict[str, np.ndarray] | None, par: np.ndarray, lower: np.
         if np.any(eig < -h_tol):
             hess_msg = ("Model failed to converge: degenerate  Hessian with "
                         f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
+            hess_code = -3
         elif np.any(np.abs(eig) < h_tol) or scgrad is None:
             hess_msg = " Hessian is numerically singular: parameters are not uniquely determined"
+            hess_code = -4
         elif eig.max() * h_tol > 1:
             hess_msg = ("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")
+            hess_code = 2
         elif eig.min() / eig.max() < h_tol:
             hess_msg = ("Model is nearly unidentifiable: large eigenvalue ratio\n"
                         " - Rescale variables?")
+            hess_code = 3
         if hess_msg:
             _emit(h_action, hess_msg, ConvergenceWarning)
             messages.append(hess_msg)
-    return messages
+            code = (hess_code,)
+    return Lme4Conv(tuple(messages), code)
 
 
 def _checked_start(fn: Objective) -> Objective:

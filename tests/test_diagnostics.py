@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -401,7 +402,9 @@ def test_influence_changes_theta_and_needs_data() -> None:
     assert inf.dfbeta("theta").shape == (18, 1)
     assert (inf.dfbeta("theta").abs().to_numpy() > 0).all()
     m = model("intercept")
-    bare = lmf.mkMerMod(m.devfun, m.optinfo, m.lformula)
+    # a model whose call keeps no data (mkMerMod keeps lFormula's call, data included)
+    bare = lmf.mkMerMod(m.devfun, m.optinfo,
+                        replace(m.lformula, call=m.call.replace(data=None)))
     with pytest.raises(LmeFormulaError, match="needs data"):
         dg.influence(bare, group="Subject")
     with pytest.raises(LmeFormulaError, match="not in the data"):

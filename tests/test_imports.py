@@ -43,7 +43,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     # shared foundations, no model knowledge: errors, argument checks, options, data-frame
     # conversion, R's number formatting, progress bars, the example data
     ("foundation", ["errors", "validate", "control", "glmercontrol", "dataframe", "rformat",
-                    "generics", "progress", "datasets"]),
+                    "generics", "progress", "datasets", "records"]),
+    # the call's arguments, checked once (ModelCall): below the frame that reads them
+    ("call", ["call"]),
     # R formula syntax: no numerics
     ("formula", ["formula", "formula.ast", "formula.limits", "formula.parser", "formula.terms",
                  "formula.bars"]),
@@ -62,7 +64,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # predict/simulate on new data: they read a fitted model through a small typed protocol
     # (prediction.FittedModel), so the model's predict/fitted/residuals call down into them
     ("prediction", ["prediction"]),
-    ("fitted model", ["mermod", "glmermod"]),
+    ("fitted model", ["devcomp", "mermod", "glmermod"]),
     ("fit", ["lmer", "glmer", "lmlist"]),
     # everything computed from a fit: accessors, anova/profile/confint/bootstrap,
     # (issue 14) lmerTest's denominator degrees of freedom, ICC/R²/influence, allFit's refits

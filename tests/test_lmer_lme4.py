@@ -26,7 +26,7 @@ from cases import (
 import lmeformula as lmf
 from lmeformula.control import as_control
 from lmeformula.lmer import describe_call
-from lmeformula.optimize import OptResult
+from lmeformula.optimize import Lme4Conv, OptResult
 
 FIT_CASES = [(c, k) for c in CASE_IDS for k in ("fit", "fit_ml") if k in load_case(c)]
 
@@ -75,7 +75,8 @@ def fitted_model(case_id: str, key: str, at_lme4_theta: bool) -> tuple[dict, lmf
                 devfun = lmf.mkLmerDevfun(pf)
                 theta = as_float_array(ref["theta"])
                 opt = OptResult(theta, devfun(theta), int(ref["optinfo_conv"]), "",
-                                int(ref["feval"]), lme4_messages=as_list(ref["optinfo_messages"]))
+                                int(ref["feval"]),
+                                lme4=Lme4Conv(tuple(as_list(ref["optinfo_messages"]))))
                 ctrl = as_control(kwargs.get("control"))
                 call = describe_call(kwargs.get("weights"), kwargs.get("offset"),
                                      kwargs.get("subset"), ctrl)

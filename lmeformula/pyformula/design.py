@@ -61,6 +61,7 @@ from ..frame import (
     check_response,
     na_mask,
 )
+from ..modelmatrix import XAttrs
 from ..reterms import ReTerm, ReTrms, _grouping_factor, re_trms_from_terms
 from ..transforms import Value, as_factor, column_value, drop_unused_levels
 from .parser import FormulaicFormula, plain_message
@@ -216,7 +217,7 @@ class FormulaicModel:
     y: np.ndarray | None
     X_values: np.ndarray
     X_names: list[str]
-    X_attrs: dict[str, Any]
+    X_attrs: XAttrs
     reTrms: ReTrms
     wmsgs: list[str]
     design: FormulaicDesign
@@ -452,12 +453,11 @@ def formulaic_model(
     xvals = values[:, kept]
     scale_msg = check_scale_x(xvals, control)
     assign_of = _assign(mms.model_spec.rhs, raw_names)
-    X_attrs: dict[str, Any] = {"assign": [assign_of[j] for j in kept], "contrasts": {},
-                               "msgScaleX": [scale_msg] if scale_msg else []}
-    if rank_msg:
-        X_attrs["msgRankdrop"] = rank_msg
-        X_attrs["col.dropped"] = {names[j]: j + 1 for j in range(len(names))
-                                  if j not in set(kept)}
+    X_attrs = XAttrs(assign=[assign_of[j] for j in kept], contrasts={},
+                     msgScaleX=[scale_msg] if scale_msg else [],
+                     msgRankdrop=rank_msg or None,
+                     col_dropped={names[j]: j + 1 for j in range(len(names))
+                                  if j not in set(kept)} if rank_msg else None)
     design = FormulaicDesign(mms.model_spec, parsed, [raw_names[j] for j in kept], offset,
                              np.asarray(re.ord, dtype=np.int64))
     return FormulaicModel(frame, y, xvals, [names[j] for j in kept], X_attrs, re, wmsgs, design)

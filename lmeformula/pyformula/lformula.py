@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..control import LmerControl, as_control
+from ..call import SYNTAXES, ModelCall, check_syntax
 from ..errors import FormulaError
 from ..lformula import LFormula
 from .design import FormulaicDesign, formulaic_model
 from .parser import parse_formulaic
 
 __all__ = ["SYNTAXES", "FormulaicLFormula", "check_syntax", "formulaic_lformula"]
-
-SYNTAXES = ("R", "formulaic")
-
-
-def check_syntax(syntax: str) -> str:
-    """The ``syntax=`` argument, checked: ``"R"`` (default) or ``"formulaic"``."""
-    if syntax not in SYNTAXES:
-        raise FormulaError(f"syntax must be 'R' or 'formulaic', not {syntax!r}")
-    return syntax
-
 
 @dataclass(repr=False)  # LFormula's repr: the structures printed as lme4 prints them
 class FormulaicLFormula(LFormula):
@@ -44,42 +33,30 @@ class FormulaicLFormula(LFormula):
     syntax: str = "formulaic"
 
 
-def formulaic_lformula(
-    formula: str,
-    data: Any,
-    REML: bool = True,
-    subset: Any = None,
-    weights: Any = None,
-    na_action: str = "omit",
-    offset: Any = None,
-    contrasts: Mapping[str, Any] | None = None,
-    control: LmerControl | Mapping[str, Any] | None = None,
-) -> FormulaicLFormula:
-    """lme4's ``lFormula`` for a formula in formulaic syntax (see :func:`lmeformula.lFormula`).
+def formulaic_lformula(call: ModelCall) -> FormulaicLFormula:
+    """lme4's ``lFormula`` for a call in formulaic syntax (see :func:`lmeformula.lFormula`).
 
     The formula's Python expressions are evaluated by formulaic: use trusted formulas only.
     """
-    ctrl = as_control(control)
-    parsed = parse_formulaic(formula)
+    ctrl = call.control
+    parsed = parse_formulaic(call.formula)
     if parsed.response is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
-                           f"{formula!r} is one-sided")
-    model = formulaic_model(parsed, data, ctrl, subset=subset, weights=weights,
-                            na_action=na_action, offset=offset, contrasts=contrasts)
-    return FormulaicLFormula(REML=REML, **result_fields(model, parsed, formula, ctrl, {
-        "weights": weights, "offset": offset, "subset": subset, "na_action": na_action,
-        "contrasts": contrasts}))
+                           f"{call.formula!r} is one-sided")
+    model = formulaic_model(parsed, call.data, ctrl, subset=call.subset, weights=call.weights,
+                            na_action=call.na_action, offset=call.offset,
+                            contrasts=call.contrasts)
+    return FormulaicLFormula(REML=call.REML, **result_fields(model, parsed, call))
 
 
-def result_fields(model: Any, parsed: Any, formula: str, ctrl: LmerControl,
-                  call: dict[str, Any]) -> dict[str, Any]:
+def result_fields(model: Any, parsed: Any, call: ModelCall) -> dict[str, Any]:
     """The fields an lFormula-like result of the formulaic syntax takes from the materialised
-    model (:func:`formulaic_model`): shared by lFormula's and glFormula's formulaic results."""
+    model (:func:`formulaic_model`) and its call: shared by lFormula's and glFormula's
+    formulaic results."""
     return {
         "X_values": model.X_values, "X_names": model.X_names, "reTrms": model.reTrms,
-        "formula": formula, "wmsgs": model.wmsgs, "y": model.y, "frame": model.frame,
+        "formula": call.formula, "wmsgs": model.wmsgs, "y": model.y, "frame": model.frame,
         "X_attrs": model.X_attrs,
         "parsed": parsed,  # printing and anova read lhs / term labels
-        "control": ctrl, "call": {"formula": formula, **call, "syntax": "formulaic"},
-        "design": model.design,
+        "control": call.control, "call": call, "design": model.design,
     }
