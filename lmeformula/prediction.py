@@ -280,6 +280,8 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
 
 def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
             allow_new_levels: bool = False) -> np.ndarray:
+    if getattr(m, "is_glmm", False):
+        return _se_fit_glmm(m, X, which, newdata, allow_new_levels)
     vcov = m.vcov().to_numpy()
     if not which:
         return np.sqrt(np.einsum("ij,jk,ik->i", X, vcov, X))
@@ -307,6 +309,42 @@ def _se_fit(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame |
         zsel = _new_z(m, newdata, which, allow_new_levels)
     design = np.hstack([zsel, X])
     return np.sqrt(np.einsum("ij,jk,ik->i", design, joint, design))
+
+
+def _se_fit_glmm(m: LmerMod, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
+                 allow_new_levels: bool) -> np.ndarray:
+    """Link-scale standard errors of a GLMM's predictions, as lme4's ``vcov_full``: the joint
+    covariance of (b, β) given θ from the final PIRLS step's factor (L, RZX, RX), scaled by
+    σ² (1 for the binomial and Poisson families). For a design row d = [z x],
+
+        se² = σ² (‖L⁻¹Λ'z'‖² + ‖RX⁻ᵀ(x' - RZX' L⁻¹Λ'z')‖²),
+
+    computed for all rows at once without forming the (q+p)² covariance. With no random
+    effects selected (``re_form=NA``) the fixed-effects block is σ²(RX'RX)⁻¹, the RX-based
+    covariance, not ``vcov``'s finite-difference Hessian (as lme4)."""
+    from scipy.sparse.linalg import spsolve_triangular
+
+    re = m.lformula.reTrms
+    xt = np.asarray(X, float).T
+    if which:
+        if m.q + m.p > 5000:
+            raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+        if newdata is None:
+            ztsel = np.zeros((m.q, m.n))
+            for i in which:
+                ztsel[re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].key].toarray()
+        else:
+            ztsel = _new_z(m, newdata, which, allow_new_levels).T
+        lower = m._problem.sparse_L(m._factor).tocsr()  # type: ignore[attr-defined]
+        a = spsolve_triangular(lower, np.asarray(m._lambdat @ ztsel), lower=True)
+        xt = xt - m.RZX().T @ a
+        ssq = (a * a).sum(axis=0)
+    else:
+        ssq = np.zeros(xt.shape[1])
+    if m.p:
+        bpart = np.linalg.solve(m.RX().T, xt)
+        ssq = ssq + (bpart * bpart).sum(axis=0)
+    return np.asarray(m.sigma * np.sqrt(ssq))
 
 
 def _new_z(m: LmerMod, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool

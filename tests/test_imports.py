@@ -62,7 +62,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # everything computed from a fit: accessors, predict/simulate, anova/profile/confint/bootstrap,
     # (issue 14) lmerTest's denominator degrees of freedom, ICC/R²/influence, allFit's refits
     ("after the fit", ["accessors", "prediction", "inference", "parallel", "ddf", "ddf.*",
-                       "diagnostics", "allfit"]),
+                       "diagnostics", "allfit", "glmmprofile"]),
     # text, HTML, tidy tables and figures
     ("presentation", ["printing", "glmerprint", "html", "broom", "plots", "diagnostic_plots"]),
     # the package's face: its __init__, the command line, the statsmodels bridge
