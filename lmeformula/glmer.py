@@ -383,9 +383,8 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
 
 def refit_glmer(m: Any, newresp: Any) -> Any:
     """lme4's ``refit`` for a glmerMod: the same model fitted to a new response (a vector, or
-    for a ``cbind`` binomial an (n, 2) array of successes and failures, or proportions of the
-    model's totals as ``simulate`` draws them), through both stages from the fitted θ and
-    β."""
+    for a ``cbind`` binomial an (n, 2) array of successes and failures), through both stages
+    from the fitted θ and β."""
     import dataclasses
 
     from .glmermod import GlmerMod
@@ -394,10 +393,6 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     y = np.asarray(newresp, dtype=float)
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
-    if y.ndim == 1 and np.asarray(pf.y).ndim == 2:
-        # proportions for a cbind response (lme4's refit takes them): the totals stay
-        totals = np.asarray(pf.y, dtype=float).sum(axis=1)
-        y = np.column_stack([y * totals, totals - y * totals])
     if y.shape[0] != m.n or y.shape[1:] != np.asarray(pf.y).shape[1:]:
         raise LmeFormulaError(f"newresp must have the shape of the model's response "
                               f"{np.asarray(pf.y).shape}")

@@ -43,7 +43,8 @@ from .inference import (
 from .progress import progress_bar
 from .validate import check_number
 
-__all__ = ["glmm_boot_statistic", "glmm_devfun2", "profile_glmm", "zeta_at_values"]
+__all__ = ["glmm_boot_statistic", "glmm_devfun2", "glmm_responses", "profile_glmm",
+           "zeta_at_values"]
 
 # lme4's profile.merMod defaults
 _DEVTOL = 1e-9
@@ -56,6 +57,19 @@ def glmm_boot_statistic(m: GlmerMod) -> np.ndarray:
     sd = sdcor_from_theta(np.asarray(m.theta, float), _term_sizes(m), 1.0)[:-1]
     scale = [m.sigma] if m.use_scale else []
     return np.concatenate([sd, scale, m.beta])
+
+
+def glmm_responses(m: GlmerMod, sims: np.ndarray) -> np.ndarray:
+    """Simulated responses (n x nsim) as ``refit`` takes them: for a binomial ``cbind``
+    response, the proportions drawn by ``simulate`` become (successes, failures) of the
+    model's totals, n x 2 x nsim (lme4's simulate draws the two columns; its bootMer refits
+    to them); other responses unchanged."""
+    y = np.asarray(m.lformula.y, dtype=float)
+    if y.ndim != 2:
+        return sims
+    totals = y.sum(axis=1)[:, None]
+    successes = sims * totals
+    return np.stack([successes, totals - successes], axis=1)
 
 
 def glmm_devfun2(m: GlmerMod) -> Callable[[np.ndarray], float]:

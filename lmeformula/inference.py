@@ -509,6 +509,10 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
+    if getattr(m, "is_glmm", False):
+        from .glmmprofile import glmm_responses
+
+        sims = glmm_responses(m, sims)  # a cbind response's draws as (successes, failures)
     out = refit_replicates(m, sims, fun, t0.shape[0], n_jobs=n_jobs, progress=progress)
     cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
     df = pd.DataFrame(out, columns=cols)

@@ -71,6 +71,11 @@ out <- list()
 # cbpp: binomial (cbind), one scalar term; lme4's default optimizer (Nelder-Mead in stage 2)
 cb <- cbpp
 gm <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cb, family = binomial)
+# the standard errors first: lme4's profile evaluates the fit's own deviance function, whose
+# state (L, RX, RZX) is the fitted model's, so getME() after profile() sees the last profile point
+se_cbpp <- se_fit_json(gm)
+se_cbpp_new <- se_fit_json(gm, data.frame(period = factor(c("1", "3", "4"), levels = levels(cb$period)),
+                                          herd = factor(c("2", "5", "15"), levels = levels(cb$herd))))
 pr <- profile(gm)
 out$cbpp <- list(
   formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
@@ -79,9 +84,8 @@ out$cbpp <- list(
   confint = ci_json(confint(pr)),
   confint_90 = ci_json(confint(pr, level = 0.9)),
   newnames = rownames(confint(gm, method = "Wald", oldNames = FALSE)),
-  se_fit = se_fit_json(gm),
-  se_fit_newdata = se_fit_json(gm, data.frame(period = factor(c("1", "3", "4"), levels = levels(cb$period)),
-                                              herd = factor(c("2", "5", "15"), levels = levels(cb$herd))))
+  se_fit = se_cbpp,
+  se_fit_newdata = se_cbpp_new
 )
 
 # the same model with adaptive quadrature: its own deviance scale, one parameter profiled
@@ -92,21 +96,26 @@ out$cbpp_nagq5 <- list(profile = profile_json(pr5), confint = ci_json(confint(pr
 
 # grouseticks: Poisson with one scalar term, 403 rows, 118 broods
 gt <- glmer(TICKS ~ YEAR + (1 | BROOD), grouseticks, family = poisson)
+se_gt <- se_fit_json(gt)
 prg <- profile(gt)
 out$grouseticks <- list(
   formula = "TICKS ~ YEAR + (1 | BROOD)",
   basedev = -2 * as.numeric(logLik(gt)),
   profile = profile_json(prg),
   confint = ci_json(confint(prg)),
-  se_fit = se_fit_json(gt)
+  se_fit = se_gt
 )
 
 # refusals and the boot table's row names (the bootstrap's numbers depend on R's RNG)
 gm0 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cb, family = binomial,
              nAGQ = 0)
 set.seed(1)
-gam <- fromJSON("tests/fixtures/glmer/gamma_log.json")$data
-gg <- glmer(y ~ x + (1 | g), as.data.frame(gam), family = Gamma(link = "log"))
+gam <- as.data.frame(fromJSON("tests/fixtures/glmer/gamma_log.json")$data)
+gam$g <- factor(gam$g, levels = sort(unique(as.integer(gam$g))))  # make_fixtures_glmer.R's order
+gg <- glmer(y ~ x + (1 | g), gam, family = Gamma(link = "log"))
+stopifnot(isTRUE(all.equal(num(getME(gg, "theta")),
+                           fromJSON("tests/fixtures/glmer/gamma_log.json")$theta, tolerance = 1e-10)))
+out$gamma_se_fit <- se_fit_json(gg)
 out$refusals <- list(
   nagq0 = tryCatch({profile(gm0, which = 1); "no error"}, error = function(e) conditionMessage(e)),
   gamma = tryCatch({profile(gg); "no error"}, error = function(e) conditionMessage(e))
@@ -115,7 +124,6 @@ out$boot_rownames <- list(
   cbpp = rownames(suppressWarnings(confint(gm, method = "boot", nsim = 3, quiet = TRUE))),
   gamma = rownames(suppressWarnings(confint(gg, method = "boot", nsim = 3, quiet = TRUE)))
 )
-out$gamma_se_fit <- se_fit_json(gg)
 
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
            "tests/fixtures/glmer_confint.json")
