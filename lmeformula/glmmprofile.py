@@ -40,6 +40,7 @@ from .inference import (
     sdcor_from_theta,
     theta_from_sdcor,
 )
+from .mermod import LmerMod
 from .progress import progress_bar
 from .validate import check_number
 
@@ -59,7 +60,7 @@ def glmm_boot_statistic(m: GlmerMod) -> np.ndarray:
     return np.concatenate([sd, scale, m.beta])
 
 
-def glmm_responses(m: GlmerMod, sims: np.ndarray) -> np.ndarray:
+def glmm_responses(m: LmerMod, sims: np.ndarray) -> np.ndarray:
     """Simulated responses (n x nsim) as ``refit`` takes them: for a binomial ``cbind``
     response, the proportions drawn by ``simulate`` become (successes, failures) of the
     model's totals, n x 2 x nsim (lme4's simulate draws the two columns; its bootMer refits
