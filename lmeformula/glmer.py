@@ -27,6 +27,8 @@ from .glmodular import glFormula
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
+from .progress import CountingObjective, Progress, progress_bar
+from .validate import check_flag
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
@@ -177,6 +179,7 @@ def glmer(
     devFunOnly: bool = False,
     data_name: str | None = None,
     syntax: str = "R",
+    progress: bool = False,
 ) -> Any:
     """Fit a generalized linear mixed model as lme4's ``glmer``.
 
@@ -212,21 +215,26 @@ def glmer(
     syntax
         ``"R"`` (default) or ``"formulaic"`` (see :func:`lmeformula.glFormula`; formulaic
         evaluates the formula's Python expressions: trusted formulas only).
+    progress
+        Count the deviance evaluations of both optimisation stages on a progress bar
+        (stderr), for long fits; the fit is the same with or without it.
 
     Returns
     -------
     GlmerMod
     """
+    check_flag(progress, "progress")
     data = as_pandas(data)  # polars, pyarrow, dicts...: converted once, here (as lmer does)
-    with _single_threaded_blas():
+    with _single_threaded_blas(), progress_bar(None, "glmer evaluations", progress) as bar:
         return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
-                      subset, contrasts, mustart, devFunOnly, data_name, syntax)
+                      subset, contrasts, mustart, devFunOnly, data_name, syntax,
+                      bar if progress else None)
 
 
 def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: Any,
            offset: Any, control: Any, start: Any, na_action: str, subset: Any,
            contrasts: Mapping[str, Any] | None, mustart: Any, devFunOnly: bool,
-           data_name: str | None, syntax: str = "R") -> Any:
+           data_name: str | None, syntax: str = "R", bar: Progress | None = None) -> Any:
     from .glmermod import GlmerMod
 
     ctrl = as_glmer_control(control)
@@ -264,10 +272,12 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                          mustart=None if mustart is None else _vector(mustart, data, pf))
     if devFunOnly and nAGQ == 0:
         return devfun
+    # the optimizers see a counting wrapper when a progress bar is asked for (same values)
+    objective: Any = devfun if bar is None else CountingObjective(devfun, bar)
     opt: OptResult | None = None
     if n_init == 0:
         start1 = devfun.state.theta.copy() if theta0 is None else theta0
-        opt = optimizeGlmer(devfun, ctrl.optimizer[0], start1,
+        opt = optimizeGlmer(objective, ctrl.optimizer[0], start1,
                             boundary_tol=ctrl.boundary_tol if nAGQ == 0 else 0.0,
                             optCtrl=ctrl.optCtrl, calc_derivs=False)
         if nAGQ > 0:
@@ -289,7 +299,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         if beta_start.shape[0] != devfun.X.shape[1]:
             raise LmeFormulaError("starting value of 'fixef' has length not equal to "
                                   f"{devfun.X.shape[1]}")
-        opt = optimizeGlmer(devfun, ctrl.optimizer[1],
+        opt = optimizeGlmer(objective, ctrl.optimizer[1],
                             np.concatenate([theta_start, beta_start]),
                             boundary_tol=ctrl.boundary_tol, optCtrl=ctrl.optCtrl,
                             calc_derivs=bool(calc))

@@ -20,11 +20,12 @@ import pandas as pd
 from scipy import stats
 
 from .devcomp import DevComp, DevCompCmp, DevCompDims
-from .errors import ConvergenceWarning, LmeFormulaError
+from .errors import ConvergenceWarning, LmeFormulaError, LmeFormulaWarning
 from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
 from .prediction import predict as predict_model
+from .validate import check_flag
 
 __all__ = ["GlmerMod", "GlmerSummary"]
 
@@ -245,16 +246,30 @@ class GlmerMod(LmerMod):
                 allow_new_levels: bool = False, se_fit: bool = False,
                 type: str = "link") -> Any:
         """Predictions on the link scale (``type="link"``, default) or the response scale
-        (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``."""
-        if se_fit:
-            raise LmeFormulaError("se_fit is not available for glmer fits")
+        (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``.
+
+        ``se_fit=True`` adds standard errors as lme4's ``predict(se.fit = TRUE)`` (1.1-35 and
+        later) computes them, with its warning that they are an approximation: on the link
+        scale from the joint covariance of the fixed effects and the conditional modes given
+        θ at the final PIRLS weights (lme4's ``vcov_full``), and on the response scale times
+        |dμ/dη| (the delta method, lme4 1.1-38's correction; lme4 1.1-35 to 1.1-37 returned
+        the link-scale values there). Returns a DataFrame with columns ``fit``, ``se_fit``.
+        """
         if type not in ("link", "response"):
             raise LmeFormulaError("type must be 'link' or 'response'")
-        eta = predict_model(self, newdata, re_form, allow_new_levels, False)
+        check_flag(se_fit, "se_fit")
+        if se_fit:
+            warnings.warn("se.fit computation uses an approximation to estimate the sampling "
+                          "distribution of the parameters", LmeFormulaWarning, stacklevel=2)
+        out = predict_model(self, newdata, re_form, allow_new_levels, se_fit)
         if type == "link":
-            return eta
-        mu = self.family.linkinv(eta.to_numpy())
-        return pd.Series(mu, index=eta.index, name="fit")
+            return out
+        eta = (out["fit"] if se_fit else out).to_numpy()
+        mu = pd.Series(self.family.linkinv(eta), index=out.index, name="fit")
+        if not se_fit:
+            return mu
+        se = out["se_fit"].to_numpy() * np.abs(self.family.mu_eta(eta))
+        return pd.DataFrame({"fit": mu, "se_fit": se}, index=out.index)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
                  re_form: Any = math.nan, newdata: pd.DataFrame | None = None

@@ -360,8 +360,14 @@ def _fill(rows: list[tuple[float, float]], lowcut: float, upcut: float,
 def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
             delta_cutoff: float = 1 / 8, oldNames: bool = True,
             progress: bool = False) -> Profile:
-    """lme4's ``profile.merMod`` for a linear mixed model (see the module docstring);
-    ``progress`` shows a progress bar (tqdm, on stderr), one step per parameter."""
+    """lme4's ``profile.merMod`` (see the module docstring; for a GLMM,
+    :func:`lmeformula.glmmprofile.profile_glmm`); ``progress`` shows a progress bar (tqdm, on
+    stderr), one step per parameter."""
+    if getattr(m, "is_glmm", False):
+        from .glmmprofile import profile_glmm
+
+        return profile_glmm(m, which, alphamax, delta_cutoff,  # type: ignore[arg-type]
+                            oldNames, progress)
     from .lmer import refitML
     from .progress import progress_bar
 
@@ -475,7 +481,9 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
               progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """Parametric bootstrap (lme4's ``bootMer``): simulate from the fit, refit, apply FUN.
 
-    The default statistic is lme4's: standard deviations and correlations, σ, fixed effects.
+    The default statistic is lme4's: standard deviations and correlations, σ, fixed effects
+    (for a GLMM, lme4's: standard deviations and correlations on θ's scale, σ only for the
+    families with a scale, fixed effects).
     All responses are simulated first, in this process, from ``rng``; the refits then run in
     ``n_jobs`` worker processes (one BLAS thread each; -1: one per CPU), so a seed gives the
     same replicates whatever ``n_jobs`` is. With ``n_jobs > 1`` a custom ``FUN`` must be
@@ -489,10 +497,21 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     from .parallel import refit_replicates
 
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    fun = FUN or _boot_statistic
+    if FUN is not None:
+        fun = FUN
+    elif getattr(m, "is_glmm", False):
+        from .glmmprofile import glmm_boot_statistic
+
+        fun = glmm_boot_statistic  # type: ignore[assignment]
+    else:
+        fun = _boot_statistic
     nsim = check_count(nsim, "nsim")
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
+    if getattr(m, "is_glmm", False):
+        from .glmmprofile import glmm_responses
+
+        sims = glmm_responses(m, sims)  # a cbind response's draws as (successes, failures)
     out = refit_replicates(m, sims, fun, t0.shape[0], n_jobs=n_jobs, progress=progress)
     cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
     df = pd.DataFrame(out, columns=cols)
@@ -539,9 +558,6 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
     cols = [_perc_label(a), _perc_label(1 - a)]
-    if getattr(m, "is_glmm", False) and method != "Wald":
-        raise LmeFormulaError(f"method={method!r} intervals are not available for glmer fits "
-                              "yet; use method='Wald'")
     if method == "Wald":
         z = stats.norm.ppf(1 - a)
         se = np.sqrt(np.diag(m.vcov().to_numpy()))
@@ -550,7 +566,10 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
         hi = np.concatenate([np.full(nvp, np.nan), m.beta + z * se])
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
     elif method == "profile":
-        table = profile(m, oldNames=oldNames, progress=progress).confint(level)
+        # lme4 profiles only the parameters asked for (each profile stands on its own)
+        wanted = None if parm is None else [
+            p for p in ([parm] if isinstance(parm, str) else parm) if p in names]
+        table = profile(m, which=wanted, oldNames=oldNames, progress=progress).confint(level)
         table = table.loc[[n for n in names if n in table.index]]
     elif method == "boot":
         boots = bootstrap(m, nsim, rng, progress=progress, n_jobs=n_jobs)

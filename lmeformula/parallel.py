@@ -58,15 +58,16 @@ def _blas_environment() -> Iterator[None]:
 
 def _refit_block(m: Any, fun: Callable[[Any], np.ndarray], ys: np.ndarray,
                  width: int) -> np.ndarray:
-    """The statistic of the refit to each column of ``ys``; NaN where a refit fails."""
+    """The statistic of the refit to each response ``ys[..., i]`` (the last axis runs over
+    replicates); NaN where a refit fails."""
     from .lmer import refit
 
-    out = np.full((ys.shape[1], width), np.nan)
+    out = np.full((ys.shape[-1], width), np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for i in range(ys.shape[1]):
+        for i in range(ys.shape[-1]):
             try:
-                out[i] = fun(refit(m, ys[:, i]))
+                out[i] = fun(refit(m, ys[..., i]))
             except (ValueError, ArithmeticError, np.linalg.LinAlgError):
                 continue
     return out
@@ -92,8 +93,8 @@ def _worker(ys: np.ndarray) -> np.ndarray:
 def refit_replicates(m: Any, sims: np.ndarray, fun: Callable[[Any], np.ndarray], width: int,
                      n_jobs: int = 1, progress: bool = False,
                      desc: str = "bootstrap") -> np.ndarray:
-    """``fun(refit(m, y))`` for each column y of ``sims`` (n x nsim): an nsim x width array,
-    NaN rows for failed refits.
+    """``fun(refit(m, y))`` for each response y = ``sims[..., i]`` (n x nsim, or n x 2 x nsim
+    for a binomial ``cbind`` response): an nsim x width array, NaN rows for failed refits.
 
     Parameters
     ----------
@@ -103,7 +104,7 @@ def refit_replicates(m: Any, sims: np.ndarray, fun: Callable[[Any], np.ndarray],
     progress
         Progress bar on stderr, one step per replicate.
     """
-    nsim = sims.shape[1]
+    nsim = sims.shape[-1]
     if n_jobs < 0:
         n_jobs = os.cpu_count() or 1
     n_jobs = max(1, min(int(n_jobs), nsim))
@@ -116,7 +117,7 @@ def refit_replicates(m: Any, sims: np.ndarray, fun: Callable[[Any], np.ndarray],
         if n_jobs == 1:
             with _one_blas_thread():
                 for s in starts:
-                    part = _refit_block(m, fun, sims[:, s : s + block], width)
+                    part = _refit_block(m, fun, sims[..., s : s + block], width)
                     out[s : s + part.shape[0]] = part
                     bar.update(part.shape[0])
             return out
@@ -124,7 +125,7 @@ def refit_replicates(m: Any, sims: np.ndarray, fun: Callable[[Any], np.ndarray],
         with _blas_environment():
             pool = ctx.Pool(n_jobs, initializer=_init_worker, initargs=(m, fun, width))
         try:
-            blocks = [np.ascontiguousarray(sims[:, s : s + block]) for s in starts]
+            blocks = [np.ascontiguousarray(sims[..., s : s + block]) for s in starts]
             for s, part in zip(starts, pool.imap(_worker, blocks), strict=True):
                 out[s : s + part.shape[0]] = part
                 bar.update(part.shape[0])

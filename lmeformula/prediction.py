@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,23 @@ class FittedModel(Protocol):
 
     def vcov(self) -> pd.DataFrame:
         """The covariance of the fixed effects."""
+        ...
+
+
+class FactoredModel(FittedModel, Protocol):
+    """A fitted GLMM as its predictions' standard errors read it: the final PIRLS step's
+    factor, by lme4's names (``getME(m, "L")``, ``RX``, ``RZX``)."""
+
+    def getME(self, name: str) -> Any:
+        """lme4's ``getME``."""
+        ...
+
+    def RX(self) -> np.ndarray:
+        """The fixed effects' Cholesky factor."""
+        ...
+
+    def RZX(self) -> np.ndarray:
+        """The cross term of the factor."""
         ...
 
 
@@ -370,6 +387,8 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
 
 def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
             allow_new_levels: bool = False) -> np.ndarray:
+    if getattr(m, "is_glmm", False):
+        return _se_fit_glmm(cast(FactoredModel, m), X, which, newdata, allow_new_levels)
     vcov = m.vcov().to_numpy()
     if not which:
         return np.sqrt(np.einsum("ij,jk,ik->i", X, vcov, X))
@@ -397,6 +416,43 @@ def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFra
         zsel = _new_z(m, newdata, which, allow_new_levels)
     design = np.hstack([zsel, X])
     return np.sqrt(np.einsum("ij,jk,ik->i", design, joint, design))
+
+
+def _se_fit_glmm(m: FactoredModel, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,
+                 allow_new_levels: bool) -> np.ndarray:
+    """Link-scale standard errors of a GLMM's predictions, as lme4's ``vcov_full``: the joint
+    covariance of (b, β) given θ from the final PIRLS step's factor (L, RZX, RX), scaled by
+    σ² (1 for the binomial and Poisson families). For a design row d = [z x],
+
+        se² = σ² (‖L⁻¹Λ'z'‖² + ‖RX⁻ᵀ(x' - RZX' L⁻¹Λ'z')‖²),
+
+    computed for all rows at once without forming the (q+p)² covariance. With no random
+    effects selected (``re_form=NA``) the fixed-effects block is σ²(RX'RX)⁻¹, the RX-based
+    covariance, not ``vcov``'s finite-difference Hessian (as lme4)."""
+    from scipy.sparse.linalg import spsolve_triangular
+
+    re = m.lformula.reTrms
+    xt = np.asarray(X, float).T
+    if which:
+        q = m.lformula.reTrms.Zt.shape[0]
+        if q + m.lformula.X_values.shape[1] > 5000:
+            raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+        if newdata is None:
+            ztsel = np.zeros((q, m.lformula.X_values.shape[0]))
+            for i in which:
+                ztsel[re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].key].toarray()
+        else:
+            ztsel = _new_z(m, newdata, which, allow_new_levels).T
+        lower = sp.csr_matrix(m.getME("L"))
+        a = spsolve_triangular(lower, np.asarray(lambdat_at(m) @ ztsel), lower=True)
+        xt = xt - m.RZX().T @ a
+        ssq = (a * a).sum(axis=0)
+    else:
+        ssq = np.zeros(xt.shape[1])
+    if m.lformula.X_values.shape[1]:
+        bpart = np.linalg.solve(m.RX().T, xt)
+        ssq = ssq + (bpart * bpart).sum(axis=0)
+    return np.asarray(m.sigma * np.sqrt(ssq))
 
 
 def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_levels: bool

@@ -178,11 +178,6 @@ def test_na_rows_dropped_and_excluded() -> None:
     assert len(fitted) == 56 and np.isnan(fitted.iloc[3])
 
 
-def test_confint_methods_other_than_wald_refused(m_cbpp: lmf.GlmerMod) -> None:
-    with pytest.raises(LmeFormulaError, match="Wald"):
-        lmf.confint(m_cbpp)
-
-
 def test_other_families_with_a_scale_and_lme4s_convergence_warnings() -> None:
     # gaussian(log) and inverse.gaussian(log) on the Gamma model's data; the latter makes
     # lme4 warn twice (gradient and "nearly unidentifiable"), with the same numbers here

@@ -69,7 +69,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # everything computed from a fit: accessors, anova/profile/confint/bootstrap,
     # (issue 14) lmerTest's denominator degrees of freedom, ICC/R²/influence, allFit's refits
     ("after the fit", ["accessors", "inference", "parallel", "ddf", "ddf.*",
-                       "diagnostics", "allfit"]),
+                       "diagnostics", "allfit", "glmmprofile"]),
     # text, HTML, tidy tables and figures
     ("presentation", ["printing", "glmerprint", "html", "broom", "mpl", "plots",
                       "diagnostic_plots"]),
