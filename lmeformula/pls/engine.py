@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from ..errors import FittingError, ModelFrameError
 from .memory import check_dense_memory
 from .policy import POLICY, BlockPolicy
-from .terms import TermShape, _lower_positions, lambda_template
+from .terms import TermShape, lambda_template
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
 
@@ -683,8 +683,7 @@ class PLSProblem(_AugmentedSystem):
             q_t = np.einsum("la,lb->ab", ut, ut)  # not BLAS (see _first_term_quadratic)
             inner = (t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss)
             grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
-            positions = _lower_positions(t.nc)  # λ[r, c] in θ's order: grad.T's (r, c)
-            out[t.theta_offset : t.theta_offset + positions.size] = grad.T.ravel()[positions]
+            out[t.theta_slice] = t.gradient_from_factor(grad.T)  # grad.T's (r, c): λ[r, c]
             pos += t.size
         return out
 
