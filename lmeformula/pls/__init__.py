@@ -1,9 +1,10 @@
 """The numeric engine: cross-products once, a blocked Cholesky factor per θ.
 
 Modules: ``terms`` (the term types, one per covariance shape, and the θ <-> λ map; imports no
-engine), ``engine`` (the blocked and dense engines, ``make_problem``), ``protocol`` (what a
-deviance function needs of an engine), ``threads`` (BLAS threads policy), ``memory`` (the
-dense block's size check), ``policy`` (every size threshold).
+engine), ``engine`` (the blocked and dense engines, ``make_problem``), ``plans`` (the blocked
+engine's typed plan for block 2 and its per-θ update, as MixedModels.jl's ``updateL!``),
+``protocol`` (what a deviance function needs of an engine), ``threads`` (BLAS threads policy),
+``memory`` (the dense block's size check), ``policy`` (every size threshold).
 The engine's names are loaded on first use, so that ``reterms`` can use the term types
 without importing the engine.
 """
