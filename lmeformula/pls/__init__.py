@@ -4,7 +4,8 @@ Modules: ``terms`` (the term types, one per covariance shape, and the θ <-> λ 
 engine), ``engine`` (the blocked and dense engines, ``make_problem``), ``plans`` (the blocked
 engine's typed plan for block 2 and its per-θ update, as MixedModels.jl's ``updateL!``),
 ``protocol`` (what a deviance function needs of an engine), ``threads`` (BLAS threads policy),
-``memory`` (the dense block's size check), ``policy`` (every size threshold).
+``memory`` (the dense block's size check), ``policy`` (every size threshold), ``lapack``
+(LAPACK helpers).
 The engine's names are loaded on first use, so that ``reterms`` can use the term types
 without importing the engine.
 """

@@ -36,6 +36,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError, ModelFrameError
+from .lapack import check_rx, cholesky_exact_fit, potrf
 from .memory import check_dense_memory
 from .plans import ZeroBlock, factor_block1, plan_block2, update_block2
 from .policy import POLICY, BlockPolicy
@@ -520,11 +521,11 @@ class PLSProblem(_AugmentedSystem):
         theta = np.array(theta, dtype=float)
         qr = self._lam_r_size
         l11, t1 = factor_block1(self.A11, self.terms[0].lower_factor(theta))
-        l22, info = _potrf(self._block2(theta, t1).T)
+        l22, info = potrf(self._block2(theta, t1).T)
         if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
-            l22 = _cholesky_exact_fit(self._block2(theta, t1))
+            l22 = cholesky_exact_fit(self._block2(theta, t1))
         diag22 = np.diag(l22)
-        _check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
+        check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
         ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
                        + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
@@ -710,37 +711,6 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
                 out.append(blk)
         return out
-
-
-def _check_rx(rx_diag: np.ndarray, xtx_diag: np.ndarray) -> None:
-    """lme4's error when a column of X is (numerically) in the span of the others: its
-    pivot in RX is round-off (LAPACK may return a tiny positive one instead of failing)."""
-    if np.any(rx_diag**2 <= 1e-13 * np.maximum(xtx_diag, np.finfo(float).tiny)):
-        raise FittingError("Downdated VtV is not positive definite")
-
-
-def _cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of an augmented matrix (upper triangle used) whose last pivot,
-    the penalised residual sum of squares, may vanish (an exact fit); lme4's error when the
-    [Z X] part is not positive definite."""
-    s = np.triu(s) + np.triu(s, 1).T
-    try:
-        core = la.cholesky(s[:-1, :-1], lower=True, check_finite=False)
-    except la.LinAlgError as err:
-        raise FittingError("Downdated VtV is not positive definite") from err
-    out = np.zeros_like(s)
-    out[:-1, :-1] = core
-    row = la.solve_triangular(core, s[:-1, -1], lower=True, check_finite=False)
-    out[-1, :-1] = row
-    out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))  # exact fit: pwrss = 0
-    return out
-
-
-def _potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
-    """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf); the strict upper
-    triangle is not cleared (that would be another pass over the matrix per evaluation)."""
-    lfac, info = la.lapack.dpotrf(a_fortran, lower=1, clean=0, overwrite_a=1)
-    return lfac, int(info)
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
@@ -1184,7 +1154,7 @@ class DensePLSProblem(_AugmentedSystem):
         # (the upper one keeps s: only the lower triangle of L is ever read)
         lfac, info = la.lapack.dpotrf(self._scaled(theta).T, lower=1, clean=0, overwrite_a=1)
         if info != 0:  # dpotrf overwrote its input: form it again to diagnose
-            lfac = _cholesky_exact_fit(self._scaled(theta))
+            lfac = cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()
         q, p = self.q, self.p
         if p == 0:
