@@ -205,15 +205,13 @@ class GlmerMod(LmerMod):
         return pd.DataFrame(v, index=names, columns=names)
 
     def _cond_var_blocks(self) -> list[np.ndarray]:
-        from .pls.engine import TermShape
+        from .pls.terms import lower_factors
 
         blocks = self._problem.inverse_diagonal_blocks(self._factor)
         re = self.lformula.reTrms
         s2 = self.sigma**2
-        out, offset = [], 0
-        for t, blk in zip(re.terms, blocks, strict=True):
-            lam = TermShape(t.nl, t.nc, offset).lower_factor(self._theta)
-            offset += t.theta_length
+        out = []
+        for lam, blk in zip(lower_factors(re.terms, self._theta), blocks, strict=True):
             out.append(s2 * np.einsum("ij,ljk,mk->lim", lam, blk, lam))
         return out
 

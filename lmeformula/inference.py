@@ -26,7 +26,7 @@ from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWa
 from .generics import show, show_html
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
-from .pls import TermShape
+from .pls.terms import column_shapes
 from .validate import check_count, check_flag, check_number
 
 __all__ = [
@@ -51,11 +51,10 @@ def _term_sizes(m: LmerMod) -> list[int]:
 def sdcor_from_theta(theta: np.ndarray, sizes: list[int], sigma: float) -> np.ndarray:
     """lme4's ``Cv_to_Sv``: θ -> standard deviations and correlations (lower triangle,
     column-major, per term), with σ appended."""
-    out, pos = [], 0
-    for nc in sizes:
-        k = nc * (nc + 1) // 2
-        lam = TermShape(1, nc, 0).lower_factor(theta[pos : pos + k])
-        pos += k
+    out = []
+    for t in column_shapes(sizes):
+        nc = t.nc
+        lam = t.lower_factor(theta)
         cov = sigma**2 * lam @ lam.T
         sd = np.sqrt(np.diag(cov))
         for c in range(nc):
@@ -71,12 +70,9 @@ def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
     """lme4's ``Sv_to_Cv``: standard deviations, correlations and σ (last) -> θ."""
     sigma = pars[-1]
     out: list[float]
-    out, pos = [], 0
-    for nc in sizes:
-        k = nc * (nc + 1) // 2
-        v = pars[pos : pos + k]
-        pos += k
-        m = TermShape(1, nc, 0).lower_factor(v)
+    out = []
+    for t in column_shapes(sizes):
+        m = t.lower_factor(pars)  # sds on the diagonal, correlations below it
         sd = np.diag(m).copy()
         corr = m + m.T
         np.fill_diagonal(corr, 1.0)
@@ -87,7 +83,7 @@ def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
             w, vec = np.linalg.eigh(cov)
             lam = np.linalg.qr((vec * np.sqrt(np.clip(w, 0, None))).T)[1].T
             lam = lam * np.sign(np.diag(lam))[None, :]
-        out.extend(lam[r, c] for c in range(nc) for r in range(c, nc))
+        out.extend(t.theta_from_factor(lam).tolist())
     return np.array(out)
 
 

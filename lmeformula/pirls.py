@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from .errors import FittingError
 from .families import Family
-from .pls import TermShape, make_problem
+from .pls import TermShape, make_problem, term_shapes
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
@@ -172,10 +172,7 @@ class GlmerDevfun:
         base = np.zeros(n_obs) if pf.offset is None else np.asarray(pf.offset, float)
         self.base_offset = base
         self.resp = GlmerResponse(family, y, ntot, w, base.copy())
-        shapes, off = [], 0
-        for t in re.terms:
-            shapes.append(TermShape(t.nl, t.nc, off))
-            off += t.theta_length
+        shapes = term_shapes(re.terms)
         self.shapes = shapes
         factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                    for t in re.terms]

@@ -23,7 +23,7 @@ from .formula.bars import bar_name, group_label, grouping_variables
 from .formula.terms import terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
-from .pls.terms import lambda_template, term_shapes
+from .pls.terms import lambda_template, term_shapes, term_type
 from .rformat import format_r_vector, format_sparse
 from .transforms import as_factor, drop_unused_levels, factor_from_codes
 
@@ -148,7 +148,7 @@ class ReTerm:
     @property
     def theta_length(self) -> int:
         """Length of this term's theta: nc(nc+1)/2."""
-        return self.nc * (self.nc + 1) // 2
+        return term_type(self.nl, self.nc).theta_length
 
     def theta_index(self, row: int, col: int) -> int:
         """Position of Λ_i[row, col] (row >= col, 0-based) in this term's theta (column-major)."""
@@ -156,13 +156,7 @@ class ReTerm:
 
     def theta_names(self) -> list[str]:
         """lme4's names: ``group.col`` on the diagonal, ``group.row.col`` off it."""
-        out = [""] * self.theta_length
-        for c in range(self.nc):
-            for r in range(c, self.nc):
-                label = (f"{self.group_name}.{self.cnms[r]}" if r == c
-                         else f"{self.group_name}.{self.cnms[r]}.{self.cnms[c]}")
-                out[self.theta_index(r, c)] = label
-        return out
+        return term_type(self.nl, self.nc).theta_names(self.group_name, self.cnms)
 
 
 @dataclass
@@ -404,15 +398,7 @@ def re_trms_from_terms(built: Sequence[ReTerm], reorder_terms: bool = True) -> R
 
     zt = _stacked_zt(sorted_terms)
 
-    theta_parts, lower_parts = [], []
-    for t in sorted_terms:
-        theta = np.zeros(t.theta_length)
-        lower = np.full(t.theta_length, -np.inf)
-        for c in range(t.nc):
-            theta[t.theta_index(c, c)] = 1.0
-            lower[t.theta_index(c, c)] = 0.0
-        theta_parts.append(theta)
-        lower_parts.append(lower)
+    shapes = term_shapes(sorted_terms)
 
     gp = np.concatenate([[0], np.cumsum([t.nl * t.nc for t in sorted_terms])]).astype(np.int64)
     if gp[-1] != zt.shape[0]:
@@ -426,8 +412,8 @@ def re_trms_from_terms(built: Sequence[ReTerm], reorder_terms: bool = True) -> R
     assign = np.array([names.index(t.group_name) for t in sorted_terms], dtype=np.int64)
     return ReTrms(
         Zt=zt,
-        theta=np.concatenate(theta_parts),
-        lower=np.concatenate(lower_parts),
+        theta=np.concatenate([s.initial_theta for s in shapes]),
+        lower=np.concatenate([s.lower for s in shapes]),
         Gp=gp,
         flist=flist,
         assign=assign,

@@ -11,7 +11,7 @@ import pytest
 from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
-from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, term_shapes
+from lmeformula.pls import DensePLSProblem, PLSProblem, ScalarTerm, term_shapes
 from lmeformula.pls import engine as pls_engine
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
@@ -91,7 +91,7 @@ def test_both_engines_report_lme4s_error_for_a_singular_x() -> None:
     df = lmf.datasets.load("sleepstudy").assign(D2=lambda d: 2 * d.Days)
     pf = lmf.lFormula("Reaction ~ Days + D2 + (1 | Subject)", df,
                       control={"check.rankX": "ignore"})
-    args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, [TermShape(18, 1, 0)])
+    args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, [ScalarTerm(18)])
     for engine in (PLSProblem(*args), DensePLSProblem(*args)):
         with pytest.raises(FittingError, match="Downdated VtV is not positive definite"):
             engine.factor(np.array([1.0]))

@@ -11,7 +11,7 @@ import pytest
 
 import lmeformula as lmf
 from lmeformula.errors import LmeFormulaError, ModelSizeError
-from lmeformula.pls import TermShape
+from lmeformula.pls import ScalarTerm, VectorTerm
 from lmeformula.pls.memory import check_dense_memory, dense_bytes
 
 
@@ -38,7 +38,7 @@ def test_two_crossed_factors_of_1e5_levels_are_refused_before_allocation() -> No
 
 
 def test_check_dense_memory_counts_block_two() -> None:
-    terms = [TermShape(1000, 1, 0), TermShape(300, 2, 1), TermShape(50, 1, 4)]
+    terms = [ScalarTerm(1000, 0), VectorTerm(300, 2, 1), ScalarTerm(50, 4)]
     order = 300 * 2 + 50 + 3 + 1
     check_dense_memory(terms, 3, available=dense_bytes(order))  # just fits
     with pytest.raises(ModelSizeError, match=r"'b' \(300 levels x 2 columns\), 'c' \(50 "

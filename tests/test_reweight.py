@@ -12,7 +12,14 @@ from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 
 import lmeformula as lmf
 from lmeformula.errors import ModelFrameError
-from lmeformula.pls import DensePLSProblem, PLSProblem, TermShape, make_problem, term_shapes
+from lmeformula.pls import (
+    DensePLSProblem,
+    PLSProblem,
+    ScalarTerm,
+    VectorTerm,
+    make_problem,
+    term_shapes,
+)
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 ENGINES = ["dense", "blocked", "blocked-sparse"]
@@ -169,7 +176,7 @@ def test_reweight_on_the_dense_downdate_path() -> None:
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in pf.reTrms.terms]
-    shapes = [TermShape(40, 2, 0), TermShape(25, 1, 3)]
+    shapes = [VectorTerm(40, 2, 0), ScalarTerm(25, 3)]
     problem = PLSProblem(pf.reTrms.Zt, pf.X_values, pf.y, None, shapes, factors)
     assert problem._gdense is not None
     w = rng.uniform(0.1, 2.0, n)

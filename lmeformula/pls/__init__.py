@@ -1,8 +1,11 @@
 """The numeric engine: cross-products once, a blocked Cholesky factor per θ.
 
-Modules: ``terms`` (term shapes and the θ -> λ map; imports no engine), ``engine`` (the
-blocked and dense engines, ``make_problem``), ``protocol`` (what a deviance function needs
-of an engine), ``threads`` (BLAS threads policy), ``memory`` (the dense block's size check).
+Modules: ``terms`` (the term types, one per covariance shape, and the θ <-> λ map; imports no
+engine), ``engine`` (the blocked and dense engines, ``make_problem``), ``plans`` (the blocked
+engine's typed plan for block 2 and its per-θ update, as MixedModels.jl's ``updateL!``),
+``protocol`` (what a deviance function needs of an engine), ``threads`` (BLAS threads policy),
+``memory`` (the dense block's size check), ``policy`` (every size threshold), ``lapack``
+(LAPACK helpers).
 The engine's names are loaded on first use, so that ``reterms`` can use the term types
 without importing the engine.
 """
@@ -11,10 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .terms import TermShape, lambda_template, lower_factors, term_shapes
+from .terms import (
+    ScalarTerm,
+    TermShape,
+    VectorTerm,
+    column_shapes,
+    lambda_template,
+    lower_factors,
+    term_shapes,
+    term_type,
+)
 
-__all__ = ["DensePLSProblem", "Factorization", "PLSProblem", "TermShape", "lambda_template",
-           "lower_factors", "make_problem", "term_shapes"]
+__all__ = ["DensePLSProblem", "Factorization", "PLSProblem", "ScalarTerm", "TermShape",
+           "VectorTerm", "column_shapes", "lambda_template", "lower_factors", "make_problem",
+           "term_shapes", "term_type"]
 
 _ENGINE_NAMES = {"DensePLSProblem", "Factorization", "PLSProblem", "make_problem"}
 

@@ -17,6 +17,8 @@ other terms, X and y) forms block 2, factored densely by LAPACK after the downda
 block 2 is small for the usual designs (InstEval: 1,128 + 28 + 3). The downdate is one sparse
 matrix-vector product over precomputed products of row pairs, in which levels of the first
 term with equal cross-product blocks share a column. No step per θ touches the n observations.
+How block 2 is assembled per θ (typed rectangles: scaled, downdated, inflated) is in
+:mod:`lmeformula.pls.plans`.
 
 Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 """
@@ -34,9 +36,11 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError, ModelFrameError
+from .lapack import check_rx, cholesky_exact_fit, potrf
 from .memory import check_dense_memory
+from .plans import ZeroBlock, factor_block1, plan_block2, update_block2
 from .policy import POLICY, BlockPolicy
-from .terms import TermShape, _lower_positions, lambda_template
+from .terms import TermShape, lambda_template
 
 __all__ = ["Factorization", "PLSProblem", "TermShape", "lambda_template"]
 
@@ -401,53 +405,17 @@ class PLSProblem(_AugmentedSystem):
         else:
             self._plan_pairs(grouped=True)
         self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
-        # How block 2 is assembled per θ, block pair by block pair (terms, then X and y).
-        # Where both blocks are scalar terms or X and y, Λ₂ is a constant on the rectangle:
-        # it is copied scaled, on or above the diagonal only (LAPACK reads the upper
-        # triangle; diagonal blocks are cut into bands of rows, each from its diagonal
-        # rightwards), and, when all terms are scalar, a scalar term's block with itself,
-        # which is diagonal (one level per observation), is zero-filled instead (InstEval:
-        # 5 MB less to read per θ), its diagonal written apart. Pairs with a vector term are
-        # copied as they are, downdated, then multiplied by the terms' λ.
+        # how block 2 is assembled per θ, by typed rectangles (see plans.py)
+        self._plan = plan_block2(self.terms[1:], self.p, self._block_edges,
+                                 self._block_pair_segments(), _policy().band)
+        # the zero-filled blocks' diagonals: (block, flat position in block 2, M22's value)
+        zero = {blk.a for blk in self._plan.blocks if isinstance(blk, ZeroBlock)}
         edges = self._block_edges
-        nblk = len(edges) - 1
-        scalar = [t.nc == 1 for t in self.terms[1:]] + [True]
-        # With a vector term, scaled entries are downdated before they are scaled,
-        # (M22 - D)·θθ, as the vector terms' blocks must be (their λ mixes entries); the
-        # optimizer's path on flat criteria depends on such last digits (InstEval with
-        # (0 + service | dept): 273 evaluations, as lme4's 270, against 360 otherwise).
-        mixed = not all(scalar)
-        self._downdate_first = mixed
-        self._blocks: list[tuple[int, int, int, int, str, int, int]] = []
-        self._raw_pairs: list[tuple[int, int]] = []
-        diagonal_rows, diagonal_block = [], []
-        for a in range(nblk):
-            for b in range(a, nblk):
-                if not (scalar[a] and scalar[b]):
-                    self._raw_pairs.append((a, b))
-                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1], "raw",
-                                         a, b))
-                elif a < b:
-                    self._blocks.append((edges[a], edges[a + 1], edges[b], edges[b + 1],
-                                         "scale", a, b))
-                else:
-                    mode = "zero" if a < nblk - 1 and not mixed else "scale"
-                    if mode == "zero":
-                        diagonal_rows.append(np.arange(edges[a], edges[a + 1]))
-                        diagonal_block.append(np.full(edges[a + 1] - edges[a], a))
-                    band = _policy().band
-                    for lo in range(edges[a], edges[a + 1], band):
-                        hi = min(lo + band, edges[a + 1])
-                        self._blocks.append((lo, hi, lo, edges[a + 1], mode, a, a))
-        empty = np.zeros(0, np.int64)
-        rows = np.concatenate([*diagonal_rows, empty]).astype(np.int64)
-        self._diagonal_only = (np.concatenate([*diagonal_block, empty]).astype(np.int64),
-                               rows * (self.m + 1), self.M22[rows, rows])
-        # (start, stop, row block, column block, how the blocks are assembled) of the
-        # downdate's keys, which are ordered by block pair
-        modes = {(a, b): mode for _, _, _, _, mode, a, b in self._blocks}
-        self._segments: list[tuple[int, int, int, int, str]] = [
-            (lo, hi, a, b, modes[(a, b)]) for lo, hi, a, b in self._block_pair_segments()]
+        rows = np.concatenate([np.arange(edges[a], edges[a + 1]) for a in sorted(zero)]
+                              + [np.zeros(0, np.int64)]).astype(np.int64)
+        block_of = np.concatenate([np.full(edges[a + 1] - edges[a], a) for a in sorted(zero)]
+                                  + [np.zeros(0, np.int64)]).astype(np.int64)
+        self._diagonal_only = (block_of, rows * (self.m + 1), self.M22[rows, rows])
 
     def _plan_pairs(self, grouped: bool) -> None:
         """The downdate's pairs of G's entries (see :func:`_downdate_pattern`).
@@ -540,90 +508,24 @@ class PLSProblem(_AugmentedSystem):
 
     def _block2(self, theta: np.ndarray, t1: np.ndarray) -> np.ndarray:
         """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
-        array whose transpose LAPACK factors in place."""
-        qr, m = self._lam_r_size, self.m
-        scale = self._block_scales(theta)  # vector terms: see below
-        buf = np.empty((m, m))
-        for lo_a, hi_a, lo_b, hi_b, mode, a, b in self._blocks:
-            view = buf[lo_a:hi_a, lo_b:hi_b]
-            if mode == "zero":
-                view[...] = 0.0
-            elif mode == "scale":
-                np.multiply(self.M22[lo_a:hi_a, lo_b:hi_b], scale[a] * scale[b], out=view)
-            else:
-                np.copyto(view, self.M22[lo_a:hi_a, lo_b:hi_b])
-        # the downdate, segment by segment: scaled and negated, written where the block was
-        # zero, added elsewhere; unscaled where the block is multiplied by λ afterwards
-        down = self._downdate(t1)
-        flat = buf.ravel()
-        for lo, hi, a, b, mode in self._segments:
-            part = down[lo:hi]
-            if mode == "raw":
-                flat[self._keys[lo:hi]] -= part
-                continue
-            keys = self._keys[lo:hi]
-            if self._downdate_first:  # (M22 - D)·θθ
-                flat[keys] = (self.M22.ravel()[keys] - part) * (scale[a] * scale[b])
-                continue
-            part *= -(scale[a] * scale[b])
-            if mode == "zero":
-                flat[keys] = part
-            else:
-                flat[keys] += part
-        block_of, positions, diag = self._diagonal_only
-        if block_of.size:  # the diagonal of the zero-filled blocks
-            s = np.asarray(scale)[block_of]
-            flat[positions] += diag * (s * s)
-        if self._raw_pairs:
-            self._times_lambdas(buf, theta)
-        flat[: qr * (m + 1) : m + 1] += 1.0
-        return buf
-
-    def _block_scales(self, theta: np.ndarray) -> list[float]:
-        """Λ₂ on each block of block 2 where it is a constant: a scalar term's θ, 1 for X and
-        y (nan for a vector term)."""
-        return [float(theta[t.theta_offset]) if t.nc == 1 else math.nan
-                for t in self.terms[1:]] + [1.0]
-
-    def _times_lambdas(self, buf: np.ndarray, theta: np.ndarray) -> None:
-        """Multiply the block pairs with a vector term by Λ₂ on both sides, in place:
-        block (a, b) becomes (I ⊗ λ_a)' block (I ⊗ λ_b)."""
-        rest = self.terms[1:]
-        lams = [t.lower_factor(theta) for t in rest] + [np.eye(1)]
-        shapes = [(t.nl, t.nc) for t in rest] + [(self.p + 1, 1)]
-        edges = self._block_edges
-        for a, b in self._raw_pairs:
-            block = buf[edges[a] : edges[a + 1], edges[b] : edges[b + 1]]
-            if a == b:  # mixing rows and columns needs the whole diagonal block
-                block[...] = np.triu(block) + np.triu(block, 1).T
-            (nla, nca), (nlb, ncb) = shapes[a], shapes[b]
-            g = block.reshape(nla, nca, nlb, ncb)
-            block[...] = np.einsum("ji,ajbk,kl->aibl", lams[a], g,
-                                   lams[b]).reshape(nla * nca, nlb * ncb)
+        array whose transpose LAPACK factors in place (see :func:`update_block2`)."""
+        return update_block2(self._plan, theta, self.M22, self._keys, self._downdate(t1),
+                             self._diagonal_only)
 
     def factor(self, theta: np.ndarray) -> Factorization:
-        """Factor the augmented system at ``theta``."""
+        """Factor the augmented system at ``theta`` (MixedModels.jl's ``updateL!``): block 1
+        level by level (:func:`factor_block1`), block 2 assembled (:func:`update_block2`:
+        scaled by Λ₂, downdated by block 1, inflated) and factored by LAPACK."""
         # a copy: optimizers pass views of buffers they overwrite later (NLopt does), and
         # the factorisation keeps the θ it was computed at
         theta = np.array(theta, dtype=float)
-        first = self.terms[0]
-        lam1 = first.lower_factor(theta)
         qr = self._lam_r_size
-        # block 1: L11 = chol(λ' A11_l λ + I), level by level
-        if first.nc == 1:
-            a = self.A11[:, 0, 0] * lam1[0, 0] ** 2 + 1.0
-            l11 = np.sqrt(a)[:, None, None]
-            t1 = (lam1[0, 0] / l11[:, 0, 0])[:, None, None]
-        else:
-            d = lam1.T @ self.A11 @ lam1
-            d += np.eye(first.nc)
-            l11 = np.linalg.cholesky(d)
-            t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
-        l22, info = _potrf(self._block2(theta, t1).T)
+        l11, t1 = factor_block1(self.A11, self.terms[0].lower_factor(theta))
+        l22, info = potrf(self._block2(theta, t1).T)
         if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
-            l22 = _cholesky_exact_fit(self._block2(theta, t1))
+            l22 = cholesky_exact_fit(self._block2(theta, t1))
         diag22 = np.diag(l22)
-        _check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
+        check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
         ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
                        + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
@@ -683,8 +585,7 @@ class PLSProblem(_AugmentedSystem):
             q_t = np.einsum("la,lb->ab", ut, ut)  # not BLAS (see _first_term_quadratic)
             inner = (t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss)
             grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
-            positions = _lower_positions(t.nc)  # λ[r, c] in θ's order: grad.T's (r, c)
-            out[t.theta_offset : t.theta_offset + positions.size] = grad.T.ravel()[positions]
+            out[t.theta_slice] = t.gradient_from_factor(grad.T)  # grad.T's (r, c): λ[r, c]
             pos += t.size
         return out
 
@@ -709,9 +610,9 @@ class PLSProblem(_AugmentedSystem):
             return np.einsum("lxa,lxy,lyb->ab", v, h, v)
         inside = (self._key_rows < s) & (self._key_cols < s)
         i, j = self._key_rows[inside], self._key_cols[inside]
-        if not self._raw_pairs:
+        if not self._plan.vector_blocks:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
-            dr = np.repeat(self._block_scales(theta), np.diff(self._block_edges))[:s]
+            dr = np.repeat(self._plan.scales(theta), np.diff(self._block_edges))[:s]
             k_keys = inv_lower[j, i] * dr[i] * dr[j]
         else:
             k_keys = k_tilde_full()[i, j]
@@ -810,37 +711,6 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
                 out.append(blk)
         return out
-
-
-def _check_rx(rx_diag: np.ndarray, xtx_diag: np.ndarray) -> None:
-    """lme4's error when a column of X is (numerically) in the span of the others: its
-    pivot in RX is round-off (LAPACK may return a tiny positive one instead of failing)."""
-    if np.any(rx_diag**2 <= 1e-13 * np.maximum(xtx_diag, np.finfo(float).tiny)):
-        raise FittingError("Downdated VtV is not positive definite")
-
-
-def _cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor of an augmented matrix (upper triangle used) whose last pivot,
-    the penalised residual sum of squares, may vanish (an exact fit); lme4's error when the
-    [Z X] part is not positive definite."""
-    s = np.triu(s) + np.triu(s, 1).T
-    try:
-        core = la.cholesky(s[:-1, :-1], lower=True, check_finite=False)
-    except la.LinAlgError as err:
-        raise FittingError("Downdated VtV is not positive definite") from err
-    out = np.zeros_like(s)
-    out[:-1, :-1] = core
-    row = la.solve_triangular(core, s[:-1, -1], lower=True, check_finite=False)
-    out[-1, :-1] = row
-    out[-1, -1] = np.sqrt(max(s[-1, -1] - row @ row, 0.0))  # exact fit: pwrss = 0
-    return out
-
-
-def _potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
-    """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf); the strict upper
-    triangle is not cleared (that would be another pass over the matrix per evaluation)."""
-    lfac, info = la.lapack.dpotrf(a_fortran, lower=1, clean=0, overwrite_a=1)
-    return lfac, int(info)
 
 
 def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
@@ -1286,7 +1156,7 @@ class DensePLSProblem(_AugmentedSystem):
         # (the upper one keeps s: only the lower triangle of L is ever read)
         lfac, info = la.lapack.dpotrf(self._scaled(theta).T, lower=1, clean=0, overwrite_a=1)
         if info != 0:  # dpotrf overwrote its input: form it again to diagnose
-            lfac = _cholesky_exact_fit(self._scaled(theta))
+            lfac = cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()
         q, p = self.q, self.p
         if p == 0:
