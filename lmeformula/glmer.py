@@ -247,7 +247,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
                       DeprecatedUsageWarning, stacklevel=2)
         return lmer(formula, data, weights=weights, offset=offset, na_action=na_action,
                     start=start, subset=subset, contrasts=contrasts, data_name=data_name,
-                    control=ctrl.checks, syntax=syntax)
+                    control=ctrl.checks, syntax=syntax, progress=bar is not None)
     nAGQ = int(nAGQ)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")

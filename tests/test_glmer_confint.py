@@ -345,3 +345,12 @@ def test_se_fit_without_it_and_bad_flags() -> None:
         b = prop.predict(se_fit=True)
     np.testing.assert_allclose(a["se_fit"], b["se_fit"], rtol=1e-4)
     assert data_of("cbpp_prop").shape[0] == len(b)
+
+
+def test_glmer_gaussian_shortcut_passes_progress_to_lmer(
+        plain_counter: None, capsys: pytest.CaptureFixture[str]) -> None:
+    sleep = lmf.datasets.load("sleepstudy")
+    with pytest.warns(lmf.errors.DeprecatedUsageWarning):
+        m = lmf.glmer("Reaction ~ Days + (Days | Subject)", sleep, "gaussian", progress=True)
+    assert isinstance(m, lmf.LmerMod) and not isinstance(m, lmf.GlmerMod)
+    assert capsys.readouterr().err.rstrip().endswith(f"lmer evaluations: {m.optinfo.feval}")
