@@ -1,0 +1,267 @@
+"""One PIRLS step for GLMMs whose random-effects terms are all scalar, with no sparse matrix
+built per step.
+
+A PIRLS step needs, at θ and at the step's case weights w and working response z, only
+log|Λ'Z'WZΛ + I| (``ldL2``) and the solution (u, β) of the penalised least squares problem.
+For scalar terms every cross-product of [Z X z] is a weighted count over the grouping
+factors' codes (``bincount``), so a step is a few passes over the n observations plus a
+small factorisation:
+
+* The terms form a *chain* when each is nested in the next ones (each level of an earlier
+  term meets one level of every later term of the chain: grouseticks' INDEX in BROOD in
+  LOCATION). The first term always starts the chain (its block Z₁'WZ₁ is diagonal). A
+  chain term's block stays diagonal after the earlier ones are eliminated, so it is
+  eliminated level by level with vector operations: pivots ``sqrt(d)``, its column of L
+  divided by them, and the Schur complement updated by counts over the nesting maps.
+* The other terms, X and z form the *rest*, a dense block (VerbAgg: 24 items + 6 + 1)
+  downdated by the chain's columns (one ``syrk``-like product) and factored by LAPACK.
+
+The structure (chain, nesting maps, keys of every count, index maps) is found once per
+model; a step only recomputes values. The numbers equal the blocked engine's to round-off
+(the same sums, in another association).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+
+__all__ = ["ScalarPirlsKernel", "scalar_kernel_fits"]
+
+# the kernel is used while the rest's downdate and factorisation stay cheap per step: the
+# flops of the chain's downdate (Σ nl_t m²) and the rest's order
+_MAX_DOWNDATE_WORK = 60_000_000
+_MAX_REST_ORDER = 1_500
+_MAX_CROSS_CELLS = 20_000_000
+
+
+@dataclass
+class KernelStep:
+    """One step's results: ``ldL2``, the spherical random effects ``u`` (Zt's order) and
+    ``beta``."""
+
+    ldL2: float
+    u: np.ndarray
+    beta: np.ndarray
+
+
+def scalar_kernel_fits(nls: list[int], ncs: list[int], p: int,
+                       codes: list[np.ndarray] | None = None) -> bool:
+    """Whether the kernel applies: every term scalar and the dense parts small enough
+    (the chain is taken as the first term alone, the worst case, when codes are not
+    given)."""
+    if not nls or any(nc != 1 for nc in ncs):
+        return False
+    chain = _chain_length(codes, nls) if codes is not None else 1
+    m = sum(nls[chain:]) + p + 1
+    if m > _MAX_REST_ORDER:
+        return False
+    if sum(nl * m * m for nl in nls[:chain]) > _MAX_DOWNDATE_WORK:
+        return False
+    cells = sum(nls[t] * nls[r] for t in range(len(nls)) for r in range(chain, len(nls))
+                if r != t)
+    return cells <= _MAX_CROSS_CELLS
+
+
+def _nested(codes_t: np.ndarray, codes_s: np.ndarray, nl_t: int) -> np.ndarray | None:
+    """The map level of t -> level of s when every level of t meets one level of s (None
+    otherwise)."""
+    target = np.full(nl_t, -1, dtype=np.int64)
+    target[codes_t] = codes_s
+    return target if np.array_equal(target[codes_t], codes_s) else None
+
+
+def _chain_length(codes: list[np.ndarray], nls: list[int]) -> int:
+    """How many leading terms are each nested in all later leading terms."""
+    d = 1
+    while d < len(codes):
+        if all(_nested(codes[t], codes[d], nls[t]) is not None for t in range(d)):
+            d += 1
+        else:
+            break
+    return d
+
+
+class ScalarPirlsKernel:
+    """The penalised least squares of a PIRLS step for scalar random-effects terms.
+
+    Parameters
+    ----------
+    codes
+        Each term's level codes (n,), in Zt's order of terms.
+    xs
+        Each term's single model-matrix column (n,) (ones for ``(1 | g)``).
+    nls
+        Each term's number of levels.
+    X
+        (n, p) fixed-effects matrix (p may be 0: the u-only problem of lme4's second stage).
+    """
+
+    def __init__(self, codes: list[np.ndarray], xs: list[np.ndarray], nls: list[int],
+                 X: np.ndarray) -> None:
+        self.codes = [np.ascontiguousarray(c, dtype=np.int64) for c in codes]
+        self.xs = [np.ascontiguousarray(x, dtype=float) for x in xs]
+        self.ones = [bool(np.all(x == 1.0)) for x in self.xs]
+        self.nls = [int(nl) for nl in nls]
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.n, self.p = self.X.shape
+        K = len(self.nls)
+        self.K = K
+        self.d = d = _chain_length(self.codes, self.nls)
+        self.offsets = np.concatenate([[0], np.cumsum(self.nls)]).astype(np.int64)
+        self.q = int(self.offsets[-1])
+        # nesting maps between chain terms (t < s), and aggregation matrices summing the
+        # rows of t's levels into s's levels
+        self.maps: dict[tuple[int, int], np.ndarray] = {}
+        self.agg: dict[tuple[int, int], sp.csr_matrix] = {}
+        for t in range(d):
+            for s in range(t + 1, d):
+                f = _nested(self.codes[t], self.codes[s], self.nls[t])
+                assert f is not None
+                self.maps[(t, s)] = f
+                self.agg[(t, s)] = sp.csr_matrix(
+                    (np.ones(self.nls[t]), (f, np.arange(self.nls[t]))),
+                    shape=(self.nls[s], self.nls[t]))
+        # the rest: terms d.. then X and z; rest_off[r] = where term r starts in it
+        self.rest_terms = list(range(d, K))
+        self.rest_off = {}
+        pos = 0
+        for r in self.rest_terms:
+            self.rest_off[r] = pos
+            pos += self.nls[r]
+        self.qr = pos
+        self.m = pos + self.p + 1
+        # keys of the counts of pairs of terms over a rectangle of levels
+        self.pair_keys: dict[tuple[int, int], np.ndarray] = {}
+        for t in range(K):
+            for r in self.rest_terms:
+                if r != t and (t < d or t < r):
+                    self.pair_keys[(t, r)] = self.codes[t] * self.nls[r] + self.codes[r]
+        # Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
+        rows = np.concatenate([self.codes[k] + self.offsets[k] for k in range(K)])
+        cols = np.tile(np.arange(self.n, dtype=np.int64), K)
+        vals = np.concatenate(self.xs)
+        self.Zt = sp.csr_matrix((vals, (rows, cols)), shape=(self.q, self.n))
+        self.Zt.sum_duplicates()
+        self.xz = np.empty((self.n, self.p + 1))
+        self.xz[:, : self.p] = self.X
+        self.diag_rest = np.arange(self.qr) * (self.m + 1)
+
+    def _weighted(self, k: int, w: np.ndarray) -> np.ndarray:
+        return w if self.ones[k] else w * self.xs[k]
+
+    def step(self, theta: np.ndarray, w: np.ndarray, z: np.ndarray) -> KernelStep | None:
+        """ldL2, u and β at θ for case weights ``w`` and working response ``z``; None when the
+        dense block is not positive definite (the caller then asks the full engine, which
+        diagnoses)."""
+        nls, d, m, p, qr = self.nls, self.d, self.m, self.p, self.qr
+        th = [float(theta[k]) for k in range(self.K)]
+        xz = self.xz
+        xz[:, p] = z
+        wxz = xz * w[:, None]
+        zxz = self.Zt @ wxz  # (q, p + 1): Z_k'W[X z] for every term
+        wx = [self._weighted(k, w) for k in range(self.K)]
+        # the rest's dense block S (lower triangle read by LAPACK after transposing)
+        S = np.zeros((m, m))
+        for r in self.rest_terms:
+            o, nl = self.rest_off[r], nls[r]
+            x2 = wx[r] if self.ones[r] else wx[r] * self.xs[r]
+            diag = np.bincount(self.codes[r], weights=x2, minlength=nl)
+            S.ravel()[self.diag_rest[o : o + nl]] = diag * (th[r] * th[r])
+            for r2 in self.rest_terms:
+                if r2 > r:
+                    o2 = self.rest_off[r2]
+                    cross = np.bincount(self.pair_keys[(r, r2)],
+                                        weights=wx[r] if self.ones[r2] else wx[r] * self.xs[r2],
+                                        minlength=nl * nls[r2]).reshape(nl, nls[r2])
+                    S[o2 : o2 + nls[r2], o : o + nl] = cross.T * (th[r] * th[r2])
+            zo = self.offsets[r]
+            S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
+        S[qr:, qr:] = xz.T @ wxz
+        S.ravel()[self.diag_rest] += 1.0
+        # the chain: diagonals, columns towards later chain terms and towards the rest
+        diags, vcols, ccols = [], {}, []
+        for t in range(d):
+            nl = nls[t]
+            x2 = wx[t] if self.ones[t] else wx[t] * self.xs[t]
+            diags.append(np.bincount(self.codes[t], weights=x2, minlength=nl)
+                         * (th[t] * th[t]) + 1.0)
+            for s in range(t + 1, d):
+                ws = wx[t] if self.ones[s] else wx[t] * self.xs[s]
+                vcols[(t, s)] = np.bincount(self.codes[t], weights=ws,
+                                            minlength=nl) * (th[t] * th[s])
+            C = np.empty((nl, m))
+            for r in self.rest_terms:
+                o = self.rest_off[r]
+                C[:, o : o + nls[r]] = np.bincount(
+                    self.pair_keys[(t, r)],
+                    weights=wx[t] if self.ones[r] else wx[t] * self.xs[r],
+                    minlength=nl * nls[r]).reshape(nl, nls[r]) * (th[t] * th[r])
+            zo = self.offsets[t]
+            C[:, qr:] = zxz[zo : zo + nl] * th[t]
+            ccols.append(C)
+        # eliminate the chain term by term
+        ld = 0.0
+        pivots = []
+        for t in range(d):
+            piv = np.sqrt(diags[t])
+            pivots.append(piv)
+            ld += float(np.log(piv).sum())
+            C = ccols[t]
+            C /= piv[:, None]
+            for s in range(t + 1, d):
+                vcols[(t, s)] /= piv
+            for s in range(t + 1, d):
+                f = self.maps[(t, s)]
+                v = vcols[(t, s)]
+                diags[s] -= np.bincount(f, weights=v * v, minlength=nls[s])
+                for s2 in range(s + 1, d):
+                    vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
+                                                  minlength=nls[s])
+                ccols[s] -= self.agg[(t, s)] @ (C * v[:, None])
+            # the rest's downdate: lower triangle of S -= CᵀC
+            S -= C.T @ C
+        lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
+        if info != 0:
+            return None
+        L = lfac.T  # lower triangular, C-ordered view
+        dl = np.diagonal(L)
+        if p and np.any(dl[qr : qr + p] <= 0.0):
+            return None
+        ld += float(np.log(dl[:qr]).sum())
+        sol = la.solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T",
+                                  check_finite=False) if m > 1 else np.zeros(0)
+        u = np.empty(self.q)
+        for r in self.rest_terms:
+            o, zo = self.rest_off[r], self.offsets[r]
+            u[zo : zo + nls[r]] = sol[o : o + nls[r]]
+        for t in range(d - 1, -1, -1):
+            C = ccols[t]
+            rhs = C[:, -1] - C[:, :-1] @ sol
+            for s in range(t + 1, d):
+                zo = self.offsets[s]
+                rhs -= vcols[(t, s)] * u[zo : zo + nls[s]][self.maps[(t, s)]]
+            zo = self.offsets[t]
+            u[zo : zo + nls[t]] = rhs / pivots[t]
+        return KernelStep(2.0 * ld, u, sol[qr:].copy())
+
+
+def lin_pred_scalar(codes: list[np.ndarray], xs: list[np.ndarray], ones: list[bool],
+                    offsets: np.ndarray, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Z Λ u for scalar terms: Σ_k x_k θ_k u_k[code_k], summed in the terms' order (the
+    order of a row of Z in CSR, so the same sums as the sparse product)."""
+    out: np.ndarray | None = None
+    for k, (c, x) in enumerate(zip(codes, xs, strict=True)):
+        b = theta[k] * u[offsets[k] : offsets[k + 1]]
+        part = b[c] if ones[k] else x * b[c]
+        out = part if out is None else out + part
+    assert out is not None
+    return out
+
+
+_ = math  # math kept for later use in diagnostics
