@@ -96,8 +96,9 @@ def time_glmm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[
         kw: dict[str, Any] = {"weights": data["size"].to_numpy(float)}
     else:
         kw = {}
-    cols = {c: (data[c].astype(str).to_numpy() if isinstance(data[c].dtype, pd.CategoricalDtype)
-                or data[c].dtype == object else data[c].to_numpy(float)) for c in data.columns}
+    cols = {c: (data[c].to_numpy(float) if pd.api.types.is_numeric_dtype(data[c].dtype)
+                and not pd.api.types.is_bool_dtype(data[c].dtype)
+                else data[c].astype(str).to_numpy()) for c in data.columns}
     if family == "binomial" and not np.issubdtype(np.asarray(cols.get("r2", [0])).dtype,
                                                   np.number):
         cols["r2"] = (data["r2"].astype(str) == "Y").to_numpy(float)

@@ -95,6 +95,8 @@ class GlmerResponse:
     offset: np.ndarray
     eta: np.ndarray = field(init=False)
     mu: np.ndarray = field(init=False)
+    # dμ/dη at the current η when update_mu computed it along with μ (else None)
+    _mu_eta: np.ndarray | None = field(init=False, default=None, repr=False)
 
     def update_mu(self, gamma: np.ndarray) -> None:
         """η = offset + γ and μ = g⁻¹(η) (``updateMu``).
@@ -183,7 +185,7 @@ class GlmerResponse:
 
     def working(self) -> tuple[np.ndarray, np.ndarray]:
         """Working weights and working response (offset removed) at the current μ."""
-        mu_eta = self.__dict__.get("_mu_eta")
+        mu_eta = self._mu_eta
         if mu_eta is None:
             mu_eta = self.family.mu_eta(self.eta)
         fam = self.family.family
@@ -268,6 +270,7 @@ class GlmerDevfun:
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
         self._y0 = y
+        self._lp0_mu: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self._problems: dict[bool, Any] = {}
         # scalar terms: Z Λ u by gathers over the codes, and PIRLS steps by the scalar
         # kernel where its dense parts are small (else by the engine's problems)
@@ -351,17 +354,29 @@ class GlmerDevfun:
         resp = self.resp
         if self.nAGQ == 0:
             resp.offset = self.base_offset
-            resp.update_mu(self.lp0)
+            self._start_mu()
             return self._laplace(pars.copy(), u_only=False)
         k = self.ntheta
         theta, beta = pars[:k].copy(), pars[k:].copy()
         resp.offset = self.base_offset
-        resp.update_mu(self.lp0)
+        self._start_mu()
         resp.offset = self.base_offset + self.X @ beta if beta.size else self.base_offset
         self.state.beta = beta
         if self.nAGQ == 1:
             return self._laplace(theta, u_only=True)
         return self._agq(theta)
+
+    def _start_mu(self) -> None:
+        """η and μ at ``lp0`` with the base offset, where every evaluation starts (lme4's
+        ``updateMu`` with ``lp0``): the same arrays at every evaluation of a stage, so
+        computed once per ``lp0`` (the responses' arrays are replaced, never modified)."""
+        resp = self.resp
+        cache = self._lp0_mu
+        if cache is not None and cache[0] is self.lp0:
+            _, resp.eta, resp.mu, resp._mu_eta = cache
+            return
+        resp.update_mu(self.lp0)
+        self._lp0_mu = (self.lp0, resp.eta, resp.mu, resp._mu_eta)
 
     def _laplace(self, theta: np.ndarray, u_only: bool) -> float:
         self._pwrss_update(theta, u_only)

@@ -23,11 +23,11 @@ model; a step only recomputes values. The numbers equal the blocked engine's to 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
+from scipy.linalg import blas
 import scipy.sparse as sp
 
 __all__ = ["ScalarPirlsKernel", "scalar_kernel_fits"]
@@ -117,15 +117,15 @@ class ScalarPirlsKernel:
         # nesting maps between chain terms (t < s), and aggregation matrices summing the
         # rows of t's levels into s's levels
         self.maps: dict[tuple[int, int], np.ndarray] = {}
-        self.agg: dict[tuple[int, int], sp.csr_matrix] = {}
+        self.agg: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for t in range(d):
             for s in range(t + 1, d):
                 f = _nested(self.codes[t], self.codes[s], self.nls[t])
                 assert f is not None
                 self.maps[(t, s)] = f
-                self.agg[(t, s)] = sp.csr_matrix(
-                    (np.ones(self.nls[t]), (f, np.arange(self.nls[t]))),
-                    shape=(self.nls[s], self.nls[t]))
+                order = np.argsort(f, kind="stable")
+                starts = np.flatnonzero(np.r_[True, np.diff(f[order]) != 0])
+                self.agg[(t, s)] = (order, starts, f[order][starts])
         # the rest: terms d.. then X and z; rest_off[r] = where term r starts in it
         self.rest_terms = list(range(d, K))
         self.rest_off = {}
@@ -135,12 +135,23 @@ class ScalarPirlsKernel:
             pos += self.nls[r]
         self.qr = pos
         self.m = pos + self.p + 1
-        # keys of the counts of pairs of terms over a rectangle of levels
-        self.pair_keys: dict[tuple[int, int], np.ndarray] = {}
+        # counts of pairs of terms over a rectangle of levels: the pairs of levels that
+        # occur (sorted), each observation's pair among them (a count into few bins is
+        # cache-friendly: 1e5 rows into 200,000 possible pairs took 1.9 ms, into the
+        # 79,000 present ones 0.2 ms), and where each pair goes in a row-major rectangle
+        self.pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, int, np.ndarray]] = {}
         for t in range(K):
             for r in self.rest_terms:
                 if r != t and (t < d or t < r):
-                    self.pair_keys[(t, r)] = self.codes[t] * self.nls[r] + self.codes[r]
+                    key = self.codes[t] * self.nls[r] + self.codes[r]
+                    present, inverse = np.unique(key, return_inverse=True)
+                    self.pairs[(t, r)] = (inverse.ravel().astype(np.int64), present,
+                                          int(present.shape[0]), present // self.nls[r])
+        # work arrays, reused by every step (fresh megabyte-sized arrays cost page faults)
+        self._S = np.zeros((self.m, self.m))
+        self._C = [np.zeros((self.nls[t], self.m)) for t in range(d)]
+        self._cross = {key: np.zeros((self.nls[key[0]], self.nls[key[1]]))
+                       for key in self.pairs}
         # Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
         rows = np.concatenate([self.codes[k] + self.offsets[k] for k in range(K)])
         cols = np.tile(np.arange(self.n, dtype=np.int64), K)
@@ -150,6 +161,20 @@ class ScalarPirlsKernel:
         self.xz = np.empty((self.n, self.p + 1))
         self.xz[:, : self.p] = self.X
         self.diag_rest = np.arange(self.qr) * (self.m + 1)
+
+    def _pair_counts(self, t: int, r: int, wt: np.ndarray, scale: float,
+                     pivots: np.ndarray | None = None) -> np.ndarray:
+        """Z_t'WZ_r as a dense (nl_t, nl_r) array times ``scale`` (``wt``: w x_t), its rows
+        divided by ``pivots`` when given."""
+        inverse, present, npresent, rows = self.pairs[(t, r)]
+        weights = wt if self.ones[r] else wt * self.xs[r]
+        out = self._cross[(t, r)]
+        values = np.bincount(inverse, weights=weights, minlength=npresent)
+        values *= scale
+        if pivots is not None:
+            values /= pivots[rows]
+        out.ravel()[present] = values
+        return out
 
     def _weighted(self, k: int, w: np.ndarray) -> np.ndarray:
         return w if self.ones[k] else w * self.xs[k]
@@ -163,10 +188,19 @@ class ScalarPirlsKernel:
         xz = self.xz
         xz[:, p] = z
         wxz = xz * w[:, None]
-        zxz = self.Zt @ wxz  # (q, p + 1): Z_k'W[X z] for every term
+        if p:  # (q, p + 1): Z_k'W[X z] for every term
+            zxz = self.Zt @ wxz
+        else:  # the same sums by counts (one pass per term, no sparse product)
+            wz = wxz[:, 0]
+            zxz = np.empty((self.q, 1))
+            for k in range(self.K):
+                weights = wz if self.ones[k] else wz * self.xs[k]
+                zxz[self.offsets[k] : self.offsets[k + 1], 0] = np.bincount(
+                    self.codes[k], weights=weights, minlength=nls[k])
         wx = [self._weighted(k, w) for k in range(self.K)]
         # the rest's dense block S (lower triangle read by LAPACK after transposing)
-        S = np.zeros((m, m))
+        S = self._S
+        S.fill(0.0)
         for r in self.rest_terms:
             o, nl = self.rest_off[r], nls[r]
             x2 = wx[r] if self.ones[r] else wx[r] * self.xs[r]
@@ -175,10 +209,8 @@ class ScalarPirlsKernel:
             for r2 in self.rest_terms:
                 if r2 > r:
                     o2 = self.rest_off[r2]
-                    cross = np.bincount(self.pair_keys[(r, r2)],
-                                        weights=wx[r] if self.ones[r2] else wx[r] * self.xs[r2],
-                                        minlength=nl * nls[r2]).reshape(nl, nls[r2])
-                    S[o2 : o2 + nls[r2], o : o + nl] = cross.T * (th[r] * th[r2])
+                    cross = self._pair_counts(r, r2, wx[r], th[r] * th[r2])
+                    S[o2 : o2 + nls[r2], o : o + nl] = cross.T
             zo = self.offsets[r]
             S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
         S[qr:, qr:] = xz.T @ wxz
@@ -194,15 +226,17 @@ class ScalarPirlsKernel:
                 ws = wx[t] if self.ones[s] else wx[t] * self.xs[s]
                 vcols[(t, s)] = np.bincount(self.codes[t], weights=ws,
                                             minlength=nl) * (th[t] * th[s])
-            C = np.empty((nl, m))
+            # the first term's column is divided by its pivots as it is formed (one pass
+            # less over it; the same operations on each entry)
+            piv0 = np.sqrt(diags[0]) if t == 0 else None
+            C = self._C[t]
             for r in self.rest_terms:
                 o = self.rest_off[r]
-                C[:, o : o + nls[r]] = np.bincount(
-                    self.pair_keys[(t, r)],
-                    weights=wx[t] if self.ones[r] else wx[t] * self.xs[r],
-                    minlength=nl * nls[r]).reshape(nl, nls[r]) * (th[t] * th[r])
+                C[:, o : o + nls[r]] = self._pair_counts(t, r, wx[t], th[t] * th[r], piv0)
             zo = self.offsets[t]
-            C[:, qr:] = zxz[zo : zo + nl] * th[t]
+            np.multiply(zxz[zo : zo + nl], th[t], out=C[:, qr:])
+            if piv0 is not None:
+                C[:, qr:] /= piv0[:, None]
             ccols.append(C)
         # eliminate the chain term by term
         ld = 0.0
@@ -212,7 +246,8 @@ class ScalarPirlsKernel:
             pivots.append(piv)
             ld += float(np.log(piv).sum())
             C = ccols[t]
-            C /= piv[:, None]
+            if t:
+                C /= piv[:, None]
             for s in range(t + 1, d):
                 vcols[(t, s)] /= piv
             for s in range(t + 1, d):
@@ -222,20 +257,29 @@ class ScalarPirlsKernel:
                 for s2 in range(s + 1, d):
                     vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
                                                   minlength=nls[s])
-                ccols[s] -= self.agg[(t, s)] @ (C * v[:, None])
-            # the rest's downdate: lower triangle of S -= CᵀC
-            S -= C.T @ C
+                # rows of t's levels summed into the s levels they are nested in
+                order, starts, targets = self.agg[(t, s)]
+                ccols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
+            # the rest's downdate, S -= CᵀC on S's lower triangle (the upper one of the
+            # F-ordered S.T, which LAPACK factors next)
+            if C.shape[0] and m:
+                out = blas.dsyrk(-1.0, C.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
+                if not np.shares_memory(out, S):  # (f2py copied: not expected)
+                    S.T[...] = out
         lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
         # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
         if info != 0:
             return None
-        L = lfac.T  # lower triangular, C-ordered view
-        dl = np.diagonal(L)
+        dl = np.diagonal(lfac)
         if p and np.any(dl[qr : qr + p] <= 0.0):
             return None
         ld += float(np.log(dl[:qr]).sum())
-        sol = la.solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T",
-                                  check_finite=False) if m > 1 else np.zeros(0)
+        if m > 1:  # L' sol = the z row of L, i.e. U sol = U's last column, U = L'
+            sol, info = la.lapack.dtrtrs(lfac[:-1, :-1], lfac[:-1, -1], lower=0, trans=0)
+            if info != 0:
+                return None
+        else:
+            sol = np.zeros(0)
         u = np.empty(self.q)
         for r in self.rest_terms:
             o, zo = self.rest_off[r], self.offsets[r]
@@ -263,5 +307,3 @@ def lin_pred_scalar(codes: list[np.ndarray], xs: list[np.ndarray], ones: list[bo
     assert out is not None
     return out
 
-
-_ = math  # math kept for later use in diagnostics
