@@ -124,25 +124,25 @@ class GlmerResponse:
         fam = self.family.family
         if fam not in ("binomial", "poisson"):
             return self.family.dev_resids(self.y, self.mu, self.weights)
-        idx = self.__dict__.get("_dev_index")
+        idx: list[np.ndarray] | None = self.__dict__.get("_dev_index")
         if idx is None:
             y = self.y
             if fam == "binomial":
                 i1, i2 = np.flatnonzero(y > 0), np.flatnonzero(1.0 - y > 0)
-                idx = (i1, y[i1], i2, (1.0 - y)[i2])
+                idx = [i1, y[i1], i2, (1.0 - y)[i2]]
             else:
                 i1 = np.flatnonzero(y > 0)
-                idx = (i1, y[i1], self.weights[i1])
+                idx = [i1, y[i1], self.weights[i1]]
             self.__dict__["_dev_index"] = idx
         mu, wt = self.mu, self.weights
         if fam == "binomial":
-            i1, y1, i2, y2 = idx
+            i1, y1, i2, y2 = idx[0], idx[1], idx[2], idx[3]
             a = np.zeros(mu.shape[0])
             a[i1] = y1 * np.log(y1 / mu[i1])
             b = np.zeros(mu.shape[0])
             b[i2] = y2 * np.log(y2 / (1.0 - mu[i2]))
             return 2.0 * wt * (a + b)
-        i1, y1, w1 = idx
+        i1, y1, w1 = idx[0], idx[1], idx[2]
         r = mu * wt
         m1 = mu[i1]
         r[i1] = w1 * (y1 * np.log(y1 / m1) - (y1 - m1))
@@ -166,7 +166,7 @@ class GlmerResponse:
 
     def _aic_parts(self) -> tuple[np.ndarray, ...]:
         """The μ-free parts of the binomial and Poisson aic (as ``Family.aic`` forms them)."""
-        parts = self.__dict__.get("_aic_cache")
+        parts: tuple[np.ndarray, ...] | None = self.__dict__.get("_aic_cache")
         if parts is None:
             y, n, wt = self.y, self.n, self.weights
             if self.family.family == "binomial":
@@ -181,7 +181,7 @@ class GlmerResponse:
             else:
                 parts = (special.gammaln(y + 1),)
             self.__dict__["_aic_cache"] = parts
-        return parts  # type: ignore[no-any-return]
+        return parts
 
     def working(self) -> tuple[np.ndarray, np.ndarray]:
         """Working weights and working response (offset removed) at the current μ."""

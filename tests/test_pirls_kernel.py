@@ -95,7 +95,7 @@ def test_kernel_step_is_the_engines(name: str, u_only: bool) -> None:
 def test_nested_terms_form_the_chain() -> None:
     for name, chain in (("nested chain", 3), ("crossed", 1), ("nested then crossed", 2),
                         ("one term", 1)):
-        pf, codes, xs, nls = _pieces(FORMULAS[name])
+        _, codes, xs, nls = _pieces(FORMULAS[name])
         kernel = ScalarPirlsKernel(codes, xs, nls, np.zeros((codes[0].shape[0], 0)))
         assert kernel.d == chain, name
         # the rest: the terms after the chain, then z

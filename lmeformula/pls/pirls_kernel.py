@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
-from scipy.linalg import blas
 import scipy.sparse as sp
+from scipy.linalg import blas
 
 __all__ = ["ScalarPirlsKernel", "scalar_kernel_fits"]
 
@@ -169,7 +169,7 @@ class ScalarPirlsKernel:
         inverse, present, npresent, rows = self.pairs[(t, r)]
         weights = wt if self.ones[r] else wt * self.xs[r]
         out = self._cross[(t, r)]
-        values = np.bincount(inverse, weights=weights, minlength=npresent)
+        values: np.ndarray = np.bincount(inverse, weights=weights, minlength=npresent)
         values *= scale
         if pivots is not None:
             values /= pivots[rows]
