@@ -149,7 +149,10 @@ class ScalarPirlsKernel:
                                           int(present.shape[0]), present // self.nls[r])
         # work arrays, reused by every step (fresh megabyte-sized arrays cost page faults)
         self._S = np.zeros((self.m, self.m))
-        self._C = [np.zeros((self.nls[t], self.m)) for t in range(d)]
+        # the chain's columns towards the rest, stacked: one downdate of the rest by all
+        self._C_all = np.zeros((sum(self.nls[:d]), self.m))
+        starts = np.concatenate([[0], np.cumsum(self.nls[:d])])
+        self._C = [self._C_all[starts[t] : starts[t + 1]] for t in range(d)]
         self._cross = {key: np.zeros((self.nls[key[0]], self.nls[key[1]]))
                        for key in self.pairs}
         # Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
@@ -158,8 +161,12 @@ class ScalarPirlsKernel:
         vals = np.concatenate(self.xs)
         self.Zt = sp.csr_matrix((vals, (rows, cols)), shape=(self.q, self.n))
         self.Zt.sum_duplicates()
-        self.xz = np.empty((self.n, self.p + 1))
-        self.xz[:, : self.p] = self.X
+        # [X z]' row by row (each column of [X z] contiguous, for the counts)
+        self.xzt = np.empty((self.p + 1, self.n))
+        self.xzt[: self.p] = self.X.T
+        # Z'W[X z] by counts per column while that is fewer passes than a sparse product's
+        # overhead is worth (the same sums, in the observations' order, either way)
+        self.count_columns = self.K * (self.p + 1) <= 16
         self.diag_rest = np.arange(self.qr) * (self.m + 1)
 
     def _pair_counts(self, t: int, r: int, wt: np.ndarray, scale: float,
@@ -185,18 +192,18 @@ class ScalarPirlsKernel:
         diagnoses)."""
         nls, d, m, p, qr = self.nls, self.d, self.m, self.p, self.qr
         th = [float(theta[k]) for k in range(self.K)]
-        xz = self.xz
-        xz[:, p] = z
-        wxz = xz * w[:, None]
-        if p:  # (q, p + 1): Z_k'W[X z] for every term
-            zxz = self.Zt @ wxz
-        else:  # the same sums by counts (one pass per term, no sparse product)
-            wz = wxz[:, 0]
-            zxz = np.empty((self.q, 1))
+        xzt = self.xzt
+        xzt[p] = z
+        wxzt = xzt * w
+        if self.count_columns:  # (q, p + 1): Z_k'W[X z] for every term, by counts
+            zxz = np.empty((self.q, p + 1))
             for k in range(self.K):
-                weights = wz if self.ones[k] else wz * self.xs[k]
-                zxz[self.offsets[k] : self.offsets[k + 1], 0] = np.bincount(
-                    self.codes[k], weights=weights, minlength=nls[k])
+                lo, hi = self.offsets[k], self.offsets[k + 1]
+                for j in range(p + 1):
+                    col = wxzt[j] if self.ones[k] else wxzt[j] * self.xs[k]
+                    zxz[lo:hi, j] = np.bincount(self.codes[k], weights=col, minlength=nls[k])
+        else:
+            zxz = self.Zt @ wxzt.T
         wx = [self._weighted(k, w) for k in range(self.K)]
         # the rest's dense block S (lower triangle read by LAPACK after transposing)
         S = self._S
@@ -213,7 +220,7 @@ class ScalarPirlsKernel:
                     S[o2 : o2 + nls[r2], o : o + nl] = cross.T
             zo = self.offsets[r]
             S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
-        S[qr:, qr:] = xz.T @ wxz
+        S[qr:, qr:] = xzt @ wxzt.T
         S.ravel()[self.diag_rest] += 1.0
         # the chain: diagonals, columns towards later chain terms and towards the rest
         diags, vcols, ccols = [], {}, []
@@ -260,12 +267,12 @@ class ScalarPirlsKernel:
                 # rows of t's levels summed into the s levels they are nested in
                 order, starts, targets = self.agg[(t, s)]
                 ccols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
-            # the rest's downdate, S -= CᵀC on S's lower triangle (the upper one of the
-            # F-ordered S.T, which LAPACK factors next)
-            if C.shape[0] and m:
-                out = blas.dsyrk(-1.0, C.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
-                if not np.shares_memory(out, S):  # (f2py copied: not expected)
-                    S.T[...] = out
+        # the rest's downdate by every chain term's column at once, S -= CᵀC on S's lower
+        # triangle (the upper one of the F-ordered S.T, which LAPACK factors next)
+        C_all = self._C_all
+        out = blas.dsyrk(-1.0, C_all.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
+        if not np.shares_memory(out, S):  # (f2py copied: not expected)
+            S.T[...] = out
         lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
         # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
         if info != 0:
