@@ -199,25 +199,29 @@ def main() -> None:
                 rows.append({"model": name, **r})
                 print(json.dumps({"model": name, **r}), flush=True)
             loads.append(os.getloadavg()[0])
+    header = (f"Run {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; 1-minute load "
+              f"average {min(loads):.1f}-{max(loads):.1f} during the run (the machine is "
+              "shared: compare the ratios, measured in the same run). fit_s: the fastest of "
+              f"{args.runs} rounds ({args.large_runs} for the 10^5-row model) in which the "
+              "engines fit in turn; cpu_s: the process's CPU time for that fit (less "
+              "sensitive to the other jobs than the elapsed fit_s); vs_*: lmeformula's time "
+              "over the other engine's. per_step_ms: lmeformula's fit time over its PIRLS "
+              "steps; step_alone_ms: one u-only PIRLS step timed alone.")
+    write_table(rows, header)
+
+
+def write_table(rows: list[dict[str, Any]], header: str) -> None:
+    """benchmarks/results/glmer.md from the rows (one per engine and model)."""
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     cols = [c for c in ("model", "engine", "fit_s", "cpu_s", "vs_lme4", "vs_glmm",
-                        "vs_lme4_cpu", "vs_glmm_cpu", "logLik", "feval",
-                        "evaluations", "pirls_steps", "per_step_ms", "step_alone_ms", "error")
-            if c in table]
-    lines = [f"Run {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; 1-minute load "
-             f"average {min(loads):.1f}-{max(loads):.1f} during the run (the machine is "
-             "shared: compare the ratios, measured in the same run). fit_s: the fastest of "
-             f"{args.runs} rounds ({args.large_runs} for the 10^5-row model) in which the "
-             "engines fit in turn; cpu_s: the process's CPU time for that fit (less "
-             "sensitive to the other jobs than the elapsed fit_s); vs_*: lmeformula's time "
-             "over the other engine's. "
-             "per_step_ms: lmeformula's fit time over its PIRLS steps; step_alone_ms: one "
-             "u-only PIRLS step timed alone.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+                        "vs_lme4_cpu", "vs_glmm_cpu", "logLik", "feval", "evaluations",
+                        "pirls_steps", "per_step_ms", "step_alone_ms", "error") if c in table]
+    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table[cols].iterrows():
-        cells = ["" if pd.isna(v) else (f"{v:.4g}" if isinstance(v, float) else str(v))
-                 for v in r]
+        cells = ["" if pd.isna(v) else (f"{v:.12g}" if k == "logLik" else f"{v:.4g}"
+                                        if isinstance(v, float) else str(v))
+                 for k, v in r.items()]
         lines.append("| " + " | ".join(cells) + " |")
     (RESULTS / "glmer.md").write_text("\n".join(lines) + "\n")
 
