@@ -205,23 +205,26 @@ class ScalarPirlsKernel:
         else:
             zxz = self.Zt @ wxzt.T
         wx = [self._weighted(k, w) for k in range(self.K)]
-        # the rest's dense block S (lower triangle read by LAPACK after transposing)
+        # the rest's dense block S (lower triangle read by LAPACK after transposing); with
+        # the response alone in it (p = 0 and every term in the chain: the second stage
+        # of nested designs) nothing of it is needed, as S is then the PWRSS only
         S = self._S
-        S.fill(0.0)
-        for r in self.rest_terms:
-            o, nl = self.rest_off[r], nls[r]
-            x2 = wx[r] if self.ones[r] else wx[r] * self.xs[r]
-            diag = np.bincount(self.codes[r], weights=x2, minlength=nl)
-            S.ravel()[self.diag_rest[o : o + nl]] = diag * (th[r] * th[r])
-            for r2 in self.rest_terms:
-                if r2 > r:
-                    o2 = self.rest_off[r2]
-                    cross = self._pair_counts(r, r2, wx[r], th[r] * th[r2])
-                    S[o2 : o2 + nls[r2], o : o + nl] = cross.T
-            zo = self.offsets[r]
-            S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
-        S[qr:, qr:] = xzt @ wxzt.T
-        S.ravel()[self.diag_rest] += 1.0
+        if m > 1:
+            S.fill(0.0)
+            for r in self.rest_terms:
+                o, nl = self.rest_off[r], nls[r]
+                x2 = wx[r] if self.ones[r] else wx[r] * self.xs[r]
+                diag = np.bincount(self.codes[r], weights=x2, minlength=nl)
+                S.ravel()[self.diag_rest[o : o + nl]] = diag * (th[r] * th[r])
+                for r2 in self.rest_terms:
+                    if r2 > r:
+                        o2 = self.rest_off[r2]
+                        cross = self._pair_counts(r, r2, wx[r], th[r] * th[r2])
+                        S[o2 : o2 + nls[r2], o : o + nl] = cross.T
+                zo = self.offsets[r]
+                S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
+            S[qr:, qr:] = xzt @ wxzt.T
+            S.ravel()[self.diag_rest] += 1.0
         # the chain: diagonals, columns towards later chain terms and towards the rest
         diags, vcols, ccols = [], {}, []
         for t in range(d):
@@ -269,19 +272,20 @@ class ScalarPirlsKernel:
                 ccols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
         # the rest's downdate by every chain term's column at once, S -= CᵀC on S's lower
         # triangle (the upper one of the F-ordered S.T, which LAPACK factors next)
-        C_all = self._C_all
-        out = blas.dsyrk(-1.0, C_all.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
-        if not np.shares_memory(out, S):  # (f2py copied: not expected)
-            S.T[...] = out
-        lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
-        # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
-        if info != 0:
-            return None
-        dl = np.diagonal(lfac)
-        if p and np.any(dl[qr : qr + p] <= 0.0):
-            return None
-        ld += float(np.log(dl[:qr]).sum())
-        if m > 1:  # L' sol = the z row of L, i.e. U sol = U's last column, U = L'
+        if m > 1:
+            C_all = self._C_all
+            out = blas.dsyrk(-1.0, C_all.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
+            if not np.shares_memory(out, S):  # (f2py copied: not expected)
+                S.T[...] = out
+            lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+            # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
+            if info != 0:
+                return None
+            dl = np.diagonal(lfac)
+            if p and np.any(dl[qr : qr + p] <= 0.0):
+                return None
+            ld += float(np.log(dl[:qr]).sum())
+            # L' sol = the z row of L, i.e. U sol = U's last column, U = L'
             sol, info = la.lapack.dtrtrs(lfac[:-1, :-1], lfac[:-1, -1], lower=0, trans=0)
             if info != 0:
                 return None
