@@ -33,14 +33,17 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy import special
 
 from .errors import FittingError
 from .families import Family
 from .pls import TermShape, make_problem, term_shapes
+from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
 _MAX_STEP_HALVINGS = 20
+_EPS = float(np.finfo(float).eps)
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -92,25 +95,106 @@ class GlmerResponse:
     offset: np.ndarray
     eta: np.ndarray = field(init=False)
     mu: np.ndarray = field(init=False)
+    # dμ/dη at the current η when update_mu computed it along with μ (else None)
+    _mu_eta: np.ndarray | None = field(init=False, default=None, repr=False)
 
     def update_mu(self, gamma: np.ndarray) -> None:
-        """η = offset + γ and μ = g⁻¹(η) (``updateMu``)."""
-        self.eta = self.offset + gamma
-        self.mu = self.family.linkinv(self.eta)
+        """η = offset + γ and μ = g⁻¹(η) (``updateMu``).
+
+        For the logit and log links the family's functions are written out here so that
+        what ``mu_eta`` shares with ``linkinv`` is computed once per step (the logistic of
+        η; for the log link dμ/dη is μ): the same numbers, one transcendental pass fewer."""
+        self.eta = eta = self.offset + gamma
+        link = self.family.link.name
+        if link == "logit":
+            p = special.expit(eta)
+            self._mu_eta = np.maximum(p * (1.0 - p), _EPS)
+            self.mu = np.minimum(np.maximum(p, _EPS), 1.0 - _EPS)
+        elif link == "log":
+            self.mu = np.maximum(np.exp(eta), _EPS)
+            self._mu_eta = self.mu
+        else:
+            self.mu = self.family.linkinv(eta)
+            self._mu_eta = None
 
     def dev_resid(self) -> np.ndarray:
-        """Deviance residuals (each observation's deviance)."""
-        return self.family.dev_resids(self.y, self.mu, self.weights)
+        """Deviance residuals (each observation's deviance). For the binomial and Poisson
+        families the logarithms are taken only where the response makes them count (the
+        family's formula, element by element)."""
+        fam = self.family.family
+        if fam not in ("binomial", "poisson"):
+            return self.family.dev_resids(self.y, self.mu, self.weights)
+        idx: list[np.ndarray] | None = self.__dict__.get("_dev_index")
+        if idx is None:
+            y = self.y
+            if fam == "binomial":
+                i1, i2 = np.flatnonzero(y > 0), np.flatnonzero(1.0 - y > 0)
+                idx = [i1, y[i1], i2, (1.0 - y)[i2]]
+            else:
+                i1 = np.flatnonzero(y > 0)
+                idx = [i1, y[i1], self.weights[i1]]
+            self.__dict__["_dev_index"] = idx
+        mu, wt = self.mu, self.weights
+        if fam == "binomial":
+            i1, y1, i2, y2 = idx[0], idx[1], idx[2], idx[3]
+            a = np.zeros(mu.shape[0])
+            a[i1] = y1 * np.log(y1 / mu[i1])
+            b = np.zeros(mu.shape[0])
+            b[i2] = y2 * np.log(y2 / (1.0 - mu[i2]))
+            return 2.0 * wt * (a + b)
+        i1, y1, w1 = idx[0], idx[1], idx[2]
+        r = mu * wt
+        m1 = mu[i1]
+        r[i1] = w1 * (y1 * np.log(y1 / m1) - (y1 - m1))
+        return 2.0 * r
 
     def aic(self) -> float:
-        """The family's aic at μ."""
+        """The family's aic at μ (for the binomial and Poisson families, with the parts
+        that do not depend on μ computed once: the same sums in the same order as
+        ``family.aic``)."""
+        fam = self.family.family
+        if fam == "binomial":
+            const, k, rest, factor, nonzero = self._aic_parts()
+            logp = const + special.xlogy(k, self.mu) + special.xlog1py(rest, -self.mu)
+            return float(-2.0 * np.sum(np.where(nonzero, factor * logp, 0.0)))
+        if fam == "poisson":
+            gam = self._aic_parts()[0]
+            logp = special.xlogy(self.y, self.mu) - self.mu - gam
+            return float(-2.0 * np.sum(logp * self.weights))
         dev = float(self.dev_resid().sum())
         return self.family.aic(self.y, self.n, self.mu, self.weights, dev)
 
+    def _aic_parts(self) -> tuple[np.ndarray, ...]:
+        """The μ-free parts of the binomial and Poisson aic (as ``Family.aic`` forms them)."""
+        parts: tuple[np.ndarray, ...] | None = self.__dict__.get("_aic_cache")
+        if parts is None:
+            y, n, wt = self.y, self.n, self.weights
+            if self.family.family == "binomial":
+                m = n if np.any(n > 1) else wt
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
+                k = np.round(m * y)
+                size = np.round(m)
+                const = (special.gammaln(size + 1) - special.gammaln(k + 1)
+                         - special.gammaln(size - k + 1))
+                parts = (const, k, size - k, factor, factor != 0)
+            else:
+                parts = (special.gammaln(y + 1),)
+            self.__dict__["_aic_cache"] = parts
+        return parts
+
     def working(self) -> tuple[np.ndarray, np.ndarray]:
         """Working weights and working response (offset removed) at the current μ."""
-        mu_eta = self.family.mu_eta(self.eta)
-        var = self.family.variance(self.mu)
+        mu_eta = self._mu_eta
+        if mu_eta is None:
+            mu_eta = self.family.mu_eta(self.eta)
+        fam = self.family.family
+        if fam == "binomial":
+            var = np.maximum(self.mu * (1.0 - self.mu), _EPS)
+        elif fam == "poisson":
+            var = self.mu
+        else:
+            var = self.family.variance(self.mu)
         w = mu_eta * mu_eta * self.weights / var
         z = (self.eta - self.offset) + (self.y - self.mu) / mu_eta
         return w, z
@@ -154,7 +238,8 @@ class GlmerDevfun:
     """
 
     def __init__(self, pf: Any, family: Family, nAGQ: int = 0, tolPwrss: float = 1e-7,
-                 maxit: int = 100, mustart: np.ndarray | None = None) -> None:
+                 maxit: int = 100, mustart: np.ndarray | None = None,
+                 use_kernel: bool | None = None) -> None:
         re = pf.reTrms
         self.pf = pf
         self.family = family
@@ -181,9 +266,25 @@ class GlmerDevfun:
         self._Z = re.Zt.T.tocsr()
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
-        ones = np.ones(n_obs)
-        self.full = _reweightable(re.Zt, X, shapes, factors, ones, y)
-        self.uonly = _reweightable(re.Zt, X[:, :0], shapes, factors, ones, y)
+        self._y0 = y
+        self._lp0_mu: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._problems: dict[bool, Any] = {}
+        # scalar terms: Z Λ u by gathers over the codes, and PIRLS steps by the scalar
+        # kernel where its dense parts are small (else by the engine's problems)
+        self._scalar = all(t.nc == 1 for t in shapes)
+        self._kernels: dict[bool, ScalarPirlsKernel] = {}
+        if self._scalar:
+            codes = [c for c, _ in factors]
+            xs = [x[:, 0] for _, x in factors]
+            self._codes, self._xs = codes, xs
+            self._ones = [bool(np.all(x == 1.0)) for x in xs]
+            self._offsets = np.cumsum([0] + [t.nl for t in shapes]).astype(np.int64)
+            nls = [t.nl for t in shapes]
+            if use_kernel is None:
+                use_kernel = scalar_kernel_fits(nls, [1] * len(nls), X.shape[1], codes)
+            if use_kernel:
+                self._kernels = {False: ScalarPirlsKernel(codes, xs, nls, X),
+                                 True: ScalarPirlsKernel(codes, xs, nls, X[:, :0])}
         self.theta_lower = re.lower.copy()
         q, p = re.Zt.shape[0], X.shape[1]
         self.state = PirlsState(re.theta.copy(), np.zeros(q), np.zeros(p))
@@ -198,6 +299,26 @@ class GlmerDevfun:
         self.GQmat = ghrule(0)
         if nAGQ > 0:
             self.update(nAGQ)
+
+    # the engine's re-weightable problems (θ, β) and u-only, built on first use
+    def _problem(self, u_only: bool) -> Any:
+        problem = self._problems.get(u_only)
+        if problem is None:
+            X = self.X[:, :0] if u_only else self.X
+            problem = _reweightable(self.Zt, X, self.shapes, self._factors,
+                                    np.ones(self.X.shape[0]), self._y0)
+            self._problems[u_only] = problem
+        return problem
+
+    @property
+    def full(self) -> Any:
+        """The engine's problem with X (the first stage's PIRLS)."""
+        return self._problem(False)
+
+    @property
+    def uonly(self) -> Any:
+        """The engine's problem without X (the second stage's PIRLS, β fixed)."""
+        return self._problem(True)
 
     # -- lme4's updateGlmerDevfun -------------------------------------------------------------
     def update(self, nAGQ: int) -> None:
@@ -230,17 +351,29 @@ class GlmerDevfun:
         resp = self.resp
         if self.nAGQ == 0:
             resp.offset = self.base_offset
-            resp.update_mu(self.lp0)
+            self._start_mu()
             return self._laplace(pars.copy(), u_only=False)
         k = self.ntheta
         theta, beta = pars[:k].copy(), pars[k:].copy()
         resp.offset = self.base_offset
-        resp.update_mu(self.lp0)
+        self._start_mu()
         resp.offset = self.base_offset + self.X @ beta if beta.size else self.base_offset
         self.state.beta = beta
         if self.nAGQ == 1:
             return self._laplace(theta, u_only=True)
         return self._agq(theta)
+
+    def _start_mu(self) -> None:
+        """η and μ at ``lp0`` with the base offset, where every evaluation starts (lme4's
+        ``updateMu`` with ``lp0``): the same arrays at every evaluation of a stage, so
+        computed once per ``lp0`` (the responses' arrays are replaced, never modified)."""
+        resp = self.resp
+        cache = self._lp0_mu
+        if cache is not None and cache[0] is self.lp0:
+            _, resp.eta, resp.mu, resp._mu_eta = cache
+            return
+        resp.update_mu(self.lp0)
+        self._lp0_mu = (self.lp0, resp.eta, resp.mu, resp._mu_eta)
 
     def _laplace(self, theta: np.ndarray, u_only: bool) -> float:
         self._pwrss_update(theta, u_only)
@@ -254,7 +387,10 @@ class GlmerDevfun:
 
     def _lin_pred(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """X β + Z Λ u (no offset)."""
-        zb = self._Z @ (self._lambdat_at(theta).T @ u)
+        if self._scalar:
+            zb = lin_pred_scalar(self._codes, self._xs, self._ones, self._offsets, theta, u)
+        else:
+            zb = self._Z @ (self._lambdat_at(theta).T @ u)
         return zb + self.X @ beta if beta.size else zb
 
     def _pdev(self) -> float:
@@ -265,17 +401,23 @@ class GlmerDevfun:
         """lme4's ``pwrssUpdate``: PIRLS at θ, with step halving."""
         s, resp = self.state, self.resp
         s.theta = theta
-        problem = self.uonly if u_only else self.full
+        kernel = self._kernels.get(u_only)
         old_pdev = float(np.finfo(float).max)
         tol = self.tolPwrss
         beta_fixed = np.zeros(0)
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
             w, z = resp.working()
-            problem.reweight(w, z)
-            f = problem.factor(theta)
-            beta, u = problem.solve(f)
-            s.w, s.z, s.factor, s.ldL2 = w, z, f, float(f.ldL2)
+            step = None if kernel is None else kernel.step(theta, w, z)
+            if step is None:  # the engine (which also diagnoses a failed factorisation)
+                problem = self._problem(u_only)
+                problem.reweight(w, z)
+                f = problem.factor(theta)
+                beta, u = problem.solve(f)
+                s.w, s.z, s.factor, s.ldL2 = w, z, f, float(f.ldL2)
+            else:
+                beta, u = step.beta, step.u
+                s.w, s.z, s.factor, s.ldL2 = w, z, None, step.ldL2
             s.u = np.asarray(u, float)
             if not u_only:
                 s.beta = np.asarray(beta, float)
