@@ -29,6 +29,7 @@ def m_null() -> lmf.GlmerMod:
                      "binomial", data_name="cb")
 
 
+@pytest.mark.slow
 def test_anova_lrt_between_glmms(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> None:
     tab = lmf.anova(m_cbpp_null=m_null, m_cbpp=m_cbpp)
     assert str(tab) == ANOVA["text"]
@@ -39,12 +40,14 @@ def test_anova_lrt_between_glmms(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> 
     assert m_null.logLik().value == pytest.approx(ANOVA["null_logLik"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_refit_same_response_returns_the_fit(m_cbpp: lmf.GlmerMod) -> None:
     again = lmf.refit(m_cbpp, np.asarray(m_cbpp.lformula.y))
     np.testing.assert_allclose(again.optinfo.par, m_cbpp.optinfo.par, atol=1e-6)
     assert again.logLik().value == pytest.approx(m_cbpp.logLik().value, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_refit_new_response_changes_fit(m_cbpp: lmf.GlmerMod) -> None:
     y = np.asarray(m_cbpp.lformula.y).copy()
     y[:, 0] = np.maximum(y[:, 0] - 1, 0)
@@ -58,6 +61,7 @@ def test_refit_new_response_changes_fit(m_cbpp: lmf.GlmerMod) -> None:
         lmf.refit(m_cbpp, y[:, 0])
 
 
+@pytest.mark.slow
 def test_update_formula_and_arguments(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> None:
     smaller = lmf.update(m_cbpp, ". ~ . - period")
     np.testing.assert_allclose(smaller.optinfo.par, m_null.optinfo.par, rtol=1e-10)
@@ -115,6 +119,7 @@ def test_accessor_functions_dispatch(m_cbpp: lmf.GlmerMod) -> None:
         lmf.REMLcrit(m_cbpp)
 
 
+@pytest.mark.slow
 def test_control_options() -> None:
     cb = data_of("cbpp")
     ref = fit("cbpp")
@@ -183,6 +188,7 @@ def test_confint_methods_other_than_wald_refused(m_cbpp: lmf.GlmerMod) -> None:
         lmf.confint(m_cbpp)
 
 
+@pytest.mark.slow
 def test_other_families_with_a_scale_and_lme4s_convergence_warnings() -> None:
     # gaussian(log) and inverse.gaussian(log) on the Gamma model's data; the latter makes
     # lme4 warn twice (gradient and "nearly unidentifiable"), with the same numbers here

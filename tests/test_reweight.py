@@ -111,6 +111,7 @@ def test_reweight_with_zero_weights(case_id: str, engine: str) -> None:
         assert_same_numbers(numbers(problem, theta), numbers(fresh, theta))
 
 
+@pytest.mark.slow
 def test_reweight_from_a_response_that_was_zero_over_levels() -> None:
     """A binary response that is 0 for whole levels (y'WZ zero there), re-weighted with a
     working response that is not: the entries must be in the pattern."""

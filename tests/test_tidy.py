@@ -72,6 +72,7 @@ def test_tidy_matches_broom_mixed(model: str, name: str, kw: dict[str, Any]) -> 
     assert_same(lmf.tidy(MODELS[model], **kw), r_frame(model, name))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["fm1", "pen_ml"])
 def test_tidy_profile_intervals(model: str) -> None:
     # profile intervals agree with lme4's to the profile's resolution (as test_inference_lme4)
@@ -79,6 +80,7 @@ def test_tidy_profile_intervals(model: str) -> None:
     assert_same(ours, r_frame(model, "tidy_profile"), rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tidy_profile_weighted_variance_parameters() -> None:
     # lme4 1.1-31's profile of the fixed effects of this weighted fit is non-monotonic (its own
     # warnings, "bad spline fit ... falling back to linear interpolation") and its intervals are
@@ -161,6 +163,7 @@ def test_tidy_options_and_errors() -> None:
     assert rc["conf.low"].isna().all()
 
 
+@pytest.mark.slow
 def test_tidy_boot_intervals_are_confint_boot() -> None:
     m = MODELS["fm1"]
     t = lmf.tidy(m, conf_int=True, conf_method="boot", nsim=20, rng=1)
