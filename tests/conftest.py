@@ -17,7 +17,7 @@ session-scoped) fixture or the slow marker.
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import pytest
 from cases import QUICK_CASES, SLOW_CASES
@@ -26,22 +26,40 @@ from cases import QUICK_CASES, SLOW_CASES
 SLOW_PARAMS: dict[str, frozenset[str]] = {
     # glmer fits of ~0.3-7 s (grouseticks' Poisson fit, cbpp's observation-level effect)
     "test_diagnostics.py": frozenset({"ticks_poisson", "cbpp_olre", "cbpp_probit",
-                                      "crossed_plate"}),
+                                      "cbpp_logit", "crossed_plate", "slope_Subject"}),
     "test_diagnostics_glmm.py": frozenset({"binomial_cauchit", "invgauss_log",
-                                           "gamma_identity", "gaussian_log"}),
+                                           "gamma_identity", "gaussian_log", "gamma_inverse",
+                                           "gamma_log"}),
     "test_diagnostic_plots.py": frozenset({"weighted", "nested", "double_bar", "ml_slope",
-                                           "crossed", "slope", "slope_not_fixed"}),
-    # the two large models and the slower small ones; cbpp, cbpp_nagq0, poisson_offset,
-    # gamma_log and binomial_singular stay in the quick loop
+                                           "crossed", "slope", "slope_not_fixed",
+                                           "intercept", "singular"}),
+    # the two large models and the slower small ones; cbpp, cbpp_nagq0 and binomial_singular
+    # stay in the quick loop
     "test_glmer_lme4.py": frozenset({"grouseticks", "verbagg", "binomial_slope", "cbpp_nagq5",
-                                     "cbpp_probit", "cbpp_prop", "binomial_crossed"}),
-    "test_lmertest_lsmeans_ranova.py": frozenset({"ham", "cake", "carrots"}),
-    "test_lmertest_tables.py": frozenset({"ham"}),
+                                     "cbpp_probit", "cbpp_prop", "binomial_crossed",
+                                     "gamma_log", "poisson_offset"}),
+    # lmerTest's models: sleepstudy (REML and ML), machines and oats stay in the quick loop
+    "test_lmertest_lsmeans_ranova.py": frozenset({"ham", "cake", "carrots", "cake_sum",
+                                                  "cake_missing", "orthodont", "oats_ml"}),
+    "test_lmertest_tables.py": frozenset({"ham", "cake", "carrots", "cake_sum",
+                                          "cake_missing", "orthodont", "oats_ml"}),
     "test_glmer_families.py": frozenset({"grouseticks"}),
     # the guides whose examples fit and profile several models
     "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
-    "test_statsmodels_bridge.py": frozenset({"sleepstudy", "Pastes"}),
+    # MixedLM's fits: Dyestuff stays in the quick loop
+    "test_statsmodels_bridge.py": frozenset({"sleepstudy", "Pastes", "Penicillin"}),
 }
+
+
+# Modules whose every test is slow: the quick loop does not even import them (hypothesis' import
+# and its scan of the package's constants cost about a second before any test runs)
+SLOW_MODULES = frozenset({"test_properties.py"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in SLOW_MODULES and config.getoption("markexpr") == "not slow":
+        return True
+    return None
 
 
 def _is_slow(item: pytest.Item) -> bool:
@@ -62,3 +80,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _is_slow(item):
             item.add_marker(pytest.mark.slow)
+        elif item.path.name in SLOW_MODULES and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid} is in SLOW_MODULES (tests/conftest.py), "
+                                    "which the quick loop skips: mark it slow or move it")

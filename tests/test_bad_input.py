@@ -402,6 +402,7 @@ def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
     _raises(lmf.ArgumentError, pattern, lambda: call(df, model))
 
 
+@pytest.mark.slow
 def test_model_matrix_size_is_checked_before_allocating() -> None:
     # a factor with one level per row in the fixed part: n x n dense columns
     n = 60_000

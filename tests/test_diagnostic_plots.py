@@ -91,6 +91,7 @@ def test_crossed_and_nested_models_give_a_panel_per_factor() -> None:
         assert by.get_ylabel() == sorted(groups)[1]
 
 
+@pytest.mark.slow
 def test_singular_fit_draws() -> None:
     fig = plots.diagnostics(model("singular"), sim=sim("singular"))
     qq = next(ax for ax in fig.axes if "| Batch" in ax.get_title())

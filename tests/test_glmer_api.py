@@ -88,6 +88,7 @@ def test_predict_newdata_and_new_levels(m_cbpp: lmf.GlmerMod) -> None:
         m_cbpp.predict(type="probability")
 
 
+@pytest.mark.slow
 def test_simulate_draws_from_the_family(m_cbpp: lmf.GlmerMod) -> None:
     sims = m_cbpp.simulate(200, rng=42)
     assert sims.shape == (56, 200)
@@ -142,6 +143,7 @@ def test_control_options() -> None:
         nod.vcov(use_hessian=True)
 
 
+@pytest.mark.slow
 def test_start_values() -> None:
     cb = data_of("cbpp")
     ref = fit("cbpp")
@@ -155,6 +157,7 @@ def test_start_values() -> None:
         lmf.glmer(CBPP, cb, "binomial", start=np.array([1.0, 2.0]))
 
 
+@pytest.mark.slow
 def test_singular_fit_message() -> None:
     m = fit("binomial_singular")
     assert m.isSingular()
@@ -163,6 +166,7 @@ def test_singular_fit_message() -> None:
         lmf.glmer("y ~ x + (1 | g)", d, "binomial")
 
 
+@pytest.mark.slow
 def test_gamma_scale_in_varcorr() -> None:
     m = fit("gamma_log")
     vc = m.VarCorr.as_data_frame()

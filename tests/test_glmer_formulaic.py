@@ -76,6 +76,7 @@ def test_glformula_formulaic_is_a_glformula_with_design(cbpp: pd.DataFrame) -> N
     _rel(pf.frame.weights, cbpp["size"], rtol=0)
 
 
+@pytest.mark.slow
 def test_cbpp_proportions_with_weights_equal_r_cbind(
         cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod]) -> None:
     r, f = cbpp_fits
@@ -117,6 +118,7 @@ def test_predict_new_rows_equals_r_syntax(ticks_fits: tuple[lmf.GlmerMod, lmf.Gl
     _rel(f.predict(type=type_), r.predict(type=type_))
 
 
+@pytest.mark.slow
 def test_predict_new_rows_cbpp_both_scales(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                                            cbpp: pd.DataFrame) -> None:
     r, f = cbpp_fits

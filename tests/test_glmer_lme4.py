@@ -126,6 +126,7 @@ def test_confint_wald(name: str) -> None:
     close(ci.to_numpy(), vals, rtol=VCOV_TOL, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_proportions_with_weights_equal_cbind() -> None:
     a, b = fit("cbpp"), fit("cbpp_prop")
     assert b.optinfo.feval == a.optinfo.feval

@@ -160,7 +160,7 @@ def test_wald_intervals(fm1: lmf.LmerMod) -> None:
                  marks=pytest.mark.slow),
     pytest.param("sleepML", "profile_fmML", {}, marks=pytest.mark.slow),
     ("dye", "profile_dye", {}),
-    ("pen", "profile_pen", {}),
+    pytest.param("pen", "profile_pen", {}, marks=pytest.mark.slow),
 ])
 def test_profile_intervals(model: str, name: str, kw: dict, fm1: lmf.LmerMod) -> None:
     models = {

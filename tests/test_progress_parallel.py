@@ -78,6 +78,7 @@ def test_failed_refits_are_nan_rows_in_workers(fm1: lmf.LmerMod) -> None:
     assert 0 < nan_rows.sum() < 8
 
 
+@pytest.mark.slow
 def test_progress_is_off_by_default_and_on_request(capsys: pytest.CaptureFixture[str],
                                                   fm1: lmf.LmerMod) -> None:
     lmf.bootstrap(fm1, nsim=3, rng=1)
@@ -103,6 +104,7 @@ def test_progress_without_tqdm(monkeypatch: pytest.MonkeyPatch,
     assert "bootstrap: 2/2" in err
 
 
+@pytest.mark.slow
 def test_cli_confint_progress_follows_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["fit", "Reaction ~ Days + (Days | Subject)", "--data", "sleepstudy",
             "--confint", "boot", "--nsim", "4", "--seed", "2"]

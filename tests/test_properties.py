@@ -158,6 +158,7 @@ def test_arguments_fit_or_fail_cleanly(data: pd.DataFrame, weights: Any, offset:
                    na_action=na_action, REML=REML)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(text=st.text(alphabet=st.sampled_from(list("xyg()|~+*:^-/ 01,.[]é%`\"'!")),
                     max_size=40))

@@ -181,6 +181,7 @@ def test_reweight_on_the_dense_downdate_path() -> None:
         assert_same_numbers(numbers(problem, np.array(theta)), numbers(fresh, np.array(theta)))
 
 
+@pytest.mark.slow
 def test_make_problem_result_reweights() -> None:
     case, args, factors = model_parts("verbagg")
     problem = make_problem(*args, factors)

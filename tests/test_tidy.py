@@ -192,6 +192,7 @@ def test_ddf_method_adds_df_and_p_values() -> None:
                  ddf_method="Satterthwaite")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(MODELS))
 def test_hat_values_by_the_blockwise_solve_agree(model: str) -> None:
     # the path for many random effects (CL solved by blocks of observations) against the
