@@ -26,7 +26,8 @@ from cases import QUICK_CASES, SLOW_CASES
 SLOW_PARAMS: dict[str, frozenset[str]] = {
     # glmer fits of ~0.3-7 s (grouseticks' Poisson fit, cbpp's observation-level effect)
     "test_diagnostics.py": frozenset({"ticks_poisson", "cbpp_olre", "cbpp_probit",
-                                      "cbpp_logit", "crossed_plate", "slope_Subject"}),
+                                      "cbpp_logit", "crossed_plate", "slope_Subject",
+                                      "intercept_Subject"}),
     "test_diagnostics_glmm.py": frozenset({"binomial_cauchit", "invgauss_log",
                                            "gamma_identity", "gaussian_log", "gamma_inverse",
                                            "gamma_log"}),
