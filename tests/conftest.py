@@ -25,7 +25,9 @@ from cases import QUICK_CASES, SLOW_CASES
 # Per test file, parameter values (model or case names) whose fits take more than ~0.2 s
 SLOW_PARAMS: dict[str, frozenset[str]] = {
     # glmer fits of ~0.3-7 s (grouseticks' Poisson fit, cbpp's observation-level effect)
+    # and the lme4 fits other than slope, intercept, singular, crossed, weighted and dyestuff
     "test_diagnostics.py": frozenset({"ticks_poisson", "cbpp_olre", "cbpp_probit",
+                                      "ml_slope", "double_bar", "nested", "slope_not_fixed",
                                       "cbpp_logit", "crossed_plate", "slope_Subject",
                                       "intercept_Subject"}),
     "test_diagnostics_glmm.py": frozenset({"binomial_cauchit", "invgauss_log",
@@ -34,16 +36,20 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_diagnostic_plots.py": frozenset({"weighted", "nested", "double_bar", "ml_slope",
                                            "crossed", "slope", "slope_not_fixed",
                                            "intercept", "singular"}),
-    # the two large models and the slower small ones; cbpp, cbpp_nagq0 and binomial_singular
-    # stay in the quick loop
+    # the two large models and the slower small ones; cbpp and cbpp_nagq0 (Laplace and
+    # nAGQ = 0) stay in the quick loop
     "test_glmer_lme4.py": frozenset({"grouseticks", "verbagg", "binomial_slope", "cbpp_nagq5",
                                      "cbpp_probit", "cbpp_prop", "binomial_crossed",
-                                     "gamma_log", "poisson_offset"}),
-    # lmerTest's models: sleepstudy (REML and ML), machines and oats stay in the quick loop
+                                     "gamma_log", "poisson_offset", "binomial_singular"}),
+    # lmerTest's models: sleepstudy (REML) and oats (factors) stay in the quick loop
     "test_lmertest_lsmeans_ranova.py": frozenset({"ham", "cake", "carrots", "cake_sum",
-                                                  "cake_missing", "orthodont", "oats_ml"}),
+                                                  "cake_missing", "orthodont", "oats_ml",
+                                                  "sleepstudy_ml", "machines"}),
     "test_lmertest_tables.py": frozenset({"ham", "cake", "carrots", "cake_sum",
-                                          "cake_missing", "orthodont", "oats_ml"}),
+                                          "cake_missing", "orthodont", "oats_ml",
+                                          "sleepstudy_ml", "machines"}),
+    # broom.mixed's models: fm1 stays in the quick loop
+    "test_tidy.py": frozenset({"pen_ml", "weighted"}),
     "test_glmer_families.py": frozenset({"grouseticks"}),
     # the guides whose examples fit and profile several models
     "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
