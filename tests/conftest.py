@@ -29,13 +29,13 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_diagnostics.py": frozenset({"ticks_poisson", "cbpp_olre", "cbpp_probit",
                                       "ml_slope", "double_bar", "nested", "slope_not_fixed",
                                       "cbpp_logit", "crossed_plate", "slope_Subject",
-                                      "intercept_Subject"}),
+                                      "intercept_Subject", "dyestuff_case"}),
     "test_diagnostics_glmm.py": frozenset({"binomial_cauchit", "invgauss_log",
                                            "gamma_identity", "gaussian_log", "gamma_inverse",
                                            "gamma_log"}),
     "test_diagnostic_plots.py": frozenset({"weighted", "nested", "double_bar", "ml_slope",
                                            "crossed", "slope", "slope_not_fixed",
-                                           "intercept", "singular"}),
+                                           "intercept", "singular", "dyestuff"}),
     # the two large models and the slower small ones; cbpp and cbpp_nagq0 (Laplace and
     # nAGQ = 0) stay in the quick loop
     "test_glmer_lme4.py": frozenset({"grouseticks", "verbagg", "binomial_slope", "cbpp_nagq5",
@@ -53,8 +53,9 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_glmer_families.py": frozenset({"grouseticks"}),
     # the guides whose examples fit and profile several models
     "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
-    # MixedLM's fits: Dyestuff stays in the quick loop
-    "test_statsmodels_bridge.py": frozenset({"sleepstudy", "Pastes", "Penicillin"}),
+    # MixedLM's fits (and statsmodels' import, ~0.5 s): the quick loop keeps the refusals
+    "test_statsmodels_bridge.py": frozenset({"sleepstudy", "Pastes", "Penicillin",
+                                             "Dyestuff"}),
 }
 
 

@@ -53,6 +53,7 @@ def both_fits(formula: str, data: str) -> tuple:  # type: ignore[type-arg]
     return model, result, lmf.lmer(formula, df)
 
 
+@pytest.mark.slow
 def test_parameter_converters() -> None:
     model, result, m = both_fits("Reaction ~ Days + (Days | Subject)", "sleepstudy")
     theta = statsmodels_to_theta(result, model.lme4_spec)
@@ -64,6 +65,7 @@ def test_parameter_converters() -> None:
                                rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_variance_components_converters() -> None:
     model, result, m = both_fits("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")
     np.testing.assert_allclose(statsmodels_to_theta(result, model.lme4_spec),

@@ -57,7 +57,8 @@ def test_the_policy_runs_mid_sized_blocks_single_threaded_and_restores() -> None
     assert blas_counts() == before
 
 
-@pytest.mark.parametrize("k", [1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 2])
 def test_control_threads_is_used_during_the_fit_and_the_callers_setting_kept(k: int) -> None:
     with threadpool_limits(limits=3, user_api="blas"):  # the caller's own global setting
         seen, model = fit_recording({"threads": k})
