@@ -53,15 +53,13 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_glmer_families.py": frozenset({"grouseticks"}),
     # the guides whose examples fit and profile several models
     "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
-    # MixedLM's fits (and statsmodels' import, ~0.5 s): the quick loop keeps the refusals
-    "test_statsmodels_bridge.py": frozenset({"sleepstudy", "Pastes", "Penicillin",
-                                             "Dyestuff"}),
 }
 
 
 # Modules whose every test is slow: the quick loop does not even import them (hypothesis' import
-# and its scan of the package's constants cost about a second before any test runs)
-SLOW_MODULES = frozenset({"test_properties.py"})
+# and its scan of the package's constants cost about a second before any test runs; the
+# statsmodels bridge needs statsmodels' import, ~0.6 s, for any of its tests)
+SLOW_MODULES = frozenset({"test_properties.py", "test_statsmodels_bridge.py"})
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -16,6 +16,9 @@ from lmeformula.compare import (
     to_statsmodels,
 )
 
+# statsmodels' import alone takes ~0.6 s: the whole bridge runs in CI, not in the quick loop
+pytestmark = pytest.mark.slow
+
 CASES = [
     ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "grouped"),
     ("Reaction ~ Days + (Days || Subject)", "sleepstudy", "grouped"),
@@ -53,7 +56,6 @@ def both_fits(formula: str, data: str) -> tuple:  # type: ignore[type-arg]
     return model, result, lmf.lmer(formula, df)
 
 
-@pytest.mark.slow
 def test_parameter_converters() -> None:
     model, result, m = both_fits("Reaction ~ Days + (Days | Subject)", "sleepstudy")
     theta = statsmodels_to_theta(result, model.lme4_spec)
@@ -65,7 +67,6 @@ def test_parameter_converters() -> None:
                                rtol=1e-8)
 
 
-@pytest.mark.slow
 def test_variance_components_converters() -> None:
     model, result, m = both_fits("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")
     np.testing.assert_allclose(statsmodels_to_theta(result, model.lme4_spec),
