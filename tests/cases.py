@@ -109,3 +109,11 @@ def r_sparse(spec: dict[str, Any]) -> sp.csc_matrix:
 
 
 SLOW_CASES = frozenset(c for c in CASE_IDS if _case_rows(c) > SLOW_ROWS)
+
+# The fixture cases a test parametrised by ``case_id`` runs on in the quick loop
+# (``pytest -m "not slow"``): one of each kind of model -- a correlated vector term
+# (sleepstudy_slope), crossed scalar terms (penicillin), prior weights (sim_weights), and four
+# model-matrix-only cases (poly * f, h/f/x nesting, a character grouping factor, a check that
+# warns). Every other case is marked slow by conftest.py: CI runs all of them.
+QUICK_CASES = frozenset({"sleepstudy_slope", "penicillin", "sim_weights", "mm_05", "mm_12",
+                         "sim_chargroup", "sim_nlev5_warning"})

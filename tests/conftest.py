@@ -1,19 +1,91 @@
-"""Test-suite configuration: the ``slow`` marker for InstEval-sized work.
+"""Test-suite configuration: the ``slow`` marker.
 
-``pytest -m "not slow"`` skips every test parametrised by a fixture case of more than
-``SLOW_ROWS`` observations (see ``cases.SLOW_CASES``) and the tests marked ``slow`` by hand
-(notebook execution, the bootstrap); CI runs everything.
+``pytest -m "not slow"`` is the developer's quick loop (under 20 s); CI (``.ci/run``) runs every
+test. A test is slow when
+
+- it is marked ``@pytest.mark.slow`` by hand (InstEval-sized fits, notebook execution, the
+  bootstrap and profiles of larger models, subprocesses, GLMM fits of several seconds);
+- it is parametrised by ``case_id`` over the lme4 fixture cases and the case is not one of
+  ``cases.QUICK_CASES`` (the quick loop runs each such test on one case of each kind; the
+  InstEval-sized cases, ``cases.SLOW_CASES``, are never among them);
+- one of its parameters is in :data:`SLOW_PARAMS` for its file (a fixture model whose fit is
+  expensive: every test of the file on that model is slow).
+
+The rule for new tests: a test that takes more than ~0.2 s gets a shared (module- or
+session-scoped) fixture or the slow marker.
 """
 
 from __future__ import annotations
 
+from pathlib import Path, PurePath
+
 import pytest
-from cases import SLOW_CASES
+from cases import QUICK_CASES, SLOW_CASES
+
+# Per test file, parameter values (model or case names) whose fits take more than ~0.2 s
+SLOW_PARAMS: dict[str, frozenset[str]] = {
+    # glmer fits of ~0.3-7 s (grouseticks' Poisson fit, cbpp's observation-level effect)
+    # and the lme4 fits other than slope, intercept, singular, crossed, weighted and dyestuff
+    "test_diagnostics.py": frozenset({"ticks_poisson", "cbpp_olre", "cbpp_probit",
+                                      "ml_slope", "double_bar", "nested", "slope_not_fixed",
+                                      "cbpp_logit", "crossed_plate", "slope_Subject",
+                                      "intercept_Subject", "dyestuff_case"}),
+    "test_diagnostics_glmm.py": frozenset({"binomial_cauchit", "invgauss_log",
+                                           "gamma_identity", "gaussian_log", "gamma_inverse",
+                                           "gamma_log"}),
+    "test_diagnostic_plots.py": frozenset({"weighted", "nested", "double_bar", "ml_slope",
+                                           "crossed", "slope", "slope_not_fixed",
+                                           "intercept", "singular", "dyestuff"}),
+    # the two large models and the slower small ones; cbpp and cbpp_nagq0 (Laplace and
+    # nAGQ = 0) stay in the quick loop
+    "test_glmer_lme4.py": frozenset({"grouseticks", "verbagg", "binomial_slope", "cbpp_nagq5",
+                                     "cbpp_probit", "cbpp_prop", "binomial_crossed",
+                                     "gamma_log", "poisson_offset", "binomial_singular"}),
+    # lmerTest's models: sleepstudy (REML) and oats (factors) stay in the quick loop
+    "test_lmertest_lsmeans_ranova.py": frozenset({"ham", "cake", "carrots", "cake_sum",
+                                                  "cake_missing", "orthodont", "oats_ml",
+                                                  "sleepstudy_ml", "machines"}),
+    "test_lmertest_tables.py": frozenset({"ham", "cake", "carrots", "cake_sum",
+                                          "cake_missing", "orthodont", "oats_ml",
+                                          "sleepstudy_ml", "machines"}),
+    # broom.mixed's models: fm1 stays in the quick loop
+    "test_tidy.py": frozenset({"pen_ml", "weighted"}),
+    "test_glmer_families.py": frozenset({"grouseticks"}),
+    # the guides whose examples fit and profile several models
+    "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
+}
+
+
+# Modules whose every test is slow: the quick loop does not even import them (hypothesis' import
+# and its scan of the package's constants cost about a second before any test runs; the
+# statsmodels bridge needs statsmodels' import, ~0.6 s, for any of its tests)
+SLOW_MODULES = frozenset({"test_properties.py", "test_statsmodels_bridge.py"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name in SLOW_MODULES and config.getoption("markexpr") == "not slow":
+        return True
+    return None
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return False
+    params = callspec.params
+    case = params.get("case_id")
+    if isinstance(case, str) and case not in QUICK_CASES:
+        return True
+    values = {v if isinstance(v, str) else v.name for v in params.values()
+              if isinstance(v, str | PurePath)}
+    return bool(SLOW_CASES & values) or bool(SLOW_PARAMS.get(item.path.name, frozenset())
+                                             & values)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and SLOW_CASES.intersection(
-                v for v in callspec.params.values() if isinstance(v, str)):
+        if _is_slow(item):
             item.add_marker(pytest.mark.slow)
+        elif item.path.name in SLOW_MODULES and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(f"{item.nodeid} is in SLOW_MODULES (tests/conftest.py), "
+                                    "which the quick loop skips: mark it slow or move it")

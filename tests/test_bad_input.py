@@ -256,6 +256,7 @@ def test_nesting_deeper_than_r_allows(df: pd.DataFrame) -> None:
     assert lmf.lFormula(ok, df).X_names == ["(Intercept)", "Days"]
 
 
+@pytest.mark.slow
 def test_many_terms(df: pd.DataFrame) -> None:
     formula = ("Reaction ~ " + " + ".join(f"I(Days + {i})" for i in range(700))
                + " + (1 | Subject)")
@@ -359,6 +360,7 @@ def test_na_pass_is_accepted(df: pd.DataFrame) -> None:
             lambda: lmf.lmer(F, subj, na_action="pass"))
 
 
+@pytest.mark.slow
 def test_profile_intervals_stay_in_range() -> None:
     data = pd.DataFrame(FIXTURES["orthodont"])
     data["Sex"] = pd.Categorical(data["Sex"], categories=["Male", "Female"])
@@ -400,6 +402,7 @@ def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
     _raises(lmf.ArgumentError, pattern, lambda: call(df, model))
 
 
+@pytest.mark.slow
 def test_model_matrix_size_is_checked_before_allocating() -> None:
     # a factor with one level per row in the fixed part: n x n dense columns
     n = 60_000
@@ -414,6 +417,7 @@ def test_model_matrix_size_is_checked_before_allocating() -> None:
             lambda: lmf.lFormula("y ~ a + (1 | g)", data))
 
 
+@pytest.mark.slow
 def test_non_ascii_names_without_asserts() -> None:
     # the tokenizer used bare asserts: under python -O they vanished and a later line failed
     import os

@@ -12,6 +12,7 @@ import lmeformula as lmf
 from lmeformula.cli import main
 
 
+@pytest.mark.slow
 def test_datasets_have_r_types() -> None:
     names = lmf.datasets.list()
     for required in ("sleepstudy", "Dyestuff", "Dyestuff2", "Penicillin", "Pastes", "cake",

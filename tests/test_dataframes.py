@@ -156,6 +156,7 @@ def test_pandas_input_is_not_copied(sleep: pd.DataFrame) -> None:
     assert as_pandas(sleep) is sleep
 
 
+@pytest.mark.slow
 def test_lmlist_update_simulate_and_statsmodels_take_polars(sleep: pd.DataFrame,
                                                             fm1: lmf.LmerMod) -> None:
     data = pl.from_pandas(sleep)
@@ -204,6 +205,7 @@ def test_pandas_nullable_and_arrow_dtypes(sleep: pd.DataFrame, syntax: str) -> N
         assert m.REMLcrit() == pytest.approx(ref.REMLcrit(), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_glmer_takes_polars_pyarrow_and_dicts_as_pandas() -> None:
     # glmer converts any data frame once, as lmer does. A polars Categorical has no level
     # order, so its levels sort as strings do (as R sorts character data); Arrow dictionaries

@@ -80,6 +80,7 @@ def test_each_panel_alone_draws_every_point() -> None:
     assert len(ax.collections[0].get_segments()) == n and len(ax.texts) == 3
 
 
+@pytest.mark.slow
 def test_crossed_and_nested_models_give_a_panel_per_factor() -> None:
     for name, groups in (("crossed", {"plate", "sample"}), ("nested", {"cask:batch", "batch"})):
         fig = plots.diagnostics(model(name), which=["qq_ranef", "resid_by_group"],
@@ -90,6 +91,7 @@ def test_crossed_and_nested_models_give_a_panel_per_factor() -> None:
         assert by.get_ylabel() == sorted(groups)[1]
 
 
+@pytest.mark.slow
 def test_singular_fit_draws() -> None:
     fig = plots.diagnostics(model("singular"), sim=sim("singular"))
     qq = next(ax for ax in fig.axes if "| Batch" in ax.get_title())

@@ -395,6 +395,7 @@ def test_influence_summaries_match_lme4(key: str) -> None:
           np.array(ref["vcov_deleted"][first], dtype=float).reshape(inf.vcov.shape), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_influence_changes_theta_and_needs_data() -> None:
     inf = influence_of("intercept_Subject")
     listed = dg.influence(model("intercept"), group=["Subject"], data=_data("sleepstudy"))

@@ -163,6 +163,7 @@ def test_refit_update_anova_and_printing(sleep: pd.DataFrame, spline: lmf.LmerMo
     assert "Formula: Reaction ~ bs(Days, df=4) + (Days | Subject)" in str(spline.summary())
 
 
+@pytest.mark.slow
 def test_lmlist_and_statsmodels_take_the_syntax(sleep: pd.DataFrame) -> None:
     a = lmf.lmList("Reaction ~ Days | Subject", sleep).coef()
     b = lmf.lmList("Reaction ~ Days | Subject", sleep, syntax="formulaic").coef()

@@ -29,6 +29,7 @@ def m_null() -> lmf.GlmerMod:
                      "binomial", data_name="cb")
 
 
+@pytest.mark.slow
 def test_anova_lrt_between_glmms(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> None:
     tab = lmf.anova(m_cbpp_null=m_null, m_cbpp=m_cbpp)
     assert str(tab) == ANOVA["text"]
@@ -39,12 +40,14 @@ def test_anova_lrt_between_glmms(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> 
     assert m_null.logLik().value == pytest.approx(ANOVA["null_logLik"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_refit_same_response_returns_the_fit(m_cbpp: lmf.GlmerMod) -> None:
     again = lmf.refit(m_cbpp, np.asarray(m_cbpp.lformula.y))
     np.testing.assert_allclose(again.optinfo.par, m_cbpp.optinfo.par, atol=1e-6)
     assert again.logLik().value == pytest.approx(m_cbpp.logLik().value, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_refit_new_response_changes_fit(m_cbpp: lmf.GlmerMod) -> None:
     y = np.asarray(m_cbpp.lformula.y).copy()
     y[:, 0] = np.maximum(y[:, 0] - 1, 0)
@@ -58,6 +61,7 @@ def test_refit_new_response_changes_fit(m_cbpp: lmf.GlmerMod) -> None:
         lmf.refit(m_cbpp, y[:, 0])
 
 
+@pytest.mark.slow
 def test_update_formula_and_arguments(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod) -> None:
     smaller = lmf.update(m_cbpp, ". ~ . - period")
     np.testing.assert_allclose(smaller.optinfo.par, m_null.optinfo.par, rtol=1e-10)
@@ -84,6 +88,7 @@ def test_predict_newdata_and_new_levels(m_cbpp: lmf.GlmerMod) -> None:
         m_cbpp.predict(type="probability")
 
 
+@pytest.mark.slow
 def test_simulate_draws_from_the_family(m_cbpp: lmf.GlmerMod) -> None:
     sims = m_cbpp.simulate(200, rng=42)
     assert sims.shape == (56, 200)
@@ -115,6 +120,7 @@ def test_accessor_functions_dispatch(m_cbpp: lmf.GlmerMod) -> None:
         lmf.REMLcrit(m_cbpp)
 
 
+@pytest.mark.slow
 def test_control_options() -> None:
     cb = data_of("cbpp")
     ref = fit("cbpp")
@@ -137,6 +143,7 @@ def test_control_options() -> None:
         nod.vcov(use_hessian=True)
 
 
+@pytest.mark.slow
 def test_start_values() -> None:
     cb = data_of("cbpp")
     ref = fit("cbpp")
@@ -150,6 +157,7 @@ def test_start_values() -> None:
         lmf.glmer(CBPP, cb, "binomial", start=np.array([1.0, 2.0]))
 
 
+@pytest.mark.slow
 def test_singular_fit_message() -> None:
     m = fit("binomial_singular")
     assert m.isSingular()
@@ -158,6 +166,7 @@ def test_singular_fit_message() -> None:
         lmf.glmer("y ~ x + (1 | g)", d, "binomial")
 
 
+@pytest.mark.slow
 def test_gamma_scale_in_varcorr() -> None:
     m = fit("gamma_log")
     vc = m.VarCorr.as_data_frame()
@@ -178,6 +187,7 @@ def test_na_rows_dropped_and_excluded() -> None:
     assert len(fitted) == 56 and np.isnan(fitted.iloc[3])
 
 
+@pytest.mark.slow
 def test_other_families_with_a_scale_and_lme4s_convergence_warnings() -> None:
     # gaussian(log) and inverse.gaussian(log) on the Gamma model's data; the latter makes
     # lme4 warn twice (gradient and "nearly unidentifiable"), with the same numbers here

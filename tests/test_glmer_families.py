@@ -214,6 +214,7 @@ def test_second_stage_deviance_function(key: str, nagq: int) -> None:
     assert dev(np.array(ref["pars"])) == pytest.approx(ref["value"], rel=1e-8)
 
 
+@pytest.mark.slow
 def test_laplace_against_quadrature_scale() -> None:
     # lme4's convention: with nAGQ > 1 the deviance leaves out the saturated constant,
     # so the log-likelihoods differ by far more than the estimates do

@@ -76,6 +76,7 @@ def test_glformula_formulaic_is_a_glformula_with_design(cbpp: pd.DataFrame) -> N
     _rel(pf.frame.weights, cbpp["size"], rtol=0)
 
 
+@pytest.mark.slow
 def test_cbpp_proportions_with_weights_equal_r_cbind(
         cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod]) -> None:
     r, f = cbpp_fits
@@ -88,6 +89,7 @@ def test_cbpp_proportions_with_weights_equal_r_cbind(
     assert list(f.fixef.index) == ["(Intercept)", "period[T.2]", "period[T.3]", "period[T.4]"]
 
 
+@pytest.mark.slow
 def test_poisson_python_transform_equals_r_spelling(
         ticks_fits: tuple[lmf.GlmerMod, lmf.GlmerMod]) -> None:
     r, f = ticks_fits
@@ -98,6 +100,7 @@ def test_poisson_python_transform_equals_r_spelling(
     assert "np.log(HEIGHT / 460)" in list(f.fixef.index)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("type_", ["link", "response"])
 def test_predict_new_rows_equals_r_syntax(ticks_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                                           ticks: pd.DataFrame, type_: str) -> None:
@@ -115,6 +118,7 @@ def test_predict_new_rows_equals_r_syntax(ticks_fits: tuple[lmf.GlmerMod, lmf.Gl
     _rel(f.predict(type=type_), r.predict(type=type_))
 
 
+@pytest.mark.slow
 def test_predict_new_rows_cbpp_both_scales(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                                            cbpp: pd.DataFrame) -> None:
     r, f = cbpp_fits
@@ -130,6 +134,7 @@ def _binary(ticks: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lhs", ["any", "status"])
 def test_logical_and_factor_binomial_response(ticks: pd.DataFrame, lhs: str) -> None:
     d = _binary(ticks)
@@ -203,6 +208,7 @@ def test_gaussian_identity_falls_back_to_lformula(cbpp: pd.DataFrame) -> None:
     _rel(m.fixef, ml.fixef)
 
 
+@pytest.mark.slow
 def test_update_keeps_formulaic_syntax(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                                        cbpp: pd.DataFrame) -> None:
     r, f = cbpp_fits
@@ -219,6 +225,7 @@ def test_update_keeps_formulaic_syntax(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerM
     _rel(probit.deviance(), ref_probit.deviance())
 
 
+@pytest.mark.slow
 def test_refit_keeps_design(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                             cbpp: pd.DataFrame) -> None:
     _, f = cbpp_fits

@@ -54,6 +54,7 @@ def test_estimates(name: str, at: bool) -> None:
     close(m.b, fx["b"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluation_counts_follow_lme4() -> None:
     # the first stage is NLopt's BOBYQA rather than minqa's, but for these models both
     # stages take lme4's path: the same number of evaluations
@@ -125,6 +126,7 @@ def test_confint_wald(name: str) -> None:
     close(ci.to_numpy(), vals, rtol=VCOV_TOL, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_proportions_with_weights_equal_cbind() -> None:
     a, b = fit("cbpp"), fit("cbpp_prop")
     assert b.optinfo.feval == a.optinfo.feval
@@ -134,6 +136,7 @@ def test_proportions_with_weights_equal_cbind() -> None:
                                rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_binary_response_types_give_one_fit() -> None:
     d = data_of("binomial_crossed")  # y logical
     f = "y ~ x + (1 | A) + (1 | B)"
@@ -145,6 +148,7 @@ def test_binary_response_types_give_one_fit() -> None:
         np.testing.assert_allclose(m.optinfo.par, ref.optinfo.par, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_families_from_strings_and_objects_agree() -> None:
     d = data_of("cbpp")
     f = fixture("cbpp")["args"]["formula"]

@@ -56,6 +56,7 @@ def test_gradient_matches_finite_differences(case_id: str, REML: bool) -> None:
         np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-6 * scale)
 
 
+@pytest.mark.slow
 def test_gradient_of_a_scalar_term_near_zero() -> None:
     """Near 0 the blocked engine's formula, which divides by θ, must still be accurate."""
     dev = devfun("insteval", True)
@@ -107,6 +108,7 @@ def test_blocked_and_dense_gradients_agree(case_id: str) -> None:
         np.testing.assert_allclose(gb, gd, rtol=1e-7, atol=1e-9 * max(np.abs(gd).max(), 1.0))
 
 
+@pytest.mark.slow
 def test_vector_terms_in_the_blocked_engine() -> None:
     df = crossed_data()
     formula = "y ~ x + (x | subj) + (1 | item)"
@@ -133,6 +135,7 @@ def test_on_the_boundary_the_gradient_is_taken_just_inside(theta: list[float]) -
                                atol=1e-6 * np.abs(numeric).max())
 
 
+@pytest.mark.slow
 def test_lbfgsb_does_not_stop_at_the_stationary_point_on_the_boundary() -> None:
     """θ = 0 on a diagonal is stationary (the criterion is even there); pure-noise data lead
     L-BFGS-B there, although the optimum is inside: the edge check must restart it."""

@@ -20,9 +20,19 @@ def _fit(formula: str, **kw: object) -> lmf.LmerMod:
         return lmf.lmer(formula, SS, **kw)  # type: ignore[arg-type]
 
 
-FM1 = _fit("Reaction ~ Days + (Days | Subject)")
-FM0 = _fit("Reaction ~ Days + (1 | Subject)")
-ML = _fit("Reaction ~ Days + (Days | Subject)", REML=False, data_name="sleep <&> study")
+@pytest.fixture(scope="module")
+def fm1() -> lmf.LmerMod:
+    return _fit("Reaction ~ Days + (Days | Subject)")
+
+
+@pytest.fixture(scope="module")
+def fm0() -> lmf.LmerMod:
+    return _fit("Reaction ~ Days + (1 | Subject)")
+
+
+@pytest.fixture(scope="module")
+def ml() -> lmf.LmerMod:
+    return _fit("Reaction ~ Days + (Days | Subject)", REML=False, data_name="sleep <&> study")
 
 
 class Tables(HTMLParser):
@@ -103,16 +113,16 @@ def num(x: str) -> float:
     return float(x) if x else np.nan
 
 
-def test_model_html_tables_hold_the_models_numbers() -> None:
-    p = parse(FM1._repr_html_())
+def test_model_html_tables_hold_the_models_numbers(fm1: lmf.LmerMod) -> None:
+    p = parse(fm1._repr_html_())
     f = facts(p)
     assert f["Formula"] == "Reaction ~ Days + (Days | Subject)" and f["Method"] == "REML"
     assert int(f["No. observations"]) == 180 and int(f["No. groups (Subject)"]) == 18
-    np.testing.assert_allclose(num(f["REML criterion"]), FM1.REMLcrit(), rtol=1e-6)
-    np.testing.assert_allclose(num(f["Residual Std. Dev."]), FM1.sigma, rtol=1e-6)
+    np.testing.assert_allclose(num(f["REML criterion"]), fm1.REMLcrit(), rtol=1e-6)
+    np.testing.assert_allclose(num(f["Residual Std. Dev."]), fm1.sigma, rtol=1e-6)
     fe = table(p, "Fixed effects")
     assert fe[0] == ["", "Estimate", "Std. Error", "t value"]
-    coefs = FM1.summary().coefficients
+    coefs = fm1.summary().coefficients
     assert [r[0] for r in fe[1:]] == list(coefs.index)
     np.testing.assert_allclose([[num(c) for c in r[1:]] for r in fe[1:]], coefs.to_numpy(),
                                rtol=1e-4)
@@ -120,49 +130,49 @@ def test_model_html_tables_hold_the_models_numbers() -> None:
     assert re[0] == ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
     assert [r[:2] for r in re[1:]] == [["Subject", "(Intercept)"], ["", "Days"],
                                        ["Residual", ""]]
-    vc = FM1.VarCorr.as_data_frame()
+    vc = fm1.VarCorr.as_data_frame()
     np.testing.assert_allclose([num(r[2]) for r in re[1:]], vc["vcov"].to_numpy()[[0, 1, 3]],
                                rtol=1e-4)
     np.testing.assert_allclose([num(r[3]) for r in re[1:]], vc["sdcor"].to_numpy()[[0, 1, 3]],
                                rtol=1e-4)
     np.testing.assert_allclose(num(re[2][4]), vc["sdcor"].iloc[2], rtol=1e-4)
     assert re[1][4] == "" and re[3][4] == ""
-    assert "<pre>" not in FM1._repr_html_()
+    assert "<pre>" not in fm1._repr_html_()
 
 
-def test_summary_html_adds_residuals_and_correlations() -> None:
-    p = parse(FM1.summary()._repr_html_())
+def test_summary_html_adds_residuals_and_correlations(fm1: lmf.LmerMod) -> None:
+    p = parse(fm1.summary()._repr_html_())
     res = table(p, "Scaled residuals")
     assert res[0] == ["Min", "1Q", "Median", "3Q", "Max"]
-    r = FM1.residuals(type="pearson", scaled=True).to_numpy()
+    r = fm1.residuals(type="pearson", scaled=True).to_numpy()
     np.testing.assert_allclose([num(x) for x in res[1]],
                                np.quantile(r, [0, 0.25, 0.5, 0.75, 1]), rtol=1e-3)
     cor = table(p, "Correlation of fixed effects")
-    v = FM1.vcov().to_numpy()
+    v = fm1.vcov().to_numpy()
     assert cor[0] == ["", "(Intercept)"] and cor[1][0] == "Days"
     np.testing.assert_allclose(num(cor[1][1]), v[0, 1] / np.sqrt(v[0, 0] * v[1, 1]),
                                atol=1e-3)
 
 
-def test_ml_fit_facts_and_escaping() -> None:
-    text = ML._repr_html_()
+def test_ml_fit_facts_and_escaping(ml: lmf.LmerMod) -> None:
+    text = ml._repr_html_()
     assert "sleep &lt;&amp;&gt; study" in text and "sleep <&> study" not in text
     f = facts(parse(text))
     assert f["Data"] == "sleep <&> study" and f["Method"] == "ML"
-    for key, value in (("AIC", ML.AIC()), ("BIC", ML.BIC()), ("logLik", ML.logLik().value),
-                       ("deviance", ML.deviance())):
+    for key, value in (("AIC", ml.AIC()), ("BIC", ml.BIC()), ("logLik", ml.logLik().value),
+                       ("deviance", ml.deviance())):
         np.testing.assert_allclose(num(f[key]), value, rtol=1e-6)
-    assert int(f["df.resid"]) == ML.df_residual
+    assert int(f["df.resid"]) == ml.df_residual
 
 
-def test_varcorr_and_anova_html() -> None:
-    p = parse(FM0.VarCorr._repr_html_())
+def test_varcorr_and_anova_html(fm1: lmf.LmerMod, fm0: lmf.LmerMod) -> None:
+    p = parse(fm0.VarCorr._repr_html_())
     rows = table(p, "Random effects")
     assert rows[0] == ["Groups", "Name", "Variance", "Std.Dev."]  # no Corr column
-    np.testing.assert_allclose(num(rows[1][3]), FM0.VarCorr.terms[0].stddev[0], rtol=1e-4)
+    np.testing.assert_allclose(num(rows[1][3]), fm0.VarCorr.terms[0].stddev[0], rtol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = lmf.anova(FM0, FM1)
+        a = lmf.anova(fm0, fm1)
     p = parse(a._repr_html_())
     (t,) = p.tables
     rows = t["rows"]
@@ -170,15 +180,15 @@ def test_varcorr_and_anova_html() -> None:
     assert [r[0] for r in rows[1:]] == list(a.table.index)
     got = np.array([[num(c) for c in r[1:]] for r in rows[1:]])
     np.testing.assert_allclose(got, a.table.to_numpy(dtype=float), rtol=1e-4)
-    single = parse(lmf.anova(FM1)._repr_html_()).tables[0]["rows"]
+    single = parse(lmf.anova(fm1)._repr_html_()).tables[0]["rows"]
     assert single[0] == ["", "npar", "Sum Sq", "Mean Sq", "F value"]
 
 
-def test_messages_listed_and_text_repr_unchanged() -> None:
+def test_messages_listed_and_text_repr_unchanged(fm1: lmf.LmerMod) -> None:
     m = _fit("Reaction ~ Days + (Days | Subject)", control={"optCtrl": {"maxeval": 5}})
     p = parse(m._repr_html_())
     assert any("convergence code" in x for x in p.items)
-    for obj in (FM1, FM1.summary(), FM1.VarCorr):
+    for obj in (fm1, fm1.summary(), fm1.VarCorr):
         assert repr(obj) == str(obj)
         assert "<table" not in str(obj)
 
@@ -193,8 +203,8 @@ def test_models_without_slopes_render(formula: str) -> None:
     assert "Correlation of fixed effects" not in captions
 
 
-def test_allfit_summary_html() -> None:
-    s = lmf.allFit(FM1, optimizers=["nloptwrap.NLOPT_LN_BOBYQA", "L-BFGS-B"]).summary()
+def test_allfit_summary_html(fm1: lmf.LmerMod) -> None:
+    s = lmf.allFit(fm1, optimizers=["nloptwrap.NLOPT_LN_BOBYQA", "L-BFGS-B"]).summary()
     p = parse(s._repr_html_())
     status = table(p, "Optimizers")
     assert status[0] == ["", "OK", "messages"]

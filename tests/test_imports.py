@@ -242,6 +242,7 @@ _FORK_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the fresh-process import check forks")
 def test_each_module_imports_alone() -> None:
     env = {**os.environ, "MPLBACKEND": "Agg",

@@ -155,11 +155,12 @@ def test_wald_intervals(fm1: lmf.LmerMod) -> None:
 
 
 @pytest.mark.parametrize(("model", "name", "kw"), [
-    ("sleep", "profile_fm1", {}),
-    ("sleep", "profile_fm1_oldnames_false", {"oldNames": False}),
-    ("sleepML", "profile_fmML", {}),
+    pytest.param("sleep", "profile_fm1", {}, marks=pytest.mark.slow),
+    pytest.param("sleep", "profile_fm1_oldnames_false", {"oldNames": False},
+                 marks=pytest.mark.slow),
+    pytest.param("sleepML", "profile_fmML", {}, marks=pytest.mark.slow),
     ("dye", "profile_dye", {}),
-    ("pen", "profile_pen", {}),
+    pytest.param("pen", "profile_pen", {}, marks=pytest.mark.slow),
 ])
 def test_profile_intervals(model: str, name: str, kw: dict, fm1: lmf.LmerMod) -> None:
     models = {

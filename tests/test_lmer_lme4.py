@@ -124,6 +124,7 @@ def test_same_optimizer_path_as_lme4(case_id: str) -> None:
     assert m.optinfo.feval == ref["feval"]
 
 
+@pytest.mark.slow
 def test_insteval_optimizer_work_like_lme4() -> None:
     """On InstEval the path depends on round-off in the last digits (lme4: 68 steps); the
     number of steps must stay close to lme4's."""

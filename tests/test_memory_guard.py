@@ -24,6 +24,7 @@ def crossed(n: int, n1: int, n2: int) -> pd.DataFrame:
                          "subj": a.astype(str), "item": b[rng.permutation(n)].astype(str)})
 
 
+@pytest.mark.slow
 def test_two_crossed_factors_of_1e5_levels_are_refused_before_allocation() -> None:
     df = crossed(200_000, 100_000, 100_000)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -199,6 +199,7 @@ def test_group_lines_legend_title_and_lines(sleep3: pd.DataFrame) -> None:
 
 # ---- profile and contour --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_profile_zeta_marks_the_interval() -> None:
     dye = lmf.lmer("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff"))
     prof = lmf.profile(dye)
@@ -241,6 +242,7 @@ def test_criterion_contour_names_a_cholesky_element(fm1: lmf.LmerMod) -> None:
     assert ax.get_ylabel().startswith("θ₂ = λ[2,1] of Days | Subject")
 
 
+@pytest.mark.slow
 def test_profile_zeta_wald_tangent() -> None:
     dye = lmf.lmer("Yield ~ 1 + (1 | Batch)", lmf.datasets.load("Dyestuff"))
     prof = lmf.profile(dye)

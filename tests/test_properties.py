@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,12 +139,14 @@ def _check_outcome(formula: str, data: pd.DataFrame, **kwargs: Any) -> None:
     pd.testing.assert_frame_equal(data, before)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(formula=formulas(), data=frames())
 def test_any_formula_and_frame_fits_or_fails_cleanly(formula: str, data: pd.DataFrame) -> None:
     _check_outcome(formula, data)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=frames(), weights=st.sampled_from([None, "x", "z", "g", "s"]),
        offset=st.sampled_from([None, "x", "z", "g", "s"]),
@@ -155,6 +158,7 @@ def test_arguments_fit_or_fail_cleanly(data: pd.DataFrame, weights: Any, offset:
                    na_action=na_action, REML=REML)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(text=st.text(alphabet=st.sampled_from(list("xyg()|~+*:^-/ 01,.[]é%`\"'!")),
                     max_size=40))
@@ -193,6 +197,7 @@ def clean_frames(draw: st.DrawFn) -> pd.DataFrame:
     })
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(formula=valid_formulas(), data=clean_frames())
 def test_valid_formulas_fit_or_fail_cleanly(formula: str, data: pd.DataFrame) -> None:

@@ -118,6 +118,7 @@ def test_reweight_with_zero_weights(case_id: str, engine: str) -> None:
         assert_same_numbers(numbers(problem, theta), numbers(fresh, theta))
 
 
+@pytest.mark.slow
 def test_reweight_from_a_response_that_was_zero_over_levels() -> None:
     """A binary response that is 0 for whole levels (y'WZ zero there), re-weighted with a
     working response that is not: the entries must be in the pattern."""
@@ -187,6 +188,7 @@ def test_reweight_on_the_dense_downdate_path() -> None:
         assert_same_numbers(numbers(problem, np.array(theta)), numbers(fresh, np.array(theta)))
 
 
+@pytest.mark.slow
 def test_make_problem_result_reweights() -> None:
     case, args, factors = model_parts("verbagg")
     problem = make_problem(*args, factors)

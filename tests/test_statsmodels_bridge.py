@@ -16,6 +16,9 @@ from lmeformula.compare import (
     to_statsmodels,
 )
 
+# statsmodels' import alone takes ~0.6 s: the whole bridge runs in CI, not in the quick loop
+pytestmark = pytest.mark.slow
+
 CASES = [
     ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "grouped"),
     ("Reaction ~ Days + (Days || Subject)", "sleepstudy", "grouped"),

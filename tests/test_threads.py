@@ -37,6 +37,7 @@ def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.
     return seen, model
 
 
+@pytest.mark.slow
 def test_small_models_leave_the_callers_threads_alone() -> None:
     # sleepstudy's dense block has order 39: OpenBLAS runs it on one thread by itself, and
     # no scope (no threadpoolctl scan) is entered
@@ -56,6 +57,7 @@ def test_the_policy_runs_mid_sized_blocks_single_threaded_and_restores() -> None
     assert blas_counts() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 def test_control_threads_is_used_during_the_fit_and_the_callers_setting_kept(k: int) -> None:
     with threadpool_limits(limits=3, user_api="blas"):  # the caller's own global setting

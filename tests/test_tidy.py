@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,21 @@ def _fit(formula: str, data: pd.DataFrame, **kw: Any) -> lmf.LmerMod:
         return lmf.lmer(formula, data, **kw)
 
 
-MODELS = {
-    "fm1": _fit("Reaction ~ Days + (Days | Subject)", SS),
-    "pen_ml": _fit("diameter ~ 1 + (1 | plate) + (1 | sample)", lmf.datasets.load("Penicillin"),
-                   REML=False),
-    "weighted": _fit("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", SSW,
-                     weights="w"),
-}
+MODELS = ["fm1", "pen_ml", "weighted"]
+
+
+@cache
+def fitted_model(name: str) -> lmf.LmerMod:
+    """The broom fixtures' models, each fitted once, on first use (not at import)."""
+    if name == "fm1":
+        return _fit("Reaction ~ Days + (Days | Subject)", SS)
+    if name == "pen_ml":
+        return _fit("diameter ~ 1 + (1 | plate) + (1 | sample)", lmf.datasets.load("Penicillin"),
+                    REML=False)
+    assert name == "weighted", name
+    return _fit("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", SSW, weights="w")
+
+
 # estimates move with θ, which agrees with lme4's to the optimizer's tolerance
 TOL = 1e-5
 
@@ -57,7 +66,7 @@ def assert_same(ours: pd.DataFrame, theirs: pd.DataFrame, rtol: float = TOL,
             assert left == right, col
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("name", "kw"), [
     ("tidy", {}),
     ("tidy_fixed", {"effects": "fixed"}),
@@ -69,16 +78,18 @@ def assert_same(ours: pd.DataFrame, theirs: pd.DataFrame, rtol: float = TOL,
     ("tidy_all", {"effects": ["ran_vals", "fixed", "ran_pars"]}),
 ])
 def test_tidy_matches_broom_mixed(model: str, name: str, kw: dict[str, Any]) -> None:
-    assert_same(lmf.tidy(MODELS[model], **kw), r_frame(model, name))
+    assert_same(lmf.tidy(fitted_model(model), **kw), r_frame(model, name))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["fm1", "pen_ml"])
 def test_tidy_profile_intervals(model: str) -> None:
     # profile intervals agree with lme4's to the profile's resolution (as test_inference_lme4)
-    ours = lmf.tidy(MODELS[model], conf_int=True, conf_method="profile")
+    ours = lmf.tidy(fitted_model(model), conf_int=True, conf_method="profile")
     assert_same(ours, r_frame(model, "tidy_profile"), rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tidy_profile_weighted_variance_parameters() -> None:
     # lme4 1.1-31's profile of the fixed effects of this weighted fit is non-monotonic (its own
     # warnings, "bad spline fit ... falling back to linear interpolation") and its intervals are
@@ -86,7 +97,7 @@ def test_tidy_profile_weighted_variance_parameters() -> None:
     # wrong). Compare the variance parameters, which lme4 profiles cleanly, and check that the
     # fixed-effect intervals are close to the Wald intervals, as profile intervals of a
     # linear model's fixed effects are.
-    ours = lmf.tidy(MODELS["weighted"], conf_int=True, conf_method="profile")
+    ours = lmf.tidy(fitted_model("weighted"), conf_int=True, conf_method="profile")
     theirs = r_frame("weighted", "tidy_profile")
     ran = (theirs["effect"] == "ran_pars").to_numpy()
     assert_same(ours[ran], theirs[ran], rtol=1e-3, atol=1e-5)
@@ -96,17 +107,17 @@ def test_tidy_profile_weighted_variance_parameters() -> None:
                                wald.loc[~ran, bounds].to_numpy(float), rtol=2e-2)
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", MODELS)
 def test_glance_matches_broom_mixed(model: str) -> None:
-    ours = lmf.glance(MODELS[model])
+    ours = lmf.glance(fitted_model(model))
     theirs = r_frame(model, "glance")
     assert_same(ours, theirs, rtol=1e-7)
     assert ours["nobs"].dtype == np.int64
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", MODELS)
 def test_augment_matches_broom_mixed(model: str) -> None:
-    ours = lmf.augment(MODELS[model])
+    ours = lmf.augment(fitted_model(model))
     theirs = r_frame(model, "augment")
     # R's model frame names the weights column "(weights)"
     assert_same(ours.rename(columns={"w": "(weights)"}), theirs, rtol=1e-5, atol=1e-7)
@@ -115,7 +126,7 @@ def test_augment_matches_broom_mixed(model: str) -> None:
 def test_augment_hat_values_are_the_hat_matrix_diagonal() -> None:
     # the hat matrix of the penalised fit, built densely: H = W½ A (A'WA + P)⁻¹ A' W½ with
     # A = [ZΛ X] and P = diag(I_q, 0)
-    m = MODELS["weighted"]
+    m = fitted_model("weighted")
     Z = (lmf.getME(m, "Lambdat") @ lmf.getME(m, "Zt")).T.toarray()
     A = np.hstack([Z, lmf.getME(m, "X").to_numpy()])
     w = m.weights
@@ -140,7 +151,7 @@ def test_augment_given_data_and_rows_dropped_for_na() -> None:
 
 
 def test_tidy_options_and_errors() -> None:
-    m = MODELS["fm1"]
+    m = fitted_model("fm1")
     ex = lmf.tidy(m, effects="fixed", exponentiate=True, conf_int=True)
     plain = lmf.tidy(m, effects="fixed", conf_int=True)
     np.testing.assert_allclose(ex["estimate"], np.exp(plain["estimate"]))
@@ -161,8 +172,9 @@ def test_tidy_options_and_errors() -> None:
     assert rc["conf.low"].isna().all()
 
 
+@pytest.mark.slow
 def test_tidy_boot_intervals_are_confint_boot() -> None:
-    m = MODELS["fm1"]
+    m = fitted_model("fm1")
     t = lmf.tidy(m, conf_int=True, conf_method="boot", nsim=20, rng=1)
     ci = lmf.confint(m, method="boot", nsim=20, rng=1)
     np.testing.assert_allclose(t[["conf.low", "conf.high"]].to_numpy(float),
@@ -174,7 +186,7 @@ def test_ddf_method_adds_df_and_p_values() -> None:
     # Wald intervals use t quantiles with those df (lmf.coef_table is lmerTest's table)
     from scipy import stats
 
-    m = MODELS["fm1"]
+    m = fitted_model("fm1")
     table = lmf.coef_table(m, ddf="Satterthwaite")
     t = lmf.tidy(m, effects="fixed", conf_int=True, ddf_method="Satterthwaite")
     assert list(t.columns) == ["effect", "term", "estimate", "std.error", "statistic",
@@ -189,12 +201,13 @@ def test_ddf_method_adds_df_and_p_values() -> None:
                  ddf_method="Satterthwaite")
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
 def test_hat_values_by_the_blockwise_solve_agree(model: str) -> None:
     # the path for many random effects (CL solved by blocks of observations) against the
     # selected-inverse path the fixtures check
     from lmeformula.broom import _hat_values
 
-    m = MODELS[model]
+    m = fitted_model(model)
     np.testing.assert_allclose(_hat_values(m, dense_limit=0, cells=50), _hat_values(m),
                                rtol=1e-10, atol=1e-13)
