@@ -84,6 +84,7 @@ def test_seed_question_three_subjects() -> None:
     assert b == pytest.approx([-44.157, -2.412, 32.863, -0.400, 11.294, 2.812], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_cli_output_into_a_closed_pipe_stops_quietly() -> None:
     # `python -m lmeformula fit ... | head -1`: the reader is gone before the summary is
     # written; the command must end without a BrokenPipeError traceback

@@ -84,6 +84,7 @@ def test_the_model_methods_go_through_the_generics(fm1: LmerMod) -> None:
     assert a._repr_html_() == html.anova_html(a)
 
 
+@pytest.mark.slow
 def test_importing_one_module_registers_the_layouts() -> None:
     # Python runs the package's __init__ (which imports the presentation modules) before any
     # of its modules, so a user importing only lmeformula.mermod gets the printed layouts

@@ -105,7 +105,8 @@ def test_zeta_at_lme4s_points(name: str, par: str) -> None:
     assert ours[0] < -1.5 and ours[1] > 1.5  # the points straddle the 95% cut-offs
 
 
-@pytest.mark.parametrize("name", ["cbpp", pytest.param("cbpp_nagq5", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cbpp", "cbpp_nagq5"])
 def test_profile_of_the_random_effect_sd(name: str) -> None:
     # one parameter profiled, as confint(parm=".sig01") asks lme4 to (Laplace and adaptive
     # quadrature: each profiles its own deviance)
@@ -163,6 +164,7 @@ def test_profile_intervals_match_lme4(name: str) -> None:
         np.testing.assert_allclose(table.to_numpy(), got.to_numpy(), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_profile_names_and_refusals() -> None:
     m = model("cbpp")
     new = lmf.profile(m, which=["sd_(Intercept)|herd"], oldNames=False)
@@ -180,6 +182,7 @@ def test_profile_names_and_refusals() -> None:
         lmf.profile(fit("cbpp_nagq0"), which=[".sig01"])
 
 
+@pytest.mark.slow
 def test_profile_leaves_the_model_untouched() -> None:
     m = quiet_glmer(CBPP, lmf.datasets.load("cbpp"), "binomial")
     before = (m.fixef.copy(), m.ranef()["herd"].copy(), m.fitted().copy(), m.vcov().copy())
@@ -193,6 +196,7 @@ def test_profile_leaves_the_model_untouched() -> None:
 
 # ---- bootstrap --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_boot_intervals_structure_seed_and_jobs() -> None:
     m = model("cbpp")
     a = lmf.confint(m, method="boot", nsim=4, rng=11)
@@ -205,6 +209,7 @@ def test_boot_intervals_structure_seed_and_jobs() -> None:
     assert not np.array_equal(a.to_numpy(), c.to_numpy())
 
 
+@pytest.mark.slow
 def test_boot_statistic_is_lme4s() -> None:
     # binomial: sd on theta's scale and no sigma; Gamma: theta (not theta * sigma), sigma
     m = model("cbpp")
@@ -219,6 +224,7 @@ def test_boot_statistic_is_lme4s() -> None:
     np.testing.assert_array_equal(boots.attrs["t0"].to_numpy(), glmm_boot_statistic(g))
 
 
+@pytest.mark.slow
 def test_bootstrap_refits_a_cbind_response_to_its_draws() -> None:
     # lme4's simulate draws (successes, failures) for a cbind response and bootMer refits to
     # them; simulate here gives proportions, turned back into the two columns for refit
@@ -274,6 +280,7 @@ def test_glmer_progress_counts_both_stages_and_changes_nothing(
     assert plain._glmer_devfun.evaluations == evaluations
 
 
+@pytest.mark.slow
 def test_glmm_profile_and_boot_progress(plain_counter: None,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     m = model("cbpp")

@@ -342,6 +342,7 @@ def test_mkmermod_keeps_lformulas_call(sleepstudy: pd.DataFrame) -> None:
         update(no_data)
 
 
+@pytest.mark.slow
 def test_influence_refits_in_the_calls_syntax(sleepstudy: pd.DataFrame) -> None:
     # the deletion refits re-run the call: a formulaic formula stays formulaic
     from lmeformula import diagnostics as dg
