@@ -38,13 +38,14 @@ def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.
 
 
 @pytest.mark.slow
-def test_small_models_leave_the_callers_threads_alone() -> None:
-    # sleepstudy's dense block has order 39: OpenBLAS runs it on one thread by itself, and
-    # no scope (no threadpoolctl scan) is entered
-    before = blas_counts()
-    seen, _ = fit_recording(None)
-    assert seen and all(counts == before for counts in seen)
-    assert blas_counts() == before
+def test_small_models_run_single_threaded_and_restore() -> None:
+    # sleepstudy's dense block has order 39: one thread (OpenBLAS threads some small
+    # kernels, which collapses on a busy machine), the caller's setting back afterwards
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_counts()
+        seen, _ = fit_recording(None)
+        assert seen and all(counts == [1] * len(before) for counts in seen)
+        assert blas_counts() == before
 
 
 def test_the_policy_runs_mid_sized_blocks_single_threaded_and_restores() -> None:
@@ -85,7 +86,7 @@ def test_policy_threshold_and_scope() -> None:
     # an idle machine gives the caller's threads to moderately large blocks, a busy one not
     assert policy.threads(500, idle=True) is None and policy.threads(499, idle=True) == 1
     assert policy.threads(700, idle=False) == 1
-    assert THREAD_POLICY.threads(40) is None  # OpenBLAS is single-threaded there anyway
+    assert THREAD_POLICY.threads(40) == 1  # small blocks too (OpenBLAS threads some kernels)
     assert THREAD_POLICY.threads(600, idle=True) == 1
     before = blas_counts()
     with blas_threads(None):
@@ -93,6 +94,26 @@ def test_policy_threshold_and_scope() -> None:
     with blas_threads(1):
         assert blas_counts() == [1] * len(before)
     assert blas_counts() == before
+
+
+def test_blas_threads_calls_openblas_directly_where_it_can() -> None:
+    # on Linux the loaded OpenBLAS libraries are found without threadpoolctl's scan; the
+    # counts it reports agree with what the direct calls set
+    import sys
+
+    from lmeformula.pls.threads import _openblas_libraries
+
+    libs = _openblas_libraries()
+    if sys.platform.startswith("linux") and any(
+            d["internal_api"] == "openblas" for d in threadpool_info()):
+        assert libs is not None and len(libs) == len(blas_counts())
+    with threadpool_limits(limits=2, user_api="blas"):
+        with blas_threads(1):
+            assert blas_counts() == [1] * len(blas_counts())
+            with blas_threads(1):  # nested: already there, nothing to change or restore
+                assert blas_counts() == [1] * len(blas_counts())
+            assert blas_counts() == [1] * len(blas_counts())
+        assert blas_counts() == [2] * len(blas_counts())
 
 
 def test_machine_is_idle_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:

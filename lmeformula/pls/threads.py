@@ -13,18 +13,27 @@ with 1 thread (600-800: no gain), and the InstEval fit (block order 1,159) 1.14 
 (:attr:`ThreadPolicy.parallel_order`), or moderately large
 (:attr:`ThreadPolicy.idle_parallel_order`) while the machine has a core to spare (the
 1-minute load average, this process included, at most the core count less one half); there
-it leaves the caller's setting alone (all cores by default). numpy and scipy each bundle their
-own OpenBLAS with its own pool: both are set. The caller's settings are restored when the
-scope ends.
+it leaves the caller's setting alone (all cores by default). Small blocks too: OpenBLAS does
+thread some kernels of small order (``dpotrf`` of order 186 took 14.7 ms with two threads and
+0.38 ms with one at load 9, 2026-12-02), and scipy's L-BFGS-B calls BLAS between evaluations
+(sleepstudy with L-BFGS-B beside two busy loops: 96 ms against 8 ms alone). numpy and scipy
+each bundle their own OpenBLAS with its own pool: both are set. The caller's settings are
+restored when the scope ends.
+
+Where the loaded OpenBLAS libraries can be read off ``/proc/self/maps`` (Linux), their own
+``openblas_get/set_num_threads`` are called directly (microseconds); elsewhere threadpoolctl
+does it (its first use scans every loaded library: ~13 ms once per process).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 __all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "machine_is_idle"]
@@ -43,14 +52,13 @@ class ThreadPolicy:
         From this order on, the caller's setting is kept while the machine is idle
         (:func:`machine_is_idle`).
     unthreaded_order
-        Below this order OpenBLAS's kernels run on one thread by themselves, so no scope is
-        entered (it would cost threadpoolctl's scan of the loaded libraries, ~13 ms once per
-        process: the first small fit took 22-33 ms with it, 8 ms without).
+        Below this order no scope is entered (0: every block gets the policy; OpenBLAS threads
+        small kernels too, see the module's notes).
     """
 
     parallel_order: int = 4000
     idle_parallel_order: int = 1000
-    unthreaded_order: int = 256
+    unthreaded_order: int = 0
 
     def threads(self, order: int, idle: bool | None = None) -> int | None:
         """Threads for a dense block of this order (None: leave the caller's setting);
@@ -76,6 +84,50 @@ def machine_is_idle() -> bool:
 THREAD_POLICY = ThreadPolicy()
 
 
+@dataclass(frozen=True)
+class _OpenBLAS:
+    """One loaded OpenBLAS library's thread-count getter and setter."""
+
+    get: Callable[[], int]
+    set: Callable[[int], None]
+
+
+_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads",
+            "scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_")
+
+
+@lru_cache(maxsize=1)
+def _openblas_libraries() -> tuple[_OpenBLAS, ...] | None:
+    """The loaded OpenBLAS libraries (numpy's and scipy's), read off ``/proc/self/maps``; None
+    where that cannot be done or a library is not recognised (threadpoolctl then)."""
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = sorted({line.split()[-1] for line in maps.splitlines()
+                    if "openblas" in line.rsplit("/", 1)[-1].lower()
+                    and line.split()[-1].startswith("/")})
+    libs = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_LAZY)
+        except OSError:
+            return None
+        found = next(((getattr(lib, name), getattr(lib, name.replace("_set_", "_get_")))
+                      for name in _SETTERS if hasattr(lib, name)
+                      and hasattr(lib, name.replace("_set_", "_get_"))), None)
+        if found is None:
+            return None
+        setter, getter = found
+        setter.argtypes, setter.restype = [ctypes.c_int], None
+        getter.argtypes, getter.restype = [], ctypes.c_int
+        libs.append(_OpenBLAS(get=getter, set=setter))
+    return tuple(libs) if libs else None
+
+
 @lru_cache(maxsize=1)
 def _controller() -> Any:
     """threadpoolctl's view of the loaded BLAS libraries (found once: a scan of the loaded
@@ -93,6 +145,20 @@ def blas_threads(threads: int | None) -> Iterator[None]:
     restoring each library's previous setting afterwards."""
     if threads is None:
         yield
+        return
+    libs = _openblas_libraries()
+    if libs is not None:
+        previous = [lib.get() for lib in libs]
+        if all(count == threads for count in previous):
+            yield
+            return
+        for lib in libs:
+            lib.set(threads)
+        try:
+            yield
+        finally:
+            for lib, count in zip(libs, previous, strict=True):
+                lib.set(count)
         return
     controller = _controller()
     if all(lib.num_threads == threads for lib in controller.lib_controllers):
