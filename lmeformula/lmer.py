@@ -16,7 +16,7 @@ from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lformula_of, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
-from .pls.threads import engine_threads
+from .pls.threads import engine_threads, setup_threads
 from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
@@ -175,8 +175,11 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
              data_name: str | None = None, progress: bool = False) -> LmerMod | LmerDevfun:
     """:func:`lmer` of a checked call (its data a pandas DataFrame): the call is built once,
     by ``lmer`` or ``update``, and the stages and the fitted model share it (``m.call``)."""
-    pf = lformula_of(call)
-    devfun = mkLmerDevfun(pf, start=start)
+    # the structures and cross-products: one BLAS thread on a busy machine (the rank check's
+    # QR of a small X took 6x its time beside two busy loops with OpenBLAS's threads)
+    with setup_threads(call.control.threads):
+        pf = lformula_of(call)
+        devfun = mkLmerDevfun(pf, start=start)
     if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
         return devfun
     ctrl = call.control

@@ -131,3 +131,20 @@ def test_machine_is_idle_reads_the_load_average(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(threads.os, "getloadavg", no_load)
     assert not threads.machine_is_idle()
+
+
+def test_setup_threads_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    # building the structures: one thread on a busy machine, the caller's on an idle one,
+    # control's "threads" whatever the load; the caller's setting back afterwards
+    import lmeformula.pls.threads as threads
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setattr(threads, "machine_is_idle", lambda: False)
+        with threads.setup_threads():
+            assert blas_counts() == [1] * len(blas_counts())
+        with threads.setup_threads(2):
+            assert blas_counts() == [2] * len(blas_counts())
+        monkeypatch.setattr(threads, "machine_is_idle", lambda: True)
+        with threads.setup_threads():
+            assert blas_counts() == [2] * len(blas_counts())
+        assert blas_counts() == [2] * len(blas_counts())

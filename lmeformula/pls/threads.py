@@ -36,7 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "machine_is_idle"]
+__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "machine_is_idle",
+           "setup_threads"]
 
 
 @dataclass(frozen=True)
@@ -173,4 +174,13 @@ def engine_threads(problem: Any, requested: int | None = None) -> Any:
     problem's largest dense block (``problem.dense_order``)."""
     if requested is None:
         requested = THREAD_POLICY.threads(int(getattr(problem, "dense_order", 0)))
+    return blas_threads(requested)
+
+
+def setup_threads(requested: int | None = None) -> Any:
+    """The scope for building a model (frame, X's rank check, cross-products), before the
+    engine's order is known: ``requested`` threads, else one while the machine is busy
+    (:func:`machine_is_idle`), the caller's setting when it is idle."""
+    if requested is None and not machine_is_idle():
+        requested = 1
     return blas_threads(requested)
