@@ -200,16 +200,10 @@ class Family:
         """R's ``family$aic``: -2 log-likelihood (plus 2 for a scale the family estimates)."""
         y, n, mu, wt = (np.asarray(a, float) for a in (y, n, mu, wt))
         if self.family == "binomial":
-            m = n if np.any(n > 1) else wt
-            with np.errstate(divide="ignore", invalid="ignore"):
-                factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-            k = np.round(m * y)
-            size = np.round(m)
+            const, k, rest, factor = binomial_aic_parts(y, n, wt)
             # the binomial log-probability written out (scipy.stats' formula, without its
             # per-call overhead: this runs at every deviance evaluation)
-            logp = (special.gammaln(size + 1) - special.gammaln(k + 1)
-                    - special.gammaln(size - k + 1) + special.xlogy(k, mu)
-                    + special.xlog1py(size - k, -mu))
+            logp = const + special.xlogy(k, mu) + special.xlog1py(rest, -mu)
             return float(-2.0 * np.sum(np.where(factor != 0, factor * logp, 0.0)))
         if self.family == "poisson":
             logp = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
@@ -365,3 +359,16 @@ def get_family(family: str | Family | Callable[[], Family]) -> Family:
             return out
     raise FamilyError(f"invalid family argument: {family!r}")
 
+
+def binomial_aic_parts(y: Array, n: Array, wt: Array,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The μ-free parts of R's ``binomial()$aic``: the log binomial coefficient, successes,
+    failures, and each observation's factor (prior weight over trials; 0 where no trials)."""
+    m = n if np.any(n > 1) else wt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
+    k = np.round(m * y)
+    size = np.round(m)
+    const = (special.gammaln(size + 1) - special.gammaln(k + 1)
+             - special.gammaln(size - k + 1))
+    return const, k, size - k, factor

@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from .errors import FittingError
-from .families import Family
+from .families import Family, binomial_aic_parts
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
 
@@ -170,14 +170,8 @@ class GlmerResponse:
         if parts is None:
             y, n, wt = self.y, self.n, self.weights
             if self.family.family == "binomial":
-                m = n if np.any(n > 1) else wt
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-                k = np.round(m * y)
-                size = np.round(m)
-                const = (special.gammaln(size + 1) - special.gammaln(k + 1)
-                         - special.gammaln(size - k + 1))
-                parts = (const, k, size - k, factor, factor != 0)
+                const, k, rest, factor = binomial_aic_parts(y, n, wt)
+                parts = (const, k, rest, factor, factor != 0)
             else:
                 parts = (special.gammaln(y + 1),)
             self.__dict__["_aic_cache"] = parts
