@@ -224,7 +224,7 @@ class PLSProblem(_AugmentedSystem):
         self._g_order: np.ndarray | None = None
         self._pair_sources: tuple[np.ndarray, np.ndarray] | None = None
         self._gdense: np.ndarray | None = None
-        self._pairs: sp.csr_matrix | None = None
+        self._pairs: sp.csr_matrix | np.ndarray | None = None
         self._diagonal_only: tuple[np.ndarray, np.ndarray, np.ndarray]
         self._cross_products(w)
         idx, ptr, lind = lambda_template(self.terms[1:])
@@ -286,6 +286,8 @@ class PLSProblem(_AugmentedSystem):
                 self._plan_pairs(grouped=False)
             else:
                 ga, gb = self._pair_sources
+                # sources exist only for the sparse pairs plan (one level per group)
+                assert isinstance(self._pairs, sp.csr_matrix)
                 np.multiply(self.G.data[ga], self.G.data[gb], out=self._pairs.data)
         block_of, positions, _ = self._diagonal_only
         rows = positions // (self.m + 1)
@@ -847,10 +849,30 @@ def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int) -> np.ndarray:
 
 
 
+def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: int,
+                 keys: np.ndarray, panel: int = 2048) -> np.ndarray:
+    """C for the downdate when the pairs are too many to list (scalar first term): column
+    g holds, at the keys, the Gram matrix G_g G_gᵀ of the levels in group g (their columns
+    of G, consecutive in ``gc``), formed by dsyrk over dense panels of at most ``panel``
+    levels. Per θ the downdate is then one dense matrix-vector product with the groups'
+    B (the 10⁴ x 10³ crossed design: 10⁸ pairs, ~70 groups of equal counts)."""
+    rows, cols = np.divmod(keys, m)
+    out = np.empty((keys.shape[0], ngroups))
+    starts = np.searchsorted(sorted_group, np.arange(ngroups + 1))
+    for grp in range(ngroups):
+        gram = np.zeros((m, m), order="F")
+        for lo in range(starts[grp], starts[grp + 1], panel):
+            hi = min(lo + panel, starts[grp + 1])
+            dense = np.asfortranarray(gc[:, lo:hi].toarray())
+            gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
+        out[:, grp] = gram[rows, cols]  # keys lie on or above the diagonal
+    return out
+
+
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
                       sources: bool = False,
-                      ) -> tuple[np.ndarray, sp.csr_matrix | None,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | np.ndarray | None,
                                  tuple[np.ndarray, np.ndarray] | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
@@ -884,6 +906,9 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
         if key_order is not None:
             keys = keys[key_order(keys)]
+        if (nc == 1 and total and not sources
+                and keys.shape[0] * ngroups <= _policy().max_group_grams):
+            return keys, _group_grams(gc, sorted_group, ngroups, m, keys), None
         return keys, None, None
     # 32-bit indices where they fit: this is memory-bound work on ~total entries
     small = m * m < 2**31 and gc.nnz < 2**31

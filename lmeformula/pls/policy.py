@@ -38,6 +38,11 @@ class BlockPolicy:
     max_pairs
         Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse
         products instead of a precomputed pairs matrix.
+    max_group_grams
+        When the pairs are too many (above ``max_pairs``) and the first term is scalar, the
+        downdate's matrix C is formed densely, one Gram matrix of G's columns per group of
+        levels with equal A11, if it has at most this many entries (keys x groups; 8 bytes
+        each): per θ one dense matrix-vector product instead of two sparse products.
     key_table
         Up to m² of this size the downdate's keys are indexed through a dense table (else by
         ``unique``).
@@ -52,6 +57,7 @@ class BlockPolicy:
     max_dense_g: int = 50_000_000
     max_gradient_dense_g: int = 200_000_000
     max_pairs: int = 40_000_000
+    max_group_grams: int = 40_000_000
     key_table: int = 50_000_000
     band: int = 128
 
