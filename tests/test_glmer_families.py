@@ -138,8 +138,11 @@ def test_glformula_structures_match_lformula() -> None:
 
 def test_glmer_identity_gaussian_redirects_to_lmer() -> None:
     cb = data_of("cbpp")
-    with pytest.warns(lmf.DeprecatedUsageWarning, match="shortcut to lmer"):
+    # lme4's lmer fit of this model is singular too (the herd variance is estimated at 0)
+    with pytest.warns(lmf.DeprecatedUsageWarning, match="shortcut to lmer"), \
+            pytest.warns(lmf.SingularFitWarning):
         m = lmf.glmer("incidence ~ period + (1 | herd)", cb, family="gaussian")
+    assert m.isSingular()
     assert isinstance(m, lmf.LmerMod) and not isinstance(m, lmf.GlmerMod)
 
 
@@ -271,8 +274,11 @@ def test_pirls_reweights_without_rebuilding_structure(data: str, formula: str,
 def test_proportion_response_without_weights_refused_but_with_weights_fits() -> None:
     cb = data_of("cbpp")
     prop = cb.assign(prop=cb["incidence"] / cb["size"])
-    with pytest.warns(lmf.LmeFormulaWarning, match="non-integer"):
-        lmf.glFormula("prop ~ period + (1 | herd)", prop, "binomial")  # fine as proportions
+    lmf.glFormula("prop ~ period + (1 | herd)", prop, "binomial")  # fine as proportions
+    # the fit warns as R's binomial()$initialize does, and, as one trial each, the
+    # proportions carry almost no information: a singular fit
+    with pytest.warns(lmf.LmeFormulaWarning, match="non-integer"), \
+            pytest.warns(lmf.SingularFitWarning):
         lmf.glmer("prop ~ period + (1 | herd)", prop, "binomial", nAGQ=0)
     m = lmf.glmer("prop ~ period + (1 | herd)", prop, "binomial", weights="size", nAGQ=0)
     assert isinstance(m, lmf.GlmerMod)
