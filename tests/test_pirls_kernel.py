@@ -136,3 +136,15 @@ def test_devfun_with_and_without_kernel_agree(name: str) -> None:
     pars = np.concatenate([theta, with_k.state.beta])
     assert with_k(pars) == pytest.approx(without(pars), rel=1e-11)
     np.testing.assert_allclose(with_k.state.u, without.state.u, rtol=1e-7, atol=1e-9)
+
+
+def test_the_kernels_limits_are_the_engine_policys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from lmeformula.pls import policy
+
+    assert scalar_kernel_fits([20, 5], [1, 1], 2)
+    monkeypatch.setattr(policy, "POLICY",
+                        dataclasses.replace(policy.POLICY, kernel_max_rest_order=7))
+    assert not scalar_kernel_fits([20, 5], [1, 1], 2)  # the rest's order is 5 + 2 + 1 = 8
+    assert scalar_kernel_fits([20, 4], [1, 1], 2)

@@ -30,13 +30,10 @@ import scipy.linalg as la
 import scipy.sparse as sp
 from scipy.linalg import blas
 
+from . import policy
+
 __all__ = ["ScalarPirlsKernel", "scalar_kernel_fits"]
 
-# the kernel is used while the rest's downdate and factorisation stay cheap per step: the
-# flops of the chain's downdate (Σ nl_t m²) and the rest's order
-_MAX_DOWNDATE_WORK = 60_000_000
-_MAX_REST_ORDER = 1_500
-_MAX_CROSS_CELLS = 20_000_000
 
 
 @dataclass
@@ -56,15 +53,16 @@ def scalar_kernel_fits(nls: list[int], ncs: list[int], p: int,
     given)."""
     if not nls or any(nc != 1 for nc in ncs):
         return False
+    limits = policy.POLICY
     chain = _chain_length(codes, nls) if codes is not None else 1
     m = sum(nls[chain:]) + p + 1
-    if m > _MAX_REST_ORDER:
+    if m > limits.kernel_max_rest_order:
         return False
-    if sum(nl * m * m for nl in nls[:chain]) > _MAX_DOWNDATE_WORK:
+    if sum(nl * m * m for nl in nls[:chain]) > limits.kernel_max_downdate_work:
         return False
     cells = sum(nls[t] * nls[r] for t in range(len(nls)) for r in range(chain, len(nls))
                 if r != t)
-    return cells <= _MAX_CROSS_CELLS
+    return cells <= limits.kernel_max_cross_cells
 
 
 def _nested(codes_t: np.ndarray, codes_s: np.ndarray, nl_t: int) -> np.ndarray | None:

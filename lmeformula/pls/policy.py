@@ -46,6 +46,11 @@ class BlockPolicy:
     key_table
         Up to m² of this size the downdate's keys are indexed through a dense table (else by
         ``unique``).
+    kernel_max_rest_order, kernel_max_downdate_work, kernel_max_cross_cells
+        glmer's scalar PIRLS kernel (:mod:`lmeformula.pls.pirls_kernel`) is used while each
+        step stays cheap: the order of its dense block (the terms after the nested chain, X
+        and the response), the flops of the chain's downdate (Σ nl_t m²) and the cells of the
+        cross-products it counts per pair of terms; above any of them the engine's re-weighting.
     band
         Rows per band when block 2's diagonal blocks are copied scaled (cache-sized pieces).
     """
@@ -59,6 +64,9 @@ class BlockPolicy:
     max_pairs: int = 40_000_000
     max_group_grams: int = 40_000_000
     key_table: int = 50_000_000
+    kernel_max_rest_order: int = 1_500
+    kernel_max_downdate_work: int = 60_000_000
+    kernel_max_cross_cells: int = 20_000_000
     band: int = 128
 
 
