@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 import lmeformula as lmf
 from lmeformula.pls import PLSProblem, term_shapes
-from lmeformula.pls import engine as pls_engine
+from lmeformula.pls import policy as pls_policy
 from lmeformula.pls.plans import ScaledBlock, VectorBlock, ZeroBlock, factor_block1
 
 
@@ -31,13 +31,13 @@ def _problem(formula: str, band: int = 128) -> PLSProblem:
     re = pf.reTrms
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in re.terms]
-    old = pls_engine.POLICY
-    pls_engine.POLICY = replace(old, band=band)
+    old = pls_policy.POLICY
+    pls_policy.POLICY = replace(old, band=band)
     try:
         return PLSProblem(re.Zt, pf.X_values, np.asarray(pf.y, float), None,
                           term_shapes(re.terms), factors)
     finally:
-        pls_engine.POLICY = old
+        pls_policy.POLICY = old
 
 
 def test_all_scalar_terms_zero_fill_their_diagonal_blocks() -> None:

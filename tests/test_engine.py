@@ -13,6 +13,7 @@ from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
 import lmeformula as lmf
 from lmeformula.pls import DensePLSProblem, PLSProblem, ScalarTerm, term_shapes
 from lmeformula.pls import engine as pls_engine
+from lmeformula.pls import policy as pls_policy
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 
@@ -125,7 +126,7 @@ def test_dense_engine_quadratic_form_equals_products_by_term(
     term's λ (the dense engine's path when the form would be large): the same criterion,
     one θ at a time and in batches."""
     case, _, quadratic = engines(case_id)
-    monkeypatch.setattr(pls_engine, "POLICY", replace(pls_engine.POLICY, max_quadratic=0))
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, max_quadratic=0))
     _, _, by_term = engines(case_id)
     assert by_term._quadratic is None
     if quadratic.m <= pls_engine.DENSE_LIMIT:  # so do all fixtures the dense engine fits

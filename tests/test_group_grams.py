@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import lmeformula as lmf
-import lmeformula.pls.engine as pls_engine
+import lmeformula.pls.policy as pls_policy
 from lmeformula.modular import LmerDevfun
 
 FORMULA = "y ~ x + (1 | subj) + (1 | item)"
@@ -29,7 +29,7 @@ def crossed(seed: int = 3) -> pd.DataFrame:
 
 
 def devfun(monkeypatch: pytest.MonkeyPatch, **policy: int) -> LmerDevfun:
-    monkeypatch.setattr(pls_engine, "POLICY", dataclasses.replace(pls_engine.POLICY, **policy))
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(pls_policy.POLICY, **policy))
     dev = lmf.lmer(FORMULA, crossed(), devFunOnly=True)
     assert isinstance(dev, LmerDevfun)
     return dev
@@ -63,7 +63,7 @@ def test_reweighting_leaves_the_group_grams(monkeypatch: pytest.MonkeyPatch) -> 
     w = np.random.default_rng(1).uniform(0.5, 2.0, problem.n)
     problem.reweight(w, problem.y)
     assert problem._pairs is None  # the groups of equal A11 no longer hold
-    monkeypatch.setattr(pls_engine, "POLICY", dataclasses.replace(pls_engine.POLICY))
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(pls_policy.POLICY))
     df = crossed()
     fresh = lmf.lmer(FORMULA, df, weights=w, devFunOnly=True)
     assert isinstance(fresh, LmerDevfun)

@@ -29,6 +29,7 @@ from benchmarks.models import crossed, synthetic
 from lmeformula import lFormula
 from lmeformula.datasets import load
 from lmeformula.pls import engine
+from lmeformula.pls import policy as pls_policy
 from lmeformula.pls.terms import term_shapes
 
 MODELS: list[tuple[str, str, str]] = [
@@ -110,7 +111,7 @@ def main() -> None:
         y = np.asarray(pf.y, dtype=float)
         X = pf.X_values
         thetas = list(_thetas(re.theta, re.lower))
-        base = engine.POLICY
+        base = pls_policy.POLICY
         # (label, dense engine, count per level, policy): each path of each engine
         variants = [("blocked", False, True, replace(base, dense_g_fill=2.0)),  # pairs
                     ("blocked_sparse", False, False, base),
@@ -120,7 +121,7 @@ def main() -> None:
                          ("dense_products", True, False, replace(base, max_quadratic=0))]
         result[name] = {}
         for label, dense, by_level, policy in variants:
-            engine.POLICY = policy
+            pls_policy.POLICY = policy
             try:
                 problem: Any
                 if dense:
@@ -133,7 +134,7 @@ def main() -> None:
                 problem.reweight(w, y * 0.9)
                 result[name][label + "_reweighted"] = _record(problem, thetas[:2])
             finally:
-                engine.POLICY = base
+                pls_policy.POLICY = base
         print(name, file=sys.stderr)
     json.dump(result, sys.stdout, indent=1, sort_keys=True)
 

@@ -1,8 +1,11 @@
 """The numeric engine: cross-products once, a blocked Cholesky factor per θ.
 
 Modules: ``terms`` (the term types, one per covariance shape, and the θ <-> λ map; imports no
-engine), ``engine`` (the blocked and dense engines, ``make_problem``), ``plans`` (the blocked
-engine's typed plan for block 2 and its per-θ update, as MixedModels.jl's ``updateL!``),
+engine), ``system`` (what both engines share: the base class, the profiled criterion),
+``crossprod`` (cross-products by counting), ``downdate`` (the blocked engine's downdate plan),
+``engine`` (the blocked engine, ``make_problem``), ``dense`` (the dense engine for small
+systems), ``plans`` (the blocked engine's typed plan for block 2 and its per-θ update, as
+MixedModels.jl's ``updateL!``), ``pirls_kernel`` (glmer's PIRLS step for scalar terms),
 ``protocol`` (what a deviance function needs of an engine), ``threads`` (BLAS threads policy),
 ``memory`` (the dense block's size check), ``policy`` (every size threshold), ``lapack``
 (LAPACK helpers).

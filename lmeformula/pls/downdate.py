@@ -1,0 +1,152 @@
+"""The blocked engine's downdate plan: which entries of G B Gᵀ can be non-zero and the matrix C
+with (G B Gᵀ)[keys] = C vec(B_groups) (pairs of G's entries listed, or per-group Gram
+matrices when the pairs are too many), formed once per model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+
+from .system import _policy
+
+
+def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: int,
+                 keys: np.ndarray, panel: int = 2048) -> np.ndarray:
+    """C for the downdate when the pairs are too many to list (scalar first term): column
+    g holds, at the keys, the Gram matrix G_g G_gᵀ of the levels in group g (their columns
+    of G, consecutive in ``gc``), formed by dsyrk over dense panels of at most ``panel``
+    levels. Per θ the downdate is then one dense matrix-vector product with the groups'
+    B (the 10⁴ x 10³ crossed design: 10⁸ pairs, ~70 groups of equal counts)."""
+    rows, cols = np.divmod(keys, m)
+    out = np.empty((keys.shape[0], ngroups))
+    starts = np.searchsorted(sorted_group, np.arange(ngroups + 1))
+    for grp in range(ngroups):
+        gram = np.zeros((m, m), order="F")
+        for lo in range(starts[grp], starts[grp + 1], panel):
+            hi = min(lo + panel, starts[grp + 1])
+            dense = np.asfortranarray(gc[:, lo:hi].toarray())
+            gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
+        out[:, grp] = gram[rows, cols]  # keys lie on or above the diagonal
+    return out
+
+
+def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
+                      ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
+                      sources: bool = False,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | np.ndarray | None,
+                                 tuple[np.ndarray, np.ndarray] | None]:
+    """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
+    ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
+    (a, b) of the first term, G[i, (l,a)] G[j, (l,b)] B_l[a, b], where levels in the same
+    group (``level_group``) have the same B_l and share a column. Formed once; per θ the
+    downdate is one sparse matrix-vector product. ``key_order`` (optional) orders the
+    distinct keys (a permutation of them); by default they are sorted. ``sources`` (one
+    level per group only): also return, for each stored entry of C, the positions in
+    ``g.data`` of its two factors, so that C's values follow new values of G."""
+    # levels in group order, so that the pairs come out sorted by their column (group)
+    by_group = np.argsort(level_group, kind="stable")
+    sorted_group = level_group[by_group]
+    perm = (by_group[:, None] * nc + np.arange(nc)).ravel()
+    gc = g.tocsc()[:, perm]
+    gc.sort_indices()
+    src = None
+    if sources:  # the same reordering applied to the positions of g's entries
+        gi = sp.csr_matrix((np.arange(1, g.nnz + 1, dtype=float), g.indices, g.indptr),
+                           shape=g.shape).tocsc()[:, perm]
+        gi.sort_indices()
+        src = gi.data.astype(np.int64) - 1
+    seg = gc.indptr[::nc].astype(np.int64)  # level l's entries: seg[l]:seg[l + 1]
+    k = np.diff(seg)
+    # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
+    total = int((k * (k + 1) // 2).sum()) if nc == 1 else int((k * k).sum())
+    if total > _policy().max_pairs or total == 0:
+        # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
+        ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
+        gbg = (ones @ ones.T).tocoo()
+        upper = gbg.row <= gbg.col
+        keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
+        if key_order is not None:
+            keys = keys[key_order(keys)]
+        if (nc == 1 and total and not sources
+                and keys.shape[0] * ngroups <= _policy().max_group_grams):
+            return keys, _group_grams(gc, sorted_group, ngroups, m, keys), None
+        return keys, None, None
+    # 32-bit indices where they fit: this is memory-bound work on ~total entries
+    small = m * m < 2**31 and gc.nnz < 2**31
+    index: type[np.signedinteger[Any]] = np.int32 if small else np.int64
+    rows = gc.indices.astype(index)
+    entry_level = np.repeat(np.arange(nl, dtype=index), k)
+    if nc == 1:
+        # pair (e, f) for each entry e and each later entry f of its level: e's row, value
+        # and group repeated, f's gathered
+        entries = np.arange(rows.shape[0], dtype=index)
+        count = seg[1:][entry_level] - entries  # partners at or after each entry
+        first = (np.cumsum(count) - count).astype(index)
+        r = np.arange(total, dtype=index)
+        r -= np.repeat(first - entries, count)
+        col = np.repeat(sorted_group.astype(index)[entry_level], count)
+        key = np.repeat(rows, count) * index(m)
+        key += rows[r]
+        values = np.repeat(gc.data, count) * gc.data[r]
+        p = np.repeat(entries, count)
+    else:
+        level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
+        first = np.repeat(np.cumsum(k * k) - k * k, k * k)
+        t = np.arange(total, dtype=np.int64) - first
+        kk = k[level]
+        p = seg[level] + t // kk
+        r = seg[level] + t % kk
+        keep = rows[p] <= rows[r]
+        p, r, level = p[keep], r[keep], level[keep]
+        entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
+        col = sorted_group[level] * nc * nc + entry_col[p] * nc + entry_col[r]
+        order = np.argsort(col, kind="stable")
+        p, r, col = p[order], r[order], col[order]
+        key = rows[p] * index(m)
+        key += rows[r]
+        values = gc.data[p] * gc.data[r]
+    keys, key_index = _index_keys(key, m, key_order)
+    # col is non-decreasing, and building CSR keeps each row's entries in that order, so
+    # that the duplicates (a key met by several levels of one group) are summed in it
+    ncol = ngroups * nc * nc
+    pairs = sp.csr_matrix((values, (key_index, col)),
+                          shape=(keys.shape[0], ncol))
+    pairs.sum_duplicates()
+    if src is None:
+        return keys, pairs, None
+    # one level per group: no duplicates, and C's entries are in (key, column) order
+    order = np.lexsort((col, key_index))
+    if order.shape[0] != pairs.nnz:
+        raise AssertionError("duplicate entries in an ungrouped downdate plan")
+    return keys, pairs, (src[p[order]], src[r[order]])
+
+
+def _index_keys(key: np.ndarray, m: int,
+                key_order: Callable[[np.ndarray], np.ndarray] | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (sorted, or in ``key_order`` of the sorted ones) and each key's
+    position among them (a table when m² is small)."""
+    if m * m <= _policy().key_table:
+        present = np.zeros(m * m, dtype=bool)
+        present[key] = True
+        keys = np.flatnonzero(present)
+        if key_order is None:
+            position = np.cumsum(present, dtype=key.dtype)
+            position -= 1
+            return keys, position[key]
+        order = key_order(keys)
+        position = np.empty(m * m, dtype=key.dtype)
+        position[keys[order]] = np.arange(order.shape[0], dtype=key.dtype)
+        return keys[order], position[key]
+    keys, inverse = np.unique(key, return_inverse=True)
+    if key_order is not None:
+        order = key_order(keys)
+        rank = np.empty_like(inverse, shape=order.shape)
+        rank[order] = np.arange(order.shape[0], dtype=rank.dtype)
+        return keys[order], rank[inverse]
+    keys, inverse = np.unique(key, return_inverse=True)
+    return keys, inverse
