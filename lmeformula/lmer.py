@@ -315,16 +315,12 @@ def update_formula(old: str, new: str) -> str:
         if isinstance(node, Paren):
             return Paren(sub(node.expr, dot))
         if isinstance(node, Call):
-            # R's ExpandDots also reaches into calls (log(.) ~ .), with no parentheses
-            # added: an argument is delimited already
-            inner = dot.expr if isinstance(dot, Paren) else dot
-            return Call(node.fn, tuple((k, _unparen(sub(v, dot), inner)) for k, v in node.args))
-        return node
-
-    def _unparen(node: Node, inner: Node | None) -> Node:
-        # a "." standing alone as an argument gets the old side itself, unparenthesised
-        if isinstance(node, Paren) and inner is not None and node.expr is inner:
-            return inner
+            # R's ExpandDots also reaches into calls (log(.) ~ .); a "." standing alone as an
+            # argument gets the old side as it is, no parentheses added (the argument is
+            # delimited already)
+            return Call(node.fn, tuple(
+                (k, dot if dot is not None and isinstance(v, Name) and v.id == "."
+                 else sub(v, dot)) for k, v in node.args))
         return node
 
     def sub(node: Node, dot: Node | None) -> Node:

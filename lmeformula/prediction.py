@@ -432,13 +432,13 @@ def _se_fit_glmm(m: FactoredModel, X: np.ndarray, which: list[int], newdata: pd.
     from scipy.sparse.linalg import spsolve_triangular
 
     re = m.lformula.reTrms
+    n, p, q = _dims(m)
     xt = np.asarray(X, float).T
     if which:
-        q = m.lformula.reTrms.Zt.shape[0]
-        if q + m.lformula.X_values.shape[1] > 5000:
+        if q + p > 5000:
             raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
         if newdata is None:
-            ztsel = np.zeros((q, m.lformula.X_values.shape[0]))
+            ztsel = np.zeros((q, n))
             for i in which:
                 ztsel[re.Gp[i] : re.Gp[i + 1]] = re.Ztlist[re.terms[i].key].toarray()
         else:
@@ -449,7 +449,7 @@ def _se_fit_glmm(m: FactoredModel, X: np.ndarray, which: list[int], newdata: pd.
         ssq = (a * a).sum(axis=0)
     else:
         ssq = np.zeros(xt.shape[1])
-    if m.lformula.X_values.shape[1]:
+    if p:
         bpart = np.linalg.solve(m.RX().T, xt)
         ssq = ssq + (bpart * bpart).sum(axis=0)
     return np.asarray(m.sigma * np.sqrt(ssq))
