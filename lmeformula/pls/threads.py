@@ -52,20 +52,16 @@ class ThreadPolicy:
     idle_parallel_order
         From this order on, the caller's setting is kept while the machine is idle
         (:func:`machine_is_idle`).
-    unthreaded_order
-        Below this order no scope is entered (0: every block gets the policy; OpenBLAS threads
-        small kernels too, see the module's notes).
     """
 
     parallel_order: int = 4000
     idle_parallel_order: int = 1000
-    unthreaded_order: int = 0
 
     def threads(self, order: int, idle: bool | None = None) -> int | None:
         """Threads for a dense block of this order (None: leave the caller's setting);
         ``idle`` says whether the machine has a core to spare (measured when None and the
         order makes it matter)."""
-        if order < self.unthreaded_order or order >= self.parallel_order:
+        if order >= self.parallel_order:
             return None
         if order >= self.idle_parallel_order and (machine_is_idle() if idle is None else idle):
             return None
