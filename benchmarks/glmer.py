@@ -77,7 +77,7 @@ def time_lmeformula(formula: str, family: str, data: pd.DataFrame, runs: int) ->
     # one PIRLS step alone (the second stage's, β fixed): the scalar kernel's step where the
     # model has one, else the engine's re-weight, factor and solve; BLAS on one thread, as
     # in the fit
-    from lmeformula.glmer import _single_threaded_blas
+    from lmeformula.pls.threads import blas_threads
 
     w, z = dev.resp.working()
     theta = m.theta.to_numpy()
@@ -91,7 +91,7 @@ def time_lmeformula(formula: str, family: str, data: pd.DataFrame, runs: int) ->
             problem.reweight(w, z)
             problem.solve(problem.factor(theta))
 
-    with _single_threaded_blas():
+    with blas_threads(1):
         reps = 20
         best = float("inf")
         for _ in range(5):

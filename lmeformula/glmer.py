@@ -10,7 +10,6 @@ finite-difference derivatives over (θ, β) and the convergence checks.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from .glmodular import glFormula
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
+from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
 from .validate import check_flag
 
@@ -152,22 +152,6 @@ def _check_boundary(devfun: GlmerDevfun, par: np.ndarray, fval: float,
     return par0, devfun(par0)
 
 
-def _single_threaded_blas() -> Any:
-    """Limit BLAS to one thread while fitting where threadpoolctl is installed: PIRLS
-    factors small matrices thousands of times, where BLAS threads only wait on each other
-    (on a loaded machine, ten times slower: ``dpotrf`` at order 186 took 14.7 ms with two
-    threads against 0.38 ms with one, 2026-12-01, load average 9). The engine's scope is
-    used: it finds the loaded libraries once per process (threadpoolctl's own
-    ``threadpool_limits`` scans them at every call, 1-16 ms)."""
-    try:
-        import threadpoolctl  # noqa: F401
-    except ImportError:  # optional
-        return contextlib.nullcontext()
-    from .pls.threads import blas_threads
-
-    return blas_threads(1)
-
-
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -230,7 +214,9 @@ def glmer(
     """
     check_flag(progress, "progress")
     data = as_pandas(data)  # polars, pyarrow, dicts...: converted once, here (as lmer does)
-    with _single_threaded_blas(), progress_bar(None, "glmer evaluations", progress) as bar:
+    # one BLAS thread: PIRLS factors small matrices thousands of times, where BLAS threads
+    # only wait on each other (dpotrf at order 186, load 9: 14.7 ms with two, 0.38 ms with one)
+    with blas_threads(1), progress_bar(None, "glmer evaluations", progress) as bar:
         return _glmer(formula, data, family, nAGQ, weights, offset, control, start, na_action,
                       subset, contrasts, mustart, devFunOnly, data_name, syntax,
                       bar if progress else None)
@@ -404,7 +390,7 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
         raise LmeFormulaError("NA/NaN/Inf in 'y'")
     pf2 = dataclasses.replace(pf, y=y)
     ctrl = m.glmer_control or GlmerControl()
-    with _single_threaded_blas():
+    with blas_threads(1):  # as in glmer()
         devfun = GlmerDevfun(pf2, m.family, 0, ctrl.tolPwrss)
         opt = optimizeGlmer(devfun, ctrl.optimizer[0], np.asarray(m.theta, float),
                             boundary_tol=ctrl.boundary_tol if m.nAGQ == 0 else 0.0,
