@@ -117,3 +117,14 @@ SLOW_CASES = frozenset(c for c in CASE_IDS if _case_rows(c) > SLOW_ROWS)
 # warns). Every other case is marked slow by conftest.py: CI runs all of them.
 QUICK_CASES = frozenset({"sleepstudy_slope", "penicillin", "sim_weights", "mm_05", "mm_12",
                          "sim_chargroup", "sim_nlev5_warning"})
+
+
+def dense_g_crossed(seed: int = 7, n: int = 3000) -> tuple[pd.DataFrame, np.random.Generator]:
+    """A crossed design, ``y ~ x + (x | g1) + (1 | g2)`` with 40 x 25 levels over n rows,
+    whose G is dense (the engine's BLAS downdate), and the generator, left where the data
+    leave it, for anything else a test draws."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"g1": rng.integers(0, 40, n).astype(str),
+                       "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
+    df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
+    return df, rng

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
+from cases import CASE_IDS, as_float_array, case_data, case_kwargs, dense_g_crossed, load_case
 
 import lmeformula as lmf
 from lmeformula.pls import DensePLSProblem, PLSProblem, ScalarTerm, term_shapes
@@ -67,13 +67,7 @@ def test_blocked_and_dense_engines_agree(case_id: str) -> None:
 
 def test_dense_downdate_path_on_a_crossed_design() -> None:
     """Large crossed designs make G dense; the BLAS downdate must agree with the others."""
-    import pandas as pd
-
-    rng = np.random.default_rng(7)
-    n = 3000
-    df = pd.DataFrame({"g1": rng.integers(0, 40, n).astype(str),
-                       "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
-    df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
+    df, _ = dense_g_crossed()
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
     shapes = term_shapes(pf.reTrms.terms)
     args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, shapes)

@@ -8,7 +8,7 @@ from functools import cache
 
 import numpy as np
 import pytest
-from cases import CASE_IDS, as_float_array, case_data, case_kwargs, load_case
+from cases import CASE_IDS, as_float_array, case_data, case_kwargs, dense_g_crossed, load_case
 
 import lmeformula as lmf
 from lmeformula.errors import ModelFrameError
@@ -167,13 +167,8 @@ def test_reweight_without_fixed_effects(engine: str) -> None:
 
 def test_reweight_on_the_dense_downdate_path() -> None:
     """A crossed design whose G is dense (the BLAS downdate)."""
-    import pandas as pd
-
-    rng = np.random.default_rng(7)
-    n = 3000
-    df = pd.DataFrame({"g1": rng.integers(0, 40, n).astype(str),
-                       "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
-    df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
+    df, rng = dense_g_crossed()
+    n = len(df)
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
     factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                for t in pf.reTrms.terms]
