@@ -131,6 +131,17 @@ def _take(value: Value, rows: np.ndarray) -> Value:
     return np.asarray(value)[rows]
 
 
+def extra_columns(weights: Any, offset: Any, data: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The model frame's ``(weights)`` and ``(offset)`` columns, those given (R's model.frame
+    adds them under these names), each checked as a numeric vector of the data's length."""
+    extras: dict[str, np.ndarray] = {}
+    if weights is not None:
+        extras["(weights)"] = _vector_argument(weights, data, "weights")
+    if offset is not None:
+        extras["(offset)"] = _vector_argument(offset, data, "offset")
+    return extras
+
+
 def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
     if isinstance(arg, str):
         if arg not in data.columns:
@@ -213,11 +224,7 @@ def model_frame(
     for node in nodes:
         values[deparse(node)] = evaluate(node, columns, n, state)
 
-    extras: dict[str, np.ndarray] = {}
-    if weights is not None:
-        extras["(weights)"] = _vector_argument(weights, data, "weights")
-    if offset is not None:
-        extras["(offset)"] = _vector_argument(offset, data, "offset")
+    extras = extra_columns(weights, offset, data)
 
     keep = np.ones(n, dtype=bool)
     if subset is not None:

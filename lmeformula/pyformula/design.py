@@ -57,8 +57,8 @@ from ..frame import (
     _LazyColumns,
     _subset_mask,
     _take,
-    _vector_argument,
     check_response,
+    extra_columns,
     na_mask,
 )
 from ..modelmatrix import XAttrs
@@ -280,11 +280,7 @@ def formulaic_frame(
 
     # rows: the subset, then missing grouping values, weights and offsets; formulaic drops
     # the rows missing in the materialised parts below (all parts at once)
-    extras: dict[str, np.ndarray] = {}
-    if weights is not None:
-        extras["(weights)"] = _vector_argument(weights, data, "weights")
-    if offset is not None:
-        extras["(offset)"] = _vector_argument(offset, data, "offset")
+    extras = extra_columns(weights, offset, data)
     in_subset = np.ones(n, dtype=bool)
     if subset is not None:
         in_subset = _subset_mask(subset, _LazyColumns(data), n)
