@@ -286,8 +286,7 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     re = pf.reTrms
     shapes = term_shapes(re.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-               for t in re.terms]
+    factors = re.level_factors()
     problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors,
                            names=[t.name for t in re.terms])
     if isinstance(start, Mapping):

@@ -253,8 +253,7 @@ class GlmerDevfun:
         self.resp = GlmerResponse(family, y, ntot, w, base.copy())
         shapes = term_shapes(re.terms)
         self.shapes = shapes
-        factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-                   for t in re.terms]
+        factors = re.level_factors()
         self.Zt = re.Zt
         self._factors = factors
         self._Z = re.Zt.T.tocsr()

@@ -206,6 +206,12 @@ class ReTrms:
     terms: list[ReTerm] = field(repr=False)
     ord: np.ndarray = field(repr=False)
 
+    def level_factors(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each term's level codes (int64) and model matrix X_i (float), in Zt's order: what
+        the engine counts its cross-products from."""
+        return [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
+                for t in self.terms]
+
     # Ztlist, Lambdat and Lind are built on first access: a fit needs Zt, theta and lower
     @cached_property
     def Ztlist(self) -> dict[str, sp.csc_matrix]:

@@ -29,8 +29,7 @@ def _data(seed: int = 3) -> pd.DataFrame:
 def _problem(formula: str, band: int = 128) -> PLSProblem:
     pf = lmf.lFormula(formula, _data())
     re = pf.reTrms
-    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-               for t in re.terms]
+    factors = re.level_factors()
     old = pls_policy.POLICY
     pls_policy.POLICY = replace(old, band=band)
     try:

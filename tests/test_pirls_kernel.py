@@ -58,8 +58,7 @@ def _pieces(formula: str) -> tuple[object, list[np.ndarray], list[np.ndarray], l
 def _engine(pf: object, X: np.ndarray, w: np.ndarray, z: np.ndarray, theta: np.ndarray,
             ) -> tuple[float, np.ndarray, np.ndarray]:
     re = pf.reTrms  # type: ignore[attr-defined]
-    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-               for t in re.terms]
+    factors = re.level_factors()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # log|W| of zero weights (not used here)
         problem = make_problem(re.Zt, X, z, w, term_shapes(re.terms), factors)

@@ -35,8 +35,7 @@ def model_parts(case_id: str) -> tuple[dict, tuple, list]:
         pf = lmf.lFormula(case["formula"], case_data(case), **case_kwargs(case))
     shapes = term_shapes(pf.reTrms.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-               for t in pf.reTrms.terms]
+    factors = pf.reTrms.level_factors()
     return case, (pf.reTrms.Zt, pf.X_values, y, pf.weights, shapes), factors
 
 
@@ -170,8 +169,7 @@ def test_reweight_on_the_dense_downdate_path() -> None:
     df, rng = dense_g_crossed()
     n = len(df)
     pf = lmf.lFormula("y ~ x + (x | g1) + (1 | g2)", df)
-    factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-               for t in pf.reTrms.terms]
+    factors = pf.reTrms.level_factors()
     shapes = [VectorTerm(40, 2, 0), ScalarTerm(25, 3)]
     problem = PLSProblem(pf.reTrms.Zt, pf.X_values, pf.y, None, shapes, factors)
     assert problem._gdense is not None

@@ -106,8 +106,7 @@ def main() -> None:
         pf = lFormula(formula, _data(data))
         re = pf.reTrms
         shapes = term_shapes(re.terms)
-        factors = [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
-                   for t in re.terms]
+        factors = re.level_factors()
         y = np.asarray(pf.y, dtype=float)
         X = pf.X_values
         thetas = list(_thetas(re.theta, re.lower))
