@@ -53,7 +53,13 @@ class LmerControl:
         (the default) follows lme4 >= 1.1-38: only when n < 1e4 and there are fewer than 10
         covariance parameters; lme4 1.1-31 always computed them (``calc_derivs=True``).
     check_conv_grad, check_conv_singular, check_conv_hess
-        ``(action, tol)`` of the convergence checks.
+        ``(action, tol)`` of the convergence checks. As in lme4, each may be given as a
+        dict ``{"action": ..., "tol": ...}`` (lme4's ``.makeCC``); ``check.conv.grad``'s dict
+        may also hold ``"relTol"``.
+    check_conv_grad_relTol
+        lme4's ``check.conv.grad$relTol``: when set, also warn when the largest gradient
+        relative to its parameter, ``max|grad / par|``, exceeds it (off by default, as in
+        lme4).
     threads
         BLAS/LAPACK threads for the engine during the fit (numpy's and scipy's pools); None
         (the default) for the engine's policy: one thread unless its dense block is large
@@ -77,6 +83,7 @@ class LmerControl:
     check_conv_grad: tuple[str, float] = ("warning", 2e-3)
     check_conv_singular: tuple[str, float] = ("message", 1e-4)
     check_conv_hess: tuple[str, float] = ("warning", 1e-6)
+    check_conv_grad_relTol: float | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -94,6 +101,8 @@ class LmerControl:
             check_flag(self.restart_edge, name.replace("_", "."))
         check_flag(self.calc_derivs, "calc.derivs", allow_none=True)
         check_number(self.boundary_tol, "boundary.tol", lower=0)
+        if self.check_conv_grad_relTol is not None:
+            check_number(self.check_conv_grad_relTol, "check.conv.grad$relTol", lower=0)
         if not isinstance(self.optCtrl, Mapping):
             raise ArgumentError("optCtrl must be a dict of optimizer options")
 
@@ -140,6 +149,8 @@ def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
             value = (value, default[1])
         elif name.startswith("check_conv_") and isinstance(value, Mapping):
             default = getattr(LmerControl(), name)
+            if name == "check_conv_grad" and value.get("relTol") is not None:
+                values["check_conv_grad_relTol"] = value["relTol"]
             value = (value.get("action", default[0]), value.get("tol", default[1]))
         values[name] = value
     return replace(LmerControl(), **values)

@@ -61,10 +61,12 @@ class Lme4Conv:
         The checks' messages, in the order they were raised (empty when all passed).
     code
         lme4's codes of the checks that failed: -1 (gradient too large, or not scalable),
-        -5 (gradient has NAs), -3 (Hessian with negative eigenvalues), -4 (singular
-        Hessian), 2 or 3 (nearly unidentifiable: very large eigenvalue, large eigenvalue
-        ratio); a Hessian check's code replaces the gradient's, as in lme4. Empty where lme4
-        has none (all passed, or a singular fit, which lme4 reports by its message only).
+        -2 (relative gradient too large, when ``relTol`` is set), -5 (gradient has NAs),
+        -3 (Hessian with negative eigenvalues), -4 (singular Hessian), -6 (non-finite
+        Hessian), 2 and/or 3 (nearly unidentifiable: very large eigenvalue, large
+        eigenvalue ratio); a Hessian check's codes replace the gradient's, as in lme4. Empty
+        where lme4 has none (all passed, or a singular fit, which lme4 reports by its
+        message only).
     """
 
     messages: tuple[str, ...] = ()
@@ -307,9 +309,15 @@ def _emit(action: str, message: str, category: type[Warning]) -> None:
 
 def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
                ctrl: LmerControl) -> Lme4Conv:
-    """lme4's ``checkConv``: singular fit first, then gradient and Hessian checks."""
-    messages: list[str] = []
-    code: tuple[int, ...] = ()
+    """lme4 1.1-31's ``checkConv``: singular fit first, then gradient and Hessian checks.
+
+    ``lower`` is lme4's ``lbound``, the bounds of every optimised parameter. For a GLMM's
+    second stage it covers β too (``-inf``), as lme4's ``updateGlmerDevfun`` extends it, so
+    lme4's separate fixed-effect Hessian check (run only when there are more parameters
+    than bounds) never runs there, and does not here. Warnings are raised as lme4 raises
+    them (one per check, a Hessian check's messages joined by ``;``); "Gradient contains
+    NAs" is recorded without a warning, as lme4 does.
+    """
     action, tol = ctrl.check_conv_singular
     if np.any(par[lower == 0] < tol):
         msg = "boundary (singular) fit: see help('isSingular')"
@@ -319,52 +327,90 @@ def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
         return Lme4Conv()
     g, h = derivs["gradient"], derivs["Hessian"]
     if np.isnan(g).any():
-        msg = "Gradient contains NAs"
-        _emit(ctrl.check_conv_grad[0], msg, ConvergenceWarning)
-        return Lme4Conv((msg,), (-5,))
-    g_action, g_tol = ctrl.check_conv_grad
+        return Lme4Conv(("Gradient contains NAs",), (-5,))
+    messages, code = _check_gradient(g, h, par, ctrl)
+    h_action, h_tol = ctrl.check_conv_hess
+    if h_action != "ignore":
+        hess_code, hess_messages = check_hess(h, h_tol)
+        if hess_messages:
+            code = hess_code
+            messages = [*messages, *hess_messages]
+            _emit(h_action, ";".join(hess_messages), ConvergenceWarning)
+    return Lme4Conv(tuple(messages), code)
+
+
+def _check_gradient(g: np.ndarray, h: np.ndarray, par: np.ndarray,
+                    ctrl: LmerControl) -> tuple[list[str], tuple[int, ...]]:
+    """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor,
+    each component the smaller of scaled and raw, against ``tol``; then, when ``relTol`` is
+    set, ``max|grad / par|`` against it (its message replaces the first, as in lme4)."""
+    action, tol = ctrl.check_conv_grad
+    if action == "ignore":
+        return [], ()
+    messages: list[str] = []
+    code: tuple[int, ...] = ()
     try:
-        r = np.linalg.cholesky(h).T
-        scgrad = np.linalg.solve(r, g)
+        scgrad: np.ndarray | None = np.linalg.solve(np.linalg.cholesky(h).T, g)
     except np.linalg.LinAlgError:
         scgrad = None
     if scgrad is None or np.isnan(scgrad).any():
-        msg = "unable to evaluate scaled gradient"
-        _emit(g_action, msg, ConvergenceWarning)
-        messages.append(msg)
-        code = (-1,)
+        messages, code = ["unable to evaluate scaled gradient"], (-1,)
     else:
         mingrad = float(np.max(np.minimum(np.abs(scgrad), np.abs(g))))
-        if mingrad > g_tol:
-            msg = (f"Model failed to converge with max|grad| = {mingrad:.6g} "
-                   f"(tol = {g_tol:g}, component 1)")
-            _emit(g_action, msg, ConvergenceWarning)
-            messages.append(msg)
+        if mingrad > tol:
+            # lme4 names which.max() of the maximum itself: always component 1
+            messages = [f"Model failed to converge with max|grad| = {mingrad:.6g} "
+                        f"(tol = {tol:g}, component 1)"]
             code = (-1,)
-    h_action, h_tol = ctrl.check_conv_hess
-    if h_action != "ignore":
-        eig = np.linalg.eigvalsh(h)
-        hess_msg: str | None = None
-        if np.any(eig < -h_tol):
-            hess_msg = ("Model failed to converge: degenerate  Hessian with "
-                        f"{int(np.sum(eig < -h_tol))} negative eigenvalues")
-            hess_code = -3
-        elif np.any(np.abs(eig) < h_tol) or scgrad is None:
-            hess_msg = " Hessian is numerically singular: parameters are not uniquely determined"
-            hess_code = -4
-        elif eig.max() * h_tol > 1:
-            hess_msg = ("Model is nearly unidentifiable: very large eigenvalue\n"
+    if messages:
+        _emit(action, messages[0], ConvergenceWarning)
+    rel_tol = ctrl.check_conv_grad_relTol
+    if rel_tol is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            max_rel = float(np.max(np.abs(g / par)))
+        if max_rel > rel_tol:
+            messages = [f"Model failed to converge with max|relative grad| = {max_rel:.6g} "
+                        f"(tol = {rel_tol:g})"]
+            code = (-2,)
+            _emit(action, messages[0], ConvergenceWarning)
+    return messages, code
+
+
+def check_hess(h: np.ndarray, tol: float, hesstype: str = "") -> tuple[tuple[int, ...],
+                                                                       list[str]]:
+    """lme4's ``checkHess``: the codes and messages of a Hessian's eigenvalue checks.
+
+    Negative eigenvalues (-3); a numerically singular Hessian, by a near-zero eigenvalue or
+    a failed Cholesky factorisation (-4); otherwise a very large eigenvalue (2) and a large
+    eigenvalue ratio (3), both reported when both hold; non-finite entries (-6). No
+    messages when all pass."""
+    if not np.all(np.isfinite(h)):
+        return (-6,), ["Problem with Hessian check (infinite or missing values?)"]
+    evd = np.linalg.eigvalsh(h)
+    negative = int(np.sum(evd < -tol))
+    if negative:
+        # R's paste() puts a space on each side of an empty hesstype
+        return (-3,), [" ".join(["Model failed to converge:", "degenerate", hesstype,
+                                 f"Hessian with {negative} negative eigenvalues"])]
+    try:
+        np.linalg.cholesky(h)
+        factored = True
+    except np.linalg.LinAlgError:
+        factored = False
+    if np.any(np.abs(evd) < tol) or not factored:
+        return (-4,), [" ".join([hesstype, "Hessian is numerically singular: parameters are "
+                                           "not uniquely determined"])]
+    codes: list[int] = []
+    messages: list[str] = []
+    if evd.max() * tol > 1:
+        codes.append(2)
+        messages.append("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")
-            hess_code = 2
-        elif eig.min() / eig.max() < h_tol:
-            hess_msg = ("Model is nearly unidentifiable: large eigenvalue ratio\n"
+    if evd.min() / evd.max() < tol:
+        codes.append(3)
+        messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n"
                         " - Rescale variables?")
-            hess_code = 3
-        if hess_msg:
-            _emit(h_action, hess_msg, ConvergenceWarning)
-            messages.append(hess_msg)
-            code = (hess_code,)
-    return Lme4Conv(tuple(messages), code)
+    return tuple(codes), messages
 
 
 def _checked_start(fn: Objective) -> Objective:
