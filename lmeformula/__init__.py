@@ -75,5 +75,11 @@ __all__ = [
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals
 
 __all__ += ["cooks_distance", "hatvalues", "icc", "influence", "r2_nakagawa", "simulate_residuals"]
+# the records a fitted model hands back (m.call, getME(m, "devcomp"), m.optinfo), for type hints
+from .call import ModelCall  # noqa: E402
+from .devcomp import DevComp  # noqa: E402
+from .optimize import Derivs, Lme4Conv, OptResult  # noqa: E402
+
+__all__ += ["Derivs", "DevComp", "Lme4Conv", "ModelCall", "OptResult"]
 # the presentation layer registers the printed and HTML layouts (see lmeformula.generics)
 from . import glmerprint, html, printing  # noqa: E402, F401
