@@ -10,7 +10,7 @@ optimum (steps of ζ = sign·sqrt(deviance - minimum) of about ``cutoff/8``, lme
 ``nextpar``) while the others are re-optimised from the previous point's values, with the fit's
 second-stage optimizer (lme4's Nelder-Mead unless the fit used BOBYQA) and its default
 controls, as lme4 reuses ``fitted@optinfo$optimizer``. The intervals then come from the same
-inverse-spline code as a linear mixed model's (:class:`lmeformula.inference.Profile`).
+inverse-spline code as a linear mixed model's (:class:`lmeformula.profiling.Profile`).
 
 Families with a scale parameter (Gamma, inverse Gaussian) are refused with lme4's message.
 """
@@ -30,17 +30,17 @@ from scipy import stats
 
 from .errors import FittingError, LmeFormulaError, LmeFormulaWarning
 from .glmermod import GlmerMod
-from .inference import (
+from .mermod import LmerMod
+from .profiling import (
     Profile,
-    _bobyqa,
-    _fill,
-    _points,
-    _term_sizes,
+    bounded_bobyqa,
+    fill_profile,
     parameter_names,
+    profile_points,
     sdcor_from_theta,
+    term_sizes,
     theta_from_sdcor,
 )
-from .mermod import LmerMod
 from .progress import progress_bar
 from .validate import check_number
 
@@ -55,7 +55,7 @@ _BASE_MATCH_TOL = 1e-5
 def glmm_boot_statistic(m: GlmerMod) -> np.ndarray:
     """lme4's ``bootFun`` of ``confint.merMod`` for a GLMM: standard deviations and
     correlations on θ's scale (not multiplied by σ), σ when the family has a scale, then β."""
-    sd = sdcor_from_theta(np.asarray(m.theta, float), _term_sizes(m), 1.0)[:-1]
+    sd = sdcor_from_theta(np.asarray(m.theta, float), term_sizes(m), 1.0)[:-1]
     scale = [m.sigma] if m.use_scale else []
     return np.concatenate([sd, scale, m.beta])
 
@@ -83,7 +83,7 @@ def glmm_devfun2(m: GlmerMod) -> Callable[[np.ndarray], float]:
         raise LmeFormulaError("profiles of a glmer fit need nAGQ >= 1: with nAGQ = 0 the "
                               "deviance is not a function of the fixed effects")
     devfun = copy.deepcopy(m._glmer_devfun)
-    sizes = _term_sizes(m)
+    sizes = term_sizes(m)
     ntheta = len(m.theta)
 
     def dev2(pars: np.ndarray) -> float:
@@ -134,12 +134,12 @@ def profile_glmm(m: GlmerMod, which: list[str] | None = None, alphamax: float = 
             pw = opt[w]
             shift = 1e-3 if pw == 0 else pw * 1.01
             zshift = zeta_at(shift)
-            up = _fill([(pw, 0.0), (shift, zshift)], lower[w], upper[w], zeta_at, cutoff,
+            up = fill_profile([(pw, 0.0), (shift, zshift)], lower[w], upper[w], zeta_at, cutoff,
                        delta)
             restart()
-            down = (_fill([(shift, zshift), (pw, 0.0)], lower[w], upper[w], zeta_at, cutoff,
+            down = (fill_profile([(shift, zshift), (pw, 0.0)], lower[w], upper[w], zeta_at, cutoff,
                           delta) if pw > lower[w] else [])
-            points[names[w]] = _points(up + down)
+            points[names[w]] = profile_points(up + down)
             bounds_lo[names[w]], bounds_hi[names[w]] = lower[w], upper[w]
             bar.update(1)
     return Profile(points, bounds_lo, bounds_hi)
@@ -162,7 +162,7 @@ def _zeta_function(dev2: Callable[[np.ndarray], float], opt: np.ndarray, w: int,
             return dev2(pars)
 
         try:
-            x, fval = _bobyqa(fn, state["start"], lower[others], upper[others])
+            x, fval = bounded_bobyqa(fn, state["start"], lower[others], upper[others])
         except (FittingError, ArithmeticError, np.linalg.LinAlgError, nlopt.RoundoffLimited):
             fval = math.nan
         if not math.isfinite(fval):
@@ -206,7 +206,7 @@ def _setup(m: GlmerMod, oldNames: bool) -> tuple[Callable[[np.ndarray], float], 
         raise LmeFormulaError("can't (yet) profile GLMMs with non-fixed scale parameters")
     dev2 = glmm_devfun2(m)
     names = parameter_names(m, oldNames)
-    opt = np.concatenate([sdcor_from_theta(np.asarray(m.theta, float), _term_sizes(m),
+    opt = np.concatenate([sdcor_from_theta(np.asarray(m.theta, float), term_sizes(m),
                                            1.0)[:-1], m.beta])
     base = -2.0 * m.logLik().value
     if not abs(dev2(opt) - base) <= _BASE_MATCH_TOL * abs(base):

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .allfit import AllFitSummary
+from .anovatable import AnovaTable
 from .generics import show_html
-from .inference import AnovaTable
 from .mermod import LmerMod, Summary, VarCorr
 
 __all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "model_html",

@@ -15,18 +15,28 @@ import math
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
-from scipy import interpolate, stats
+from scipy import stats
 
-from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
-from .generics import show, show_html
+from .anovatable import AnovaTable, anova_single
+from .ddf.tables import anova_lmertest
+from .errors import ArgumentError, LmeFormulaError, RefitMLWarning
+from .glmmprofile import glmm_boot_statistic, glmm_responses, profile_glmm
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
-from .pls.terms import column_shapes
+from .profiling import (
+    Profile,
+    bounded_bobyqa,
+    fill_profile,
+    parameter_names,
+    perc_label,
+    profile_points,
+    sdcor_from_theta,
+    term_sizes,
+    theta_from_sdcor,
+)
 from .validate import check_count, check_flag, check_number
 
 __all__ = [
@@ -42,116 +52,7 @@ __all__ = [
 ]
 
 
-# ---- parameter scales ----------------------------------------------------------------------
-
-def _term_sizes(m: LmerMod) -> list[int]:
-    return [t.nc for t in m.lformula.reTrms.terms]
-
-
-def sdcor_from_theta(theta: np.ndarray, sizes: list[int], sigma: float) -> np.ndarray:
-    """lme4's ``Cv_to_Sv``: θ -> standard deviations and correlations (lower triangle,
-    column-major, per term), with σ appended."""
-    out = []
-    for t in column_shapes(sizes):
-        nc = t.nc
-        lam = t.lower_factor(theta)
-        cov = sigma**2 * lam @ lam.T
-        sd = np.sqrt(np.diag(cov))
-        for c in range(nc):
-            for r in range(c, nc):
-                if r == c:
-                    out.append(sd[r])
-                else:
-                    out.append(cov[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
-    return np.array([*out, sigma])
-
-
-def theta_from_sdcor(pars: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """lme4's ``Sv_to_Cv``: standard deviations, correlations and σ (last) -> θ."""
-    sigma = pars[-1]
-    out: list[float]
-    out = []
-    for t in column_shapes(sizes):
-        m = t.lower_factor(pars)  # sds on the diagonal, correlations below it
-        sd = np.diag(m).copy()
-        corr = m + m.T
-        np.fill_diagonal(corr, 1.0)
-        cov = corr * np.outer(sd, sd) / sigma**2
-        try:
-            lam = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            w, vec = np.linalg.eigh(cov)
-            lam = np.linalg.qr((vec * np.sqrt(np.clip(w, 0, None))).T)[1].T
-            lam = lam * np.sign(np.diag(lam))[None, :]
-        out.extend(t.theta_from_factor(lam).tolist())
-    return np.array(out)
-
-
-def parameter_names(m: LmerMod, oldNames: bool = True) -> list[str]:
-    """lme4's profile names: ``.sig01``... and ``.sigma`` (or ``sd_(Intercept)|Subject``,
-    ``cor_Days.(Intercept)|Subject``, ``sigma``), then the fixed effects."""
-    re = m.lformula.reTrms
-    scale = getattr(m, "use_scale", True)  # binomial and Poisson GLMMs have no sigma
-    if oldNames:
-        names = [f".sig{i + 1:02d}" for i in range(len(m.theta))] + [".sigma"] * scale
-    else:
-        names = []
-        for t in re.terms:
-            for c in range(t.nc):
-                for r in range(c, t.nc):
-                    names.append(f"sd_{t.cnms[r]}|{t.group_name}" if r == c else
-                                 f"cor_{t.cnms[r]}.{t.cnms[c]}|{t.group_name}")
-        names += ["sigma"] * scale
-    return names + list(m.fixef.index)
-
-
-def _perc_label(p: float) -> str:
-    text = f"{100 * p:.3g}"
-    return f"{text} %"
-
-
 # ---- anova ---------------------------------------------------------------------------------
-
-class AnovaTable(pd.DataFrame):
-    """An anova table: a DataFrame (columns and index as R's) with R's heading, printed as R
-    prints it. Derived frames (selections, arithmetic) are plain DataFrames.
-
-    Attributes
-    ----------
-    heading
-        The lines R prints above the table.
-    kind
-        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model) or
-        ``"lmertest"`` (lmerTest's F-tests).
-    """
-
-    _metadata: ClassVar[list[str]] = ["heading", "kind"]
-
-    def __init__(self, table: object = None, heading: list[str] | None = None,
-                 kind: str = "lrt", **kwargs: object) -> None:
-        super().__init__(table, **kwargs)  # type: ignore[call-arg]
-        self.heading = list(heading or [])
-        self.kind = kind
-
-    @property
-    def _constructor(self):  # type: ignore[no-untyped-def]
-        return pd.DataFrame
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The table as a plain DataFrame."""
-        return pd.DataFrame(self)
-
-    # R's print.anova and the HTML table are lmeformula.printing's and lmeformula.html's,
-    # reached through the generic functions of lmeformula.generics
-    def __str__(self) -> str:
-        return show(self)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return show_html(self)
-
 
 def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
           ddf: str | None = None, **named: LmerMod) -> AnovaTable:
@@ -174,12 +75,10 @@ def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
         if not isinstance(mm, LmerMod):
             raise ArgumentError(f"{name} is not a fitted model")
     if len(items) == 1 and (type is not None or ddf is not None):
-        from .ddf.tables import anova_lmertest
-
         return anova_lmertest(items[0][1], type=3 if type is None else type,
                               ddf="Satterthwaite" if ddf is None else ddf)
     if len(items) == 1:
-        return _anova_single(items[0][1])
+        return anova_single(items[0][1])
     nobs = {mm.nobs for _, mm in items}
     if len(nobs) > 1:
         raise LmeFormulaError("models were not all fitted to the same size of dataset")
@@ -211,95 +110,13 @@ def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
     return AnovaTable(table, heading, "lrt")
 
 
-def _anova_single(m: LmerMod) -> AnovaTable:
-    rx = m.RX()
-    effects = rx @ m.beta
-    assign = np.array(m.lformula.X_attrs["assign"])
-    labels = m.lformula.parsed.fixed.term_labels
-    rows, names = [], []
-    s2 = m.sigma**2
-    for k in sorted(set(assign.tolist()) - {0}):
-        cols = assign == k
-        ss = float((effects[cols] ** 2).sum())
-        npar = int(cols.sum())
-        rows.append({"npar": npar, "Sum Sq": ss, "Mean Sq": ss / npar,
-                     "F value": ss / npar / s2})
-        names.append(labels[k - 1])
-    table = pd.DataFrame(rows, index=names, columns=["npar", "Sum Sq", "Mean Sq", "F value"])
-    return AnovaTable(table, ["Analysis of Variance Table"], "single")
-
-
 # ---- profiles ------------------------------------------------------------------------------
-
-@dataclass
-class Profile:
-    """lme4's ``profile``: for each parameter, the points (value, ζ) and the spline inverse.
-
-    Attributes
-    ----------
-    points
-        Parameter name -> DataFrame with columns ``value`` and ``zeta``, sorted by value.
-    lower, upper
-        Bounds of each parameter.
-    """
-
-    points: dict[str, pd.DataFrame]
-    lower: dict[str, float]
-    upper: dict[str, float]
-
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Profile intervals: where the interpolated ζ crosses ±qnorm((1+level)/2)."""
-        check_number(level, "level", lower=0, upper=1, lower_open=True, upper_open=True)
-        a = (1 - level) / 2
-        # an array for a list (the stubs also allow a float)
-        cut = cast(np.ndarray, stats.norm.ppf([a, 1 - a]))
-        out = {}
-        for name, pts in self.points.items():
-            lo_hi = _back_spline(pts["value"].to_numpy(), pts["zeta"].to_numpy(), cut)
-            if lo_hi is None:
-                warnings.warn(f"non-monotonic profile for {name}", LmeFormulaWarning,
-                              stacklevel=2)
-                lo_hi = np.interp(cut, pts["zeta"], pts["value"], left=np.nan,
-                                  right=np.nan)
-            lo, hi = lo_hi
-            if np.isnan(lo):
-                lo = self.lower.get(name, np.nan)
-            if np.isnan(hi):
-                hi = self.upper.get(name, np.nan)
-            # the spline's linear ends can pass a bound (an sd below 0): lme4 reports the bound
-            lo = max(lo, self.lower.get(name, -np.inf)) if not np.isnan(lo) else lo
-            hi = min(hi, self.upper.get(name, np.inf)) if not np.isnan(hi) else hi
-            out[name] = (lo, hi)
-        return pd.DataFrame.from_dict(out, orient="index",
-                                      columns=[_perc_label(a), _perc_label(1 - a)])
-
-
-def _back_spline(x: np.ndarray, z: np.ndarray, at: np.ndarray) -> np.ndarray | None:
-    """R's ``backSpline(interpSpline(zeta ~ x))``: a natural cubic spline of ζ in x, inverted
-    by cubic Hermite interpolation with slopes 1/ζ'(x); linear beyond the end knots."""
-    ok = np.isfinite(z)
-    x, z = x[ok], z[ok]
-    if x.size < 3:
-        return None
-    forward = interpolate.CubicSpline(x, z, bc_type="natural")
-    slope = forward(x, 1)
-    if np.any(np.diff(z) <= 0) or np.any(slope <= 0):
-        return None
-    back = interpolate.CubicHermiteSpline(z, x, 1.0 / slope, extrapolate=False)
-    out = back(at)
-    for i, a in enumerate(at):  # the end pieces of a natural spline's inverse are linear
-        if a < z[0]:
-            out[i] = x[0] + (a - z[0]) / slope[0]
-        elif a > z[-1]:
-            out[i] = x[-1] + (a - z[-1]) / slope[-1]
-    return out
-
 
 def _ml_deviance_fixed_sigma(m: LmerMod) -> Callable[[np.ndarray], float]:
     """lme4's ``devfun2``: the ML deviance as a function of (sd/cor parameters, σ)."""
     devfun = m.devfun
     prob = devfun.problem
-    sizes = _term_sizes(m)
+    sizes = term_sizes(m)
     n = m.n
 
     def dev2(pars: np.ndarray) -> float:
@@ -312,47 +129,6 @@ def _ml_deviance_fixed_sigma(m: LmerMod) -> Callable[[np.ndarray], float]:
     return dev2
 
 
-def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
-            upper: np.ndarray) -> tuple[np.ndarray, float]:
-    import nlopt
-
-    if x0.size == 0:
-        return x0, fn(x0)
-    opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
-    opt.set_lower_bounds(lower)
-    opt.set_upper_bounds(upper)
-    opt.set_min_objective(lambda x, g: fn(x))
-    opt.set_xtol_abs(1e-8)
-    opt.set_ftol_abs(1e-8)
-    opt.set_xtol_rel(1e-4)
-    opt.set_maxeval(100000)
-    x = np.clip(x0, lower, upper)
-    x = opt.optimize(x)
-    return np.asarray(x), float(opt.last_optimum_value())
-
-
-def _fill(rows: list[tuple[float, float]], lowcut: float, upcut: float,
-          zeta_at: Callable[[float], float], cutoff: float, delta: float,
-          maxpts: int = 100, maxmult: float = 10.0) -> list[tuple[float, float]]:
-    """lme4's ``fillmat``/``nextpar``: extend (value, ζ) rows until |ζ| passes the cutoff."""
-    while (len(rows) < maxpts and lowcut < rows[-1][0] < upcut
-           and (np.isnan(rows[-1][1]) or abs(rows[-1][1]) <= cutoff)):
-        (p0, z0), (p1, z1) = rows[-2], rows[-1]
-        num = p1 - p0
-        denom = z1 - z0
-        if np.isnan(denom) or denom == 0:
-            step = 1e-6
-        else:
-            step = delta * num / denom
-            if step < 0:
-                step = 1e-6
-            elif abs(step) > abs(maxmult * num):
-                step = math.copysign(abs(maxmult * num), step)
-        nxt = min(upcut, max(lowcut, p1 + math.copysign(1.0, num) * step))
-        rows.append((nxt, zeta_at(nxt)))
-    return rows
-
-
 def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
             delta_cutoff: float = 1 / 8, oldNames: bool = True,
             progress: bool = False) -> Profile:
@@ -360,8 +136,6 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     :func:`lmeformula.glmmprofile.profile_glmm`); ``progress`` shows a progress bar (tqdm, on
     stderr), one step per parameter."""
     if getattr(m, "is_glmm", False):
-        from .glmmprofile import profile_glmm
-
         return profile_glmm(m, which, alphamax, delta_cutoff,  # type: ignore[arg-type]
                             oldNames, progress)
     from .lmer import refitML
@@ -370,7 +144,7 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
     check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
     ml = refitML(m) if m.is_REML else m
-    sizes = _term_sizes(ml)
+    sizes = term_sizes(ml)
     names = parameter_names(ml, oldNames)
     nvp = len(ml.theta) + 1
     opt = np.concatenate([sdcor_from_theta(ml.theta.to_numpy(), sizes, ml.sigma), ml.beta])
@@ -404,7 +178,7 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
                 pars[others] = x
                 return dev2(pars)
 
-            x, fval = _bobyqa(fn, state["start"], lower[others], upper[others])
+            x, fval = bounded_bobyqa(fn, state["start"], lower[others], upper[others])
             state["start"] = x  # lme4's startmethod = "prev"
             diff = max(0.0, fval - base)
             return math.copysign(math.sqrt(diff), value - opt[w])
@@ -412,11 +186,11 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
         pw = opt[w]
         shift = 1e-3 if pw == 0 else pw * 1.01
         zshift = zeta_at(shift)
-        up = _fill([(pw, 0.0), (shift, zshift)], lower[w], upper[w], zeta_at, cutoff, delta)
+        up = fill_profile([(pw, 0.0), (shift, zshift)], lower[w], upper[w], zeta_at, cutoff, delta)
         state["start"] = opt[others]
-        down = (_fill([(shift, zshift), (pw, 0.0)], lower[w], upper[w], zeta_at, cutoff,
+        down = (fill_profile([(shift, zshift), (pw, 0.0)], lower[w], upper[w], zeta_at, cutoff,
                       delta) if pw > lower[w] else [])
-        points[names[w]] = _points(up + down)
+        points[names[w]] = profile_points(up + down)
         bounds_lo[names[w]], bounds_hi[names[w]] = lower[w], upper[w]
         bar.update(1)
     se = np.sqrt(np.diag(ml.vcov().to_numpy()))
@@ -428,18 +202,13 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
         est = ml.beta[j]
         first = est + delta * se[j]
         zfirst = zeta_fe(first)
-        up = _fill([(est, 0.0), (first, zfirst)], -np.inf, np.inf, zeta_fe, cutoff, delta)
-        down = _fill([(first, zfirst), (est, 0.0)], -np.inf, np.inf, zeta_fe, cutoff, delta)
-        points[name] = _points(up + down)
+        up = fill_profile([(est, 0.0), (first, zfirst)], -np.inf, np.inf, zeta_fe, cutoff, delta)
+        down = fill_profile([(first, zfirst), (est, 0.0)], -np.inf, np.inf, zeta_fe, cutoff, delta)
+        points[name] = profile_points(up + down)
         bounds_lo[name], bounds_hi[name] = -np.inf, np.inf
         bar.update(1)
     steps.close()
     return Profile(points, bounds_lo, bounds_hi)
-
-
-def _points(rows: list[tuple[float, float]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=["value", "zeta"]).drop_duplicates()
-    return df.sort_values("value", kind="stable").reset_index(drop=True)
 
 
 def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], float]:
@@ -459,7 +228,7 @@ def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], fl
         pf2 = dataclasses.replace(pf, X_values=X_drop, X_names=names_drop, REML=False,
                                   frame=frame)
         dev = mkLmerDevfun(pf2, start=start)
-        _, fval = _bobyqa(dev, start, lower, np.full(lower.shape, np.inf))
+        _, fval = bounded_bobyqa(dev, start, lower, np.full(lower.shape, np.inf))
         return math.copysign(math.sqrt(max(0.0, fval - base)), value - est)
 
     return zeta
@@ -468,7 +237,7 @@ def _fixed_effect_zeta(ml: LmerMod, j: int, base: float) -> Callable[[float], fl
 # ---- bootstrap -----------------------------------------------------------------------------
 
 def _boot_statistic(m: LmerMod) -> np.ndarray:
-    sizes = _term_sizes(m)
+    sizes = term_sizes(m)
     return np.concatenate([sdcor_from_theta(m.theta.to_numpy(), sizes, m.sigma), m.beta])
 
 
@@ -496,8 +265,6 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     if FUN is not None:
         fun = FUN
     elif getattr(m, "is_glmm", False):
-        from .glmmprofile import glmm_boot_statistic
-
         fun = glmm_boot_statistic  # type: ignore[assignment]
     else:
         fun = _boot_statistic
@@ -505,8 +272,6 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     t0 = np.asarray(fun(m), dtype=float)
     sims = m.simulate(nsim, rng=gen, use_u=use_u).to_numpy()
     if getattr(m, "is_glmm", False):
-        from .glmmprofile import glmm_responses
-
         sims = glmm_responses(m, sims)  # a cbind response's draws as (successes, failures)
     out = refit_replicates(m, sims, fun, t0.shape[0], n_jobs=n_jobs, progress=progress)
     cols = parameter_names(m) if FUN is None else [f"t{i + 1}" for i in range(t0.shape[0])]
@@ -553,7 +318,7 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
         nsim = check_count(nsim, "nsim")
     names = parameter_names(m, oldNames)
     a = (1 - level) / 2
-    cols = [_perc_label(a), _perc_label(1 - a)]
+    cols = [perc_label(a), perc_label(1 - a)]
     if method == "Wald":
         z = stats.norm.ppf(1 - a)
         se = np.sqrt(np.diag(m.vcov().to_numpy()))

@@ -14,8 +14,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from .anovatable import AnovaTable
 from .generics import show
-from .inference import AnovaTable
 from .mermod import LmerMod, Summary, format_varcorr
 from .rformat import format_pval as _format_pval
 from .rformat import print_char_matrix as _print_char_matrix

@@ -17,10 +17,10 @@ import pytest
 import lmeformula as lmf
 from lmeformula import glmerprint, html, printing
 from lmeformula.allfit import AllFitSummary
+from lmeformula.anovatable import AnovaTable
 from lmeformula.ddf import coef_table
 from lmeformula.generics import ddf_coefficients, show, show_html
 from lmeformula.glmermod import GlmerMod, GlmerSummary
-from lmeformula.inference import AnovaTable
 from lmeformula.lformula import LFormula
 from lmeformula.mermod import LmerMod, Summary, VarCorr
 from lmeformula.prediction import FittedModel, naresid, predict

@@ -66,10 +66,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("prediction", ["prediction"]),
     ("fitted model", ["devcomp", "mermod", "glmermod"]),
     ("fit", ["lmer", "glmer", "lmlist"]),
-    # everything computed from a fit: accessors, anova/profile/confint/bootstrap,
-    # (issue 14) lmerTest's denominator degrees of freedom, ICC/R²/influence, allFit's refits
-    ("after the fit", ["accessors", "inference", "parallel", "ddf", "ddf.*",
-                       "diagnostics", "allfit", "glmmprofile"]),
+    # everything computed from a fit: accessors, (issue 14) lmerTest's denominator degrees of
+    # freedom, ICC/R²/influence, the GLMM profiles; then anova/profile/confint/bootstrap
+    # the anova table type and the profile machinery that lmer's and glmer's inference share
+    ("inference parts", ["anovatable", "profiling"]),
+    ("after the fit", ["accessors", "parallel", "ddf", "ddf.*", "diagnostics", "glmmprofile"]),
+    # anova/profile/confint/bootstrap dispatch to lmerTest's tables and to the GLMM profiles
+    ("inference", ["inference", "allfit"]),
     # text, HTML, tidy tables and figures
     ("presentation", ["printing", "glmerprint", "html", "broom", "mpl", "plots",
                       "diagnostic_plots"]),

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..anovatable import AnovaTable
 from ..errors import LmeFormulaError
 from ..formula.ast import deparse
 from ..formula.parser import parse_formula
 from ..formula.terms import terms
-from ..inference import AnovaTable
 from ..mermod import LmerMod
 
 __all__ = ["ranova"]

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from ..anovatable import AnovaTable, anova_single
 from ..errors import LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
-from ..inference import AnovaTable
 from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
 from .contrasts import (
     contrasts_type1,
@@ -354,9 +354,7 @@ def anova_lmertest(m: LmerMod, type: Any = 3, ddf: str = "Satterthwaite") -> Ano
     m = _check_model(m)
     method = match_ddf(ddf)
     if method == "lme4":
-        from ..inference import _anova_single
-
-        return _anova_single(m)
+        return anova_single(m)
     key = _ROMAN.get(str(type))
     if key is None:
         raise LmeFormulaError("'type' must be one of 1, 2, 3 (or \"I\", \"II\", \"III\")")

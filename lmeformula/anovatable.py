@@ -1,0 +1,80 @@
+"""lme4's anova table type, and lme4's table of a single model's fixed effects.
+
+Below both :mod:`lmeformula.inference` (likelihood-ratio tables) and :mod:`lmeformula.ddf`
+(lmerTest's F tables), which both return an :class:`AnovaTable`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from .generics import show, show_html
+
+if TYPE_CHECKING:
+    from .mermod import LmerMod
+
+__all__ = ["AnovaTable", "anova_single"]
+
+
+class AnovaTable(pd.DataFrame):
+    """An anova table: a DataFrame (columns and index as R's) with R's heading, printed as R
+    prints it. Derived frames (selections, arithmetic) are plain DataFrames.
+
+    Attributes
+    ----------
+    heading
+        The lines R prints above the table.
+    kind
+        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model) or
+        ``"lmertest"`` (lmerTest's F-tests).
+    """
+
+    _metadata: ClassVar[list[str]] = ["heading", "kind"]
+
+    def __init__(self, table: object = None, heading: list[str] | None = None,
+                 kind: str = "lrt", **kwargs: object) -> None:
+        super().__init__(table, **kwargs)  # type: ignore[call-arg]
+        self.heading = list(heading or [])
+        self.kind = kind
+
+    @property
+    def _constructor(self):  # type: ignore[no-untyped-def]
+        return pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The table as a plain DataFrame."""
+        return pd.DataFrame(self)
+
+    # R's print.anova and the HTML table are lmeformula.printing's and lmeformula.html's,
+    # reached through the generic functions of lmeformula.generics
+    def __str__(self) -> str:
+        return show(self)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return show_html(self)
+
+
+def anova_single(m: LmerMod) -> AnovaTable:
+    """lme4's ``anova`` of one model: the sequential sums of squares of its fixed-effects
+    terms (from RX β) with their F values over σ²."""
+    rx = m.RX()
+    effects = rx @ m.beta
+    assign = np.array(m.lformula.X_attrs["assign"])
+    labels = m.lformula.parsed.fixed.term_labels
+    rows, names = [], []
+    s2 = m.sigma**2
+    for k in sorted(set(assign.tolist()) - {0}):
+        cols = assign == k
+        ss = float((effects[cols] ** 2).sum())
+        npar = int(cols.sum())
+        rows.append({"npar": npar, "Sum Sq": ss, "Mean Sq": ss / npar,
+                     "F value": ss / npar / s2})
+        names.append(labels[k - 1])
+    table = pd.DataFrame(rows, index=names, columns=["npar", "Sum Sq", "Mean Sq", "F value"])
+    return AnovaTable(table, ["Analysis of Variance Table"], "single")
