@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from .dataframe import as_pandas
-from .errors import ConvergenceWarning, DeprecatedUsageWarning, LmeFormulaError
+from .errors import ArgumentError, ConvergenceWarning, DeprecatedUsageWarning, LmeFormulaError
 from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
+from .glmermod import GlmerMod
 from .glmodular import glFormula
+from .lmer import lmer, refit, update, update_formula
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12
 from .pirls import GlmerDevfun
@@ -226,13 +228,9 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
            offset: Any, control: Any, start: Any, na_action: str, subset: Any,
            contrasts: Mapping[str, Any] | None, mustart: Any, devFunOnly: bool,
            data_name: str | None, syntax: str = "R", bar: Progress | None = None) -> Any:
-    from .glmermod import GlmerMod
-
     ctrl = as_glmer_control(control)
     fam = get_family(family)
     if fam.family == "gaussian" and fam.link.name == "identity":
-        from .lmer import lmer
-
         warnings.warn("calling glmer() with family=gaussian (identity link) as a shortcut to "
                       "lmer() is deprecated; please call lmer() directly",
                       DeprecatedUsageWarning, stacklevel=2)
@@ -344,12 +342,13 @@ def _describe(weights: Any, offset: Any, subset: Any) -> dict[str, str]:
 
 
 def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None = None,
-                 **kwargs: Any) -> Any:
+                 REML: bool | None = None, **kwargs: Any) -> Any:
     """lme4's ``update`` for a glmerMod: refit with a changed formula (``.`` for the old
     sides), data or argument (``family``, ``nAGQ``, ``weights``, ...). A model fitted with
-    ``syntax="formulaic"`` keeps that syntax, where a new formula is taken as written."""
-    from .lmer import update_formula
-
+    ``syntax="formulaic"`` keeps that syntax, where a new formula is taken as written.
+    ``REML`` is refused with R's message (glmer has no such argument)."""
+    if REML is not None:
+        raise ArgumentError(f"unused argument (REML = {str(REML).upper()})")
     call = m.call
     if data is None:
         data = call.data
@@ -376,8 +375,6 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     for a ``cbind`` binomial an (n, 2) array of successes and failures), through both stages
     from the fitted θ and β."""
     import dataclasses
-
-    from .glmermod import GlmerMod
 
     pf = m.lformula
     y = np.asarray(newresp, dtype=float)
@@ -408,3 +405,8 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
                        dict(m.call_args))
     out.glmer_control, out.nAGQ = ctrl, m.nAGQ
     return out
+
+
+# lme4's refit and update are generic functions: a glmerMod's are these
+refit.register(GlmerMod, refit_glmer)
+update.register(GlmerMod, update_glmer)

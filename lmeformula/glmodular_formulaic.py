@@ -5,8 +5,8 @@ responses (numbers; for the binomial, 0/1, proportions with ``weights=`` the num
 a logical or a two-level factor column, first level = failure) and glmer's identifiability
 checks (lme4's ``allow.n = TRUE``). ``cbind(successes, failures)`` is R syntax only.
 
-It sits beside :mod:`lmeformula.glmodular` (which dispatches to it), above the formulaic front
-end whose materialisation it uses.
+It sits below :mod:`lmeformula.glmodular` (which dispatches to it), above the formulaic front
+end whose materialisation it uses and :mod:`lmeformula.glformula`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .call import ModelCall
 from .errors import FormulaError
-from .glmodular import GlFormula, glmer_response
+from .glformula import GlFormula, glmer_response
 from .pyformula.design import FormulaicDesign, formulaic_model
 from .pyformula.lformula import result_fields
 from .pyformula.parser import parse_formulaic

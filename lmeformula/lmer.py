@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import singledispatch
 from typing import Any, Literal, cast, overload
 
 import numpy as np
@@ -226,8 +227,11 @@ def refitML(m: LmerMod) -> LmerMod:
     return mkMerMod(devfun, opt, pf, m.data_name, m.call_args)
 
 
+@singledispatch
 def refit(m: LmerMod, newresp: Any) -> LmerMod:
     """lme4's ``refit``: the same model fitted to a new response, starting from m's θ.
+
+    A generic function, as in lme4: :mod:`lmeformula.glmer` registers a glmerMod's.
 
     Parameters
     ----------
@@ -239,10 +243,6 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     """
     import dataclasses
 
-    if getattr(m, "is_glmm", False):
-        from .glmer import refit_glmer
-
-        return refit_glmer(m, newresp)
     pf = m.lformula
     try:
         y = np.asarray(newresp, dtype=float).reshape(-1)
@@ -260,6 +260,7 @@ def refit(m: LmerMod, newresp: Any) -> LmerMod:
     return mkMerMod(devfun, opt, pf2, m.data_name, m.call_args)
 
 
+@singledispatch
 def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = None,
            REML: bool | None = None, **kwargs: Any) -> LmerMod:
     """lme4's ``update``: refit with a changed formula, data, REML flag or argument.
@@ -268,12 +269,9 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     ``update(m, ". ~ . - (Days | Subject) + (1 | Subject)")``. A model fitted with
     ``syntax="formulaic"`` keeps that syntax (``syntax=`` changes it); there a new formula is
     taken as written and must be complete: ``.`` is not supported in that syntax (a clear
-    FormulaError says so).
+    FormulaError says so). A generic function: :mod:`lmeformula.glmer` registers a
+    glmerMod's.
     """
-    if getattr(m, "is_glmm", False):
-        from .glmer import update_glmer
-
-        return update_glmer(m, formula, data, **kwargs)
     call = m.call
     if data is None:
         data = call.data

@@ -12,7 +12,7 @@ import pytest
 from glmer_cases import GLMER, data_of, fit
 
 import lmeformula as lmf
-from lmeformula.errors import LmeFormulaError
+from lmeformula.errors import ArgumentError, LmeFormulaError
 
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 ANOVA = json.loads((GLMER / "anova.json").read_text())
@@ -70,6 +70,15 @@ def test_update_formula_and_arguments(m_cbpp: lmf.GlmerMod, m_null: lmf.GlmerMod
     agq = lmf.update(m_cbpp, nAGQ=5)
     assert agq.nAGQ == 5
     np.testing.assert_allclose(agq.fixef, fit("cbpp_nagq5").fixef, rtol=1e-8)
+
+
+def test_update_refuses_reml_as_r(m_cbpp: lmf.GlmerMod) -> None:
+    # R: update(glmer fit, REML = TRUE) -> "unused argument (REML = TRUE)"; refit and update
+    # are generic functions and a glmerMod's are registered by lmeformula.glmer
+    with pytest.raises(ArgumentError, match=r"^unused argument \(REML = TRUE\)$"):
+        lmf.update(m_cbpp, REML=True)
+    assert lmf.update.dispatch(lmf.GlmerMod) is not lmf.update.dispatch(lmf.LmerMod)
+    assert lmf.refit.dispatch(lmf.GlmerMod) is not lmf.refit.dispatch(lmf.LmerMod)
 
 
 def test_predict_newdata_and_new_levels(m_cbpp: lmf.GlmerMod) -> None:
