@@ -75,5 +75,16 @@ class BlockPolicy:
         fill above ``dense_g_fill`` and its size at most ``max_dense_g``."""
         return nnz > self.dense_g_fill * rows * cols and rows * cols <= self.max_dense_g
 
+    def list_pairs(self, pairs: int) -> bool:
+        """Whether a sparse G's rank update is planned as its ``pairs`` of entries listed
+        (:class:`~lmeformula.pls.blocks.PairsBlock` with a sparse C): some, at most
+        ``max_pairs``."""
+        return 0 < pairs <= self.max_pairs
+
+    def group_grams(self, entries: int) -> bool:
+        """Whether, the pairs being too many, C is formed as per-group Gram matrices (dense,
+        ``entries`` = keys x groups): at most ``max_group_grams``; else sparse products."""
+        return entries <= self.max_group_grams
+
 
 POLICY = BlockPolicy()
