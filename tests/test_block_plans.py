@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import lmeformula as lmf
 from lmeformula.pls import PLSProblem, term_shapes
 from lmeformula.pls import policy as pls_policy
-from lmeformula.pls.plans import ScaledBlock, VectorBlock, ZeroBlock, factor_block1
+from lmeformula.pls.plans import ScaledBlock, VectorBlock, ZeroBlock
 
 
 def _data(seed: int = 3) -> pd.DataFrame:
@@ -40,7 +40,7 @@ def _problem(formula: str, band: int = 128) -> PLSProblem:
 
 
 def test_all_scalar_terms_zero_fill_their_diagonal_blocks() -> None:
-    plan = _problem("y ~ x + (1 | g) + (1 | h) + (1 | k)", band=4)._plan
+    plan = _problem("y ~ x + (1 | g) + (1 | h) + (1 | k)", band=4).b22.plan
     kinds = {(b.a, b.b): type(b) for b in plan.blocks}
     # blocks: h (9 levels), k (5), then X and y
     assert kinds == {(0, 0): ZeroBlock, (1, 1): ZeroBlock, (2, 2): ScaledBlock,
@@ -53,7 +53,7 @@ def test_all_scalar_terms_zero_fill_their_diagonal_blocks() -> None:
 
 
 def test_a_vector_term_makes_its_pairs_vector_blocks() -> None:
-    plan = _problem("y ~ x + (1 | g) + (x | h) + (1 | k)")._plan
+    plan = _problem("y ~ x + (1 | g) + (x | h) + (1 | k)").b22.plan
     kinds = {(b.a, b.b): type(b) for b in plan.blocks}
     assert kinds[(0, 0)] is VectorBlock and kinds[(0, 1)] is VectorBlock
     assert kinds[(0, 2)] is VectorBlock
@@ -67,7 +67,7 @@ def test_a_vector_term_makes_its_pairs_vector_blocks() -> None:
                                      "y ~ x + (x | g) + (x | h) + (1 | k)",
                                      "y ~ 1 + (1 | g) + (x | h)"])
 def test_rectangles_tile_the_upper_triangle(formula: str) -> None:
-    plan = _problem(formula, band=3)._plan
+    plan = _problem(formula, band=3).b22.plan
     count = np.zeros((plan.m, plan.m), dtype=int)
     for b in plan.blocks:
         count[b.rows, b.cols] += 1
@@ -84,12 +84,12 @@ def test_update_is_the_scaled_downdated_inflated_block(formula: str) -> None:
     prob = _problem(formula, band=5)
     rng = np.random.default_rng(7)
     theta = rng.uniform(0.2, 1.5, size=sum(t.theta_length for t in prob.terms))
-    l11, t1 = factor_block1(prob.A11, prob.terms[0].lower_factor(theta))
-    s = prob._block2(theta, t1)
+    l11, t1 = prob.b11.factor(prob.terms[0].lower_factor(theta))
+    s = prob.b22.assemble(theta, prob.b21.rank_update(t1))
     g = prob.G.toarray()
     b = sp.block_diag(list(t1 @ np.swapaxes(t1, 1, 2))).toarray()
     lam_t = prob.lambda_rest_t(theta).toarray()  # Λ₂' (identity on X and y)
-    qr = prob._plan.qr
+    qr = prob.b22.plan.qr
     expected = lam_t @ (prob.M22 - g @ b @ g.T) @ lam_t.T
     expected[np.arange(qr), np.arange(qr)] += 1.0
     assert np.allclose(np.triu(s), np.triu(expected), rtol=1e-12, atol=1e-12)

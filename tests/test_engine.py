@@ -14,6 +14,7 @@ import lmeformula as lmf
 from lmeformula.pls import DensePLSProblem, PLSProblem, ScalarTerm, term_shapes
 from lmeformula.pls import engine as pls_engine
 from lmeformula.pls import policy as pls_policy
+from lmeformula.pls.blocks import DenseBlock
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 
@@ -72,7 +73,7 @@ def test_dense_downdate_path_on_a_crossed_design() -> None:
     shapes = term_shapes(pf.reTrms.terms)
     args = (pf.reTrms.Zt, pf.X.to_numpy(), pf.y, None, shapes)
     blocked, dense = PLSProblem(*args), DensePLSProblem(*args)
-    assert blocked._gdense is not None
+    assert isinstance(blocked.b21, DenseBlock)
     for theta in ([1.0, 0.0, 1.0, 1.0], [0.3, -0.2, 0.5, 0.8]):
         fb, fd = blocked.factor(np.array(theta)), dense.factor(np.array(theta))
         assert blocked.criterion(fb, True) == pytest.approx(dense.criterion(fd, True),
@@ -100,7 +101,7 @@ def test_cross_products_by_counting_equal_sparse_products(case_id: str) -> None:
     np.testing.assert_allclose(counted.G.toarray(), sparse.G.toarray(), rtol=1e-13,
                                atol=1e-13 * scale)
     np.testing.assert_allclose(counted.M22, sparse.M22, rtol=1e-13, atol=1e-13 * scale)
-    np.testing.assert_array_equal(counted._keys, sparse._keys)
+    np.testing.assert_array_equal(counted.b21.keys, sparse.b21.keys)
 
 
 def test_batched_criteria_equal_single_evaluations() -> None:

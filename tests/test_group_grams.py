@@ -13,6 +13,7 @@ import pytest
 import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
 from lmeformula.modular import LmerDevfun
+from lmeformula.pls.blocks import PairsBlock, SparseBlock
 
 FORMULA = "y ~ x + (1 | subj) + (1 | item)"
 
@@ -41,11 +42,12 @@ THETAS = [np.array([1.0, 1.0]), np.array([0.3, 2.5]), np.array([0.0, 0.7])]
 def test_group_grams_give_the_sparse_products_criterion_and_gradient(
         monkeypatch: pytest.MonkeyPatch) -> None:
     grams = devfun(monkeypatch, max_pairs=0)  # the pairs are "too many": the grams path
-    assert isinstance(grams.problem._pairs, np.ndarray)
-    ngroups = grams.problem._pairs.shape[1]
+    b21 = grams.problem.b21
+    assert isinstance(b21, PairsBlock) and isinstance(b21.pairs, np.ndarray)
+    ngroups = b21.pairs.shape[1]
     assert 1 < ngroups < 300  # subjects grouped by equal counts
     sparse = devfun(monkeypatch, max_pairs=0, max_group_grams=0)
-    assert sparse.problem._pairs is None
+    assert type(sparse.problem.b21) is SparseBlock  # neither pairs nor Grams
     listed = devfun(monkeypatch)  # the default: the pairs listed
     for theta in THETAS:
         for reml in (True, False):
@@ -62,7 +64,7 @@ def test_reweighting_leaves_the_group_grams(monkeypatch: pytest.MonkeyPatch) -> 
     problem = grams.problem
     w = np.random.default_rng(1).uniform(0.5, 2.0, problem.n)
     problem.reweight(w, problem.y)
-    assert problem._pairs is None  # the groups of equal A11 no longer hold
+    assert type(problem.b21) is SparseBlock  # the groups of equal A11 no longer hold
     monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(pls_policy.POLICY))
     df = crossed()
     fresh = lmf.lmer(FORMULA, df, weights=w, devFunOnly=True)

@@ -20,6 +20,7 @@ from lmeformula.pls import (
     make_problem,
     term_shapes,
 )
+from lmeformula.pls.blocks import DenseBlock
 
 FIT_CASES = [c for c in CASE_IDS if "fit" in load_case(c) and c not in ("insteval",)]
 ENGINES = ["dense", "blocked", "blocked-sparse"]
@@ -172,7 +173,7 @@ def test_reweight_on_the_dense_downdate_path() -> None:
     factors = pf.reTrms.level_factors()
     shapes = [VectorTerm(40, 2, 0), ScalarTerm(25, 3)]
     problem = PLSProblem(pf.reTrms.Zt, pf.X_values, pf.y, None, shapes, factors)
-    assert problem._gdense is not None
+    assert isinstance(problem.b21, DenseBlock)
     w = rng.uniform(0.1, 2.0, n)
     y = rng.normal(size=n)
     problem.reweight(w, y)

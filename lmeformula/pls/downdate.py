@@ -63,7 +63,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     k = np.diff(seg)
     # nc == 1: rows are sorted within a level, so only pairs (e, f) with e <= f are needed
     total = int((k * (k + 1) // 2).sum()) if nc == 1 else int((k * k).sum())
-    if total > _policy().max_pairs or total == 0:
+    if not _policy().list_pairs(total):
         # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
         ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
         gbg = (ones @ ones.T).tocoo()
@@ -72,7 +72,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         if key_order is not None:
             keys = keys[key_order(keys)]
         if (nc == 1 and total and not sources
-                and keys.shape[0] * ngroups <= _policy().max_group_grams):
+                and _policy().group_grams(keys.shape[0] * ngroups)):
             return keys, _group_grams(gc, sorted_group, ngroups, m, keys), None
         return keys, None, None
     # 32-bit indices where they fit: this is memory-bound work on ~total entries

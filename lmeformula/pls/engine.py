@@ -16,8 +16,14 @@ level), so its factor is computed level by level in one batched call. Everything
 other terms, X and y) forms block 2, factored densely by LAPACK after the downdate by L₂₁L₂₁';
 block 2 is small for the usual designs (InstEval: 1,128 + 28 + 3). The downdate is one sparse
 matrix-vector product over precomputed products of row pairs, in which levels of the first
-term with equal cross-product blocks share a column. No step per θ touches the n observations.
-How block 2 is assembled per θ (typed rectangles: scaled, downdated, inflated) is in
+term with equal cross-product blocks share a column (or one syrk when G is dense). No step per
+θ touches the n observations.
+
+The three blocks are typed (:mod:`lmeformula.pls.blocks`: diagonal or uniform block-diagonal
+block 1, a sparse or dense G chosen by its measured fill under
+:class:`~lmeformula.pls.policy.BlockPolicy`, a dense block 2); :meth:`PLSProblem.factor` is
+MixedModels.jl's ``updateL!`` over them, each step a method of the block's type. How block 2
+is assembled per θ (typed rectangles: scaled, downdated, inflated) is in
 :mod:`lmeformula.pls.plans`.
 
 Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
@@ -34,14 +40,20 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from . import policy as _policy_module
+from .blocks import (
+    DenseDiagonalBlock,
+    LevelBlock,
+    OffDiagonalBlock,
+    PairsBlock,
+    diagonal_block,
+    off_diagonal_block,
+)
 from .crossprod import (
-    _block_diagonal,
     _fits_dense,
     _level_blocks,
     _level_cross,
     _level_cross_entries,
     _level_sums,
-    _levels_major,
     _pair_structure,
     _PairStructure,
 )
@@ -49,10 +61,9 @@ from .dense import (
     DenseFactorization,
     DensePLSProblem,
 )
-from .downdate import _downdate_pattern
-from .lapack import check_rx, cholesky_exact_fit, potrf
+from .lapack import check_rx
 from .memory import check_dense_memory
-from .plans import ZeroBlock, factor_block1, plan_block2, update_block2
+from .plans import ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
     _check_reweight,
@@ -95,14 +106,14 @@ class Factorization:
     pwrss: float
     problem: PLSProblem = field(repr=False)
     _L21: sp.csr_matrix | None = field(default=None, repr=False)
-    # G when factored (a later re-weighting of the problem replaces it)
-    _G: sp.csr_matrix | None = field(default=None, repr=False)
+    # G's block when factored (a later re-weighting of the problem replaces it)
+    _A21: OffDiagonalBlock | None = field(default=None, repr=False)
 
     @property
     def L21(self) -> sp.csr_matrix:
         """Sparse (m x q₁): rows of block 2 against block 1 (formed only when asked for)."""
         if self._L21 is None:
-            self._L21 = self.problem.block21(self.theta, self.T1, self._G)
+            self._L21 = self.problem.block21(self.theta, self.T1, self._A21)
         return self._L21
 
 
@@ -118,9 +129,15 @@ class PLSProblem(_AugmentedSystem):
 
     factors: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
     q1: int = field(init=False)
+    # the cross-products: block 1 with itself (nl₁, nc₁, nc₁), block 2 against block 1
+    # (m x q₁, its structural pattern) and block 2 with itself (m x m)
     A11: np.ndarray = field(init=False, repr=False)
     G: sp.csr_matrix = field(init=False, repr=False)
     M22: np.ndarray = field(init=False, repr=False)
+    # ... and the same three as typed blocks (:mod:`lmeformula.pls.blocks`), types chosen once
+    b11: LevelBlock = field(init=False, repr=False)
+    b21: OffDiagonalBlock = field(init=False, repr=False)
+    b22: DenseDiagonalBlock = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         w = self._weights()
@@ -135,15 +152,11 @@ class PLSProblem(_AugmentedSystem):
         self._g_plan: list[_PairStructure] | None = None
         self._g_pattern: sp.csr_matrix | None = None
         self._g_order: np.ndarray | None = None
-        self._pair_sources: tuple[np.ndarray, np.ndarray] | None = None
-        self._gdense: np.ndarray | None = None
-        self._pairs: sp.csr_matrix | np.ndarray | None = None
-        self._diagonal_only: tuple[np.ndarray, np.ndarray, np.ndarray]
         self._cross_products(w)
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
-        self._prepare_downdate()
+        self._make_blocks()
 
     def _cross_products(self, w: np.ndarray) -> None:
         """A11, G and M22 at case weights ``w`` (their structure is computed on the first call
@@ -192,19 +205,9 @@ class PLSProblem(_AugmentedSystem):
         self.weights, self.y = w, y
         self.ldW = _log_det_weights(w)
         self._cross_products(w)
-        if self._gdense is not None:
-            self._gdense = _levels_major(self.G, self.terms[0])
-        elif self._pairs is not None:
-            if self._pair_sources is None:  # once: a plan whose values follow G's
-                self._plan_pairs(grouped=False)
-            else:
-                ga, gb = self._pair_sources
-                # sources exist only for the sparse pairs plan (one level per group)
-                assert isinstance(self._pairs, sp.csr_matrix)
-                np.multiply(self.G.data[ga], self.G.data[gb], out=self._pairs.data)
-        block_of, positions, _ = self._diagonal_only
-        rows = positions // (self.m + 1)
-        self._diagonal_only = (block_of, positions, self.M22[rows, rows])
+        self.b11 = diagonal_block(self.A11)
+        self.b21 = self.b21.reweighted(self.G, self.terms[0], self._order_by_block_pair)
+        self.b22 = self.b22.reweighted(self.M22)
 
     def _cross_products_sparse(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray,
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,58 +308,25 @@ class PLSProblem(_AugmentedSystem):
         return (np.concatenate(g_rows).astype(np.int64), np.concatenate(g_cols).astype(np.int64),
                 np.concatenate(g_vals))
 
-    def _prepare_downdate(self) -> None:
-        """Precompute what the downdate G B Gᵀ and the scaling by Λ₂ need per θ."""
-        first = self.terms[0]
-        self._gdense = None
-        if (self.G.nnz > _policy().dense_g_fill * self.m * self.q1
-                and self.m * self.q1 <= _policy().max_dense_g):
-            # a dense G (every level of the first term meets most rows of block 2, as in
-            # large crossed designs) is cheaper to multiply with BLAS than pair by pair
-            self._gdense = _levels_major(self.G, first)
-            upper = np.flatnonzero(np.triu(np.ones((self.m, self.m), dtype=bool)))
-            self._keys = upper[self._order_by_block_pair(upper)]
-            self._pairs = None
-        else:
-            self._plan_pairs(grouped=True)
-        self._key_rows, self._key_cols = np.divmod(self._keys, self.m)
+    def _make_blocks(self) -> None:
+        """The typed blocks of the system, their types chosen once (by G's measured fill, see
+        :func:`~lmeformula.pls.blocks.off_diagonal_block`), and block 2's per-θ plan."""
+        self.b11 = diagonal_block(self.A11)
+        self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
+        keys = self.b21.keys
+        self._key_rows, self._key_cols = np.divmod(keys, self.m)
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
-        self._plan = plan_block2(self.terms[1:], self.p, self._block_edges,
-                                 self._block_pair_segments(), _policy().band)
+        plan = plan_block2(self.terms[1:], self.p, self._block_edges,
+                           self._block_pair_segments(keys), _policy().band)
         # the zero-filled blocks' diagonals: (block, flat position in block 2, M22's value)
-        zero = {blk.a for blk in self._plan.blocks if isinstance(blk, ZeroBlock)}
+        zero = {blk.a for blk in plan.blocks if isinstance(blk, ZeroBlock)}
         edges = self._block_edges
         rows = np.concatenate([np.arange(edges[a], edges[a + 1]) for a in sorted(zero)]
                               + [np.zeros(0, np.int64)]).astype(np.int64)
         block_of = np.concatenate([np.full(edges[a + 1] - edges[a], a) for a in sorted(zero)]
                                   + [np.zeros(0, np.int64)]).astype(np.int64)
-        self._diagonal_only = (block_of, rows * (self.m + 1), self.M22[rows, rows])
-
-    def _plan_pairs(self, grouped: bool) -> None:
-        """The downdate's pairs of G's entries (see :func:`_downdate_pattern`).
-
-        ``grouped``: B_l depends on level l only through A11_l, so levels with equal blocks
-        (in InstEval, students with equally many ratings) share one column of the pairs. Not
-        grouped: one column per level, and the positions in G of each pair's two factors
-        are kept, so that new weights refresh the values without a new plan (the keys, and
-        their order, are the same either way: they depend on G's pattern only)."""
-        first = self.terms[0]
-        if grouped:
-            blocks = self.A11.reshape(first.nl, -1)
-            if first.nc == 1:
-                _, level_group = np.unique(blocks[:, 0], return_inverse=True)
-            else:
-                _, level_group = np.unique(blocks, axis=0, return_inverse=True)
-            self._level_group = level_group.ravel()
-        else:
-            self._level_group = np.arange(first.nl)
-        ngroups = int(self._level_group.max()) + 1
-        self._group_level = np.zeros(ngroups, dtype=np.int64)
-        self._group_level[self._level_group] = np.arange(first.nl)
-        self._keys, self._pairs, sources = _downdate_pattern(
-            self.G, first.nc, first.nl, self.m, self._level_group, ngroups,
-            key_order=self._order_by_block_pair, sources=not grouped)
-        self._pair_sources = sources
+        self.b22 = DenseDiagonalBlock(self.M22, plan, keys,
+                                      (block_of, rows * (self.m + 1), self.M22[rows, rows]))
 
     @property
     def _block_edges(self) -> np.ndarray:
@@ -376,9 +346,9 @@ class PLSProblem(_AugmentedSystem):
         multiplication per pair of blocks."""
         return np.argsort(self._block_pair(keys), kind="stable")
 
-    def _block_pair_segments(self) -> list[tuple[int, int, int, int]]:
+    def _block_pair_segments(self, keys: np.ndarray) -> list[tuple[int, int, int, int]]:
         """(start, stop, row block, column block) of the keys of each block pair."""
-        group = self._block_pair(self._keys)
+        group = self._block_pair(keys)
         nblk = len(self._block_edges) - 1
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         stops = np.r_[starts[1:], group.shape[0]]
@@ -395,66 +365,46 @@ class PLSProblem(_AugmentedSystem):
         return cast(sp.csc_matrix,
                     sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc"))
 
-    def block21(self, theta: np.ndarray, t1: np.ndarray, g: sp.csr_matrix | None = None,
+    def block21(self, theta: np.ndarray, t1: np.ndarray, a21: OffDiagonalBlock | None = None,
                 ) -> sp.csr_matrix:
-        """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G; ``g``: G if not the current)."""
-        g = self.G if g is None else g
-        nc = self.terms[0].nc
-        if nc == 1:
-            out = g.multiply(t1.reshape(1, -1)).tocsr()
-        else:
-            out = (g @ _block_diagonal(t1)).tocsr()
-        return (self.lambda_rest_t(theta) @ out).tocsr()
-
-    def _downdate(self, t1: np.ndarray) -> np.ndarray:
-        """Upper-triangle values of G B Gᵀ at the pattern's entries, B = T1 T1ᵀ."""
-        if self._gdense is not None:  # G is dense: Hᵀ = (G T1)ᵀ level by level, then H Hᵀ
-            nl, nc, _ = t1.shape
-            # Hᵀ_l = T1_lᵀ G_lᵀ with G stored (nl, nc, m): the result is already in H Hᵀ's
-            # row layout (no transposing copy of the nl·nc x m panel); then one syrk
-            ht = np.matmul(np.swapaxes(t1, 1, 2), self._gdense).reshape(nl * nc, self.m)
-            return (ht.T @ ht).ravel()[self._keys]
-        if self._pairs is not None:
-            t1g = t1[self._group_level]  # one level per group of equal A11 blocks
-            return self._pairs @ (t1g @ np.swapaxes(t1g, 1, 2)).ravel()
-        b = t1 @ np.swapaxes(t1, 1, 2)
-        gb = self.G @ _block_diagonal(b)
-        return np.asarray((gb @ self.G.T).toarray()).ravel()[self._keys]
-
-    def _block2(self, theta: np.ndarray, t1: np.ndarray) -> np.ndarray:
-        """S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I with B = T1 T1ᵀ: its upper triangle, in a C-order
-        array whose transpose LAPACK factors in place (see :func:`update_block2`)."""
-        return update_block2(self._plan, theta, self.M22, self._keys, self._downdate(t1),
-                             self._diagonal_only)
+        """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G; ``a21``: G's block if not the
+        current one)."""
+        a21 = self.b21 if a21 is None else a21
+        return (self.lambda_rest_t(theta) @ a21.times_t1(t1)).tocsr()
 
     def factor(self, theta: np.ndarray) -> Factorization:
-        """Factor the augmented system at ``theta`` (MixedModels.jl's ``updateL!``): block 1
-        level by level (:func:`factor_block1`), block 2 assembled (:func:`update_block2`:
-        scaled by Λ₂, downdated by block 1, inflated) and factored by LAPACK."""
+        """Factor the augmented system at ``theta`` as MixedModels.jl's ``updateL!`` does,
+        block by block, each step a method of the block's type (:mod:`.blocks`):
+
+        1. block 1: scale by Λ₁, inflate by I, factor (a diagonal block: one square root per
+           level; uniform blocks: one batched Cholesky), giving L11 and T1 = Λ₁L11⁻ᵀ;
+        2. the rank update of block 2 by block 1, L21 L21' = G T1 T1ᵀ Gᵀ (a dense G: one
+           syrk; a sparse G: its precomputed pairs, or sparse products);
+        3. block 2: scale by Λ₂, downdate, inflate (typed rectangles, :mod:`.plans`), factor
+           (LAPACK).
+        """
         # a copy: optimizers pass views of buffers they overwrite later (NLopt does), and
         # the factorisation keeps the θ it was computed at
         theta = np.array(theta, dtype=float)
         qr = self._lam_r_size
-        l11, t1 = factor_block1(self.A11, self.terms[0].lower_factor(theta))
-        l22, info = potrf(self._block2(theta, t1).T)
+        b11, b21, b22 = self.b11, self.b21, self.b22
+        l11, t1 = b11.factor(self.terms[0].lower_factor(theta))
+        l22, info = b22.factor(b22.assemble(theta, b21.rank_update(t1)))
         if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
-            l22 = cholesky_exact_fit(self._block2(theta, t1))
+            l22 = b22.factor_exact_fit(b22.assemble(theta, b21.rank_update(t1)))
         diag22 = np.diag(l22)
         check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
-        ld_l2 = 2.0 * (np.log(np.diagonal(l11, axis1=1, axis2=2)).sum()
-                       + np.log(diag22[:qr]).sum())
+        ld_l2 = 2.0 * (b11.log_det(l11) + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
         pwrss = float(diag22[-1] ** 2)
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
-                             self, _G=self.G)
+                             self, _A21=b21)
 
     @property
     def has_gradient(self) -> bool:
         """Whether :meth:`gradient` is available: the downdate is done over precomputed
         pairs, or with a modest dense G."""
-        return self._pairs is not None or (
-            self._gdense is not None
-            and self.m * self.m * self.q1 <= _policy().max_gradient_dense_g)
+        return self.b21.has_gradient
 
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically.
@@ -510,39 +460,26 @@ class PLSProblem(_AugmentedSystem):
         (L21 = Λ₂'GΛ₁L11⁻ᵀ),
         G_l the level's nc columns of G, from the lower triangle of S⁻¹ (V_l depends on the
         level only through A11_l)."""
-        nc = self.terms[0].nc
 
         def k_tilde_full() -> np.ndarray:
             k_full = np.tril(inv_lower) + np.tril(inv_lower, -1).T
             lam2 = self.lambda_rest_t(theta).T[:s, :s]
             return np.asarray(lam2 @ np.asarray(lam2 @ k_full).T)  # Λ₂ S⁻¹ Λ₂'
 
-        out = np.zeros((nc, nc))
-        if self._pairs is None:  # dense G: the quadratic forms by BLAS
-            g = self.G[:s].toarray().reshape(s, -1, nc)  # (s, nl, nc)
-            kg = np.einsum("ij,jlb->ilb", k_tilde_full(), g)
-            h = np.einsum("ila,ilb->lab", g, kg)  # H_l = G_l' K̃ G_l
-            return np.einsum("lxa,lxy,lyb->ab", v, h, v)
+        b21 = self.b21
+        if not isinstance(b21, PairsBlock):  # the quadratic forms by BLAS
+            return b21.dense_quadratic(v, k_tilde_full(), s)
         inside = (self._key_rows < s) & (self._key_cols < s)
         i, j = self._key_rows[inside], self._key_cols[inside]
-        if not self._plan.vector_blocks:
+        plan = self.b22.plan
+        if not plan.vector_blocks:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
-            dr = np.repeat(self._plan.scales(theta), np.diff(self._block_edges))[:s]
+            dr = np.repeat(plan.scales(theta), np.diff(self._block_edges))[:s]
             k_keys = inv_lower[j, i] * dr[i] * dr[j]
         else:
             k_keys = k_tilde_full()[i, j]
         weight = np.where(i == j, 1.0, 2.0) * k_keys  # keys are the upper triangle
-        vg = v[self._group_level]  # (groups, nc, nc)
-        for a in range(nc):
-            for b in range(a, nc):
-                # B_l[x, y] = V_l[x, a] V_l[y, b], symmetrised (K̃ is symmetric)
-                bmat = vg[:, :, a, None] * vg[:, None, :, b]
-                bmat = 0.5 * (bmat + np.swapaxes(bmat, 1, 2))
-                down = self._pairs @ bmat.reshape(-1)
-                # a ufunc sum, not BLAS: numpy's own OpenBLAS threads would wake up, spin and
-                # slow down scipy's dpotrf that follows
-                out[a, b] = out[b, a] = float(np.sum(weight * down[inside]))
-        return out
+        return b21.quadratic(v, weight, inside)
 
     # -- criteria and solutions -------------------------------------------------------------
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
@@ -558,19 +495,13 @@ class PLSProblem(_AugmentedSystem):
         rhs1 = np.asarray(l21[-1].toarray()).ravel() - l21[:-1].T @ sol2
         first = self.terms[0]
         rhs1 = rhs1.reshape(first.nl, first.nc)
-        u1 = np.linalg.solve(np.swapaxes(f.L11, 1, 2), rhs1[:, :, None])[:, :, 0]
+        u1 = self.b11.solve_transposed(f.L11, rhs1)
         return beta, np.concatenate([u1.ravel(), u_r])
 
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
         """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (rows in Zt's order,
         no fill-reducing permutation)."""
-        first = self.terms[0]
-        nc = first.nc
-        base = np.arange(first.nl)[:, None, None] * nc
-        rows = (base + np.arange(nc)[None, :, None]).repeat(nc, axis=2)
-        cols = (base + np.arange(nc)[None, None, :]).repeat(nc, axis=1)
-        l11 = sp.csr_matrix((f.L11.ravel(), (rows.ravel(), cols.ravel())),
-                            shape=(self.q1, self.q1))
+        l11 = self.b11.to_sparse(f.L11)
         qr = self._lam_r_size
         l21z = f.L21[:qr]
         l22z = sp.csr_matrix(np.tril(f.L22[:qr, :qr]))

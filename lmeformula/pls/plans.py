@@ -15,8 +15,9 @@ as one block whose Λ is the identity); how a rectangle is filled depends on its
   the terms' λ on both sides (their λ mixes entries).
 
 :func:`update_block2` is MixedModels.jl's ``updateL!`` for block 2 (copy and scale by Λ,
-rank-downdate, multiply by Λ, inflate the diagonal), dispatching on these types; the engine
-factors the result (``dpotrf``). :func:`plan_block2` makes the plan once per model.
+rank-downdate, multiply by Λ, inflate the diagonal), dispatching on these types; block 2's
+type, :class:`~lmeformula.pls.blocks.DenseDiagonalBlock`, holds the plan and factors the result
+(``dpotrf``). :func:`plan_block2` makes the plan once per model.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from .terms import TermShape
 
 __all__ = ["Block", "Block2Plan", "DowndateSegment", "ScaledBlock", "VectorBlock", "ZeroBlock",
-           "factor_block1", "plan_block2", "update_block2"]
+           "plan_block2", "update_block2"]
 
 
 @dataclass(frozen=True)
@@ -149,22 +150,6 @@ def plan_block2(terms: Sequence[TermShape], p: int, edges: np.ndarray,
     segments = tuple(DowndateSegment(slice(lo, hi), kinds[(a, b)])
                      for lo, hi, a, b in pair_segments)
     return Block2Plan(tuple(terms), p, tuple(blocks), segments, mixed)
-
-
-def factor_block1(a11: np.ndarray, lam1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Block 1 (the first term): L11 = chol(λ₁'A11_l λ₁ + I) level by level, (nl, nc, nc),
-    and T1 = λ₁L11⁻ᵀ, whose blocks give the downdate B = T1 T1ᵀ and L21 = Λ₂'G T1."""
-    nc = lam1.shape[0]
-    if nc == 1:
-        a = a11[:, 0, 0] * lam1[0, 0] ** 2 + 1.0
-        l11 = np.sqrt(a)[:, None, None]
-        t1 = (lam1[0, 0] / l11[:, 0, 0])[:, None, None]
-    else:
-        d = lam1.T @ a11 @ lam1
-        d += np.eye(nc)
-        l11 = np.linalg.cholesky(d)
-        t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam1.T, l11.shape)), 1, 2)
-    return l11, t1
 
 
 def update_block2(plan: Block2Plan, theta: np.ndarray, m22: np.ndarray, keys: np.ndarray,

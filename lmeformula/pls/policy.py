@@ -29,8 +29,8 @@ class BlockPolicy:
         Largest dense G (m x q₁) and number of level pairs formed by counting per pair of
         levels; above either, the cross-products come from sparse products with Zt.
     dense_g_fill
-        G counts as dense (the downdate by BLAS, G T₁ then one syrk) above this fraction of
-        non-zeros ...
+        G (block 2 against block 1) is stored dense (the downdate by BLAS, G T₁ then one
+        syrk) above this fraction of non-zeros (its measured fill, nnz / size) ...
     max_dense_g
         ... and when it has at most this many entries (m x q₁).
     max_gradient_dense_g
@@ -68,6 +68,23 @@ class BlockPolicy:
     kernel_max_downdate_work: int = 60_000_000
     kernel_max_cross_cells: int = 20_000_000
     band: int = 128
+
+    def dense_off_diagonal(self, nnz: int, rows: int, cols: int) -> bool:
+        """Whether block 2 against block 1 (G, ``rows`` x ``cols`` with ``nnz`` stored
+        entries) is stored dense (:class:`~lmeformula.pls.blocks.DenseBlock`): its measured
+        fill above ``dense_g_fill`` and its size at most ``max_dense_g``."""
+        return nnz > self.dense_g_fill * rows * cols and rows * cols <= self.max_dense_g
+
+    def list_pairs(self, pairs: int) -> bool:
+        """Whether a sparse G's rank update is planned as its ``pairs`` of entries listed
+        (:class:`~lmeformula.pls.blocks.PairsBlock` with a sparse C): some, at most
+        ``max_pairs``."""
+        return 0 < pairs <= self.max_pairs
+
+    def group_grams(self, entries: int) -> bool:
+        """Whether, the pairs being too many, C is formed as per-group Gram matrices (dense,
+        ``entries`` = keys x groups): at most ``max_group_grams``; else sparse products."""
+        return entries <= self.max_group_grams
 
 
 POLICY = BlockPolicy()
