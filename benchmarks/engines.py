@@ -58,6 +58,11 @@ _TIMING = textwrap.dedent("""
     fit_s = statistics.median(ts)
 """)
 
+# a busy-looping process that ends when the one that started it does: it runs in a session of
+# its own, which killing the engine's process group at the time cap would not reach
+BUSY_LOOP = ("import os\np = os.getppid()\nwhile os.getppid() == p:\n"
+             "    for _ in range(100_000): pass")
+
 # --load: the same fit beside two busy-looping processes, paired with quiet blocks in this
 # process (see benchmarks/load.py for why each piece is there): the busy loops start once, in
 # sessions of their own (other programs), run half a second, then are stopped and continued so
@@ -66,7 +71,7 @@ _TIMING = textwrap.dedent("""
 # of the same round
 _LOAD = textwrap.dedent("""
     import signal, subprocess
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
                              start_new_session=True) for _ in range(2)]
     blocks = {"quiet": [], "load": []}
     try:
@@ -89,7 +94,7 @@ _LOAD = textwrap.dedent("""
                   "fit_quiet_block_s": statistics.median(blocks["quiet"]),
                   "load_slowdown": statistics.median(
                       b / a for a, b in zip(blocks["quiet"], blocks["load"]))}
-""")
+""").replace("BUSY_LOOP", repr(BUSY_LOOP))
 
 def _lmeformula_script(engine: str, lmer_args: str = "") -> tuple[str, str]:
     """lmeformula's script, with extra arguments to ``lmer`` (``control=...``)."""

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .engines import BUSY_LOOP
 from .models import MODELS, data_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,7 +113,7 @@ def child(name: str, data: str, engines: list[str], rounds: int, block_s: float,
     fits = _fitters(name, data, engines)
     for fit in fits.values():  # imports and first-call costs
         fit()
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
                              start_new_session=not same_session) for _ in range(2)]
     blocks: list[dict[str, Any]] = []
     try:
