@@ -168,7 +168,16 @@ def summarise(blocks: list[dict[str, Any]], engine: str) -> dict[str, float]:
                                         for r in rounds)
     out["cpu_ratio"] = statistics.median(by[(r, "load")]["cpu"] / by[(r, "quiet")]["cpu"]
                                          for r in rounds)
+    out["round_slowdowns"] = [by[(r, "load")]["per_fit"] / by[(r, "quiet")]["per_fit"]
+                              for r in rounds]  # type: ignore[assignment]
     return out
+
+
+def relative_slowdown(mine: dict[str, Any], ref: dict[str, Any]) -> float:
+    """Median over rounds of this engine's slowdown over the reference's in the same round
+    (both fitted in the same blocks: the same background)."""
+    return statistics.median(a / b for a, b in zip(mine["round_slowdowns"],
+                                                    ref["round_slowdowns"], strict=True))
 
 
 def _seconds(t: float) -> str:
@@ -179,7 +188,9 @@ def write(results: list[dict[str, Any]], engines: list[str], out: str, args: str
           started: str, loadavgs: list[float]) -> Path:
     """The markdown table of a run (and its raw blocks as JSON)."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{out}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{out}.json").write_text(json.dumps(
+        {"results": results, "engines": engines, "args": args, "started": started,
+         "loadavgs": loadavgs}, indent=1) + "\n")
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Linux, "
                f"Python {platform.python_version()}")
     lines = [f"# Fits under load, paired ({started}; {machine})", "",
@@ -189,19 +200,21 @@ def write(results: list[dict[str, Any]], engines: list[str], out: str, args: str
              "engines taking turns inside each block, each fitting back to back for the "
              "block's length. `quiet` and `loaded` are the medians over rounds of a block's "
              "wall time per fit (its total over its fits); `slowdown` the median over rounds "
-             "of loaded / quiet in the same round; `CPU` the process's CPU time per fit "
-             "(threads included), quiet and loaded. `background` is the number of other "
-             "runnable threads on the machine before the block (the kernel's count, less "
+             "of loaded / quiet in the same round, and `slowdown / glmm's` the median over "
+             "rounds of that over glmm's slowdown in the same round; `CPU` the process's "
+             "CPU time per fit (threads included), quiet and loaded. `background` is the "
+             "number of other runnable threads on the machine before the block (the kernel's count, less "
              "this fit's thread and the busy loops), median over blocks: the other work "
              "this machine was doing (it is shared). "
              f"1-minute load average during the run: {min(loadavgs):.1f}-{max(loadavgs):.1f}.",
              "",
-             "| model | engine | fits | quiet | loaded | slowdown | CPU quiet | CPU loaded | "
-             "/ glmm quiet | / glmm loaded | background quiet, loaded |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | engine | fits | quiet | loaded | slowdown | slowdown / glmm's | "
+             "CPU quiet | CPU loaded | / glmm quiet | / glmm loaded | "
+             "background quiet, loaded |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for res in results:
         if "error" in res:
-            lines.append(f"| {res['model']} | {res['error']} | | | | | | | | | |")
+            lines.append(f"| {res['model']} | {res['error']} | | | | | | | | | | |")
             continue
         summary = {e: summarise(res["blocks"], e) for e in engines
                    if any(b["engine"] == e for b in res["blocks"])}
@@ -209,10 +222,11 @@ def write(results: list[dict[str, Any]], engines: list[str], out: str, args: str
         for engine, s in summary.items():
             vs_q = f"{s['quiet_s'] / ref['quiet_s']:.2f}" if ref else ""
             vs_l = f"{s['load_s'] / ref['load_s']:.2f}" if ref else ""
+            rel = f"{relative_slowdown(s, ref):.2f}" if ref else ""
             lines.append(
                 f"| {res['model']} | {engine} | {s['quiet_fits']:.0f} + {s['load_fits']:.0f} | "
                 f"{_seconds(s['quiet_s'])} | {_seconds(s['load_s'])} | "
-                f"{s['slowdown']:.2f}x | {_seconds(s['quiet_cpu_s'])} | "
+                f"{s['slowdown']:.2f}x | {rel} | {_seconds(s['quiet_cpu_s'])} | "
                 f"{_seconds(s['load_cpu_s'])} | {vs_q} | {vs_l} | "
                 f"{s['quiet_background']:.0f}, {s['load_background']:.0f} |")
     path = RESULTS / f"{out}.md"
@@ -230,11 +244,18 @@ def main() -> None:
     parser.add_argument("--out", default="load_latest")
     parser.add_argument("--same-session", action="store_true",
                         help="the busy loops in the fit's session (one scheduling group)")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite <out>.md from <out>.json")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], args.engines, args.rounds, args.block,
               args.same_session)
+        return
+    if args.render:
+        saved = json.loads((RESULTS / f"{args.out}.json").read_text())
+        print(write(saved["results"], saved["engines"], args.out, saved["args"],
+                    saved["started"], saved["loadavgs"]).read_text())
         return
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     tmp = Path(tempfile.mkdtemp(prefix="lmeformula-load-"))
