@@ -203,9 +203,9 @@ def write(results: list[dict[str, Any]], engines: list[str], out: str, args: str
              "of loaded / quiet in the same round, and `slowdown / glmm's` the median over "
              "rounds of that over glmm's slowdown in the same round; `CPU` the process's "
              "CPU time per fit (threads included), quiet and loaded. `background` is the "
-             "number of other runnable threads on the machine before the block (the kernel's count, less "
-             "this fit's thread and the busy loops), median over blocks: the other work "
-             "this machine was doing (it is shared). "
+             "number of other runnable threads on the machine before the block (the "
+             "kernel's count, less this fit's thread and the busy loops), median over "
+             "blocks: the other work this machine was doing (it is shared). "
              f"1-minute load average during the run: {min(loadavgs):.1f}-{max(loadavgs):.1f}.",
              "",
              "| model | engine | fits | quiet | loaded | slowdown | slowdown / glmm's | "
