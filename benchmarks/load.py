@@ -41,6 +41,7 @@ import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,21 +87,20 @@ def _fitters(name: str, data: str, engines: list[str]) -> dict[str, Callable[[],
             threads = {"lmeformula": None, "lmeformula-1thread": 1,
                        "lmeformula-2threads": 2}[engine]
             control = None if threads is None else {"threads": threads}
-            fits[engine] = (lambda control=control: lmf.lmer(formula, df, control=control))
+            fits[engine] = partial(lmf.lmer, formula, df, control=control)
         elif engine == "glmm":
-            import glmm
+            import glmm  # type: ignore[import-untyped]
 
             strings = peer_df.copy()
             for col in strings.columns:
                 if (isinstance(strings[col].dtype, pd.CategoricalDtype)
                         or strings[col].dtype == object):
                     strings[col] = strings[col].astype(str)
-            fits[engine] = (lambda strings=strings: glmm.fit(strings, peer_formula,
-                                                             satterthwaite=False))
+            fits[engine] = partial(glmm.fit, strings, peer_formula, satterthwaite=False)
         elif engine == "mixedlm":
             import mixedlm
 
-            fits[engine] = (lambda: mixedlm.lmer(peer_formula, peer_df))
+            fits[engine] = partial(mixedlm.lmer, peer_formula, peer_df)
         else:
             raise SystemExit(f"unknown engine {engine!r}")
     return fits
@@ -129,7 +129,8 @@ def child(name: str, data: str, engines: list[str], rounds: int, block_s: float,
                 for engine in order:
                     loadavg, runnable = os.getloadavg()[0], _runnable()
                     free = _free_cores()
-                    walls, cpus = [], []
+                    walls: list[float] = []
+                    cpus: list[float] = []
                     start = time.perf_counter()
                     while len(walls) < 2 or time.perf_counter() - start < block_s:
                         t0, c0 = time.perf_counter(), time.process_time()
