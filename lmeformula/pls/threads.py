@@ -15,9 +15,11 @@ free cores at the start of the fit (:func:`free_cores`: the kernel's instantaneo
 runnable threads, the 4th field of ``/proc/loadavg``, less this process's own), capped by the
 caller's setting. The 1-minute load average, used before, lags both ways: two busy
 processes started beside a quiet machine take about 40 s to lift it from 0.5 past 1.5 (it
-moves by 1 - exp(-t/60) of the change), so a fit started within that time took two threads
-beside them; and at a load of ~10 from other jobs, ``dpotrf`` of order 1,200 took 1.0-1.5 s
-with two threads against 0.1-0.2 s with one (2026-12-02). Small blocks get one thread too
+moves by 1 - exp(-t/60) of the change), and a fit started within that time gets two threads
+beside them (one InstEval evaluation at load ~11: 76 ms on one thread, 91 ms beside two busy
+loops; on two threads 373 ms and 1,053 ms); and at a load of ~10 from other jobs, ``dpotrf``
+of order 1,200 took 1.0-1.5 s with two threads against 0.1-0.2 s with one (2026-12-02).
+Small blocks get one thread too
 (OpenBLAS does thread some kernels of small order: ``dpotrf`` of order 186 took 14.7 ms with
 two threads and 0.38 ms with one at load 9, 2026-12-02), and scipy's L-BFGS-B calls BLAS
 between evaluations (sleepstudy with L-BFGS-B beside two busy loops: 96 ms against 8 ms
@@ -57,7 +59,7 @@ class ThreadPolicy:
         one thread.
     samples
         Readings of the runnable-task count behind one decision for a large block (the
-        largest is used: a task that runs half the time shows in one reading of two) ...
+        largest is used: a task that runs half the time shows in 7 of 8 triples) ...
     sample_interval
         ... this many seconds apart.
     """
