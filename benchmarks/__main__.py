@@ -85,11 +85,7 @@ def main() -> None:
             elif engine == "statsmodels" and (why := expressible_by_statsmodels(model, data)):
                 res = {"engine": engine, "model": model.name, "status": why}
             else:
-                res = run_python_engine(engine, model, data, runs, args.cap)
-                if args.load and res.get("status") == "ok":
-                    loaded = run_python_engine(engine, model, data, runs, args.cap, load=True)
-                    res["fit_load_s"] = (loaded["fit_s"] if loaded.get("status") == "ok"
-                                         else None)
+                res = run_python_engine(engine, model, data, runs, args.cap, load=args.load)
             res["rows"] = model.rows
             per_model.append(res)
             shown = (f"{res['fit_s'] * 1e3:10.1f} ms" if res.get("status") == "ok"
@@ -140,7 +136,7 @@ def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
               "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula",
-              "fit_load_s"]
+              "fit_load_s", "fit_quiet_block_s", "load_slowdown"]
     with (RESULTS / f"{name}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -156,9 +152,16 @@ def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -
              "`lmeformula-lbfgsb` is lmeformula with `control={\"optimizer\": \"L-BFGS-B\"}`: "
              "the analytic gradient with L-BFGS-B instead of lme4's BOBYQA (each of its "
              "evaluations also computes the gradient).", "",
-             "`under load` is the same fit beside two busy-looping processes (`--load`), "
-             "with its slowdown. The machine was shared with other jobs while measuring: "
-             "compare engines within a row group, not across runs.", "",
+             "`under load` is the same fit beside two busy-looping processes (`--load`, "
+             "each in a session of its own), with its slowdown: in the engine's process, "
+             "after the timed runs, quiet and loaded half-second blocks of back-to-back fits "
+             "alternate (the busy loops warmed up, then stopped and continued), wall time "
+             "per fit (the mean over a block: a fit shorter than a time slice pays for the "
+             "load in the few fits that are preempted), medians, loaded against quiet "
+             "blocks; the slowdown is the median of loaded / quiet blocks of the same round "
+             "(`python -m benchmarks.load` compares engines in one process). The machine "
+             "was shared with other jobs while measuring: compare engines within a "
+             "row group, not across runs.", "",
              "| model | engine | fit | evaluations | per evaluation | peak RSS (MB) | "
              "time / lmeformula | under load | REML criterion − reference | max rel. diff |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -170,8 +173,13 @@ def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -
         fit = _seconds(r["fit_s"])
         diff = r.get("max_rel_diff")
         per_eval = _seconds(r["fit_s"] / r["feval"]) if r.get("feval") else ""
-        load = (f"{_seconds(r['fit_load_s'])} ({r['fit_load_s'] / r['fit_s']:.1f}x)"
-                if r.get("fit_load_s") else "")
+        # results before the paired blocks have no load_slowdown: loaded / quiet run
+        slowdown = r.get("load_slowdown") or (r["fit_load_s"] / r["fit_s"]
+                                              if r.get("fit_load_s") else None)
+        quiet_block = (f" against {_seconds(r['fit_quiet_block_s'])}"
+                       if r.get("fit_quiet_block_s") else "")
+        load = (f"{_seconds(r['fit_load_s'])}{quiet_block} ({slowdown:.2f}x)"
+                if slowdown else "")
         lines.append(
             f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | {per_eval} | "
             f"{r['max_rss_mb']:.0f} | {_number(r.get('time_vs_lmeformula'), '.2f')} | "

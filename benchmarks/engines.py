@@ -37,6 +37,7 @@ _COMMON = textwrap.dedent("""
         return d
     def report(**kw):
         kw["model"] = name
+        kw.update(globals().get("load_extra", {}))  # --load's paired blocks
         print(json.dumps(kw))
 """)
 
@@ -56,6 +57,44 @@ _TIMING = textwrap.dedent("""
         t0 = time.perf_counter(); m = fit(obj, df); ts.append(time.perf_counter() - t0)
     fit_s = statistics.median(ts)
 """)
+
+# a busy-looping process that ends when the one that started it does: it runs in a session of
+# its own, which killing the engine's process group at the time cap would not reach
+BUSY_LOOP = ("import os\np = os.getppid()\nwhile os.getppid() == p:\n"
+             "    for _ in range(100_000): pass")
+
+# --load: the same fit beside two busy-looping processes, paired with quiet blocks in this
+# process (see benchmarks/load.py for why each piece is there): the busy loops start once, in
+# sessions of their own (other programs), run half a second, then are stopped and continued so
+# that quiet and loaded blocks alternate; a block fits back to back for half a second (at least
+# once) and counts its wall time per fit; the slowdown is the median of loaded / quiet blocks
+# of the same round
+_LOAD = textwrap.dedent("""
+    import signal, subprocess
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+                             start_new_session=True) for _ in range(2)]
+    blocks = {"quiet": [], "load": []}
+    try:
+        time.sleep(0.5)
+        for p in busy:
+            p.send_signal(signal.SIGSTOP)
+        for r in range(5 if runs >= 5 else 3):
+            for cond in (("quiet", "load") if r % 2 == 0 else ("load", "quiet")):
+                for p in busy:
+                    p.send_signal(signal.SIGCONT if cond == "load" else signal.SIGSTOP)
+                time.sleep(0.2)
+                n, t0 = 0, time.perf_counter()
+                while n < 1 or time.perf_counter() - t0 < 0.5:
+                    fit(obj, df); n += 1
+                blocks[cond].append((time.perf_counter() - t0) / n)
+    finally:
+        for p in busy:
+            p.kill(); p.wait()
+    load_extra = {"fit_load_s": statistics.median(blocks["load"]),
+                  "fit_quiet_block_s": statistics.median(blocks["quiet"]),
+                  "load_slowdown": statistics.median(
+                      b / a for a, b in zip(blocks["quiet"], blocks["load"]))}
+""").replace("BUSY_LOOP", repr(BUSY_LOOP))
 
 def _lmeformula_script(engine: str, lmer_args: str = "") -> tuple[str, str]:
     """lmeformula's script, with extra arguments to ``lmer`` (``control=...``)."""
@@ -133,40 +172,18 @@ def _run(cmd: list[str], cap_s: float, env: dict[str, str] | None = None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-class BusyLoops:
-    """Two busy-looping processes beside a fit (the "under load" column): how fits behave on
-    a machine whose cores are taken by other work. Ended when the block ends."""
-
-    def __init__(self, count: int = 2) -> None:
-        self.count = count
-        self.procs: list[subprocess.Popen] = []
-
-    def __enter__(self) -> BusyLoops:
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                      for _ in range(self.count)]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for p in self.procs:
-            p.kill()
-            p.wait()
-
-
 def run_python_engine(engine: str, model: Model, data: str, runs: int, cap_s: float,
                       load: bool = False) -> dict:
-    """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds (with
-    two busy loops beside it when ``load``)."""
+    """Time one Python engine on one model in a subprocess, within ``cap_s`` seconds (and,
+    with ``load``, paired quiet and loaded blocks after the timed runs)."""
     setup, result = SCRIPTS[engine]
-    code = _COMMON + textwrap.dedent(setup) + _TIMING + textwrap.dedent(result)
+    code = (_COMMON + textwrap.dedent(setup) + _TIMING + (_LOAD if load else "")
+            + textwrap.dedent(result))
     # /usr/bin/time reports the child's own peak RSS: a child forked from this (large)
     # process would inherit its high-water mark
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-c", code, model.name, data,
            model.formula, str(runs)]
-    if load:
-        with BusyLoops():
-            out = _run(cmd, cap_s)
-    else:
-        out = _run(cmd, cap_s)
+    out = _run(cmd, cap_s)
     if out is None:
         return {"engine": engine, "model": model.name, "status": f"time cap {cap_s:.0f} s hit"}
     if out.returncode != 0:

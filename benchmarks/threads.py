@@ -19,6 +19,8 @@ import numpy as np
 import scipy.linalg as la
 from threadpoolctl import threadpool_limits
 
+from .engines import BUSY_LOOP
+
 
 def spd(n: int, rng: np.random.Generator) -> np.ndarray:
     a = rng.normal(size=(n, n // 2 + 1))
@@ -40,7 +42,11 @@ def main() -> None:
     args = parser.parse_args()
     busy: list[subprocess.Popen] = []
     if args.load:
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        # in sessions of their own (other programs: the scheduler's autogroups share the cores
+        # between sessions first), past their start-up before anything is timed
+        busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+                                 start_new_session=True) for _ in range(2)]
+        time.sleep(0.5)
     try:
         cores = os.cpu_count() or 1
         rng = np.random.default_rng(0)

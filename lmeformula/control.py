@@ -63,8 +63,9 @@ class LmerControl:
     threads
         BLAS/LAPACK threads for the engine during the fit (numpy's and scipy's pools); None
         (the default) for the engine's policy: one thread unless its dense block is large
-        (multi-threaded BLAS loses badly on a busy machine). The caller's settings are
-        restored after the fit.
+        (order 1,000), then as many as the machine has free cores when the fit starts
+        (multi-threaded BLAS loses badly on a busy machine), never more than the caller's
+        setting. The caller's settings are restored after the fit.
     """
 
     check_nlev_gtr_1: str = "stop"

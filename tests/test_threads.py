@@ -81,19 +81,33 @@ def test_lmer_accepts_threads_and_rejects_nonsense() -> None:
 
 
 def test_policy_threshold_and_scope() -> None:
-    policy = ThreadPolicy(parallel_order=1000, idle_parallel_order=500)
-    assert policy.threads(999, idle=False) == 1 and policy.threads(1000, idle=False) is None
-    # an idle machine gives the caller's threads to moderately large blocks, a busy one not
-    assert policy.threads(500, idle=True) is None and policy.threads(499, idle=True) == 1
-    assert policy.threads(700, idle=False) == 1
+    policy = ThreadPolicy(parallel_order=1000)
+    # below the parallel order one thread whatever the load; from it on, the free cores
+    assert policy.threads(999, free=2) == 1 and policy.threads(40, free=8) == 1
+    assert policy.threads(1000, free=2) == 2 and policy.threads(5000, free=7) == 7
+    assert policy.threads(1000, free=1) == 1 and policy.threads(1000, free=0) == 1
     assert THREAD_POLICY.threads(40) == 1  # small blocks too (OpenBLAS threads some kernels)
-    assert THREAD_POLICY.threads(600, idle=True) == 1
+    assert THREAD_POLICY.threads(600, free=2) == 1
     before = blas_counts()
     with blas_threads(None):
         assert blas_counts() == before
     with blas_threads(1):
         assert blas_counts() == [1] * len(before)
     assert blas_counts() == before
+
+
+def test_the_policy_never_raises_the_callers_setting() -> None:
+    # the policy's count is capped by the caller's (at_most); control's "threads" is not
+    with threadpool_limits(limits=1, user_api="blas"):
+        with blas_threads(2, at_most=True):
+            assert blas_counts() == [1] * len(blas_counts())
+        with blas_threads(2):
+            assert blas_counts() == [2] * len(blas_counts())
+        assert blas_counts() == [1] * len(blas_counts())
+    with threadpool_limits(limits=2, user_api="blas"):
+        with blas_threads(1, at_most=True):
+            assert blas_counts() == [1] * len(blas_counts())
+        assert blas_counts() == [2] * len(blas_counts())
 
 
 def test_blas_threads_calls_openblas_directly_where_it_can() -> None:
@@ -116,21 +130,77 @@ def test_blas_threads_calls_openblas_directly_where_it_can() -> None:
         assert blas_counts() == [2] * len(blas_counts())
 
 
-def test_machine_is_idle_reads_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_free_cores_from_the_runnable_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the kernel's instantaneous count of runnable threads, this one included, less our own
     import lmeformula.pls.threads as threads
 
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "own_running_threads", lambda names=None: 1)
+    assert threads.free_cores(runnable=lambda: 1) == 2  # only this thread: both cores free
+    assert threads.free_cores(runnable=lambda: 2) == 1  # one other task: one core
+    assert threads.free_cores(runnable=lambda: 3) == 1  # two busy loops beside: one thread
+    assert threads.free_cores(runnable=lambda: 15) == 1
+    # our own spinning BLAS workers are not other work
+    monkeypatch.setattr(threads, "own_running_threads", lambda names=None: 2)
+    assert threads.free_cores(runnable=lambda: 2) == 2
+    # several readings: the busiest counts (a task running half the time shows in some)
+    readings = iter([1, 3, 1])
+    assert threads.free_cores(samples=3, runnable=lambda: next(readings)) == 1
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads, "own_running_threads", lambda names=None: 1)
+    assert threads.free_cores(runnable=lambda: 4) == 5
+    assert ThreadPolicy().threads(1159, free=threads.free_cores(runnable=lambda: 4)) == 5
+
+
+def test_free_cores_without_an_instantaneous_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no /proc/loadavg: the 1-minute load average stands for it; no load average: busy
+    import lmeformula.pls.threads as threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    assert threads.machine_is_idle()
+    assert threads.free_cores(runnable=lambda: None) == 2
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (3.0, 0.0, 0.0))
-    assert not threads.machine_is_idle()
-    assert ThreadPolicy().threads(1159) == 1  # InstEval's block on a busy machine
+    assert threads.free_cores(runnable=lambda: None) == 1
 
     def no_load() -> tuple[float, float, float]:
         raise OSError("no load average here")
 
     monkeypatch.setattr(threads.os, "getloadavg", no_load)
-    assert not threads.machine_is_idle()
+    assert threads.free_cores(runnable=lambda: None) == 1
+
+
+def test_runnable_tasks_reads_the_kernels_count() -> None:
+    import sys
+
+    from lmeformula.pls.threads import own_running_threads, runnable_tasks
+
+    count = runnable_tasks()
+    if sys.platform.startswith("linux"):
+        assert count is not None and count >= 1  # this thread is running
+    assert own_running_threads() >= 1
+
+
+def test_engine_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a large block: one thread while the cores are busy, the caller's two when they are free;
+    # control's "threads" whatever the load; the caller's setting back afterwards
+    import lmeformula.pls.threads as threads
+
+    class Problem:
+        dense_order = 1159  # InstEval's block
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 1)
+        with threads.engine_threads(Problem()):
+            assert blas_counts() == [1] * len(blas_counts())
+        with threads.engine_threads(Problem(), 2):
+            assert blas_counts() == [2] * len(blas_counts())
+        monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 2)
+        with threads.engine_threads(Problem()):
+            assert blas_counts() == [2] * len(blas_counts())
+        monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 4)  # capped by the caller's
+        with threads.engine_threads(Problem()):
+            assert blas_counts() == [2] * len(blas_counts())
+        assert blas_counts() == [2] * len(blas_counts())
 
 
 def test_setup_threads_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,12 +209,12 @@ def test_setup_threads_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
     import lmeformula.pls.threads as threads
 
     with threadpool_limits(limits=2, user_api="blas"):
-        monkeypatch.setattr(threads, "machine_is_idle", lambda: False)
+        monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 1)
         with threads.setup_threads():
             assert blas_counts() == [1] * len(blas_counts())
         with threads.setup_threads(2):
             assert blas_counts() == [2] * len(blas_counts())
-        monkeypatch.setattr(threads, "machine_is_idle", lambda: True)
+        monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 2)
         with threads.setup_threads():
             assert blas_counts() == [2] * len(blas_counts())
         assert blas_counts() == [2] * len(blas_counts())

@@ -9,16 +9,22 @@ under contention; a G Gᵀ product gained from 2 threads only above order ~1,200
 under load. On the same machine when it was idle (load average below 1, 23:10 the same day),
 2 threads paid from order ~1,000 on: ``dpotrf`` at order 1,200 took 12.4 ms against 16.7 ms
 with 1 thread (600-800: no gain), and the InstEval fit (block order 1,159) 1.14 s against
-1.50 s. So the engine runs single-threaded unless its dense block is large
-(:attr:`ThreadPolicy.parallel_order`), or moderately large
-(:attr:`ThreadPolicy.idle_parallel_order`) while the machine has a core to spare (the
-1-minute load average, this process included, at most the core count less one half); there
-it leaves the caller's setting alone (all cores by default). Small blocks too: OpenBLAS does
-thread some kernels of small order (``dpotrf`` of order 186 took 14.7 ms with two threads and
-0.38 ms with one at load 9, 2026-12-02), and scipy's L-BFGS-B calls BLAS between evaluations
-(sleepstudy with L-BFGS-B beside two busy loops: 96 ms against 8 ms alone). numpy and scipy
-each bundle their own OpenBLAS with its own pool: both are set. The caller's settings are
-restored when the scope ends.
+1.50 s. So the engine runs single-threaded unless its dense block reaches
+:attr:`ThreadPolicy.parallel_order`, and from there on with as many threads as the machine has
+free cores at the start of the fit (:func:`free_cores`: the kernel's instantaneous count of
+runnable threads, the 4th field of ``/proc/loadavg``, less this process's own), capped by the
+caller's setting. The 1-minute load average, used before, lags both ways: two busy
+processes started beside a quiet machine take about 40 s to lift it from 0.5 past 1.5 (it
+moves by 1 - exp(-t/60) of the change), and a fit started within that time gets two threads
+beside them (one InstEval evaluation at load ~11: 76 ms on one thread, 91 ms beside two busy
+loops; on two threads 373 ms and 1,053 ms); and at a load of ~10 from other jobs, ``dpotrf``
+of order 1,200 took 1.0-1.5 s with two threads against 0.1-0.2 s with one (2026-12-02).
+Small blocks get one thread too
+(OpenBLAS does thread some kernels of small order: ``dpotrf`` of order 186 took 14.7 ms with
+two threads and 0.38 ms with one at load 9, 2026-12-02), and scipy's L-BFGS-B calls BLAS
+between evaluations (sleepstudy with L-BFGS-B beside two busy loops: 96 ms against 8 ms
+alone). numpy and scipy each bundle their own OpenBLAS with its own pool: both are set.
+The caller's settings are restored when the scope ends.
 
 Where the loaded OpenBLAS libraries can be read off ``/proc/self/maps`` (Linux), their own
 ``openblas_get/set_num_threads`` are called directly (microseconds); elsewhere threadpoolctl
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +43,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "machine_is_idle",
-           "setup_threads"]
+__all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "free_cores",
+           "runnable_tasks", "setup_threads", "usable_cores"]
 
 
 @dataclass(frozen=True)
@@ -47,35 +54,111 @@ class ThreadPolicy:
     Attributes
     ----------
     parallel_order
-        From this order of the engine's largest dense factorisation on, the caller's thread
-        setting is kept (all cores by default); below it, one thread, except as below.
-    idle_parallel_order
-        From this order on, the caller's setting is kept while the machine is idle
-        (:func:`machine_is_idle`).
+        From this order of the engine's largest dense factorisation on, the fit uses as many
+        BLAS threads as the machine has free cores (at most the caller's setting); below it,
+        one thread.
+    samples
+        Readings of the runnable-task count behind one decision for a large block (the
+        largest is used: a task that runs half the time shows in 7 of 8 triples) ...
+    sample_interval
+        ... this many seconds apart.
     """
 
-    parallel_order: int = 4000
-    idle_parallel_order: int = 1000
+    parallel_order: int = 1000
+    samples: int = 3
+    sample_interval: float = 0.001
 
-    def threads(self, order: int, idle: bool | None = None) -> int | None:
-        """Threads for a dense block of this order (None: leave the caller's setting);
-        ``idle`` says whether the machine has a core to spare (measured when None and the
-        order makes it matter)."""
-        if order >= self.parallel_order:
-            return None
-        if order >= self.idle_parallel_order and (machine_is_idle() if idle is None else idle):
-            return None
-        return 1
+    def threads(self, order: int, free: int | None = None) -> int:
+        """Threads for a dense block of this order: one below :attr:`parallel_order`, else the
+        free cores (``free``, measured by :func:`free_cores` when None), at least one. The
+        caller's own setting caps it (:func:`engine_threads`)."""
+        if order < self.parallel_order:
+            return 1
+        if free is None:
+            free = free_cores(self.samples, self.sample_interval)
+        return max(1, free)
 
 
-def machine_is_idle() -> bool:
-    """Whether the 1-minute load average (this process included) leaves at least half a core
-    free; False where the operating system gives no load average."""
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one)."""
     try:
-        load = os.getloadavg()[0]
+        return len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
-        return False
-    return load <= (os.cpu_count() or 1) - 0.5
+        return os.cpu_count() or 1
+
+
+def runnable_tasks() -> int | None:
+    """Threads running or ready to run on the whole machine at this instant, the calling one
+    included: the kernel's count (4th field of ``/proc/loadavg``, ``procs_running``). Unlike
+    the load averages it has no memory: two busy processes started a second ago count fully,
+    ones ended a second ago not at all. None where the system has no such file."""
+    try:
+        with open("/proc/loadavg", "rb") as fh:
+            return int(fh.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def own_running_threads(tasks: list[str] | None = None) -> int:
+    """This process's threads that are running or ready to run (at least the calling one):
+    BLAS workers spin for a while after a call and must not count as other work. ``tasks``:
+    the names in ``/proc/self/task`` when already read."""
+    try:
+        tasks = os.listdir("/proc/self/task") if tasks is None else tasks
+    except OSError:
+        return 1
+    count = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat", "rb") as fh:
+                # the state follows the parenthesised command name, which may hold spaces
+                count += fh.read().rsplit(b")", 1)[1].split()[0] == b"R"
+        except (OSError, IndexError):
+            continue
+    return max(1, count)
+
+
+def _other_tasks(tasks: int, cores: int) -> int:
+    """Runnable threads of other processes, given the machine's count ``tasks`` (this thread
+    included). Our own are read (tens of µs a thread) only when they could change the answer:
+    when the count is above one and not so high that the machine is busy whatever they are."""
+    if tasks <= 1:
+        return 0
+    try:
+        names = os.listdir("/proc/self/task")
+    except OSError:
+        return tasks - 1
+    if tasks - len(names) >= cores - 1:  # busy even if every thread of ours is running
+        return tasks - len(names)
+    return tasks - own_running_threads(names)
+
+
+def free_cores(samples: int = 1, interval: float = 0.0,
+               runnable: Callable[[], int | None] | None = None) -> int:
+    """Cores not taken by other work at this instant, this process's core included: the usable
+    cores less the threads of other processes running or waiting for a core (the largest of
+    ``samples`` readings ``interval`` seconds apart). Where the system gives no instantaneous
+    count, the 1-minute load average stands for it; where there is neither, 1 (busy is the
+    safe guess: threads on a busy machine cost far more than one thread on an idle one).
+    ``runnable`` replaces :func:`runnable_tasks` (tests)."""
+    read = runnable_tasks if runnable is None else runnable
+    counts = []
+    for i in range(max(1, samples)):
+        if i:
+            time.sleep(interval)
+        count = read()
+        if count is None:
+            break
+        counts.append(count)
+    cores = usable_cores()
+    if counts:
+        others = _other_tasks(max(counts), cores)
+    else:
+        try:
+            others = round(os.getloadavg()[0]) - 1  # this process among them, presumably
+        except (AttributeError, OSError):
+            return 1
+    return max(1, cores - max(0, others))
 
 
 THREAD_POLICY = ThreadPolicy()
@@ -137,8 +220,9 @@ def _controller() -> Any:
 
 
 @contextmanager
-def blas_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` BLAS threads in every loaded BLAS (None: unchanged),
+def blas_threads(threads: int | None, at_most: bool = False) -> Iterator[None]:
+    """Run the block with ``threads`` BLAS threads in every loaded BLAS (None: unchanged; with
+    ``at_most``, no more than each library has already: the caller's setting caps it),
     restoring each library's previous setting afterwards."""
     if threads is None:
         yield
@@ -146,11 +230,12 @@ def blas_threads(threads: int | None) -> Iterator[None]:
     libs = _openblas_libraries()
     if libs is not None:
         previous = [lib.get() for lib in libs]
-        if all(count == threads for count in previous):
+        wanted = [min(threads, count) if at_most else threads for count in previous]
+        if wanted == previous:
             yield
             return
-        for lib in libs:
-            lib.set(threads)
+        for lib, count in zip(libs, wanted, strict=True):
+            lib.set(count)
         try:
             yield
         finally:
@@ -158,7 +243,10 @@ def blas_threads(threads: int | None) -> Iterator[None]:
                 lib.set(count)
         return
     controller = _controller()
-    if all(lib.num_threads == threads for lib in controller.lib_controllers):
+    counts = [lib.num_threads for lib in controller.lib_controllers]
+    if at_most:
+        threads = min([threads, *counts])
+    if all(count == threads for count in counts):
         yield
         return
     with controller.limit(limits=threads):
@@ -167,16 +255,19 @@ def blas_threads(threads: int | None) -> Iterator[None]:
 
 def engine_threads(problem: Any, requested: int | None = None) -> Any:
     """The scope for an engine's work: ``requested`` threads, else the policy's for the
-    problem's largest dense block (``problem.dense_order``)."""
-    if requested is None:
-        requested = THREAD_POLICY.threads(int(getattr(problem, "dense_order", 0)))
-    return blas_threads(requested)
+    problem's largest dense block (``problem.dense_order``) and the machine's load at this
+    moment, capped by the caller's setting."""
+    if requested is not None:
+        return blas_threads(requested)
+    return blas_threads(THREAD_POLICY.threads(int(getattr(problem, "dense_order", 0))),
+                        at_most=True)
 
 
 def setup_threads(requested: int | None = None) -> Any:
     """The scope for building a model (frame, X's rank check, cross-products), before the
-    engine's order is known: ``requested`` threads, else one while the machine is busy
-    (:func:`machine_is_idle`), the caller's setting when it is idle."""
-    if requested is None and not machine_is_idle():
-        requested = 1
-    return blas_threads(requested)
+    engine's order is known: ``requested`` threads, else as many as the machine has free cores
+    at this moment (one reading of the runnable-task count, microseconds: every fit passes
+    here), capped by the caller's setting."""
+    if requested is not None:
+        return blas_threads(requested)
+    return blas_threads(free_cores(), at_most=True)
