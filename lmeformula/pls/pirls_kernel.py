@@ -162,6 +162,7 @@ class ScalarPirlsKernel:
         # [X z]' row by row (each column of [X z] contiguous, for the counts)
         self.xzt = np.empty((self.p + 1, self.n))
         self.xzt[: self.p] = self.X.T
+        self._wxzt = np.empty((self.p + 1, self.n))
         # Z'W[X z] by counts per column while that is fewer passes than a sparse product's
         # overhead is worth (the same sums, in the observations' order, either way)
         self.count_columns = self.K * (self.p + 1) <= 16
@@ -181,6 +182,11 @@ class ScalarPirlsKernel:
         out.ravel()[present] = values
         return out
 
+    def response_row(self) -> np.ndarray:
+        """The kernel's own row for the working response z: a caller that writes z there
+        saves :meth:`step` a copy."""
+        return self.xzt[self.p]
+
     def _weighted(self, k: int, w: np.ndarray) -> np.ndarray:
         return w if self.ones[k] else w * self.xs[k]
 
@@ -191,8 +197,9 @@ class ScalarPirlsKernel:
         nls, d, m, p, qr = self.nls, self.d, self.m, self.p, self.qr
         th = [float(theta[k]) for k in range(self.K)]
         xzt = self.xzt
-        xzt[p] = z
-        wxzt = xzt * w
+        if z.__array_interface__["data"][0] != xzt[p].__array_interface__["data"][0]:
+            xzt[p] = z
+        wxzt = np.multiply(xzt, w, out=self._wxzt)
         if self.count_columns:  # (q, p + 1): Z_k'W[X z] for every term, by counts
             zxz = np.empty((self.q, p + 1))
             for k in range(self.K):
