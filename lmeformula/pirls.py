@@ -503,7 +503,9 @@ class GlmerDevfun:
             zb = lin_pred_scalar(self._codes, self._xs, self._ones, self._offsets, theta, u)
         else:
             zb = self._Z @ (self._lambdat_at(theta).T @ u)
-        return zb + self.X @ beta if beta.size else zb
+        if beta.size:
+            zb += self.X @ beta
+        return zb
 
     def _pdev(self) -> float:
         s = self.state
