@@ -243,7 +243,13 @@ class ScalarPirlsKernel:
                         S[o2 : o2 + nls[r2], o : o + nl] = cross.T
                 zo = self.offsets[r]
                 S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
-            S[qr:, qr:] = xzt @ wxzt.T
+            if p:
+                S[qr:, qr:] = xzt @ wxzt.T
+            else:
+                # z'Wz alone: it only becomes the factor's last diagonal entry, which nothing
+                # reads (its sign still tells a failed factorisation); a dot product of two
+                # rows, not a (1 x n) (n x 1) matrix product (slow here: ~20 ns a row)
+                S[qr, qr] = float(np.dot(xzt[0], wxzt[0]))
             S.ravel()[self.diag_rest] += 1.0
         # the chain: diagonals, columns towards later chain terms and towards the rest
         diags, vcols, ccols = [], {}, []
