@@ -44,6 +44,8 @@ __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
 _MAX_STEP_HALVINGS = 20
 _EPS = float(np.finfo(float).eps)
+# logistic values in [4ε, 1 - 4ε] need neither lme4's clamps nor its floor of μ(1 - μ) at ε
+_INNER = 4.0 * _EPS
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -97,25 +99,104 @@ class GlmerResponse:
     mu: np.ndarray = field(init=False)
     # dμ/dη at the current η when update_mu computed it along with μ (else None)
     _mu_eta: np.ndarray | None = field(init=False, default=None, repr=False)
+    # the binomial variance when it is dμ/dη itself (logit link inside the clamps), else None
+    _var: np.ndarray | None = field(init=False, default=None, repr=False)
+    # work arrays re-used by every step, and a count of μ's updates (what is kept per μ)
+    _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict, repr=False)
+    _version: int = field(init=False, default=0, repr=False)
 
     def update_mu(self, gamma: np.ndarray) -> None:
         """η = offset + γ and μ = g⁻¹(η) (``updateMu``).
 
         For the logit and log links the family's functions are written out here so that
         what ``mu_eta`` shares with ``linkinv`` is computed once per step (the logistic of
-        η; for the log link dμ/dη is μ): the same numbers, one transcendental pass fewer."""
-        self.eta = eta = self.offset + gamma
+        η; for the log link dμ/dη is μ): the same numbers, one transcendental pass fewer.
+        For the logit link, when every μ is well inside lme4's clamps [ε, 1 - ε] (checked
+        by two reductions), μ is the logistic itself and dμ/dη = μ(1 - μ) is also the
+        binomial variance (the clamps and the floors at ε change nothing there): the same
+        numbers, four passes over the observations fewer. η, μ and dμ/dη are written into
+        arrays this response owns and re-uses at every step (callers that keep them copy
+        them)."""
+        n = gamma.shape[0]
+        self._version += 1
+        self.eta = eta = np.add(self.offset, gamma, out=self._buffer("eta", n))
+        self._var = None
         link = self.family.link.name
         if link == "logit":
-            p = special.expit(eta)
-            self._mu_eta = np.maximum(p * (1.0 - p), _EPS)
-            self.mu = np.minimum(np.maximum(p, _EPS), 1.0 - _EPS)
+            p = special.expit(eta, out=self._buffer("mu", n))
+            me = np.subtract(1.0, p, out=self._buffer("mu_eta", n))
+            me *= p  # p (1 - p), as the family's mu_eta forms it
+            if n and p.min() >= _INNER and p.max() <= 1.0 - _INNER:
+                # p (1 - p) >= 4ε (1 - 4ε) > ε there: no floor, no clamp
+                self.mu, self._mu_eta = p, me
+                if self.family.family == "binomial":
+                    self._var = me
+            else:
+                np.maximum(me, _EPS, out=me)
+                self._mu_eta = me
+                self.mu = np.minimum(np.maximum(p, _EPS), 1.0 - _EPS)
         elif link == "log":
-            self.mu = np.maximum(np.exp(eta), _EPS)
+            mu = np.exp(eta, out=self._buffer("mu", n))
+            self.mu = np.maximum(mu, _EPS, out=mu)
             self._mu_eta = self.mu
         else:
             self.mu = self.family.linkinv(eta)
             self._mu_eta = None
+
+    def _buffer(self, name: str, n: int) -> np.ndarray:
+        """A work array of length n owned by this response (kept between steps: fresh
+        arrays of 10^5 rows cost page faults at every pass)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] != n:
+            buf = self._buffers[name] = np.empty(n)
+        return buf
+
+    def _binary(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """For a binomial response of 0s and 1s with unit weights and totals (VerbAgg, any
+        Bernoulli response without weights), the rows with y = 1 and with y = 0; else None.
+
+        There the family's aic is -2 Σ log p_i with log p_i = log μ_i (y = 1) or
+        log(1 - μ_i) (y = 0), its μ-free parts being exactly 0 and 1 (checked, not
+        assumed), and the deviance residuals are -2 log p_i, the same quantities."""
+        found = self.__dict__.get("_binary_rows")
+        if found is None:
+            found = (None,)
+            if self.family.family == "binomial":
+                y, wt, n = self.y, self.weights, self.n
+                const, k, rest, factor = binomial_aic_parts(y, n, wt)
+                one = (k == 1.0) & (rest == 0.0) & (y == 1.0)
+                zero = (k == 0.0) & (rest == 1.0) & (y == 0.0)
+                if (np.all(one | zero) and np.all(const == 0.0) and np.all(factor == 1.0)
+                        and np.all(wt == 1.0)):
+                    found = (np.flatnonzero(one), np.flatnonzero(zero))
+            self.__dict__["_binary_rows"] = found
+        return None if found[0] is None else found  # type: ignore[return-value]
+
+    def _binary_logp(self, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """log p_i at the current μ (binary responses): ``log μ`` where y = 1 and
+        ``log1p(-μ)`` where y = 0, scipy's ``log1p`` as the aic's ``xlog1py`` computes it,
+        so that the aic's terms are the same numbers. Kept until μ changes."""
+        if self.__dict__.get("_logp_version") == self._version:
+            return self._buffers["logp"]
+        ones, zeros = rows
+        mu = self.mu
+        logp = self._buffer("logp", mu.shape[0])
+        a = np.take(mu, ones, out=self._buffer("logp_1", ones.shape[0]))
+        logp[ones] = np.log(a, out=a)
+        b = np.take(mu, zeros, out=self._buffer("logp_0", zeros.shape[0]))
+        np.negative(b, out=b)
+        logp[zeros] = special.log1p(b, out=b)
+        self.__dict__["_logp_version"] = self._version
+        return logp
+
+    def dev_sum(self) -> float:
+        """Σ of the deviance residuals at μ (PIRLS's convergence test). For binary responses
+        -2 Σ log p_i, the aic's terms (the family's y log(y/μ) terms are the same
+        quantities, equal to round-off: this sum only decides when PIRLS stops)."""
+        rows = self._binary()
+        if rows is not None:
+            return -2.0 * float(self._binary_logp(rows).sum())
+        return float(self.dev_resid().sum())
 
     def dev_resid(self) -> np.ndarray:
         """Deviance residuals (each observation's deviance). For the binomial and Poisson
@@ -153,6 +234,10 @@ class GlmerResponse:
         that do not depend on μ computed once: the same sums in the same order as
         ``family.aic``)."""
         fam = self.family.family
+        rows = self._binary()
+        if rows is not None:
+            # the sum below with its factors 1 and constants 0 left out (exact)
+            return float(-2.0 * np.sum(self._binary_logp(rows)))
         if fam == "binomial":
             const, k, rest, factor, nonzero = self._aic_parts()
             logp = const + special.xlogy(k, self.mu) + special.xlog1py(rest, -self.mu)
@@ -177,21 +262,55 @@ class GlmerResponse:
             self.__dict__["_aic_cache"] = parts
         return parts
 
-    def working(self) -> tuple[np.ndarray, np.ndarray]:
-        """Working weights and working response (offset removed) at the current μ."""
+    def working(self, z_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Working weights and working response (offset removed) at the current μ:
+        ``w = μ'(η)² a / V(μ)`` and ``z = (η - offset) + (y - μ)/μ'(η)``, pass by pass in
+        that order (the multiplication by the prior weights left out where they are all 1,
+        which is exact). ``w`` is written into an array this response re-uses at every step,
+        ``z`` into ``z_out`` when given (the scalar kernel's own row) or into another."""
         mu_eta = self._mu_eta
         if mu_eta is None:
             mu_eta = self.family.mu_eta(self.eta)
-        fam = self.family.family
-        if fam == "binomial":
-            var = np.maximum(self.mu * (1.0 - self.mu), _EPS)
-        elif fam == "poisson":
-            var = self.mu
-        else:
-            var = self.family.variance(self.mu)
-        w = mu_eta * mu_eta * self.weights / var
-        z = (self.eta - self.offset) + (self.y - self.mu) / mu_eta
+        var = self._var
+        if var is None:
+            fam = self.family.family
+            if fam == "binomial":
+                var = np.maximum(self.mu * (1.0 - self.mu), _EPS)
+            elif fam == "poisson":
+                var = self.mu
+            else:
+                var = self.family.variance(self.mu)
+        n = self.mu.shape[0]
+        w = np.multiply(mu_eta, mu_eta, out=self._buffer("w", n))
+        if not self._unit_weights():
+            w *= self.weights
+        w /= var
+        z = np.subtract(self.y, self.mu, out=self._buffer("z", n) if z_out is None else z_out)
+        z /= mu_eta
+        z += np.subtract(self.eta, self.offset, out=self._buffer("tmp", n))
         return w, z
+
+    def _unit_weights(self) -> bool:
+        flag = self.__dict__.get("_unit")
+        if flag is None:
+            flag = self.__dict__["_unit"] = bool(np.all(self.weights == 1.0))
+        return bool(flag)
+
+    def snapshot(self) -> tuple[Any, ...]:
+        """Copies of η, μ and dμ/dη (and which of them are the same array), for
+        :meth:`restore`."""
+        me = self._mu_eta
+        return (self.eta.copy(), self.mu.copy(), None if me is None else me.copy(),
+                me is not None and me is self.mu, self._var is not None)
+
+    def restore(self, snap: tuple[Any, ...]) -> None:
+        """η, μ and dμ/dη from a :meth:`snapshot` (its arrays are read, never written: the
+        next :meth:`update_mu` writes into this response's own arrays)."""
+        eta, mu, me, me_is_mu, var_is_me = snap
+        self._version += 1
+        self.eta, self.mu = eta, mu
+        self._mu_eta = mu if me_is_mu else me
+        self._var = self._mu_eta if var_is_me else None
 
     def wrss(self) -> float:
         """Σ a (y - μ)² / V(μ): lme4's weighted residual sum of squares after ``updateWts``."""
@@ -260,7 +379,7 @@ class GlmerDevfun:
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
         self._y0 = y
-        self._lp0_mu: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._lp0_mu: tuple[np.ndarray, tuple[Any, ...]] | None = None
         self._problems: dict[bool, Any] = {}
         # scalar terms: Z Λ u by gathers over the codes, and PIRLS steps by the scalar
         # kernel where its dense parts are small (else by the engine's problems)
@@ -363,10 +482,10 @@ class GlmerDevfun:
         resp = self.resp
         cache = self._lp0_mu
         if cache is not None and cache[0] is self.lp0:
-            _, resp.eta, resp.mu, resp._mu_eta = cache
+            resp.restore(cache[1])
             return
         resp.update_mu(self.lp0)
-        self._lp0_mu = (self.lp0, resp.eta, resp.mu, resp._mu_eta)
+        self._lp0_mu = (self.lp0, resp.snapshot())
 
     def _laplace(self, theta: np.ndarray, u_only: bool) -> float:
         self._pwrss_update(theta, u_only)
@@ -384,11 +503,13 @@ class GlmerDevfun:
             zb = lin_pred_scalar(self._codes, self._xs, self._ones, self._offsets, theta, u)
         else:
             zb = self._Z @ (self._lambdat_at(theta).T @ u)
-        return zb + self.X @ beta if beta.size else zb
+        if beta.size:
+            zb += self.X @ beta
+        return zb
 
     def _pdev(self) -> float:
         s = self.state
-        return float(self.resp.dev_resid().sum()) + float(s.u @ s.u)
+        return self.resp.dev_sum() + float(s.u @ s.u)
 
     def _pwrss_update(self, theta: np.ndarray, u_only: bool) -> None:
         """lme4's ``pwrssUpdate``: PIRLS at θ, with step halving."""
@@ -400,7 +521,7 @@ class GlmerDevfun:
         beta_fixed = np.zeros(0)
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
-            w, z = resp.working()
+            w, z = resp.working(None if kernel is None else kernel.response_row())
             step = None if kernel is None else kernel.step(theta, w, z)
             if step is None:  # the engine (which also diagnoses a failed factorisation)
                 problem = self._problem(u_only)
@@ -481,7 +602,9 @@ class GlmerDevfun:
         is built anew so that later evaluations of this function do not change it."""
         s = self.state
         assert s.w is not None and s.z is not None
-        problem = make_problem(self.Zt, self.X, s.z, s.w, self.shapes, self._factors)
+        # (copies: the PIRLS steps write their weights and response into re-used arrays)
+        problem = make_problem(self.Zt, self.X, s.z.copy(), s.w.copy(), self.shapes,
+                               self._factors)
         return problem, problem.factor(s.theta)
 
     def unsc(self) -> np.ndarray:

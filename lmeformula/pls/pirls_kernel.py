@@ -151,6 +151,15 @@ class ScalarPirlsKernel:
         self._C_all = np.zeros((sum(self.nls[:d]), self.m))
         starts = np.concatenate([[0], np.cumsum(self.nls[:d])])
         self._C = [self._C_all[starts[t] : starts[t + 1]] for t in range(d)]
+        # where the first term's pair counts go in the stacked columns (flat indices): its
+        # rows are never changed by the elimination, so the levels that never meet stay 0
+        # and each step writes only the pairs present, in place
+        self._first_flat: dict[int, np.ndarray] = {}
+        for r in self.rest_terms:
+            if (0, r) in self.pairs:
+                present = self.pairs[(0, r)][1]
+                self._first_flat[r] = ((present // self.nls[r]) * self.m + self.rest_off[r]
+                                       + present % self.nls[r])
         self._cross = {key: np.zeros((self.nls[key[0]], self.nls[key[1]]))
                        for key in self.pairs}
         # Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
@@ -162,6 +171,7 @@ class ScalarPirlsKernel:
         # [X z]' row by row (each column of [X z] contiguous, for the counts)
         self.xzt = np.empty((self.p + 1, self.n))
         self.xzt[: self.p] = self.X.T
+        self._wxzt = np.empty((self.p + 1, self.n))
         # Z'W[X z] by counts per column while that is fewer passes than a sparse product's
         # overhead is worth (the same sums, in the observations' order, either way)
         self.count_columns = self.K * (self.p + 1) <= 16
@@ -171,15 +181,26 @@ class ScalarPirlsKernel:
                      pivots: np.ndarray | None = None) -> np.ndarray:
         """Z_t'WZ_r as a dense (nl_t, nl_r) array times ``scale`` (``wt``: w x_t), its rows
         divided by ``pivots`` when given."""
-        inverse, present, npresent, rows = self.pairs[(t, r)]
-        weights = wt if self.ones[r] else wt * self.xs[r]
         out = self._cross[(t, r)]
+        out.ravel()[self.pairs[(t, r)][1]] = self._pair_values(t, r, wt, scale, pivots)
+        return out
+
+    def _pair_values(self, t: int, r: int, wt: np.ndarray, scale: float,
+                     pivots: np.ndarray | None = None) -> np.ndarray:
+        """Z_t'WZ_r at the pairs of levels present (row-major order) times ``scale``,
+        divided by the row's pivot when ``pivots`` are given."""
+        inverse, _, npresent, rows = self.pairs[(t, r)]
+        weights = wt if self.ones[r] else wt * self.xs[r]
         values: np.ndarray = np.bincount(inverse, weights=weights, minlength=npresent)
         values *= scale
         if pivots is not None:
             values /= pivots[rows]
-        out.ravel()[present] = values
-        return out
+        return values
+
+    def response_row(self) -> np.ndarray:
+        """The kernel's own row for the working response z: a caller that writes z there
+        saves :meth:`step` a copy."""
+        return self.xzt[self.p]
 
     def _weighted(self, k: int, w: np.ndarray) -> np.ndarray:
         return w if self.ones[k] else w * self.xs[k]
@@ -191,8 +212,9 @@ class ScalarPirlsKernel:
         nls, d, m, p, qr = self.nls, self.d, self.m, self.p, self.qr
         th = [float(theta[k]) for k in range(self.K)]
         xzt = self.xzt
-        xzt[p] = z
-        wxzt = xzt * w
+        if z.__array_interface__["data"][0] != xzt[p].__array_interface__["data"][0]:
+            xzt[p] = z
+        wxzt = np.multiply(xzt, w, out=self._wxzt)
         if self.count_columns:  # (q, p + 1): Z_k'W[X z] for every term, by counts
             zxz = np.empty((self.q, p + 1))
             for k in range(self.K):
@@ -221,7 +243,13 @@ class ScalarPirlsKernel:
                         S[o2 : o2 + nls[r2], o : o + nl] = cross.T
                 zo = self.offsets[r]
                 S[qr:, o : o + nl] = zxz[zo : zo + nl].T * th[r]
-            S[qr:, qr:] = xzt @ wxzt.T
+            if p:
+                S[qr:, qr:] = xzt @ wxzt.T
+            else:
+                # z'Wz alone: it only becomes the factor's last diagonal entry, which nothing
+                # reads (its sign still tells a failed factorisation); a dot product of two
+                # rows, not a (1 x n) (n x 1) matrix product (slow here: ~20 ns a row)
+                S[qr, qr] = float(np.dot(xzt[0], wxzt[0]))
             S.ravel()[self.diag_rest] += 1.0
         # the chain: diagonals, columns towards later chain terms and towards the rest
         diags, vcols, ccols = [], {}, []
@@ -240,7 +268,11 @@ class ScalarPirlsKernel:
             C = self._C[t]
             for r in self.rest_terms:
                 o = self.rest_off[r]
-                C[:, o : o + nls[r]] = self._pair_counts(t, r, wx[t], th[t] * th[r], piv0)
+                if t == 0:
+                    self._C_all.ravel()[self._first_flat[r]] = self._pair_values(
+                        0, r, wx[0], th[0] * th[r], piv0)
+                else:
+                    C[:, o : o + nls[r]] = self._pair_counts(t, r, wx[t], th[t] * th[r])
             zo = self.offsets[t]
             np.multiply(zxz[zo : zo + nl], th[t], out=C[:, qr:])
             if piv0 is not None:
@@ -312,7 +344,9 @@ def lin_pred_scalar(codes: list[np.ndarray], xs: list[np.ndarray], ones: list[bo
     for k, (c, x) in enumerate(zip(codes, xs, strict=True)):
         b = theta[k] * u[offsets[k] : offsets[k + 1]]
         part = b[c] if ones[k] else x * b[c]
-        out = part if out is None else out + part
+        if out is None:
+            out = part
+        else:  # summed into the first term's (fresh) array: one array fewer per term
+            out += part
     assert out is not None
     return out
-
