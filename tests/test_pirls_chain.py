@@ -1,0 +1,85 @@
+"""The scalar kernel's chain step (lmeformula.pls.pirls_chain) against the general kernel.
+
+Where every term is in the chain and p = 0 (glmer's second stage on nested designs) the chain
+step must give the general kernel's log|L|² and u bit for bit: the same operations on the
+same numbers in the same order, so that glmer's optimizers take the same path.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmeformula as lmf
+from lmeformula.pls.pirls_chain import ChainStep, applies, chain_step
+from lmeformula.pls.pirls_kernel import ScalarPirlsKernel
+
+
+def _data(seed: int = 3, n: int = 500) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    region = rng.integers(0, 5, n)
+    site = region * 6 + rng.integers(0, 6, n)  # sites nested in regions
+    ward = site * 4 + rng.integers(0, 4, n)  # wards nested in sites
+    return pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n),
+                         "region": [f"r{v}" for v in region],
+                         "site": [f"s{v}" for v in site], "ward": [f"w{v}" for v in ward],
+                         "obs": [f"o{i}" for i in range(n)],
+                         "y": rng.integers(0, 2, n).astype(float)})
+
+
+NESTED = {
+    "one term": "y ~ x + (1 | site)",
+    "two nested": "y ~ x + (1 | site) + (1 | region)",
+    "observation level chain": "y ~ x + (1 | obs) + (1 | ward) + (1 | site) + (1 | region)",
+    "numeric columns": "y ~ x + (0 + z | ward) + (1 | site) + (0 + x | region)",
+    "numeric first": "y ~ x + (0 + z | site) + (1 | region)",
+}
+
+
+def _kernel(formula: str, data: pd.DataFrame | None = None) -> ScalarPirlsKernel:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pf = lmf.glFormula(formula, _data() if data is None else data, family="binomial")
+    re = pf.reTrms
+    codes = [np.asarray(t.factor.codes, dtype=np.int64) for t in re.terms]
+    xs = [np.asarray(t.X, dtype=float)[:, 0] for t in re.terms]
+    n = codes[0].shape[0]
+    return ScalarPirlsKernel(codes, xs, [t.nl for t in re.terms], np.zeros((n, 0)))
+
+
+@pytest.mark.parametrize("name", list(NESTED))
+def test_chain_step_is_the_kernels_bit_for_bit(name: str) -> None:
+    kernel = _kernel(NESTED[name])
+    assert applies(kernel)
+    chain = ChainStep(kernel)
+    rng = np.random.default_rng(11)
+    n = kernel.n
+    for trial in range(4):
+        w = rng.uniform(0.01, 3.0, n)
+        if trial == 2:
+            w[rng.random(n) < 0.3] = 0.0  # observations with zero weight
+        z = rng.normal(scale=10.0 ** rng.integers(-3, 3), size=n)
+        theta = rng.uniform(0.0 if trial == 3 else 0.1, 2.5, kernel.K)
+        got = chain.step(theta, w, z)
+        want = kernel.step(theta, w, z)
+        assert want is not None
+        assert got.ldL2 == want.ldL2
+        assert np.array_equal(got.u, want.u)
+        assert got.beta.shape == (0,) and want.beta.shape == (0,)
+
+
+def test_chain_step_only_where_everything_is_in_the_chain() -> None:
+    crossed = _data().assign(rater=lambda d: [f"t{i % 7}" for i in range(len(d))])
+    kernel = _kernel("y ~ x + (1 | site) + (1 | rater)", crossed)
+    assert kernel.d == 1 and not applies(kernel)
+    assert chain_step(kernel) is kernel
+    with pytest.raises(ValueError, match="chain"):
+        ChainStep(kernel)
+    # with fixed effects the rest holds X: the general kernel
+    codes = kernel.codes[:1]
+    full = ScalarPirlsKernel(codes, kernel.xs[:1], kernel.nls[:1], np.ones((kernel.n, 1)))
+    assert not applies(full)
+    assert isinstance(chain_step(_kernel(NESTED["two nested"])), ChainStep)
