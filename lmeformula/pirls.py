@@ -45,6 +45,9 @@ __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
 _MAX_STEP_HALVINGS = 20
 _EPS = float(np.finfo(float).eps)
+_DBL_MAX = float(np.finfo(float).max)
+_NO_BETA = np.zeros(0)
+_NO_BETA.flags.writeable = False
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -396,9 +399,10 @@ class GlmerDevfun:
         s, resp = self.state, self.resp
         s.theta = theta
         kernel = self._kernels.get(u_only)
-        old_pdev = float(np.finfo(float).max)
+        old_pdev = _DBL_MAX
         tol = self.tolPwrss
-        beta_fixed = np.zeros(0)
+        beta_fixed = _NO_BETA
+        last: Any = None  # the last kernel step: its ldL2 is read once, after the loop
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
             w, z = resp.working()
@@ -409,9 +413,11 @@ class GlmerDevfun:
                 f = problem.factor(theta)
                 beta, u = problem.solve(f)
                 s.w, s.z, s.factor, s.ldL2 = w, z, f, float(f.ldL2)
+                last = None
             else:
                 beta, u = step.beta, step.u
-                s.w, s.z, s.factor, s.ldL2 = w, z, None, step.ldL2
+                s.w, s.z, s.factor = w, z, None
+                last = step
             s.u = np.asarray(u, float)
             if not u_only:
                 s.beta = np.asarray(beta, float)
@@ -421,6 +427,8 @@ class GlmerDevfun:
             s.iterations = it + 1
             self.pirls_iterations += 1
             if abs((old_pdev - pdev) / pdev) < tol:
+                if last is not None:
+                    s.ldL2 = last.ldL2
                 return
             if math.isnan(pdev) or pdev > old_pdev:
                 k = 0

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import lmeformula as lmf
+from lmeformula.pls import pirls_chain
 from lmeformula.pls.pirls_chain import ChainStep, applies, chain_step
 from lmeformula.pls.pirls_kernel import ScalarPirlsKernel
 
@@ -50,11 +51,16 @@ def _kernel(formula: str, data: pd.DataFrame | None = None) -> ScalarPirlsKernel
     return ScalarPirlsKernel(codes, xs, [t.nl for t in re.terms], np.zeros((n, 0)))
 
 
+@pytest.mark.parametrize("stacked", [True, False])
 @pytest.mark.parametrize("name", list(NESTED))
-def test_chain_step_is_the_kernels_bit_for_bit(name: str) -> None:
+def test_chain_step_is_the_kernels_bit_for_bit(name: str, stacked: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if not stacked:  # every term's counts by its own bincount (large n x K)
+        monkeypatch.setattr(pirls_chain, "_STACKED_COUNTS_MAX", 0)
     kernel = _kernel(NESTED[name])
     assert applies(kernel)
     chain = ChainStep(kernel)
+    assert (chain.stacked_keys is not None) == (stacked and kernel.K > 1)
     rng = np.random.default_rng(11)
     n = kernel.n
     for trial in range(4):

@@ -21,9 +21,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pirls_kernel import KernelStep, ScalarPirlsKernel
+from .pirls_kernel import ScalarPirlsKernel
 
-__all__ = ["ChainStep", "chain_step"]
+__all__ = ["ChainResult", "ChainStep", "chain_step"]
+
+
+# up to this many rows times terms the counts of every term are taken by one bincount over
+# stacked keys (two calls instead of 2K at grouseticks' size); above it the stacked copy of
+# the weights costs more than the calls it saves
+_STACKED_COUNTS_MAX = 50_000
+
+
+_NO_BETA = np.zeros(0)
+_NO_BETA.flags.writeable = False
+
+
+class ChainResult:
+    """One chain step's u (Zt's order) and β (empty), and ldL2 on demand: PIRLS reads only
+    the last step's log-determinant, so the other steps never take their logarithms."""
+
+    __slots__ = ("_ldL2", "_pivots", "beta", "u")
+
+    def __init__(self, u: np.ndarray, pivots: list[np.ndarray]) -> None:
+        self.u = u
+        self.beta = _NO_BETA
+        self._pivots = pivots
+        self._ldL2: float | None = None
+
+    @property
+    def ldL2(self) -> float:
+        """log|L|², summed term by term as the general kernel sums it."""
+        if self._ldL2 is None:
+            ld = 0.0
+            for piv in self._pivots:
+                ld += float(np.log(piv).sum())
+            self._ldL2 = 2.0 * ld
+        return self._ldL2
 
 
 class ChainStep:
@@ -42,17 +75,30 @@ class ChainStep:
         self.kernel = kernel
         K = kernel.K
         self.K = K
-        self.q = kernel.q
+        self.n = kernel.n
+        self.q = q = kernel.q
         self.codes = kernel.codes
         self.nls = kernel.nls
         self.xs = kernel.xs
         self.ones = kernel.ones
         self.bounds = [(int(kernel.offsets[k]), int(kernel.offsets[k + 1])) for k in range(K)]
         self.later = [list(range(t + 1, K)) for t in range(K)]
+        # θ of each level's term, to scale every term's counts by one product
+        self.term_of_level = np.repeat(np.arange(K), self.nls)
+        # every term's counts of w z and of w x² by one bincount: keys of the stacked
+        # weights [w z x_k for each k, w x_k² for each k] (each level's sum in the
+        # observations' order, as the per-term bincounts sum it)
+        self.stacked_keys: np.ndarray | None = None
+        if K > 1 and self.n * K <= _STACKED_COUNTS_MAX:
+            self.stacked_keys = np.concatenate(
+                [self.codes[k] + lo for k, (lo, _) in enumerate(self.bounds)]
+                + [self.codes[k] + (q + lo) for k, (lo, _) in enumerate(self.bounds)])
         # the Schur complement's updates of t's elimination: for each later term s, the
-        # nesting map, the sums' order, and whether every level of s receives a sum
+        # nesting map, the sums' order, and the levels of s receiving a sum (None: all of
+        # them, always so for a nested design), and the map into u for the back-substitution
         self.updates: list[list[tuple[int, np.ndarray, np.ndarray, np.ndarray,
                                       np.ndarray | None]]] = []
+        self.gathers: list[list[tuple[int, np.ndarray]]] = []
         for t in range(K):
             row = []
             for s in self.later[t]:
@@ -61,37 +107,62 @@ class ChainStep:
                     np.array_equal(targets, np.arange(self.nls[s])))
                 row.append((s, kernel.maps[(t, s)], order, starts, None if full else targets))
             self.updates.append(row)
+            self.gathers.append([(s, kernel.maps[(t, s)] + self.bounds[s][0])
+                                 for s in self.later[t]])
+        self._z = np.empty(self.n)
 
-    def step(self, theta: np.ndarray, w: np.ndarray, z: np.ndarray) -> KernelStep:
+    def response_row(self) -> np.ndarray:
+        """An array of n the caller may write the working response into (the general
+        kernel's protocol; the chain step reads z wherever it is)."""
+        return self._z
+
+    def _counts(self, w: np.ndarray, wz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Σ w z x_k and Σ w x_k² per level, every term's levels in one array each."""
+        K, codes, nls, xs, ones = self.K, self.codes, self.nls, self.xs, self.ones
+        zparts = [wz if ones[k] else wz * xs[k] for k in range(K)]
+        wparts = [w if ones[k] else (w * xs[k]) * xs[k] for k in range(K)]
+        if self.stacked_keys is not None:
+            counts = np.bincount(self.stacked_keys, weights=np.concatenate(zparts + wparts),
+                                 minlength=2 * self.q)
+            return counts[: self.q], counts[self.q :]
+        zx = [np.bincount(codes[k], weights=zparts[k], minlength=nls[k]) for k in range(K)]
+        cnt = [np.bincount(codes[k], weights=wparts[k], minlength=nls[k]) for k in range(K)]
+        if K == 1:
+            return zx[0], cnt[0]
+        return np.concatenate(zx), np.concatenate(cnt)
+
+    def step(self, theta: np.ndarray, w: np.ndarray, z: np.ndarray) -> ChainResult:
         """ldL2 and u at θ for case weights ``w`` and working response ``z`` (β is empty).
         The chain's pivots are square roots of 1 + (positive counts), so this never fails
         where the general kernel would not."""
-        K, codes, nls, xs, ones = self.K, self.codes, self.nls, self.xs, self.ones
+        K, codes, nls, xs, ones, bounds = (self.K, self.codes, self.nls, self.xs, self.ones,
+                                           self.bounds)
+        if K == 1:
+            return self._one_term(float(theta[0]), w, z * w)
         th = theta.tolist()
-        wz = z * w
-        diags: list[np.ndarray] = []
-        cols: list[np.ndarray] = []
+        zx, cnt = self._counts(w, z * w)
+        thq = theta.take(self.term_of_level) if K > 1 else theta[0]
+        cols_all = zx * thq  # Λ Z'Wz
+        diag_all = cnt * (thq * thq)
+        diag_all += 1.0  # the diagonal of Λ Z'WZ Λ + I
+        cols = [cols_all[lo:hi] for lo, hi in bounds]
+        diags = [diag_all[lo:hi] for lo, hi in bounds]
         vcols: dict[tuple[int, int], np.ndarray] = {}
-        for t in range(K):
-            nl, c, x1 = nls[t], codes[t], ones[t]
-            tt = th[t]
-            zx = np.bincount(c, weights=wz if x1 else wz * xs[t], minlength=nl)
-            cols.append(zx * tt)
-            wx = w if x1 else w * xs[t]
-            cnt = np.bincount(c, weights=wx if x1 else wx * xs[t], minlength=nl)
-            diags.append(cnt * (tt * tt) + 1.0)
+        for t in range(K - 1):
+            tt, x1 = th[t], ones[t]
+            lo, hi = bounds[t]
             for s in self.later[t]:
                 if x1 and ones[s]:
-                    vcols[(t, s)] = cnt * (tt * th[s])
+                    vcols[(t, s)] = cnt[lo:hi] * (tt * th[s])
                 else:
+                    wx = w if x1 else w * xs[t]
                     ws = wx if ones[s] else wx * xs[s]
-                    vcols[(t, s)] = np.bincount(c, weights=ws, minlength=nl) * (tt * th[s])
-        ld = 0.0
-        pivots: list[np.ndarray] = []
+                    vcols[(t, s)] = np.bincount(codes[t], weights=ws,
+                                                minlength=nls[t]) * (tt * th[s])
+        piv_t: list[np.ndarray] = []
         for t in range(K):
             piv = np.sqrt(diags[t])
-            pivots.append(piv)
-            ld += float(np.log(piv).sum())
+            piv_t.append(piv)
             col = cols[t]
             col /= piv
             for s in self.later[t]:
@@ -102,7 +173,7 @@ class ChainStep:
                 for s2 in self.later[s]:
                     vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
                                                   minlength=nls[s])
-                sums = np.add.reduceat((col * v)[order], starts)
+                sums = np.add.reduceat((col * v).take(order), starts)
                 if targets is None:
                     cols[s] -= sums
                 else:
@@ -110,12 +181,29 @@ class ChainStep:
         u = np.empty(self.q)
         for t in range(K - 1, -1, -1):
             rhs = cols[t]
-            for s in self.later[t]:
-                lo, hi = self.bounds[s]
-                rhs = rhs - vcols[(t, s)] * u[lo:hi][self.kernel.maps[(t, s)]]
-            lo, hi = self.bounds[t]
-            np.divide(rhs, pivots[t], out=u[lo:hi])
-        return KernelStep(2.0 * ld, u, np.zeros(0))
+            for s, where in self.gathers[t]:
+                rhs = rhs - vcols[(t, s)] * u.take(where)
+            lo, hi = bounds[t]
+            np.divide(rhs, piv_t[t], out=u[lo:hi])
+        return ChainResult(u, piv_t)
+
+    def _one_term(self, tt: float, w: np.ndarray, wz: np.ndarray) -> ChainResult:
+        """The step of a single term (cbpp's ``(1 | herd)``): a diagonal system."""
+        c, nl = self.codes[0], self.nls[0]
+        if self.ones[0]:
+            zx = np.bincount(c, weights=wz, minlength=nl)
+            cnt = np.bincount(c, weights=w, minlength=nl)
+        else:
+            x = self.xs[0]
+            zx = np.bincount(c, weights=wz * x, minlength=nl)
+            cnt = np.bincount(c, weights=(w * x) * x, minlength=nl)
+        col = zx * tt
+        diag = cnt * (tt * tt)
+        diag += 1.0
+        piv = np.sqrt(diag)
+        col /= piv  # the column of L, then the forward and the back substitution
+        col /= piv
+        return ChainResult(col, [piv])
 
 
 def applies(kernel: ScalarPirlsKernel) -> bool:
