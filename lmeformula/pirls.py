@@ -38,7 +38,7 @@ from scipy import special
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
 from .pls import TermShape, make_problem, term_shapes
-from .pls.pirls_chain import ChainStep, chain_step
+from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
 from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
@@ -269,7 +269,7 @@ class GlmerDevfun:
         # scalar terms: Z Λ u by gathers over the codes, and PIRLS steps by the scalar
         # kernel where its dense parts are small (else by the engine's problems)
         self._scalar = all(t.nc == 1 for t in shapes)
-        self._kernels: dict[bool, ScalarPirlsKernel | ChainStep] = {}
+        self._kernels: dict[bool, ScalarPirlsKernel | ChainStep | ChainXStep] = {}
         if self._scalar:
             codes = [c for c, _ in factors]
             xs = [x[:, 0] for _, x in factors]
@@ -280,7 +280,7 @@ class GlmerDevfun:
             if use_kernel is None:
                 use_kernel = scalar_kernel_fits(nls, [1] * len(nls), X.shape[1], codes)
             if use_kernel:
-                self._kernels = {False: ScalarPirlsKernel(codes, xs, nls, X),
+                self._kernels = {False: chain_step(ScalarPirlsKernel(codes, xs, nls, X)),
                                  True: chain_step(ScalarPirlsKernel(codes, xs, nls, X[:, :0]))}
         self.theta_lower = re.lower.copy()
         q, p = re.Zt.shape[0], X.shape[1]

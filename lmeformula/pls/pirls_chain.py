@@ -20,10 +20,12 @@ the coarser term receives one (always, for a nested design).
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg as la
+from scipy.linalg import blas
 
 from .pirls_kernel import ScalarPirlsKernel
 
-__all__ = ["ChainResult", "ChainStep", "chain_step"]
+__all__ = ["ChainResult", "ChainStep", "ChainXStep", "chain_step"]
 
 
 # up to this many rows times terms the counts of every term are taken by one bincount over
@@ -42,9 +44,10 @@ class ChainResult:
 
     __slots__ = ("_ldL2", "_pivots", "beta", "u")
 
-    def __init__(self, u: np.ndarray, pivots: list[np.ndarray]) -> None:
+    def __init__(self, u: np.ndarray, pivots: list[np.ndarray],
+                 beta: np.ndarray = _NO_BETA) -> None:
         self.u = u
-        self.beta = _NO_BETA
+        self.beta = beta
         self._pivots = pivots
         self._ldL2: float | None = None
 
@@ -206,12 +209,148 @@ class ChainStep:
         return ChainResult(col, [piv])
 
 
+class ChainXStep:
+    """:meth:`ScalarPirlsKernel.step` for a kernel whose chain holds every term and whose
+    dense rest is [X z] alone (glmer's first stage on nested designs: cbpp, grouseticks).
+
+    The same operations as the general kernel, on its own work arrays (the dense block and
+    the chain's stacked columns, so that BLAS and LAPACK see the same memory), with its
+    per-column counts taken by one bincount over stacked keys, each term's count of w
+    shared by its diagonal and its columns, and the logarithms of the pivots left to the
+    step PIRLS keeps (:class:`ChainResult`).
+
+    Parameters
+    ----------
+    kernel
+        The general kernel of the same problem.
+    """
+
+    def __init__(self, kernel: ScalarPirlsKernel) -> None:
+        if not applies_with_x(kernel):
+            raise ValueError("ChainXStep needs a kernel with every term in the chain and p > 0")
+        self.kernel = kernel
+        K, p, q = kernel.K, kernel.p, kernel.q
+        self.K, self.p, self.q, self.n = K, p, q, kernel.n
+        self.codes, self.nls, self.xs, self.ones = (kernel.codes, kernel.nls, kernel.xs,
+                                                    kernel.ones)
+        self.bounds = [(int(kernel.offsets[k]), int(kernel.offsets[k + 1])) for k in range(K)]
+        self.later = [list(range(t + 1, K)) for t in range(K)]
+        # one bincount for Z_k'W[X z] (column j of term k at j q + its levels) and every
+        # term's Σ w x² (after them); used while the stacked weights stay small
+        self.stacked_keys: np.ndarray | None = None
+        if self.n * K * (p + 2) <= _STACKED_COUNTS_MAX:
+            self.stacked_keys = np.concatenate(
+                [self.codes[k] + (j * q + lo) for j in range(p + 2)
+                 for k, (lo, _) in enumerate(self.bounds)])
+        self.updates = [[(s, kernel.maps[(t, s)], *kernel.agg[(t, s)]) for s in self.later[t]]
+                        for t in range(K)]
+        self.gathers = [[(s, kernel.maps[(t, s)] + self.bounds[s][0]) for s in self.later[t]]
+                        for t in range(K)]
+
+    def response_row(self) -> np.ndarray:
+        """The general kernel's row for the working response (its protocol)."""
+        return self.kernel.xzt[self.p]
+
+    def step(self, theta: np.ndarray, w: np.ndarray, z: np.ndarray) -> ChainResult | None:
+        """ldL2, u and β at θ for case weights ``w`` and working response ``z``; None when
+        the dense block is not positive definite (the caller then asks the engine)."""
+        kern = self.kernel
+        K, p, q, codes, nls, xs, ones = (self.K, self.p, self.q, self.codes, self.nls,
+                                         self.xs, self.ones)
+        th = theta.tolist()
+        xzt = kern.xzt
+        row = xzt[p]
+        if z is not row:
+            row[...] = z
+        wxzt = xzt * w
+        wparts = [w if ones[k] else (w * xs[k]) * xs[k] for k in range(K)]
+        if self.stacked_keys is not None:
+            parts = [wxzt[j] if ones[k] else wxzt[j] * xs[k]
+                     for j in range(p + 1) for k in range(K)]
+            counts = np.bincount(self.stacked_keys, weights=np.concatenate(parts + wparts),
+                                 minlength=(p + 2) * q)
+            zxz = counts[: (p + 1) * q].reshape(p + 1, q).T  # (q, p + 1)
+            cnt = counts[(p + 1) * q :]
+        else:
+            zxz = np.empty((q, p + 1))
+            for k, (lo, hi) in enumerate(self.bounds):
+                for j in range(p + 1):
+                    col = wxzt[j] if ones[k] else wxzt[j] * xs[k]
+                    zxz[lo:hi, j] = np.bincount(codes[k], weights=col, minlength=nls[k])
+            cnt = np.concatenate([np.bincount(codes[k], weights=wparts[k], minlength=nls[k])
+                                  for k in range(K)])
+        S = kern._S
+        S[...] = xzt @ wxzt.T  # [X z]'W[X z]: the dense rest before the downdate
+        diags: list[np.ndarray] = []
+        vcols: dict[tuple[int, int], np.ndarray] = {}
+        cols = kern._C
+        for t in range(K):
+            lo, hi = self.bounds[t]
+            tt = th[t]
+            c_t = cnt[lo:hi]
+            diags.append(c_t * (tt * tt) + 1.0)
+            for s in self.later[t]:
+                if ones[t] and ones[s]:
+                    vcols[(t, s)] = c_t * (tt * th[s])
+                else:
+                    wx = w if ones[t] else w * xs[t]
+                    ws = wx if ones[s] else wx * xs[s]
+                    vcols[(t, s)] = np.bincount(codes[t], weights=ws,
+                                                minlength=nls[t]) * (tt * th[s])
+            np.multiply(zxz[lo:hi], tt, out=cols[t])
+        piv_t: list[np.ndarray] = []
+        for t in range(K):
+            piv = np.sqrt(diags[t])
+            piv_t.append(piv)
+            C = cols[t]
+            C /= piv[:, None]
+            for s in self.later[t]:
+                vcols[(t, s)] /= piv
+            for s, f, order, starts, targets in self.updates[t]:
+                v = vcols[(t, s)]
+                diags[s] -= np.bincount(f, weights=v * v, minlength=nls[s])
+                for s2 in self.later[s]:
+                    vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
+                                                  minlength=nls[s])
+                cols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
+        # the dense rest's downdate by the chain's columns, factor and solve, as the kernel
+        out = blas.dsyrk(-1.0, kern._C_all.T, beta=1.0, c=S.T, trans=0, lower=0,
+                         overwrite_c=1)
+        if not np.shares_memory(out, S):  # (f2py copied: not expected)
+            S.T[...] = out
+        lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        if np.any(np.diagonal(lfac)[:p] <= 0.0):
+            return None
+        sol, info = la.lapack.dtrtrs(lfac[:-1, :-1], lfac[:-1, -1], lower=0, trans=0)
+        if info != 0:
+            return None
+        u = np.empty(q)
+        for t in range(K - 1, -1, -1):
+            C = cols[t]
+            rhs = C[:, -1] - C[:, :-1] @ sol
+            for s, where in self.gathers[t]:
+                rhs -= vcols[(t, s)] * u.take(where)
+            lo, hi = self.bounds[t]
+            np.divide(rhs, piv_t[t], out=u[lo:hi])
+        return ChainResult(u, piv_t, sol.copy())
+
+
+def applies_with_x(kernel: ScalarPirlsKernel) -> bool:
+    """Whether :class:`ChainXStep` does this kernel's steps: every term in the chain, fixed
+    effects (p > 0), Z'W[X z] by counts."""
+    return kernel.d == kernel.K and kernel.p > 0 and kernel.count_columns
+
+
 def applies(kernel: ScalarPirlsKernel) -> bool:
     """Whether :class:`ChainStep` does this kernel's steps: every term in the chain, no
     fixed effects, Z'Wz by counts."""
     return kernel.d == kernel.K and kernel.p == 0 and kernel.m == 1 and kernel.count_columns
 
 
-def chain_step(kernel: ScalarPirlsKernel) -> ScalarPirlsKernel | ChainStep:
+def chain_step(kernel: ScalarPirlsKernel) -> ScalarPirlsKernel | ChainStep | ChainXStep:
     """The chain step for ``kernel`` where it applies, else the kernel itself."""
-    return ChainStep(kernel) if applies(kernel) else kernel
+    if applies(kernel):
+        return ChainStep(kernel)
+    return ChainXStep(kernel) if applies_with_x(kernel) else kernel
