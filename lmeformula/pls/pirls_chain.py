@@ -103,13 +103,8 @@ class ChainStep:
                                       np.ndarray | None]]] = []
         self.gathers: list[list[tuple[int, np.ndarray]]] = []
         for t in range(K):
-            row = []
-            for s in self.later[t]:
-                order, starts, targets = kernel.agg[(t, s)]
-                full = targets.shape[0] == self.nls[s] and bool(
-                    np.array_equal(targets, np.arange(self.nls[s])))
-                row.append((s, kernel.maps[(t, s)], order, starts, None if full else targets))
-            self.updates.append(row)
+            self.updates.append([(s, kernel.maps[(t, s)], *_sums_order(kernel, t, s))
+                                 for s in self.later[t]])
             self.gathers.append([(s, kernel.maps[(t, s)] + self.bounds[s][0])
                                  for s in self.later[t]])
         self._z = np.empty(self.n)
@@ -242,8 +237,8 @@ class ChainXStep:
             self.stacked_keys = np.concatenate(
                 [self.codes[k] + (j * q + lo) for j in range(p + 2)
                  for k, (lo, _) in enumerate(self.bounds)])
-        self.updates = [[(s, kernel.maps[(t, s)], *kernel.agg[(t, s)]) for s in self.later[t]]
-                        for t in range(K)]
+        self.updates = [[(s, kernel.maps[(t, s)], *_sums_order(kernel, t, s))
+                         for s in self.later[t]] for t in range(K)]
         self.gathers = [[(s, kernel.maps[(t, s)] + self.bounds[s][0]) for s in self.later[t]]
                         for t in range(K)]
 
@@ -312,7 +307,12 @@ class ChainXStep:
                 for s2 in self.later[s]:
                     vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
                                                   minlength=nls[s])
-                cols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
+                # (take along an axis: a fancy index of rows costs ten times as much)
+                sums = np.add.reduceat((C * v[:, None]).take(order, axis=0), starts, axis=0)
+                if targets is None:
+                    cols[s] -= sums
+                else:
+                    cols[s][targets] -= sums
         # the dense rest's downdate by the chain's columns, factor and solve, as the kernel
         out = blas.dsyrk(-1.0, kern._C_all.T, beta=1.0, c=S.T, trans=0, lower=0,
                          overwrite_c=1)
@@ -321,7 +321,7 @@ class ChainXStep:
         lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
         if info != 0:
             return None
-        if np.any(np.diagonal(lfac)[:p] <= 0.0):
+        if any(d <= 0.0 for d in np.diagonal(lfac)[:p].tolist()):
             return None
         sol, info = la.lapack.dtrtrs(lfac[:-1, :-1], lfac[:-1, -1], lower=0, trans=0)
         if info != 0:
@@ -341,6 +341,16 @@ def applies_with_x(kernel: ScalarPirlsKernel) -> bool:
     """Whether :class:`ChainXStep` does this kernel's steps: every term in the chain, fixed
     effects (p > 0), Z'W[X z] by counts."""
     return kernel.d == kernel.K and kernel.p > 0 and kernel.count_columns
+
+
+def _sums_order(kernel: ScalarPirlsKernel, t: int,
+                s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The order and starts of the sums of t's rows into the levels of s, and the levels of
+    s receiving a sum (None: all of them, always so for a nested design)."""
+    order, starts, targets = kernel.agg[(t, s)]
+    nl = kernel.nls[s]
+    full = targets.shape[0] == nl and bool(np.array_equal(targets, np.arange(nl)))
+    return order, starts, None if full else targets
 
 
 def applies(kernel: ScalarPirlsKernel) -> bool:
