@@ -34,8 +34,7 @@ __all__ = ["ChainResult", "ChainStep", "ChainXStep", "chain_step"]
 _STACKED_COUNTS_MAX = 50_000
 
 
-_NO_BETA = np.zeros(0)
-_NO_BETA.flags.writeable = False
+_NO_BETA = np.zeros(0)  # shared: an empty array has nothing to change
 
 
 class ChainResult:
