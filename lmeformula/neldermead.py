@@ -11,6 +11,7 @@ after ``maxfun`` evaluations. The best point evaluated is returned.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,72 +106,142 @@ def nelder_mead(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.nda
             raise FittingError("cannot generate feasible simplex")
         pts[i, i + 1] = v
 
-    best_x, best_f = x0.copy(), np.inf
+    # The iterations work on Python floats: the simplex's vertices are lists (one per
+    # vertex) and only the centroid's column sums are taken by numpy (on ``pts``, kept in
+    # step), so that each iteration costs a few microseconds instead of some forty numpy
+    # calls on arrays of n elements. The arithmetic is the same element by element (the
+    # same IEEE operations in the same order; numpy's sums stay numpy's), so the steps and
+    # the evaluated points are those of the vectorised form, bit for bit.
+    lbl, ubl, xtl = lb.tolist(), ub.tolist(), xt.tolist()
+    verts = pts.T.tolist()  # verts[j]: vertex j
+    coords = range(n)
+    best_x: list[float] = x0.tolist()
+    best_f = math.inf
     evals = 0
 
-    def f(x: np.ndarray) -> float:
+    def f(x: list[float]) -> float:
         nonlocal evals, best_x, best_f
         evals += 1
-        value = float(fn(x.copy()))
+        value = float(fn(np.array(x)))
         if value < best_f:
-            best_f, best_x = value, x.copy()
+            best_f, best_x = value, x
             if best_f < minf_max:
                 raise _Stop(1)
         if evals > maxfun:  # lme4 counts this evaluation, then stops
             raise _Stop(4)
         return value
 
-    def reflect(c: np.ndarray, scale: float, xold: np.ndarray) -> np.ndarray | None:
-        xnew = np.minimum(np.maximum(c + scale * (c - xold), lb), ub)
-        if np.all(_close(xnew, c)) or np.all(_close(xnew, xold)):
+    def reflect(c: list[float], scale: float, xold: list[float]) -> list[float] | None:
+        # min(max(c + scale (c - xold), lower), upper), NaN kept as numpy's maximum keeps it
+        xnew = []
+        for i in coords:
+            v = c[i] + scale * (c[i] - xold[i])
+            if v < lbl[i]:
+                v = lbl[i]
+            if v > ubl[i]:
+                v = ubl[i]
+            xnew.append(v)
+        if _all_close(xnew, c) or _all_close(xnew, xold):
             return None
         return xnew
 
-    vals = np.empty(n + 1)
+    vals = [0.0] * (n + 1)
     code = 3
     try:
         while True:
             for j in range(n + 1):  # (re)initialise the values of the simplex
-                vals[j] = f(pts[:, j])
+                vals[j] = f(verts[j])
             while True:  # lme4's "restart": order, centroid, convergence, reflect
-                il, ih = int(np.argmin(vals)), int(np.argmax(vals))
+                il, ih = _argmin(vals), _argmax(vals)
                 fl, fh = vals[il], vals[ih]
-                c = (pts.sum(axis=1) - pts[:, ih]) / n
-                spread = np.max(np.abs(pts - c[:, None]), axis=1)
-                if np.all(spread < xt):
+                worst = verts[ih]
+                total = pts.sum(axis=1).tolist()
+                c = [(total[i] - worst[i]) / n for i in coords]
+                if _converged(verts, c, xtl):
                     raise _Stop(3)
-                xr = reflect(c, _ALPHA, pts[:, ih])
+                xr = reflect(c, _ALPHA, worst)
                 if xr is None:
                     raise _Stop(3)
                 fr = f(xr)
                 if fr < fl:  # new best: try expanding
-                    xe = reflect(c, _GAMMA, pts[:, ih])
+                    xe = reflect(c, _GAMMA, worst)
                     if xe is None:
                         raise _Stop(3)
                     fe = f(xe)
-                    if fe < vals[ih]:
-                        pts[:, ih], vals[ih] = xe, fe
+                    if fe < fh:
+                        _replace(pts, verts, vals, ih, xe, fe)
                     else:
-                        pts[:, ih], vals[ih] = xr, fr
+                        _replace(pts, verts, vals, ih, xr, fr)
                     continue
                 if fr < fh:
-                    pts[:, ih], vals[ih] = xr, fr
+                    _replace(pts, verts, vals, ih, xr, fr)
                     continue
-                xc = reflect(c, -_BETA if fh <= fr else _BETA, pts[:, ih])
+                xc = reflect(c, -_BETA if fh <= fr else _BETA, worst)
                 if xc is None:
                     raise _Stop(3)
                 fc = f(xc)
                 if fc < fr and fc < fh:
-                    pts[:, ih], vals[ih] = xc, fc
+                    _replace(pts, verts, vals, ih, xc, fc)
                     continue
                 # shrink towards the best vertex, then re-evaluate the whole simplex
                 for j in range(n + 1):
                     if j != il:
-                        xs = reflect(pts[:, il], -_DELTA, pts[:, j])
+                        xs = reflect(verts[il], -_DELTA, verts[j])
                         if xs is None:
                             raise _Stop(3)
-                        pts[:, j] = xs
+                        _replace(pts, verts, vals, j, xs, vals[j])
                 break
     except _Stop as stop:
         code = stop.code
-    return NMResult(best_x, best_f, evals, code, _MESSAGES[code])
+    return NMResult(np.array(best_x), best_f, evals, code, _MESSAGES[code])
+
+
+def _replace(pts: np.ndarray, verts: list[list[float]], vals: list[float], j: int,
+             x: list[float], value: float) -> None:
+    """Vertex j becomes x with value ``value`` (in the lists and in ``pts``)."""
+    verts[j] = x
+    vals[j] = value
+    pts[:, j] = x
+
+
+def _all_close(a: list[float], b: list[float]) -> bool:
+    """``np.all(_close(a, b))`` element by element, stopping at the first pair apart."""
+    return all(abs(x - y) <= 1e-13 * (abs(x) + abs(y)) for x, y in zip(a, b, strict=True))
+
+
+def _converged(verts: list[list[float]], c: list[float], xt: list[float]) -> bool:
+    """Every coordinate of every vertex within ``xt`` of the centroid (``np.all(max |pts -
+    c| < xt)``, a NaN counting as apart), stopping at the first coordinate that is not."""
+    for i, (ci, ti) in enumerate(zip(c, xt, strict=True)):
+        for v in verts:
+            if not abs(v[i] - ci) < ti:
+                return False
+    return True
+
+
+def _argmin(vals: list[float]) -> int:
+    """``np.argmin``: the first smallest value, or the first NaN."""
+    best, value = 0, vals[0]
+    if value != value:
+        return 0
+    for j in range(1, len(vals)):
+        v = vals[j]
+        if v != v:
+            return j
+        if v < value:
+            best, value = j, v
+    return best
+
+
+def _argmax(vals: list[float]) -> int:
+    """``np.argmax``: the first largest value, or the first NaN."""
+    best, value = 0, vals[0]
+    if value != value:
+        return 0
+    for j in range(1, len(vals)):
+        v = vals[j]
+        if v != v:
+            return j
+        if v > value:
+            best, value = j, v
+    return best

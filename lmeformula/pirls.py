@@ -38,6 +38,7 @@ from scipy import special
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
 from .pls import TermShape, make_problem, term_shapes
+from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
 from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
@@ -46,6 +47,9 @@ _MAX_STEP_HALVINGS = 20
 _EPS = float(np.finfo(float).eps)
 # logistic values in [4ε, 1 - 4ε] need neither lme4's clamps nor its floor of μ(1 - μ) at ε
 _INNER = 4.0 * _EPS
+_DBL_MAX = float(np.finfo(float).max)
+_NO_BETA = np.zeros(0)
+_NO_BETA.flags.writeable = False
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -384,7 +388,7 @@ class GlmerDevfun:
         # scalar terms: Z Λ u by gathers over the codes, and PIRLS steps by the scalar
         # kernel where its dense parts are small (else by the engine's problems)
         self._scalar = all(t.nc == 1 for t in shapes)
-        self._kernels: dict[bool, ScalarPirlsKernel] = {}
+        self._kernels: dict[bool, ScalarPirlsKernel | ChainStep | ChainXStep] = {}
         if self._scalar:
             codes = [c for c, _ in factors]
             xs = [x[:, 0] for _, x in factors]
@@ -395,8 +399,8 @@ class GlmerDevfun:
             if use_kernel is None:
                 use_kernel = scalar_kernel_fits(nls, [1] * len(nls), X.shape[1], codes)
             if use_kernel:
-                self._kernels = {False: ScalarPirlsKernel(codes, xs, nls, X),
-                                 True: ScalarPirlsKernel(codes, xs, nls, X[:, :0])}
+                self._kernels = {False: chain_step(ScalarPirlsKernel(codes, xs, nls, X)),
+                                 True: chain_step(ScalarPirlsKernel(codes, xs, nls, X[:, :0]))}
         self.theta_lower = re.lower.copy()
         q, p = re.Zt.shape[0], X.shape[1]
         self.state = PirlsState(re.theta.copy(), np.zeros(q), np.zeros(p))
@@ -516,9 +520,10 @@ class GlmerDevfun:
         s, resp = self.state, self.resp
         s.theta = theta
         kernel = self._kernels.get(u_only)
-        old_pdev = float(np.finfo(float).max)
+        old_pdev = _DBL_MAX
         tol = self.tolPwrss
-        beta_fixed = np.zeros(0)
+        beta_fixed = _NO_BETA
+        last: Any = None  # the last kernel step: its ldL2 is read once, after the loop
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
             w, z = resp.working(None if kernel is None else kernel.response_row())
@@ -529,9 +534,11 @@ class GlmerDevfun:
                 f = problem.factor(theta)
                 beta, u = problem.solve(f)
                 s.w, s.z, s.factor, s.ldL2 = w, z, f, float(f.ldL2)
+                last = None
             else:
                 beta, u = step.beta, step.u
-                s.w, s.z, s.factor, s.ldL2 = w, z, None, step.ldL2
+                s.w, s.z, s.factor = w, z, None
+                last = step
             s.u = np.asarray(u, float)
             if not u_only:
                 s.beta = np.asarray(beta, float)
@@ -541,6 +548,8 @@ class GlmerDevfun:
             s.iterations = it + 1
             self.pirls_iterations += 1
             if abs((old_pdev - pdev) / pdev) < tol:
+                if last is not None:
+                    s.ldL2 = last.ldL2
                 return
             if math.isnan(pdev) or pdev > old_pdev:
                 k = 0
