@@ -22,6 +22,26 @@ from .system import (
 )
 
 
+def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
+    """The structural pattern of Zt Zt' (q x q, bool): rows r and r' meet where some column
+    of Zt stores an entry in both (explicit zeros count, as in a sparse product of Zt's
+    pattern). Found from the pairs of entries within each column, offset by offset (a column
+    stores at most a few entries, one per column of the terms), without a sparse product:
+    scipy's constructors and product cost more than the whole pass on small models."""
+    q = Zt.shape[0]
+    indptr = np.asarray(Zt.indptr)
+    rows = np.asarray(Zt.indices, dtype=np.int64)
+    counts = np.diff(indptr)
+    col = np.repeat(np.arange(counts.shape[0]), counts)
+    out = np.zeros(q * q, dtype=bool)
+    for d in range(int(counts.max(initial=0))):
+        first = rows[: rows.shape[0] - d]
+        same = col[: col.shape[0] - d] == col[d:]
+        out[first[same] * q + rows[d:][same]] = True
+    out = out.reshape(q, q)
+    return out | out.T
+
+
 @dataclass(slots=True)
 class DenseFactorization:
     """The Cholesky factor of the whole augmented system (small models): L is its lower
@@ -122,10 +142,8 @@ class DensePLSProblem(_AugmentedSystem):
         value = self.M[np.ix_(t_cols, t_cols)]
         # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
         # changed later (re-weighting) keep the pattern
-        zb = sp.csr_matrix(self.Zt, copy=True)
-        zb.data = np.ones_like(zb.data)
         structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = (zb @ zb.T).toarray() > 0
+        structure[:q, :q] = _gram_pattern(self.Zt)
         i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
                           & structure[np.ix_(t_cols, t_cols)])
         gather = t_cols[i] * m + t_cols[j]
