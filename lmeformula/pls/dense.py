@@ -87,6 +87,7 @@ class DensePLSProblem(_AugmentedSystem):
         self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
+        self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """Replace the case weights and the response (see :meth:`PLSProblem.reweight`): M
@@ -240,7 +241,9 @@ class DensePLSProblem(_AugmentedSystem):
         if p == 0:
             return DenseFactorization(theta, lfac, 2.0 * float(np.log(d[:q]).sum()), 0.0,
                                       float(d[-1]) ** 2)
-        if (d[q : q + p] <= self._rx_sqrt_floor).any():  # pivots of RX (positive)
+        # pivots of RX (positive), compared as Python floats: p is small, and one numpy
+        # reduction costs more than the comparisons
+        if any(map(float.__le__, d[q : q + p].tolist(), self._rx_sqrt_floors)):
             raise FittingError("Downdated VtV is not positive definite")
         # log|L|² and log|RX|²: the sums of the logs of the two parts of the diagonal
         ld_l2, ld_rx2 = np.add.reduceat(np.log(d[: q + p]), self._log_parts).tolist()
