@@ -33,12 +33,12 @@ def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
     rows = np.asarray(Zt.indices, dtype=np.int64)
     counts = np.diff(indptr)
     col = np.repeat(np.arange(counts.shape[0]), counts)
-    out = np.zeros(q * q, dtype=bool)
+    flat = np.zeros(q * q, dtype=bool)
     for d in range(int(counts.max(initial=0))):
         first = rows[: rows.shape[0] - d]
         same = col[: col.shape[0] - d] == col[d:]
-        out[first[same] * q + rows[d:][same]] = True
-    out = out.reshape(q, q)
+        flat[first[same] * q + rows[d:][same]] = True
+    out = flat.reshape(q, q)
     return out | out.T
 
 
