@@ -140,7 +140,6 @@ class DensePLSProblem(_AugmentedSystem):
         t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
         t_cols = np.concatenate([cols, xy])
         t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
-        value = self.M[np.ix_(t_cols, t_cols)]
         # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
         # changed later (re-weighting) keep the pattern
         structure = np.ones((m, m), dtype=bool)
@@ -148,7 +147,7 @@ class DensePLSProblem(_AugmentedSystem):
         i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
                           & structure[np.ix_(t_cols, t_cols)])
         gather = t_cols[i] * m + t_cols[j]
-        value = value[i, j]
+        value = self.M.ravel()[gather]  # M[t_cols[i], t_cols[j]], read at the pairs kept
         a = np.minimum(t_coef[i], t_coef[j])
         b = np.maximum(t_coef[i], t_coef[j])
         pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
