@@ -198,6 +198,11 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
                     describe_call(call.weights, call.offset, call.subset, ctrl))
 
 
+# lmerControl()'s defaults, to compare a call's control with (never handed out: LmerControl
+# holds a dict, optCtrl); made once rather than at every fit
+_DEFAULT_CONTROL = LmerControl()
+
+
 def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
                   control: LmerControl | None = None) -> dict[str, str]:
     """How lme4's printed call shows the optional arguments (``Weights: w``)."""
@@ -208,7 +213,7 @@ def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
         call_args["offset"] = _describe(offset, "offset")
     if subset is not None:
         call_args["subset"] = _describe(subset, "subset")
-    if control is not None and control != LmerControl():
+    if control is not None and control != _DEFAULT_CONTROL:
         call_args["control"] = "lmerControl(...)"
     return call_args
 

@@ -251,18 +251,32 @@ class LmerMod:
         theta = np.asarray(self.optinfo.par, dtype=float)
         self._factor = self.devfun.factor(theta)
         self._beta, self._u = prob.solve(self._factor)
-        re = self.lformula.reTrms
-        self._b = _lambda_times(re.terms, theta, self._u)
+        self._theta = theta
+
+    # b, μ and the sums of squares are computed on first use, from θ, u and β as fixed above
+    # (a fit that is only asked for its estimates does not form them; GlmerMod sets its own)
+    @cached_property
+    def _b(self) -> np.ndarray:
+        return _lambda_times(self.lformula.reTrms.terms, self._theta, self._u)
+
+    @cached_property
+    def _mu(self) -> np.ndarray:
         X = self.lformula.X_values
         offset = self.lformula.offset
-        self._mu = X @ self._beta + _z_times(re.terms, self._b)
+        mu = X @ self._beta + _z_times(self.lformula.reTrms.terms, self._b)
         if offset is not None:
-            self._mu += offset
+            mu += offset
+        return mu
+
+    @cached_property
+    def _wrss(self) -> float:
         y = self.lformula.y
         w = self.weights
-        self._wrss = float(np.sum(w * (y - self._mu) ** 2))
-        self._ussq = float(self._u @ self._u)
-        self._theta = theta
+        return float(np.sum(w * (y - self._mu) ** 2))
+
+    @cached_property
+    def _ussq(self) -> float:
+        return float(self._u @ self._u)
 
     @property
     def call(self) -> ModelCall:

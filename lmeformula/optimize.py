@@ -325,7 +325,7 @@ def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
         return Lme4Conv((msg,) if action != "ignore" else ())
     if derivs is None:
         return Lme4Conv()
-    g, h = derivs["gradient"], derivs["Hessian"]
+    g, h = derivs.gradient, derivs.Hessian  # the fields (the Mapping lookup scans them)
     if np.isnan(g).any():
         return Lme4Conv(("Gradient contains NAs",), (-5,))
     messages, code = _check_gradient(g, h, par, ctrl)

@@ -22,6 +22,26 @@ from .system import (
 )
 
 
+def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
+    """The structural pattern of Zt Zt' (q x q, bool): rows r and r' meet where some column
+    of Zt stores an entry in both (explicit zeros count, as in a sparse product of Zt's
+    pattern). Found from the pairs of entries within each column, offset by offset (a column
+    stores at most a few entries, one per column of the terms), without a sparse product:
+    scipy's constructors and product cost more than the whole pass on small models."""
+    q = Zt.shape[0]
+    indptr = np.asarray(Zt.indptr)
+    rows = np.asarray(Zt.indices, dtype=np.int64)
+    counts = np.diff(indptr)
+    col = np.repeat(np.arange(counts.shape[0]), counts)
+    flat = np.zeros(q * q, dtype=bool)
+    for d in range(int(counts.max(initial=0))):
+        first = rows[: rows.shape[0] - d]
+        same = col[: col.shape[0] - d] == col[d:]
+        flat[first[same] * q + rows[d:][same]] = True
+    out = flat.reshape(q, q)
+    return out | out.T
+
+
 @dataclass(slots=True)
 class DenseFactorization:
     """The Cholesky factor of the whole augmented system (small models): L is its lower
@@ -67,6 +87,7 @@ class DensePLSProblem(_AugmentedSystem):
         self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
+        self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """Replace the case weights and the response (see :meth:`PLSProblem.reweight`): M
@@ -119,17 +140,14 @@ class DensePLSProblem(_AugmentedSystem):
         t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
         t_cols = np.concatenate([cols, xy])
         t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
-        value = self.M[np.ix_(t_cols, t_cols)]
         # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
         # changed later (re-weighting) keep the pattern
-        zb = sp.csr_matrix(self.Zt, copy=True)
-        zb.data = np.ones_like(zb.data)
         structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = (zb @ zb.T).toarray() > 0
+        structure[:q, :q] = _gram_pattern(self.Zt)
         i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
                           & structure[np.ix_(t_cols, t_cols)])
         gather = t_cols[i] * m + t_cols[j]
-        value = value[i, j]
+        value = self.M.ravel()[gather]  # M[t_cols[i], t_cols[j]], read at the pairs kept
         a = np.minimum(t_coef[i], t_coef[j])
         b = np.maximum(t_coef[i], t_coef[j])
         pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
@@ -222,7 +240,9 @@ class DensePLSProblem(_AugmentedSystem):
         if p == 0:
             return DenseFactorization(theta, lfac, 2.0 * float(np.log(d[:q]).sum()), 0.0,
                                       float(d[-1]) ** 2)
-        if (d[q : q + p] <= self._rx_sqrt_floor).any():  # pivots of RX (positive)
+        # pivots of RX (positive), compared as Python floats: p is small, and one numpy
+        # reduction costs more than the comparisons
+        if any(map(float.__le__, d[q : q + p].tolist(), self._rx_sqrt_floors)):
             raise FittingError("Downdated VtV is not positive definite")
         # log|L|² and log|RX|²: the sums of the logs of the two parts of the diagonal
         ld_l2, ld_rx2 = np.add.reduceat(np.log(d[: q + p]), self._log_parts).tolist()
