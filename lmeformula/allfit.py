@@ -32,7 +32,7 @@ __all__ = ["ALLFIT_OPTIMIZERS", "AllFit", "AllFitSummary", "allFit"]
 
 # name shown -> (optimizer of lmerControl, its optCtrl, the optCtrl key of the evaluation limit)
 ALLFIT_OPTIMIZERS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "Nelder_Mead": ("Nelder_Mead", {}, "maxfev"),
+    "Nelder_Mead": ("Nelder_Mead", {}, "maxfun"),
     "Powell": ("Powell", {}, "maxfev"),
     "L-BFGS-B": ("L-BFGS-B", {}, "maxfun"),
     "nloptwrap.NLOPT_LN_NELDERMEAD": ("nloptwrap", {"algorithm": "NLOPT_LN_NELDERMEAD"},
@@ -168,8 +168,8 @@ def allFit(m: LmerMod, optimizers: Sequence[str] | None = None, maxfun: int = 10
     m
         A fitted model.
     optimizers
-        Names from :data:`ALLFIT_OPTIMIZERS` (default: all of them): scipy's
-        ``Nelder_Mead``, ``Powell`` and ``L-BFGS-B`` and NLopt's Nelder-Mead, Subplex and
+        Names from :data:`ALLFIT_OPTIMIZERS` (default: all of them): lme4's own
+        ``Nelder_Mead``, scipy's ``Powell`` and ``L-BFGS-B`` and NLopt's Nelder-Mead, Subplex and
         BOBYQA (``nloptwrap.NLOPT_LN_BOBYQA``, lme4's default). lme4's ``bobyqa`` (minqa),
         ``nlminbwrap``, ``nmkbw`` (dfoptim) and ``optimx`` have no Python counterpart here.
     maxfun

@@ -10,7 +10,6 @@ finite-difference derivatives over (θ, β) and the convergence checks.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -26,51 +25,13 @@ from .glmermod import GlmerMod
 from .glmodular import glFormula
 from .lmer import lmer, refit, update, update_formula
 from .neldermead import nelder_mead
-from .optimize import Lme4Conv, OptResult, check_conv, deriv12
+from .optimize import Lme4Conv, OptResult, check_conv, deriv12, minqa_bobyqa, nloptwrap
 from .pirls import GlmerDevfun
 from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
 from .validate import check_flag
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
-
-
-def _bobyqa(fn: Any, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
-            ) -> tuple[np.ndarray, float, int, str, int]:
-    """BOBYQA with minqa's defaults as lme4 uses them: rhobeg = min(0.95, 0.2 max|x0|),
-    rhoend = 1e-6 rhobeg, at most 10000 evaluations (NLopt's implementation)."""
-    import nlopt
-
-    x = np.asarray(x0, float).copy()
-    if np.all(x == 0):
-        x[:] = 0.001  # lme4's "minor kludge"
-    rhobeg = float(opts.get("rhobeg", min(0.95, 0.2 * float(np.max(np.abs(x))))))
-    rhoend = float(opts.get("rhoend", 1e-6 * rhobeg))
-    count = 0
-
-    def objective(p: np.ndarray, grad: np.ndarray) -> float:
-        nonlocal count
-        count += 1
-        value = fn(np.array(p))
-        return value if math.isfinite(value) else 1e300
-
-    k = x.shape[0]
-    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
-    opt.set_lower_bounds(np.asarray(lower, float))
-    opt.set_upper_bounds(np.full(k, np.inf))
-    opt.set_min_objective(objective)
-    opt.set_initial_step(rhobeg)
-    opt.set_xtol_abs(rhoend)
-    opt.set_maxeval(int(opts.get("maxfun", 10000)))
-    x = np.clip(x, lower, None)
-    try:
-        xopt = opt.optimize(x)
-        code = int(opt.last_optimize_result())
-    except nlopt.RoundoffLimited:
-        xopt, code = x, -4
-    fval = float(opt.last_optimum_value())
-    conv = 0 if 0 < code < 5 else code
-    return np.asarray(xopt), fval, conv, f"NLopt code {code}", count
 
 
 def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
@@ -99,8 +60,13 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     if optimizer is None:  # evaluate at the start (derivatives and boundary steps as usual)
         par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
         optimizer = "none"
-    elif optimizer in ("bobyqa", "nloptwrap"):
-        par, fval, conv, message, feval = _bobyqa(devfun, start, lower, opts)
+    elif optimizer == "bobyqa":
+        if devfun.nAGQ > 0:  # lme4's optwrap(adj = TRUE) for the second stage
+            opts.setdefault("rhobeg", 2e-4)
+            opts.setdefault("rhoend", 2e-7)
+        par, fval, conv, message, feval = minqa_bobyqa(devfun, start, lower, opts)
+    elif optimizer == "nloptwrap":  # lme4's nloptwrap, with its own defaults
+        par, fval, conv, message, feval = nloptwrap(devfun, start, lower, opts)
     elif optimizer == "Nelder_Mead":
         xst = opts.pop("xst", None)
         xt = opts.pop("xt", None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -26,6 +26,7 @@ from .errors import (
     LmeFormulaWarning,
     SingularFitWarning,
 )
+from .neldermead import nelder_mead
 from .records import NamedRecord
 from .validate import check_count, check_number
 
@@ -172,6 +173,70 @@ def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count
 
 
+def minqa_bobyqa(fn: Objective, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
+                 ) -> tuple[np.ndarray, float, int, str, int]:
+    """lme4's ``bobyqa`` (minqa's): rhobeg = min(0.95, 0.2 max|x0|), rhoend = 1e-6 rhobeg, at
+    most 10000 evaluations (``maxfun``), x0 = 0 moved to 0.001 (lme4's "minor kludge").
+
+    NLopt's implementation of Powell's BOBYQA with those trust-region radii: the same
+    algorithm as minqa's Fortran, so lme4's ``optimizer = "bobyqa"`` ends at the same optimum
+    to about 1e-6, though its path (and evaluation count) is not minqa's step for step."""
+    import nlopt
+
+    x = np.asarray(x0, float).copy()
+    if np.all(x == 0):
+        x[:] = 0.001  # lme4's "minor kludge"
+    rhobeg = float(opts.get("rhobeg", min(0.95, 0.2 * float(np.max(np.abs(x))))))
+    rhoend = float(opts.get("rhoend", 1e-6 * rhobeg))
+    count = 0
+
+    def objective(p: np.ndarray, grad: np.ndarray) -> float:
+        nonlocal count
+        count += 1
+        value = fn(np.array(p))
+        return value if math.isfinite(value) else 1e300
+
+    k = x.shape[0]
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_lower_bounds(np.asarray(lower, float))
+    opt.set_upper_bounds(np.full(k, np.inf))
+    opt.set_min_objective(objective)
+    opt.set_initial_step(rhobeg)
+    opt.set_xtol_abs(rhoend)
+    opt.set_maxeval(int(opts.get("maxfun", 10000)))
+    x = np.clip(x, lower, None)
+    try:
+        xopt = opt.optimize(x)
+        code = int(opt.last_optimize_result())
+    except nlopt.RoundoffLimited:
+        xopt, code = x, -4
+    fval = float(opt.last_optimum_value())
+    conv = 0 if 0 < code < 5 else code
+    return np.asarray(xopt), fval, conv, f"NLopt code {code}", count
+
+
+def lme4_nelder_mead(fn: Objective, x0: np.ndarray, lower: np.ndarray,
+                     opts: Mapping[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+    """lme4's own ``Nelder_Mead`` (not scipy's or NLopt's) with its defaults: initial steps
+    ``xst`` = 0.02, parameter tolerances ``xt`` = xst * 5e-4, ``maxfun`` = 10000; lme4 warns
+    "failure to converge in N evaluations" and returns code 4 when it runs out."""
+    k = x0.shape[0]
+    xst = np.asarray(opts.get("xst", np.full(k, 0.02)), float)
+    xt = np.asarray(opts.get("xt", xst * 5e-4), float)
+    maxfun = check_count(opts.get("maxfun", 10000), "optCtrl maxfun")
+    res = nelder_mead(fn, np.asarray(x0, float), np.asarray(lower, float), np.full(k, np.inf),
+                      xst, xt, maxfun=maxfun,
+                      minf_max=float(opts.get("MinfMax", -np.finfo(float).max)))
+    if res.code == 4:
+        warnings.warn(f"failure to converge in {maxfun} evaluations", ConvergenceWarning,
+                      stacklevel=4)
+    return np.asarray(res.par), float(res.fval), 4 if res.code == 4 else 0, res.message, \
+        res.feval
+
+
+nloptwrap = _nloptwrap
+
+
 def _scipy_bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
     """θ's bounds as scipy takes them: no upper bounds, None for -inf."""
     return [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -254,8 +319,8 @@ def _better_inside(fn: Objective, x: np.ndarray, fx: float, lower: np.ndarray
 
 OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = {
     "nloptwrap": _nloptwrap,
-    "bobyqa": _nloptwrap,
-    "Nelder_Mead": _scipy_optimizer("Nelder-Mead"),
+    "bobyqa": minqa_bobyqa,
+    "Nelder_Mead": lme4_nelder_mead,
     "Powell": _scipy_optimizer("Powell"),  # scipy's bounded Powell (used by allFit)
     "L-BFGS-B": _lbfgsb,
 }
