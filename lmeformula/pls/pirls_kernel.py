@@ -299,7 +299,9 @@ class ScalarPirlsKernel:
                                                   minlength=nls[s])
                 # rows of t's levels summed into the s levels they are nested in
                 order, starts, targets = self.agg[(t, s)]
-                ccols[s][targets] -= np.add.reduceat((C * v[:, None])[order], starts, axis=0)
+                # take(axis=0) gathers the same rows as [order], many times faster
+                ccols[s][targets] -= np.add.reduceat((C * v[:, None]).take(order, axis=0),
+                                                     starts, axis=0)
         # the rest's downdate by every chain term's column at once, S -= CᵀC on S's lower
         # triangle (the upper one of the F-ordered S.T, which LAPACK factors next)
         if m > 1:
