@@ -255,12 +255,16 @@ class LmerMod:
         self._b = _lambda_times(re.terms, theta, self._u)
         X = self.lformula.X_values
         offset = self.lformula.offset
-        self._mu = X @ self._beta + _z_times(re.terms, self._b)
+        self._mu = X @ self._beta
+        self._mu += _z_times(re.terms, self._b)
         if offset is not None:
             self._mu += offset
-        y = self.lformula.y
-        w = self.weights
-        self._wrss = float(np.sum(w * (y - self._mu) ** 2))
+        # Σ w r² with one n-length temporary (no ones for unit weights: 1·x is x)
+        r2 = np.square(self.lformula.y - self._mu)
+        if self.lformula.weights is not None:
+            r2 *= self.lformula.weights
+        self._wrss = float(np.sum(r2))
+        del r2
         self._ussq = float(self._u @ self._u)
         self._theta = theta
 
@@ -673,7 +677,10 @@ def _z_times(terms: list[Any], b: np.ndarray) -> np.ndarray:
         size = t.nl * t.nc
         coef = b[pos : pos + size].reshape(t.nl, t.nc)[np.asarray(t.factor.codes)]
         part = np.einsum("ja,ja->j", coef, t.X) if t.nc > 1 else coef[:, 0] * t.X[:, 0]
-        out = part if out is None else out + part
+        if out is None:
+            out = part
+        else:
+            out += part  # part is a new array: summed in place
         pos += size
     assert out is not None
     return out
