@@ -140,7 +140,7 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
 
 
 # pairs per piece when the scalar pairs plan is built group by group
-_PAIRS_CHUNK = 4_000_000
+_PAIRS_CHUNK = 1_000_000
 
 
 def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
