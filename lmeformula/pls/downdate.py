@@ -139,8 +139,9 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     return keys, pairs, (src[p[order]], src[r[order]])
 
 
-# pairs per piece when the scalar pairs plan is built group by group
-_PAIRS_CHUNK = 1_000_000
+# pairs per piece when the scalar pairs plan is built group by group (each piece also
+# holds an index pointer over all keys: 10⁶-pair pieces peaked higher than 4·10⁶)
+_PAIRS_CHUNK = 4_000_000
 
 
 def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
