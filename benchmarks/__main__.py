@@ -135,7 +135,8 @@ def _number(value: float | None, fmt: str) -> str:
 def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -> None:
     RESULTS.mkdir(exist_ok=True)
     fields = ["model", "engine", "version", "status", "rows", "fit_s", "feval", "max_rss_mb",
-              "criterion", "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula",
+              "frame_mb", "rss_before_mb", "fit_peak_mb", "fit_growth_mb", "criterion",
+              "criterion_diff", "max_rel_diff", "reference", "time_vs_lmeformula",
               "fit_load_s", "fit_quiet_block_s", "load_slowdown"]
     with (RESULTS / f"{name}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -162,13 +163,19 @@ def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -
              "(`python -m benchmarks.load` compares engines in one process). The machine "
              "was shared with other jobs while measuring: compare engines within a "
              "row group, not across runs.", "",
+             "Memory: `peak RSS` is the whole process's (interpreter, imports, data loading); "
+             "`fit peak` is the high-water mark during the fit alone (VmHWM, reset just "
+             "before it) and `fit growth` that peak minus the RSS just before the fit, each "
+             "also as a multiple of the input frame (`df.memory_usage(deep=True)`, "
+             "`frame`).", "",
              "| model | engine | fit | evaluations | per evaluation | peak RSS (MB) | "
+             "frame (MB) | fit peak (MB, x frame) | fit growth (MB, x frame) | "
              "time / lmeformula | under load | REML criterion − reference | max rel. diff |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         engine = f"{r['engine']} {r.get('version') or ''}".strip()
         if r.get("status") != "ok":
-            lines.append(f"| {r['model']} | {engine} | {r['status']} | | | | | | | |")
+            lines.append(f"| {r['model']} | {engine} | {r['status']} | | | | | | | | | | |")
             continue
         fit = _seconds(r["fit_s"])
         diff = r.get("max_rel_diff")
@@ -182,12 +189,22 @@ def write_results(rows: list[dict], name: str = "latest", quiet: bool = False) -
                 if slowdown else "")
         lines.append(
             f"| {r['model']} | {engine} | {fit} | {r.get('feval') or ''} | {per_eval} | "
-            f"{r['max_rss_mb']:.0f} | {_number(r.get('time_vs_lmeformula'), '.2f')} | "
+            f"{r['max_rss_mb']:.0f} | {_number(r.get('frame_mb'), '.0f')} | "
+            f"{_of_frame(r.get('fit_peak_mb'), r.get('frame_mb'))} | "
+            f"{_of_frame(r.get('fit_growth_mb'), r.get('frame_mb'))} | "
+            f"{_number(r.get('time_vs_lmeformula'), '.2f')} | "
             f"{load} | {_number(r.get('criterion_diff'), '.2e')} | "
             f"{'' if diff is None else f'{diff:.1e}'} |")
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     if not quiet:
         print((RESULTS / f"{name}.md").read_text())
+
+
+def _of_frame(mb: float | None, frame_mb: float | None) -> str:
+    """Megabytes and their multiple of the input frame: ``"310 (8.9x)"``."""
+    if mb is None:
+        return ""
+    return f"{mb:.0f} ({mb / frame_mb:.1f}x)" if frame_mb else f"{mb:.0f}"
 
 
 def _seconds(t: float) -> str:

@@ -1,7 +1,13 @@
 """Engines timed by the benchmark. Each model runs in a fresh subprocess per engine, so that
 peak memory (max RSS) is that engine's own and a time cap can stop it; times are medians of
 several runs after one warm-up fit (single runs for the large models, warmed up on a
-2,000-row slice)."""
+2,000-row slice).
+
+Memory: besides the process's max RSS (interpreter, imports, data loading and all), the child
+records the input frame's size (``df.memory_usage(deep=True)``), its RSS just before a fit and
+the fit's own peak (on Linux the high-water mark VmHWM, reset before the fit through
+``/proc/self/clear_refs``; elsewhere ``ru_maxrss``, the process's peak so far); of several
+runs, the one with the largest growth over its pre-fit RSS is reported."""
 
 from __future__ import annotations
 
@@ -38,7 +44,36 @@ _COMMON = textwrap.dedent("""
     def report(**kw):
         kw["model"] = name
         kw.update(globals().get("load_extra", {}))  # --load's paired blocks
+        kw.update(memory)
         print(json.dumps(kw))
+    def _status_mb(key):
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return None
+    def rss_before_fit():
+        # Linux: "5" in clear_refs resets the high-water mark (VmHWM) to the current RSS, so
+        # that VmHWM after the fit is the fit's own peak; elsewhere the process's peak so far
+        import gc
+        gc.collect()
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:
+            pass
+        return _status_mb("VmRSS")
+    def peak_after_fit():
+        hwm = _status_mb("VmHWM")
+        if hwm is not None:
+            return hwm, "VmHWM"
+        import resource
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else kB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, "ru_maxrss"
+    memory = {}
 """)
 
 # Each engine defines prepare(df) (data conversion, not timed) and fit(obj, df).
@@ -52,9 +87,17 @@ _TIMING = textwrap.dedent("""
     except Exception:
         pass
     obj = prepare(df)
+    frame_mb = float(df.memory_usage(deep=True).sum()) / 2**20  # the input frame, as loaded
     ts = []
     for _ in range(runs):
+        m = None  # the previous run's model is not part of this run's peak
+        before = rss_before_fit()
         t0 = time.perf_counter(); m = fit(obj, df); ts.append(time.perf_counter() - t0)
+        peak, how = peak_after_fit()
+        growth = peak - before if before is not None else None
+        if not memory or (growth or 0.0) > (memory["fit_growth_mb"] or 0.0):
+            memory = {"frame_mb": frame_mb, "rss_before_mb": before, "fit_peak_mb": peak,
+                      "fit_growth_mb": growth, "peak_measure": how}
     fit_s = statistics.median(ts)
 """)
 

@@ -263,16 +263,19 @@ class LmerMod:
     def _mu(self) -> np.ndarray:
         X = self.lformula.X_values
         offset = self.lformula.offset
-        mu = X @ self._beta + _z_times(self.lformula.reTrms.terms, self._b)
+        mu = X @ self._beta
+        mu += _z_times(self.lformula.reTrms.terms, self._b)
         if offset is not None:
             mu += offset
         return mu
 
     @cached_property
     def _wrss(self) -> float:
-        y = self.lformula.y
-        w = self.weights
-        return float(np.sum(w * (y - self._mu) ** 2))
+        # Σ w r² with one n-length temporary (no ones for unit weights: 1·x is x)
+        r2 = np.square(self.lformula.y - self._mu)
+        if self.lformula.weights is not None:
+            r2 *= self.lformula.weights
+        return float(np.sum(r2))
 
     @cached_property
     def _ussq(self) -> float:
@@ -687,7 +690,10 @@ def _z_times(terms: list[Any], b: np.ndarray) -> np.ndarray:
         size = t.nl * t.nc
         coef = b[pos : pos + size].reshape(t.nl, t.nc)[np.asarray(t.factor.codes)]
         part = np.einsum("ja,ja->j", coef, t.X) if t.nc > 1 else coef[:, 0] * t.X[:, 0]
-        out = part if out is None else out + part
+        if out is None:
+            out = part
+        else:
+            out += part  # part is a new array: summed in place
         pos += size
     assert out is not None
     return out

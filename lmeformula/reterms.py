@@ -338,27 +338,31 @@ def _stacked_zt(terms_: Sequence[ReTerm]) -> sp.csc_matrix:
     row in the rows of its level."""
     n = terms_[0].X.shape[0]
     width = sum(t.nc for t in terms_)
-    row: npt.NDArray[np.int64] = np.empty((n, width), dtype=np.int64)
+    q = sum(t.nl * t.nc for t in terms_)
+    # scipy's own choice of index type, made here (it then neither scans nor converts) and
+    # used from the start: no n x width array of 64-bit rows to convert afterwards
+    index: type[np.signedinteger] = np.int32 if max(q, n * width) < 2**31 - 1 else np.int64
+    row: npt.NDArray[np.signedinteger] = np.empty((n, width), dtype=index)
     val: npt.NDArray[np.float64] = np.empty((n, width))
     offset, col = 0, 0
     for t in terms_:
         # rows increase along each column: terms are stacked in order, each in its range
         block = row[:, col : col + t.nc]
-        np.multiply(np.asarray(t.factor.codes, dtype=np.int64)[:, None], t.nc, out=block)
-        block += offset + np.arange(t.nc)
+        np.multiply(np.asarray(t.factor.codes)[:, None], t.nc, out=block, dtype=index)
+        block += np.arange(offset, offset + t.nc, dtype=index)
         val[:, col : col + t.nc] = t.X
         offset += t.nl * t.nc
         col += t.nc
     row, val = row.ravel(), val.ravel()
     stored = val != 0.0  # zeros are not stored, NaN is (lFormula reports it)
     if stored.all():
-        indptr = np.arange(0, n * width + 1, width)
+        indptr = np.arange(0, n * width + 1, width, dtype=index)
     else:
         row, val = row[stored], val[stored]
-        indptr = np.concatenate([[0], np.cumsum(stored.reshape(n, width).sum(axis=1))])
-    # scipy's own choice of index type, made here: it then neither scans nor converts
-    index: type[np.signedinteger] = np.int32 if max(offset, n * width) < 2**31 - 1 else np.int64
-    return sp.csc_matrix((val, row.astype(index), indptr.astype(index)), shape=(offset, n))
+        indptr = np.zeros(n + 1, dtype=index)
+        np.cumsum(stored.reshape(n, width).sum(axis=1), out=indptr[1:])
+    del stored
+    return sp.csc_matrix((val, row, indptr), shape=(offset, n))
 
 
 def mk_re_trms(bars: Sequence[BinOp], frame: ModelFrame, reorder_terms: bool = True) -> ReTrms:

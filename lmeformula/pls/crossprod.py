@@ -35,14 +35,21 @@ def _fits_dense(terms: Sequence[TermShape], p: int) -> bool:
     return m * m <= limit and pairs <= limit
 
 
+def _weighted(w: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    """w·x, or x itself for unit weights (None): 1·x is x bit for bit, and no n-length
+    product is made."""
+    return x if w is None else w * x
+
+
 def _level_cross(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int, codes_t: np.ndarray,
-                 x_t: np.ndarray, nl_t: int, w: np.ndarray) -> np.ndarray:
-    """Z_s'WZ_t as a dense (nl_s·nc_s) x (nl_t·nc_t) array, rows level-major as in Zt."""
+                 x_t: np.ndarray, nl_t: int, w: np.ndarray | None) -> np.ndarray:
+    """Z_s'WZ_t as a dense (nl_s·nc_s) x (nl_t·nc_t) array, rows level-major as in Zt
+    (``w`` None: unit weights)."""
     nc_s, nc_t = x_s.shape[1], x_t.shape[1]
     key = codes_s.astype(np.int64) * nl_t + codes_t
     out = np.empty((nl_s, nc_s, nl_t, nc_t))
     for a in range(nc_s):
-        wa = w * x_s[:, a]
+        wa = _weighted(w, x_s[:, a])
         for b in range(nc_t):
             out[:, a, :, b] = np.bincount(key, weights=wa * x_t[:, b],
                                           minlength=nl_s * nl_t).reshape(nl_s, nl_t)
@@ -75,8 +82,8 @@ def _pair_structure(codes_s: np.ndarray, nl_s: int, codes_t: np.ndarray, nl_t: i
 
 
 def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
-                         codes_t: np.ndarray, x_t: np.ndarray, nl_t: int, w: np.ndarray,
-                         plan: _PairStructure | None = None,
+                         codes_t: np.ndarray, x_t: np.ndarray, nl_t: int,
+                         w: np.ndarray | None, plan: _PairStructure | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The entries (rows, cols, values) of Z_s'WZ_t at the pairs of levels that occur
     (``plan``; found here when not given), zeros included: the pattern does not depend on
@@ -91,7 +98,7 @@ def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
     else:
         out = np.empty((plan.present.shape[0], nc_s, nc_t))
         for a in range(nc_s):
-            wa = w * x_s[:, a]
+            wa = _weighted(w, x_s[:, a])
             for b in range(nc_t):
                 out[:, a, b] = np.bincount(plan.inverse, weights=wa * x_t[:, b],
                                            minlength=plan.present.shape[0])
@@ -109,14 +116,16 @@ def _levels_major(g: sp.csr_matrix, first: TermShape) -> np.ndarray:
     return np.ascontiguousarray(g.toarray().reshape(m, first.nl, first.nc).transpose(1, 2, 0))
 
 
-def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray) -> np.ndarray:
-    """Z_i'WZ_i's diagonal blocks: (nl, nc, nc) sums of w x_a x_b per level."""
+def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray | None,
+                  ) -> np.ndarray:
+    """Z_i'WZ_i's diagonal blocks: (nl, nc, nc) sums of w x_a x_b per level (``w`` None:
+    unit weights)."""
     nc = x.shape[1]
     out = np.empty((nl, nc, nc))
     for a in range(nc):
         for b in range(a, nc):
-            out[:, a, b] = out[:, b, a] = np.bincount(codes, weights=w * x[:, a] * x[:, b],
-                                                      minlength=nl)
+            out[:, a, b] = out[:, b, a] = np.bincount(
+                codes, weights=_weighted(w, x[:, a]) * x[:, b], minlength=nl)
     return out
 
 

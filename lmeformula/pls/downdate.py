@@ -5,7 +5,7 @@ matrices when the pairs are too many), formed once per model."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.linalg as la
@@ -78,6 +78,9 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     # 32-bit indices where they fit: this is memory-bound work on ~total entries
     small = m * m < 2**31 and gc.nnz < 2**31
     index: type[np.signedinteger[Any]] = np.int32 if small else np.int64
+    if (nc == 1 and src is None and total > _PAIRS_CHUNK
+            and m * m <= _policy().key_table):
+        return _chunked_scalar_pairs(gc, seg, sorted_group, ngroups, m, index, key_order)
     rows = gc.indices.astype(index)
     entry_level = np.repeat(np.arange(nl, dtype=index), k)
     if nc == 1:
@@ -89,10 +92,17 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         r = np.arange(total, dtype=index)
         r -= np.repeat(first - entries, count)
         col = np.repeat(sorted_group.astype(index)[entry_level], count)
-        key = np.repeat(rows, count) * index(m)
+        # products in place: each array of ``total`` entries is made once (the 10⁵ x 2,000
+        # crossed design: 8·10⁶ pairs, 31 MB per 32-bit array, 62 MB per float array)
+        key = np.repeat(rows, count)
+        key *= index(m)
         key += rows[r]
-        values = np.repeat(gc.data, count) * gc.data[r]
-        p = np.repeat(entries, count)
+        values = np.repeat(gc.data, count)
+        values *= gc.data[r]
+        if src is not None:
+            p = np.repeat(entries, count)
+        else:
+            del r  # the positions are needed only to trace the sources
     else:
         level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
         first = np.repeat(np.cumsum(k * k) - k * k, k * k)
@@ -110,11 +120,15 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         key += rows[r]
         values = gc.data[p] * gc.data[r]
     keys, key_index = _index_keys(key, m, key_order)
+    del key  # gone before the matrix is built from the entries
     # col is non-decreasing, and building CSR keeps each row's entries in that order, so
     # that the duplicates (a key met by several levels of one group) are summed in it
     ncol = ngroups * nc * nc
     pairs = sp.csr_matrix((values, (key_index, col)),
                           shape=(keys.shape[0], ncol))
+    del values  # copied into the matrix; the entries' indices are needed only for sources
+    if src is None:
+        del key_index, col
     pairs.sum_duplicates()
     if src is None:
         return keys, pairs, None
@@ -123,6 +137,89 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     if order.shape[0] != pairs.nnz:
         raise AssertionError("duplicate entries in an ungrouped downdate plan")
     return keys, pairs, (src[p[order]], src[r[order]])
+
+
+# pairs per piece when the scalar pairs plan is built group by group (each piece also
+# holds an index pointer over all keys: 10⁶-pair pieces peaked higher than 4·10⁶)
+_PAIRS_CHUNK = 4_000_000
+
+
+def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
+                  hi: int, m: int, index: type[np.signedinteger[Any]],
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Key, value and column of the pairs of G's entries of levels ``lo:hi`` (scalar first
+    term, levels in group order): the slice ``lo:hi`` of what :func:`_downdate_pattern`
+    lists for all levels, in the same order."""
+    e0, e1 = int(seg[lo]), int(seg[hi])
+    rows = gc.indices[e0:e1].astype(index)
+    data = gc.data[e0:e1]
+    k = np.diff(seg[lo : hi + 1])
+    entry_level = np.repeat(np.arange(lo, hi, dtype=index), k)
+    entries = np.arange(rows.shape[0], dtype=index)
+    count = (seg[1:][entry_level] - e0) - entries  # partners at or after each entry
+    first = (np.cumsum(count) - count).astype(index)
+    r = np.arange(int(count.sum()), dtype=index)
+    r -= np.repeat(first - entries, count)
+    col = np.repeat(sorted_group.astype(index)[entry_level], count)
+    key = np.repeat(rows, count)
+    key *= index(m)
+    key += rows[r]
+    values = np.repeat(data, count)
+    values *= data[r]
+    return key, values, col
+
+
+def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
+                          ngroups: int, m: int, index: type[np.signedinteger[Any]],
+                          key_order: Callable[[np.ndarray], np.ndarray] | None,
+                          ) -> tuple[np.ndarray, sp.csr_matrix, None]:
+    """The grouped scalar pairs plan built a few groups at a time (pieces of about
+    ``_PAIRS_CHUNK`` pairs), so that the lists of pairs are never all in memory (the 10⁵ x
+    2,000 crossed design: 8·10⁶ pairs, 250 MB of lists and conversions at once). Equal to
+    the one-piece build entry for entry: a duplicate key lies within one group (one column),
+    so each piece's columns are summed alone, in the same order, and the pieces are joined
+    side by side (columns in order, values copied)."""
+    nl = sorted_group.shape[0]
+    k = np.diff(seg)
+    level_pairs = np.cumsum(k * (k + 1) // 2)
+    group_end = np.searchsorted(sorted_group, np.arange(1, ngroups + 1))  # levels of g: ..end
+    pieces: list[tuple[int, int, int, int]] = []  # levels lo:hi, groups ga:gb
+    lo, ga = 0, 0
+    while lo < nl:
+        base = level_pairs[lo - 1] if lo else 0
+        # whole groups, at least one, up to about _PAIRS_CHUNK pairs
+        gb = ga + 1
+        while gb < ngroups and level_pairs[group_end[gb] - 1] - base <= _PAIRS_CHUNK:
+            gb += 1
+        hi = int(group_end[gb - 1])
+        pieces.append((lo, hi, ga, gb))
+        lo, ga = hi, gb
+    present = np.zeros(m * m, dtype=bool)
+    for lo, hi, _, _ in pieces:
+        key, _, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
+        present[key] = True
+    del key
+    keys = np.flatnonzero(present)
+    dtype = np.dtype(index)
+    if key_order is None:
+        position = np.cumsum(present, dtype=dtype)
+        position -= 1
+    else:
+        order = key_order(keys)
+        position = np.empty(m * m, dtype=dtype)
+        position[keys[order]] = np.arange(order.shape[0], dtype=dtype)
+        keys = keys[order]
+    del present
+    blocks = []
+    for lo, hi, ga, gb in pieces:
+        key, values, col = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
+        col -= index(ga)
+        block = sp.csr_matrix((values, (position[key], col)), shape=(keys.shape[0], gb - ga))
+        del key, values, col
+        block.sum_duplicates()
+        blocks.append(block)
+    pairs = cast(sp.csr_matrix, sp.hstack(blocks, format="csr"))
+    return keys, pairs, None
 
 
 def _index_keys(key: np.ndarray, m: int,

@@ -140,7 +140,7 @@ class PLSProblem(_AugmentedSystem):
     b22: DenseDiagonalBlock = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        w = self._weights()
+        w: np.ndarray | None = self._weights()
         first = self.terms[0]
         self.q1 = first.size
         qr = self.q - self.q1
@@ -152,22 +152,36 @@ class PLSProblem(_AugmentedSystem):
         self._g_plan: list[_PairStructure] | None = None
         self._g_pattern: sp.csr_matrix | None = None
         self._g_order: np.ndarray | None = None
+        if self.weights is None and self._by_level:
+            w = None  # unit weights: not multiplied in (x·1 is x), no n-length ones held
         self._cross_products(w)
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
         self._make_blocks()
 
-    def _cross_products(self, w: np.ndarray) -> None:
-        """A11, G and M22 at case weights ``w`` (their structure is computed on the first call
-        and reused: only the values depend on ``w`` and ``y``)."""
+    def _cross_products(self, w: np.ndarray | None) -> None:
+        """A11, G and M22 at case weights ``w`` (None: unit weights, counting path only; their
+        structure is computed on the first call and reused: only the values depend on ``w``
+        and ``y``)."""
         xy = np.column_stack([self.X, self.y])
-        xyw = xy * w[:, None]
         qr = self.q - self.q1
-        if self._by_level:
-            rows, cols, vals = self._cross_products_by_level(w, xy, xyw)
+        if w is None:
+            assert self._by_level
+            # [X y]'[X y] by gemm as with weights (a second operand: numpy would take the
+            # product of one array with itself by syrk, whose last digits differ), before
+            # the counting so that the copy is gone when its temporaries are made
+            corner = xy.T @ xy.copy()
+            rows, cols, vals = self._cross_products_by_level(None, xy, xy)
         else:
-            rows, cols, vals = self._cross_products_sparse(w, xy, xyw)
+            xyw = xy * w[:, None]
+            corner = xy.T @ xyw
+            if self._by_level:
+                rows, cols, vals = self._cross_products_by_level(w, xy, xyw)
+            else:
+                rows, cols, vals = self._cross_products_sparse(w, xy, xyw)
+            del xyw
+        del xy
         if self._g_order is None:
             # CSR of the entries as scipy would build it (rows, then columns, ascending);
             # the entries are distinct, so this order places any later values too
@@ -181,7 +195,7 @@ class PLSProblem(_AugmentedSystem):
             old = self.G
             self.G = sp.csr_matrix((vals[self._g_order], old.indices, old.indptr),
                                    shape=old.shape)
-        self.M22[qr:, qr:] = xy.T @ xyw
+        self.M22[qr:, qr:] = corner
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """Replace the case weights and the response, recomputing the cross-products' values
@@ -254,7 +268,7 @@ class PLSProblem(_AugmentedSystem):
         self.M22[qr:, :qr] = zr_xy.T
         return rows_out, cols_out, vals_out
 
-    def _cross_products_by_level(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray,
+    def _cross_products_by_level(self, w: np.ndarray | None, xy: np.ndarray, xyw: np.ndarray,
                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A11 and M22 (all but its X-y corner) from the grouping factors' codes, and G's
         entries (rows, cols, values) on its structural pattern: every block of Z'WZ is, for

@@ -1,0 +1,202 @@
+"""Where a fit's memory goes: ``python -m benchmarks.memory MODEL [--top N]``.
+
+Fits one benchmark model with lmeformula under :mod:`tracemalloc` (numpy's arrays, and so
+scipy's sparse matrices, are traced) and reports, for each stage of the pipeline (the model
+frame, the random-effects structures, X, the engine's cross-products, the downdate's plan,
+the optimizer, the fitted model), the traced memory on entry, the peak while it ran and what
+it left allocated, in MB; then the input frame's size and the fit's high-water mark (VmHWM,
+reset before the fit) without tracing. ``--top N`` also lists, at the end of each stage,
+the N largest allocation sites still alive.
+
+The stages are found by wrapping the pipeline's functions in this process only (nothing in
+the package is changed). Tracing slows the fit several-fold: use it to find the peak, and
+``python -m benchmarks`` to measure it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .models import MODELS, data_file
+
+MB = 2**20
+
+
+class StageTracer:
+    """Traced memory per wrapped function call: at entry, peak during, left at exit."""
+
+    def __init__(self, top: int = 0) -> None:
+        self.top = top
+        self.rows: list[tuple[int, str, float, float, float, list[str]]] = []
+        self._stack: list[list[Any]] = []
+        self._slots: list[tuple[int, str, float, float, float, list[str]] | None] = []
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        """Replace ``owner.attr`` by a wrapper that records the call as stage ``label``."""
+        fn = getattr(owner, attr)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._enter(label)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._exit()
+
+        setattr(owner, attr, wrapper)
+
+    def _enter(self, label: str) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        if self._stack:  # the parent's peak so far, before the counter is reset
+            self._stack[-1][2] = max(self._stack[-1][2], peak)
+        tracemalloc.reset_peak()
+        self._stack.append([label, current, current, len(self._slots)])
+        self._slots.append(None)
+
+    def _exit(self) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        label, entry, stage_peak, slot = self._stack.pop()
+        stage_peak = max(stage_peak, peak)
+        sites: list[str] = []
+        if self.top:
+            stats = tracemalloc.take_snapshot().statistics("lineno")[: self.top]
+            sites = [f"{s.size / MB:8.1f} MB  {s.traceback[0].filename.split('site-packages/')[-1]}"
+                     f":{s.traceback[0].lineno}" for s in stats]
+        self._slots[slot] = (len(self._stack), label, entry / MB, stage_peak / MB,
+                             current / MB, sites)
+        if self._stack:
+            self._stack[-1][2] = max(self._stack[-1][2], stage_peak)
+        tracemalloc.reset_peak()
+
+    def report(self) -> str:
+        lines = [f"{'stage':44s} {'entry':>8s} {'peak':>8s} {'+peak':>8s} {'exit':>8s}"]
+        for row in self._slots:
+            if row is None:
+                continue
+            depth, label, entry, peak, exit_ = row[:5]
+            lines.append(f"{'  ' * depth + label:44s} {entry:8.1f} {peak:8.1f} "
+                         f"{peak - entry:8.1f} {exit_:8.1f}")
+            lines += [f"{'  ' * depth}    {site}" for site in row[5]]
+        return "\n".join(lines)
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm() -> float | None:
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
+
+
+def trace_stages(tracer: StageTracer) -> None:
+    """Wrap the pipeline's stages (in this process only)."""
+    from importlib import import_module
+
+    # by import_module: the package's ``lmer`` (the function) hides its module's name
+    lmer = import_module("lmeformula.lmer")
+    mermod = import_module("lmeformula.mermod")
+    modular = import_module("lmeformula.modular")
+    downdate = import_module("lmeformula.pls.downdate")
+    engine = import_module("lmeformula.pls.engine")
+    reterms = import_module("lmeformula.reterms")
+
+    stages: list[tuple[Any, str, str]] = [
+        (lmer, "lformula_of", "lFormula"),
+        (modular, "call_frame", "model frame"),
+        (modular, "check_response", "response y"),
+        (modular, "mk_re_trms", "reTrms (factors, X_i, Zt)"),
+        (reterms, "_stacked_zt", "Zt"),
+        (modular, "check_zrank", "check_zrank"),
+        (modular, "model_matrix", "model matrix X"),
+        (modular, "rank_drop_columns", "rank check of X"),
+        (modular, "check_scale_x", "scale check of X"),
+        (lmer, "mkLmerDevfun", "mkLmerDevfun"),
+        (reterms.ReTrms, "level_factors", "level codes and X_i"),
+        (engine, "make_problem", "engine (make_problem)"),
+        (engine.PLSProblem, "_cross_products", "cross-products A11, G, M22"),
+        (engine.PLSProblem, "_prepare_downdate", "downdate plan"),
+        (engine, "_downdate_pattern", "pairs / keys"),
+        (downdate, "_group_grams", "per-group Gram matrices"),
+        (modular, "lme4_start", "start (lme4)"),
+        (lmer, "optimizeLmer", "optimizer"),
+        (lmer, "mkMerMod", "mkMerMod"),
+        (mermod.LmerMod, "__post_init__", "fitted model (solve, mu)"),
+    ]
+    for owner, attr, label in stages:
+        tracer.wrap(owner, attr, label)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory")
+    parser.add_argument("model", choices=[m.name for m in MODELS])
+    parser.add_argument("--top", type=int, default=0,
+                        help="list the N largest live allocation sites after each stage")
+    parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir())
+                                                   / "lmeformula-bench-data"))
+    parser.add_argument("--no-trace", action="store_true",
+                        help="only the fit's high-water mark, without tracemalloc")
+    args = parser.parse_args()
+    model = next(m for m in MODELS if m.name == args.model)
+    directory = Path(args.data_dir)
+    directory.mkdir(exist_ok=True)
+    data = data_file(model, directory)
+
+    import lmeformula as lmf
+
+    df = pd.read_csv(data) if data.endswith(".csv") else lmf.datasets.load(data)
+    frame_mb = float(df.memory_usage(deep=True).sum()) / MB
+    # imports and first-call costs (the model may not be identifiable on so few rows)
+    with contextlib.suppress(ValueError):
+        lmf.lmer(model.formula, df.iloc[:2000])
+    before = _reset_hwm()
+    t0 = time.perf_counter()
+    m = lmf.lmer(model.formula, df)
+    elapsed = time.perf_counter() - t0
+    hwm = _status_mb("VmHWM")
+    print(f"{model.name}: {model.formula}, {len(df):,} rows; fit {elapsed:.1f} s, "
+          f"{m.optinfo.feval} evaluations, REML criterion {m.REMLcrit():.10g}")
+    print(f"input frame {frame_mb:.1f} MB; RSS before the fit {before:.0f} MB, "
+          f"fit peak (VmHWM) {hwm:.0f} MB, growth {hwm - before:.0f} MB "
+          f"= {(hwm - before) / frame_mb:.2f}x the frame" if before is not None and hwm
+          else f"input frame {frame_mb:.1f} MB")
+    if args.no_trace:
+        return
+    del m
+    tracer = StageTracer(args.top)
+    trace_stages(tracer)
+    gc.collect()
+    tracemalloc.start()
+    m = lmf.lmer(model.formula, df)
+    after = tracemalloc.get_traced_memory()[0] / MB
+    tracemalloc.stop()
+    print("\ntraced memory (MB; numpy and Python objects, not the frame loaded before):")
+    print(tracer.report())
+    print(f"held by the fitted model after the fit: {after:.1f} MB")
+    _ = m
+
+
+if __name__ == "__main__":
+    main()
