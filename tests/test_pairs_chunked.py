@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import lmeformula as lmf
 import lmeformula.pls.downdate as downdate
 from lmeformula.modular import LmerDevfun
+from lmeformula.pls.blocks import PairsBlock
 
 
 def crossed(seed: int = 5) -> pd.DataFrame:
@@ -62,6 +63,6 @@ def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
         dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed(), devFunOnly=True)
         assert isinstance(dev, LmerDevfun)
-        assert dev.problem._pairs is not None
+        assert isinstance(dev.problem.b21, PairsBlock)  # the pairs plan is in use
         values.append(dev(theta))
     assert values[0] == values[1]
