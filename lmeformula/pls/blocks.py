@@ -161,6 +161,23 @@ class _OffDiagonal:
             return self.g.multiply(t1.reshape(1, -1)).tocsr()
         return (self.g @ _block_diagonal(t1)).tocsr()
 
+    def times_t1_dense(self, t1: np.ndarray) -> np.ndarray:
+        """G T1 as a dense (m x q₁) array, each entry the same sum, in the same order, as
+        :meth:`times_t1`'s sparse product forms it (absent entries are zeros): a scalar first
+        term's g·t; else Σₐ G[i, l·nc+a] T1[l, a, b] over ascending a, as the row-by-row
+        sparse product adds them (so that solutions from it are bit-identical)."""
+        g = self.g.toarray()
+        nl, nc, _ = t1.shape
+        if nc == 1:
+            return g * t1.reshape(1, -1)
+        g3 = g.reshape(g.shape[0], nl, nc)
+        out = np.zeros_like(g3)
+        for b in range(nc):
+            acc = out[:, :, b]
+            for a in range(nc):
+                acc += g3[:, :, a] * t1[:, a, b]
+        return out.reshape(g.shape)
+
     def dense_quadratic(self, v: np.ndarray, k_tilde: np.ndarray, s: int) -> np.ndarray:
         """Σ_l V_l' G_l'K̃G_l V_l (nc x nc) over the levels by dense products, G_l the level's
         columns of G's first ``s`` rows, ``k_tilde`` (s x s) dense (the analytic gradient's

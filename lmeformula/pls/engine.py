@@ -386,6 +386,30 @@ class PLSProblem(_AugmentedSystem):
         a21 = self.b21 if a21 is None else a21
         return (self.lambda_rest_t(theta) @ a21.times_t1(t1)).tocsr()
 
+    def block21_dense(self, theta: np.ndarray, t1: np.ndarray,
+                      a21: OffDiagonalBlock | None = None) -> np.ndarray:
+        """L21 = Λ₂' G T1 as a dense (m x q₁) array, entry by entry what :meth:`block21`'s
+        sparse products compute (absent entries zero): row r of a level of a term of
+        block 2 is Σ_c λ[c, r] (G T1)[row c] over ascending c ≥ r (Λ₂' is upper
+        triangular per level), added in the order the sparse product adds them; X and y
+        rows unscaled. Nothing here depends on the observations, and no sparse matrix is
+        built (the per-step cost of a vector term's PIRLS step, see :meth:`solve`)."""
+        a21 = self.b21 if a21 is None else a21
+        gt1 = a21.times_t1_dense(t1)
+        out = gt1.copy()  # the X and y rows, and the scalar terms' rows scaled below
+        pos = 0
+        for t in self.terms[1:]:
+            lam = t.lower_factor(theta)
+            src = gt1[pos : pos + t.size].reshape(t.nl, t.nc, -1)
+            dst = out[pos : pos + t.size].reshape(t.nl, t.nc, -1)
+            for r in range(t.nc):
+                acc = np.zeros_like(dst[:, r])
+                for c in range(r, t.nc):
+                    acc += lam[c, r] * src[:, c]
+                dst[:, r] = acc
+            pos += t.size
+        return out
+
     def factor(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta`` as MixedModels.jl's ``updateL!`` does,
         block by block, each step a method of the block's type (:mod:`.blocks`):
@@ -505,8 +529,13 @@ class PLSProblem(_AugmentedSystem):
         sol2 = la.solve_triangular(top, rhs2, lower=True, trans="T", check_finite=False)
         u_r, beta = sol2[:qr], sol2[qr:]
         # block 1: L11' u1 = l_y1 - L21z' u_r - L21x' β, with l_y1 the y row of L21
-        l21 = f.L21
-        rhs1 = np.asarray(l21[-1].toarray()).ravel() - l21[:-1].T @ sol2
+        if f._L21 is None and self.m * self.q1 <= _DENSE_L21_LIMIT:
+            # a GLMM's PIRLS step: L21 dense, without building sparse matrices per call
+            l21d = self.block21_dense(f.theta, f.T1, f._A21)
+            rhs1 = l21d[-1] - _ascending_rows_times(l21d[:-1], sol2)
+        else:
+            l21 = f.L21
+            rhs1 = np.asarray(l21[-1].toarray()).ravel() - l21[:-1].T @ sol2
         first = self.terms[0]
         rhs1 = rhs1.reshape(first.nl, first.nc)
         u1 = self.b11.solve_transposed(f.L11, rhs1)
@@ -571,6 +600,20 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
                 out.append(blk)
         return out
+
+
+# solve forms L21 densely up to this many entries (m x q₁; 16 MB), sparse beyond
+_DENSE_L21_LIMIT = 1 << 21
+
+
+def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """aᵀ x, adding the rows' contributions in ascending row order from zero: the order in
+    which the sparse product ``csr.T @ x`` adds them (entries it does not store add ±0,
+    which leaves a sum that started at +0 unchanged), so the result is bit-identical."""
+    out = np.zeros(a.shape[1])
+    for i in range(a.shape[0]):
+        out += a[i] * x[i]
+    return out
 
 
 # the dense engine's limit, for callers (the policy holds it)
