@@ -1,8 +1,9 @@
 """glmer against lme4 (through Rscript), glmm and statsmodels on GLMMs.
 
 ``python -m benchmarks.glmer [--runs N] [--no-r] [--large]``: cbpp, grouseticks, VerbAgg and
-(with ``--large``) a 10^5-row crossed binomial; fit times (the minimum of N runs, every
-engine in the same run, so that the ratios are comparable on a shared machine), the
+(with ``--large``) a 10^5-row crossed binomial and VerbAgg with a random slope; fit times
+(the minimum of N runs, every engine in the same run, so that the ratios are comparable on a
+shared machine), the
 log-likelihood each engine reaches (lme4's ``feval``: its second stage's; lmeformula's
 ``evaluations``: all of its deviance evaluations, both stages and the derivatives), and
 lmeformula's cost per PIRLS iteration (fit time / PIRLS steps, and one u-only step, the
@@ -56,6 +57,11 @@ def models(large: bool) -> list[tuple[str, str, str, Any]]:
     if large:
         out.append(("crossed binomial 1e5", "y ~ x + (1 | subj) + (1 | item)", "binomial",
                     crossed_binomial(100_000)))
+        # a vector term: PIRLS steps through the blocked engine (a frame, not a name, so it
+        # gets --large-runs rounds)
+        out.append(("VerbAgg (1 + Anger | item)",
+                    "r2 ~ Anger + Gender + btype + situ + (1 + Anger | item) + (1 | id)",
+                    "binomial", lmf.datasets.load("VerbAgg")))
     return out
 
 
