@@ -234,14 +234,6 @@ def _argmin(vals: list[float]) -> int:
 
 
 def _argmax(vals: list[float]) -> int:
-    """``np.argmax``: the first largest value, or the first NaN."""
-    best, value = 0, vals[0]
-    if value != value:
-        return 0
-    for j in range(1, len(vals)):
-        v = vals[j]
-        if v != v:
-            return j
-        if v > value:
-            best, value = j, v
-    return best
+    """``np.argmax``: the first largest value, or the first NaN (the first smallest of the
+    negated values: negation keeps NaNs and ties where they are)."""
+    return _argmin([-v for v in vals])

@@ -52,8 +52,27 @@ KeyOrder = Callable[[np.ndarray], np.ndarray]
 
 
 # -- block 1 with itself ----------------------------------------------------------------------
+class _LevelBlocks:
+    """What block 1's two types share: L11 is one lower-triangular block per level of the
+    first term, (nl, k, k), whatever ``factor`` made it from."""
+
+    __slots__ = ()
+
+    def log_det(self, l11: np.ndarray) -> float:
+        """log |L11| (half block 1's contribution to ldL2)."""
+        return _log_det(l11)
+
+    def solve_transposed(self, l11: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """u with L11' u = rhs, level by level (``rhs``: (nl, nc))."""
+        return _solve_transposed(l11, rhs)
+
+    def to_sparse(self, l11: np.ndarray) -> sp.csr_matrix:
+        """L11 as a sparse (q₁ x q₁) matrix."""
+        return _level_blocks_sparse(l11)
+
+
 @dataclass(frozen=True, slots=True)
-class DiagonalBlock:
+class DiagonalBlock(_LevelBlocks):
     """Z₁'WZ₁ of a scalar first term: diagonal, one entry per level.
 
     Attributes
@@ -72,21 +91,9 @@ class DiagonalBlock:
         t1 = (lam[0, 0] / l11[:, 0, 0])[:, None, None]
         return l11, t1
 
-    def log_det(self, l11: np.ndarray) -> float:
-        """log |L11| (half block 1's contribution to ldL2)."""
-        return _log_det(l11)
-
-    def solve_transposed(self, l11: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """u with L11' u = rhs, level by level (``rhs``: (nl, nc))."""
-        return _solve_transposed(l11, rhs)
-
-    def to_sparse(self, l11: np.ndarray) -> sp.csr_matrix:
-        """L11 as a sparse (q₁ x q₁) matrix."""
-        return _level_blocks_sparse(l11)
-
 
 @dataclass(frozen=True, slots=True)
-class BlockDiagonalBlock:
+class BlockDiagonalBlock(_LevelBlocks):
     """Z₁'WZ₁ of a vector first term: block-diagonal, one uniform k x k block per level.
 
     Attributes
@@ -106,18 +113,6 @@ class BlockDiagonalBlock:
         l11 = np.linalg.cholesky(d)
         t1 = np.swapaxes(np.linalg.solve(l11, np.broadcast_to(lam.T, l11.shape)), 1, 2)
         return l11, t1
-
-    def log_det(self, l11: np.ndarray) -> float:
-        """log |L11| (half block 1's contribution to ldL2)."""
-        return _log_det(l11)
-
-    def solve_transposed(self, l11: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """u with L11' u = rhs, level by level (``rhs``: (nl, k))."""
-        return _solve_transposed(l11, rhs)
-
-    def to_sparse(self, l11: np.ndarray) -> sp.csr_matrix:
-        """L11 as a sparse (q₁ x q₁) matrix."""
-        return _level_blocks_sparse(l11)
 
 
 LevelBlock = DiagonalBlock | BlockDiagonalBlock
