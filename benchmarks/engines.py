@@ -46,33 +46,11 @@ _COMMON = textwrap.dedent("""
         kw.update(globals().get("load_extra", {}))  # --load's paired blocks
         kw.update(memory)
         print(json.dumps(kw))
-    def _status_mb(key):
-        try:
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith(key + ":"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return None
+    # the fit's own peak: benchmarks/rss.py (the child runs from the repository root)
+    from benchmarks.rss import peak_after_fit, reset_peak, status_mb
     def rss_before_fit():
-        # Linux: "5" in clear_refs resets the high-water mark (VmHWM) to the current RSS, so
-        # that VmHWM after the fit is the fit's own peak; elsewhere the process's peak so far
-        import gc
-        gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-        except OSError:
-            pass
-        return _status_mb("VmRSS")
-    def peak_after_fit():
-        hwm = _status_mb("VmHWM")
-        if hwm is not None:
-            return hwm, "VmHWM"
-        import resource
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else kB
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, "ru_maxrss"
+        reset_peak()
+        return status_mb("VmRSS")
     memory = {}
 """)
 

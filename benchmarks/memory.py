@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .models import MODELS, data_file
+from .rss import reset_peak, status_mb
 
 MB = 2**20
 
@@ -90,27 +91,6 @@ class StageTracer:
         return "\n".join(lines)
 
 
-def _status_mb(key: str) -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_hwm() -> float | None:
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return None
-    return _status_mb("VmRSS")
-
-
 def trace_stages(tracer: StageTracer) -> None:
     """Wrap the pipeline's stages (in this process only)."""
     from importlib import import_module
@@ -119,6 +99,7 @@ def trace_stages(tracer: StageTracer) -> None:
     lmer = import_module("lmeformula.lmer")
     mermod = import_module("lmeformula.mermod")
     modular = import_module("lmeformula.modular")
+    blocks = import_module("lmeformula.pls.blocks")
     downdate = import_module("lmeformula.pls.downdate")
     engine = import_module("lmeformula.pls.engine")
     reterms = import_module("lmeformula.reterms")
@@ -137,8 +118,8 @@ def trace_stages(tracer: StageTracer) -> None:
         (reterms.ReTrms, "level_factors", "level codes and X_i"),
         (engine, "make_problem", "engine (make_problem)"),
         (engine.PLSProblem, "_cross_products", "cross-products A11, G, M22"),
-        (engine.PLSProblem, "_prepare_downdate", "downdate plan"),
-        (engine, "_downdate_pattern", "pairs / keys"),
+        (engine.PLSProblem, "_make_blocks", "blocks and downdate plan"),
+        (blocks, "_downdate_pattern", "pairs / keys"),
         (downdate, "_group_grams", "per-group Gram matrices"),
         (modular, "lme4_start", "start (lme4)"),
         (lmer, "optimizeLmer", "optimizer"),
@@ -171,11 +152,11 @@ def main() -> None:
     # imports and first-call costs (the model may not be identifiable on so few rows)
     with contextlib.suppress(ValueError):
         lmf.lmer(model.formula, df.iloc[:2000])
-    before = _reset_hwm()
+    before = status_mb("VmRSS") if reset_peak() else None
     t0 = time.perf_counter()
     m = lmf.lmer(model.formula, df)
     elapsed = time.perf_counter() - t0
-    hwm = _status_mb("VmHWM")
+    hwm = status_mb("VmHWM")
     print(f"{model.name}: {model.formula}, {len(df):,} rows; fit {elapsed:.1f} s, "
           f"{m.optinfo.feval} evaluations, REML criterion {m.REMLcrit():.10g}")
     print(f"input frame {frame_mb:.1f} MB; RSS before the fit {before:.0f} MB, "
