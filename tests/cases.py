@@ -128,3 +128,15 @@ def dense_g_crossed(seed: int = 7, n: int = 3000) -> tuple[pd.DataFrame, np.rand
                        "g2": rng.integers(0, 25, n).astype(str), "x": rng.normal(size=n)})
     df["y"] = 1 + 0.5 * df.x + rng.normal(size=n)
     return df, rng
+
+
+def crossed_intercepts(seed: int, n: int, nsubj: int, nitem: int) -> pd.DataFrame:
+    """Data for ``y ~ x + (1 | subj) + (1 | item)``: n rows, subjects and items drawn
+    uniformly from nsubj and nitem levels (string codes), one intercept per level."""
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, nsubj, n)
+    item = rng.integers(0, nitem, n)
+    x = rng.normal(size=n)
+    y = (1 + 0.5 * x + rng.normal(size=nsubj)[subj] + rng.normal(size=nitem)[item]
+         + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})

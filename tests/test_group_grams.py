@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from cases import crossed_intercepts
 
 import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
@@ -20,13 +21,7 @@ FORMULA = "y ~ x + (1 | subj) + (1 | item)"
 
 def crossed(seed: int = 3) -> pd.DataFrame:
     # G 10 % filled (not the dense-G path); subjects' counts take few values (few groups)
-    rng = np.random.default_rng(seed)
-    n = 6000
-    subj = rng.integers(0, 300, n)
-    item = rng.integers(0, 200, n)
-    x = rng.normal(size=n)
-    y = 1 + 0.5 * x + rng.normal(size=300)[subj] + rng.normal(size=200)[item] + rng.normal(size=n)
-    return pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})
+    return crossed_intercepts(seed, n=6000, nsubj=300, nitem=200)
 
 
 def devfun(monkeypatch: pytest.MonkeyPatch, **policy: int) -> LmerDevfun:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from cases import crossed_intercepts
 
 import lmeformula as lmf
 import lmeformula.pls.downdate as downdate
@@ -16,13 +17,7 @@ from lmeformula.pls.blocks import PairsBlock
 
 
 def crossed(seed: int = 5) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    n = 4000
-    subj = rng.integers(0, 400, n)
-    item = rng.integers(0, 60, n)
-    x = rng.normal(size=n)
-    y = 1 + 0.5 * x + rng.normal(size=400)[subj] + rng.normal(size=60)[item] + rng.normal(size=n)
-    return pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})
+    return crossed_intercepts(seed, n=4000, nsubj=400, nitem=60)
 
 
 def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
