@@ -125,8 +125,10 @@ _NLOPT_MESSAGES = {
 }
 
 
-def _nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
-               opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
+              opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+    """lme4's ``nloptwrap``: NLopt (BOBYQA unless ``optCtrl`` names another algorithm) with
+    lme4's settings (see the module docstring); (par, fval, code, message, evaluations)."""
     import nlopt
 
     settings = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "maxeval": 100000, "xtol_rel": 1e-4,
@@ -234,9 +236,6 @@ def lme4_nelder_mead(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         res.feval
 
 
-nloptwrap = _nloptwrap
-
-
 def _scipy_bounds(lower: np.ndarray) -> list[tuple[float | None, None]]:
     """θ's bounds as scipy takes them: no upper bounds, None for -inf."""
     return [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -318,7 +317,7 @@ def _better_inside(fn: Objective, x: np.ndarray, fx: float, lower: np.ndarray
 
 
 OPTIMIZERS: dict[str, Callable[..., tuple[np.ndarray, float, int, str, int]]] = {
-    "nloptwrap": _nloptwrap,
+    "nloptwrap": nloptwrap,
     "bobyqa": minqa_bobyqa,
     "Nelder_Mead": lme4_nelder_mead,
     "Powell": _scipy_optimizer("Powell"),  # scipy's bounded Powell (used by allFit)
