@@ -23,6 +23,7 @@ from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
 from .glmermod import GlmerMod
 from .glmodular import glFormula
+from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace
 from .lmer import lmer, refit, update, update_formula
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12, minqa_bobyqa, nloptwrap
@@ -44,7 +45,9 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     devfun
         The deviance function (its ``nAGQ`` says which stage).
     optimizer
-        ``"bobyqa"``, ``"nloptwrap"``, ``"Nelder_Mead"`` or None (evaluate at the start).
+        ``"bobyqa"``, ``"nloptwrap"``, ``"Nelder_Mead"``, ``"L-BFGS-B"`` (the Laplace
+        stage only: scipy's L-BFGS-B with the analytic gradient,
+        :mod:`lmeformula.laplace_grad`) or None (evaluate at the start).
     start
         Starting parameters (θ, or (θ, β)).
     boundary_tol
@@ -57,6 +60,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     opts = dict(optCtrl or {})
     lower = devfun.lower
     start = np.asarray(start, float)
+    laplace: LaplaceObjective | None = None
     if optimizer is None:  # evaluate at the start (derivatives and boundary steps as usual)
         par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
         optimizer = "none"
@@ -67,6 +71,14 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
         par, fval, conv, message, feval = minqa_bobyqa(devfun, start, lower, opts)
     elif optimizer == "nloptwrap":  # lme4's nloptwrap, with its own defaults
         par, fval, conv, message, feval = nloptwrap(devfun, start, lower, opts)
+    elif optimizer == "L-BFGS-B":
+        if devfun.nAGQ != 1:
+            raise LmeFormulaError("optimizer 'L-BFGS-B' is available for the Laplace stage "
+                                  "(nAGQ = 1) only; use bobyqa, nloptwrap or Nelder_Mead "
+                                  "for the first stage and for nAGQ = 0 or nAGQ > 1")
+        laplace = LaplaceObjective(devfun)
+        with laplace.warm_start():
+            par, fval, conv, message, feval = lbfgsb_laplace(laplace, start, lower, opts)
     elif optimizer == "Nelder_Mead":
         xst = opts.pop("xst", None)
         xt = opts.pop("xt", None)
@@ -86,22 +98,29 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
             warnings.warn(f"failure to converge in {opts.get('maxfun', 10000)} evaluations",
                           ConvergenceWarning, stacklevel=3)
     else:
-        raise LmeFormulaError(f"unknown optimizer {optimizer!r}; choose bobyqa, nloptwrap or "
-                              "Nelder_Mead")
+        raise LmeFormulaError(f"unknown optimizer {optimizer!r}; choose bobyqa, nloptwrap, "
+                              "Nelder_Mead or L-BFGS-B")
     notes: list[str] = []
     if conv != 0:
         note = f"convergence code {conv} from {optimizer}: {message}"
         warnings.warn(note, ConvergenceWarning, stacklevel=3)
         notes.append(note)
-    derivs = deriv12(devfun, par, fx=fval) if calc_derivs else None
+    if not calc_derivs:
+        derivs = None
+    elif laplace is not None:  # the Hessian from the analytic gradient
+        with laplace.warm_start():
+            derivs = gradient_derivs(laplace, par)
+    else:
+        derivs = deriv12(devfun, par, fx=fval)
     devfun(par)  # leave the deviance function's state at the optimum, as lme4 does
-    if boundary_tol > 0:
-        par, fval = _check_boundary(devfun, par, fval, boundary_tol)
+    if boundary_tol > 0:  # (L-BFGS-B: on the deviance it minimised and reports)
+        par, fval = _check_boundary(devfun if laplace is None else laplace, par, fval,
+                                    boundary_tol)
     return OptResult(np.asarray(par, float), float(fval), conv, message, feval, derivs, notes,
                      optimizer)
 
 
-def _check_boundary(devfun: GlmerDevfun, par: np.ndarray, fval: float,
+def _check_boundary(devfun: GlmerDevfun | LaplaceObjective, par: np.ndarray, fval: float,
                     tol: float) -> tuple[np.ndarray, float]:
     """lme4's ``check.boundary``: θ components within ``tol`` of their bound are put on it
     when that lowers the deviance below the optimizer's value."""

@@ -61,8 +61,10 @@ class GlmerControl:
     def __post_init__(self) -> None:
         if self.restart_edge:
             raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
-        opt = self.optimizer
-        if opt is None or isinstance(opt, str):
+        opt: Any = self.optimizer
+        if opt == "L-BFGS-B":  # a Laplace-stage optimizer: stage 1 stays lme4's bobyqa
+            object.__setattr__(self, "optimizer", ("bobyqa", opt))
+        elif opt is None or isinstance(opt, str):
             object.__setattr__(self, "optimizer", (opt, opt))
         elif len(opt) == 1:
             object.__setattr__(self, "optimizer", (opt[0], opt[0]))

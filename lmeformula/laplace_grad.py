@@ -1,0 +1,416 @@
+"""The analytic gradient of glmer's Laplace deviance over (θ, β), for canonical links.
+
+lme4's Laplace deviance (nAGQ = 1) at (θ, β) is
+
+    D(θ, β) = a(η*) + ‖u*‖² + log|A|,   A = Λ'Z'WZΛ + I,   η* = o + Xβ + ZΛu*,
+
+where u* is PIRLS's mode, ``a`` is the family's aic (-2 log-likelihood of the response,
+which differs from the summed deviance residuals by a constant) and W the working weights
+at u*. For a canonical link (binomial logit, Poisson log) ``∂a/∂η = -2 r`` with
+``r = a_i (y - μ)`` (prior weights ``a_i``) and ``∂r/∂η = -W``, so the Hessian of the
+penalised deviance in u is 2A itself and:
+
+* the penalised part ``a + ‖u‖²`` is differentiated at fixed u (u* is its minimum: the
+  envelope theorem);
+* ``d log|A| = tr(A⁻¹ dA)``, where dA has Λ's own derivative and ``diag(dW/dη · dη)``, with
+  dη including ``ZΛ du*`` (implicit function theorem on ``u = Λ'Z'r``:
+  ``du* = -A⁻¹ ∂F``). One adjoint solve ``v = A⁻¹ Λ'Z'c`` with ``c_i = W'_i h_i`` and
+  ``h_i = (ZΛ A⁻¹ Λ'Z')_ii`` gives every component.
+
+With ``g = -2 r + c - W (ZΛ v)`` and ``D_k = Z ∂Λ/∂θ_k`` (constant: Λ is linear in θ):
+
+    ∂D/∂β   = X'g
+    ∂D/∂θ_k = g'(D_k u) + r'(D_k v) + 2 Σ_i W_i (ZΛ)_i A⁻¹ (D_k)_i'
+
+Only the entries of A⁻¹ where two random effects share an observation are needed. They
+come from A's block structure: the first term (most levels, lme4's order) is block
+diagonal, the others are kept dense, and the Schur complement of the first block gives the
+rest (the same partition lme4's and the engine's factorisations use).
+
+Other links (probit, cloglog, the non-canonical Poisson links, Gamma, inverse Gaussian) have
+an expected-information W that is not the Hessian in u; they are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+
+from .errors import LmeFormulaError
+
+__all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
+           "supports_gradient"]
+
+# families whose canonical link this module differentiates
+_CANONICAL = {("binomial", "logit"), ("poisson", "log")}
+# the dense part of A (random effects of all terms but the first) is kept up to this order
+_MAX_DENSE = 6000
+
+
+def supports_gradient(family: Any) -> bool:
+    """Whether :class:`LaplaceGradient` handles ``family`` (canonical links only)."""
+    return (family.family, family.link.name) in _CANONICAL
+
+
+class LaplaceGradient:
+    """Gradient of a :class:`~lmeformula.pirls.GlmerDevfun`'s Laplace deviance at its last
+    evaluation.
+
+    Parameters
+    ----------
+    devfun
+        A glmer deviance function with ``nAGQ = 1`` (its state after a call at (θ, β) is
+        where the gradient is taken).
+    """
+
+    def __init__(self, devfun: Any) -> None:
+        fam = devfun.family
+        if not supports_gradient(fam):
+            raise LmeFormulaError(
+                f"the analytic Laplace gradient (optimizer 'L-BFGS-B') is implemented for "
+                f"the canonical links binomial(logit) and poisson(log) only, not "
+                f"{fam.family}({fam.link.name}); use the default optimizers")
+        self.devfun = devfun
+        self.binomial = fam.family == "binomial"
+        re = devfun.pf.reTrms
+        shapes = devfun.shapes
+        factors = devfun._factors
+        self.X = devfun.X
+        ntheta = devfun.ntheta
+        n = devfun.nobs
+        # column index J[i, a] of each observation's random effects and, per θ_k, the values
+        # V_k[i, a] of Z ∂Λ/∂θ_k there (Λ = Λt' has θ_k at Λt's stored entries with Lind == k)
+        offs = np.cumsum([0] + [t.nl * t.nc for t in shapes])
+        m = int(sum(t.nc for t in shapes))
+        J = np.empty((n, m), dtype=np.int64)
+        V = np.zeros((ntheta, n, m))
+        lt = re.Lambdat.tocsc()
+        lind = np.asarray(re.Lind, dtype=np.int64)
+        col = 0
+        for ti, (t, (codes, x)) in enumerate(zip(shapes, factors, strict=True)):
+            nc = t.nc
+            off = int(offs[ti])
+            base = off + codes * nc
+            for a in range(nc):
+                J[:, col + a] = base + a
+            # the first block of the term in Λt: Λt[r, c] = θ_k means Λ[c, r] = θ_k, so
+            # (Z ∂Λ/∂θ_k)[i, off + r] = X_t[i, c - off]
+            for c in range(off, off + nc):
+                for idx in range(lt.indptr[c], lt.indptr[c + 1]):
+                    r = int(lt.indices[idx])
+                    k = int(lind[idx])
+                    V[k, :, col + (r - off)] += x[:, c - off]
+            col += nc
+        self.J, self.V, self.m = J, V, m
+        self.q1 = int(shapes[0].nl * shapes[0].nc)
+        self.nc1 = int(shapes[0].nc)
+        self.nl1 = int(shapes[0].nl)
+        self.q = int(offs[-1])
+        self.q2 = self.q - self.q1
+        if self.q2 > _MAX_DENSE:
+            raise LmeFormulaError(
+                f"the analytic Laplace gradient keeps the random effects of all terms but the "
+                f"first dense: {self.q2} of them is too many; use the default optimizers")
+        self.m1 = self.nc1  # the first term's columns in J
+        self.evaluations = 0
+
+    # -- A and the entries of A⁻¹ -----------------------------------------------------------
+    def _factor(self, zl: np.ndarray, W: np.ndarray) -> dict[str, Any]:
+        """A = (ZΛ)'W(ZΛ) + I in blocks, the Schur complement of its first (block diagonal)
+        part, log|A| and the entries of A⁻¹ that observations touch."""
+        J, m1, nc1, nl1, q1, q2 = self.J, self.m1, self.nc1, self.nl1, self.q1, self.q2
+        wz = zl * W[:, None]
+        # A11: nl1 blocks nc1 x nc1
+        lev = (J[:, 0] // nc1) if nc1 > 0 else J[:, 0]
+        a11 = np.empty((nl1, nc1, nc1))
+        for a in range(nc1):
+            for b in range(a, nc1):
+                s = np.bincount(lev, weights=wz[:, a] * zl[:, b], minlength=nl1)
+                a11[:, a, b] = s
+                a11[:, b, a] = s
+        a11[:, np.arange(nc1), np.arange(nc1)] += 1.0
+        c11 = np.linalg.cholesky(a11)
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(c11, axis1=1, axis2=2))))
+        a11inv = np.linalg.inv(a11)
+        out: dict[str, Any] = {"a11inv": a11inv, "lev": lev}
+        if q2 == 0:
+            out["logdet"] = logdet
+            return out
+        J2 = J[:, m1:] - q1
+        # A12 (dense q1 x q2) and A22 (dense q2 x q2) from the observations' products
+        flat12 = np.zeros(q1 * q2)
+        for a in range(m1):
+            for b in range(J2.shape[1]):
+                flat12 += np.bincount(J[:, a] * q2 + J2[:, b],
+                                      weights=wz[:, a] * zl[:, m1 + b], minlength=q1 * q2)
+        a12 = flat12.reshape(q1, q2)
+        flat22 = np.zeros(q2 * q2)
+        for a in range(J2.shape[1]):
+            for b in range(J2.shape[1]):
+                flat22 += np.bincount(J2[:, a] * q2 + J2[:, b],
+                                      weights=wz[:, m1 + a] * zl[:, m1 + b],
+                                      minlength=q2 * q2)
+        a22 = flat22.reshape(q2, q2)
+        a22[np.arange(q2), np.arange(q2)] += 1.0
+        # T = A11⁻¹ A12 block by block; S = A22 - A12' T
+        t = np.einsum("lab,lbj->laj", a11inv, a12.reshape(nl1, nc1, q2)).reshape(q1, q2)
+        s = a22 - a12.T @ t
+        cs = sla.cho_factor(s, lower=True)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(cs[0]))))
+        sinv = sla.cho_solve(cs, np.eye(q2))
+        u = t @ sinv  # A⁻¹12 = -U
+        d11 = np.einsum("laj,lbj->lab", u.reshape(nl1, nc1, q2), t.reshape(nl1, nc1, q2))
+        out.update(logdet=logdet, a11inv=a11inv + d11, ainv12=-u, ainv22=sinv, t=t,
+                   a12=a12, cs=cs, a11inv0=a11inv)
+        return out
+
+    def _gather(self, f: dict[str, Any]) -> np.ndarray:
+        """G[i] = A⁻¹[J_i, J_i] for every observation (n x m x m)."""
+        J, m1, q1 = self.J, self.m1, self.q1
+        n, m = J.shape
+        G = np.empty((n, m, m))
+        G[:, :m1, :m1] = f["a11inv"][f["lev"]]
+        if m > m1:
+            J2 = J[:, m1:] - q1
+            a12, a22 = f["ainv12"], f["ainv22"]
+            for a in range(m1):
+                for b in range(m - m1):
+                    v = a12[J[:, a], J2[:, b]]
+                    G[:, a, m1 + b] = v
+                    G[:, m1 + b, a] = v
+            for a in range(m - m1):
+                for b in range(m - m1):
+                    G[:, m1 + a, m1 + b] = a22[J2[:, a], J2[:, b]]
+        return G
+
+    def _solve(self, f: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
+        """A⁻¹ rhs by the block partition."""
+        q1 = self.q1
+        nl1, nc1 = self.nl1, self.nc1
+        r1 = rhs[:q1].reshape(nl1, nc1)
+        x1 = np.einsum("lab,lb->la", f["a11inv0" if self.q2 else "a11inv"], r1).reshape(q1)
+        if self.q2 == 0:
+            return x1
+        x2 = sla.cho_solve(f["cs"], rhs[q1:] - f["a12"].T @ x1)
+        x1 = x1 - f["t"] @ x2
+        return np.concatenate([x1, x2])
+
+    # -- the gradient ------------------------------------------------------------------------
+    def __call__(self) -> np.ndarray:
+        """∂D/∂(θ, β) at the deviance function's last evaluation (θ, β)."""
+        self.evaluations += 1
+        dev = self.devfun
+        s, resp = dev.state, dev.resp
+        theta, u = s.theta, s.u
+        mu, wt = resp.mu, resp.weights
+        J, V = self.J, self.V
+        zl = np.tensordot(theta, V, axes=1)  # (ZΛ) at J
+        r = wt * (resp.y - mu)
+        if self.binomial:
+            W = wt * mu * (1.0 - mu)
+            dW = W * (1.0 - 2.0 * mu)
+        else:
+            W = wt * mu
+            dW = W
+        f = self._factor(zl, W)
+        G = self._gather(f)
+        gz = np.einsum("iab,ib->ia", G, zl)  # A⁻¹ (ZΛ)_i' at J_i
+        h = np.einsum("ia,ia->i", zl, gz)
+        c = dW * h
+        q = self.q
+        v = self._solve(f, np.bincount(J.ravel(), weights=(zl * c[:, None]).ravel(),
+                                       minlength=q))
+        e = np.einsum("ia,ia->i", zl, v[J])
+        g = -2.0 * r + c - W * e
+        grad_beta = self.X.T @ g
+        uJ, vJ = u[J], v[J]
+        k = V.shape[0]
+        grad_theta = np.empty(k)
+        for j in range(k):
+            vk = V[j]
+            grad_theta[j] = (g @ np.einsum("ia,ia->i", vk, uJ)
+                             + r @ np.einsum("ia,ia->i", vk, vJ)
+                             + 2.0 * W @ np.einsum("ia,ia->i", vk, gz))
+        self.logdet = f["logdet"]
+        return np.concatenate([grad_theta, grad_beta])
+
+
+class LaplaceObjective:
+    """The Laplace deviance over (θ, β) with its analytic gradient, for
+    :func:`lmeformula.optimize` 's L-BFGS-B (``has_gradient``, ``gradient``).
+
+    Each call runs the deviance function's PIRLS at (θ, β) and then evaluates
+    ``a(η*) + ‖u*‖² + log|A|`` with A's weights at the mode u* itself, where lme4 takes them
+    from PIRLS's last-but-one step (its ``ldL2``): the deviance the gradient belongs to
+    (the two differ by the PIRLS tolerance, ~1e-3 on VerbAgg). The gradient of the last
+    point is kept for :meth:`gradient`.
+
+    Parameters
+    ----------
+    devfun
+        A glmer deviance function with ``nAGQ = 1``.
+    """
+
+    has_gradient = True
+
+    def __init__(self, devfun: Any) -> None:
+        if devfun.nAGQ != 1:
+            raise LmeFormulaError("the analytic Laplace gradient needs nAGQ = 1")
+        self.devfun = devfun
+        self.grad = LaplaceGradient(devfun)
+        self.lower = devfun.lower
+        self.evaluations = 0
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None
+        self._warm: np.ndarray | None = None
+
+    @property
+    def ntheta(self) -> int:
+        """Length of θ."""
+        return int(self.devfun.ntheta)
+
+    def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        last = self._last
+        if last is not None and np.array_equal(last[0], x):
+            return last[1], last[2]
+        self.evaluations += 1
+        dev = self.devfun
+        if self._warm is not None:  # PIRLS from the last mode (see warm_start)
+            dev.lp0 = self._warm
+        lagged = dev(x)
+        g = self.grad()
+        value = lagged - dev.state.ldL2 + self.grad.logdet
+        self._last = (np.array(x, dtype=float), value, g)
+        if self._warm is not None:
+            s = dev.state
+            self._warm = dev._lin_pred(s.theta, s.u, s.beta)
+        return value, g
+
+    @contextmanager
+    def warm_start(self) -> Iterator[None]:
+        """Within the block, each evaluation's PIRLS starts from the previous evaluation's
+        mode (lme4's deviance functions start from the stored ``lp0``, stage 1's): the same
+        modes to PIRLS's tolerance in fewer steps. ``lp0`` is put back afterwards."""
+        dev = self.devfun
+        saved = dev.lp0
+        self._warm = saved
+        try:
+            yield
+        finally:
+            self._warm = None
+            dev.lp0 = saved
+
+    def __call__(self, x: np.ndarray) -> float:
+        """The Laplace deviance at x = (θ, β)."""
+        return self._evaluate(np.asarray(x, dtype=float))[0]
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        """Its gradient at x."""
+        return self._evaluate(np.asarray(x, dtype=float))[1].copy()
+
+
+def gradient_derivs(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-4) -> Any:
+    """lme4's ``deriv12`` result (gradient and Hessian over (θ, β)) from the analytic
+    gradient: the gradient at x and the Hessian by central differences of the gradient with
+    deriv12's step, symmetrised (2k gradient evaluations where deriv12 takes 2k² + 1
+    deviances)."""
+    from .optimize import Derivs
+
+    x = np.asarray(x, dtype=float)
+    hess = _hessian(obj, x, delta, central=True)
+    return Derivs(obj.gradient(x), hess)
+
+
+def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool) -> np.ndarray:
+    """Finite differences of the analytic gradient (forward: k + 1 gradients, central: 2k),
+    symmetrised."""
+    k = x.shape[0]
+    hess = np.empty((k, k))
+    g0 = None if central else obj.gradient(x)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = delta
+        if central:
+            hess[i] = (obj.gradient(x + e) - obj.gradient(x - e)) / (2.0 * delta)
+        else:
+            assert g0 is not None
+            hess[i] = (obj.gradient(x + e) - g0) / delta
+    return (hess + hess.T) / 2.0
+
+
+def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
+    """S with x = x0 + S z such that the Hessian in z is near the identity, θ's components
+    each a multiple of one z (so that θ's bounds stay bounds on z): S = [[D, 0], [-Hββ⁻¹Hβθ D,
+    Lβ⁻ᵀ]] with Hββ = Lβ Lβ' and D the inverse square roots of the diagonal of θ's Schur
+    complement. Falls back to diagonal scaling (or none) where the Hessian is not positive."""
+    npar = hess.shape[0]
+    s = np.eye(npar)
+    hbb, htb = hess[k:, k:], hess[:k, k:]
+    try:
+        lb = np.linalg.cholesky(hbb) if npar > k else np.zeros((0, 0))
+    except np.linalg.LinAlgError:
+        d = np.abs(np.diag(hess))
+        return np.diag(np.where(d > 1e-8, 1.0 / np.sqrt(np.maximum(d, 1e-8)), 1.0))
+    if npar > k:
+        s[k:, k:] = np.linalg.inv(lb).T
+        coupling = np.linalg.solve(hbb, htb.T)  # Hββ⁻¹ Hβθ
+        schur = np.diag(hess[:k, :k]) - np.einsum("ij,ji->i", htb, coupling)
+    else:
+        coupling = np.zeros((0, k))
+        schur = np.diag(hess[:k, :k]).copy()
+    dth = np.where(schur > 1e-8, 1.0 / np.sqrt(np.maximum(schur, 1e-8)), 1.0)
+    s[:k, :k] = np.diag(dth)
+    s[k:, :k] = -coupling * dth[None, :]
+    return s
+
+
+def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
+                   opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
+    """Minimise the Laplace deviance over (θ, β) from x0 (stage 1's optimum): scipy's
+    L-BFGS-B with the analytic gradient, on variables preconditioned by a forward-difference
+    Hessian at x0 (:func:`_preconditioner`; k + 1 gradients). Options ``gtol`` (on the
+    preconditioned gradient, where the Hessian is about the identity: a gradient g leaves
+    about |g|²/2 of deviance; default 1e-5), ``ftol`` (1e-15), ``maxiter`` (1000).
+
+    Returns (par, fval, conv, message, evaluations), as the package's other optimizers."""
+    from .optimize import _better_inside, _minimize
+
+    k = obj.devfun.ntheta
+    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    used0 = obj.evaluations
+    s = _preconditioner(_hessian(obj, x0, 1e-4, central=False), k)
+    options = {"ftol": 1e-15, "gtol": 1e-5, "maxiter": 1000, **opts}
+
+    def run(start: np.ndarray) -> Any:
+        xs = start.copy()
+        bounds: list[tuple[float | None, None]] = []
+        for i in range(start.shape[0]):
+            if i < k and np.isfinite(lower[i]):
+                bounds.append(((lower[i] - xs[i]) / s[i, i], None))
+            else:
+                bounds.append((None, None))
+
+        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+            x = xs + s @ z
+            x[:k] = np.maximum(x[:k], lower[:k])  # round-off at the bounds
+            value = obj(x)
+            return value, s.T @ obj.gradient(x)
+
+        res = _minimize(fun, np.zeros(start.shape[0]), jac=True, method="L-BFGS-B",
+                        bounds=bounds, options=options)
+        x = xs + s @ np.asarray(res.x, float)
+        x[:k] = np.maximum(x[:k], lower[:k])
+        return x, float(res.fun), res
+
+    x, fx, res = run(x0)
+    # θ = 0 on a diagonal is a stationary point (the deviance is even in a scalar term's θ):
+    # look a finite step inside, as the package's lmer L-BFGS-B does, and restart there
+    for _ in range(3):
+        trial, _ = _better_inside(obj, x, fx, lower)
+        if trial is None:
+            break
+        x, fx, res = run(trial)
+    return x, fx, 0 if res.success else 1, str(res.message), obj.evaluations - used0
