@@ -105,7 +105,11 @@ class LaplaceGradient:
                     k = int(lind[idx])
                     V[k, :, col + (r - off)] += x[:, c - off]
             col += nc
-        self.J, self.V, self.m = J, V, m
+        # stored by columns (m x n, contiguous rows), and Z ∂Λ/∂θ_k by its nonzero columns
+        self.J = np.ascontiguousarray(J.T)
+        self.Vcols = [[(a, np.ascontiguousarray(V[kk, :, a])) for a in range(m)
+                       if np.any(V[kk, :, a] != 0.0)] for kk in range(ntheta)]
+        self.m = m
         self.q1 = int(shapes[0].nl * shapes[0].nc)
         self.nc1 = int(shapes[0].nc)
         self.nl1 = int(shapes[0].nl)
@@ -121,83 +125,110 @@ class LaplaceGradient:
     # -- A and the entries of A⁻¹ -----------------------------------------------------------
     def _factor(self, zl: np.ndarray, W: np.ndarray) -> dict[str, Any]:
         """A = (ZΛ)'W(ZΛ) + I in blocks, the Schur complement of its first (block diagonal)
-        part, log|A| and the entries of A⁻¹ that observations touch."""
+        part, log|A| and the entries of A⁻¹ that observations touch (``zl``: ZΛ's values
+        at J, m x n)."""
         J, m1, nc1, nl1, q1, q2 = self.J, self.m1, self.nc1, self.nl1, self.q1, self.q2
-        wz = zl * W[:, None]
-        # A11: nl1 blocks nc1 x nc1
-        lev = (J[:, 0] // nc1) if nc1 > 0 else J[:, 0]
+        m = J.shape[0]
+        wz = zl * W[None, :]
+        lev = J[0] // nc1
         a11 = np.empty((nl1, nc1, nc1))
         for a in range(nc1):
             for b in range(a, nc1):
-                s = np.bincount(lev, weights=wz[:, a] * zl[:, b], minlength=nl1)
-                a11[:, a, b] = s
-                a11[:, b, a] = s
+                col = np.bincount(lev, weights=wz[a] * zl[b], minlength=nl1)
+                a11[:, a, b] = col
+                a11[:, b, a] = col
         a11[:, np.arange(nc1), np.arange(nc1)] += 1.0
-        c11 = np.linalg.cholesky(a11)
-        logdet = 2.0 * float(np.sum(np.log(np.diagonal(c11, axis1=1, axis2=2))))
-        a11inv = np.linalg.inv(a11)
-        out: dict[str, Any] = {"a11inv": a11inv, "lev": lev}
+        if nc1 == 1:
+            logdet = float(np.sum(np.log(a11[:, 0, 0])))
+            a11inv = 1.0 / a11
+        else:
+            c11 = np.linalg.cholesky(a11)
+            logdet = 2.0 * float(np.sum(np.log(np.diagonal(c11, axis1=1, axis2=2))))
+            a11inv = np.linalg.inv(a11)
+        out: dict[str, Any] = {"a11inv": a11inv, "a11inv0": a11inv, "lev": lev}
         if q2 == 0:
             out["logdet"] = logdet
             return out
-        J2 = J[:, m1:] - q1
+        J2 = J[m1:] - q1
         # A12 (dense q1 x q2) and A22 (dense q2 x q2) from the observations' products
         flat12 = np.zeros(q1 * q2)
         for a in range(m1):
-            for b in range(J2.shape[1]):
-                flat12 += np.bincount(J[:, a] * q2 + J2[:, b],
-                                      weights=wz[:, a] * zl[:, m1 + b], minlength=q1 * q2)
+            for b in range(m - m1):
+                flat12 += np.bincount(J[a] * q2 + J2[b], weights=wz[a] * zl[m1 + b],
+                                      minlength=q1 * q2)
         a12 = flat12.reshape(q1, q2)
         flat22 = np.zeros(q2 * q2)
-        for a in range(J2.shape[1]):
-            for b in range(J2.shape[1]):
-                flat22 += np.bincount(J2[:, a] * q2 + J2[:, b],
-                                      weights=wz[:, m1 + a] * zl[:, m1 + b],
+        for a in range(m - m1):
+            for b in range(m - m1):
+                flat22 += np.bincount(J2[a] * q2 + J2[b], weights=wz[m1 + a] * zl[m1 + b],
                                       minlength=q2 * q2)
         a22 = flat22.reshape(q2, q2)
         a22[np.arange(q2), np.arange(q2)] += 1.0
-        # T = A11⁻¹ A12 block by block; S = A22 - A12' T
-        t = np.einsum("lab,lbj->laj", a11inv, a12.reshape(nl1, nc1, q2)).reshape(q1, q2)
-        s = a22 - a12.T @ t
-        cs = sla.cho_factor(s, lower=True)
+        # T = A11⁻¹ A12 block by block; S = A22 - A12' T; A⁻¹ from S⁻¹
+        if nc1 == 1:
+            t = a12 * a11inv[:, 0, :]
+        else:
+            t = np.einsum("lab,lbj->laj", a11inv, a12.reshape(nl1, nc1, q2)).reshape(q1, q2)
+        cs = sla.cho_factor(a22 - a12.T @ t, lower=True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(cs[0]))))
         sinv = sla.cho_solve(cs, np.eye(q2))
         u = t @ sinv  # A⁻¹12 = -U
-        d11 = np.einsum("laj,lbj->lab", u.reshape(nl1, nc1, q2), t.reshape(nl1, nc1, q2))
+        if nc1 == 1:
+            d11 = np.einsum("ij,ij->i", u, t)[:, None, None]
+        else:
+            d11 = np.einsum("laj,lbj->lab", u.reshape(nl1, nc1, q2), t.reshape(nl1, nc1, q2))
         out.update(logdet=logdet, a11inv=a11inv + d11, ainv12=-u, ainv22=sinv, t=t,
-                   a12=a12, cs=cs, a11inv0=a11inv)
+                   a12=a12, cs=cs)
         return out
 
-    def _gather(self, f: dict[str, Any]) -> np.ndarray:
-        """G[i] = A⁻¹[J_i, J_i] for every observation (n x m x m)."""
+    def _ainv_times(self, f: dict[str, Any], zl: np.ndarray) -> np.ndarray:
+        """Row by row, A⁻¹[J_i, J_i] (ZΛ)_i' (m x n): the entries of A⁻¹ two random effects
+        of one observation share, gathered pair by pair."""
         J, m1, q1 = self.J, self.m1, self.q1
-        n, m = J.shape
-        G = np.empty((n, m, m))
-        G[:, :m1, :m1] = f["a11inv"][f["lev"]]
+        m = J.shape[0]
+        gz = np.zeros_like(zl)
+        a11, lev = f["a11inv"], f["lev"]
+        for a in range(m1):
+            for b in range(m1):
+                gz[a] += a11[lev, a, b] * zl[b]
         if m > m1:
-            J2 = J[:, m1:] - q1
+            J2 = J[m1:] - q1
             a12, a22 = f["ainv12"], f["ainv22"]
             for a in range(m1):
                 for b in range(m - m1):
-                    v = a12[J[:, a], J2[:, b]]
-                    G[:, a, m1 + b] = v
-                    G[:, m1 + b, a] = v
+                    v = a12[J[a], J2[b]]
+                    gz[a] += v * zl[m1 + b]
+                    gz[m1 + b] += v * zl[a]
             for a in range(m - m1):
                 for b in range(m - m1):
-                    G[:, m1 + a, m1 + b] = a22[J2[:, a], J2[:, b]]
-        return G
+                    gz[m1 + a] += a22[J2[a], J2[b]] * zl[m1 + b]
+        return gz
 
     def _solve(self, f: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
-        """A⁻¹ rhs by the block partition."""
+        """A⁻¹ rhs by the block partition (rhs a vector or a q x r matrix)."""
         q1 = self.q1
         nl1, nc1 = self.nl1, self.nc1
-        r1 = rhs[:q1].reshape(nl1, nc1)
-        x1 = np.einsum("lab,lb->la", f["a11inv0" if self.q2 else "a11inv"], r1).reshape(q1)
+        r1 = rhs[:q1].reshape(nl1, nc1, -1)
+        x1 = np.einsum("lab,lbr->lar", f["a11inv0"], r1).reshape(rhs[:q1].shape)
         if self.q2 == 0:
             return x1
         x2 = sla.cho_solve(f["cs"], rhs[q1:] - f["a12"].T @ x1)
         x1 = x1 - f["t"] @ x2
         return np.concatenate([x1, x2])
+
+    def beta_hessian(self) -> np.ndarray:
+        """At the last gradient's point, ∂²/∂β² of the penalised deviance with u at its mode:
+        2 (X'WX - X'WZΛ A⁻¹ Λ'Z'WX) = 2 RX'RX (the log-determinant's curvature left out):
+        the β block of the preconditioner, at no PIRLS cost."""
+        f, zl, W, J = self._f, self._zl, self._W, self.J
+        WX = self.X * W[:, None]
+        p = WX.shape[1]
+        b = np.empty((self.q, p))
+        for j in range(p):
+            b[:, j] = np.bincount(J.ravel(), weights=(zl * WX[None, :, j]).ravel(),
+                                  minlength=self.q)
+        hbb = self.X.T @ WX - b.T @ self._solve(f, b)
+        return 2.0 * (hbb + hbb.T) / 2.0
 
     # -- the gradient ------------------------------------------------------------------------
     def __call__(self) -> np.ndarray:
@@ -207,8 +238,11 @@ class LaplaceGradient:
         s, resp = dev.state, dev.resp
         theta, u = s.theta, s.u
         mu, wt = resp.mu, resp.weights
-        J, V = self.J, self.V
-        zl = np.tensordot(theta, V, axes=1)  # (ZΛ) at J
+        J = self.J
+        zl = np.zeros(J.shape)  # ZΛ at J
+        for k, cols in enumerate(self.Vcols):
+            for a, vec in cols:
+                zl[a] += theta[k] * vec
         r = wt * (resp.y - mu)
         if self.binomial:
             W = wt * mu * (1.0 - mu)
@@ -217,25 +251,23 @@ class LaplaceGradient:
             W = wt * mu
             dW = W
         f = self._factor(zl, W)
-        G = self._gather(f)
-        gz = np.einsum("iab,ib->ia", G, zl)  # A⁻¹ (ZΛ)_i' at J_i
-        h = np.einsum("ia,ia->i", zl, gz)
+        gz = self._ainv_times(f, zl)  # A⁻¹ (ZΛ)_i' at J_i
+        h = np.einsum("ai,ai->i", zl, gz)  # (ZΛ A⁻¹ Λ'Z')_ii
         c = dW * h
-        q = self.q
-        v = self._solve(f, np.bincount(J.ravel(), weights=(zl * c[:, None]).ravel(),
-                                       minlength=q))
-        e = np.einsum("ia,ia->i", zl, v[J])
+        v = self._solve(f, np.bincount(J.ravel(), weights=(zl * c[None, :]).ravel(),
+                                       minlength=self.q))
+        vJ, uJ = v[J], u[J]
+        e = np.einsum("ai,ai->i", zl, vJ)
         g = -2.0 * r + c - W * e
         grad_beta = self.X.T @ g
-        uJ, vJ = u[J], v[J]
-        k = V.shape[0]
-        grad_theta = np.empty(k)
-        for j in range(k):
-            vk = V[j]
-            grad_theta[j] = (g @ np.einsum("ia,ia->i", vk, uJ)
-                             + r @ np.einsum("ia,ia->i", vk, vJ)
-                             + 2.0 * W @ np.einsum("ia,ia->i", vk, gz))
+        grad_theta = np.zeros(len(self.Vcols))
+        wr = 2.0 * W
+        for k, cols in enumerate(self.Vcols):
+            for a, vec in cols:
+                grad_theta[k] += (g @ (vec * uJ[a]) + r @ (vec * vJ[a])
+                                  + wr @ (vec * gz[a]))
         self.logdet = f["logdet"]
+        self._f, self._zl, self._W = f, zl, W  # for beta_hessian
         return np.concatenate([grad_theta, grad_beta])
 
 
@@ -264,7 +296,7 @@ class LaplaceObjective:
         self.grad = LaplaceGradient(devfun)
         self.lower = devfun.lower
         self.evaluations = 0
-        self._last: tuple[np.ndarray, float, np.ndarray] | None = None
+        self._last: list[tuple[np.ndarray, float, np.ndarray]] = []
         self._warm: np.ndarray | None = None
 
     @property
@@ -273,9 +305,9 @@ class LaplaceObjective:
         return int(self.devfun.ntheta)
 
     def _evaluate(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        last = self._last
-        if last is not None and np.array_equal(last[0], x):
-            return last[1], last[2]
+        for last in self._last:
+            if np.array_equal(last[0], x):
+                return last[1], last[2]
         self.evaluations += 1
         dev = self.devfun
         if self._warm is not None:  # PIRLS from the last mode (see warm_start)
@@ -283,7 +315,8 @@ class LaplaceObjective:
         lagged = dev(x)
         g = self.grad()
         value = lagged - dev.state.ldL2 + self.grad.logdet
-        self._last = (np.array(x, dtype=float), value, g)
+        # the last few points (the optimizer asks again for the points a Hessian started at)
+        self._last = [(np.array(x, dtype=float), value, g), *self._last[:3]]
         if self._warm is not None:
             s = dev.state
             self._warm = dev._lin_pred(s.theta, s.u, s.beta)
@@ -301,11 +334,21 @@ class LaplaceObjective:
             yield
         finally:
             self._warm = None
+            self._last = []
             dev.lp0 = saved
 
     def __call__(self, x: np.ndarray) -> float:
         """The Laplace deviance at x = (θ, β)."""
         return self._evaluate(np.asarray(x, dtype=float))[0]
+
+    def beta_hessian_at(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`LaplaceGradient.beta_hessian` at x (evaluated there if x is not the
+        last point)."""
+        x = np.asarray(x, dtype=float)
+        if not (self._last and np.array_equal(self._last[0][0], x)):
+            self._last = []
+            self._evaluate(x)
+        return self.grad.beta_hessian()
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         """Its gradient at x."""
@@ -341,6 +384,25 @@ def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool) 
     return (hess + hess.T) / 2.0
 
 
+def _approx_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-4) -> np.ndarray:
+    """A Hessian for preconditioning, for θ's k + 1 gradients: θ's rows and columns by
+    forward differences of the gradient, the β block by
+    :meth:`LaplaceGradient.beta_hessian` at x."""
+    k = obj.devfun.ntheta
+    npar = x.shape[0]
+    g0 = obj.gradient(x)
+    hess = np.empty((npar, npar))
+    hess[k:, k:] = obj.beta_hessian_at(x)
+    for i in range(k):
+        e = np.zeros(npar)
+        e[i] = delta
+        row = (obj.gradient(x + e) - g0) / delta
+        hess[i, :] = row
+        hess[:, i] = row
+    hess[:k, :k] = (hess[:k, :k] + hess[:k, :k].T) / 2.0
+    return hess
+
+
 def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
     """S with x = x0 + S z such that the Hessian in z is near the identity, θ's components
     each a multiple of one z (so that θ's bounds stay bounds on z): S = [[D, 0], [-Hββ⁻¹Hβθ D,
@@ -369,23 +431,27 @@ def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
 
 def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
                    opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
-    """Minimise the Laplace deviance over (θ, β) from x0 (stage 1's optimum): scipy's
-    L-BFGS-B with the analytic gradient, on variables preconditioned by a forward-difference
-    Hessian at x0 (:func:`_preconditioner`; k + 1 gradients). Options ``gtol`` (on the
-    preconditioned gradient, where the Hessian is about the identity: a gradient g leaves
-    about |g|²/2 of deviance; default 1e-5), ``ftol`` (1e-15), ``maxiter`` (1000).
+    """Minimise the Laplace deviance over (θ, β) from x0: scipy's L-BFGS-B with the analytic
+    gradient, on variables preconditioned by a forward-difference Hessian
+    (:func:`_preconditioner`; k + 1 gradients). Two rounds: to a preconditioned gradient of
+    ``coarse`` (default 0.1) from x0, then, preconditioned anew there, to ``gtol`` (the
+    Hessian in the preconditioned variables is about the identity, so a gradient g leaves
+    about |g|²/2 of deviance; default 1e-5). Other options: ``ftol`` (1e-15), ``maxiter``
+    (1000 per round).
 
     Returns (par, fval, conv, message, evaluations), as the package's other optimizers."""
     from .optimize import _better_inside, _minimize
 
     k = obj.devfun.ntheta
-    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    opts = dict(opts)
+    gtol = float(opts.pop("gtol", 1e-5))
+    coarse = float(opts.pop("coarse", 0.1))
+    options = {"ftol": 1e-15, "maxiter": 1000, **opts}
     used0 = obj.evaluations
-    s = _preconditioner(_hessian(obj, x0, 1e-4, central=False), k)
-    options = {"ftol": 1e-15, "gtol": 1e-5, "maxiter": 1000, **opts}
 
-    def run(start: np.ndarray) -> Any:
+    def run(start: np.ndarray, tol: float) -> tuple[np.ndarray, float, Any]:
         xs = start.copy()
+        s = _preconditioner(_approx_hessian(obj, xs), k)
         bounds: list[tuple[float | None, None]] = []
         for i in range(start.shape[0]):
             if i < k and np.isfinite(lower[i]):
@@ -400,17 +466,20 @@ def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
             return value, s.T @ obj.gradient(x)
 
         res = _minimize(fun, np.zeros(start.shape[0]), jac=True, method="L-BFGS-B",
-                        bounds=bounds, options=options)
+                        bounds=bounds, options={**options, "gtol": tol})
         x = xs + s @ np.asarray(res.x, float)
         x[:k] = np.maximum(x[:k], lower[:k])
         return x, float(res.fun), res
 
-    x, fx, res = run(x0)
+    x = np.maximum(np.asarray(x0, dtype=float), lower)
+    if coarse > gtol:
+        x, fx, res = run(x, coarse)
+    x, fx, res = run(x, gtol)
     # θ = 0 on a diagonal is a stationary point (the deviance is even in a scalar term's θ):
     # look a finite step inside, as the package's lmer L-BFGS-B does, and restart there
     for _ in range(3):
         trial, _ = _better_inside(obj, x, fx, lower)
         if trial is None:
             break
-        x, fx, res = run(trial)
+        x, fx, res = run(trial, gtol)
     return x, fx, 0 if res.success else 1, str(res.message), obj.evaluations - used0
