@@ -62,8 +62,8 @@ class GlmerControl:
         if self.restart_edge:
             raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
         opt: Any = self.optimizer
-        if opt == "L-BFGS-B":  # a Laplace-stage optimizer: stage 1 stays lme4's bobyqa
-            object.__setattr__(self, "optimizer", ("bobyqa", opt))
+        if opt == "L-BFGS-B":  # the Laplace stage's optimizer, from stage 1's start (None)
+            object.__setattr__(self, "optimizer", (None, opt))
         elif opt is None or isinstance(opt, str):
             object.__setattr__(self, "optimizer", (opt, opt))
         elif len(opt) == 1:

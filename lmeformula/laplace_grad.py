@@ -357,13 +357,15 @@ class LaplaceObjective:
 
 def gradient_derivs(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-4) -> Any:
     """lme4's ``deriv12`` result (gradient and Hessian over (θ, β)) from the analytic
-    gradient: the gradient at x and the Hessian by central differences of the gradient with
-    deriv12's step, symmetrised (2k gradient evaluations where deriv12 takes 2k² + 1
-    deviances)."""
+    gradient: the gradient at x and the Hessian by forward differences of the gradient with
+    deriv12's step, symmetrised (k + 1 gradient evaluations where deriv12 takes 2k² + 1
+    deviances; the difference's error, ~δ times the third derivatives, is of the size of
+    deriv12's own, whose central differences of the deviance divide PIRLS's round-off by
+    δ²)."""
     from .optimize import Derivs
 
     x = np.asarray(x, dtype=float)
-    hess = _hessian(obj, x, delta, central=True)
+    hess = _hessian(obj, x, delta, central=False)
     return Derivs(obj.gradient(x), hess)
 
 
@@ -445,8 +447,10 @@ def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
     k = obj.devfun.ntheta
     opts = dict(opts)
     gtol = float(opts.pop("gtol", 1e-5))
-    coarse = float(opts.pop("coarse", 0.1))
-    options = {"ftol": 1e-15, "maxiter": 1000, **opts}
+    coarse = float(opts.pop("coarse", 1.0))
+    round_iter = int(opts.pop("round_iter", 10))
+    max_rounds = int(opts.pop("max_rounds", 20))
+    options = {"ftol": 1e-15, **opts, "maxiter": round_iter}
     used0 = obj.evaluations
 
     def run(start: np.ndarray, tol: float) -> tuple[np.ndarray, float, Any]:
@@ -472,9 +476,18 @@ def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
         return x, float(res.fun), res
 
     x = np.maximum(np.asarray(x0, dtype=float), lower)
-    if coarse > gtol:
-        x, fx, res = run(x, coarse)
-    x, fx, res = run(x, gtol)
+    # rounds of at most ``round_iter`` iterations, each preconditioned at its start (the
+    # Hessian where PIRLS starts, θ = 1, can be far from the optimum's), the first to
+    # ``coarse``, the others to ``gtol``
+    tol = max(coarse, gtol)
+    for _ in range(max_rounds):
+        x, fx, res = run(x, tol)
+        if res.success:
+            if tol == gtol:
+                break
+            tol = gtol
+        elif int(res.nit) < round_iter:  # stopped by the line search (at round-off), not
+            break                        # by the round's cap
     # θ = 0 on a diagonal is a stationary point (the deviance is even in a scalar term's θ):
     # look a finite step inside, as the package's lmer L-BFGS-B does, and restart there
     for _ in range(3):
