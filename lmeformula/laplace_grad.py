@@ -140,11 +140,11 @@ class LaplaceGradient:
         a11[:, np.arange(nc1), np.arange(nc1)] += 1.0
         if nc1 == 1:
             logdet = float(np.sum(np.log(a11[:, 0, 0])))
-            a11inv = 1.0 / a11
+            a11inv: np.ndarray = 1.0 / a11
         else:
             c11 = np.linalg.cholesky(a11)
             logdet = 2.0 * float(np.sum(np.log(np.diagonal(c11, axis1=1, axis2=2))))
-            a11inv = np.linalg.inv(a11)
+            a11inv = np.asarray(np.linalg.inv(a11), dtype=float)
         out: dict[str, Any] = {"a11inv": a11inv, "a11inv0": a11inv, "lev": lev}
         if q2 == 0:
             out["logdet"] = logdet
