@@ -225,6 +225,9 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     nAGQ = int(nAGQ)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
+    if "L-BFGS-B" in ctrl.optimizer and nAGQ != 1:
+        raise LmeFormulaError("optimizer 'L-BFGS-B' is available for the Laplace stage "
+                              "(nAGQ = 1) only")
     pf = glFormula(formula, data, family=fam, subset=subset, weights=weights,
                    na_action=na_action, offset=offset, contrasts=contrasts,
                    control=ctrl.checks, syntax=syntax)
