@@ -61,6 +61,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     lower = devfun.lower
     start = np.asarray(start, float)
     laplace: LaplaceObjective | None = None
+    laplace_derivs: Any = None
     if optimizer is None:  # evaluate at the start (derivatives and boundary steps as usual)
         par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
         optimizer = "none"
@@ -77,8 +78,9 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
                                   "(nAGQ = 1) only; use bobyqa, nloptwrap or Nelder_Mead "
                                   "for the first stage and for nAGQ = 0 or nAGQ > 1")
         laplace = LaplaceObjective(devfun)
-        with laplace.warm_start():
+        with laplace.warm_start():  # (the Hessian's PIRLS too start from the last mode)
             par, fval, conv, message, feval = lbfgsb_laplace(laplace, start, lower, opts)
+            laplace_derivs = gradient_derivs(laplace, par) if calc_derivs else None
     elif optimizer == "Nelder_Mead":
         xst = opts.pop("xst", None)
         xt = opts.pop("xt", None)
@@ -108,8 +110,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     if not calc_derivs:
         derivs = None
     elif laplace is not None:  # the Hessian from the analytic gradient
-        with laplace.warm_start():
-            derivs = gradient_derivs(laplace, par)
+        derivs = laplace_derivs
     else:
         derivs = deriv12(devfun, par, fx=fval)
     devfun(par)  # leave the deviance function's state at the optimum, as lme4 does

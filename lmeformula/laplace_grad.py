@@ -365,16 +365,18 @@ def gradient_derivs(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-4) -
     from .optimize import Derivs
 
     x = np.asarray(x, dtype=float)
-    hess = _hessian(obj, x, delta, central=False)
-    return Derivs(obj.gradient(x), hess)
+    grad = obj.gradient(x)
+    return Derivs(grad, _hessian(obj, x, delta, central=False, g0=grad))
 
 
-def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool) -> np.ndarray:
-    """Finite differences of the analytic gradient (forward: k + 1 gradients, central: 2k),
-    symmetrised."""
+def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool,
+             g0: np.ndarray | None = None) -> np.ndarray:
+    """Finite differences of the analytic gradient (forward: k + 1 gradients, or k with
+    ``g0`` the gradient at x; central: 2k), symmetrised."""
     k = x.shape[0]
     hess = np.empty((k, k))
-    g0 = None if central else obj.gradient(x)
+    if g0 is None and not central:
+        g0 = obj.gradient(x)
     for i in range(k):
         e = np.zeros(k)
         e[i] = delta
