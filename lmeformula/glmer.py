@@ -255,7 +255,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     opt: OptResult | None = None
     if n_init == 0:
         start1 = devfun.state.theta.copy() if theta0 is None else theta0
-        opt = optimizeGlmer(objective, ctrl.optimizer[0], start1,
+        opt = optimizeGlmer(objective, _stage1(ctrl, pf), start1,
                             boundary_tol=ctrl.boundary_tol if nAGQ == 0 else 0.0,
                             optCtrl=ctrl.optCtrl, calc_derivs=False)
         if nAGQ > 0:
@@ -290,6 +290,19 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
     return model
+
+
+def _stage1(ctrl: GlmerControl, pf: Any) -> str | None:
+    """The first stage's optimizer; ``"auto"`` (what ``optimizer="L-BFGS-B"`` sets): none
+    (the deviance at the start θ, PIRLS giving β there) when every random-effects term is
+    scalar, lme4's bobyqa otherwise. With a vector-valued term the Laplace deviance can
+    have minima on the boundary of Λ's triangular parametrisation that a gradient method
+    from θ = 1 runs into (VerbAgg with ``(1 + Anger | item)``: θ_item,11 = 0, 13 log-
+    likelihood units below the optimum); from the first stage's optimum it does not."""
+    opt = ctrl.optimizer[0]
+    if opt == "auto":
+        return None if all(len(c) == 1 for c in pf.reTrms.cnms) else "bobyqa"
+    return opt
 
 
 def _vector(value: Any, data: pd.DataFrame, pf: Any) -> np.ndarray:
@@ -378,7 +391,7 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     ctrl = m.glmer_control or GlmerControl()
     with blas_threads(1):  # as in glmer()
         devfun = GlmerDevfun(pf2, m.family, 0, ctrl.tolPwrss)
-        opt = optimizeGlmer(devfun, ctrl.optimizer[0], np.asarray(m.theta, float),
+        opt = optimizeGlmer(devfun, _stage1(ctrl, pf2), np.asarray(m.theta, float),
                             boundary_tol=ctrl.boundary_tol if m.nAGQ == 0 else 0.0,
                             optCtrl=ctrl.optCtrl)
         calc = ctrl.calc_derivs if ctrl.calc_derivs is not None else (

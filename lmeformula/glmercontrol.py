@@ -36,8 +36,11 @@ class GlmerControl:
         poisson(log)): scipy's L-BFGS-B over (θ, β) on the Laplace deviance with its
         analytic gradient (:mod:`lmeformula.laplace_grad`), preconditioned by a Hessian
         from finite differences of that gradient. ``optimizer="L-BFGS-B"`` means
-        ``(None, "L-BFGS-B")``: stage 1 only evaluates at the start θ (PIRLS gives β
-        there), stage 2 starts from it; ``("bobyqa", "L-BFGS-B")`` keeps lme4's stage 1.
+        ``("auto", "L-BFGS-B")``: stage 1 is None (the deviance at the start θ, PIRLS
+        giving β there) when every random-effects term is scalar, lme4's bobyqa when one is
+        vector-valued (a gradient method from θ = 1 can end in a boundary minimum of Λ's
+        triangular parametrisation there); ``("bobyqa", "L-BFGS-B")`` always keeps lme4's
+        stage 1.
         The deviance it minimises and reports takes log|L|² with the weights at the
         conditional mode itself; lme4 takes them from PIRLS's last-but-one step, a
         difference of the order of PIRLS's tolerance (VerbAgg: the log-likelihood is
@@ -79,8 +82,8 @@ class GlmerControl:
         if self.restart_edge:
             raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
         opt: Any = self.optimizer
-        if opt == "L-BFGS-B":  # the Laplace stage's optimizer, from stage 1's start (None)
-            object.__setattr__(self, "optimizer", (None, opt))
+        if opt == "L-BFGS-B":  # the Laplace stage's optimizer; stage 1 by the model
+            object.__setattr__(self, "optimizer", ("auto", opt))
         elif opt is None or isinstance(opt, str):
             object.__setattr__(self, "optimizer", (opt, opt))
         elif len(opt) == 1:

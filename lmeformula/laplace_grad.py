@@ -427,7 +427,9 @@ def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
     else:
         coupling = np.zeros((0, k))
         schur = np.diag(hess[:k, :k]).copy()
-    dth = np.where(schur > 1e-8, 1.0 / np.sqrt(np.maximum(schur, 1e-8)), 1.0)
+    # (at most one unit of θ per unit of z where the curvature is small or negative: the
+    # Hessian far from the optimum says little, and θ is of order 1)
+    dth = 1.0 / np.sqrt(np.maximum(schur, 1.0))
     s[:k, :k] = np.diag(dth)
     s[k:, :k] = -coupling * dth[None, :]
     return s

@@ -168,7 +168,7 @@ def test_lme4_first_stage_then_lbfgsb() -> None:
 
 def test_control_names() -> None:
     assert GlmerControl().optimizer == ("bobyqa", "Nelder_Mead")  # the default is lme4's
-    assert GlmerControl(optimizer="L-BFGS-B").optimizer == (None, "L-BFGS-B")
+    assert GlmerControl(optimizer="L-BFGS-B").optimizer == ("auto", "L-BFGS-B")
     assert lmf.glmerControl(optimizer=("bobyqa", "L-BFGS-B")).optimizer == ("bobyqa",
                                                                             "L-BFGS-B")
 
@@ -200,3 +200,18 @@ def test_refusals() -> None:
     assert supports_gradient(lmf.poisson()) and supports_gradient(lmf.binomial())
     assert not supports_gradient(lmf.poisson(link="sqrt"))
     assert not supports_gradient(lmf.Gamma(link="log"))
+
+
+@pytest.mark.slow
+def test_vector_term_starts_from_lme4s_first_stage() -> None:
+    # from θ = 1 a gradient method ends in a boundary minimum of this model (θ_item,11 = 0,
+    # logLik -4086.88); "auto" runs lme4's first stage for a vector-valued term, and the fit
+    # reaches lme4's log-likelihood (-4073.89238428: lme4 1.1-31, benchmarks.glmer --large)
+    va = lmf.datasets.load("VerbAgg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmf.glmer("r2 ~ Anger + Gender + btype + situ + (1 + Anger | item) + (1 | id)",
+                      va, "binomial", control={"optimizer": "L-BFGS-B"})
+    assert m.glmer_control.optimizer == ("auto", "L-BFGS-B")
+    assert m.logLik().value > -4073.89238428
+    assert m.logLik().value < -4073.8910
