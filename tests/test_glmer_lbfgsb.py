@@ -215,3 +215,27 @@ def test_vector_term_starts_from_lme4s_first_stage() -> None:
     assert m.glmer_control.optimizer == ("auto", "L-BFGS-B")
     assert m.logLik().value > -4073.89238428
     assert m.logLik().value < -4073.8910
+
+
+@pytest.mark.parametrize("formula", [
+    # a vector-valued term after the scalar one with most levels (the dense part of A)
+    "r2 ~ Anger + btype + (1 + Anger | item) + (1 | id)",
+    # no fixed effects; two vector-valued terms
+    "r2 ~ 0 + (1 + Anger | item) + (1 | id)",
+    "r2 ~ btype + (1 + Gender | item) + (0 + Anger | id) + (1 | id)",
+])
+def test_gradient_on_more_structures(formula: str) -> None:
+    # (PIRLS to 1e-13: at 1e-7 the modes of the differences' points carry ~1e-9 of noise)
+    va = lmf.datasets.load("VerbAgg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dev = lmf.glmer(formula, va, "binomial", devFunOnly=True,
+                        control={"nAGQ0initStep": False, "tolPwrss": 1e-13})
+    obj = LaplaceObjective(dev)
+    x = np.concatenate([dev.state.theta, dev.state.beta])
+    x = x + np.random.default_rng(1).uniform(0.02, 0.06, x.shape[0])
+    with blas_threads(1):
+        grad = obj.gradient(x)
+        h = 1e-5
+        exact = np.array([(obj(x + h * e) - obj(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+    assert np.max(np.abs(grad - exact) / np.maximum(np.abs(grad), 1.0)) < 1e-6
