@@ -39,7 +39,7 @@ from .errors import FittingError
 from .families import Family, binomial_aic_parts
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
-from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
+from .pls.pirls_kernel import ScalarLinPred, ScalarPirlsKernel, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
@@ -493,7 +493,6 @@ class GlmerDevfun:
         factors = re.level_factors()
         self.Zt = re.Zt
         self._factors = factors
-        self._Z = re.Zt.T.tocsr()
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
         self._y0 = y
@@ -509,6 +508,7 @@ class GlmerDevfun:
             self._codes, self._xs = codes, xs
             self._ones = [bool(np.all(x == 1.0)) for x in xs]
             self._offsets = np.cumsum([0] + [t.nl for t in shapes]).astype(np.int64)
+            self._zlu = ScalarLinPred(codes, xs, self._ones, self._offsets)
             nls = [t.nl for t in shapes]
             if use_kernel is None:
                 use_kernel = scalar_kernel_fits(nls, [1] * len(nls), X.shape[1], codes)
@@ -618,9 +618,12 @@ class GlmerDevfun:
     def _lin_pred(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """X β + Z Λ u (no offset)."""
         if self._scalar:
-            zb = lin_pred_scalar(self._codes, self._xs, self._ones, self._offsets, theta, u)
+            zb = self._zlu(theta, u)
         else:
-            zb = self._Z @ (self._lambdat_at(theta).T @ u)
+            Z = self.__dict__.get("_Z")
+            if Z is None:  # Z in CSR, formed on first use (the scalar terms gather instead)
+                Z = self.__dict__["_Z"] = self.Zt.T.tocsr()
+            zb = Z @ (self._lambdat_at(theta).T @ u)
         if beta.size:
             zb += self.X @ beta
         return zb
