@@ -53,6 +53,8 @@ _INNER_VAR = 1e-14
 _DBL_MAX = float(np.finfo(float).max)
 _NO_BETA = np.zeros(0)
 _NO_BETA.flags.writeable = False
+# ndarray.sum() without its Python wrapper (the same reduction: the same sum), ~1 µs a call
+_sum = np.add.reduce
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -219,7 +221,7 @@ class GlmerResponse:
         quantities, equal to round-off: this sum only decides when PIRLS stops)."""
         rows = self._binary()
         if rows is not None:
-            return -2.0 * float(self._binary_logp(rows).sum())
+            return -2.0 * float(_sum(self._binary_logp(rows)))
         fam = self.family.family
         if fam == "binomial":
             return self._binomial_dev_sum()
@@ -254,7 +256,7 @@ class GlmerResponse:
             r[i1] = a
             r[i2] += b
         r *= self._twice_weights()  # (2 wt)(a + b), as dev_resid forms it
-        return float(r.sum())
+        return float(_sum(r))
 
     def _poisson_dev_sum(self) -> float:
         """``dev_resid().sum()`` for the Poisson family: the same residuals over 2 (a
@@ -273,7 +275,7 @@ class GlmerResponse:
         if not unit:
             m1 = np.multiply(w1, m1, out=m1)
         r[i1] = m1
-        return 2.0 * float(r.sum())
+        return 2.0 * float(_sum(r))
 
     def _twice_weights(self) -> np.ndarray:
         tw: np.ndarray | None = self.__dict__.get("_twice_wt")
@@ -326,14 +328,14 @@ class GlmerResponse:
         rows = self._binary()
         if rows is not None:
             # the sum below with its factors 1 and constants 0 left out (exact)
-            return float(-2.0 * np.sum(self._binary_logp(rows)))
+            return float(-2.0 * _sum(self._binary_logp(rows)))
         if fam == "binomial":
             const, k, rest, factor, nonzero, plain = self._aic_parts()
             logp = special.xlogy(k, self.mu)
             np.add(const, logp, out=logp)
             logp += special.xlog1py(rest, -self.mu)
             if plain:  # every factor 1 and every row counted: the where is the identity
-                return -2.0 * float(logp.sum())
+                return -2.0 * float(_sum(logp))
             return float(-2.0 * np.sum(np.where(nonzero, factor * logp, 0.0)))
         if fam == "poisson":
             gam = self._aic_parts()[0]
@@ -342,7 +344,7 @@ class GlmerResponse:
             logp -= gam
             if not self._unit_weights():  # (times 1: the same numbers)
                 logp *= self.weights
-            return -2.0 * float(logp.sum())
+            return -2.0 * float(_sum(logp))
         dev = float(self.dev_resid().sum())
         return self.family.aic(self.y, self.n, self.mu, self.weights, dev)
 
