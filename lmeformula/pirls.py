@@ -219,14 +219,30 @@ class GlmerResponse:
         """Σ of the deviance residuals at μ (PIRLS's convergence test). For binary responses
         -2 Σ log p_i, the aic's terms (the family's y log(y/μ) terms are the same
         quantities, equal to round-off: this sum only decides when PIRLS stops)."""
+        return self.dev_sum_function()()
+
+    def dev_sum_function(self) -> Any:
+        """The method :meth:`dev_sum` calls for this response (chosen once)."""
+        fn = self.__dict__.get("_dev_sum_fn")
+        if fn is None:
+            fam = self.family.family
+            if self._binary() is not None:
+                fn = self._binary_dev_sum
+            elif fam == "binomial":
+                fn = self._binomial_dev_sum
+            elif fam == "poisson":
+                fn = self._poisson_dev_sum
+            else:
+                fn = self._general_dev_sum
+            self.__dict__["_dev_sum_fn"] = fn
+        return fn
+
+    def _binary_dev_sum(self) -> float:
         rows = self._binary()
-        if rows is not None:
-            return -2.0 * float(_sum(self._binary_logp(rows)))
-        fam = self.family.family
-        if fam == "binomial":
-            return self._binomial_dev_sum()
-        if fam == "poisson":
-            return self._poisson_dev_sum()
+        assert rows is not None
+        return -2.0 * float(_sum(self._binary_logp(rows)))
+
+    def _general_dev_sum(self) -> float:
         return float(self.dev_resid().sum())
 
     def _binomial_dev_sum(self) -> float:
@@ -643,9 +659,11 @@ class GlmerDevfun:
         tol = self.tolPwrss
         beta_fixed = _NO_BETA
         last: Any = None  # the last kernel step: its ldL2 is read once, after the loop
+        row = None if kernel is None else kernel.response_row()
+        dev_sum = resp.dev_sum_function()
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
-            w, z = resp.working(None if kernel is None else kernel.response_row())
+            w, z = resp.working(row)
             step = None if kernel is None else kernel.step(theta, w, z)
             if step is None:  # the engine (which also diagnoses a failed factorisation)
                 problem = self._problem(u_only)
@@ -663,7 +681,7 @@ class GlmerDevfun:
                 s.beta = np.asarray(beta, float)
             bvec = beta_fixed if u_only else s.beta
             resp.update_mu(self._lin_pred(theta, s.u, bvec))
-            pdev = self._pdev()
+            pdev = dev_sum() + float(s.u @ s.u)  # (_pdev)
             s.iterations = it + 1
             self.pirls_iterations += 1
             if abs((old_pdev - pdev) / pdev) < tol:
