@@ -37,6 +37,7 @@ from scipy import special
 
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
+from .pirls_batch import laplace_batch
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
 from .pls.pirls_kernel import ScalarLinPred, ScalarPirlsKernel, scalar_kernel_fits
@@ -610,6 +611,15 @@ class GlmerDevfun:
         if self.nAGQ == 1:
             return self._laplace(theta, u_only=True)
         return self._agq(theta)
+
+    def batch(self, points: np.ndarray) -> np.ndarray:
+        """The deviance at each row of ``points`` (deriv12's), in that order: together
+        where :func:`lmeformula.pirls_batch.laplace_batch` applies (the same values), else
+        one by one."""
+        out = laplace_batch(self, points)
+        if out is None:
+            out = np.array([self(p) for p in np.asarray(points, dtype=float)])
+        return out
 
     def _start_mu(self) -> None:
         """η and μ at ``lp0`` with the base offset, where every evaluation starts (lme4's
