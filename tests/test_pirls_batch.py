@@ -69,6 +69,27 @@ def test_other_binomial_data_bit_for_bit(weights: str | None) -> None:
     assert np.array_equal(batch, np.array([dev(p) for p in points]))
 
 
+@pytest.mark.parametrize("formula", [
+    "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",  # a chain of 3
+    "TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)",
+    "TICKS ~ cHEIGHT + (1 | LOCATION)",
+])
+def test_poisson_chains_bit_for_bit(formula: str) -> None:
+    m = _fit(formula, lmf.datasets.load("grouseticks"), "poisson")
+    dev = m.getME("devfun")  # type: ignore[attr-defined]
+    par = np.asarray(m.optinfo.par)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(7)
+    k = dev.ntheta
+    for scale in (1e-4, 0.2):
+        points = par + rng.standard_normal((10, par.size)) * scale
+        points[:, :k] = np.abs(points[:, :k])
+        before = dev.evaluations
+        batch = laplace_batch(dev, points)
+        assert batch is not None
+        assert dev.evaluations - before == 10
+        assert np.array_equal(batch, np.array([dev(p) for p in points]))
+
+
 def test_deriv12_through_the_batch_is_the_one_by_one() -> None:
     m = _fit(CBPP, lmf.datasets.load("cbpp"), "binomial")
     dev = m.getME("devfun")  # type: ignore[attr-defined]
@@ -84,16 +105,16 @@ def test_deriv12_through_the_batch_is_the_one_by_one() -> None:
     assert np.array_equal(a.Hessian, b.Hessian)
 
 
-@pytest.mark.parametrize("case", ["probit", "poisson", "nAGQ0", "two terms", "binary"])
+@pytest.mark.parametrize("case", ["probit", "sqrt link", "nAGQ0", "crossed terms", "binary"])
 def test_declines_where_it_does_not_apply(case: str) -> None:
     cbpp = lmf.datasets.load("cbpp")
     if case == "probit":
         m = _fit(CBPP, cbpp, lmf.binomial(link="probit"))
-    elif case == "poisson":
-        m = _fit("incidence ~ period + (1 | herd)", cbpp, "poisson")
+    elif case == "sqrt link":
+        m = _fit("incidence ~ period + (1 | herd)", cbpp, lmf.poisson(link="sqrt"))
     elif case == "nAGQ0":
         m = _fit(CBPP, cbpp, "binomial", nAGQ=0)
-    elif case == "two terms":
+    elif case == "crossed terms":
         data = _proportions()
         data["h"] = [f"h{i % 7}" for i in range(len(data))]
         m = _fit("cbind(k, f) ~ x + (1 | g) + (1 | h)", data, "binomial")
