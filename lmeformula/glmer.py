@@ -251,7 +251,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     if devFunOnly and nAGQ == 0:
         return devfun
     # the optimizers see a counting wrapper when a progress bar is asked for (same values)
-    objective: Any = devfun if bar is None else CountingObjective(devfun, bar)
+    objective: Any = devfun if bar is None else _CountingDevfun(devfun, bar)
     opt: OptResult | None = None
     if n_init == 0:
         start1 = devfun.state.theta.copy() if theta0 is None else theta0
@@ -303,6 +303,16 @@ def _stage1(ctrl: GlmerControl, pf: Any) -> str | None:
     if opt == "auto":
         return None if all(len(c) == 1 for c in pf.reTrms.cnms) else "bobyqa"
     return opt
+
+
+class _CountingDevfun(CountingObjective):
+    """A glmer's progress counter: deriv12's points, evaluated together by the deviance
+    function's ``batch``, move the bar a step a point (glmer counts every evaluation)."""
+
+    def batch(self, points: np.ndarray) -> np.ndarray:
+        values: np.ndarray = self._fn.batch(points)
+        self._bar.update(len(values))
+        return values
 
 
 def _vector(value: Any, data: pd.DataFrame, pf: Any) -> np.ndarray:

@@ -155,7 +155,7 @@ def nelder_mead(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.nda
                 il, ih = _argmin(vals), _argmax(vals)
                 fl, fh = vals[il], vals[ih]
                 worst = verts[ih]
-                total = pts.sum(axis=1).tolist()
+                total = np.add.reduce(pts, axis=1).tolist()  # (pts.sum(axis=1), unwrapped)
                 c = [(total[i] - worst[i]) / n for i in coords]
                 if _converged(verts, c, xtl):
                     raise _Stop(3)

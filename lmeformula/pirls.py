@@ -37,9 +37,10 @@ from scipy import special
 
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
+from .pirls_batch import laplace_batch
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
-from .pls.pirls_kernel import ScalarPirlsKernel, lin_pred_scalar, scalar_kernel_fits
+from .pls.pirls_kernel import ScalarLinPred, ScalarPirlsKernel, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
@@ -47,9 +48,14 @@ _MAX_STEP_HALVINGS = 20
 _EPS = float(np.finfo(float).eps)
 # logistic values in [4ε, 1 - 4ε] need neither lme4's clamps nor its floor of μ(1 - μ) at ε
 _INNER = 4.0 * _EPS
+# a logistic p whose p (1 - p), as update_mu forms it, exceeds this is inside [4ε, 1 - 4ε]
+# (fl(fl(1 - p) p) is at most p and at most fl(1 - p), which is 1 - p exactly for p >= 1/2)
+_INNER_VAR = 1e-14
 _DBL_MAX = float(np.finfo(float).max)
 _NO_BETA = np.zeros(0)
 _NO_BETA.flags.writeable = False
+# ndarray.sum() without its Python wrapper (the same reduction: the same sum), ~1 µs a call
+_sum = np.add.reduce
 
 
 def ghrule(k: int) -> np.ndarray:
@@ -108,6 +114,12 @@ class GlmerResponse:
     # work arrays re-used by every step, and a count of μ's updates (what is kept per μ)
     _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict, repr=False)
     _version: int = field(init=False, default=0, repr=False)
+    # the step's work arrays (η, μ, dμ/dη, w, z, a spare), fetched once per length
+    _work: tuple[np.ndarray, ...] = field(init=False, default=(), repr=False)
+    # the μ version a snapshot was restored at, and that snapshot's w and (y - μ)/μ'(η)
+    _restored: tuple[int, Any] | None = field(init=False, default=None, repr=False)
+    _at_snapshot: tuple[Any, np.ndarray, np.ndarray] | None = field(init=False, default=None,
+                                                                     repr=False)
 
     def update_mu(self, gamma: np.ndarray) -> None:
         """η = offset + γ and μ = g⁻¹(η) (``updateMu``).
@@ -123,14 +135,17 @@ class GlmerResponse:
         them)."""
         n = gamma.shape[0]
         self._version += 1
-        self.eta = eta = np.add(self.offset, gamma, out=self._buffer("eta", n))
+        work = self._work_arrays(n)
+        self.eta = eta = np.add(self.offset, gamma, out=work[0])
         self._var = None
         link = self.family.link.name
         if link == "logit":
-            p = special.expit(eta, out=self._buffer("mu", n))
-            me = np.subtract(1.0, p, out=self._buffer("mu_eta", n))
+            p = special.expit(eta, out=work[1])
+            me = np.subtract(1.0, p, out=work[2])
             me *= p  # p (1 - p), as the family's mu_eta forms it
-            if n and p.min() >= _INNER and p.max() <= 1.0 - _INNER:
+            # one reduction decides where it can (see _INNER_VAR), else the two bounds
+            if n and (float(np.minimum.reduce(me)) > _INNER_VAR
+                      or (p.min() >= _INNER and p.max() <= 1.0 - _INNER)):
                 # p (1 - p) >= 4ε (1 - 4ε) > ε there: no floor, no clamp
                 self.mu, self._mu_eta = p, me
                 if self.family.family == "binomial":
@@ -140,12 +155,20 @@ class GlmerResponse:
                 self._mu_eta = me
                 self.mu = np.minimum(np.maximum(p, _EPS), 1.0 - _EPS)
         elif link == "log":
-            mu = np.exp(eta, out=self._buffer("mu", n))
+            mu = np.exp(eta, out=work[1])
             self.mu = np.maximum(mu, _EPS, out=mu)
             self._mu_eta = self.mu
         else:
             self.mu = self.family.linkinv(eta)
             self._mu_eta = None
+
+    def _work_arrays(self, n: int) -> tuple[np.ndarray, ...]:
+        """The step's work arrays of length n: η, μ, dμ/dη, w, z and a spare."""
+        work = self._work
+        if not work or work[0].shape[0] != n:
+            work = self._work = tuple(self._buffer(name, n) for name in
+                                      ("eta", "mu", "mu_eta", "w", "z", "tmp"))
+        return work
 
     def _buffer(self, name: str, n: int) -> np.ndarray:
         """A work array of length n owned by this response (kept between steps: fresh
@@ -197,10 +220,100 @@ class GlmerResponse:
         """Σ of the deviance residuals at μ (PIRLS's convergence test). For binary responses
         -2 Σ log p_i, the aic's terms (the family's y log(y/μ) terms are the same
         quantities, equal to round-off: this sum only decides when PIRLS stops)."""
+        return self.dev_sum_function()()
+
+    def dev_sum_function(self) -> Any:
+        """The method :meth:`dev_sum` calls for this response (chosen once)."""
+        fn = self.__dict__.get("_dev_sum_fn")
+        if fn is None:
+            fam = self.family.family
+            if self._binary() is not None:
+                fn = self._binary_dev_sum
+            elif fam == "binomial":
+                fn = self._binomial_dev_sum
+            elif fam == "poisson":
+                fn = self._poisson_dev_sum
+            else:
+                fn = self._general_dev_sum
+            self.__dict__["_dev_sum_fn"] = fn
+        return fn
+
+    def _binary_dev_sum(self) -> float:
         rows = self._binary()
-        if rows is not None:
-            return -2.0 * float(self._binary_logp(rows).sum())
+        assert rows is not None
+        return -2.0 * float(_sum(self._binary_logp(rows)))
+
+    def _general_dev_sum(self) -> float:
         return float(self.dev_resid().sum())
+
+    def _binomial_dev_sum(self) -> float:
+        """``dev_resid().sum()`` for the binomial family: each residual the same number,
+        formed in place (the terms a and b of a row where only one counts are a + 0 and
+        0 + b, what the scatter leaves), the sum over the same array."""
+        i1, y1, i2, y2 = self._dev_index()
+        mu = self.mu
+        n = mu.shape[0]
+        a = mu.take(i1)
+        np.divide(y1, a, out=a)
+        np.log(a, out=a)
+        a *= y1
+        if i2.shape[0] == n:  # every row has failures: b over all of them, then + a
+            r = np.subtract(1.0, mu)
+            np.divide(y2, r, out=r)
+            np.log(r, out=r)
+            r *= y2
+            r[i1] += a  # (b + a: the same sum as a + b; b alone elsewhere, as 0 + b)
+        else:
+            b = mu.take(i2)
+            np.subtract(1.0, b, out=b)
+            np.divide(y2, b, out=b)
+            np.log(b, out=b)
+            b *= y2
+            r = np.zeros(n)
+            r[i1] = a
+            r[i2] += b
+        r *= self._twice_weights()  # (2 wt)(a + b), as dev_resid forms it
+        return float(_sum(r))
+
+    def _poisson_dev_sum(self) -> float:
+        """``dev_resid().sum()`` for the Poisson family: the same residuals over 2 (a
+        product by the weights left out where they are 1, which is exact), summed, times
+        2 (a power of two: the same sum, scaled exactly)."""
+        i1, y1, w1 = self._dev_index()
+        mu = self.mu
+        unit = self._unit_weights()
+        r = mu.copy() if unit else mu * self.weights
+        m1 = mu.take(i1)
+        d = y1 - m1
+        np.divide(y1, m1, out=m1)
+        np.log(m1, out=m1)
+        m1 *= y1
+        m1 -= d
+        if not unit:
+            m1 = np.multiply(w1, m1, out=m1)
+        r[i1] = m1
+        return 2.0 * float(_sum(r))
+
+    def _twice_weights(self) -> np.ndarray:
+        tw: np.ndarray | None = self.__dict__.get("_twice_wt")
+        if tw is None:
+            tw = self.__dict__["_twice_wt"] = 2.0 * self.weights
+        return tw
+
+    def _dev_index(self) -> list[np.ndarray]:
+        """Where the binomial and Poisson deviance residuals take logarithms, and the
+        response (and weights) there."""
+        idx: list[np.ndarray] | None = self.__dict__.get("_dev_index_")
+        if idx is None:
+            y = self.y
+            if self.family.family == "binomial":
+                i1, i2 = np.flatnonzero(y > 0), np.flatnonzero(1.0 - y > 0)
+                idx = [i1, y[i1], i2, (1.0 - y)[i2]]
+            else:
+                i1 = np.flatnonzero(y > 0)
+                idx = [i1, y[i1], self.weights[i1]]
+            self.__dict__["_dev_index_"] = idx
+        return idx
 
     def dev_resid(self) -> np.ndarray:
         """Deviance residuals (each observation's deviance). For the binomial and Poisson
@@ -209,16 +322,7 @@ class GlmerResponse:
         fam = self.family.family
         if fam not in ("binomial", "poisson"):
             return self.family.dev_resids(self.y, self.mu, self.weights)
-        idx: list[np.ndarray] | None = self.__dict__.get("_dev_index")
-        if idx is None:
-            y = self.y
-            if fam == "binomial":
-                i1, i2 = np.flatnonzero(y > 0), np.flatnonzero(1.0 - y > 0)
-                idx = [i1, y[i1], i2, (1.0 - y)[i2]]
-            else:
-                i1 = np.flatnonzero(y > 0)
-                idx = [i1, y[i1], self.weights[i1]]
-            self.__dict__["_dev_index"] = idx
+        idx = self._dev_index()
         mu, wt = self.mu, self.weights
         if fam == "binomial":
             i1, y1, i2, y2 = idx[0], idx[1], idx[2], idx[3]
@@ -241,26 +345,36 @@ class GlmerResponse:
         rows = self._binary()
         if rows is not None:
             # the sum below with its factors 1 and constants 0 left out (exact)
-            return float(-2.0 * np.sum(self._binary_logp(rows)))
+            return float(-2.0 * _sum(self._binary_logp(rows)))
         if fam == "binomial":
-            const, k, rest, factor, nonzero = self._aic_parts()
-            logp = const + special.xlogy(k, self.mu) + special.xlog1py(rest, -self.mu)
+            const, k, rest, factor, nonzero, plain = self._aic_parts()
+            logp = special.xlogy(k, self.mu)
+            np.add(const, logp, out=logp)
+            logp += special.xlog1py(rest, -self.mu)
+            if plain:  # every factor 1 and every row counted: the where is the identity
+                return -2.0 * float(_sum(logp))
             return float(-2.0 * np.sum(np.where(nonzero, factor * logp, 0.0)))
         if fam == "poisson":
             gam = self._aic_parts()[0]
-            logp = special.xlogy(self.y, self.mu) - self.mu - gam
-            return float(-2.0 * np.sum(logp * self.weights))
+            logp = special.xlogy(self.y, self.mu)
+            logp -= self.mu
+            logp -= gam
+            if not self._unit_weights():  # (times 1: the same numbers)
+                logp *= self.weights
+            return -2.0 * float(_sum(logp))
         dev = float(self.dev_resid().sum())
         return self.family.aic(self.y, self.n, self.mu, self.weights, dev)
 
-    def _aic_parts(self) -> tuple[np.ndarray, ...]:
+    def _aic_parts(self) -> tuple[Any, ...]:
         """The μ-free parts of the binomial and Poisson aic (as ``Family.aic`` forms them)."""
-        parts: tuple[np.ndarray, ...] | None = self.__dict__.get("_aic_cache")
+        parts: tuple[Any, ...] | None = self.__dict__.get("_aic_cache")
         if parts is None:
             y, n, wt = self.y, self.n, self.weights
             if self.family.family == "binomial":
                 const, k, rest, factor = binomial_aic_parts(y, n, wt)
-                parts = (const, k, rest, factor, factor != 0)
+                nonzero = factor != 0
+                plain = bool(np.all(factor == 1.0) and np.all(nonzero))
+                parts = (const, k, rest, factor, nonzero, plain)
             else:
                 parts = (special.gammaln(y + 1),)
             self.__dict__["_aic_cache"] = parts
@@ -272,6 +386,26 @@ class GlmerResponse:
         that order (the multiplication by the prior weights left out where they are all 1,
         which is exact). ``w`` is written into an array this response re-uses at every step,
         ``z`` into ``z_out`` when given (the scalar kernel's own row) or into another."""
+        work = self._work_arrays(self.mu.shape[0])
+        restored = self._restored
+        if restored is not None and restored[0] == self._version:
+            # μ is a restored snapshot's (every evaluation's first step starts there): its w
+            # and (y - μ)/μ'(η) are the same at each restore, so formed once (into arrays of
+            # their own, never written again) and z = that + (η - offset), the same sum
+            cached = self._at_snapshot
+            if cached is None or cached[0] is not restored[1]:
+                w0, zq0 = self._working_parts(np.empty(work[0].shape[0]),
+                                              np.empty(work[0].shape[0]))
+                cached = self._at_snapshot = (restored[1], w0, zq0)
+            tmp = np.subtract(self.eta, self.offset, out=work[5])
+            return cached[1], np.add(cached[2], tmp, out=work[4] if z_out is None else z_out)
+        w, z = self._working_parts(work[3], work[4] if z_out is None else z_out)
+        z += np.subtract(self.eta, self.offset, out=work[5])
+        return w, z
+
+    def _working_parts(self, w_out: np.ndarray,
+                       z_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """w = μ'(η)² a / V(μ) and (y - μ)/μ'(η), into the arrays given."""
         mu_eta = self._mu_eta
         if mu_eta is None:
             mu_eta = self.family.mu_eta(self.eta)
@@ -284,14 +418,12 @@ class GlmerResponse:
                 var = self.mu
             else:
                 var = self.family.variance(self.mu)
-        n = self.mu.shape[0]
-        w = np.multiply(mu_eta, mu_eta, out=self._buffer("w", n))
+        w = np.multiply(mu_eta, mu_eta, out=w_out)
         if not self._unit_weights():
             w *= self.weights
         w /= var
-        z = np.subtract(self.y, self.mu, out=self._buffer("z", n) if z_out is None else z_out)
+        z = np.subtract(self.y, self.mu, out=z_out)
         z /= mu_eta
-        z += np.subtract(self.eta, self.offset, out=self._buffer("tmp", n))
         return w, z
 
     def _unit_weights(self) -> bool:
@@ -312,6 +444,7 @@ class GlmerResponse:
         next :meth:`update_mu` writes into this response's own arrays)."""
         eta, mu, me, me_is_mu, var_is_me = snap
         self._version += 1
+        self._restored = (self._version, snap)
         self.eta, self.mu = eta, mu
         self._mu_eta = mu if me_is_mu else me
         self._var = self._mu_eta if var_is_me else None
@@ -379,7 +512,6 @@ class GlmerDevfun:
         factors = re.level_factors()
         self.Zt = re.Zt
         self._factors = factors
-        self._Z = re.Zt.T.tocsr()
         self._lambdat = re.Lambdat.copy()
         self._lind = re.Lind
         self._y0 = y
@@ -395,6 +527,7 @@ class GlmerDevfun:
             self._codes, self._xs = codes, xs
             self._ones = [bool(np.all(x == 1.0)) for x in xs]
             self._offsets = np.cumsum([0] + [t.nl for t in shapes]).astype(np.int64)
+            self._zlu = ScalarLinPred(codes, xs, self._ones, self._offsets)
             nls = [t.nl for t in shapes]
             if use_kernel is None:
                 use_kernel = scalar_kernel_fits(nls, [1] * len(nls), X.shape[1], codes)
@@ -479,6 +612,15 @@ class GlmerDevfun:
             return self._laplace(theta, u_only=True)
         return self._agq(theta)
 
+    def batch(self, points: np.ndarray) -> np.ndarray:
+        """The deviance at each row of ``points`` (deriv12's), in that order: together
+        where :func:`lmeformula.pirls_batch.laplace_batch` applies (the same values), else
+        one by one."""
+        out = laplace_batch(self, points)
+        if out is None:
+            out = np.array([self(p) for p in np.asarray(points, dtype=float)])
+        return out
+
     def _start_mu(self) -> None:
         """η and μ at ``lp0`` with the base offset, where every evaluation starts (lme4's
         ``updateMu`` with ``lp0``): the same arrays at every evaluation of a stage, so
@@ -504,9 +646,12 @@ class GlmerDevfun:
     def _lin_pred(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """X β + Z Λ u (no offset)."""
         if self._scalar:
-            zb = lin_pred_scalar(self._codes, self._xs, self._ones, self._offsets, theta, u)
+            zb = self._zlu(theta, u)
         else:
-            zb = self._Z @ (self._lambdat_at(theta).T @ u)
+            Z = self.__dict__.get("_Z")
+            if Z is None:  # Z in CSR, formed on first use (the scalar terms gather instead)
+                Z = self.__dict__["_Z"] = self.Zt.T.tocsr()
+            zb = Z @ (self._lambdat_at(theta).T @ u)
         if beta.size:
             zb += self.X @ beta
         return zb
@@ -524,9 +669,11 @@ class GlmerDevfun:
         tol = self.tolPwrss
         beta_fixed = _NO_BETA
         last: Any = None  # the last kernel step: its ldL2 is read once, after the loop
+        row = None if kernel is None else kernel.response_row()
+        dev_sum = resp.dev_sum_function()
         for it in range(self.maxit):
             old_u, old_beta = s.u, s.beta
-            w, z = resp.working(None if kernel is None else kernel.response_row())
+            w, z = resp.working(row)
             step = None if kernel is None else kernel.step(theta, w, z)
             if step is None:  # the engine (which also diagnoses a failed factorisation)
                 problem = self._problem(u_only)
@@ -544,7 +691,7 @@ class GlmerDevfun:
                 s.beta = np.asarray(beta, float)
             bvec = beta_fixed if u_only else s.beta
             resp.update_mu(self._lin_pred(theta, s.u, bvec))
-            pdev = self._pdev()
+            pdev = dev_sum() + float(s.u @ s.u)  # (_pdev)
             s.iterations = it + 1
             self.pirls_iterations += 1
             if abs((old_pdev - pdev) / pdev) < tol:

@@ -56,7 +56,7 @@ class ChainResult:
         if self._ldL2 is None:
             ld = 0.0
             for piv in self._pivots:
-                ld += float(np.log(piv).sum())
+                ld += float(np.add.reduce(np.log(piv)))  # (.sum() without its wrapper)
             self._ldL2 = 2.0 * ld
         return self._ldL2
 

@@ -32,7 +32,7 @@ from scipy.linalg import blas
 
 from . import policy
 
-__all__ = ["ScalarPirlsKernel", "scalar_kernel_fits"]
+__all__ = ["ScalarLinPred", "ScalarPirlsKernel", "scalar_kernel_fits"]
 
 
 
@@ -162,12 +162,7 @@ class ScalarPirlsKernel:
                                        + present % self.nls[r])
         self._cross = {key: np.zeros((self.nls[key[0]], self.nls[key[1]]))
                        for key in self.pairs}
-        # Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
-        rows = np.concatenate([self.codes[k] + self.offsets[k] for k in range(K)])
-        cols = np.tile(np.arange(self.n, dtype=np.int64), K)
-        vals = np.concatenate(self.xs)
-        self.Zt = sp.csr_matrix((vals, (rows, cols)), shape=(self.q, self.n))
-        self.Zt.sum_duplicates()
+        self._Zt: sp.csr_matrix | None = None  # built on first use (see Zt)
         # [X z]' row by row (each column of [X z] contiguous, for the counts)
         self.xzt = np.empty((self.p + 1, self.n))
         self.xzt[: self.p] = self.X.T
@@ -176,6 +171,20 @@ class ScalarPirlsKernel:
         # overhead is worth (the same sums, in the observations' order, either way)
         self.count_columns = self.K * (self.p + 1) <= 16
         self.diag_rest = np.arange(self.qr) * (self.m + 1)
+
+    @property
+    def Zt(self) -> sp.csr_matrix:
+        """Z'[X z] for all terms at once: the sparse Zt with the terms' columns as values
+        (built when first asked for: only steps that do not take the counts read it)."""
+        if self._Zt is None:
+            K = self.K
+            rows = np.concatenate([self.codes[k] + self.offsets[k] for k in range(K)])
+            cols = np.tile(np.arange(self.n, dtype=np.int64), K)
+            vals = np.concatenate(self.xs)
+            Zt = sp.csr_matrix((vals, (rows, cols)), shape=(self.q, self.n))
+            Zt.sum_duplicates()
+            self._Zt = Zt
+        return self._Zt
 
     def _pair_counts(self, t: int, r: int, wt: np.ndarray, scale: float,
                      pivots: np.ndarray | None = None) -> np.ndarray:
@@ -352,3 +361,41 @@ def lin_pred_scalar(codes: list[np.ndarray], xs: list[np.ndarray], ones: list[bo
             out += part
     assert out is not None
     return out
+
+
+class ScalarLinPred:
+    """:func:`lin_pred_scalar` with its index work done once: θ_k u_k for every term by
+    one product (each level's θ gathered), every term's gather by one ``take`` over
+    stacked codes, then the terms summed in order into the first term's row. The same
+    products and the same sums in the same order (bit for bit); for terms whose x is not
+    all ones, :func:`lin_pred_scalar` itself.
+
+    Parameters
+    ----------
+    codes, xs, ones, offsets
+        As for :func:`lin_pred_scalar`.
+    """
+
+    def __init__(self, codes: list[np.ndarray], xs: list[np.ndarray], ones: list[bool],
+                 offsets: np.ndarray) -> None:
+        self.codes, self.xs, self.ones, self.offsets = codes, xs, ones, offsets
+        self.K = K = len(codes)
+        self.n = codes[0].shape[0] if K else 0
+        self.plain = all(ones)
+        nls = np.diff(offsets)
+        self.term_of_level = np.repeat(np.arange(K), nls)
+        self.keys = np.concatenate([c + offsets[k] for k, c in enumerate(codes)]) \
+            if K > 1 else (codes[0] if K else np.zeros(0, np.int64))
+
+    def __call__(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Z Λ u (a fresh array)."""
+        if not self.plain:
+            return lin_pred_scalar(self.codes, self.xs, self.ones, self.offsets, theta, u)
+        if self.K == 1:
+            out: np.ndarray = (theta[0] * u).take(self.keys)
+            return out
+        parts = (u * theta.take(self.term_of_level)).take(self.keys).reshape(self.K, self.n)
+        out = parts[0] + parts[1]
+        for k in range(2, self.K):
+            out += parts[k]
+        return out
