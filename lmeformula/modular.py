@@ -203,6 +203,7 @@ class LmerDevfun:
         if best is not None and best[1] == key:
             self.last = best[2]
             return best[0]
+        self.last = None  # released first: a large model's block 2 is not held twice
         value, self.last = self.problem.deviance(theta, self.REML)
         if self.last is not None and (best is None or value < best[0]):
             self._best = (value, key, self.last)
@@ -242,6 +243,7 @@ class LmerDevfun:
         """The factorisation at ``theta`` (reusing the last one when θ is unchanged)."""
         theta = np.asarray(theta, dtype=float)
         if self.last is None or not np.array_equal(self.last.theta, theta):
+            self.last = None
             self.last = self.problem.factor(theta)
         return self.last
 
