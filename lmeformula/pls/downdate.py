@@ -28,7 +28,7 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
         gram = np.zeros((m, m), order="F")
         for lo in range(starts[grp], starts[grp + 1], panel):
             hi = min(lo + panel, starts[grp + 1])
-            dense = np.asfortranarray(gc[:, lo:hi].toarray())
+            dense = gc[:, lo:hi].toarray(order="F")  # Fortran order made directly
             gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
         out[:, grp] = gram[rows, cols]  # keys lie on or above the diagonal
     return out
@@ -67,8 +67,10 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
         ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
         gbg = (ones @ ones.T).tocoo()
+        del ones
         upper = gbg.row <= gbg.col
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
+        del gbg, upper  # gone before the Gram matrices are formed
         if key_order is not None:
             keys = keys[key_order(keys)]
         if (nc == 1 and total and not sources
