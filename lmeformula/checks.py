@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -89,17 +89,23 @@ def check_zdims(nre_by_term: Mapping[str, int], n: int, ctrl: LmerControl,
     return msgs
 
 
-def check_zrank(Zt: sp.spmatrix | np.ndarray, n: int, ctrl: LmerControl) -> list[str]:
-    """lme4's ``checkZrank(Zt, n, control)``: rank of Z against the number of observations."""
+def check_zrank(Zt: sp.spmatrix | np.ndarray | Callable[[], sp.spmatrix], n: int,
+                ctrl: LmerControl, q: int | None = None) -> list[str]:
+    """lme4's ``checkZrank(Zt, n, control)``: rank of Z against the number of observations.
+
+    ``Zt`` may be a function that builds it, with ``q`` its number of rows: it is then built
+    only when the rank is computed (not by default, nor for large models with "...Small")."""
     action = ctrl.check_nobs_vs_rankZ
     if action == "ignore":
         return []
-    q = Zt.shape[0]
+    if q is None:
+        Zt = Zt() if callable(Zt) else Zt
+        q = Zt.shape[0]
     if action.endswith("Small"):
         if n * q > 1e6:
             return []
         action = action[: -len("Small")]
-    z = sp.csc_matrix(Zt).T.toarray()
+    z = sp.csc_matrix(Zt() if callable(Zt) else Zt).T.toarray()
     rank = int(np.linalg.matrix_rank(z))
     if n <= rank:
         m = _act(action,

@@ -321,7 +321,7 @@ class LmerMod:
 
     @property
     def q(self) -> int:
-        return self.lformula.reTrms.Zt.shape[0]
+        return self.lformula.reTrms.q
 
     @property
     def is_REML(self) -> bool:

@@ -132,10 +132,10 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
     wmsgs = (check_nlevels(re.flist, n, ctrl, allow_n=allow_n)
              + check_zdims(nre, n, ctrl, allow_n=allow_n))
-    if not np.isfinite(re.Zt.data).all():
+    if not re.z_finite():  # Zt's values are X_i's: checked without building Zt
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
-    wmsgs += check_zrank(re.Zt, n, ctrl)
+    wmsgs += check_zrank(re.make_zt, n, ctrl, q=re.q)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, call.contrasts)
     check_finite_columns(mm.values, mm.columns)
@@ -203,6 +203,7 @@ class LmerDevfun:
         if best is not None and best[1] == key:
             self.last = best[2]
             return best[0]
+        self.last = None  # released first: a large model's block 2 is not held twice
         value, self.last = self.problem.deviance(theta, self.REML)
         if self.last is not None and (best is None or value < best[0]):
             self._best = (value, key, self.last)
@@ -242,6 +243,7 @@ class LmerDevfun:
         """The factorisation at ``theta`` (reusing the last one when θ is unchanged)."""
         theta = np.asarray(theta, dtype=float)
         if self.last is None or not np.array_equal(self.last.theta, theta):
+            self.last = None
             self.last = self.problem.factor(theta)
         return self.last
 
@@ -286,8 +288,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     re = pf.reTrms
     shapes = term_shapes(re.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
-    factors = re.level_factors()
-    problem = make_problem(re.Zt, pf.X_values, y, pf.weights, shapes, factors,
+    # codes at their own width and Zt built only if a path reads it (the counting path
+    # does not): a 10^6-row fit holds neither an int64 copy of the codes nor Zt
+    factors = re.level_factors(compact=True)
+    problem = make_problem(re.make_zt, pf.X_values, y, pf.weights, shapes, factors,
                            names=[t.name for t in re.terms])
     if isinstance(start, Mapping):
         start = start.get("theta")

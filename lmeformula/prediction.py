@@ -112,7 +112,7 @@ class FactoredModel(FittedModel, Protocol):
 def _dims(m: FittedModel) -> tuple[int, int, int]:
     """(n, p, q): observations, fixed effects, random effects."""
     n, p = m.lformula.X_values.shape
-    return n, p, m.lformula.reTrms.Zt.shape[0]
+    return n, p, m.lformula.reTrms.q
 
 
 def lambdat_at(m: FittedModel) -> sp.csc_matrix:

@@ -166,7 +166,8 @@ class ReTrms:
     Attributes
     ----------
     Zt
-        q x n sparse (CSC) random-effects model matrix, transposed; exact zeros dropped.
+        q x n sparse (CSC) random-effects model matrix, transposed; exact zeros dropped (built
+        on first access: the fit counts its cross-products from the terms' codes and X_i).
     Ztlist
         Term name -> block of Zt (Zt_i of each term).
     Lambdat
@@ -195,7 +196,6 @@ class ReTrms:
         Position in formula order of each sorted term.
     """
 
-    Zt: sp.csc_matrix
     theta: np.ndarray
     lower: np.ndarray
     Gp: np.ndarray
@@ -206,13 +206,38 @@ class ReTrms:
     terms: list[ReTerm] = field(repr=False)
     ord: np.ndarray = field(repr=False)
 
-    def level_factors(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each term's level codes (int64) and model matrix X_i (float), in Zt's order: what
-        the engine counts its cross-products from."""
-        return [(np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
+    def level_factors(self, compact: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each term's level codes and model matrix X_i (float), in Zt's order: what the
+        engine counts its cross-products from. The codes are int64, or with ``compact`` the
+        factor's own codes at their own width (int16 for up to 32,767 levels: no copy; the
+        blocked engine's counting widens them where it computes with them)."""
+        return [(np.asarray(t.factor.codes) if compact
+                 else np.asarray(t.factor.codes, dtype=np.int64), np.asarray(t.X, dtype=float))
                 for t in self.terms]
 
-    # Ztlist, Lambdat and Lind are built on first access: a fit needs Zt, theta and lower
+    @property
+    def q(self) -> int:
+        """Number of random effects (rows of Zt), without building Zt."""
+        return int(self.Gp[-1])
+
+    # Zt, Ztlist, Lambdat and Lind are built on first access: a fit needs theta and lower,
+    # and counts its cross-products from the terms (an n x q Zt of a 10^6-row crossed design
+    # is as large as the data frame)
+    @cached_property
+    def Zt(self) -> sp.csc_matrix:
+        """q x n sparse (CSC) random-effects model matrix, transposed; exact zeros dropped."""
+        return _stacked_zt(self.terms)
+
+    def make_zt(self) -> sp.csc_matrix:
+        """Zt (the attribute, built on the first call): what the engine and the checks are
+        given to build it only if they need it."""
+        return self.Zt
+
+    def z_finite(self) -> bool:
+        """Whether Zt's values are all finite (its stored values are the terms' X_i entries,
+        less zeros), without building Zt."""
+        return all(bool(np.isfinite(t.X).all()) for t in self.terms)
+
     @cached_property
     def Ztlist(self) -> dict[str, sp.csc_matrix]:
         """Term name -> block of Zt (Zt_i of each term)."""
@@ -314,7 +339,13 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
     if mm.values.shape[1] == 0:
         raise RandomEffectsError(f"random-effects term has no columns: ({name})")
-    return ReTerm(name, group_label(bar.right), factor, mm.values, mm.columns)
+    values = mm.values
+    if mm.columns == ["(Intercept)"] and bool(np.all(values == 1.0)):
+        # an intercept's X_i is a column of ones: one value broadcast to n x 1 (read-only),
+        # not an n-length array held for the model's life (its public copies, Xi, mmList
+        # and Zt, are ordinary arrays)
+        values = np.broadcast_to(np.ones((1, 1)), values.shape)
+    return ReTerm(name, group_label(bar.right), factor, values, mm.columns)
 
 
 
@@ -406,22 +437,17 @@ def re_trms_from_terms(built: Sequence[ReTerm], reorder_terms: bool = True) -> R
     order = lme4_term_order([t.nl for t in built]) if reorder_terms else list(range(len(built)))
     sorted_terms = _with_unique_keys([built[i] for i in order])
 
-    zt = _stacked_zt(sorted_terms)
-
     shapes = term_shapes(sorted_terms)
 
+    # Zt has nl * nc rows per term by construction (lme4's check of nrow(Zt) against Gp
+    # holds here without building it)
     gp = np.concatenate([[0], np.cumsum([t.nl * t.nc for t in sorted_terms])]).astype(np.int64)
-    if gp[-1] != zt.shape[0]:
-        raise RandomEffectsError(
-            f"total number of RE ({gp[-1]}) not equal to nrow(Zt) ({zt.shape[0]})"
-        )
     flist: dict[str, pd.Categorical] = {}
     for t in sorted_terms:
         flist.setdefault(t.group_name, t.factor)
     names = list(flist)
     assign = np.array([names.index(t.group_name) for t in sorted_terms], dtype=np.int64)
     return ReTrms(
-        Zt=zt,
         theta=np.concatenate([s.initial_theta for s in shapes]),
         lower=np.concatenate([s.lower for s in shapes]),
         Gp=gp,

@@ -197,6 +197,23 @@ class DenseBlock(_OffDiagonal):
 
     panel: np.ndarray
 
+    def times_t1_dense(self, t1: np.ndarray) -> np.ndarray:
+        """G T1 as a dense (m x q₁) array (see :meth:`_OffDiagonal.times_t1_dense`), read from
+        the panel (G's values, levels-major) rather than from a dense copy of G: the same
+        products and sums, without a second m x q₁ array."""
+        nl, nc, m = self.panel.shape
+        out = np.empty((m, nl * nc))
+        if nc == 1:
+            np.multiply(self.panel[:, 0, :].T, t1.reshape(1, -1), out=out)
+            return out
+        out3 = out.reshape(m, nl, nc)
+        out3[...] = 0.0
+        for b in range(nc):
+            acc = out3[:, :, b]
+            for a in range(nc):
+                acc += self.panel[:, a, :].T * t1[:, a, b]
+        return out
+
     def rank_update(self, t1: np.ndarray) -> np.ndarray:
         """G B Gᵀ at the keys: Hᵀ = (G T1)ᵀ level by level, then H Hᵀ (one syrk)."""
         nl, nc, _ = t1.shape

@@ -95,6 +95,7 @@ def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
     if plan.inverse is None:
         dense = _level_cross(codes_s, x_s, nl_s, codes_t, x_t, nl_t, w)
         out = dense.reshape(nl_s, nc_s, nl_t, nc_t)[level_s, :, level_t, :]
+        del dense  # before the rows and columns are made
     else:
         out = np.empty((plan.present.shape[0], nc_s, nc_t))
         for a in range(nc_s):
@@ -129,7 +130,10 @@ def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray | Non
     return out
 
 
-def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int) -> np.ndarray:
-    """Sums of each column of ``values`` per level: (nl, ncol)."""
-    return np.column_stack([np.bincount(codes, weights=values[:, a], minlength=nl)
+def _level_sums(codes: np.ndarray, values: np.ndarray, nl: int,
+                times: np.ndarray | None = None) -> np.ndarray:
+    """Sums of each column of ``values`` per level: (nl, ncol); with ``times`` (n,), of each
+    column times it (formed column by column: no n x ncol product is held)."""
+    return np.column_stack([np.bincount(codes, minlength=nl, weights=values[:, a]
+                                        if times is None else values[:, a] * times)
                             for a in range(values.shape[1])])

@@ -80,7 +80,7 @@ class DensePLSProblem(_AugmentedSystem):
         """M = [Z X y]'W[Z X y] and what is read off its diagonal."""
         q = self.q
         design = np.empty((self.n, self.m))
-        design[:, :q] = self.Zt.toarray().T
+        design[:, :q] = self._zt().toarray().T
         design[:, q:-1] = self.X
         design[:, -1] = self.y
         self.M = design.T @ (design if w is None else design * w[:, None])
@@ -143,7 +143,7 @@ class DensePLSProblem(_AugmentedSystem):
         # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
         # changed later (re-weighting) keep the pattern
         structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = _gram_pattern(self.Zt)
+        structure[:q, :q] = _gram_pattern(self._zt())
         i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
                           & structure[np.ix_(t_cols, t_cols)])
         gather = t_cols[i] * m + t_cols[j]

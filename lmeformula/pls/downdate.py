@@ -5,7 +5,7 @@ matrices when the pairs are too many), formed once per model."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.linalg as la
@@ -28,7 +28,7 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
         gram = np.zeros((m, m), order="F")
         for lo in range(starts[grp], starts[grp + 1], panel):
             hi = min(lo + panel, starts[grp + 1])
-            dense = np.asfortranarray(gc[:, lo:hi].toarray())
+            dense = gc[:, lo:hi].toarray(order="F")  # Fortran order made directly
             gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
         out[:, grp] = gram[rows, cols]  # keys lie on or above the diagonal
     return out
@@ -67,8 +67,10 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         # the pattern of G Gᵀ from G's pattern (ones: no cancellation), not its values
         ones = sp.csr_matrix((np.ones(g.nnz), g.indices, g.indptr), shape=g.shape)
         gbg = (ones @ ones.T).tocoo()
+        del ones
         upper = gbg.row <= gbg.col
         keys = np.unique(gbg.row[upper].astype(np.int64) * m + gbg.col[upper])
+        del gbg, upper  # gone before the Gram matrices are formed
         if key_order is not None:
             keys = keys[key_order(keys)]
         if (nc == 1 and total and not sources
@@ -214,12 +216,48 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
     for lo, hi, ga, gb in pieces:
         key, values, col = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
         col -= index(ga)
-        block = sp.csr_matrix((values, (position[key], col)), shape=(keys.shape[0], gb - ga))
-        del key, values, col
+        at = position[key]
+        del key  # before the conversion's arrays are made
+        block = sp.csr_matrix((values, (at, col)), shape=(keys.shape[0], gb - ga))
+        del at, values, col
         block.sum_duplicates()
         blocks.append(block)
-    pairs = cast(sp.csr_matrix, sp.hstack(blocks, format="csr"))
-    return keys, pairs, None
+    return keys, _join_columns(blocks, keys.shape[0]), None
+
+
+def _join_columns(blocks: list[sp.csr_matrix], nrows: int) -> sp.csr_matrix:
+    """The CSR matrices ``blocks`` (same rows, columns side by side) as one: what
+    ``sp.hstack(blocks, format="csr")`` gives (each row's entries block by block, in each
+    block's order), placed straight into the result's arrays; ``blocks`` is emptied, each
+    block freed once placed. scipy's stack went through coordinate lists, 2-3 times the
+    result's size at once besides the blocks (the 10⁵ x 2,000 crossed design: +134 MB over
+    its 4.6·10⁶ entries)."""
+    nnz = sum(b.nnz for b in blocks)
+    ncols = sum(b.shape[1] for b in blocks)
+    index: type[np.signedinteger[Any]] = np.int32 if max(nnz, ncols) < 2**31 else np.int64
+    indptr = np.zeros(nrows + 1, dtype=index)
+    for block in blocks:
+        indptr[1:] += np.diff(block.indptr).astype(index, copy=False)
+    np.cumsum(indptr, out=indptr)
+    data = np.empty(nnz)
+    indices = np.empty(nnz, dtype=index)
+    start = indptr[:-1].copy()  # where the next block's entries of each row go
+    offset = 0
+    while blocks:
+        block = blocks.pop(0)
+        row_counts = np.diff(block.indptr).astype(index, copy=False)
+        # entry e of row r goes to start[r] + (e - block.indptr[r])
+        dest = np.repeat(start - block.indptr[:-1].astype(index, copy=False), row_counts)
+        dest += np.arange(block.nnz, dtype=index)
+        data[dest] = block.data
+        indices[dest] = block.indices
+        indices[dest] += index(offset)
+        del dest
+        start += row_counts
+        offset += block.shape[1]
+        del block, row_counts
+    del start
+    return sp.csr_matrix((data, indices, indptr), shape=(nrows, offset))
 
 
 def _index_keys(key: np.ndarray, m: int,

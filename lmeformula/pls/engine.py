@@ -31,7 +31,7 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -172,24 +172,33 @@ class PLSProblem(_AugmentedSystem):
             # product of one array with itself by syrk, whose last digits differ), before
             # the counting so that the copy is gone when its temporaries are made
             corner = xy.T @ xy.copy()
-            rows, cols, vals = self._cross_products_by_level(None, xy, xy)
+            del xy  # the counting reads X's and y's columns themselves (the same values)
+            columns = ([np.asarray(self.X[:, j], dtype=float) for j in range(self.p)]
+                       + [np.asarray(self.y, dtype=float)])
+            rows, cols, vals = self._cross_products_by_level(None, columns)
         else:
             xyw = xy * w[:, None]
             corner = xy.T @ xyw
             if self._by_level:
-                rows, cols, vals = self._cross_products_by_level(w, xy, xyw)
+                del xy
+                rows, cols, vals = self._cross_products_by_level(
+                    w, [xyw[:, j] for j in range(self.p + 1)])
             else:
                 rows, cols, vals = self._cross_products_sparse(w, xy, xyw)
+                del xy
             del xyw
-        del xy
         if self._g_order is None:
             # CSR of the entries as scipy would build it (rows, then columns, ascending);
             # the entries are distinct, so this order places any later values too
             self._g_order = np.lexsort((cols, rows))
             indptr = np.zeros(self.m + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=self.m), out=indptr[1:])
-            self.G = sp.csr_matrix((vals[self._g_order], cols[self._g_order], indptr),
-                                   shape=(self.m, self.q1))
+            del rows  # each list gone once it is read (10⁶-row designs: 10⁶ entries each)
+            g_vals = vals[self._g_order]
+            del vals
+            g_cols = cols[self._g_order]
+            del cols
+            self.G = sp.csr_matrix((g_vals, g_cols, indptr), shape=(self.m, self.q1))
         else:
             # a new matrix sharing the pattern: factorisations made before keep their G
             old = self.G
@@ -228,7 +237,7 @@ class PLSProblem(_AugmentedSystem):
         """A11 and M22 (all but its X-y corner) by sparse products with Zt; G's entries
         (rows, cols, values) on its structural pattern."""
         first = self.terms[0]
-        zt = sp.csr_matrix(self.Zt)
+        zt = sp.csr_matrix(self._zt())
         zt1, ztr = zt[: self.q1], zt[self.q1 :]
         zt1w = zt1 @ sp.diags(w)
         # block 1: per-level nc1 x nc1 blocks of Z1'WZ1
@@ -268,7 +277,7 @@ class PLSProblem(_AugmentedSystem):
         self.M22[qr:, :qr] = zr_xy.T
         return rows_out, cols_out, vals_out
 
-    def _cross_products_by_level(self, w: np.ndarray | None, xy: np.ndarray, xyw: np.ndarray,
+    def _cross_products_by_level(self, w: np.ndarray | None, xyw: list[np.ndarray],
                                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A11 and M22 (all but its X-y corner) from the grouping factors' codes, and G's
         entries (rows, cols, values) on its structural pattern: every block of Z'WZ is, for
@@ -276,7 +285,8 @@ class PLSProblem(_AugmentedSystem):
         of levels, ``bincount(code_s * nl_t + code_t, w x_a x_b)``. For many rows this is
         far cheaper than sparse products (one pass over n per pair). G is kept sparse
         (InstEval: 1,128 x 2,972 instructor-student pairs, 2 % of them present) and a term's
-        block with itself is block-diagonal. Which pairs of levels occur is found once."""
+        block with itself is block-diagonal. Which pairs of levels occur is found once.
+        ``xyw``: the columns of W[X y] (views where they can be: no n x (p+1) array)."""
         assert self.factors is not None
         first, rest = self.terms[0], self.terms[1:]
         (codes1, x1), others = self.factors[0], self.factors[1:]
@@ -309,18 +319,19 @@ class PLSProblem(_AugmentedSystem):
                 col += u.size
             for j in range(self.p + 1):
                 # Zr'W[X y]: column j of [X y] as one more "term" with a single level
-                self.M22[rows, qr + j] = (_level_sums(codes, x * xyw[:, j : j + 1], t.nl)
+                self.M22[rows, qr + j] = (_level_sums(codes, x, t.nl, xyw[j])
                                           .ravel())
             pos += t.size
         self.M22[qr:, :qr] = self.M22[:qr, qr:].T
-        xy_rows = np.stack([_level_sums(codes1, x1 * xyw[:, j : j + 1], nl1).ravel()
+        xy_rows = np.stack([_level_sums(codes1, x1, nl1, xyw[j]).ravel()
                             for j in range(self.p + 1)])
         r, c = np.indices(xy_rows.shape).reshape(2, -1)  # every level meets X and y
         g_rows.append(r + qr)
         g_cols.append(c)
         g_vals.append(xy_rows.ravel())
-        return (np.concatenate(g_rows).astype(np.int64), np.concatenate(g_cols).astype(np.int64),
-                np.concatenate(g_vals))
+        # one copy each (the pieces are int64 already: astype would copy again)
+        return (np.concatenate(g_rows).astype(np.int64, copy=False),
+                np.concatenate(g_cols).astype(np.int64, copy=False), np.concatenate(g_vals))
 
     def _make_blocks(self) -> None:
         """The typed blocks of the system, their types chosen once (by G's measured fill, see
@@ -328,7 +339,8 @@ class PLSProblem(_AugmentedSystem):
         self.b11 = diagonal_block(self.A11)
         self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
         keys = self.b21.keys
-        self._key_rows, self._key_cols = np.divmod(keys, self.m)
+        # (the gradient's positions; 32-bit: m is far below 2³¹, as block 2 is dense)
+        self._key_rows, self._key_cols = (a.astype(np.int32) for a in np.divmod(keys, self.m))
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
         plan = plan_block2(self.terms[1:], self.p, self._block_edges,
                            self._block_pair_segments(keys), _policy().band)
@@ -395,18 +407,24 @@ class PLSProblem(_AugmentedSystem):
         rows unscaled. Nothing here depends on the observations, and no sparse matrix is
         built (the per-step cost of a vector term's PIRLS step, see :meth:`solve`)."""
         a21 = self.b21 if a21 is None else a21
-        gt1 = a21.times_t1_dense(t1)
-        out = gt1.copy()  # the X and y rows, and the scalar terms' rows scaled below
+        # the X and y rows as they are; each term's rows scaled in place (no second m x q₁
+        # array): row r reads rows c >= r of its level, which are not yet overwritten when
+        # r ascends, and row r itself before it is written
+        out = a21.times_t1_dense(t1)
         pos = 0
         for t in self.terms[1:]:
             lam = t.lower_factor(theta)
-            src = gt1[pos : pos + t.size].reshape(t.nl, t.nc, -1)
-            dst = out[pos : pos + t.size].reshape(t.nl, t.nc, -1)
-            for r in range(t.nc):
-                acc = np.zeros_like(dst[:, r])
-                for c in range(r, t.nc):
-                    acc += lam[c, r] * src[:, c]
-                dst[:, r] = acc
+            rows = out[pos : pos + t.size].reshape(t.nl, t.nc, -1)
+            # a few levels at a time: the sums' temporaries stay small (a term's rows of a
+            # 10⁶-row crossed design are 16 MB); each entry's sum is the same
+            step = max(1, (1 << 16) // max(1, out.shape[1]))
+            for lo in range(0, t.nl, step):
+                part = rows[lo : lo + step]
+                for r in range(t.nc):
+                    acc = np.zeros_like(part[:, r])
+                    for c in range(r, t.nc):
+                        acc += lam[c, r] * part[:, c]
+                    part[:, r] = acc
             pos += t.size
         return out
 
@@ -620,18 +638,21 @@ def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 DENSE_LIMIT = _policy_module.POLICY.dense_limit
 
 
-def make_problem(Zt: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
-                 terms: list[TermShape],
+def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray, y: np.ndarray,
+                 weights: np.ndarray | None, terms: list[TermShape],
                  factors: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  *, names: Sequence[str] | None = None,
                  ) -> PLSProblem | DensePLSProblem:
     """The engine for a model: dense for small systems, blocked otherwise.
 
     ``factors`` (each term's level codes and model matrix X_i, in Zt's order) lets the
-    blocked engine form its cross-products by counting instead of sparse products. A model
+    blocked engine form its cross-products by counting instead of sparse products; then Zt
+    may be given as a function that builds it (called only by a path that reads it: the
+    dense engine, sparse products), so that a large model's fit never holds it. A model
     whose dense block would not fit in memory raises
     :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
-    if Zt.shape[0] + X.shape[1] + 1 <= _policy().dense_limit:
-        return DensePLSProblem(Zt, X, y, weights, terms)
+    q = sum(t.size for t in terms) if callable(Zt) else Zt.shape[0]
+    if q + X.shape[1] + 1 <= _policy().dense_limit:
+        return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
     check_dense_memory(terms, X.shape[1], names)
     return PLSProblem(Zt, X, y, weights, terms, factors)

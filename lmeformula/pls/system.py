@@ -76,7 +76,9 @@ class _AugmentedSystem:
     Parameters
     ----------
     Zt
-        q x n random-effects matrix (lme4's order of terms).
+        q x n random-effects matrix (lme4's order of terms), or a function that builds it:
+        the blocked engine's counting path never reads it (:meth:`_zt` builds it when a path
+        does).
     X
         n x p fixed-effects matrix.
     y
@@ -87,7 +89,7 @@ class _AugmentedSystem:
         Shapes of the terms, in Zt's row order.
     """
 
-    Zt: sp.csc_matrix
+    Zt: sp.csc_matrix | Callable[[], sp.csc_matrix]
     X: np.ndarray
     y: np.ndarray
     weights: np.ndarray | None
@@ -101,10 +103,17 @@ class _AugmentedSystem:
     def _weights(self) -> np.ndarray:
         """Set n, p, q and log|W|; return the weights (ones when none were given)."""
         self.n, self.p = self.X.shape
-        self.q = self.Zt.shape[0]
+        self.q = (sum(t.size for t in self.terms) if callable(self.Zt)
+                  else self.Zt.shape[0])
         w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
         self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
         return w
+
+    def _zt(self) -> sp.csc_matrix:
+        """Zt, built (and kept) on first use when it was given as a function."""
+        if callable(self.Zt):
+            self.Zt = self.Zt()
+        return self.Zt
 
     @property
     def dense_order(self) -> int:

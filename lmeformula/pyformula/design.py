@@ -434,10 +434,10 @@ def formulaic_model(
     nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
     wmsgs = (check_nlevels(re.flist, frame.nrow, control, allow_n=allow_n)
              + check_zdims(nre, frame.nrow, control, allow_n=allow_n))
-    if np.isnan(re.Zt.data).any():
+    if any(np.isnan(t.X).any() for t in re.terms):  # Zt's values, without building Zt
         raise FormulaError("NA in Z (random-effects model matrix): please use "
                            "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
-    wmsgs += check_zrank(re.Zt, frame.nrow, control)
+    wmsgs += check_zrank(re.make_zt, frame.nrow, control, q=re.q)
 
     # fixed effects: formulaic's matrix, lme4's rank and scale checks
     X = mms.rhs
