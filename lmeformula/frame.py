@@ -148,11 +148,11 @@ def _string_factor(column: pd.Series) -> pd.Categorical:
     return factor_from_codes(rank[codes], [levels[i] for i in order])
 
 
-def _is_string_column(data: pd.DataFrame, node: Node) -> bool:
+def _is_string_column(columns: _LazyColumns, node: Node) -> bool:
     """Whether ``node`` names one column of pandas' string dtype (not object)."""
-    if not isinstance(node, Name) or node.id not in data.columns:
+    if not isinstance(node, Name) or node.id not in columns:
         return False
-    dtype = getattr(data[node.id], "dtype", None)  # duplicated names give a DataFrame
+    dtype = getattr(columns.series(node.id), "dtype", None)  # duplicated names: a DataFrame
     return (dtype is not None and pd.api.types.is_string_dtype(dtype)
             and not pd.api.types.is_object_dtype(dtype))
 
@@ -248,9 +248,9 @@ def model_frame(
     nodes = frame_variables(lhs, rhs)
     values: dict[str, Value] = {}
     for node in nodes:
-        if _is_string_column(data, node):  # the factor the frame would make of it, directly
+        if _is_string_column(columns, node):  # the factor the frame would make of it, directly
             assert isinstance(node, Name)
-            values[deparse(node)] = _string_factor(data[node.id])
+            values[deparse(node)] = _string_factor(columns.series(node.id))
         else:
             values[deparse(node)] = evaluate(node, columns, n, state)
 
@@ -333,13 +333,23 @@ class _LazyColumns(dict):
     def __init__(self, data: pd.DataFrame) -> None:
         super().__init__()
         self._data = data
+        # each column taken out of the frame once (pandas builds a Series at every
+        # ``data[key]``, tens of µs, and deep-copies the frame's attrs into it)
+        self._series: dict[str, pd.Series | pd.DataFrame] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._data.columns
 
+    def series(self, key: str) -> pd.Series | pd.DataFrame:
+        """The data's column ``key`` (a DataFrame when the name is duplicated)."""
+        column = self._series.get(key)
+        if column is None:
+            column = self._series[key] = self._data[key]
+        return column
+
     def __getitem__(self, key: str) -> Value:
         if not dict.__contains__(self, key):
-            column = self._data[key]
+            column = self.series(key)
             if isinstance(column, pd.DataFrame):  # duplicated column names
                 raise ModelFrameError(f"data has {column.shape[1]} columns named '{key}': "
                                       "column names must be unique")

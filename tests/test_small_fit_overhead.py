@@ -89,3 +89,34 @@ def test_lazy_model_quantities_match_their_definitions(data: str, formula: str,
     # the criterion from the fitted model's pieces is the optimizer's at the optimum
     crit = m.REMLcrit() if m.is_REML else lmf.deviance(m)
     assert crit == pytest.approx(m.optinfo.fval, rel=1e-12)
+
+
+def test_small_setups_run_on_one_thread_without_reading_the_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below ThreadPolicy.serial_rows rows the setup takes one BLAS thread and never reads
+    the machine's load; from there on it follows the load (capped by the caller's)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import lmeformula.pls.threads as threads
+
+    def counts() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    reads: list[int] = []
+
+    def free(*args: object, **kwargs: object) -> int:
+        reads.append(1)
+        return 2
+
+    monkeypatch.setattr(threads, "free_cores", free)
+    small = threads.THREAD_POLICY.serial_rows - 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        with threads.setup_threads(rows=small):
+            assert counts() == [1] * len(counts())
+        assert not reads
+        with threads.setup_threads(rows=small + 1):
+            assert counts() == [2] * len(counts())
+        assert reads == [1]
+        with threads.setup_threads(2, rows=small):  # control's "threads" whatever the size
+            assert counts() == [2] * len(counts())
+        assert counts() == [2] * len(counts())

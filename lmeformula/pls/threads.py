@@ -62,11 +62,17 @@ class ThreadPolicy:
         largest is used: a task that runs half the time shows in 7 of 8 triples) ...
     sample_interval
         ... this many seconds apart.
+    serial_rows
+        Below this many rows of data, a model is built (frame, X's rank check,
+        cross-products) with one thread without reading the machine's load: its BLAS calls
+        are too small for threads to pay, and the reading (``/proc``, ~0.1 ms) was a
+        tenth of a small model's setup.
     """
 
     parallel_order: int = 1000
     samples: int = 3
     sample_interval: float = 0.001
+    serial_rows: int = 10_000
 
     def threads(self, order: int, free: int | None = None) -> int:
         """Threads for a dense block of this order: one below :attr:`parallel_order`, else the
@@ -263,11 +269,14 @@ def engine_threads(problem: Any, requested: int | None = None) -> Any:
                         at_most=True)
 
 
-def setup_threads(requested: int | None = None) -> Any:
+def setup_threads(requested: int | None = None, rows: int | None = None) -> Any:
     """The scope for building a model (frame, X's rank check, cross-products), before the
-    engine's order is known: ``requested`` threads, else as many as the machine has free cores
-    at this moment (one reading of the runnable-task count, microseconds: every fit passes
-    here), capped by the caller's setting."""
+    engine's order is known: ``requested`` threads, else one for data of fewer than
+    :attr:`ThreadPolicy.serial_rows` rows, else as many as the machine has free cores at
+    this moment (one reading of the runnable-task count), capped by the caller's
+    setting."""
     if requested is not None:
         return blas_threads(requested)
+    if rows is not None and rows < THREAD_POLICY.serial_rows:
+        return blas_threads(1, at_most=True)
     return blas_threads(free_cores(), at_most=True)
