@@ -120,10 +120,12 @@ def independent_columns(x: np.ndarray, tol: float = 1e-7) -> list[int]:
     basis = np.zeros((x.shape[0], 0))
     for j in range(x.shape[1]):
         col = x[:, j].astype(float)
-        norm0 = float(np.linalg.norm(col))
+        # Euclidean norms as np.linalg.norm forms them for a vector, sqrt(x·x), without its
+        # Python-level dispatch
+        norm0 = math.sqrt(float(col.dot(col)))
         resid = col - basis @ (basis.T @ col)
         resid = resid - basis @ (basis.T @ resid)  # re-orthogonalise
-        norm = float(np.linalg.norm(resid))
+        norm = math.sqrt(float(resid.dot(resid)))
         if norm0 > 0 and norm > tol * norm0:
             kept.append(j)
             basis = np.column_stack([basis, resid / norm])
@@ -186,13 +188,16 @@ def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
     """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
     ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
     would silently fit another model."""
-    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # 1e308 is finite, its square is not: X'X would overflow
+        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
+    if np.isfinite(squares).all():  # then every value is finite too (NaN, Inf square to NaN, Inf)
+        return
+    bad = ~np.isfinite(values).all(axis=0)
     if bad.any():
         names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
         raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
                               f"{names} has non-finite values")
-    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
-        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
     bad = ~np.isfinite(squares)
     if bad.any():
         names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))

@@ -279,8 +279,7 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     -------
     LmerDevfun
     """
-    from .pls.engine import make_problem  # the engine's modules, not the package's lazy names
-    from .pls.terms import term_shapes
+    from .pls import make_problem, term_shapes
 
     if pf.y is None:
         raise FormulaError("a response is needed to fit the model")

@@ -23,6 +23,7 @@ from .system import (
 )
 
 _dpotrf = la.lapack.dpotrf  # looked up once: the engine calls it per evaluation
+_TINY = float(np.finfo(float).tiny)
 
 
 def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
@@ -88,7 +89,7 @@ class DensePLSProblem(_AugmentedSystem):
         design[:, -1] = self.y
         self.M = design.T @ (design if w is None else design * w[:, None])
         self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
-        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
+        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, _TINY)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
 
