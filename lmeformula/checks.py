@@ -172,7 +172,11 @@ def check_scale_x(x: np.ndarray, ctrl: LmerControl) -> str | None:
     cols = x[:, ~binary]
     if cols.shape[1] == 0 or cols.shape[0] < 2:
         return None
-    sds = cols.std(axis=0, ddof=1)
+    # the columns' standard deviations (ddof = 1) by the steps of numpy's std, without its
+    # Python-level dispatch: mean, squared deviations, their sum over n - 1, square root
+    dev = cols - np.add.reduce(cols, axis=0, keepdims=True) / cols.shape[0]
+    np.multiply(dev, dev, out=dev)
+    sds = np.sqrt(np.add.reduce(dev, axis=0) / (cols.shape[0] - 1))
     sds = sds[sds > 0]
     if sds.size == 0:
         return None

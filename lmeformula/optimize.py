@@ -471,23 +471,25 @@ def check_hess(h: np.ndarray, tol: float, hesstype: str = "",
     is not factored again)."""
     if not np.all(np.isfinite(h)):
         return (-6,), ["Problem with Hessian check (infinite or missing values?)"]
-    evd = np.linalg.eigvalsh(h)
-    negative = int(np.sum(evd < -tol))
+    # the eigenvalues as Python floats: a handful, compared with the same IEEE operations
+    # numpy's reductions would use, without a numpy call per comparison
+    evd = np.linalg.eigvalsh(h).tolist()
+    negative = sum(v < -tol for v in evd)
     if negative:
         # R's paste() puts a space on each side of an empty hesstype
         return (-3,), [" ".join(["Model failed to converge:", "degenerate", hesstype,
                                  f"Hessian with {negative} negative eigenvalues"])]
     factored = factor is not None or _cholesky(h) is not None
-    if np.any(np.abs(evd) < tol) or not factored:
+    if any(abs(v) < tol for v in evd) or not factored:
         return (-4,), [" ".join([hesstype, "Hessian is numerically singular: parameters are "
                                            "not uniquely determined"])]
     codes: list[int] = []
     messages: list[str] = []
-    if evd.max() * tol > 1:
+    if max(evd) * tol > 1:
         codes.append(2)
         messages.append("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")
-    if evd.min() / evd.max() < tol:
+    if min(evd) / max(evd) < tol:
         codes.append(3)
         messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n"
                         " - Rescale variables?")
