@@ -126,10 +126,12 @@ def independent_columns(x: np.ndarray, tol: float = 1e-7) -> list[int]:
     basis = np.zeros((x.shape[0], 0))
     for j in range(x.shape[1]):
         col = x[:, j].astype(float)
-        norm0 = float(np.linalg.norm(col))
+        # Euclidean norms as np.linalg.norm forms them for a vector, sqrt(x·x), without its
+        # Python-level dispatch
+        norm0 = math.sqrt(float(col.dot(col)))
         resid = col - basis @ (basis.T @ col)
         resid = resid - basis @ (basis.T @ resid)  # re-orthogonalise
-        norm = float(np.linalg.norm(resid))
+        norm = math.sqrt(float(resid.dot(resid)))
         if norm0 > 0 and norm > tol * norm0:
             kept.append(j)
             basis = np.column_stack([basis, resid / norm])
@@ -176,7 +178,11 @@ def check_scale_x(x: np.ndarray, ctrl: LmerControl) -> str | None:
     cols = x[:, ~binary]
     if cols.shape[1] == 0 or cols.shape[0] < 2:
         return None
-    sds = cols.std(axis=0, ddof=1)
+    # the columns' standard deviations (ddof = 1) by the steps of numpy's std, without its
+    # Python-level dispatch: mean, squared deviations, their sum over n - 1, square root
+    dev = cols - np.add.reduce(cols, axis=0, keepdims=True) / cols.shape[0]
+    np.multiply(dev, dev, out=dev)
+    sds = np.sqrt(np.add.reduce(dev, axis=0) / (cols.shape[0] - 1))
     sds = sds[sds > 0]
     if sds.size == 0:
         return None
@@ -192,13 +198,16 @@ def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:
     """lme4 stops on a non-finite fixed-effects model matrix (NaN left by ``na_action="pass"``,
     ``Inf`` from the data or from ``log(0)``, ``1/0``); dropping the column as rank deficient
     would silently fit another model."""
-    bad = ~np.isfinite(values).all(axis=0) if values.size else np.zeros(0, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # 1e308 is finite, its square is not: X'X would overflow
+        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
+    if np.isfinite(squares).all():  # then every value is finite too (NaN, Inf square to NaN, Inf)
+        return
+    bad = ~np.isfinite(values).all(axis=0)
     if bad.any():
         names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))
         raise ModelFrameError(f"NA/NaN/Inf in 'x': the fixed-effects model matrix column "
                               f"{names} has non-finite values")
-    with np.errstate(over="ignore"):  # 1e308 is finite, its square is not: X'X would overflow
-        squares = np.einsum("ij,ij->j", values, values) if values.size else np.zeros(0)
     bad = ~np.isfinite(squares)
     if bad.any():
         names = ", ".join(f"'{columns[j]}'" for j in np.flatnonzero(bad))

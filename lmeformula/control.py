@@ -6,6 +6,7 @@ Python names (``check_nobs_vs_nlev="ignore"``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -123,6 +124,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 _FIELD_NAMES = {f.name for f in fields(LmerControl)}
+_DEFAULT_CONTROL = LmerControl()  # as_control(None) hands out copies
 
 
 def _normalise_key(key: str) -> str:
@@ -140,7 +142,11 @@ def lmerControl(**kwargs: Any) -> LmerControl:
 def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
     """Accept an LmerControl, a dict of options (dotted or Python names), or None."""
     if control is None:
-        return LmerControl()
+        # lmerControl()'s defaults, checked once: a copy of them with its own optCtrl dict
+        # (every lmer call without control= passes here)
+        default = copy.copy(_DEFAULT_CONTROL)
+        object.__setattr__(default, "optCtrl", {})
+        return default
     if isinstance(control, LmerControl):
         return control
     if not isinstance(control, Mapping):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -148,11 +148,13 @@ def _string_factor(column: pd.Series) -> pd.Categorical:
     return factor_from_codes(rank[codes], [levels[i] for i in order])
 
 
-def _is_string_column(data: pd.DataFrame, node: Node) -> bool:
+def _is_string_column(columns: _LazyColumns, node: Node) -> bool:
     """Whether ``node`` names one column of pandas' string dtype (not object)."""
-    if not isinstance(node, Name) or node.id not in data.columns:
+    if not isinstance(node, Name) or node.id not in columns:
         return False
-    dtype = getattr(data[node.id], "dtype", None)  # duplicated names give a DataFrame
+    if columns.stored(node.id) is not None:  # a numeric or categorical column
+        return False
+    dtype = getattr(columns.series(node.id), "dtype", None)  # duplicated names: a DataFrame
     return (dtype is not None and pd.api.types.is_string_dtype(dtype)
             and not pd.api.types.is_object_dtype(dtype))
 
@@ -248,9 +250,9 @@ def model_frame(
     nodes = frame_variables(lhs, rhs)
     values: dict[str, Value] = {}
     for node in nodes:
-        if _is_string_column(data, node):  # the factor the frame would make of it, directly
+        if _is_string_column(columns, node):  # the factor the frame would make of it, directly
             assert isinstance(node, Name)
-            values[deparse(node)] = _string_factor(data[node.id])
+            values[deparse(node)] = _string_factor(cast(pd.Series, columns.series(node.id)))
         else:
             values[deparse(node)] = evaluate(node, columns, n, state)
 
@@ -333,13 +335,50 @@ class _LazyColumns(dict):
     def __init__(self, data: pd.DataFrame) -> None:
         super().__init__()
         self._data = data
+        # each column taken out of the frame once (pandas builds a Series at every
+        # ``data[key]``, tens of µs, and deep-copies the frame's attrs into it)
+        self._series: dict[str, pd.Series | pd.DataFrame] = {}
 
     def __contains__(self, key: object) -> bool:
         return key in self._data.columns
 
+    def series(self, key: str) -> pd.Series | pd.DataFrame:
+        """The data's column ``key`` (a DataFrame when the name is duplicated)."""
+        column = self._series.get(key)
+        if column is None:
+            column = self._series[key] = self._data[key]
+        return column
+
+    def stored(self, key: str) -> Value | None:
+        """The value of column ``key`` read straight off the frame's storage for the common
+        column types, float64 (a copy, as :func:`column_value` makes) and categorical (a
+        copy of the Categorical), without the Series pandas would build for ``data[key]``
+        (a deep chain of Python calls: a tenth of a small model's setup); None for any
+        other column, a duplicated name, or a pandas whose internals differ (then the
+        Series path decides)."""
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        try:
+            loc = self._data.columns.get_loc(key)
+            manager = getattr(self._data, "_mgr", None)
+            if not isinstance(loc, (int, np.integer)) or manager is None:
+                return None
+            raw = manager.iget_values(int(loc))
+        except (AttributeError, KeyError, TypeError, IndexError):
+            return None
+        value: Value
+        if isinstance(raw, np.ndarray) and raw.dtype == np.float64 and raw.ndim == 1:
+            value = np.array(raw, dtype=float)
+        elif isinstance(raw, pd.Categorical):
+            value = raw.copy()
+        else:
+            return None
+        dict.__setitem__(self, key, value)
+        return value
+
     def __getitem__(self, key: str) -> Value:
-        if not dict.__contains__(self, key):
-            column = self._data[key]
+        if not dict.__contains__(self, key) and self.stored(key) is None:
+            column = self.series(key)
             if isinstance(column, pd.DataFrame):  # duplicated column names
                 raise ModelFrameError(f"data has {column.shape[1]} columns named '{key}': "
                                       "column names must be unique")

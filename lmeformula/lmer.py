@@ -178,7 +178,7 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
     by ``lmer`` or ``update``, and the stages and the fitted model share it (``m.call``)."""
     # the structures and cross-products: one BLAS thread on a busy machine (the rank check's
     # QR of a small X took 6x its time beside two busy loops with OpenBLAS's threads)
-    with setup_threads(call.control.threads):
+    with setup_threads(call.control.threads, rows=len(call.data)):
         pf = lformula_of(call)
         devfun = mkLmerDevfun(pf, start=start)
     if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on

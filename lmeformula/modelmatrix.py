@@ -200,10 +200,12 @@ def model_matrix(
                 width *= max(len(_factor_of(value, names[v]).categories), 1)
         check_allocation(width * nrow, f"the model matrix columns of term "
                                        f"{':'.join(names[v] for v in term)}")
-        for v in term:
+        for k, v in enumerate(term):
             vmat, vlabels = _variable_columns(values[v], names[v], code.get(v), contrasts, used)
-            # the first variable varies fastest: new columns = old (inner) x this (outer)
-            mat = (mat[:, :, None] * vmat[:, None, :]).reshape(nrow, -1, order="F")
+            if k == 0:  # 1 x the columns: the columns themselves (as floats)
+                mat = np.asarray(vmat, dtype=float)
+            else:  # the first variable varies fastest: new columns = old (inner) x this (outer)
+                mat = (mat[:, :, None] * vmat[:, None, :]).reshape(nrow, -1, order="F")
             labels = [f"{a}:{b}" if a else b for b in vlabels for a in labels]
         blocks.append(mat)
         columns.extend(labels)

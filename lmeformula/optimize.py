@@ -125,14 +125,18 @@ _NLOPT_MESSAGES = {
 }
 
 
+# lme4's nloptwrap settings (nloptr's xtol_rel default included; see the module docstring)
+_NLOPTWRAP_DEFAULTS: dict[str, Any] = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "maxeval": 100000,
+                                       "xtol_rel": 1e-4, "ftol_rel": 0.0}
+
+
 def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
               opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
     """lme4's ``nloptwrap``: NLopt (BOBYQA unless ``optCtrl`` names another algorithm) with
     lme4's settings (see the module docstring); (par, fval, code, message, evaluations)."""
     import nlopt
 
-    settings = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "maxeval": 100000, "xtol_rel": 1e-4,
-                "ftol_rel": 0.0, **opts}
+    settings = {**_NLOPTWRAP_DEFAULTS, **opts}
     k = x0.shape[0]
     count = 0
 
@@ -148,10 +152,13 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             and isinstance(code_of, int)):
         raise LmeFormulaError(f"optCtrl: incorrect algorithm supplied ({algorithm!r}); use an "
                               "NLopt algorithm name such as 'NLOPT_LN_BOBYQA'")
+    # the caller's options are checked (lme4's defaults are valid: every fit passes here)
     for name in ("xtol_abs", "ftol_abs", "xtol_rel", "ftol_rel"):
-        check_number(settings[name], f"optCtrl {name}", lower=0)
-    check_count(settings["maxeval"], "optCtrl maxeval")
-    unused = sorted(set(settings) - {"xtol_abs", "ftol_abs", "maxeval", "xtol_rel", "ftol_rel"})
+        if name in opts:
+            check_number(settings[name], f"optCtrl {name}", lower=0)
+    if "maxeval" in opts:
+        check_count(settings["maxeval"], "optCtrl maxeval")
+    unused = sorted(set(settings) - _NLOPTWRAP_DEFAULTS.keys()) if opts else []
     if unused:  # lme4 ignores them; say so rather than fail
         warnings.warn(f"some options were not used: optCtrl {', '.join(map(repr, unused))}",
                       LmeFormulaWarning, stacklevel=4)
@@ -392,10 +399,11 @@ def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
     g, h = derivs.gradient, derivs.Hessian  # the fields (the Mapping lookup scans them)
     if np.isnan(g).any():
         return Lme4Conv(("Gradient contains NAs",), (-5,))
-    messages, code = _check_gradient(g, h, par, ctrl)
+    chol = _cholesky(h)  # both checks factor the Hessian: once
+    messages, code = _check_gradient(g, h, par, ctrl, chol)
     h_action, h_tol = ctrl.check_conv_hess
     if h_action != "ignore":
-        hess_code, hess_messages = check_hess(h, h_tol)
+        hess_code, hess_messages = check_hess(h, h_tol, factor=chol)
         if hess_messages:
             code = hess_code
             messages = [*messages, *hess_messages]
@@ -403,18 +411,30 @@ def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
     return Lme4Conv(tuple(messages), code)
 
 
+def _cholesky(h: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of ``h``, or None where it has none (numpy's)."""
+    try:
+        return np.linalg.cholesky(h)
+    except np.linalg.LinAlgError:
+        return None
+
+
 def _check_gradient(g: np.ndarray, h: np.ndarray, par: np.ndarray,
-                    ctrl: LmerControl) -> tuple[list[str], tuple[int, ...]]:
-    """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor,
-    each component the smaller of scaled and raw, against ``tol``; then, when ``relTol`` is
-    set, ``max|grad / par|`` against it (its message replaces the first, as in lme4)."""
+                    ctrl: LmerControl, chol: np.ndarray | None = None,
+                    ) -> tuple[list[str], tuple[int, ...]]:
+    """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor
+    (``chol``, when the caller has it), each component the smaller of scaled and raw,
+    against ``tol``; then, when ``relTol`` is set, ``max|grad / par|`` against it (its
+    message replaces the first, as in lme4)."""
     action, tol = ctrl.check_conv_grad
     if action == "ignore":
         return [], ()
     messages: list[str] = []
     code: tuple[int, ...] = ()
+    if chol is None:
+        chol = _cholesky(h)
     try:
-        scgrad: np.ndarray | None = np.linalg.solve(np.linalg.cholesky(h).T, g)
+        scgrad: np.ndarray | None = None if chol is None else np.linalg.solve(chol.T, g)
     except np.linalg.LinAlgError:
         scgrad = None
     if scgrad is None or np.isnan(scgrad).any():
@@ -440,37 +460,36 @@ def _check_gradient(g: np.ndarray, h: np.ndarray, par: np.ndarray,
     return messages, code
 
 
-def check_hess(h: np.ndarray, tol: float, hesstype: str = "") -> tuple[tuple[int, ...],
-                                                                       list[str]]:
+def check_hess(h: np.ndarray, tol: float, hesstype: str = "",
+               factor: np.ndarray | None = None) -> tuple[tuple[int, ...], list[str]]:
     """lme4's ``checkHess``: the codes and messages of a Hessian's eigenvalue checks.
 
     Negative eigenvalues (-3); a numerically singular Hessian, by a near-zero eigenvalue or
     a failed Cholesky factorisation (-4); otherwise a very large eigenvalue (2) and a large
     eigenvalue ratio (3), both reported when both hold; non-finite entries (-6). No
-    messages when all pass."""
+    messages when all pass. ``factor``: h's Cholesky factor when the caller has it (then h
+    is not factored again)."""
     if not np.all(np.isfinite(h)):
         return (-6,), ["Problem with Hessian check (infinite or missing values?)"]
-    evd = np.linalg.eigvalsh(h)
-    negative = int(np.sum(evd < -tol))
+    # the eigenvalues as Python floats: a handful, compared with the same IEEE operations
+    # numpy's reductions would use, without a numpy call per comparison
+    evd = np.linalg.eigvalsh(h).tolist()
+    negative = sum(v < -tol for v in evd)
     if negative:
         # R's paste() puts a space on each side of an empty hesstype
         return (-3,), [" ".join(["Model failed to converge:", "degenerate", hesstype,
                                  f"Hessian with {negative} negative eigenvalues"])]
-    try:
-        np.linalg.cholesky(h)
-        factored = True
-    except np.linalg.LinAlgError:
-        factored = False
-    if np.any(np.abs(evd) < tol) or not factored:
+    factored = factor is not None or _cholesky(h) is not None
+    if any(abs(v) < tol for v in evd) or not factored:
         return (-4,), [" ".join([hesstype, "Hessian is numerically singular: parameters are "
                                            "not uniquely determined"])]
     codes: list[int] = []
     messages: list[str] = []
-    if evd.max() * tol > 1:
+    if max(evd) * tol > 1:
         codes.append(2)
         messages.append("Model is nearly unidentifiable: very large eigenvalue\n"
                         " - Rescale variables?")
-    if evd.min() / evd.max() < tol:
+    if min(evd) / max(evd) < tol:
         codes.append(3)
         messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n"
                         " - Rescale variables?")

@@ -25,7 +25,7 @@ from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes, term_type
 from .rformat import format_r_vector, format_sparse
-from .transforms import as_factor, drop_unused_levels, factor_from_codes
+from .transforms import as_factor, factor_from_codes
 
 __all__ = ["ReTerm", "ReTrms", "format_reterms", "interaction_factor", "khatri_rao",
            "mk_re_trms", "re_trms_from_terms"]
@@ -119,7 +119,7 @@ class ReTerm:
     cnms: list[str]
     key: str = ""
 
-    @property
+    @cached_property  # read several times per fit; pandas' categories are slow to count
     def nl(self) -> int:
         """Number of levels of the grouping factor."""
         return len(self.factor.categories)
@@ -334,7 +334,8 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     if (np.asarray(factor.codes) < 0).any():  # kept by na_action="pass"
         raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}"
                                  ": it has missing values")
-    factor = drop_unused_levels(factor)
+    # _grouping_factor's factors have no unused levels (as_factor and interaction_factor
+    # drop them)
     lhs_terms = terms(bar.left)
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
     if mm.values.shape[1] == 0:

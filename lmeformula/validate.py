@@ -12,6 +12,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,7 @@ def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
     raise ArgumentError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
 
 
+@lru_cache(maxsize=1)  # the machine's memory does not change; every model matrix asks
 def _memory_bytes() -> float:
     try:
         return float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES"))

@@ -89,3 +89,88 @@ def test_lazy_model_quantities_match_their_definitions(data: str, formula: str,
     # the criterion from the fitted model's pieces is the optimizer's at the optimum
     crit = m.REMLcrit() if m.is_REML else lmf.deviance(m)
     assert crit == pytest.approx(m.optinfo.fval, rel=1e-12)
+
+
+def test_small_setups_run_on_one_thread_without_reading_the_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below ThreadPolicy.serial_rows rows the setup takes one BLAS thread and never reads
+    the machine's load; from there on it follows the load (capped by the caller's)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import lmeformula.pls.threads as threads
+
+    def counts() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    reads: list[int] = []
+
+    def free(*args: object, **kwargs: object) -> int:
+        reads.append(1)
+        return 2
+
+    monkeypatch.setattr(threads, "free_cores", free)
+    small = threads.THREAD_POLICY.serial_rows - 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        with threads.setup_threads(rows=small):
+            assert counts() == [1] * len(counts())
+        assert not reads
+        with threads.setup_threads(rows=small + 1):
+            assert counts() == [2] * len(counts())
+        assert reads == [1]
+        with threads.setup_threads(2, rows=small):  # control's "threads" whatever the size
+            assert counts() == [2] * len(counts())
+        assert counts() == [2] * len(counts())
+
+
+def test_frame_reads_float_and_categorical_columns_as_the_series_path_does() -> None:
+    """The model frame's direct read of a column's storage gives what column_value of the
+    Series gives, as a copy; other column types (and duplicated names) take the Series path."""
+    from lmeformula.frame import _LazyColumns
+    from lmeformula.transforms import column_value
+
+    df = pd.DataFrame({
+        "f": np.array([1.5, np.nan, -0.0, 2.0]),
+        "g": pd.Categorical(["b", "a", None, "b"], categories=["b", "a", "c"]),
+        "i": [1, 2, 3, 4],
+        "s": ["x", "y", "z", "x"],
+        "F": pd.array([1.0, None, 2.0, 3.0], dtype="Float64"),
+        "h": np.array([1, 2, 3, 4], dtype=np.float32),
+    })
+    before = df.copy()
+    columns = _LazyColumns(df)
+    for key in ("f", "g"):
+        direct = columns.stored(key)
+        expected = column_value(df[key])
+        assert type(direct) is type(expected)
+        if isinstance(direct, pd.Categorical):
+            assert direct.equals(expected)
+            assert list(direct.categories) == list(expected.categories)
+            direct[0] = "a"  # a copy: the caller's data is never modified
+        else:
+            np.testing.assert_array_equal(direct, expected)
+            assert not np.shares_memory(direct, df[key].to_numpy())
+            direct[0] = 99.0
+    pd.testing.assert_frame_equal(df, before)
+    for key in ("i", "s", "F", "h"):
+        assert columns.stored(key) is None
+        assert type(columns[key]) is type(column_value(df[key]))
+    dup = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
+    assert _LazyColumns(dup).stored("a") is None
+    with pytest.raises(lmf.errors.ModelFrameError, match="columns named 'a'"):
+        _LazyColumns(dup)["a"]
+
+
+def test_fixed_effects_checks_keep_their_messages() -> None:
+    """check_finite_columns: non-finite values, then overflowing squares, each named."""
+    from lmeformula.checks import check_finite_columns, independent_columns
+
+    check_finite_columns(np.zeros((3, 0)), [])
+    check_finite_columns(np.ones((3, 2)), ["a", "b"])
+    with pytest.raises(lmf.errors.ModelFrameError, match=r"NA/NaN/Inf in 'x'.*'b'"):
+        check_finite_columns(np.array([[1.0, np.nan], [2.0, 1.0]]), ["a", "b"])
+    with pytest.raises(lmf.errors.ModelFrameError, match=r"NA/NaN/Inf in 'x'.*'a'"):
+        check_finite_columns(np.array([[np.inf, 1e300], [2.0, 1e300]]), ["a", "b"])
+    with pytest.raises(lmf.errors.ModelFrameError, match="column 'b' is too large"):
+        check_finite_columns(np.array([[1.0, 1e300], [2.0, 1.0]]), ["a", "b"])
+    x = np.column_stack([np.ones(5), np.arange(5.0), 2 * np.arange(5.0) + 1, np.zeros(5)])
+    assert independent_columns(x) == [0, 1]

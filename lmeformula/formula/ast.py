@@ -7,6 +7,7 @@ The nodes are frozen dataclasses so that they can be hashed, compared and used a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "BINARY_PRECEDENCE",
@@ -173,6 +174,7 @@ def format_r_number(value: float, digits: int = 15) -> str:
 _format_number = format_r_number
 
 
+@lru_cache(maxsize=1024)  # names repeat from fit to fit; deparse runs per variable
 def _needs_backticks(name: str) -> bool:
     if not name:
         return True

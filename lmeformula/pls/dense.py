@@ -19,7 +19,11 @@ from .system import (
     _policy,
     _upper_pairs,
     profiled_criteria,
+    profiled_criterion,
 )
+
+_dpotrf = la.lapack.dpotrf  # looked up once: the engine calls it per evaluation
+_TINY = float(np.finfo(float).tiny)
 
 
 def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
@@ -85,7 +89,7 @@ class DensePLSProblem(_AugmentedSystem):
         design[:, -1] = self.y
         self.M = design.T @ (design if w is None else design * w[:, None])
         self._xtx_diag = np.diag(self.M)[q : q + self.p].copy()
-        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, np.finfo(float).tiny)
+        self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, _TINY)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
 
@@ -228,11 +232,26 @@ class DensePLSProblem(_AugmentedSystem):
         s.ravel()[self._diag_z] += 1.0
         return s
 
+    def deviance(self, theta: np.ndarray, REML: bool) -> tuple[float, DenseFactorization]:
+        """The criterion at ``theta`` and its factorisation (the optimizer's call: one
+        method, without the base class's conversions and indirections)."""
+        f = self.factor(theta)
+        return profiled_criterion(f.ldL2, f.ldRX2, f.pwrss, self.n, self.p, self.ldW, REML), f
+
     def factor(self, theta: np.ndarray) -> DenseFactorization:
         theta = np.array(theta, dtype=float)  # a copy (see PLSProblem.factor)
+        quadratic = self._quadratic
+        if quadratic is not None:  # _scaled's quadratic form, inline: it runs per evaluation
+            pa, pb, forms, pos = quadratic
+            c = self._c
+            c[1:] = theta
+            s = np.zeros((self.m, self.m))
+            s.ravel()[pos] = forms @ (c[pa] * c[pb])
+        else:
+            s = self._scaled(theta)
         # s is symmetric: factoring its transpose in place leaves L in the lower triangle
         # (the upper one keeps s: only the lower triangle of L is ever read)
-        lfac, info = la.lapack.dpotrf(self._scaled(theta).T, lower=1, clean=0, overwrite_a=1)
+        lfac, info = _dpotrf(s.T, lower=1, clean=0, overwrite_a=1)
         if info != 0:  # dpotrf overwrote its input: form it again to diagnose
             lfac = cholesky_exact_fit(self._scaled(theta))
         d = lfac.diagonal()

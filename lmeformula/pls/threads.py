@@ -36,8 +36,7 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,11 +61,17 @@ class ThreadPolicy:
         largest is used: a task that runs half the time shows in 7 of 8 triples) ...
     sample_interval
         ... this many seconds apart.
+    serial_rows
+        Below this many rows of data, a model is built (frame, X's rank check,
+        cross-products) with one thread without reading the machine's load: its BLAS calls
+        are too small for threads to pay, and the reading (``/proc``, ~0.1 ms) was a
+        tenth of a small model's setup.
     """
 
     parallel_order: int = 1000
     samples: int = 3
     sample_interval: float = 0.001
+    serial_rows: int = 10_000
 
     def threads(self, order: int, free: int | None = None) -> int:
         """Threads for a dense block of this order: one below :attr:`parallel_order`, else the
@@ -219,38 +224,54 @@ def _controller() -> Any:
     return ThreadpoolController().select(user_api="blas")
 
 
-@contextmanager
-def blas_threads(threads: int | None, at_most: bool = False) -> Iterator[None]:
+class blas_threads:  # lower case: called as the function it was, ``with blas_threads(1):``
     """Run the block with ``threads`` BLAS threads in every loaded BLAS (None: unchanged; with
     ``at_most``, no more than each library has already: the caller's setting caps it),
-    restoring each library's previous setting afterwards."""
-    if threads is None:
-        yield
-        return
-    libs = _openblas_libraries()
-    if libs is not None:
-        previous = [lib.get() for lib in libs]
-        wanted = [min(threads, count) if at_most else threads for count in previous]
-        if wanted == previous:
-            yield
+    restoring each library's previous setting afterwards.
+
+    A class rather than a generator-based context manager: every fit enters two or three of
+    these scopes, and contextlib's machinery cost as much as the thread calls themselves."""
+
+    __slots__ = ("_at_most", "_libs", "_limit", "_previous", "_threads")
+
+    def __init__(self, threads: int | None, at_most: bool = False) -> None:
+        self._threads = threads
+        self._at_most = at_most
+        self._libs: tuple[_OpenBLAS, ...] | None = None
+        self._previous: list[int] | None = None
+        self._limit: Any = None
+
+    def __enter__(self) -> None:
+        threads = self._threads
+        if threads is None:
             return
-        for lib, count in zip(libs, wanted, strict=True):
-            lib.set(count)
-        try:
-            yield
-        finally:
-            for lib, count in zip(libs, previous, strict=True):
+        libs = _openblas_libraries()
+        if libs is not None:
+            previous = [lib.get() for lib in libs]
+            wanted = [min(threads, count) if self._at_most else threads for count in previous]
+            if wanted == previous:
+                return
+            for lib, count in zip(libs, wanted, strict=True):
                 lib.set(count)
-        return
-    controller = _controller()
-    counts = [lib.num_threads for lib in controller.lib_controllers]
-    if at_most:
-        threads = min([threads, *counts])
-    if all(count == threads for count in counts):
-        yield
-        return
-    with controller.limit(limits=threads):
-        yield
+            self._libs, self._previous = libs, previous
+            return
+        controller = _controller()
+        counts = [lib.num_threads for lib in controller.lib_controllers]
+        if self._at_most:
+            threads = min([threads, *counts])
+        if all(count == threads for count in counts):
+            return
+        self._limit = controller.limit(limits=threads)
+        self._limit.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._libs is not None and self._previous is not None:
+            for lib, count in zip(self._libs, self._previous, strict=True):
+                lib.set(count)
+            self._libs = self._previous = None
+        elif self._limit is not None:
+            limit, self._limit = self._limit, None
+            limit.__exit__(*exc)
 
 
 def engine_threads(problem: Any, requested: int | None = None) -> Any:
@@ -263,11 +284,14 @@ def engine_threads(problem: Any, requested: int | None = None) -> Any:
                         at_most=True)
 
 
-def setup_threads(requested: int | None = None) -> Any:
+def setup_threads(requested: int | None = None, rows: int | None = None) -> Any:
     """The scope for building a model (frame, X's rank check, cross-products), before the
-    engine's order is known: ``requested`` threads, else as many as the machine has free cores
-    at this moment (one reading of the runnable-task count, microseconds: every fit passes
-    here), capped by the caller's setting."""
+    engine's order is known: ``requested`` threads, else one for data of fewer than
+    :attr:`ThreadPolicy.serial_rows` rows, else as many as the machine has free cores at
+    this moment (one reading of the runnable-task count), capped by the caller's
+    setting."""
     if requested is not None:
         return blas_threads(requested)
+    if rows is not None and rows < THREAD_POLICY.serial_rows:
+        return blas_threads(1, at_most=True)
     return blas_threads(free_cores(), at_most=True)
