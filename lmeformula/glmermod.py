@@ -149,7 +149,13 @@ class GlmerMod(LmerMod):
         raise LmeFormulaError("REML criterion is not defined for a GLMM")
 
     def deviance(self, REML: bool | None = None) -> float:
-        """lme4's ``deviance`` of a glmerMod: the sum of squared deviance residuals."""
+        """lme4's ``deviance`` of a glmerMod: the sum of squared deviance residuals.
+
+        lme4 sums ``residuals(fit, type = "deviance")^2``, which ``na.exclude`` pads with NA
+        at the rows it removed: the deviance is then NA (NaN here), as in lme4 1.1-31."""
+        na = self.lformula.frame.na_action
+        if na is not None and na.kind == "exclude" and len(na.omitted):
+            return math.nan
         return float(self._devres.sum())
 
     def npar(self) -> int:
