@@ -175,7 +175,7 @@ def _print_tail(m: LmerMod) -> list[str]:
 
 
 def _correlation_block(m: LmerMod) -> list[str]:
-    from .rformat import abbreviate, format_numbers
+    from .rformat import abbreviate_all, format_numbers
 
     v = m.vcov().to_numpy()
     p = v.shape[0]
@@ -184,8 +184,9 @@ def _correlation_block(m: LmerMod) -> list[str]:
     sd = np.sqrt(np.diag(v))
     corr = v / np.outer(sd, sd)
     names = list(m.fixef.index)
-    rns = [abbreviate(n, 11) for n in names]
-    cns = [abbreviate(n, 6) for n in names]
+    # lme4's abbreviate(rn, minlength = 11) and (rn, minlength = 6), each of the whole vector
+    rns = abbreviate_all(names, 11)
+    cns = abbreviate_all(names, 6)
     cells = np.array(format_numbers(np.round(corr.T.ravel(), 3), 7, nsmall=3),
                      dtype=object).reshape(p, p).T
     rows = [[cells[i, j] if i > j else "" for j in range(p - 1)] for i in range(1, p)]

@@ -8,6 +8,8 @@ new data with new levels.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sweep_cases import (
@@ -85,11 +87,40 @@ def test_accessors(name: str) -> None:
           else 1e-7)
 
 
+def normalise_control(text: str) -> str:
+    # lme4 deparses the control expression of the call; a non-default control here prints
+    # "lmerControl(...)" (the Python call has no expression)
+    return re.sub(r"^Control: lmerControl\(.*\)$", "Control: lmerControl(...)", text,
+                  flags=re.M)
+
+
 @pytest.mark.parametrize("name", [n for n in LMM if n not in FLAT])
 def test_printed_output(name: str) -> None:
     m, fx = fit(name), fixture(name)
-    assert str(m.summary()) == fx["summary"]
+    assert str(m.summary()) == normalise_control(fx["summary"])
     assert str(m) == fx["print"]
+    assert str(lmf.anova(m)) == fx["anova_text"]
+
+
+@pytest.mark.parametrize("name", LMM)
+def test_coef_and_condvar(name: str) -> None:
+    m, fx = fit(name), fixture(name)
+    atol = 1e-4 if name in FLAT else 1e-7
+    co = lmf.coef(m)
+    assert list(co) == list(fx["coef"])
+    for grp, ref in fx["coef"].items():
+        assert list(co[grp].columns) == as_list(ref["colnames"])
+        close(co[grp].to_numpy().ravel(order="F"), np.array(ref["values"]).T.ravel(),
+              rtol=1e-5, atol=atol)
+    for grp, ref in fx["ranef"].items():
+        pv = m.ranef(condVar=True)[grp].attrs["postVar"]
+        if isinstance(ref["postVar"], dict):  # one (k, k, levels) array per term
+            for k, term in enumerate(ref["postVar"].values()):
+                close(np.transpose(pv[k], (1, 2, 0)).ravel(), np.ravel(term), rtol=1e-4,
+                      atol=atol)
+        else:
+            close(np.transpose(pv, (1, 2, 0)).ravel(order="F"), ref["postVar"], rtol=1e-4,
+                  atol=atol)
 
 
 @pytest.mark.parametrize("name", LMM)

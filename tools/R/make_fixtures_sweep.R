@@ -8,7 +8,7 @@
 suppressMessages({library(lme4); library(jsonlite)})
 options(digits = 7, warn = 1)
 out_dir <- "tests/fixtures/sweep"
-dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
+dir.create(file.path(out_dir, "anova"), showWarnings = FALSE, recursive = TRUE)
 
 num <- function(x) unname(as.numeric(x))
 mat <- function(x) { x <- as.matrix(x); list(values = unname(x), rownames = rownames(x),
@@ -69,6 +69,9 @@ accessors <- function(m, glmm) {
     Zt_dim = dim(getME(m, "Zt")),
     X_colnames = colnames(getME(m, "X")),
     conv_messages = as.list(m@optinfo$conv$lme4$messages),
+    coef = lapply(coef(m), function(d) list(values = unname(as.matrix(d)),
+                                            rownames = rownames(d), colnames = colnames(d))),
+    anova_text = if (glmm) NULL else paste(capture.output(print(anova(m))), collapse = "\n"),
     summary = paste(capture.output(print(summary(m))), collapse = "\n"),
     print = paste(capture.output(print(m)), collapse = "\n")
   )
@@ -287,3 +290,46 @@ run_case("lm_newdata_factor_slope", d_lm, "y ~ f3 + x + (x | g)",
                               x = c(1, 2), g = factor(c("g05", "new"))))
 d_int <- d_lm; d_int$k <- as.integer(rep(1:5, length.out = n))
 run_case("lm_integer_col", d_int, "y ~ k + (k | g)")
+
+## third batch -------------------------------------------------------------------------------
+set.seed(4040)
+# prior weights on a 0/1 response (integer), NA in the weights column (the row is dropped)
+d_bw <- cbind(d_bin, w = sample(1:3, n, TRUE))
+run_case("bin_binary_weights", d_bw, "y ~ x + (1 | g)", binomial, weights = "w",
+         py = list(weights = "w"))
+d_bwna <- d_bw; d_bwna$w[c(11, 12)] <- NA
+run_case("bin_weights_na", d_bwna, "y ~ x + (1 | g)", binomial, weights = "w",
+         py = list(weights = "w"))
+# a factor slope without intercept, binomial; dummy() in a random term
+run_case("bin_factor_slope", d_bin, "y ~ x + (0 + f3 | g)", binomial)
+run_case("poi_dummy", d_poi, "cnt ~ x + (1 | g) + (0 + dummy(f3, \"hi\") | g)", poisson)
+# offset in the formula and as argument together; quadrature with many points on cbind
+run_case("poi_two_offsets", cbind(d_poi, half = 0.5), "cnt ~ x + offset(log(expo)) + (1 | g)",
+         poisson, offset = "half", py = list(offset = "half"))
+run_case("bin_cbind_agq25", d_cb, "cbind(succ, size - succ) ~ x + (1 | g)", binomial, nAGQ = 25)
+# a logical grouping factor, an integer grouping variable, I() of a comparison
+d_lm3 <- cbind(d_lm, flag = d_lm$z > 0.5, k = rep(1:8, length.out = n), allna = NA_real_)
+run_case("lm_logical_group", d_lm3, "y ~ x + (1 | flag) + (1 | g)",
+         control = quote(lmerControl(calc.derivs = FALSE)),
+         py = list(control = list(calc_derivs = FALSE)))
+run_case("lm_integer_group", d_lm3, "y ~ x + (1 | k)")
+run_case("lm_I_compare", d_lm3, "y ~ I(x > 0) + poly(z, 2, raw = TRUE) + (1 | g)")
+run_case("lm_unrelated_na_column", d_lm3, "y ~ x + (1 | g)")
+run_case("lm_fixed_interactions_noint", d_lm3, "y ~ f3 * h - 1 + x:z + (1 | g)")
+run_case("lm_dummy_default", d_lm3, "y ~ x + (1 | g) + (0 + dummy(f3) | g)")
+run_case("lm_offset_log", d_lm3, "log(pos) ~ x + offset(log(pos) / 2) + (1 | g)", REML = FALSE)
+
+# likelihood-ratio tests between GLMMs (and the fits' order by df)
+ma <- glmer(y ~ x + (1 | g), d_bin, binomial)
+mb <- glmer(y ~ x + f3 + (1 | g), d_bin, binomial)
+mc <- glmer(y ~ x + f3 + (x | g), d_bin, binomial)
+tab <- anova(mb, ma, mc)
+dtab <- as.data.frame(tab)
+writeLines(toJSON(list(columns = columns_of(d_bin),
+                       formulas = c("y ~ x + (1 | g)", "y ~ x + f3 + (1 | g)",
+                                    "y ~ x + f3 + (x | g)"),
+                       rownames = rownames(dtab), colnames = colnames(dtab),
+                       values = lapply(as.list(dtab), unname),
+                       text = paste(capture.output(print(tab)), collapse = "\n")),
+                  digits = NA, auto_unbox = TRUE, null = "null", na = "null"),
+           file.path(out_dir, "anova", "glmm.json"))
