@@ -352,10 +352,14 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     from the fitted θ and β."""
     import dataclasses
 
+    from .prediction import fitted_positions
+
     pf = m.lformula
     y = np.asarray(newresp, dtype=float)
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
+    elif y.ndim >= 1 and y.shape[0] != m.n:  # simulate()'s length under na_action="exclude"
+        y = y[fitted_positions(pf, y.shape[0])]
     if y.shape[0] != m.n or y.shape[1:] != np.asarray(pf.y).shape[1:]:
         raise LmeFormulaError(f"newresp must have the shape of the model's response "
                               f"{np.asarray(pf.y).shape}")

@@ -296,7 +296,8 @@ class GlmerMod(LmerMod):
             eta = fixed + np.asarray(re.Zt.T @ (lambdat.T @ u)).ravel()
             mu = self.family.linkinv(eta)
             cols[f"sim_{s + 1}"] = _draw(self.family, mu, resp, self.sigma, gen)
-        return pd.DataFrame(cols, index=self.lformula.fr.index)
+        # lme4 pads the rows na.exclude removed with NA, as fitted() does
+        return pd.DataFrame({k: self._pad(v, k) for k, v in cols.items()})
 
     def getME(self, name: str) -> Any:
         """lme4's ``getME`` for a glmerMod (``"mu"`` is μ on the response scale)."""

@@ -318,3 +318,51 @@ def test_character_response_refused_for_binomial() -> None:
     f = lmf.glmer("yc ~ x + (1 | g)", d.assign(yc=d["yc"].astype("category")),
                   family=family_of("bin_factor_resp_diag"))
     assert np.isfinite(f.logLik().value)
+
+
+# getME names compared (q_i is left out: lme4 1.1-31 multiplies p_i by l_i recycled, which
+# for two terms on one factor and another factor gives [40, 20, 40] where the terms have
+# 40, 20 and 20 coefficients; ours are the terms' sizes)
+GETME = ("Gp", "lower", "Lind", "n_rtrms", "n_rfacs", "N", "n", "p", "q", "p_i", "l_i", "k",
+         "m_i", "m", "offset")
+
+
+def getme_close(m: Any, fx: dict[str, Any]) -> None:
+    for k in GETME:
+        ref = fx["getme"][k]
+        ours = lmf.getME(m, k)
+        if isinstance(ours, dict):
+            ours = list(ours.values())
+        arr = np.asarray(ours, dtype=float).ravel()
+        if k == "Lind":  # 0-based here
+            arr = arr + 1
+        want = np.array([-np.inf if v is None else v for v in as_list(ref)], dtype=float) \
+            if k == "lower" else np.array(as_list(ref), dtype=float)
+        # (the offset is log() of the data here and in R: round-off apart)
+        np.testing.assert_allclose(arr, want.ravel(), rtol=1e-13, atol=0, err_msg=k)
+
+
+@pytest.mark.parametrize("name", GLMM)
+def test_getme_and_partial_re_form(name: str) -> None:
+    m, fx = fit(name), fixture(name)
+    getme_close(m, fx)
+    if fx.get("re_form_first"):
+        tol = 1e-4 if name in FLAT else 1e-6
+        close(m.predict(re_form=fx["re_form_first"]), fx["predict_re_first"], rtol=1e-5,
+              atol=tol)
+
+
+@pytest.mark.parametrize("name", ["bin_na_exclude", "bin_logical_na_subset"])
+def test_simulate_pads_excluded_rows(name: str) -> None:
+    # lme4's simulate() under na.exclude has a row (NA) for each row NA handling removed,
+    # as fitted() does; refit() takes that vector back
+    m, fx = fit(name), fixture(name)
+    ref = np.array([np.nan if v is None else v for v in fx["refit"]["newresp"]], dtype=float)
+    sim = lmf.simulate(m, 2, rng=1)
+    assert sim.shape == (ref.shape[0], 2)
+    np.testing.assert_array_equal(sim.isna().to_numpy()[:, 0], np.isnan(ref))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = lmf.refit(m, ref)
+    assert again.nobs == m.nobs
+    assert np.isfinite(again.logLik().value)

@@ -135,3 +135,24 @@ def test_predict_newdata(name: str) -> None:
     nd = frame_of(fx["newdata"])
     close(m.predict(newdata=nd, allow_new_levels=True), fx["predict_newdata"], rtol=1e-6,
           atol=1e-8)
+
+
+@pytest.mark.parametrize("name", LMM)
+def test_getme_and_partial_re_form(name: str) -> None:
+    from test_sweep_glmer import getme_close
+
+    m, fx = fit(name), fixture(name)
+    getme_close(m, fx)
+    if fx.get("re_form_first"):
+        close(m.predict(re_form=fx["re_form_first"]), fx["predict_re_first"], rtol=1e-5,
+              atol=1e-4 if name in FLAT else 1e-7)
+
+
+def test_simulate_under_na_exclude() -> None:
+    # it failed with a shape error; lme4 pads the removed rows with NA
+    m = fit("lm_na_exclude")
+    sim = lmf.simulate(m, 3, rng=2)
+    fitted = m.fitted()
+    assert sim.shape == (fitted.shape[0], 3)
+    np.testing.assert_array_equal(sim.isna().to_numpy()[:, 1], fitted.isna().to_numpy())
+    assert list(sim.index) == list(fitted.index)

@@ -75,10 +75,41 @@ accessors <- function(m, glmm) {
     summary = paste(capture.output(print(summary(m))), collapse = "\n"),
     print = paste(capture.output(print(m)), collapse = "\n")
   )
+  # getME's sizes and index vectors
+  out$getme <- lapply(setNames(nm = c("Gp", "lower", "Lind", "n_rtrms", "n_rfacs", "N", "n",
+                                      "p", "q", "p_i", "l_i", "q_i", "k", "m_i", "m",
+                                      "offset")),
+                      function(nm) unname(getME(m, nm)))
+  # predictions with the first random-effects term only
+  bars <- findbars(formula(m))
+  if (length(bars) > 1) {
+    out$re_form_first <- paste("~", paste(deparse(bars[[1]]), collapse = " "))
+    pr <- tryCatch(num(predict(m, re.form = as.formula(out$re_form_first))),
+                   error = function(e) NULL)  # (dummy() terms fail in lme4's mkNewReTrms)
+    if (is.null(pr)) out$re_form_first <- NULL else out$predict_re_first <- pr
+  }
   if (glmm) {
     out$resid_working <- num(residuals(m, type = "working"))
     out$predict_response <- num(predict(m, type = "response"))
     out$confint_wald <- mat(confint(m, method = "Wald"))
+    # refit to a simulated response (the response stored: R's random numbers are not ours)
+    # simulate(seed =) reseeds R's generator: keep the data sets' draws what they were
+    saved <- get(".Random.seed", envir = globalenv())
+    sim <- tryCatch(simulate(m, nsim = 1, seed = 11)[[1]], error = function(e) e)
+    assign(".Random.seed", saved, envir = globalenv())
+    if (inherits(sim, "error")) {
+      out$simulate_error <- conditionMessage(sim)
+      r2 <- list(fit = NULL)
+    } else r2 <- collect(refit(m, newresp = sim))
+    if (!is.null(r2$error)) out$refit_error <- r2$error
+    if (!is.null(r2$fit)) out$refit <- list(
+      # a factor as 0/1 (first level = failure), as refit takes it
+      newresp = if (is.matrix(sim)) unname(sim) else if (is.factor(sim))
+        as.numeric(sim) - 1 else num(sim),
+      feval = r2$fit@optinfo$feval,
+                                            theta = num(getME(r2$fit, "theta")),
+                                            beta = num(fixef(r2$fit)),
+                                            logLik = as.numeric(logLik(r2$fit)))
   } else {
     out$REML <- isREML(m)
   }
