@@ -328,6 +328,8 @@ def _draw(family: Any, mu: np.ndarray, resp: Any, sigma: float,
           gen: np.random.Generator) -> np.ndarray:
     name = family.family
     if name == "binomial":
+        if np.any(np.asarray(resp.weights) % 1 != 0):  # R's binomial()$simulate refuses them
+            raise LmeFormulaError("cannot simulate from non-integer prior.weights")
         ntrials = np.round(resp.weights).astype(np.int64)
         ntrials = np.maximum(ntrials, 1)
         return gen.binomial(ntrials, mu) / ntrials

@@ -366,3 +366,10 @@ def test_simulate_pads_excluded_rows(name: str) -> None:
         again = lmf.refit(m, ref)
     assert again.nobs == m.nobs
     assert np.isfinite(again.logLik().value)
+
+
+def test_simulate_refuses_non_integer_binomial_weights() -> None:
+    fx = fixture("bin_prop_nonint")
+    with pytest.raises(lmf.errors.LmeFormulaError) as err:
+        lmf.simulate(fit("bin_prop_nonint"), 1, rng=1)
+    assert str(err.value) == fx["simulate_error"]
