@@ -91,8 +91,17 @@ def _positive(eta: Array) -> bool:
     return bool(np.all(np.isfinite(eta)) and np.all(eta > 0))
 
 
+def _logit(mu: Array) -> Array:
+    # R's C logit link refuses μ outside [0, 1] (a cbind response with negative failures
+    # gives such a starting μ): its message, naming the first such value
+    bad = (mu < 0.0) | (mu > 1.0)
+    if np.any(bad):
+        raise FamilyError(f"Value {float(np.asarray(mu)[bad].flat[0]):g} out of range (0, 1)")
+    return np.log(mu / (1.0 - mu))
+
+
 _LINKS: dict[str, Link] = {
-    "logit": Link("logit", lambda mu: np.log(mu / (1.0 - mu)), _logit_inv, _logit_mu_eta,
+    "logit": Link("logit", _logit, _logit_inv, _logit_mu_eta,
                   _always),
     "probit": Link("probit", lambda mu: special.ndtri(mu), _probit_inv, _probit_mu_eta,
                    _always),
@@ -363,12 +372,17 @@ def get_family(family: str | Family | Callable[[], Family]) -> Family:
 def binomial_aic_parts(y: Array, n: Array, wt: Array,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The μ-free parts of R's ``binomial()$aic``: the log binomial coefficient, successes,
-    failures, and each observation's factor (prior weight over trials; 0 where no trials)."""
+    failures, and each observation's factor (prior weight over trials; 0 where no trials).
+
+    As lme4's compiled ``binomialDist::aic`` (which glmer uses, not R's ``binomial()$aic``):
+    the factor divides by the *rounded* trials, so non-integer weights (proportions with
+    weights of 10.5 trials, say) give lme4's log-likelihood; R's glm divides by the
+    unrounded ones. Integer trials give the same either way."""
     m = n if np.any(n > 1) else wt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-    k = np.round(m * y)
     size = np.round(m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(size > 0, wt / np.where(size > 0, size, 1.0), 0.0)
+    k = np.round(m * y)
     const = (special.gammaln(size + 1) - special.gammaln(k + 1)
              - special.gammaln(size - k + 1))
     return const, k, size - k, factor

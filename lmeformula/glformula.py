@@ -30,8 +30,23 @@ class GlFormula(LFormula):
     family: Family = field(default=None, repr=False)  # type: ignore[assignment]
 
 
-def glmer_response(family: Family) -> Any:
-    """The response step of glFormula for ``family`` (lme4's ``mkRespMod`` type checks)."""
+def _character_column(data: pd.DataFrame | None, name: str) -> bool:
+    """Whether ``name`` is a column of strings (R's character vector: the frame makes a
+    factor of it for the fixed effects, but a response stays character in R)."""
+    if data is None or name not in data.columns:
+        return False
+    col = data[name]
+    if not isinstance(col, pd.Series) or isinstance(col.dtype, pd.CategoricalDtype):
+        return False
+    if pd.api.types.is_string_dtype(col.dtype) and not pd.api.types.is_object_dtype(col.dtype):
+        return True
+    return bool(pd.api.types.is_object_dtype(col.dtype)
+                and pd.api.types.infer_dtype(col, skipna=True) == "string")
+
+
+def glmer_response(family: Family, data: pd.DataFrame | None = None) -> Any:
+    """The response step of glFormula for ``family`` (lme4's ``mkRespMod`` type checks);
+    ``data``: the caller's data, to tell a column of strings from a factor."""
 
     def response(frame: ModelFrame) -> np.ndarray:
         if frame.response is None:
@@ -48,6 +63,9 @@ def glmer_response(family: Family) -> Any:
         elif isinstance(y, pd.Categorical):
             if not binom:
                 raise ModelFrameError("response must be numeric")
+            if _character_column(data, frame.response or ""):
+                # R's binomial initialize takes factors, not character vectors
+                raise ModelFrameError("response must be numeric or factor")
             # R's binomial initialize: y <- y != levels(y)[1]
             arr = (np.asarray(y.codes) != 0).astype(float)
         else:

@@ -286,7 +286,7 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         else Lme4Conv()
     name = data_name or data.attrs.get("name") or "data"
     model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
-                     _describe(weights, offset, subset))
+                     _describe(weights, offset, subset, ctrl))
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
     return model
@@ -333,17 +333,27 @@ def _parse_start(start: Any, pf: Any) -> tuple[np.ndarray | None, np.ndarray | N
             raise LmeFormulaError(f"'start' has invalid names {bad}")
         theta = start.get("theta", start.get("par"))
         beta = start.get("fixef", start.get("beta"))
-        theta = None if theta is None else np.asarray(theta, float)
-        beta = None if beta is None else np.asarray(beta, float)
+        # a scalar is a length-one vector, as in R (start = list(theta = 0.5))
+        theta = None if theta is None else np.atleast_1d(np.asarray(theta, float))
+        beta = None if beta is None else np.atleast_1d(np.asarray(beta, float))
     else:
-        theta, beta = np.asarray(start, float), None
+        theta, beta = np.atleast_1d(np.asarray(start, float)), None
     if theta is not None and theta.shape[0] != ntheta:
         raise LmeFormulaError(f"starting value of 'par' has length not equal to {ntheta}")
     return theta, beta
 
 
-def _describe(weights: Any, offset: Any, subset: Any) -> dict[str, str]:
+# glmerControl()'s defaults, to compare a call's control with
+_DEFAULT_GLMER_CONTROL = GlmerControl()
+
+
+def _describe(weights: Any, offset: Any, subset: Any,
+              ctrl: GlmerControl | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
+    # lme4's summary shows a Control: line for a control in the call; the expression is not
+    # known here, so a non-default control shows as lmer's does ("lmerControl(...)")
+    if ctrl is not None and ctrl != _DEFAULT_GLMER_CONTROL:
+        out["control"] = "glmerControl(...)"
     if weights is not None:
         out["weights"] = weights if isinstance(weights, str) else "weights"
     if offset is not None:
@@ -388,10 +398,14 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     from the fitted θ and β."""
     import dataclasses
 
+    from .prediction import fitted_positions
+
     pf = m.lformula
     y = np.asarray(newresp, dtype=float)
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
+    elif y.ndim >= 1 and y.shape[0] != m.n:  # simulate()'s length under na_action="exclude"
+        y = y[fitted_positions(pf, y.shape[0])]
     if y.shape[0] != m.n or y.shape[1:] != np.asarray(pf.y).shape[1:]:
         raise LmeFormulaError(f"newresp must have the shape of the model's response "
                               f"{np.asarray(pf.y).shape}")

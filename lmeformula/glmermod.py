@@ -149,7 +149,13 @@ class GlmerMod(LmerMod):
         raise LmeFormulaError("REML criterion is not defined for a GLMM")
 
     def deviance(self, REML: bool | None = None) -> float:
-        """lme4's ``deviance`` of a glmerMod: the sum of squared deviance residuals."""
+        """lme4's ``deviance`` of a glmerMod: the sum of squared deviance residuals.
+
+        lme4 sums ``residuals(fit, type = "deviance")^2``, which ``na.exclude`` pads with NA
+        at the rows it removed: the deviance is then NA (NaN here), as in lme4 1.1-31."""
+        na = self.lformula.frame.na_action
+        if na is not None and na.kind == "exclude" and len(na.omitted):
+            return math.nan
         return float(self._devres.sum())
 
     def npar(self) -> int:
@@ -290,7 +296,8 @@ class GlmerMod(LmerMod):
             eta = fixed + np.asarray(re.Zt.T @ (lambdat.T @ u)).ravel()
             mu = self.family.linkinv(eta)
             cols[f"sim_{s + 1}"] = _draw(self.family, mu, resp, self.sigma, gen)
-        return pd.DataFrame(cols, index=self.lformula.fr.index)
+        # lme4 pads the rows na.exclude removed with NA, as fitted() does
+        return pd.DataFrame({k: self._pad(v, k) for k, v in cols.items()})
 
     def getME(self, name: str) -> Any:
         """lme4's ``getME`` for a glmerMod (``"mu"`` is μ on the response scale)."""
@@ -321,6 +328,8 @@ def _draw(family: Any, mu: np.ndarray, resp: Any, sigma: float,
           gen: np.random.Generator) -> np.ndarray:
     name = family.family
     if name == "binomial":
+        if np.any(np.asarray(resp.weights) % 1 != 0):  # R's binomial()$simulate refuses them
+            raise LmeFormulaError("cannot simulate from non-integer prior.weights")
         ntrials = np.round(resp.weights).astype(np.int64)
         ntrials = np.maximum(ntrials, 1)
         return gen.binomial(ntrials, mu) / ntrials

@@ -85,7 +85,7 @@ def _varcorr_lines(m: Any, digits: int, comp: tuple[str, ...]) -> str:
 def format_glmer(m: Any) -> str:
     """lme4's ``print(fit)`` of a glmerMod."""
 
-    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m, long=False)]
+    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m, long=False, expanded=False)]
     lines += _aic_table(m, 4)
     lines.append("Random effects:")
     lines.append(_varcorr_lines(m, 4, ("Std.Dev.",)))
@@ -98,7 +98,7 @@ def format_glmer_summary(m: Any, digits: int = 4) -> str:
     """lme4's ``print(summary(fit))`` of a glmerMod."""
     from .rformat import format_numbers, print_named, zapsmall
 
-    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m), ""]
+    lines = [*method_title_lines(m), _family_line(m), *_call_lines(m, expanded=False), ""]
     lines += _aic_table(m, 1)
     lines.append("")
     res = m.residuals(type="pearson", scaled=True).dropna().to_numpy()

@@ -78,7 +78,8 @@ def glformula_of(call: ModelCall) -> LFormula:
     with formula_room(call):  # long formulas: deep syntax trees
         if call.syntax != "R":
             return formulaic_glformula(call)
-        return build_lformula(call, GlFormula, glmer_response(fam), allow_n=True, family=fam)
+        return build_lformula(call, GlFormula, glmer_response(fam, call.data), allow_n=True,
+                              family=fam)
 
 
 def _checks_only(control: Any) -> LmerControl:

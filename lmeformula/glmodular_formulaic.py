@@ -61,7 +61,7 @@ def formulaic_glformula(call: ModelCall) -> FormulaicGlFormula:
             "({successes / trials} ~ ..., weights=trials)")
     model = formulaic_model(parsed, call.data, ctrl, subset=call.subset, weights=call.weights,
                             na_action=call.na_action, offset=call.offset,
-                            contrasts=call.contrasts, response=glmer_response(call.family),
-                            allow_n=True)
+                            contrasts=call.contrasts,
+                            response=glmer_response(call.family, call.data), allow_n=True)
     return FormulaicGlFormula(REML=False, family=call.family,
                               **result_fields(model, parsed, call))

@@ -529,18 +529,23 @@ class LmerMod:
 
     @property
     def coef(self) -> dict[str, pd.DataFrame]:
-        """Per grouping factor: fixed effects plus conditional modes, one row per level."""
+        """Per grouping factor: fixed effects plus conditional modes, one row per level.
+
+        As lme4's ``coef.merMod``: random-effect columns that are not fixed effects (of any
+        grouping factor, in ranef's order) come first, as zero fixed effects, then the fixed
+        effects; every factor's table has all these columns."""
         fe = self.fixef
+        re = self.ranef(condVar=False)
+        missing = list(dict.fromkeys(c for r in re.values() for c in r.columns
+                                     if c not in fe.index))
+        cols = missing + list(fe.index)
+        base = np.concatenate([np.zeros(len(missing)), fe.to_numpy(dtype=float)])
         out = {}
-        for name, r in self.ranef(condVar=False).items():
-            cols = list(dict.fromkeys(list(r.columns) + list(fe.index)))
-            df = pd.DataFrame(0.0, index=r.index, columns=cols)
-            for c in fe.index:
-                df[c] += fe[c]
+        for name, r in re.items():
+            df = pd.DataFrame(np.tile(base, (len(r.index), 1)), index=r.index, columns=cols)
             for j, c in enumerate(r.columns):
                 df[c] += r.iloc[:, j].to_numpy()
-            ordered = [c for c in fe.index] + [c for c in cols if c not in fe.index]
-            out[name] = df[ordered]
+            out[name] = df
         return out
 
     # -- fitted values and residuals ----------------------------------------------------------

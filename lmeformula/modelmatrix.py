@@ -220,8 +220,10 @@ def _variable_columns(
     if code is None:
         if isinstance(value, MatrixValue):
             k = value.values.shape[1]
-            if value.colnames is None:
-                suffixes = [""] if k == 1 else [str(i + 1) for i in range(k)]
+            if k == 1:  # R names a one-column matrix by the variable alone, colnames or not
+                suffixes = [""]
+            elif value.colnames is None:
+                suffixes = [str(i + 1) for i in range(k)]
             else:
                 suffixes = list(value.colnames)
             return value.values, [name + s for s in suffixes]

@@ -493,6 +493,8 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     conditioned = select_terms(m, None if use_u else re_form)
     eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
                              allow_new_levels=True), dtype=float)
+    if newdata is None:
+        eta = eta[fitted_positions(m.lformula, eta.shape[0])]
     re = m.lformula.reTrms
     redraw = [i for i in range(len(re.terms)) if i not in conditioned]
     n = eta.shape[0]
@@ -509,5 +511,20 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
                 u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(re.Gp[i + 1] - re.Gp[i])
             sim = sim + sigma * np.asarray(zt.T @ (lambdat.T @ u)).ravel()
         out[f"sim_{k + 1}"] = sim
-    index = newdata.index if newdata is not None else m.lformula.fr.index
-    return pd.DataFrame(out, index=index)
+    if newdata is None:  # lme4 pads the rows na.exclude removed with NA, as fitted() does
+        return pd.DataFrame({k: naresid(m.lformula, v, k) for k, v in out.items()})
+    return pd.DataFrame(out, index=newdata.index)
+
+
+def fitted_positions(lformula: LFormula, length: int) -> np.ndarray:
+    """Where the fitted rows sit in a vector of ``length``: all of it, or, for a vector
+    padded as ``na_action="exclude"`` pads (the fitted rows and those NA handling removed,
+    in the data's order), a mask of the fitted rows."""
+    frame = lformula.frame
+    na = frame.na_action
+    if na is None or na.kind != "exclude" or length == frame.nrow:
+        return np.arange(length)
+    positions = np.sort(np.concatenate([frame.rows, np.asarray(na.omitted)]))
+    if positions.shape[0] != length:
+        return np.arange(length)
+    return np.flatnonzero(np.isin(positions, frame.rows))

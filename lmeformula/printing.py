@@ -26,14 +26,21 @@ __all__ = ["format_anova", "format_coefmat", "format_merMod", "format_summary", 
 
 # ---- fitted models ---------------------------------------------------------------------------
 
-def _call_lines(m: LmerMod, long: bool = True) -> list[str]:
+def _call_lines(m: LmerMod, long: bool = True, expanded: bool = True) -> list[str]:
+    """The Formula/Data/Weights/Offset/Control/Subset lines. ``expanded``: the formula with
+    ``||`` expanded, as lmer stores it; glmer's call keeps the formula as written."""
     from .formula.ast import BinOp, cat_fill, deparse_lines
     from .formula.limits import recursion_room
+    from .formula.parser import parse_formula
 
     parsed = m.lformula.parsed
     if parsed.lhs is not None:
         with recursion_room(len(parsed.text)):
-            formula_lines = deparse_lines(BinOp("~", parsed.lhs, parsed.rhs))
+            lhs, rhs = parsed.lhs, parsed.rhs
+            if not expanded:
+                written = parse_formula(parsed.text)
+                lhs, rhs = written[0] or parsed.lhs, written[1]
+            formula_lines = deparse_lines(BinOp("~", lhs, rhs))
     else:
         formula_lines = [m.formula]
     lines = [cat_fill(["Formula:", *formula_lines]), f"   Data: {m.data_name}"]
@@ -45,8 +52,21 @@ def _call_lines(m: LmerMod, long: bool = True) -> list[str]:
     if long and "control" in args:
         lines.append(f"Control: {args['control']}")
     if "subset" in args:
-        lines.append(f" Subset: {args['subset']}")
+        lines.append(f" Subset: {_deparse_subset(args['subset'])}")
     return lines
+
+
+def _deparse_subset(text: str) -> str:
+    """The subset expression as R deparses it in the call (``f3 != "lo"`` for the text
+    ``f3 != 'lo'``, spaces around operators); text that does not parse is shown as given."""
+    from .errors import LmeFormulaError
+    from .formula.ast import deparse
+    from .formula.parser import parse_expression
+
+    try:
+        return deparse(parse_expression(text))
+    except (LmeFormulaError, RecursionError):
+        return text
 
 
 def _method_title(m: LmerMod) -> str:
@@ -155,7 +175,7 @@ def _print_tail(m: LmerMod) -> list[str]:
 
 
 def _correlation_block(m: LmerMod) -> list[str]:
-    from .rformat import abbreviate, format_numbers
+    from .rformat import abbreviate_all, format_numbers
 
     v = m.vcov().to_numpy()
     p = v.shape[0]
@@ -164,8 +184,9 @@ def _correlation_block(m: LmerMod) -> list[str]:
     sd = np.sqrt(np.diag(v))
     corr = v / np.outer(sd, sd)
     names = list(m.fixef.index)
-    rns = [abbreviate(n, 11) for n in names]
-    cns = [abbreviate(n, 6) for n in names]
+    # lme4's abbreviate(rn, minlength = 11) and (rn, minlength = 6), each of the whole vector
+    rns = abbreviate_all(names, 11)
+    cns = abbreviate_all(names, 6)
     cells = np.array(format_numbers(np.round(corr.T.ravel(), 3), 7, nsmall=3),
                      dtype=object).reshape(p, p).T
     rows = [[cells[i, j] if i > j else "" for j in range(p - 1)] for i in range(1, p)]

@@ -92,38 +92,87 @@ def print_named(values: Sequence[str], names: Sequence[str], width: int = 80) ->
 
 
 def abbreviate(name: str, minlength: int) -> str:
-    """R's ``abbreviate(name, minlength)`` (``stripchars`` in R's C code).
+    """R's ``abbreviate`` of one name (``stripchars`` in R's C code, ``use.classes = TRUE``).
 
-    From the right, never touching the first character or one that follows a space, it drops
-    lower-case vowels, then lower-case letters, until the length without spaces is at most
-    ``minlength``; then spaces go.
+    Working from the right and never touching the first character of a word (one that
+    follows a space) nor the name's first, it drops lower-case vowels that end a word, then
+    other lower-case vowels, then lower-case letters that end a word, then other lower-case
+    letters, and at last any character, each pass stopping as soon as the length without
+    spaces is at most ``minlength``; the spaces go when the result is still longer. For a
+    vector of names (R's duplicates handling) see :func:`abbreviate_all`.
     """
     chars = list(name.strip())
-    if len(chars) <= minlength:
+    if len(chars) < minlength:
         return "".join(chars)
-    while chars and chars[-1].isspace():
-        chars.pop()
-    nspace = sum(c.isspace() for c in chars)
+    nspace = 0
+    trailing = True
+    done = False
+    for i in range(len(chars) - 1, 0, -1):
+        # trailing blanks are cut; inner ones are counted (they mark word starts)
+        if chars[i].isspace():
+            if trailing:
+                del chars[i:]
+            else:
+                nspace += 1
+        else:
+            trailing = False
+        if len(chars) - nspace <= minlength:
+            done = True
+            break
 
-    def short() -> bool:
-        return len(chars) - nspace <= minlength
+    def first_of_word(i: int) -> bool:
+        return chars[i - 1].isspace()
 
-    # abbreviate(strict = FALSE): only lower-case letters go, so the result may stay longer
-    # than minlength ("poly(Days, 3)1" -> "p(D,3)1")
-    tests = (lambda c: c in "aeiou", str.islower)
-    done = short()
-    for test in tests:
+    def last_of_word(i: int) -> bool:
+        return not chars[i - 1].isspace() and (i + 1 == len(chars) or chars[i + 1].isspace())
+
+    passes = (
+        lambda i: chars[i] in "aeiou" and last_of_word(i),
+        lambda i: chars[i] in "aeiou" and not first_of_word(i),
+        lambda i: chars[i].islower() and last_of_word(i),
+        lambda i: chars[i].islower() and not first_of_word(i),
+        lambda i: not first_of_word(i) and not chars[i].isspace(),  # brute force
+    )
+    for drop in passes:
         if done:
             break
         for i in range(len(chars) - 1, 0, -1):
-            if i < len(chars) and test(chars[i]) and not chars[i - 1].isspace():
+            if i < len(chars) and drop(i):
                 del chars[i]
-            if short():
+            if len(chars) - nspace <= minlength:
                 done = True
                 break
     if len(chars) > minlength:
         chars = [chars[0]] + [c for c in chars[1:] if not c.isspace()]
     return "".join(chars)
+
+
+def abbreviate_all(names: Sequence[str], minlength: int) -> list[str]:
+    """R's ``abbreviate(names, minlength)`` (``strict = FALSE``): names whose abbreviations
+    coincide are abbreviated again with ``minlength`` one larger, until all differ
+    (``poly(x, 2)1``/``poly(x, 2)2`` become ``p(,2)1``/``p(,2)2``, not both ``p(,2)``);
+    duplicated names get one abbreviation."""
+    trimmed = [n.strip() for n in names]
+    unique = list(dict.fromkeys(trimmed))
+    out = list(unique)
+    redo = [True] * len(unique)
+    length = minlength
+    while True:
+        for k, again in enumerate(redo):
+            if again:
+                out[k] = abbreviate(unique[k], length)
+        seen: set[str] = set()
+        dup = set()
+        for a in out:
+            if a in seen:
+                dup.add(a)
+            seen.add(a)
+        if not dup:
+            break
+        length += 1
+        redo = [a in dup for a in out]
+    lookup = dict(zip(unique, out, strict=True))
+    return [lookup[n] for n in trimmed]
 
 
 def r_format(x: float, digits: int = 7) -> str:

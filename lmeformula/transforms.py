@@ -371,6 +371,8 @@ class Evaluator:
             names = tuple(p.id if isinstance(p, Name) else "" for p in pos)
             return MatrixValue(np.column_stack([np.broadcast_to(c, (self.nrow,))
                                                 for c in cols]).astype(float), names)
+        if fn == "dummy":
+            return _dummy(node, self, what)
         if fn in ("pmin", "pmax"):
             arrays = [np.asarray(self.eval(p), dtype=float) for p in pos]
             pfun = np.minimum if fn == "pmin" else np.maximum
@@ -379,6 +381,29 @@ class Evaluator:
                 out = pfun(out, a)
             return out
         raise FormulaError(f"could not find function \"{fn}\" (in {what})")
+
+
+def _dummy(node: Call, ev: Evaluator, what: str) -> MatrixValue:
+    """lme4's ``dummy(f, levelsToKeep)``: 0/1 indicator columns of the factor's levels
+    ``levelsToKeep`` (by default all but the first), for random terms such as
+    ``(0 + dummy(f, "b") | g)``; a missing factor value gives a missing row."""
+    f = as_factor(ev.eval(node.positional[0]), deparse(node.positional[0]))
+    levels = [str(c) for c in f.categories]
+    keep_node = node.kwarg("levelsToKeep") or (
+        node.positional[1] if len(node.positional) > 1 else None)
+    if keep_node is None:
+        keep = levels[1:]
+    else:
+        keep = [str(v) for v in np.atleast_1d(np.asarray(ev.eval(keep_node), dtype=object))]
+    unknown = [k for k in keep if k not in levels]
+    if unknown:
+        raise FormulaError(f"subscript out of bounds: {', '.join(unknown)} not a level "
+                           f"(in {what})")
+    codes = np.asarray(f.codes)
+    mat = np.column_stack([(codes == levels.index(k)).astype(float) for k in keep]) \
+        if keep else np.zeros((codes.shape[0], 0))
+    mat[codes < 0] = np.nan
+    return MatrixValue(mat, tuple(keep))
 
 
 def _vector(x: np.ndarray, what: str) -> np.ndarray:

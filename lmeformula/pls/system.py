@@ -106,7 +106,10 @@ class _AugmentedSystem:
         self.q = (sum(t.size for t in self.terms) if callable(self.Zt)
                   else self.Zt.shape[0])
         w = np.ones(self.n) if self.weights is None else np.asarray(self.weights, float)
-        self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
+        # a zero weight (a glmer observation with no trials) makes log|W| -inf, which only
+        # lmer's criterion uses: no numpy warning for it
+        with np.errstate(divide="ignore"):
+            self.ldW = float(np.log(w).sum()) if self.weights is not None else 0.0
         return w
 
     def _zt(self) -> sp.csc_matrix:

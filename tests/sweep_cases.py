@@ -1,0 +1,115 @@
+"""Loading the sweep fixtures (tests/fixtures/sweep/*.json, tools/R/make_fixtures_sweep.R):
+the data with R's column types, the call, and fitting it here as the R script fitted it."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from cases import FIXTURES
+
+import lmeformula as lmf
+
+SWEEP = FIXTURES / "sweep"
+NAMES = sorted(p.stem for p in SWEEP.glob("*.json"))
+
+
+@cache
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((SWEEP / f"{name}.json").read_text())  # type: ignore[no-any-return]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def frame_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
+    """A DataFrame with R's column types: factors as categoricals with R's levels (unused
+    ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""
+    out: dict[str, Any] = {}
+    for col in columns:
+        vals = as_list(col["values"])
+        kind = col["type"]
+        if kind == "factor":
+            out[col["name"]] = pd.Categorical(vals, categories=as_list(col["levels"]))
+        elif kind == "logical":
+            out[col["name"]] = (pd.array(vals, dtype="boolean") if None in vals
+                                else np.array(vals, dtype=bool))
+        elif kind == "character":
+            out[col["name"]] = pd.Series(vals, dtype=object)
+        else:
+            out[col["name"]] = np.array([np.nan if v is None else v for v in vals], dtype=float)
+    return pd.DataFrame(out)
+
+
+def data_of(name: str) -> pd.DataFrame:
+    return frame_of(fixture(name)["columns"])
+
+
+def kwargs_of(name: str) -> dict[str, Any]:
+    fx = fixture(name)
+    args = fx["args"] if isinstance(fx["args"], dict) else {}
+    kw: dict[str, Any] = dict(fx["py"]) if isinstance(fx["py"], dict) else {}
+    if "nAGQ" in args:
+        kw["nAGQ"] = args["nAGQ"]
+    if "REML" in args:
+        kw["REML"] = args["REML"]
+    return kw
+
+
+def is_glmm(name: str) -> bool:
+    return fixture(name).get("family") is not None
+
+
+def family_of(name: str) -> lmf.Family:
+    fx = fixture(name)
+    return getattr(lmf, fx["family"].replace(".", "_"))(link=fx["link"])  # type: ignore[no-any-return]
+
+
+def fit_now(name: str) -> Any:
+    """Fit the fixture's model as the R script did (warnings go to the caller)."""
+    fx = fixture(name)
+    kw = kwargs_of(name)
+    d = data_of(name)
+    if is_glmm(name):
+        return lmf.glmer(fx["formula"], d, family=family_of(name), data_name=fx["data_name"],
+                         **kw)
+    return lmf.lmer(fx["formula"], d, data_name=fx["data_name"], **kw)
+
+
+@cache
+def fit_and_warnings(name: str) -> tuple[Any, tuple[str, ...]]:
+    """The fit (cached) and the messages of the warnings it raised."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        m = fit_now(name)
+    return m, tuple(str(w.message) for w in seen)
+
+
+def fit(name: str) -> Any:
+    return fit_and_warnings(name)[0]
+
+
+def r_warnings(name: str) -> list[str]:
+    """R's warnings and messages (a message prefixed "message: ")."""
+    w = fixture(name).get("warnings")
+    return as_list(w) if w else []
+
+
+@cache
+def fit_at_lme4(name: str) -> Any:
+    """A GLMM evaluated at lme4's optimum (θ, β) without optimising: what lme4 reports
+    there (PIRLS, the Hessian-based vcov, the printed summary) independent of where the
+    optimizers stop within their tolerance."""
+    fx = fixture(name)
+    kw = kwargs_of(name)
+    kw["control"] = {**kw.get("control", {}), "optimizer": (None, None)}
+    kw["start"] = {"theta": as_list(fx["theta"]), "fixef": as_list(fx["beta"])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lmf.glmer(fx["formula"], data_of(name), family=family_of(name),
+                         data_name=fx["data_name"], **kw)
