@@ -355,16 +355,22 @@ class LaplaceObjective:
         return self._evaluate(np.asarray(x, dtype=float))[1].copy()
 
 
-def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, g0: np.ndarray,
-                        delta: float) -> np.ndarray:
+def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float,
+                        rows: int | None = None) -> np.ndarray:
     """Forward differences of the analytic gradient where each displaced point's mode is
     not found by PIRLS but predicted from the mode at x: ``u(x + δe_i) ≈ u* + δ du*/dx_i``,
     with ``du*/dx = A⁻¹ ∂F/∂x`` from the mode's equation ``F = Λ'Z'r(η) - u = 0``
     (∂F/∂β = -Λ'Z'WX, ∂F/∂θ_k = (Z ∂Λ/∂θ_k)'r - Λ'Z'W Z ∂Λ/∂θ_k u*). The prediction's
     error is O(δ²), so the difference's is O(δ), as forward differencing's own; PIRLS's
-    steps are saved (k gradients, no deviance). x must be the objective's last evaluation
-    (its mode and the gradient's blocks are used); the deviance function's θ, β, u and μ
-    are put back at x's afterwards."""
+    steps are saved (k gradients, no deviance). x is evaluated first unless it was the
+    objective's last evaluation (its mode and the gradient's blocks are used); the deviance
+    function's θ, β, u and μ and the gradient's blocks are put back at x's afterwards.
+    With ``rows``, only the first ``rows`` rows (and columns) are differenced and the
+    rest of the matrix is left uninitialised."""
+    x = np.asarray(x, dtype=float)
+    if not (obj._last and np.array_equal(obj._last[0][0], x)):
+        obj._last = []
+    g0 = obj.gradient(x)
     grad = obj.grad
     dev = obj.devfun
     s, resp = dev.state, dev.resp
@@ -377,7 +383,7 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, g0: np.ndarray,
     r = resp.weights * (resp.y - resp.mu)
     flatJ = J.ravel()
     q = grad.q
-    rhs = np.empty((q, npar))
+    rhs = np.empty((q, npar if rows is None else rows))
     uJ = u[J]
     for kk, cols in enumerate(grad.Vcols):
         dku = np.zeros(J.shape[1])  # (Z ∂Λ/∂θ_k u*)_i
@@ -388,14 +394,16 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, g0: np.ndarray,
         rhs[:, kk] = part - np.bincount(flatJ, weights=(zl * (W * dku)[None, :]).ravel(),
                                         minlength=q)
     X = grad.X
-    for j in range(npar - k):
+    nrow = npar if rows is None else rows
+    for j in range(nrow - k):
         rhs[:, k + j] = -np.bincount(flatJ, weights=(zl * (W * X[:, j])[None, :]).ravel(),
                                      minlength=q)
     du = grad._solve(f, rhs)
     base = dev.base_offset
     hess = np.empty((npar, npar))
+    saved = (f, zl, W, grad.logdet)
     try:
-        for i in range(npar):
+        for i in range(nrow):
             th, bt = theta.copy(), beta.copy()
             if i < k:
                 th[i] += delta
@@ -406,11 +414,14 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, g0: np.ndarray,
             resp.offset = base + X @ bt if bt.size else base
             resp.update_mu(dev._lin_pred(th, s.u, np.zeros(0)))
             hess[i] = (grad() - g0) / delta
-    finally:  # back to x's mode (its μ from the same numbers); the gradient's blocks
-        obj._last = []  # are no longer x's, so nothing is taken from the cache
+    finally:  # back to x's mode (its μ from the same numbers) and gradient blocks
         s.theta, s.beta, s.u = theta, beta, u
         resp.offset = base + X @ beta if beta.size else base
         resp.update_mu(dev._lin_pred(theta, u, np.zeros(0)))
+        grad._f, grad._zl, grad._W, grad.logdet = saved
+    if rows is not None:
+        hess[:, :nrow] = hess[:nrow].T
+        return hess
     return (hess + hess.T) / 2.0
 
 
@@ -426,10 +437,8 @@ def gradient_derivs(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-6) -
     from .optimize import Derivs
 
     x = np.asarray(x, dtype=float)
-    if not (obj._last and np.array_equal(obj._last[0][0], x)):
-        obj._last = []  # (x must be the last evaluation: its mode is the one used)
-    grad = obj.gradient(x)
-    return Derivs(grad, _linearized_hessian(obj, x, grad, delta))
+    hess = _linearized_hessian(obj, x, delta)
+    return Derivs(obj.gradient(x), hess)
 
 
 def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool,
@@ -451,23 +460,17 @@ def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool,
     return (hess + hess.T) / 2.0
 
 
-def _approx_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-4) -> np.ndarray:
-    """A Hessian for preconditioning, for θ's k + 1 gradients: θ's rows and columns by
-    forward differences of the gradient, the β block by
-    :meth:`LaplaceGradient.beta_hessian` at x."""
+def _approx_hessian(obj: LaplaceObjective, x: np.ndarray) -> np.ndarray:
+    """A Hessian for preconditioning, for θ's k gradients and no PIRLS: θ's rows and
+    columns by :func:`_linearized_hessian`, the β block by
+    :meth:`LaplaceGradient.beta_hessian` at x (the full linearized Hessian, k + p
+    gradients, gives the same iterations on VerbAgg)."""
     k = obj.devfun.ntheta
-    npar = x.shape[0]
-    g0 = obj.gradient(x)
-    hess = np.empty((npar, npar))
+    hess = _linearized_hessian(obj, x, 1e-6, rows=k)
     hess[k:, k:] = obj.beta_hessian_at(x)
-    for i in range(k):
-        e = np.zeros(npar)
-        e[i] = delta
-        row = (obj.gradient(x + e) - g0) / delta
-        hess[i, :] = row
-        hess[:, i] = row
     hess[:k, :k] = (hess[:k, :k] + hess[:k, :k].T) / 2.0
     return hess
+
 
 
 def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
