@@ -45,6 +45,7 @@ from .errors import LmeFormulaError
 __all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
            "supports_gradient"]
 
+_potrf, _potrs = sla.lapack.get_lapack_funcs(("potrf", "potrs"), (np.zeros(1),))
 # families whose canonical link this module differentiates
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 # the dense part of A (random effects of all terms but the first) is kept up to this order
@@ -169,9 +170,14 @@ class LaplaceGradient:
             t = a12 * a11inv[:, 0, :]
         else:
             t = np.einsum("lab,lbj->laj", a11inv, a12.reshape(nl1, nc1, q2)).reshape(q1, q2)
-        cs = sla.cho_factor(a22 - a12.T @ t, lower=True)
-        logdet += 2.0 * float(np.sum(np.log(np.diag(cs[0]))))
-        sinv = sla.cho_solve(cs, np.eye(q2))
+        # (LAPACK's potrf/potrs directly, as cho_factor/cho_solve call them, without
+        # their checks: this small factorisation is in every gradient)
+        chol, info = _potrf(a22 - a12.T @ t, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the Schur complement of A is not positive definite")
+        cs = (chol, True)
+        logdet += 2.0 * float(np.sum(np.log(np.diag(chol))))
+        sinv = _potrs(chol, np.eye(q2), lower=1)[0]
         u = t @ sinv  # A⁻¹12 = -U
         if nc1 == 1:
             d11 = np.einsum("ij,ij->i", u, t)[:, None, None]
@@ -212,7 +218,7 @@ class LaplaceGradient:
         x1 = np.einsum("lab,lbr->lar", f["a11inv0"], r1).reshape(rhs[:q1].shape)
         if self.q2 == 0:
             return x1
-        x2 = sla.cho_solve(f["cs"], rhs[q1:] - f["a12"].T @ x1)
+        x2 = _potrs(f["cs"][0], rhs[q1:] - f["a12"].T @ x1, lower=1)[0]
         x1 = x1 - f["t"] @ x2
         return np.concatenate([x1, x2])
 
