@@ -45,7 +45,8 @@ from .errors import LmeFormulaError
 __all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
            "supports_gradient"]
 
-_potrf, _potrs = sla.lapack.get_lapack_funcs(("potrf", "potrs"), (np.zeros(1),))
+_potrf: Any = sla.lapack.get_lapack_funcs("potrf", (np.zeros(1),))
+_potrs: Any = sla.lapack.get_lapack_funcs("potrs", (np.zeros(1),))
 # families whose canonical link this module differentiates
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 # the dense part of A (random effects of all terms but the first) is kept up to this order
