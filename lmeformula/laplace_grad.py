@@ -33,6 +33,7 @@ an expected-information W that is not the Hessian in u; they are refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -237,6 +238,27 @@ class LaplaceGradient:
         hbb = self.X.T @ WX - b.T @ self._solve(f, b)
         return 2.0 * (hbb + hbb.T) / 2.0
 
+    def predict_mode(self, x: np.ndarray) -> np.ndarray:
+        """The mode at x = (θ, β) predicted to first order from the last gradient's point:
+        ``u* + A⁻¹ (∂F/∂x) Δx`` (F = Λ'Z'r(η) - u, as in :func:`_linearized_hessian`),
+        one solve."""
+        theta0, beta0, u, r = self._at
+        k = theta0.shape[0]
+        dtheta, dbeta = x[:k] - theta0, x[k:] - beta0
+        J, q = self.J, self.q
+        uJ = u[J]
+        d = self.X @ dbeta if dbeta.size else np.zeros(J.shape[1])
+        rhs = np.zeros(q)
+        for kk, cols in enumerate(self.Vcols):
+            if dtheta[kk] == 0.0:
+                continue
+            for a, vec in cols:
+                d += dtheta[kk] * (vec * uJ[a])
+                rhs += np.bincount(J[a], weights=dtheta[kk] * (vec * r), minlength=q)
+        rhs -= np.bincount(J.ravel(), weights=(self._zl * (self._W * d)[None, :]).ravel(),
+                           minlength=q)
+        return np.asarray(u + self._solve(self._f, rhs), dtype=float)
+
     # -- the gradient ------------------------------------------------------------------------
     def __call__(self) -> np.ndarray:
         """∂D/∂(θ, β) at the deviance function's last evaluation (θ, β)."""
@@ -275,7 +297,65 @@ class LaplaceGradient:
                                   + wr @ (vec * gz[a]))
         self.logdet = f["logdet"]
         self._f, self._zl, self._W = f, zl, W  # for beta_hessian
+        self._at = (theta.copy(), s.beta.copy(), u.copy(), r)  # for predict_mode
         return np.concatenate([grad_theta, grad_beta])
+
+
+def _pirls_from_mode(dev: Any, x: np.ndarray, u0: np.ndarray) -> bool:
+    """PIRLS at x = (θ, β) (u only, β in the offset) started from u0, the mode predicted
+    from the last evaluation's (:meth:`LaplaceGradient.predict_mode`), taken as PIRLS's
+    first iterate: lme4's rule
+    (stop when the penalised deviance changes by less than ``tolPwrss`` relative to the
+    previous iterate; step halving while it rises) with that start counted, so that one
+    step suffices where the start was already a mode to the tolerance (the default path
+    always takes a second step to test the first). The accepted point is, as lme4's, one
+    Newton step after an iterate whose step changed the deviance by less than the
+    tolerance. False (nothing done) where the deviance function has no PIRLS kernel or no
+    usable start; the caller then runs the deviance function itself."""
+    from .pirls import _MAX_STEP_HALVINGS, _NO_BETA
+
+    kernel = dev._kernels.get(True)
+    s, resp = dev.state, dev.resp
+    k = dev.ntheta
+    if kernel is None or dev.nAGQ != 1 or not np.all(np.isfinite(u0)):
+        return False
+    dev.evaluations += 1
+    theta, beta = x[:k].copy(), x[k:].copy()
+    s.theta, s.beta = theta, beta
+    resp.offset = dev.base_offset + dev.X @ beta if beta.size else dev.base_offset
+    u = np.array(u0, dtype=float)
+    s.u = u
+    resp.update_mu(dev._lin_pred(theta, u, _NO_BETA))
+    old_pdev = dev._pdev()
+    if not np.isfinite(old_pdev):
+        return False
+    tol = dev.tolPwrss
+    for it in range(dev.maxit):
+        old_u = s.u
+        w, z = resp.working(kernel.response_row())
+        step = kernel.step(theta, w, z)
+        if step is None:
+            return False
+        s.w, s.z, s.factor = w, z, None
+        s.u = np.asarray(step.u, float)
+        resp.update_mu(dev._lin_pred(theta, s.u, _NO_BETA))
+        pdev = dev._pdev()
+        s.iterations = it + 1
+        dev.pirls_iterations += 1
+        if abs((old_pdev - pdev) / pdev) < tol:
+            s.ldL2 = step.ldL2
+            return True
+        if math.isnan(pdev) or pdev > old_pdev:
+            h = 0
+            while h < _MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
+                s.u = (old_u + s.u) / 2.0
+                resp.update_mu(dev._lin_pred(theta, s.u, _NO_BETA))
+                pdev = dev._pdev()
+                h += 1
+            if math.isnan(pdev) or pdev - old_pdev > tol:
+                return False
+        old_pdev = pdev
+    return False
 
 
 class LaplaceObjective:
@@ -317,11 +397,16 @@ class LaplaceObjective:
                 return last[1], last[2]
         self.evaluations += 1
         dev = self.devfun
-        if self._warm is not None:  # PIRLS from the last mode (see warm_start)
-            dev.lp0 = self._warm
-        lagged = dev(x)
-        g = self.grad()
-        value = lagged - dev.state.ldL2 + self.grad.logdet
+        if (self._warm is not None and self.grad.evaluations > 0
+                and _pirls_from_mode(dev, x, self.grad.predict_mode(x))):
+            g = self.grad()
+            value = dev.resp.aic() + float(dev.state.u @ dev.state.u) + self.grad.logdet
+        else:
+            if self._warm is not None:  # PIRLS from the last mode (see warm_start)
+                dev.lp0 = self._warm
+            lagged = dev(x)
+            g = self.grad()
+            value = lagged - dev.state.ldL2 + self.grad.logdet
         # the last few points (the optimizer asks again for the points a Hessian started at)
         self._last = [(np.array(x, dtype=float), value, g), *self._last[:3]]
         if self._warm is not None:
@@ -408,7 +493,7 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float,
     du = grad._solve(f, rhs)
     base = dev.base_offset
     hess = np.empty((npar, npar))
-    saved = (f, zl, W, grad.logdet)
+    saved = (f, zl, W, grad.logdet, grad._at)
     try:
         for i in range(nrow):
             th, bt = theta.copy(), beta.copy()
@@ -425,7 +510,7 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float,
         s.theta, s.beta, s.u = theta, beta, u
         resp.offset = base + X @ beta if beta.size else base
         resp.update_mu(dev._lin_pred(theta, u, np.zeros(0)))
-        grad._f, grad._zl, grad._W, grad.logdet = saved
+        grad._f, grad._zl, grad._W, grad.logdet, grad._at = saved
     if rows is not None:
         hess[:, :nrow] = hess[:nrow].T
         return hess
