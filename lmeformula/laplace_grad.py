@@ -346,6 +346,8 @@ def _pirls_from_mode(dev: Any, x: np.ndarray, u0: np.ndarray) -> bool:
             s.ldL2 = step.ldL2
             return True
         if math.isnan(pdev) or pdev > old_pdev:
+            if it == 0:  # the prediction misled (a long step, e.g. onto θ's bound):
+                return False  # PIRLS from the last η, as the default path
             h = 0
             while h < _MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
                 s.u = (old_u + s.u) / 2.0
