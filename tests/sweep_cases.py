@@ -27,6 +27,15 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def close(ours: Any, theirs: Any, rtol: float, atol: float) -> None:
+    """Assert ``ours`` equals lme4's value (a JSON number, list or matrix; None is NA)."""
+    ref = np.array([np.nan if v is None else v for v in as_list(theirs)], dtype=float) \
+        if not (isinstance(theirs, list) and theirs and isinstance(theirs[0], list)) \
+        else np.array(theirs, dtype=float)
+    np.testing.assert_allclose(np.asarray(ours, dtype=float).ravel(), ref.ravel(), rtol=rtol,
+                               atol=atol, equal_nan=True)
+
+
 def frame_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame with R's column types: factors as categoricals with R's levels (unused
     ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""

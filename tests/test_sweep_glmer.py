@@ -22,6 +22,7 @@ from sweep_cases import (
     NAMES,
     SWEEP,
     as_list,
+    close,
     data_of,
     family_of,
     fit,
@@ -50,14 +51,6 @@ BOUNDARY = {"bin_singular_slope"}
 # A singular 6-θ fit, flat along the boundary: our Nelder-Mead path parts from lme4's (523
 # evaluations to 442) and stops 1.5e-8 higher in log-likelihood, θ within 1e-4 of lme4's
 FLAT = {"bin_factor_slope"}
-
-
-def close(ours: Any, theirs: Any, rtol: float, atol: float) -> None:
-    ref = np.array([np.nan if v is None else v for v in as_list(theirs)], dtype=float) \
-        if not (isinstance(theirs, list) and theirs and isinstance(theirs[0], list)) \
-        else np.array(theirs, dtype=float)
-    np.testing.assert_allclose(np.asarray(ours, dtype=float).ravel(), ref.ravel(), rtol=rtol,
-                               atol=atol, equal_nan=True)
 
 
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$")

@@ -15,6 +15,7 @@ import pytest
 from sweep_cases import (
     NAMES,
     as_list,
+    close,
     fit,
     fit_and_warnings,
     fixture,
@@ -30,14 +31,6 @@ LMM = [n for n in NAMES if not is_glmm(n)]
 # criterion agrees to 1e-12, θ to 1e-5 relative (xtol_rel = 1e-4), so the values derived
 # from θ agree to that and the printed output to the last digit or so
 FLAT = {"lm_three_slopes"}
-
-
-def close(ours: object, theirs: object, rtol: float, atol: float) -> None:
-    ref = np.array([np.nan if v is None else v for v in as_list(theirs)], dtype=float) \
-        if not (isinstance(theirs, list) and theirs and isinstance(theirs[0], list)) \
-        else np.array(theirs, dtype=float)
-    np.testing.assert_allclose(np.asarray(ours, dtype=float).ravel(), ref.ravel(), rtol=rtol,
-                               atol=atol, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", LMM)
