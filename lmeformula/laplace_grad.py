@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,42 @@ _MAX_DENSE = 6000
 def supports_gradient(family: Any) -> bool:
     """Whether :class:`LaplaceGradient` handles ``family`` (canonical links only)."""
     return (family.family, family.link.name) in _CANONICAL
+
+
+@dataclass(frozen=True)
+class AFactor:
+    """A = Λ'Z'WZΛ + I at one point, in the blocks the gradient reads.
+
+    Attributes
+    ----------
+    logdet
+        log|A|.
+    lev
+        Each observation's level of the first term.
+    a11inv0
+        The first (block-diagonal) part's own inverse, per level (nl1 x nc1 x nc1).
+    a11inv
+        The diagonal blocks of A⁻¹ over the first term's levels (nl1 x nc1 x nc1).
+    ainv12, ainv22
+        A⁻¹'s blocks between the first term and the rest, and among the rest (None when
+        there is one term).
+    t
+        A11⁻¹ A12 (q1 x q2), None with one term.
+    a12
+        A12 (q1 x q2), None with one term.
+    chol
+        The lower Cholesky factor of the Schur complement A22 - A12'T, None with one term.
+    """
+
+    logdet: float
+    lev: np.ndarray
+    a11inv0: np.ndarray
+    a11inv: np.ndarray
+    ainv12: np.ndarray | None = None
+    ainv22: np.ndarray | None = None
+    t: np.ndarray | None = None
+    a12: np.ndarray | None = None
+    chol: np.ndarray | None = None
 
 
 class LaplaceGradient:
@@ -126,7 +163,7 @@ class LaplaceGradient:
         self.evaluations = 0
 
     # -- A and the entries of A⁻¹ -----------------------------------------------------------
-    def _factor(self, zl: np.ndarray, W: np.ndarray) -> dict[str, Any]:
+    def _factor(self, zl: np.ndarray, W: np.ndarray) -> AFactor:
         """A = (ZΛ)'W(ZΛ) + I in blocks, the Schur complement of its first (block diagonal)
         part, log|A| and the entries of A⁻¹ that observations touch (``zl``: ZΛ's values
         at J, m x n)."""
@@ -148,10 +185,8 @@ class LaplaceGradient:
             c11 = np.linalg.cholesky(a11)
             logdet = 2.0 * float(np.sum(np.log(np.diagonal(c11, axis1=1, axis2=2))))
             a11inv = np.asarray(np.linalg.inv(a11), dtype=float)
-        out: dict[str, Any] = {"a11inv": a11inv, "a11inv0": a11inv, "lev": lev}
         if q2 == 0:
-            out["logdet"] = logdet
-            return out
+            return AFactor(logdet=logdet, lev=lev, a11inv0=a11inv, a11inv=a11inv)
         J2 = J[m1:] - q1
         # A12 (dense q1 x q2) and A22 (dense q2 x q2) from the observations' products
         flat12 = np.zeros(q1 * q2)
@@ -177,7 +212,6 @@ class LaplaceGradient:
         chol, info = _potrf(a22 - a12.T @ t, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError("the Schur complement of A is not positive definite")
-        cs = (chol, True)
         logdet += 2.0 * float(np.sum(np.log(np.diag(chol))))
         sinv = _potrs(chol, np.eye(q2), lower=1)[0]
         u = t @ sinv  # A⁻¹12 = -U
@@ -185,23 +219,23 @@ class LaplaceGradient:
             d11 = np.einsum("ij,ij->i", u, t)[:, None, None]
         else:
             d11 = np.einsum("laj,lbj->lab", u.reshape(nl1, nc1, q2), t.reshape(nl1, nc1, q2))
-        out.update(logdet=logdet, a11inv=a11inv + d11, ainv12=-u, ainv22=sinv, t=t,
-                   a12=a12, cs=cs)
-        return out
+        return AFactor(logdet=logdet, lev=lev, a11inv0=a11inv, a11inv=a11inv + d11,
+                       ainv12=-u, ainv22=sinv, t=t, a12=a12, chol=chol)
 
-    def _ainv_times(self, f: dict[str, Any], zl: np.ndarray) -> np.ndarray:
+    def _ainv_times(self, f: AFactor, zl: np.ndarray) -> np.ndarray:
         """Row by row, A⁻¹[J_i, J_i] (ZΛ)_i' (m x n): the entries of A⁻¹ two random effects
         of one observation share, gathered pair by pair."""
         J, m1, q1 = self.J, self.m1, self.q1
         m = J.shape[0]
         gz = np.zeros_like(zl)
-        a11, lev = f["a11inv"], f["lev"]
+        a11, lev = f.a11inv, f.lev
         for a in range(m1):
             for b in range(m1):
                 gz[a] += a11[lev, a, b] * zl[b]
         if m > m1:
             J2 = J[m1:] - q1
-            a12, a22 = f["ainv12"], f["ainv22"]
+            a12, a22 = f.ainv12, f.ainv22
+            assert a12 is not None and a22 is not None  # more than one term
             for a in range(m1):
                 for b in range(m - m1):
                     v = a12[J[a], J2[b]]
@@ -212,16 +246,17 @@ class LaplaceGradient:
                     gz[m1 + a] += a22[J2[a], J2[b]] * zl[m1 + b]
         return gz
 
-    def _solve(self, f: dict[str, Any], rhs: np.ndarray) -> np.ndarray:
+    def _solve(self, f: AFactor, rhs: np.ndarray) -> np.ndarray:
         """A⁻¹ rhs by the block partition (rhs a vector or a q x r matrix)."""
         q1 = self.q1
         nl1, nc1 = self.nl1, self.nc1
         r1 = rhs[:q1].reshape(nl1, nc1, -1)
-        x1 = np.einsum("lab,lbr->lar", f["a11inv0"], r1).reshape(rhs[:q1].shape)
+        x1 = np.einsum("lab,lbr->lar", f.a11inv0, r1).reshape(rhs[:q1].shape)
         if self.q2 == 0:
             return x1
-        x2 = _potrs(f["cs"][0], rhs[q1:] - f["a12"].T @ x1, lower=1)[0]
-        x1 = x1 - f["t"] @ x2
+        assert f.chol is not None and f.a12 is not None and f.t is not None
+        x2 = _potrs(f.chol, rhs[q1:] - f.a12.T @ x1, lower=1)[0]
+        x1 = x1 - f.t @ x2
         return np.concatenate([x1, x2])
 
     def beta_hessian(self) -> np.ndarray:
@@ -295,7 +330,7 @@ class LaplaceGradient:
             for a, vec in cols:
                 grad_theta[k] += (g @ (vec * uJ[a]) + r @ (vec * vJ[a])
                                   + wr @ (vec * gz[a]))
-        self.logdet = f["logdet"]
+        self.logdet = f.logdet
         self._f, self._zl, self._W = f, zl, W  # for beta_hessian
         self._at = (theta.copy(), s.beta.copy(), u.copy(), r)  # for predict_mode
         return np.concatenate([grad_theta, grad_beta])
