@@ -1,4 +1,4 @@
-"""glmer against lme4 (through Rscript), glmm and statsmodels on GLMMs.
+"""glmer against lme4 (through Rscript), glmm and mixedlm on GLMMs.
 
 ``python -m benchmarks.glmer [--runs N] [--no-r] [--large]``: cbpp, grouseticks, VerbAgg and
 (with ``--large``) a 10^5-row crossed binomial and VerbAgg with a random slope; fit times
@@ -154,6 +154,40 @@ def time_glmm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[
             "logLik": float(ll)}
 
 
+def time_mixedlm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[str, Any]:
+    """mixedlm 1.3's glmer (lme4's algorithm in Python and Rust): cbind as proportions with the
+    trials as weights, a factor response as 0/1 (it takes neither)."""
+    try:
+        import mixedlm
+    except ImportError:
+        return {"engine": "mixedlm", "error": "not installed"}
+    kw: dict[str, Any] = {}
+    if formula.startswith("cbind("):
+        data = data.assign(prop=data["incidence"] / data["size"])
+        formula = "prop ~ " + formula.split("~", 1)[1]
+        kw["weights"] = data["size"].to_numpy(float)
+    response = formula.split("~", 1)[0].strip()
+    if not pd.api.types.is_numeric_dtype(data[response].dtype):
+        levels = pd.Categorical(data[response]).categories
+        data = data.assign(**{response: (data[response] != levels[0]).to_numpy(float)})
+    fam = {"binomial": mixedlm.families.Binomial, "poisson": mixedlm.families.Poisson}[family]()
+    times, cpu, fit = [], [], None
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit = mixedlm.glmer(formula, data, family=fam, **kw)
+            except Exception as e:  # report, do not stop the benchmark
+                return {"engine": "mixedlm", "error": f"{type(e).__name__}: {e}"[:80]}
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    assert fit is not None
+    ll = fit.logLik()
+    return {"engine": "mixedlm", "fit_s": float(np.min(times)), "cpu_s": float(np.min(cpu)),
+            "logLik": float(getattr(ll, "value", ll))}
+
+
 def time_lme4(name: str, formula: str, family: str, data: Any, runs: int,
               tmp: Path) -> dict[str, Any]:
     if isinstance(data, str):
@@ -192,7 +226,8 @@ def main() -> None:
             for _ in range(runs):
                 round_ = [time_lmeformula(formula, family, data, 1),
                           time_lmeformula(formula, family, data, 1, "L-BFGS-B"),
-                          time_glmm(formula, family, data, 1)]
+                          time_glmm(formula, family, data, 1),
+                          time_mixedlm(formula, family, data, 1)]
                 if not args.no_r:
                     round_.append(time_lme4(name, formula, family, spec, 1, Path(tmp)))
                 for r in round_:
@@ -202,7 +237,7 @@ def main() -> None:
             results = list(best.values())
             by_engine = best
             for ours in (best["lmeformula"], best["lmeformula-lbfgsb"]):
-                for other in ("lme4", "glmm"):
+                for other in ("lme4", "glmm", "mixedlm"):
                     for key, tag in (("fit_s", ""), ("cpu_s", "_cpu")):
                         ref = by_engine.get(other, {}).get(key)
                         if ref:
@@ -227,12 +262,13 @@ def write_table(rows: list[dict[str, Any]], header: str) -> None:
     table = pd.DataFrame(rows)
     RESULTS.mkdir(exist_ok=True)
     cols = [c for c in ("model", "engine", "fit_s", "cpu_s", "vs_lme4", "vs_glmm",
-                        "vs_lme4_cpu", "vs_glmm_cpu", "logLik", "feval", "evaluations",
+                        "vs_mixedlm", "vs_lme4_cpu", "vs_glmm_cpu", "vs_mixedlm_cpu", "logLik",
+                        "feval", "evaluations",
                         "pirls_steps", "per_step_ms", "step_alone_ms", "error") if c in table]
     lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table[cols].iterrows():
         cells = ["" if pd.isna(v) else (f"{v:.12g}" if k == "logLik" else f"{v:.4g}"
-                                        if isinstance(v, float) else str(v))
+                                        if isinstance(v, float) else str(v).replace("|", "\\|"))
                  for k, v in r.items()]
         lines.append("| " + " | ".join(cells) + " |")
     (RESULTS / "glmer.md").write_text("\n".join(lines) + "\n")
