@@ -121,7 +121,7 @@ def time_lmeformula(formula: str, family: str, data: pd.DataFrame, runs: int,
 
 def time_glmm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[str, Any]:
     try:
-        import glmm
+        import glmm  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         return {"engine": "glmm", "error": "not installed"}
     if formula.startswith("cbind("):
@@ -151,7 +151,7 @@ def time_glmm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[
     if ll is None and fit is not None:
         ll = -0.5 * float(fit.objective) if hasattr(fit, "objective") else float("nan")
     return {"engine": "glmm", "fit_s": float(np.min(times)), "cpu_s": float(np.min(cpu)),
-            "logLik": float(ll)}
+            "logLik": float("nan") if ll is None else float(ll)}
 
 
 def time_mixedlm(formula: str, family: str, data: pd.DataFrame, runs: int) -> dict[str, Any]:
@@ -202,7 +202,8 @@ def time_lme4(name: str, formula: str, family: str, data: Any, runs: int,
     line = [x for x in out.stdout.splitlines() if x.startswith("{")]
     if not line:
         return {"engine": "lme4", "error": out.stderr.strip()[-200:]}
-    return json.loads(line[0])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(line[0])
+    return result
 
 
 def main() -> None:
