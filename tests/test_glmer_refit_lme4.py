@@ -7,6 +7,7 @@ check, and the derivatives when the fit has them."""
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from functools import cache
@@ -87,9 +88,10 @@ def test_refit_nagq0_runs_bobyqa_over_theta() -> None:
 @pytest.mark.parametrize("name", ["grouse_offset", "verbagg_new"])
 def test_refit_long_runs_reach_lme4s_optimum(name: str) -> None:
     # Nelder-Mead is lme4's own here too, but these refits take 600 and 2,000 evaluations
-    # on flat surfaces, where the fit's (θ, β) (equal to lme4's to ~1e-13) and the PIRLS
-    # sums' last bits take the simplex along a slightly different path: the same optimum to
-    # the optimizer's tolerance, about the same number of evaluations
+    # on flat surfaces, where the fit's (θ, β) (lme4's to ~1e-7, after the same number of
+    # evaluations) takes the simplex along a slightly different path: the same optimum to
+    # the optimizer's tolerance, about the same number of evaluations. Started at lme4's
+    # own fitted (θ, β), the refit is lme4's step for step.
     m, r = _refit(name)
     ref = REF[name]
     assert m.optinfo.feval == ref["fit"]["feval"]
@@ -99,6 +101,15 @@ def test_refit_long_runs_reach_lme4s_optimum(name: str) -> None:
     np.testing.assert_allclose(r.fixef, ref["refit"]["beta"], atol=tol)
     assert r.logLik().value == pytest.approx(ref["refit"]["logLik"], abs=1e-6)
     assert r.optinfo.derivs is not None
+    at_lme4 = copy.copy(m)  # (the fit with lme4's (θ, β); u only seeds step halving)
+    at_lme4._theta = np.atleast_1d(np.asarray(ref["fit"]["theta"], float))
+    at_lme4._beta = np.atleast_1d(np.asarray(ref["fit"]["beta"], float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r2 = lmf.refit(at_lme4, np.asarray(ref["newresp"], float))
+    assert r2.optinfo.feval == ref["refit"]["feval"]
+    np.testing.assert_allclose(r2.theta, ref["refit"]["theta"], atol=1e-7)
+    np.testing.assert_allclose(r2.fixef, ref["refit"]["beta"], atol=1e-7)
 
 
 def test_refit_keeps_the_response_data_and_leaves_the_fit_alone() -> None:
