@@ -37,7 +37,7 @@ __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
 def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
                   boundary_tol: float, optCtrl: Mapping[str, Any] | None = None,
-                  calc_derivs: bool = False) -> OptResult:
+                  calc_derivs: bool = False, adj: bool | None = None) -> OptResult:
     """lme4's ``optimizeGlmer`` (with ``optwrap``): one stage.
 
     Parameters
@@ -56,8 +56,14 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
         Optimizer options.
     calc_derivs
         Compute deriv12's gradient and Hessian at the optimum.
+    adj
+        optwrap's ``adj``: the second stage's initial steps (bobyqa's rhobeg 2e-4, Nelder-
+        Mead's from the fixed effects' SEs). None: for the second stage (``nAGQ > 0``), as
+        ``optimizeGlmer``; ``refit`` passes False (the optimizers' own defaults).
     """
     opts = dict(optCtrl or {})
+    if adj is None:
+        adj = devfun.nAGQ > 0
     lower = devfun.lower
     start = np.asarray(start, float)
     laplace: LaplaceObjective | None = None
@@ -66,7 +72,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
         par, fval, conv, message, feval = start, devfun(start), 0, "no optimization", 1
         optimizer = "none"
     elif optimizer == "bobyqa":
-        if devfun.nAGQ > 0:  # lme4's optwrap(adj = TRUE) for the second stage
+        if adj:  # lme4's optwrap(adj = TRUE) for the second stage
             opts.setdefault("rhobeg", 2e-4)
             opts.setdefault("rhoend", 2e-7)
         par, fval, conv, message, feval = minqa_bobyqa(devfun, start, lower, opts)
@@ -84,7 +90,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     elif optimizer == "Nelder_Mead":
         xst = opts.pop("xst", None)
         xt = opts.pop("xt", None)
-        if devfun.nAGQ > 0 and xst is None:
+        if adj and xst is None:
             # lme4's optwrap for the second stage: steps from the fixed effects' SEs
             beta_sd = np.sqrt(np.diag(devfun.unsc()))
             xst = 0.2 * np.concatenate([np.full(devfun.ntheta, 0.1),
@@ -394,8 +400,19 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
 
 def refit_glmer(m: Any, newresp: Any) -> Any:
     """lme4's ``refit`` for a glmerMod: the same model fitted to a new response (a vector, or
-    for a ``cbind`` binomial an (n, 2) array of successes and failures), through both stages
-    from the fitted θ and β."""
+    for a ``cbind`` binomial an (n, 2) array of successes and failures).
+
+    As lme4 1.1-31's ``refit.merMod``: only the fit's last optimisation runs again — over
+    (θ, β) with the optimizer of the second stage (over θ with the first stage's for
+    ``nAGQ = 0``) — started at the fitted (θ, β) after one PIRLS on the new response there,
+    with glmerControl()'s default optimizer settings (Nelder-Mead's initial steps 0.02 for
+    every parameter and bobyqa's own rhobeg, not the second stage's steps), no boundary check,
+    derivatives when the fit has them, and glmerControl()'s default convergence checks. So a
+    refit with the same response moves from the fit by about the optimizer's tolerance
+    (lme4's cbpp: about 5e-4 in β), not to the same numbers. A fit made with
+    ``optimizer="L-BFGS-B"`` (this package's option) runs that option's optimisation from the
+    fitted point.
+    """
     import dataclasses
 
     from .prediction import fitted_positions
@@ -413,20 +430,27 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
         raise LmeFormulaError("NA/NaN/Inf in 'y'")
     pf2 = dataclasses.replace(pf, y=y)
     ctrl = m.glmer_control or GlmerControl()
+    optimizer = m.optinfo.optimizer
+    theta, beta = np.asarray(m._theta, float), np.asarray(m._beta, float)
     with blas_threads(1):  # as in glmer()
-        devfun = GlmerDevfun(pf2, m.family, 0, ctrl.tolPwrss)
-        opt = optimizeGlmer(devfun, _stage1(ctrl, pf2), np.asarray(m.theta, float),
-                            boundary_tol=ctrl.boundary_tol if m.nAGQ == 0 else 0.0,
-                            optCtrl=ctrl.optCtrl)
-        calc = ctrl.calc_derivs if ctrl.calc_derivs is not None else (
-            devfun.nobs < 10_000 and devfun.lower.shape[0] < 20)
+        devfun = GlmerDevfun(pf2, m.family, 0, m.devfun.tolPwrss)
+        # lme4's PIRLS on the new response at the fit's θ, on a copy of the fit's predictor
+        # module: for nAGQ = 0 over (u, β); after a second stage over u alone with that
+        # module's β at 0 (the second stage keeps β in the offset, and the fresh response
+        # module's offset is the base one), so the linear predictor there is Z Λ u
+        u_only = m.nAGQ > 0
+        devfun.refit_start(theta, np.asarray(m._u, float),
+                           np.zeros_like(beta) if u_only else beta, u_only=u_only)
+        start = theta.copy()
         if m.nAGQ > 0:
             devfun.update(m.nAGQ)
-            start = np.concatenate([devfun.state.theta, devfun.state.beta])
-            opt = optimizeGlmer(devfun, ctrl.optimizer[1], start, ctrl.boundary_tol,
-                                ctrl.optCtrl, calc_derivs=bool(calc))
-        opt.lme4 = (check_conv(opt.derivs, opt.par, devfun.lower, ctrl.checks)
-                    if calc else Lme4Conv())
+            start = np.concatenate([theta, beta])
+        calc = m.optinfo.derivs is not None
+        opt = optimizeGlmer(devfun, None if optimizer == "none" else optimizer, start, 0.0,
+                            calc_derivs=calc, adj=False)
+        checks = GlmerControl().checks  # lme4: glmerControl() when refit is given no control
+        opt.lme4 = check_conv(opt.derivs, opt.par, devfun.lower, checks) if calc \
+            else Lme4Conv()
         out = GlmerMod(pf2, devfun, opt, m.data_name,  # type: ignore[arg-type]
                        dict(m.call_args))
     out.glmer_control, out.nAGQ = ctrl, m.nAGQ

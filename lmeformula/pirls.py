@@ -540,7 +540,8 @@ class GlmerDevfun:
         self.evaluations = 0
         self.pirls_iterations = 0  # PIRLS steps over all evaluations (for benchmarks)
         # the first PIRLS, from mustart: lme4 sets η = offset + g(mustart)
-        self.resp.update_mu(family.linkfun(mu0))
+        self._eta_start = family.linkfun(mu0)  # (refit's PIRLS starts from it too)
+        self.resp.update_mu(self._eta_start)
         self.nAGQ = 0
         self._pwrss_update(self.state.theta, u_only=nAGQ > 0)
         self.lp0 = self._lin_pred(self.state.theta, self.state.u, self.state.beta)
@@ -582,6 +583,25 @@ class GlmerDevfun:
         self.lower = np.concatenate([self.theta_lower, np.full(self.X.shape[1], -np.inf)])
         self.lp0 = self._lin_pred(self.state.theta, self.state.u, self.state.beta)
         self.GQmat = ghrule(nAGQ)
+
+    def refit_start(self, theta: np.ndarray, u: np.ndarray, beta: np.ndarray,
+                    u_only: bool) -> None:
+        """Start from a fitted model's point, as lme4's ``refit`` does for a glmerMod: the
+        new response's μ from its ``mustart`` (a fresh response module), one PIRLS at the
+        fitted θ — over u alone with ``beta`` in the linear predictor (``u_only``, a fit
+        with a second stage) or over (u, β) (nAGQ = 0) — as lme4's ``glmerPwrssUpdate`` on
+        a copy of the fit's predictor module, and ``lp0`` there."""
+        s = self.state
+        s.theta = np.asarray(theta, float).copy()
+        s.u = np.asarray(u, float).copy()
+        s.beta = np.asarray(beta, float).copy()
+        self.resp.offset = self.base_offset
+        self.resp.update_mu(self._eta_start)
+        if u_only and s.beta.size:  # (u-only PIRLS puts X β in the offset)
+            self.resp.offset = self.base_offset + self.X @ s.beta
+        self._pwrss_update(s.theta, u_only=u_only)
+        self.resp.offset = self.base_offset
+        self.lp0 = self._lin_pred(s.theta, s.u, s.beta)
 
     @property
     def ntheta(self) -> int:

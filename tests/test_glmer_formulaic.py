@@ -228,11 +228,17 @@ def test_update_keeps_formulaic_syntax(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerM
 @pytest.mark.slow
 def test_refit_keeps_design(cbpp_fits: tuple[lmf.GlmerMod, lmf.GlmerMod],
                             cbpp: pd.DataFrame) -> None:
-    _, f = cbpp_fits
+    r, f = cbpp_fits
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = lmf.refit(f, np.asarray(f.lformula.y))
+        again_r = lmf.refit(r, np.asarray(r.lformula.y))
     assert again.lformula.design is f.lformula.design
-    _rel(again.deviance(), f.deviance(), rtol=1e-6)
+    # lme4's refit re-runs the second stage from the fit with Nelder-Mead's default steps,
+    # so it moves from the fit by about the optimizer's tolerance (3e-5 in the deviance
+    # here; tests/test_glmer_refit_lme4.py): the formulaic model's refit is the R-syntax
+    # model's refit
+    _rel(again.deviance(), again_r.deviance(), rtol=1e-6)
+    _rel(again.deviance(), f.deviance(), rtol=1e-4)
     new = cbpp.iloc[[1, 2]]
-    _rel(again.predict(newdata=new), f.predict(newdata=new), rtol=1e-5)
+    _rel(again.predict(newdata=new), again_r.predict(newdata=new), rtol=1e-5)
