@@ -36,6 +36,20 @@ def close(ours: Any, theirs: Any, rtol: float, atol: float) -> None:
                                atol=atol, equal_nan=True)
 
 
+def close_ranef(m: Any, ref_ranef: dict[str, Any], rtol: float, atol: float) -> Any:
+    """Assert ``m.ranef(condVar=True)`` has lme4's groups, row and column names and values;
+    returns it (the conditional variances are compared by the callers)."""
+    re_ = m.ranef(condVar=True)
+    assert list(re_) == list(ref_ranef)
+    for grp, ref in ref_ranef.items():
+        df = re_[grp]
+        assert [str(i) for i in df.index] == as_list(ref["rownames"])
+        assert list(df.columns) == as_list(ref["colnames"])
+        close(df.to_numpy().ravel(order="F"), np.array(ref["values"]).T.ravel(), rtol=rtol,
+              atol=atol)
+    return re_
+
+
 def frame_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame with R's column types: factors as categoricals with R's levels (unused
     ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""
