@@ -246,6 +246,10 @@ class LaplaceGradient:
                     gz[m1 + a] += a22[J2[a], J2[b]] * zl[m1 + b]
         return gz
 
+    def _zlt(self, zl: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """(ZΛ)' c for a vector c over the observations (``zl``: ZΛ's values at J)."""
+        return np.bincount(self.J.ravel(), weights=(zl * c[None, :]).ravel(), minlength=self.q)
+
     def _solve(self, f: AFactor, rhs: np.ndarray) -> np.ndarray:
         """A⁻¹ rhs by the block partition (rhs a vector or a q x r matrix)."""
         q1 = self.q1
@@ -263,13 +267,12 @@ class LaplaceGradient:
         """At the last gradient's point, ∂²/∂β² of the penalised deviance with u at its mode:
         2 (X'WX - X'WZΛ A⁻¹ Λ'Z'WX) = 2 RX'RX (the log-determinant's curvature left out):
         the β block of the preconditioner, at no PIRLS cost."""
-        f, zl, W, J = self._f, self._zl, self._W, self.J
+        f, zl, W = self._f, self._zl, self._W
         WX = self.X * W[:, None]
         p = WX.shape[1]
         b = np.empty((self.q, p))
         for j in range(p):
-            b[:, j] = np.bincount(J.ravel(), weights=(zl * WX[None, :, j]).ravel(),
-                                  minlength=self.q)
+            b[:, j] = self._zlt(zl, WX[:, j])
         hbb = self.X.T @ WX - b.T @ self._solve(f, b)
         return 2.0 * (hbb + hbb.T) / 2.0
 
@@ -290,8 +293,7 @@ class LaplaceGradient:
             for a, vec in cols:
                 d += dtheta[kk] * (vec * uJ[a])
                 rhs += np.bincount(J[a], weights=dtheta[kk] * (vec * r), minlength=q)
-        rhs -= np.bincount(J.ravel(), weights=(self._zl * (self._W * d)[None, :]).ravel(),
-                           minlength=q)
+        rhs -= self._zlt(self._zl, self._W * d)
         return np.asarray(u + self._solve(self._f, rhs), dtype=float)
 
     # -- the gradient ------------------------------------------------------------------------
@@ -318,8 +320,7 @@ class LaplaceGradient:
         gz = self._ainv_times(f, zl)  # A⁻¹ (ZΛ)_i' at J_i
         h = np.einsum("ai,ai->i", zl, gz)  # (ZΛ A⁻¹ Λ'Z')_ii
         c = dW * h
-        v = self._solve(f, np.bincount(J.ravel(), weights=(zl * c[None, :]).ravel(),
-                                       minlength=self.q))
+        v = self._solve(f, self._zlt(zl, c))
         vJ, uJ = v[J], u[J]
         e = np.einsum("ai,ai->i", zl, vJ)
         g = -2.0 * r + c - W * e
@@ -510,7 +511,6 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float,
     theta = s.theta.copy()
     beta = x[k:].copy()
     r = resp.weights * (resp.y - resp.mu)
-    flatJ = J.ravel()
     q = grad.q
     rhs = np.empty((q, npar if rows is None else rows))
     uJ = u[J]
@@ -520,13 +520,11 @@ def _linearized_hessian(obj: LaplaceObjective, x: np.ndarray, delta: float,
         for a, vec in cols:
             dku += vec * uJ[a]
             part += np.bincount(J[a], weights=vec * r, minlength=q)
-        rhs[:, kk] = part - np.bincount(flatJ, weights=(zl * (W * dku)[None, :]).ravel(),
-                                        minlength=q)
+        rhs[:, kk] = part - grad._zlt(zl, W * dku)
     X = grad.X
     nrow = npar if rows is None else rows
     for j in range(nrow - k):
-        rhs[:, k + j] = -np.bincount(flatJ, weights=(zl * (W * X[:, j])[None, :]).ravel(),
-                                     minlength=q)
+        rhs[:, k + j] = -grad._zlt(zl, W * X[:, j])
     du = grad._solve(f, rhs)
     base = dev.base_offset
     hess = np.empty((npar, npar))
@@ -570,25 +568,6 @@ def gradient_derivs(obj: LaplaceObjective, x: np.ndarray, delta: float = 1e-6) -
     return Derivs(obj.gradient(x), hess)
 
 
-def _hessian(obj: LaplaceObjective, x: np.ndarray, delta: float, central: bool,
-             g0: np.ndarray | None = None) -> np.ndarray:
-    """Finite differences of the analytic gradient (forward: k + 1 gradients, or k with
-    ``g0`` the gradient at x; central: 2k), symmetrised."""
-    k = x.shape[0]
-    hess = np.empty((k, k))
-    if g0 is None and not central:
-        g0 = obj.gradient(x)
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = delta
-        if central:
-            hess[i] = (obj.gradient(x + e) - obj.gradient(x - e)) / (2.0 * delta)
-        else:
-            assert g0 is not None
-            hess[i] = (obj.gradient(x + e) - g0) / delta
-    return (hess + hess.T) / 2.0
-
-
 def _approx_hessian(obj: LaplaceObjective, x: np.ndarray) -> np.ndarray:
     """A Hessian for preconditioning, for θ's k gradients and no PIRLS: θ's rows and
     columns by :func:`_linearized_hessian`, the β block by
@@ -599,7 +578,6 @@ def _approx_hessian(obj: LaplaceObjective, x: np.ndarray) -> np.ndarray:
     hess[k:, k:] = obj.beta_hessian_at(x)
     hess[:k, :k] = (hess[:k, :k] + hess[:k, :k].T) / 2.0
     return hess
-
 
 
 def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
@@ -633,12 +611,13 @@ def _preconditioner(hess: np.ndarray, k: int) -> np.ndarray:
 def lbfgsb_laplace(obj: LaplaceObjective, x0: np.ndarray, lower: np.ndarray,
                    opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
     """Minimise the Laplace deviance over (θ, β) from x0: scipy's L-BFGS-B with the analytic
-    gradient, on variables preconditioned by a forward-difference Hessian
-    (:func:`_preconditioner`; k + 1 gradients). Two rounds: to a preconditioned gradient of
-    ``coarse`` (default 0.1) from x0, then, preconditioned anew there, to ``gtol`` (the
-    Hessian in the preconditioned variables is about the identity, so a gradient g leaves
-    about |g|²/2 of deviance; default 1e-5). Other options: ``ftol`` (1e-15), ``maxiter``
-    (1000 per round).
+    gradient, on variables preconditioned by an approximate Hessian
+    (:func:`_approx_hessian`, :func:`_preconditioner`). Rounds of at most ``round_iter``
+    (default 10) iterations, each preconditioned anew at its start, at most ``max_rounds``
+    (20): the first to a preconditioned gradient of ``coarse`` (default 1.0), the others to
+    ``gtol`` (the Hessian in the preconditioned variables is about the identity, so a
+    gradient g leaves about |g|²/2 of deviance; default 1e-5). Other option: ``ftol``
+    (1e-15).
 
     Returns (par, fval, conv, message, evaluations), as the package's other optimizers."""
     from .optimize import _better_inside, _minimize
