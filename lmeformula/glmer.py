@@ -23,7 +23,7 @@ from .families import Family, get_family
 from .glmercontrol import GlmerControl, as_glmer_control
 from .glmermod import GlmerMod
 from .glmodular import glFormula
-from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace
+from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace, require_laplace
 from .lmer import lmer, refit, update, update_formula
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12, minqa_bobyqa, nloptwrap
@@ -79,11 +79,7 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
     elif optimizer == "nloptwrap":  # lme4's nloptwrap, with its own defaults
         par, fval, conv, message, feval = nloptwrap(devfun, start, lower, opts)
     elif optimizer == "L-BFGS-B":
-        if devfun.nAGQ != 1:
-            raise LmeFormulaError("optimizer 'L-BFGS-B' is available for the Laplace stage "
-                                  "(nAGQ = 1) only; use bobyqa, nloptwrap or Nelder_Mead "
-                                  "for the first stage and for nAGQ = 0 or nAGQ > 1")
-        laplace = LaplaceObjective(devfun)
+        laplace = LaplaceObjective(devfun)  # (refuses nAGQ != 1)
         with laplace.warm_start():  # (the Hessian's PIRLS too start from the last mode)
             par, fval, conv, message, feval = lbfgsb_laplace(laplace, start, lower, opts)
             laplace_derivs = gradient_derivs(laplace, par) if calc_derivs else None
@@ -232,9 +228,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
     nAGQ = int(nAGQ)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
-    if "L-BFGS-B" in ctrl.optimizer and nAGQ != 1:
-        raise LmeFormulaError("optimizer 'L-BFGS-B' is available for the Laplace stage "
-                              "(nAGQ = 1) only")
+    if "L-BFGS-B" in ctrl.optimizer:  # before the formula's work
+        require_laplace(nAGQ)
     pf = glFormula(formula, data, family=fam, subset=subset, weights=weights,
                    na_action=na_action, offset=offset, contrasts=contrasts,
                    control=ctrl.checks, syntax=syntax)

@@ -45,7 +45,7 @@ import scipy.linalg as sla
 from .errors import LmeFormulaError
 
 __all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
-           "supports_gradient"]
+           "require_laplace", "supports_gradient"]
 
 _potrf: Any = sla.lapack.get_lapack_funcs("potrf", (np.zeros(1),))
 _potrs: Any = sla.lapack.get_lapack_funcs("potrs", (np.zeros(1),))
@@ -53,6 +53,15 @@ _potrs: Any = sla.lapack.get_lapack_funcs("potrs", (np.zeros(1),))
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
 # the dense part of A (random effects of all terms but the first) is kept up to this order
 _MAX_DENSE = 6000
+
+
+def require_laplace(nAGQ: int) -> None:
+    """Refuse the L-BFGS-B option (this module's gradient) for anything but the Laplace
+    stage."""
+    if nAGQ != 1:
+        raise LmeFormulaError("optimizer 'L-BFGS-B' is available for the Laplace stage "
+                              "(nAGQ = 1) only; use bobyqa, nloptwrap or Nelder_Mead "
+                              "for the first stage and for nAGQ = 0 or nAGQ > 1")
 
 
 def supports_gradient(family: Any) -> bool:
@@ -415,8 +424,7 @@ class LaplaceObjective:
     has_gradient = True
 
     def __init__(self, devfun: Any) -> None:
-        if devfun.nAGQ != 1:
-            raise LmeFormulaError("the analytic Laplace gradient needs nAGQ = 1")
+        require_laplace(devfun.nAGQ)
         self.devfun = devfun
         self.grad = LaplaceGradient(devfun)
         self.lower = devfun.lower
