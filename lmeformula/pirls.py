@@ -247,9 +247,13 @@ class GlmerResponse:
         return float(self.dev_resid().sum())
 
     def _binomial_dev_sum(self) -> float:
-        """``dev_resid().sum()`` for the binomial family: each residual the same number,
-        formed in place (the terms a and b of a row where only one counts are a + 0 and
-        0 + b, what the scatter leaves), the sum over the same array."""
+        """``dev_resid().sum()`` for the binomial family."""
+        return float(_sum(self._binomial_resid()))
+
+    def _binomial_resid(self) -> np.ndarray:
+        """The binomial deviance residuals, 2 wt (a + b) with a = y log(y/μ) and b =
+        (1 - y) log((1 - y)/(1 - μ)) where they count, formed in place (the terms a and b of
+        a row where only one counts are a + 0 and 0 + b, what the scatter leaves)."""
         i1, y1, i2, y2 = self._dev_index()
         mu = self.mu
         n = mu.shape[0]
@@ -272,13 +276,17 @@ class GlmerResponse:
             r = np.zeros(n)
             r[i1] = a
             r[i2] += b
-        r *= self._twice_weights()  # (2 wt)(a + b), as dev_resid forms it
-        return float(_sum(r))
+        r *= self._twice_weights()  # (2 wt)(a + b)
+        return r
 
     def _poisson_dev_sum(self) -> float:
-        """``dev_resid().sum()`` for the Poisson family: the same residuals over 2 (a
-        product by the weights left out where they are 1, which is exact), summed, times
+        """``dev_resid().sum()`` for the Poisson family: the residuals over 2, summed, times
         2 (a power of two: the same sum, scaled exactly)."""
+        return 2.0 * float(_sum(self._poisson_half_resid()))
+
+    def _poisson_half_resid(self) -> np.ndarray:
+        """Half the Poisson deviance residuals, wt (y log(y/μ) - (y - μ)) (wt μ where y = 0),
+        formed in place (the product by the weights left out where they are 1: exact)."""
         i1, y1, w1 = self._dev_index()
         mu = self.mu
         unit = self._unit_weights()
@@ -292,7 +300,7 @@ class GlmerResponse:
         if not unit:
             m1 = np.multiply(w1, m1, out=m1)
         r[i1] = m1
-        return 2.0 * float(_sum(r))
+        return r
 
     def _twice_weights(self) -> np.ndarray:
         tw: np.ndarray | None = self.__dict__.get("_twice_wt")
@@ -322,20 +330,9 @@ class GlmerResponse:
         fam = self.family.family
         if fam not in ("binomial", "poisson"):
             return self.family.dev_resids(self.y, self.mu, self.weights)
-        idx = self._dev_index()
-        mu, wt = self.mu, self.weights
         if fam == "binomial":
-            i1, y1, i2, y2 = idx[0], idx[1], idx[2], idx[3]
-            a = np.zeros(mu.shape[0])
-            a[i1] = y1 * np.log(y1 / mu[i1])
-            b = np.zeros(mu.shape[0])
-            b[i2] = y2 * np.log(y2 / (1.0 - mu[i2]))
-            return 2.0 * wt * (a + b)
-        i1, y1, w1 = idx[0], idx[1], idx[2]
-        r = mu * wt
-        m1 = mu[i1]
-        r[i1] = w1 * (y1 * np.log(y1 / m1) - (y1 - m1))
-        return 2.0 * r
+            return self._binomial_resid()
+        return 2.0 * self._poisson_half_resid()
 
     def aic(self) -> float:
         """The family's aic at μ (for the binomial and Poisson families, with the parts
