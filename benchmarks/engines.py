@@ -80,8 +80,15 @@ _TIMING = textwrap.dedent("""
 """)
 
 # a busy-looping process that ends when the one that started it does: it runs in a session of
-# its own, which killing the engine's process group at the time cap would not reach
-BUSY_LOOP = ("import os\np = os.getppid()\nwhile os.getppid() == p:\n"
+# its own, which killing the engine's process group at the time cap would not reach. It
+# checks its parent while it runs, and asks Linux for a SIGKILL when the parent dies, which
+# also ends it while it is stopped (SIGSTOP between loaded blocks: a loop stopped when the
+# cap killed its engine was left behind otherwise). Its output goes nowhere: a stray loop
+# holding the engine's stdout kept the benchmark waiting for the pipe to close.
+BUSY_LOOP = ("import ctypes, os\np = os.getppid()\n"
+             "try:\n    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
+             "except (AttributeError, OSError):\n    pass\n"
+             "while os.getppid() == p:\n"
              "    for _ in range(100_000): pass")
 
 # --load: the same fit beside two busy-looping processes, paired with quiet blocks in this
@@ -92,7 +99,8 @@ BUSY_LOOP = ("import os\np = os.getppid()\nwhile os.getppid() == p:\n"
 # of the same round
 _LOAD = textwrap.dedent("""
     import signal, subprocess
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP],
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True) for _ in range(2)]
     blocks = {"quiet": [], "load": []}
     try:
