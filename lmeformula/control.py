@@ -70,6 +70,11 @@ class LmerControl:
         (order 1,000), then as many as the machine has free cores when the fit starts
         (multi-threaded BLAS loses badly on a busy machine), never more than the caller's
         setting. The caller's settings are restored after the fit.
+    given
+        The options as the caller gave them to :func:`lmerControl` or as a dict, in their
+        order and spelling (None for an object made otherwise): what the printed call's
+        ``Control:`` line shows, as lme4 shows the control expression of the call. Not
+        compared, not an option.
     """
 
     check_nlev_gtr_1: str = "stop"
@@ -90,6 +95,7 @@ class LmerControl:
     check_conv_hess: tuple[str, float] = ("warning", 1e-6)
     check_conv_grad_relTol: float | None = None
     threads: int | None = None
+    given: tuple[tuple[str, Any], ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (isinstance(self.threads, bool)
@@ -123,7 +129,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-_FIELD_NAMES = {f.name for f in fields(LmerControl)}
+_FIELD_NAMES = {f.name for f in fields(LmerControl)} - {"given"}
 _DEFAULT_CONTROL = LmerControl()  # as_control(None) hands out copies
 
 
@@ -163,4 +169,5 @@ def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
                 values["check_conv_grad_relTol"] = value["relTol"]
             value = (value.get("action", default[0]), value.get("tol", default[1]))
         values[name] = value
-    return replace(LmerControl(), **values)
+    # the options as given, for the printed call (a copy: the caller's dict may change later)
+    return replace(LmerControl(), **values, given=tuple(copy.deepcopy(dict(control)).items()))

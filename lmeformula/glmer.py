@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .controlcall import control_call_lines
 from .dataframe import as_pandas
 from .errors import ArgumentError, ConvergenceWarning, DeprecatedUsageWarning, LmeFormulaError
 from .families import Family, get_family
@@ -287,7 +288,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         else Lme4Conv()
     name = data_name or data.attrs.get("name") or "data"
     model = GlmerMod(pf, devfun, opt, name,  # type: ignore[arg-type]
-                     _describe(weights, offset, subset, ctrl))
+                     _describe(weights, offset, subset,
+                               None if control is None else ctrl))
     model.glmer_control = ctrl
     model.nAGQ = nAGQ
     return model
@@ -344,17 +346,14 @@ def _parse_start(start: Any, pf: Any) -> tuple[np.ndarray | None, np.ndarray | N
     return theta, beta
 
 
-# glmerControl()'s defaults, to compare a call's control with
-_DEFAULT_GLMER_CONTROL = GlmerControl()
-
-
 def _describe(weights: Any, offset: Any, subset: Any,
               ctrl: GlmerControl | None = None) -> dict[str, str]:
+    """How lme4's printed call shows the optional arguments; ``ctrl`` None when the call
+    has no control."""
     out: dict[str, str] = {}
-    # lme4's summary shows a Control: line for a control in the call; the expression is not
-    # known here, so a non-default control shows as lmer's does ("lmerControl(...)")
-    if ctrl is not None and ctrl != _DEFAULT_GLMER_CONTROL:
-        out["control"] = "glmerControl(...)"
+    # lme4's summary shows the control expression of the call, glmerControl() included
+    if ctrl is not None:
+        out["control"] = "\n".join(control_call_lines(ctrl))
     if weights is not None:
         out["weights"] = weights if isinstance(weights, str) else "weights"
     if offset is not None:
@@ -387,7 +386,9 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
         new_formula = formula
     args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
                                                  "contrasts")}
-    args.update({"family": m.family, "nAGQ": m.nAGQ, "control": m.glmer_control,
+    # the control only when the call had one (its Control: line is the call's)
+    control = m.glmer_control if "control" in m.call_args else None
+    args.update({"family": m.family, "nAGQ": m.nAGQ, "control": control,
                  "data_name": m.data_name, "syntax": call.syntax})
     args.update(kwargs)
     return glmer(new_formula, data, **args)

@@ -7,6 +7,7 @@ except ``check.conv.nparmax`` (20). Names may use lme4's dots.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -17,7 +18,7 @@ from .errors import LmeFormulaError
 __all__ = ["GlmerControl", "as_glmer_control", "glmerControl"]
 
 _CHECK_NAMES = {f.name for f in fields(LmerControl)} - {"optimizer", "optCtrl", "restart_edge",
-                                                        "boundary_tol", "calc_derivs"}
+                                                        "boundary_tol", "calc_derivs", "given"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class GlmerControl:
         Options passed to the optimizers (``maxfun``, ``FtolAbs``, ``xst``, ``xt``, ...).
     checks
         The identifiability and convergence checks' settings (an :class:`LmerControl`).
+    given
+        The options as the caller gave them to :func:`glmerControl` or as a dict, in their
+        order and spelling (None for an object made otherwise), for the printed call's
+        ``Control:`` line. Not compared, not an option.
     """
 
     optimizer: tuple[str | None, str | None] = ("bobyqa", "Nelder_Mead")
@@ -77,6 +82,7 @@ class GlmerControl:
     optCtrl: Mapping[str, Any] = field(default_factory=dict)
     check_response_not_const: str = "stop"
     checks: LmerControl = field(default_factory=LmerControl)
+    given: tuple[tuple[str, Any], ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.restart_edge:
@@ -90,7 +96,7 @@ class GlmerControl:
             object.__setattr__(self, "optimizer", (opt[0], opt[0]))
 
 
-_OWN = {f.name for f in fields(GlmerControl)} - {"checks"}
+_OWN = {f.name for f in fields(GlmerControl)} - {"checks", "given"}
 
 
 def glmerControl(**kwargs: Any) -> GlmerControl:
@@ -118,4 +124,6 @@ def as_glmer_control(control: Any) -> GlmerControl:
             checks[name] = value
         else:
             raise LmeFormulaError(f"unknown glmerControl option {key!r}")
-    return replace(GlmerControl(), checks=as_control(checks), **own)
+    # the options as given, for the printed call (a copy: the caller's dict may change later)
+    return replace(GlmerControl(), checks=as_control(checks), **own,
+                   given=tuple(copy.deepcopy(dict(control)).items()))

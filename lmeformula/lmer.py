@@ -11,6 +11,7 @@ import pandas as pd
 
 from .call import ModelCall
 from .control import LmerControl, as_control
+from .controlcall import control_call_lines
 from .dataframe import as_pandas
 from .errors import ArgumentError, ModelFrameError
 from .formula.limits import with_recursion_room
@@ -198,14 +199,10 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
                     describe_call(call.weights, call.offset, call.subset, ctrl))
 
 
-# lmerControl()'s defaults, to compare a call's control with (never handed out: LmerControl
-# holds a dict, optCtrl); made once rather than at every fit
-_DEFAULT_CONTROL = LmerControl()
-
-
 def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
                   control: LmerControl | None = None) -> dict[str, str]:
-    """How lme4's printed call shows the optional arguments (``Weights: w``)."""
+    """How lme4's printed call shows the optional arguments (``Weights: w``); the control's
+    deparsed lines joined by newlines (:func:`lmeformula.controlcall.control_call_lines`)."""
     call_args: dict[str, str] = {}
     if weights is not None:
         call_args["weights"] = _describe(weights, "weights")
@@ -213,8 +210,11 @@ def describe_call(weights: Any = None, offset: Any = None, subset: Any = None,
         call_args["offset"] = _describe(offset, "offset")
     if subset is not None:
         call_args["subset"] = _describe(subset, "subset")
-    if control is not None and control != _DEFAULT_CONTROL:
-        call_args["control"] = "lmerControl(...)"
+    if control is not None:
+        # lme4 shows the control expression of the call unless it is exactly lmerControl()
+        lines = control_call_lines(control)
+        if lines != ["lmerControl()"]:
+            call_args["control"] = "\n".join(lines)
     return call_args
 
 

@@ -237,7 +237,8 @@ class LmerMod:
     data_name
         How the data is named in printed output (``Data: sleepstudy``).
     call_args
-        How the call's optional arguments are shown (``Weights:``, ``Offset:``, ``Subset:``).
+        How the call's optional arguments are shown (``Weights:``, ``Offset:``, ``Subset:``;
+        ``Control:``'s deparsed lines joined by newlines).
     """
 
     lformula: LFormula

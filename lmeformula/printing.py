@@ -50,7 +50,8 @@ def _call_lines(m: LmerMod, long: bool = True, expanded: bool = True) -> list[st
     if "offset" in args:
         lines.append(f" Offset: {args['offset']}")
     if long and "control" in args:
-        lines.append(f"Control: {args['control']}")
+        # the control expression's deparsed lines, filled to 80 as R's cat(fill = TRUE)
+        lines.append(cat_fill(["Control:", *args["control"].split("\n")]))
     if "subset" in args:
         lines.append(f" Subset: {_deparse_subset(args['subset'])}")
     return lines

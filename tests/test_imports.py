@@ -65,7 +65,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # (prediction.FittedModel), so the model's predict/fitted/residuals call down into them
     ("prediction", ["prediction"]),
     ("fitted model", ["devcomp", "mermod", "glmermod"]),
-    ("fit", ["lmer", "glmer", "lmlist"]),
+    # the control argument as the printed call shows it (controlcall) and the fitters
+    ("fit", ["controlcall", "lmer", "glmer", "lmlist"]),
     # everything computed from a fit: accessors, (issue 14) lmerTest's denominator degrees of
     # freedom, ICC/R²/influence, the GLMM profiles; then anova/profile/confint/bootstrap
     # the anova table type and the profile machinery that lmer's and glmer's inference share

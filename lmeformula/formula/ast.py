@@ -340,10 +340,11 @@ def deparse_lines(node: Node, cutoff: int = 60) -> list[str]:
 
 def cat_fill(items: list[str], width: int = 80) -> str:
     """R's ``cat(..., fill = TRUE)``: items separated by spaces, a new line started before an
-    item that would pass ``width``."""
+    item that would pass ``width`` with its separator (R counts the space after each item:
+    ``"Control: "`` and an item of 71 characters make 81, so the item starts a new line)."""
     out, line = [], ""
     for k, item in enumerate(items):
-        if k > 0 and len(line) + len(item) > width:
+        if k > 0 and len(line) + len(item) + 1 > width:
             out.append(line)
             line = ""
         line += item + (" " if k < len(items) - 1 else "")
