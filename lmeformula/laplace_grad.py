@@ -43,6 +43,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .errors import LmeFormulaError
+from .pirls_constants import MAX_STEP_HALVINGS
 
 __all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
            "require_laplace", "supports_gradient"]
@@ -357,7 +358,7 @@ def _pirls_from_mode(dev: Any, x: np.ndarray, u0: np.ndarray) -> bool:
     Newton step after an iterate whose step changed the deviance by less than the
     tolerance. False (nothing done) where the deviance function has no PIRLS kernel or no
     usable start; the caller then runs the deviance function itself."""
-    from .pirls import _MAX_STEP_HALVINGS, _NO_BETA
+    from .pirls import _NO_BETA
 
     kernel = dev._kernels.get(True)
     s, resp = dev.state, dev.resp
@@ -394,7 +395,7 @@ def _pirls_from_mode(dev: Any, x: np.ndarray, u0: np.ndarray) -> bool:
             if it == 0:  # the prediction misled (a long step, e.g. onto θ's bound):
                 return False  # PIRLS from the last η, as the default path
             h = 0
-            while h < _MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
+            while h < MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
                 s.u = (old_u + s.u) / 2.0
                 resp.update_mu(dev._lin_pred(theta, s.u, _NO_BETA))
                 pdev = dev._pdev()

@@ -38,20 +38,13 @@ from scipy import special
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
 from .pirls_batch import laplace_batch
+from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
 from .pls.pirls_kernel import ScalarLinPred, ScalarPirlsKernel, scalar_kernel_fits
 
 __all__ = ["GlmerDevfun", "ghrule", "mkGlmerDevfun"]
 
-_MAX_STEP_HALVINGS = 20
-_EPS = float(np.finfo(float).eps)
-# logistic values in [4ε, 1 - 4ε] need neither lme4's clamps nor its floor of μ(1 - μ) at ε
-_INNER = 4.0 * _EPS
-# a logistic p whose p (1 - p), as update_mu forms it, exceeds this is inside [4ε, 1 - 4ε]
-# (fl(fl(1 - p) p) is at most p and at most fl(1 - p), which is 1 - p exactly for p >= 1/2)
-_INNER_VAR = 1e-14
-_DBL_MAX = float(np.finfo(float).max)
 _NO_BETA = np.zeros(0)
 _NO_BETA.flags.writeable = False
 # ndarray.sum() without its Python wrapper (the same reduction: the same sum), ~1 µs a call
@@ -143,20 +136,20 @@ class GlmerResponse:
             p = special.expit(eta, out=work[1])
             me = np.subtract(1.0, p, out=work[2])
             me *= p  # p (1 - p), as the family's mu_eta forms it
-            # one reduction decides where it can (see _INNER_VAR), else the two bounds
-            if n and (float(np.minimum.reduce(me)) > _INNER_VAR
-                      or (p.min() >= _INNER and p.max() <= 1.0 - _INNER)):
+            # one reduction decides where it can (see INNER_VAR), else the two bounds
+            if n and (float(np.minimum.reduce(me)) > INNER_VAR
+                      or (p.min() >= INNER and p.max() <= 1.0 - INNER)):
                 # p (1 - p) >= 4ε (1 - 4ε) > ε there: no floor, no clamp
                 self.mu, self._mu_eta = p, me
                 if self.family.family == "binomial":
                     self._var = me
             else:
-                np.maximum(me, _EPS, out=me)
+                np.maximum(me, EPS, out=me)
                 self._mu_eta = me
-                self.mu = np.minimum(np.maximum(p, _EPS), 1.0 - _EPS)
+                self.mu = np.minimum(np.maximum(p, EPS), 1.0 - EPS)
         elif link == "log":
             mu = np.exp(eta, out=work[1])
-            self.mu = np.maximum(mu, _EPS, out=mu)
+            self.mu = np.maximum(mu, EPS, out=mu)
             self._mu_eta = self.mu
         else:
             self.mu = self.family.linkinv(eta)
@@ -410,7 +403,7 @@ class GlmerResponse:
         if var is None:
             fam = self.family.family
             if fam == "binomial":
-                var = np.maximum(self.mu * (1.0 - self.mu), _EPS)
+                var = np.maximum(self.mu * (1.0 - self.mu), EPS)
             elif fam == "poisson":
                 var = self.mu
             else:
@@ -682,7 +675,7 @@ class GlmerDevfun:
         s, resp = self.state, self.resp
         s.theta = theta
         kernel = self._kernels.get(u_only)
-        old_pdev = _DBL_MAX
+        old_pdev = DBL_MAX
         tol = self.tolPwrss
         beta_fixed = _NO_BETA
         last: Any = None  # the last kernel step: its ldL2 is read once, after the loop
@@ -717,7 +710,7 @@ class GlmerDevfun:
                 return
             if math.isnan(pdev) or pdev > old_pdev:
                 k = 0
-                while k < _MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
+                while k < MAX_STEP_HALVINGS and (math.isnan(pdev) or pdev > old_pdev):
                     s.u = (old_u + s.u) / 2.0
                     if not u_only:
                         s.beta = (old_beta + s.beta) / 2.0

@@ -29,14 +29,11 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR
 from .pls.pirls_chain import ChainStep
 
 __all__ = ["laplace_batch"]
 
-_DBL_MAX = float(np.finfo(float).max)
-_EPS = float(np.finfo(float).eps)
-_INNER = 4.0 * _EPS
-_INNER_VAR = 1e-14  # as pirls._INNER_VAR
 _sum = np.add.reduce
 
 
@@ -93,7 +90,7 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
     steps = [0] * m
     final_mu = np.empty((m, n))
     active = np.arange(m)
-    old_pdev = [_DBL_MAX] * m
+    old_pdev = [DBL_MAX] * m
     W: np.ndarray = np.broadcast_to(w0, (m, n))
     Z = zq0 + (eta0 - off)  # the first step's z: (y - μ)/μ'(η) + (η - offset)
     for _ in range(maxit):
@@ -105,14 +102,14 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
             mu = special.expit(eta)
             me = np.subtract(1.0, mu)
             me *= mu
-            if not (np.minimum.reduce(me, axis=1) > _INNER_VAR).all() and not (
-                    (np.minimum.reduce(mu, axis=1) >= _INNER)
-                    & (np.maximum.reduce(mu, axis=1) <= 1.0 - _INNER)).all():
+            if not (np.minimum.reduce(me, axis=1) > INNER_VAR).all() and not (
+                    (np.minimum.reduce(mu, axis=1) >= INNER)
+                    & (np.maximum.reduce(mu, axis=1) <= 1.0 - INNER)).all():
                 return None
             dsum = _binomial_dev_sums(resp, mu)
         else:  # update_mu for the log link: μ = max(exp(η), ε), μ'(η) = μ
             mu = np.exp(eta)
-            np.maximum(mu, _EPS, out=mu)
+            np.maximum(mu, EPS, out=mu)
             me = mu
             dsum = _poisson_dev_sums(resp, mu, unit)
         keep = []
