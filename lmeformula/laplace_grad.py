@@ -44,6 +44,7 @@ import scipy.linalg as sla
 
 from .errors import LmeFormulaError
 from .pirls_constants import MAX_STEP_HALVINGS
+from .pls import policy as _pls_policy
 
 __all__ = ["LaplaceGradient", "LaplaceObjective", "gradient_derivs", "lbfgsb_laplace",
            "require_laplace", "supports_gradient"]
@@ -52,8 +53,6 @@ _potrf: Any = sla.lapack.get_lapack_funcs("potrf", (np.zeros(1),))
 _potrs: Any = sla.lapack.get_lapack_funcs("potrs", (np.zeros(1),))
 # families whose canonical link this module differentiates
 _CANONICAL = {("binomial", "logit"), ("poisson", "log")}
-# the dense part of A (random effects of all terms but the first) is kept up to this order
-_MAX_DENSE = 6000
 
 
 def require_laplace(nAGQ: int) -> None:
@@ -165,7 +164,9 @@ class LaplaceGradient:
         self.nl1 = int(shapes[0].nl)
         self.q = int(offs[-1])
         self.q2 = self.q - self.q1
-        if self.q2 > _MAX_DENSE:
+        # the dense part of A (random effects of all terms but the first): up to the
+        # engine's limit (read at each use: tests swap the policy)
+        if self.q2 > _pls_policy.POLICY.max_laplace_dense:
             raise LmeFormulaError(
                 f"the analytic Laplace gradient keeps the random effects of all terms but the "
                 f"first dense: {self.q2} of them is too many; use the default optimizers")

@@ -202,6 +202,28 @@ def test_refusals() -> None:
     assert not supports_gradient(lmf.Gamma(link="log"))
 
 
+def test_dense_part_limited_by_the_engine_policy() -> None:
+    # the random effects of all terms but the first are kept dense, up to the engine's
+    # policy (pls/policy.py's max_laplace_dense; tests swap the policy)
+    from dataclasses import replace
+
+    from lmeformula.laplace_grad import LaplaceGradient
+    from lmeformula.pls import policy as pls_policy
+
+    dev = _devfun("grouseticks")
+    q2 = LaplaceGradient(dev).q2
+    assert q2 > 0 and q2 <= pls_policy.POLICY.max_laplace_dense
+    old = pls_policy.POLICY
+    try:
+        pls_policy.POLICY = replace(old, max_laplace_dense=q2)
+        assert LaplaceGradient(dev).q2 == q2  # at the limit: kept
+        pls_policy.POLICY = replace(old, max_laplace_dense=q2 - 1)
+        with pytest.raises(LmeFormulaError, match=f"{q2} of them is too many"):
+            LaplaceGradient(dev)
+    finally:
+        pls_policy.POLICY = old
+
+
 @pytest.mark.slow
 def test_vector_term_starts_from_lme4s_first_stage() -> None:
     # from θ = 1 a gradient method ends in a boundary minimum of this model (θ_item,11 = 0,

@@ -35,6 +35,12 @@ class BlockPolicy:
         ... and when it has at most this many entries (m x q₁).
     max_gradient_dense_g
         The analytic gradient with a dense G up to m² q₁ of this size.
+    max_laplace_dense
+        glmer's analytic Laplace gradient (:mod:`lmeformula.laplace_grad`, the L-BFGS-B
+        option) keeps the random effects of all terms but the first as one dense block of
+        A = (ZΛ)'W(ZΛ) + I, factored at each evaluation: at most this many of them (6,000:
+        288 MB and a dense Cholesky of that order per evaluation); above it the option is
+        refused with a message naming the count.
     max_pairs
         Above this many (row pair, level) products the downdate G B Gᵀ is done by sparse
         products instead of a precomputed pairs matrix.
@@ -61,6 +67,7 @@ class BlockPolicy:
     dense_g_fill: float = 0.25
     max_dense_g: int = 50_000_000
     max_gradient_dense_g: int = 200_000_000
+    max_laplace_dense: int = 6_000
     max_pairs: int = 40_000_000
     max_group_grams: int = 40_000_000
     key_table: int = 50_000_000
