@@ -399,11 +399,13 @@ def check_conv(derivs: Derivs | None, par: np.ndarray, lower: np.ndarray,
     g, h = derivs.gradient, derivs.Hessian  # the fields (the Mapping lookup scans them)
     if np.isnan(g).any():
         return Lme4Conv(("Gradient contains NAs",), (-5,))
-    chol = _cholesky(h)  # both checks factor the Hessian: once
-    messages, code = _check_gradient(g, h, par, ctrl, chol)
+    # both checks need the Hessian's Cholesky factor, or to know it has none: h is
+    # factored once, here, and a failed factorisation is not tried again
+    chol = _cholesky(h)
+    messages, code = _check_gradient(g, par, ctrl, chol)
     h_action, h_tol = ctrl.check_conv_hess
     if h_action != "ignore":
-        hess_code, hess_messages = check_hess(h, h_tol, factor=chol)
+        hess_code, hess_messages = check_hess(h, h_tol, factored=chol is not None)
         if hess_messages:
             code = hess_code
             messages = [*messages, *hess_messages]
@@ -419,20 +421,17 @@ def _cholesky(h: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _check_gradient(g: np.ndarray, h: np.ndarray, par: np.ndarray,
-                    ctrl: LmerControl, chol: np.ndarray | None = None,
-                    ) -> tuple[list[str], tuple[int, ...]]:
+def _check_gradient(g: np.ndarray, par: np.ndarray, ctrl: LmerControl,
+                    chol: np.ndarray | None) -> tuple[list[str], tuple[int, ...]]:
     """lme4's ``check.conv.grad``: the gradient scaled by the Hessian's Cholesky factor
-    (``chol``, when the caller has it), each component the smaller of scaled and raw,
-    against ``tol``; then, when ``relTol`` is set, ``max|grad / par|`` against it (its
-    message replaces the first, as in lme4)."""
+    ``chol`` (None where the Hessian has none: "unable to evaluate scaled gradient"), each
+    component the smaller of scaled and raw, against ``tol``; then, when ``relTol`` is
+    set, ``max|grad / par|`` against it (its message replaces the first, as in lme4)."""
     action, tol = ctrl.check_conv_grad
     if action == "ignore":
         return [], ()
     messages: list[str] = []
     code: tuple[int, ...] = ()
-    if chol is None:
-        chol = _cholesky(h)
     try:
         scgrad: np.ndarray | None = None if chol is None else np.linalg.solve(chol.T, g)
     except np.linalg.LinAlgError:
@@ -461,14 +460,15 @@ def _check_gradient(g: np.ndarray, h: np.ndarray, par: np.ndarray,
 
 
 def check_hess(h: np.ndarray, tol: float, hesstype: str = "",
-               factor: np.ndarray | None = None) -> tuple[tuple[int, ...], list[str]]:
+               factored: bool | None = None) -> tuple[tuple[int, ...], list[str]]:
     """lme4's ``checkHess``: the codes and messages of a Hessian's eigenvalue checks.
 
     Negative eigenvalues (-3); a numerically singular Hessian, by a near-zero eigenvalue or
     a failed Cholesky factorisation (-4); otherwise a very large eigenvalue (2) and a large
     eigenvalue ratio (3), both reported when both hold; non-finite entries (-6). No
-    messages when all pass. ``factor``: h's Cholesky factor when the caller has it (then h
-    is not factored again)."""
+    messages when all pass. ``factored``: whether h has a Cholesky factor, when the caller
+    has tried to factor it (then h is not factored again, its failure included); None to
+    factor it here, only where the eigenvalues leave the answer open."""
     if not np.all(np.isfinite(h)):
         return (-6,), ["Problem with Hessian check (infinite or missing values?)"]
     # the eigenvalues as Python floats: a handful, compared with the same IEEE operations
@@ -479,8 +479,8 @@ def check_hess(h: np.ndarray, tol: float, hesstype: str = "",
         # R's paste() puts a space on each side of an empty hesstype
         return (-3,), [" ".join(["Model failed to converge:", "degenerate", hesstype,
                                  f"Hessian with {negative} negative eigenvalues"])]
-    factored = factor is not None or _cholesky(h) is not None
-    if any(abs(v) < tol for v in evd) or not factored:
+    if any(abs(v) < tol for v in evd) or not (
+            _cholesky(h) is not None if factored is None else factored):
         return (-4,), [" ".join([hesstype, "Hessian is numerically singular: parameters are "
                                            "not uniquely determined"])]
     codes: list[int] = []

@@ -67,3 +67,47 @@ def test_rel_tol_from_lme4_style_dict() -> None:
     assert ctrl.check_conv_grad_relTol == 0.5
     with pytest.raises(ValueError, match="relTol"):
         as_control({"check.conv.grad": {"relTol": -1}})
+
+
+
+def _has_no_cholesky(case: dict[str, Any]) -> bool:
+    if case["hessian"] is None:
+        return False
+    try:
+        np.linalg.cholesky(np.array(case["hessian"], dtype=float))
+    except np.linalg.LinAlgError:
+        return True
+    return False
+
+
+NON_PD = [c for c in CASES if _has_no_cholesky(c)]
+
+
+def test_fixtures_have_hessians_without_cholesky_factor() -> None:
+    assert {"gradient_nonpd", "negative_eigenvalue", "two_negative"} <= {
+        c["name"] for c in NON_PD}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_hessian_factored_at_most_once(case: dict[str, Any],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # the gradient and Hessian checks share one Cholesky factorisation of the Hessian, a
+    # failed one included (not tried again on the failure path), with lme4's messages
+    calls: list[int] = []
+    real = np.linalg.cholesky
+
+    def counting(a: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return real(a)
+
+    monkeypatch.setattr(np.linalg, "cholesky", counting)
+    result, error, signalled = _run(case)
+    assert len(calls) <= 1
+    if case in NON_PD:
+        assert len(calls) == 1
+    assert error == case["error"]
+    assert signalled == [(s["kind"], s["text"]) for s in case["signalled"]]
+    if error is None:
+        assert result is not None
+        assert list(result.messages) == case["messages"]
+        assert list(result.code) == [int(c) for c in case["code"]]
