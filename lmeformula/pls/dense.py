@@ -3,7 +3,7 @@ its T'MT a precomputed quadratic form in θ."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as la
@@ -68,9 +68,15 @@ class DensePLSProblem(_AugmentedSystem):
     one Cholesky.
     """
 
+    # each term's level codes and X_i, in Zt's order (optional): Z's dense columns and the
+    # pattern of Z'Z are then read off them, and Zt (a scipy matrix, which costs more to
+    # build than the rest of a small model's setup) is built only if a caller asks for it
+    factors: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         w = self._weights()
         q, self.m = self.q, self.q + self.p + 1
+        self._z_layout: tuple[np.ndarray, np.ndarray] | None = None
         self._gram(None if self.weights is None else w)
         self._lambda_pattern = _lambda_pattern(tuple(self.terms))
         self._log_parts = np.array([0, q])
@@ -84,7 +90,12 @@ class DensePLSProblem(_AugmentedSystem):
         """M = [Z X y]'W[Z X y] and what is read off its diagonal."""
         q = self.q
         design = np.empty((self.n, self.m))
-        design[:, :q] = self._zt().toarray().T
+        if self.factors is not None and callable(self.Zt):
+            rows, vals = self._layout()
+            design[:, :q] = 0.0
+            design[np.arange(self.n)[:, None], rows] = vals  # Zt.toarray().T, entry by entry
+        else:
+            design[:, :q] = self._zt().toarray().T
         design[:, q:-1] = self.X
         design[:, -1] = self.y
         self.M = design.T @ (design if w is None else design * w[:, None])
@@ -92,6 +103,49 @@ class DensePLSProblem(_AugmentedSystem):
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, _TINY)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Z's entries from the factors, as Zt stores them: for each observation (row) and
+        each column of each term, the row of Zt it lands in (offset + code * nc + j) and the
+        value (X_i's entry; zeros, which Zt does not store, as +0.0)."""
+        if self._z_layout is None:
+            assert self.factors is not None
+            width = sum(t.nc for t in self.terms)
+            rows = np.empty((self.n, width), dtype=np.int64)
+            vals = np.empty((self.n, width))
+            offset = col = 0
+            for t, (codes, x) in zip(self.terms, self.factors, strict=True):
+                block = rows[:, col : col + t.nc]
+                np.multiply(np.asarray(codes, dtype=np.int64)[:, None], t.nc, out=block)
+                block += np.arange(offset, offset + t.nc)
+                vals[:, col : col + t.nc] = x
+                offset += t.size
+                col += t.nc
+            vals[vals == 0.0] = 0.0  # -0.0 too: Zt.toarray() has +0.0 where nothing is stored
+            self._z_layout = (rows, vals)
+        return self._z_layout
+
+    def _z_pattern(self) -> np.ndarray:
+        """The structural pattern of Z'Z (q x q, bool), as :func:`_gram_pattern` of Zt: rows
+        meet where one observation stores an entry in both (read off the factors when there
+        are some, pair of term columns by pair of term columns)."""
+        if self.factors is None or not callable(self.Zt):
+            return _gram_pattern(self._zt())
+        q = self.q
+        rows, vals = self._layout()
+        stored = vals != 0.0  # NaN is stored, as in Zt
+        every = bool(stored.all())
+        flat = np.zeros(q * q, dtype=bool)
+        width = rows.shape[1]
+        for a in range(width):
+            for b in range(a, width):
+                if every:
+                    flat[rows[:, a] * q + rows[:, b]] = True
+                else:
+                    both = stored[:, a] & stored[:, b]
+                    flat[rows[both, a] * q + rows[both, b]] = True
+        out = flat.reshape(q, q)
+        return out | out.T
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """Replace the case weights and the response (see :meth:`PLSProblem.reweight`): M
@@ -147,7 +201,7 @@ class DensePLSProblem(_AugmentedSystem):
         # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
         # changed later (re-weighting) keep the pattern
         structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = _gram_pattern(self._zt())
+        structure[:q, :q] = self._z_pattern()
         i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
                           & structure[np.ix_(t_cols, t_cols)])
         gather = t_cols[i] * m + t_cols[j]
