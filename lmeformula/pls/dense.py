@@ -21,6 +21,7 @@ from .system import (
     profiled_criteria,
     profiled_criterion,
 )
+from .terms import TermShape
 
 _dpotrf = la.lapack.dpotrf  # looked up once: the engine calls it per evaluation
 _TINY = float(np.finfo(float).tiny)
@@ -44,6 +45,59 @@ def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
         flat[first[same] * q + rows[d:][same]] = True
     out = flat.reshape(q, q)
     return out | out.T
+
+
+# _quadratic_plan's results by (terms, p, pattern of Z'Z, limit): a refit, bootstrap or
+# simulation of one design builds its quadratic form from the same plan. Small (the dense
+# engine's systems have at most policy.dense_limit rows) and bounded in number.
+_PLANS: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+_MAX_PLANS = 16
+
+
+def _quadratic_plan(terms: tuple[TermShape, ...], p: int, pattern: np.ndarray, limit: int,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where the quadratic form's constants come from (see
+    :meth:`DensePLSProblem._quadratic_form`): ``index`` (entry x pair slot of each summand),
+    ``gather`` (M's flat position of each summand but the identity's q ones, which come
+    last) and ``entries`` (the flat positions of the m x m matrix the form reaches); None
+    when the form would exceed ``limit`` numbers. Read-only arrays, cached."""
+    q = pattern.shape[0]
+    key = (terms, p, limit, q, np.packbits(pattern).tobytes())
+    if key in _PLANS:
+        return _PLANS[key]
+    m = q + p + 1
+    rows, cols, lind = _lambda_pattern(terms)
+    k = sum(t.nc * (t.nc + 1) // 2 for t in terms)
+    npairs = (k + 1) * (k + 2) // 2
+    xy = np.arange(q, m)
+    t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
+    t_cols = np.concatenate([cols, xy])
+    t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
+    # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
+    # changed later (re-weighting) keep the pattern
+    structure = np.ones((m, m), dtype=bool)
+    structure[:q, :q] = pattern
+    i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
+                      & structure[np.ix_(t_cols, t_cols)])
+    gather = t_cols[i] * m + t_cols[j]
+    a = np.minimum(t_coef[i], t_coef[j])
+    b = np.maximum(t_coef[i], t_coef[j])
+    pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
+    pos = np.concatenate([t_rows[i] * m + t_rows[j], np.arange(q) * (m + 1)])
+    reached = np.zeros(m * m, dtype=bool)
+    reached[pos] = True
+    entries = np.flatnonzero(reached)
+    plan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if npairs * entries.shape[0] <= limit:
+        where = np.cumsum(reached) - 1
+        index = where[pos] * npairs + pair
+        for arr in (index, gather, entries):
+            arr.flags.writeable = False
+        plan = (index, gather, entries)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 @dataclass(slots=True)
@@ -187,38 +241,21 @@ class DensePLSProblem(_AugmentedSystem):
         T'MT + diag(I_q, 0) = Σ_{a ≤ b} c_a c_b Q_ab with constant Q_ab, formed once at the
         entries on or above the diagonal that any of them reaches. Per θ the matrix is one
         small matrix-vector product (sleepstudy: 10 pairs x 168 entries) instead of several
-        products with Λ."""
-        q, m = self.q, self.m
-        rows, cols, lind = self._lambda_pattern
+        products with Λ. Where each Q_ab entry comes from depends only on the terms, p and
+        the pattern of Z'Z (:func:`_quadratic_plan`, shared by refits of the same design)."""
+        q = self.q
         k = sum(t.nc * (t.nc + 1) // 2 for t in self.terms)
         npairs = (k + 1) * (k + 2) // 2
-        if npairs * (q + 1) > _policy().max_quadratic:
+        limit = _policy().max_quadratic
+        if npairs * (q + 1) > limit:
             return  # not small even if only the diagonal were reached
-        xy = np.arange(q, m)
-        t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
-        t_cols = np.concatenate([cols, xy])
-        t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
-        # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
-        # changed later (re-weighting) keep the pattern
-        structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = self._z_pattern()
-        i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
-                          & structure[np.ix_(t_cols, t_cols)])
-        gather = t_cols[i] * m + t_cols[j]
-        value = self.M.ravel()[gather]  # M[t_cols[i], t_cols[j]], read at the pairs kept
-        a = np.minimum(t_coef[i], t_coef[j])
-        b = np.maximum(t_coef[i], t_coef[j])
-        pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
-        pos = np.concatenate([t_rows[i] * m + t_rows[j], np.arange(q) * (m + 1)])
-        value = np.concatenate([value, np.ones(q)])
-        reached = np.zeros(m * m, dtype=bool)
-        reached[pos] = True
-        entries = np.flatnonzero(reached)
-        if npairs * entries.shape[0] > _policy().max_quadratic:
+        plan = _quadratic_plan(tuple(self.terms), self.p, self._z_pattern(), limit)
+        if plan is None:
             return
-        where = np.cumsum(reached) - 1
-        index = where[pos] * npairs + pair
-        forms = np.bincount(index, weights=value, minlength=entries.shape[0] * npairs)
+        index, gather, entries = plan
+        # M read at the pairs kept (M[t_cols[i], t_cols[j]]), then the identity's ones
+        values = np.concatenate([self.M.ravel()[gather], np.ones(q)])
+        forms = np.bincount(index, weights=values, minlength=entries.shape[0] * npairs)
         self._form_sources = (index, gather, q)
         pa, pb = _upper_pairs(k + 1)  # pair index a(2k+3-a)/2 + (b-a) in this order
         self._quadratic = (pa, pb, forms.reshape(entries.shape[0], npairs), entries)
