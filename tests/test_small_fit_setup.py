@@ -82,3 +82,41 @@ def test_quadratic_plan_is_shared_and_read_only() -> None:
     assert cold._quadratic is not None
     assert np.array_equal(cold._quadratic[2], second._quadratic[2])
     assert not np.array_equal(first._quadratic[2], second._quadratic[2])
+
+
+def _blas_counts() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+
+def test_small_lmer_fit_holds_one_thread_throughout_and_restores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """lmer keeps the setup's one-thread scope for a small model's whole fit: every
+    factorisation (the optimizer's, the derivatives' batch, mkMerMod's) runs on one thread,
+    and the caller's setting is back afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    seen: list[list[int]] = []
+    factor, deviances = DensePLSProblem.factor, DensePLSProblem.deviances
+
+    def recording_factor(self: DensePLSProblem, theta: np.ndarray) -> object:
+        seen.append(_blas_counts())
+        return factor(self, theta)
+
+    def recording_deviances(self: DensePLSProblem, thetas: np.ndarray, REML: bool) -> object:
+        seen.append(_blas_counts())
+        return deviances(self, thetas, REML)
+
+    monkeypatch.setattr(DensePLSProblem, "factor", recording_factor)
+    monkeypatch.setattr(DensePLSProblem, "deviances", recording_deviances)
+    df = lmf.datasets.load("sleepstudy")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_counts()
+        m = lmf.lmer("Reaction ~ Days + (Days | Subject)", df)
+        assert _blas_counts() == before
+    assert m.optinfo.feval == 43
+    # BOBYQA's and the derivatives' batch (mkMerMod's evaluation at the optimum reuses the
+    # best factorisation)
+    assert len(seen) == 43 + 1
+    assert all(counts == [1] * len(before) for counts in seen)
