@@ -206,6 +206,12 @@ def _frame_variables(lhs: Node | None, rhs: Node) -> tuple[Node, ...]:
     return tuple(terms(subbars(rhs), lhs).variables)  # syntax trees are frozen: cacheable
 
 
+@lru_cache(maxsize=256)
+def _named_frame_variables(lhs: Node | None, rhs: Node) -> tuple[tuple[Node, str], ...]:
+    """:func:`frame_variables` with each variable's deparsed name (the frame's column)."""
+    return tuple((node, deparse(node)) for node in _frame_variables(lhs, rhs))
+
+
 def model_frame(
     lhs: Node | None,
     rhs: Node,
@@ -247,14 +253,13 @@ def model_frame(
     n = len(data)
     columns = _LazyColumns(data)
     state: dict[str, dict[str, Any]] = {}
-    nodes = frame_variables(lhs, rhs)
     values: dict[str, Value] = {}
-    for node in nodes:
+    for node, name in _named_frame_variables(lhs, rhs):
         if _is_string_column(columns, node):  # the factor the frame would make of it, directly
             assert isinstance(node, Name)
-            values[deparse(node)] = _string_factor(cast(pd.Series, columns.series(node.id)))
+            values[name] = _string_factor(cast(pd.Series, columns.series(node.id)))
         else:
-            values[deparse(node)] = evaluate(node, columns, n, state)
+            values[name] = evaluate(node, columns, n, state)
 
     extras = extra_columns(weights, offset, data)
 
