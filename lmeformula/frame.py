@@ -356,9 +356,10 @@ class _LazyColumns(dict):
 
     def stored(self, key: str) -> Value | None:
         """The value of column ``key`` read straight off the frame's storage for the common
-        column types, float64 (a copy, as :func:`column_value` makes) and categorical (a
-        copy of the Categorical), without the Series pandas would build for ``data[key]``
-        (a deep chain of Python calls: a tenth of a small model's setup); None for any
+        column types, float64 (a copy, as :func:`column_value` makes), numpy integers (as
+        floats) and categorical (a copy of the Categorical), without the Series pandas would
+        build for ``data[key]`` (a deep chain of Python calls: a tenth of a small model's
+        setup); None for any
         other column, a duplicated name, or a pandas whose internals differ (then the
         Series path decides)."""
         if dict.__contains__(self, key):
@@ -374,6 +375,9 @@ class _LazyColumns(dict):
         value: Value
         if isinstance(raw, np.ndarray) and raw.dtype == np.float64 and raw.ndim == 1:
             value = np.array(raw, dtype=float)
+        elif isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" and raw.ndim == 1:
+            # numpy integers (no missing values): the floats column_value converts them to
+            value = raw.astype(float)
         elif isinstance(raw, pd.Categorical):
             value = raw.copy()
         else:

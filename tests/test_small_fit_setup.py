@@ -120,3 +120,19 @@ def test_small_lmer_fit_holds_one_thread_throughout_and_restores(
     # best factorisation)
     assert len(seen) == 43 + 1
     assert all(counts == [1] * len(before) for counts in seen)
+
+
+def test_integer_columns_read_off_the_storage_are_column_values() -> None:
+    from lmeformula.frame import _LazyColumns
+    from lmeformula.transforms import column_value
+
+    df = pd.DataFrame({"a": np.array([1, -5, 2**60 + 1, 7], dtype=np.int64),
+                       "b": np.array([1, 2, 3, 250], dtype=np.uint8),
+                       "c": pd.array([1, None, 3, 4], dtype="Int64")})
+    columns = _LazyColumns(df)
+    for key in ("a", "b"):
+        value = columns.stored(key)
+        assert isinstance(value, np.ndarray) and value.dtype == np.float64
+        assert value.tobytes() == np.asarray(column_value(df[key])).tobytes()
+    assert columns.stored("c") is None  # nullable integers: the Series path (NA handling)
+    assert np.isnan(np.asarray(columns["c"], dtype=float)[1])
