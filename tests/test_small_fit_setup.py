@@ -136,3 +136,32 @@ def test_integer_columns_read_off_the_storage_are_column_values() -> None:
         assert value.tobytes() == np.asarray(column_value(df[key])).tobytes()
     assert columns.stored("c") is None  # nullable integers: the Series path (NA handling)
     assert np.isnan(np.asarray(columns["c"], dtype=float)[1])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_factor_from_codes_is_pandas_validated_factor(seed: int) -> None:
+    from lmeformula.transforms import factor_from_codes
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 30))
+    levels = [f"{chr(97 + int(rng.integers(0, 26)))}:{i}" for i in range(k)]
+    codes = rng.integers(-1, k, size=int(rng.integers(0, 60)))
+    got = factor_from_codes(codes, levels)
+    expected = pd.Categorical.from_codes(codes, categories=pd.Index(levels))
+    assert got.dtype == expected.dtype and got.codes.dtype == expected.codes.dtype
+    assert got.categories.dtype == expected.categories.dtype
+    assert got.categories.equals(expected.categories) and not got.ordered
+    assert np.array_equal(got.codes, expected.codes)
+
+
+@pytest.mark.parametrize(("codes", "levels"), [
+    ([0, 1], ["a", "a"]),  # repeated levels
+    ([0, 2], ["a", "b"]),  # a code past the levels
+    ([-2, 0], ["a", "b"]),
+])
+def test_factor_from_codes_refuses_what_pandas_refuses(codes: list[int],
+                                                       levels: list[str]) -> None:
+    from lmeformula.transforms import factor_from_codes
+
+    with pytest.raises(ValueError):
+        factor_from_codes(np.array(codes), levels)
