@@ -52,6 +52,7 @@ def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
 # engine's systems have at most policy.dense_limit rows) and bounded in number.
 _PLANS: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
 _MAX_PLANS = 16
+_NO_PLAN: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
 
 
 def _quadratic_plan(terms: tuple[TermShape, ...], p: int, pattern: np.ndarray, limit: int,
@@ -63,8 +64,9 @@ def _quadratic_plan(terms: tuple[TermShape, ...], p: int, pattern: np.ndarray, l
     when the form would exceed ``limit`` numbers. Read-only arrays, cached."""
     q = pattern.shape[0]
     key = (terms, p, limit, q, np.packbits(pattern).tobytes())
-    if key in _PLANS:
-        return _PLANS[key]
+    cached = _PLANS.get(key, _NO_PLAN)  # one lookup: another thread may clear the cache
+    if cached is not _NO_PLAN:
+        return cached
     m = q + p + 1
     rows, cols, lind = _lambda_pattern(terms)
     k = sum(t.nc * (t.nc + 1) // 2 for t in terms)
