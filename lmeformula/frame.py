@@ -206,6 +206,12 @@ def _frame_variables(lhs: Node | None, rhs: Node) -> tuple[Node, ...]:
     return tuple(terms(subbars(rhs), lhs).variables)  # syntax trees are frozen: cacheable
 
 
+@lru_cache(maxsize=256)
+def _named_frame_variables(lhs: Node | None, rhs: Node) -> tuple[tuple[Node, str], ...]:
+    """:func:`frame_variables` with each variable's deparsed name (the frame's column)."""
+    return tuple((node, deparse(node)) for node in _frame_variables(lhs, rhs))
+
+
 def model_frame(
     lhs: Node | None,
     rhs: Node,
@@ -247,14 +253,13 @@ def model_frame(
     n = len(data)
     columns = _LazyColumns(data)
     state: dict[str, dict[str, Any]] = {}
-    nodes = frame_variables(lhs, rhs)
     values: dict[str, Value] = {}
-    for node in nodes:
+    for node, name in _named_frame_variables(lhs, rhs):
         if _is_string_column(columns, node):  # the factor the frame would make of it, directly
             assert isinstance(node, Name)
-            values[deparse(node)] = _string_factor(cast(pd.Series, columns.series(node.id)))
+            values[name] = _string_factor(cast(pd.Series, columns.series(node.id)))
         else:
-            values[deparse(node)] = evaluate(node, columns, n, state)
+            values[name] = evaluate(node, columns, n, state)
 
     extras = extra_columns(weights, offset, data)
 
@@ -351,9 +356,10 @@ class _LazyColumns(dict):
 
     def stored(self, key: str) -> Value | None:
         """The value of column ``key`` read straight off the frame's storage for the common
-        column types, float64 (a copy, as :func:`column_value` makes) and categorical (a
-        copy of the Categorical), without the Series pandas would build for ``data[key]``
-        (a deep chain of Python calls: a tenth of a small model's setup); None for any
+        column types, float64 (a copy, as :func:`column_value` makes), numpy integers (as
+        floats) and categorical (a copy of the Categorical), without the Series pandas would
+        build for ``data[key]`` (a deep chain of Python calls: a tenth of a small model's
+        setup); None for any
         other column, a duplicated name, or a pandas whose internals differ (then the
         Series path decides)."""
         if dict.__contains__(self, key):
@@ -369,6 +375,9 @@ class _LazyColumns(dict):
         value: Value
         if isinstance(raw, np.ndarray) and raw.dtype == np.float64 and raw.ndim == 1:
             value = np.array(raw, dtype=float)
+        elif isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" and raw.ndim == 1:
+            # numpy integers (no missing values): the floats column_value converts them to
+            value = raw.astype(float)
         elif isinstance(raw, pd.Categorical):
             value = raw.copy()
         else:

@@ -18,7 +18,7 @@ from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lformula_of, mkLmerDevfun
 from .optimize import OptResult, check_conv, optimize_lmer
-from .pls.threads import engine_threads, setup_threads
+from .pls.threads import THREAD_POLICY, engine_threads, setup_threads
 from .validate import check_flag
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
@@ -182,8 +182,28 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
     with setup_threads(call.control.threads, rows=len(call.data)):
         pf = lformula_of(call)
         devfun = mkLmerDevfun(pf, start=start)
-    if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
-        return devfun
+        if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
+            return devfun
+        if _serial_fit(call, devfun):
+            # the engine's scopes (optimizeLmer's, mkMerMod's) would set the one thread
+            # this one holds: the whole fit runs in it, rather than setting and restoring
+            # each BLAS library's thread count twice more (calls into OpenBLAS, about a
+            # tenth of a small fit's time on a busy machine)
+            return _optimize_and_build(call, pf, devfun, data_name, progress)
+    return _optimize_and_build(call, pf, devfun, data_name, progress)
+
+
+def _serial_fit(call: ModelCall, devfun: LmerDevfun) -> bool:
+    """Whether both the setup and the engine run on one BLAS thread by the thread policy
+    (no ``threads`` requested, fewer rows than its ``serial_rows``, a dense block below its
+    ``parallel_order``): then the setup's scope already holds the engine's setting."""
+    return (call.control.threads is None and len(call.data) < THREAD_POLICY.serial_rows
+            and THREAD_POLICY.threads(devfun.problem.dense_order) == 1)
+
+
+def _optimize_and_build(call: ModelCall, pf: Any, devfun: LmerDevfun, data_name: str | None,
+                        progress: bool) -> LmerMod:
+    """optimizeLmer and mkMerMod of :func:`fit_call`."""
     ctrl = call.control
     if progress:
         from .progress import CountingObjective, progress_bar

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .errors import RandomEffectsError, VariableNotFoundError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import bar_name, group_label, grouping_variables
-from .formula.terms import terms
+from .formula.terms import Terms, terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes, term_type
@@ -325,9 +325,17 @@ def lme4_term_order(nl: Sequence[int]) -> list[int]:
     return sorted(range(len(nl)), key=lambda i: (-nl[i], -i))
 
 
+@lru_cache(maxsize=256)
+def _bar_parts(bar: BinOp) -> tuple[str, str, Terms]:
+    """A bar's term name, its grouping factor's label and its left side's terms: they
+    depend on the formula alone (syntax trees are frozen), so refits of a formula reuse
+    them."""
+    return bar_name(bar), group_label(bar.right), terms(bar.left)
+
+
 def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
     """Build one :class:`ReTerm` from a bar ``LHS | g`` and the model frame."""
-    name = bar_name(bar)
+    name, label, lhs_terms = _bar_parts(bar)
     factor = _grouping_factor(bar.right, frame)
     if np.all(np.asarray(factor.codes) < 0):
         raise RandomEffectsError(f"Invalid grouping factor specification, {deparse(bar.right)}")
@@ -336,7 +344,6 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
                                  ": it has missing values")
     # _grouping_factor's factors have no unused levels (as_factor and interaction_factor
     # drop them)
-    lhs_terms = terms(bar.left)
     mm = model_matrix(lhs_terms, frame.variables, frame.nrow)
     if mm.values.shape[1] == 0:
         raise RandomEffectsError(f"random-effects term has no columns: ({name})")
@@ -346,7 +353,7 @@ def make_re_term(bar: BinOp, frame: ModelFrame) -> ReTerm:
         # not an n-length array held for the model's life (its public copies, Xi, mmList
         # and Zt, are ordinary arrays)
         values = np.broadcast_to(np.ones((1, 1)), values.shape)
-    return ReTerm(name, group_label(bar.right), factor, values, mm.columns)
+    return ReTerm(name, label, factor, values, mm.columns)
 
 
 

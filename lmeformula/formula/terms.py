@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..errors import FormulaError
 from .ast import BinOp, Call, Name, Node, Num, Paren, Str, UnaryOp, deparse
@@ -54,7 +55,12 @@ class Terms:
     @property
     def variable_names(self) -> list[str]:
         """The deparsed variable expressions (R's ``variables`` attribute)."""
-        return [deparse(v) for v in self.variables]
+        return list(self._variable_names)
+
+    @cached_property
+    def _variable_names(self) -> tuple[str, ...]:
+        # deparsed once per Terms (the model matrix reads them at every fit of a formula)
+        return tuple(deparse(v) for v in self.variables)
 
     @property
     def term_labels(self) -> list[str]:

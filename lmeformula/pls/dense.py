@@ -3,7 +3,7 @@ its T'MT a precomputed quadratic form in θ."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as la
@@ -21,6 +21,7 @@ from .system import (
     profiled_criteria,
     profiled_criterion,
 )
+from .terms import TermShape
 
 _dpotrf = la.lapack.dpotrf  # looked up once: the engine calls it per evaluation
 _TINY = float(np.finfo(float).tiny)
@@ -46,6 +47,61 @@ def _gram_pattern(Zt: sp.csc_matrix) -> np.ndarray:
     return out | out.T
 
 
+# _quadratic_plan's results by (terms, p, pattern of Z'Z, limit): a refit, bootstrap or
+# simulation of one design builds its quadratic form from the same plan. Small (the dense
+# engine's systems have at most policy.dense_limit rows) and bounded in number.
+_PLANS: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
+_MAX_PLANS = 16
+_NO_PLAN: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
+
+
+def _quadratic_plan(terms: tuple[TermShape, ...], p: int, pattern: np.ndarray, limit: int,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Where the quadratic form's constants come from (see
+    :meth:`DensePLSProblem._quadratic_form`): ``index`` (entry x pair slot of each summand),
+    ``gather`` (M's flat position of each summand but the identity's q ones, which come
+    last) and ``entries`` (the flat positions of the m x m matrix the form reaches); None
+    when the form would exceed ``limit`` numbers. Read-only arrays, cached."""
+    q = pattern.shape[0]
+    key = (terms, p, limit, q, np.packbits(pattern).tobytes())
+    cached = _PLANS.get(key, _NO_PLAN)  # one lookup: another thread may clear the cache
+    if cached is not _NO_PLAN:
+        return cached
+    m = q + p + 1
+    rows, cols, lind = _lambda_pattern(terms)
+    k = sum(t.nc * (t.nc + 1) // 2 for t in terms)
+    npairs = (k + 1) * (k + 2) // 2
+    xy = np.arange(q, m)
+    t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
+    t_cols = np.concatenate([cols, xy])
+    t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
+    # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
+    # changed later (re-weighting) keep the pattern
+    structure = np.ones((m, m), dtype=bool)
+    structure[:q, :q] = pattern
+    i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
+                      & structure[np.ix_(t_cols, t_cols)])
+    gather = t_cols[i] * m + t_cols[j]
+    a = np.minimum(t_coef[i], t_coef[j])
+    b = np.maximum(t_coef[i], t_coef[j])
+    pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
+    pos = np.concatenate([t_rows[i] * m + t_rows[j], np.arange(q) * (m + 1)])
+    reached = np.zeros(m * m, dtype=bool)
+    reached[pos] = True
+    entries = np.flatnonzero(reached)
+    plan: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    if npairs * entries.shape[0] <= limit:
+        where = np.cumsum(reached) - 1
+        index = where[pos] * npairs + pair
+        for arr in (index, gather, entries):
+            arr.flags.writeable = False
+        plan = (index, gather, entries)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
 @dataclass(slots=True)
 class DenseFactorization:
     """The Cholesky factor of the whole augmented system (small models): L is its lower
@@ -68,9 +124,15 @@ class DensePLSProblem(_AugmentedSystem):
     one Cholesky.
     """
 
+    # each term's level codes and X_i, in Zt's order (optional): Z's dense columns and the
+    # pattern of Z'Z are then read off them, and Zt (a scipy matrix, which costs more to
+    # build than the rest of a small model's setup) is built only if a caller asks for it
+    factors: list[tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         w = self._weights()
         q, self.m = self.q, self.q + self.p + 1
+        self._z_layout: tuple[np.ndarray, np.ndarray] | None = None
         self._gram(None if self.weights is None else w)
         self._lambda_pattern = _lambda_pattern(tuple(self.terms))
         self._log_parts = np.array([0, q])
@@ -84,7 +146,12 @@ class DensePLSProblem(_AugmentedSystem):
         """M = [Z X y]'W[Z X y] and what is read off its diagonal."""
         q = self.q
         design = np.empty((self.n, self.m))
-        design[:, :q] = self._zt().toarray().T
+        if self.factors is not None and callable(self.Zt):
+            rows, vals = self._layout()
+            design[:, :q] = 0.0
+            design[np.arange(self.n)[:, None], rows] = vals  # Zt.toarray().T, entry by entry
+        else:
+            design[:, :q] = self._zt().toarray().T
         design[:, q:-1] = self.X
         design[:, -1] = self.y
         self.M = design.T @ (design if w is None else design * w[:, None])
@@ -92,6 +159,49 @@ class DensePLSProblem(_AugmentedSystem):
         self._rx_floor = 1e-13 * np.maximum(self._xtx_diag, _TINY)
         self._rx_sqrt_floor = np.sqrt(self._rx_floor)
         self._rx_sqrt_floors: list[float] = self._rx_sqrt_floor.tolist()
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Z's entries from the factors, as Zt stores them: for each observation (row) and
+        each column of each term, the row of Zt it lands in (offset + code * nc + j) and the
+        value (X_i's entry; zeros, which Zt does not store, as +0.0)."""
+        if self._z_layout is None:
+            assert self.factors is not None
+            width = sum(t.nc for t in self.terms)
+            rows = np.empty((self.n, width), dtype=np.int64)
+            vals = np.empty((self.n, width))
+            offset = col = 0
+            for t, (codes, x) in zip(self.terms, self.factors, strict=True):
+                block = rows[:, col : col + t.nc]
+                np.multiply(np.asarray(codes, dtype=np.int64)[:, None], t.nc, out=block)
+                block += np.arange(offset, offset + t.nc)
+                vals[:, col : col + t.nc] = x
+                offset += t.size
+                col += t.nc
+            vals[vals == 0.0] = 0.0  # -0.0 too: Zt.toarray() has +0.0 where nothing is stored
+            self._z_layout = (rows, vals)
+        return self._z_layout
+
+    def _z_pattern(self) -> np.ndarray:
+        """The structural pattern of Z'Z (q x q, bool), as :func:`_gram_pattern` of Zt: rows
+        meet where one observation stores an entry in both (read off the factors when there
+        are some, pair of term columns by pair of term columns)."""
+        if self.factors is None or not callable(self.Zt):
+            return _gram_pattern(self._zt())
+        q = self.q
+        rows, vals = self._layout()
+        stored = vals != 0.0  # NaN is stored, as in Zt
+        every = bool(stored.all())
+        flat = np.zeros(q * q, dtype=bool)
+        width = rows.shape[1]
+        for a in range(width):
+            for b in range(a, width):
+                if every:
+                    flat[rows[:, a] * q + rows[:, b]] = True
+                else:
+                    both = stored[:, a] & stored[:, b]
+                    flat[rows[both, a] * q + rows[both, b]] = True
+        out = flat.reshape(q, q)
+        return out | out.T
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """Replace the case weights and the response (see :meth:`PLSProblem.reweight`): M
@@ -133,38 +243,21 @@ class DensePLSProblem(_AugmentedSystem):
         T'MT + diag(I_q, 0) = Σ_{a ≤ b} c_a c_b Q_ab with constant Q_ab, formed once at the
         entries on or above the diagonal that any of them reaches. Per θ the matrix is one
         small matrix-vector product (sleepstudy: 10 pairs x 168 entries) instead of several
-        products with Λ."""
-        q, m = self.q, self.m
-        rows, cols, lind = self._lambda_pattern
+        products with Λ. Where each Q_ab entry comes from depends only on the terms, p and
+        the pattern of Z'Z (:func:`_quadratic_plan`, shared by refits of the same design)."""
+        q = self.q
         k = sum(t.nc * (t.nc + 1) // 2 for t in self.terms)
         npairs = (k + 1) * (k + 2) // 2
-        if npairs * (q + 1) > _policy().max_quadratic:
+        limit = _policy().max_quadratic
+        if npairs * (q + 1) > limit:
             return  # not small even if only the diagonal were reached
-        xy = np.arange(q, m)
-        t_rows = np.concatenate([rows, xy])  # T[t_cols, t_rows] = c[t_coef]
-        t_cols = np.concatenate([cols, xy])
-        t_coef = np.concatenate([lind + 1, np.zeros(m - q, np.int64)])
-        # M's structural pattern (Z'Z's from Zt's, the rest full), not its values: weights
-        # changed later (re-weighting) keep the pattern
-        structure = np.ones((m, m), dtype=bool)
-        structure[:q, :q] = _gram_pattern(self._zt())
-        i, j = np.nonzero((t_rows[:, None] <= t_rows[None, :])
-                          & structure[np.ix_(t_cols, t_cols)])
-        gather = t_cols[i] * m + t_cols[j]
-        value = self.M.ravel()[gather]  # M[t_cols[i], t_cols[j]], read at the pairs kept
-        a = np.minimum(t_coef[i], t_coef[j])
-        b = np.maximum(t_coef[i], t_coef[j])
-        pair = np.concatenate([a * (2 * k + 3 - a) // 2 + (b - a), np.zeros(q, np.int64)])
-        pos = np.concatenate([t_rows[i] * m + t_rows[j], np.arange(q) * (m + 1)])
-        value = np.concatenate([value, np.ones(q)])
-        reached = np.zeros(m * m, dtype=bool)
-        reached[pos] = True
-        entries = np.flatnonzero(reached)
-        if npairs * entries.shape[0] > _policy().max_quadratic:
+        plan = _quadratic_plan(tuple(self.terms), self.p, self._z_pattern(), limit)
+        if plan is None:
             return
-        where = np.cumsum(reached) - 1
-        index = where[pos] * npairs + pair
-        forms = np.bincount(index, weights=value, minlength=entries.shape[0] * npairs)
+        index, gather, entries = plan
+        # M read at the pairs kept (M[t_cols[i], t_cols[j]]), then the identity's ones
+        values = np.concatenate([self.M.ravel()[gather], np.ones(q)])
+        forms = np.bincount(index, weights=values, minlength=entries.shape[0] * npairs)
         self._form_sources = (index, gather, q)
         pa, pb = _upper_pairs(k + 1)  # pair index a(2k+3-a)/2 + (b-a) in this order
         self._quadratic = (pa, pb, forms.reshape(entries.shape[0], npairs), entries)

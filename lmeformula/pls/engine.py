@@ -653,6 +653,9 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
     :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
     q = sum(t.size for t in terms) if callable(Zt) else Zt.shape[0]
     if q + X.shape[1] + 1 <= _policy().dense_limit:
+        # with the factors, the dense engine reads Z off them: Zt is built only if asked for
+        if factors is not None:
+            return DensePLSProblem(Zt, X, y, weights, terms, factors)
         return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
     check_dense_memory(terms, X.shape[1], names)
     return PLSProblem(Zt, X, y, weights, terms, factors)
