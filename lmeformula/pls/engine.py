@@ -159,6 +159,11 @@ class PLSProblem(_AugmentedSystem):
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
         self._make_blocks()
+        # the re-weighting state (the order of G's entries, the pairs of levels met: n-length
+        # on the counting path, 15-18 MB on the 10⁶-row designs) is not held by fits that never
+        # re-weight (lmer): the first re-weighting finds it again, the same, and keeps it
+        self._g_order = None
+        self._g_plan = None
 
     def _cross_products(self, w: np.ndarray | None) -> None:
         """A11, G and M22 at case weights ``w`` (None: unit weights, counting path only; their
