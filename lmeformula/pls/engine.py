@@ -155,15 +155,16 @@ class PLSProblem(_AugmentedSystem):
         if self.weights is None and self._by_level:
             w = None  # unit weights: not multiplied in (x·1 is x), no n-length ones held
         self._cross_products(w)
+        # the re-weighting state (the order of G's entries, the pairs of levels met: n-length
+        # on the counting path, 15-18 MB on the 10⁶-row designs) is not held by fits that never
+        # re-weight (lmer), nor while the downdate's plan is made: the first re-weighting
+        # finds it again, the same, and keeps it
+        self._g_order = None
+        self._g_plan = None
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
         self._make_blocks()
-        # the re-weighting state (the order of G's entries, the pairs of levels met: n-length
-        # on the counting path, 15-18 MB on the 10⁶-row designs) is not held by fits that never
-        # re-weight (lmer): the first re-weighting finds it again, the same, and keeps it
-        self._g_order = None
-        self._g_plan = None
 
     def _cross_products(self, w: np.ndarray | None) -> None:
         """A11, G and M22 at case weights ``w`` (None: unit weights, counting path only; their
