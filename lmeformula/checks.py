@@ -124,17 +124,21 @@ def independent_columns(x: np.ndarray, tol: float = 1e-7) -> list[int]:
     """
     kept: list[int] = []
     basis = np.zeros((x.shape[0], 0))
-    for j in range(x.shape[1]):
-        col = x[:, j].astype(float)
+    p = x.shape[1]
+    for j in range(p):
+        col = x[:, j].astype(float)  # a copy: the residual is formed in it
         # Euclidean norms as np.linalg.norm forms them for a vector, sqrt(x·x), without its
         # Python-level dispatch
         norm0 = math.sqrt(float(col.dot(col)))
-        resid = col - basis @ (basis.T @ col)
-        resid = resid - basis @ (basis.T @ resid)  # re-orthogonalise
+        resid = np.subtract(col, basis @ (basis.T @ col), out=col)
+        np.subtract(resid, basis @ (basis.T @ resid), out=resid)  # re-orthogonalise
         norm = math.sqrt(float(resid.dot(resid)))
         if norm0 > 0 and norm > tol * norm0:
             kept.append(j)
-            basis = np.column_stack([basis, resid / norm])
+            if j < p - 1:  # the last column's direction is never projected out (10⁶ rows: a
+                # second n x p basis less at X's rank check)
+                resid /= norm
+                basis = np.column_stack([basis, resid])
     return kept
 
 

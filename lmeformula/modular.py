@@ -142,6 +142,7 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
     dropped = {mm.columns[j]: j + 1 for j in range(len(mm.columns)) if j not in set(kept)}
     xvals = mm.values[:, kept]
+    re.share_fixed_matrix(xvals)  # X and an equal X_i: one array
     xcols = [mm.columns[j] for j in kept]
     scale_msg = check_scale_x(xvals, ctrl)
     X_attrs = XAttrs(assign=[mm.assign[j] for j in kept], contrasts=dict(mm.contrasts),

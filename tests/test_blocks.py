@@ -23,6 +23,7 @@ from lmeformula.pls.blocks import (
     PairsBlock,
     SparseBlock,
 )
+from lmeformula.pls.downdate import CompactRows
 
 
 def _data(seed: int = 5, n: int = 600, nl: int = 60) -> pd.DataFrame:
@@ -73,7 +74,7 @@ def test_block_types_follow_the_term_and_the_fill() -> None:
     assert isinstance(prob.b21, DenseBlock)
     assert type(_problem(formula, dense_g_fill=fill).b21) is PairsBlock  # not above: sparse
     grams = _problem(formula, dense_g_fill=1.0, max_pairs=0).b21
-    assert isinstance(grams, PairsBlock) and isinstance(grams.pairs, np.ndarray)
+    assert isinstance(grams, PairsBlock) and isinstance(grams.pairs, CompactRows)
     products = _problem(formula, dense_g_fill=1.0, max_pairs=0, max_group_grams=0).b21
     assert type(products) is SparseBlock
     vector = _problem("y ~ x + (x | g) + (1 | h)")

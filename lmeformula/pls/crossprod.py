@@ -103,10 +103,13 @@ def _level_cross_entries(codes_s: np.ndarray, x_s: np.ndarray, nl_s: int,
             for b in range(nc_t):
                 out[:, a, b] = np.bincount(plan.inverse, weights=wa * x_t[:, b],
                                            minlength=plan.present.shape[0])
-    rows = (level_s[:, None, None] * nc_s + np.arange(nc_s)[None, :, None]
-            ).repeat(nc_t, axis=2)
-    cols = (level_t[:, None, None] * nc_t + np.arange(nc_t)[None, None, :]
-            ).repeat(nc_s, axis=1)
+    # 32-bit: a term's rows and the first term's columns number far below 2³¹ (the blocked
+    # engine's block 2 is dense), and G's CSR keeps 32-bit indices
+    level_s = level_s.astype(np.int32)
+    level_t = level_t.astype(np.int32)
+    col_s, col_t = np.arange(nc_s, dtype=np.int32), np.arange(nc_t, dtype=np.int32)
+    rows = (level_s[:, None, None] * np.int32(nc_s) + col_s[None, :, None]).repeat(nc_t, axis=2)
+    cols = (level_t[:, None, None] * np.int32(nc_t) + col_t[None, None, :]).repeat(nc_s, axis=1)
     return rows.ravel(), cols.ravel(), out.ravel()
 
 
@@ -114,7 +117,15 @@ def _levels_major(g: sp.csr_matrix, first: TermShape) -> np.ndarray:
     """Gᵀ dense, stored per level of the first term, (nl, nc, m), for batched products with
     T1's blocks."""
     m = g.shape[0]
-    return np.ascontiguousarray(g.toarray().reshape(m, first.nl, first.nc).transpose(1, 2, 0))
+    out = np.empty((first.nl, first.nc, m))
+    flat = out.reshape(first.nl * first.nc, m)
+    # a band of G's rows at a time (~1 MB dense): no m x q₁ dense copy of G beside the
+    # result (the 10⁶-row dense design: 16 MB, twice, with the transposing copy)
+    step = max(1, (1 << 17) // max(g.shape[1], 1))
+    for lo in range(0, m, step):
+        hi = min(lo + step, m)
+        flat[:, lo:hi] = g[lo:hi].toarray().T
+    return out
 
 
 def _level_blocks(codes: np.ndarray, x: np.ndarray, nl: int, w: np.ndarray | None,

@@ -155,6 +155,12 @@ class PLSProblem(_AugmentedSystem):
         if self.weights is None and self._by_level:
             w = None  # unit weights: not multiplied in (x·1 is x), no n-length ones held
         self._cross_products(w)
+        # the re-weighting state (the order of G's entries, the pairs of levels met: n-length
+        # on the counting path, 15-18 MB on the 10⁶-row designs) is not held by fits that never
+        # re-weight (lmer), nor while the downdate's plan is made: the first re-weighting
+        # finds it again, the same, and keeps it
+        self._g_order = None
+        self._g_plan = None
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
@@ -302,7 +308,8 @@ class PLSProblem(_AugmentedSystem):
         for t, (codes, x), plan in zip(rest, others, self._g_plan, strict=True):
             rows = slice(pos, pos + t.size)
             r, c, v = _level_cross_entries(codes, x, t.nl, codes1, x1, nl1, w, plan)
-            g_rows.append(r + pos)
+            r += pos  # in place: r is the entries' own array
+            g_rows.append(r)
             g_cols.append(c)
             g_vals.append(v)
             col = 0
@@ -325,13 +332,18 @@ class PLSProblem(_AugmentedSystem):
         self.M22[qr:, :qr] = self.M22[:qr, qr:].T
         xy_rows = np.stack([_level_sums(codes1, x1, nl1, xyw[j]).ravel()
                             for j in range(self.p + 1)])
-        r, c = np.indices(xy_rows.shape).reshape(2, -1)  # every level meets X and y
-        g_rows.append(r + qr)
+        r, c = np.indices(xy_rows.shape, dtype=np.int32).reshape(2, -1)  # all meet X and y
+        g_rows.append(r + np.int32(qr))
         g_cols.append(c)
         g_vals.append(xy_rows.ravel())
-        # one copy each (the pieces are int64 already: astype would copy again)
-        return (np.concatenate(g_rows).astype(np.int64, copy=False),
-                np.concatenate(g_cols).astype(np.int64, copy=False), np.concatenate(g_vals))
+        # one copy each, each list freed before the next is joined (the 10⁶-row dense
+        # design: 2·10⁶ entries); 32-bit rows and columns (m and q₁ are far below 2³¹, and
+        # the CSR built from them has 32-bit indices either way)
+        rows_out = np.concatenate(g_rows)
+        del g_rows
+        cols_out = np.concatenate(g_cols)
+        del g_cols
+        return rows_out, cols_out, np.concatenate(g_vals)
 
     def _make_blocks(self) -> None:
         """The typed blocks of the system, their types chosen once (by G's measured fill, see
