@@ -188,8 +188,8 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     return time.process_time() - c0, time.perf_counter() - w0, out
 
 
-def time_python(shape: Shape, df: pd.DataFrame, runs: int, slow_s: float = 20.0
-                ) -> dict[str, Any]:
+def time_python(shape: Shape, df: pd.DataFrame, runs: int, slow_s: float = 20.0,
+                glmm_too: bool = True) -> dict[str, Any]:
     """lmeformula and glmm on one design, paired: warm-up each, then A B A B ...; an engine
     whose warm-up takes more than ``slow_s`` wall seconds is reported by that one fit."""
     import lmeformula as lmf
@@ -204,6 +204,8 @@ def time_python(shape: Shape, df: pd.DataFrame, runs: int, slow_s: float = 20.0
     times: dict[str, list[tuple[float, float]]] = {"lmeformula": []}
     models: dict[str, Any] = {}
     try:
+        if not glmm_too:
+            raise ImportError
         import glmm
         gdf = df.copy()
         for c in gdf.columns:
@@ -217,7 +219,7 @@ def time_python(shape: Shape, df: pd.DataFrame, runs: int, slow_s: float = 20.0
         engines["glmm"] = fit_glmm
         times["glmm"] = []
     except ImportError:
-        out["glmm_status"] = "not installed"
+        out["glmm_status"] = "not installed" if glmm_too else "not run (--no-glmm)"
     for name, fn in list(engines.items()):
         try:
             with warnings.catch_warnings():
@@ -302,6 +304,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="")
     ap.add_argument("--no-r", action="store_true")
+    ap.add_argument("--no-glmm", action="store_true")
     ap.add_argument("--cap", type=float, default=120.0, help="lme4's time cap per design (s)")
     ap.add_argument("--data-dir", default="/tmp/lmeformula-shapes")
     ap.add_argument("--out", default="")
@@ -317,7 +320,7 @@ def main() -> None:
         df = pd.read_csv(path)
         row: dict[str, Any] = {"name": shape.name, "formula": shape.formula, "rows": len(df),
                                "note": shape.note, "load_before": os.getloadavg()[0]}
-        row.update(time_python(shape, df, a.runs))
+        row.update(time_python(shape, df, a.runs, glmm_too=not a.no_glmm))
         if not a.no_r:
             row.update(time_lme4(shape, path, a.runs, a.cap))
         rows.append(row)
