@@ -206,7 +206,7 @@ def time_python(shape: Shape, df: pd.DataFrame, runs: int, slow_s: float = 20.0,
     try:
         if not glmm_too:
             raise ImportError
-        import glmm
+        import glmm  # type: ignore[import-untyped]
         gdf = df.copy()
         for c in gdf.columns:
             if gdf[c].dtype == object or str(gdf[c].dtype).startswith("str"):
