@@ -62,6 +62,35 @@ def test_policy_decides_the_off_diagonal_type_by_measured_fill() -> None:
     assert not pls_policy.BlockPolicy(max_group_grams=10).group_grams(11)
 
 
+def test_policy_stores_g_dense_when_its_pairs_outweigh_the_dense_update() -> None:
+    policy = pls_policy.BlockPolicy(dense_g_fill=0.5, dense_g_work=10, max_dense_g=100)
+    # fill 0.2, but 101 pairs x 10 flops each above the syrk's 10 x 10 x 10
+    assert policy.dense_off_diagonal(20, 10, 10, pairs=101)
+    assert not policy.dense_off_diagonal(20, 10, 10, pairs=100)
+    assert not policy.dense_off_diagonal(20, 10, 11, pairs=10**6)  # above max_dense_g
+
+
+def test_vector_first_term_against_a_small_block_two_gets_a_dense_g() -> None:
+    # (x | g) with many levels, each meeting most of h's few levels: G is under the fill
+    # threshold, but listing its pairs costs more than the dense rank update
+    rng = np.random.default_rng(3)
+    n, nl = 6_000, 300
+    df = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                       "g": rng.integers(0, nl, n).astype(str),
+                       "h": rng.integers(0, 100, n).astype(str)})
+    formula = "y ~ x + (1 | h) + (x | g)"
+    dense = _problem(formula, df)
+    g = dense.G
+    assert g.nnz < pls_policy.POLICY.dense_g_fill * g.shape[0] * g.shape[1]
+    assert isinstance(dense.b21, DenseBlock)
+    listed = _problem(formula, df, dense_g_work=0)
+    assert isinstance(listed.b21, PairsBlock)
+    theta = _theta(dense)
+    a, b = dense.factor(theta), listed.factor(theta)
+    for name in ("ldL2", "ldRX2", "pwrss"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-12)
+
+
 def test_block_types_follow_the_term_and_the_fill() -> None:
     formula = "y ~ x + (1 | g) + (1 | h)"
     prob = _problem(formula)
@@ -72,10 +101,11 @@ def test_block_types_follow_the_term_and_the_fill() -> None:
     # 60 levels of g against 12 of h, X and y: G is mostly full here
     assert fill > pls_policy.POLICY.dense_g_fill
     assert isinstance(prob.b21, DenseBlock)
-    assert type(_problem(formula, dense_g_fill=fill).b21) is PairsBlock  # not above: sparse
-    grams = _problem(formula, dense_g_fill=1.0, max_pairs=0).b21
+    assert type(_problem(formula, dense_g_fill=fill, dense_g_work=0).b21) is PairsBlock  # sparse
+    grams = _problem(formula, dense_g_fill=1.0, dense_g_work=0, max_pairs=0).b21
     assert isinstance(grams, PairsBlock) and isinstance(grams.pairs, CompactRows)
-    products = _problem(formula, dense_g_fill=1.0, max_pairs=0, max_group_grams=0).b21
+    products = _problem(formula, dense_g_fill=1.0, dense_g_work=0, max_pairs=0,
+                        max_group_grams=0).b21
     assert type(products) is SparseBlock
     vector = _problem("y ~ x + (x | g) + (1 | h)")
     assert isinstance(vector.b11, BlockDiagonalBlock)
@@ -102,9 +132,9 @@ def test_block1_is_scaled_inflated_and_factored(formula: str) -> None:
     np.testing.assert_allclose(full.T @ u.ravel(), rhs.ravel(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("policy", [{}, {"dense_g_fill": 1.0},
-                                    {"dense_g_fill": 1.0, "max_pairs": 0},
-                                    {"dense_g_fill": 1.0, "max_pairs": 0,
+@pytest.mark.parametrize("policy", [{}, {"dense_g_fill": 1.0, "dense_g_work": 0},
+                                    {"dense_g_fill": 1.0, "dense_g_work": 0, "max_pairs": 0},
+                                    {"dense_g_fill": 1.0, "dense_g_work": 0, "max_pairs": 0,
                                      "max_group_grams": 0}])
 @pytest.mark.parametrize("formula", ["y ~ x + (1 | g) + (1 | h)",
                                      "y ~ x + (x | g) + (1 | h) + (1 | k)"])
@@ -133,7 +163,7 @@ def test_reweighting_keeps_or_replans_the_types() -> None:
     dense = _problem(formula)
     dense.reweight(w, dense.y)
     assert isinstance(dense.b21, DenseBlock) and dense.b21.g is dense.G
-    grouped = _problem(formula, dense_g_fill=1.0)
+    grouped = _problem(formula, dense_g_fill=1.0, dense_g_work=0)
     assert isinstance(grouped.b21, PairsBlock) and grouped.b21.sources is None
     grouped.reweight(w, grouped.y)
     # weights break the groups of equal A11: one column per level, refreshed from G

@@ -112,7 +112,8 @@ def main() -> None:
         thetas = list(_thetas(re.theta, re.lower))
         base = pls_policy.POLICY
         # (label, dense engine, count per level, policy): each path of each engine
-        variants = [("blocked", False, True, replace(base, dense_g_fill=2.0)),  # pairs
+        variants = [("blocked", False, True,  # pairs
+                     replace(base, dense_g_fill=2.0, dense_g_work=0)),
                     ("blocked_sparse", False, False, base),
                     ("blocked_denseG", False, True, replace(base, dense_g_fill=0.0))]
         if re.Zt.shape[0] + X.shape[1] + 1 <= 600:

@@ -330,10 +330,19 @@ def off_diagonal_block(g: sp.csr_matrix, a11: np.ndarray, first: TermShape,
 
     ``key_order`` orders block 2's positions (the keys) by pair of block 2's blocks."""
     m = g.shape[0]
-    if _policy().dense_off_diagonal(g.nnz, m, first.size):
+    if _policy().dense_off_diagonal(g.nnz, m, first.size, _listed_pairs(g, first)):
         upper = np.flatnonzero(np.triu(np.ones((m, m), dtype=bool)))
         return DenseBlock(g, upper[key_order(upper)], _levels_major(g, first))
     return _sparse_block(g, a11, first, m, key_order, grouped=True)
+
+
+def _listed_pairs(g: sp.csr_matrix, first: TermShape) -> int:
+    """How many pairs of G's entries the sparse rank update would list (as
+    :func:`~lmeformula.pls.downdate._downdate_pattern` counts them): per level of the first
+    term, k(k + 1)/2 for its k entries when the term is scalar, k² otherwise."""
+    k = np.bincount(g.indices, minlength=first.size).reshape(first.nl, first.nc).sum(axis=1)
+    k = k.astype(np.int64)
+    return int((k * (k + 1) // 2).sum()) if first.nc == 1 else int((k * k).sum())
 
 
 def _sparse_block(g: sp.csr_matrix, a11: np.ndarray | None, first: TermShape, m: int,

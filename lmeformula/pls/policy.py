@@ -33,6 +33,14 @@ class BlockPolicy:
         syrk) above this fraction of non-zeros (its measured fill, nnz / size) ...
     max_dense_g
         ... and when it has at most this many entries (m x q₁).
+    dense_g_work
+        G is also stored dense, whatever its fill, when the sparse rank update would list more
+        than one pair of G's entries per this many flops of the dense one (m² q₁ for the syrk):
+        a listed pair costs a memory-bound multiply-add of the per-θ product and a share of a
+        setup that sorts them all, where BLAS does tens of flops in the same time. A vector
+        term's many levels against a small second block (``(1 | b) + (x | a)``, 3,000 levels
+        of a, 100 of b: 6.4·10⁶ pairs against 6.4·10⁷ flops) fill G at 22 %, under
+        ``dense_g_fill``, yet their pairs took most of the fit.
     max_gradient_dense_g
         The analytic gradient with a dense G up to m² q₁ of this size.
     max_laplace_dense
@@ -66,6 +74,7 @@ class BlockPolicy:
     max_dense_cross: int = 10_000_000
     dense_g_fill: float = 0.25
     max_dense_g: int = 50_000_000
+    dense_g_work: int = 50
     max_gradient_dense_g: int = 200_000_000
     max_laplace_dense: int = 6_000
     max_pairs: int = 40_000_000
@@ -76,11 +85,16 @@ class BlockPolicy:
     kernel_max_cross_cells: int = 20_000_000
     band: int = 128
 
-    def dense_off_diagonal(self, nnz: int, rows: int, cols: int) -> bool:
+    def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
         """Whether block 2 against block 1 (G, ``rows`` x ``cols`` with ``nnz`` stored
-        entries) is stored dense (:class:`~lmeformula.pls.blocks.DenseBlock`): its measured
-        fill above ``dense_g_fill`` and its size at most ``max_dense_g``."""
-        return nnz > self.dense_g_fill * rows * cols and rows * cols <= self.max_dense_g
+        entries) is stored dense (:class:`~lmeformula.pls.blocks.DenseBlock`): its size at
+        most ``max_dense_g``, and either its measured fill above ``dense_g_fill`` or its
+        sparse rank update's ``pairs`` of entries more than one per ``dense_g_work`` flops
+        of the dense one (rows² x cols)."""
+        if rows * cols > self.max_dense_g:
+            return False
+        return (nnz > self.dense_g_fill * rows * cols
+                or pairs * self.dense_g_work > rows * rows * cols)
 
     def list_pairs(self, pairs: int) -> bool:
         """Whether a sparse G's rank update is planned as its ``pairs`` of entries listed
