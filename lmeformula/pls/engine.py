@@ -654,5 +654,10 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
     q = sum(t.size for t in terms) if callable(Zt) else Zt.shape[0]
     if q + X.shape[1] + 1 <= _policy().dense_limit:
         return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
+    from .large import LargeBlockPLSProblem, large_block
+
+    if large_block(terms, X.shape[1], factors is not None):  # one dense array per θ
+        check_dense_memory(terms, X.shape[1], names, copies=1.0)
+        return LargeBlockPLSProblem(Zt, X, y, weights, terms, factors)
     check_dense_memory(terms, X.shape[1], names)
     return PLSProblem(Zt, X, y, weights, terms, factors)
