@@ -61,7 +61,7 @@ def evaluate(size: tuple[int, int, int]) -> None:
     t1 = time.perf_counter()
     devfun = mkLmerDevfun(pf)
     t2 = time.perf_counter()
-    problem = devfun.problem
+    problem: Any = devfun.problem
     _emit(step="setup", size=size, lformula_s=t1 - t0, devfun_s=t2 - t1,
           engine=type(problem).__name__, m=int(problem.m),
           downdate=type(problem.b21).__name__)
@@ -71,32 +71,36 @@ def evaluate(size: tuple[int, int, int]) -> None:
         from lmeformula.pls.large import LargeBlockPLSProblem
 
         if isinstance(problem, LargeBlockPLSProblem):
-            s0 = time.perf_counter()
+            marks = [(time.perf_counter(), _cpu())]
             _, t1_ = problem.b11.factor(problem.terms[0].lower_factor(theta))
-            s1 = time.perf_counter()
+            marks.append((time.perf_counter(), _cpu()))
             down = problem.b21.rank_update(t1_)
-            s2 = time.perf_counter()
+            marks.append((time.perf_counter(), _cpu()))
             s = problem._compact.assemble(theta, down)
-            s3 = time.perf_counter()
-            c3 = _cpu()
+            marks.append((time.perf_counter(), _cpu()))
             l22, info = problem._compact.factor(s)
-            s4 = time.perf_counter()
-            c4 = _cpu()
+            marks.append((time.perf_counter(), _cpu()))
             del s, l22
             m = problem.m
-            _emit(step="eval_steps", block1_s=s1 - s0, rank_update_s=s2 - s1,
-                  assemble_s=s3 - s2, potrf_s=s4 - s3, potrf_cpu_s=c4 - c3, info=info,
-                  potrf_gflops=m**3 / 3 / (s4 - s3) / 1e9)
+            names = ["block1", "rank_update", "assemble", "potrf"]
+            pairs = list(zip(names, marks, marks[1:], strict=False))
+            steps = {f"{k}_s": b[0] - a[0] for k, a, b in pairs}
+            steps |= {f"{k}_cpu_s": b[1] - a[1] for k, a, b in pairs}
+            potrf_cpu = steps["potrf_cpu_s"]
+            _emit(step="eval_steps", info=info, flops=m**3 / 3,
+                  potrf_gflops_wall=m**3 / 3 / steps["potrf_s"] / 1e9,
+                  potrf_gflops_per_cpu_s=m**3 / 3 / potrf_cpu / 1e9 if potrf_cpu else None,
+                  **steps)
         c0, e0 = _cpu(), time.perf_counter()
         value = devfun(theta)
         e1 = time.perf_counter()
         _emit(step="eval", theta=theta.tolist(), criterion=value, s=e1 - e0,
               cpu_s=_cpu() - c0)
         for th in THETAS:
-            e0 = time.perf_counter()
-            value = devfun(np.array(th))
+            c0, e0 = _cpu(), time.perf_counter()
+            value = devfun(np.array(th))  # the block's array reused from here on
             _emit(step="criterion", theta=list(th), criterion=value,
-                  s=time.perf_counter() - e0)
+                  s=time.perf_counter() - e0, cpu_s=_cpu() - c0)
 
 
 def fit(size: tuple[int, int, int]) -> None:

@@ -149,9 +149,9 @@ def test_an_exact_fit_gets_a_zero_residual_not_an_error(
     # the last pivot made negative (round-off of the other sign): LAPACK stops there
     assemble = CompactDiagonalBlock.assemble
 
-    def below_zero(self: CompactDiagonalBlock, theta: np.ndarray,
-                   down: np.ndarray) -> np.ndarray:
-        s = assemble(self, theta, down)
+    def below_zero(self: CompactDiagonalBlock, theta: np.ndarray, down: np.ndarray,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        s = assemble(self, theta, down, out)
         s[-1, -1] -= 1e-6 * yy
         return s
 
@@ -168,9 +168,9 @@ def test_a_failed_pivot_before_the_last_is_lme4s_error(
                               crossed(n=2000, nsubj=200, nitem=60))
     assemble = CompactDiagonalBlock.assemble
 
-    def indefinite(self: CompactDiagonalBlock, theta: np.ndarray,
-                   down: np.ndarray) -> np.ndarray:
-        s = assemble(self, theta, down)
+    def indefinite(self: CompactDiagonalBlock, theta: np.ndarray, down: np.ndarray,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        s = assemble(self, theta, down, out)
         s[5, 5] = -1.0
         return s
 
@@ -185,3 +185,22 @@ def test_the_memory_check_counts_one_dense_array_for_the_compact_block() -> None
     check_dense_memory(terms, 2, available=dense_bytes(order, 1.0), copies=1.0)
     with pytest.raises(ModelSizeError, match=r"30,003 x 30,003 .*7\.2 GB each"):
         check_dense_memory(terms, 2, available=dense_bytes(order, 1.0), names=["a", "b"])
+
+
+def test_the_block_array_is_reused_only_once_its_factor_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                          crossed(n=2000, nsubj=200, nitem=60))
+    first = compact.factor(np.ones(2))
+    kept = np.array(first.L22)
+    second = compact.factor(np.array([0.3, 2.0]))  # the first is alive: a new array
+    assert not np.shares_memory(first.L22, second.L22)
+    np.testing.assert_array_equal(first.L22, kept)
+    address = second.L22.__array_interface__["data"][0]
+    del second
+    third = compact.factor(np.array([0.5, 0.5]))  # the second is gone: its array reused
+    assert third.L22.__array_interface__["data"][0] == address
+    np.testing.assert_array_equal(first.L22, kept)
+    fresh = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                     crossed(n=2000, nsubj=200, nitem=60))[1].factor(np.array([0.5, 0.5]))
+    assert (third.ldL2, third.ldRX2, third.pwrss) == (fresh.ldL2, fresh.ldRX2, fresh.pwrss)

@@ -29,6 +29,7 @@ same flops at BLAS-3 speed, with no symbolic work.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -90,16 +91,17 @@ class CompactDiagonalBlock:
     entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     xx_diagonal: np.ndarray
 
-    def assemble(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
-        """S = Λ₂'(M22 - D)Λ₂ + I, its upper triangle in a new C-order array (the strict
-        lower triangle is not written: LAPACK reads the transpose's lower triangle), from the
-        stored entries: every entry the product or sum that
-        :func:`~lmeformula.pls.plans.update_block2` forms from a dense M22 (``down``: the
-        rank update D at the keys, overwritten)."""
+    def assemble(self, theta: np.ndarray, down: np.ndarray,
+                 out: np.ndarray | None = None) -> np.ndarray:
+        """S = Λ₂'(M22 - D)Λ₂ + I, its upper triangle in a C-order array (``out``, m x m,
+        else a new one; the strict lower triangle is not written: LAPACK reads the
+        transpose's lower triangle), from the stored entries: every entry the product or sum
+        that :func:`~lmeformula.pls.plans.update_block2` forms from a dense M22 (``down``:
+        the rank update D at the keys, overwritten)."""
         plan = self.plan
         m = plan.m
         scale = np.asarray(plan.scales(theta))
-        s = np.empty((m, m))
+        s = np.empty((m, m)) if out is None else out
         band = _policy().band
         for lo in range(0, m, band):  # zero-fill the upper triangle, band by band
             s[lo : lo + band, lo:] = 0.0
@@ -155,6 +157,12 @@ class LargeBlockPLSProblem(PLSProblem):
     _cross_plans: dict[tuple[int, int], _PairStructure] = field(
         init=False, repr=False, default_factory=dict)
     _compact: CompactDiagonalBlock = field(init=False, repr=False)
+    # the m x m array of the last factor, reused once that factor is gone: a new array of
+    # 7.2 GB per θ costs the kernel's zeroing of its pages (and compaction, for huge pages),
+    # 1.7 s of system time per 0.65 GB at worst, measured under memory pressure
+    _buffer: np.ndarray | None = field(init=False, repr=False, default=None)
+    _buffer_owner: weakref.ref[Factorization] | None = field(init=False, repr=False,
+                                                              default=None)
 
     # the deviance function keeps no factor but the current one (each is m x m)
     holds_one_factor = True
@@ -272,15 +280,21 @@ class LargeBlockPLSProblem(PLSProblem):
                                                  self._xx_diag)
 
     def factor(self, theta: np.ndarray) -> Factorization:
-        """Factor the augmented system at ``theta`` (:meth:`PLSProblem.factor`'s steps), block
-        2 assembled into one array and factored in place. An exact fit (only the last pivot,
-        the penalised residual sum of squares, fails) gets pwrss = 0 from the factor as it
-        stands; any other failed pivot is lme4's error."""
+        """Factor the augmented system at ``theta`` (:meth:`PLSProblem.factor`'s steps),
+        block 2 assembled into one array and factored in place: the array of the last factor
+        when that factor is gone (a factor's arrays are valid while it lives). An exact fit
+        (only the last pivot, the penalised residual sum of squares, fails) gets pwrss = 0
+        from the factor as it stands; any other failed pivot is lme4's error."""
         theta = np.array(theta, dtype=float)
         qr, m = self._lam_r_size, self.m
         b22 = self._compact
         l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
-        s = b22.assemble(theta, self.b21.rank_update(t1))
+        owner = self._buffer_owner
+        free = self._buffer if owner is None or owner() is None else None
+        self._buffer = self._buffer_owner = None  # an earlier factor still alive keeps its own
+        s = b22.assemble(theta, self.b21.rank_update(t1), out=free)
+        del free
+        self._buffer = s
         last = float(s[-1, -1])  # the response's pivot before the factorisation
         l22, info = b22.factor(s)
         del s  # l22 is the same memory
@@ -294,8 +308,10 @@ class LargeBlockPLSProblem(PLSProblem):
         ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(diag22[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(diag22[qr : qr + self.p])).sum()
         pwrss = float(diag22[-1] ** 2)
-        return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
-                             self, _A21=self.b21)
+        f = Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss, self,
+                          _A21=self.b21)
+        self._buffer_owner = weakref.ref(f)
+        return f
 
     @property
     def has_gradient(self) -> bool:
