@@ -15,7 +15,7 @@ import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
 from lmeformula.errors import FittingError, ModelSizeError
 from lmeformula.modular import LmerDevfun
-from lmeformula.pls import ScalarTerm, engine
+from lmeformula.pls import ScalarTerm, engine, factory
 from lmeformula.pls.large import CompactDiagonalBlock, LargeBlockPLSProblem, large_block
 from lmeformula.pls.memory import check_dense_memory, dense_bytes
 from lmeformula.pls.terms import term_shapes
@@ -44,7 +44,7 @@ def problems(monkeypatch: pytest.MonkeyPatch, formula: str, df: pd.DataFrame,
     for order in (10**9, 1):
         monkeypatch.setattr(pls_policy, "POLICY",
                             dataclasses.replace(base, compact_m22_order=order, **policy))
-        out.append(engine.make_problem(re.make_zt, pf.X_values, pf.y, None, shapes,
+        out.append(factory.make_problem(re.make_zt, pf.X_values, pf.y, None, shapes,
                                        re.level_factors()))
     monkeypatch.setattr(pls_policy, "POLICY", base)
     plain, compact = out

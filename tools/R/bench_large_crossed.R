@@ -17,25 +17,26 @@ evals <- if (length(args) >= 3) as.integer(args[3]) else 3L
 form <- y ~ x + (1 | subj) + (1 | item)
 emit <- function(...) { cat(toJSON(list(...), auto_unbox = TRUE, digits = NA), "\n"); flush(stdout()) }
 now <- function() proc.time()[["elapsed"]]
+cpu <- function() { p <- proc.time(); p[["user.self"]] + p[["sys.self"]] }
 t0 <- now()
 data <- read.csv(path, stringsAsFactors = TRUE)
 emit(step = "read", file = basename(path), rows = nrow(data), subj = nlevels(data$subj),
      item = nlevels(data$item), s = now() - t0)
-t0 <- now()
+t0 <- now(); c0 <- cpu()
 devfun <- lmer(form, data, devFunOnly = TRUE)
-emit(step = "devfun", s = now() - t0)
+emit(step = "devfun", s = now() - t0, cpu_s = cpu() - c0)
 env <- environment(devfun)
 start <- env$pp$theta
-t0 <- now()
+t0 <- now(); c0 <- cpu()
 crit0 <- devfun(start)
 first <- now() - t0
-emit(step = "first_eval", theta = start, criterion = crit0, s = first)
+emit(step = "first_eval", theta = start, criterion = crit0, s = first, cpu_s = cpu() - c0)
 if (mode == "scaled") {
-  times <- c(first)
+  times <- c(first); cpus <- c()
   for (i in seq_len(max(0L, evals - 1L))) {
-    t0 <- now(); devfun(start); times <- c(times, now() - t0)
+    t0 <- now(); c0 <- cpu(); devfun(start); times <- c(times, now() - t0); cpus <- c(cpus, cpu() - c0)
   }
-  emit(step = "evals", s = times, median_s = median(times))
+  emit(step = "evals", s = times, median_s = median(times), cpu_s = cpus)
   if (!(length(args) >= 4 && args[4] == "nocrit")) {
     thetas <- list(c(0.5, 0.3), c(1, 1), c(0.2, 1.5), c(1.3, 0.05))
     crits <- sapply(thetas, function(th) devfun(th))
