@@ -102,6 +102,7 @@ def trace_stages(tracer: StageTracer) -> None:
     blocks = import_module("lmeformula.pls.blocks")
     downdate = import_module("lmeformula.pls.downdate")
     engine = import_module("lmeformula.pls.engine")
+    factory = import_module("lmeformula.pls.factory")
     reterms = import_module("lmeformula.reterms")
 
     stages: list[tuple[Any, str, str]] = [
@@ -116,7 +117,7 @@ def trace_stages(tracer: StageTracer) -> None:
         (modular, "check_scale_x", "scale check of X"),
         (lmer, "mkLmerDevfun", "mkLmerDevfun"),
         (reterms.ReTrms, "level_factors", "level codes and X_i"),
-        (engine, "make_problem", "engine (make_problem)"),
+        (factory, "make_problem", "engine (make_problem)"),
         (engine.PLSProblem, "_cross_products", "cross-products A11, G, M22"),
         (engine.PLSProblem, "_make_blocks", "blocks and downdate plan"),
         (blocks, "_downdate_pattern", "pairs / keys"),

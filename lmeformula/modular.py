@@ -206,7 +206,9 @@ class LmerDevfun:
             return best[0]
         self.last = None  # released first: a large model's block 2 is not held twice
         value, self.last = self.problem.deviance(theta, self.REML)
-        if self.last is not None and (best is None or value < best[0]):
+        # (an engine whose factors are each one large dense array keeps no second one)
+        if (self.last is not None and not getattr(self.problem, "holds_one_factor", False)
+                and (best is None or value < best[0])):
             self._best = (value, key, self.last)
         return value
 

@@ -31,7 +31,6 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -62,7 +61,6 @@ from .dense import (
     DensePLSProblem,
 )
 from .lapack import check_rx
-from .memory import check_dense_memory
 from .plans import ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
@@ -75,7 +73,7 @@ from .system import (
 from .terms import TermShape, lambda_template
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
-           "lambda_template", "make_problem", "profiled_criteria", "profiled_criterion"]
+           "lambda_template", "profiled_criteria", "profiled_criterion"]
 
 
 @dataclass
@@ -648,26 +646,3 @@ def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 # the dense engine's limit, for callers (the policy holds it)
 DENSE_LIMIT = _policy_module.POLICY.dense_limit
-
-
-def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray, y: np.ndarray,
-                 weights: np.ndarray | None, terms: list[TermShape],
-                 factors: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 *, names: Sequence[str] | None = None,
-                 ) -> PLSProblem | DensePLSProblem:
-    """The engine for a model: dense for small systems, blocked otherwise.
-
-    ``factors`` (each term's level codes and model matrix X_i, in Zt's order) lets the
-    blocked engine form its cross-products by counting instead of sparse products; then Zt
-    may be given as a function that builds it (called only by a path that reads it: the
-    dense engine, sparse products), so that a large model's fit never holds it. A model
-    whose dense block would not fit in memory raises
-    :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
-    q = sum(t.size for t in terms) if callable(Zt) else Zt.shape[0]
-    if q + X.shape[1] + 1 <= _policy().dense_limit:
-        # with the factors, the dense engine reads Z off them: Zt is built only if asked for
-        if factors is not None:
-            return DensePLSProblem(Zt, X, y, weights, terms, factors)
-        return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
-    check_dense_memory(terms, X.shape[1], names)
-    return PLSProblem(Zt, X, y, weights, terms, factors)

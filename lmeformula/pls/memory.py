@@ -44,13 +44,14 @@ def available_memory() -> int:
         return 2**63 - 1
 
 
-def dense_bytes(order: int) -> int:
-    """Bytes the engine holds per θ for a dense block of this order."""
-    return int(_DENSE_COPIES * 8 * order * order)
+def dense_bytes(order: int, copies: float = _DENSE_COPIES) -> int:
+    """Bytes the engine holds per θ for a dense block of this order (``copies`` of it: 1 for
+    the compact engine of :mod:`lmeformula.pls.large`)."""
+    return int(copies * 8 * order * order)
 
 
 def check_dense_memory(terms: Sequence[_Shape], p: int, names: Sequence[str] | None = None,
-                       available: int | None = None) -> None:
+                       available: int | None = None, copies: float = _DENSE_COPIES) -> None:
     """Raise :class:`~lmeformula.errors.ModelSizeError` when the engine's dense block (block 2
     of the blocked engine: every term after the first, X and y) would not fit in memory.
 
@@ -64,11 +65,13 @@ def check_dense_memory(terms: Sequence[_Shape], p: int, names: Sequence[str] | N
         The terms' names for the message (lme4's ``"1 | item"``); positions when None.
     available
         Bytes available (default: what the operating system reports now).
+    copies
+        Dense m x m arrays the engine holds at once.
     """
     if not terms:
         return
     order = sum(t.nl * t.nc for t in terms[1:]) + p + 1
-    need = dense_bytes(order)
+    need = dense_bytes(order, copies)
     have = available_memory() if available is None else available
     if need <= have:
         return

@@ -67,6 +67,11 @@ class BlockPolicy:
         cross-products it counts per pair of terms; above any of them the engine's re-weighting.
     band
         Rows per band when block 2's diagonal blocks are copied scaled (cache-sized pieces).
+    compact_m22_order
+        From this order of block 2 on, when every term after the first is scalar, M22 is
+        stored without its zeros and block 2 assembled per θ into the one dense array LAPACK
+        factors (:mod:`lmeformula.pls.large`): a dense M22 of this order is 128 MB, and of
+        3·10⁴ items (10⁵ x 3·10⁴ crossed levels) 7.2 GB beside the factor's 7.2 GB.
     """
 
     dense_limit: int = 150
@@ -84,6 +89,7 @@ class BlockPolicy:
     kernel_max_downdate_work: int = 60_000_000
     kernel_max_cross_cells: int = 20_000_000
     band: int = 128
+    compact_m22_order: int = 4_000
 
     def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
         """Whether block 2 against block 1 (G, ``rows`` x ``cols`` with ``nnz`` stored

@@ -1,0 +1,206 @@
+"""The compact block 2 (lmeformula.pls.large): scalar terms after the first, M22 without its
+zeros, one dense array per θ. Forced on small designs by lowering the policy's order; it must
+compute the blocked engine's criterion bit for bit, its solutions and inverses to rounding,
+and keep no second factor in the deviance function."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmeformula as lmf
+import lmeformula.pls.policy as pls_policy
+from lmeformula.errors import FittingError, ModelSizeError
+from lmeformula.modular import LmerDevfun
+from lmeformula.pls import ScalarTerm, engine, factory
+from lmeformula.pls.large import CompactDiagonalBlock, LargeBlockPLSProblem, large_block
+from lmeformula.pls.memory import check_dense_memory, dense_bytes
+from lmeformula.pls.terms import term_shapes
+
+
+def crossed(n: int = 6000, nsubj: int = 600, nitem: int = 150, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, nsubj, n)
+    item = rng.integers(0, nitem, n)
+    grp = rng.integers(0, 23, n)
+    x = rng.normal(size=n)
+    y = (1 + 0.5 * x + rng.normal(size=nsubj)[subj] + rng.normal(scale=0.3, size=nsubj)[subj] * x
+         + rng.normal(scale=0.7, size=nitem)[item] + rng.normal(scale=0.4, size=23)[grp]
+         + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "subj": [f"s{i}" for i in subj],
+                         "item": [f"i{i}" for i in item], "grp": [f"g{i}" for i in grp]})
+
+
+def problems(monkeypatch: pytest.MonkeyPatch, formula: str, df: pd.DataFrame,
+             **policy: float) -> tuple[engine.PLSProblem, LargeBlockPLSProblem]:
+    pf = lmf.lFormula(formula, df)
+    re = pf.reTrms
+    shapes = term_shapes(re.terms)
+    base = pls_policy.POLICY
+    out = []
+    for order in (10**9, 1):
+        monkeypatch.setattr(pls_policy, "POLICY",
+                            dataclasses.replace(base, compact_m22_order=order, **policy))
+        out.append(factory.make_problem(re.make_zt, pf.X_values, pf.y, None, shapes,
+                                       re.level_factors()))
+    monkeypatch.setattr(pls_policy, "POLICY", base)
+    plain, compact = out
+    assert type(plain) is engine.PLSProblem and isinstance(compact, LargeBlockPLSProblem)
+    return plain, compact
+
+
+def thetas(k: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    out = [np.ones(k), np.abs(rng.normal(size=k)) + 0.05, np.abs(rng.normal(size=k)) * 3]
+    boundary = np.ones(k)
+    boundary[-1] = 0.0
+    return [*out, boundary]
+
+
+CASES = [
+    ("y ~ x + (1 | subj) + (1 | item)", {}),  # pairs downdate
+    ("y ~ x + (1 | subj) + (1 | item)", {"dense_g_fill": 0.0}),  # a dense G
+    ("y ~ x + (1 | subj) + (1 | item)", {"max_pairs": 0}),  # per-group Gram matrices
+    ("y ~ x + (1 | subj) + (1 | item)", {"max_pairs": 0, "max_group_grams": 0}),  # products
+    ("y ~ x + (1 | subj) + (1 | item) + (1 | grp)", {}),  # two terms in block 2
+    ("y ~ x + (x | subj) + (1 | item) + (1 | grp)", {}),  # a vector first term
+]
+
+
+@pytest.mark.parametrize(("formula", "policy"), CASES)
+def test_compact_block_two_gives_the_blocked_criterion_bit_for_bit(
+        monkeypatch: pytest.MonkeyPatch, formula: str, policy: dict[str, float]) -> None:
+    plain, compact = problems(monkeypatch, formula, crossed(), **policy)
+    assert type(compact.b21) is type(plain.b21)
+    k = sum(t.theta_slice.stop - t.theta_slice.start for t in plain.terms)
+    for th in thetas(k):
+        for reml in (True, False):
+            d_plain, f_plain = plain.deviance(th, reml)
+            d_compact, f_compact = compact.deviance(th, reml)
+            assert d_compact == d_plain
+            assert (f_compact.ldL2, f_compact.ldRX2, f_compact.pwrss) == (
+                f_plain.ldL2, f_plain.ldRX2, f_plain.pwrss)
+        beta_p, u_p = plain.solve(f_plain)
+        beta_c, u_c = compact.solve(f_compact)
+        np.testing.assert_allclose(beta_c, beta_p, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(u_c, u_p, rtol=1e-10, atol=1e-12)
+        for a, b in zip(compact.rzx_rx(f_compact), plain.rzx_rx(f_plain), strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(compact.inverse_diagonal_blocks(f_compact, chunk=37),
+                    plain.inverse_diagonal_blocks(f_plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+
+
+def test_compact_block_two_reweights_as_the_blocked_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item) + (1 | grp)",
+                              crossed(n=3000, nsubj=300, nitem=80))
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.2, 2.0, plain.n)
+    y = rng.normal(size=plain.n)
+    plain.reweight(w, y)
+    compact.reweight(w, y)
+    for th in thetas(3):
+        assert compact.deviance(th, False)[0] == plain.deviance(th, False)[0]
+
+
+def test_only_scalar_terms_after_the_first_get_the_compact_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=100))
+    scalar = [ScalarTerm(500, 0), ScalarTerm(90, 1), ScalarTerm(20, 2)]
+    assert large_block(scalar, 2, True)
+    assert not large_block(scalar, 2, False)  # no level codes: M22 by sparse products
+    assert not large_block([ScalarTerm(500, 0), ScalarTerm(20, 1)], 2, True)  # order 23
+    df = crossed(n=3000, nsubj=300, nitem=120)
+    vector_second = lmf.lmer("y ~ x + (1 | subj) + (x | item)", df, devFunOnly=True)
+    assert isinstance(vector_second, LmerDevfun)
+    assert type(vector_second.problem) is engine.PLSProblem
+
+
+def test_the_deviance_function_keeps_one_factor_and_the_fit_is_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    df = crossed(n=4000, nsubj=400, nitem=100)
+    formula = "y ~ x + (1 | subj) + (1 | item)"
+    plain = lmf.lmer(formula, df)
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=1))
+    compact = lmf.lmer(formula, df)
+    assert isinstance(compact.devfun.problem, LargeBlockPLSProblem)
+    assert compact.devfun._best is None  # no factor besides the current one
+    np.testing.assert_array_equal(compact.optinfo.par, plain.optinfo.par)
+    assert compact.optinfo.feval == plain.optinfo.feval
+    np.testing.assert_allclose(compact._beta, plain._beta, rtol=1e-10)
+
+
+def test_an_exact_fit_gets_a_zero_residual_not_an_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    df = crossed(n=2000, nsubj=200, nitem=60)
+    df["y"] = df["x"]  # y is a column of X: Σ r² is round-off at every θ
+    plain, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)", df)
+    yy = float(df["y"] @ df["y"])
+    for th in thetas(2):
+        f_plain, f_compact = plain.factor(th), compact.factor(th)
+        assert f_compact.pwrss <= 1e-12 * yy
+        assert f_compact.ldL2 == f_plain.ldL2 and f_compact.ldRX2 == f_plain.ldRX2
+    # the last pivot made negative (round-off of the other sign): LAPACK stops there
+    assemble = CompactDiagonalBlock.assemble
+
+    def below_zero(self: CompactDiagonalBlock, theta: np.ndarray, down: np.ndarray,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        s = assemble(self, theta, down, out)
+        s[-1, -1] -= 1e-6 * yy
+        return s
+
+    monkeypatch.setattr(CompactDiagonalBlock, "assemble", below_zero)
+    f_compact = compact.factor(thetas(2)[1])
+    f_plain = plain.factor(thetas(2)[1])
+    assert f_compact.pwrss == 0.0
+    assert f_compact.ldL2 == f_plain.ldL2 and f_compact.ldRX2 == f_plain.ldRX2
+
+
+def test_a_failed_pivot_before_the_last_is_lme4s_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                              crossed(n=2000, nsubj=200, nitem=60))
+    assemble = CompactDiagonalBlock.assemble
+
+    def indefinite(self: CompactDiagonalBlock, theta: np.ndarray, down: np.ndarray,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        s = assemble(self, theta, down, out)
+        s[5, 5] = -1.0
+        return s
+
+    monkeypatch.setattr(CompactDiagonalBlock, "assemble", indefinite)
+    with pytest.raises(FittingError, match="Downdated VtV is not positive definite"):
+        compact.factor(np.ones(2))
+
+
+def test_the_memory_check_counts_one_dense_array_for_the_compact_block() -> None:
+    terms = [ScalarTerm(10**5, 0), ScalarTerm(30_000, 1)]
+    order = 30_000 + 2 + 1
+    check_dense_memory(terms, 2, available=dense_bytes(order, 1.0), copies=1.0)
+    with pytest.raises(ModelSizeError, match=r"30,003 x 30,003 .*7\.2 GB each"):
+        check_dense_memory(terms, 2, available=dense_bytes(order, 1.0), names=["a", "b"])
+
+
+def test_the_block_array_is_reused_only_once_its_factor_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                          crossed(n=2000, nsubj=200, nitem=60))
+    first = compact.factor(np.ones(2))
+    kept = np.array(first.L22)
+    second = compact.factor(np.array([0.3, 2.0]))  # the first is alive: a new array
+    assert not np.shares_memory(first.L22, second.L22)
+    np.testing.assert_array_equal(first.L22, kept)
+    address = second.L22.__array_interface__["data"][0]
+    del second
+    third = compact.factor(np.array([0.5, 0.5]))  # the second is gone: its array reused
+    assert third.L22.__array_interface__["data"][0] == address
+    np.testing.assert_array_equal(first.L22, kept)
+    fresh = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                     crossed(n=2000, nsubj=200, nitem=60))[1].factor(np.array([0.5, 0.5]))
+    assert (third.ldL2, third.ldRX2, third.pwrss) == (fresh.ldL2, fresh.ldRX2, fresh.pwrss)
