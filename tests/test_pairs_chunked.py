@@ -4,6 +4,8 @@ layout, so the per-θ downdate and the criterion are bit-identical."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from cases import crossed_intercepts
 
 import lmeformula as lmf
 import lmeformula.pls.downdate as downdate
+import lmeformula.pls.policy as pls_policy
 from lmeformula.modular import LmerDevfun
 from lmeformula.pls.blocks import PairsBlock
 
@@ -54,6 +57,8 @@ def test_pieces_equal_one_piece(monkeypatch: pytest.MonkeyPatch, key_order: bool
 def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     theta = np.array([0.4, 1.3])
     values = []
+    # G would be stored dense here (its pairs outweigh the dense update's flops): keep the pairs
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0))
     for chunk in (10**12, 300):
         monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
         dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed(), devFunOnly=True)
