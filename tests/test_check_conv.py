@@ -50,15 +50,19 @@ def _run(case: dict[str, Any]) -> tuple[Lme4Conv | None, str | None, list[tuple[
     return result, error, signalled
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_check_conv_as_lme4(case: dict[str, Any]) -> None:
-    result, error, signalled = _run(case)
+def _assert_as_lme4(case: dict[str, Any], result: Any, error: Any, signalled: Any) -> None:
+    """lme4's error, warnings, messages and codes for ``case``."""
     assert error == case["error"]
     assert signalled == [(s["kind"], s["text"]) for s in case["signalled"]]
     if error is None:
         assert result is not None
         assert list(result.messages) == case["messages"]
         assert list(result.code) == [int(c) for c in case["code"]]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_check_conv_as_lme4(case: dict[str, Any]) -> None:
+    _assert_as_lme4(case, *_run(case))
 
 
 def test_rel_tol_from_lme4_style_dict() -> None:
@@ -105,9 +109,4 @@ def test_hessian_factored_at_most_once(case: dict[str, Any],
     assert len(calls) <= 1
     if case in NON_PD:
         assert len(calls) == 1
-    assert error == case["error"]
-    assert signalled == [(s["kind"], s["text"]) for s in case["signalled"]]
-    if error is None:
-        assert result is not None
-        assert list(result.messages) == case["messages"]
-        assert list(result.code) == [int(c) for c in case["code"]]
+    _assert_as_lme4(case, result, error, signalled)

@@ -61,7 +61,7 @@ from .dense import (
     DensePLSProblem,
 )
 from .lapack import check_rx
-from .plans import ZeroBlock, plan_block2
+from .plans import Block2Plan, ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
     _check_reweight,
@@ -343,9 +343,10 @@ class PLSProblem(_AugmentedSystem):
         del g_cols
         return rows_out, cols_out, np.concatenate(g_vals)
 
-    def _make_blocks(self) -> None:
-        """The typed blocks of the system, their types chosen once (by G's measured fill, see
-        :func:`~lmeformula.pls.blocks.off_diagonal_block`), and block 2's per-θ plan."""
+    def _typed_blocks(self) -> tuple[np.ndarray, Block2Plan]:
+        """Blocks 1 and 2 against 1, their types chosen once (by G's measured fill, see
+        :func:`~lmeformula.pls.blocks.off_diagonal_block`), and block 2's keys and per-θ
+        plan (shared with the compact large-block engine)."""
         self.b11 = diagonal_block(self.A11)
         self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
         keys = self.b21.keys
@@ -354,6 +355,11 @@ class PLSProblem(_AugmentedSystem):
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
         plan = plan_block2(self.terms[1:], self.p, self._block_edges,
                            self._block_pair_segments(keys), _policy().band)
+        return keys, plan
+
+    def _make_blocks(self) -> None:
+        """The typed blocks of the system and block 2's per-θ plan."""
+        keys, plan = self._typed_blocks()
         # the zero-filled blocks' diagonals: (block, flat position in block 2, M22's value)
         zero = {blk.a for blk in plan.blocks if isinstance(blk, ZeroBlock)}
         edges = self._block_edges

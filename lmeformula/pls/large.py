@@ -37,7 +37,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError
-from .blocks import diagonal_block, off_diagonal_block
+from .blocks import diagonal_block
 from .crossprod import (
     _level_blocks,
     _level_cross_entries,
@@ -47,7 +47,7 @@ from .crossprod import (
 )
 from .engine import Factorization, PLSProblem
 from .lapack import check_rx
-from .plans import Block2Plan, ZeroBlock, plan_block2
+from .plans import Block2Plan, ZeroBlock
 from .system import _check_reweight, _log_det_weights, _policy
 from .terms import TermShape
 
@@ -253,12 +253,7 @@ class LargeBlockPLSProblem(PLSProblem):
 
     def _make_blocks(self) -> None:
         """Blocks 1 and 2 against 1 as :class:`PLSProblem` makes them; block 2 compact."""
-        self.b11 = diagonal_block(self.A11)
-        self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
-        keys = self.b21.keys
-        self._key_rows, self._key_cols = (a.astype(np.int32) for a in np.divmod(keys, self.m))
-        plan = plan_block2(self.terms[1:], self.p, self._block_edges,
-                           self._block_pair_segments(keys), _policy().band)
+        keys, plan = self._typed_blocks()
         qr = self.q - self.q1
         edges = self._block_edges
         owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))[:qr].astype(np.int64)
