@@ -119,14 +119,20 @@ def control_call_lines(ctrl: LmerControl | GlmerControl) -> list[str]:
 
     The options as given (``ctrl.given``) when the control was made from a dict or by
     :func:`lmerControl` / :func:`glmerControl`, with lme4's names; otherwise those that
-    differ from the defaults.
+    differ from the defaults. ``["lmerControl(...)"]`` (or glmerControl's) when an option
+    has no R expression here (:func:`r_value` refuses it).
     """
     fn = "glmerControl" if isinstance(ctrl, GlmerControl) else "lmerControl"
-    if ctrl.given is not None:
-        args = [(r_name(str(k)), r_value(v)) for k, v in ctrl.given]
-    elif isinstance(ctrl, GlmerControl):
-        args = _glmer_differing(ctrl)
-    else:
-        args = _differing(ctrl)
+    try:
+        if ctrl.given is not None:
+            args = [(r_name(str(k)), r_value(v)) for k, v in ctrl.given]
+        elif isinstance(ctrl, GlmerControl):
+            args = _glmer_differing(ctrl)
+        else:
+            args = _differing(ctrl)
+    except (TypeError, OverflowError):
+        # an option the fit accepts but R has no literal for here (optCtrl's xst as a
+        # pandas Series): the printed call must not fail the fit that makes it
+        return [f"{fn}(...)"]
     named: tuple[tuple[str | None, Node], ...] = tuple(args)
     return deparse_lines(Call(fn, named))

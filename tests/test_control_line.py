@@ -159,3 +159,18 @@ def test_update_keeps_the_call_s_control(fits: dict[str, Any]) -> None:
         assert _call_block(str(m2.summary())) == _call_block(CASES[name]["summary"])
     plain = _fit(CASES["glmer_empty"], None)
     assert "Control:" not in str(lmf.update(plain, ". ~ .").summary())
+
+
+def test_an_option_r_cannot_show_does_not_fail_the_fit() -> None:
+    # optCtrl's xst as a pandas Series: the optimizer takes it (np.asarray), R's deparser
+    # here has no literal for it; the fit completes and shows the control as lmerControl(...)
+    import pandas as pd
+
+    data = datasets.load("sleepstudy")
+    control = {"optimizer": "Nelder_Mead", "optCtrl": {"xst": pd.Series([0.02, 0.02, 0.02])}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmf.lmer("Reaction ~ Days + (Days | Subject)", data, control=control)
+    assert "Control: lmerControl(...)" in str(m.summary()).split("\n")
+    assert control_call_lines(lmf.lmerControl(optCtrl={"maxfun": 10**400})) == \
+        ["lmerControl(...)"]
