@@ -228,13 +228,18 @@ class PLSProblem(_AugmentedSystem):
         break); later calls recompute values only. Factorisations made before a call keep
         describing the earlier weights.
         """
+        self._reweight_first_blocks(w, y)
+        self.b22 = self.b22.reweighted(self.M22)
+
+    def _reweight_first_blocks(self, w: np.ndarray, y: np.ndarray) -> None:
+        """New weights and response: the cross-products recomputed, blocks 1 and 2-against-1
+        refreshed (block 2 is the caller's: its storage differs between the engines)."""
         w, y = _check_reweight(w, y, self.n)
         self.weights, self.y = w, y
         self.ldW = _log_det_weights(w)
         self._cross_products(w)
         self.b11 = diagonal_block(self.A11)
         self.b21 = self.b21.reweighted(self.G, self.terms[0], self._order_by_block_pair)
-        self.b22 = self.b22.reweighted(self.M22)
 
     def _cross_products_sparse(self, w: np.ndarray, xy: np.ndarray, xyw: np.ndarray,
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,6 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError
-from .blocks import diagonal_block
 from .crossprod import (
     _level_blocks,
     _level_cross_entries,
@@ -48,7 +47,7 @@ from .crossprod import (
 from .engine import Factorization, PLSProblem
 from .lapack import check_rx
 from .plans import Block2Plan, ZeroBlock
-from .system import _check_reweight, _log_det_weights, _policy
+from .system import _policy
 from .terms import TermShape
 
 __all__ = ["CompactDiagonalBlock", "LargeBlockPLSProblem", "large_block"]
@@ -265,12 +264,7 @@ class LargeBlockPLSProblem(PLSProblem):
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """New case weights and response: the cross-products' values recomputed in place
         (see :meth:`PLSProblem.reweight`)."""
-        w, y = _check_reweight(w, y, self.n)
-        self.weights, self.y = w, y
-        self.ldW = _log_det_weights(w)
-        self._cross_products(w)
-        self.b11 = diagonal_block(self.A11)
-        self.b21 = self.b21.reweighted(self.G, self.terms[0], self._order_by_block_pair)
+        self._reweight_first_blocks(w, y)
         self._compact = self._compact.reweighted(self._entries, self._diag_values,
                                                  self._xx_diag)
 
