@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .control import LmerControl
+from .control import LmerControl, as_control
 from .formula.ast import Call, Name, Node, Str, deparse_lines, number
-from .glmercontrol import GlmerControl
+from .glmercontrol import GlmerControl, as_glmer_control
 
 __all__ = ["control_call_lines", "r_name", "r_value"]
 
@@ -112,6 +112,18 @@ def _glmer_differing(ctrl: GlmerControl) -> list[tuple[str, Node]]:
     return out + [(k, v) for k, v in checks if k.startswith("check.")]
 
 
+def _describes(ctrl: LmerControl | GlmerControl) -> bool:
+    """Whether the options as given still make ``ctrl``: ``dataclasses.replace`` copies the
+    record of them, so a control changed that way (a refit with another optimizer) must
+    show the options it has, not the ones it was first made from."""
+    given = dict(ctrl.given or ())
+    try:
+        made = as_glmer_control(given) if isinstance(ctrl, GlmerControl) else as_control(given)
+        return bool(made == ctrl)
+    except (TypeError, ValueError):  # an option that cannot be rebuilt or compared
+        return False
+
+
 def control_call_lines(ctrl: LmerControl | GlmerControl) -> list[str]:
     """``deparse()`` of the control expression that gives ``ctrl``'s options: the lines of
     the printed ``Control:`` line (``["lmerControl(optimizer = \\"bobyqa\\")"]``), broken as
@@ -124,7 +136,7 @@ def control_call_lines(ctrl: LmerControl | GlmerControl) -> list[str]:
     """
     fn = "glmerControl" if isinstance(ctrl, GlmerControl) else "lmerControl"
     try:
-        if ctrl.given is not None:
+        if ctrl.given is not None and _describes(ctrl):
             args = [(r_name(str(k)), r_value(v)) for k, v in ctrl.given]
         elif isinstance(ctrl, GlmerControl):
             args = _glmer_differing(ctrl)

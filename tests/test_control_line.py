@@ -174,3 +174,23 @@ def test_an_option_r_cannot_show_does_not_fail_the_fit() -> None:
     assert "Control: lmerControl(...)" in str(m.summary()).split("\n")
     assert control_call_lines(lmf.lmerControl(optCtrl={"maxfun": 10**400})) == \
         ["lmerControl(...)"]
+
+
+def test_a_control_changed_by_replace_shows_its_own_options() -> None:
+    # dataclasses.replace copies the record of the options as given; the line must show
+    # what the changed control holds (lmer's refits and influence() change controls so)
+    import dataclasses
+
+    from lmeformula.control import as_control
+    from lmeformula.controlcall import control_call_lines
+    from lmeformula.glmercontrol import as_glmer_control
+
+    ctrl = as_control({"optimizer": "Nelder_Mead", "optCtrl": {"maxfun": 100000}})
+    assert control_call_lines(ctrl) == [
+        'lmerControl(optimizer = "Nelder_Mead", optCtrl = list(maxfun = 1e+05))']
+    changed = dataclasses.replace(ctrl, optimizer="bobyqa")
+    assert "Nelder_Mead" not in control_call_lines(changed)[0]
+    assert 'optimizer = "bobyqa"' in control_call_lines(changed)[0]
+    gctrl = dataclasses.replace(as_glmer_control({"optimizer": "bobyqa"}),
+                                optimizer="Nelder_Mead")
+    assert control_call_lines(gctrl) == ['glmerControl(optimizer = "Nelder_Mead")']
