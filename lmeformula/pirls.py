@@ -37,7 +37,7 @@ from scipy import special
 
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
-from .pirls_batch import laplace_batch
+from .pirls_batch import laplace_batch, poisson_half_resid
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
@@ -279,21 +279,8 @@ class GlmerResponse:
 
     def _poisson_half_resid(self) -> np.ndarray:
         """Half the Poisson deviance residuals, wt (y log(y/μ) - (y - μ)) (wt μ where y = 0),
-        formed in place (the product by the weights left out where they are 1: exact)."""
-        i1, y1, w1 = self._dev_index()
-        mu = self.mu
-        unit = self._unit_weights()
-        r = mu.copy() if unit else mu * self.weights
-        m1 = mu.take(i1)
-        d = y1 - m1
-        np.divide(y1, m1, out=m1)
-        np.log(m1, out=m1)
-        m1 *= y1
-        m1 -= d
-        if not unit:
-            m1 = np.multiply(w1, m1, out=m1)
-        r[i1] = m1
-        return r
+        formed in place (:func:`lmeformula.pirls_batch.poisson_half_resid`)."""
+        return poisson_half_resid(self, self.mu, self._unit_weights())
 
     def _twice_weights(self) -> np.ndarray:
         tw: np.ndarray | None = self.__dict__.get("_twice_wt")

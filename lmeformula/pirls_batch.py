@@ -268,11 +268,14 @@ def _binomial_dev_sums(resp: Any, mu: np.ndarray) -> list[float]:
     return out
 
 
-def _poisson_dev_sums(resp: Any, mu: np.ndarray, unit: bool) -> list[float]:
-    """GlmerResponse._poisson_dev_sum for each row of μ."""
+def poisson_half_resid(resp: Any, mu: np.ndarray, unit: bool) -> np.ndarray:
+    """Half the Poisson deviance residuals of ``resp`` at μ (one vector, or one per row of
+    a 2-D μ), wt (y log(y/μ) - (y - μ)) (wt μ where y = 0), formed in place; the product by
+    the weights is left out when they are all 1 (``unit``: exact). GlmerResponse's
+    residuals and the batch's rows share it, so they are the same numbers."""
     i1, y1, w1 = resp._dev_index()
     r = mu.copy() if unit else mu * resp.weights
-    m1 = mu.take(i1, axis=1)
+    m1 = mu.take(i1, axis=-1)
     d = y1 - m1
     np.divide(y1, m1, out=m1)
     np.log(m1, out=m1)
@@ -280,7 +283,13 @@ def _poisson_dev_sums(resp: Any, mu: np.ndarray, unit: bool) -> list[float]:
     m1 -= d
     if not unit:
         m1 = np.multiply(w1, m1, out=m1)
-    r[:, i1] = m1
+    r[..., i1] = m1
+    return r
+
+
+def _poisson_dev_sums(resp: Any, mu: np.ndarray, unit: bool) -> list[float]:
+    """GlmerResponse._poisson_dev_sum for each row of μ."""
+    r = poisson_half_resid(resp, mu, unit)
     return [2.0 * v for v in _sum(r, axis=1).tolist()]
 
 
