@@ -45,6 +45,7 @@ from .blocks import (
     OffDiagonalBlock,
     PairsBlock,
     diagonal_block,
+    diagonal_block2,
     off_diagonal_block,
 )
 from .crossprod import (
@@ -372,8 +373,10 @@ class PLSProblem(_AugmentedSystem):
                               + [np.zeros(0, np.int64)]).astype(np.int64)
         block_of = np.concatenate([np.full(edges[a + 1] - edges[a], a) for a in sorted(zero)]
                                   + [np.zeros(0, np.int64)]).astype(np.int64)
-        self.b22 = DenseDiagonalBlock(self.M22, plan, keys,
-                                      (block_of, rows * (self.m + 1), self.M22[rows, rows]))
+        # dense, or an arrow when block 2 opens with terms on the first term's factor
+        self.b22 = diagonal_block2(self.M22, plan, keys,
+                                   (block_of, rows * (self.m + 1), self.M22[rows, rows]),
+                                   self.b21.g, self.terms[0])
 
     @property
     def _block_edges(self) -> np.ndarray:

@@ -67,6 +67,11 @@ class BlockPolicy:
         cross-products it counts per pair of terms; above any of them the engine's re-weighting.
     band
         Rows per band when block 2's diagonal blocks are copied scaled (cache-sized pieces).
+    arrow_min_rows
+        Block 2 is factored as an arrow (:class:`~lmeformula.pls.blocks.ArrowBlock`) when its
+        leading level-diagonal rows (terms on the first term's grouping factor, as the
+        slope of ``(x || g)``) are at least this many; below it one dense ``dpotrf`` costs
+        less than the arrow's few extra array operations.
     compact_m22_order
         From this order of block 2 on, when every term after the first is scalar, M22 is
         stored without its zeros and block 2 assembled per θ into the one dense array LAPACK
@@ -89,6 +94,7 @@ class BlockPolicy:
     kernel_max_downdate_work: int = 60_000_000
     kernel_max_cross_cells: int = 20_000_000
     band: int = 128
+    arrow_min_rows: int = 64
     compact_m22_order: int = 4_000
 
     def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
