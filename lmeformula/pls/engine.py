@@ -21,7 +21,8 @@ term with equal cross-product blocks share a column (or one syrk when G is dense
 
 The three blocks are typed (:mod:`lmeformula.pls.blocks`: diagonal or uniform block-diagonal
 block 1, a sparse or dense G chosen by its measured fill under
-:class:`~lmeformula.pls.policy.BlockPolicy`, a dense block 2); :meth:`PLSProblem.factor` is
+:class:`~lmeformula.pls.policy.BlockPolicy`, a dense block 2, factored as an arrow when it
+opens with terms on the first term's grouping factor); :meth:`PLSProblem.factor` is
 MixedModels.jl's ``updateL!`` over them, each step a method of the block's type. How block 2
 is assembled per θ (typed rectangles: scaled, downdated, inflated) is in
 :mod:`lmeformula.pls.plans`.
