@@ -4,14 +4,15 @@ list: one fit takes about an hour on the 2-core benchmark machine.
 
 Usage::
 
-    python -m benchmarks.large --eval [--size N,NSUBJ,NITEM]   # setup + one evaluation
+    python -m benchmarks.large --eval [--size N,NSUBJ,NITEM] [--compact]  # setup + one evaluation
     python -m benchmarks.large --fit [--size ...]              # the whole lmer fit
     python -m benchmarks.large --data DIR                      # the CSVs tools/R reads
 
 ``--eval`` times the deviance function's construction (lFormula + mkLmerDevfun) and one
 evaluation at lme4's start θ, split into its steps (block 1, the rank update, the assembly of
 block 2, its ``dpotrf``, the rest), then the criterion at the θ of
-``tools/R/bench_large_crossed.R`` (for the comparison with lme4's devfun); ``--fit`` runs
+``tools/R/bench_large_crossed.R`` (for the comparison with lme4's devfun), then at the last
+of them the analytic gradient, condVar's inverse blocks and getME("L"); ``--fit`` runs
 ``lmer`` (lme4's optimizer path) and records wall and CPU time, evaluations and the optimum.
 Each prints JSON lines with the process's peak resident memory so far (``ru_maxrss``).
 """
@@ -101,6 +102,18 @@ def evaluate(size: tuple[int, int, int]) -> None:
             value = devfun(np.array(th))  # the block's array reused from here on
             _emit(step="criterion", theta=list(th), criterion=value,
                   s=time.perf_counter() - e0, cpu_s=_cpu() - c0)
+        # what a user does after the fit, at the last θ: the analytic gradient (L-BFGS-B's
+        # per-evaluation extra), condVar's inverse blocks, getME("L")
+        f = devfun.last
+        for name, step in [("gradient", lambda: problem.gradient(f, devfun.REML)),
+                           ("inverse_diagonal_blocks",
+                            lambda: problem.inverse_diagonal_blocks(f)),
+                           ("sparse_L", lambda: problem.sparse_L(f))]:
+            c0, e0 = _cpu(), time.perf_counter()
+            result = step()
+            _emit(step=name, s=time.perf_counter() - e0, cpu_s=_cpu() - c0,
+                  nnz=int(result.nnz) if name == "sparse_L" else None)
+            del result
 
 
 def fit(size: tuple[int, int, int]) -> None:
@@ -137,7 +150,16 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="write the designs' CSVs here")
     ap.add_argument("--size", default=",".join(map(str, FULL)),
                     help="rows,subjects,items (default the full design)")
+    ap.add_argument("--compact", action="store_true",
+                    help="the large-block engine below its order (3·10³ items: the blocked "
+                         "engine by default)")
     args = ap.parse_args()
+    if args.compact:
+        import dataclasses
+
+        import lmeformula.pls.policy as pls_policy
+
+        pls_policy.POLICY = dataclasses.replace(pls_policy.POLICY, compact_m22_order=1)
     n, ns, ni = (int(v) for v in args.size.split(","))
     if args.data is not None:
         write_data(args.data)

@@ -204,3 +204,122 @@ def test_the_block_array_is_reused_only_once_its_factor_is_gone(
     fresh = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
                      crossed(n=2000, nsubj=200, nitem=60))[1].factor(np.array([0.5, 0.5]))
     assert (third.ldL2, third.ldRX2, third.pwrss) == (fresh.ldL2, fresh.ldRX2, fresh.pwrss)
+
+
+def five_point(fn: object, theta: np.ndarray, h: float = 1e-3) -> np.ndarray:
+    out = np.empty_like(theta)
+    for i in range(theta.shape[0]):
+        e = np.zeros_like(theta)
+        e[i] = h * max(abs(theta[i]), 0.1)
+        out[i] = (-fn(theta + 2 * e) + 8 * fn(theta + e) - 8 * fn(theta - e)  # type: ignore[operator]
+                  + fn(theta - 2 * e)) / (12 * e[i])
+    return out
+
+
+def lower_and_diagonal(f: engine.Factorization) -> np.ndarray:
+    """What is read of block 2's factor: its lower triangle with the diagonal."""
+    return np.tril(f.L22)
+
+
+@pytest.mark.parametrize(("formula", "policy"), CASES)
+def test_compact_gradient_is_the_blocked_engines_and_the_criterions_slope(
+        monkeypatch: pytest.MonkeyPatch, formula: str, policy: dict[str, float]) -> None:
+    plain, compact = problems(monkeypatch, formula, crossed(n=3000, nsubj=300, nitem=80),
+                              **policy)
+    assert compact.has_gradient
+    k = sum(t.theta_slice.stop - t.theta_slice.start for t in plain.terms)
+    for th in thetas(k)[:3]:  # the boundary: λ singular, checked below
+        for reml in (True, False):
+            f = compact.factor(th)
+            kept = lower_and_diagonal(f)
+            beta, u = compact.solve(f)
+            g = compact.gradient(f, reml)
+            # the factor is read as before: lower triangle, diagonal and solutions unchanged
+            np.testing.assert_array_equal(lower_and_diagonal(f), kept)
+            beta2, u2 = compact.solve(f)
+            np.testing.assert_array_equal(beta2, beta)
+            np.testing.assert_array_equal(u2, u)
+            numeric = five_point(lambda t, r=reml: compact.deviance(t, r)[0], th)
+            scale = max(np.abs(numeric).max(), 1.0)
+            np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-6 * scale)
+            if plain.has_gradient:  # the sparse-products downdate has none
+                expected = plain.gradient(plain.factor(th), reml)
+                np.testing.assert_allclose(g, expected, rtol=1e-9,
+                                           atol=1e-11 * max(np.abs(expected).max(), 1.0))
+    with pytest.raises(np.linalg.LinAlgError):
+        compact.gradient(compact.factor(thetas(k)[3]), True)
+
+
+def test_lbfgsb_fits_through_the_compact_engine_as_through_the_blocked_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    df = crossed(n=4000, nsubj=400, nitem=100)
+    formula = "y ~ x + (1 | subj) + (1 | item)"
+    control = {"optimizer": "L-BFGS-B"}
+    plain = lmf.lmer(formula, df, control=control)
+    assert type(plain.devfun.problem) is engine.PLSProblem and plain.devfun.has_gradient
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=1))
+    compact = lmf.lmer(formula, df, control=control)
+    assert isinstance(compact.devfun.problem, LargeBlockPLSProblem)
+    assert compact.devfun.has_gradient and compact.optinfo.optimizer == "L-BFGS-B"
+    np.testing.assert_allclose(compact.optinfo.par, plain.optinfo.par, rtol=1e-6)
+    assert compact.REMLcrit() == pytest.approx(plain.REMLcrit(), rel=1e-12, abs=1e-9)
+    # the gradient is zero at the optimum (θ inside the bounds)
+    g = compact.devfun.gradient(np.asarray(compact.optinfo.par))
+    assert np.abs(g).max() < 1e-4 * abs(compact.REMLcrit())
+
+
+@pytest.mark.parametrize(("formula", "policy"), CASES[:1] + CASES[4:])
+def test_compact_sparse_L_is_the_blocked_engines_entry_for_entry(
+        monkeypatch: pytest.MonkeyPatch, formula: str, policy: dict[str, float]) -> None:
+    plain, compact = problems(monkeypatch, formula, crossed(n=3000, nsubj=300, nitem=80),
+                              **policy)
+    k = sum(t.theta_slice.stop - t.theta_slice.start for t in plain.terms)
+    for th in thetas(k):  # the boundary makes an item block of exact zeros
+        f = compact.factor(th)
+        kept = lower_and_diagonal(f)
+        ours, theirs = compact.sparse_L(f), plain.sparse_L(plain.factor(th))
+        assert ours.format == "csc" and ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+        np.testing.assert_array_equal(ours.indices, theirs.indices)
+        np.testing.assert_array_equal(ours.data, theirs.data)
+        np.testing.assert_array_equal(lower_and_diagonal(f), kept)
+    # L L' is the system's random-effects block (a check independent of the other engine)
+    f = compact.factor(np.ones(k))
+    lam = compact.sparse_L(f).toarray()
+    inv_blocks = compact.inverse_diagonal_blocks(f, chunk=29)
+    inv = np.linalg.inv(lam @ lam.T)
+    nc = compact.terms[0].nc
+    q1 = compact.q1
+    first = np.stack([inv[i : i + nc, i : i + nc] for i in range(0, q1, nc)])
+    np.testing.assert_allclose(inv_blocks[0], first, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate([b.ravel() for b in inv_blocks[1:]]),
+                               np.diagonal(inv)[q1:], rtol=1e-10, atol=1e-14)
+
+
+def test_compact_sparse_L_is_refused_when_it_would_not_fit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmeformula.pls.large as large
+
+    _, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item)",
+                          crossed(n=2000, nsubj=200, nitem=60))
+    f = compact.factor(np.ones(2))
+    monkeypatch.setattr(large, "available_memory", lambda: 10_000)
+    with pytest.raises(ModelSizeError, match=r"getME\('L'\).* 260 x 260 .*nonzeros"):
+        compact.sparse_L(f)
+
+
+def test_condvar_and_getME_L_through_the_compact_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    df = crossed(n=4000, nsubj=400, nitem=100)
+    formula = "y ~ x + (1 | subj) + (1 | item)"
+    plain = lmf.lmer(formula, df)
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=1))
+    compact = lmf.lmer(formula, df)
+    assert isinstance(compact.devfun.problem, LargeBlockPLSProblem)
+    lp, lc = lmf.getME(plain, "L"), lmf.getME(compact, "L")
+    assert (lp != lc).nnz == 0
+    for a, b in zip(compact.devfun.problem.inverse_diagonal_blocks(compact._factor),
+                    plain.devfun.problem.inverse_diagonal_blocks(plain._factor), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

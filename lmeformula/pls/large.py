@@ -13,10 +13,13 @@ levels that occur, the border Z₂'W[X y] and the corner [X y]'W[X y]. Per θ, S
 into the one dense array that LAPACK then factors in place (its upper triangle zero-filled,
 the scaled entries scattered, the downdate subtracted at its keys, the identity added: the
 same products and sums, in the same order, as :func:`~lmeformula.pls.plans.update_block2`
-computes from a dense M22), and nothing else of that size is made: the solutions and
-inverses after the fit use triangular solves on the whole factor (BLAS reads it in place;
-a slice of it would be copied). The deviance function does not keep a second factor for the
-best point (:attr:`LargeBlockPLSProblem.holds_one_factor`).
+computes from a dense M22), and nothing else of that size is made: the solutions use
+triangular solves on the whole factor (BLAS reads it in place; a slice of it would be
+copied); the analytic gradient and the inverse's diagonal blocks (condVar) use block 2's
+triangular inverse, formed once in the factor's own upper triangle, which nothing else reads
+(one ``dtrtri``, the flops of the factorisation), and block 1's coupling through the sparse
+L21; ``getME("L")`` is built column by column from the array. The deviance function does not
+keep a second factor for the best point (:attr:`LargeBlockPLSProblem.holds_one_factor`).
 
 Why a dense factor and not a sparse one: the item block's Schur complement after eliminating
 the subjects, Λ₂'(M22 - G B Gᵀ)Λ₂ + I, connects two items whenever a subject met both. On a
@@ -30,14 +33,17 @@ same flops at BLAS-3 speed, with no symbolic work.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
-from ..errors import FittingError
+from ..errors import FittingError, ModelSizeError
 from .crossprod import (
+    _block_diagonal,
     _level_blocks,
     _level_cross_entries,
     _level_sums,
@@ -46,6 +52,7 @@ from .crossprod import (
 )
 from .engine import Factorization, PLSProblem
 from .lapack import check_rx
+from .memory import available_memory
 from .plans import Block2Plan, ZeroBlock
 from .system import _policy
 from .terms import TermShape
@@ -144,9 +151,8 @@ class LargeBlockPLSProblem(PLSProblem):
 
     Everything the per-θ factorisation computes is what :class:`PLSProblem` computes (the same
     products and sums: the criterion is bit-identical); what differs is the storage (no dense
-    M22, one dense array per θ) and how the solutions after the fit read the factor. The
-    analytic gradient is not offered (it needs block 2's inverse, a second dense array and
-    twice the flops of the factorisation).
+    M22, one dense array per θ) and how the gradient and the solutions after the fit read
+    the factor (in place, by BLAS and LAPACK on the whole array).
     """
 
     _entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
@@ -304,30 +310,97 @@ class LargeBlockPLSProblem(PLSProblem):
 
     @property
     def has_gradient(self) -> bool:
-        """No analytic gradient here (see the class docstring)."""
-        return False
+        """The analytic gradient is offered (see :meth:`gradient`)."""
+        return True
 
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
-        """Not offered for a compact block 2 (:attr:`has_gradient` is False)."""
-        raise NotImplementedError("the analytic gradient is not offered for a large block 2")
+        """The criterion's gradient in θ at ``f``, analytically (the formula of
+        :meth:`PLSProblem.gradient`), at the cost of one triangular inverse of block 2.
 
-    def _lower_solve(self, f: Factorization, b: np.ndarray, trans: bool = False) -> np.ndarray:
-        """Solve L22z x = b (or L22z' x = b), L22z the random effects' part of block 2's
-        factor, by BLAS on the whole factor in place (a slice of it would be copied): ``b``
-        (qr x k) padded with zero rows for X and y, whose rows of the solution are dropped
-        (a forward solve does not read them; a backward one starts from them: zeros, with the
-        response's pivot taken as 1 meanwhile, so that an exact fit's zero divides nothing)."""
-        qr, m = self._lam_r_size, self.m
-        l22 = f.L22
-        padded = np.zeros((m, b.shape[1]), order="F")
-        padded[:qr] = b
-        saved = l22[-1, -1]
-        l22[-1, -1] = 1.0
-        try:
-            out = la.blas.dtrsm(1.0, l22, padded, lower=1, trans_a=int(trans), overwrite_b=1)
-        finally:
-            l22[-1, -1] = saved
-        return np.asarray(out[:qr])
+        The blocked engine takes block 2's part of C = A_s⁻¹ from S_s⁻¹ (``dpotri``: two
+        triangular passes, and a second m x m array) and the first term's from K̃ at the
+        downdate's keys. Here K = L_s⁻¹ (``dtrtri``, written into the free upper triangle of
+        the factor's own array, :func:`_inverse_in_upper`) gives both: S_s⁻¹'s diagonal
+        (block 2's terms are scalar) as the squared norms of K's columns, and
+        Σ_l V_l'G_l'Λ₂S_s⁻¹Λ₂'G_lV_l as the Gram matrices of K Λ₂'G V, G sparse
+        (:meth:`_inverse_grams`). The factor is left as it was (its lower triangle and
+        diagonal: everything that is read of it). A singular λ raises ``LinAlgError`` (the
+        deviance function then takes the gradient just inside).
+        """
+        theta = f.theta
+        lams = [t.lower_factor(theta) for t in self.terms]
+        if any(np.any(np.diagonal(lam) == 0.0) for lam in lams):
+            raise np.linalg.LinAlgError("a relative covariance factor is singular")
+        qr, p = self._lam_r_size, self.p
+        s = qr + p if REML else qr
+        _, u = self.solve(f)  # before the factor's array holds the inverse
+        blocks = [np.zeros((t.nc, t.nc)) for t in self.terms]
+        l11inv = np.linalg.inv(f.L11)
+        pmat = np.swapaxes(l11inv, 1, 2) @ l11inv  # P_l = (L11_l L11_l')⁻¹
+        blocks[0] += pmat.sum(axis=0)
+        if s:
+            a21 = self.b21 if f._A21 is None else f._A21
+            # Λ₂'G V with V_l = λ₁P_l: rows of block 2 (Λ₂' the identity on X and y)
+            lgv = (self.lambda_rest_t(theta) @ a21.times_t1(lams[0] @ pmat)).tocsr()[:s]
+            norms, grams = self._inverse_grams(f, s, lgv)
+            blocks[0] += grams.sum(axis=0)
+            pos = 0
+            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
+                blk += norms[pos : pos + t.size].sum()  # scalar terms: S_s⁻¹'s diagonal
+                pos += t.size
+        scale = (self.n - p) if REML else self.n
+        out = np.zeros(theta.shape[0])
+        pos = 0
+        for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
+            ut = u[pos : pos + t.size].reshape(t.nl, t.nc)
+            q_t = np.einsum("la,lb->ab", ut, ut)
+            inner = t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss
+            grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
+            out[t.theta_slice] = t.gradient_from_factor(grad.T)
+            pos += t.size
+        return out
+
+    def _inverse_grams(self, f: Factorization, s: int, b: sp.csr_matrix | None,
+                       panel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """With K = L_s⁻¹, the inverse of the leading s x s triangle of block 2's factor (so
+        that K'K = S_s⁻¹): the squared norms of K's columns (S_s⁻¹'s diagonal, (s,)) and,
+        for ``b`` (s x nl₁·nc₁, sparse), each level's nc₁ x nc₁ Gram matrix of K B_l
+        ((nl₁, nc₁, nc₁); zeros without ``b``).
+
+        K is formed once in the upper triangle of the factor's array (one ``dtrtri``,
+        s³/3 flops, in place) and read ``panel`` rows at a time: each panel of K is copied
+        out (its rows are the array's columns; s x panel), its squares summed per column,
+        and K B formed for those rows by a sparse product, Bᵀ's first columns against the
+        panel (B's ~nnz(B)·s/2 multiply-adds in all, nothing of size s x nl₁)."""
+        a = f.L22
+        first = self.terms[0]
+        nl, nc = first.nl, first.nc
+        width = first.size
+        norms = np.zeros(s)
+        grams = np.zeros((nl, nc, nc))
+        if panel is None:
+            # the panel's products (nl₁·nc₁ x panel, updated at random rows) within 8 MB,
+            # so that they stay in cache: 16-64 rows measured alike at 2·10⁴ levels
+            panel = max(16, min(128, (1 << 20) // max(width, 1)))
+        bt = None
+        if b is not None:
+            bt = sp.csr_matrix(b).T  # CSC (nl₁·nc₁ x s): B's first rows are its first columns
+        with _inverse_in_upper(a):
+            for r0 in range(0, s, panel):
+                r1 = min(s, r0 + panel)
+                # xp[j, k] = K[r0 + k, j] for j <= r0 + k; below that, in the panel's own
+                # square, the array holds L: zeroed
+                xp = np.ascontiguousarray(a[:r1, r0:r1])
+                square = xp[r0:r1]
+                square[np.tril_indices(r1 - r0, -1)] = 0.0
+                norms[:r1] += np.einsum("jk,jk->j", xp, xp)
+                if bt is not None:
+                    ptr = bt.indptr
+                    head = sp.csc_matrix((bt.data[: ptr[r1]], bt.indices[: ptr[r1]],
+                                          ptr[: r1 + 1]), shape=(width, r1))
+                    hp = np.asarray(head @ xp).reshape(nl, nc, r1 - r0)  # (K B)ᵀ's rows
+                    grams += np.einsum("lak,lbk->lab", hp, hp)
+        return norms, grams
 
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """Fixed effects β and spherical random effects u at ``f`` (as
@@ -350,35 +423,111 @@ class LargeBlockPLSProblem(PLSProblem):
         u1 = self.b11.solve_transposed(f.L11, rhs1.reshape(first.nl, first.nc))
         return beta, np.concatenate([u1.ravel(), u_r])
 
-    def inverse_diagonal_blocks(self, f: Factorization, chunk: int = 256) -> list[np.ndarray]:
+    def inverse_diagonal_blocks(self, f: Factorization, chunk: int | None = None,
+                                ) -> list[np.ndarray]:
         """Per term, the diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ (as
-        :meth:`PLSProblem.inverse_diagonal_blocks`), the columns of L⁻¹ formed a chunk at a
-        time by triangular solves on the factor in place: no second m x m array."""
-        first = self.terms[0]
-        nc = first.nc
+        :meth:`PLSProblem.inverse_diagonal_blocks`), from one triangular inverse of block 2's
+        random-effects triangle (:meth:`_inverse_grams`, ``chunk`` its panel's rows).
+
+        With L = [[L11, 0], [L21z, L22z]] and K = L22z⁻¹: block 2's are the squared norms of
+        K's columns (its terms are scalar); block 1's are L11⁻ᵀL11⁻¹ per level plus the Gram
+        matrices of K L21z L11⁻¹ per level (L21z sparse). About qr³/3 flops for the inverse
+        and nnz(L21z)·qr/2 for the products, where solving against the factor column by
+        column took about qr² per column of block 1 and of block 2."""
         qr = self._lam_r_size
-        l11inv = np.linalg.inv(f.L11)
+        l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular
         blocks1 = np.einsum("lki,lkj->lij", l11inv, l11inv)
         out = [blocks1]
         if not qr:
             return out
-        l21z = f.L21[:qr]
-        for lo in range(0, first.nl, chunk):
-            hi = min(first.nl, lo + chunk)
-            inv_blk = sp.block_diag(list(l11inv[lo:hi]), format="csc")
-            lower = -self._lower_solve(f, (l21z[:, lo * nc : hi * nc] @ inv_blk).toarray())
-            lower = lower.reshape(qr, hi - lo, nc)
-            blocks1[lo:hi] += np.einsum("kli,klj->lij", lower, lower)
-        # block 2's terms are scalar: the squared norms of L22z⁻¹'s columns
-        norms = np.empty(qr)
-        for lo in range(0, qr, chunk):
-            hi = min(qr, lo + chunk)
-            eye = np.zeros((qr, hi - lo))
-            eye[np.arange(lo, hi), np.arange(hi - lo)] = 1.0
-            cols = self._lower_solve(f, eye)
-            norms[lo:hi] = np.einsum("ij,ij->j", cols, cols)
+        b = (f.L21[:qr] @ _block_diagonal(l11inv)).tocsr()  # L21z L11⁻¹
+        norms, grams = self._inverse_grams(f, qr, b, chunk)
+        blocks1 += grams
         pos = 0
         for t in self.terms[1:]:
             out.append(norms[pos : pos + t.size].reshape(t.nl, 1, 1))
             pos += t.size
         return out
+
+    def sparse_L(self, f: Factorization) -> sp.csc_matrix:
+        """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (as
+        :meth:`PLSProblem.sparse_L`: the same entries, explicit zeros dropped), built column
+        by column straight from the factor's array: no dense copy of its triangle.
+
+        Block 2's random-effects triangle is dense (see the module docstring), so the result
+        itself holds about qr²/2 entries (12 bytes each with 32-bit indices: 5.4 GB at
+        qr = 3·10⁴); when that is more than the memory available,
+        :class:`~lmeformula.errors.ModelSizeError` says so before it is allocated."""
+        qr, q1 = self._lam_r_size, self.q1
+        q = q1 + qr
+        left = sp.vstack([self.b11.to_sparse(f.L11), f.L21[:qr]], format="csc")
+        left.eliminate_zeros()  # block 1's columns: L11 over L21z
+        a = f.L22
+        band = _policy().band
+        counts = np.empty(qr, dtype=np.int64)
+        for c0 in range(0, qr, band):  # block 2's columns: the nonzeros on and below the diagonal
+            c1 = min(qr, c0 + band)
+            counts[c0:c1] = _lower_nonzeros(a, c0, c1, qr).sum(axis=0)
+        nnz = int(left.nnz + counts.sum())
+        index = np.dtype(np.int32 if max(nnz, q) < 2**31 else np.int64)
+        need = nnz * (8 + index.itemsize) + (q + 1) * index.itemsize
+        have = available_memory()
+        if need > have:
+            raise ModelSizeError(
+                f"getME('L'): the sparse factor L is {q:,} x {q:,} with {nnz:,} nonzeros "
+                f"(block 2's {qr:,} x {qr:,} triangle is dense), {need / 1e9:.1f} GB, but "
+                f"{have / 1e9:.1f} GB of memory are available")
+        data = np.empty(nnz)
+        indices: np.ndarray = np.empty(nnz, dtype=index)
+        indptr: np.ndarray = np.empty(q + 1, dtype=index)
+        indptr[: q1 + 1] = left.indptr
+        indptr[q1 + 1 :] = left.nnz + np.cumsum(counts)
+        data[: left.nnz] = left.data
+        indices[: left.nnz] = left.indices
+        del left
+        for c0 in range(0, qr, band):
+            c1 = min(qr, c0 + band)
+            keep = _lower_nonzeros(a, c0, c1, qr).T  # column by column (C order of the .T)
+            lo, hi = int(indptr[q1 + c0]), int(indptr[q1 + c1])
+            data[lo:hi] = a[c0:qr, c0:c1].T[keep]
+            indices[lo:hi] = np.nonzero(keep)[1] + (q1 + c0)
+        return sp.csc_matrix((data, indices, indptr), shape=(q, q))
+
+
+def _lower_nonzeros(a: np.ndarray, c0: int, c1: int, stop: int) -> np.ndarray:
+    """Where columns c0:c1 of the lower triangle held in ``a`` (rows c0:stop) are nonzero:
+    a (stop - c0) x (c1 - c0) mask, the entries above the diagonal (the array's other
+    triangle) left out."""
+    nz = a[c0:stop, c0:c1] != 0.0
+    nz[np.triu_indices(c1 - c0, 1)] = False
+    return nz
+
+
+@contextmanager
+def _inverse_in_upper(a: np.ndarray) -> Iterator[None]:
+    """Within the block, the upper triangle and diagonal of the factor's m x m array (F
+    order, L in its lower triangle) hold L⁻ᵀ, whose leading s x s triangle is that of
+    L_s⁻ᵀ for every s: L is mirrored into the upper triangle (the strict upper one is not
+    read by anything else) and inverted there in place by ``dtrtri``. The last pivot (the
+    response's, zero for an exact fit) is taken as 1 meanwhile (its row and column of the
+    inverse are not read). On leaving, the diagonal is L's again: the lower triangle, the
+    part of the factor that is read, is as it was."""
+    m = a.shape[0]
+    if not a.flags.f_contiguous:  # LAPACK would work on a copy
+        raise ValueError("the factor's array must be in Fortran order")
+    diagonal = np.diagonal(a).copy()
+    band = _policy().band
+    try:
+        for c0 in range(0, m, band):  # the strict lower triangle mirrored, by bands
+            c1 = min(m, c0 + band)
+            a[:c0, c0:c1] = a[c0:c1, :c0].T
+            square = a[c0:c1, c0:c1]
+            upper = np.triu_indices(c1 - c0, 1)
+            square[upper] = square.T[upper]
+        a[-1, -1] = 1.0
+        inv, info = la.lapack.dtrtri(a, lower=0, overwrite_c=1)
+        if info != 0 or not np.shares_memory(inv, a):
+            raise FittingError(f"the inverse of block 2's factor failed (dtrtri info {info})")
+        yield
+    finally:
+        a[np.diag_indices(m)] = diagonal
