@@ -518,7 +518,7 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
             v = lam1 @ pmat  # V_l = λ P_l
             blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
-        _, u = self.solve(f)
+        u = self._spherical_modes(f)
         scale = (self.n - p) if REML else self.n
         out = np.zeros(theta.shape[0])
         pos = 0
@@ -530,6 +530,33 @@ class PLSProblem(_AugmentedSystem):
             out[t.theta_slice] = t.gradient_from_factor(grad.T)  # grad.T's (r, c): λ[r, c]
             pos += t.size
         return out
+
+    def _spherical_modes(self, f: Factorization) -> np.ndarray:
+        """The spherical random effects u at ``f`` for the gradient, without forming L21
+        (:meth:`solve` builds it as a sparse matrix: 8 of an InstEval gradient's ~60 ms).
+
+        With L22 = [[L, 0], [l', l_yy]] (y last), L22'x = e_y gives x = [-L⁻ᵀl; 1] / l_yy, so
+        w = l_yy x = [-(u_r, β); 1] comes from one triangular solve on the whole factor (no copy
+        of its leading block), and block 1's right side L21'w = T1'G'Λ₂w from one sparse
+        product with G'. Equal to :meth:`solve`'s u up to rounding; an exact fit (l_yy = 0)
+        takes :meth:`solve`."""
+        l22 = f.L22
+        l_yy = float(l22[-1, -1])
+        if l_yy == 0.0:
+            return self.solve(f)[1]
+        e_y = np.zeros(self.m)
+        e_y[-1] = 1.0
+        # reads the lower triangle only (the upper one is not cleared after dpotrf)
+        x = la.blas.dtrsv(l22, e_y, lower=1, trans=1)
+        w = x * l_yy
+        w[-1] = 1.0
+        a21 = self.b21 if f._A21 is None else f._A21
+        z = a21.g.T @ (self.lambda_rest_t(f.theta).T @ w)  # G'Λ₂w (q₁)
+        first = self.terms[0]
+        t1 = f.T1  # (nl, nc, nc): rhs1_l = T1_l' z_l
+        rhs1 = np.einsum("lab,la->lb", t1, z.reshape(first.nl, first.nc))
+        u1 = self.b11.solve_transposed(f.L11, rhs1)
+        return np.concatenate([u1.ravel(), -w[: self._lam_r_size]])
 
     def _first_term_quadratic(self, v: np.ndarray, inv_lower: np.ndarray, theta: np.ndarray,
                               s: int) -> np.ndarray:
