@@ -17,6 +17,7 @@ from test_gradient import crossed_data
 
 import lmeformula as lmf
 from lmeformula import optimize
+from lmeformula.pls.blocks import PairsBlock
 from lmeformula.pls.engine import PLSProblem
 from lmeformula.pls.terms import term_shapes
 
@@ -132,3 +133,29 @@ def test_insteval_first_step_stays_off_the_bound() -> None:
     assert len(thetas) == len(set(seen)) <= 12
     ref = load_case("insteval")["fit"]
     assert abs(opt.fval - ref["REMLcrit"]) < 1e-6
+
+
+@pytest.mark.parametrize("case_id", ["grouseticks_log", "insteval3000_ordered", "probe_08"])
+def test_gradient_keys_made_once_and_read_flat(case_id: str) -> None:
+    """The keys inside block 2's leading rows are made once per size (REML's and ML's), and
+    K̃ read by flat positions off dpotri's Fortran-order S⁻¹ equals reading it by (j, i)."""
+    import scipy.linalg as la
+
+    case, blocked, _ = engines(case_id)
+    assert isinstance(blocked.b21, PairsBlock)  # the gradient sums over the pairs
+    theta = as_float_array(case["fit"]["theta"]) * 1.1 + 0.05
+    f = blocked.factor(theta)
+    first = blocked.gradient(f, True)
+    keys = blocked._grad_keys[blocked._lam_r_size + blocked.p]
+    assert blocked.gradient(f, True).tobytes() == first.tobytes()
+    assert blocked._grad_keys[blocked._lam_r_size + blocked.p] is keys
+    blocked.gradient(f, False)
+    assert set(blocked._grad_keys) == {blocked._lam_r_size + blocked.p, blocked._lam_r_size}
+    s = blocked._lam_r_size + blocked.p
+    inv_f, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
+    assert inv_f.flags.f_contiguous
+    l11inv = np.linalg.inv(f.L11)
+    v = blocked.terms[0].lower_factor(theta) @ (np.swapaxes(l11inv, 1, 2) @ l11inv)
+    flat = blocked._first_term_quadratic(v, inv_f, theta, s)
+    by_index = blocked._first_term_quadratic(v, np.ascontiguousarray(inv_f), theta, s)
+    assert flat.tobytes() == by_index.tobytes()
