@@ -273,13 +273,16 @@ def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int,
 # is the projected step -g, which for a criterion of size ~n (g in the thousands) runs every
 # θ onto its bound (InstEval: to θ = 0, where the criterion is 5 % higher and the gradient is
 # taken 1e-7 inside at the cost of a second factorisation; then three evaluations backtrack).
-# Optimizing over z = 2θ halves that model's step (the identity in z is 4I in θ) and leaves
-# every later iterate's model as it was (L-BFGS rescales by yᵀy/sᵀy); a power of two keeps
-# θ = z/2 and g/2 exact. Measured (2026-12-02): InstEval 15 -> 12 evaluations, its ML fit
-# 14 -> 12, three other InstEval models and the synthetic crossed 10⁴-10⁵ rows 1-2 fewer;
-# the 58 fixture fits 789 -> 790 evaluations in all, each criterion within 3e-10 of lme4's or
-# below. (Scales of 1.5 and 3-10, or one set by |g| at the start, did no better.)
-_LBFGSB_THETA_SCALE = 2.0
+# Optimizing over z = 4θ shortens that model's step (the identity in z is 16I in θ) and
+# leaves every later iterate's model as it was (L-BFGS rescales by yᵀy/sᵀy); a power of two
+# keeps θ = z/4 and g/4 exact. Measured (2026-12-02): InstEval 15 -> 13 evaluations, its ML
+# fit 14 -> 12, three other InstEval models and the synthetic crossed 10⁴-10⁵ rows 1-2
+# fewer; the 58 fixture fits 789 -> 775 evaluations in all, each criterion within 1e-10 of
+# lme4's or below. z = 2θ took 12 on InstEval but stopped the singular `insteval_large`
+# (with `(0 + service | dept)`) on another face of the boundary, 0.21 higher than with θ
+# or 4θ (which reach the same point); 1.5 (no change on InstEval), 3 and 10, or a scale
+# set by |g| at the start, did no better.
+_LBFGSB_THETA_SCALE = 4.0
 
 
 def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
@@ -291,9 +294,10 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     bounds = _scipy_bounds(lower)
     objective: Callable[[np.ndarray], Any]
     jac: bool | str
-    # with the analytic gradient the optimizer works on z = 2θ (see _LBFGSB_THETA_SCALE)
-    zs = _LBFGSB_THETA_SCALE if getattr(fn, "has_gradient", False) else 1.0
-    if zs != 1.0:
+    # with the analytic gradient the optimizer works on z = 4θ (see _LBFGSB_THETA_SCALE)
+    analytic = bool(getattr(fn, "has_gradient", False))
+    zs = _LBFGSB_THETA_SCALE if analytic else 1.0
+    if analytic:
         gradient = fn.gradient  # type: ignore[attr-defined]
 
         def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
