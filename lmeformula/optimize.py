@@ -269,6 +269,22 @@ def _scipy_optimizer(method: str) -> Callable[..., tuple[np.ndarray, float, int,
     return run
 
 
+# L-BFGS-B's first step: its Hessian model starts as the identity, so the first trial point
+# is the projected step -g, which for a criterion of size ~n (g in the thousands) runs every
+# θ onto its bound (InstEval: to θ = 0, where the criterion is 5 % higher and the gradient is
+# taken 1e-7 inside at the cost of a second factorisation; then three evaluations backtrack).
+# Optimizing over z = 4θ shortens that model's step (the identity in z is 16I in θ) and
+# leaves every later iterate's model as it was (L-BFGS rescales by yᵀy/sᵀy); a power of two
+# keeps θ = z/4 and g/4 exact. Measured (2026-12-02): InstEval 15 -> 13 evaluations, its ML
+# fit 14 -> 12, three other InstEval models and the synthetic crossed 10⁴-10⁵ rows 1-2
+# fewer; the 58 fixture fits 789 -> 775 evaluations in all, each criterion within 1e-10 of
+# lme4's or below. z = 2θ took 12 on InstEval but stopped the singular `insteval_large`
+# (with `(0 + service | dept)`) on another face of the boundary, 0.21 higher than with θ
+# or 4θ (which reach the same point); 1.5 (no change on InstEval), 3 and 10, or a scale
+# set by |g| at the start, did no better.
+_LBFGSB_THETA_SCALE = 4.0
+
+
 def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
             opts: dict[str, Any]) -> tuple[np.ndarray, float, int, str, int]:
     """scipy's L-BFGS-B with the analytic gradient where the deviance function has one
@@ -278,19 +294,26 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     bounds = _scipy_bounds(lower)
     objective: Callable[[np.ndarray], Any]
     jac: bool | str
-    if getattr(fn, "has_gradient", False):
+    # with the analytic gradient the optimizer works on z = 4θ (see _LBFGSB_THETA_SCALE)
+    analytic = bool(getattr(fn, "has_gradient", False))
+    zs = _LBFGSB_THETA_SCALE if analytic else 1.0
+    if analytic:
         gradient = fn.gradient  # type: ignore[attr-defined]
 
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            return fn(x), gradient(x)
+        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+            theta = z / zs  # exact: zs is a power of two
+            return fn(theta), gradient(theta) / zs
 
         objective, jac = fun, True
     else:  # central differences: forward ones are too coarse to converge tightly
         objective, jac = fn, "3-point"
     x0 = np.clip(np.asarray(x0, float), lower, None)
     scale = max(abs(float(fn(x0))), 1.0)
-    options = {"ftol": 1e-13, "gtol": 1e-7 * scale, "maxiter": 1000, **opts}
-    res = _minimize(objective, x0, jac=jac, method="L-BFGS-B", bounds=bounds, options=options)
+    # the gradient in z is the gradient in θ over zs: the same stopping rule in θ
+    options = {"ftol": 1e-13, "gtol": 1e-7 * scale / zs, "maxiter": 1000, **opts}
+    res = _minimize(objective, x0 * zs, jac=jac, method="L-BFGS-B", bounds=bounds,
+                    options=options)
+    res.x = np.asarray(res.x) / zs
     nfev = int(res.nfev) + 1
     # θ = 0 on a diagonal is a stationary point of the criterion (it is even in a scalar
     # term's θ), so a gradient method can stop there although moving inwards lowers the
@@ -300,8 +323,9 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         nfev += used
         if trial is None:
             break
-        res = _minimize(objective, trial, jac=jac, method="L-BFGS-B", bounds=bounds,
+        res = _minimize(objective, trial * zs, jac=jac, method="L-BFGS-B", bounds=bounds,
                         options=options)
+        res.x = np.asarray(res.x) / zs
         nfev += int(res.nfev)
     return (np.asarray(res.x), float(res.fun), 0 if res.success else 1, str(res.message),
             nfev)
