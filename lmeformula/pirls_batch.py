@@ -30,7 +30,7 @@ import numpy as np
 from scipy import special
 
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR
-from .pls.pirls_chain import ChainStep
+from .pls.pirls_chain import ChainStep, back_substitute, bincount_rows, eliminate
 
 __all__ = ["laplace_batch"]
 
@@ -151,20 +151,6 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
     return np.array([values[j] + aics[j] for j in range(m)])
 
 
-def _rows_keys(keys: np.ndarray, rows: int, width: int) -> np.ndarray:
-    """``keys`` repeated for each row, row j's shifted by j·width (bins of their own)."""
-    return (keys + (np.arange(rows) * width)[:, None]).ravel()
-
-
-def _bincount_rows(keys: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
-    """Row by row ``bincount(keys, weights[j], minlength=width)``: one bincount over the
-    rows' own bins (each bin sums the same terms in the same order)."""
-    rows = weights.shape[0]
-    out = np.bincount(_rows_keys(keys, rows, width), weights=weights.ravel(),
-                      minlength=rows * width)
-    return out.reshape(rows, width)
-
-
 def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
                  Z: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """:meth:`ChainStep.step` (x all ones) for each row: u (rows, q) and each term's
@@ -174,16 +160,16 @@ def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
     if kernel.K == 1:  # ChainStep._one_term
         c, nl = kernel.codes[0], kernel.nls[0]
         tt = TH[:, :1]
-        col = _bincount_rows(c, wz, nl) * tt
-        diag = _bincount_rows(c, W, nl) * (tt * tt)
+        col = bincount_rows(c, wz, nl) * tt
+        diag = bincount_rows(c, W, nl) * (tt * tt)
         diag += 1.0
         piv = np.sqrt(diag)
         col /= piv
         col /= piv
         return col, [piv]
-    K, q, bounds, nls = kernel.K, kernel.q, kernel.bounds, kernel.nls
+    K, q, bounds = kernel.K, kernel.q, kernel.bounds
     assert kernel.stacked_keys is not None
-    counts = _bincount_rows(kernel.stacked_keys, np.concatenate([wz] * K + [W] * K, axis=1),
+    counts = bincount_rows(kernel.stacked_keys, np.concatenate([wz] * K + [W] * K, axis=1),
                             2 * q)
     zx, cnt = counts[:, :q], counts[:, q:]
     thq = TH.take(kernel.term_of_level, axis=1)
@@ -197,31 +183,9 @@ def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
         lo, hi = bounds[t]
         for s in kernel.later[t]:
             vcols[(t, s)] = cnt[:, lo:hi] * (TH[:, t] * TH[:, s])[:, None]
-    piv_t: list[np.ndarray] = []
-    for t in range(K):
-        piv = np.sqrt(diags[t])
-        piv_t.append(piv)
-        col = cols[t]
-        col /= piv
-        for s in kernel.later[t]:
-            vcols[(t, s)] /= piv
-        nl_t = nls[t]
-        for s, f, order, starts, _targets in kernel.updates[t]:
-            v = vcols[(t, s)]
-            diags[s] -= _bincount_rows(f, v * v, nls[s])
-            for s2 in kernel.later[s]:
-                vcols[(s, s2)] -= _bincount_rows(f, v * vcols[(t, s2)], nls[s])
-            # each row's segments follow each other in the raveled rows
-            sums = np.add.reduceat((col * v).take(order, axis=1).ravel(),
-                                   _rows_keys(starts, rows, nl_t))
-            cols[s] -= sums.reshape(rows, starts.shape[0])
+    piv_t = eliminate(kernel, cols, diags, vcols)  # ChainStep.step's, row by row
     u = np.empty((rows, q))
-    for t in range(K - 1, -1, -1):
-        rhs = cols[t]
-        for s, where in kernel.gathers[t]:
-            rhs = rhs - vcols[(t, s)] * u.take(where, axis=1)
-        lo, hi = bounds[t]
-        u[:, lo:hi] = rhs / piv_t[t]
+    back_substitute(kernel, cols.__getitem__, vcols, piv_t, u)
     return u, piv_t
 
 
