@@ -204,31 +204,40 @@ def _lin_pred(kernel: ChainStep, dev: Any, TH: np.ndarray, U: np.ndarray) -> np.
     return out
 
 
-def _binomial_dev_sums(resp: Any, mu: np.ndarray) -> list[float]:
-    """GlmerResponse._binomial_dev_sum for each row of μ."""
+def binomial_resid(resp: Any, mu: np.ndarray) -> np.ndarray:
+    """The binomial deviance residuals of ``resp`` at μ (one vector, or one per row of a 2-D
+    μ), 2 wt (a + b) with a = y log(y/μ) and b = (1 - y) log((1 - y)/(1 - μ)) where they
+    count, formed in place (the terms a and b of an observation where only one counts are
+    a + 0 and 0 + b, what the scatter leaves). GlmerResponse's residuals and the batch's
+    rows share it, so they are the same numbers."""
     i1, y1, i2, y2 = resp._dev_index()
-    n = mu.shape[1]
-    a = mu.take(i1, axis=1)
+    n = mu.shape[-1]
+    a = mu.take(i1, axis=-1)
     np.divide(y1, a, out=a)
     np.log(a, out=a)
     a *= y1
-    if i2.shape[0] == n:
+    if i2.shape[0] == n:  # every observation has failures: b over all of them, then + a
         r = np.subtract(1.0, mu)
         np.divide(y2, r, out=r)
         np.log(r, out=r)
         r *= y2
-        r[:, i1] += a
+        r[..., i1] += a  # (b + a: the same sum as a + b; b alone elsewhere, as 0 + b)
     else:
-        b = mu.take(i2, axis=1)
+        b = mu.take(i2, axis=-1)
         np.subtract(1.0, b, out=b)
         np.divide(y2, b, out=b)
         np.log(b, out=b)
         b *= y2
         r = np.zeros(mu.shape)
-        r[:, i1] = a
-        r[:, i2] += b
-    r *= resp._twice_weights()
-    out: list[float] = _sum(r, axis=1).tolist()
+        r[..., i1] = a
+        r[..., i2] += b
+    r *= resp._twice_weights()  # (2 wt)(a + b)
+    return r
+
+
+def _binomial_dev_sums(resp: Any, mu: np.ndarray) -> list[float]:
+    """GlmerResponse._binomial_dev_sum for each row of μ."""
+    out: list[float] = _sum(binomial_resid(resp, mu), axis=1).tolist()
     return out
 
 
