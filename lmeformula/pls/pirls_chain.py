@@ -23,9 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg as la
-from scipy.linalg import blas
 
-from .pirls_kernel import ScalarPirlsKernel
+from .pirls_kernel import ScalarPirlsKernel, downdate_factor
 
 __all__ = ["ChainResult", "ChainStep", "ChainXStep", "back_substitute", "bincount_rows",
            "chain_step", "eliminate"]
@@ -274,11 +273,7 @@ class ChainXStep:
             np.multiply(zxz[lo:hi], tt, out=cols[t])
         piv_t = eliminate(self, cols, diags, vcols)
         # the dense rest's downdate by the chain's columns, factor and solve, as the kernel
-        out = blas.dsyrk(-1.0, kern._C_all.T, beta=1.0, c=S.T, trans=0, lower=0,
-                         overwrite_c=1)
-        if not np.shares_memory(out, S):  # (f2py copied: not expected)
-            S.T[...] = out
-        lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        lfac, info = downdate_factor(kern._C_all, S)
         if info != 0:
             return None
         if any(d <= 0.0 for d in np.diagonal(lfac)[:p].tolist()):
