@@ -30,7 +30,14 @@ import numpy as np
 from scipy import special
 
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR
-from .pls.pirls_chain import ChainStep, back_substitute, bincount_rows, eliminate
+from .pls.pirls_chain import (
+    ChainStep,
+    back_substitute,
+    bincount_rows,
+    chain_system,
+    eliminate,
+    one_term_solve,
+)
 
 __all__ = ["laplace_batch"]
 
@@ -159,13 +166,7 @@ def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
     wz = Z * W
     if kernel.K == 1:  # ChainStep._one_term
         c, nl = kernel.codes[0], kernel.nls[0]
-        tt = TH[:, :1]
-        col = bincount_rows(c, wz, nl) * tt
-        diag = bincount_rows(c, W, nl) * (tt * tt)
-        diag += 1.0
-        piv = np.sqrt(diag)
-        col /= piv
-        col /= piv
+        col, piv = one_term_solve(bincount_rows(c, wz, nl), bincount_rows(c, W, nl), TH[:, :1])
         return col, [piv]
     K, q, bounds = kernel.K, kernel.q, kernel.bounds
     assert kernel.stacked_keys is not None
@@ -173,11 +174,7 @@ def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
                             2 * q)
     zx, cnt = counts[:, :q], counts[:, q:]
     thq = TH.take(kernel.term_of_level, axis=1)
-    cols_all = zx * thq
-    diag_all = cnt * (thq * thq)
-    diag_all += 1.0
-    cols = [cols_all[:, lo:hi] for lo, hi in bounds]
-    diags = [diag_all[:, lo:hi] for lo, hi in bounds]
+    cols, diags = chain_system(zx, cnt, thq, bounds)
     vcols: dict[tuple[int, int], np.ndarray] = {}
     for t in range(K - 1):
         lo, hi = bounds[t]

@@ -27,7 +27,7 @@ import scipy.linalg as la
 from .pirls_kernel import ScalarPirlsKernel, downdate_factor
 
 __all__ = ["ChainResult", "ChainStep", "ChainXStep", "back_substitute", "bincount_rows",
-           "chain_step", "eliminate"]
+           "chain_step", "chain_system", "eliminate", "one_term_solve"]
 
 
 # up to this many rows times terms the counts of every term are taken by one bincount over
@@ -141,11 +141,7 @@ class ChainStep:
         th = theta.tolist()
         zx, cnt = self._counts(w, z * w)
         thq = theta.take(self.term_of_level) if K > 1 else theta[0]
-        cols_all = zx * thq  # Λ Z'Wz
-        diag_all = cnt * (thq * thq)
-        diag_all += 1.0  # the diagonal of Λ Z'WZ Λ + I
-        cols = [cols_all[lo:hi] for lo, hi in bounds]
-        diags = [diag_all[lo:hi] for lo, hi in bounds]
+        cols, diags = chain_system(zx, cnt, thq, bounds)
         vcols: dict[tuple[int, int], np.ndarray] = {}
         for t in range(K - 1):
             tt, x1 = th[t], ones[t]
@@ -173,13 +169,8 @@ class ChainStep:
             x = self.xs[0]
             zx = np.bincount(c, weights=wz * x, minlength=nl)
             cnt = np.bincount(c, weights=(w * x) * x, minlength=nl)
-        col = zx * tt
-        diag = cnt * (tt * tt)
-        diag += 1.0
-        piv = np.sqrt(diag)
-        col /= piv  # the column of L, then the forward and the back substitution
-        col /= piv
-        return ChainResult(col, [piv])
+        u, piv = one_term_solve(zx, cnt, tt)
+        return ChainResult(u, [piv])
 
 
 class ChainXStep:
@@ -298,6 +289,31 @@ def bincount_rows(keys: np.ndarray, weights: np.ndarray, width: int) -> np.ndarr
     out = np.bincount(rows_keys(keys, rows, width), weights=weights.ravel(),
                       minlength=rows * width)
     return out.reshape(rows, width)
+
+
+def one_term_solve(zx: np.ndarray, cnt: np.ndarray,
+                   tt: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """u and the pivots of a single term's diagonal system from its levels' Σ w z x and
+    Σ w x² (vectors; or (rows, levels) with θ a column ``tt`` of (rows, 1): the batch)."""
+    col = zx * tt
+    diag = cnt * (tt * tt)
+    diag += 1.0
+    piv = np.sqrt(diag)
+    col /= piv  # the column of L, then the forward and the back substitution
+    col /= piv
+    return col, piv
+
+
+def chain_system(zx: np.ndarray, cnt: np.ndarray, thq: float | np.ndarray,
+                 bounds: list[tuple[int, int]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each term's column Λ Z'Wz and diagonal of Λ Z'WZ Λ + I, as views of one array each,
+    from every level's Σ w z x and Σ w x² and its term's θ (``thq``); levels on the last
+    axis (vectors, or the batch's (rows, levels))."""
+    cols_all = zx * thq  # Λ Z'Wz
+    diag_all = cnt * (thq * thq)
+    diag_all += 1.0  # the diagonal of Λ Z'WZ Λ + I
+    return ([cols_all[..., lo:hi] for lo, hi in bounds],
+            [diag_all[..., lo:hi] for lo, hi in bounds])
 
 
 def eliminate(chain: ChainStep | ChainXStep, cols: list[np.ndarray], diags: list[np.ndarray],
