@@ -37,7 +37,7 @@ def _gen() -> Iterator[int]:
 
 
 def _uncopyables() -> dict[str, Any]:
-    return {"lock": threading.Lock(), "gen": _gen(), "file": open(__file__),  # noqa: SIM115
+    return {"lock": threading.Lock(), "gen": _gen(), "file": open(__file__),
             "callback": _Uncopyable().callback}
 
 
