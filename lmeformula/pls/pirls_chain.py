@@ -356,9 +356,12 @@ def eliminate(chain: ChainStep | ChainXStep, cols: list[np.ndarray], diags: list
                 diags[s] -= np.bincount(f, weights=v * v, minlength=nl)
                 for s2 in later[s]:
                     vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)], minlength=nl)
-                # (take along an axis: a fancy index of rows costs ten times as much)
-                sums = np.add.reduceat((col * v[:, None] if wide else col * v).take(order, axis=0),
-                                       starts, axis=0)
+                if wide:
+                    # (take along an axis: a fancy index of rows costs ten times as much)
+                    sums = np.add.reduceat((col * v[:, None]).take(order, axis=0), starts,
+                                           axis=0)
+                else:
+                    sums = np.add.reduceat((col * v).take(order), starts)
             if targets is None:
                 cols[s] -= sums
             elif rows:
@@ -374,12 +377,18 @@ def back_substitute(chain: ChainStep | ChainXStep, rhs_of: Callable[[int], np.nd
     """The back-substitution after :func:`eliminate`, last term first, into ``u`` (levels
     on its last axis: a vector, or (rows, q) for the batch); ``rhs_of(t)`` is term t's
     right-hand side before the later terms' parts are taken off (not modified)."""
+    rows = u.ndim == 2
     for t in range(len(piv_t) - 1, -1, -1):
         rhs = rhs_of(t)
-        for s, where in chain.gathers[t]:
-            rhs = rhs - vcols[(t, s)] * u.take(where, axis=-1)
         lo, hi = chain.bounds[t]
-        np.divide(rhs, piv_t[t], out=u[..., lo:hi])
+        if rows:
+            for s, where in chain.gathers[t]:
+                rhs = rhs - vcols[(t, s)] * u.take(where, axis=1)
+            np.divide(rhs, piv_t[t], out=u[:, lo:hi])
+        else:
+            for s, where in chain.gathers[t]:
+                rhs = rhs - vcols[(t, s)] * u.take(where)
+            np.divide(rhs, piv_t[t], out=u[lo:hi])
 
 
 def applies_with_x(kernel: ScalarPirlsKernel) -> bool:
