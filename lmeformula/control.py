@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from .errors import ArgumentError, LmeFormulaError
 from .validate import check_flag, check_number, match_arg
 
-__all__ = ["LmerControl", "as_control", "lmerControl"]
+__all__ = ["LmerControl", "as_control", "lmerControl", "own_copy"]
 
 _CHECK_ACTIONS = ("ignore", "warning", "stop")
 
@@ -116,6 +119,8 @@ class LmerControl:
             check_number(self.check_conv_grad_relTol, "check.conv.grad$relTol", lower=0)
         if not isinstance(self.optCtrl, Mapping):
             raise ArgumentError("optCtrl must be a dict of optimizer options")
+        # the control's own dict: the caller's later edits do not reach it, nor its the caller's
+        object.__setattr__(self, "optCtrl", own_copy(self.optCtrl))
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -127,6 +132,25 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "check_scaleX": ("warning", "stop", "ignore"),
     "check_formula_LHS": ("stop", "warning", "ignore"),
 }
+
+
+def own_copy(value: Any) -> Any:
+    """``value`` with its containers copied (mappings, as dicts; lists, tuples, sets, numpy
+    arrays and pandas objects), each level of them, and every other value kept as it is.
+
+    A control keeps the options it was given this way, so that neither the caller's later
+    edits of their dicts reach the control nor the package's the caller's. Not
+    ``copy.deepcopy``: an option's value may be something that can not or must not be copied
+    (a lock, a generator, an open file, a callback bound to a large object), and those the
+    package never changes.
+    """
+    if isinstance(value, Mapping):
+        return {k: own_copy(v) for k, v in value.items()}
+    if type(value) in (list, tuple, set):
+        return type(value)(own_copy(v) for v in value)
+    if isinstance(value, (np.ndarray, pd.Series, pd.DataFrame)):
+        return value.copy()
+    return value
 
 
 _FIELD_NAMES = {f.name for f in fields(LmerControl)} - {"given"}
@@ -170,4 +194,4 @@ def as_control(control: LmerControl | Mapping[str, Any] | None) -> LmerControl:
             value = (value.get("action", default[0]), value.get("tol", default[1]))
         values[name] = value
     # the options as given, for the printed call (a copy: the caller's dict may change later)
-    return replace(LmerControl(), **values, given=tuple(copy.deepcopy(dict(control)).items()))
+    return replace(LmerControl(), **values, given=tuple(own_copy(dict(control)).items()))

@@ -25,7 +25,7 @@ from .glmercontrol import GlmerControl, as_glmer_control
 from .glmermod import GlmerMod
 from .glmodular import glFormula
 from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace, require_laplace
-from .lmer import lmer, refit, update, update_formula
+from .lmer import lmer, refit, update, updated_formula_and_data
 from .neldermead import nelder_mead
 from .optimize import Lme4Conv, OptResult, check_conv, deriv12, minqa_bobyqa, nloptwrap
 from .pirls import GlmerDevfun
@@ -372,18 +372,8 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
     if REML is not None:
         raise ArgumentError(f"unused argument (REML = {str(REML).upper()})")
     call = m.call
-    if data is None:
-        data = call.data
-        if data is None:
-            raise LmeFormulaError("update() needs data= (the fitted model does not keep the "
-                                  "data)")
-    syntax = kwargs.get("syntax", call.syntax)
-    if formula is None:
-        new_formula = call.formula
-    elif syntax == "R" and call.syntax == "R":
-        new_formula = update_formula(call.formula, formula)
-    else:  # formulaic syntax: the new formula as written (no '.'), as lmer's update
-        new_formula = formula
+    new_formula, data = updated_formula_and_data(call, formula, data,
+                                                 kwargs.get("syntax", call.syntax))
     args: dict[str, Any] = {k: call[k] for k in ("weights", "offset", "subset", "na_action",
                                                  "contrasts")}
     # the control only when the call had one (its Control: line is the call's)

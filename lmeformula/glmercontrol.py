@@ -7,12 +7,11 @@ except ``check.conv.nparmax`` (20). Names may use lme4's dots.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .control import LmerControl, as_control
+from .control import LmerControl, as_control, own_copy
 from .errors import LmeFormulaError
 
 __all__ = ["GlmerControl", "as_glmer_control", "glmerControl"]
@@ -87,6 +86,8 @@ class GlmerControl:
     def __post_init__(self) -> None:
         if self.restart_edge:
             raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
+        # the control's own dict: the caller's later edits do not reach it, nor its the caller's
+        object.__setattr__(self, "optCtrl", own_copy(self.optCtrl))
         opt: Any = self.optimizer
         if opt == "L-BFGS-B":  # the Laplace stage's optimizer; stage 1 by the model
             object.__setattr__(self, "optimizer", ("auto", opt))
@@ -126,4 +127,4 @@ def as_glmer_control(control: Any) -> GlmerControl:
             raise LmeFormulaError(f"unknown glmerControl option {key!r}")
     # the options as given, for the printed call (a copy: the caller's dict may change later)
     return replace(GlmerControl(), checks=as_control(checks), **own,
-                   given=tuple(copy.deepcopy(dict(control)).items()))
+                   given=tuple(own_copy(dict(control)).items()))

@@ -91,7 +91,9 @@ class LFormula:
         Fixed-effects model matrix, columns named exactly as R's ``model.matrix``.
     X_values, X_names
         The same matrix as an array and its column names (what the fit uses; ``fr`` and ``X``
-        are built from them, and from ``frame``, on first access).
+        are built from them, and from ``frame``, on first access). Where a random-effects
+        term's model matrix holds the same numbers (``y ~ x + (x | g)``) the two are one
+        read-only array: to change X, pass an edited copy with ``dataclasses.replace``.
     reTrms
         Random-effects structures (:class:`lmeformula.reterms.ReTrms`).
     REML

@@ -298,23 +298,30 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     glmerMod's.
     """
     call = m.call
-    if data is None:
-        data = call.data
-        if data is None:
-            raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
-    syntax = kwargs.get("syntax", call.syntax)
-    if formula is None:
-        new_formula = call.formula
-    elif syntax == "R" and call.syntax == "R":
-        new_formula = update_formula(call.formula, formula)
-    else:
-        new_formula = formula
+    new_formula, data = updated_formula_and_data(call, formula, data,
+                                                 kwargs.get("syntax", call.syntax))
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
     # REML: the structures' (a model refitted by REML or ML internally says which it is)
     new_call = call.replace(formula=new_formula, data=as_pandas(data),
                             REML=m.lformula.REML if REML is None else REML, **changes)
     kwargs.setdefault("data_name", m.data_name)
     return cast(LmerMod, fit_call(new_call, **kwargs))
+
+
+def updated_formula_and_data(call: ModelCall, formula: str | None, data: Any,
+                             syntax: str) -> tuple[str, Any]:
+    """update()'s formula and data (lmer's and glmer's): the call's data unless new data
+    are given, and the new formula with ``.`` for the old sides where the call and the
+    refit (``syntax``) are in R syntax, else taken as written (formulaic syntax)."""
+    if data is None:
+        data = call.data
+        if data is None:
+            raise ArgumentError("update() needs data= (the fitted model does not keep the data)")
+    if formula is None:
+        return call.formula, data
+    if syntax == "R" and call.syntax == "R":
+        return update_formula(call.formula, formula), data
+    return formula, data  # formulaic syntax: as written (no '.')
 
 
 @with_recursion_room

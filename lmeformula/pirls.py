@@ -37,7 +37,7 @@ from scipy import special
 
 from .errors import FittingError
 from .families import Family, binomial_aic_parts
-from .pirls_batch import laplace_batch, poisson_half_resid
+from .pirls_batch import binomial_resid, laplace_batch, poisson_half_resid
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
@@ -244,33 +244,9 @@ class GlmerResponse:
         return float(_sum(self._binomial_resid()))
 
     def _binomial_resid(self) -> np.ndarray:
-        """The binomial deviance residuals, 2 wt (a + b) with a = y log(y/μ) and b =
-        (1 - y) log((1 - y)/(1 - μ)) where they count, formed in place (the terms a and b of
-        a row where only one counts are a + 0 and 0 + b, what the scatter leaves)."""
-        i1, y1, i2, y2 = self._dev_index()
-        mu = self.mu
-        n = mu.shape[0]
-        a = mu.take(i1)
-        np.divide(y1, a, out=a)
-        np.log(a, out=a)
-        a *= y1
-        if i2.shape[0] == n:  # every row has failures: b over all of them, then + a
-            r = np.subtract(1.0, mu)
-            np.divide(y2, r, out=r)
-            np.log(r, out=r)
-            r *= y2
-            r[i1] += a  # (b + a: the same sum as a + b; b alone elsewhere, as 0 + b)
-        else:
-            b = mu.take(i2)
-            np.subtract(1.0, b, out=b)
-            np.divide(y2, b, out=b)
-            np.log(b, out=b)
-            b *= y2
-            r = np.zeros(n)
-            r[i1] = a
-            r[i2] += b
-        r *= self._twice_weights()  # (2 wt)(a + b)
-        return r
+        """The binomial deviance residuals, formed in place
+        (:func:`lmeformula.pirls_batch.binomial_resid`)."""
+        return binomial_resid(self, self.mu)
 
     def _poisson_dev_sum(self) -> float:
         """``dev_resid().sum()`` for the Poisson family: the residuals over 2, summed, times

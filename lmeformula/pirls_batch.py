@@ -30,7 +30,14 @@ import numpy as np
 from scipy import special
 
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR
-from .pls.pirls_chain import ChainStep
+from .pls.pirls_chain import (
+    ChainStep,
+    back_substitute,
+    bincount_rows,
+    chain_system,
+    eliminate,
+    one_term_solve,
+)
 
 __all__ = ["laplace_batch"]
 
@@ -151,20 +158,6 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
     return np.array([values[j] + aics[j] for j in range(m)])
 
 
-def _rows_keys(keys: np.ndarray, rows: int, width: int) -> np.ndarray:
-    """``keys`` repeated for each row, row j's shifted by j·width (bins of their own)."""
-    return (keys + (np.arange(rows) * width)[:, None]).ravel()
-
-
-def _bincount_rows(keys: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
-    """Row by row ``bincount(keys, weights[j], minlength=width)``: one bincount over the
-    rows' own bins (each bin sums the same terms in the same order)."""
-    rows = weights.shape[0]
-    out = np.bincount(_rows_keys(keys, rows, width), weights=weights.ravel(),
-                      minlength=rows * width)
-    return out.reshape(rows, width)
-
-
 def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
                  Z: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """:meth:`ChainStep.step` (x all ones) for each row: u (rows, q) and each term's
@@ -173,55 +166,23 @@ def _chain_steps(kernel: ChainStep, TH: np.ndarray, W: np.ndarray,
     wz = Z * W
     if kernel.K == 1:  # ChainStep._one_term
         c, nl = kernel.codes[0], kernel.nls[0]
-        tt = TH[:, :1]
-        col = _bincount_rows(c, wz, nl) * tt
-        diag = _bincount_rows(c, W, nl) * (tt * tt)
-        diag += 1.0
-        piv = np.sqrt(diag)
-        col /= piv
-        col /= piv
+        col, piv = one_term_solve(bincount_rows(c, wz, nl), bincount_rows(c, W, nl), TH[:, :1])
         return col, [piv]
-    K, q, bounds, nls = kernel.K, kernel.q, kernel.bounds, kernel.nls
+    K, q, bounds = kernel.K, kernel.q, kernel.bounds
     assert kernel.stacked_keys is not None
-    counts = _bincount_rows(kernel.stacked_keys, np.concatenate([wz] * K + [W] * K, axis=1),
+    counts = bincount_rows(kernel.stacked_keys, np.concatenate([wz] * K + [W] * K, axis=1),
                             2 * q)
     zx, cnt = counts[:, :q], counts[:, q:]
     thq = TH.take(kernel.term_of_level, axis=1)
-    cols_all = zx * thq
-    diag_all = cnt * (thq * thq)
-    diag_all += 1.0
-    cols = [cols_all[:, lo:hi] for lo, hi in bounds]
-    diags = [diag_all[:, lo:hi] for lo, hi in bounds]
+    cols, diags = chain_system(zx, cnt, thq, bounds)
     vcols: dict[tuple[int, int], np.ndarray] = {}
     for t in range(K - 1):
         lo, hi = bounds[t]
         for s in kernel.later[t]:
             vcols[(t, s)] = cnt[:, lo:hi] * (TH[:, t] * TH[:, s])[:, None]
-    piv_t: list[np.ndarray] = []
-    for t in range(K):
-        piv = np.sqrt(diags[t])
-        piv_t.append(piv)
-        col = cols[t]
-        col /= piv
-        for s in kernel.later[t]:
-            vcols[(t, s)] /= piv
-        nl_t = nls[t]
-        for s, f, order, starts, _targets in kernel.updates[t]:
-            v = vcols[(t, s)]
-            diags[s] -= _bincount_rows(f, v * v, nls[s])
-            for s2 in kernel.later[s]:
-                vcols[(s, s2)] -= _bincount_rows(f, v * vcols[(t, s2)], nls[s])
-            # each row's segments follow each other in the raveled rows
-            sums = np.add.reduceat((col * v).take(order, axis=1).ravel(),
-                                   _rows_keys(starts, rows, nl_t))
-            cols[s] -= sums.reshape(rows, starts.shape[0])
+    piv_t = eliminate(kernel, cols, diags, vcols)  # ChainStep.step's, row by row
     u = np.empty((rows, q))
-    for t in range(K - 1, -1, -1):
-        rhs = cols[t]
-        for s, where in kernel.gathers[t]:
-            rhs = rhs - vcols[(t, s)] * u.take(where, axis=1)
-        lo, hi = bounds[t]
-        u[:, lo:hi] = rhs / piv_t[t]
+    back_substitute(kernel, cols.__getitem__, vcols, piv_t, u)
     return u, piv_t
 
 
@@ -240,31 +201,40 @@ def _lin_pred(kernel: ChainStep, dev: Any, TH: np.ndarray, U: np.ndarray) -> np.
     return out
 
 
-def _binomial_dev_sums(resp: Any, mu: np.ndarray) -> list[float]:
-    """GlmerResponse._binomial_dev_sum for each row of μ."""
+def binomial_resid(resp: Any, mu: np.ndarray) -> np.ndarray:
+    """The binomial deviance residuals of ``resp`` at μ (one vector, or one per row of a 2-D
+    μ), 2 wt (a + b) with a = y log(y/μ) and b = (1 - y) log((1 - y)/(1 - μ)) where they
+    count, formed in place (the terms a and b of an observation where only one counts are
+    a + 0 and 0 + b, what the scatter leaves). GlmerResponse's residuals and the batch's
+    rows share it, so they are the same numbers."""
     i1, y1, i2, y2 = resp._dev_index()
-    n = mu.shape[1]
-    a = mu.take(i1, axis=1)
+    n = mu.shape[-1]
+    a = mu.take(i1, axis=-1)
     np.divide(y1, a, out=a)
     np.log(a, out=a)
     a *= y1
-    if i2.shape[0] == n:
+    if i2.shape[0] == n:  # every observation has failures: b over all of them, then + a
         r = np.subtract(1.0, mu)
         np.divide(y2, r, out=r)
         np.log(r, out=r)
         r *= y2
-        r[:, i1] += a
+        r[..., i1] += a  # (b + a: the same sum as a + b; b alone elsewhere, as 0 + b)
     else:
-        b = mu.take(i2, axis=1)
+        b = mu.take(i2, axis=-1)
         np.subtract(1.0, b, out=b)
         np.divide(y2, b, out=b)
         np.log(b, out=b)
         b *= y2
         r = np.zeros(mu.shape)
-        r[:, i1] = a
-        r[:, i2] += b
-    r *= resp._twice_weights()
-    out: list[float] = _sum(r, axis=1).tolist()
+        r[..., i1] = a
+        r[..., i2] += b
+    r *= resp._twice_weights()  # (2 wt)(a + b)
+    return r
+
+
+def _binomial_dev_sums(resp: Any, mu: np.ndarray) -> list[float]:
+    """GlmerResponse._binomial_dev_sum for each row of μ."""
+    out: list[float] = _sum(binomial_resid(resp, mu), axis=1).tolist()
     return out
 
 

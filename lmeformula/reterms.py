@@ -241,12 +241,15 @@ class ReTrms:
         Neither is written to after it is built. X_i's readers are elementwise (the counted
         cross-products, Zt's values) or sum at most two products per row (the fitted random
         effects' ``einsum``, where any order gives the same sum): only terms of at most two
-        columns share, so that X_i's layout, now X's, changes no result."""
+        columns share, so that X_i's layout, now X's, changes no result. The shared array is
+        made read-only: a user's edit of one (``pf.X_values[:, 1] *= 2``) raises instead of
+        changing the other unseen."""
         for k, t in enumerate(self.terms):
             xi = t.X
             if (t.nc <= 2 and xi.shape == x.shape and xi.dtype == x.dtype == np.float64
                     and xi.flags.writeable  # not the broadcast intercept
                     and np.array_equal(xi.view(np.uint64), x.view(np.uint64))):  # bit for bit
+                x.flags.writeable = False
                 self.terms[k] = _replace(t, X=x)
                 return
 

@@ -19,13 +19,15 @@ the coarser term receives one (always, for a nested design).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg as la
-from scipy.linalg import blas
 
-from .pirls_kernel import ScalarPirlsKernel
+from .pirls_kernel import ScalarPirlsKernel, downdate_factor
 
-__all__ = ["ChainResult", "ChainStep", "ChainXStep", "chain_step"]
+__all__ = ["ChainResult", "ChainStep", "ChainXStep", "back_substitute", "bincount_rows",
+           "chain_step", "chain_system", "eliminate", "one_term_solve"]
 
 
 # up to this many rows times terms the counts of every term are taken by one bincount over
@@ -139,11 +141,7 @@ class ChainStep:
         th = theta.tolist()
         zx, cnt = self._counts(w, z * w)
         thq = theta.take(self.term_of_level) if K > 1 else theta[0]
-        cols_all = zx * thq  # Λ Z'Wz
-        diag_all = cnt * (thq * thq)
-        diag_all += 1.0  # the diagonal of Λ Z'WZ Λ + I
-        cols = [cols_all[lo:hi] for lo, hi in bounds]
-        diags = [diag_all[lo:hi] for lo, hi in bounds]
+        cols, diags = chain_system(zx, cnt, thq, bounds)
         vcols: dict[tuple[int, int], np.ndarray] = {}
         for t in range(K - 1):
             tt, x1 = th[t], ones[t]
@@ -156,32 +154,9 @@ class ChainStep:
                     ws = wx if ones[s] else wx * xs[s]
                     vcols[(t, s)] = np.bincount(codes[t], weights=ws,
                                                 minlength=nls[t]) * (tt * th[s])
-        piv_t: list[np.ndarray] = []
-        for t in range(K):
-            piv = np.sqrt(diags[t])
-            piv_t.append(piv)
-            col = cols[t]
-            col /= piv
-            for s in self.later[t]:
-                vcols[(t, s)] /= piv
-            for s, f, order, starts, targets in self.updates[t]:
-                v = vcols[(t, s)]
-                diags[s] -= np.bincount(f, weights=v * v, minlength=nls[s])
-                for s2 in self.later[s]:
-                    vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
-                                                  minlength=nls[s])
-                sums = np.add.reduceat((col * v).take(order), starts)
-                if targets is None:
-                    cols[s] -= sums
-                else:
-                    cols[s][targets] -= sums
+        piv_t = eliminate(self, cols, diags, vcols)
         u = np.empty(self.q)
-        for t in range(K - 1, -1, -1):
-            rhs = cols[t]
-            for s, where in self.gathers[t]:
-                rhs = rhs - vcols[(t, s)] * u.take(where)
-            lo, hi = bounds[t]
-            np.divide(rhs, piv_t[t], out=u[lo:hi])
+        back_substitute(self, cols.__getitem__, vcols, piv_t, u)
         return ChainResult(u, piv_t)
 
     def _one_term(self, tt: float, w: np.ndarray, wz: np.ndarray) -> ChainResult:
@@ -194,13 +169,8 @@ class ChainStep:
             x = self.xs[0]
             zx = np.bincount(c, weights=wz * x, minlength=nl)
             cnt = np.bincount(c, weights=(w * x) * x, minlength=nl)
-        col = zx * tt
-        diag = cnt * (tt * tt)
-        diag += 1.0
-        piv = np.sqrt(diag)
-        col /= piv  # the column of L, then the forward and the back substitution
-        col /= piv
-        return ChainResult(col, [piv])
+        u, piv = one_term_solve(zx, cnt, tt)
+        return ChainResult(u, [piv])
 
 
 class ChainXStep:
@@ -292,32 +262,9 @@ class ChainXStep:
                     vcols[(t, s)] = np.bincount(codes[t], weights=ws,
                                                 minlength=nls[t]) * (tt * th[s])
             np.multiply(zxz[lo:hi], tt, out=cols[t])
-        piv_t: list[np.ndarray] = []
-        for t in range(K):
-            piv = np.sqrt(diags[t])
-            piv_t.append(piv)
-            C = cols[t]
-            C /= piv[:, None]
-            for s in self.later[t]:
-                vcols[(t, s)] /= piv
-            for s, f, order, starts, targets in self.updates[t]:
-                v = vcols[(t, s)]
-                diags[s] -= np.bincount(f, weights=v * v, minlength=nls[s])
-                for s2 in self.later[s]:
-                    vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)],
-                                                  minlength=nls[s])
-                # (take along an axis: a fancy index of rows costs ten times as much)
-                sums = np.add.reduceat((C * v[:, None]).take(order, axis=0), starts, axis=0)
-                if targets is None:
-                    cols[s] -= sums
-                else:
-                    cols[s][targets] -= sums
+        piv_t = eliminate(self, cols, diags, vcols)
         # the dense rest's downdate by the chain's columns, factor and solve, as the kernel
-        out = blas.dsyrk(-1.0, kern._C_all.T, beta=1.0, c=S.T, trans=0, lower=0,
-                         overwrite_c=1)
-        if not np.shares_memory(out, S):  # (f2py copied: not expected)
-            S.T[...] = out
-        lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        lfac, info = downdate_factor(kern._C_all, S)
         if info != 0:
             return None
         if any(d <= 0.0 for d in np.diagonal(lfac)[:p].tolist()):
@@ -326,14 +273,122 @@ class ChainXStep:
         if info != 0:
             return None
         u = np.empty(q)
-        for t in range(K - 1, -1, -1):
-            C = cols[t]
-            rhs = C[:, -1] - C[:, :-1] @ sol
-            for s, where in self.gathers[t]:
-                rhs -= vcols[(t, s)] * u.take(where)
-            lo, hi = self.bounds[t]
-            np.divide(rhs, piv_t[t], out=u[lo:hi])
+        back_substitute(self, lambda t: cols[t][:, -1] - cols[t][:, :-1] @ sol, vcols, piv_t, u)
         return ChainResult(u, piv_t, sol.copy())
+
+
+def rows_keys(keys: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """``keys`` repeated for each row, row j's shifted by j·width (bins of their own)."""
+    return (keys + (np.arange(rows) * width)[:, None]).ravel()
+
+
+def bincount_rows(keys: np.ndarray, weights: np.ndarray, width: int) -> np.ndarray:
+    """Row by row ``bincount(keys, weights[j], minlength=width)``: one bincount over the
+    rows' own bins (each bin sums the same terms in the same order)."""
+    rows = weights.shape[0]
+    out = np.bincount(rows_keys(keys, rows, width), weights=weights.ravel(),
+                      minlength=rows * width)
+    return out.reshape(rows, width)
+
+
+def one_term_solve(zx: np.ndarray, cnt: np.ndarray,
+                   tt: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """u and the pivots of a single term's diagonal system from its levels' Σ w z x and
+    Σ w x² (vectors; or (rows, levels) with θ a column ``tt`` of (rows, 1): the batch)."""
+    col = zx * tt
+    diag = cnt * (tt * tt)
+    diag += 1.0
+    piv = np.sqrt(diag)
+    col /= piv  # the column of L, then the forward and the back substitution
+    col /= piv
+    return col, piv
+
+
+def chain_system(zx: np.ndarray, cnt: np.ndarray, thq: float | np.ndarray,
+                 bounds: list[tuple[int, int]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each term's column Λ Z'Wz and diagonal of Λ Z'WZ Λ + I, as views of one array each,
+    from every level's Σ w z x and Σ w x² and its term's θ (``thq``); levels on the last
+    axis (vectors, or the batch's (rows, levels))."""
+    cols_all = zx * thq  # Λ Z'Wz
+    diag_all = cnt * (thq * thq)
+    diag_all += 1.0  # the diagonal of Λ Z'WZ Λ + I
+    return ([cols_all[..., lo:hi] for lo, hi in bounds],
+            [diag_all[..., lo:hi] for lo, hi in bounds])
+
+
+def eliminate(chain: ChainStep | ChainXStep, cols: list[np.ndarray], diags: list[np.ndarray],
+              vcols: dict[tuple[int, int], np.ndarray]) -> list[np.ndarray]:
+    """The chain's level-by-level elimination, in place: each term's pivots (returned), its
+    columns of L (``cols``, towards the rest) and its columns towards the later terms
+    (``vcols``), and the Schur complement's updates of the later terms' diagonals and columns.
+
+    One implementation for three layouts, told apart by the arrays' dimensions, doing for
+    each the operations it did when each had its own copy (so the same bits):
+
+    - :class:`ChainStep`: every array a vector over the term's levels;
+    - :class:`ChainXStep`: ``cols[t]`` is (levels, columns of the rest), the rest vectors;
+    - :func:`lmeformula.pirls_batch.laplace_batch`: every array (rows, levels), one row a
+      point, each row's counts and sums formed as the vector's (:func:`bincount_rows`).
+    """
+    rows = diags[0].ndim == 2
+    later, nls = chain.later, chain.nls
+    piv_t: list[np.ndarray] = []
+    for t in range(len(diags)):
+        piv = np.sqrt(diags[t])
+        piv_t.append(piv)
+        col = cols[t]
+        wide = col.ndim > piv.ndim  # ChainXStep's (levels, columns)
+        col /= piv[:, None] if wide else piv
+        for s in later[t]:
+            vcols[(t, s)] /= piv
+        for s, f, order, starts, targets in chain.updates[t]:
+            v = vcols[(t, s)]
+            nl = nls[s]
+            if rows:
+                diags[s] -= bincount_rows(f, v * v, nl)
+                for s2 in later[s]:
+                    vcols[(s, s2)] -= bincount_rows(f, v * vcols[(t, s2)], nl)
+                # each row's segments follow each other in the raveled rows
+                sums = np.add.reduceat((col * v).take(order, axis=1).ravel(),
+                                       rows_keys(starts, v.shape[0], nls[t]))
+                sums = sums.reshape(v.shape[0], starts.shape[0])
+            else:
+                diags[s] -= np.bincount(f, weights=v * v, minlength=nl)
+                for s2 in later[s]:
+                    vcols[(s, s2)] -= np.bincount(f, weights=v * vcols[(t, s2)], minlength=nl)
+                if wide:
+                    # (take along an axis: a fancy index of rows costs ten times as much)
+                    sums = np.add.reduceat((col * v[:, None]).take(order, axis=0), starts,
+                                           axis=0)
+                else:
+                    sums = np.add.reduceat((col * v).take(order), starts)
+            if targets is None:
+                cols[s] -= sums
+            elif rows:
+                cols[s][:, targets] -= sums
+            else:
+                cols[s][targets] -= sums
+    return piv_t
+
+
+def back_substitute(chain: ChainStep | ChainXStep, rhs_of: Callable[[int], np.ndarray],
+                    vcols: dict[tuple[int, int], np.ndarray], piv_t: list[np.ndarray],
+                    u: np.ndarray) -> None:
+    """The back-substitution after :func:`eliminate`, last term first, into ``u`` (levels
+    on its last axis: a vector, or (rows, q) for the batch); ``rhs_of(t)`` is term t's
+    right-hand side before the later terms' parts are taken off (not modified)."""
+    rows = u.ndim == 2
+    for t in range(len(piv_t) - 1, -1, -1):
+        rhs = rhs_of(t)
+        lo, hi = chain.bounds[t]
+        if rows:
+            for s, where in chain.gathers[t]:
+                rhs = rhs - vcols[(t, s)] * u.take(where, axis=1)
+            np.divide(rhs, piv_t[t], out=u[:, lo:hi])
+        else:
+            for s, where in chain.gathers[t]:
+                rhs = rhs - vcols[(t, s)] * u.take(where)
+            np.divide(rhs, piv_t[t], out=u[lo:hi])
 
 
 def applies_with_x(kernel: ScalarPirlsKernel) -> bool:

@@ -32,7 +32,7 @@ from scipy.linalg import blas
 
 from . import policy
 
-__all__ = ["ScalarLinPred", "ScalarPirlsKernel", "scalar_kernel_fits"]
+__all__ = ["ScalarLinPred", "ScalarPirlsKernel", "downdate_factor", "scalar_kernel_fits"]
 
 
 
@@ -314,12 +314,7 @@ class ScalarPirlsKernel:
         # the rest's downdate by every chain term's column at once, S -= CᵀC on S's lower
         # triangle (the upper one of the F-ordered S.T, which LAPACK factors next)
         if m > 1:
-            C_all = self._C_all
-            out = blas.dsyrk(-1.0, C_all.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
-            if not np.shares_memory(out, S):  # (f2py copied: not expected)
-                S.T[...] = out
-            lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
-            # S.T is F-ordered: its upper factor is the C-ordered lower factor of S
+            lfac, info = downdate_factor(self._C_all, S)
             if info != 0:
                 return None
             dl = np.diagonal(lfac)
@@ -399,3 +394,15 @@ class ScalarLinPred:
         for k in range(2, self.K):
             out += parts[k]
         return out
+
+
+def downdate_factor(C_all: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, int]:
+    """The dense rest's downdate by the chain's columns and its factorisation, in place:
+    S -= CᵀC on S's lower triangle (the upper one of the F-ordered S.T), then LAPACK's
+    Cholesky of S.T, whose upper factor is the C-ordered lower factor of S; (that factor,
+    LAPACK's info). The general kernel's and :class:`~lmeformula.pls.pirls_chain.ChainXStep`'s."""
+    out = blas.dsyrk(-1.0, C_all.T, beta=1.0, c=S.T, trans=0, lower=0, overwrite_c=1)
+    if not np.shares_memory(out, S):  # (f2py copied: not expected)
+        S.T[...] = out
+    lfac, info = la.lapack.dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+    return lfac, int(info)
