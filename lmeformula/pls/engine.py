@@ -355,8 +355,9 @@ class PLSProblem(_AugmentedSystem):
         self.b11 = diagonal_block(self.A11)
         self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
         keys = self.b21.keys
-        # (the gradient's positions; 32-bit: m is far below 2³¹, as block 2 is dense)
-        self._key_rows, self._key_cols = (a.astype(np.int32) for a in np.divmod(keys, self.m))
+        # the keys' rows and columns, for the analytic gradient: made on its first call (the
+        # 10⁵ x 2,000 crossed design: 2·10⁶ keys, 16 MB that a BOBYQA fit never reads)
+        self._key_rc: tuple[np.ndarray, np.ndarray] | None = None
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
         plan = plan_block2(self.terms[1:], self.p, self._block_edges,
                            self._block_pair_segments(keys), _policy().band)
@@ -546,8 +547,12 @@ class PLSProblem(_AugmentedSystem):
         b21 = self.b21
         if not isinstance(b21, PairsBlock):  # the quadratic forms by BLAS
             return b21.dense_quadratic(v, k_tilde_full(), s)
-        inside = (self._key_rows < s) & (self._key_cols < s)
-        i, j = self._key_rows[inside], self._key_cols[inside]
+        if self._key_rc is None:  # 32-bit: m is far below 2³¹, as block 2 is dense
+            rows, cols = np.divmod(self.b21.keys, self.m)
+            self._key_rc = (rows.astype(np.int32), cols.astype(np.int32))
+        key_rows, key_cols = self._key_rc
+        inside = (key_rows < s) & (key_cols < s)
+        i, j = key_rows[inside], key_cols[inside]
         plan = self.b22.plan
         if not plan.vector_blocks:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
