@@ -157,3 +157,27 @@ def test_gradient_key_positions_made_by_the_gradient(monkeypatch: pytest.MonkeyP
     rows, cols = problem._key_rc
     np.testing.assert_array_equal(rows.astype(np.int64) * problem.m + cols, problem.b21.keys)
     np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same positions reused
+
+
+def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``max_best_factor`` the deviance function keeps no factor of the best point (the
+    optimum is factored once more, as lme4 evaluates it once more): the same fit, bit for bit."""
+    df = crossed_intercepts(11, 3000, 300, 40)
+    fits = []
+    for limit in (pls_policy.POLICY.max_best_factor, 100):
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY,
+                                                          max_best_factor=limit))
+        m = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+        problem = m.devfun.problem
+        assert problem.holds_one_factor == (limit == 100)
+        assert (m.devfun._best is None) == (limit == 100)
+        fits.append(m)
+    a, b = fits
+    assert a.optinfo.feval == b.optinfo.feval
+    assert float(a.REMLcrit()) == float(b.REMLcrit())
+    for attr in ("theta", "fixef", "fitted", "residuals"):
+        x, y = getattr(a, attr), getattr(b, attr)
+        x, y = (x() if callable(x) else x), (y() if callable(y) else y)
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    for key in a.ranef():
+        assert np.asarray(a.ranef()[key]).tobytes() == np.asarray(b.ranef()[key]).tobytes()

@@ -479,6 +479,13 @@ class PLSProblem(_AugmentedSystem):
                              self, _A21=b21)
 
     @property
+    def holds_one_factor(self) -> bool:
+        """Whether the deviance function keeps no factor but the current one: block 2's
+        factor (m x m) is above :attr:`~lmeformula.pls.policy.BlockPolicy.max_best_factor`
+        entries (the results are the same; the optimum is factored once more)."""
+        return self.m * self.m > _policy().max_best_factor
+
+    @property
     def has_gradient(self) -> bool:
         """Whether :meth:`gradient` is available: the downdate is done over precomputed
         pairs, or with a modest dense G."""
