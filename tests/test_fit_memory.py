@@ -104,20 +104,35 @@ def test_nan_in_an_intercept_free_term_is_still_refused() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_csr_from_columns_is_scipys(seed: int) -> None:
+def test_compact_from_columns_is_scipys(seed: int) -> None:
+    """C placed column by column into its compact chunks is scipy's CSR of the columns,
+    chunked and narrowed as ``CompactPairs.from_csr`` does it."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
     full = sp.random(n, int(rng.integers(1, 12)), density=float(rng.uniform(0, 0.6)),
                      format="csc", random_state=int(rng.integers(2**31)))
+    full.data = np.where(rng.uniform(size=full.nnz) < 0.7, np.floor(full.data * 300),
+                         full.data)  # counts (some above 255) and real values
     full.sort_indices()
-    columns = [(full.indices[a:b].astype(np.int32), full.data[a:b].copy())
-               for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True)]
+    columns = []
+    for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True):
+        values = full.data[a:b].copy()
+        narrow = values.astype(np.float32) if np.all(values.astype(np.float32) == values) \
+            else values  # a column may come in any dtype that holds it exactly
+        columns.append((full.indices[a:b].astype(np.int32), narrow))
     expected = full.tocsr()
-    got = downdate._csr_from_columns(columns, n)
+    expected.indices = expected.indices.astype(np.int32)
+    expected.indptr = expected.indptr.astype(np.int32)
+    got = downdate._compact_from_columns(columns, n, chunk_nnz=16)
     assert not columns  # emptied as placed
-    assert got.shape == expected.shape
+    reference = downdate.CompactPairs.from_csr(expected, chunk_nnz=16)
+    np.testing.assert_array_equal(got.starts, reference.starts)
+    for (p1, j1, x1), (p2, j2, x2) in zip(got.chunks, reference.chunks, strict=True):
+        for a, b in ((p1, p2), (j1, j2), (x1, x2)):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    back = got.tocsr()
     for attr in ("indptr", "indices", "data"):
-        a, b = getattr(got, attr), getattr(expected, attr)
+        a, b = getattr(back, attr), getattr(expected, attr)
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
@@ -181,3 +196,20 @@ def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> 
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
     for key in a.ranef():
         assert np.asarray(a.ranef()[key]).tobytes() == np.asarray(b.ranef()[key]).tobytes()
+
+
+def test_setup_gives_freed_pages_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's setup ends by giving freed pages back (glibc's malloc_trim; a no-op
+    elsewhere), once per problem, with the results as they were."""
+    import lmeformula.pls.factory as factory
+    import lmeformula.pls.memory as pls_memory
+
+    pls_memory.release_freed_memory()  # callable anywhere, any number of times
+    calls = []
+    monkeypatch.setattr(factory, "release_freed_memory", lambda: calls.append(1))
+    df = crossed_intercepts(12, 3000, 300, 40)
+    a = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    assert calls == [1]
+    monkeypatch.undo()
+    b = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    assert np.asarray(a.theta).tobytes() == np.asarray(b.theta).tobytes()

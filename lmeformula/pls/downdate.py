@@ -428,11 +428,15 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
         else:
             rows = np.unique(np.concatenate(touched))
         del touched
-        columns.append((rows, acc[rows]))
+        sums = acc[rows]
+        # kept in the narrowest dtype that holds them exactly until C is made (counts: a byte)
+        level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
+        columns.append((rows, sums.astype(_NARROW[level])))
+        del sums
         acc[rows] = -0.0
         first = end
     del acc, met, position
-    return keys, CompactPairs.from_csr(_csr_from_columns(columns, nkeys)), None
+    return keys, _compact_from_columns(columns, nkeys), None
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
@@ -448,32 +452,67 @@ def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int,
     return pieces
 
 
-def _csr_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
-                      ) -> sp.csr_matrix:
-    """The CSR matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
-    values): each row's entries in column order, as scipy's conversion of the entries lists
-    them. ``columns`` is emptied, each column freed once placed."""
-    nnz = sum(r.shape[0] for r, _ in columns)
+def _entry_levels(values: np.ndarray) -> np.ndarray:
+    """For each value, the index in ``_NARROW`` of the narrowest dtype that holds it exactly
+    (:func:`_narrowest` entry by entry)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        level = np.where(values.astype(np.float32) == values, 2, 3).astype(np.uint8)
+    integral = (values == np.floor(values)) & ~np.signbit(values)
+    level[integral & (values <= 65535)] = 1
+    level[integral & (values <= 255)] = 0
+    return level
+
+
+def _compact_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
+                          chunk_nnz: int = 2**17) -> CompactPairs:
+    """The matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
+    values, in any dtype that holds them exactly), stored as :class:`CompactPairs` (what
+    ``CompactPairs.from_csr`` makes of scipy's CSR of it: each row's entries in column order,
+    chunks of rows of about ``chunk_nnz`` entries in their narrowest dtypes), placed straight
+    into the chunks: no float64 matrix is formed. ``columns`` is emptied, each column freed
+    once placed."""
     ncols = len(columns)
+    nnz = sum(r.shape[0] for r, _ in columns)
     index: type[np.signedinteger[Any]] = np.int32 if max(nnz, ncols) < 2**31 else np.int64
     indptr = np.zeros(nrows + 1, dtype=index)
     for rows, _ in columns:
         indptr[1:][rows] += index(1)
     np.cumsum(indptr, out=indptr)
-    data = np.empty(nnz)
-    indices = np.empty(nnz, dtype=index)
-    start = indptr[:-1].copy()  # where each row's next entry goes
+    bounds = np.searchsorted(indptr, np.arange(0, nnz, chunk_nnz), side="right") - 1
+    starts = np.unique(np.concatenate([bounds, [0, nrows]])).astype(np.int64)
+    nchunks = starts.shape[0] - 1
+    level = np.zeros(nchunks, dtype=np.uint8)  # each chunk's dtype, from its entries'
+    for rows, values in columns:
+        if rows.size:
+            chunk = np.searchsorted(starts, rows, side="right") - 1
+            cut = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
+            np.maximum.at(level, chunk[cut], np.maximum.reduceat(_entry_levels(
+                values.astype(float)), cut))
+    col_type = next(t for t in (np.uint8, np.uint16, np.uint32)
+                    if ncols <= np.iinfo(t).max + 1)
+    chunks = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(starts.tolist())):
+        a, b = int(indptr[lo]), int(indptr[hi])
+        chunks.append((indptr[lo : hi + 1] - index(a), np.empty(b - a, dtype=col_type),
+                       np.empty(b - a, dtype=_NARROW[int(level[i])])))
+    next_free = indptr[:-1].copy()  # where each row's next entry goes (global position)
+    nnz_start = indptr[starts[:-1]].astype(np.int64)
     col = 0
     while columns:
         rows, values = columns.pop(0)
-        dest = start[rows]
-        data[dest] = values
-        indices[dest] = index(col)
-        start[rows] += index(1)
-        del rows, values, dest
+        dest = next_free[rows].astype(np.int64)
+        chunk = np.searchsorted(starts, rows, side="right") - 1
+        ends = [*np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]).tolist(), rows.shape[0]]
+        for x, y in itertools.pairwise(ends):
+            c = int(chunk[x])
+            _, cols, data = chunks[c]
+            at = dest[x:y] - nnz_start[c]
+            data[at] = values[x:y]  # exact: the chunk's dtype holds every value placed in it
+            cols[at] = col
+        next_free[rows] += index(1)
+        del rows, values, dest, chunk
         col += 1
-    del start
-    return sp.csr_matrix((data, indices, indptr), shape=(nrows, ncols))
+    return CompactPairs((nrows, ncols), starts, chunks)
 
 
 def _index_keys(key: np.ndarray, m: int,
