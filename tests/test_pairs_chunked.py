@@ -63,8 +63,6 @@ def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
     keys, pairs, _ = downdate._downdate_pattern(
         prob.G, 1, first.nl, prob.m, level_group, ngroups,
         key_order=prob._order_by_block_pair if key_order else None)
-    if isinstance(pairs, downdate.CompactPairs):  # the grouped plan built by pieces
-        pairs = pairs.tocsr()
     assert isinstance(pairs, sp.csr_matrix)
     return keys, pairs
 
@@ -102,29 +100,3 @@ def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
         values.append(dev(theta))
     assert values[0] == values[1]
 
-
-@pytest.mark.parametrize("seed", range(6))
-def test_compact_pairs_product_is_scipys(seed: int) -> None:
-    """C stored by chunks of rows in narrow dtypes multiplies as the float64 CSR does, bit
-    for bit, and gives it back; counts take a byte each."""
-    rng = np.random.default_rng(seed)
-    nrows, ncols = int(rng.integers(1, 3000)), int(rng.integers(1, 300))
-    c = sp.random(nrows, ncols, density=float(rng.uniform(0.001, 0.3)), format="csr",
-                  random_state=int(rng.integers(2**31)))
-    c.data = np.floor(c.data * 200)  # counts (uint8) ...
-    real = rng.uniform(size=c.nnz) < 0.1 if seed % 2 else np.zeros(c.nnz, dtype=bool)
-    c.data[real] = rng.normal(size=int(real.sum()))  # ... and some real values
-    c.data[: min(3, c.nnz)] = [-0.0, 70000.0, 0.5][: min(3, c.nnz)]
-    c.indices = c.indices.astype(np.int32)
-    c.indptr = c.indptr.astype(np.int32)
-    for chunk in (7, 2**17):
-        compact = downdate.CompactPairs.from_csr(c, chunk_nnz=chunk)
-        back = compact.tocsr()
-        for attr in ("indptr", "indices", "data"):
-            a, b = getattr(back, attr), getattr(c, attr)
-            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
-        for _ in range(3):
-            v = rng.normal(size=ncols)
-            assert (compact @ v).tobytes() == (c @ v).tobytes()
-        if not real.any() and chunk == 2**17:  # float32 at most: smaller than the CSR
-            assert compact.nbytes < c.data.nbytes + c.indices.nbytes + c.indptr.nbytes

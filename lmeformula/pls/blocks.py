@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .crossprod import _block_diagonal, _levels_major
-from .downdate import CompactPairs, CompactRows, _downdate_pattern
+from .downdate import CompactRows, _downdate_pattern
 from .lapack import cholesky_exact_fit, potrf
 from .plans import Block2Plan, update_block2
 from .system import _policy
@@ -265,9 +265,8 @@ class PairsBlock(SparseBlock):
     Attributes
     ----------
     pairs
-        C: sparse (products of pairs of G's entries; the grouped scalar plan of a large
-        design stored by chunks of keys in the narrowest exact dtypes) or dense (per-group
-        Gram matrices, stored so too).
+        C: sparse (products of pairs of G's entries) or dense (per-group Gram matrices,
+        stored by chunks of keys in the narrowest exact dtype).
     group_level
         One level of each group.
     sources
@@ -275,7 +274,7 @@ class PairsBlock(SparseBlock):
         two factors of each stored entry of C, so that new values of G refresh C; else None.
     """
 
-    pairs: sp.csr_matrix | CompactRows | CompactPairs
+    pairs: sp.csr_matrix | CompactRows
     group_level: np.ndarray
     sources: tuple[np.ndarray, np.ndarray] | None
 

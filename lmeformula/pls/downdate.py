@@ -90,94 +90,6 @@ class CompactRows:
         return out
 
 
-class CompactPairs:
-    """A sparse float64 matrix (CSR) stored by chunks of rows, each chunk's values in the
-    narrowest dtype of ``_NARROW`` that holds them exactly and its column indices in the
-    narrowest unsigned integer that holds the columns; multiplied by a vector chunk by chunk
-    with scipy's CSR product in float64.
-
-    The grouped scalar pairs plan (:func:`_chunked_scalar_pairs`) is C with a column per
-    group of levels of equal A11 (tens of groups) and, with unit weights and intercepts,
-    co-occurrence counts for values on its keys of the random effects (the 10⁵ x 2,000
-    crossed design: 4.6·10⁶ entries, all but the keys with X and y below 256): as uint8
-    values and uint8 columns 9 MB instead of 53 MB. ``self @ v`` gives every row the sum
-    scipy's product gives it over the float64 matrix (each row is summed alone, from 0, over
-    its entries in order; a chunk's values and columns are converted exactly first).
-
-    Attributes
-    ----------
-    shape
-        (rows, columns) of the matrix.
-    starts
-        First row of each chunk, and the end.
-    chunks
-        Per chunk: its index pointer (from 0, int32 or int64), column indices and values.
-    """
-
-    __slots__ = ("chunks", "shape", "starts")
-
-    def __init__(self, shape: tuple[int, int], starts: np.ndarray,
-                 chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        self.shape = shape
-        self.starts = starts
-        self.chunks = chunks
-
-    @classmethod
-    def from_csr(cls, c: sp.csr_matrix, chunk_nnz: int = 2**17) -> CompactPairs:
-        """The matrix ``c`` (float64) stored compact, by chunks of rows of about
-        ``chunk_nnz`` entries (each converted back to float64 in a buffer that size)."""
-        nrows, ncols = c.shape
-        indptr = c.indptr.astype(np.int64)
-        bounds = np.searchsorted(indptr, np.arange(0, int(indptr[-1]), chunk_nnz),
-                                 side="right") - 1
-        starts = np.unique(np.concatenate([bounds, [0, nrows]])).astype(np.int64)
-        col_type = next(t for t in (np.uint8, np.uint16, np.uint32)
-                        if ncols <= np.iinfo(t).max + 1)
-        chunks = []
-        for lo, hi in itertools.pairwise(starts.tolist()):
-            a, b = int(indptr[lo]), int(indptr[hi])
-            values = c.data[a:b]
-            level = int(_narrowest(values, np.array([0, b - a]))[0]) if b > a else 0
-            chunks.append(((indptr[lo : hi + 1] - a).astype(c.indptr.dtype),
-                           c.indices[a:b].astype(col_type), values.astype(_NARROW[level])))
-        return cls((nrows, ncols), starts, chunks)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the chunks."""
-        return sum(p.nbytes + j.nbytes + x.nbytes for p, j, x in self.chunks)
-
-    def __matmul__(self, v: np.ndarray) -> np.ndarray:
-        out = np.empty(self.shape[0])
-        if not self.chunks:
-            return out
-        size = max(x.shape[0] for _, _, x in self.chunks)
-        data, cols = np.empty(size), np.empty(size, dtype=np.int32)
-        ncols = self.shape[1]
-        for lo, (indptr, indices, values) in zip(self.starts[:-1].tolist(), self.chunks,
-                                                 strict=True):
-            hi, k = lo + indptr.shape[0] - 1, values.shape[0]
-            np.copyto(data[:k], values, casting="unsafe")  # exact: the values fit the dtype
-            np.copyto(cols[:k], indices, casting="unsafe")
-            part = sp.csr_matrix((data[:k], cols[:k], indptr), shape=(hi - lo, ncols),
-                                 copy=False)
-            out[lo:hi] = part @ v
-        return out
-
-    def tocsr(self) -> sp.csr_matrix:
-        """The matrix as one float64 CSR matrix (the one it was made from)."""
-        if not self.chunks:
-            return sp.csr_matrix(self.shape)
-        index = self.chunks[0][0].dtype
-        offsets = np.cumsum([0] + [int(p[-1]) for p, _, _ in self.chunks])
-        indptr = np.concatenate([np.zeros(1, dtype=np.int64)]
-                                + [p[1:] + off for (p, _, _), off
-                                   in zip(self.chunks, offsets[:-1].tolist(), strict=True)])
-        return sp.csr_matrix((np.concatenate([x.astype(float) for _, _, x in self.chunks]),
-                              np.concatenate([j for _, j, _ in self.chunks]).astype(index),
-                              indptr.astype(index)), shape=self.shape)
-
-
 def _narrowest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """For each chunk ``starts[i]:starts[i+1]`` of ``values`` (float64), the index in
     ``_NARROW`` of the narrowest dtype that holds all its values exactly."""
@@ -230,7 +142,7 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
                       sources: bool = False,
-                      ) -> tuple[np.ndarray, sp.csr_matrix | CompactRows | CompactPairs | None,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | CompactRows | None,
                                  tuple[np.ndarray, np.ndarray] | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
@@ -370,7 +282,7 @@ def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, 
 def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
                           ngroups: int, m: int, index: type[np.signedinteger[Any]],
                           key_order: Callable[[np.ndarray], np.ndarray] | None,
-                          ) -> tuple[np.ndarray, CompactPairs, None]:
+                          ) -> tuple[np.ndarray, sp.csr_matrix, None]:
     """The grouped scalar pairs plan built a group at a time, each group's pairs listed a
     piece of about ``_PAIRS_CHUNK`` pairs at a time, so that the lists of pairs are never all
     in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists and conversions
@@ -436,7 +348,7 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
         acc[rows] = -0.0
         first = end
     del acc, met, position
-    return keys, _compact_from_columns(columns, nkeys), None
+    return keys, _csr_from_columns(columns, nkeys), None
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
@@ -452,67 +364,33 @@ def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int,
     return pieces
 
 
-def _entry_levels(values: np.ndarray) -> np.ndarray:
-    """For each value, the index in ``_NARROW`` of the narrowest dtype that holds it exactly
-    (:func:`_narrowest` entry by entry)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        level = np.where(values.astype(np.float32) == values, 2, 3).astype(np.uint8)
-    integral = (values == np.floor(values)) & ~np.signbit(values)
-    level[integral & (values <= 65535)] = 1
-    level[integral & (values <= 255)] = 0
-    return level
-
-
-def _compact_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
-                          chunk_nnz: int = 2**17) -> CompactPairs:
-    """The matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
-    values, in any dtype that holds them exactly), stored as :class:`CompactPairs` (what
-    ``CompactPairs.from_csr`` makes of scipy's CSR of it: each row's entries in column order,
-    chunks of rows of about ``chunk_nnz`` entries in their narrowest dtypes), placed straight
-    into the chunks: no float64 matrix is formed. ``columns`` is emptied, each column freed
+def _csr_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
+                      ) -> sp.csr_matrix:
+    """The CSR matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
+    values, in any dtype that holds them exactly): each row's entries in column order, as
+    scipy's conversion of the entries lists them. ``columns`` is emptied, each column freed
     once placed."""
-    ncols = len(columns)
     nnz = sum(r.shape[0] for r, _ in columns)
+    ncols = len(columns)
     index: type[np.signedinteger[Any]] = np.int32 if max(nnz, ncols) < 2**31 else np.int64
     indptr = np.zeros(nrows + 1, dtype=index)
     for rows, _ in columns:
         indptr[1:][rows] += index(1)
     np.cumsum(indptr, out=indptr)
-    bounds = np.searchsorted(indptr, np.arange(0, nnz, chunk_nnz), side="right") - 1
-    starts = np.unique(np.concatenate([bounds, [0, nrows]])).astype(np.int64)
-    nchunks = starts.shape[0] - 1
-    level = np.zeros(nchunks, dtype=np.uint8)  # each chunk's dtype, from its entries'
-    for rows, values in columns:
-        if rows.size:
-            chunk = np.searchsorted(starts, rows, side="right") - 1
-            cut = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
-            np.maximum.at(level, chunk[cut], np.maximum.reduceat(_entry_levels(
-                values.astype(float)), cut))
-    col_type = next(t for t in (np.uint8, np.uint16, np.uint32)
-                    if ncols <= np.iinfo(t).max + 1)
-    chunks = []
-    for i, (lo, hi) in enumerate(itertools.pairwise(starts.tolist())):
-        a, b = int(indptr[lo]), int(indptr[hi])
-        chunks.append((indptr[lo : hi + 1] - index(a), np.empty(b - a, dtype=col_type),
-                       np.empty(b - a, dtype=_NARROW[int(level[i])])))
-    next_free = indptr[:-1].copy()  # where each row's next entry goes (global position)
-    nnz_start = indptr[starts[:-1]].astype(np.int64)
+    data = np.empty(nnz)
+    indices = np.empty(nnz, dtype=index)
+    start = indptr[:-1].copy()  # where each row's next entry goes
     col = 0
     while columns:
         rows, values = columns.pop(0)
-        dest = next_free[rows].astype(np.int64)
-        chunk = np.searchsorted(starts, rows, side="right") - 1
-        ends = [*np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]).tolist(), rows.shape[0]]
-        for x, y in itertools.pairwise(ends):
-            c = int(chunk[x])
-            _, cols, data = chunks[c]
-            at = dest[x:y] - nnz_start[c]
-            data[at] = values[x:y]  # exact: the chunk's dtype holds every value placed in it
-            cols[at] = col
-        next_free[rows] += index(1)
-        del rows, values, dest, chunk
+        dest = start[rows]
+        data[dest] = values
+        indices[dest] = index(col)
+        start[rows] += index(1)
+        del rows, values, dest
         col += 1
-    return CompactPairs((nrows, ncols), starts, chunks)
+    del start
+    return sp.csr_matrix((data, indices, indptr), shape=(nrows, ncols))
 
 
 def _index_keys(key: np.ndarray, m: int,
