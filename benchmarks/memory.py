@@ -91,6 +91,40 @@ class StageTracer:
         return "\n".join(lines)
 
 
+class RssTracer(StageTracer):
+    """The resident set size per stage instead of traced memory: RSS at entry and exit and
+    the high-water mark while the stage ran (VmHWM, reset at each stage's entry and exit; a
+    parent's peak is the highest of its own stretches and its children's), in MB above the
+    RSS before the fit. What tracemalloc does not see shows here (glibc's kept blocks, pages
+    of a large ``np.zeros`` or ``np.empty`` never written, BLAS buffers, C++ temporaries)."""
+
+    def __init__(self, base: float) -> None:
+        super().__init__(0)
+        self.base = base
+
+    def _now(self) -> tuple[float, float]:
+        rss, hwm = status_mb("VmRSS"), status_mb("VmHWM")
+        assert rss is not None and hwm is not None
+        return rss - self.base, hwm - self.base
+
+    def _enter(self, label: str) -> None:
+        current, peak = self._now()
+        if self._stack:
+            self._stack[-1][2] = max(self._stack[-1][2], peak)
+        reset_peak(collect=False)
+        self._stack.append([label, current, current, len(self._slots)])
+        self._slots.append(None)
+
+    def _exit(self) -> None:
+        current, peak = self._now()
+        label, entry, stage_peak, slot = self._stack.pop()
+        stage_peak = max(stage_peak, peak)
+        self._slots[slot] = (len(self._stack), label, entry, stage_peak, current, [])
+        if self._stack:
+            self._stack[-1][2] = max(self._stack[-1][2], stage_peak)
+        reset_peak(collect=False)
+
+
 def trace_stages(tracer: StageTracer) -> None:
     """Wrap the pipeline's stages (in this process only)."""
     from importlib import import_module
@@ -140,6 +174,9 @@ def main() -> None:
                                                    / "lmeformula-bench-data"))
     parser.add_argument("--no-trace", action="store_true",
                         help="only the fit's high-water mark, without tracemalloc")
+    parser.add_argument("--rss", action="store_true",
+                        help="the fit's stages by resident set size (VmHWM per stage) instead "
+                             "of tracemalloc")
     args = parser.parse_args()
     model = next(m for m in MODELS if m.name == args.model)
     directory = Path(args.data_dir)
@@ -167,6 +204,17 @@ def main() -> None:
     if args.no_trace:
         return
     del m
+    if args.rss:
+        gc.collect()
+        base = status_mb("VmRSS")
+        assert base is not None
+        rss_tracer = RssTracer(base)
+        trace_stages(rss_tracer)
+        reset_peak()
+        m = lmf.lmer(model.formula, df)
+        print("\nresident set size by stage (MB above the RSS before the fit):")
+        print(rss_tracer.report())
+        return
     tracer = StageTracer(args.top)
     trace_stages(tracer)
     gc.collect()

@@ -24,11 +24,12 @@ def status_mb(key: str) -> float | None:
     return None
 
 
-def reset_peak() -> bool:
-    """Collect garbage, then reset the high-water mark (VmHWM) to the current RSS (Linux:
-    "5" in ``/proc/self/clear_refs``), so that VmHWM after a fit is the fit's own peak.
-    False where it cannot be reset."""
-    gc.collect()
+def reset_peak(collect: bool = True) -> bool:
+    """Collect garbage (unless ``collect`` is False), then reset the high-water mark (VmHWM)
+    to the current RSS (Linux: "5" in ``/proc/self/clear_refs``), so that VmHWM after a fit
+    is the fit's own peak. False where it cannot be reset."""
+    if collect:
+        gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")

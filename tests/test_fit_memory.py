@@ -1,9 +1,13 @@
 """What a large fit no longer holds (issue 12's peak memory), and that the public structures
 are what they were: Zt is built on first access (never during a fit on the counting path),
 lmer's engine counts from the factors' own codes, an intercept's X_i is one broadcast value,
-and the scalar pairs plan's pieces are joined as ``sp.hstack`` would join them."""
+the scalar pairs plan's columns are placed as scipy's conversion places them, the model
+frame holds no row index when every row is kept, and the gradient's key positions are made
+only by the gradient."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +17,9 @@ from cases import crossed_intercepts
 
 import lmeformula as lmf
 import lmeformula.pls.downdate as downdate
+import lmeformula.pls.policy as pls_policy
 from lmeformula.modular import LmerDevfun
+from lmeformula.pls.blocks import PairsBlock
 from lmeformula.reterms import _stacked_zt
 
 
@@ -98,15 +104,103 @@ def test_nan_in_an_intercept_free_term_is_still_refused() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_join_columns_is_hstack(seed: int) -> None:
+def test_csr_from_columns_is_scipys(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
-    blocks = [sp.random(n, int(rng.integers(1, 9)), density=float(rng.uniform(0, 0.6)),
-                        format="csr", random_state=int(rng.integers(2**31)))
-              for _ in range(int(rng.integers(1, 6)))]
-    expected = sp.hstack(blocks, format="csr")
-    got = downdate._join_columns(list(blocks), n)
+    full = sp.random(n, int(rng.integers(1, 12)), density=float(rng.uniform(0, 0.6)),
+                     format="csc", random_state=int(rng.integers(2**31)))
+    full.data = np.where(rng.uniform(size=full.nnz) < 0.7, np.floor(full.data * 300),
+                         full.data)  # counts (some above 255) and real values
+    full.sort_indices()
+    columns = []
+    for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True):
+        values = full.data[a:b].copy()
+        if np.all(values.astype(np.float32) == values):  # any dtype that holds it exactly
+            values = values.astype(np.float32)
+        columns.append((full.indices[a:b].astype(np.int32), values))
+    expected = full.tocsr()
+    got = downdate._csr_from_columns(columns, n)
+    assert not columns  # emptied as placed
     assert got.shape == expected.shape
     for attr in ("indptr", "indices", "data"):
         a, b = getattr(got, attr), getattr(expected, attr)
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_frame_rows_without_an_index(syntax: str) -> None:
+    df = dense_crossed(n=400)
+    pf = lmf.lFormula("y ~ x + (1 | subj)", df, syntax=syntax)
+    assert pf.frame.kept_rows is None  # every row kept: no n-length index held
+    np.testing.assert_array_equal(pf.frame.rows, np.arange(len(df)))
+    assert pf.frame.nrow == len(df)
+    df.loc[[3, 10], "x"] = np.nan
+    pf = lmf.lFormula("y ~ x + (1 | subj)", df, syntax=syntax)
+    expected = np.setdiff1d(np.arange(len(df)), [3, 10])
+    assert pf.frame.kept_rows is not None
+    np.testing.assert_array_equal(pf.frame.rows, expected)
+    assert pf.frame.nrow == len(df) - 2
+    # fitted values and residuals land on the caller's rows either way
+    m = lmf.lmer("y ~ x + (1 | subj)", df, syntax=syntax)
+    assert len(m.fitted()) == len(df) - 2
+
+
+def test_gradient_key_positions_made_by_the_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    # G stored sparse with its pairs listed (the gradient reads the keys' positions then)
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
+                                                      dense_g_fill=1.0))
+    dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed_intercepts(7, 3000, 300, 40),
+                   devFunOnly=True)
+    assert isinstance(dev, LmerDevfun)
+    problem = dev.problem
+    assert isinstance(problem.b21, PairsBlock)
+    assert problem._key_rc is None  # a fit without the gradient never makes them
+    theta = np.array([0.7, 1.1])
+    dev(theta)
+    assert problem._key_rc is None
+    grad = dev.gradient(theta)
+    assert problem._key_rc is not None
+    rows, cols = problem._key_rc
+    np.testing.assert_array_equal(rows.astype(np.int64) * problem.m + cols, problem.b21.keys)
+    np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same positions reused
+
+
+def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``max_best_factor`` the deviance function keeps no factor of the best point (the
+    optimum is factored once more, as lme4 evaluates it once more): the same fit, bit for bit."""
+    df = crossed_intercepts(11, 3000, 300, 40)
+    fits = []
+    for limit in (pls_policy.POLICY.max_best_factor, 100):
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY,
+                                                          max_best_factor=limit))
+        m = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+        problem = m.devfun.problem
+        assert problem.holds_one_factor == (limit == 100)
+        assert (m.devfun._best is None) == (limit == 100)
+        fits.append(m)
+    a, b = fits
+    assert a.optinfo.feval == b.optinfo.feval
+    assert float(a.REMLcrit()) == float(b.REMLcrit())
+    for attr in ("theta", "fixef", "fitted", "residuals"):
+        x, y = getattr(a, attr), getattr(b, attr)
+        x, y = (x() if callable(x) else x), (y() if callable(y) else y)
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    for key in a.ranef():
+        assert np.asarray(a.ranef()[key]).tobytes() == np.asarray(b.ranef()[key]).tobytes()
+
+
+def test_setup_gives_freed_pages_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's setup ends by giving freed pages back (glibc's malloc_trim; a no-op
+    elsewhere), once per problem, with the results as they were."""
+    import lmeformula.pls.factory as factory
+    import lmeformula.pls.memory as pls_memory
+
+    pls_memory.release_freed_memory()  # callable anywhere, any number of times
+    calls = []
+    monkeypatch.setattr(factory, "release_freed_memory", lambda: calls.append(1))
+    df = crossed_intercepts(12, 3000, 300, 40)
+    a = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    assert calls == [1]
+    monkeypatch.undo()
+    b = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    assert np.asarray(a.theta).tobytes() == np.asarray(b.theta).tobytes()

@@ -23,10 +23,36 @@ def crossed(seed: int = 5) -> pd.DataFrame:
     return crossed_intercepts(seed, n=4000, nsubj=400, nitem=60)
 
 
+def crossed_slopes(seed: int = 6) -> pd.DataFrame:
+    """6-11 rows per subject (one group of equal A11 per count: every group of many levels):
+    C's values are real products, several summed per key within a group (their order shows).
+    The subjects of the group of 13 rows have x = 0 and y < 0: their products with the y row
+    are +0 times a negative, -0.0, and some keys' sums all -0.0."""
+    rng = np.random.default_rng(seed)
+    nsubj = 300
+    counts = rng.integers(6, 12, nsubj)
+    zero = rng.choice(nsubj, 30, replace=False)
+    counts[zero] = 13
+    subj = np.repeat(np.arange(nsubj), counts)
+    n = subj.shape[0]
+    item = rng.integers(0, 40, n)
+    x = rng.normal(size=n)
+    in_zero = np.isin(subj, zero)
+    x[in_zero] = 0.0
+    y = x + rng.normal(size=nsubj)[subj] + rng.normal(size=n)
+    y[in_zero] = -1.0 - rng.uniform(size=int(in_zero.sum()))
+    return pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})
+
+
+MODELS = {"intercepts": ("y ~ x + (1 | subj) + (1 | item)", crossed),
+          "slopes": ("y ~ x + (1 | subj) + (0 + x | item)", crossed_slopes)}
+
+
 def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
-         ) -> tuple[np.ndarray, sp.csr_matrix]:
+         model: str = "intercepts") -> tuple[np.ndarray, sp.csr_matrix]:
     monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
-    dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed(), devFunOnly=True)
+    formula, data = MODELS[model]
+    dev = lmf.lmer(formula, data(), devFunOnly=True)
     assert isinstance(dev, LmerDevfun)
     prob = dev.problem
     first = prob.terms[0]
@@ -41,15 +67,22 @@ def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
     return keys, pairs
 
 
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("chunk", [500, 40])
 @pytest.mark.parametrize("key_order", [False, True])
-def test_pieces_equal_one_piece(monkeypatch: pytest.MonkeyPatch, key_order: bool) -> None:
-    keys1, whole = plan(monkeypatch, 10**12, key_order)
-    keys2, pieces = plan(monkeypatch, 500, key_order)
+def test_pieces_equal_one_piece(monkeypatch: pytest.MonkeyPatch, key_order: bool,
+                                chunk: int, model: str) -> None:
+    keys1, whole = plan(monkeypatch, 10**12, key_order, model)
+    keys2, pieces = plan(monkeypatch, chunk, key_order, model)
     np.testing.assert_array_equal(keys1, keys2)
     assert whole.shape == pieces.shape
+    assert whole.indptr.dtype == pieces.indptr.dtype
+    assert whole.indices.dtype == pieces.indices.dtype
     np.testing.assert_array_equal(whole.indptr, pieces.indptr)
     np.testing.assert_array_equal(whole.indices, pieces.indices)
-    assert whole.data.tobytes() == pieces.data.tobytes()
+    assert whole.data.tobytes() == pieces.data.tobytes()  # zeros' signs included
+    if model == "slopes":  # the case the accumulator's -0.0 start is for
+        assert np.any((whole.data == 0) & np.signbit(whole.data))
     b = np.random.default_rng(1).uniform(size=whole.shape[1])
     assert (whole @ b).tobytes() == (pieces @ b).tobytes()
 
@@ -66,3 +99,4 @@ def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
         assert isinstance(dev.problem.b21, PairsBlock)  # the pairs plan is in use
         values.append(dev(theta))
     assert values[0] == values[1]
+

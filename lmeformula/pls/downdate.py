@@ -246,9 +246,9 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     return keys, pairs, (src[p[order]], src[r[order]])
 
 
-# pairs per piece when the scalar pairs plan is built group by group (each piece also
-# holds an index pointer over all keys: 10⁶-pair pieces peaked higher than 4·10⁶)
-_PAIRS_CHUNK = 4_000_000
+# pairs per piece when the scalar pairs plan is built group by group: a piece's lists take
+# about 40 bytes a pair while it is summed
+_PAIRS_CHUNK = 1_000_000
 
 
 def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
@@ -283,34 +283,27 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
                           ngroups: int, m: int, index: type[np.signedinteger[Any]],
                           key_order: Callable[[np.ndarray], np.ndarray] | None,
                           ) -> tuple[np.ndarray, sp.csr_matrix, None]:
-    """The grouped scalar pairs plan built a few groups at a time (pieces of about
-    ``_PAIRS_CHUNK`` pairs), so that the lists of pairs are never all in memory (the 10⁵ x
-    2,000 crossed design: 8·10⁶ pairs, 250 MB of lists and conversions at once). Equal to
-    the one-piece build entry for entry: a duplicate key lies within one group (one column),
-    so each piece's columns are summed alone, in the same order, and the pieces are joined
-    side by side (columns in order, values copied)."""
+    """The grouped scalar pairs plan built a group at a time, each group's pairs listed a
+    piece of about ``_PAIRS_CHUNK`` pairs at a time, so that the lists of pairs are never all
+    in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists and conversions
+    at once). Equal to the one-piece build entry for entry: a duplicate key lies within one
+    group (one column), and the one-piece build sums a key's pairs of one group in the order
+    they are listed, from the first (scipy's CSR conversion keeps that order and adds
+    neighbours); here each pair is added in that order into an accumulator per key that
+    starts at -0.0 (``-0.0 + v`` is ``v`` for every v, zeros' signs included), with no
+    sort and no coordinate lists. Each group's sums are one column of C (its distinct keys,
+    ascending), placed into the result's arrays once the rows' lengths are known."""
     nl = sorted_group.shape[0]
     k = np.diff(seg)
-    level_pairs = np.cumsum(k * (k + 1) // 2)
+    level_pairs = np.cumsum(k * (k + 1) // 2)  # pairs of levels 0..l
     group_end = np.searchsorted(sorted_group, np.arange(1, ngroups + 1))  # levels of g: ..end
-    pieces: list[tuple[int, int, int, int]] = []  # levels lo:hi, groups ga:gb
-    lo, ga = 0, 0
-    while lo < nl:
-        base = level_pairs[lo - 1] if lo else 0
-        # whole groups, at least one, up to about _PAIRS_CHUNK pairs
-        gb = ga + 1
-        while gb < ngroups and level_pairs[group_end[gb] - 1] - base <= _PAIRS_CHUNK:
-            gb += 1
-        hi = int(group_end[gb - 1])
-        pieces.append((lo, hi, ga, gb))
-        lo, ga = hi, gb
     present = np.zeros(m * m, dtype=bool)
-    for lo, hi, _, _ in pieces:
+    for lo, hi in _level_pieces(level_pairs, 0, nl):
         key, _, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index, keys_only=True)
         present[key] = True
     del key
-    keys = np.flatnonzero(present)
     dtype = np.dtype(index)
+    keys = np.flatnonzero(present).astype(dtype)  # 32-bit: m² is below 2³¹ here
     if key_order is None:
         position = np.cumsum(present, dtype=dtype)
         position -= 1
@@ -319,60 +312,85 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
         position = np.empty(m * m, dtype=dtype)
         position[keys[order]] = np.arange(order.shape[0], dtype=dtype)
         keys = keys[order]
+        del order
     del present
-    blocks = []
-    for lo, hi, ga, gb in pieces:
-        key, values, col = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
-        col -= index(ga)
-        at = position[key]
-        del key  # before the conversion's arrays are made
-        block = sp.csr_matrix((values, (at, col)), shape=(keys.shape[0], gb - ga))
-        del at, values, col
-        block.sum_duplicates()
-        # scipy keeps the summed entries as views of the unsummed arrays when more than half
-        # of them remain: copied to their own size, the larger arrays are freed (the 10⁵ x
-        # 2,000 crossed design: ~20 MB a piece held until the pieces are joined)
-        if block.data.base is not None:
-            block.data = block.data.copy()
-        if block.indices.base is not None:
-            block.indices = block.indices.copy()
-        blocks.append(block)
-    return keys, _join_columns(blocks, keys.shape[0]), None
+    nkeys = keys.shape[0]
+    acc = np.full(nkeys, -0.0)  # a group's sums per key; -0.0 where it has none yet
+    met = np.zeros(nkeys, dtype=bool)  # the keys a (large) group has met
+    columns: list[tuple[np.ndarray, np.ndarray]] = []  # per group: its keys' rows and sums
+    first = 0
+    for end in group_end.tolist():
+        touched: list[np.ndarray] = []
+        npairs = int(level_pairs[end - 1] - (level_pairs[first - 1] if first else 0))
+        by_mask = npairs * 8 > nkeys  # distinct keys by a mask over all keys, else by sort
+        for lo, hi in _level_pieces(level_pairs, first, end):
+            key, values, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
+            at = position[key]
+            del key
+            np.add.at(acc, at, values)  # in the order listed, as the one-piece build adds
+            del values
+            if by_mask:
+                met[at] = True
+            else:
+                touched.append(at)
+            del at
+        if by_mask:
+            rows = np.flatnonzero(met).astype(dtype)
+            met[rows] = False
+        else:
+            rows = np.unique(np.concatenate(touched))
+        del touched
+        sums = acc[rows]
+        # kept in the narrowest dtype that holds them exactly until C is made (counts: a byte)
+        level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
+        columns.append((rows, sums.astype(_NARROW[level])))
+        del sums
+        acc[rows] = -0.0
+        first = end
+    del acc, met, position
+    return keys, _csr_from_columns(columns, nkeys), None
 
 
-def _join_columns(blocks: list[sp.csr_matrix], nrows: int) -> sp.csr_matrix:
-    """The CSR matrices ``blocks`` (same rows, columns side by side) as one: what
-    ``sp.hstack(blocks, format="csr")`` gives (each row's entries block by block, in each
-    block's order), placed straight into the result's arrays; ``blocks`` is emptied, each
-    block freed once placed. scipy's stack went through coordinate lists, 2-3 times the
-    result's size at once besides the blocks (the 10⁵ x 2,000 crossed design: +134 MB over
-    its 4.6·10⁶ entries)."""
-    nnz = sum(b.nnz for b in blocks)
-    ncols = sum(b.shape[1] for b in blocks)
+def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
+    """Levels ``lo:end`` cut into ranges of about ``_PAIRS_CHUNK`` pairs (at least one level
+    each; ``level_pairs``: the cumulative pairs through each level)."""
+    pieces = []
+    while lo < end:
+        base = int(level_pairs[lo - 1]) if lo else 0
+        hi = int(np.searchsorted(level_pairs, base + _PAIRS_CHUNK, side="right"))
+        hi = min(max(hi, lo + 1), end)
+        pieces.append((lo, hi))
+        lo = hi
+    return pieces
+
+
+def _csr_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
+                      ) -> sp.csr_matrix:
+    """The CSR matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
+    values, in any dtype that holds them exactly): each row's entries in column order, as
+    scipy's conversion of the entries lists them. ``columns`` is emptied, each column freed
+    once placed."""
+    nnz = sum(r.shape[0] for r, _ in columns)
+    ncols = len(columns)
     index: type[np.signedinteger[Any]] = np.int32 if max(nnz, ncols) < 2**31 else np.int64
     indptr = np.zeros(nrows + 1, dtype=index)
-    for block in blocks:
-        indptr[1:] += np.diff(block.indptr).astype(index, copy=False)
+    for rows, _ in columns:
+        indptr[1:][rows] += index(1)
     np.cumsum(indptr, out=indptr)
     data = np.empty(nnz)
     indices = np.empty(nnz, dtype=index)
-    start = indptr[:-1].copy()  # where the next block's entries of each row go
-    offset = 0
-    while blocks:
-        block = blocks.pop(0)
-        row_counts = np.diff(block.indptr).astype(index, copy=False)
-        # entry e of row r goes to start[r] + (e - block.indptr[r])
-        dest = np.repeat(start - block.indptr[:-1].astype(index, copy=False), row_counts)
-        dest += np.arange(block.nnz, dtype=index)
-        data[dest] = block.data
-        indices[dest] = block.indices
-        indices[dest] += index(offset)
-        del dest
-        start += row_counts
-        offset += block.shape[1]
-        del block, row_counts
+    start = indptr[:-1].copy()  # where each row's next entry goes
+    col = 0
+    while columns:
+        rows, values = columns.pop(0)
+        dest = start[rows]
+        data[dest] = values
+        indices[dest] = index(col)
+        start[rows] += index(1)
+        del rows, values, dest
+        col += 1
     del start
-    return sp.csr_matrix((data, indices, indptr), shape=(nrows, offset))
+    return sp.csr_matrix((data, indices, indptr), shape=(nrows, ncols))
 
 
 def _index_keys(key: np.ndarray, m: int,

@@ -360,8 +360,9 @@ class PLSProblem(_AugmentedSystem):
         self.b11 = diagonal_block(self.A11)
         self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
         keys = self.b21.keys
-        # (the gradient's positions; 32-bit: m is far below 2³¹, as block 2 is dense)
-        self._key_rows, self._key_cols = (a.astype(np.int32) for a in np.divmod(keys, self.m))
+        # the keys' rows and columns, for the analytic gradient: made on its first call (the
+        # 10⁵ x 2,000 crossed design: 2·10⁶ keys, 16 MB that a BOBYQA fit never reads)
+        self._key_rc: tuple[np.ndarray, np.ndarray] | None = None
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
         plan = plan_block2(self.terms[1:], self.p, self._block_edges,
                            self._block_pair_segments(keys), _policy().band)
@@ -483,6 +484,13 @@ class PLSProblem(_AugmentedSystem):
         pwrss = float(diag22[-1] ** 2)
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
                              self, _A21=b21)
+
+    @property
+    def holds_one_factor(self) -> bool:
+        """Whether the deviance function keeps no factor but the current one: block 2's
+        factor (m x m) is above :attr:`~lmeformula.pls.policy.BlockPolicy.max_best_factor`
+        entries (the results are the same; the optimum is factored once more)."""
+        return self.m * self.m > _policy().max_best_factor
 
     @property
     def has_gradient(self) -> bool:
@@ -607,8 +615,12 @@ class PLSProblem(_AugmentedSystem):
         ``s`` (REML and ML differ) rather than per gradient (~0.5 ms of InstEval's)."""
         cached = self._grad_keys.get(s)
         if cached is None:
-            inside = (self._key_rows < s) & (self._key_cols < s)
-            i, j = self._key_rows[inside], self._key_cols[inside]
+            if self._key_rc is None:  # 32-bit: m is far below 2³¹, as block 2 is dense
+                rows, cols = np.divmod(self.b21.keys, self.m)
+                self._key_rc = (rows.astype(np.int32), cols.astype(np.int32))
+            key_rows, key_cols = self._key_rc
+            inside = (key_rows < s) & (key_cols < s)
+            i, j = key_rows[inside], key_cols[inside]
             lower_at = j.astype(np.intp) + i.astype(np.intp) * s
             cached = (inside, i, j, lower_at, np.where(i == j, 1.0, 2.0))
             self._grad_keys[s] = cached

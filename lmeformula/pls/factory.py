@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from .dense import DensePLSProblem
 from .engine import PLSProblem
 from .large import LargeBlockPLSProblem, large_block
-from .memory import check_dense_memory
+from .memory import check_dense_memory, release_freed_memory
 from .system import _policy
 from .terms import TermShape
 
@@ -44,8 +44,14 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
         if factors is not None:
             return DensePLSProblem(Zt, X, y, weights, terms, factors)
         return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
+    problem: PLSProblem
     if large_block(terms, X.shape[1], factors is not None):  # one dense array per θ
         check_dense_memory(terms, X.shape[1], names, copies=1.0)
-        return LargeBlockPLSProblem(Zt, X, y, weights, terms, factors)
-    check_dense_memory(terms, X.shape[1], names)
-    return PLSProblem(Zt, X, y, weights, terms, factors)
+        problem = LargeBlockPLSProblem(Zt, X, y, weights, terms, factors)
+    else:
+        check_dense_memory(terms, X.shape[1], names)
+        problem = PLSProblem(Zt, X, y, weights, terms, factors)
+    # the setup's temporaries (counting, the downdate's plan) are freed: their pages go back
+    # to the system before the per-θ arrays are made (see release_freed_memory)
+    release_freed_memory()
+    return problem

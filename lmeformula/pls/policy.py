@@ -77,6 +77,12 @@ class BlockPolicy:
         stored without its zeros and block 2 assembled per θ into the one dense array LAPACK
         factors (:mod:`lmeformula.pls.large`): a dense M22 of this order is 128 MB, and of
         3·10⁴ items (10⁵ x 3·10⁴ crossed levels) 7.2 GB beside the factor's 7.2 GB.
+    max_best_factor
+        The deviance function keeps the factor of the best point so far besides the current
+        one (mkMerMod then reuses it at the optimum) while block 2's factor has at most this
+        many entries (16 MB: InstEval's 1,159² kept); above it only the current one, and
+        the optimum is factored once more, as lme4 evaluates it once more (the 10⁵ x 2,000
+        crossed design: 32 MB less at the optimizer's peak, one factorisation more a fit).
     """
 
     dense_limit: int = 150
@@ -96,6 +102,7 @@ class BlockPolicy:
     band: int = 128
     arrow_min_rows: int = 64
     compact_m22_order: int = 4_000
+    max_best_factor: int = 2_000_000
 
     def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
         """Whether block 2 against block 1 (G, ``rows`` x ``cols`` with ``nnz`` stored

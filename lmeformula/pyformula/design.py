@@ -364,7 +364,7 @@ def formulaic_frame(
         offset=kept_extras.get("(offset)"),
         na_action=(NAAction(na_action, omitted, [data.index[i] for i in omitted])
                    if omitted.size else None),
-        rows=rows,
+        kept_rows=None if np.array_equal(rows, np.arange(n)) else rows,
         nrow_data=n,
         extras=kept_extras,
     )
