@@ -121,8 +121,9 @@ def test_only_scalar_terms_after_the_first_get_the_compact_block(
     assert type(vector_second.problem) is engine.PLSProblem
 
 
-def test_the_deviance_function_keeps_one_factor_and_the_fit_is_unchanged(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def plain_and_compact_fits(monkeypatch: pytest.MonkeyPatch) -> tuple[lmf.LmerMod, lmf.LmerMod]:
+    """One crossed design fitted by the default engine and forced through the large-block
+    one (the policy's order for it lowered to 1)."""
     df = crossed(n=4000, nsubj=400, nitem=100)
     formula = "y ~ x + (1 | subj) + (1 | item)"
     plain = lmf.lmer(formula, df)
@@ -130,6 +131,12 @@ def test_the_deviance_function_keeps_one_factor_and_the_fit_is_unchanged(
                         dataclasses.replace(pls_policy.POLICY, compact_m22_order=1))
     compact = lmf.lmer(formula, df)
     assert isinstance(compact.devfun.problem, LargeBlockPLSProblem)
+    return plain, compact
+
+
+def test_the_deviance_function_keeps_one_factor_and_the_fit_is_unchanged(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, compact = plain_and_compact_fits(monkeypatch)
     assert compact.devfun._best is None  # no factor besides the current one
     np.testing.assert_array_equal(compact.optinfo.par, plain.optinfo.par)
     assert compact.optinfo.feval == plain.optinfo.feval
@@ -311,13 +318,7 @@ def test_compact_sparse_L_is_refused_when_it_would_not_fit(
 
 def test_condvar_and_getME_L_through_the_compact_engine(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    df = crossed(n=4000, nsubj=400, nitem=100)
-    formula = "y ~ x + (1 | subj) + (1 | item)"
-    plain = lmf.lmer(formula, df)
-    monkeypatch.setattr(pls_policy, "POLICY",
-                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=1))
-    compact = lmf.lmer(formula, df)
-    assert isinstance(compact.devfun.problem, LargeBlockPLSProblem)
+    plain, compact = plain_and_compact_fits(monkeypatch)
     lp, lc = lmf.getME(plain, "L"), lmf.getME(compact, "L")
     assert (lp != lc).nnz == 0
     for a, b in zip(compact.devfun.problem.inverse_diagonal_blocks(compact._factor),

@@ -512,11 +512,7 @@ class PLSProblem(_AugmentedSystem):
         then takes the gradient just inside.
         """
         theta = f.theta
-        lams = [t.lower_factor(theta) for t in self.terms]
-        if any(np.any(np.diagonal(lam) == 0.0) for lam in lams):
-            raise np.linalg.LinAlgError("a relative covariance factor is singular")
-        qr, p = self._lam_r_size, self.p
-        s = qr + p if REML else qr
+        lams, s = self._gradient_start(theta, REML)
         # Σ_l C_ll for each term
         blocks = [np.zeros((t.nc, t.nc)) for t in self.terms]
         lam1 = lams[0]
@@ -534,7 +530,7 @@ class PLSProblem(_AugmentedSystem):
             v = lam1 @ pmat  # V_l = λ P_l
             blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
         u = self._spherical_modes(f)
-        scale = (self.n - p) if REML else self.n
+        scale = (self.n - self.p) if REML else self.n
         out = np.zeros(theta.shape[0])
         pos = 0
         for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
@@ -607,6 +603,16 @@ class PLSProblem(_AugmentedSystem):
             k_keys = k_tilde_full()[i, j]
         weight = doubled * k_keys  # keys are the upper triangle
         return b21.quadratic(v, weight, inside)
+
+    def _gradient_start(self, theta: np.ndarray, REML: bool) -> tuple[list[np.ndarray], int]:
+        """The terms' λ at ``theta`` and the order s of A_s (random effects and X for REML,
+        random effects for ML), for :meth:`gradient` here and in the large-block engine. A
+        zero on a λ's diagonal (the boundary) raises ``LinAlgError``."""
+        lams = [t.lower_factor(theta) for t in self.terms]
+        if any(np.any(np.diagonal(lam) == 0.0) for lam in lams):
+            raise np.linalg.LinAlgError("a relative covariance factor is singular")
+        qr = self._lam_r_size
+        return lams, qr + self.p if REML else qr
 
     def _gradient_keys(self, s: int) -> tuple[np.ndarray, ...]:
         """The rank update's keys inside block 2's first ``s`` rows, for the gradient: the

@@ -328,11 +328,7 @@ class LargeBlockPLSProblem(PLSProblem):
         deviance function then takes the gradient just inside).
         """
         theta = f.theta
-        lams = [t.lower_factor(theta) for t in self.terms]
-        if any(np.any(np.diagonal(lam) == 0.0) for lam in lams):
-            raise np.linalg.LinAlgError("a relative covariance factor is singular")
-        qr, p = self._lam_r_size, self.p
-        s = qr + p if REML else qr
+        lams, s = self._gradient_start(theta, REML)
         _, u = self.solve(f)  # before the factor's array holds the inverse
         blocks = [np.zeros((t.nc, t.nc)) for t in self.terms]
         l11inv = np.linalg.inv(f.L11)
@@ -348,7 +344,7 @@ class LargeBlockPLSProblem(PLSProblem):
             for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
                 blk += norms[pos : pos + t.size].sum()  # scalar terms: S_s⁻¹'s diagonal
                 pos += t.size
-        scale = (self.n - p) if REML else self.n
+        scale = (self.n - self.p) if REML else self.n
         out = np.zeros(theta.shape[0])
         pos = 0
         for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
