@@ -291,12 +291,13 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     (``fn.gradient``), else with central finite differences. The default tolerances are tighter than
     scipy's, which stop too early for criteria of size ~n: a relative decrease below 1e-13
     or a projected gradient below 1e-7 times the criterion."""
-    bounds = _scipy_bounds(lower)
     objective: Callable[[np.ndarray], Any]
     jac: bool | str
-    # with the analytic gradient the optimizer works on z = 4θ (see _LBFGSB_THETA_SCALE)
+    # with the analytic gradient the optimizer works on z = 4θ (see _LBFGSB_THETA_SCALE),
+    # bounded by 4·lower (a finite lower bound other than 0, a user's, bounds θ, not z)
     analytic = bool(getattr(fn, "has_gradient", False))
     zs = _LBFGSB_THETA_SCALE if analytic else 1.0
+    bounds = _scipy_bounds(np.asarray(lower, float) * zs)
     if analytic:
         gradient = fn.gradient  # type: ignore[attr-defined]
 

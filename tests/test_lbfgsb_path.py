@@ -175,3 +175,25 @@ def test_insteval_large_keeps_the_lower_optimum() -> None:
         m = lmf.lmer("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
                      " + (0 + service | dept)", df, control={"optimizer": "L-BFGS-B"})
     assert m.REMLcrit() < 237657.0945 + 1e-6
+
+
+class _Quadratic:
+    """(θ - 0.1)² per coordinate, with its analytic gradient (the scaled path)."""
+
+    has_gradient = True
+
+    def __call__(self, theta: np.ndarray) -> float:
+        return float(np.sum((theta - 0.1) ** 2))
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        return 2.0 * (theta - 0.1)
+
+
+def test_the_scaled_theta_keeps_a_finite_lower_bound() -> None:
+    """A lower bound other than 0 and -inf (a user's, through optimize_lmer) bounds θ, not
+    z = 4θ: the optimum sits on it."""
+    lower = np.array([0.5, -np.inf])
+    par, fval, _, _, _ = optimize._lbfgsb(_Quadratic(), np.array([1.0, 1.0]), lower, {})
+    np.testing.assert_allclose(par, [0.5, 0.1], atol=1e-8)
+    assert par[0] >= 0.5
+    assert fval == pytest.approx(0.16, abs=1e-10)
