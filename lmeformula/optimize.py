@@ -312,6 +312,8 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     scale = max(abs(float(fn(x0))), 1.0)
     # the gradient in z is the gradient in θ over zs: the same stopping rule in θ
     options = {"ftol": 1e-13, "gtol": 1e-7 * scale / zs, "maxiter": 1000, **opts}
+    if "gtol" in opts:  # a user's gtol is in θ, as the default's
+        options["gtol"] = float(opts["gtol"]) / zs
     res = _minimize(objective, x0 * zs, jac=jac, method="L-BFGS-B", bounds=bounds,
                     options=options)
     res.x = np.asarray(res.x) / zs

@@ -197,3 +197,18 @@ def test_the_scaled_theta_keeps_a_finite_lower_bound() -> None:
     np.testing.assert_allclose(par, [0.5, 0.1], atol=1e-8)
     assert par[0] >= 0.5
     assert fval == pytest.approx(0.16, abs=1e-10)
+
+
+def test_a_users_gtol_is_in_theta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """optCtrl's gtol bounds the projected gradient in θ, as before the scaled path: the
+    optimizer on z = 4θ, whose gradient is a quarter of θ's, is given a quarter of it."""
+    seen: list[dict[str, object]] = []
+    real = optimize._minimize
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(dict(kwargs["options"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optimize, "_minimize", spy)
+    optimize._lbfgsb(_Quadratic(), np.array([1.0, 1.0]), np.zeros(2), {"gtol": 1e-3})
+    assert seen and all(o["gtol"] == 1e-3 / 4 for o in seen)
