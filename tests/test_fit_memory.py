@@ -204,3 +204,21 @@ def test_setup_gives_freed_pages_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()
     b = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
     assert np.asarray(a.theta).tobytes() == np.asarray(b.theta).tobytes()
+
+
+def test_small_fits_skip_the_model_frame_s_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkLmerDevfun gives lFormula's freed pages back only for large data (from
+    ``TRIM_MIN_ROWS`` rows): malloc_trim walks the whole heap (milliseconds in a session
+    holding many objects), more than a small fit itself costs."""
+    import lmeformula.pls.memory as pls_memory
+
+    calls: list[int] = []
+    monkeypatch.setattr(pls_memory, "release_freed_memory", lambda: calls.append(1))
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"y": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10)})
+    pf = lmf.lFormula("y ~ 1 + (1 | g)", df)
+    lmf.mkLmerDevfun(pf)
+    assert calls == []
+    monkeypatch.setattr(pls_memory, "TRIM_MIN_ROWS", 60)
+    lmf.mkLmerDevfun(pf)
+    assert calls == [1]

@@ -92,6 +92,11 @@ def check_dense_memory(terms: Sequence[_Shape], p: int, names: Sequence[str] | N
         f"by level). Fewer levels in the crossed terms, or nesting them, would help.")
 
 
+# rows from which mkLmerDevfun gives lFormula's freed pages back (below, the model frame's
+# temporaries are a few MB at most, and the trim costs more than it saves)
+TRIM_MIN_ROWS = 100_000
+
+
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None (another C library, another system)."""
