@@ -191,14 +191,18 @@ def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_setup_gives_freed_pages_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """The engine's setup ends by giving freed pages back (glibc's malloc_trim; a no-op
-    elsewhere), once per problem, with the results as they were."""
+    elsewhere), once per problem from ``TRIM_MIN_ROWS`` rows on, with the results as they
+    were; a smaller problem skips it."""
     import lmeformula.pls.factory as factory
     import lmeformula.pls.memory as pls_memory
 
     pls_memory.release_freed_memory()  # callable anywhere, any number of times
-    calls = []
+    calls: list[int] = []
     monkeypatch.setattr(factory, "release_freed_memory", lambda: calls.append(1))
     df = crossed_intercepts(12, 3000, 300, 40)
+    lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    assert calls == []  # fewer rows than TRIM_MIN_ROWS
+    monkeypatch.setattr(pls_memory, "TRIM_MIN_ROWS", len(df))
     a = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
     assert calls == [1]
     monkeypatch.undo()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from . import memory
 from .dense import DensePLSProblem
 from .engine import PLSProblem
 from .large import LargeBlockPLSProblem, large_block
@@ -52,6 +53,8 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
         check_dense_memory(terms, X.shape[1], names)
         problem = PLSProblem(Zt, X, y, weights, terms, factors)
     # the setup's temporaries (counting, the downdate's plan) are freed: their pages go back
-    # to the system before the per-θ arrays are made (see release_freed_memory)
-    release_freed_memory()
+    # to the system before the per-θ arrays are made (see release_freed_memory); only for
+    # large data, as malloc_trim walks the whole heap (milliseconds in a busy session)
+    if X.shape[0] >= memory.TRIM_MIN_ROWS:
+        release_freed_memory()
     return problem
