@@ -56,28 +56,37 @@ class StageTracer:
 
         setattr(owner, attr, wrapper)
 
-    def _enter(self, label: str) -> None:
+    def _now(self) -> tuple[float, float]:
+        """Memory now and the peak since the last reset, in MB (traced by tracemalloc)."""
         current, peak = tracemalloc.get_traced_memory()
+        return current / MB, peak / MB
+
+    def _reset(self) -> None:
+        tracemalloc.reset_peak()
+
+    def _sites(self) -> list[str]:
+        if not self.top:
+            return []
+        stats = tracemalloc.take_snapshot().statistics("lineno")[: self.top]
+        return [f"{s.size / MB:8.1f} MB  {s.traceback[0].filename.split('site-packages/')[-1]}"
+                f":{s.traceback[0].lineno}" for s in stats]
+
+    def _enter(self, label: str) -> None:
+        current, peak = self._now()
         if self._stack:  # the parent's peak so far, before the counter is reset
             self._stack[-1][2] = max(self._stack[-1][2], peak)
-        tracemalloc.reset_peak()
+        self._reset()
         self._stack.append([label, current, current, len(self._slots)])
         self._slots.append(None)
 
     def _exit(self) -> None:
-        current, peak = tracemalloc.get_traced_memory()
+        current, peak = self._now()
         label, entry, stage_peak, slot = self._stack.pop()
         stage_peak = max(stage_peak, peak)
-        sites: list[str] = []
-        if self.top:
-            stats = tracemalloc.take_snapshot().statistics("lineno")[: self.top]
-            sites = [f"{s.size / MB:8.1f} MB  {s.traceback[0].filename.split('site-packages/')[-1]}"
-                     f":{s.traceback[0].lineno}" for s in stats]
-        self._slots[slot] = (len(self._stack), label, entry / MB, stage_peak / MB,
-                             current / MB, sites)
+        self._slots[slot] = (len(self._stack), label, entry, stage_peak, current, self._sites())
         if self._stack:
             self._stack[-1][2] = max(self._stack[-1][2], stage_peak)
-        tracemalloc.reset_peak()
+        self._reset()
 
     def report(self) -> str:
         lines = [f"{'stage':44s} {'entry':>8s} {'peak':>8s} {'+peak':>8s} {'exit':>8s}"]
@@ -107,21 +116,7 @@ class RssTracer(StageTracer):
         assert rss is not None and hwm is not None
         return rss - self.base, hwm - self.base
 
-    def _enter(self, label: str) -> None:
-        current, peak = self._now()
-        if self._stack:
-            self._stack[-1][2] = max(self._stack[-1][2], peak)
-        reset_peak(collect=False)
-        self._stack.append([label, current, current, len(self._slots)])
-        self._slots.append(None)
-
-    def _exit(self) -> None:
-        current, peak = self._now()
-        label, entry, stage_peak, slot = self._stack.pop()
-        stage_peak = max(stage_peak, peak)
-        self._slots[slot] = (len(self._stack), label, entry, stage_peak, current, [])
-        if self._stack:
-            self._stack[-1][2] = max(self._stack[-1][2], stage_peak)
+    def _reset(self) -> None:
         reset_peak(collect=False)
 
 
