@@ -564,7 +564,7 @@ class PLSProblem(_AugmentedSystem):
         a21 = self.b21 if f._A21 is None else f._A21
         plan = self.b22.plan
         if not plan.vector_blocks:  # Λ₂ diagonal: a scale per block (no sparse Λ₂ built)
-            lam_w = np.repeat(plan.scales(f.theta), np.diff(self._block_edges)) * w
+            lam_w = self._block2_scales(f.theta) * w
         else:
             lam_w = self.lambda_rest_t(f.theta).T @ w
         z = a21.g.T @ lam_w  # G'Λ₂w (q₁)
@@ -591,18 +591,22 @@ class PLSProblem(_AugmentedSystem):
             return b21.dense_quadratic(v, k_tilde_full(), s)
         inside, i, j, lower_at, doubled = self._gradient_keys(s)
         plan = self.b22.plan
-        if not plan.vector_blocks and inv_lower.flags.f_contiguous:
-            # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle (one flat
-            # gather: inv_lower[j, i] of dpotri's Fortran-order result)
-            dr = np.repeat(plan.scales(theta), np.diff(self._block_edges))[:s]
-            k_keys = inv_lower.ravel(order="F")[lower_at] * dr[i] * dr[j]
-        elif not plan.vector_blocks:
-            dr = np.repeat(plan.scales(theta), np.diff(self._block_edges))[:s]
-            k_keys = inv_lower[j, i] * dr[i] * dr[j]
-        else:
+        if plan.vector_blocks:
             k_keys = k_tilde_full()[i, j]
+        else:
+            # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
+            dr = self._block2_scales(theta)[:s]
+            if inv_lower.flags.f_contiguous:  # one flat gather of dpotri's Fortran order
+                k_keys = inv_lower.ravel(order="F")[lower_at] * dr[i] * dr[j]
+            else:
+                k_keys = inv_lower[j, i] * dr[i] * dr[j]
         weight = doubled * k_keys  # keys are the upper triangle
         return b21.quadratic(v, weight, inside)
+
+    def _block2_scales(self, theta: np.ndarray) -> np.ndarray:
+        """Λ₂'s diagonal (block 2's terms all scalar: one scale per term, repeated over its
+        levels; X and y rows get 1)."""
+        return np.repeat(self.b22.plan.scales(theta), np.diff(self._block_edges))
 
     def _gradient_start(self, theta: np.ndarray, REML: bool) -> tuple[list[np.ndarray], int]:
         """The terms' λ at ``theta`` and the order s of A_s (random effects and X for REML,
