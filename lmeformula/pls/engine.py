@@ -529,9 +529,15 @@ class PLSProblem(_AugmentedSystem):
                 pos += t.size
             v = lam1 @ pmat  # V_l = λ P_l
             blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
-        u = self._spherical_modes(f)
+        return self._gradient_from_blocks(f, REML, lams, blocks, self._spherical_modes(f))
+
+    def _gradient_from_blocks(self, f: Factorization, REML: bool, lams: list[np.ndarray],
+                              blocks: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        """The gradient from each term's Σ_l C_ll (``blocks``) and the spherical random
+        effects ``u``: ∂ log|A_s| and ∂pwrss (see :meth:`gradient`), for this engine and the
+        large-block one."""
         scale = (self.n - self.p) if REML else self.n
-        out = np.zeros(theta.shape[0])
+        out = np.zeros(f.theta.shape[0])
         pos = 0
         for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
             ut = u[pos : pos + t.size].reshape(t.nl, t.nc)

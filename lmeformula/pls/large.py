@@ -344,17 +344,7 @@ class LargeBlockPLSProblem(PLSProblem):
             for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
                 blk += norms[pos : pos + t.size].sum()  # scalar terms: S_s⁻¹'s diagonal
                 pos += t.size
-        scale = (self.n - self.p) if REML else self.n
-        out = np.zeros(theta.shape[0])
-        pos = 0
-        for t, lam, blk in zip(self.terms, lams, blocks, strict=True):
-            ut = u[pos : pos + t.size].reshape(t.nl, t.nc)
-            q_t = np.einsum("la,lb->ab", ut, ut)
-            inner = t.nl * np.eye(t.nc) - blk - scale * q_t / f.pwrss
-            grad = 2.0 * inner @ np.linalg.inv(lam)  # entry (c, r) belongs to λ[r, c]
-            out[t.theta_slice] = t.gradient_from_factor(grad.T)
-            pos += t.size
-        return out
+        return self._gradient_from_blocks(f, REML, lams, blocks, u)
 
     def _inverse_grams(self, f: Factorization, s: int, b: sp.csr_matrix | None,
                        panel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
