@@ -185,6 +185,13 @@ def main() -> None:
     # imports and first-call costs (the model may not be identifiable on so few rows)
     with contextlib.suppress(ValueError):
         lmf.lmer(model.formula, df.iloc[:2000])
+    rss_tracer = None
+    if args.rss:  # the measured fit itself, by stage (reading /proc allocates nothing)
+        gc.collect()
+        base = status_mb("VmRSS")
+        assert base is not None
+        rss_tracer = RssTracer(base)
+        trace_stages(rss_tracer)
     before = status_mb("VmRSS") if reset_peak() else None
     t0 = time.perf_counter()
     m = lmf.lmer(model.formula, df)
@@ -198,18 +205,11 @@ def main() -> None:
           else f"input frame {frame_mb:.1f} MB")
     if args.no_trace:
         return
-    del m
-    if args.rss:
-        gc.collect()
-        base = status_mb("VmRSS")
-        assert base is not None
-        rss_tracer = RssTracer(base)
-        trace_stages(rss_tracer)
-        reset_peak()
-        m = lmf.lmer(model.formula, df)
+    if rss_tracer is not None:
         print("\nresident set size by stage (MB above the RSS before the fit):")
         print(rss_tracer.report())
         return
+    del m
     tracer = StageTracer(args.top)
     trace_stages(tracer)
     gc.collect()

@@ -343,6 +343,31 @@ def _offset_term(value: Any, name: str) -> np.ndarray:
     return out
 
 
+# float64 columns of at least this many rows are shared with the caller's frame, read-only
+# (see _LazyColumns._shared_view); shorter ones are copied (a Series costs tens of µs)
+SHARE_MIN_ROWS = 100_000
+
+
+@lru_cache(maxsize=1)
+def _copy_on_write() -> bool:
+    """Whether pandas copies a frame's data before writing to it while a Series of it lives
+    (always from pandas 3; pandas 2 only with ``mode.copy_on_write`` set to True)."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return pd.get_option("mode.copy_on_write") is True
+
+
+class _Anchored:
+    """An array's memory together with the pandas object that owns it: ``np.asarray`` of
+    this gives an array whose base is this object, so every view of it keeps ``owner``
+    (and with it pandas' record that the data is shared) alive."""
+
+    def __init__(self, values: np.ndarray, owner: object) -> None:
+        self.__array_interface__ = values.__array_interface__
+        self._values = values
+        self._owner = owner
+
+
 class _LazyColumns(dict):
     """Column lookup converting a data-frame column only when a formula uses it."""
 
@@ -383,7 +408,9 @@ class _LazyColumns(dict):
             return None
         value: Value
         if isinstance(raw, np.ndarray) and raw.dtype == np.float64 and raw.ndim == 1:
-            value = np.array(raw, dtype=float)
+            shared = (self._shared_view(key, raw) if raw.shape[0] >= SHARE_MIN_ROWS
+                      else None)
+            value = np.array(raw, dtype=float) if shared is None else shared
         elif isinstance(raw, np.ndarray) and raw.dtype.kind in "iu" and raw.ndim == 1:
             # numpy integers (no missing values): the floats column_value converts them to
             value = raw.astype(float)
@@ -393,6 +420,25 @@ class _LazyColumns(dict):
             return None
         dict.__setitem__(self, key, value)
         return value
+
+    def _shared_view(self, key: str, raw: np.ndarray) -> np.ndarray | None:
+        """A read-only view of a long float64 column instead of a copy (a 10⁶-row column is
+        8 MB the model frame need not hold twice), where pandas copies on write: the view
+        keeps the column's Series alive, so a later write to the caller's frame copies the
+        frame's data first and never reaches the model. None where pandas does not copy on
+        write (pandas 2 without its option) or the column is not the array read."""
+        if not _copy_on_write():
+            return None
+        series = self.series(key)
+        if not isinstance(series, pd.Series):
+            return None
+        values = series.to_numpy()
+        if (not isinstance(values, np.ndarray) or values.dtype != np.float64
+                or not np.shares_memory(values, raw)):
+            return None
+        view = np.asarray(_Anchored(values, series))
+        view.flags.writeable = False
+        return view
 
     def __getitem__(self, key: str) -> Value:
         if not dict.__contains__(self, key) and self.stored(key) is None:

@@ -226,3 +226,35 @@ def test_small_fits_skip_the_model_frame_s_trim(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(pls_memory, "TRIM_MIN_ROWS", 60)
     lmf.mkLmerDevfun(pf)
     assert calls == [1]
+
+
+def test_long_float_columns_are_shared_read_only_and_writes_stay_the_caller_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From ``SHARE_MIN_ROWS`` rows the model frame holds a read-only view of a float64
+    column rather than a copy (where pandas copies on write): the fit is the same, the
+    caller's frame is not modified, and a later write to the caller's frame does not reach
+    the fitted model (``update`` re-evaluates the call on the data as they are then, as R's
+    does)."""
+    import lmeformula.frame as frame
+
+    df = crossed_intercepts(4, 3000, 300, 40)
+    before = df.copy()
+    copied = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    monkeypatch.setattr(frame, "SHARE_MIN_ROWS", len(df))
+    pf = lmf.lFormula("y ~ x + (1 | subj) + (1 | item)", df)
+    x_view = pf.frame.variables["x"]
+    if frame._copy_on_write():
+        assert np.shares_memory(x_view, df["x"].to_numpy())
+    assert not x_view.flags.writeable
+    shared = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df)
+    for attr in ("theta", "fixef", "fitted"):
+        a, b = getattr(copied, attr), getattr(shared, attr)
+        a, b = (a() if callable(a) else a), (b() if callable(b) else b)
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    pd.testing.assert_frame_equal(df, before)
+    fitted = np.asarray(shared.fitted()).copy()
+    df.loc[0, "y"] = 1e6  # the caller's later writes are the caller's
+    df.iloc[1, df.columns.get_loc("x")] = -50.0
+    assert x_view[1] == before["x"].iloc[1]
+    assert np.asarray(shared.fitted()).tobytes() == fitted.tobytes()
+    assert np.asarray(lmf.getME(shared, "y"))[0] == before["y"].iloc[0]

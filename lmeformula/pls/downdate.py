@@ -12,6 +12,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
+from .memory import release_freed_memory
 from .system import _policy
 
 # the dtypes a row chunk of C may be stored in, narrowest first: each holds some float64
@@ -180,6 +181,9 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
             keys = keys[key_order(keys)]
         if (nc == 1 and total and not sources
                 and _policy().group_grams(keys.shape[0] * ngroups)):
+            # the pattern product's pages (~30 MB on a 10⁶-row design) back to the system
+            # before the Gram matrices are formed beside them (see release_freed_memory)
+            release_freed_memory()
             return keys, _group_grams(gc, sorted_group, ngroups, m, keys), None
         return keys, None, None
     # 32-bit indices where they fit: this is memory-bound work on ~total entries

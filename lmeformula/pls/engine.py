@@ -39,6 +39,7 @@ import numpy as np
 import scipy.linalg as la
 import scipy.sparse as sp
 
+from . import memory as _memory
 from . import policy as _policy_module
 from .blocks import (
     DenseDiagonalBlock,
@@ -164,6 +165,10 @@ class PLSProblem(_AugmentedSystem):
         # finds it again, the same, and keeps it
         self._g_order = None
         self._g_plan = None
+        if self.n >= _memory.TRIM_MIN_ROWS:
+            # counting's freed temporaries (~40 MB on a 10⁶-row design) back to the system
+            # before the downdate's plan is made beside them (see release_freed_memory)
+            _memory.release_freed_memory()
         idx, ptr, lind = lambda_template(self.terms[1:])
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
@@ -656,13 +661,47 @@ class PLSProblem(_AugmentedSystem):
             # a GLMM's PIRLS step: L21 dense, without building sparse matrices per call
             l21d = self.block21_dense(f.theta, f.T1, f._A21)
             rhs1 = l21d[-1] - _ascending_rows_times(l21d[:-1], sol2)
-        else:
-            l21 = f.L21
+        elif f._L21 is not None:
+            l21 = f._L21
             rhs1 = np.asarray(l21[-1].toarray()).ravel() - l21[:-1].T @ sol2
+        else:
+            rhs1 = self._block21_rhs(f, sol2)
         first = self.terms[0]
         rhs1 = rhs1.reshape(first.nl, first.nc)
         u1 = self.b11.solve_transposed(f.L11, rhs1)
         return beta, np.concatenate([u1.ravel(), u_r])
+
+    def _block21_rows(self, f: Factorization, gt: sp.csc_matrix, lam_t: sp.csc_matrix,
+                      lo: int, hi: int) -> sp.csr_matrix:
+        """Rows ``lo:hi`` of L21 = Λ₂'(G T1), each entry the sum :meth:`block21`'s product
+        forms (the same terms in the same order: a row's sum reads only Λ₂' row and G T1's
+        column), without the other rows. ``gt``: G T1 in CSC, as that product converts it."""
+        return (lam_t[lo:hi] @ gt).tocsr()
+
+    def _block21_rhs(self, f: Factorization, v: np.ndarray) -> np.ndarray:
+        """l_y1 - L21[:-1]' v (block 1's right side in :meth:`solve`), bit for bit what the
+        whole sparse L21 gives, from bands of its rows: the transposed product adds, for each
+        column, its rows' products in ascending row order, as the bands are visited here.
+        Only one band (~2¹⁸ entries) is held beside G T1, where L21 and its copies were four
+        matrices of G's size (a 10⁶-row crossed design's fitted model: +24 MB), and nothing
+        is kept (:attr:`Factorization.L21` is formed when asked for)."""
+        a21 = self.b21 if f._A21 is None else f._A21
+        gt = a21.times_t1(f.T1).tocsc()
+        lam_t = self.lambda_rest_t(f.theta)
+        m = self.m
+        per_row = max(1, gt.nnz // max(1, m))
+        step = max(1, (1 << 18) // per_row)
+        acc = np.zeros(self.q1)
+        y_row = np.zeros(self.q1)
+        for lo in range(0, m, step):
+            hi = min(m, lo + step)
+            band = self._block21_rows(f, gt, lam_t, lo, hi)
+            if hi == m:  # the y row: l_y1
+                y_row = np.asarray(band[hi - lo - 1].toarray()).ravel()
+                band = band[: hi - lo - 1]
+            rows = np.repeat(np.arange(lo, lo + band.shape[0]), np.diff(band.indptr))
+            np.add.at(acc, band.indices, band.data * v[rows])
+        return y_row - acc
 
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
         """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (rows in Zt's order,
@@ -681,7 +720,12 @@ class PLSProblem(_AugmentedSystem):
         """lme4's RZX (q x p) and RX (p x p upper triangular)."""
         qr = self._lam_r_size
         x_rows = slice(qr, qr + self.p)
-        rzx1 = f.L21[x_rows].toarray().T
+        if f._L21 is not None:
+            rzx1 = f._L21[x_rows].toarray().T
+        else:  # the X rows alone
+            a21 = self.b21 if f._A21 is None else f._A21
+            rzx1 = self._block21_rows(f, a21.times_t1(f.T1).tocsc(), self.lambda_rest_t(f.theta),
+                                      qr, qr + self.p).toarray().T
         rzx_r = f.L22[x_rows, :qr].T
         rx = np.triu(f.L22[x_rows, x_rows].T)
         return np.vstack([rzx1, rzx_r]), rx
