@@ -258,3 +258,32 @@ def test_long_float_columns_are_shared_read_only_and_writes_stay_the_caller_s(
     assert x_view[1] == before["x"].iloc[1]
     assert np.asarray(shared.fitted()).tobytes() == fitted.tobytes()
     assert np.asarray(lmf.getME(shared, "y"))[0] == before["y"].iloc[0]
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | subj) + (1 | item)",
+                                     "y ~ x + (1 | subj) + (x | item)",
+                                     "y ~ x + (1 | subj) + (x || item) + (1 | g3)"])
+@pytest.mark.parametrize("band", [1, 7, 1 << 18])
+def test_solution_from_bands_of_l21_is_the_whole_l21_s(
+        formula: str, band: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block-1 solution and lme4's RZX from bands of L21's rows (whole levels of each
+    term of block 2 per band) are bit for bit those from the whole sparse L21."""
+    import lmeformula.pls.engine as engine
+
+    df = crossed_intercepts(7, 2500, 150, 30)
+    df["g3"] = (np.arange(len(df)) % 11).astype(str)
+    dev = lmf.mkLmerDevfun(lmf.lFormula(formula, df))
+    problem = dev.problem
+    monkeypatch.setattr(engine, "_DENSE_L21_LIMIT", 0)  # the sparse path at this size
+    monkeypatch.setattr(engine, "_L21_BAND_ENTRIES", band)
+    theta = np.where(dev.lower == 0, 0.8, 0.3) + 0.01 * np.arange(len(dev.lower))
+    banded = problem.factor(theta)
+    beta_b, u_b = problem.solve(banded)
+    rzx_b, rx_b = problem.rzx_rx(banded)
+    assert banded._L21 is None  # nothing formed and kept
+    whole = problem.factor(theta)
+    _ = whole.L21  # formed: solve and rzx_rx read it
+    beta_w, u_w = problem.solve(whole)
+    rzx_w, rx_w = problem.rzx_rx(whole)
+    for a, b in ((beta_b, beta_w), (u_b, u_w), (rzx_b, rzx_w), (rx_b, rx_w)):
+        assert a.tobytes() == b.tobytes()

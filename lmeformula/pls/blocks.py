@@ -203,11 +203,13 @@ class _OffDiagonal:
     g: sp.csr_matrix
     keys: np.ndarray
 
-    def times_t1(self, t1: np.ndarray) -> sp.csr_matrix:
-        """G T1 (sparse, G's pattern): L21 = Λ₂'G T1 before the scaling by Λ₂."""
+    def times_t1(self, t1: np.ndarray, rows: slice | None = None) -> sp.csr_matrix:
+        """G T1 (sparse, G's pattern): L21 = Λ₂'G T1 before the scaling by Λ₂; ``rows``: of
+        those rows of G only (each row's entries are its own sums)."""
+        g = self.g if rows is None else self.g[rows]
         if t1.shape[1] == 1:
-            return self.g.multiply(t1.reshape(1, -1)).tocsr()
-        return (self.g @ _block_diagonal(t1)).tocsr()
+            return g.multiply(t1.reshape(1, -1)).tocsr()
+        return (g @ _block_diagonal(t1)).tocsr()
 
     def times_t1_dense(self, t1: np.ndarray) -> np.ndarray:
         """G T1 as a dense (m x q₁) array, each entry the same sum, in the same order, as

@@ -32,6 +32,7 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -671,32 +672,39 @@ class PLSProblem(_AugmentedSystem):
         u1 = self.b11.solve_transposed(f.L11, rhs1)
         return beta, np.concatenate([u1.ravel(), u_r])
 
-    def _block21_rows(self, f: Factorization, gt: sp.csc_matrix, lam_t: sp.csc_matrix,
-                      lo: int, hi: int) -> sp.csr_matrix:
-        """Rows ``lo:hi`` of L21 = Λ₂'(G T1), each entry the sum :meth:`block21`'s product
-        forms (the same terms in the same order: a row's sum reads only Λ₂' row and G T1's
-        column), without the other rows. ``gt``: G T1 in CSC, as that product converts it."""
-        return (lam_t[lo:hi] @ gt).tocsr()
+    def _block21_rows(self, f: Factorization, lo: int, hi: int) -> sp.csr_matrix:
+        """Rows ``lo:hi`` of L21 = Λ₂'(G T1) (``lo`` and ``hi`` on boundaries of block 2's
+        levels), each entry the sum :meth:`block21`'s product forms: row j's sum reads Λ₂'
+        row j, whose entries lie in j's own level, and those rows of G T1, in the same order
+        (G T1 converted to CSC, as the whole product converts it: rows ascending)."""
+        a21 = self.b21 if f._A21 is None else f._A21
+        lam_t = self.lambda_rest_t(f.theta)[lo:hi, lo:hi]
+        return (lam_t @ a21.times_t1(f.T1, slice(lo, hi))).tocsr()
+
+    def _level_cuts(self, step: int) -> list[int]:
+        """Row boundaries of block 2 about ``step`` rows apart, each on a boundary between
+        levels (so that a band of L21's rows holds whole levels of every term)."""
+        starts = [np.arange(start, start + t.size, t.nc)
+                  for t, start in zip(self.terms[1:], self._block_edges, strict=False)]
+        bounds = np.concatenate([*starts, np.arange(self._lam_r_size, self.m + 1)])
+        cuts = np.unique(bounds[np.searchsorted(bounds, np.arange(0, self.m, step))])
+        return [*cuts.tolist(), self.m] if cuts[-1] != self.m else cuts.tolist()
 
     def _block21_rhs(self, f: Factorization, v: np.ndarray) -> np.ndarray:
         """l_y1 - L21[:-1]' v (block 1's right side in :meth:`solve`), bit for bit what the
         whole sparse L21 gives, from bands of its rows: the transposed product adds, for each
         column, its rows' products in ascending row order, as the bands are visited here.
-        Only one band (~2¹⁸ entries) is held beside G T1, where L21 and its copies were four
-        matrices of G's size (a 10⁶-row crossed design's fitted model: +24 MB), and nothing
-        is kept (:attr:`Factorization.L21` is formed when asked for)."""
-        a21 = self.b21 if f._A21 is None else f._A21
-        gt = a21.times_t1(f.T1).tocsc()
-        lam_t = self.lambda_rest_t(f.theta)
-        m = self.m
-        per_row = max(1, gt.nnz // max(1, m))
-        step = max(1, (1 << 18) // per_row)
+        Only one band (~2¹⁸ entries of G) is formed at a time, where L21, G T1 and their
+        copies were four matrices of G's size (a 10⁶-row crossed design's fitted model: +24
+        MB), and nothing is kept (:attr:`Factorization.L21` is formed when asked for)."""
+        g = (self.b21 if f._A21 is None else f._A21).g
+        step = max(1, _L21_BAND_ENTRIES // max(1, g.nnz // max(1, self.m)))
         acc = np.zeros(self.q1)
         y_row = np.zeros(self.q1)
-        for lo in range(0, m, step):
-            hi = min(m, lo + step)
-            band = self._block21_rows(f, gt, lam_t, lo, hi)
-            if hi == m:  # the y row: l_y1
+        cuts = self._level_cuts(step)
+        for lo, hi in itertools.pairwise(cuts):
+            band = self._block21_rows(f, lo, hi)
+            if hi == self.m:  # the y row: l_y1
                 y_row = np.asarray(band[hi - lo - 1].toarray()).ravel()
                 band = band[: hi - lo - 1]
             rows = np.repeat(np.arange(lo, lo + band.shape[0]), np.diff(band.indptr))
@@ -723,9 +731,7 @@ class PLSProblem(_AugmentedSystem):
         if f._L21 is not None:
             rzx1 = f._L21[x_rows].toarray().T
         else:  # the X rows alone
-            a21 = self.b21 if f._A21 is None else f._A21
-            rzx1 = self._block21_rows(f, a21.times_t1(f.T1).tocsc(), self.lambda_rest_t(f.theta),
-                                      qr, qr + self.p).toarray().T
+            rzx1 = self._block21_rows(f, qr, qr + self.p).toarray().T
         rzx_r = f.L22[x_rows, :qr].T
         rx = np.triu(f.L22[x_rows, x_rows].T)
         return np.vstack([rzx1, rzx_r]), rx
@@ -769,8 +775,10 @@ class PLSProblem(_AugmentedSystem):
         return out
 
 
-# solve forms L21 densely up to this many entries (m x q₁; 16 MB), sparse beyond
+# solve forms L21 densely up to this many entries (m x q₁; 16 MB), by bands of rows of
+# about this many entries of G beyond
 _DENSE_L21_LIMIT = 1 << 21
+_L21_BAND_ENTRIES = 1 << 18
 
 
 def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:
