@@ -310,4 +310,6 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
         raise ArgumentError(f"start must be numeric (theta), not {start!r}") from None
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
+    if pf.X_values.shape[0] >= memory.TRIM_MIN_ROWS:
+        memory.release_freed_memory()  # lme4_start's n-length temporaries (~15 MB at 10⁶)
     return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

@@ -115,7 +115,13 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
     B (the 10⁴ x 10³ crossed design: 10⁸ pairs, ~70 groups of equal counts). Stored as
     :class:`CompactRows`, each chunk of keys widened only when a group's values need it
     (the float64 matrix is never formed)."""
+    # each key's flat position in the Fortran-order Gram matrix (row + column·m), 32-bit
+    # where m² allows: one index array where rows and columns were two of int64
     rows, cols = np.divmod(keys, m)
+    at: np.ndarray = cols.astype(np.int32 if m * m < 2**31 else np.int64)
+    np.multiply(at, m, out=at)
+    np.add(at, rows, out=at, casting="unsafe")  # exact: every position is below m²
+    del rows, cols
     nkeys = keys.shape[0]
     starts = CompactRows.chunk_starts(nkeys, ngroups)
     chunks = [np.zeros((int(hi - lo), ngroups), dtype=_NARROW[0])
@@ -128,7 +134,7 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
             hi = min(lo + panel, group_starts[grp + 1])
             dense = gc[:, lo:hi].toarray(order="F")  # Fortran order made directly
             gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
-        column = gram[rows, cols]  # keys lie on or above the diagonal
+        column = gram.ravel(order="F")[at]  # keys lie on or above the diagonal
         del gram
         if nkeys:
             need = np.maximum(level, _narrowest(column, starts))
