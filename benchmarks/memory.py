@@ -88,6 +88,10 @@ class StageTracer:
             self._stack[-1][2] = max(self._stack[-1][2], stage_peak)
         self._reset()
 
+    def highest(self) -> float:
+        """The highest peak of any stage recorded."""
+        return max((row[3] for row in self._slots if row is not None), default=0.0)
+
     def report(self) -> str:
         lines = [f"{'stage':44s} {'entry':>8s} {'peak':>8s} {'+peak':>8s} {'exit':>8s}"]
         for row in self._slots:
@@ -197,6 +201,8 @@ def main() -> None:
     m = lmf.lmer(model.formula, df)
     elapsed = time.perf_counter() - t0
     hwm = status_mb("VmHWM")
+    if rss_tracer is not None and hwm is not None:  # VmHWM was reset at each stage
+        hwm = max(hwm, rss_tracer.base + rss_tracer.highest())
     print(f"{model.name}: {model.formula}, {len(df):,} rows; fit {elapsed:.1f} s, "
           f"{m.optinfo.feval} evaluations, REML criterion {m.REMLcrit():.10g}")
     print(f"input frame {frame_mb:.1f} MB; RSS before the fit {before:.0f} MB, "

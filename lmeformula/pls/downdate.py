@@ -127,6 +127,9 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
     chunks = [np.zeros((int(hi - lo), ngroups), dtype=_NARROW[0])
               for lo, hi in itertools.pairwise(starts)]
     level = np.zeros(len(chunks), dtype=np.int64)
+    # spans of chunks of about 2¹⁷ keys (the last span ends at the last chunk)
+    spans = np.unique(np.append(np.searchsorted(starts[:-1], np.arange(0, nkeys, 1 << 17)),
+                                len(chunks))) if nkeys else np.zeros(1, dtype=np.int64)
     group_starts = np.searchsorted(sorted_group, np.arange(ngroups + 1))
     for grp in range(ngroups):
         gram = np.zeros((m, m), order="F")
@@ -134,15 +137,18 @@ def _group_grams(gc: sp.csc_matrix, sorted_group: np.ndarray, ngroups: int, m: i
             hi = min(lo + panel, group_starts[grp + 1])
             dense = gc[:, lo:hi].toarray(order="F")  # Fortran order made directly
             gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
-        column = gram.ravel(order="F")[at]  # keys lie on or above the diagonal
-        del gram
-        if nkeys:
-            need = np.maximum(level, _narrowest(column, starts))
-            for i in np.flatnonzero(need > level).tolist():
-                chunks[i] = chunks[i].astype(_NARROW[need[i]])  # exact: it held narrower
-            level = need
-        for i, chunk in enumerate(chunks):
-            chunk[:, grp] = column[starts[i] : starts[i + 1]]
+        flat = gram.ravel(order="F")
+        # the keys' values (on or above the diagonal) a span of chunks at a time: ~1 MB of
+        # float64 and its dtype tests rather than a column of every key (4 MB at 10⁶ rows)
+        for c0, c1 in itertools.pairwise(spans):
+            column = flat[at[starts[c0] : starts[c1]]]
+            need = np.maximum(level[c0:c1], _narrowest(column, starts[c0 : c1 + 1] - starts[c0]))
+            for i in (c0 + np.flatnonzero(need > level[c0:c1])).tolist():
+                chunks[i] = chunks[i].astype(_NARROW[need[i - c0]])  # exact: it held narrower
+            level[c0:c1] = need
+            for i in range(c0, c1):
+                chunks[i][:, grp] = column[starts[i] - starts[c0] : starts[i + 1] - starts[c0]]
+        del gram, flat
     return CompactRows((nkeys, ngroups), starts, chunks)
 
 
