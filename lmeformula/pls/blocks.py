@@ -132,7 +132,10 @@ class BlockDiagonalBlock(_LevelBlocks):
 def _factor_pairs(a_rows: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:meth:`BlockDiagonalBlock.factor` for 2 x 2 blocks, vectorised over the levels (5,005
     levels: 0.3 ms where the batched LAPACK calls, one per level, took 5 ms), with the
-    rounding of the batched calls (OpenBLAS's, checked bit for bit by the tests): λ'Aλ by two
+    rounding of the batched calls where those round each product (OpenBLAS's Haswell, Zen
+    and Sandybridge kernels; the tests check bit for bit where a run-time probe finds them
+    unfused, and within the rounding error bounds where they fuse, as SkylakeX's dtrsm
+    does): λ'Aλ by two
     gemm over all levels (the per-level gemm round alike); the Cholesky as ``dpotf2`` forms
     it (l₁₀ = d₁₀·(1/l₀₀)); T1 = λL⁻ᵀ as ``dgesv`` forms L⁻¹λ' (partial pivoting: rows are
     swapped where |l₁₀| > |l₀₀|; the triangular solves multiply by reciprocal pivots)."""
