@@ -480,8 +480,16 @@ class PLSProblem(_AugmentedSystem):
         qr = self._lam_r_size
         b11, b21, b22 = self.b11, self.b21, self.b22
         l11, t1 = b11.factor(self.terms[0].lower_factor(theta))
-        l22, info = b22.factor(b22.assemble(theta, b21.rank_update(t1)))
-        if info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
+        s = b22.assemble(theta, b21.rank_update(t1))
+        last = float(s[-1, -1])  # the response's pivot before the factorisation
+        l22, info = b22.factor(s)
+        if info == l22.shape[0]:  # an exact fit: only the last pivot, Σ r², is round-off
+            # the factor as dpotrf left it (its leading columns are complete), as the
+            # large-block engine takes it: one LAPACK call whichever engine, so the two
+            # agree bit for bit (a second dpotrf of order m - 1 blocks differently)
+            row = l22[-1, :-1]
+            l22[-1, -1] = np.sqrt(max(last - float(row @ row), 0.0))
+        elif info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
             l22 = b22.factor_exact_fit(b22.assemble(theta, b21.rank_update(t1)))
         diag22 = np.diag(l22)
         check_rx(diag22[qr : qr + self.p], np.diag(self.M22)[qr : qr + self.p])
