@@ -12,6 +12,7 @@ import json
 import warnings
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,19 +85,54 @@ def test_refit_nagq0_runs_bobyqa_over_theta() -> None:
     assert m.optinfo.derivs is None and r.optinfo.derivs is None
 
 
+def _bottom(par: np.ndarray, gradient: Any, hessian: Any) -> np.ndarray:
+    """The minimiser of the deviance's quadratic model at ``par`` (deriv12's gradient and
+    Hessian, lme4's convergence check's): par - H⁻¹g."""
+    return np.asarray(par, float) - np.linalg.solve(np.asarray(hessian, float),
+                                                    np.asarray(gradient, float))
+
+
+# lme4's own evaluation counts from starts moved in their last digits (40 starts each,
+# tools/R/nm_start_sensitivity.R): grouse_offset's fit 511 to 642 (533 from lme4's own
+# start), its refit 431 to 798 (584): (fit, refit) relative bands
+EVALS_BAND = {"grouse_offset": (0.25, 0.4)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["grouse_offset", "verbagg_new"])
 def test_refit_long_runs_reach_lme4s_optimum(name: str) -> None:
-    # Nelder-Mead is lme4's own here too, but these refits take 600 and 2,000 evaluations
-    # on flat surfaces, where the fit's (θ, β) (lme4's to ~1e-7, after the same number of
-    # evaluations) takes the simplex along a slightly different path: the same optimum to
-    # the optimizer's tolerance, about the same number of evaluations. Started at lme4's
-    # own fitted (θ, β), the refit is lme4's step for step.
+    # Nelder-Mead is lme4's own here too, but these fits and refits take 500 to 2,000
+    # evaluations on flat surfaces, where the path, and so the number of evaluations and
+    # the point where the simplex collapses, follow the last digits of the start: of the
+    # fit, the first stage's BOBYQA optimum (which BLAS kernels and numpy's exp/log, SIMD
+    # per CPU, move by ~1e-7); of the refit, the fit's (θ, β). lme4's own counts vary as
+    # much from starts moved that little (EVALS_BAND), and its stops by up to 1.8e-5 in θ
+    # and 3.1e-5 in β: determined are the minimum they lead to (the quadratic model's
+    # minimiser at the stop, to 1e-8 where the stops are 1e-5 apart) and the criterion.
+    # Started at lme4's own fitted (θ, β), the refit is lme4's step for step, θ within
+    # 2e-13 after 584 steps on the four OpenBLAS kernels checked (a relative noise of 1e-14
+    # added to our deviance left that path alone in four trials, 1e-13 moved it in one of
+    # six: the deviances agree with lme4's better than that).
     m, r = _refit(name)
     ref = REF[name]
-    assert m.optinfo.feval == ref["fit"]["feval"]
-    assert r.optinfo.feval == pytest.approx(ref["refit"]["feval"], rel=0.05)
-    tol = 1e-6 if name == "grouse_offset" else 1e-4
+    if name in EVALS_BAND:
+        fit_band, refit_band = EVALS_BAND[name]
+        assert m.optinfo.feval == pytest.approx(ref["fit"]["feval"], rel=fit_band)
+        assert r.optinfo.feval == pytest.approx(ref["refit"]["feval"], rel=refit_band)
+    else:  # (verbagg_new: lme4's count on the four OpenBLAS kernels checked)
+        assert m.optinfo.feval == ref["fit"]["feval"]
+        assert r.optinfo.feval == pytest.approx(ref["refit"]["feval"], rel=0.05)
+    if name == "grouse_offset":  # lme4's derivatives are in the fixture
+        for ours, theirs in ((m, ref["fit"]), (r, ref["refit"])):
+            d = ours.optinfo.derivs
+            assert d is not None
+            np.testing.assert_allclose(
+                _bottom(ours.optinfo.par, d.gradient, d.Hessian),
+                _bottom(np.r_[theirs["theta"], theirs["beta"]], theirs["gradient"],
+                        theirs["Hessian"]), rtol=0, atol=1e-8)
+        tol = 5e-5  # (the stops themselves: lme4's own spread, 1.8e-5 in θ, 3.1e-5 in β)
+    else:
+        tol = 1e-4
     np.testing.assert_allclose(r.theta, ref["refit"]["theta"], atol=tol)
     np.testing.assert_allclose(r.fixef, ref["refit"]["beta"], atol=tol)
     assert r.logLik().value == pytest.approx(ref["refit"]["logLik"], abs=1e-6)
