@@ -24,18 +24,18 @@ stage2_from_perturbed_start <- function(make_devfun, sd, seed) {
   list(par = opt$par, feval = opt$feval, dev = dfun(opt$par), nth = nth)
 }
 
-## bin_factor_slope (tools/R/make_fixtures_sweep.R's d_bin, y ~ x + (0 + f3 | g), binomial)
-set.seed(2024)
-ng <- 20; nper <- 10; n <- ng * nper
-g <- factor(rep(sprintf("g%02d", seq_len(ng)), each = nper))
-h <- factor(rep(rep(c("a", "b"), each = nper / 2), ng))
-x <- round(rnorm(n), 3)
-z <- round(runif(n), 3)
-f3 <- factor(sample(c("lo", "mid", "hi"), n, TRUE), levels = c("lo", "mid", "hi"))
-b0 <- rnorm(ng, sd = 0.7); b1 <- rnorm(ng, sd = 0.4)
-eta <- -0.3 + 0.8 * x + b0[g] + b1[g] * x
-ybin <- rbinom(n, 1, plogis(eta))
-d_bin <- data.frame(g = g, h = h, x = x, z = z, f3 = f3, y = ybin)
+## bin_factor_slope: the fixture's own data (tests/fixtures/sweep/bin_factor_slope.json, written
+## by tools/R/make_fixtures_sweep.R), read back as R made it
+fixture_data <- function(path) {
+  cols <- jsonlite::fromJSON(path, simplifyVector = FALSE)$columns
+  out <- lapply(cols, function(col) {
+    v <- unlist(col$values)
+    if (col$type == "factor") factor(v, levels = unlist(col$levels)) else v
+  })
+  names(out) <- vapply(cols, function(col) col$name, "")
+  as.data.frame(out)
+}
+d_bin <- fixture_data("tests/fixtures/sweep/bin_factor_slope.json")
 mk_bin <- function() glmer(y ~ x + (0 + f3 | g), d_bin, binomial, devFunOnly = TRUE)
 fit_bin <- glmer(y ~ x + (0 + f3 | g), d_bin, binomial)
 dev_min <- -2 * as.numeric(logLik(fit_bin))  # (its stop, 442 evaluations)
