@@ -1,0 +1,105 @@
+"""How precisely an lmer fit determines its estimates, for the tests that compare fits with
+lme4's: the optimizer's stopping rule and the flatness of the criterion at the optimum.
+
+lme4's optimizer (nloptwrap's BOBYQA: ``ftol_abs = 1e-8``, ``xtol_rel = 1e-4``) stops when an
+iteration improves the criterion by less than 1e-8. Where our fit takes lme4's path it
+stops where lme4 did, to rounding; but a last-bit difference in the criterion (another
+BLAS kernel's summation order, say) can change one of BOBYQA's decisions, and the fit then
+stops elsewhere in the region the stopping rule cannot tell from the minimum. That region
+is what the fit determines, and these helpers measure it from the numbers:
+
+* :data:`EXCESS` bounds how far above the minimum either fit may stop. The stopping rule
+  bounds the last iteration's improvement, not the distance to the minimum (a flat valley
+  is followed in several steps, each under 1e-8): the worst seen is 5e-8 (the sweep's
+  6-θ ``lm_three_slopes``, one kernel), so ten times ``ftol_abs``.
+* Two points each within :data:`EXCESS` of the minimum lie within ``2·sqrt(2·EXCESS)`` of
+  each other in the norm of the criterion's Hessian H in θ, ``sqrt(dᵀ H d)``
+  (:func:`assert_same_optimum`).
+* A value g computed from θ is determined to the largest change of g, to first order, over
+  that region: ``2·sqrt(2·EXCESS · ∇gᵀ H⁻¹ ∇g)`` (:func:`accuracy`), ∇g by central
+  differences through :func:`at_theta`.
+
+A flat surface (lme4's ``lm_dummy_default`` above all: H's smallest eigenvalue 1.6, where
+most of the sweep's fits have 20-50) is what makes a fit's estimates loose, and the
+tolerances follow from its Hessian rather than from a list of fixtures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import lmeformula as lmf
+from lmeformula.optimize import deriv12
+
+# the criterion's excess over the minimum at which either fit may stop (see above)
+EXCESS = 1e-7
+
+
+def at_theta(m: lmf.LmerMod, theta: Any) -> lmf.LmerMod:
+    """The model ``m`` (its structures, call and optimizer record) at the given θ: what the
+    fit would be had the optimizer stopped there. Its own deviance function, so ``m`` is not
+    disturbed."""
+    theta = np.asarray(theta, dtype=float).reshape(-1)
+    devfun = lmf.mkLmerDevfun(m.lformula, start=theta)
+    opt = dataclasses.replace(m.optinfo, par=theta, fval=float(devfun(theta)))
+    return lmf.mkMerMod(devfun, opt, m.lformula, m.data_name, m.call_args)
+
+
+def criterion_hessian(m: lmf.LmerMod, theta: Any) -> np.ndarray:
+    """The Hessian in θ of ``m``'s criterion (REML or deviance, as fitted) at θ: lme4's
+    central differences (step 1e-4)."""
+    theta = np.asarray(theta, dtype=float).reshape(-1)
+    devfun = lmf.mkLmerDevfun(m.lformula, start=theta)
+    return np.asarray(deriv12(devfun, theta).Hessian)
+
+
+def assert_same_optimum(m: lmf.LmerMod, theta_ref: Any, crit_ref: float) -> np.ndarray:
+    """Assert that ``m`` stops at lme4's optimum to the optimizer's precision: the criteria
+    within :data:`EXCESS` of each other, and θ within ``2·sqrt(2·EXCESS)`` of lme4's in the
+    norm of the criterion's Hessian there. Returns that Hessian."""
+    theta_ref = np.asarray(theta_ref, dtype=float).reshape(-1)
+    theta = np.asarray(m.theta, dtype=float)
+    crit = float(lmf.mkLmerDevfun(m.lformula, start=theta)(theta))
+    assert abs(crit - crit_ref) <= EXCESS, (crit, crit_ref)
+    h = criterion_hessian(m, theta_ref)
+    d = theta - theta_ref
+    assert float(d @ h @ d) <= 8 * EXCESS, (d, float(d @ h @ d), 8 * EXCESS)
+    return h
+
+
+def accuracy(m: lmf.LmerMod, theta_ref: Any, h: np.ndarray,
+             value: Callable[[lmf.LmerMod], Any], step: float = 1e-5) -> np.ndarray:
+    """How far ``value`` (an array computed from a model) can move, to first order, between
+    two points that :func:`assert_same_optimum` accepts: ``2·sqrt(2·EXCESS · ∇gᵀ H⁻¹ ∇g)``
+    elementwise, ∇g by central differences of step ``step`` around lme4's θ. Components of θ
+    on the boundary (0 with bound 0) are left out: both fits are there, exactly."""
+    theta_ref = np.asarray(theta_ref, dtype=float).reshape(-1)
+    lower = np.asarray(m.devfun.lower, dtype=float)
+    free = np.flatnonzero(~((lower == 0) & (theta_ref == 0)))
+    g0 = np.asarray(value(at_theta(m, theta_ref)), dtype=float).ravel()
+    if free.size == 0:
+        return np.zeros_like(g0)
+    jac = np.empty((g0.size, free.size))
+    for col, i in enumerate(free):
+        e = np.zeros_like(theta_ref)
+        e[i] = step
+        plus = np.asarray(value(at_theta(m, theta_ref + e)), dtype=float).ravel()
+        minus = np.asarray(value(at_theta(m, theta_ref - e)), dtype=float).ravel()
+        jac[:, col] = (plus - minus) / (2 * step)
+    hinv = np.linalg.inv(h[np.ix_(free, free)])
+    spread = np.einsum("ij,jk,ik->i", jac, hinv, jac)
+    return 2 * np.sqrt(2 * EXCESS * np.maximum(spread, 0.0))
+
+
+def assert_within(ours: Any, theirs: Any, rtol: float, atol: Any) -> None:
+    """``|ours - theirs| <= atol + rtol·|theirs|`` elementwise, ``atol`` an array (an
+    :func:`accuracy`) or a number."""
+    a = np.asarray(ours, dtype=float).ravel()
+    b = np.asarray(theirs, dtype=float).ravel()
+    bound = np.broadcast_to(np.asarray(atol, dtype=float).ravel(), b.shape) + rtol * np.abs(b)
+    bad = np.abs(a - b) > bound
+    assert not bad.any(), (a[bad], b[bad], bound[bad])
