@@ -80,16 +80,16 @@ def accuracy(m: lmf.LmerMod, theta_ref: Any, h: np.ndarray,
     theta_ref = np.asarray(theta_ref, dtype=float).reshape(-1)
     lower = np.asarray(m.devfun.lower, dtype=float)
     free = np.flatnonzero(~((lower == 0) & (theta_ref == 0)))
-    g0 = np.asarray(value(at_theta(m, theta_ref)), dtype=float).ravel()
     if free.size == 0:
-        return np.zeros_like(g0)
-    jac = np.empty((g0.size, free.size))
-    for col, i in enumerate(free):
+        return np.zeros_like(np.asarray(value(at_theta(m, theta_ref)), dtype=float).ravel())
+    columns = []
+    for i in free:
         e = np.zeros_like(theta_ref)
         e[i] = step
         plus = np.asarray(value(at_theta(m, theta_ref + e)), dtype=float).ravel()
         minus = np.asarray(value(at_theta(m, theta_ref - e)), dtype=float).ravel()
-        jac[:, col] = (plus - minus) / (2 * step)
+        columns.append((plus - minus) / (2 * step))
+    jac = np.column_stack(columns)
     hinv = np.linalg.inv(h[np.ix_(free, free)])
     spread = np.einsum("ij,jk,ik->i", jac, hinv, jac)
     return 2 * np.sqrt(2 * EXCESS * np.maximum(spread, 0.0))

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import warnings
+from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fit_accuracy import accuracy, criterion_hessian
 from lmertest_fixtures import (
     MODELS,
     REML_MODELS,
@@ -21,6 +24,7 @@ from lmertest_fixtures import (
 )
 
 import lmeformula as lmf
+from lmeformula.anovatable import AnovaTable
 from lmeformula.ddf import MissingCellsWarning, varpar_info
 
 ALL = list(MODELS)
@@ -95,21 +99,77 @@ def test_anova_kenward_roger(name: str, type_: int) -> None:
     assert_table(tab, ref_table(MODELS[name][f"anova{type_}_kr"]))
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_anova_printed_as_r(name: str) -> None:
+# How far a value of these tables is determined besides the fit's θ: the Satterthwaite
+# degrees of freedom come from numerical second derivatives (numDeriv's Richardson
+# extrapolation in lmerTest, central differences here), which agree to about 1e-7 relative
+METHOD_RTOL = 1e-6
+
+
+def anova_prints(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The printed anova tables of a fixture: its key and the arguments of ``anova``."""
+    out: list[tuple[str, dict[str, Any]]] = [
+        (f"anova{t}_satterthwaite", {"type": t}) for t in (1, 2, 3)]
+    if MODELS[name]["REML"]:
+        out.append(("anova3_kr", {"type": 3, "ddf": "Kenward-Roger"}))
+    return out
+
+
+def anova_values(m: lmf.LmerMod, name: str) -> list[np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingCellsWarning)
-        for type_ in (1, 2, 3):
-            key = f"anova{type_}_satterthwaite"
-            ours = str(lmf.anova(model(name), type=type_))
-            assert_same_text(ours.splitlines(), MODELS[name][key]["text"].splitlines())
-        if MODELS[name]["REML"]:
-            ours = str(lmf.anova(model(name), type=3, ddf="Kenward-Roger"))
-            assert_same_text(ours.splitlines(), MODELS[name]["anova3_kr"]["text"].splitlines())
-    if name in ("sleepstudy_reml", "cake", "ham", "oats", "cake_missing"):
-        # fits that agree with lme4's to every printed digit: R's text to the letter
-        assert str(lmf.anova(model(name), type=1)) == \
-            MODELS[name]["anova1_satterthwaite"]["text"]
+        return [lmf.anova(m, **kw).to_numpy(dtype=float) for _, kw in anova_prints(name)]
+
+
+@cache
+def anova_accuracy(name: str) -> list[np.ndarray]:
+    """How precisely the fit determines each value of its anova tables: the first-order
+    change over the θ that the optimizer cannot tell from lme4's (tests/fit_accuracy.py),
+    plus METHOD_RTOL."""
+    m, theta = model(name), as_list(MODELS[name]["theta"])
+    shapes = [v.shape for v in anova_values(m, name)]
+    flat = accuracy(m, theta, criterion_hessian(m, theta),
+                    lambda mm: np.concatenate([v.ravel() for v in anova_values(mm, name)]))
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(flat[start : start + size].reshape(shape))
+        start += size
+    return out
+
+
+def with_values(table: AnovaTable, values: np.ndarray) -> AnovaTable:
+    """``table`` (its heading, rows and columns) holding other values."""
+    return AnovaTable(pd.DataFrame(values, index=table.index, columns=table.columns),
+                      table.heading, table.kind)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_anova_printed_as_r(name: str) -> None:
+    m = model(name)
+    for (key, kw), acc in zip(anova_prints(name), anova_accuracy(name), strict=True):
+        ref = MODELS[name][key]
+        theirs = ref_table(ref).to_numpy(dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingCellsWarning)
+            ours = lmf.anova(m, **kw)
+        # R's values printed here: R's text to the letter
+        assert str(with_values(ours, theirs)) == ref["text"], key
+        # the fit's: R's text to the letter, but for a value that lies within the fit's
+        # accuracy of a rounding boundary (R's text changes when R's value moves by that
+        # much): that one prints as ours, which must be within that accuracy of R's
+        # (oats' 168.35, exact whatever θ, is R's 168.349999999999: 168.3 or 168.4)
+        acc = acc + METHOD_RTOL * np.abs(theirs)
+        values = ours.to_numpy(dtype=float)
+        shown = theirs.copy()
+        for i, j in zip(*np.nonzero(~np.isnan(theirs)), strict=True):
+            moved = [theirs.copy(), theirs.copy()]
+            moved[0][i, j] -= acc[i, j]
+            moved[1][i, j] += acc[i, j]
+            if any(str(with_values(ours, v)) != ref["text"] for v in moved):
+                assert abs(values[i, j] - theirs[i, j]) <= acc[i, j], \
+                    (key, ours.index[i], ours.columns[j], values[i, j], theirs[i, j], acc[i, j])
+                shown[i, j] = values[i, j]
+        assert str(ours) == str(with_values(ours, shown)), key
 
 
 def test_anova_defaults_and_lme4_table() -> None:
