@@ -109,3 +109,45 @@ def assert_within(ours: Any, theirs: Any, rtol: float, atol: Any) -> None:
     bound = np.broadcast_to(np.asarray(atol, dtype=float).ravel(), b.shape) + rtol * np.abs(b)
     bad = np.abs(a - b) > bound
     assert not bad.any(), (a[bad], b[bad], bound[bad])
+
+
+def _decimal_unit(token: str) -> float | None:
+    """One unit in the last printed digit of a plain decimal token, or None."""
+    try:
+        float(token)
+    except ValueError:
+        return None
+    if "e" in token.lower() or not any(c.isdigit() for c in token):
+        return None
+    decimals = len(token.split(".")[1]) if "." in token else 0
+    return 10.0 ** -decimals
+
+
+def assert_text_up_to_ties(ours: str, theirs: str, values: Any) -> None:
+    """R's text to the letter, but where a value lies on a rounding boundary of its printed
+    precision (within 1e-9 relative): computed at lme4's θ, our values agree with R's to
+    rounding, so they print differently only there, an exact decimal tie (a balanced
+    design's β = 2.4617125, R's 2.46171250000002) that the last bits decide. Such a token
+    must be one unit in its last digit from R's, with one of ``values`` (R's unrounded
+    numbers behind the text) on the boundary between the two."""
+    if ours == theirs:
+        return
+    candidates = np.asarray(values, dtype=float).ravel()
+    candidates = candidates[np.isfinite(candidates)]
+    a, b = ours.splitlines(), theirs.splitlines()
+    assert len(a) == len(b), (ours, theirs)
+    for la, lb in zip(a, b, strict=True):
+        if la == lb:
+            continue
+        assert len(la) == len(lb), (la, lb)
+        ta, tb = la.split(), lb.split()
+        assert len(ta) == len(tb), (la, lb)
+        for x, y in zip(ta, tb, strict=True):
+            if x == y:
+                continue
+            unit = _decimal_unit(y)
+            assert unit is not None and _decimal_unit(x) == unit, (la, lb)
+            assert abs(abs(float(x) - float(y)) - unit) <= 1e-6 * unit, (la, lb)
+            tie = (float(x) + float(y)) / 2
+            assert np.any(np.abs(candidates - tie) <= 1e-9 * max(abs(tie), unit)), \
+                (la, lb, "no value on the boundary", tie)
