@@ -79,8 +79,8 @@ def test_fits_match_lme4(name: str) -> None:
     # last-bit difference, another BLAS kernel's, can move it within that; nested's θ by
     # 2e-6 on one); σ to what that allows. The rest is compared at lme4's θ (model())
     m, theta = fit_of(name), MODELS[name]["theta"]
-    hess = assert_same_optimum(m, theta, None)
-    acc = accuracy(m, theta, hess, lambda mm: np.r_[mm.sigma])
+    optimum = assert_same_optimum(m, theta, None)
+    acc = accuracy(m, theta, optimum, lambda mm: np.r_[mm.sigma])
     assert_within(m.sigma, MODELS[name]["sigma"], rtol=1e-6, atol=acc)
     close(model(name).sigma, MODELS[name]["sigma"])
 

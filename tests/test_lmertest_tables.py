@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import warnings
-from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from fit_accuracy import accuracy, criterion_hessian
+from fit_accuracy import accuracy, assert_same_optimum, assert_within
 from lmertest_fixtures import (
     MODELS,
     REML_MODELS,
@@ -18,6 +17,7 @@ from lmertest_fixtures import (
     assert_same_text,
     assert_table,
     coefficient_block,
+    fit_of,
     model,
     ref_matrix,
     ref_table,
@@ -32,12 +32,14 @@ ALL = list(MODELS)
 
 @pytest.mark.parametrize("name", ALL)
 def test_fit_matches_lme4(name: str) -> None:
-    # the inference below is only comparable if the fits are
+    # the inference below is computed at lme4's θ (model()); the fit itself stops at lme4's
+    # optimum to the optimizer's precision (tests/fit_accuracy.py), β to what that allows
     spec = MODELS[name]
-    m = model(name)
-    np.testing.assert_allclose(np.asarray(m.theta), as_list(spec["theta"]), rtol=1e-4,
-                               atol=1e-5)
-    np.testing.assert_allclose(m.fixef.to_numpy(), list(spec["fixef"].values()), rtol=1e-5)
+    m, theta, beta = fit_of(name), as_list(spec["theta"]), list(spec["fixef"].values())
+    optimum = assert_same_optimum(m, theta, None)
+    acc = accuracy(m, theta, optimum, lambda mm: mm.fixef.to_numpy())
+    assert_within(m.fixef.to_numpy(), beta, rtol=1e-6, atol=1e-9 + acc)
+    np.testing.assert_allclose(model(name).fixef.to_numpy(), beta, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -99,7 +101,7 @@ def test_anova_kenward_roger(name: str, type_: int) -> None:
     assert_table(tab, ref_table(MODELS[name][f"anova{type_}_kr"]))
 
 
-# How far a value of these tables is determined besides the fit's θ: the Satterthwaite
+# How far a value of these tables, computed at lme4's θ, is determined: the Satterthwaite
 # degrees of freedom come from numerical second derivatives (numDeriv's Richardson
 # extrapolation in lmerTest, central differences here), which agree to about 1e-7 relative
 METHOD_RTOL = 1e-6
@@ -114,29 +116,6 @@ def anova_prints(name: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def anova_values(m: lmf.LmerMod, name: str) -> list[np.ndarray]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingCellsWarning)
-        return [lmf.anova(m, **kw).to_numpy(dtype=float) for _, kw in anova_prints(name)]
-
-
-@cache
-def anova_accuracy(name: str) -> list[np.ndarray]:
-    """How precisely the fit determines each value of its anova tables: the first-order
-    change over the θ that the optimizer cannot tell from lme4's (tests/fit_accuracy.py),
-    plus METHOD_RTOL."""
-    m, theta = model(name), as_list(MODELS[name]["theta"])
-    shapes = [v.shape for v in anova_values(m, name)]
-    flat = accuracy(m, theta, criterion_hessian(m, theta),
-                    lambda mm: np.concatenate([v.ravel() for v in anova_values(mm, name)]))
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(flat[start : start + size].reshape(shape))
-        start += size
-    return out
-
-
 def with_values(table: AnovaTable, values: np.ndarray) -> AnovaTable:
     """``table`` (its heading, rows and columns) holding other values."""
     return AnovaTable(pd.DataFrame(values, index=table.index, columns=table.columns),
@@ -146,7 +125,7 @@ def with_values(table: AnovaTable, values: np.ndarray) -> AnovaTable:
 @pytest.mark.parametrize("name", ALL)
 def test_anova_printed_as_r(name: str) -> None:
     m = model(name)
-    for (key, kw), acc in zip(anova_prints(name), anova_accuracy(name), strict=True):
+    for key, kw in anova_prints(name):
         ref = MODELS[name][key]
         theirs = ref_table(ref).to_numpy(dtype=float)
         with warnings.catch_warnings():
@@ -154,11 +133,11 @@ def test_anova_printed_as_r(name: str) -> None:
             ours = lmf.anova(m, **kw)
         # R's values printed here: R's text to the letter
         assert str(with_values(ours, theirs)) == ref["text"], key
-        # the fit's: R's text to the letter, but for a value that lies within the fit's
+        # ours: R's text to the letter, but for a value that lies within the methods'
         # accuracy of a rounding boundary (R's text changes when R's value moves by that
         # much): that one prints as ours, which must be within that accuracy of R's
         # (oats' 168.35, exact whatever θ, is R's 168.349999999999: 168.3 or 168.4)
-        acc = acc + METHOD_RTOL * np.abs(theirs)
+        acc = METHOD_RTOL * np.abs(theirs)
         values = ours.to_numpy(dtype=float)
         shown = theirs.copy()
         for i, j in zip(*np.nonzero(~np.isnan(theirs)), strict=True):
