@@ -41,7 +41,7 @@ THETA_RTOL = {
     "machines_factor": 1e-3,  # 6 θ for a 3-level factor on 6 workers: flat
     "machines_slope_factor": 1e-3,
     "sim_factor_lhs0": 2e-2,
-    "sim_ties2": 2e-2,  # and one θ within boundary.tol (1e-5) of 0 in both fits
+    "sim_ties2": 2e-2,
     # (1|Worker) + (0+Machine|Worker) is over-parameterised: the intercept variance trades
     # off against the Machine block, so θ is not identified; only the criterion is compared.
     "machines_two": None,
@@ -55,7 +55,8 @@ THETA_RTOL = {
     # (1 | replicate) + (1 | replicate): only θ1² + θ2² is identified; the two may swap
     "cake_repeated_term": None,
 }
-THETA_ATOL = {"sim_ties2": 1e-5}
+# lme4's boundary.tol: check.boundary tries components within this of their bound 0 on it
+BOUNDARY_TOL = 1e-5
 DEFAULT_THETA_RTOL = 2 * XTOL_REL
 
 _fits: dict[tuple[str, str, bool], lmf.LmerMod] = {}
@@ -110,8 +111,19 @@ def test_optimizer_reaches_lme4_optimum(case_id: str, key: str) -> None:
     assert abs(ours - theirs) <= bound
     rtol = THETA_RTOL.get(case_id, DEFAULT_THETA_RTOL)
     if rtol is not None:
-        np.testing.assert_allclose(m.theta.to_numpy(), as_float_array(ref["theta"]),
-                                   rtol=rtol, atol=THETA_ATOL.get(case_id, 1e-6))
+        # a component lme4 leaves within boundary.tol (1e-5) of 0, on its bound or (an
+        # off-diagonal beside zero diagonals: sim_ties2) barely identified: a relative
+        # tolerance says nothing there, and ours may stop off it by what the criterion
+        # cannot tell (its slope at cake_crossed's bound is 1e-5: ours stops at 1.2e-5
+        # under OpenBLAS's Nehalem kernels). lme4's θ moved to ours in those components
+        # must cost no more than the bound above
+        near = np.abs(theta) < BOUNDARY_TOL
+        np.testing.assert_allclose(m.theta.to_numpy()[~near], theta[~near], rtol=rtol,
+                                   atol=1e-6)
+        if near.any():
+            devfun = lmf.mkLmerDevfun(m.lformula)
+            moved = np.where(near, m.theta.to_numpy(), theta)
+            assert devfun(moved) - devfun(theta) <= bound, (moved, theta, bound)
     assert list(m.theta.index) == as_list(ref["theta_names"])
     assert m.is_REML == ref["REML"]
     assert m.isSingular() == ref["isSingular"]
