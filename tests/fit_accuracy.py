@@ -175,3 +175,36 @@ def assert_text_up_to_ties(ours: str, theirs: str, values: Any) -> None:
             tie = (float(x) + float(y)) / 2
             assert np.any(np.abs(candidates - tie) <= 1e-9 * max(abs(tie), unit)), \
                 (la, lb, "no value on the boundary", tie)
+
+
+# Relative noise standing for round-off in the criterion: at the same θ our criterion under
+# different OpenBLAS kernels differs by up to 3e-13 relative (penicillin; verbagg 2e-15),
+# and from R's by as much, so 1e-12
+ROUNDOFF = 1e-12
+
+
+def counts_under_roundoff(devfun: Any, control: Any, seeds: int = 8) -> set[int]:
+    """The optimizer's evaluation counts from ``devfun``'s start when each criterion value
+    carries relative noise of :data:`ROUNDOFF` (a fixed function of θ for each seed, as
+    round-off is). A count that is the same for every seed is a property of the optimizer's
+    settings and the criterion; one that varies is decided by round-off, and so is the
+    path: another BLAS kernel's last bits give another."""
+    import hashlib
+    import warnings
+
+    from lmeformula.control import as_control
+    from lmeformula.optimize import optimize_lmer
+
+    ctrl = as_control(control)
+    counts = set()
+    for seed in range(seeds):
+        def noisy(theta: np.ndarray, seed: int = seed) -> float:
+            digest = hashlib.blake2b(np.asarray(theta, dtype=float).tobytes() + bytes([seed]),
+                                     digest_size=8).digest()
+            u = int.from_bytes(digest, "little") / 2.0**64
+            return float(devfun(theta)) * (1 + ROUNDOFF * (2 * u - 1))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            counts.add(optimize_lmer(noisy, devfun.start, devfun.lower, ctrl).feval)
+    return counts

@@ -9,7 +9,6 @@ xtol_rel = 1e-4), and the same θ where the criterion is well curved.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 
 import numpy as np
@@ -23,11 +22,12 @@ from cases import (
     fingerprint,
     load_case,
 )
+from fit_accuracy import counts_under_roundoff
 
 import lmeformula as lmf
 from lmeformula.control import as_control
 from lmeformula.lmer import describe_call
-from lmeformula.optimize import Lme4Conv, OptResult, optimize_lmer
+from lmeformula.optimize import Lme4Conv, OptResult
 
 FIT_CASES = [(c, k) for c in CASE_IDS for k in ("fit", "fit_ml") if k in load_case(c)]
 
@@ -129,44 +129,19 @@ def test_optimizer_reaches_lme4_optimum(case_id: str, key: str) -> None:
     assert m.isSingular() == ref["isSingular"]
 
 
-# Relative noise put on the criterion to see whether BOBYQA's path depends on its last bits:
-# ours and R's differ by a few 1e-15 at the same θ (verbagg at lme4's θ: 3e-15 from R's,
-# 2e-15 between two OpenBLAS kernels' summation orders), so 1e-14
-ROUNDOFF = 1e-14
-
-
-def _counts_under_roundoff(case_id: str, seeds: int = 8) -> set[int]:
-    """The evaluation counts of lme4's optimizer from lme4's start when each criterion value
-    carries relative noise of ROUNDOFF (a fixed function of θ for each seed, as round-off
-    is): a count that is the same for every seed is a property of the optimizer's settings
-    and the criterion, one that varies is decided by round-off."""
-    case = load_case(case_id)
-    kwargs = case_kwargs(case)
-    pf = lmf.lFormula(case["formula"], case_data(case), REML=True, **kwargs)
-    devfun = lmf.mkLmerDevfun(pf)
-    ctrl = as_control(kwargs.get("control"))
-    counts = set()
-    for seed in range(seeds):
-        def noisy(theta: np.ndarray, seed: int = seed) -> float:
-            digest = hashlib.blake2b(np.asarray(theta, dtype=float).tobytes() + bytes([seed]),
-                                     digest_size=8).digest()
-            u = int.from_bytes(digest, "little") / 2.0**64
-            return float(devfun(theta)) * (1 + ROUNDOFF * (2 * u - 1))
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            counts.add(optimize_lmer(noisy, devfun.start, devfun.lower, ctrl).feval)
-    return counts
-
-
 @pytest.mark.parametrize("case_id", ["sleepstudy_slope", "penicillin", "dyestuff", "cake",
                                      "sim_weights", "verbagg"])
 def test_same_optimizer_path_as_lme4(case_id: str) -> None:
     """NLopt's BOBYQA with lme4's settings and start takes lme4's number of steps: exactly,
     where round-off does not decide that number; where it does (verbagg: 37 or 38 by the
-    seed, and by the OpenBLAS kernel), lme4's and ours are among the counts round-off gives."""
+    seed, and by the OpenBLAS kernel), lme4's and ours are among the counts round-off gives
+    (tests/fit_accuracy.py)."""
     ref, m = fitted_model(case_id, "fit", at_lme4_theta=False)
-    counts = _counts_under_roundoff(case_id) | {m.optinfo.feval}
+    case = load_case(case_id)
+    kwargs = case_kwargs(case)
+    pf = lmf.lFormula(case["formula"], case_data(case), REML=True, **kwargs)
+    counts = counts_under_roundoff(lmf.mkLmerDevfun(pf), kwargs.get("control")) | {
+        m.optinfo.feval}
     if len(counts) == 1:
         assert m.optinfo.feval == ref["feval"]
     else:
