@@ -22,6 +22,7 @@ from cases import (
     fingerprint,
     load_case,
 )
+from fit_accuracy import counts_under_roundoff
 
 import lmeformula as lmf
 from lmeformula.control import as_control
@@ -40,7 +41,7 @@ THETA_RTOL = {
     "machines_factor": 1e-3,  # 6 θ for a 3-level factor on 6 workers: flat
     "machines_slope_factor": 1e-3,
     "sim_factor_lhs0": 2e-2,
-    "sim_ties2": 2e-2,  # and one θ within boundary.tol (1e-5) of 0 in both fits
+    "sim_ties2": 2e-2,
     # (1|Worker) + (0+Machine|Worker) is over-parameterised: the intercept variance trades
     # off against the Machine block, so θ is not identified; only the criterion is compared.
     "machines_two": None,
@@ -54,7 +55,8 @@ THETA_RTOL = {
     # (1 | replicate) + (1 | replicate): only θ1² + θ2² is identified; the two may swap
     "cake_repeated_term": None,
 }
-THETA_ATOL = {"sim_ties2": 1e-5}
+# lme4's boundary.tol: check.boundary tries components within this of their bound 0 on it
+BOUNDARY_TOL = 1e-5
 DEFAULT_THETA_RTOL = 2 * XTOL_REL
 
 _fits: dict[tuple[str, str, bool], lmf.LmerMod] = {}
@@ -109,8 +111,19 @@ def test_optimizer_reaches_lme4_optimum(case_id: str, key: str) -> None:
     assert abs(ours - theirs) <= bound
     rtol = THETA_RTOL.get(case_id, DEFAULT_THETA_RTOL)
     if rtol is not None:
-        np.testing.assert_allclose(m.theta.to_numpy(), as_float_array(ref["theta"]),
-                                   rtol=rtol, atol=THETA_ATOL.get(case_id, 1e-6))
+        # a component lme4 leaves within boundary.tol (1e-5) of 0, on its bound or (an
+        # off-diagonal beside zero diagonals: sim_ties2) barely identified: a relative
+        # tolerance says nothing there, and ours may stop off it by what the criterion
+        # cannot tell (its slope at cake_crossed's bound is 1e-5: ours stops at 1.2e-5
+        # under OpenBLAS's Nehalem kernels). lme4's θ moved to ours in those components
+        # must cost no more than the bound above
+        near = np.abs(theta) < BOUNDARY_TOL
+        np.testing.assert_allclose(m.theta.to_numpy()[~near], theta[~near], rtol=rtol,
+                                   atol=1e-6)
+        if near.any():
+            devfun = lmf.mkLmerDevfun(m.lformula)
+            moved = np.where(near, m.theta.to_numpy(), theta)
+            assert devfun(moved) - devfun(theta) <= bound, (moved, theta, bound)
     assert list(m.theta.index) == as_list(ref["theta_names"])
     assert m.is_REML == ref["REML"]
     assert m.isSingular() == ref["isSingular"]
@@ -119,9 +132,20 @@ def test_optimizer_reaches_lme4_optimum(case_id: str, key: str) -> None:
 @pytest.mark.parametrize("case_id", ["sleepstudy_slope", "penicillin", "dyestuff", "cake",
                                      "sim_weights", "verbagg"])
 def test_same_optimizer_path_as_lme4(case_id: str) -> None:
-    """NLopt's BOBYQA with lme4's settings and start takes lme4's number of steps."""
+    """NLopt's BOBYQA with lme4's settings and start takes lme4's number of steps: exactly,
+    where round-off does not decide that number; where it does (verbagg: 37 or 38 by the
+    seed, and by the OpenBLAS kernel), lme4's and ours are among the counts round-off gives
+    (tests/fit_accuracy.py)."""
     ref, m = fitted_model(case_id, "fit", at_lme4_theta=False)
-    assert m.optinfo.feval == ref["feval"]
+    case = load_case(case_id)
+    kwargs = case_kwargs(case)
+    pf = lmf.lFormula(case["formula"], case_data(case), REML=True, **kwargs)
+    counts = counts_under_roundoff(lmf.mkLmerDevfun(pf), kwargs.get("control")) | {
+        m.optinfo.feval}
+    if len(counts) == 1:
+        assert m.optinfo.feval == ref["feval"]
+    else:
+        assert min(counts) <= ref["feval"] <= max(counts), (sorted(counts), ref["feval"])
 
 
 @pytest.mark.slow

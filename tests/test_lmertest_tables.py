@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fit_accuracy import accuracy, assert_same_optimum, assert_within
 from lmertest_fixtures import (
     MODELS,
     REML_MODELS,
@@ -15,12 +17,14 @@ from lmertest_fixtures import (
     assert_same_text,
     assert_table,
     coefficient_block,
+    fit_of,
     model,
     ref_matrix,
     ref_table,
 )
 
 import lmeformula as lmf
+from lmeformula.anovatable import AnovaTable
 from lmeformula.ddf import MissingCellsWarning, varpar_info
 
 ALL = list(MODELS)
@@ -28,12 +32,14 @@ ALL = list(MODELS)
 
 @pytest.mark.parametrize("name", ALL)
 def test_fit_matches_lme4(name: str) -> None:
-    # the inference below is only comparable if the fits are
+    # the inference below is computed at lme4's θ (model()); the fit itself stops at lme4's
+    # optimum to the optimizer's precision (tests/fit_accuracy.py), β to what that allows
     spec = MODELS[name]
-    m = model(name)
-    np.testing.assert_allclose(np.asarray(m.theta), as_list(spec["theta"]), rtol=1e-4,
-                               atol=1e-5)
-    np.testing.assert_allclose(m.fixef.to_numpy(), list(spec["fixef"].values()), rtol=1e-5)
+    m, theta, beta = fit_of(name), as_list(spec["theta"]), list(spec["fixef"].values())
+    optimum = assert_same_optimum(m, theta, None)
+    acc = accuracy(m, theta, optimum, lambda mm: mm.fixef.to_numpy())
+    assert_within(m.fixef.to_numpy(), beta, rtol=1e-6, atol=1e-9 + acc)
+    np.testing.assert_allclose(model(name).fixef.to_numpy(), beta, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -95,21 +101,54 @@ def test_anova_kenward_roger(name: str, type_: int) -> None:
     assert_table(tab, ref_table(MODELS[name][f"anova{type_}_kr"]))
 
 
+# How far a value of these tables, computed at lme4's θ, is determined: the Satterthwaite
+# degrees of freedom come from numerical second derivatives (numDeriv's Richardson
+# extrapolation in lmerTest, central differences here), which agree to about 1e-7 relative
+METHOD_RTOL = 1e-6
+
+
+def anova_prints(name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The printed anova tables of a fixture: its key and the arguments of ``anova``."""
+    out: list[tuple[str, dict[str, Any]]] = [
+        (f"anova{t}_satterthwaite", {"type": t}) for t in (1, 2, 3)]
+    if MODELS[name]["REML"]:
+        out.append(("anova3_kr", {"type": 3, "ddf": "Kenward-Roger"}))
+    return out
+
+
+def with_values(table: AnovaTable, values: np.ndarray) -> AnovaTable:
+    """``table`` (its heading, rows and columns) holding other values."""
+    return AnovaTable(pd.DataFrame(values, index=table.index, columns=table.columns),
+                      table.heading, table.kind)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_anova_printed_as_r(name: str) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MissingCellsWarning)
-        for type_ in (1, 2, 3):
-            key = f"anova{type_}_satterthwaite"
-            ours = str(lmf.anova(model(name), type=type_))
-            assert_same_text(ours.splitlines(), MODELS[name][key]["text"].splitlines())
-        if MODELS[name]["REML"]:
-            ours = str(lmf.anova(model(name), type=3, ddf="Kenward-Roger"))
-            assert_same_text(ours.splitlines(), MODELS[name]["anova3_kr"]["text"].splitlines())
-    if name in ("sleepstudy_reml", "cake", "ham", "oats", "cake_missing"):
-        # fits that agree with lme4's to every printed digit: R's text to the letter
-        assert str(lmf.anova(model(name), type=1)) == \
-            MODELS[name]["anova1_satterthwaite"]["text"]
+    m = model(name)
+    for key, kw in anova_prints(name):
+        ref = MODELS[name][key]
+        theirs = ref_table(ref).to_numpy(dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MissingCellsWarning)
+            ours = lmf.anova(m, **kw)
+        # R's values printed here: R's text to the letter
+        assert str(with_values(ours, theirs)) == ref["text"], key
+        # ours: R's text to the letter, but for a value that lies within the methods'
+        # accuracy of a rounding boundary (R's text changes when R's value moves by that
+        # much): that one prints as ours, which must be within that accuracy of R's
+        # (oats' 168.35, exact whatever θ, is R's 168.349999999999: 168.3 or 168.4)
+        acc = METHOD_RTOL * np.abs(theirs)
+        values = ours.to_numpy(dtype=float)
+        shown = theirs.copy()
+        for i, j in zip(*np.nonzero(~np.isnan(theirs)), strict=True):
+            moved = [theirs.copy(), theirs.copy()]
+            moved[0][i, j] -= acc[i, j]
+            moved[1][i, j] += acc[i, j]
+            if any(str(with_values(ours, v)) != ref["text"] for v in moved):
+                assert abs(values[i, j] - theirs[i, j]) <= acc[i, j], \
+                    (key, ours.index[i], ours.columns[j], values[i, j], theirs[i, j], acc[i, j])
+                shown[i, j] = values[i, j]
+        assert str(ours) == str(with_values(ours, shown)), key
 
 
 def test_anova_defaults_and_lme4_table() -> None:
