@@ -17,7 +17,7 @@ import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
 from lmeformula.modular import LmerDevfun
 from lmeformula.pls.blocks import PairsBlock, SparseBlock
-from lmeformula.pls.downdate import _NARROW, CompactRows, _narrowest
+from lmeformula.pls.downdate import _NARROW, CompactRows, NarrowColumns, _narrowest
 
 FORMULA = "y ~ x + (1 | subj) + (1 | item)"
 
@@ -118,3 +118,29 @@ def test_compact_rows_product_is_the_float64_product_bit_for_bit() -> None:
             assert np.array_equal(compact @ v, want)
         with threadpool_limits(2):  # halves of whole chunks: the same sums
             assert np.array_equal(compact @ v, want)
+
+
+@pytest.mark.parametrize("m", [40, 70_000])
+@pytest.mark.parametrize("top", [7, 300])
+def test_narrow_columns_panels_are_scipys_toarray(m: int, top: int) -> None:
+    """The Gram matrices' panels from G's narrow copy are scipy's dense columns entry for
+    entry (bits, signed zeros as toarray makes them): counts up to ``top`` (uint8 or uint16),
+    real values and -0.0 on a few rows (X's and y's), row indices past uint16's range."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(top + m)
+    ncol = 25
+    dense = np.where(rng.uniform(size=(m, ncol)) < min(0.3, 600 / m),
+                     rng.integers(0, top + 1, size=(m, ncol)).astype(float), 0.0)
+    dense[-2:] = rng.normal(size=(2, ncol))  # X's and y's rows: real values
+    dense[-1, -1] = 0.5  # stored, then made an explicit -0.0 (a structural pattern may hold one)
+    g = sp.csc_matrix(dense)
+    g.data[g.indptr[-1] - 1] = -0.0
+    g.sort_indices()
+    narrow = NarrowColumns(g)
+    assert narrow.values.dtype == (np.uint8 if top <= 255 else np.uint16)
+    for lo, hi in ((0, ncol), (3, 9), (24, 25), (5, 5)):
+        want = g[:, lo:hi].toarray(order="F")
+        got = narrow.panel(lo, hi)
+        assert got.flags.f_contiguous
+        assert got.tobytes(order="F") == want.tobytes(order="F")
