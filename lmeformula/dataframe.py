@@ -23,6 +23,7 @@ it), strings with nulls keep their missing values.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +32,17 @@ import pandas as pd
 
 from .errors import ArgumentError, ModelFrameError
 
-__all__ = ["as_pandas"]
+__all__ = ["as_pandas", "borrows_caller_arrays"]
+
+# the frames made from a mapping here, by id: their columns are the caller's own arrays
+# (copy=False), which the caller may still write into, unseen by pandas' copy-on-write
+_BORROWED: weakref.WeakValueDictionary[int, pd.DataFrame] = weakref.WeakValueDictionary()
+
+
+def borrows_caller_arrays(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is :func:`as_pandas`'s frame over a mapping's arrays (their memory
+    the caller's: the model frame copies rather than shares its columns)."""
+    return _BORROWED.get(id(frame)) is frame
 
 
 def as_pandas(data: Any, what: str = "data") -> pd.DataFrame:
@@ -126,7 +137,10 @@ def _from_mapping(data: Mapping[Any, Any], what: str) -> pd.DataFrame:
             )
         columns[key] = value
     # copy=False: the arrays are only read downstream, so one buffer per column is enough
-    return pd.DataFrame(columns, copy=False)
+    # (they stay the caller's: see borrows_caller_arrays)
+    out = pd.DataFrame(columns, copy=False)
+    _BORROWED[id(out)] = out
+    return out
 
 
 def _as_1d(value: Any, key: str, what: str) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .call import ModelCall
-from .dataframe import as_pandas
+from .dataframe import as_pandas, borrows_caller_arrays
 from .errors import FormulaError, ModelFrameError
 from .formula.ast import Name, Node, deparse
 from .formula.bars import subbars
@@ -426,8 +426,10 @@ class _LazyColumns(dict):
         8 MB the model frame need not hold twice), where pandas copies on write: the view
         keeps the column's Series alive, so a later write to the caller's frame copies the
         frame's data first and never reaches the model. None where pandas does not copy on
-        write (pandas 2 without its option) or the column is not the array read."""
-        if not _copy_on_write():
+        write (pandas 2 without its option), where the frame's arrays are a mapping's (the
+        caller's own, which the caller can write into without pandas knowing), or where the
+        column is not the array read."""
+        if not _copy_on_write() or borrows_caller_arrays(self._data):
             return None
         series = self.series(key)
         if not isinstance(series, pd.Series):

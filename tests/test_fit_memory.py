@@ -260,6 +260,29 @@ def test_long_float_columns_are_shared_read_only_and_writes_stay_the_caller_s(
     assert np.asarray(lmf.getME(shared, "y"))[0] == before["y"].iloc[0]
 
 
+def test_columns_of_a_mapping_are_copied_not_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dict of numpy arrays becomes a pandas frame over the caller's own arrays (no copy),
+    which pandas' copy-on-write cannot guard: the caller may write into them in place after
+    the fit. Their long float64 columns are copied into the model frame as shorter ones are,
+    so such writes do not reach the fitted model (its y and residuals) or the model frame."""
+    import lmeformula.frame as frame
+
+    df = crossed_intercepts(4, 3000, 300, 40)
+    monkeypatch.setattr(frame, "SHARE_MIN_ROWS", len(df))
+    y, x = df["y"].to_numpy().copy(), df["x"].to_numpy().copy()
+    data = {"y": y, "x": x, "subj": df["subj"].to_numpy(), "item": df["item"].to_numpy()}
+    m = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", data)
+    pf = lmf.lFormula("y ~ x + (1 | subj) + (1 | item)", data)
+    y0, x0 = y.copy(), x.copy()
+    resid = np.asarray(m.residuals()).copy()
+    y *= 3.0  # the caller's arrays, written in place after the fit
+    x += 5.0
+    assert np.asarray(lmf.getME(m, "y")).tobytes() == y0.tobytes()
+    assert np.asarray(m.residuals()).tobytes() == resid.tobytes()
+    assert pf.y.tobytes() == y0.tobytes()
+    assert np.asarray(pf.frame.variables["x"]).tobytes() == x0.tobytes()
+
+
 @pytest.mark.parametrize("formula", ["y ~ x + (1 | subj) + (1 | item)",
                                      "y ~ x + (1 | subj) + (x | item)",
                                      "y ~ x + (1 | subj) + (x || item) + (1 | g3)"])
