@@ -350,11 +350,10 @@ SHARE_MIN_ROWS = 100_000
 
 @lru_cache(maxsize=1)
 def _copy_on_write() -> bool:
-    """Whether pandas copies a frame's data before writing to it while a Series of it lives
-    (always from pandas 3; pandas 2 only with ``mode.copy_on_write`` set to True)."""
-    if int(pd.__version__.split(".")[0]) >= 3:
-        return True
-    return pd.get_option("mode.copy_on_write") is True
+    """Whether pandas always copies a frame's data before writing to it while a Series of it
+    lives: from pandas 3 on. pandas 2's ``mode.copy_on_write`` is read at each write, so a fit
+    made with it on would be reached by writes after it is turned off: no sharing there."""
+    return int(pd.__version__.split(".")[0]) >= 3
 
 
 class _Anchored:
@@ -425,10 +424,11 @@ class _LazyColumns(dict):
         """A read-only view of a long float64 column instead of a copy (a 10⁶-row column is
         8 MB the model frame need not hold twice), where pandas copies on write: the view
         keeps the column's Series alive, so a later write to the caller's frame copies the
-        frame's data first and never reaches the model. None where pandas does not copy on
-        write (pandas 2 without its option), where the frame's arrays are a mapping's (the
-        caller's own, which the caller can write into without pandas knowing), or where the
-        column is not the array read."""
+        frame's data first and never reaches the model. None before pandas 3, where the
+        frame's arrays are a mapping's (the caller's own, which the caller can write into
+        without pandas knowing), or where the column is not the array read. (A frame the
+        caller built with ``copy=False`` over numpy arrays they write into later is beyond
+        pandas' guard, and so beyond this one: README, Speed.)"""
         if not _copy_on_write() or borrows_caller_arrays(self._data):
             return None
         series = self.series(key)

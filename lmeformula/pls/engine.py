@@ -680,14 +680,16 @@ class PLSProblem(_AugmentedSystem):
         u1 = self.b11.solve_transposed(f.L11, rhs1)
         return beta, np.concatenate([u1.ravel(), u_r])
 
-    def _block21_rows(self, f: Factorization, lo: int, hi: int) -> sp.csr_matrix:
+    def _block21_rows(self, f: Factorization, lo: int, hi: int,
+                      lam_t: sp.csc_matrix | None = None) -> sp.csr_matrix:
         """Rows ``lo:hi`` of L21 = Λ₂'(G T1) (``lo`` and ``hi`` on boundaries of block 2's
         levels), each entry the sum :meth:`block21`'s product forms: row j's sum reads Λ₂'
         row j, whose entries lie in j's own level, and those rows of G T1, in the same order
-        (G T1 converted to CSC, as the whole product converts it: rows ascending)."""
+        (G T1 converted to CSC, as the whole product converts it: rows ascending). ``lam_t``:
+        Λ₂' at ``f.theta`` if already made."""
         a21 = self.b21 if f._A21 is None else f._A21
-        lam_t = self.lambda_rest_t(f.theta)[lo:hi, lo:hi]
-        return (lam_t @ a21.times_t1(f.T1, slice(lo, hi))).tocsr()
+        lam_t = self.lambda_rest_t(f.theta) if lam_t is None else lam_t
+        return (lam_t[lo:hi, lo:hi] @ a21.times_t1(f.T1, slice(lo, hi))).tocsr()
 
     def _level_cuts(self, step: int) -> list[int]:
         """Row boundaries of block 2 about ``step`` rows apart, each on a boundary between
@@ -710,8 +712,9 @@ class PLSProblem(_AugmentedSystem):
         acc = np.zeros(self.q1)
         y_row = np.zeros(self.q1)
         cuts = self._level_cuts(step)
+        lam_t = self.lambda_rest_t(f.theta)  # once, not per band
         for lo, hi in itertools.pairwise(cuts):
-            band = self._block21_rows(f, lo, hi)
+            band = self._block21_rows(f, lo, hi, lam_t)
             if hi == self.m:  # the y row: l_y1
                 y_row = np.asarray(band[hi - lo - 1].toarray()).ravel()
                 band = band[: hi - lo - 1]
