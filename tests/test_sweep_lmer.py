@@ -8,7 +8,6 @@ new data with new levels.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,6 @@ from fit_accuracy import (
     assert_same_optimum,
     assert_text_up_to_ties,
     assert_within,
-    at_theta,
 )
 from sweep_cases import (
     NAMES,
@@ -27,6 +25,7 @@ from sweep_cases import (
     close_ranef,
     fit,
     fit_and_warnings,
+    fit_at_lme4,
     fixture,
     frame_of,
     is_glmm,
@@ -38,17 +37,17 @@ import lmeformula as lmf
 LMM = [n for n in NAMES if not is_glmm(n)]
 
 
-@cache
 def at_lme4(name: str) -> lmf.LmerMod:
-    """The fit at lme4's θ (our structures, call and optimizer record): everything computed
-    from θ is compared here, where it agrees with lme4's to rounding whatever path the
-    optimizer took; the fit's own θ, criterion, β and σ are compared with lme4's at the
-    optimizer's precision (tests/fit_accuracy.py). A last-bit difference (another BLAS
-    kernel's) can move BOBYQA's stopping point within that precision: ``lm_dummy_default``
-    stops 7e-10 below lme4's criterion with θ 1e-4 apart relative on some kernels, its
-    surface being flat (H's smallest eigenvalue 1.6); ``lm_three_slopes`` (singular, 6 θ)
-    parts from lme4's path (114 evaluations to 109)."""
-    return at_theta(fit(name), as_list(fixture(name)["theta"]))
+    """The fit at lme4's θ (sweep_cases.fit_at_lme4: our structures, call and optimizer
+    record; lme4's convergence checks at that θ): everything computed from θ is compared
+    here, where it agrees with lme4's to rounding whatever path the optimizer took; the
+    fit's own θ, criterion, β and σ are compared with lme4's at the optimizer's precision
+    (tests/fit_accuracy.py). A last-bit difference (another BLAS kernel's) can move
+    BOBYQA's stopping point within that precision: ``lm_dummy_default`` stops 7e-10 below
+    lme4's criterion with θ 1e-4 apart relative on some kernels, its surface being flat
+    (H's smallest eigenvalue 1.6); ``lm_three_slopes`` (singular, 6 θ) parts from lme4's
+    path (114 evaluations to 109)."""
+    return fit_at_lme4(name)
 
 
 @pytest.mark.parametrize("name", LMM)
