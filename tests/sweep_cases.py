@@ -135,3 +135,19 @@ def fit_at_lme4(name: str) -> lmf.LmerMod:
     return at_point(fit(name), as_list(fx["theta"]),
                     as_list(fx["beta"]) if optimised_beta else None)
 
+
+def assert_identical_fits(a: lmf.LmerMod, b: lmf.LmerMod) -> None:
+    """The two models are one fit, bit for bit: the optimizer record (point, criterion,
+    derivatives, convergence checks, counts), the estimates and the printed summary."""
+    oa, ob = a.optinfo, b.optinfo
+    np.testing.assert_array_equal(oa.par, ob.par)
+    assert (oa.fval, oa.conv, oa.message, oa.feval, oa.lme4) == \
+        (ob.fval, ob.conv, ob.message, ob.feval, ob.lme4)
+    assert (oa.derivs is None) == (ob.derivs is None)
+    if oa.derivs is not None and ob.derivs is not None:
+        np.testing.assert_array_equal(oa.derivs.gradient, ob.derivs.gradient)
+        np.testing.assert_array_equal(oa.derivs.Hessian, ob.derivs.Hessian)
+    np.testing.assert_array_equal(a.fixef, b.fixef)
+    np.testing.assert_array_equal(a.vcov().to_numpy(), b.vcov().to_numpy())
+    assert a.sigma == b.sigma
+    assert str(a.summary()) == str(b.summary())

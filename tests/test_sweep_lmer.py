@@ -17,10 +17,12 @@ from fit_accuracy import (
     assert_same_optimum,
     assert_text_up_to_ties,
     assert_within,
+    at_point,
 )
 from sweep_cases import (
     NAMES,
     as_list,
+    assert_identical_fits,
     close,
     close_ranef,
     fit,
@@ -78,6 +80,15 @@ def test_structures_and_estimates(name: str) -> None:
         k: as_list(v) for k, v in fx["flist_levels"].items()}
     assert list(lmf.getME(m, "Zt").shape) == fx["Zt_dim"]
     assert list(lmf.getME(m, "X").columns) == as_list(fx["X_colnames"])
+
+
+# a singular 6-θ fit and the flattest surface of the sweep
+@pytest.mark.parametrize("name", ["lm_three_slopes", "lm_dummy_default"])
+def test_at_point_of_the_fits_own_theta_is_the_fit(name: str) -> None:
+    # fit_accuracy.at_point, which the comparisons above are made on at lme4's θ, rebuilds
+    # the fit itself at the fit's own θ: the same criterion, derivatives and checks
+    m = fit(name)
+    assert_identical_fits(at_point(m, m.theta), m)
 
 
 @pytest.mark.parametrize("name", LMM)
