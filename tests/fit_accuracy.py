@@ -79,12 +79,14 @@ def at_point(m: lmf.LmerMod, theta: Any, beta: Any = None, *,
       structures (``mkLmerDevfun``), and the model built as lmer builds it (``mkMerMod``);
     * a GLMM's second stage starts PIRLS at every evaluation from the linear predictor where
       the first stage ended (lme4's ``lp0``) and stops it at ``tolPwrss`` (1e-7, relative),
-      so a deviance function whose first stage ended elsewhere, or was skipped (a fit from
-      lme4's point with no optimizer), is a slightly different function: 7e-5 apart at the
-      sweep's bin_factor_slope optimum. The fit's own is copied (its first stage ends where
-      lme4's does, to that stage's tolerance), left in its state at the point as glmer
-      leaves it at the optimum, and the model built as glmer builds it (``GlmerMod`` with
-      the fit's control and nAGQ); its vcov comes from the derivatives' Hessian.
+      so a deviance function whose first stage ended elsewhere is a slightly different
+      function: 7e-5 apart at the sweep's bin_factor_slope optimum from one whose first
+      stage was skipped; a fit with no optimizer started at lme4's (θ, β) ends that stage
+      at lme4's final θ, not at the stage's optimum. The fit's own is copied (its first
+      stage ends where lme4's does, to that stage's tolerance), left in its state at the
+      point as glmer leaves it at the optimum, and the model built as glmer builds it
+      (``GlmerMod`` with the fit's control and nAGQ); its vcov comes from the
+      derivatives' Hessian.
 
     ``derivs=False`` leaves the derivatives out (the checks that need them too, and a GLMM's
     Hessian-based vcov): for values that need none of them, the k² evaluations of the
