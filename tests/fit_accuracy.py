@@ -22,25 +22,28 @@ from the numbers (the criterion's Hessian H in θ at lme4's θ):
 * A value g computed from θ is determined to the largest change of g, to first order, over
   that region: ``|∇g·d| <= sqrt(∇gᵀ H⁻¹ ∇g) · sqrt(dᵀ H d)`` (Cauchy-Schwarz), so
   ``2·sqrt(2·E · ∇gᵀ H⁻¹ ∇g)`` (:func:`accuracy`), ∇g by central differences through
-  :func:`at_theta`.
+  :func:`at_point`.
 
 A flat surface (the sweep's ``lm_dummy_default`` above all: H's smallest eigenvalue 1.6,
 where most of the sweep's fits have 20-50) is what makes a fit's estimates loose, and the
 tolerances follow from its Hessian rather than from a list of fixtures. Everything else
-the tests compare is computed at lme4's θ (:func:`at_theta`), where it agrees with R's to
-rounding whatever path the optimizer took.
+the tests compare is computed at lme4's θ (:func:`at_point`, which also moves a GLMM to
+lme4's (θ, β)), where it agrees with R's to rounding whatever path the optimizer took.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
 import lmeformula as lmf
-from lmeformula.optimize import deriv12
+from lmeformula.glmermod import GlmerMod
+from lmeformula.optimize import Lme4Conv, check_conv, deriv12
 
 # lme4's nloptwrap: nloptr's default xtol_rel, which lme4 keeps
 XTOL_REL = 1e-4
@@ -56,14 +59,62 @@ class Optimum(NamedTuple):
     excess: float
 
 
-def at_theta(m: lmf.LmerMod, theta: Any) -> lmf.LmerMod:
-    """The model ``m`` (its structures, call and optimizer record) at the given θ: what the
-    fit would be had the optimizer stopped there. Its own deviance function, so ``m`` is not
-    disturbed."""
+def at_point(m: lmf.LmerMod, theta: Any, beta: Any = None, *,
+             derivs: bool = True) -> lmf.LmerMod:
+    """The fit ``m`` as it would be had its optimizer stopped at θ (and β, for a GLMM whose
+    last stage optimised β with θ: nAGQ > 0). Its structures, call, controls and optimizer
+    record (code, message, evaluation count) are the fit's; everything computed from the
+    point is evaluated there: the criterion, the estimates, and where the fit computed them
+    the derivatives (lme4's ``deriv12``), with lme4's convergence checks run as the fitting
+    function runs them (lmer always, glmer when it computed derivatives), their warnings
+    silenced (the fit's own are tested on the fit). At the fit's own point this is the fit;
+    at lme4's, what lme4 reported there, up to the methods' numerics, whatever path either
+    optimizer took: the tests compare everything computed from the point there, at tight
+    tolerances, and the fit itself at the optimizer's precision.
+
+    ``m`` is not disturbed: the point is evaluated on a deviance function of its own, the
+    same function of the parameters as the fit's:
+
+    * an LMM's criterion is a function of θ alone: a new deviance function from the fit's
+      structures (``mkLmerDevfun``), and the model built as lmer builds it (``mkMerMod``);
+    * a GLMM's second stage starts PIRLS at every evaluation from the linear predictor where
+      the first stage ended (lme4's ``lp0``) and stops it at ``tolPwrss`` (1e-7, relative),
+      so a deviance function whose first stage ended elsewhere is a slightly different
+      function: 7e-5 apart at the sweep's bin_factor_slope optimum from one whose first
+      stage was skipped; a fit with no optimizer started at lme4's (θ, β) ends that stage
+      at lme4's final θ, not at the stage's optimum. The fit's own is copied (its first
+      stage ends where lme4's does, to that stage's tolerance), left in its state at the
+      point as glmer leaves it at the optimum, and the model built as glmer builds it
+      (``GlmerMod`` with the fit's control and nAGQ); its vcov comes from the
+      derivatives' Hessian.
+
+    ``derivs=False`` leaves the derivatives out (the checks that need them too, and a GLMM's
+    Hessian-based vcov): for values that need none of them, the k² evaluations of the
+    finite differences are saved (:func:`accuracy`'s points)."""
     theta = np.asarray(theta, dtype=float).reshape(-1)
-    devfun = lmf.mkLmerDevfun(m.lformula, start=theta)
-    opt = dataclasses.replace(m.optinfo, par=theta, fval=float(devfun(theta)))
-    return lmf.mkMerMod(devfun, opt, m.lformula, m.data_name, m.call_args)
+    par = theta if beta is None else np.r_[theta, np.asarray(beta, dtype=float).reshape(-1)]
+    # θ, and β exactly where the fit's last stage optimised it (a GLMM with nAGQ > 0)
+    assert par.shape == np.shape(m.optinfo.par), (par.shape, np.shape(m.optinfo.par))
+    glmm = isinstance(m, GlmerMod)
+    if isinstance(m, GlmerMod):
+        devfun: Any = copy.deepcopy(m.devfun)
+        checks = m.glmer_control.checks
+    else:
+        devfun = lmf.mkLmerDevfun(m.lformula, start=theta)
+        checks = m.call.control
+    fval = float(devfun(par))
+    d = deriv12(devfun, par, fx=fval) if derivs and m.optinfo.derivs is not None else None
+    opt = dataclasses.replace(m.optinfo, par=par, fval=fval, derivs=d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt.lme4 = Lme4Conv() if glmm and d is None else check_conv(d, par, devfun.lower,
+                                                                     checks)
+    if not isinstance(m, GlmerMod):
+        return lmf.mkMerMod(devfun, opt, m.lformula, m.data_name, m.call_args)
+    devfun(par)  # (deriv12 left it at its last step)
+    moved = dataclasses.replace(m, devfun=devfun, optinfo=opt)
+    moved.glmer_control, moved.nAGQ = m.glmer_control, m.nAGQ
+    return moved
 
 
 def criterion_hessian(m: lmf.LmerMod, theta: Any) -> np.ndarray:
@@ -110,15 +161,17 @@ def accuracy(m: lmf.LmerMod, theta_ref: Any, optimum: Optimum,
     theta_ref = np.asarray(theta_ref, dtype=float).reshape(-1)
     lower = np.asarray(m.devfun.lower, dtype=float)
     free = np.flatnonzero(~((lower == 0) & (theta_ref == 0)))
+
+    def at(theta: np.ndarray) -> np.ndarray:  # (the values need no derivatives)
+        return np.asarray(value(at_point(m, theta, derivs=False)), dtype=float).ravel()
+
     if free.size == 0:
-        return np.zeros_like(np.asarray(value(at_theta(m, theta_ref)), dtype=float).ravel())
+        return np.zeros_like(at(theta_ref))
     columns = []
     for i in free:
         e = np.zeros_like(theta_ref)
         e[i] = step
-        plus = np.asarray(value(at_theta(m, theta_ref + e)), dtype=float).ravel()
-        minus = np.asarray(value(at_theta(m, theta_ref - e)), dtype=float).ravel()
-        columns.append((plus - minus) / (2 * step))
+        columns.append((at(theta_ref + e) - at(theta_ref - e)) / (2 * step))
     jac = np.column_stack(columns)
     hinv = np.linalg.inv(optimum.hessian[np.ix_(free, free)])
     spread = np.einsum("ij,jk,ik->i", jac, hinv, jac)
@@ -190,7 +243,6 @@ def counts_under_roundoff(devfun: Any, control: Any, seeds: int = 8) -> set[int]
     settings and the criterion; one that varies is decided by round-off, and so is the
     path: another BLAS kernel's last bits give another."""
     import hashlib
-    import warnings
 
     from lmeformula.control import as_control
     from lmeformula.optimize import optimize_lmer

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fit_accuracy import at_theta
+from fit_accuracy import at_point
 from scipy import stats
 
 import lmeformula as lmf
@@ -139,7 +139,7 @@ def model(name: str) -> lmf.LmerMod:
     methods' numerics, whatever path the optimizer took (another BLAS kernel's last bits
     move the fit's θ within the optimizer's precision, and carrots' Kenward-Roger
     covariance by 5e-4 with it). The fit itself is compared in test_fit_matches_lme4."""
-    return at_theta(fit_of(name), as_list(MODELS[name]["theta"]))
+    return at_point(fit_of(name), as_list(MODELS[name]["theta"]))
 
 
 def coefficient_block(text: str) -> list[str]:

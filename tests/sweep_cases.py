@@ -3,8 +3,6 @@ the data with R's column types, the call, and fitting it here as the R script fi
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import warnings
 from functools import cache
@@ -13,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from cases import FIXTURES
+from fit_accuracy import at_point
 
 import lmeformula as lmf
-from lmeformula.optimize import check_conv, deriv12
 
 SWEEP = FIXTURES / "sweep"
 NAMES = sorted(p.stem for p in SWEEP.glob("*.json"))
@@ -127,29 +125,29 @@ def r_warnings(name: str) -> list[str]:
 
 
 @cache
-def fit_at_lme4(name: str) -> Any:
-    """The fit moved to lme4's optimum (θ, β) on its own deviance function: what this
-    package reports at lme4's point (PIRLS there, the finite-difference derivatives and the
-    Hessian-based vcov, the convergence checks, the printed summary), independent of where
-    the optimizers stop within their tolerance.
-
-    The fit's own deviance function, not a new fit started at lme4's point: the second
-    stage's PIRLS starts every evaluation from the linear predictor where the first stage
-    ended (lme4's ``lp0``) and stops at ``tolPwrss`` (1e-7, relative), so a deviance
-    function whose first stage ended elsewhere (or was skipped) is a slightly different
-    function (7e-5 apart at bin_factor_slope's optimum); the fit's first stage ends where
-    lme4's does, to the first-stage optimizer's tolerance."""
-    m = fit(name)
+def fit_at_lme4(name: str) -> lmf.LmerMod:
+    """The fit moved to lme4's optimum, (θ, β) for a GLMM, on its own deviance function
+    (:func:`fit_accuracy.at_point`): what this package reports at lme4's point (PIRLS there,
+    the finite-difference derivatives and the Hessian-based vcov, the convergence checks,
+    the printed summary), independent of where the optimizers stop within their tolerance."""
     fx = fixture(name)
-    par = np.array(as_list(fx["theta"]) + as_list(fx["beta"]), dtype=float)
-    devfun = copy.deepcopy(m.devfun)  # (the fit keeps its own)
-    fval = float(devfun(par))
-    derivs = deriv12(devfun, par, fx=fval) if m.optinfo.derivs is not None else None
-    devfun(par)  # the state at the point, as glmer leaves it at the optimum
-    opt = dataclasses.replace(m.optinfo, par=par, fval=fval, derivs=derivs)
-    with warnings.catch_warnings():  # (lme4's checks' warnings: the fit's own are tested)
-        warnings.simplefilter("ignore")
-        opt.lme4 = check_conv(derivs, par, devfun.lower, m.glmer_control.checks)
-    moved = dataclasses.replace(m, devfun=devfun, optinfo=opt)
-    moved.glmer_control, moved.nAGQ = m.glmer_control, m.nAGQ
-    return moved
+    optimised_beta = is_glmm(name) and kwargs_of(name).get("nAGQ", 1) > 0
+    return at_point(fit(name), as_list(fx["theta"]),
+                    as_list(fx["beta"]) if optimised_beta else None)
+
+
+def assert_identical_fits(a: lmf.LmerMod, b: lmf.LmerMod) -> None:
+    """The two models are one fit, bit for bit: the optimizer record (point, criterion,
+    derivatives, convergence checks, counts), the estimates and the printed summary."""
+    oa, ob = a.optinfo, b.optinfo
+    np.testing.assert_array_equal(oa.par, ob.par)
+    assert (oa.fval, oa.conv, oa.message, oa.feval, oa.lme4) == \
+        (ob.fval, ob.conv, ob.message, ob.feval, ob.lme4)
+    assert (oa.derivs is None) == (ob.derivs is None)
+    if oa.derivs is not None and ob.derivs is not None:
+        np.testing.assert_array_equal(oa.derivs.gradient, ob.derivs.gradient)
+        np.testing.assert_array_equal(oa.derivs.Hessian, ob.derivs.Hessian)
+    np.testing.assert_array_equal(a.fixef, b.fixef)
+    np.testing.assert_array_equal(a.vcov().to_numpy(), b.vcov().to_numpy())
+    assert a.sigma == b.sigma
+    assert str(a.summary()) == str(b.summary())

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cases import FIXTURES
-from fit_accuracy import accuracy, assert_same_optimum, assert_within, at_theta
+from fit_accuracy import accuracy, assert_same_optimum, assert_within, at_point
 
 import lmeformula as lmf
 from lmeformula import diagnostics as dg
@@ -53,7 +53,7 @@ def fit_of(name: str) -> lmf.LmerMod:
 @cache
 def model(name: str) -> lmf.LmerMod:
     """The fit at lme4's θ, where the quantities compared below are computed."""
-    return at_theta(fit_of(name), MODELS[name]["theta"])
+    return at_point(fit_of(name), MODELS[name]["theta"])
 
 
 def quiet(fn, *args, **kw):  # type: ignore[no-untyped-def]

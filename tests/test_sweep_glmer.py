@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fit_accuracy import at_point
 from sweep_cases import (
     NAMES,
     SWEEP,
     as_list,
+    assert_identical_fits,
     close,
     close_ranef,
     data_of,
@@ -273,6 +275,15 @@ def test_early_stop_leads_to_lme4s_minimum(name: str) -> None:
     k = on_bound.size
     assert min(x_fit[:k][on_bound]) < 1e-4 and fixture(name)["isSingular"]
     assert m.isSingular() == (min(m.optinfo.par[:k][on_bound]) < 1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(EARLY_STOP))
+def test_at_point_of_the_fits_own_point_is_the_fit(name: str) -> None:
+    # fit_accuracy.at_point, which fit_at_lme4 moves the fit to lme4's (θ, β) with, rebuilds
+    # the fit itself at the fit's own (θ, β): its deviance function (the first stage's end
+    # included) evaluated there gives the same criterion, PIRLS state, derivatives and checks
+    m = fit(name)
+    assert_identical_fits(at_point(m, m.theta, m.fixef), m)
 
 
 @pytest.mark.parametrize("name", [n for n in GLMM if "newdata" in fixture(n)

@@ -8,7 +8,6 @@ new data with new levels.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -18,15 +17,17 @@ from fit_accuracy import (
     assert_same_optimum,
     assert_text_up_to_ties,
     assert_within,
-    at_theta,
+    at_point,
 )
 from sweep_cases import (
     NAMES,
     as_list,
+    assert_identical_fits,
     close,
     close_ranef,
     fit,
     fit_and_warnings,
+    fit_at_lme4,
     fixture,
     frame_of,
     is_glmm,
@@ -38,17 +39,17 @@ import lmeformula as lmf
 LMM = [n for n in NAMES if not is_glmm(n)]
 
 
-@cache
 def at_lme4(name: str) -> lmf.LmerMod:
-    """The fit at lme4's θ (our structures, call and optimizer record): everything computed
-    from θ is compared here, where it agrees with lme4's to rounding whatever path the
-    optimizer took; the fit's own θ, criterion, β and σ are compared with lme4's at the
-    optimizer's precision (tests/fit_accuracy.py). A last-bit difference (another BLAS
-    kernel's) can move BOBYQA's stopping point within that precision: ``lm_dummy_default``
-    stops 7e-10 below lme4's criterion with θ 1e-4 apart relative on some kernels, its
-    surface being flat (H's smallest eigenvalue 1.6); ``lm_three_slopes`` (singular, 6 θ)
-    parts from lme4's path (114 evaluations to 109)."""
-    return at_theta(fit(name), as_list(fixture(name)["theta"]))
+    """The fit at lme4's θ (sweep_cases.fit_at_lme4: our structures, call and optimizer
+    record; lme4's convergence checks at that θ): everything computed from θ is compared
+    here, where it agrees with lme4's to rounding whatever path the optimizer took; the
+    fit's own θ, criterion, β and σ are compared with lme4's at the optimizer's precision
+    (tests/fit_accuracy.py). A last-bit difference (another BLAS kernel's) can move
+    BOBYQA's stopping point within that precision: ``lm_dummy_default`` stops 7e-10 below
+    lme4's criterion with θ 1e-4 apart relative on some kernels, its surface being flat
+    (H's smallest eigenvalue 1.6); ``lm_three_slopes`` (singular, 6 θ) parts from lme4's
+    path (114 evaluations to 109)."""
+    return fit_at_lme4(name)
 
 
 @pytest.mark.parametrize("name", LMM)
@@ -79,6 +80,15 @@ def test_structures_and_estimates(name: str) -> None:
         k: as_list(v) for k, v in fx["flist_levels"].items()}
     assert list(lmf.getME(m, "Zt").shape) == fx["Zt_dim"]
     assert list(lmf.getME(m, "X").columns) == as_list(fx["X_colnames"])
+
+
+# a singular 6-θ fit and the flattest surface of the sweep
+@pytest.mark.parametrize("name", ["lm_three_slopes", "lm_dummy_default"])
+def test_at_point_of_the_fits_own_theta_is_the_fit(name: str) -> None:
+    # fit_accuracy.at_point, which the comparisons above are made on at lme4's θ, rebuilds
+    # the fit itself at the fit's own θ: the same criterion, derivatives and checks
+    m = fit(name)
+    assert_identical_fits(at_point(m, m.theta), m)
 
 
 @pytest.mark.parametrize("name", LMM)
