@@ -53,6 +53,16 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_glmer_families.py": frozenset({"grouseticks"}),
     # the guides whose examples fit and profile several models
     "test_docs.py": frozenset({"after-the-fit.md", "getting-started.md"}),
+    # VerbAgg with a vector term (0.6-2.9 s); the scalar-term model stays in the quick loop
+    "test_glmer_lbfgsb_modes.py": frozenset({
+        "r2 ~ Anger + Gender + btype + (1 | id) + (1 + Anger | item)"}),
+    "test_glmer_lbfgsb.py": frozenset({
+        "r2 ~ btype + (1 + Gender | item) + (0 + Anger | id) + (1 | id)"}),
+    # grouseticks' three-term chain (0.4 s); the two-term chains stay quick
+    "test_pirls_batch.py": frozenset({
+        "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"}),
+    # the slope-by-factor binomial fits (0.4-0.8 s); the other sweep GLMMs stay quick
+    "test_sweep_glmer.py": frozenset({"bin_logical_slope", "bin_factor_slope"}),
 }
 
 
