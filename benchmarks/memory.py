@@ -41,6 +41,7 @@ class StageTracer:
         self.rows: list[tuple[int, str, float, float, float, list[str]]] = []
         self._stack: list[list[Any]] = []
         self._slots: list[tuple[int, str, float, float, float, list[str]] | None] = []
+        self._between = 0.0  # the peak outside every stage (read when the next one opens)
 
     def wrap(self, owner: Any, attr: str, label: str) -> None:
         """Replace ``owner.attr`` by a wrapper that records the call as stage ``label``."""
@@ -75,6 +76,8 @@ class StageTracer:
         current, peak = self._now()
         if self._stack:  # the parent's peak so far, before the counter is reset
             self._stack[-1][2] = max(self._stack[-1][2], peak)
+        else:  # the glue between top-level stages
+            self._between = max(self._between, peak)
         self._reset()
         self._stack.append([label, current, current, len(self._slots)])
         self._slots.append(None)
@@ -89,8 +92,8 @@ class StageTracer:
         self._reset()
 
     def highest(self) -> float:
-        """The highest peak of any stage recorded."""
-        return max((row[3] for row in self._slots if row is not None), default=0.0)
+        """The highest peak recorded: of any stage, or between top-level stages."""
+        return max([self._between, *(row[3] for row in self._slots if row is not None)])
 
     def report(self) -> str:
         lines = [f"{'stage':44s} {'entry':>8s} {'peak':>8s} {'+peak':>8s} {'exit':>8s}"]
