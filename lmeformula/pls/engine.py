@@ -427,11 +427,18 @@ class PLSProblem(_AugmentedSystem):
                     sp.block_diag([lam_r, sp.identity(self.p + 1)], format="csc"))
 
     def block21(self, theta: np.ndarray, t1: np.ndarray, a21: OffDiagonalBlock | None = None,
+                rows: slice | None = None, lam_t: sp.csc_matrix | None = None,
                 ) -> sp.csr_matrix:
         """L21 = Λ₂' G Λ₁ L11⁻ᵀ (sparse, the pattern of G; ``a21``: G's block if not the
-        current one)."""
+        current one), or its ``rows`` alone (a band starting and ending on boundaries of block
+        2's levels), each entry the same sum either way: row j's sum reads Λ₂' row j, whose
+        entries lie in j's own level, and those rows of G T1, in the same order (G T1
+        converted to CSC, rows ascending). ``lam_t``: Λ₂' at ``theta`` if already made."""
         a21 = self.b21 if a21 is None else a21
-        return (self.lambda_rest_t(theta) @ a21.times_t1(t1)).tocsr()
+        lam_t = self.lambda_rest_t(theta) if lam_t is None else lam_t
+        if rows is not None:
+            lam_t = lam_t[rows, rows]
+        return (lam_t @ a21.times_t1(t1, rows)).tocsr()
 
     def block21_dense(self, theta: np.ndarray, t1: np.ndarray,
                       a21: OffDiagonalBlock | None = None) -> np.ndarray:
@@ -680,17 +687,6 @@ class PLSProblem(_AugmentedSystem):
         u1 = self.b11.solve_transposed(f.L11, rhs1)
         return beta, np.concatenate([u1.ravel(), u_r])
 
-    def _block21_rows(self, f: Factorization, lo: int, hi: int,
-                      lam_t: sp.csc_matrix | None = None) -> sp.csr_matrix:
-        """Rows ``lo:hi`` of L21 = Λ₂'(G T1) (``lo`` and ``hi`` on boundaries of block 2's
-        levels), each entry the sum :meth:`block21`'s product forms: row j's sum reads Λ₂'
-        row j, whose entries lie in j's own level, and those rows of G T1, in the same order
-        (G T1 converted to CSC, as the whole product converts it: rows ascending). ``lam_t``:
-        Λ₂' at ``f.theta`` if already made."""
-        a21 = self.b21 if f._A21 is None else f._A21
-        lam_t = self.lambda_rest_t(f.theta) if lam_t is None else lam_t
-        return (lam_t[lo:hi, lo:hi] @ a21.times_t1(f.T1, slice(lo, hi))).tocsr()
-
     def _level_cuts(self, step: int) -> list[int]:
         """Row boundaries of block 2 about ``step`` rows apart, each on a boundary between
         levels (so that a band of L21's rows holds whole levels of every term)."""
@@ -714,7 +710,7 @@ class PLSProblem(_AugmentedSystem):
         cuts = self._level_cuts(step)
         lam_t = self.lambda_rest_t(f.theta)  # once, not per band
         for lo, hi in itertools.pairwise(cuts):
-            band = self._block21_rows(f, lo, hi, lam_t)
+            band = self.block21(f.theta, f.T1, f._A21, slice(lo, hi), lam_t)
             if hi == self.m:  # the y row: l_y1
                 y_row = np.asarray(band[hi - lo - 1].toarray()).ravel()
                 band = band[: hi - lo - 1]
@@ -742,7 +738,7 @@ class PLSProblem(_AugmentedSystem):
         if f._L21 is not None:
             rzx1 = f._L21[x_rows].toarray().T
         else:  # the X rows alone
-            rzx1 = self._block21_rows(f, qr, qr + self.p).toarray().T
+            rzx1 = self.block21(f.theta, f.T1, f._A21, x_rows).toarray().T
         rzx_r = f.L22[x_rows, :qr].T
         rx = np.triu(f.L22[x_rows, x_rows].T)
         return np.vstack([rzx1, rzx_r]), rx
