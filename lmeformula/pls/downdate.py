@@ -91,12 +91,17 @@ class CompactRows:
         return out
 
 
+def _counts(values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are counts: non-negative integers (not -0.0, which is not a count,
+    nor NaN)."""
+    return (values == np.floor(values)) & ~np.signbit(values)
+
+
 def _narrowest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """For each chunk ``starts[i]:starts[i+1]`` of ``values`` (float64), the index in
     ``_NARROW`` of the narrowest dtype that holds all its values exactly."""
     lo = starts[:-1]
-    integral = (values == np.floor(values)) & ~np.signbit(values)  # no -0.0: it is not a count
-    whole = np.logical_and.reduceat(integral, lo)
+    whole = np.logical_and.reduceat(_counts(values), lo)
     top = np.maximum.reduceat(values, lo)
     with np.errstate(over="ignore", invalid="ignore"):
         single = np.logical_and.reduceat(values.astype(np.float32) == values, lo)
@@ -123,7 +128,7 @@ class NarrowColumns:
         self.indptr = gc.indptr.astype(np.int64)
         self.rows = gc.indices.astype(np.uint16 if self.m <= 65536 else np.int32)
         data = gc.data
-        count = (data == np.floor(data)) & (data >= 0) & (data <= 65535) & ~np.signbit(data)
+        count = _counts(data) & (data <= 65535)
         wide = np.flatnonzero(~count)
         narrow = np.where(count, data, 0.0)
         top = float(narrow.max()) if narrow.size else 0.0
