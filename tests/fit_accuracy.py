@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -211,23 +211,29 @@ def assert_text_up_to_ties(ours: str, theirs: str, values: Any) -> None:
         return
     candidates = np.asarray(values, dtype=float).ravel()
     candidates = candidates[np.isfinite(candidates)]
-    a, b = ours.splitlines(), theirs.splitlines()
-    assert len(a) == len(b), (ours, theirs)
-    for la, lb in zip(a, b, strict=True):
+    for la, lb, x, y in differing_tokens(ours.splitlines(), theirs.splitlines()):
+        unit = _decimal_unit(y)
+        assert unit is not None and _decimal_unit(x) == unit, (la, lb)
+        assert abs(abs(float(x) - float(y)) - unit) <= 1e-6 * unit, (la, lb)
+        tie = (float(x) + float(y)) / 2
+        assert np.any(np.abs(candidates - tie) <= 1e-9 * max(abs(tie), unit)), \
+            (la, lb, "no value on the boundary", tie)
+
+
+def differing_tokens(ours: list[str], theirs: list[str]) -> Iterator[tuple[str, str, str, str]]:
+    """The words that differ between two texts of the same layout: asserts the same number of
+    lines, and for each differing line the same width and number of words; yields (our line,
+    R's line, our word, R's word) for each word that differs."""
+    assert len(ours) == len(theirs), (ours, theirs)
+    for la, lb in zip(ours, theirs, strict=True):
         if la == lb:
             continue
         assert len(la) == len(lb), (la, lb)
         ta, tb = la.split(), lb.split()
         assert len(ta) == len(tb), (la, lb)
         for x, y in zip(ta, tb, strict=True):
-            if x == y:
-                continue
-            unit = _decimal_unit(y)
-            assert unit is not None and _decimal_unit(x) == unit, (la, lb)
-            assert abs(abs(float(x) - float(y)) - unit) <= 1e-6 * unit, (la, lb)
-            tie = (float(x) + float(y)) / 2
-            assert np.any(np.abs(candidates - tie) <= 1e-9 * max(abs(tie), unit)), \
-                (la, lb, "no value on the boundary", tie)
+            if x != y:
+                yield la, lb, x, y
 
 
 # Relative noise standing for round-off in the criterion: at the same θ our criterion under

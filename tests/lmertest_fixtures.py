@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fit_accuracy import at_point
+from fit_accuracy import at_point, differing_tokens
 from scipy import stats
 
 import lmeformula as lmf
@@ -165,15 +165,8 @@ def assert_same_text(ours: list[str], theirs: list[str]) -> None:
     """The same lines, the same widths and words; numbers equal or within the issue's
     tolerance (1e-3 relative) or one unit of the last printed digit: a fit's optimum agrees
     with lme4's to the optimizer's tolerance, which can move the 7th significant digit."""
-    assert len(ours) == len(theirs), (ours, theirs)
-    for a, b in zip(ours, theirs, strict=True):
-        assert len(a) == len(b), (a, b)
-        ta, tb = a.split(), b.split()
-        assert len(ta) == len(tb), (a, b)
-        for x, y in zip(ta, tb, strict=True):
-            if x == y:
-                continue
-            fx, fy = _number(x), _number(y)
-            assert fx is not None and fy is not None, (a, b)
-            decimals = len(y.split(".")[1]) if "." in y and "e" not in y else 0
-            assert abs(fx - fy) <= max(1e-3 * abs(fy), 1.01 * 10.0**-decimals), (a, b)
+    for a, b, x, y in differing_tokens(ours, theirs):
+        fx, fy = _number(x), _number(y)
+        assert fx is not None and fy is not None, (a, b)
+        decimals = len(y.split(".")[1]) if "." in y and "e" not in y else 0
+        assert abs(fx - fy) <= max(1e-3 * abs(fy), 1.01 * 10.0**-decimals), (a, b)
