@@ -64,7 +64,7 @@ from .dense import (
     DenseFactorization,
     DensePLSProblem,
 )
-from .lapack import check_rx
+from .lapack import check_rx, finish_exact_fit
 from .plans import Block2Plan, ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
@@ -491,11 +491,10 @@ class PLSProblem(_AugmentedSystem):
         last = float(s[-1, -1])  # the response's pivot before the factorisation
         l22, info = b22.factor(s)
         if info == l22.shape[0]:  # an exact fit: only the last pivot, Σ r², is round-off
-            # the factor as dpotrf left it (its leading columns are complete), as the
-            # large-block engine takes it: one LAPACK call whichever engine, so the two
-            # agree bit for bit (a second dpotrf of order m - 1 blocks differently)
-            row = l22[-1, :-1]
-            l22[-1, -1] = np.sqrt(max(last - float(row @ row), 0.0))
+            # the factor as dpotrf left it, as the large-block engine takes it: one LAPACK
+            # call whichever engine, so the two agree bit for bit (a second dpotrf of order
+            # m - 1 blocks differently)
+            finish_exact_fit(l22, last)
         elif info != 0:  # dpotrf overwrote its input: assemble block 2 again to diagnose
             l22 = b22.factor_exact_fit(b22.assemble(theta, b21.rank_update(t1)))
         diag22 = np.diag(l22)

@@ -35,6 +35,15 @@ def cholesky_exact_fit(s: np.ndarray) -> np.ndarray:
     return out
 
 
+def finish_exact_fit(l22: np.ndarray, last: float) -> None:
+    """Complete in place a factor whose ``dpotrf`` failed only at its last pivot (an exact
+    fit: the penalised residual sum of squares, ``last`` the pivot's entry before the
+    factorisation, is round-off): the leading columns are complete, so the pivot is
+    sqrt(last - |its row|²), clamped at 0 (pwrss = 0)."""
+    row = l22[-1, :-1]
+    l22[-1, -1] = np.sqrt(max(last - float(row @ row), 0.0))
+
+
 def potrf(a_fortran: np.ndarray) -> tuple[np.ndarray, int]:
     """In-place lower Cholesky of an F-contiguous array (LAPACK dpotrf); the strict upper
     triangle is not cleared (that would be another pass over the matrix per evaluation)."""

@@ -51,7 +51,7 @@ from .crossprod import (
     _PairStructure,
 )
 from .engine import Factorization, PLSProblem
-from .lapack import check_rx
+from .lapack import check_rx, finish_exact_fit
 from .memory import available_memory
 from .plans import Block2Plan, ZeroBlock
 from .system import _policy
@@ -294,8 +294,7 @@ class LargeBlockPLSProblem(PLSProblem):
         l22, info = b22.factor(s)
         del s  # l22 is the same memory
         if info == m:  # an exact fit: the last pivot, Σ r², is round-off
-            row = l22[-1, :-1]
-            l22[-1, -1] = np.sqrt(max(last - float(row @ row), 0.0))
+            finish_exact_fit(l22, last)
         elif info != 0:
             raise FittingError("Downdated VtV is not positive definite")
         diag22 = np.diagonal(l22).copy()
