@@ -389,7 +389,8 @@ class _LazyColumns(dict):
 
     def stored(self, key: str) -> Value | None:
         """The value of column ``key`` read straight off the frame's storage for the common
-        column types, float64 (a copy, as :func:`column_value` makes), numpy integers (as
+        column types, float64 (a copy, as :func:`column_value` makes, or from
+        ``SHARE_MIN_ROWS`` rows a read-only view: :meth:`_shared_view`), numpy integers (as
         floats) and categorical (a copy of the Categorical), without the Series pandas would
         build for ``data[key]`` (a deep chain of Python calls: a tenth of a small model's
         setup); None for any
