@@ -49,7 +49,7 @@ MODELS = {"intercepts": ("y ~ x + (1 | subj) + (1 | item)", crossed),
 
 
 def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
-         model: str = "intercepts") -> tuple[np.ndarray, sp.csr_matrix]:
+         model: str = "intercepts") -> tuple[np.ndarray, sp.csc_matrix]:
     monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
     formula, data = MODELS[model]
     dev = lmf.lmer(formula, data(), devFunOnly=True)
@@ -63,12 +63,12 @@ def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
     keys, pairs, _ = downdate._downdate_pattern(
         prob.G, 1, first.nl, prob.m, level_group, ngroups,
         key_order=prob._order_by_block_pair if key_order else None)
-    assert isinstance(pairs, sp.csr_matrix)
+    assert isinstance(pairs, sp.csc_matrix)  # grouped: by columns, for the per-θ product
     return keys, pairs
 
 
 @pytest.mark.parametrize("model", list(MODELS))
-@pytest.mark.parametrize("chunk", [500, 40])
+@pytest.mark.parametrize("chunk", [6000, 2000, 500, 40])
 @pytest.mark.parametrize("key_order", [False, True])
 def test_pieces_equal_one_piece(monkeypatch: pytest.MonkeyPatch, key_order: bool,
                                 chunk: int, model: str) -> None:

@@ -323,8 +323,9 @@ class PairsBlock(SparseBlock):
     Attributes
     ----------
     pairs
-        C: sparse (products of pairs of G's entries) or dense (per-group Gram matrices,
-        stored by chunks of keys in the narrowest exact dtype).
+        C: sparse (products of pairs of G's entries: CSC, or CSR where ``sources`` are
+        kept) or dense (per-group Gram matrices, stored by chunks of keys in the narrowest
+        exact dtype).
     group_level
         One level of each group.
     sources
@@ -332,7 +333,7 @@ class PairsBlock(SparseBlock):
         two factors of each stored entry of C, so that new values of G refresh C; else None.
     """
 
-    pairs: sp.csr_matrix | CompactRows
+    pairs: sp.csr_matrix | sp.csc_matrix | CompactRows
     group_level: np.ndarray
     sources: tuple[np.ndarray, np.ndarray] | None
 

@@ -197,7 +197,7 @@ def _group_grams(gc: NarrowColumns, sorted_group: np.ndarray, ngroups: int, m: i
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
                       sources: bool = False,
-                      ) -> tuple[np.ndarray, sp.csr_matrix | CompactRows | None,
+                      ) -> tuple[np.ndarray, sp.csr_matrix | sp.csc_matrix | CompactRows | None,
                                  tuple[np.ndarray, np.ndarray] | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
@@ -206,7 +206,8 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     downdate is one sparse matrix-vector product. ``key_order`` (optional) orders the
     distinct keys (a permutation of them); by default they are sorted. ``sources`` (one
     level per group only): also return, for each stored entry of C, the positions in
-    ``g.data`` of its two factors, so that C's values follow new values of G."""
+    ``g.data`` of its two factors, so that C's values follow new values of G (C is then
+    CSR, whose entries those positions follow; else CSC, the faster per-θ product)."""
     # levels in group order, so that the pairs come out sorted by their column (group)
     by_group = np.argsort(level_group, kind="stable")
     sorted_group = level_group[by_group]
@@ -298,7 +299,10 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         del key_index, col
     pairs.sum_duplicates()
     if src is None:
-        return keys, pairs, None
+        # stored by columns (groups) for the per-θ product: scipy's CSC product adds each
+        # row's terms in column order from 0.0, as its CSR product does (the same numbers),
+        # reading the vector in order (InstEval: 1.1 ms an evaluation against 1.7)
+        return keys, pairs.tocsc(), None
     # one level per group: no duplicates, and C's entries are in (key, column) order
     order = np.lexsort((col, key_index))
     if order.shape[0] != pairs.nnz:
@@ -342,17 +346,19 @@ def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, 
 def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
                           ngroups: int, m: int, index: type[np.signedinteger[Any]],
                           key_order: Callable[[np.ndarray], np.ndarray] | None,
-                          ) -> tuple[np.ndarray, sp.csr_matrix, None]:
-    """The grouped scalar pairs plan built a group at a time, each group's pairs listed a
-    piece of about ``_PAIRS_CHUNK`` pairs at a time, so that the lists of pairs are never all
-    in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists and conversions
-    at once). Equal to the one-piece build entry for entry: a duplicate key lies within one
-    group (one column), and the one-piece build sums a key's pairs of one group in the order
-    they are listed, from the first (scipy's CSR conversion keeps that order and adds
-    neighbours); here each pair is added in that order into an accumulator per key that
-    starts at -0.0 (``-0.0 + v`` is ``v`` for every v, zeros' signs included), with no
-    sort and no coordinate lists. Each group's sums are one column of C (its distinct keys,
-    ascending), placed into the result's arrays once the rows' lengths are known."""
+                          ) -> tuple[np.ndarray, sp.csc_matrix, None]:
+    """The grouped scalar pairs plan built a few groups at a time, so that the lists of pairs
+    are never all in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists
+    and conversions at once): runs of consecutive groups of at most a quarter of
+    ``_PAIRS_CHUNK`` pairs together are listed and summed as the one-piece build does
+    (:func:`_run_columns`), a larger group ``_PAIRS_CHUNK`` pairs at a time into an accumulator
+    (:func:`_large_group_column`). Equal to the one-piece build entry for entry: a
+    duplicate key lies within one group (one column), and the one-piece build sums a key's
+    pairs of one group in the order they are listed, from the first (scipy's CSR conversion
+    keeps that order and adds neighbours); the accumulator adds each pair in that order,
+    starting at -0.0 (``-0.0 + v`` is ``v`` for every v, zeros' signs included). Each
+    group's sums are one column of C (its distinct keys, ascending), placed into the
+    result's arrays once the rows' lengths are known."""
     nl = sorted_group.shape[0]
     k = np.diff(seg)
     level_pairs = np.cumsum(k * (k + 1) // 2)  # pairs of levels 0..l
@@ -375,40 +381,110 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
         del order
     del present
     nkeys = keys.shape[0]
-    acc = np.full(nkeys, -0.0)  # a group's sums per key; -0.0 where it has none yet
-    met = np.zeros(nkeys, dtype=bool)  # the keys a (large) group has met
+    acc = np.full(nkeys, -0.0)  # a large group's sums per key; -0.0 where it has none yet
+    met = np.zeros(nkeys, dtype=bool)  # the keys a large group has met
     columns: list[tuple[np.ndarray, np.ndarray]] = []  # per group: its keys' rows and sums
-    first = 0
-    for end in group_end.tolist():
-        touched: list[np.ndarray] = []
-        npairs = int(level_pairs[end - 1] - (level_pairs[first - 1] if first else 0))
-        by_mask = npairs * 8 > nkeys  # distinct keys by a mask over all keys, else by sort
-        for lo, hi in _level_pieces(level_pairs, first, end):
-            key, values, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
-            at = position[key]
-            del key
-            np.add.at(acc, at, values)  # in the order listed, as the one-piece build adds
-            del values
-            if by_mask:
-                met[at] = True
-            else:
-                touched.append(at)
-            del at
-        if by_mask:
-            rows = np.flatnonzero(met).astype(dtype)
-            met[rows] = False
+    run_pairs = max(1, _PAIRS_CHUNK // 4)
+    for g0, g1 in _group_runs(level_pairs, group_end, run_pairs):
+        lo = int(group_end[g0 - 1]) if g0 else 0
+        if _pairs_of(level_pairs, lo, int(group_end[g1 - 1])) <= run_pairs:
+            columns.extend(_run_columns(gc, seg, sorted_group, lo, int(group_end[g1 - 1]),
+                                        g0, g1, m, index, position, nkeys))
         else:
-            rows = np.unique(np.concatenate(touched))
-        del touched
-        sums = acc[rows]
-        # kept in the narrowest dtype that holds them exactly until C is made (counts: a byte)
-        level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
-        columns.append((rows, sums.astype(_NARROW[level])))
-        del sums
-        acc[rows] = -0.0
-        first = end
+            columns.append(_large_group_column(gc, seg, sorted_group, lo,
+                                               int(group_end[g0]), level_pairs, m, index,
+                                               position, acc, met))
     del acc, met, position
-    return keys, _csr_from_columns(columns, nkeys), None
+    # the runs' and pieces' freed lists back to the system before C's arrays are made beside
+    # the columns (glibc keeps them in its heap: 4 MB more resident at this peak)
+    release_freed_memory()
+    return keys, _csc_from_columns(columns, nkeys), None
+
+
+def _pairs_of(level_pairs: np.ndarray, lo: int, end: int) -> int:
+    """Pairs listed for levels ``lo:end`` (``level_pairs``: cumulative through each level)."""
+    return int(level_pairs[end - 1] - (level_pairs[lo - 1] if lo else 0))
+
+
+def _group_runs(level_pairs: np.ndarray, group_end: np.ndarray, budget: int,
+                ) -> list[tuple[int, int]]:
+    """Groups cut into runs ``g0:g1`` of consecutive groups whose pairs together are at most
+    ``budget`` (several small groups listed at once: InstEval's 86 groups of students with
+    equally many ratings in nine runs, where one at a time cost 0.1 s of Python calls),
+    each larger group a run of its own."""
+    runs = []
+    g0, start, ngroups = 0, 0, group_end.shape[0]
+    while g0 < ngroups:
+        g1 = g0 + 1
+        while (g1 < ngroups
+               and _pairs_of(level_pairs, start, int(group_end[g1])) <= budget):
+            g1 += 1
+        runs.append((g0, g1))
+        start = int(group_end[g1 - 1])
+        g0 = g1
+    return runs
+
+
+def _run_columns(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
+                 end: int, g0: int, g1: int, m: int, index: type[np.signedinteger[Any]],
+                 position: np.ndarray, nkeys: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most a quarter of
+    ``_PAIRS_CHUNK``: the CSR and CSC copies and an index pointer over every key make a
+    run's pairs cost about twice a piece's in the accumulator) as the one-piece build makes
+    them: the pairs listed, converted to CSR and summed by scipy (a key's pairs of one group
+    added in the order listed), then read column by column (rows ascending), each column's
+    sums in the narrowest exact dtype."""
+    key, values, col = _scalar_pairs(gc, seg, sorted_group, lo, end, m, index)
+    at = position[key]
+    del key
+    col -= index(g0)
+    piece = sp.csr_matrix((values, (at, col)), shape=(nkeys, g1 - g0))
+    del values, at, col
+    piece.sum_duplicates()
+    by_col = piece.tocsc()  # a permutation of the entries: no arithmetic
+    del piece
+    dtype = position.dtype
+    out = []
+    for j in range(g1 - g0):
+        a, b = int(by_col.indptr[j]), int(by_col.indptr[j + 1])
+        sums = by_col.data[a:b]
+        level = int(_narrowest(sums, np.array([0, b - a]))[0]) if b > a else 0
+        out.append((by_col.indices[a:b].astype(dtype), sums.astype(_NARROW[level])))
+    return out
+
+
+def _large_group_column(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
+                        first: int, end: int, level_pairs: np.ndarray, m: int,
+                        index: type[np.signedinteger[Any]], position: np.ndarray,
+                        acc: np.ndarray, met: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column of C of one group of more than ``_PAIRS_CHUNK`` pairs (levels
+    ``first:end``), its pairs listed a piece at a time and added in the order listed into
+    ``acc`` (all -0.0 on entry and on return; ``met``: all False, likewise)."""
+    nkeys = acc.shape[0]
+    touched: list[np.ndarray] = []
+    by_mask = _pairs_of(level_pairs, first, end) * 8 > nkeys  # keys met: by a mask, or sort
+    for lo, hi in _level_pieces(level_pairs, first, end):
+        key, values, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index)
+        at = position[key]
+        del key
+        np.add.at(acc, at, values)  # in the order listed, as the one-piece build adds
+        del values
+        if by_mask:
+            met[at] = True
+        else:
+            touched.append(at)
+        del at
+    if by_mask:
+        rows = np.flatnonzero(met).astype(position.dtype)
+        met[rows] = False
+    else:
+        rows = np.unique(np.concatenate(touched))
+    del touched
+    sums = acc[rows]
+    acc[rows] = -0.0
+    # kept in the narrowest dtype that holds them exactly until C is made (counts: a byte)
+    level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
+    return rows, sums.astype(_NARROW[level])
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
@@ -424,33 +500,29 @@ def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int,
     return pieces
 
 
-def _csr_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
-                      ) -> sp.csr_matrix:
-    """The CSR matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
-    values, in any dtype that holds them exactly): each row's entries in column order, as
-    scipy's conversion of the entries lists them. ``columns`` is emptied, each column freed
-    once placed."""
-    nnz = sum(r.shape[0] for r, _ in columns)
-    ncols = len(columns)
-    index: type[np.signedinteger[Any]] = np.int32 if max(nnz, ncols) < 2**31 else np.int64
-    indptr = np.zeros(nrows + 1, dtype=index)
-    for rows, _ in columns:
-        indptr[1:][rows] += index(1)
-    np.cumsum(indptr, out=indptr)
+def _csc_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
+                      ) -> sp.csc_matrix:
+    """The CSC matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
+    values, in any dtype that holds them exactly), float64 and 32-bit indices where they
+    fit, as scipy's ``tocsc`` of the same entries stores them. ``columns`` is emptied, each
+    column freed once placed (its values may be held narrow until then)."""
+    lengths = np.array([r.shape[0] for r, _ in columns], dtype=np.int64)
+    nnz = int(lengths.sum())
+    index: type[np.signedinteger[Any]] = (np.int32 if max(nnz, nrows, len(columns)) < 2**31
+                                          else np.int64)
+    indptr = np.zeros(len(columns) + 1, dtype=index)
+    indptr[1:] = np.cumsum(lengths)  # exact: nnz fits the index
     data = np.empty(nnz)
     indices = np.empty(nnz, dtype=index)
-    start = indptr[:-1].copy()  # where each row's next entry goes
     col = 0
     while columns:
         rows, values = columns.pop(0)
-        dest = start[rows]
-        data[dest] = values
-        indices[dest] = index(col)
-        start[rows] += index(1)
-        del rows, values, dest
+        lo, hi = int(indptr[col]), int(indptr[col + 1])
+        data[lo:hi] = values
+        indices[lo:hi] = rows
+        del rows, values
         col += 1
-    del start
-    return sp.csr_matrix((data, indices, indptr), shape=(nrows, ncols))
+    return sp.csc_matrix((data, indices, indptr), shape=(nrows, lengths.shape[0]))
 
 
 def _index_keys(key: np.ndarray, m: int,
