@@ -103,28 +103,39 @@ def test_nan_in_an_intercept_free_term_is_still_refused() -> None:
         lmf.lFormula("y ~ 1 + (0 + x | subj)", df, na_action="pass")
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_csc_from_columns_is_scipys(seed: int) -> None:
+    """Columns held narrow (counts as bytes, a few real values apart, or whole) make C
+    entry for entry as scipy's conversion, zeros' signs included."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 300))
     full = sp.random(n, int(rng.integers(1, 12)), density=float(rng.uniform(0, 0.6)),
                      format="csc", random_state=int(rng.integers(2**31)))
-    full.data = np.where(rng.uniform(size=full.nnz) < 0.7, np.floor(full.data * 300),
-                         full.data)  # counts (some above 255) and real values
+    real = rng.uniform(0, 0.5)  # the share of entries that are not counts
+    counts = np.floor(full.data * rng.choice([30, 300, 3000]))  # bytes, or wider counts
+    full.data = np.where(rng.uniform(size=full.nnz) < real, full.data, counts)
+    full.data[rng.uniform(size=full.nnz) < 0.03] = -0.0  # not a count: held apart, exactly
     full.sort_indices()
-    columns = []
-    for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True):
-        values = full.data[a:b].copy()
-        if np.all(values.astype(np.float32) == values):  # any dtype that holds it exactly
-            values = values.astype(np.float32)
-        columns.append((full.indices[a:b].astype(np.int32), values))
+    columns = [downdate._held_column(full.indices[a:b].astype(np.int32), full.data[a:b].copy())
+               for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True)]
     expected = full.tocsr().tocsc()  # as the one-piece plan makes C: CSR, then CSC
     got = downdate._csc_from_columns(columns, n)
     assert not columns  # emptied as placed
     assert got.shape == expected.shape
     for attr in ("indptr", "indices", "data"):
         a, b = getattr(got, attr), getattr(expected, attr)
-        assert a.dtype == b.dtype and np.array_equal(a, b)
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_held_column_keeps_counts_as_bytes() -> None:
+    sums = np.array([3.0, 0.5, 7.0, 255.0, -0.0, 1.0, 2.0, 4.0, 9.0, 12.0])
+    held = downdate._held_column(np.arange(10, dtype=np.int32), sums)
+    assert held.values.dtype == np.uint8  # two of ten are not counts: held apart
+    np.testing.assert_array_equal(held.wide_at, [1, 4])
+    assert held.wide_values.tobytes() == sums[[1, 4]].tobytes()
+    mostly_real = downdate._held_column(np.arange(4, dtype=np.int32),
+                                        np.array([0.5, 1.5, 2.0, 0.25]))
+    assert mostly_real.wide_at.size == 0 and mostly_real.values.dtype == np.float32
 
 
 @pytest.mark.parametrize("syntax", ["R", "formulaic"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as la
@@ -383,7 +383,7 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
     nkeys = keys.shape[0]
     acc = np.full(nkeys, -0.0)  # a large group's sums per key; -0.0 where it has none yet
     met = np.zeros(nkeys, dtype=bool)  # the keys a large group has met
-    columns: list[tuple[np.ndarray, np.ndarray]] = []  # per group: its keys' rows and sums
+    columns: list[_HeldColumn] = []  # per group: its keys' rows and sums
     run_pairs = max(1, _PAIRS_CHUNK // 4)
     for g0, g1 in _group_runs(level_pairs, group_end, run_pairs):
         lo = int(group_end[g0 - 1]) if g0 else 0
@@ -427,13 +427,13 @@ def _group_runs(level_pairs: np.ndarray, group_end: np.ndarray, budget: int,
 
 def _run_columns(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
                  end: int, g0: int, g1: int, m: int, index: type[np.signedinteger[Any]],
-                 position: np.ndarray, nkeys: int) -> list[tuple[np.ndarray, np.ndarray]]:
+                 position: np.ndarray, nkeys: int) -> list[_HeldColumn]:
     """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most a quarter of
     ``_PAIRS_CHUNK``: the CSR and CSC copies and an index pointer over every key make a
     run's pairs cost about twice a piece's in the accumulator) as the one-piece build makes
     them: the pairs listed, converted to CSR and summed by scipy (a key's pairs of one group
-    added in the order listed), then read column by column (rows ascending), each column's
-    sums in the narrowest exact dtype."""
+    added in the order listed), then read column by column (rows ascending), each column
+    held narrow (:func:`_held_column`)."""
     key, values, col = _scalar_pairs(gc, seg, sorted_group, lo, end, m, index)
     at = position[key]
     del key
@@ -447,16 +447,14 @@ def _run_columns(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, l
     out = []
     for j in range(g1 - g0):
         a, b = int(by_col.indptr[j]), int(by_col.indptr[j + 1])
-        sums = by_col.data[a:b]
-        level = int(_narrowest(sums, np.array([0, b - a]))[0]) if b > a else 0
-        out.append((by_col.indices[a:b].astype(dtype), sums.astype(_NARROW[level])))
+        out.append(_held_column(by_col.indices[a:b].astype(dtype), by_col.data[a:b]))
     return out
 
 
 def _large_group_column(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
                         first: int, end: int, level_pairs: np.ndarray, m: int,
                         index: type[np.signedinteger[Any]], position: np.ndarray,
-                        acc: np.ndarray, met: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                        acc: np.ndarray, met: np.ndarray) -> _HeldColumn:
     """The column of C of one group of more than ``_PAIRS_CHUNK`` pairs (levels
     ``first:end``), its pairs listed a piece at a time and added in the order listed into
     ``acc`` (all -0.0 on entry and on return; ``met``: all False, likewise)."""
@@ -482,9 +480,37 @@ def _large_group_column(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.nda
     del touched
     sums = acc[rows]
     acc[rows] = -0.0
-    # kept in the narrowest dtype that holds them exactly until C is made (counts: a byte)
+    return _held_column(rows, sums)
+
+
+class _HeldColumn(NamedTuple):
+    """A column of C while the plan is built, until C's arrays are made: its rows and its
+    sums held narrow (``values``, in the narrowest dtype of ``_NARROW`` that holds them
+    exactly; or, where a few of them are not small counts, the counts as bytes with zeros at
+    ``wide_at`` and those few as float64 in ``wide_values``)."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    wide_at: np.ndarray
+    wide_values: np.ndarray
+
+
+def _held_column(rows: np.ndarray, sums: np.ndarray) -> _HeldColumn:
+    """``sums`` (float64) held as narrow as they are exactly: the products of two intercept
+    terms' entries are co-occurrence counts, while the keys of X's and y's rows hold real
+    values, a few per column (the 10⁵ x 2,000 crossed design: 52 MB of columns held as
+    float64 beside C's arrays, 25 MB split)."""
+    no_rows, no_values = np.empty(0, dtype=np.int32), np.empty(0)
     level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
-    return rows, sums.astype(_NARROW[level])
+    if level < 2:  # counts throughout (or none)
+        return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
+    count = _counts(sums) & (sums <= 65535)
+    wide = np.flatnonzero(~count)
+    if wide.shape[0] * 4 > sums.shape[0]:  # mostly other values: the column as it is
+        return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
+    narrow = np.where(count, sums, 0.0)
+    small = np.uint8 if narrow.max() <= 255 else np.uint16
+    return _HeldColumn(rows, narrow.astype(small), wide.astype(np.int32), sums[wide])
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
@@ -500,13 +526,11 @@ def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int,
     return pieces
 
 
-def _csc_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
-                      ) -> sp.csc_matrix:
-    """The CSC matrix whose column j holds ``columns[j]`` (rows, ascending and distinct, and
-    values, in any dtype that holds them exactly), float64 and 32-bit indices where they
-    fit, as scipy's ``tocsc`` of the same entries stores them. ``columns`` is emptied, each
-    column freed once placed (its values may be held narrow until then)."""
-    lengths = np.array([r.shape[0] for r, _ in columns], dtype=np.int64)
+def _csc_from_columns(columns: list[_HeldColumn], nrows: int) -> sp.csc_matrix:
+    """The CSC matrix whose column j holds ``columns[j]`` (rows ascending and distinct),
+    float64 and 32-bit indices where they fit, as scipy's ``tocsc`` of the same entries
+    stores them. ``columns`` is emptied, each column freed once placed."""
+    lengths = np.array([c.rows.shape[0] for c in columns], dtype=np.int64)
     nnz = int(lengths.sum())
     index: type[np.signedinteger[Any]] = (np.int32 if max(nnz, nrows, len(columns)) < 2**31
                                           else np.int64)
@@ -516,11 +540,12 @@ def _csc_from_columns(columns: list[tuple[np.ndarray, np.ndarray]], nrows: int,
     indices = np.empty(nnz, dtype=index)
     col = 0
     while columns:
-        rows, values = columns.pop(0)
+        held = columns.pop(0)
         lo, hi = int(indptr[col]), int(indptr[col + 1])
-        data[lo:hi] = values
-        indices[lo:hi] = rows
-        del rows, values
+        data[lo:hi] = held.values  # exact: the values fit the dtype
+        data[lo + held.wide_at] = held.wide_values
+        indices[lo:hi] = held.rows
+        del held
         col += 1
     return sp.csc_matrix((data, indices, indptr), shape=(nrows, lengths.shape[0]))
 

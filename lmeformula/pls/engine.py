@@ -671,7 +671,11 @@ class PLSProblem(_AugmentedSystem):
         rhs2 = l22[-1, :-1]
         sol2 = la.solve_triangular(top, rhs2, lower=True, trans="T", check_finite=False)
         u_r, beta = sol2[:qr], sol2[qr:]
-        # block 1: L11' u1 = l_y1 - L21z' u_r - L21x' β, with l_y1 the y row of L21
+        return beta, np.concatenate([self._solve_block1(f, sol2), u_r])
+
+    def _solve_block1(self, f: Factorization, sol2: np.ndarray) -> np.ndarray:
+        """Block 1's random effects u1 given block 2's solution ``sol2`` (its random effects
+        and β): L11' u1 = l_y1 - L21z' u_r - L21x' β, with l_y1 the y row of L21."""
         if f._L21 is None and self.m * self.q1 <= _DENSE_L21_LIMIT:
             # a GLMM's PIRLS step: L21 dense, without building sparse matrices per call
             l21d = self.block21_dense(f.theta, f.T1, f._A21)
@@ -682,9 +686,7 @@ class PLSProblem(_AugmentedSystem):
         else:
             rhs1 = self._block21_rhs(f, sol2)
         first = self.terms[0]
-        rhs1 = rhs1.reshape(first.nl, first.nc)
-        u1 = self.b11.solve_transposed(f.L11, rhs1)
-        return beta, np.concatenate([u1.ravel(), u_r])
+        return self.b11.solve_transposed(f.L11, rhs1.reshape(first.nl, first.nc)).ravel()
 
     def _level_cuts(self, step: int) -> list[int]:
         """Row boundaries of block 2 about ``step`` rows apart, each on a boundary between
