@@ -268,7 +268,7 @@ def model_frame(
             assert isinstance(node, Name)
             values[name] = _string_factor(cast(pd.Series, columns.series(node.id)))
         else:
-            values[name] = evaluate(node, columns, n, state)
+            values[name] = evaluate(node, columns, n, state, nan_warning=True)
 
     extras = extra_columns(weights, offset, data)
 
