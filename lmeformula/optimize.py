@@ -389,11 +389,14 @@ def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
               else np.array([fn(p) for p in points]))
     f0 = values[-1] if fx is None else fx
     fplus, fminus = values[:k], values[k : 2 * k]
-    grad = (fplus - fminus) / (2 * delta)
-    hess = np.diag((fplus - 2 * f0 + fminus) / delta**2)
-    for n, (i, j) in enumerate(pairs):
-        a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
-        hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
+    # an infinite criterion (a zero prior weight makes lme4's REML criterion +Inf) gives
+    # NaN differences silently, as in R: check_conv reports "Gradient contains NAs"
+    with np.errstate(invalid="ignore"):
+        grad = (fplus - fminus) / (2 * delta)
+        hess = np.diag((fplus - 2 * f0 + fminus) / delta**2)
+        for n, (i, j) in enumerate(pairs):
+            a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
+            hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
     return Derivs(grad, hess)
 
 
