@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from .dataframe import as_pandas
 from .errors import (
     ArgumentError,
+    FormulaError,
     LmeFormulaError,
     ModelFrameError,
     RandomEffectsError,
@@ -289,7 +290,14 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
         right = _group_labels(group.right, newdata)
         return [None if a is None or b is None else f"{a}:{b}"
                 for a, b in zip(left, right, strict=True)]
-    raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in newdata")
+    # an expression of the data's columns (factor(k)), evaluated in newdata as the fit
+    # evaluated it in the model frame (reterms._grouping_factor)
+    try:
+        value = evaluate(group, _LazyColumns(newdata), len(newdata))
+    except (FormulaError, TypeError) as err:
+        raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in "
+                                 f"newdata: {err}") from None
+    return _labels(value, deparse(group))
 
 
 def _term_design(m: FittedModel, newdata: pd.DataFrame, i: int, allow_new_levels: bool
