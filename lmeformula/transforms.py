@@ -377,8 +377,11 @@ class Evaluator:
             value = self.eval(pos[0])
             if isinstance(value, pd.Categorical):
                 return _FACTOR_FUNCTIONS[fn](value)
-        if fn == "c":
-            return np.array([self.eval(p) for p in pos], dtype=object)
+        if fn == "c":  # R's c() concatenates: c(1:200, 401:900) is one vector of 700
+            parts = [self.eval(p) for p in pos]
+            return np.concatenate([np.atleast_1d(np.asarray(
+                v.astype(object) if isinstance(v, pd.Categorical) else v, dtype=object))
+                for v in parts])
         if fn == "[":
             return _index(self.eval(pos[0]), [self.eval(p) for p in pos[1:]], what)
         if fn in ("factor", "as.factor"):
@@ -388,6 +391,8 @@ class Evaluator:
             return f.as_ordered()
         if fn == "as.integer":
             return np.trunc(_numeric(self.eval(pos[0]), what))
+        if fn == "is.na" and len(pos) == 1:  # subset = "!is.na(x)"
+            return _is_na(self.eval(pos[0]))
         if fn in ("as.character", "unclass", "as.logical", "levels", "nlevels"):
             return _plain_vector_function(fn, self.eval(pos[0]), what)
         if fn == "log":
@@ -465,6 +470,21 @@ def _dummy(node: Call, ev: Evaluator, what: str) -> MatrixValue:
         if keep else np.zeros((codes.shape[0], 0))
     mat[codes < 0] = np.nan
     return MatrixValue(mat, tuple(keep))
+
+
+def _is_na(value: Value) -> np.ndarray:
+    """R's ``is.na``: TRUE where a value is missing (NA or NaN; an NA level of a factor);
+    elementwise on a matrix, as R's."""
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values)
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.asarray(pd.isna(arr), dtype=bool)
+    return np.zeros(arr.shape, dtype=bool)
 
 
 def _vector(x: np.ndarray, what: str) -> np.ndarray:
