@@ -181,9 +181,7 @@ def extra_columns(weights: Any, offset: Any, data: pd.DataFrame) -> dict[str, np
 
 def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
     if isinstance(arg, str):
-        if arg not in data.columns:
-            raise ModelFrameError(f"{what}: object '{arg}' not found")
-        arg = data[arg]
+        arg = data[arg] if arg in data.columns else r_argument(arg, data, what)
     raw = np.asarray(arg)
     if isinstance(arg, pd.Categorical) or isinstance(getattr(arg, "dtype", None),
                                                      pd.CategoricalDtype):
@@ -203,6 +201,23 @@ def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
             f"variable lengths differ (found for '({what})'): {values.shape[0]} != {len(data)}"
         )
     return values
+
+
+def r_argument(text: str, data: pd.DataFrame, what: str, *,
+               nan_warning: bool = True) -> Value:
+    """``weights=`` or ``offset=`` text that is not a column's name: an R expression of the
+    data's columns (``offset = "log(t)"``, ``weights = "1/w"``), evaluated in the data as R's
+    model.frame evaluates these arguments (and ``subset``)."""
+    from .formula.parser import parse_expression
+
+    try:
+        node = parse_expression(text)
+        value = evaluate(node, _LazyColumns(data), len(data), nan_warning=nan_warning)
+    except (FormulaError, TypeError) as err:
+        raise ModelFrameError(f"{what}: {err}") from None
+    if isinstance(value, MatrixValue):
+        raise ModelFrameError(f"'{what}' must be a numeric vector, not a matrix ({text})")
+    return value
 
 
 def frame_variables(lhs: Node | None, rhs: Node) -> list[Node]:

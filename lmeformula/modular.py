@@ -68,7 +68,8 @@ def lFormula(
     subset
         Boolean array-like or R expression text selecting rows.
     weights, offset
-        Column names or arrays with one value per row of ``data``.
+        Column names, R expressions of the columns (``offset="log(t)"``, ``weights="1/w"``),
+        or arrays, with one value per row of ``data``.
     na_action
         ``"omit"`` (default), ``"exclude"`` or ``"fail"``.
     contrasts

@@ -15,7 +15,9 @@ tools/R/make_fixtures_fuzz.R, one case per disagreement:
 * ``subset_range``, ``subset_negative``, ``subset_c``: a subset of row numbers (``1:300``,
   ``-(1:50)``, ``c(1:200, 401:600)``), R's ``data[subset, ]``; ``subset_is_na``: ``is.na()``;
 * ``poisson_noninteger``: R's dpois gives a non-integer count probability 0 (warning
-  "non-integer x = %f"), so lme4's Laplace criterion is +Inf and the fit stays at θ = 1.
+  "non-integer x = %f"), so lme4's Laplace criterion is +Inf and the fit stays at θ = 1;
+* ``weights_offset_expressions``, ``poisson_offset_expression``: ``weights="1/w"``,
+  ``offset="log(t)"``, R expressions evaluated in the data as model.frame evaluates them.
 """
 
 from __future__ import annotations
@@ -174,3 +176,24 @@ def test_row_number_subsets_a_frame_cannot_hold_are_refused(subset: str, message
                                                             ) -> None:
     with pytest.raises(lmf.ModelFrameError, match=message):
         lmf.lFormula("y ~ x + (1 | g)", data_of("subset_range"), subset=subset)
+
+
+def test_offset_expression_glmm_at_lme4s_optimum() -> None:
+    m, fx = fit_and_warnings("poisson_offset_expression")[0], fixture("poisson_offset_expression")
+    # at lme4's (θ, β) the deviance and fitted values are lme4's to rounding
+    at = at_point(m, as_list(fx["theta"]), fx["beta"], derivs=False)
+    assert lmf.deviance(at) == pytest.approx(fx["crit"], rel=1e-9)
+    np.testing.assert_allclose(lmf.fitted(at), fx["fitted"], rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["weights_offset_expressions", "poisson_offset_expression"])
+def test_offset_expression_evaluated_in_new_data(name: str) -> None:
+    m = fit_and_warnings(name)[0]
+    np.testing.assert_allclose(m.predict(newdata=data_of(name)), m.predict(), rtol=1e-10)
+    with pytest.raises(lmf.VariableNotFoundError, match="object 't' not found"):
+        m.predict(newdata=data_of(name).drop(columns="t"))
+
+
+def test_weights_or_offset_expression_of_an_unknown_column_fails() -> None:
+    with pytest.raises(lmf.ModelFrameError, match="offset: object 'tt' not found"):
+        lmf.lFormula("y ~ x + (1 | g)", data_of("weights_offset_expressions"), offset="log(tt)")

@@ -133,3 +133,17 @@ d <- data.frame(x = rnorm(n), g = factor(sample(sprintf("g%02d", 1:10), n, TRUE)
 d$cnt <- rpois(n, exp(0.5 + 0.3 * d$x + rnorm(10, sd = 0.5)[d$g]))
 d$cnt[c(4, 50, 120)] <- d$cnt[c(4, 50, 120)] + c(0.5, 0.25, 1.75)
 run_case("poisson_noninteger", d, "cnt ~ x + (1 | g)", family = "poisson")
+
+# weights and offset given as R expressions of the data's columns, evaluated in the data as
+# model.frame evaluates them
+d <- base(8, 500)
+d$t <- runif(500, 0.5, 3)
+d$w <- runif(500, 0.5, 2)
+run_case("weights_offset_expressions", d, "y ~ x + (1 | g)",
+         list(weights = "1/w", offset = "log(t)"))
+set.seed(9); n <- 400
+d <- data.frame(x = rnorm(n), t = runif(n, 0.5, 3),
+                g = factor(sample(sprintf("g%02d", 1:10), n, TRUE)))
+d$cnt <- rpois(n, d$t * exp(0.2 + 0.3 * d$x + rnorm(10, sd = 0.5)[d$g]))
+run_case("poisson_offset_expression", d, "cnt ~ x + (1 | g)", list(offset = "log(t)"),
+         family = "poisson")
