@@ -36,7 +36,7 @@ def _call_lines(m: LmerMod, long: bool = True, expanded: bool = True) -> list[st
     parsed = m.lformula.parsed
     if parsed.lhs is not None:
         with recursion_room(len(parsed.text)):
-            lhs, rhs = parsed.lhs, parsed.rhs
+            lhs, rhs = parsed.lhs, parsed.stored_rhs
             if not expanded:
                 written = parse_formula(parsed.text)
                 lhs, rhs = written[0] or parsed.lhs, written[1]

@@ -17,7 +17,9 @@ tools/R/make_fixtures_fuzz.R, one case per disagreement:
 * ``poisson_noninteger``: R's dpois gives a non-integer count probability 0 (warning
   "non-integer x = %f"), so lme4's Laplace criterion is +Inf and the fit stays at θ = 1;
 * ``weights_offset_expressions``, ``poisson_offset_expression``: ``weights="1/w"``,
-  ``offset="log(t)"``, R expressions evaluated in the data as model.frame evaluates them.
+  ``offset="log(t)"``, R expressions evaluated in the data as model.frame evaluates them;
+* ``dot_formula``, ``dot_power``: ``.`` stands for every column of the data but the
+  response (``y ~ . - g - w + (1 | g)``, ``y ~ .^2 - g - w + (1 | g)``).
 """
 
 from __future__ import annotations
@@ -197,3 +199,17 @@ def test_offset_expression_evaluated_in_new_data(name: str) -> None:
 def test_weights_or_offset_expression_of_an_unknown_column_fails() -> None:
     with pytest.raises(lmf.ModelFrameError, match="offset: object 'tt' not found"):
         lmf.lFormula("y ~ x + (1 | g)", data_of("weights_offset_expressions"), offset="log(tt)")
+
+
+@pytest.mark.parametrize("name", ["dot_formula", "dot_power"])
+def test_dot_formula_is_stored_as_written(name: str) -> None:
+    m, fx = fit_and_warnings(name)[0], fixture(name)
+    assert m.formula == fx["formula_text"] == fx["formula"]
+    assert f"Formula: {fx['formula']}" in str(m)
+
+
+def test_dot_with_a_transformed_response_is_refused() -> None:
+    # lme4 expands the fixed part's '.' over the model frame, where it does not recognise
+    # log(y + 5) as the response: the response would be among its own predictors
+    with pytest.raises(lmf.FormulaError, match="response that is an expression"):
+        lmf.lFormula("log(y + 5) ~ . - g + (1 | g)", data_of("dot_formula"))

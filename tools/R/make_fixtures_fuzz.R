@@ -62,7 +62,8 @@ run_case <- function(name, data, formula, args = list(), family = NULL) {
       flist_levels = lapply(getME(m, "flist"), levels), cnms = getME(m, "cnms"),
       feval = m@optinfo$feval, isSingular = isSingular(m),
       conv_messages = as.list(m@optinfo$conv$lme4$messages),
-      fitted = num(fitted(m))))
+      fitted = num(fitted(m)),
+      formula_text = paste(deparse(formula(m)), collapse = " ")))
   }
   writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"),
              file.path(out_dir, paste0(name, ".json")))
@@ -147,3 +148,10 @@ d <- data.frame(x = rnorm(n), t = runif(n, 0.5, 3),
 d$cnt <- rpois(n, d$t * exp(0.2 + 0.3 * d$x + rnorm(10, sd = 0.5)[d$g]))
 run_case("poisson_offset_expression", d, "cnt ~ x + (1 | g)", list(offset = "log(t)"),
          family = "poisson")
+
+# '.' in the formula: every column of the data but the response, in the data's order
+# (x, z, g, w here; the formula as written is what lme4 stores and prints)
+d <- base(10, 400)
+d$w <- runif(400)
+run_case("dot_formula", d, "y ~ . - g - w + (1 | g)")
+run_case("dot_power", d, "y ~ .^2 - g - w + (1 | g)")
