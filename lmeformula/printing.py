@@ -192,7 +192,7 @@ def _correlation_block(m: LmerMod) -> list[str]:
                      dtype=object).reshape(p, p).T
     rows = [[cells[i, j] if i > j else "" for j in range(p - 1)] for i in range(1, p)]
     return ["", "Correlation of Fixed Effects:",
-            *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
+            *_print_char_matrix(cns[:-1], rows, rns[1:], right=False, width=80)]
 
 
 def format_summary(m: LmerMod, digits: int = 4, ddf: str | None = None) -> str:

@@ -19,7 +19,9 @@ tools/R/make_fixtures_fuzz.R, one case per disagreement:
 * ``weights_offset_expressions``, ``poisson_offset_expression``: ``weights="1/w"``,
   ``offset="log(t)"``, R expressions evaluated in the data as model.frame evaluates them;
 * ``dot_formula``, ``dot_power``: ``.`` stands for every column of the data but the
-  response (``y ~ . - g - w + (1 | g)``, ``y ~ .^2 - g - w + (1 | g)``).
+  response (``y ~ . - g - w + (1 | g)``, ``y ~ .^2 - g - w + (1 | g)``);
+* ``wide_correlation``: the summary's correlation block wider than 80 characters is printed
+  in blocks of columns, as R prints a character matrix.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from cases import FIXTURES
-from fit_accuracy import assert_same_optimum, at_point, counts_under_roundoff
+from fit_accuracy import (
+    assert_same_optimum,
+    assert_text_up_to_ties,
+    at_point,
+    counts_under_roundoff,
+)
 from sweep_cases import as_list, frame_of
 
 import lmeformula as lmf
@@ -213,3 +220,12 @@ def test_dot_with_a_transformed_response_is_refused() -> None:
     # log(y + 5) as the response: the response would be among its own predictors
     with pytest.raises(lmf.FormulaError, match="response that is an expression"):
         lmf.lFormula("log(y + 5) ~ . - g + (1 | g)", data_of("dot_formula"))
+
+
+def test_wide_correlation_block_wraps_at_80_characters() -> None:
+    m, fx = fit_and_warnings("wide_correlation")[0], fixture("wide_correlation")
+    ours = str(at_point(m, as_list(fx["theta"])).summary())
+    block = ours[ours.index("Correlation of Fixed Effects:"):]
+    theirs = fx["summary"][fx["summary"].index("Correlation of Fixed Effects:"):]
+    assert max(len(line) for line in theirs.splitlines()) <= 80
+    assert_text_up_to_ties(block, theirs, fx["correlation"])

@@ -38,7 +38,7 @@ collect <- function(expr) {
 }
 
 # args: what both calls get (REML, weights and offset as column names, subset as R text)
-run_case <- function(name, data, formula, args = list(), family = NULL) {
+run_case <- function(name, data, formula, args = list(), family = NULL, summary = FALSE) {
   call <- sprintf("%s(%s, data = d", if (is.null(family)) "lmer" else "glmer", formula)
   if (!is.null(family)) call <- paste0(call, ", family = ", family)
   if (!is.null(args$REML)) call <- paste0(call, ", REML = ", args$REML)
@@ -64,6 +64,9 @@ run_case <- function(name, data, formula, args = list(), family = NULL) {
       conv_messages = as.list(m@optinfo$conv$lme4$messages),
       fitted = num(fitted(m)),
       formula_text = paste(deparse(formula(m)), collapse = " ")))
+    if (summary)  # the printed summary and the correlations behind its last block
+      out <- c(out, list(summary = paste(capture.output(print(summary(m))), collapse = "\n"),
+                         correlation = unname(as.matrix(cov2cor(vcov(m))))))
   }
   writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"),
              file.path(out_dir, paste0(name, ".json")))
@@ -155,3 +158,9 @@ d <- base(10, 400)
 d$w <- runif(400)
 run_case("dot_formula", d, "y ~ . - g - w + (1 | g)")
 run_case("dot_power", d, "y ~ .^2 - g - w + (1 | g)")
+
+# a summary whose correlation block (p = 12) is wider than 80 characters: R prints the
+# character matrix in blocks of columns that fit the width, as print.default does
+d <- base(11, 900)
+d$k <- sample(1:12, 900, TRUE)
+run_case("wide_correlation", d, "y ~ factor(k) + (1 | g)", summary = TRUE)
