@@ -164,3 +164,22 @@ run_case("dot_power", d, "y ~ .^2 - g - w + (1 | g)")
 d <- base(11, 900)
 d$k <- sample(1:12, 900, TRUE)
 run_case("wide_correlation", d, "y ~ factor(k) + (1 | g)", summary = TRUE)
+
+# VarCorr of a term with 13 correlated columns: wider than 80 characters, R prints it in
+# blocks of columns (print.default of formatVC's character matrix); fitted without the
+# finite-difference derivatives (91 parameters), compared at lme4's theta
+set.seed(12); n <- 1500
+d <- data.frame(f = factor(sprintf("lev%02d", sample(1:13, n, TRUE))),
+                g = factor(sprintf("g%02d", sample(1:30, n, TRUE))))
+d$y <- rnorm(30)[d$g] + rnorm(n)
+r <- collect(lmer(y ~ 1 + (0 + f | g), d, control = lmerControl(calc.derivs = FALSE)))
+m <- r$fit
+vc <- as.data.frame(VarCorr(m))
+writeLines(toJSON(list(name = "wide_varcorr", columns = columns_of(d),
+                       formula = "y ~ 1 + (0 + f | g)", theta = num(getME(m, "theta")),
+                       warnings = r$warnings, sdcor = vc$sdcor,
+                       varcorr = paste(capture.output(print(VarCorr(m))), collapse = "\n"),
+                       summary = paste(capture.output(print(summary(m))), collapse = "\n")),
+                  auto_unbox = TRUE, digits = NA, null = "null", na = "null"),
+           file.path(out_dir, "wide_varcorr.json"))
+cat("wide_varcorr\n")
