@@ -19,6 +19,7 @@ __all__ = [
     "LmeFormulaWarning",
     "ModelFrameError",
     "ModelSizeError",
+    "NaNsProducedWarning",
     "RandomEffectsError",
     "RankDeficiencyError",
     "RankDeficiencyWarning",
@@ -107,3 +108,8 @@ class RefitMLWarning(LmeFormulaWarning):
 
 class ColumnTypeWarning(LmeFormulaWarning):
     """A data column was converted (numbers stored with object dtype became numeric)."""
+
+
+class NaNsProducedWarning(LmeFormulaWarning):
+    """R's "NaNs produced": a function in the formula (``log``, ``sqrt``, ...) gave NaN for a
+    value that is not missing; the model frame drops those rows as missing, as R's does."""

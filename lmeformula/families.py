@@ -216,6 +216,9 @@ class Family:
             return float(-2.0 * np.sum(np.where(factor != 0, factor * logp, 0.0)))
         if self.family == "poisson":
             logp = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
+            # R's dpois (lme4's compiled poissonDist::aic calls it): a count that is not an
+            # integer has probability 0, so the criterion is +Inf (warned in initialize)
+            logp = np.where(r_nonint(y), -np.inf, logp)
             return float(-2.0 * np.sum(logp * wt))
         if self.family == "Gamma":
             nobs = float(np.sum(wt))
@@ -272,6 +275,11 @@ class Family:
         if name == "poisson":
             if np.any(y < 0):
                 raise FamilyError("negative values not allowed for the 'Poisson' family")
+            # R's dpois warns "non-integer x = %f" for each such count and gives it
+            # probability 0: lme4's Laplace criterion (its aic) is then +Inf at every θ, the
+            # optimizer cannot move and the fit stays at its start; warned once per value
+            for value in dict.fromkeys(y[r_nonint(y)].tolist()):
+                warnings.warn(f"non-integer x = {value:f}", LmeFormulaWarning, stacklevel=4)
             return y, w, n, y + 0.1
         if name == "Gamma":
             if np.any(y <= 0):
@@ -367,6 +375,13 @@ def get_family(family: str | Family | Callable[[], Family]) -> Family:
         if isinstance(out, Family):
             return out
     raise FamilyError(f"invalid family argument: {family!r}")
+
+
+def r_nonint(x: Array) -> Array:
+    """R's ``R_nonint``: values further than 1e-7 (relative, for large ones) from an
+    integer."""
+    x = np.asarray(x, float)
+    return np.abs(x - np.round(x)) > 1e-7 * np.maximum(1.0, np.abs(x))
 
 
 def binomial_aic_parts(y: Array, n: Array, wt: Array,

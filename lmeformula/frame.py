@@ -181,9 +181,7 @@ def extra_columns(weights: Any, offset: Any, data: pd.DataFrame) -> dict[str, np
 
 def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
     if isinstance(arg, str):
-        if arg not in data.columns:
-            raise ModelFrameError(f"{what}: object '{arg}' not found")
-        arg = data[arg]
+        arg = data[arg] if arg in data.columns else r_argument(arg, data, what)
     raw = np.asarray(arg)
     if isinstance(arg, pd.Categorical) or isinstance(getattr(arg, "dtype", None),
                                                      pd.CategoricalDtype):
@@ -203,6 +201,23 @@ def _vector_argument(arg: Any, data: pd.DataFrame, what: str) -> np.ndarray:
             f"variable lengths differ (found for '({what})'): {values.shape[0]} != {len(data)}"
         )
     return values
+
+
+def r_argument(text: str, data: pd.DataFrame, what: str, *,
+               nan_warning: bool = True) -> Value:
+    """``weights=`` or ``offset=`` text that is not a column's name: an R expression of the
+    data's columns (``offset = "log(t)"``, ``weights = "1/w"``), evaluated in the data as R's
+    model.frame evaluates these arguments (and ``subset``)."""
+    from .formula.parser import parse_expression
+
+    try:
+        node = parse_expression(text)
+        value = evaluate(node, _LazyColumns(data), len(data), nan_warning=nan_warning)
+    except (FormulaError, TypeError) as err:
+        raise ModelFrameError(f"{what}: {err}") from None
+    if isinstance(value, MatrixValue):
+        raise ModelFrameError(f"'{what}' must be a numeric vector, not a matrix ({text})")
+    return value
 
 
 def frame_variables(lhs: Node | None, rhs: Node) -> list[Node]:
@@ -268,7 +283,7 @@ def model_frame(
             assert isinstance(node, Name)
             values[name] = _string_factor(cast(pd.Series, columns.series(node.id)))
         else:
-            values[name] = evaluate(node, columns, n, state)
+            values[name] = evaluate(node, columns, n, state, nan_warning=True)
 
     extras = extra_columns(weights, offset, data)
 
@@ -453,11 +468,49 @@ class _LazyColumns(dict):
         return dict.__getitem__(self, key)
 
 
+def _row_numbers_mask(value: np.ndarray, n: int, text: str) -> np.ndarray:
+    """An R subset that is numbers (``subset = 1:300``, ``-(1:10)``) selects rows by their
+    1-based numbers, as R's ``data[subset, ]`` in model.frame does: positive numbers keep
+    those rows, negative ones drop them, zeros are ignored and fractions truncated. Rows
+    in the data's order, each once, is what a model frame here can hold: numbers that
+    repeat or reorder rows, or point past the data, are refused. Logical values pass
+    through."""
+    if value.dtype.kind not in "iuf" and not (
+            value.dtype.kind == "O" and value.size and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return value
+    idx = np.trunc(value.astype(float).ravel())
+    if np.isnan(idx).any():
+        raise ModelFrameError(f"subset {text!r}: row numbers must not be missing")
+    idx = idx[idx != 0]
+    mask = np.zeros(n, dtype=bool)
+    if idx.size == 0:
+        return mask
+    if (idx < 0).any() and (idx > 0).any():
+        raise ModelFrameError(f"subset {text!r}: only 0's may be mixed with negative "
+                              "subscripts")
+    if (np.abs(idx) > n).any():
+        raise ModelFrameError(f"subset {text!r}: row numbers must be between 1 and {n} "
+                              "(the rows of data)")
+    rows = np.abs(idx).astype(np.int64) - 1
+    if (idx < 0).all():
+        mask[:] = True
+        mask[rows] = False
+        return mask
+    if (np.diff(rows) <= 0).any():
+        raise ModelFrameError(f"subset {text!r}: row numbers that repeat or reorder rows "
+                              "are not supported; give them in increasing order, each once")
+    mask[rows] = True
+    return mask
+
+
 def _subset_mask(subset: Any, columns: _LazyColumns, n: int) -> np.ndarray:
     if isinstance(subset, str):
         from .formula.parser import parse_expression
 
-        mask = evaluate(parse_expression(subset), columns, n)
+        mask = evaluate(parse_expression(subset), columns, n, nan_warning=True)
+        if not isinstance(mask, (pd.Categorical, MatrixValue)):
+            mask = _row_numbers_mask(np.asarray(mask), n, subset)
     else:
         mask = np.asarray(subset)
     mask = np.asarray(mask)

@@ -179,7 +179,8 @@ def glmer(
         0 (θ only, β by PIRLS), 1 (Laplace) or k > 1 (adaptive Gauss-Hermite quadrature with
         k points, single scalar random-effects term only).
     weights, offset
-        Prior weights and offset: column names or arrays, one value per row of ``data``.
+        Prior weights and offset: column names, R expressions of the columns
+        (``offset="log(t)"``), or arrays, one value per row of ``data``.
     control
         :class:`lmeformula.GlmerControl` or a dict of glmerControl options.
     start

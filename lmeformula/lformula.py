@@ -9,6 +9,7 @@ is why the dataclass lives here and not in ``modular`` (imports run one way down
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -19,7 +20,7 @@ import pandas as pd
 from .call import ModelCall
 from .control import LmerControl
 from .errors import FormulaError
-from .formula.ast import BinOp, Node, deparse
+from .formula.ast import BinOp, Name, Node, Paren, UnaryOp, deparse
 from .formula.bars import expand_double_verts, findbars, nobars
 from .formula.parser import parse_formula
 from .formula.terms import Terms, terms
@@ -27,7 +28,7 @@ from .frame import ModelFrame
 from .modelmatrix import XAttrs
 from .reterms import ReTrms, format_reterms
 
-__all__ = ["LFormula", "ParsedFormula", "format_lformula", "parse_lmer_formula"]
+__all__ = ["LFormula", "ParsedFormula", "format_lformula", "has_dot", "parse_lmer_formula"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class ParsedFormula:
         Random-effects terms in formula order, slashes expanded.
     fixed
         The fixed-effects terms (``nobars``).
+    written
+        Where a ``.`` was expanded over the data's columns: the right-hand side as lme4
+        stores and prints it, the ``.`` kept (``||`` expanded); None otherwise.
     """
 
     text: str
@@ -53,30 +57,92 @@ class ParsedFormula:
     rhs: Node
     bars: tuple[BinOp, ...]
     fixed: Terms
+    written: Node | None = None
+
+    @property
+    def stored_rhs(self) -> Node:
+        """The right-hand side lme4 stores: ``||`` expanded, a ``.`` kept."""
+        return self.rhs if self.written is None else self.written
 
     @cached_property
     def expanded(self) -> str:
         """The formula lme4 stores: ``||`` expanded."""
-        rhs = deparse(self.rhs)
+        rhs = deparse(self.stored_rhs)
         return f"{deparse(self.lhs)} ~ {rhs}" if self.lhs is not None else f"~{rhs}"
 
 
-def parse_lmer_formula(formula: str) -> ParsedFormula:
-    """Split an lme4 formula into response, random-effects bars and fixed terms."""
+def parse_lmer_formula(formula: str, columns: Sequence[str] | None = None) -> ParsedFormula:
+    """Split an lme4 formula into response, random-effects bars and fixed terms.
+
+    ``columns``: the data's column names, for a ``.`` in the formula (every column but the
+    response's variables, as R's model.frame expands it); without them a ``.`` is an error."""
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    return _parse_lmer_formula(formula)
+    dot = columns is not None and has_dot(formula)
+    return _parse_lmer_formula(formula, tuple(map(str, columns)) if dot and columns is not None
+                               else None)
 
 
 @lru_cache(maxsize=256)
-def _parse_lmer_formula(formula: str) -> ParsedFormula:
+def has_dot(formula: str) -> bool:
+    """Whether the formula has a ``.`` among its terms (outside calls and bars)."""
+    _lhs, rhs = parse_formula(formula)
+    return _replace_dot(rhs, rhs) is not rhs
+
+
+def _replace_dot(node: Node, expansion: Node) -> Node:
+    """``node`` with each ``.`` among its terms replaced by ``expansion`` (the same object
+    when there is none); a ``.`` inside a function call or a random-effects bar is left."""
+    if isinstance(node, Name) and node.id == ".":
+        return expansion
+    if isinstance(node, BinOp) and node.op not in ("|", "||"):
+        left, right = _replace_dot(node.left, expansion), _replace_dot(node.right, expansion)
+        return node if left is node.left and right is node.right else BinOp(node.op, left,
+                                                                            right)
+    if isinstance(node, UnaryOp) and node.op in ("+", "-"):
+        operand = _replace_dot(node.operand, expansion)
+        return node if operand is node.operand else UnaryOp(node.op, operand)
+    if isinstance(node, Paren):
+        expr = _replace_dot(node.expr, expansion)
+        return node if expr is node.expr else Paren(expr)
+    return node
+
+
+def _expand_dot(lhs: Node | None, rhs: Node, columns: tuple[str, ...]) -> Node:
+    """R's ``.`` in a model formula: ``(a + b + ...)``, the data's columns other than the
+    response's variables, in the data's order."""
+    if lhs is not None and not isinstance(lhs, Name):
+        # lme4 expands the fixed part's '.' over the model frame's columns, where the
+        # response is a column named by its expression, which R does not recognise as the
+        # response: log(y) ~ . has log(y) among its own predictors there
+        raise FormulaError(f"'.' with a response that is an expression ({deparse(lhs)}): "
+                           "lme4 would count the response among the predictors; name the "
+                           "variables")
+    response = {lhs.id} if isinstance(lhs, Name) else set()
+    names = [Name(c) for c in columns if c not in response]
+    if not names:
+        raise FormulaError("'.' in the formula stands for no variable: the data have no "
+                           "column but the response")
+    total: Node = names[0]
+    for name in names[1:]:
+        total = BinOp("+", total, name)
+    return Paren(total)
+
+
+@lru_cache(maxsize=256)
+def _parse_lmer_formula(formula: str, columns: tuple[str, ...] | None = None
+                        ) -> ParsedFormula:
     # cached: the result is immutable (frozen syntax trees), and refits, bootstraps and
     # profiles parse the same text again and again
     lhs, rhs = parse_formula(formula)
+    written = None
+    if columns is not None:
+        written = expand_double_verts(rhs)
+        rhs = _replace_dot(rhs, _expand_dot(lhs, rhs, columns))
     rhs = expand_double_verts(rhs)
     bars = tuple(findbars(rhs))
     fixed_rhs = nobars(rhs)
-    return ParsedFormula(formula, lhs, rhs, bars, terms(fixed_rhs, lhs))
+    return ParsedFormula(formula, lhs, rhs, bars, terms(fixed_rhs, lhs), written)
 
 
 @dataclass

@@ -136,7 +136,8 @@ def lmer(
     REML
         REML (default, as lme4) or maximum likelihood.
     weights, offset
-        Column names or arrays, one value per row of ``data``.
+        Column names, R expressions of the columns (``offset="log(t)"``, evaluated in the
+        data as R's model.frame does), or arrays, one value per row of ``data``.
     na_action
         ``"omit"`` (default), ``"exclude"`` (pads fitted values and residuals with NaN) or
         ``"fail"``.

@@ -206,7 +206,7 @@ def format_varcorr(vc: VarCorr, digits: int = 5, comp: tuple[str, ...] = ("Std.D
             header.append("Corr" if j == 0 else "")
             cols.append([row[j] for row in corr_rows])
     rows = [list(r) for r in zip(*cols, strict=True)]
-    return "\n".join(print_char_matrix(header, rows))
+    return "\n".join(print_char_matrix(header, rows, width=80))  # R wraps at getOption("width")
 
 
 def match_ddf(ddf: str, allowed: Sequence[str] = DDF_METHODS) -> str:

@@ -31,7 +31,12 @@ from .control import LmerControl, as_control
 from .errors import ArgumentError, FormulaError
 from .formula.limits import recursion_room
 from .frame import ModelFrame, call_frame, check_response
-from .lformula import LFormula, ParsedFormula, parse_lmer_formula  # modular's names too
+from .lformula import (  # modular's names too
+    LFormula,
+    ParsedFormula,
+    has_dot,
+    parse_lmer_formula,
+)
 from .modelmatrix import XAttrs, model_matrix
 from .pls.protocol import Factor, PLSEngine
 from .reterms import mk_re_trms
@@ -68,7 +73,8 @@ def lFormula(
     subset
         Boolean array-like or R expression text selecting rows.
     weights, offset
-        Column names or arrays with one value per row of ``data``.
+        Column names, R expressions of the columns (``offset="log(t)"``, ``weights="1/w"``),
+        or arrays, with one value per row of ``data``.
     na_action
         ``"omit"`` (default), ``"exclude"`` or ``"fail"``.
     contrasts
@@ -112,6 +118,16 @@ def formula_room(call: ModelCall) -> AbstractContextManager[None]:
     return recursion_room(len(call.formula) if isinstance(call.formula, str) else 0)
 
 
+def _column_names(data: Any) -> list[str] | None:
+    """The data's column names (what a ``.`` in the formula stands for), or None."""
+    columns = getattr(data, "columns", None)
+    if columns is None and isinstance(data, Mapping):
+        columns = list(data)
+    if columns is None:
+        columns = getattr(data, "column_names", None)  # a pyarrow Table
+    return None if columns is None else [str(c) for c in columns]
+
+
 def build_lformula(call: ModelCall, cls: type[LFormula],
                    response: Callable[[ModelFrame], np.ndarray], allow_n: bool,
                    **extra: Any) -> Any:
@@ -119,7 +135,8 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     frame's response into the stored y, ``allow_n`` selects glmer's identifiability checks,
     ``cls`` and ``extra`` the result's class and its additional fields."""
     formula, ctrl = call.formula, call.control
-    parsed = parse_lmer_formula(formula)
+    parsed = parse_lmer_formula(formula, columns=_column_names(call.data)
+                                if isinstance(formula, str) and has_dot(formula) else None)
     if parsed.lhs is None and ctrl.check_formula_LHS == "stop":
         raise FormulaError("formula must have a response (left-hand side): "
                            f"{formula!r} is one-sided")

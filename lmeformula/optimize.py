@@ -389,11 +389,14 @@ def deriv12(fn: Objective, x: np.ndarray, delta: float = 1e-4,
               else np.array([fn(p) for p in points]))
     f0 = values[-1] if fx is None else fx
     fplus, fminus = values[:k], values[k : 2 * k]
-    grad = (fplus - fminus) / (2 * delta)
-    hess = np.diag((fplus - 2 * f0 + fminus) / delta**2)
-    for n, (i, j) in enumerate(pairs):
-        a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
-        hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
+    # an infinite criterion (a zero prior weight makes lme4's REML criterion +Inf) gives
+    # NaN differences silently, as in R: check_conv reports "Gradient contains NAs"
+    with np.errstate(invalid="ignore"):
+        grad = (fplus - fminus) / (2 * delta)
+        hess = np.diag((fplus - 2 * f0 + fminus) / delta**2)
+        for n, (i, j) in enumerate(pairs):
+            a, b, c, d = values[2 * k + 4 * n : 2 * k + 4 * n + 4]
+            hess[i, j] = hess[j, i] = ((a - b) - c + d) / (4 * delta**2)
     return Derivs(grad, hess)
 
 
@@ -572,48 +575,55 @@ def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
         )
     run = OPTIMIZERS[ctrl.optimizer]
     opts = dict(ctrl.optCtrl)
-    par, fval, conv, message, feval = run(_checked_start(fn), start, lower, opts)
     notes: list[str] = []
-    if conv != 0:
-        note = f"convergence code {conv} from {ctrl.optimizer}: {message}"
-        warnings.warn(note, ConvergenceWarning, stacklevel=3)
-        notes.append(note)
+
+    def optimise(x0: np.ndarray, objective: Objective) -> tuple[np.ndarray, float, int, str, int]:
+        """One run of the optimizer; a non-zero code warns, as lme4's optwrap does."""
+        result = run(objective, x0, lower, opts)
+        if result[2] != 0:
+            note = f"convergence code {result[2]} from {ctrl.optimizer}: {result[3]}"
+            warnings.warn(note, ConvergenceWarning, stacklevel=4)
+            notes.append(note)
+        return result
+
+    par, fval, conv, message, feval = optimise(start, _checked_start(fn))
 
     if ctrl.restart_edge:
         # one-sided derivative at components on the boundary: restart if any points inwards
         bvals = np.flatnonzero((par == lower) & (lower == 0))
         if bvals.size:
             base = fn(par)
-            feval += 1
             grads = []
             for i in bvals:
                 e = np.zeros_like(par)
                 e[i] = 1e-5
                 grads.append((fn(par + e) - base) / 1e-5)
-                feval += 1
             if any(g < 0 for g in grads):
-                par, fval, conv, message, extra = run(fn, par, lower, opts)
-                feval += extra
+                # lme4's optinfo$feval is the optimizer's own count, of its last run: the
+                # restart replaces the first run's record (lme4's opt), and neither these
+                # probes nor check.boundary's evaluations below are counted
+                par, fval, conv, message, feval = optimise(par, fn)
 
-    # lme4's check.boundary: move near-boundary components onto it, one at a time, if better
-    bdiff = par - lower
-    near = np.flatnonzero((bdiff > 0) & (bdiff < ctrl.boundary_tol))
-    if near.size:
-        d0 = fn(par)
-        feval += 1
-        for i in near:
-            trial = par.copy()
-            trial[i] = lower[i]
-            d1 = fn(trial)
-            feval += 1
-            if d1 < d0:
-                par, d0 = trial, d1
-        fval = d0
-
+    # lme4's optwrap computes the derivatives at the optimizer's point, before
+    # check.boundary moves it: optinfo$derivs are there, as in glmer's _check_boundary
     derivs = None
     calc = ctrl.calc_derivs
     if calc is None:  # lme4 >= 1.1-38: skipped for large n and many parameters
         calc = getattr(fn, "nobs", 0) < 10_000 and start.shape[0] < 10
     if calc:
         derivs = deriv12(fn, par, fx=fval)
+
+    # lme4's check.boundary: each component within boundary_tol of its bound is moved onto
+    # it (keeping the moves already made) when that gives a lower criterion than the
+    # optimizer's value; the criterion is then evaluated at the point kept
+    bdiff = par - lower
+    near = np.flatnonzero((bdiff > 0) & (bdiff < ctrl.boundary_tol))
+    if near.size:
+        moved = par.copy()
+        for i in near:
+            trial = moved.copy()
+            trial[i] = lower[i]
+            if fn(trial) < fval:
+                moved[i] = lower[i]
+        par, fval = moved, fn(moved)
     return OptResult(par, fval, conv, message, feval, derivs, notes, ctrl.optimizer)

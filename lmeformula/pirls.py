@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from scipy import special
 
 from .errors import FittingError
-from .families import Family, binomial_aic_parts
+from .families import Family, binomial_aic_parts, r_nonint
 from .pirls_batch import binomial_resid, laplace_batch, poisson_half_resid
 from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
@@ -329,7 +329,8 @@ class GlmerResponse:
                 plain = bool(np.all(factor == 1.0) and np.all(nonzero))
                 parts = (const, k, rest, factor, nonzero, plain)
             else:
-                parts = (special.gammaln(y + 1),)
+                # R's dpois: a non-integer count has probability 0 (Family.aic)
+                parts = (np.where(r_nonint(y), np.inf, special.gammaln(y + 1)),)
             self.__dict__["_aic_cache"] = parts
         return parts
 

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from .dataframe import as_pandas
 from .errors import (
     ArgumentError,
+    FormulaError,
     LmeFormulaError,
     ModelFrameError,
     RandomEffectsError,
@@ -36,7 +37,7 @@ from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars
 from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
-from .frame import _LazyColumns, na_mask
+from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
 from .transforms import Value, as_factor, evaluate
 from .validate import check_allocation, check_count, check_flag
@@ -249,10 +250,16 @@ def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame) -> tuple[np.ndarray, np
         if not isinstance(arg, str):
             raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                   "newdata as a column name when fitting")
-        if arg not in newdata.columns:
-            raise VariableNotFoundError(f"object '{arg}' not found: newdata has no column "
-                                        f"'{arg}' (the model's offset=)")
-        offset += np.asarray(newdata[arg], dtype=float)
+        if arg in newdata.columns:
+            offset += np.asarray(newdata[arg], dtype=float)
+        else:  # an R expression of the columns (offset = "log(t)"), evaluated in newdata
+            try:
+                value = r_argument(arg, newdata, "offset", nan_warning=False)
+            except ModelFrameError as err:
+                raise VariableNotFoundError(f"{err}: newdata has no column '{arg}' and it "
+                                            "cannot be evaluated there (the model's "
+                                            "offset=)") from None
+            offset += np.asarray(value, dtype=float)
     return mm.values[:, cols], offset, na
 
 
@@ -289,7 +296,14 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
         right = _group_labels(group.right, newdata)
         return [None if a is None or b is None else f"{a}:{b}"
                 for a, b in zip(left, right, strict=True)]
-    raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in newdata")
+    # an expression of the data's columns (factor(k)), evaluated in newdata as the fit
+    # evaluated it in the model frame (reterms._grouping_factor)
+    try:
+        value = evaluate(group, _LazyColumns(newdata), len(newdata))
+    except (FormulaError, TypeError) as err:
+        raise RandomEffectsError(f"cannot evaluate grouping factor {deparse(group)} in "
+                                 f"newdata: {err}") from None
+    return _labels(value, deparse(group))
 
 
 def _term_design(m: FittedModel, newdata: pd.DataFrame, i: int, allow_new_levels: bool

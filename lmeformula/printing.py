@@ -36,7 +36,7 @@ def _call_lines(m: LmerMod, long: bool = True, expanded: bool = True) -> list[st
     parsed = m.lformula.parsed
     if parsed.lhs is not None:
         with recursion_room(len(parsed.text)):
-            lhs, rhs = parsed.lhs, parsed.rhs
+            lhs, rhs = parsed.lhs, parsed.stored_rhs
             if not expanded:
                 written = parse_formula(parsed.text)
                 lhs, rhs = written[0] or parsed.lhs, written[1]
@@ -192,7 +192,7 @@ def _correlation_block(m: LmerMod) -> list[str]:
                      dtype=object).reshape(p, p).T
     rows = [[cells[i, j] if i > j else "" for j in range(p - 1)] for i in range(1, p)]
     return ["", "Correlation of Fixed Effects:",
-            *_print_char_matrix(cns[:-1], rows, rns[1:], right=False)]
+            *_print_char_matrix(cns[:-1], rows, rns[1:], right=False, width=80)]
 
 
 def format_summary(m: LmerMod, digits: int = 4, ddf: str | None = None) -> str:

@@ -18,15 +18,15 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from .errors import RandomEffectsError, VariableNotFoundError
+from .errors import FormulaError, RandomEffectsError, VariableNotFoundError
 from .formula.ast import BinOp, Name, Node, Paren, deparse
-from .formula.bars import bar_name, group_label, grouping_variables
+from .formula.bars import bar_name, group_label
 from .formula.terms import Terms, terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes, term_type
 from .rformat import format_r_vector, format_sparse
-from .transforms import as_factor, factor_from_codes
+from .transforms import as_factor, evaluate, factor_from_codes
 
 __all__ = ["ReTerm", "ReTrms", "format_reterms", "interaction_factor", "khatri_rao",
            "mk_re_trms", "re_trms_from_terms"]
@@ -84,12 +84,22 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     if isinstance(group, BinOp) and group.op in ("+", "*", "-", "^", "%in%"):
         # lme4 (with R's warning "'*' not meaningful for factors")
         raise RandomEffectsError(f"Invalid grouping factor specification, {text}")
-    missing = [v.id for v in grouping_variables(group) if v.id not in frame.variables]
-    raise RandomEffectsError(
-        f"couldn't evaluate grouping factor {text} within model frame: "
-        f"{'object ' + repr(missing[0]) + ' not found. ' if missing else ''}"
-        "Try adding grouping factor to data frame explicitly if possible"
-    )
+    # any other expression (factor(k), as.factor(k)) is evaluated in the model frame, as
+    # lme4's mkBlist does: it works when the variables it uses are themselves variables of
+    # the frame (y ~ k + (1 | factor(k))), and fails as lme4 does when they are not
+    # (y ~ x + (1 | factor(k)): the frame holds factor(k), not k)
+    columns = dict(frame.variables)
+    for key in frame.variables:  # a non-syntactic name is keyed as deparsed: `my var`
+        if key.startswith("`") and key.endswith("`"):
+            columns.setdefault(key[1:-1], frame.variables[key])
+    try:
+        value = evaluate(group, columns, frame.nrow)
+    except (FormulaError, TypeError) as err:
+        raise RandomEffectsError(
+            f"couldn't evaluate grouping factor {text} within model frame: {err}. "
+            "Try adding grouping factor to data frame explicitly if possible"
+        ) from None
+    return as_factor(value, text)
 
 
 @dataclass(frozen=True)

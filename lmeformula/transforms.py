@@ -10,6 +10,8 @@ so that predictions on new data reuse them (R's ``predvars``).
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .errors import ColumnTypeWarning, FormulaError, VariableNotFoundError
+from .errors import ColumnTypeWarning, FormulaError, NaNsProducedWarning, VariableNotFoundError
 from .formula.ast import (
     BinOp,
     Call,
@@ -249,6 +251,24 @@ def _bool_arg(node: Node | None, default: bool) -> bool:
     raise FormulaError(f"expected TRUE or FALSE, got {deparse(node)}")
 
 
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` (for a warning raised by the function calling this one) of the
+    first frame outside the package: the caller's line, whichever entry point (lFormula,
+    lmer, glmer, update) led here."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            package + os.sep):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+# R's math functions that warn "NaNs produced" where they give NaN for a number (log(-1),
+# sqrt(-1), sin(Inf)); exp, abs, rounding and R's arithmetic operators never do
+_WARN_NAN = frozenset({"log", "sqrt", "log10", "log2", "log1p", "sin", "cos", "tan"})
+
 _MATH: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10, "log2": np.log2,
     "log1p": np.log1p, "expm1": np.expm1, "sin": np.sin, "cos": np.cos, "tan": np.tan,
@@ -261,10 +281,23 @@ class Evaluator:
     """Evaluate R expressions against a mapping of column name -> column value."""
 
     def __init__(self, columns: Mapping[str, Value], nrow: int,
-                 state: dict[str, dict[str, Any]] | None = None) -> None:
+                 state: dict[str, dict[str, Any]] | None = None, *,
+                 nan_warning: bool = False) -> None:
         self.columns = columns
         self.nrow = nrow
         self.state = state if state is not None else {}
+        self.nan_warning = nan_warning
+
+    def _nans_produced(self, x: Any, out: Any) -> Any:
+        """R's warning "NaNs produced" when a math function made NaN of a value that was not
+        NA (``log(y + 3)`` with y < -3): R warns and the model frame drops those rows as
+        missing. lme4's predict does not warn (nor do we there: ``nan_warning`` is off)."""
+        if self.nan_warning:
+            xs, os_ = np.asarray(x, dtype=float), np.asarray(out, dtype=float)
+            if (np.isnan(os_) & ~np.isnan(np.broadcast_to(xs, os_.shape))).any():
+                warnings.warn("NaNs produced", NaNsProducedWarning,
+                              stacklevel=_caller_outside_package())
+        return out
 
     def __call__(self, node: Node) -> Value:
         return self.eval(node)
@@ -344,8 +377,11 @@ class Evaluator:
             value = self.eval(pos[0])
             if isinstance(value, pd.Categorical):
                 return _FACTOR_FUNCTIONS[fn](value)
-        if fn == "c":
-            return np.array([self.eval(p) for p in pos], dtype=object)
+        if fn == "c":  # R's c() concatenates: c(1:200, 401:900) is one vector of 700
+            parts = [self.eval(p) for p in pos]
+            return np.concatenate([np.atleast_1d(np.asarray(
+                v.astype(object) if isinstance(v, pd.Categorical) else v, dtype=object))
+                for v in parts])
         if fn == "[":
             return _index(self.eval(pos[0]), [self.eval(p) for p in pos[1:]], what)
         if fn in ("factor", "as.factor"):
@@ -355,6 +391,8 @@ class Evaluator:
             return f.as_ordered()
         if fn == "as.integer":
             return np.trunc(_numeric(self.eval(pos[0]), what))
+        if fn == "is.na" and len(pos) == 1:  # subset = "!is.na(x)"
+            return _is_na(self.eval(pos[0]))
         if fn in ("as.character", "unclass", "as.logical", "levels", "nlevels"):
             return _plain_vector_function(fn, self.eval(pos[0]), what)
         if fn == "log":
@@ -365,10 +403,12 @@ class Evaluator:
                 if base is not None:  # a number or, as in R, one base per value
                     b = self.eval(base)
                     out = out / np.log(b if np.isscalar(b) else _numeric(b, what))
-            return out
+            return self._nans_produced(x, out)
         if fn in _MATH and len(pos) == 1:
+            x = _numeric(self.eval(pos[0]), what)
             with np.errstate(divide="ignore", invalid="ignore"):
-                return _MATH[fn](_numeric(self.eval(pos[0]), what))
+                out = _MATH[fn](x)
+            return self._nans_produced(x, out) if fn in _WARN_NAN else out
         if fn == "round":
             digits = node.kwarg("digits") or (pos[1] if len(pos) > 1 else None)
             d = _scalar(self.eval(digits), "digits", what) if digits is not None else 0.0
@@ -430,6 +470,21 @@ def _dummy(node: Call, ev: Evaluator, what: str) -> MatrixValue:
         if keep else np.zeros((codes.shape[0], 0))
     mat[codes < 0] = np.nan
     return MatrixValue(mat, tuple(keep))
+
+
+def _is_na(value: Value) -> np.ndarray:
+    """R's ``is.na``: TRUE where a value is missing (NA or NaN; an NA level of a factor);
+    elementwise on a matrix, as R's."""
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values)
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.asarray(pd.isna(arr), dtype=bool)
+    return np.zeros(arr.shape, dtype=bool)
 
 
 def _vector(x: np.ndarray, what: str) -> np.ndarray:
@@ -563,9 +618,12 @@ def _plain_vector_function(fn: str, value: Value, what: str) -> Value:
 
 
 def evaluate(node: Node, columns: Mapping[str, Value], nrow: int,
-             state: dict[str, dict[str, Any]] | None = None) -> Value:
-    """Evaluate one variable expression; scalars are recycled to ``nrow`` values."""
-    value = Evaluator(columns, nrow, state).eval(node)
+             state: dict[str, dict[str, Any]] | None = None, *,
+             nan_warning: bool = False) -> Value:
+    """Evaluate one variable expression; scalars are recycled to ``nrow`` values.
+    ``nan_warning``: R's "NaNs produced" warning from its math functions (the model frame
+    sets it, as R's model.frame warns; lme4's predict on new data does not)."""
+    value = Evaluator(columns, nrow, state, nan_warning=nan_warning).eval(node)
     if np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
         if isinstance(value, str):
             return np.full(nrow, value, dtype=object)
