@@ -149,8 +149,7 @@ class ScalarPirlsKernel:
         self._S = np.zeros((self.m, self.m))
         # the chain's columns towards the rest, stacked: one downdate of the rest by all
         self._C_all = np.zeros((sum(self.nls[:d]), self.m))
-        starts = np.concatenate([[0], np.cumsum(self.nls[:d])])
-        self._C = [self._C_all[starts[t] : starts[t + 1]] for t in range(d)]
+        self._C_starts = np.concatenate([[0], np.cumsum(self.nls[:d])]).tolist()
         # where the first term's pair counts go in the stacked columns (flat indices): its
         # rows are never changed by the elimination, so the levels that never meet stay 0
         # and each step writes only the pairs present, in place
@@ -213,6 +212,15 @@ class ScalarPirlsKernel:
 
     def _weighted(self, k: int, w: np.ndarray) -> np.ndarray:
         return w if self.ones[k] else w * self.xs[k]
+
+    @property
+    def _C(self) -> list[np.ndarray]:
+        """The chain terms' rows of ``_C_all``, as views made on access: views kept as
+        attributes became separate arrays in a copy of the kernel (``copy.deepcopy``, as
+        glmer's profile copies its deviance function; pickling), which then read stale
+        values."""
+        s = self._C_starts
+        return [self._C_all[s[t] : s[t + 1]] for t in range(len(s) - 1)]
 
     def step(self, theta: np.ndarray, w: np.ndarray, z: np.ndarray) -> KernelStep | None:
         """ldL2, u and β at θ for case weights ``w`` and working response ``z``; None when the
