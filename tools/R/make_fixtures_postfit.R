@@ -1,0 +1,71 @@
+# Reference results for what users do after a fit, on cases the other fixtures do not reach:
+# R's format() of mixed-sign columns (the width of printCoefmat's coefficient block), an
+# lmerTest summary whose df column passes 1000 next to a small negative estimate, and
+# predict()'s "new levels detected" error (which term is reported, the order of the levels,
+# the truncation of a long list).
+# Run from the repository root:  LC_ALL=C Rscript tools/R/make_fixtures_postfit.R
+# Writes tests/fixtures/postfit.json.
+suppressMessages({library(lmerTest); library(jsonlite)})
+options(digits = 7, warn = 1)
+num <- function(x) unname(as.numeric(x))
+catch <- function(expr) tryCatch(expr, error = function(e) list(error = conditionMessage(e)))
+
+# ---- format(): fixed or scientific, widths ------------------------------------------------
+vectors <- list(
+  list(x = c(1.67586, -0.02935, 0.04057, 11.84603, 1130.70353), digits = 4, nsmall = 0),
+  list(x = c(-0.5, 123.25), digits = 4, nsmall = 0),
+  list(x = c(-1.5, 1e-04, 250), digits = 3, nsmall = 0),
+  list(x = c(-0.002295, 0.004293, 582.554596), digits = 4, nsmall = 0),
+  list(x = c(9.9996, 0.5), digits = 4, nsmall = 0),
+  list(x = c(99.996, -1.25), digits = 4, nsmall = 0),
+  list(x = c(1e-05, 123456), digits = 3, nsmall = 2),
+  list(x = c(123.456), digits = 7, nsmall = 2),
+  list(x = c(-12.5, 0.001), digits = 3, nsmall = 0),
+  list(x = c(-1234.5, 0.0012), digits = 4, nsmall = 0)
+)
+format_cases <- lapply(vectors, function(v)
+  c(v, list(text = format(v$x, digits = v$digits, nsmall = v$nsmall))))
+
+# ---- an lmerTest summary with df above 1000 --------------------------------------------------
+set.seed(20261202)
+n <- 1100
+g <- factor(sprintf("G%02d", sample(30, n, replace = TRUE)))
+x <- round(rnorm(n), 3)
+y <- round(2.4 + 0.7 * x - 0.03 * x^2 + rnorm(30, sd = 0.8)[g] + rnorm(n), 4)
+d <- data.frame(y = y, x = x, g = g)
+m <- lmer(y ~ x + I(x^2) + (1 | g), d)
+summary_case <- list(
+  data = list(y = d$y, x = d$x, g = as.character(d$g)),
+  theta = num(getME(m, "theta")),
+  coefficients = lapply(as.data.frame(summary(m)$coefficients), num),
+  text = paste(capture.output(print(summary(m))), collapse = "\n"))
+
+# ---- predict() with new levels -----------------------------------------------------------
+fss <- lmer(Reaction ~ Days + (1 | Subject), sleepstudy)
+many <- data.frame(Days = 1, Subject = sprintf("N%02d", 1:30))
+fpen <- lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin)
+# lme4 checks the terms in the order mkReTrms sorts them on the new data (decreasing numbers
+# of levels there): sample (3 levels) before plate (2), though the fit has plate first
+pen_nd <- data.frame(plate = c("zz", "zz", "a"), sample = c("Q", "A", "B"))
+# equal numbers of levels: no reordering, the formula's order (plate first)
+pen_tie <- data.frame(plate = c("a", "zz"), sample = c("Q", "A"))
+fpas <- lmer(strength ~ 1 + (1 | batch/cask), Pastes)
+# new batch:cask levels, listed in the order of the interaction's levels, not of the rows
+pas_nd <- data.frame(batch = c("Z", "A", "B", "Y"), cask = c("a", "d", "c", "b"))
+new_levels <- list(
+  many = list(model = "sleepstudy", newdata = many,
+              error = catch(predict(fss, newdata = many))),
+  penicillin = list(model = "penicillin", newdata = pen_nd,
+                    error = catch(predict(fpen, newdata = pen_nd))),
+  penicillin_tie = list(model = "penicillin", newdata = pen_tie,
+                        error = catch(predict(fpen, newdata = pen_tie))),
+  penicillin_reform = list(model = "penicillin", newdata = pen_tie,
+                           re_form = "~(1 | sample) + (1 | plate)",
+                           error = catch(predict(fpen, newdata = pen_tie,
+                                                 re.form = ~(1 | sample) + (1 | plate)))),
+  pastes = list(model = "pastes", newdata = pas_nd,
+                error = catch(predict(fpas, newdata = pas_nd))))
+
+out <- list(format = format_cases, summary = summary_case, new_levels = new_levels)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null"),
+           "tests/fixtures/postfit.json")
