@@ -17,6 +17,7 @@ to the data's rows under ``na_action="exclude"``).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -268,11 +269,93 @@ def _group_codes(term: ReTerm, group: Node, newdata: pd.DataFrame, allow_new_lev
     if (codes == -2).any() and not allow_new_levels:
         new = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True)
                                  if c == -2 and lab is not None))
-        text = ", ".join(new)
-        if len(text) > 60:
-            text = text[:57] + "..."
-        raise RandomEffectsError(f"new levels detected in newdata: {text}")
+        raise RandomEffectsError(_new_levels_message(new))
     return np.where(codes < 0, -1, codes)
+
+
+def _new_levels_message(new: list[str]) -> str:
+    """lme4's ``levelfun`` message: a list longer than 60 characters is cut at 60 and its
+    last (partial) item replaced by ``...``."""
+    text = ", ".join(new)
+    if len(text) > 60:  # R: gsub(",[^,]*$", ", ...", substr(text, 1, 60))
+        text = text[:60]
+        if "," in text:
+            text = text[: text.rindex(",")] + ", ..."
+    return f"new levels detected in newdata: {text}"
+
+
+def _interaction_parts(group: Node) -> list[Node]:
+    if isinstance(group, Paren):
+        return _interaction_parts(group.expr)
+    if isinstance(group, BinOp) and group.op == ":":
+        return _interaction_parts(group.left) + _interaction_parts(group.right)
+    return [group]
+
+
+def _r_level_order(m: FittedModel, group: Node, new: list[str], newdata: pd.DataFrame
+                   ) -> list[str]:
+    """New levels of a grouping factor in the order of lme4's ``levels(factor(x))`` on the
+    new data: a factor's new levels come after the fit's in order of appearance (R's
+    ``xlev``), so those of an interaction ``a:b`` follow a's levels, then b's."""
+    parts = _interaction_parts(group)
+    if len(parts) < 2:
+        return new
+    keys: list[dict[str, int]] = []
+    for part in parts:
+        trained = m.lformula.frame.variables.get(deparse(part))
+        if not isinstance(trained, pd.Categorical):
+            return new
+        levels = list(dict.fromkeys([*map(str, trained.categories),
+                                     *(lab for lab in _group_labels(part, newdata)
+                                       if lab is not None)]))
+        keys.append({lab: k for k, lab in enumerate(levels)})
+    # each new label is the parts' labels joined by ":" (a level may itself contain ":")
+    columns = [_group_labels(part, newdata) for part in parts]
+    split = {":".join(row): row for row in zip(*columns, strict=True) if None not in row}
+    if any(lab not in split for lab in new):
+        return new
+    return sorted(new, key=lambda lab: tuple(k[v] for k, v in zip(keys, split[lab],
+                                                                   strict=True)))
+
+
+def _check_new_levels(m: FittedModel, newdata: pd.DataFrame, which: list[int],
+                      formula_order: bool) -> None:
+    """lme4's checks of new data's grouping factors, in lme4's order, so that its error names
+    the same levels: ``mkNewReTrms`` builds the terms on the new data, sorted by decreasing
+    numbers of levels there (``rev(order(nl))``, only when not already in that order) from
+    the formula's order (``re.form``'s, or the model's when ``re_form`` is None), refuses
+    missing grouping values, then reports the new levels of the first factor that has some.
+    """
+    if getattr(m.lformula, "design", None) is not None:  # formulaic: checked term by term
+        return
+    re = m.lformula.reTrms
+    bars = {deparse(b): b for b in m.lformula.parsed.bars}
+    names = list(bars)
+    if any(re.terms[i].name not in bars for i in which):
+        return
+    if formula_order:
+        which = sorted(which, key=lambda i: names.index(re.terms[i].name))
+    entries = []
+    for i in which:
+        group = bars[re.terms[i].name].right
+        entries.append((deparse(group), re.terms[i], group, _group_labels(group, newdata)))
+    nl = [len({lab for lab in e[3] if lab is not None}) for e in entries]
+    if any(b > a for a, b in itertools.pairwise(nl)):
+        ascending = sorted(range(len(nl)), key=lambda k: nl[k])
+        entries = [entries[k] for k in reversed(ascending)]
+    if any(lab is None for e in entries for lab in e[3]):
+        raise RandomEffectsError("NAs are not allowed in prediction data for grouping "
+                                 "variables unless allow.new.levels is TRUE")
+    seen: set[str] = set()
+    for name, term, group, labels in entries:
+        if name in seen:
+            continue
+        seen.add(name)
+        known = set(map(str, term.factor.categories))
+        new = [lab for lab in dict.fromkeys(labels) if lab is not None and lab not in known]
+        if new:
+            raise RandomEffectsError(_new_levels_message(_r_level_order(m, group, new,
+                                                                        newdata)))
 
 
 def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
@@ -374,6 +457,8 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
         raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
+    if not allow_new_levels:
+        _check_new_levels(m, newdata, which, formula_order=re_form is None)
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
     eta = eta + rand
     eta[na | na_re] = np.nan

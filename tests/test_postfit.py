@@ -1,10 +1,11 @@
 """What users do after a fit, on cases the other fixtures do not reach (fixtures from
 tools/R/make_fixtures_postfit.R): R's format() of columns mixing signs and magnitudes, as in
-an lmerTest summary whose df pass 1000."""
+an lmerTest summary whose df pass 1000, and predict()'s error for new levels."""
 
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -13,6 +14,7 @@ from cases import FIXTURES
 from fit_accuracy import assert_text_up_to_ties, at_point
 
 import lmeformula as lmf
+from lmeformula.errors import RandomEffectsError
 from lmeformula.rformat import format_numbers
 
 REF: dict[str, Any] = json.loads((FIXTURES / "postfit.json").read_text())
@@ -43,3 +45,27 @@ def test_lmertest_summary_with_large_df() -> None:
     at = at_point(m, spec["theta"])
     values = [v for col in spec["coefficients"].values() for v in as_list(col)]
     assert_text_up_to_ties(str(at.summary(ddf="Satterthwaite")), spec["text"], values)
+
+
+@cache
+def _model(name: str) -> lmf.LmerMod:
+    formula, data = {"sleepstudy": ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),
+                     "penicillin": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+                     "pastes": ("strength ~ 1 + (1 | batch/cask)", "Pastes")}[name]
+    return lmf.lmer(formula, lmf.datasets.load(data))
+
+
+@pytest.mark.parametrize("name", list(REF["new_levels"]))
+def test_predict_new_levels_message(name: str) -> None:
+    # lme4 checks the grouping factors in the order mkNewReTrms sorts the terms on the new
+    # data (decreasing numbers of levels there), lists an interaction's new levels in its
+    # levels' order, and cuts a long list at 60 characters before its last item
+    spec = REF["new_levels"][name]
+    newdata = pd.DataFrame(spec["newdata"])
+    with pytest.raises(RandomEffectsError) as err:
+        _model(spec["model"]).predict(newdata, re_form=spec.get("re_form"))
+    assert str(err.value) == spec["error"]["error"]
+    # allowed, the same rows predict
+    fit = _model(spec["model"]).predict(newdata, re_form=spec.get("re_form"),
+                                        allow_new_levels=True)
+    assert fit.notna().all()
