@@ -47,6 +47,19 @@ def test_lmertest_summary_with_large_df() -> None:
     assert_text_up_to_ties(str(at.summary(ddf="Satterthwaite")), spec["text"], values)
 
 
+def test_lmertest_summary_keeps_the_formula_as_written() -> None:
+    # lmerTest's lmer stores the call as written, so (Days || Subject) stays unexpanded in its
+    # summary; lme4's summary (ddf=None) shows lme4's stored, expanded formula
+    spec = REF["summary_uncorrelated"]
+    data = lmf.datasets.load("sleepstudy")
+    m = lmf.lmer("Reaction ~ Days + (Days || Subject)", data, data_name="sleepstudy")
+    at = at_point(m, spec["theta"])
+    values = [v for col in spec["coefficients"].values() for v in as_list(col)]
+    assert_text_up_to_ties(str(at.summary(ddf="Satterthwaite")), spec["text"], values)
+    assert "Formula: Reaction ~ Days + ((1 | Subject) + (0 + Days | Subject))" in \
+        str(at.summary()).splitlines()
+
+
 @cache
 def _model(name: str) -> lmf.LmerMod:
     formula, data = {"sleepstudy": ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),

@@ -1,7 +1,7 @@
 # Reference results for what users do after a fit, on cases the other fixtures do not reach:
 # R's format() of mixed-sign columns (the width of printCoefmat's coefficient block), an
 # lmerTest summary whose df column passes 1000 next to a small negative estimate, and
-# predict()'s "new levels detected" error (which term is reported, the order of the levels,
+# predict()'s "new levels detected" error, lmerTest's summary of a (x || g) model (which term is reported, the order of the levels,
 # the truncation of a long list).
 # Run from the repository root:  LC_ALL=C Rscript tools/R/make_fixtures_postfit.R
 # Writes tests/fixtures/postfit.json.
@@ -40,6 +40,13 @@ summary_case <- list(
   coefficients = lapply(as.data.frame(summary(m)$coefficients), num),
   text = paste(capture.output(print(summary(m))), collapse = "\n"))
 
+# lmerTest's lmer keeps the call as written: its summary shows (Days || Subject) unexpanded
+mu <- lmer(Reaction ~ Days + (Days || Subject), sleepstudy)
+summary_uncorrelated <- list(
+  theta = num(getME(mu, "theta")),
+  coefficients = lapply(as.data.frame(summary(mu)$coefficients), num),
+  text = paste(capture.output(print(summary(mu))), collapse = "\n"))
+
 # ---- predict() with new levels -----------------------------------------------------------
 fss <- lmer(Reaction ~ Days + (1 | Subject), sleepstudy)
 many <- data.frame(Days = 1, Subject = sprintf("N%02d", 1:30))
@@ -66,6 +73,7 @@ new_levels <- list(
   pastes = list(model = "pastes", newdata = pas_nd,
                 error = catch(predict(fpas, newdata = pas_nd))))
 
-out <- list(format = format_cases, summary = summary_case, new_levels = new_levels)
+out <- list(format = format_cases, summary = summary_case,
+            summary_uncorrelated = summary_uncorrelated, new_levels = new_levels)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null"),
            "tests/fixtures/postfit.json")
