@@ -1,6 +1,7 @@
 """What users do after a fit, on cases the other fixtures do not reach (fixtures from
 tools/R/make_fixtures_postfit.R): R's format() of columns mixing signs and magnitudes, as in
-an lmerTest summary whose df pass 1000, and predict()'s error for new levels."""
+an lmerTest summary whose df pass 1000, predict()'s error for new levels, lmerTest's summary of a
+(x || g) model and lmerTest's drop1."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from cases import FIXTURES
 from fit_accuracy import assert_text_up_to_ties, at_point
 
 import lmeformula as lmf
-from lmeformula.errors import RandomEffectsError
+from lmeformula.errors import LmeFormulaError, RandomEffectsError
 from lmeformula.rformat import format_numbers
 
 REF: dict[str, Any] = json.loads((FIXTURES / "postfit.json").read_text())
@@ -82,3 +84,47 @@ def test_predict_new_levels_message(name: str) -> None:
     fit = _model(spec["model"]).predict(newdata, re_form=spec.get("re_form"),
                                         allow_new_levels=True)
     assert fit.notna().all()
+
+
+DROP1 = REF["drop1"]
+
+
+@cache
+def _drop1_model(name: str) -> lmf.LmerMod:
+    spec = DROP1[name]
+    m = lmf.lmer(spec["formula"], lmf.datasets.load(spec["data"]), REML=spec["REML"])
+    return at_point(m, spec["theta"])  # lmerTest's numbers at lme4's θ
+
+
+def _assert_drop1(ours: Any, ref: dict[str, Any]) -> None:
+    assert list(ours.index) == as_list(ref.get("rownames") or [])
+    assert list(ours.columns) == as_list(ref["colnames"])
+    for col in ours.columns:
+        theirs = as_list(ref["columns"][col])
+        # the Satterthwaite df come from a finite-difference Hessian (lmerTest's numDeriv,
+        # ours of the analytic gradient): they agree to about 1e-8
+        np.testing.assert_allclose(ours[col].to_numpy(float), np.asarray(theirs, float),
+                                   rtol=1e-6, atol=0)
+    assert str(ours) == ref["text"]
+
+
+@pytest.mark.parametrize("name", list(DROP1))
+def test_drop1_as_lmertest(name: str) -> None:
+    # lmerTest's drop1: F-tests of the marginal terms (none contained in another), the
+    # term's rows of the identity as L (type I contrasts for a one-term model), no refit
+    spec = DROP1[name]
+    m = _drop1_model(name)
+    _assert_drop1(lmf.drop1(m), spec["satterthwaite"])
+    kr = spec["kenward_roger"]
+    if "error" in kr:
+        with pytest.raises(LmeFormulaError, match=kr["error"]):
+            lmf.drop1(m, ddf="Kenward-Roger")
+    else:
+        _assert_drop1(lmf.drop1(m, ddf="Kenward-Roger"), kr)
+    with pytest.raises(LmeFormulaError, match=spec["scope_error"]["error"]):
+        lmf.drop1(m, scope=["(Intercept)"])
+    if "non_marginal" in spec:
+        with pytest.raises(LmeFormulaError, match=spec["non_marginal"]["error"]):
+            lmf.drop1(m, scope=["recipe"])
+    if "scope_temp" in spec:
+        _assert_drop1(lmf.drop1(m, scope=["temp"]), spec["scope_temp"])

@@ -1,7 +1,8 @@
 # Reference results for what users do after a fit, on cases the other fixtures do not reach:
 # R's format() of mixed-sign columns (the width of printCoefmat's coefficient block), an
 # lmerTest summary whose df column passes 1000 next to a small negative estimate, and
-# predict()'s "new levels detected" error, lmerTest's summary of a (x || g) model (which term is reported, the order of the levels,
+# predict()'s "new levels detected" error, lmerTest's summary of a (x || g) model, lmerTest's
+# drop1 (which term is reported, the order of the levels,
 # the truncation of a long list).
 # Run from the repository root:  LC_ALL=C Rscript tools/R/make_fixtures_postfit.R
 # Writes tests/fixtures/postfit.json.
@@ -73,7 +74,39 @@ new_levels <- list(
   pastes = list(model = "pastes", newdata = pas_nd,
                 error = catch(predict(fpas, newdata = pas_nd))))
 
+# ---- lmerTest's drop1 -------------------------------------------------------------------
+tab <- function(t) {
+  d <- as.data.frame(t)
+  list(rownames = rownames(d), colnames = colnames(d),
+       columns = lapply(as.list(d), num),
+       text = paste(capture.output(print(t)), collapse = "\n"))
+}
+drop_models <- list(
+  cake_interaction = list(formula = "angle ~ recipe * temperature + (1 | recipe:replicate)",
+                          data = "cake", REML = TRUE),
+  cake_additive = list(formula = "angle ~ recipe + temp + (1 | recipe:replicate)",
+                       data = "cake", REML = TRUE),
+  sleep_uncorrelated = list(formula = "Reaction ~ Days + (Days || Subject)",
+                            data = "sleepstudy", REML = TRUE),
+  sleep_ml = list(formula = "Reaction ~ Days + I(Days^2) + (1 | Subject)", data = "sleepstudy",
+                  REML = FALSE),
+  intercept_only = list(formula = "Reaction ~ 1 + (1 | Subject)", data = "sleepstudy",
+                        REML = TRUE))
+drop1_cases <- lapply(drop_models, function(spec) {
+  fm <- eval(parse(text = sprintf("lmer(%s, %s, REML = %s)", spec$formula, spec$data,
+                                  spec$REML)))
+  c(spec, list(theta = num(getME(fm, "theta")),
+               satterthwaite = tab(drop1(fm)),
+               kenward_roger = catch(tab(drop1(fm, ddf = "Kenward-Roger"))),
+               scope_error = catch(drop1(fm, scope = "(Intercept)"))))
+})
+cake_int <- lmer(angle ~ recipe * temperature + (1 | recipe:replicate), cake)
+drop1_cases$cake_interaction$non_marginal = catch(drop1(cake_int, scope = "recipe"))
+cake_add <- lmer(angle ~ recipe + temp + (1 | recipe:replicate), cake)
+drop1_cases$cake_additive$scope_temp = tab(drop1(cake_add, scope = "temp"))
+
 out <- list(format = format_cases, summary = summary_case,
-            summary_uncorrelated = summary_uncorrelated, new_levels = new_levels)
+            summary_uncorrelated = summary_uncorrelated, new_levels = new_levels,
+            drop1 = drop1_cases)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null"),
            "tests/fixtures/postfit.json")
