@@ -295,10 +295,20 @@ def _interaction_parts(group: Node) -> list[Node]:
 def _r_level_order(m: FittedModel, group: Node, new: list[str], newdata: pd.DataFrame
                    ) -> list[str]:
     """New levels of a grouping factor in the order of lme4's ``levels(factor(x))`` on the
-    new data: a factor's new levels come after the fit's in order of appearance (R's
-    ``xlev``), so those of an interaction ``a:b`` follow a's levels, then b's."""
+    new data: a factor's (or a character column's) new levels come after the fit's in order
+    of appearance (R's ``xlev``), so those of an interaction ``a:b`` follow a's levels, then
+    b's; a numeric grouping variable's are sorted as numbers."""
     parts = _interaction_parts(group)
     if len(parts) < 2:
+        trained = m.lformula.frame.variables.get(deparse(parts[0]))
+        if isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf":
+            # lmer turns only character columns into factors in its frame (factorize), so
+            # a numeric grouping variable has no xlev: factor() of the new values sorts
+            # them as numbers
+            try:
+                return sorted(new, key=float)
+            except ValueError:
+                return new
         return new
     keys: list[dict[str, int]] = []
     for part in parts:

@@ -64,6 +64,12 @@ def test_lmertest_summary_keeps_the_formula_as_written() -> None:
 
 @cache
 def _model(name: str) -> lmf.LmerMod:
+    if name in ("numeric", "character"):
+        ss = lmf.datasets.load("sleepstudy")
+        ss = ss.assign(S=ss["Subject"].astype(str).astype(float),
+                       C=ss["Subject"].astype(str).astype(object))
+        group = {"numeric": "S", "character": "C"}[name]
+        return lmf.lmer(f"Reaction ~ Days + (1 | {group})", ss)
     formula, data = {"sleepstudy": ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),
                      "penicillin": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
                      "pastes": ("strength ~ 1 + (1 | batch/cask)", "Pastes")}[name]
@@ -74,7 +80,8 @@ def _model(name: str) -> lmf.LmerMod:
 def test_predict_new_levels_message(name: str) -> None:
     # lme4 checks the grouping factors in the order mkNewReTrms sorts the terms on the new
     # data (decreasing numbers of levels there), lists an interaction's new levels in its
-    # levels' order, and cuts a long list at 60 characters before its last item
+    # levels' order (a numeric grouping variable's sorted as numbers), and cuts a long list
+    # at 60 characters before its last item
     spec = REF["new_levels"][name]
     newdata = pd.DataFrame(spec["newdata"])
     with pytest.raises(RandomEffectsError) as err:

@@ -60,7 +60,20 @@ pen_tie <- data.frame(plate = c("a", "zz"), sample = c("Q", "A"))
 fpas <- lmer(strength ~ 1 + (1 | batch/cask), Pastes)
 # new batch:cask levels, listed in the order of the interaction's levels, not of the rows
 pas_nd <- data.frame(batch = c("Z", "A", "B", "Y"), cask = c("a", "d", "c", "b"))
+# a numeric grouping variable (no xlev: the new values sorted as numbers) and a character one
+# (lmer's frame makes it a factor: the new values in order of appearance)
+ss <- sleepstudy
+ss$S <- as.numeric(as.character(ss$Subject))
+ss$C <- as.character(ss$Subject)
+fnum <- lmer(Reaction ~ Days + (1 | S), ss)
+fchr <- lmer(Reaction ~ Days + (1 | C), ss)
+num_nd <- data.frame(Days = 1, S = c(999, 400, 308))
+chr_nd <- data.frame(Days = 1, C = c("999", "400", "308"))
 new_levels <- list(
+  numeric_group = list(model = "numeric", newdata = num_nd,
+                       error = catch(predict(fnum, newdata = num_nd))),
+  character_group = list(model = "character", newdata = chr_nd,
+                         error = catch(predict(fchr, newdata = chr_nd))),
   many = list(model = "sleepstudy", newdata = many,
               error = catch(predict(fss, newdata = many))),
   penicillin = list(model = "penicillin", newdata = pen_nd,
