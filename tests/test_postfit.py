@@ -135,3 +135,38 @@ def test_drop1_as_lmertest(name: str) -> None:
             lmf.drop1(m, scope=["recipe"])
     if "scope_temp" in spec:
         _assert_drop1(lmf.drop1(m, scope=["temp"]), spec["scope_temp"])
+
+
+REFORM = REF["reform"]
+
+
+@cache
+def _reform_model(name: str) -> lmf.LmerMod:
+    formula = {"fm1": "Reaction ~ Days + (Days | Subject)",
+               "fm2": "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"}[name]
+    m = lmf.lmer(formula, lmf.datasets.load("sleepstudy"))
+    return at_point(m, REFORM["theta"][name])
+
+
+@pytest.mark.parametrize("case", REFORM["cases"],
+                         ids=lambda c: f"{c['model']}-{c['re_form']}-{c['newdata']}")
+def test_predict_re_form_by_columns(case: dict[str, Any]) -> None:
+    # lme4 matches re.form by grouping factor and column names, not by whole terms:
+    # ~(1 | Subject) of (Days | Subject) takes the intercepts' modes only, ~(Days | Subject)
+    # of (1 | Subject) + (0 + Days | Subject) both terms (we refused both: "not in the model")
+    m = _reform_model(case["model"])
+    newdata = pd.DataFrame(REFORM["newdata"]) if case["newdata"] else None
+    fit = m.predict(newdata, re_form=case["re_form"], allow_new_levels=True)
+    np.testing.assert_allclose(fit.to_numpy(), as_list(case["fit"]), rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", REFORM["errors"], ids=lambda c: c["re_form"])
+def test_predict_re_form_errors(case: dict[str, Any]) -> None:
+    m = _reform_model(case["model"])
+    with pytest.raises(RandomEffectsError) as err:
+        m.predict(pd.DataFrame(REFORM["newdata"]), re_form=case["re_form"],
+                  allow_new_levels=True)
+    assert str(err.value).startswith(case["error"]["error"])
+    # standard errors need the model's own terms
+    with pytest.raises(LmeFormulaError, match="se_fit"):
+        m.predict(re_form="~(1 | Subject)", se_fit=True)

@@ -87,6 +87,33 @@ new_levels <- list(
   pastes = list(model = "pastes", newdata = pas_nd,
                 error = catch(predict(fpas, newdata = pas_nd))))
 
+# ---- predict() with a re.form that is not the model's terms -------------------------------
+# lme4 matches re.form by grouping factor and column names (mkNewReTrms' get_re)
+fm1 <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy)
+fm2 <- lmer(Reaction ~ Days + (1 | Subject) + (0 + Days | Subject), sleepstudy)
+ss_nd <- data.frame(Days = c(0, 3, 7.5, 2), Subject = c("308", "335", "999", "372"))
+reform_case <- function(model, re_form, newdata) {
+  fm <- get(model)
+  fit <- if (newdata) predict(fm, ss_nd, re.form = as.formula(re_form), allow.new.levels = TRUE)
+         else predict(fm, re.form = as.formula(re_form))
+  list(model = model, re_form = re_form, newdata = newdata, fit = num(fit))
+}
+reform <- list(
+  theta = list(fm1 = num(getME(fm1, "theta")), fm2 = num(getME(fm2, "theta"))),
+  newdata = ss_nd,
+  cases = list(reform_case("fm1", "~(1 | Subject)", TRUE),
+               reform_case("fm1", "~(1 | Subject)", FALSE),
+               reform_case("fm1", "~(0 + Days | Subject)", TRUE),
+               reform_case("fm1", "~(Days || Subject)", TRUE),
+               reform_case("fm2", "~(Days | Subject)", TRUE),
+               reform_case("fm2", "~(Days | Subject)", FALSE)),
+  errors = list(
+    list(model = "fm1", re_form = "~(1 | Days)",
+         error = catch(predict(fm1, ss_nd, re.form = ~(1 | Days), allow.new.levels = TRUE))),
+    list(model = "fm1", re_form = "~(Reaction | Subject)",
+         error = catch(predict(fm1, ss_nd, re.form = ~(Reaction | Subject),
+                               allow.new.levels = TRUE)))))
+
 # ---- lmerTest's drop1 -------------------------------------------------------------------
 tab <- function(t) {
   d <- as.data.frame(t)
@@ -120,6 +147,6 @@ drop1_cases$cake_additive$scope_temp = tab(drop1(cake_add, scope = "temp"))
 
 out <- list(format = format_cases, summary = summary_case,
             summary_uncorrelated = summary_uncorrelated, new_levels = new_levels,
-            drop1 = drop1_cases)
+            reform = reform, drop1 = drop1_cases)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null"),
            "tests/fixtures/postfit.json")
