@@ -27,6 +27,7 @@ from .contrasts import (
     contrasts_type1,
     contrasts_type2,
     contrasts_type3,
+    drop1_contrasts,
     fixed_terms,
     full_x,
     is_estimable,
@@ -403,14 +404,16 @@ def drop_scope(ft: Any) -> list[str]:
             if max(np.delete(cross[i], i)) != cross[i, i]]
 
 
-def drop1(m: LmerMod, scope: Sequence[str] | None = None, ddf: str = "Satterthwaite"
-          ) -> AnovaTable:
+def drop1(m: LmerMod, scope: Sequence[str] | None = None, ddf: str = "Satterthwaite",
+          force_get_contrasts: bool = False) -> AnovaTable:
     """lmerTest's ``drop1``: an F-test of each marginal fixed-effects term (one no other term
     contains), testing its coefficients = 0 as dropping it from the model would, with
     Satterthwaite's or Kenward-Roger's denominator degrees of freedom. No refit.
 
-    ``scope`` names the terms to test (marginal ones only); ``ddf="lme4"``, lme4's
-    refitting ``drop1.merMod``, is not available.
+    ``scope`` names the terms to test (marginal ones only). When X lost columns for rank
+    deficiency (or with ``force_get_contrasts``) each hypothesis is the difference between
+    X and the model matrix without the term, as lmerTest's ``get_Ldiffmat2``.
+    ``ddf="lme4"``, lme4's refitting ``drop1.merMod``, is not available.
     """
     m = _check_model(m)
     method = match_ddf(ddf)
@@ -432,17 +435,14 @@ def drop1(m: LmerMod, scope: Sequence[str] | None = None, ddf: str = "Satterthwa
         if not all(t in marginal for t in scope):
             raise LmeFormulaError("Only marginal terms can be dropped from the model")
         chosen = list(scope)
-    if m.lformula.X_attrs.get("col.dropped"):
-        # lmerTest then builds each L from the model matrix without the term
-        # (get_Ldiffmat2), which is not implemented here
-        raise LmeFormulaError("drop1() of a model whose fixed-effects matrix lost columns "
-                              "for rank deficiency is not implemented")
     # lmerTest's get_contrasts_marginal: type I contrasts when X has at most one column or
     # the model at most one term, else the term's rows of the identity
     if ft.X.shape[1] <= 1 or len(ft.labels) <= 1:
         Llist = contrasts_type1(ft)
     else:
         Llist = _marginal(ft, ft.labels)
+    if chosen and (m.lformula.X_attrs.get("col.dropped") or force_get_contrasts):
+        Llist = {t: drop1_contrasts(ft, t) for t in chosen}
     rows = []
     for term in chosen:
         row = contestMD(m, Llist[term], ddf=method)

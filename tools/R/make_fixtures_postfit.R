@@ -132,6 +132,12 @@ drop_models <- list(
                   REML = FALSE),
   intercept_only = list(formula = "Reaction ~ 1 + (1 | Subject)", data = "sleepstudy",
                         REML = TRUE))
+# a missing cell (recipe C at 225 degrees): X loses a column, and drop1 tests the difference
+# between X and the model matrix without the term (get_Ldiffmat2)
+cake_missing <- cake[!(cake$recipe == "C" & cake$temperature == "225"), ]
+drop_models$cake_missing_cell <- list(
+  formula = "angle ~ recipe * temperature + temp + (1 | recipe:replicate)",
+  data = "cake_missing", REML = TRUE)
 drop1_cases <- lapply(drop_models, function(spec) {
   fm <- eval(parse(text = sprintf("lmer(%s, %s, REML = %s)", spec$formula, spec$data,
                                   spec$REML)))
@@ -144,6 +150,7 @@ cake_int <- lmer(angle ~ recipe * temperature + (1 | recipe:replicate), cake)
 drop1_cases$cake_interaction$non_marginal = catch(drop1(cake_int, scope = "recipe"))
 cake_add <- lmer(angle ~ recipe + temp + (1 | recipe:replicate), cake)
 drop1_cases$cake_additive$scope_temp = tab(drop1(cake_add, scope = "temp"))
+drop1_cases$cake_additive$forced = tab(drop1(cake_add, force_get_contrasts = TRUE))
 
 out <- list(format = format_cases, summary = summary_case,
             summary_uncorrelated = summary_uncorrelated, new_levels = new_levels,
