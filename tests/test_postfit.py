@@ -183,3 +183,35 @@ def test_predict_re_form_errors(case: dict[str, Any]) -> None:
     # standard errors need the model's own terms
     with pytest.raises(LmeFormulaError, match="se_fit"):
         m.predict(re_form="~(1 | Subject)", se_fit=True)
+
+
+CONFINT = REF["confint_parm"]
+
+
+def _assert_interval_table(ours: pd.DataFrame, ref: dict[str, Any], rtol: float) -> None:
+    assert list(ours.index) == as_list(ref["rownames"])
+    assert list(ours.columns) == as_list(ref["colnames"])
+    np.testing.assert_allclose(ours.iloc[:, 0].to_numpy(float),
+                               np.asarray(as_list(ref["lower"]), float), rtol=rtol)
+    np.testing.assert_allclose(ours.iloc[:, 1].to_numpy(float),
+                               np.asarray(as_list(ref["upper"]), float), rtol=rtol)
+
+
+@pytest.mark.parametrize("case", CONFINT["wald"], ids=lambda c: str(c["parm"]))
+def test_confint_parm_as_lme4(case: dict[str, Any]) -> None:
+    # lme4's get.which: names select rows in the table's order, "theta_" the variance
+    # parameters and "beta_" the fixed effects; numbers are 1-based positions
+    m = _reform_model("fm1")  # (jsonlite writes R's 5 and 6 as the integers they are)
+    _assert_interval_table(lmf.confint(m, parm=case["parm"], method="Wald"), case["table"],
+                           1e-9)
+
+
+def test_confint_profile_parm_order() -> None:
+    # profile intervals agree with lme4's to the profile's spline (1e-3, as the other tests)
+    case = CONFINT["profile"]
+    m = _reform_model("fm1")
+    _assert_interval_table(lmf.confint(m, parm=case["parm"]), case["table"], 1e-3)
+    with pytest.raises(lmf.ArgumentError, match="not among the parameters"):
+        lmf.confint(m, parm=["Day"], method="Wald")
+    with pytest.raises(lmf.ArgumentError, match="outside"):
+        lmf.confint(m, parm=7, method="Wald")

@@ -1,9 +1,9 @@
 # Reference results for what users do after a fit, on cases the other fixtures do not reach:
 # R's format() of mixed-sign columns (the width of printCoefmat's coefficient block), an
-# lmerTest summary whose df column passes 1000 next to a small negative estimate, and
-# predict()'s "new levels detected" error, lmerTest's summary of a (x || g) model, lmerTest's
-# drop1 (which term is reported, the order of the levels,
-# the truncation of a long list).
+# lmerTest summary whose df column passes 1000 next to a small negative estimate, lmerTest's
+# summary of a (x || g) model, predict()'s "new levels detected" error (which term is
+# reported, the order of the levels, the truncation of a long list), predict() with a
+# re.form that is not the model's terms, confint's parm, and lmerTest's drop1.
 # Run from the repository root:  LC_ALL=C Rscript tools/R/make_fixtures_postfit.R
 # Writes tests/fixtures/postfit.json.
 suppressMessages({library(lmerTest); library(jsonlite)})
@@ -114,6 +114,23 @@ reform <- list(
          error = catch(predict(fm1, ss_nd, re.form = ~(Reaction | Subject),
                                allow.new.levels = TRUE)))))
 
+# ---- confint's parm: names (in the table's order), "theta_", "beta_", positions -----------
+ci_tab <- function(ci) list(rownames = rownames(ci), colnames = colnames(ci),
+                            lower = num(ci[, 1]), upper = num(ci[, 2]))
+confint_parm <- list(
+  theta = num(getME(fm1, "theta")),
+  wald = list(
+    list(parm = "beta_", table = ci_tab(confint(fm1, parm = "beta_", method = "Wald"))),
+    list(parm = "theta_", table = ci_tab(confint(fm1, parm = "theta_", method = "Wald"))),
+    list(parm = c(5, 6), table = ci_tab(confint(fm1, parm = c(5, 6), method = "Wald"))),
+    list(parm = 6, table = ci_tab(confint(fm1, parm = 6, method = "Wald"))),
+    list(parm = c("Days", ".sig01"),
+         table = ci_tab(confint(fm1, parm = c("Days", ".sig01"), method = "Wald"))),
+    list(parm = c("theta_", "Days"),
+         table = ci_tab(confint(fm1, parm = c("theta_", "Days"), method = "Wald")))),
+  profile = list(parm = c("Days", ".sig01"),
+                 table = ci_tab(confint(fm1, parm = c("Days", ".sig01")))))
+
 # ---- lmerTest's drop1 -------------------------------------------------------------------
 tab <- function(t) {
   d <- as.data.frame(t)
@@ -154,6 +171,6 @@ drop1_cases$cake_additive$forced = tab(drop1(cake_add, force_get_contrasts = TRU
 
 out <- list(format = format_cases, summary = summary_case,
             summary_uncorrelated = summary_uncorrelated, new_levels = new_levels,
-            reform = reform, drop1 = drop1_cases)
+            reform = reform, confint_parm = confint_parm, drop1 = drop1_cases)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null"),
            "tests/fixtures/postfit.json")
