@@ -42,7 +42,7 @@ from .compare import (
     to_statsmodels,
 )
 from .control import LmerControl, lmerControl
-from .ddf import coef_table, contest, difflsmeans, ls_means, ranova
+from .ddf import coef_table, contest, difflsmeans, drop1, ls_means, ranova
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
@@ -69,7 +69,7 @@ __all__ = [
     "findbars", "nobars", "subbars", "expand_double_verts", "format_sparse", "__version__",
     *_errors_all,
     "tidy", "glance", "augment", "allFit", "AllFit",
-    "coef_table", "contest", "ranova", "ls_means", "difflsmeans",
+    "coef_table", "contest", "ranova", "ls_means", "difflsmeans", "drop1",
     *_glmm_all,
 ]
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals

@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -303,12 +304,15 @@ def _norm_inter(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 # ---- confint -------------------------------------------------------------------------------
 
-def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
+def confint(m: LmerMod, parm: Any = None, level: float = 0.95,
             method: str = "profile", nsim: int = 500, boot_type: str = "perc",
             rng: np.random.Generator | int | None = None, oldNames: bool = True,
             progress: bool = False, n_jobs: int = 1) -> pd.DataFrame:
     """lme4's ``confint.merMod``: profile (default), Wald or parametric-bootstrap intervals,
     rows named as lme4 names them (``.sig01``, ..., ``.sigma``, fixed effects).
+
+    ``parm`` selects rows as lme4's: names (in the table's order), ``"theta_"`` (the
+    variance parameters), ``"beta_"`` (the fixed effects), or 1-based positions.
 
     ``progress`` shows a progress bar for the profile or the bootstrap; ``n_jobs`` runs the
     bootstrap's refits in worker processes (see :func:`bootstrap`)."""
@@ -328,8 +332,8 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
         table = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
     elif method == "profile":
         # lme4 profiles only the parameters asked for (each profile stands on its own)
-        wanted = None if parm is None else [
-            p for p in ([parm] if isinstance(parm, str) else parm) if p in names]
+        wanted = None if parm is None else \
+            list(dict.fromkeys(_which_parameters(parm, names, len(names) - len(m.beta))))
         table = profile(m, which=wanted, oldNames=oldNames, progress=progress).confint(level)
         table = table.loc[[n for n in names if n in table.index]]
     elif method == "boot":
@@ -356,10 +360,33 @@ def confint(m: LmerMod, parm: list[str] | None = None, level: float = 0.95,
     else:
         raise LmeFormulaError(f"unknown method {method!r}: use 'profile', 'Wald' or 'boot'")
     if parm is not None:
-        parm = [parm] if isinstance(parm, str) else list(parm)
-        unknown = [p for p in parm if p not in table.index]
-        if unknown:
-            raise ArgumentError(f"parm: {', '.join(map(repr, unknown))} not among the "
-                                f"parameters ({', '.join(table.index)})")
-        table = table.loc[parm]
+        table = table.loc[_which_parameters(parm, names, len(names) - len(m.beta))]
     return table
+
+
+def _which_parameters(parm: Any, names: list[str], nvp: int) -> list[str]:
+    """lme4's ``get.which``: names select in the table's order (``sort(unique(...))``), with
+    ``"theta_"`` the variance parameters and ``"beta_"`` the fixed effects; integers are
+    1-based positions, taken in the order given. A name that is none of the parameters is
+    an error here (lme4 ignores it)."""
+    items = [parm] if isinstance(parm, (str, int, np.integer)) else list(parm)
+    if items and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool)
+                     for p in items):
+        bad = [int(p) for p in items if not 1 <= int(p) <= len(names)]
+        if bad:
+            raise ArgumentError(f"parm: positions {', '.join(map(str, bad))} are outside "
+                                f"1..{len(names)}")
+        return [names[int(p) - 1] for p in items]
+    if not all(isinstance(p, str) for p in items):
+        raise ArgumentError("parm must be parameter names (or 'theta_', 'beta_') or 1-based "
+                            "positions")
+    unknown = [p for p in items if p not in names and p not in ("theta_", "beta_")]
+    if unknown:
+        raise ArgumentError(f"parm: {', '.join(map(repr, unknown))} not among the "
+                            f"parameters ({', '.join(names)})")
+    chosen = set(items)
+    if "theta_" in chosen:
+        chosen.update(names[:nvp])
+    if "beta_" in chosen:
+        chosen.update(names[nvp:])
+    return [n for n in names if n in chosen]

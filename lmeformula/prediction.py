@@ -17,6 +17,7 @@ to the data's rows under ``na_action="exclude"``).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -275,11 +276,184 @@ def _group_codes(term: ReTerm, group: Node, newdata: pd.DataFrame, allow_new_lev
     if (codes == -2).any() and not allow_new_levels:
         new = list(dict.fromkeys(lab for lab, c in zip(labels, codes, strict=True)
                                  if c == -2 and lab is not None))
-        text = ", ".join(new)
-        if len(text) > 60:
-            text = text[:57] + "..."
-        raise RandomEffectsError(f"new levels detected in newdata: {text}")
+        raise RandomEffectsError(_new_levels_message(new))
     return np.where(codes < 0, -1, codes)
+
+
+def _new_levels_message(new: list[str]) -> str:
+    """lme4's ``levelfun`` message: a list longer than 60 characters is cut at 60 and its
+    last (partial) item replaced by ``...``."""
+    text = ", ".join(new)
+    if len(text) > 60:  # R: gsub(",[^,]*$", ", ...", substr(text, 1, 60))
+        text = text[:60]
+        if "," in text:
+            text = text[: text.rindex(",")] + ", ..."
+    return f"new levels detected in newdata: {text}"
+
+
+def _interaction_parts(group: Node) -> list[Node]:
+    if isinstance(group, Paren):
+        return _interaction_parts(group.expr)
+    if isinstance(group, BinOp) and group.op == ":":
+        return _interaction_parts(group.left) + _interaction_parts(group.right)
+    return [group]
+
+
+def _r_level_order(m: FittedModel, group: Node, new: list[str], newdata: pd.DataFrame
+                   ) -> list[str]:
+    """New levels of a grouping factor in the order of lme4's ``levels(factor(x))`` on the
+    new data: a factor's (or a character column's) new levels come after the fit's in order
+    of appearance (R's ``xlev``), so those of an interaction ``a:b`` follow a's levels, then
+    b's; a numeric grouping variable's are sorted as numbers."""
+    parts = _interaction_parts(group)
+    if len(parts) < 2:
+        trained = m.lformula.frame.variables.get(deparse(parts[0]))
+        if isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf":
+            # lmer turns only character columns into factors in its frame (factorize), so
+            # a numeric grouping variable has no xlev: factor() of the new values sorts
+            # them as numbers
+            try:
+                return sorted(new, key=float)
+            except ValueError:
+                return new
+        return new
+    keys: list[dict[str, int]] = []
+    for part in parts:
+        trained = m.lformula.frame.variables.get(deparse(part))
+        if not isinstance(trained, pd.Categorical):
+            return new
+        levels = list(dict.fromkeys([*map(str, trained.categories),
+                                     *(lab for lab in _group_labels(part, newdata)
+                                       if lab is not None)]))
+        keys.append({lab: k for k, lab in enumerate(levels)})
+    # each new label is the parts' labels joined by ":" (a level may itself contain ":")
+    columns = [_group_labels(part, newdata) for part in parts]
+    split = {":".join(row): row for row in zip(*columns, strict=True) if None not in row}
+    if any(lab not in split for lab in new):
+        return new
+    return sorted(new, key=lambda lab: tuple(k[v] for k, v in zip(keys, split[lab],
+                                                                   strict=True)))
+
+
+def _check_new_levels(m: FittedModel, newdata: pd.DataFrame, which: list[int],
+                      formula_order: bool) -> None:
+    """lme4's checks of new data's grouping factors, in lme4's order, so that its error names
+    the same levels: ``mkNewReTrms`` builds the terms on the new data, sorted by decreasing
+    numbers of levels there (``rev(order(nl))``, only when not already in that order) from
+    the formula's order (``re.form``'s, or the model's when ``re_form`` is None), refuses
+    missing grouping values, then reports the new levels of the first factor that has some.
+    """
+    if getattr(m.lformula, "design", None) is not None:  # formulaic: checked term by term
+        return
+    re = m.lformula.reTrms
+    bars = {deparse(b): b for b in m.lformula.parsed.bars}
+    names = list(bars)
+    if any(re.terms[i].name not in bars for i in which):
+        return
+    if formula_order:
+        which = sorted(which, key=lambda i: names.index(re.terms[i].name))
+    _check_groups(m, newdata, [(re.terms[i], bars[re.terms[i].name].right) for i in which])
+
+
+def _check_groups(m: FittedModel, newdata: pd.DataFrame, groups: list[tuple[ReTerm, Node]]
+                  ) -> None:
+    """:func:`_check_new_levels` for (a fitted term on the factor, grouping expression)
+    pairs in the formula's order."""
+    entries = [(deparse(group), term, group, _group_labels(group, newdata))
+               for term, group in groups]
+    nl = [len({lab for lab in e[3] if lab is not None}) for e in entries]
+    if any(b > a for a, b in itertools.pairwise(nl)):
+        ascending = sorted(range(len(nl)), key=lambda k: nl[k])
+        entries = [entries[k] for k in reversed(ascending)]
+    if any(lab is None for e in entries for lab in e[3]):
+        raise RandomEffectsError("NAs are not allowed in prediction data for grouping "
+                                 "variables unless allow.new.levels is TRUE")
+    seen: set[str] = set()
+    for name, term, group, labels in entries:
+        if name in seen:
+            continue
+        seen.add(name)
+        known = set(map(str, term.factor.categories))
+        new = [lab for lab in dict.fromkeys(labels) if lab is not None and lab not in known]
+        if new:
+            raise RandomEffectsError(_new_levels_message(_r_level_order(m, group, new,
+                                                                        newdata)))
+
+
+def _reform_bars(m: FittedModel, re_form: Any) -> list[BinOp] | None:
+    """``re_form``'s bars when they are not all terms of the model (None otherwise): lme4
+    matches ``re.form`` by grouping factor and column names, so ``~(1 | g)`` of a model with
+    ``(x | g)`` takes the intercepts of g's conditional modes, and ``~(x || g)`` or
+    ``~(x | g)`` of ``(1 | g) + (0 + x | g)`` all of them."""
+    if not isinstance(re_form, str) or _is_na_form(re_form):
+        return None
+    node = parse_expression(re_form)
+    bars = findbars(node.operand if hasattr(node, "operand") else node)
+    names = {t.name for t in m.lformula.reTrms.terms}
+    if all(deparse(b) in names for b in bars):
+        return None
+    return list(bars)
+
+
+def _bar_variables(bar: BinOp) -> list[str]:
+    lhs = terms(bar.left)
+    return [deparse(lhs.variables[k]) for t in lhs.terms for k in t] + \
+        [deparse(p) for p in _interaction_parts(bar.right)]
+
+
+def _random_part_by_columns(m: FittedModel, newdata: pd.DataFrame | None, bars: list[BinOp],
+                            n: int, allow_new_levels: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The random part of lme4's prediction for a ``re.form`` whose terms are not the
+    model's (``mkNewReTrms``'s ``get_re``): for each of its bars, the columns of the bar's
+    model matrix on the data times the conditional modes of the same names on its grouping
+    factor (zero for levels the fit never saw, when allowed)."""
+    pf = m.lformula
+    re = pf.reTrms
+    factors = list(re.flist)
+    # lme4 evaluates re.form on the model's random-effects frame: its variables only
+    known = {v for b in pf.parsed.bars for v in _bar_variables(b)}
+    b = m.b
+    total = np.zeros(n)
+    na = np.zeros(n, dtype=bool)
+    plan = []
+    for bar in bars:
+        name = deparse(bar.right)
+        if name not in factors:
+            raise RandomEffectsError("grouping factors specified in re.form that were not "
+                                     "present in original model")
+        if any(v not in known for v in _bar_variables(bar)):
+            raise RandomEffectsError("model frame and formula mismatch in model.matrix(): "
+                                     f"re.form's {deparse(bar)} uses variables that are not "
+                                     "in the model's random-effects terms")
+        on_factor = [i for i, a in enumerate(re.assign) if factors[a] == name]
+        columns = {c: (i, k) for i in on_factor for k, c in enumerate(re.terms[i].cnms)}
+        plan.append((bar, on_factor, columns))
+    if newdata is not None and not allow_new_levels:
+        _check_groups(m, newdata, [(re.terms[on[0]], bar.right) for bar, on, _ in plan])
+    for bar, on_factor, columns in plan:
+        lhs = terms(bar.left)
+        nodes = [lhs.variables[k] for t in lhs.terms for k in t]
+        if newdata is None:
+            values = {deparse(nd): pf.frame.variables[deparse(nd)] for nd in nodes}
+            codes = np.asarray(re.flist[deparse(bar.right)].codes)
+        else:
+            values = _new_variables(m, newdata, nodes)
+            codes = _group_codes(re.terms[on_factor[0]], bar.right, newdata, allow_new_levels)
+            for v in values.values():
+                na |= na_mask(v)
+        mm = model_matrix(lhs, values, n)
+        missing = [c for c in mm.columns if c not in columns]
+        if missing:
+            raise RandomEffectsError("random effects specified in re.form that were not "
+                                     f"present in original model {', '.join(missing)}")
+        ok = codes >= 0
+        xi = np.asarray(mm.values, dtype=float)
+        for j, c in enumerate(mm.columns):
+            i, k = columns[c]
+            term = re.terms[i]
+            modes = b[re.Gp[i] : re.Gp[i + 1]].reshape(term.nl, term.nc)
+            total[ok] += xi[ok, j] * modes[codes[ok], k]
+    return total, na
 
 
 def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
@@ -354,7 +528,9 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     newdata
         New data; None predicts for the fitted data.
     re_form
-        Which random-effects terms to include.
+        Which random-effects terms to include. As in lme4, a formula's bars are matched by
+        grouping factor and column names: ``"~(1 | g)"`` of a model with ``(x | g)`` adds
+        the intercepts' conditional modes only (``se_fit`` needs the model's own terms).
     allow_new_levels
         Give population-level random effects (zero) to levels not seen in the fit and to
         missing grouping values, instead of an error.
@@ -368,6 +544,13 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     """
     check_flag(allow_new_levels, "allow_new_levels")
     check_flag(se_fit, "se_fit")
+    bars = None if getattr(m.lformula, "design", None) is not None else \
+        _reform_bars(m, re_form)
+    if bars is not None:
+        if se_fit:
+            raise LmeFormulaError("se_fit needs re_form to name the model's own terms (or be "
+                                  "None or NaN)")
+        return _predict_by_columns(m, newdata, bars, allow_new_levels)
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
@@ -388,6 +571,8 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
         raise ModelFrameError("newdata has no rows: nothing to predict")
     X, offset, na = _fixed_matrix(m, newdata)
     eta = X @ m.beta + offset
+    if not allow_new_levels:
+        _check_new_levels(m, newdata, which, formula_order=re_form is None)
     rand, na_re = _random_part(m, newdata, which, allow_new_levels)
     eta = eta + rand
     eta[na | na_re] = np.nan
@@ -397,6 +582,26 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     se = _se_fit(m, X, which, newdata, allow_new_levels)
     se[na | na_re] = np.nan
     return pd.DataFrame({"fit": fit, "se_fit": se}, index=newdata.index)
+
+
+def _predict_by_columns(m: FittedModel, newdata: pd.DataFrame | None, bars: list[BinOp],
+                        allow_new_levels: bool) -> pd.Series:
+    """:func:`predict` with a ``re_form`` whose terms are not the model's (see
+    :func:`_reform_bars`)."""
+    pf = m.lformula
+    if newdata is None:
+        X = pf.X_values
+        offset = np.zeros(X.shape[0]) if pf.offset is None else pf.offset
+        rand, _ = _random_part_by_columns(m, None, bars, X.shape[0], allow_new_levels)
+        return naresid(pf, X @ m.beta + offset + rand, "fit")
+    newdata = as_pandas(newdata, "newdata")
+    if len(newdata) == 0:
+        raise ModelFrameError("newdata has no rows: nothing to predict")
+    X, offset, na = _fixed_matrix(m, newdata)
+    rand, na_re = _random_part_by_columns(m, newdata, bars, len(newdata), allow_new_levels)
+    eta = X @ m.beta + offset + rand
+    eta[na | na_re] = np.nan
+    return pd.Series(eta, index=newdata.index, name="fit")
 
 
 def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFrame | None,

@@ -201,7 +201,9 @@ def format_summary(m: LmerMod, digits: int = 4, ddf: str | None = None) -> str:
     from .rformat import format_numbers, print_named, zapsmall
 
     title = _lmertest_title(m, ddf) if ddf else [_method_title(m)]
-    lines = [*title, *_call_lines(m), ""]
+    # lmerTest's lmer stores the call as written (res@call <- orig_call), so its summary's
+    # Formula line keeps (x || g) where lme4's shows the expanded formula
+    lines = [*title, *_call_lines(m, expanded=not ddf), ""]
     if m.is_REML:
         lines.append(f"REML criterion at convergence: {_r_cat_number(round(m.REMLcrit(), 1))}")
     else:

@@ -39,22 +39,29 @@ def format_numbers(values: Sequence[float], digits: int = 7, nsmall: int = 0) ->
     if not finite:
         out = ["NA" if math.isnan(x) else ("Inf" if x > 0 else "-Inf") for x in xs]
     else:
-        rgt, left, neg, mxns = 0, 1, 0, 1
+        # R's formatReal (format.c): the fixed width is the widest integer part *with its
+        # own sign* (sleft = neg_i + left_i) plus the decimals, so a negative number with
+        # fewer integer digits than the widest does not widen it; nsmall enters only after
+        # fixed and scientific have been compared
+        rgt, mxsl, neg, mxns = 0, 1, 0, 1
         min_e, max_e = 10**6, -(10**6)
         for x in finite:
             sig, kp = signif_digits(x, digits)
-            rgt = max(rgt, sig - kp - 1)
-            left = max(left, kp + 1)
+            left = kp + 1
+            if kp > 0 and abs(x) < 10.0**kp:  # R's roundingwidens: 9.9996 -> "10.00"
+                left -= 1
+            rgt = max(rgt, sig - left)
+            mxsl = max(mxsl, (1 if x < 0 else 0) + max(left, 1))
             neg = max(neg, 1 if x < 0 else 0)
             mxns = max(mxns, sig)
             min_e, max_e = min(min_e, kp), max(max_e, kp)
-        rgt = max(rgt, nsmall, 0)
-        fixed_width = neg + left + (rgt + 1 if rgt > 0 else 0)
-        exp_width = 4 if max(abs(min_e), abs(max_e)) < 100 else 5
+        fixed_width = mxsl + (rgt + 1 if rgt > 0 else 0)
+        exp_width = 4 if max_e < 100 and min_e > -99 else 5
         sci_width = neg + (mxns + 1 if mxns > 1 else mxns) + exp_width
         if fixed_width > sci_width:
             out = [_sci(x, mxns - 1) if math.isfinite(x) else _nonfinite(x) for x in xs]
         else:
+            rgt = max(rgt, nsmall)
             out = [f"{x:.{rgt}f}" if math.isfinite(x) else _nonfinite(x) for x in xs]
     width = max(len(s) for s in out)
     return [s.rjust(width) for s in out]

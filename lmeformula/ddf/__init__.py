@@ -23,6 +23,7 @@ from .tables import (
     contest1D,
     contestMD,
     difflsmeans,
+    drop1,
     ls_means,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "contest1D",
     "contestMD",
     "difflsmeans",
+    "drop1",
     "ls_means",
     "ranova",
     "varpar_info",

@@ -444,3 +444,22 @@ def full_x(ft: FixedTerms) -> tuple[np.ndarray, list[str]]:
     t = Terms(ft.terms.variables, ft.terms.response, ft.terms.terms, ft.terms.intercept)
     mm = model_matrix(t, ft.frame_variables, ft.nrow, ft.contrasts)
     return mm.values, mm.columns
+
+
+def drop1_contrasts(ft: FixedTerms, term: str) -> np.ndarray:
+    """lmerTest's ``drop1`` hypothesis for ``term`` when X lost columns for rank deficiency
+    (or with ``force_get_contrasts``): ``get_Ldiffmat2(X0, X)``, X0 the model matrix without
+    the term (the call's contrasts): X's columns' residuals on X0 (those not all zero), L the
+    transposed orthonormal basis of X' R (R's qr.Q; a rotation of its rows leaves the F-test
+    unchanged). A row of NaN when nothing is left to test."""
+    j = ft.labels.index(term)
+    rest = tuple(t for k, t in enumerate(ft.terms.terms) if k != j)
+    t0 = Terms(ft.terms.variables, None, rest, ft.terms.intercept)
+    X0 = model_matrix(t0, ft.frame_variables, ft.nrow, ft.contrasts).values
+    X = ft.X
+    R = _residuals(X0, X) if X0.shape[1] else X.copy()
+    R = R[:, np.abs(R).sum(axis=0) > 1e-8]
+    if R.shape[1] == 0:
+        return np.full((1, X.shape[1]), np.nan)
+    q, _ = np.linalg.qr(X.T @ R)
+    return np.asarray(zapsmall(q).T)

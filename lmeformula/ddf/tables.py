@@ -23,9 +23,11 @@ from ..errors import LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
 from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
 from .contrasts import (
+    _marginal,
     contrasts_type1,
     contrasts_type2,
     contrasts_type3,
+    drop1_contrasts,
     fixed_terms,
     full_x,
     is_estimable,
@@ -37,7 +39,7 @@ from .satterthwaite import varpar_info
 
 __all__ = ["KRFallbackWarning", "MissingCellsWarning", "RankDeficientContrastWarning",
            "anova_lmertest", "coef_table", "contest", "contest1D", "contestMD",
-           "difflsmeans", "ls_means"]
+           "difflsmeans", "drop1", "ls_means"]
 
 F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
 T_COLUMNS = ["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
@@ -387,6 +389,72 @@ def anova_lmertest(m: LmerMod, type: Any = 3, ddf: str = "Satterthwaite") -> Ano
     heading = [f"Type {roman} Analysis of Variance Table with {method_name[method]} method"]
     out = AnovaTable(table, heading, "lmertest")
     out.attrs["hypotheses"] = {k: v for k, v in Llist.items() if k}
+    return out
+
+
+def drop_scope(ft: Any) -> list[str]:
+    """R's ``drop.scope(terms)``: the terms no other term contains (``factor.scope``: term i
+    stays unless another term has all of its variables)."""
+    labels = list(ft.labels)
+    if len(labels) <= 1:
+        return labels
+    f = (np.asarray(ft.factors) > 0).astype(int)
+    cross = f.T @ f
+    return [lab for i, lab in enumerate(labels)
+            if max(np.delete(cross[i], i)) != cross[i, i]]
+
+
+def drop1(m: LmerMod, scope: Sequence[str] | None = None, ddf: str = "Satterthwaite",
+          force_get_contrasts: bool = False) -> AnovaTable:
+    """lmerTest's ``drop1``: an F-test of each marginal fixed-effects term (one no other term
+    contains), testing its coefficients = 0 as dropping it from the model would, with
+    Satterthwaite's or Kenward-Roger's denominator degrees of freedom. No refit.
+
+    ``scope`` names the terms to test (marginal ones only). When X lost columns for rank
+    deficiency (or with ``force_get_contrasts``) each hypothesis is the difference between
+    X and the model matrix without the term, as lmerTest's ``get_Ldiffmat2``.
+    ``ddf="lme4"``, lme4's refitting ``drop1.merMod``, is not available.
+    """
+    m = _check_model(m)
+    method = match_ddf(ddf)
+    if method == "lme4":
+        raise LmeFormulaError("drop1(ddf = \"lme4\") (lme4's drop1.merMod, which refits "
+                              "without each term) is not implemented: use anova() of the "
+                              "refitted models")
+    if method == "Kenward-Roger" and not m.is_REML:
+        raise LmeFormulaError(KR_ML_MESSAGE)
+    ft = fixed_terms(m)
+    marginal = drop_scope(ft)
+    if scope is None:
+        chosen = marginal
+    else:
+        if isinstance(scope, str) or not len(scope) or \
+                not all(isinstance(t, str) for t in scope):
+            raise LmeFormulaError("'scope' should be a character vector naming terms to be "
+                                  "dropped")
+        if not all(t in marginal for t in scope):
+            raise LmeFormulaError("Only marginal terms can be dropped from the model")
+        chosen = list(scope)
+    # lmerTest's get_contrasts_marginal: type I contrasts when X has at most one column or
+    # the model at most one term, else the term's rows of the identity
+    if ft.X.shape[1] <= 1 or len(ft.labels) <= 1:
+        Llist = contrasts_type1(ft)
+    else:
+        Llist = _marginal(ft, ft.labels)
+    if chosen and (m.lformula.X_attrs.get("col.dropped") or force_get_contrasts):
+        Llist = {t: drop1_contrasts(ft, t) for t in chosen}
+    rows = []
+    for term in chosen:
+        row = contestMD(m, Llist[term], ddf=method)
+        rows.append(dict.fromkeys(F_COLUMNS, math.nan) if row is None else row)
+    table = pd.DataFrame(rows, index=chosen, columns=F_COLUMNS, dtype=float)
+    method_name = {"Satterthwaite": "Satterthwaite's", "Kenward-Roger": "Kenward-Roger's"}
+    # lmerTest's deparse2(formula(object)): lme4's stored formula, (x || g) expanded (the
+    # summary's Formula line, from the call, keeps it as written)
+    heading = [f"Single term deletions using {method_name[method]} method:", "\nModel:",
+               m.formula]
+    out = AnovaTable(table, heading, "lmertest")
+    out.attrs["hypotheses"] = {t: Llist[t] for t in chosen}
     return out
 
 
