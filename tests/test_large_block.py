@@ -228,12 +228,18 @@ def lower_and_diagonal(f: engine.Factorization) -> np.ndarray:
     return np.tril(f.L22)
 
 
+@pytest.mark.parametrize("own", [True, False], ids=["own gradient", "blocked gradient"])
 @pytest.mark.parametrize(("formula", "policy"), CASES)
 def test_compact_gradient_is_the_blocked_engines_and_the_criterions_slope(
-        monkeypatch: pytest.MonkeyPatch, formula: str, policy: dict[str, float]) -> None:
+        monkeypatch: pytest.MonkeyPatch, formula: str, policy: dict[str, float],
+        own: bool) -> None:
+    """Both of the compact engine's gradients: its own (block 2's inverse in place, above
+    ``max_inverse_order``) and, up to that order, the blocked engine's code on its factor."""
     plain, compact = problems(monkeypatch, formula, crossed(n=3000, nsubj=300, nitem=80),
                               **policy)
     assert compact.has_gradient
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(
+        pls_policy.POLICY, max_inverse_order=0 if own else 10**9))
     k = sum(t.theta_slice.stop - t.theta_slice.start for t in plain.terms)
     for th in thetas(k)[:3]:  # the boundary: λ singular, checked below
         for reml in (True, False):
@@ -253,6 +259,8 @@ def test_compact_gradient_is_the_blocked_engines_and_the_criterions_slope(
                 expected = plain.gradient(plain.factor(th), reml)
                 np.testing.assert_allclose(g, expected, rtol=1e-9,
                                            atol=1e-11 * max(np.abs(expected).max(), 1.0))
+                if not own and compact.b21.has_gradient:  # the same code on the same factor
+                    np.testing.assert_array_equal(g, expected)
     with pytest.raises(np.linalg.LinAlgError):
         compact.gradient(compact.factor(thetas(k)[3]), True)
 

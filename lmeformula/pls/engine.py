@@ -588,7 +588,7 @@ class PLSProblem(_AugmentedSystem):
         w = x * l_yy
         w[-1] = 1.0
         a21 = self.b21 if f._A21 is None else f._A21
-        plan = self.b22.plan
+        plan = self._block2_plan
         if not plan.vector_blocks:  # Λ₂ diagonal: a scale per block (no sparse Λ₂ built)
             lam_w = self._block2_scales(f.theta) * w
         else:
@@ -616,7 +616,7 @@ class PLSProblem(_AugmentedSystem):
         if not isinstance(b21, PairsBlock):  # the quadratic forms by BLAS
             return b21.dense_quadratic(v, k_tilde_full(), s)
         inside, i, j, lower_at, doubled = self._gradient_keys(s)
-        plan = self.b22.plan
+        plan = self._block2_plan
         if plan.vector_blocks:
             k_keys = k_tilde_full()[i, j]
         else:
@@ -629,10 +629,15 @@ class PLSProblem(_AugmentedSystem):
         weight = doubled * k_keys  # keys are the upper triangle
         return b21.quadratic(v, weight, inside)
 
+    @property
+    def _block2_plan(self) -> Block2Plan:
+        """Block 2's per-θ plan (its typed rectangles and the downdate's segments)."""
+        return self.b22.plan
+
     def _block2_scales(self, theta: np.ndarray) -> np.ndarray:
         """Λ₂'s diagonal (block 2's terms all scalar: one scale per term, repeated over its
         levels; X and y rows get 1)."""
-        return np.repeat(self.b22.plan.scales(theta), np.diff(self._block_edges))
+        return np.repeat(self._block2_plan.scales(theta), np.diff(self._block_edges))
 
     def _gradient_start(self, theta: np.ndarray, REML: bool) -> tuple[list[np.ndarray], int]:
         """The terms' λ at ``theta`` and the order s of A_s (random effects and X for REML,

@@ -312,6 +312,11 @@ class LargeBlockPLSProblem(PLSProblem):
         """The analytic gradient is offered (see :meth:`gradient`)."""
         return True
 
+    @property
+    def _block2_plan(self) -> Block2Plan:
+        """Block 2's per-θ plan, held by the compact block."""
+        return self._compact.plan
+
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically (the formula of
         :meth:`PLSProblem.gradient`), at the cost of one triangular inverse of block 2.
@@ -326,6 +331,10 @@ class LargeBlockPLSProblem(PLSProblem):
         diagonal: everything that is read of it). A singular λ raises ``LinAlgError`` (the
         deviance function then takes the gradient just inside).
         """
+        if self.m <= _policy().max_inverse_order and self.b21.has_gradient:
+            # the blocked engine's: its products over the pairs cost less than this one's
+            # panel products against the first term's columns (see the policy)
+            return super().gradient(f, REML)
         theta = f.theta
         lams, s = self._gradient_start(theta, REML)
         _, u = self.solve(f)  # before the factor's array holds the inverse
