@@ -27,7 +27,15 @@ from .glmodular import glFormula
 from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace, require_laplace
 from .lmer import lmer, refit, update, updated_formula_and_data
 from .neldermead import nelder_mead
-from .optimize import Lme4Conv, OptResult, check_conv, deriv12, minqa_bobyqa, nloptwrap
+from .optimize import (
+    Lme4Conv,
+    OptResult,
+    check_boundary,
+    check_conv,
+    deriv12,
+    minqa_bobyqa,
+    nloptwrap,
+)
 from .pirls import GlmerDevfun
 from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
@@ -126,21 +134,11 @@ def optimizeGlmer(devfun: GlmerDevfun, optimizer: str | None, start: np.ndarray,
 
 def _check_boundary(devfun: GlmerDevfun | LaplaceObjective, par: np.ndarray, fval: float,
                     tol: float) -> tuple[np.ndarray, float]:
-    """lme4's ``check.boundary``: θ components within ``tol`` of their bound are put on it
-    when that lowers the deviance below the optimizer's value."""
+    """lme4's ``check.boundary`` on θ (the first ``ntheta`` components; β has no bound)."""
     k = devfun.ntheta
-    lower = devfun.lower
-    dl = (par - lower)[:k]
-    near = np.flatnonzero((dl > 0) & (dl < tol))
-    if near.size == 0:
-        return par, fval
-    par0 = par.copy()
-    for i in near:
-        trial = par0.copy()
-        trial[i] = lower[i]
-        if devfun(trial) < fval:
-            par0[i] = lower[i]
-    return par0, devfun(par0)
+    lower = np.full(par.shape, -np.inf)
+    lower[:k] = devfun.lower[:k]
+    return check_boundary(devfun, par, fval, lower, tol)
 
 
 def glmer(

@@ -547,6 +547,24 @@ def _checked_start(fn: Objective) -> Objective:
     return checked
 
 
+def check_boundary(fn: Callable[[np.ndarray], float], par: np.ndarray, fval: float,
+                   lower: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
+    """lme4's check.boundary: each component within ``tol`` of its bound is moved onto it
+    (keeping the moves already made) when that gives a lower criterion than the optimizer's
+    value ``fval``; the criterion is then evaluated at the point kept (lmer and glmer)."""
+    bdiff = par - lower
+    near = np.flatnonzero((bdiff > 0) & (bdiff < tol))
+    if near.size == 0:
+        return par, fval
+    moved = par.copy()
+    for i in near:
+        trial = moved.copy()
+        trial[i] = lower[i]
+        if fn(trial) < fval:
+            moved[i] = lower[i]
+    return moved, fn(moved)
+
+
 def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
                   ctrl: LmerControl) -> OptResult:
     """Minimise ``fn`` from ``start`` subject to ``lower``, then lme4's post-processing.
@@ -613,17 +631,5 @@ def optimize_lmer(fn: Objective, start: np.ndarray, lower: np.ndarray,
     if calc:
         derivs = deriv12(fn, par, fx=fval)
 
-    # lme4's check.boundary: each component within boundary_tol of its bound is moved onto
-    # it (keeping the moves already made) when that gives a lower criterion than the
-    # optimizer's value; the criterion is then evaluated at the point kept
-    bdiff = par - lower
-    near = np.flatnonzero((bdiff > 0) & (bdiff < ctrl.boundary_tol))
-    if near.size:
-        moved = par.copy()
-        for i in near:
-            trial = moved.copy()
-            trial[i] = lower[i]
-            if fn(trial) < fval:
-                moved[i] = lower[i]
-        par, fval = moved, fn(moved)
+    par, fval = check_boundary(fn, par, fval, lower, ctrl.boundary_tol)
     return OptResult(par, fval, conv, message, feval, derivs, notes, ctrl.optimizer)
