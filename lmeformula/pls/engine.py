@@ -693,27 +693,30 @@ class PLSProblem(_AugmentedSystem):
         first = self.terms[0]
         return self.b11.solve_transposed(f.L11, rhs1.reshape(first.nl, first.nc)).ravel()
 
-    def _level_cuts(self, step: int) -> list[int]:
-        """Row boundaries of block 2 about ``step`` rows apart, each on a boundary between
-        levels (so that a band of L21's rows holds whole levels of every term)."""
+    def _level_cuts(self, row_entries: np.ndarray, band_entries: int) -> list[int]:
+        """Row boundaries of block 2, each on a boundary between levels (so that a band of
+        L21's rows holds whole levels of every term), about ``band_entries`` of G's entries
+        apart (``row_entries``: G's index pointer, the entries before each row): the X and y
+        rows, one entry per level of the first term, get bands of their own."""
         starts = [np.arange(start, start + t.size, t.nc)
                   for t, start in zip(self.terms[1:], self._block_edges, strict=False)]
         bounds = np.concatenate([*starts, np.arange(self._lam_r_size, self.m + 1)])
-        cuts = np.unique(bounds[np.searchsorted(bounds, np.arange(0, self.m, step))])
+        marks = np.arange(0, int(row_entries[-1]), max(1, band_entries))
+        rows = np.searchsorted(row_entries, marks, side="right") - 1  # the row holding each
+        cuts = np.unique(np.concatenate([[0], bounds[np.searchsorted(bounds, rows)]]))
         return [*cuts.tolist(), self.m] if cuts[-1] != self.m else cuts.tolist()
 
     def _block21_rhs(self, f: Factorization, v: np.ndarray) -> np.ndarray:
         """l_y1 - L21[:-1]' v (block 1's right side in :meth:`solve`), bit for bit what the
         whole sparse L21 gives, from bands of its rows: the transposed product adds, for each
         column, its rows' products in ascending row order, as the bands are visited here.
-        Only one band (~2¹⁸ entries of G) is formed at a time, where L21, G T1 and their
+        Only one band (about 2¹⁶ entries of G) is formed at a time, where L21, G T1 and their
         copies were four matrices of G's size (a 10⁶-row crossed design's fitted model: +24
         MB), and nothing is kept (:attr:`Factorization.L21` is formed when asked for)."""
         g = (self.b21 if f._A21 is None else f._A21).g
-        step = max(1, _L21_BAND_ENTRIES // max(1, g.nnz // max(1, self.m)))
         acc = np.zeros(self.q1)
         y_row = np.zeros(self.q1)
-        cuts = self._level_cuts(step)
+        cuts = self._level_cuts(g.indptr, _L21_BAND_ENTRIES)
         lam_t = self.lambda_rest_t(f.theta)  # once, not per band
         for lo, hi in itertools.pairwise(cuts):
             band = self.block21(f.theta, f.T1, f._A21, slice(lo, hi), lam_t)
@@ -789,9 +792,11 @@ class PLSProblem(_AugmentedSystem):
 
 
 # solve forms L21 densely up to this many entries (m x q₁; 16 MB), by bands of rows of
-# about this many entries of G beyond
+# about this many entries of G beyond (a band's products take ~40 bytes an entry while it is
+# made: 2¹⁸ entries were 8 MB, and the X and y rows' band of the 10⁵ x 2,000 crossed design
+# 18 MB, the fitted model's peak; each of those rows is a band of its own at 2¹⁶)
 _DENSE_L21_LIMIT = 1 << 21
-_L21_BAND_ENTRIES = 1 << 18
+_L21_BAND_ENTRIES = 1 << 16
 
 
 def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:
