@@ -111,6 +111,16 @@ def _narrowest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return level
 
 
+def _counts_apart(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (float64) with their small counts (non-negative integers up to 65535) as
+    uint8 or uint16, zeros elsewhere, and the positions of the other values (kept apart as
+    float64 by the caller)."""
+    count = _counts(values) & (values <= 65535)
+    narrow = np.where(count, values, 0.0)
+    top = float(narrow.max()) if narrow.size else 0.0
+    return narrow.astype(np.uint8 if top <= 255 else np.uint16), np.flatnonzero(~count)
+
+
 class NarrowColumns:
     """G's columns (a CSC matrix) held narrow for the Gram matrices' dense panels: row indices
     as uint16 where m allows, the values that are small counts (non-negative integers up to
@@ -128,13 +138,8 @@ class NarrowColumns:
         self.indptr = gc.indptr.astype(np.int64)
         self.rows = gc.indices.astype(np.uint16 if self.m <= 65536 else np.int32)
         data = gc.data
-        count = _counts(data) & (data <= 65535)
-        wide = np.flatnonzero(~count)
-        narrow = np.where(count, data, 0.0)
-        top = float(narrow.max()) if narrow.size else 0.0
-        self.values = narrow.astype(np.uint8 if top <= 255 else np.uint16)
-        self.wide_at = wide
-        self.wide_values = data[wide] + 0.0  # -0.0 -> +0.0, as toarray's sums make it
+        self.values, self.wide_at = _counts_apart(data)
+        self.wide_values = data[self.wide_at] + 0.0  # -0.0 -> +0.0, as toarray's sums make it
 
     def panel(self, lo: int, hi: int) -> np.ndarray:
         """Columns ``lo:hi`` as a dense (m x (hi - lo)) Fortran-order float64 array."""
@@ -504,13 +509,10 @@ def _held_column(rows: np.ndarray, sums: np.ndarray) -> _HeldColumn:
     level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
     if level < 2:  # counts throughout (or none)
         return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
-    count = _counts(sums) & (sums <= 65535)
-    wide = np.flatnonzero(~count)
+    narrow, wide = _counts_apart(sums)
     if wide.shape[0] * 4 > sums.shape[0]:  # mostly other values: the column as it is
         return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
-    narrow = np.where(count, sums, 0.0)
-    small = np.uint8 if narrow.max() <= 255 else np.uint16
-    return _HeldColumn(rows, narrow.astype(small), wide.astype(np.int32), sums[wide])
+    return _HeldColumn(rows, narrow, wide.astype(np.int32), sums[wide])
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
