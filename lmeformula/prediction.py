@@ -35,7 +35,7 @@ from .errors import (
     VariableNotFoundError,
 )
 from .formula.ast import BinOp, Name, Node, Paren, deparse
-from .formula.bars import findbars
+from .formula.bars import findbars, interaction_parts
 from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
@@ -291,21 +291,13 @@ def _new_levels_message(new: list[str]) -> str:
     return f"new levels detected in newdata: {text}"
 
 
-def _interaction_parts(group: Node) -> list[Node]:
-    if isinstance(group, Paren):
-        return _interaction_parts(group.expr)
-    if isinstance(group, BinOp) and group.op == ":":
-        return _interaction_parts(group.left) + _interaction_parts(group.right)
-    return [group]
-
-
 def _r_level_order(m: FittedModel, group: Node, new: list[str], newdata: pd.DataFrame
                    ) -> list[str]:
     """New levels of a grouping factor in the order of lme4's ``levels(factor(x))`` on the
     new data: a factor's (or a character column's) new levels come after the fit's in order
     of appearance (R's ``xlev``), so those of an interaction ``a:b`` follow a's levels, then
     b's; a numeric grouping variable's are sorted as numbers."""
-    parts = _interaction_parts(group)
+    parts = interaction_parts(group)
     if len(parts) < 2:
         trained = m.lformula.frame.variables.get(deparse(parts[0]))
         if isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf":
@@ -398,7 +390,7 @@ def _reform_bars(m: FittedModel, re_form: Any) -> list[BinOp] | None:
 def _bar_variables(bar: BinOp) -> list[str]:
     lhs = terms(bar.left)
     return [deparse(lhs.variables[k]) for t in lhs.terms for k in t] + \
-        [deparse(p) for p in _interaction_parts(bar.right)]
+        [deparse(p) for p in interaction_parts(bar.right)]
 
 
 def _random_part_by_columns(m: FittedModel, newdata: pd.DataFrame | None, bars: list[BinOp],

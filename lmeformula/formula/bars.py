@@ -173,15 +173,19 @@ def bar_name(bar: BinOp) -> str:
     return deparse(bar)
 
 
-def grouping_variables(group: Node) -> list[Name]:
-    """The variables a grouping expression uses (``a:b`` -> ``[a, b]``)."""
-    if isinstance(group, Name):
-        return [group]
+def interaction_parts(group: Node) -> list[Node]:
+    """The parts of a grouping expression's interaction (``a:factor(k)`` -> ``[a, factor(k)]``;
+    a lone expression is its own part), parentheses removed."""
     if isinstance(group, Paren):
-        return grouping_variables(group.expr)
+        return interaction_parts(group.expr)
     if isinstance(group, BinOp) and group.op == ":":
-        return grouping_variables(group.left) + grouping_variables(group.right)
-    return []
+        return interaction_parts(group.left) + interaction_parts(group.right)
+    return [group]
+
+
+def grouping_variables(group: Node) -> list[Name]:
+    """The variables a grouping expression uses as parts (``a:b`` -> ``[a, b]``)."""
+    return [part for part in interaction_parts(group) if isinstance(part, Name)]
 
 
 def group_label(group: Node) -> str:
