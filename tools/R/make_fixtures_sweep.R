@@ -14,31 +14,7 @@ num <- function(x) unname(as.numeric(x))
 mat <- function(x) { x <- as.matrix(x); list(values = unname(x), rownames = rownames(x),
                                             colnames = colnames(x)) }
 
-columns_of <- function(d) {
-  lapply(names(d), function(nm) {
-    x <- d[[nm]]
-    if (is.factor(x)) list(name = nm, type = "factor", levels = levels(x),
-                           values = as.character(x))
-    else if (is.logical(x)) list(name = nm, type = "logical", values = x)
-    else if (is.character(x)) list(name = nm, type = "character", values = x)
-    else if (is.integer(x)) list(name = nm, type = "integer", values = x)
-    else list(name = nm, type = "numeric", values = as.numeric(x))
-  })
-}
-
-# fit with warnings collected; returns list(fit=, warnings=, error=)
-collect <- function(expr) {
-  msgs <- character(0)
-  res <- tryCatch(withCallingHandlers(expr, warning = function(w) {
-    msgs <<- c(msgs, conditionMessage(w)); invokeRestart("muffleWarning") },
-    message = function(w) {
-    msgs <<- c(msgs, paste("message:", trimws(conditionMessage(w))))
-    invokeRestart("muffleMessage") }),
-    error = function(e) structure(list(msg = conditionMessage(e)), class = "err"))
-  msgs <- unique(msgs)
-  if (inherits(res, "err")) list(fit = NULL, warnings = msgs, error = res$msg)
-  else list(fit = res, warnings = msgs, error = NULL)
-}
+source("tools/R/fixture_helpers.R")  # columns_of, collect
 
 accessors <- function(m, glmm) {
   re <- ranef(m, condVar = TRUE)
