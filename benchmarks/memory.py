@@ -139,6 +139,7 @@ def trace_stages(tracer: StageTracer) -> None:
     downdate = import_module("lmeformula.pls.downdate")
     engine = import_module("lmeformula.pls.engine")
     factory = import_module("lmeformula.pls.factory")
+    large = import_module("lmeformula.pls.large")
     reterms = import_module("lmeformula.reterms")
 
     stages: list[tuple[Any, str, str]] = [
@@ -156,8 +157,11 @@ def trace_stages(tracer: StageTracer) -> None:
         (factory, "make_problem", "engine (make_problem)"),
         (engine.PLSProblem, "_cross_products", "cross-products A11, G, M22"),
         (engine.PLSProblem, "_make_blocks", "blocks and downdate plan"),
+        (large.LargeBlockPLSProblem, "_cross_products", "compact cross-products"),
+        (large.LargeBlockPLSProblem, "_make_blocks", "compact blocks and downdate plan"),
         (blocks, "_downdate_pattern", "pairs / keys"),
         (downdate, "_group_grams", "per-group Gram matrices"),
+        (downdate, "_narrow_pairs_from_columns", "C held narrow"),
         (modular, "lme4_start", "start (lme4)"),
         (lmer, "optimizeLmer", "optimizer"),
         (lmer, "mkMerMod", "mkMerMod"),

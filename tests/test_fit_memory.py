@@ -127,6 +127,39 @@ def test_csc_from_columns_is_scipys(seed: int) -> None:
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_held_rows_in_blocks(seed: int) -> None:
+    """Columns of more than 2¹⁶ rows hold their rows as 16-bit offsets in blocks: C is made
+    from them entry for entry as from the rows themselves, as one CSC matrix and held narrow
+    by blocks of keys that do not line up with the rows' blocks."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(70_000, 300_000))
+    full = sp.random(n, int(rng.integers(1, 5)), density=float(rng.uniform(0.001, 0.05)),
+                     format="csc", random_state=int(rng.integers(2**31)))
+    full.data = np.floor(full.data * rng.choice([30, 3000]))
+    full.data[rng.uniform(size=full.nnz) < 0.01] = 0.25  # a few real values, held apart
+    full.sort_indices()
+    pieces = [(full.indices[a:b].astype(np.int32), full.data[a:b].copy())
+              for a, b in zip(full.indptr[:-1], full.indptr[1:], strict=True)]
+    held = [downdate._held_column(rows, vals, n) for rows, vals in pieces]
+    assert all(h.cuts is not None and h.rows.dtype == np.uint16 for h in held if h.rows.size)
+    for h, (rows, _) in zip(held, pieces, strict=True):
+        np.testing.assert_array_equal(h.rows_of(0, rows.shape[0]), rows)
+        for r in [*rng.integers(0, n + 1, 20).tolist(), 0, n, 65_536, 65_535]:
+            assert h.entry_at(r) == int(np.searchsorted(rows, r))
+    expected = full.tocsr().tocsc()
+    got = downdate._csc_from_columns(list(held), n)
+    for attr in ("indptr", "indices", "data"):
+        assert getattr(got, attr).tobytes() == getattr(expected, attr).tobytes()
+    narrow = downdate._narrow_pairs_from_columns(list(held), n)
+    assert len(narrow.blocks) > 1
+    back = narrow.tocsc()
+    np.testing.assert_array_equal(back.indices, expected.indices)
+    assert back.data.tobytes() == expected.data.tobytes()
+    v = rng.uniform(size=full.shape[1])
+    assert (narrow @ v).tobytes() == (expected @ v).tobytes()
+
+
 def test_held_column_keeps_counts_as_bytes() -> None:
     sums = np.array([3.0, 0.5, 7.0, 255.0, -0.0, 1.0, 2.0, 4.0, 9.0, 12.0])
     held = downdate._held_column(np.arange(10, dtype=np.int32), sums)
@@ -165,14 +198,16 @@ def test_gradient_key_positions_made_by_the_gradient(monkeypatch: pytest.MonkeyP
     assert isinstance(dev, LmerDevfun)
     problem = dev.problem
     assert isinstance(problem.b21, PairsBlock)
-    assert problem._key_rc is None  # a fit without the gradient never makes them
+    assert not problem._grad_keys  # a fit without the gradient never makes them
     theta = np.array([0.7, 1.1])
     dev(theta)
-    assert problem._key_rc is None
+    assert not problem._grad_keys
     grad = dev.gradient(theta)
-    assert problem._key_rc is not None
-    rows, cols = problem._key_rc
-    np.testing.assert_array_equal(rows.astype(np.int64) * problem.m + cols, problem.b21.keys)
+    (s, (inside, i, j, lower_at, diagonal)), = problem._grad_keys.items()
+    assert i.dtype == j.dtype == lower_at.dtype == np.int32  # 32-bit where they fit
+    np.testing.assert_array_equal(i.astype(np.int64) * problem.m + j, problem.b21.keys[inside])
+    np.testing.assert_array_equal(lower_at, j + i * s)
+    np.testing.assert_array_equal(diagonal, np.flatnonzero(i == j))
     np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same positions reused
 
 

@@ -100,3 +100,64 @@ def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
         values.append(dev(theta))
     assert values[0] == values[1]
 
+
+
+# -- C held narrow (NarrowPairs): large plans, the same products ----------------------------
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("chunk", [2000, 40])
+def test_narrow_plan_is_the_csc_plan(monkeypatch: pytest.MonkeyPatch, chunk: int,
+                                     model: str) -> None:
+    """Above ``max_wide_pairs_bytes`` C is held by blocks of keys, narrow: the same entries
+    as the CSC plan, and the same products bit for bit, whole or block by block."""
+    keys1, wide = plan(monkeypatch, chunk, True, model)
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        replace(pls_policy.POLICY, max_wide_pairs_bytes=0))
+    monkeypatch.setattr(downdate.NarrowPairs, "MAX_BLOCK_KEYS", 64)  # many blocks
+    monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
+    formula, data = MODELS[model]
+    dev = lmf.lmer(formula, data(), devFunOnly=True)
+    assert isinstance(dev, LmerDevfun)
+    prob = dev.problem
+    first = prob.terms[0]
+    _, level_group = np.unique(prob.A11.reshape(first.nl, -1)[:, 0], return_inverse=True)
+    level_group = level_group.ravel()
+    keys2, narrow, _ = downdate._downdate_pattern(
+        prob.G, 1, first.nl, prob.m, level_group, int(level_group.max()) + 1,
+        key_order=prob._order_by_block_pair)
+    assert isinstance(narrow, downdate.NarrowPairs)
+    assert len(narrow.blocks) > 3
+    if model == "intercepts":  # counts, but for the X and y keys: bytes
+        assert narrow.nbytes < (wide.data.nbytes + wide.indices.nbytes) / 2
+    np.testing.assert_array_equal(keys1, keys2)
+    back = narrow.tocsc()
+    np.testing.assert_array_equal(back.indptr, wide.indptr)
+    np.testing.assert_array_equal(back.indices, wide.indices)
+    assert back.data.tobytes() == wide.data.tobytes()  # zeros' signs included
+    b = np.random.default_rng(2).uniform(size=wide.shape[1])
+    expected = (wide @ b).tobytes()
+    assert (narrow @ b).tobytes() == expected
+    parts = list(narrow.block_products(b))
+    assert [lo for lo, _, _ in parts] == narrow.starts[:-1].tolist()
+    assert np.concatenate([p for _, _, p in parts]).tobytes() == expected
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_criterion_unchanged_with_a_narrow_plan(monkeypatch: pytest.MonkeyPatch,
+                                                large: bool) -> None:
+    """The criterion with C held narrow is the CSC plan's bit for bit, in the blocked engine
+    and in the large-block engine (which applies the downdate block by block)."""
+    base = replace(pls_policy.POLICY, dense_g_work=0,
+                   compact_m22_order=0 if large else pls_policy.POLICY.compact_m22_order)
+    monkeypatch.setattr(downdate, "_PAIRS_CHUNK", 300)
+    monkeypatch.setattr(downdate.NarrowPairs, "MAX_BLOCK_KEYS", 50)
+    thetas = [np.array([0.4, 1.3]), np.array([0.0, 0.7]), np.array([2.0, 0.0])]
+    values = []
+    for limit in (2**40, 0):
+        monkeypatch.setattr(pls_policy, "POLICY", replace(base, max_wide_pairs_bytes=limit))
+        dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed(), devFunOnly=True)
+        assert isinstance(dev, LmerDevfun)
+        b21 = dev.problem.b21
+        assert isinstance(b21, PairsBlock)
+        assert isinstance(b21.pairs, downdate.NarrowPairs) == (limit == 0)
+        values.append([dev(t) for t in thetas])
+    assert values[0] == values[1]

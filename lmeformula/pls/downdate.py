@@ -5,7 +5,7 @@ matrices when the pairs are too many), formed once per model."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -114,8 +114,13 @@ def _narrowest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def _counts_apart(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``values`` (float64) with their small counts (non-negative integers up to 65535) as
     uint8 or uint16, zeros elsewhere, and the positions of the other values (kept apart as
-    float64 by the caller)."""
+    float64 by the caller). Counts above 255 are kept apart too where they are few (at most
+    one in 16), so that the rest are bytes: the keys of the intercept's row hold a level's
+    count times another's, often above 255, beside ~90 keys of unit counts each."""
     count = _counts(values) & (values <= 65535)
+    byte = count & (values <= 255)
+    if (np.count_nonzero(count) - np.count_nonzero(byte)) * 16 <= values.shape[0]:
+        count = byte
     narrow = np.where(count, values, 0.0)
     top = float(narrow.max()) if narrow.size else 0.0
     return narrow.astype(np.uint8 if top <= 255 else np.uint16), np.flatnonzero(~count)
@@ -138,8 +143,19 @@ class NarrowColumns:
         self.indptr = gc.indptr.astype(np.int64)
         self.rows = gc.indices.astype(np.uint16 if self.m <= 65536 else np.int32)
         data = gc.data
-        self.values, self.wide_at = _counts_apart(data)
-        self.wide_values = data[self.wide_at] + 0.0  # -0.0 -> +0.0, as toarray's sums make it
+        self.values, wide_at = _counts_apart(data)
+        self.wide_at = wide_at.astype(np.int32) if data.shape[0] < 2**31 else wide_at
+        self.wide_values = data[self.wide_at]  # exactly, zeros' signs included
+
+    def entries(self, start: int, stop: int, index: type[np.signedinteger[Any]],
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The stored entries ``start:stop`` (in CSC order): their rows as ``index`` and
+        their values as float64, exactly as the CSC matrix held them."""
+        rows = self.rows[start:stop].astype(index)
+        data = self.values[start:stop].astype(np.float64)
+        a, b = np.searchsorted(self.wide_at, [start, stop])
+        data[self.wide_at[a:b] - start] = self.wide_values[a:b]
+        return rows, data
 
     def panel(self, lo: int, hi: int) -> np.ndarray:
         """Columns ``lo:hi`` as a dense (m x (hi - lo)) Fortran-order float64 array."""
@@ -149,8 +165,8 @@ class NarrowColumns:
         out[self.rows[start:stop], cols] = self.values[start:stop]
         a, b = np.searchsorted(self.wide_at, [start, stop])
         at = self.wide_at[a:b]
-        out[self.rows[at], cols[at - start]] = self.wide_values[a:b]
-        return out
+        out[self.rows[at], cols[at - start]] = self.wide_values[a:b] + 0.0  # -0.0 -> +0.0,
+        return out  # as toarray's sums make it
 
 
 def _group_grams(gc: NarrowColumns, sorted_group: np.ndarray, ngroups: int, m: int,
@@ -202,7 +218,8 @@ def _group_grams(gc: NarrowColumns, sorted_group: np.ndarray, ngroups: int, m: i
 def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: np.ndarray,
                       ngroups: int, key_order: Callable[[np.ndarray], np.ndarray] | None = None,
                       sources: bool = False,
-                      ) -> tuple[np.ndarray, sp.csr_matrix | sp.csc_matrix | CompactRows | None,
+                      ) -> tuple[np.ndarray,
+                                 sp.csr_matrix | sp.csc_matrix | CompactRows | NarrowPairs | None,
                                  tuple[np.ndarray, np.ndarray] | None]:
     """The entries (i <= j) of G B Gᵀ that can be non-zero, and a matrix C with
     ``(G B Gᵀ)[keys] = C @ vec(B_groups)``: each row sums, over the levels l and column pairs
@@ -253,7 +270,16 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
     index: type[np.signedinteger[Any]] = np.int32 if small else np.int64
     if (nc == 1 and src is None and total > _PAIRS_CHUNK
             and m * m <= _policy().key_table):
-        return _chunked_scalar_pairs(gc, seg, sorted_group, ngroups, m, index, key_order)
+        # G's columns held narrow while the plan is built (the 10⁵ x 2,000 crossed design:
+        # 4 MB where the CSC copy took 16 beside the accumulator and the columns of C)
+        columns = NarrowColumns(gc)
+        freed = gc.nnz * 24  # two CSC copies of 12 bytes an entry
+        del gc
+        if freed > _RELEASE_BYTES:
+            # the CSC copies' pages back to the system: the plan's arrays would otherwise be
+            # laid out beside them, and the heap keep both (see release_freed_memory)
+            release_freed_memory()
+        return _chunked_scalar_pairs(columns, seg, sorted_group, ngroups, m, index, key_order)
     rows = gc.indices.astype(index)
     entry_level = np.repeat(np.arange(nl, dtype=index), k)
     if nc == 1:
@@ -318,9 +344,12 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
 # pairs per piece when the scalar pairs plan is built group by group: a piece's lists take
 # about 40 bytes a pair while it is summed
 _PAIRS_CHUNK = 1_000_000
+# freed bytes from which the plan's build gives freed pages back to the system before going
+# on (below, glibc's heap reuses them soon enough, and ``malloc_trim`` costs milliseconds)
+_RELEASE_BYTES = 16 * 2**20
 
 
-def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
+def _scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
                   hi: int, m: int, index: type[np.signedinteger[Any]], keys_only: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Key, value and column of the pairs of G's entries of levels ``lo:hi`` (scalar first
@@ -328,8 +357,7 @@ def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, 
     lists for all levels, in the same order (``keys_only``: the keys, and empty values and
     columns)."""
     e0, e1 = int(seg[lo]), int(seg[hi])
-    rows = gc.indices[e0:e1].astype(index)
-    data = gc.data[e0:e1]
+    rows, data = gc.entries(e0, e1, index)
     k = np.diff(seg[lo : hi + 1])
     entry_level = np.repeat(np.arange(lo, hi, dtype=index), k)
     entries = np.arange(rows.shape[0], dtype=index)
@@ -337,8 +365,10 @@ def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, 
     first = (np.cumsum(count) - count).astype(index)
     r = np.arange(int(count.sum()), dtype=index)
     r -= np.repeat(first - entries, count)
-    key = np.repeat(rows, count)
-    key *= index(m)
+    # the pair (e, f) of rows e <= f (ascending within a level) by its position in the upper
+    # triangle read by rows, e·m - e(e + 1)/2 + f: a table over it has m(m + 1)/2 entries,
+    # where the flat position e·m + f needs m² (the 10⁵ x 2,000 crossed design: 8 MB less)
+    key = np.repeat(rows * index(m) - rows * (rows + 1) // 2, count)
     key += rows[r]
     if keys_only:  # which keys occur: no values (8 bytes a pair) nor columns to make
         return key, np.empty(0), np.empty(0, dtype=index)
@@ -348,16 +378,16 @@ def _scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, 
     return key, values, col
 
 
-def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
+def _chunked_scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray,
                           ngroups: int, m: int, index: type[np.signedinteger[Any]],
                           key_order: Callable[[np.ndarray], np.ndarray] | None,
-                          ) -> tuple[np.ndarray, sp.csc_matrix, None]:
+                          ) -> tuple[np.ndarray, sp.csc_matrix | NarrowPairs, None]:
     """The grouped scalar pairs plan built a few groups at a time, so that the lists of pairs
     are never all in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists
     and conversions at once): runs of consecutive groups of at most a quarter of
     ``_PAIRS_CHUNK`` pairs together are listed and summed as the one-piece build does
-    (:func:`_run_columns`), a larger group ``_PAIRS_CHUNK`` pairs at a time into an accumulator
-    (:func:`_large_group_column`). Equal to the one-piece build entry for entry: a
+    (:func:`_run_columns`), a larger group a piece at a time (:func:`_level_pieces`) into an
+    accumulator (:func:`_large_group_column`). Equal to the one-piece build entry for entry: a
     duplicate key lies within one group (one column), and the one-piece build sums a key's
     pairs of one group in the order they are listed, from the first (scipy's CSR conversion
     keeps that order and adds neighbours); the accumulator adds each pair in that order,
@@ -368,24 +398,29 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
     k = np.diff(seg)
     level_pairs = np.cumsum(k * (k + 1) // 2)  # pairs of levels 0..l
     group_end = np.searchsorted(sorted_group, np.arange(1, ngroups + 1))  # levels of g: ..end
-    present = np.zeros(m * m, dtype=bool)
+    present = np.zeros(m * (m + 1) // 2, dtype=bool)  # by triangular position
     for lo, hi in _level_pieces(level_pairs, 0, nl):
         key, _, _ = _scalar_pairs(gc, seg, sorted_group, lo, hi, m, index, keys_only=True)
         present[key] = True
     del key
     dtype = np.dtype(index)
-    keys = np.flatnonzero(present).astype(dtype)  # 32-bit: m² is below 2³¹ here
+    # 32-bit (m² is below 2³¹ here), a chunk at a time: int64 lists over every key at once
+    # made the 10⁵ x 2,000 crossed design's setup peak here
+    tri = _nonzero(present, dtype)
+    keys = _flat_positions(tri, m)  # in the same (ascending) order
     if key_order is None:
         position = np.cumsum(present, dtype=dtype)
         position -= 1
     else:
         order = key_order(keys)
-        position = np.empty(m * m, dtype=dtype)
-        position[keys[order]] = np.arange(order.shape[0], dtype=dtype)
+        position = np.empty(present.shape[0], dtype=dtype)
+        position[tri[order]] = np.arange(order.shape[0], dtype=dtype)
         keys = keys[order]
         del order
-    del present
+    del present, tri
     nkeys = keys.shape[0]
+    if nkeys * 24 > _RELEASE_BYTES:  # the ordering's temporaries, likewise
+        release_freed_memory()
     acc = np.full(nkeys, -0.0)  # a large group's sums per key; -0.0 where it has none yet
     met = np.zeros(nkeys, dtype=bool)  # the keys a large group has met
     columns: list[_HeldColumn] = []  # per group: its keys' rows and sums
@@ -403,7 +438,34 @@ def _chunked_scalar_pairs(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.n
     # the runs' and pieces' freed lists back to the system before C's arrays are made beside
     # the columns (glibc keeps them in its heap: 4 MB more resident at this peak)
     release_freed_memory()
+    nnz = sum(int(c.rows.shape[0]) for c in columns)
+    if nnz * (8 + np.dtype(index).itemsize) > _policy().max_wide_pairs_bytes:
+        return keys, _narrow_pairs_from_columns(columns, nkeys), None
     return keys, _csc_from_columns(columns, nkeys), None
+
+
+_INDEX_CHUNK = 1 << 18  # entries per chunk of the index conversions below
+
+
+def _nonzero(mask: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """``np.flatnonzero(mask)`` as ``dtype``, without its int64 array over every entry."""
+    parts = [np.flatnonzero(mask[lo : lo + _INDEX_CHUNK]).astype(dtype) + dtype.type(lo)
+             for lo in range(0, mask.shape[0], _INDEX_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _flat_positions(tri: np.ndarray, m: int) -> np.ndarray:
+    """The flat positions e·m + f (``tri``'s dtype, a chunk at a time) of an m x m matrix's
+    upper-triangle entries given by their triangular positions e·m - e(e + 1)/2 + f
+    (:func:`_scalar_pairs`' keys)."""
+    e = np.arange(m, dtype=np.int64)
+    starts = e * m - e * (e - 1) // 2  # the triangular position of (e, e)
+    out = np.empty_like(tri)
+    for lo in range(0, tri.shape[0], _INDEX_CHUNK):
+        t = tri[lo : lo + _INDEX_CHUNK]
+        row = np.searchsorted(starts, t, side="right") - 1
+        out[lo : lo + t.shape[0]] = t + row * (row + 1) // 2
+    return out
 
 
 def _pairs_of(level_pairs: np.ndarray, lo: int, end: int) -> int:
@@ -430,7 +492,7 @@ def _group_runs(level_pairs: np.ndarray, group_end: np.ndarray, budget: int,
     return runs
 
 
-def _run_columns(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
+def _run_columns(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
                  end: int, g0: int, g1: int, m: int, index: type[np.signedinteger[Any]],
                  position: np.ndarray, nkeys: int) -> list[_HeldColumn]:
     """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most a quarter of
@@ -452,11 +514,12 @@ def _run_columns(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray, l
     out = []
     for j in range(g1 - g0):
         a, b = int(by_col.indptr[j]), int(by_col.indptr[j + 1])
-        out.append(_held_column(by_col.indices[a:b].astype(dtype), by_col.data[a:b]))
+        out.append(_held_column(by_col.indices[a:b].astype(dtype), by_col.data[a:b],
+                                _narrow_rows(nkeys)))
     return out
 
 
-def _large_group_column(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.ndarray,
+def _large_group_column(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray,
                         first: int, end: int, level_pairs: np.ndarray, m: int,
                         index: type[np.signedinteger[Any]], position: np.ndarray,
                         acc: np.ndarray, met: np.ndarray) -> _HeldColumn:
@@ -485,43 +548,91 @@ def _large_group_column(gc: sp.csc_matrix, seg: np.ndarray, sorted_group: np.nda
     del touched
     sums = acc[rows]
     acc[rows] = -0.0
-    return _held_column(rows, sums)
+    return _held_column(rows, sums, _narrow_rows(nkeys))
+
+
+# rows per block of a held column: within a block its rows are held as 16-bit offsets
+_ROW_BLOCK = 1 << 16
+
+
+def _narrow_rows(nkeys: int) -> int | None:
+    """``nkeys`` where a plan of that many keys holds its columns' rows and counts as narrow
+    as it can (from 2²⁰ keys: the 10⁵ x 2,000 crossed design has 1.75·10⁶, InstEval 1.5·10⁵),
+    else None."""
+    return nkeys if nkeys >= 1 << 20 else None
 
 
 class _HeldColumn(NamedTuple):
     """A column of C while the plan is built, until C's arrays are made: its rows and its
     sums held narrow (``values``, in the narrowest dtype of ``_NARROW`` that holds them
     exactly; or, where a few of them are not small counts, the counts as bytes with zeros at
-    ``wide_at`` and those few as float64 in ``wide_values``)."""
+    ``wide_at`` and those few as float64 in ``wide_values``). With ``cuts``, ``rows`` are the
+    rows' offsets (uint16) in blocks of ``_ROW_BLOCK`` rows, entries ``cuts[h]:cuts[h + 1]``
+    in block h; else the rows themselves."""
 
     rows: np.ndarray
     values: np.ndarray
     wide_at: np.ndarray
     wide_values: np.ndarray
+    cuts: np.ndarray | None = None
+
+    def rows_of(self, start: int, stop: int) -> np.ndarray:
+        """The rows (int64) of entries ``start:stop``."""
+        if self.cuts is None:
+            return self.rows[start:stop].astype(np.int64)
+        block = np.searchsorted(self.cuts, np.arange(start, stop), side="right") - 1
+        return block * _ROW_BLOCK + self.rows[start:stop]
+
+    def entry_at(self, row: int) -> int:
+        """The first entry whose row is ``row`` or later."""
+        if self.cuts is None:
+            return int(np.searchsorted(self.rows, row))
+        block = row // _ROW_BLOCK
+        if block >= self.cuts.shape[0] - 1:
+            return int(self.rows.shape[0])
+        a, b = int(self.cuts[block]), int(self.cuts[block + 1])
+        return a + int(np.searchsorted(self.rows[a:b], row % _ROW_BLOCK))
 
 
-def _held_column(rows: np.ndarray, sums: np.ndarray) -> _HeldColumn:
+def _held_column(rows: np.ndarray, sums: np.ndarray, nrows: int | None = None,
+                 bytes_first: bool = False) -> _HeldColumn:
     """``sums`` (float64) held as narrow as they are exactly: the products of two intercept
     terms' entries are co-occurrence counts, while the keys of X's and y's rows hold real
     values, a few per column (the 10⁵ x 2,000 crossed design: 52 MB of columns held as
-    float64 beside C's arrays, 25 MB split)."""
+    float64 beside C's arrays, 25 MB split). With ``nrows`` (the column's length; ``rows``
+    ascending), the rows are held as 16-bit offsets in blocks (9 MB less there), and
+    counts as bytes with the few above 255 apart (``bytes_first``: 4 MB less there; each
+    costs a little time, so a small plan's columns are held without them)."""
+    if nrows is not None:
+        blocks = -(-nrows // _ROW_BLOCK)
+        cuts = (np.searchsorted(rows, np.arange(blocks + 1, dtype=np.int64) * _ROW_BLOCK)
+                if blocks > 1 else None)
+        rows = (rows % _ROW_BLOCK if blocks > 1 else rows).astype(np.uint16)
+        held = _held_column(rows, sums, bytes_first=True)
+        return held if cuts is None else held._replace(cuts=cuts)
     no_rows, no_values = np.empty(0, dtype=np.int32), np.empty(0)
     level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
-    if level < 2:  # counts throughout (or none)
+    if level == 0 or (level == 1 and not bytes_first):  # counts throughout (or none)
         return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
     narrow, wide = _counts_apart(sums)
+    if level == 1 and narrow.dtype == _NARROW[1]:  # wider counts, too many to keep apart
+        return _HeldColumn(rows, narrow, no_rows, no_values)
     if wide.shape[0] * 4 > sums.shape[0]:  # mostly other values: the column as it is
         return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
     return _HeldColumn(rows, narrow, wide.astype(np.int32), sums[wide])
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
-    """Levels ``lo:end`` cut into ranges of about ``_PAIRS_CHUNK`` pairs (at least one level
-    each; ``level_pairs``: the cumulative pairs through each level)."""
+    """Levels ``lo:end`` cut into ranges of about a quarter of ``_PAIRS_CHUNK`` pairs (at
+    least one level each; ``level_pairs``: the cumulative pairs through each level). A
+    piece's lists and their temporaries take ~32 bytes a pair at once: a quarter of a million
+    pairs, 8 MB, beside the accumulator and the columns already held (a million took the 10⁵ x
+    2,000 crossed design's setup 24 MB higher; the pieces' Python calls cost ~1 ms a piece)."""
+    budget = max(1, _PAIRS_CHUNK // 4)
     pieces = []
     while lo < end:
         base = int(level_pairs[lo - 1]) if lo else 0
-        hi = int(np.searchsorted(level_pairs, base + _PAIRS_CHUNK, side="right"))
+        hi = int(np.searchsorted(level_pairs, base + budget, side="right"))
         hi = min(max(hi, lo + 1), end)
         pieces.append((lo, hi))
         lo = hi
@@ -546,10 +657,140 @@ def _csc_from_columns(columns: list[_HeldColumn], nrows: int) -> sp.csc_matrix:
         lo, hi = int(indptr[col]), int(indptr[col + 1])
         data[lo:hi] = held.values  # exact: the values fit the dtype
         data[lo + held.wide_at] = held.wide_values
-        indices[lo:hi] = held.rows
+        indices[lo:hi] = held.rows_of(0, hi - lo)
         del held
         col += 1
     return sp.csc_matrix((data, indices, indptr), shape=(nrows, lengths.shape[0]))
+
+
+class NarrowPairs:
+    """C (keys x groups, float64) stored by blocks of consecutive keys, each block a CSC
+    matrix whose row indices (relative to the block's first key) are uint16 and whose values
+    are held as :func:`_held_column` holds a column: the narrowest exact dtype, the few
+    values that are not small counts (the X and y keys' real sums, -0.0) apart as float64.
+
+    The pairs plan of the 10⁵ x 2,000 crossed design holds 4.4·10⁶ entries, most of them
+    co-occurrence counts below 256: 53 MB as float64 values and 32-bit indices, 13 MB here.
+    ``self @ v`` widens one block at a time into a reused buffer and multiplies it by scipy's
+    CSC product: each key's terms are added in column order from 0.0, as in one product over
+    the whole of C, so the result is the same bit for bit (blocks split the keys, never a
+    key's terms). The widening costs time: InstEval's C (14 MB) took 2.7 against 1.4 ms a
+    product this way, so only a C above
+    :attr:`~lmeformula.pls.policy.BlockPolicy.max_wide_pairs_bytes` is held narrow.
+
+    Attributes
+    ----------
+    shape
+        (keys, groups) of C.
+    starts
+        First key of each block, and the end.
+    indptrs
+        Each block's CSC index pointer over the groups (int32).
+    blocks
+        Each block's entries: rows relative to its first key (uint16) and values, as
+        :class:`_HeldColumn` holds them.
+    """
+
+    __slots__ = ("blocks", "indptrs", "shape", "starts")
+
+    # keys per block at most: the relative rows are uint16
+    MAX_BLOCK_KEYS = 1 << 16
+
+    def __init__(self, shape: tuple[int, int], starts: np.ndarray, indptrs: list[np.ndarray],
+                 blocks: list[_HeldColumn]) -> None:
+        self.shape = shape
+        self.starts = starts
+        self.indptrs = indptrs
+        self.blocks = blocks
+
+    @property
+    def nnz(self) -> int:
+        """Stored entries."""
+        return sum(int(b.rows.shape[0]) for b in self.blocks)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the blocks."""
+        return sum(b.rows.nbytes + b.values.nbytes + b.wide_at.nbytes + b.wide_values.nbytes
+                   + ip.nbytes for b, ip in zip(self.blocks, self.indptrs, strict=True))
+
+    def block_products(self, v: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        """C @ v a block at a time: (first key, end, the block's part of the product). Each
+        part is a new array; the widening buffers are reused."""
+        if not self.blocks:
+            return
+        most = max(int(b.rows.shape[0]) for b in self.blocks)
+        data, rows = np.empty(most), np.empty(most, dtype=np.int32)
+        for lo, hi, indptr, blk in zip(self.starts[:-1].tolist(), self.starts[1:].tolist(),
+                                       self.indptrs, self.blocks, strict=True):
+            k = blk.rows.shape[0]
+            d, r = data[:k], rows[:k]
+            np.copyto(d, blk.values, casting="unsafe")  # exact: the values fit the dtype
+            d[blk.wide_at] = blk.wide_values
+            np.copyto(r, blk.rows, casting="unsafe")
+            yield lo, hi, sp.csc_matrix((d, r, indptr), shape=(hi - lo, self.shape[1])) @ v
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        out = np.empty(self.shape[0])
+        for lo, hi, part in self.block_products(v):
+            out[lo:hi] = part
+        return out
+
+    def tocsc(self) -> sp.csc_matrix:
+        """C as one CSC matrix (float64 values, 32-bit indices), as :func:`_csc_from_columns`
+        makes it."""
+        ncols = self.shape[1]
+        rows, cols, vals = [], [], []
+        for lo, indptr, blk in zip(self.starts[:-1].tolist(), self.indptrs, self.blocks,
+                                   strict=True):
+            d = blk.values.astype(np.float64)
+            d[blk.wide_at] = blk.wide_values
+            rows.append(blk.rows.astype(np.int64) + lo)
+            cols.append(np.repeat(np.arange(ncols), np.diff(indptr)))
+            vals.append(d)
+        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        c = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+        v = np.concatenate(vals) if vals else np.zeros(0)
+        order = np.lexsort((r, c))  # by column, rows ascending: CSC's order
+        indptr = np.zeros(ncols + 1, dtype=np.int32)
+        np.cumsum(np.bincount(c, minlength=ncols), out=indptr[1:])
+        return sp.csc_matrix((v[order], r[order].astype(np.int32), indptr),
+                             shape=self.shape)
+
+
+def _narrow_pairs_from_columns(columns: list[_HeldColumn], nrows: int) -> NarrowPairs:
+    """:class:`NarrowPairs` whose column j holds ``columns[j]`` (rows ascending and distinct),
+    in blocks of about 2¹⁷ entries (at most ``MAX_BLOCK_KEYS`` keys). ``columns`` is emptied
+    as the blocks are made, one block's float64 values at a time."""
+    ncols = len(columns)
+    nnz = sum(int(c.rows.shape[0]) for c in columns)
+    per_key = max(nnz / max(nrows, 1), 1.0)
+    step = int(min(NarrowPairs.MAX_BLOCK_KEYS, max(1024, (1 << 17) / per_key)))
+    starts = np.unique(np.append(np.arange(0, nrows, step), nrows)).astype(np.int64)
+    # each column's cut at every block start: its entries of block b are cuts[b]:cuts[b + 1]
+    cuts = [np.array([c.entry_at(int(r)) for r in starts]) for c in columns]
+    indptrs, blocks = [], []
+    for b, lo in enumerate(starts[:-1].tolist()):
+        lengths = np.array([int(cut[b + 1] - cut[b]) for cut in cuts], dtype=np.int64)
+        indptr = np.zeros(ncols + 1, dtype=np.int32)
+        np.cumsum(lengths, out=indptr[1:])
+        rows = np.empty(int(indptr[-1]), dtype=np.uint16)
+        sums = np.empty(int(indptr[-1]))
+        for j, (col, cut) in enumerate(zip(columns, cuts, strict=True)):
+            a, e = int(cut[b]), int(cut[b + 1])
+            if a == e:
+                continue
+            at = slice(int(indptr[j]), int(indptr[j + 1]))
+            np.subtract(col.rows_of(a, e), lo, out=rows[at], casting="unsafe")  # below 2¹⁶
+            sums[at] = col.values[a:e]
+            w0, w1 = np.searchsorted(col.wide_at, [a, e])
+            sums[at][col.wide_at[w0:w1] - a] = col.wide_values[w0:w1]
+        held = _held_column(rows, sums, bytes_first=True)
+        del sums
+        indptrs.append(indptr)
+        blocks.append(held)
+    columns.clear()
+    return NarrowPairs((nrows, ncols), starts, indptrs, blocks)
 
 
 def _index_keys(key: np.ndarray, m: int,

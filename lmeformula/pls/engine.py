@@ -156,7 +156,7 @@ class PLSProblem(_AugmentedSystem):
         self._by_level = self.factors is not None and _fits_dense(self.terms, self.p)
         self._g_plan: list[_PairStructure] | None = None
         self._g_pattern: sp.csr_matrix | None = None
-        self._g_order: np.ndarray | None = None
+        self._g_order: np.ndarray | slice | None = None
         if self.weights is None and self._by_level:
             w = None  # unit weights: not multiplied in (x·1 is x), no n-length ones held
         self._cross_products(w)
@@ -205,7 +205,7 @@ class PLSProblem(_AugmentedSystem):
         if self._g_order is None:
             # CSR of the entries as scipy would build it (rows, then columns, ascending);
             # the entries are distinct, so this order places any later values too
-            self._g_order = np.lexsort((cols, rows))
+            self._g_order = csr_order(rows, cols)
             indptr = np.zeros(self.m + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=self.m), out=indptr[1:])
             del rows  # each list gone once it is read (10⁶-row designs: 10⁶ entries each)
@@ -366,9 +366,6 @@ class PLSProblem(_AugmentedSystem):
         self.b11 = diagonal_block(self.A11)
         self.b21 = off_diagonal_block(self.G, self.A11, self.terms[0], self._order_by_block_pair)
         keys = self.b21.keys
-        # the keys' rows and columns, for the analytic gradient: made on its first call (the
-        # 10⁵ x 2,000 crossed design: 2·10⁶ keys, 16 MB that a BOBYQA fit never reads)
-        self._key_rc: tuple[np.ndarray, np.ndarray] | None = None
         # how block 2 is assembled per θ, by typed rectangles (see plans.py)
         plan = plan_block2(self.terms[1:], self.p, self._block_edges,
                            self._block_pair_segments(keys), _policy().band)
@@ -398,14 +395,32 @@ class PLSProblem(_AugmentedSystem):
         """The pair of blocks (row block x number of blocks + column block) of each key."""
         edges = self._block_edges
         nblk = len(edges) - 1
-        owner = np.repeat(np.arange(nblk), np.diff(edges))
+        # the narrowest integers that hold nblk² (a few blocks: int16), so that the codes of
+        # 2·10⁶ keys (the 10⁵ x 2,000 crossed design) take 4 MB, not three arrays of 16
+        dtype = np.dtype(np.int16 if nblk * nblk < 2**15 else np.int64)
+        owner = np.repeat(np.arange(nblk, dtype=dtype), np.diff(edges))
         rows, cols = np.divmod(keys, self.m)
-        return owner[rows] * nblk + owner[cols]
+        code: np.ndarray = owner[rows]
+        del rows
+        np.multiply(code, nblk, out=code, casting="unsafe")  # exact: below nblk²
+        np.add(code, owner[cols], out=code)
+        return code
 
     def _order_by_block_pair(self, keys: np.ndarray) -> np.ndarray:
         """An order of the downdate's entries by block pair, so that scaling them by Λ₂ is one
-        multiplication per pair of blocks."""
-        return np.argsort(self._block_pair(keys), kind="stable")
+        multiplication per pair of blocks: the stable sort's permutation, made by counting a
+        chunk of keys at a time (32-bit where it fits; the 10⁵ x 2,000 crossed design's 2·10⁶
+        keys took an int64 argsort and the codes' temporaries, 40 MB, at the setup's peak)."""
+        n = keys.shape[0]
+        chunk = 1 << 18
+        by_code: dict[int, list[np.ndarray]] = {}
+        index = np.int32 if n < 2**31 else np.int64
+        for lo in range(0, n, chunk):
+            code = self._block_pair(keys[lo : lo + chunk])
+            for c in np.flatnonzero(np.bincount(code)).tolist():
+                by_code.setdefault(c, []).append(np.flatnonzero(code == c).astype(index) + lo)
+        parts = [part for c in sorted(by_code) for part in by_code.pop(c)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=index)
 
     def _block_pair_segments(self, keys: np.ndarray) -> list[tuple[int, int, int, int]]:
         """(start, stop, row block, column block) of the keys of each block pair."""
@@ -615,7 +630,7 @@ class PLSProblem(_AugmentedSystem):
         b21 = self.b21
         if not isinstance(b21, PairsBlock):  # the quadratic forms by BLAS
             return b21.dense_quadratic(v, k_tilde_full(), s)
-        inside, i, j, lower_at, doubled = self._gradient_keys(s)
+        inside, i, j, lower_at, diagonal = self._gradient_keys(s)
         plan = self._block2_plan
         if plan.vector_blocks:
             k_keys = k_tilde_full()[i, j]
@@ -623,11 +638,16 @@ class PLSProblem(_AugmentedSystem):
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
             dr = self._block2_scales(theta)[:s]
             if inv_lower.flags.f_contiguous:  # one flat gather of dpotri's Fortran order
-                k_keys = inv_lower.ravel(order="F")[lower_at] * dr[i] * dr[j]
+                k_keys = inv_lower.ravel(order="F")[lower_at]
             else:
-                k_keys = inv_lower[j, i] * dr[i] * dr[j]
-        weight = doubled * k_keys  # keys are the upper triangle
-        return b21.quadratic(v, weight, inside)
+                k_keys = inv_lower[j, i]
+            # in place, the same products in the same order (2·10⁶ keys: 28 MB less at once)
+            k_keys *= dr[i]
+            k_keys *= dr[j]
+        on_diagonal = k_keys[diagonal]
+        k_keys *= 2.0  # keys are the upper triangle: doubled off the diagonal
+        k_keys[diagonal] = on_diagonal
+        return b21.quadratic(v, k_keys, inside)
 
     @property
     def _block2_plan(self) -> Block2Plan:
@@ -652,18 +672,22 @@ class PLSProblem(_AugmentedSystem):
     def _gradient_keys(self, s: int) -> tuple[np.ndarray, ...]:
         """The rank update's keys inside block 2's first ``s`` rows, for the gradient: the
         mask, their rows i and columns j, the flat positions of (j, i) in an s x s
-        Fortran-order array, and 1 on the diagonal, 2 off it. Structural, so made once per
-        ``s`` (REML and ML differ) rather than per gradient (~0.5 ms of InstEval's)."""
+        Fortran-order array, and which of them are on the diagonal. Structural, so made once
+        per ``s`` (REML and ML differ) rather than per gradient (~0.5 ms of InstEval's), in
+        32-bit integers where they fit (the 10⁵ x 2,000 crossed design's 2·10⁶ keys: 36 MB
+        less held by an L-BFGS-B fit)."""
         cached = self._grad_keys.get(s)
         if cached is None:
-            if self._key_rc is None:  # 32-bit: m is far below 2³¹, as block 2 is dense
-                rows, cols = np.divmod(self.b21.keys, self.m)
-                self._key_rc = (rows.astype(np.int32), cols.astype(np.int32))
-            key_rows, key_cols = self._key_rc
+            # 32-bit: m is far below 2³¹, as block 2 is dense
+            key_rows, key_cols = (a.astype(np.int32) for a in np.divmod(self.b21.keys, self.m))
             inside = (key_rows < s) & (key_cols < s)
             i, j = key_rows[inside], key_cols[inside]
-            lower_at = j.astype(np.intp) + i.astype(np.intp) * s
-            cached = (inside, i, j, lower_at, np.where(i == j, 1.0, 2.0))
+            del key_rows, key_cols
+            index = np.int32 if s * s < 2**31 else np.intp
+            lower_at: np.ndarray = i.astype(index)
+            np.multiply(lower_at, s, out=lower_at)
+            np.add(lower_at, j, out=lower_at, casting="unsafe")  # exact: below s²
+            cached = (inside, i, j, lower_at, np.flatnonzero(i == j))
             self._grad_keys[s] = cached
         return cached
 
@@ -797,6 +821,19 @@ class PLSProblem(_AugmentedSystem):
 # 18 MB, the fitted model's peak; each of those rows is a band of its own at 2¹⁶)
 _DENSE_L21_LIMIT = 1 << 21
 _L21_BAND_ENTRIES = 1 << 16
+
+
+def csr_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray | slice:
+    """The order of distinct entries (rows, cols) by rows, then columns, as scipy's CSR
+    stores them: ``slice(None)`` when they are in it already (the counted cross-products list
+    G's entries so: taking them by a slice copies nothing, where a permutation of 10⁶ entries
+    took four arrays of 8 MB at the setup's peak), else the permutation."""
+    if rows.shape[0] < 2:
+        return slice(None)
+    step = np.diff(rows)
+    if np.all(step >= 0) and np.all((step > 0) | (np.diff(cols) > 0)):
+        return slice(None)
+    return np.lexsort((cols, rows))
 
 
 def _ascending_rows_times(a: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ same flops at BLAS-3 speed, with no symbolic work.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -50,7 +50,7 @@ from .crossprod import (
     _pair_structure,
     _PairStructure,
 )
-from .engine import Factorization, PLSProblem
+from .engine import Factorization, PLSProblem, csr_order
 from .lapack import check_rx, finish_exact_fit
 from .memory import available_memory
 from .plans import Block2Plan, ZeroBlock
@@ -97,13 +97,15 @@ class CompactDiagonalBlock:
     entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     xx_diagonal: np.ndarray
 
-    def assemble(self, theta: np.ndarray, down: np.ndarray,
+    def assemble(self, theta: np.ndarray,
+                 down: np.ndarray | Iterable[tuple[int, int, np.ndarray]],
                  out: np.ndarray | None = None) -> np.ndarray:
         """S = Λ₂'(M22 - D)Λ₂ + I, its upper triangle in a C-order array (``out``, m x m,
         else a new one; the strict lower triangle is not written: LAPACK reads the
         transpose's lower triangle), from the stored entries: every entry the product or sum
         that :func:`~lmeformula.pls.plans.update_block2` forms from a dense M22 (``down``:
-        the rank update D at the keys, overwritten)."""
+        the rank update D at the keys, overwritten; or its parts (lo, hi, D at keys lo:hi),
+        each applied as it comes, so that D is never whole in memory)."""
         plan = self.plan
         m = plan.m
         scale = np.asarray(plan.scales(theta))
@@ -114,14 +116,19 @@ class CompactDiagonalBlock:
         flat = s.ravel()
         row_block, col_block, at, values = self.entries
         flat[at] = values * (scale[row_block] * scale[col_block])
-        for seg in plan.segments:  # the rank downdate, scaled as its block is
-            part, pos = down[seg.span], self.keys[seg.span]
-            a, b = seg.kind.a, seg.kind.b
-            part *= -(scale[a] * scale[b])
-            if isinstance(seg.kind, ZeroBlock):  # a term's diagonal block: M22 is zero there
-                flat[pos] = part
-            else:
-                flat[pos] += part
+        parts = [(0, self.keys.shape[0], down)] if isinstance(down, np.ndarray) else down
+        for lo, hi, values in parts:  # the rank downdate, scaled as its block is
+            for seg in plan.segments:
+                start, stop = max(seg.span.start, lo), min(seg.span.stop, hi)
+                if start >= stop:
+                    continue
+                part, pos = values[start - lo : stop - lo], self.keys[start:stop]
+                a, b = seg.kind.a, seg.kind.b
+                part *= -(scale[a] * scale[b])
+                if isinstance(seg.kind, ZeroBlock):  # a term's diagonal block: M22 is 0 there
+                    flat[pos] = part
+                else:
+                    flat[pos] += part
         block_of, positions, diag_values = self.diagonal
         if block_of.size:
             d = scale[block_of]
@@ -235,18 +242,20 @@ class LargeBlockPLSProblem(PLSProblem):
         self._xx_diag = np.diag(corner)[:p].copy()
         xy_rows = np.stack([_level_sums(codes1, x1, nl1, xyw[k]).ravel()
                             for k in range(p + 1)])
-        r, c = np.indices(xy_rows.shape).reshape(2, -1)  # every level meets X and y
+        # every level meets X and y (32-bit, as the terms' entries)
+        r, c = np.indices(xy_rows.shape, dtype=np.int32).reshape(2, -1)
         g_rows.append(r + qr)
         g_cols.append(c)
         g_vals.append(xy_rows.ravel())
-        self._set_g(np.concatenate(g_rows).astype(np.int64, copy=False),
-                    np.concatenate(g_cols).astype(np.int64, copy=False),
-                    np.concatenate(g_vals))
+        # 32-bit where they are: G's CSR keeps 32-bit indices (no int64 copies at the peak)
+        rows, cols = np.concatenate(g_rows), np.concatenate(g_cols)
+        del g_rows, g_cols
+        self._set_g(rows, cols, np.concatenate(g_vals))
 
     def _set_g(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
         """G (m x q₁, CSR) from its entries, in the order :class:`PLSProblem` builds it."""
         if self._g_order is None:
-            self._g_order = np.lexsort((cols, rows))
+            self._g_order = csr_order(rows, cols)
             indptr = np.zeros(self.m + 1, dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=self.m), out=indptr[1:])
             self.G = sp.csr_matrix((vals[self._g_order], cols[self._g_order], indptr),
@@ -287,7 +296,7 @@ class LargeBlockPLSProblem(PLSProblem):
         owner = self._buffer_owner
         free = self._buffer if owner is None or owner() is None else None
         self._buffer = self._buffer_owner = None  # an earlier factor still alive keeps its own
-        s = b22.assemble(theta, self.b21.rank_update(t1), out=free)
+        s = b22.assemble(theta, self.b21.rank_update_parts(t1), out=free)
         del free
         self._buffer = s
         last = float(s[-1, -1])  # the response's pivot before the factorisation

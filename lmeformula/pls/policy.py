@@ -57,6 +57,13 @@ class BlockPolicy:
         downdate's matrix C is formed densely, one Gram matrix of G's columns per group of
         levels with equal A11, if it has at most this many entries (keys x groups; 8 bytes
         each): per θ one dense matrix-vector product instead of two sparse products.
+    max_wide_pairs_bytes
+        A pairs plan's C (built group by group,
+        :func:`~lmeformula.pls.downdate._chunked_scalar_pairs`) of more than this many bytes
+        as float64 values and 32-bit indices is held narrow
+        (:class:`~lmeformula.pls.downdate.NarrowPairs`: the 10⁵ x 2,000 crossed design's 53 MB
+        in 13 MB; the same products, each block widened as it is multiplied, at about twice
+        the time of the product: InstEval's 14 MB C stays as it is).
     key_table
         Up to m² of this size the downdate's keys are indexed through a dense table (else by
         ``unique``).
@@ -105,6 +112,7 @@ class BlockPolicy:
     max_laplace_dense: int = 6_000
     max_pairs: int = 40_000_000
     max_group_grams: int = 40_000_000
+    max_wide_pairs_bytes: int = 32 * 2**20
     key_table: int = 50_000_000
     kernel_max_rest_order: int = 1_500
     kernel_max_downdate_work: int = 60_000_000
