@@ -356,3 +356,47 @@ def test_solution_from_bands_of_l21_is_the_whole_l21_s(
     rzx_w, rx_w = problem.rzx_rx(whole)
     for a, b in ((beta_b, beta_w), (u_b, u_w), (rzx_b, rzx_w), (rx_b, rx_w)):
         assert a.tobytes() == b.tobytes()
+
+
+# -- the setup's index arrays made a chunk at a time: the same as the one-piece numpy calls ----
+def test_order_by_block_pair_is_the_stable_argsort(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmeformula.pls.engine as engine
+
+    df = crossed_intercepts(3, 3000, 300, 40)
+    df["site"] = (np.arange(len(df)) % 7).astype(str)
+    dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item) + (1 | site)", df, devFunOnly=True)
+    assert isinstance(dev, LmerDevfun)
+    problem = dev.problem
+    rng = np.random.default_rng(4)
+    m = problem.m
+    upper = np.flatnonzero(np.triu(np.ones((m, m), dtype=bool)))
+    keys = np.sort(rng.choice(upper, upper.shape[0] // 2, replace=False)).astype(np.int32)
+    monkeypatch.setattr(engine, "_ORDER_CHUNK", 37)  # many chunks, codes split across them
+    order = problem._order_by_block_pair(keys)
+    assert order.dtype == np.int32
+    np.testing.assert_array_equal(order, np.argsort(problem._block_pair(keys), kind="stable"))
+
+
+def test_index_helpers_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmeformula.pls.engine import csr_order
+
+    monkeypatch.setattr(downdate, "_INDEX_CHUNK", 5)
+    rng = np.random.default_rng(5)
+    mask = rng.uniform(size=103) < 0.3
+    got = downdate._nonzero(mask, np.dtype(np.int32))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.flatnonzero(mask))
+    m = 11
+    e, f = np.triu_indices(m)
+    tri = (e * m - e * (e + 1) // 2 + f).astype(np.int32)  # _scalar_pairs' keys
+    np.testing.assert_array_equal(tri, np.arange(tri.shape[0]))
+    np.testing.assert_array_equal(downdate._flat_positions(tri, m), e * m + f)
+    # CSR order: a slice when the entries are in it already, else lexsort's permutation
+    rows, cols = np.array([0, 0, 1, 3, 3]), np.array([1, 4, 0, 2, 3])
+    assert csr_order(rows, cols) == slice(None)
+    shuffled = rng.permutation(5)
+    order = csr_order(rows[shuffled], cols[shuffled])
+    assert isinstance(order, np.ndarray)
+    np.testing.assert_array_equal(rows[shuffled][order], rows)
+    np.testing.assert_array_equal(cols[shuffled][order], cols)
+    assert isinstance(csr_order(np.array([0, 0]), np.array([2, 1])), np.ndarray)  # columns

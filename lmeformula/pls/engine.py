@@ -412,7 +412,7 @@ class PLSProblem(_AugmentedSystem):
         chunk of keys at a time (32-bit where it fits; the 10⁵ x 2,000 crossed design's 2·10⁶
         keys took an int64 argsort and the codes' temporaries, 40 MB, at the setup's peak)."""
         n = keys.shape[0]
-        chunk = 1 << 18
+        chunk = _ORDER_CHUNK
         by_code: dict[int, list[np.ndarray]] = {}
         index = np.int32 if n < 2**31 else np.int64
         for lo in range(0, n, chunk):
@@ -821,6 +821,10 @@ class PLSProblem(_AugmentedSystem):
 # 18 MB, the fitted model's peak; each of those rows is a band of its own at 2¹⁶)
 _DENSE_L21_LIMIT = 1 << 21
 _L21_BAND_ENTRIES = 1 << 16
+
+
+# keys per chunk of the block-pair ordering's counting sort
+_ORDER_CHUNK = 1 << 18
 
 
 def csr_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray | slice:
