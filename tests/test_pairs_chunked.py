@@ -5,6 +5,7 @@ layout, so the per-θ downdate and the criterion are bit-identical."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,8 +49,9 @@ MODELS = {"intercepts": ("y ~ x + (1 | subj) + (1 | item)", crossed),
           "slopes": ("y ~ x + (1 | subj) + (0 + x | item)", crossed_slopes)}
 
 
-def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
-         model: str = "intercepts") -> tuple[np.ndarray, sp.csc_matrix]:
+def raw_plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
+             model: str = "intercepts") -> tuple[np.ndarray, Any]:
+    """The grouped downdate plan (keys, C) of a model's G, built in pieces of ``chunk``."""
     monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
     formula, data = MODELS[model]
     dev = lmf.lmer(formula, data(), devFunOnly=True)
@@ -63,6 +65,12 @@ def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
     keys, pairs, _ = downdate._downdate_pattern(
         prob.G, 1, first.nl, prob.m, level_group, ngroups,
         key_order=prob._order_by_block_pair if key_order else None)
+    return keys, pairs
+
+
+def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
+         model: str = "intercepts") -> tuple[np.ndarray, sp.csc_matrix]:
+    keys, pairs = raw_plan(monkeypatch, chunk, key_order, model)
     assert isinstance(pairs, sp.csc_matrix)  # grouped: by columns, for the per-θ product
     return keys, pairs
 
@@ -101,7 +109,6 @@ def test_criterion_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     assert values[0] == values[1]
 
 
-
 # -- C held narrow (NarrowPairs): large plans, the same products ----------------------------
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("chunk", [2000, 40])
@@ -113,17 +120,7 @@ def test_narrow_plan_is_the_csc_plan(monkeypatch: pytest.MonkeyPatch, chunk: int
     monkeypatch.setattr(pls_policy, "POLICY",
                         replace(pls_policy.POLICY, max_wide_pairs_bytes=0))
     monkeypatch.setattr(downdate.NarrowPairs, "MAX_BLOCK_KEYS", 64)  # many blocks
-    monkeypatch.setattr(downdate, "_PAIRS_CHUNK", chunk)
-    formula, data = MODELS[model]
-    dev = lmf.lmer(formula, data(), devFunOnly=True)
-    assert isinstance(dev, LmerDevfun)
-    prob = dev.problem
-    first = prob.terms[0]
-    _, level_group = np.unique(prob.A11.reshape(first.nl, -1)[:, 0], return_inverse=True)
-    level_group = level_group.ravel()
-    keys2, narrow, _ = downdate._downdate_pattern(
-        prob.G, 1, first.nl, prob.m, level_group, int(level_group.max()) + 1,
-        key_order=prob._order_by_block_pair)
+    keys2, narrow = raw_plan(monkeypatch, chunk, True, model)
     assert isinstance(narrow, downdate.NarrowPairs)
     assert len(narrow.blocks) > 3
     if model == "intercepts":  # counts, but for the X and y keys: bytes
