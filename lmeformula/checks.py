@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .control import LmerControl
 from .errors import (
+    FormulaError,
     IdentifiabilityError,
     IdentifiabilityWarning,
     ModelFrameError,
@@ -196,6 +197,27 @@ def check_scale_x(x: np.ndarray, ctrl: LmerControl) -> str | None:
         message = "Some predictor variables are on very different scales: consider rescaling"
         return _act(ctrl.check_scaleX, message, IdentifiabilityError, ScaleWarning)
     return None
+
+
+NA_IN_Z = ("NA in Z (random-effects model matrix): please use \"na.action='na.omit'\" or "
+           "\"na.action='na.exclude'\"")
+
+
+def check_finite_z(terms: Mapping[str, np.ndarray]) -> None:
+    """Stop on non-finite values of Z, read off each term's X_i (``terms``: name -> X_i).
+
+    NaN (left by ``na_action="pass"``) gets lme4's message. lme4 lets ``Inf`` through and stops
+    at its first evaluation ("objective in x0 returns NA"); here it is refused before the
+    fit, naming the term.
+    """
+    for name, xi in terms.items():
+        if np.isfinite(xi).all():
+            continue
+        if np.isnan(xi).any():
+            raise FormulaError(NA_IN_Z)
+        raise FormulaError(f"Inf in Z (random-effects model matrix): the term ({name}) has "
+                           "infinite values (lme4 stops at its first evaluation: "
+                           "'objective in x0 returns NA')")
 
 
 def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:

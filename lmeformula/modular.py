@@ -21,6 +21,7 @@ import pandas as pd
 from .call import ModelCall
 from .checks import (
     check_finite_columns,
+    check_finite_z,
     check_nlevels,
     check_scale_x,
     check_zdims,
@@ -149,9 +150,7 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
     wmsgs = (check_nlevels(re.flist, n, ctrl, allow_n=allow_n)
              + check_zdims(nre, n, ctrl, allow_n=allow_n))
-    if not re.z_finite():  # Zt's values are X_i's: checked without building Zt
-        raise FormulaError("NA in Z (random-effects model matrix): please use "
-                           "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
+    check_finite_z({t.name: t.X for t in re.terms})  # Zt's values, without building Zt
     wmsgs += check_zrank(re.make_zt, n, ctrl, q=re.q)
 
     mm = model_matrix(parsed.fixed, frame.variables, n, call.contrasts)

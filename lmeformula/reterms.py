@@ -263,11 +263,6 @@ class ReTrms:
                 self.terms[k] = _replace(t, X=x)
                 return
 
-    def z_finite(self) -> bool:
-        """Whether Zt's values are all finite (its stored values are the terms' X_i entries,
-        less zeros), without building Zt."""
-        return all(bool(np.isfinite(t.X).all()) for t in self.terms)
-
     @cached_property
     def Ztlist(self) -> dict[str, sp.csc_matrix]:
         """Term name -> block of Zt (Zt_i of each term)."""

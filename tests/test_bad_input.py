@@ -77,9 +77,22 @@ def test_overflowing_predictor_stops(df: pd.DataFrame) -> None:
             lambda: lmf.lmer(F, _with(df, "Days", 0, 1e308)))
 
 
-def test_infinite_random_effects_covariate_stops(df: pd.DataFrame) -> None:
-    _raises(lmf.FormulaError, "NA in Z",
-            lambda: lmf.lmer("Reaction ~ 1 + (Days | Subject)", _with(df, "Days", 3, -np.inf)))
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_infinite_random_effects_covariate_stops(df: pd.DataFrame, syntax: str) -> None:
+    # lme4 lets Inf into Z and stops at its first evaluation ("objective in x0 returns NA"):
+    # refused before the fit in both syntaxes, naming the term; NaN keeps lme4's message
+    _raises(lmf.FormulaError, r"Inf in Z .*\(Days \| Subject\) has infinite values",
+            lambda: lmf.lmer("Reaction ~ 1 + (Days | Subject)", _with(df, "Days", 3, -np.inf),
+                             syntax=syntax))
+    nan_in_z = _with(df, "Days", 3, np.nan)
+    if syntax == "R":
+        _raises(lmf.FormulaError, "NA in Z",
+                lambda: lmf.lmer("Reaction ~ 1 + (Days | Subject)", nan_in_z, na_action="pass"))
+    else:  # formulaic drops rows with NA itself: with na_action="pass" that is refused
+        _raises(lmf.ModelFrameError,
+                r"NA in the model's variables \(rows 4\) with na_action='pass'",
+                lambda: lmf.lmer("Reaction ~ 1 + (Days | Subject)", nan_in_z,
+                                 na_action="pass", syntax=syntax))
 
 
 @pytest.mark.parametrize("what", ["weights", "offset"])

@@ -33,6 +33,7 @@ from formulaic.errors import DataMismatchWarning, FormulaicError
 
 from ..checks import (
     check_finite_columns,
+    check_finite_z,
     check_nlevels,
     check_scale_x,
     check_zdims,
@@ -318,6 +319,15 @@ def formulaic_frame(
     omitted_mask[rows] = False
     if omitted_mask.any() and na_action == "fail":
         raise ModelFrameError("missing values in object")
+    if kept.shape[0] < view.shape[0] and na_action == "pass":
+        # formulaic drops a row missing in any part; R's na.pass keeps it, and lme4 then stops
+        # on the NA (in X, Z or y): stop too rather than fit the rows that are left
+        missing = np.setdiff1d(pre, rows)
+        at = ", ".join(str(data.index[i]) for i in missing[:5])
+        more = ", ..." if missing.shape[0] > 5 else ""
+        raise ModelFrameError(f"NA in the model's variables (rows {at}{more}) with "
+                              "na_action='pass': lme4 stops on NA in X, Z or y; use "
+                              "na_action='omit' or 'exclude'")
     omitted = np.flatnonzero(omitted_mask)
 
     # the model frame: the response as materialised, the data's columns used (grouping
@@ -434,9 +444,7 @@ def formulaic_model(
     nre = {t.key: t.nl * t.nc for t in re.terms}  # rows of each Zt_i, what checkZdims reads
     wmsgs = (check_nlevels(re.flist, frame.nrow, control, allow_n=allow_n)
              + check_zdims(nre, frame.nrow, control, allow_n=allow_n))
-    if any(np.isnan(t.X).any() for t in re.terms):  # Zt's values, without building Zt
-        raise FormulaError("NA in Z (random-effects model matrix): please use "
-                           "\"na.action='na.omit'\" or \"na.action='na.exclude'\"")
+    check_finite_z({t.name: t.X for t in re.terms})  # Zt's values, without building Zt
     wmsgs += check_zrank(re.make_zt, frame.nrow, control, q=re.q)
 
     # fixed effects: formulaic's matrix, lme4's rank and scale checks
