@@ -46,3 +46,29 @@ def test_copied_glmer_devfun_is_the_same_function(crossed_binomial: GlmerMod,
         first = float(m.devfun(p))
         assert float(copied(p)) == first
         assert float(m.devfun(p)) == first
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_large_block_fit_can_be_saved(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A fit on the large-block engine (block 2 assembled into one reused m x m buffer, whose
+    owner is held by a weak reference) pickles and deep-copies: the copy evaluates the same
+    criterion and refactors without the buffer."""
+    from dataclasses import replace
+
+    import lmeformula.pls.policy as pls_policy
+    from lmeformula.pls.large import LargeBlockPLSProblem
+
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, compact_m22_order=0))
+    rng = np.random.default_rng(3)
+    n = 2000  # levels enough for the blocked engines (the dense one takes small systems)
+    d = pd.DataFrame({"x": rng.normal(size=n), "s": rng.integers(0, 200, n).astype(str),
+                      "i": rng.integers(0, 40, n).astype(str)})
+    d["y"] = (d.x + rng.normal(size=200)[d.s.astype(int)] + rng.normal(size=40)[d.i.astype(int)]
+              + rng.normal(size=n))
+    m = lmf.lmer("y ~ x + (1 | s) + (1 | i)", d)
+    dev = m.devfun
+    assert isinstance(dev.problem, LargeBlockPLSProblem)
+    copied = copy.deepcopy(m) if how == "deepcopy" else pickle.loads(pickle.dumps(m))
+    assert copied.REMLcrit() == m.REMLcrit()
+    theta = np.asarray(m.theta) * 1.1
+    assert copied.devfun(theta) == dev(theta)

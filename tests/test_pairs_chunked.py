@@ -4,6 +4,8 @@ layout, so the per-θ downdate and the criterion are bit-identical."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 from dataclasses import replace
 from typing import Any
 
@@ -157,4 +159,7 @@ def test_criterion_unchanged_with_a_narrow_plan(monkeypatch: pytest.MonkeyPatch,
         assert isinstance(b21, PairsBlock)
         assert isinstance(b21.pairs, downdate.NarrowPairs) == (limit == 0)
         values.append([dev(t) for t in thetas])
+        if limit == 0:  # a narrow plan survives a deep copy and pickling (slots, no views)
+            for copied in (copy.deepcopy(dev), pickle.loads(pickle.dumps(dev))):
+                assert [copied(t) for t in thetas] == values[-1]
     assert values[0] == values[1]

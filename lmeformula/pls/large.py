@@ -179,6 +179,15 @@ class LargeBlockPLSProblem(PLSProblem):
     # the deviance function keeps no factor but the current one (each is m x m)
     holds_one_factor = True
 
+    def __getstate__(self) -> dict[str, object]:
+        """The state for a copy or a pickle: without the reusable m x m buffer and the weak
+        reference to the factor that owns it (a weak reference cannot be pickled: a fitted
+        model on this engine could not be saved), which the copy makes anew."""
+        state = self.__dict__.copy()
+        state["_buffer"] = None
+        state["_buffer_owner"] = None
+        return state
+
     def _cross_products(self, w: np.ndarray | None) -> None:
         """A11, G (sparse, its structural pattern) and M22's stored parts at case weights
         ``w``, all by counting per pair of levels; the patterns are found on the first call."""
