@@ -1,7 +1,7 @@
 """lme4's drop1 (``drop1.merMod``), as lmerTest's ``drop1(model, ddf = "lme4")`` reaches it:
 each term refitted away, AICs of maximum-likelihood refits, likelihood-ratio tests, the
-heading and R's printed table, and R's messages (fixtures from
-tools/R/make_fixtures_drop1_lme4.R).
+heading and R's printed table, and R's messages; a glmer fit's drop1, which is lme4's
+(fixtures from tools/R/make_fixtures_drop1_lme4.R).
 
 The AICs come from refitted optima: each model's ML deviance is determined to the
 optimizer's precision, the excess E over the minimum that either fit may stop at
@@ -28,6 +28,7 @@ from scipy import stats
 
 import lmeformula as lmf
 from lmeformula.errors import ArgumentError, LmeFormulaError
+from lmeformula.glmermod import GlmerMod
 from lmeformula.lmer import refitML, update
 
 REF: dict[str, Any] = json.loads((FIXTURES / "drop1_lme4.json").read_text())
@@ -46,20 +47,29 @@ def floats(x: Any) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in as_list(x)], dtype=float)
 
 
+# a GLMM's deviance: glmer's fits of the small models take lme4's Nelder-Mead path and agree
+# with lme4's log-likelihood to 1e-9 relative (test_glmer_lme4's bound for them)
+GLMM_RTOL = 1e-9
+
+
 @cache
 def _model(name: str) -> lmf.LmerMod:
     spec = REF[name]
+    data = lmf.datasets.load(spec["data"])
+    if "family" in spec:
+        return lmf.glmer(spec["formula"], data, family=spec["family"])
     kwargs = {"weights": spec["weights"]} if "weights" in spec else {}
-    return lmf.lmer(spec["formula"], lmf.datasets.load(spec["data"]), REML=spec["REML"],
-                    **kwargs)
+    return lmf.lmer(spec["formula"], data, REML=spec["REML"], **kwargs)
 
 
 @cache
 def _excess(name: str, term: str | None) -> float:
     """E of the ML refit of the model (term None) or of the model without ``term``: how
-    far above its minimum either fit may stop."""
+    far above its minimum either fit may stop (a GLMM's: GLMM_RTOL of its deviance)."""
     m = _model(name)
     fit = refitML(m if term is None else update(m, f"~ . - {term}"))
+    if isinstance(fit, GlmerMod):
+        return GLMM_RTOL * abs(fit.deviance())
     theta = np.asarray(fit.theta, dtype=float)
     return excess_bound(criterion_hessian(fit, theta), theta)
 
@@ -87,13 +97,12 @@ CALLS = [(name, i) for name, spec in REF.items() for i, call in enumerate(spec["
          if "error" not in call["result"]]
 ERRORS = [(name, i) for name, spec in REF.items() for i, call in enumerate(spec["calls"])
           if "error" in call["result"]]
-# the refits of 1,233 rows and two crossed terms (five models with their Hessians)
-SLOW = {"carrots_ml"}
 
 
 def _param(name: str, i: int) -> Any:
-    marks = [pytest.mark.slow] if name in SLOW else []
-    return pytest.param(name, i, id=f"{name}-{i}", marks=marks)
+    # (the largest, carrots_ml's five refits of 1,233 rows with two crossed terms and their
+    # Hessians, take under 0.1 s: no test here is slow)
+    return pytest.param(name, i, id=f"{name}-{i}")
 
 
 def _assert_table(name: str, ours: pd.DataFrame, ref: dict[str, Any], k: float) -> None:
@@ -139,13 +148,14 @@ def test_drop1_lme4_as_r(name: str, i: int) -> None:
     # scope's lone row "1", a sumFun of the user's
     call = REF[name]["calls"][i]
     args = _call_args(call["args"])
-    ours = lmf.drop1(_model(name), ddf="lme4", **args)
+    m = _model(name)
+    ours = lmf.drop1(m, ddf="lme4", **args)
     _assert_table(name, ours, call["result"], float(args.get("k", 2.0)))
+    if isinstance(m, GlmerMod):  # R's drop1(glmerMod): lme4's, the default for a GLMM
+        pd.testing.assert_frame_equal(lmf.drop1(m, **args).table, ours.table)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW
-                                               else []) for n in REF
-                                  if "error" not in REF[n]["lme4_chisq"]])
+@pytest.mark.parametrize("name", [n for n in REF if "error" not in REF[n]["lme4_chisq"]])
 def test_drop1_lme4_own_method(name: str) -> None:
     # lme4's own drop1 of the model as an lmerMod is the same table as lmerTest's with
     # ddf = "lme4" (the R script asserts it): printed as R prints it
@@ -212,6 +222,14 @@ def test_drop1_lme4_arguments_by_path() -> None:
     # the test abbreviated as match.arg allows
     assert list(lmf.drop1(m, ddf="lme4", test="Chi").columns) == ["npar", "AIC", "LRT",
                                                                    "Pr(Chi)"]
+
+
+def test_drop1_glmer_is_lme4s() -> None:
+    # lmerTest's F-tests are for linear mixed models: asked of a glmer fit, an error
+    m = _model("cbpp_binomial")
+    for ddf in ("Satterthwaite", "Kenward-Roger"):
+        with pytest.raises(LmeFormulaError, match="drop1 of a glmer fit is lme4's"):
+            lmf.drop1(m, ddf=ddf)
 
 
 def test_drop1_lme4_leaves_the_model() -> None:

@@ -97,8 +97,8 @@ def drop1_lme4(m: LmerMod, scope: str | Sequence[str] | None = None, scale: floa
     Parameters
     ----------
     m
-        A fitted model (its call and data are needed for the refits: models from
-        :func:`lmeformula.lmer` keep them).
+        A fitted model, lmer's or glmer's (its call and data are needed for the refits:
+        models from :func:`lmeformula.lmer` and :func:`lmeformula.glmer` keep them).
     scope
         The terms to drop: None for the marginal fixed-effects terms (R's ``drop.scope``);
         term labels (any of the model's fixed-effects terms, marginal or not, as lme4

@@ -21,6 +21,7 @@ from scipy import special
 from ..anovatable import AnovaTable, anova_single
 from ..errors import ArgumentError, LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
+from ..glmermod import GlmerMod
 from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
 from .contrasts import (
     _marginal,
@@ -405,13 +406,14 @@ def drop_scope(ft: Any) -> list[str]:
             if max(np.delete(cross[i], i)) != cross[i, i]]
 
 
-def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str = "Satterthwaite",
+def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str | None = None,
           force_get_contrasts: bool = False, *, test: str = "none", k: float = 2.0,
           scale: float = 0.0, trace: bool | int = False,
           sum_fun: SumFun | None = None) -> AnovaTable:
     """lmerTest's ``drop1``: single term deletions of the fixed-effects terms.
 
-    With ``ddf="Satterthwaite"`` (the default) or ``"Kenward-Roger"``: an F-test of each
+    With ``ddf="Satterthwaite"`` (the default for a linear mixed model) or
+    ``"Kenward-Roger"``: an F-test of each
     marginal fixed-effects term (one no other term contains), testing its coefficients = 0
     as dropping it from the model would, with Satterthwaite's or Kenward-Roger's
     denominator degrees of freedom. No refit. When X lost columns for rank deficiency (or
@@ -421,6 +423,7 @@ def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str = "Satt
     With ``ddf="lme4"``: lme4's ``drop1.merMod``, to which lmerTest hands on: the model
     refitted without each term, compared by AIC (of maximum-likelihood refits) and, with
     ``test="Chisq"``, likelihood-ratio tests (:func:`lmeformula.ddf.lme4_drop1.drop1_lme4`).
+    A glmer fit has this one only, as in R (lmerTest's method is for lmer fits).
 
     Parameters
     ----------
@@ -430,7 +433,8 @@ def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str = "Satt
         The terms to drop (by default all marginal terms). lmerTest's tests accept marginal
         terms only; lme4's any fixed-effects term label, or a formula as a string.
     ddf
-        ``"Satterthwaite"``, ``"Kenward-Roger"`` or ``"lme4"`` (or a unique prefix).
+        ``"Satterthwaite"``, ``"Kenward-Roger"`` or ``"lme4"`` (or a unique prefix); None:
+        ``"Satterthwaite"`` for an lmer fit, ``"lme4"`` for a glmer fit.
     force_get_contrasts
         lmerTest's tests: the hypotheses from the model matrices with and without each term
         even when X is of full rank.
@@ -447,7 +451,14 @@ def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str = "Satt
         ``LRT``, ``Pr(Chi)`` with ``test="Chisq"``, a ``<none>`` row first).
     """
     m = _check_model(m)
-    method = match_ddf(ddf)
+    if isinstance(m, GlmerMod):
+        # R's drop1 of a glmerMod is lme4's drop1.merMod: lmerTest has no method for it
+        if ddf is not None and match_ddf(ddf) != "lme4":
+            raise LmeFormulaError("Satterthwaite's and Kenward-Roger's tests are for linear "
+                                  "mixed models: drop1 of a glmer fit is lme4's (ddf=\"lme4\")")
+        method = "lme4"
+    else:
+        method = match_ddf("Satterthwaite" if ddf is None else ddf)
     if method == "lme4":
         if force_get_contrasts:
             raise ArgumentError("force_get_contrasts is for lmerTest's F-tests, not "

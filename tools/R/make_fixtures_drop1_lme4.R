@@ -69,12 +69,21 @@ cases <- list(
   # Income has 72 NA: without it more rows are used, which drop1 refuses
   carrots_na = list(formula = "Preference ~ Income + sens2 + (1 | Consumer)",
                     data = "carrots", REML = TRUE,
-                    calls = list(list()))
+                    calls = list(list())),
+  # a GLMM: drop1(glmerMod) is lme4's method itself (lmerTest's is for lmer fits), no
+  # refitML (the likelihood is the Laplace approximation's)
+  cbpp_binomial = list(formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                       data = "cbpp", family = "binomial",
+                       calls = list(list(), list(test = "Chisq")))
 )
 
 out <- lapply(cases, function(spec) {
   w <- spec$weights
-  fm <- if (is.null(w)) {
+  glmm <- !is.null(spec$family)
+  fm <- if (glmm) {
+    eval(parse(text = sprintf("glmer(%s, %s, family = %s)", spec$formula, spec$data,
+                              spec$family)))
+  } else if (is.null(w)) {
     eval(parse(text = sprintf("lmer(%s, %s, REML = %s)", spec$formula, spec$data, spec$REML)))
   } else {
     eval(parse(text = sprintf("lmer(%s, %s, REML = %s, weights = %s)", spec$formula, spec$data,
@@ -83,11 +92,11 @@ out <- lapply(cases, function(spec) {
   spec$calls <- lapply(spec$calls, function(args) {
     call_args <- args
     if (!is.null(args$sumFun)) call_args$sumFun <- sum_funs[[args$sumFun]]
-    res <- catch(tab(do.call(drop1, c(list(fm, ddf = "lme4"), call_args))))
+    res <- catch(tab(do.call(drop1, c(list(fm), if (!glmm) list(ddf = "lme4"), call_args))))
     list(args = args, result = res)
   })
   # lme4's own method on the lmerMod gives the same table
-  own <- catch(tab(drop1(as(fm, "lmerMod"), test = "Chisq")))
+  own <- catch(tab(drop1(if (glmm) fm else as(fm, "lmerMod"), test = "Chisq")))
   spec$lme4_chisq <- own
   for (cl in spec$calls)
     if (identical(cl$args, list(test = "Chisq"))) stopifnot(all.equal(own, cl$result))
