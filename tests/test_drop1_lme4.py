@@ -77,7 +77,7 @@ def _excess(name: str, term: str | None) -> float:
 def _call_args(args: dict[str, Any] | list[Any]) -> dict[str, Any]:
     """drop1's keyword arguments from a fixture call's (R's empty list() is [])."""
     out = dict(args or {})
-    if "scope" in out:
+    if "scope" in out and "~" not in str(out["scope"]):  # labels (else a formula, as text)
         out["scope"] = as_list(out["scope"])
     if out.get("sumFun") == "deviance_nfixef":
         del out["sumFun"]
@@ -145,7 +145,8 @@ def test_drop1_lme4_as_r(name: str, i: int) -> None:
     # model's AIC from logLik(refitML(fit)), npar the parameters dropped, the LRT and its χ²
     # p-value with test = "Chisq" (none where nothing was dropped: temp of recipe * temp,
     # whose refit spans the same columns), k's penalty, scale's heading line, an empty
-    # scope's lone row "1", a sumFun of the user's
+    # scope's lone row "1", a sumFun of the user's; terms that are calls (I(), log(), poly());
+    # no intercept; a scope given as a formula
     call = REF[name]["calls"][i]
     args = _call_args(call["args"])
     m = _model(name)

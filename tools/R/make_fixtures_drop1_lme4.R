@@ -66,6 +66,16 @@ cases <- list(
                                     "(1 | Consumer) + (1 | Product)"),
                     data = "carrots", REML = FALSE,
                     calls = list(list(test = "Chisq"))),
+  # terms that are calls: update(m, ~ . - I(Days^2)) and friends; poly()'s two columns
+  sleep_calls_ml = list(formula = "Reaction ~ Days + I(Days^2) + log(Days + 1) + (1 | Subject)",
+                        data = "sleepstudy", REML = FALSE, calls = list(list(test = "Chisq"))),
+  sleep_poly = list(formula = "Reaction ~ poly(Days, 2) + (1 | Subject)", data = "sleepstudy",
+                    REML = TRUE, calls = list(list(test = "Chisq"))),
+  # no intercept: without recipe the model is angle ~ temp - 1; a scope given as a formula
+  # (stored as text), the fixed terms of the model's formula updated by it
+  cake_no_intercept = list(formula = "angle ~ 0 + recipe + temp + (1 | replicate)",
+                           data = "cake", REML = TRUE,
+                           calls = list(list(test = "Chisq"), list(scope = "~ . - temp"))),
   # Income has 72 NA: without it more rows are used, which drop1 refuses
   carrots_na = list(formula = "Preference ~ Income + sens2 + (1 | Consumer)",
                     data = "carrots", REML = TRUE,
@@ -92,6 +102,8 @@ out <- lapply(cases, function(spec) {
   spec$calls <- lapply(spec$calls, function(args) {
     call_args <- args
     if (!is.null(args$sumFun)) call_args$sumFun <- sum_funs[[args$sumFun]]
+    if (is.character(args$scope) && any(grepl("~", args$scope)))
+      call_args$scope <- as.formula(args$scope)
     res <- catch(tab(do.call(drop1, c(list(fm), if (!glmm) list(ddf = "lme4"), call_args))))
     list(args = args, result = res)
   })
