@@ -233,6 +233,14 @@ def test_drop1_glmer_is_lme4s() -> None:
             lmf.drop1(m, ddf=ddf)
 
 
+def test_drop1_lme4_needs_r_syntax() -> None:
+    # the refits are update(m, "~ . - term"): a formulaic model's formula has no "."
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"),
+                 syntax="formulaic")
+    with pytest.raises(LmeFormulaError, match="syntax='formulaic'"):
+        lmf.drop1(m, ddf="lme4")
+
+
 def test_drop1_lme4_leaves_the_model() -> None:
     # the refits are new models: the fitted model and its data are untouched
     m = _model("cbpp_weights")

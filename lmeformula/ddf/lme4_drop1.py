@@ -131,7 +131,8 @@ def drop1_lme4(m: LmerMod, scope: str | Sequence[str] | None = None, scale: floa
     LmeFormulaError
         R's messages: a scope that is not among the term labels; ``sum_fun`` without
         ``test="user"`` or the reverse; a refit using another number of rows (NA in a
-        dropped term's variables).
+        dropped term's variables). Also for a model fitted with ``syntax="formulaic"``,
+        whose formula has no ``.`` for update().
     """
     if not isinstance(m, LmerMod):
         raise TypeError(f"expected a fitted mixed model, not {type(m).__name__}")
@@ -144,6 +145,10 @@ def drop1_lme4(m: LmerMod, scope: str | Sequence[str] | None = None, scale: floa
     if m.call.data is None:
         raise LmeFormulaError("drop1(ddf = \"lme4\") refits the model and needs its data: "
                               "fit it with lmer(formula, data)")
+    if m.call.syntax != "R":
+        raise LmeFormulaError("drop1(ddf = \"lme4\") refits with update(m, \"~ . - term\"), "
+                              "which needs a model fitted with syntax=\"R\" (this one was "
+                              f"fitted with syntax={m.call.syntax!r})")
     chosen = _scope_labels(m, scope)
 
     def summarise(*fits: LmerMod) -> list[float]:
