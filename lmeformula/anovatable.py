@@ -28,8 +28,9 @@ class AnovaTable(pd.DataFrame):
     heading
         The lines R prints above the table.
     kind
-        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model) or
-        ``"lmertest"`` (lmerTest's F-tests).
+        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model),
+        ``"lmertest"`` (lmerTest's F-tests), ``"ranova"`` (lmerTest's random-effects
+        tests) or ``"drop1"`` (lme4's single term deletions by refitting).
     """
 
     _metadata: ClassVar[list[str]] = ["heading", "kind"]

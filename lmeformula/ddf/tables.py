@@ -19,8 +19,9 @@ import pandas as pd
 from scipy import special
 
 from ..anovatable import AnovaTable, anova_single
-from ..errors import LmeFormulaError, LmeFormulaWarning
+from ..errors import ArgumentError, LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
+from ..glmermod import GlmerMod
 from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
 from .contrasts import (
     _marginal,
@@ -35,6 +36,7 @@ from .contrasts import (
     nullspace,
 )
 from .kenward_roger import kr_ftest, lb_ddf, vcov_adjusted
+from .lme4_drop1 import SumFun, drop1_lme4
 from .satterthwaite import varpar_info
 
 __all__ = ["KRFallbackWarning", "MissingCellsWarning", "RankDeficientContrastWarning",
@@ -404,23 +406,69 @@ def drop_scope(ft: Any) -> list[str]:
             if max(np.delete(cross[i], i)) != cross[i, i]]
 
 
-def drop1(m: LmerMod, scope: Sequence[str] | None = None, ddf: str = "Satterthwaite",
-          force_get_contrasts: bool = False) -> AnovaTable:
-    """lmerTest's ``drop1``: an F-test of each marginal fixed-effects term (one no other term
-    contains), testing its coefficients = 0 as dropping it from the model would, with
-    Satterthwaite's or Kenward-Roger's denominator degrees of freedom. No refit.
+def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str | None = None,
+          force_get_contrasts: bool = False, *, test: str = "none", k: float = 2.0,
+          scale: float = 0.0, trace: bool | int = False,
+          sum_fun: SumFun | None = None) -> AnovaTable:
+    """lmerTest's ``drop1``: single term deletions of the fixed-effects terms.
 
-    ``scope`` names the terms to test (marginal ones only). When X lost columns for rank
-    deficiency (or with ``force_get_contrasts``) each hypothesis is the difference between
-    X and the model matrix without the term, as lmerTest's ``get_Ldiffmat2``.
-    ``ddf="lme4"``, lme4's refitting ``drop1.merMod``, is not available.
+    With ``ddf="Satterthwaite"`` (the default for a linear mixed model) or
+    ``"Kenward-Roger"``: an F-test of each
+    marginal fixed-effects term (one no other term contains), testing its coefficients = 0
+    as dropping it from the model would, with Satterthwaite's or Kenward-Roger's
+    denominator degrees of freedom. No refit. When X lost columns for rank deficiency (or
+    with ``force_get_contrasts``) each hypothesis is the difference between X and the model
+    matrix without the term, as lmerTest's ``get_Ldiffmat2``.
+
+    With ``ddf="lme4"``: lme4's ``drop1.merMod``, to which lmerTest hands on: the model
+    refitted without each term, compared by AIC (of maximum-likelihood refits) and, with
+    ``test="Chisq"``, likelihood-ratio tests (:func:`lmeformula.ddf.lme4_drop1.drop1_lme4`).
+    A glmer fit has this one only, as in R (lmerTest's method is for lmer fits).
+
+    Parameters
+    ----------
+    m
+        A fitted model.
+    scope
+        The terms to drop (by default all marginal terms). lmerTest's tests accept marginal
+        terms only; lme4's any fixed-effects term label, or a formula as a string.
+    ddf
+        ``"Satterthwaite"``, ``"Kenward-Roger"`` or ``"lme4"`` (or a unique prefix); None:
+        ``"Satterthwaite"`` for an lmer fit, ``"lme4"`` for a glmer fit.
+    force_get_contrasts
+        lmerTest's tests: the hypotheses from the model matrices with and without each term
+        even when X is of full rank.
+    test, k, scale, trace, sum_fun
+        lme4's arguments (``ddf="lme4"`` only; lmerTest's tests do not take them):
+        ``test`` ``"none"``, ``"Chisq"`` or ``"user"`` (with ``sum_fun``), the penalty
+        ``k`` per parameter, ``scale`` (printed only), ``trace`` (above 1 prints each
+        term tried).
+
+    Returns
+    -------
+    AnovaTable
+        lmerTest's F table (``Sum Sq`` ... ``Pr(>F)``), or lme4's (``npar``, ``AIC``, and
+        ``LRT``, ``Pr(Chi)`` with ``test="Chisq"``, a ``<none>`` row first).
     """
     m = _check_model(m)
-    method = match_ddf(ddf)
+    if isinstance(m, GlmerMod):
+        # R's drop1 of a glmerMod is lme4's drop1.merMod: lmerTest has no method for it
+        if ddf is not None and match_ddf(ddf) != "lme4":
+            raise LmeFormulaError("Satterthwaite's and Kenward-Roger's tests are for linear "
+                                  "mixed models: drop1 of a glmer fit is lme4's (ddf=\"lme4\")")
+        method = "lme4"
+    else:
+        method = match_ddf("Satterthwaite" if ddf is None else ddf)
     if method == "lme4":
-        raise LmeFormulaError("drop1(ddf = \"lme4\") (lme4's drop1.merMod, which refits "
-                              "without each term) is not implemented: use anova() of the "
-                              "refitted models")
+        if force_get_contrasts:
+            raise ArgumentError("force_get_contrasts is for lmerTest's F-tests, not "
+                                "ddf = \"lme4\"")
+        return drop1_lme4(m, scope=scope, scale=scale, test=test, k=k, trace=trace,
+                          sum_fun=sum_fun)
+    if (test, k, scale, trace, sum_fun) != ("none", 2.0, 0.0, False, None):
+        # lmerTest's drop1 would pass them on to nothing: say so rather than ignore them
+        raise ArgumentError("test, k, scale, trace and sum_fun are lme4's drop1 arguments: "
+                            "use them with ddf = \"lme4\"")
     if method == "Kenward-Roger" and not m.is_REML:
         raise LmeFormulaError(KR_ML_MESSAGE)
     ft = fixed_terms(m)
