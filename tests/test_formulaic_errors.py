@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -91,3 +92,24 @@ def test_non_finite_fixed_effects_column_stops_as_in_the_r_syntax() -> None:
     with pytest.warns(RuntimeWarning), pytest.raises(lmf.ModelFrameError,
                                                      match=r"NA/NaN/Inf in 'x'.*np.log\(Days\)"):
         lmf.lmer("Reaction ~ np.log(Days) + (1 | Subject)", df, syntax="formulaic")
+
+
+def test_lmertest_term_tests_need_r_syntax() -> None:
+    """lmerTest's term-wise tests read R's terms: a formulaic-syntax fit gets a package
+    error saying so (it was an AttributeError), while summary and contest still work."""
+    import warnings
+
+    from lmeformula.datasets import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = lmf.lmer("angle ~ recipe * temp + (1 | recipe:replicate)", load("cake"),
+                     syntax="formulaic")
+    for call in (lambda: lmf.drop1(m), lambda: lmf.anova(m, type=2),
+                 lambda: lmf.anova(m, ddf="Kenward-Roger"), lambda: lmf.ls_means(m)):
+        with pytest.raises(lmf.LmeFormulaError, match='refit it with syntax="R"'):
+            call()
+    assert "Linear mixed model fit by REML" in str(m.summary())
+    contrast = np.zeros(len(m.beta))
+    contrast[1] = 1.0
+    assert lmf.contest(m, contrast).shape[0] == 1

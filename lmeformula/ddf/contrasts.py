@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..checks import independent_columns
+from ..errors import LmeFormulaError
 from ..formula.terms import Terms
 from ..mermod import LmerMod
 from ..modelmatrix import model_matrix
@@ -174,9 +175,17 @@ def _factor_codes(t: Terms) -> np.ndarray:
 
 
 def fixed_terms(m: LmerMod) -> FixedTerms:
-    """The fixed part of a fitted model as lmerTest reads it."""
+    """The fixed part of a fitted model as lmerTest reads it: R's terms of an R-syntax
+    formula (a formulaic-syntax model is refused: its terms are formulaic's, whose
+    variables and codings lmerTest's hypotheses are not built from)."""
     pf = m.lformula
     t = pf.parsed.fixed
+    if not isinstance(t, Terms):
+        raise LmeFormulaError(
+            "lmerTest's term-wise tests (anova with ddf or type, drop1, ls_means) read the "
+            "fixed-effects terms of an R-syntax formula; this model was fitted with "
+            "syntax=\"formulaic\": refit it with syntax=\"R\" (summary(), contest() of a "
+            "contrast matrix, and anova() of nested models work for both)")
     names = t.variable_names
     variables = pf.frame.variables
     classes = {nm: _data_class(variables[nm]) for nm in names if nm in variables}
@@ -417,8 +426,6 @@ def lsmeans_contrasts(ft: FixedTerms, which: list[str] | None = None,
     """lmerTest's ``lsmeans_contrasts``: for each factor term, the average over the grid of the
     rows of X at each level (combination) of the term; columns are the full X (before any
     rank-deficient columns are dropped), with their names."""
-    from ..errors import LmeFormulaError
-
     numeric = numeric_terms(ft)
     factor_terms = [lab for lab in ft.labels if not numeric[lab]]
     which = factor_terms if which is None else list(which)
