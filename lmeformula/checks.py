@@ -210,14 +210,14 @@ def check_finite_z(terms: Mapping[str, np.ndarray]) -> None:
     at its first evaluation ("objective in x0 returns NA"); here it is refused before the
     fit, naming the term.
     """
-    for name, xi in terms.items():
-        if np.isfinite(xi).all():
-            continue
-        if np.isnan(xi).any():
-            raise FormulaError(NA_IN_Z)
-        raise FormulaError(f"Inf in Z (random-effects model matrix): the term ({name}) has "
-                           "infinite values (lme4 stops at its first evaluation: "
-                           "'objective in x0 returns NA')")
+    bad = [name for name, xi in terms.items() if not np.isfinite(xi).all()]
+    if not bad:
+        return
+    if any(np.isnan(terms[name]).any() for name in bad):  # lme4's anyNA over the whole of Zt
+        raise FormulaError(NA_IN_Z)
+    raise FormulaError(f"Inf in Z (random-effects model matrix): the term ({bad[0]}) has "
+                       "infinite values (lme4 stops at its first evaluation: "
+                       "'objective in x0 returns NA')")
 
 
 def check_finite_columns(values: np.ndarray, columns: list[str]) -> None:

@@ -447,3 +447,43 @@ def test_non_ascii_names_without_asserts() -> None:
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["['(Intercept)', 'café']", "FormulaError"]
+
+
+def test_nan_in_z_wins_over_inf_as_in_lme4() -> None:
+    """lme4 checks anyNA over the whole of Zt before anything else: NaN in a later term gives
+    "NA in Z" even when an earlier term has Inf."""
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60),
+                      "z": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10),
+                      "h": np.tile(list("uvwxyz"), 10)})
+    d.loc[3, "x"] = np.inf
+    d.loc[5, "z"] = np.nan
+    for syntax in ("R", "formulaic"):
+        _raises(lmf.FormulaError if syntax == "R" else lmf.ModelFrameError,
+                "NA in Z" if syntax == "R" else "NA in the model's variables",
+                lambda syntax=syntax: lmf.lmer("y ~ 1 + (0 + x | g) + (0 + z | h)", d,
+                                               na_action="pass", syntax=syntax))
+
+
+@pytest.mark.parametrize("where", ["only row of a level", "grouping factor", "weights"])
+def test_formulaic_pass_never_drops_rows(where: str) -> None:
+    """With na_action="pass" a row with NA stops the fit in formulaic syntax too, wherever the
+    NA is: formulaic drops such rows itself, and the grouping values, weights and offsets are
+    checked before it; none may be left out silently (R's na.pass keeps them, and lme4 stops)."""
+    rng = np.random.default_rng(6)
+    n = 60
+    d = pd.DataFrame({"y": rng.normal(size=n), "x": rng.normal(size=n),
+                      "f": pd.Categorical(["u", "v"] * 29 + ["w", "u"]),
+                      "g": np.repeat(list("abcdef"), 10), "w": rng.uniform(1, 2, n)})
+    weights = None
+    if where == "only row of a level":
+        d.loc[58, "x"] = np.nan  # the one row of level "w"
+    elif where == "grouping factor":
+        d["g"] = d["g"].astype(object)
+        d.loc[7, "g"] = None
+    else:
+        d.loc[7, "w"] = np.nan
+        weights = "w"
+    _raises(lmf.ModelFrameError, "with na_action='pass'",
+            lambda: lmf.lmer("y ~ x + f + (1 | g)", d, na_action="pass", syntax="formulaic",
+                             weights=weights))

@@ -151,6 +151,7 @@ def test_criterion_unchanged_with_a_narrow_plan(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(downdate.NarrowPairs, "MAX_BLOCK_KEYS", 50)
     thetas = [np.array([0.4, 1.3]), np.array([0.0, 0.7]), np.array([2.0, 0.0])]
     values = []
+    gradients = []
     for limit in (2**40, 0):
         monkeypatch.setattr(pls_policy, "POLICY", replace(base, max_wide_pairs_bytes=limit))
         dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed(), devFunOnly=True)
@@ -159,7 +160,21 @@ def test_criterion_unchanged_with_a_narrow_plan(monkeypatch: pytest.MonkeyPatch,
         assert isinstance(b21, PairsBlock)
         assert isinstance(b21.pairs, downdate.NarrowPairs) == (limit == 0)
         values.append([dev(t) for t in thetas])
+        # the analytic gradient sums over the pairs (REML's keys and ML's)
+        gradients.append([dev.gradient(thetas[0]).tobytes(),
+                          dev.problem.gradient(dev.problem.factor(thetas[0]), False).tobytes()])
         if limit == 0:  # a narrow plan survives a deep copy and pickling (slots, no views)
             for copied in (copy.deepcopy(dev), pickle.loads(pickle.dumps(dev))):
                 assert [copied(t) for t in thetas] == values[-1]
     assert values[0] == values[1]
+    assert gradients[0] == gradients[1]
+
+
+def test_many_groups_keep_the_csc_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C of more groups than ``NarrowPairs.MAX_COLUMNS`` stays CSC however large (each block
+    would hold an index pointer over every group; case weights make every level a group)."""
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY,
+                                                      max_wide_pairs_bytes=0))
+    monkeypatch.setattr(downdate.NarrowPairs, "MAX_COLUMNS", 3)
+    _, pairs = raw_plan(monkeypatch, 2000, True)
+    assert isinstance(pairs, sp.csc_matrix) and pairs.shape[1] > 3

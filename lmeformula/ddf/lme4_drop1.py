@@ -135,7 +135,7 @@ def drop1_lme4(m: LmerMod, scope: str | Sequence[str] | None = None, scale: floa
         whose formula has no ``.`` for update().
     """
     if not isinstance(m, LmerMod):
-        raise TypeError(f"expected a fitted mixed model, not {type(m).__name__}")
+        raise ArgumentError(f"expected a fitted mixed model, not {type(m).__name__}")
     test = match_arg(test, DROP1_TESTS, "test")
     if (test == "user") != (sum_fun is not None):
         raise LmeFormulaError("'sumFun' must be specified if (and only if) test==\"user\"")
@@ -154,8 +154,12 @@ def drop1_lme4(m: LmerMod, scope: str | Sequence[str] | None = None, scale: floa
     def summarise(*fits: LmerMod) -> list[float]:
         if sum_fun is None:
             return list(_extract_aic(fits[-1], k))
-        row = sum_fun(*fits, scale=scale, k=k)
-        return [float(row[c]) for c in columns]
+        # by position, as R's ans[i, ] <- sumFun(...): the names are the first row's
+        values = list(sum_fun(*fits, scale=scale, k=k).values())
+        if len(values) != len(columns):
+            raise LmeFormulaError(f"sum_fun returned {len(values)} values for a refit where "
+                                  f"the <none> row had {len(columns)} ({', '.join(columns)})")
+        return [float(v) for v in values]
 
     columns = ["df", "AIC"]
     if sum_fun is not None:

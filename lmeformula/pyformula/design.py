@@ -319,10 +319,11 @@ def formulaic_frame(
     omitted_mask[rows] = False
     if omitted_mask.any() and na_action == "fail":
         raise ModelFrameError("missing values in object")
-    if kept.shape[0] < view.shape[0] and na_action == "pass":
-        # formulaic drops a row missing in any part; R's na.pass keeps it, and lme4 then stops
-        # on the NA (in X, Z or y): stop too rather than fit the rows that are left
-        missing = np.setdiff1d(pre, rows)
+    if omitted_mask.any() and na_action == "pass":
+        # formulaic drops a row missing in any part, and the rows missing a grouping value,
+        # weight or offset were set aside above; R's na.pass keeps them all, and lme4 then
+        # stops on the NA: stop too rather than fit the rows that are left
+        missing = np.flatnonzero(omitted_mask)
         at = ", ".join(str(data.index[i]) for i in missing[:5])
         more = ", ..." if missing.shape[0] > 5 else ""
         raise ModelFrameError(f"NA in the model's variables (rows {at}{more}) with "
