@@ -117,12 +117,12 @@ class CompactDiagonalBlock:
         row_block, col_block, at, values = self.entries
         flat[at] = values * (scale[row_block] * scale[col_block])
         parts = [(0, self.keys.shape[0], down)] if isinstance(down, np.ndarray) else down
-        for lo, hi, values in parts:  # the rank downdate, scaled as its block is
+        for lo, hi, update in parts:  # the rank downdate, scaled as its block is
             for seg in plan.segments:
                 start, stop = max(seg.span.start, lo), min(seg.span.stop, hi)
                 if start >= stop:
                     continue
-                part, pos = values[start - lo : stop - lo], self.keys[start:stop]
+                part, pos = update[start - lo : stop - lo], self.keys[start:stop]
                 a, b = seg.kind.a, seg.kind.b
                 part *= -(scale[a] * scale[b])
                 if isinstance(seg.kind, ZeroBlock):  # a term's diagonal block: M22 is 0 there
