@@ -118,11 +118,14 @@ def _counts_apart(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     one in 16), so that the rest are bytes: the keys of the intercept's row hold a level's
     count times another's, often above 255, beside ~90 keys of unit counts each."""
     count = _counts(values) & (values <= 65535)
-    byte = count & (values <= 255)
-    if (np.count_nonzero(count) - np.count_nonzero(byte)) * 16 <= values.shape[0]:
-        count = byte
     narrow = np.where(count, values, 0.0)
     top = float(narrow.max()) if narrow.size else 0.0
+    if top > 255:
+        wide = np.count_nonzero(narrow > 255)
+        if wide * 16 <= values.shape[0]:
+            count &= narrow <= 255
+            narrow[~count] = 0.0
+            top = 255.0
     return narrow.astype(np.uint8 if top <= 255 else np.uint16), np.flatnonzero(~count)
 
 
@@ -424,16 +427,17 @@ def _chunked_scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.n
     acc = np.full(nkeys, -0.0)  # a large group's sums per key; -0.0 where it has none yet
     met = np.zeros(nkeys, dtype=bool)  # the keys a large group has met
     columns: list[_HeldColumn] = []  # per group: its keys' rows and sums
+    held_rows = _narrow_rows(nkeys, ngroups)
     run_pairs = max(1, _PAIRS_CHUNK // 4)
     for g0, g1 in _group_runs(level_pairs, group_end, run_pairs):
         lo = int(group_end[g0 - 1]) if g0 else 0
         if _pairs_of(level_pairs, lo, int(group_end[g1 - 1])) <= run_pairs:
             columns.extend(_run_columns(gc, seg, sorted_group, lo, int(group_end[g1 - 1]),
-                                        g0, g1, m, index, position, nkeys))
+                                        g0, g1, m, index, position, nkeys, held_rows))
         else:
             columns.append(_large_group_column(gc, seg, sorted_group, lo,
                                                int(group_end[g0]), level_pairs, m, index,
-                                               position, acc, met))
+                                               position, acc, met, held_rows))
     del acc, met, position
     # the runs' and pieces' freed lists back to the system before C's arrays are made beside
     # the columns (glibc keeps them in its heap: 4 MB more resident at this peak)
@@ -495,7 +499,8 @@ def _group_runs(level_pairs: np.ndarray, group_end: np.ndarray, budget: int,
 
 def _run_columns(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray, lo: int,
                  end: int, g0: int, g1: int, m: int, index: type[np.signedinteger[Any]],
-                 position: np.ndarray, nkeys: int) -> list[_HeldColumn]:
+                 position: np.ndarray, nkeys: int, held_rows: int | None = None,
+                 ) -> list[_HeldColumn]:
     """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most a quarter of
     ``_PAIRS_CHUNK``: the CSR and CSC copies and an index pointer over every key make a
     run's pairs cost about twice a piece's in the accumulator) as the one-piece build makes
@@ -516,14 +521,15 @@ def _run_columns(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray, l
     for j in range(g1 - g0):
         a, b = int(by_col.indptr[j]), int(by_col.indptr[j + 1])
         out.append(_held_column(by_col.indices[a:b].astype(dtype), by_col.data[a:b],
-                                _narrow_rows(nkeys)))
+                                held_rows))
     return out
 
 
 def _large_group_column(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray,
                         first: int, end: int, level_pairs: np.ndarray, m: int,
                         index: type[np.signedinteger[Any]], position: np.ndarray,
-                        acc: np.ndarray, met: np.ndarray) -> _HeldColumn:
+                        acc: np.ndarray, met: np.ndarray, held_rows: int | None = None,
+                        ) -> _HeldColumn:
     """The column of C of one group of more than ``_PAIRS_CHUNK`` pairs (levels
     ``first:end``), its pairs listed a piece at a time and added in the order listed into
     ``acc`` (all -0.0 on entry and on return; ``met``: all False, likewise)."""
@@ -549,18 +555,20 @@ def _large_group_column(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.nda
     del touched
     sums = acc[rows]
     acc[rows] = -0.0
-    return _held_column(rows, sums, _narrow_rows(nkeys))
+    return _held_column(rows, sums, held_rows)
 
 
 # rows per block of a held column: within a block its rows are held as 16-bit offsets
 _ROW_BLOCK = 1 << 16
 
 
-def _narrow_rows(nkeys: int) -> int | None:
-    """``nkeys`` where a plan of that many keys holds its columns' rows and counts as narrow
-    as it can (from 2²⁰ keys: the 10⁵ x 2,000 crossed design has 1.75·10⁶, InstEval 1.5·10⁵),
-    else None."""
-    return nkeys if nkeys >= 1 << 20 else None
+def _narrow_rows(nkeys: int, ngroups: int) -> int | None:
+    """``nkeys`` where a plan of that many keys and groups holds its columns' rows and counts
+    as narrow as it can (from 2²⁰ keys: the 10⁵ x 2,000 crossed design has 1.75·10⁶, InstEval
+    1.5·10⁵; and only for the few groups a narrow C is held for: each column pays a fixed
+    cost, which 10⁵ groups of one level each, as case weights make them, took from 11 to
+    15 s), else None."""
+    return nkeys if nkeys >= 1 << 20 and ngroups <= NarrowPairs.MAX_COLUMNS else None
 
 
 class _HeldColumn(NamedTuple):
@@ -667,7 +675,7 @@ def _csc_from_columns(columns: list[_HeldColumn], nrows: int) -> sp.csc_matrix:
         lo, hi = int(indptr[col]), int(indptr[col + 1])
         data[lo:hi] = held.values  # exact: the values fit the dtype
         data[lo + held.wide_at] = held.wide_values
-        indices[lo:hi] = held.rows_of(0, hi - lo)
+        indices[lo:hi] = held.rows if held.cuts is None else held.rows_of(0, hi - lo)
         del held
         col += 1
     return sp.csc_matrix((data, indices, indptr), shape=(nrows, lengths.shape[0]))
