@@ -71,7 +71,11 @@ fits <- lapply(models, function(s) {
 out <- list(versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                             lmerTest = as.character(packageVersion("lmerTest")),
                             pbkrtest = as.character(packageVersion("pbkrtest"))),
-            cake_missing_rows = missing_rows, models = models)
+            cake_missing_rows = missing_rows,
+            # lme4's θ of each fit: the tests print at it (tests/fit_accuracy.py's at_point),
+            # so that the optimizer's last digits do not move a printed digit
+            models = Map(function(s, m) c(s, list(theta = unname(getME(m, "theta")))),
+                         models, fits))
 out$cases <- lapply(cases, function(cs) {
   m <- fits[[cs$model]]
   args <- list(m, which = cs$which, level = if (is.null(cs$level)) 0.95 else cs$level,
