@@ -1,7 +1,9 @@
-"""lme4's anova table type, and lme4's table of a single model's fixed effects.
+"""lme4's anova table type, lme4's table of a single model's fixed effects, and lmerTest's
+table of least-squares means.
 
 Below both :mod:`lmeformula.inference` (likelihood-ratio tables) and :mod:`lmeformula.ddf`
-(lmerTest's F tables), which both return an :class:`AnovaTable`.
+(lmerTest's F tables and least-squares means), which return an :class:`AnovaTable` or an
+:class:`LsMeansTable`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .generics import show, show_html
 if TYPE_CHECKING:
     from .mermod import LmerMod
 
-__all__ = ["AnovaTable", "anova_single"]
+__all__ = ["AnovaTable", "LsMeansTable", "anova_single"]
 
 
 class AnovaTable(pd.DataFrame):
@@ -52,6 +54,50 @@ class AnovaTable(pd.DataFrame):
 
     # R's print.anova and the HTML table are lmeformula.printing's and lmeformula.html's,
     # reached through the generic functions of lmeformula.generics
+    def __str__(self) -> str:
+        return show(self)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return show_html(self)
+
+
+class LsMeansTable(pd.DataFrame):
+    """lmerTest's ``ls_means`` / ``difflsmeans`` table: a DataFrame (``Estimate``,
+    ``Std. Error``, ``df``, ``t value``, ``lower``, ``upper``, ``Pr(>|t|)``, one row per
+    level or pair of levels) printed as lmerTest's ``print.ls_means``: the heading, the
+    table through R's ``printCoefmat`` and the confidence level and df method below it.
+    Derived frames (selections, arithmetic) are plain DataFrames.
+
+    The confidence level and the df method are ``attrs["confidence_level"]`` and
+    ``attrs["ddf"]`` (with ``attrs["term"]``, each row's term, and ``attrs["hypotheses"]``,
+    the contrast matrices), as lmerTest keeps them in the object's attributes.
+
+    Attributes
+    ----------
+    heading
+        The lines printed above the table.
+    """
+
+    _metadata: ClassVar[list[str]] = ["heading"]
+
+    def __init__(self, table: object = None, heading: list[str] | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(table, **kwargs)  # type: ignore[call-arg]
+        self.heading = list(heading or [])
+
+    @property
+    def _constructor(self):  # type: ignore[no-untyped-def]
+        return pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The table as a plain DataFrame."""
+        return pd.DataFrame(self)
+
+    # lmerTest's print.ls_means and the HTML table are lmeformula.printing's and
+    # lmeformula.html's, reached through the generic functions of lmeformula.generics
     def __str__(self) -> str:
         return show(self)
 

@@ -10,11 +10,11 @@ generic functions (:func:`functools.singledispatch`, dispatching on the class an
 and the later modules register their implementations when they are imported:
 
 - :func:`show`, the text R prints: :mod:`lmeformula.printing` registers ``LmerMod``, its
-  ``Summary`` and ``AnovaTable``; :mod:`lmeformula.glmerprint` registers ``GlmerMod`` and
-  ``GlmerSummary``;
+  ``Summary``, ``AnovaTable`` and ``LsMeansTable``; :mod:`lmeformula.glmerprint` registers
+  ``GlmerMod`` and ``GlmerSummary``;
 - :func:`show_html`, a notebook's HTML: :mod:`lmeformula.html` registers ``LmerMod``,
-  ``Summary``, ``VarCorr``, ``AnovaTable`` and ``AllFitSummary`` (a ``GlmerMod`` finds
-  ``LmerMod``'s);
+  ``Summary``, ``VarCorr``, ``AnovaTable``, ``LsMeansTable`` and ``AllFitSummary`` (a
+  ``GlmerMod`` finds ``LmerMod``'s);
 - :func:`ddf_coefficients`, lmerTest's coefficient table of ``summary(ddf=...)``:
   :mod:`lmeformula.ddf.tables` registers ``LmerMod``.
 

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from .allfit import AllFitSummary
-from .anovatable import AnovaTable
+from .anovatable import AnovaTable, LsMeansTable
 from .generics import show_html
 from .mermod import LmerMod, Summary, VarCorr
 
-__all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "model_html",
-           "summary_html", "table_html", "varcorr_html"]
+__all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "ls_means_html",
+           "model_html", "summary_html", "table_html", "varcorr_html"]
 
 _STYLE = ("<style>table.lmeformula{border-collapse:collapse;margin-bottom:0.8em}"
           "table.lmeformula caption{font-weight:bold;text-align:left}"
@@ -202,6 +202,25 @@ def anova_html(a: AnovaTable, digits: int = 5) -> str:
     return f'{_STYLE}<div class="lmeformula">{head}{table}</div>'
 
 
+def ls_means_html(t: LsMeansTable, digits: int = 5) -> str:
+    """lmerTest's least-squares means table (``ls_means``, ``difflsmeans``): its heading, the
+    table, and the confidence level and df method below it, as ``print.ls_means`` has
+    them."""
+    from .rformat import format_numbers
+
+    head = "".join(f"<div>{html.escape(line)}</div>" for line in t.heading if line)
+    table = frame_html(t.table, None, digits, "lsmeans")
+    foot = []
+    level = t.attrs.get("confidence_level")
+    if level is not None:
+        foot.append(f"Confidence level: {format_numbers([100 * level], 2)[0].strip()}%")
+    ddf = t.attrs.get("ddf")
+    if ddf is not None:
+        foot.append(f"Degrees of freedom method: {ddf}")
+    tail = "".join(f"<div>{html.escape(line)}</div>" for line in foot)
+    return f'{_STYLE}<div class="lmeformula">{head}{table}{tail}</div>'
+
+
 def allfit_html(s: AllFitSummary) -> str:
     """lme4's ``summary(allFit(m))``: one table per component, one row per optimizer."""
     status = pd.DataFrame({"OK": pd.Series(s.which_OK),
@@ -222,4 +241,5 @@ show_html.register(LmerMod, model_html)
 show_html.register(Summary, summary_html)
 show_html.register(VarCorr, varcorr_html)
 show_html.register(AnovaTable, anova_html)
+show_html.register(LsMeansTable, ls_means_html)
 show_html.register(AllFitSummary, allfit_html)

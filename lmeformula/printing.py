@@ -1,5 +1,6 @@
 """lme4's and lmerTest's printed layouts of a fitted model: ``print(fit)``,
-``print(summary(fit))`` (lmerTest's with ``ddf``), R's ``printCoefmat`` and ``print.anova``.
+``print(summary(fit))`` (lmerTest's with ``ddf``), R's ``printCoefmat`` and ``print.anova``,
+lmerTest's ``print.ls_means``.
 
 Presentation only: no numerics beyond formatting, built from :mod:`lmeformula.rformat`. The
 structures below this layer print themselves (``ReTrms``, the ``lFormula`` result, ``VarCorr``);
@@ -14,14 +15,15 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from .anovatable import AnovaTable
+from .anovatable import AnovaTable, LsMeansTable
 from .generics import show
 from .mermod import LmerMod, Summary, format_varcorr
 from .rformat import format_pval as _format_pval
 from .rformat import print_char_matrix as _print_char_matrix
 from .rformat import signif_stars as _stars
 
-__all__ = ["format_anova", "format_coefmat", "format_merMod", "format_summary", "format_varcorr"]
+__all__ = ["format_anova", "format_coefmat", "format_ls_means", "format_merMod", "format_summary",
+           "format_varcorr"]
 
 
 # ---- fitted models ---------------------------------------------------------------------------
@@ -374,6 +376,31 @@ def format_anova(anova_table: AnovaTable, digits: int = 5) -> str:
     return "\n".join(lines + legend)
 
 
+def format_ls_means(table: LsMeansTable, digits: int = 5) -> str:
+    """lmerTest's ``print.ls_means`` (of ``ls_means`` and ``difflsmeans``): the heading, the
+    table through R's ``printCoefmat`` (Estimate, Std. Error, lower and upper formatted
+    together, the df rounded to one decimal, the t value to ``digits - 1`` decimals, p-values
+    by ``format.pval``, stars), then the confidence level (``format(100 * level,
+    digits = 2)``) and the df method, each line only when the table has that attribute."""
+    from .rformat import format_numbers
+
+    tab = table.table.copy()
+    if len(tab):
+        # R's round(x[, "df"], 1): df values are not at decimal ties (they come from a
+        # Satterthwaite or Kenward-Roger formula), so numpy's rounding gives the same
+        tab["df"] = tab["df"].round(1)
+    lines = [*table.heading,
+             *format_coefmat(tab, digits, cs_ind=[0, 1, 4, 5], tst_ind=[3], has_p=True)]
+    level = table.attrs.get("confidence_level")
+    if level is not None:
+        lines += ["", f"  Confidence level: {format_numbers([100 * level], 2)[0].strip()}%"]
+    ddf = table.attrs.get("ddf")
+    if ddf is not None:
+        # cat("  Degrees of freedom method:", ddf, "\n") leaves a space before the newline
+        lines.append(f"  Degrees of freedom method: {ddf} ")
+    return "\n".join(lines)
+
+
 # ---- the printed layouts of the generic function show (lmeformula.generics) ---------------
 
 def _show_summary(s: Summary) -> str:
@@ -383,3 +410,4 @@ def _show_summary(s: Summary) -> str:
 show.register(LmerMod, format_merMod)
 show.register(Summary, _show_summary)
 show.register(AnovaTable, format_anova)
+show.register(LsMeansTable, format_ls_means)

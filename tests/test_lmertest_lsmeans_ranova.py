@@ -47,6 +47,12 @@ def test_ls_means(name: str) -> None:
         assert_table(lmf.ls_means(model(name), ddf="Kenward-Roger"), ref_table(ref["ls_means_kr"]))
 
 
+@pytest.mark.parametrize("name", [n for n in MODELS if "text" in MODELS[n]["ls_means"]])
+def test_ls_means_printed_as_r(name: str) -> None:
+    # lmerTest's print.ls_means of every model (tests/test_lsmeans_print.py has more cases)
+    assert str(lmf.ls_means(model(name))) == MODELS[name]["ls_means"]["text"]
+
+
 def test_ls_means_without_factors_is_empty() -> None:
     tab = lmf.ls_means(model("sleepstudy_reml"))
     assert tab.shape == (0, 7)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from ..anovatable import AnovaTable, anova_single
+from ..anovatable import AnovaTable, LsMeansTable, anova_single
 from ..errors import ArgumentError, LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
 from ..glmermod import GlmerMod
@@ -507,7 +507,7 @@ def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str | None 
 
 
 def ls_means(m: LmerMod, which: str | Sequence[str] | None = None, level: float = 0.95,
-             ddf: str = "Satterthwaite", pairwise: bool = False) -> pd.DataFrame:
+             ddf: str = "Satterthwaite", pairwise: bool = False) -> LsMeansTable:
     """Least-squares means of the factor terms (lmerTest's ``ls_means``).
 
     Each mean averages the model's predictions over a grid of every factor's levels with the
@@ -529,11 +529,14 @@ def ls_means(m: LmerMod, which: str | Sequence[str] | None = None, level: float 
 
     Returns
     -------
-    pandas.DataFrame
-        Indexed by level (``"recipeA"``, ``"recipeA:temperature175"``, ``"recipeA -
-        recipeB"``), with ``Estimate``, ``Std. Error``, ``df``, ``t value``, ``lower``,
-        ``upper``, ``Pr(>|t|)``; ``attrs["term"]`` gives each row's term and
-        ``attrs["hypotheses"]`` the contrast matrices.
+    LsMeansTable
+        A DataFrame indexed by level (``"recipeA"``, ``"recipeA:temperature175"``,
+        ``"recipeA - recipeB"``), with ``Estimate``, ``Std. Error``, ``df``, ``t value``,
+        ``lower``, ``upper``, ``Pr(>|t|)``; ``attrs["term"]`` gives each row's term,
+        ``attrs["hypotheses"]`` the contrast matrices, ``attrs["confidence_level"]`` and
+        ``attrs["ddf"]`` the level and method. It prints as lmerTest's ``print.ls_means``
+        (heading, R's ``printCoefmat`` with stars, confidence level and df method); its
+        selections and arithmetic are plain DataFrames.
     """
     m = _check_model(m)
     method = match_ddf(ddf, DDF_METHODS[:2])
@@ -557,7 +560,10 @@ def ls_means(m: LmerMod, which: str | Sequence[str] | None = None, level: float 
             rows.append(contest1D(m, L[i, keep], ddf=method, confint=True, level=level))
             names.append(levels[i])
             terms.append(term)
-    out = pd.DataFrame(rows, index=names, columns=CI_COLUMNS, dtype=float)
+    # lmerTest's heading attribute "Least Squares Means table:\n", which print.ls_means
+    # writes with cat(sep = "\n"): the line and an empty one (difflsmeans's too)
+    out = LsMeansTable(pd.DataFrame(rows, index=names, columns=CI_COLUMNS, dtype=float),
+                       ["Least Squares Means table:", ""])
     out.attrs.update({"term": terms, "hypotheses": hyps, "confidence_level": level,
                       "ddf": method})
     return out
@@ -574,9 +580,16 @@ def _pairs(L: np.ndarray, levels: list[str]) -> tuple[np.ndarray, list[str]]:
 
 
 def difflsmeans(m: LmerMod, which: str | Sequence[str] | None = None, level: float = 0.95,
-                ddf: str = "Satterthwaite") -> pd.DataFrame:
+                ddf: str = "Satterthwaite") -> LsMeansTable:
     """Differences of least-squares means (lmerTest's ``difflsmeans``): every pair of levels
-    of each factor term, with t-tests and confidence intervals. See :func:`ls_means`."""
+    of each factor term, with t-tests and confidence intervals. See :func:`ls_means`.
+
+    Returns
+    -------
+    LsMeansTable
+        A DataFrame indexed by pair (``"recipeA - recipeB"``), as :func:`ls_means`'s; printed
+        as lmerTest prints it.
+    """
     return ls_means(m, which=which, level=level, ddf=ddf, pairwise=True)
 
 
