@@ -21,63 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["AnovaTable", "LsMeansTable", "anova_single"]
 
 
-class AnovaTable(pd.DataFrame):
-    """An anova table: a DataFrame (columns and index as R's) with R's heading, printed as R
-    prints it. Derived frames (selections, arithmetic) are plain DataFrames.
+class _RTable(pd.DataFrame):
+    """A DataFrame printed as R prints its table: R's heading above it, the printer reached
+    through :func:`lmeformula.generics.show` (text) and :func:`~lmeformula.generics.show_html`
+    (notebooks), registered by :mod:`lmeformula.printing` and :mod:`lmeformula.html`. Derived
+    frames (selections, arithmetic) are plain DataFrames.
 
     Attributes
     ----------
     heading
         The lines R prints above the table.
-    kind
-        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model),
-        ``"lmertest"`` (lmerTest's F-tests), ``"ranova"`` (lmerTest's random-effects
-        tests) or ``"drop1"`` (lme4's single term deletions by refitting).
-    """
-
-    _metadata: ClassVar[list[str]] = ["heading", "kind"]
-
-    def __init__(self, table: object = None, heading: list[str] | None = None,
-                 kind: str = "lrt", **kwargs: object) -> None:
-        super().__init__(table, **kwargs)  # type: ignore[call-arg]
-        self.heading = list(heading or [])
-        self.kind = kind
-
-    @property
-    def _constructor(self):  # type: ignore[no-untyped-def]
-        return pd.DataFrame
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The table as a plain DataFrame."""
-        return pd.DataFrame(self)
-
-    # R's print.anova and the HTML table are lmeformula.printing's and lmeformula.html's,
-    # reached through the generic functions of lmeformula.generics
-    def __str__(self) -> str:
-        return show(self)
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return show_html(self)
-
-
-class LsMeansTable(pd.DataFrame):
-    """lmerTest's ``ls_means`` / ``difflsmeans`` table: a DataFrame (``Estimate``,
-    ``Std. Error``, ``df``, ``t value``, ``lower``, ``upper``, ``Pr(>|t|)``, one row per
-    level or pair of levels) printed as lmerTest's ``print.ls_means``: the heading, the
-    table through R's ``printCoefmat`` and the confidence level and df method below it.
-    Derived frames (selections, arithmetic) are plain DataFrames.
-
-    The confidence level and the df method are ``attrs["confidence_level"]`` and
-    ``attrs["ddf"]`` (with ``attrs["term"]``, each row's term, and ``attrs["hypotheses"]``,
-    the contrast matrices), as lmerTest keeps them in the object's attributes.
-
-    Attributes
-    ----------
-    heading
-        The lines printed above the table.
     """
 
     _metadata: ClassVar[list[str]] = ["heading"]
@@ -96,8 +49,6 @@ class LsMeansTable(pd.DataFrame):
         """The table as a plain DataFrame."""
         return pd.DataFrame(self)
 
-    # lmerTest's print.ls_means and the HTML table are lmeformula.printing's and
-    # lmeformula.html's, reached through the generic functions of lmeformula.generics
     def __str__(self) -> str:
         return show(self)
 
@@ -105,6 +56,46 @@ class LsMeansTable(pd.DataFrame):
 
     def _repr_html_(self) -> str:
         return show_html(self)
+
+
+class AnovaTable(_RTable):
+    """An anova table: a DataFrame (columns and index as R's) with R's heading, printed as R
+    prints it (``print.anova``). Derived frames (selections, arithmetic) are plain DataFrames.
+
+    Attributes
+    ----------
+    heading
+        The lines R prints above the table.
+    kind
+        ``"lrt"`` (models compared), ``"single"`` (lme4's table of one model),
+        ``"lmertest"`` (lmerTest's F-tests), ``"ranova"`` (lmerTest's random-effects
+        tests) or ``"drop1"`` (lme4's single term deletions by refitting).
+    """
+
+    _metadata: ClassVar[list[str]] = ["heading", "kind"]
+
+    def __init__(self, table: object = None, heading: list[str] | None = None,
+                 kind: str = "lrt", **kwargs: object) -> None:
+        super().__init__(table, heading, **kwargs)
+        self.kind = kind
+
+
+class LsMeansTable(_RTable):
+    """lmerTest's ``ls_means`` / ``difflsmeans`` table: a DataFrame (``Estimate``,
+    ``Std. Error``, ``df``, ``t value``, ``lower``, ``upper``, ``Pr(>|t|)``, one row per
+    level or pair of levels) printed as lmerTest's ``print.ls_means``: the heading, the
+    table through R's ``printCoefmat`` and the confidence level and df method below it.
+    Derived frames (selections, arithmetic) are plain DataFrames.
+
+    The confidence level and the df method are ``attrs["confidence_level"]`` and
+    ``attrs["ddf"]`` (with ``attrs["term"]``, each row's term, and ``attrs["hypotheses"]``,
+    the contrast matrices), as lmerTest keeps them in the object's attributes.
+
+    Attributes
+    ----------
+    heading
+        The lines printed above the table.
+    """
 
 
 def anova_single(m: LmerMod) -> AnovaTable:
