@@ -33,6 +33,8 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -555,16 +557,26 @@ class PLSProblem(_AugmentedSystem):
         pmat = np.swapaxes(l11inv, 1, 2) @ l11inv  # P_l = (L11_l L11_l')⁻¹
         blocks[0] += pmat.sum(axis=0)
         if s:
-            inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)  # S⁻¹, lower triangle
-            pos = 0
-            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
-                sub = inv_s[pos : pos + t.size, pos : pos + t.size]
-                d = np.einsum("lalb->ab", sub.reshape(t.nl, t.nc, t.nl, t.nc))
-                blk += np.tril(d) + np.tril(d, -1).T  # from the lower triangle only
-                pos += t.size
-            v = lam1 @ pmat  # V_l = λ P_l
-            blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
+            u = self._spherical_modes(f)  # before the factor's array may hold S⁻¹
+            with self._block2_inverse(f, s) as inv_s:  # S⁻¹ in its lower triangle
+                pos = 0
+                for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
+                    sub = inv_s[pos : pos + t.size, pos : pos + t.size]
+                    d = np.einsum("lalb->ab", sub.reshape(t.nl, t.nc, t.nl, t.nc))
+                    blk += np.tril(d) + np.tril(d, -1).T  # from the lower triangle only
+                    pos += t.size
+                v = lam1 @ pmat  # V_l = λ P_l
+                blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
+            return self._gradient_from_blocks(f, REML, lams, blocks, u)
         return self._gradient_from_blocks(f, REML, lams, blocks, self._spherical_modes(f))
+
+    @contextmanager
+    def _block2_inverse(self, f: Factorization, s: int) -> Iterator[np.ndarray]:
+        """Within the block, an array whose leading s x s lower triangle is S_s⁻¹ (S_s block
+        2's leading s rows and columns): here ``dpotri`` on a copy of L22's leading block
+        (the large-block engine inverts in the factor's own array instead)."""
+        inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
+        yield inv_s
 
     def _gradient_from_blocks(self, f: Factorization, REML: bool, lams: list[np.ndarray],
                               blocks: list[np.ndarray], u: np.ndarray) -> np.ndarray:
