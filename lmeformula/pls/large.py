@@ -342,10 +342,10 @@ class LargeBlockPLSProblem(PLSProblem):
         L⁻ᵀ in its upper triangle (:func:`_inverse_in_upper`), its columns from s on cleared
         above the diagonal (so that the product below is that of the leading s x s triangle,
         L_s⁻ᵀ), then ``dlauum``: U Uᵀ = L_s⁻ᵀ L_s⁻¹ = S_s⁻¹ in the upper triangle. Yields the
-        leading s x s block of the array's transpose, whose lower triangle that is. The same inverse as ``dpotri`` of the
-        leading block (dtrtri and dlauum too), on the upper triangle rather than the lower:
-        equal up to rounding. On leaving, the factor is as it was (its lower triangle and
-        diagonal, everything that is read of it)."""
+        leading s x s block of the array's transpose, whose lower triangle that is. The same
+        inverse as ``dpotri`` of the leading block (dtrtri and dlauum too), on the upper
+        triangle rather than the lower: equal up to rounding. On leaving, the factor is as it
+        was (its lower triangle and diagonal, everything that is read of it)."""
         a = f.L22
         with _inverse_in_upper(a):
             a[:s, s:] = 0.0  # columns from s on: nothing above the diagonal
