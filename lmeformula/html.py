@@ -21,6 +21,7 @@ from .allfit import AllFitSummary
 from .anovatable import AnovaTable, LsMeansTable
 from .generics import show_html
 from .mermod import LmerMod, Summary, VarCorr
+from .printing import ls_means_notes
 
 __all__ = ["allfit_html", "anova_html", "coef_table_html", "frame_html", "ls_means_html",
            "model_html", "summary_html", "table_html", "varcorr_html"]
@@ -206,18 +207,9 @@ def ls_means_html(t: LsMeansTable, digits: int = 5) -> str:
     """lmerTest's least-squares means table (``ls_means``, ``difflsmeans``): its heading, the
     table, and the confidence level and df method below it, as ``print.ls_means`` has
     them."""
-    from .rformat import format_numbers
-
     head = "".join(f"<div>{html.escape(line)}</div>" for line in t.heading if line)
     table = frame_html(t.table, None, digits, "lsmeans")
-    foot = []
-    level = t.attrs.get("confidence_level")
-    if level is not None:
-        foot.append(f"Confidence level: {format_numbers([100 * level], 2)[0].strip()}%")
-    ddf = t.attrs.get("ddf")
-    if ddf is not None:
-        foot.append(f"Degrees of freedom method: {ddf}")
-    tail = "".join(f"<div>{html.escape(line)}</div>" for line in foot)
+    tail = "".join(f"<div>{html.escape(line)}</div>" for line in ls_means_notes(t) if line)
     return f'{_STYLE}<div class="lmeformula">{head}{table}{tail}</div>'
 
 

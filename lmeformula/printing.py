@@ -23,7 +23,7 @@ from .rformat import print_char_matrix as _print_char_matrix
 from .rformat import signif_stars as _stars
 
 __all__ = ["format_anova", "format_coefmat", "format_ls_means", "format_merMod", "format_summary",
-           "format_varcorr"]
+           "format_varcorr", "ls_means_notes"]
 
 
 # ---- fitted models ---------------------------------------------------------------------------
@@ -382,8 +382,6 @@ def format_ls_means(table: LsMeansTable, digits: int = 5) -> str:
     together, the df rounded to one decimal, the t value to ``digits - 1`` decimals, p-values
     by ``format.pval``, stars), then the confidence level (``format(100 * level,
     digits = 2)``) and the df method, each line only when the table has that attribute."""
-    from .rformat import format_numbers
-
     tab = table.table.copy()
     if len(tab):
         # R's round(x[, "df"], 1): df values are not at decimal ties (they come from a
@@ -391,14 +389,26 @@ def format_ls_means(table: LsMeansTable, digits: int = 5) -> str:
         tab["df"] = tab["df"].round(1)
     lines = [*table.heading,
              *format_coefmat(tab, digits, cs_ind=[0, 1, 4, 5], tst_ind=[3], has_p=True)]
-    level = table.attrs.get("confidence_level")
+    level, method = ls_means_notes(table)
     if level is not None:
-        lines += ["", f"  Confidence level: {format_numbers([100 * level], 2)[0].strip()}%"]
-    ddf = table.attrs.get("ddf")
-    if ddf is not None:
+        lines += ["", f"  {level}"]
+    if method is not None:
         # cat("  Degrees of freedom method:", ddf, "\n") leaves a space before the newline
-        lines.append(f"  Degrees of freedom method: {ddf} ")
+        lines.append(f"  {method} ")
     return "\n".join(lines)
+
+
+def ls_means_notes(table: LsMeansTable) -> tuple[str | None, str | None]:
+    """The lines ``print.ls_means`` writes below the table, without their indentation: the
+    confidence level (``format(100 * level, digits = 2)``) and the df method, each None when
+    the table lacks that attribute (the text and the HTML layouts both)."""
+    from .rformat import format_numbers
+
+    level = table.attrs.get("confidence_level")
+    ddf = table.attrs.get("ddf")
+    return (None if level is None
+            else f"Confidence level: {format_numbers([100 * level], 2)[0].strip()}%",
+            None if ddf is None else f"Degrees of freedom method: {ddf}")
 
 
 # ---- the printed layouts of the generic function show (lmeformula.generics) ---------------
