@@ -362,7 +362,7 @@ class PairsBlock(SparseBlock):
         if isinstance(self.pairs, NarrowPairs):
             yield from self.pairs.block_products(self._group_b(t1))
         else:
-            yield 0, self.keys.shape[0], self.rank_update(t1)
+            yield from _OffDiagonal.rank_update_parts(self, t1)
 
     @property
     def has_gradient(self) -> bool:

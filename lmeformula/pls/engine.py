@@ -414,11 +414,10 @@ class PLSProblem(_AugmentedSystem):
         chunk of keys at a time (32-bit where it fits; the 10⁵ x 2,000 crossed design's 2·10⁶
         keys took an int64 argsort and the codes' temporaries, 40 MB, at the setup's peak)."""
         n = keys.shape[0]
-        chunk = _ORDER_CHUNK
         by_code: dict[int, list[np.ndarray]] = {}
         index = np.int32 if n < 2**31 else np.int64
-        for lo in range(0, n, chunk):
-            code = self._block_pair(keys[lo : lo + chunk])
+        for lo in range(0, n, _ORDER_CHUNK):
+            code = self._block_pair(keys[lo : lo + _ORDER_CHUNK])
             for c in np.flatnonzero(np.bincount(code)).tolist():
                 by_code.setdefault(c, []).append(np.flatnonzero(code == c).astype(index) + lo)
         parts = [part for c in sorted(by_code) for part in by_code.pop(c)]
@@ -556,8 +555,8 @@ class PLSProblem(_AugmentedSystem):
         l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc)
         pmat = np.swapaxes(l11inv, 1, 2) @ l11inv  # P_l = (L11_l L11_l')⁻¹
         blocks[0] += pmat.sum(axis=0)
+        u = self._spherical_modes(f)  # before the factor's array may hold S⁻¹
         if s:
-            u = self._spherical_modes(f)  # before the factor's array may hold S⁻¹
             with self._block2_inverse(f, s) as inv_s:  # S⁻¹ in its lower triangle
                 pos = 0
                 for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
@@ -567,8 +566,7 @@ class PLSProblem(_AugmentedSystem):
                     pos += t.size
                 v = lam1 @ pmat  # V_l = λ P_l
                 blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
-            return self._gradient_from_blocks(f, REML, lams, blocks, u)
-        return self._gradient_from_blocks(f, REML, lams, blocks, self._spherical_modes(f))
+        return self._gradient_from_blocks(f, REML, lams, blocks, u)
 
     @contextmanager
     def _block2_inverse(self, f: Factorization, s: int) -> Iterator[np.ndarray]:

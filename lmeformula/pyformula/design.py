@@ -317,19 +317,18 @@ def formulaic_frame(
         raise ModelFrameError("0 (non-NA) cases")
     omitted_mask = in_subset.copy()
     omitted_mask[rows] = False
-    if omitted_mask.any() and na_action == "fail":
+    omitted = np.flatnonzero(omitted_mask)
+    if omitted.size and na_action == "fail":
         raise ModelFrameError("missing values in object")
-    if omitted_mask.any() and na_action == "pass":
+    if omitted.size and na_action == "pass":
         # formulaic drops a row missing in any part, and the rows missing a grouping value,
         # weight or offset were set aside above; R's na.pass keeps them all, and lme4 then
         # stops on the NA: stop too rather than fit the rows that are left
-        missing = np.flatnonzero(omitted_mask)
-        at = ", ".join(str(data.index[i]) for i in missing[:5])
-        more = ", ..." if missing.shape[0] > 5 else ""
+        at = ", ".join(str(data.index[i]) for i in omitted[:5])
+        more = ", ..." if omitted.size > 5 else ""
         raise ModelFrameError(f"NA in the model's variables (rows {at}{more}) with "
                               "na_action='pass': lme4 stops on NA in X, Z or y; use "
                               "na_action='omit' or 'exclude'")
-    omitted = np.flatnonzero(omitted_mask)
 
     # the model frame: the response as materialised, the data's columns used (grouping
     # factors included) on the rows kept, and (weights) / (offset)
