@@ -29,22 +29,12 @@ from ..mermod import LmerMod
 from ..rformat import format_numbers
 from ..validate import check_number, match_arg
 
-__all__ = ["DROP1_TESTS", "drop1_lme4", "drop_scope_terms"]
+__all__ = ["DROP1_TESTS", "drop1_lme4"]
 
 # drop1.merMod's match.arg(test) choices ("F" is in its body, never reachable)
 DROP1_TESTS = ("none", "Chisq", "user")
 
 SumFun = Callable[..., Mapping[str, float]]
-
-
-def drop_scope_terms(m: LmerMod) -> list[str]:
-    """R's ``drop.scope(object)`` of a fitted model: the fixed-effects terms that no other
-    fixed-effects term contains (``factor.scope``: a term stays droppable unless another
-    term has all of its variables)."""
-    fixed = m.lformula.parsed.fixed
-    sets = [set(term) for term in fixed.terms]
-    return [lab for i, lab in enumerate(fixed.term_labels)
-            if not any(j != i and sets[i] <= sets[j] for j in range(len(sets)))]
 
 
 def _scope_labels(m: LmerMod, scope: str | Sequence[str] | None) -> list[str]:
@@ -53,7 +43,7 @@ def _scope_labels(m: LmerMod, scope: str | Sequence[str] | None) -> list[str]:
     given, which must all be term labels of the model (marginal or not)."""
     labels = m.lformula.parsed.fixed.term_labels
     if scope is None:
-        return drop_scope_terms(m)
+        return list(m.lformula.parsed.fixed.drop_scope)
     if isinstance(scope, str) and "~" in scope:
         chosen = parse_lmer_formula(update_formula(m.formula, scope)).fixed.term_labels
     elif isinstance(scope, str):

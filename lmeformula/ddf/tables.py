@@ -394,18 +394,6 @@ def anova_lmertest(m: LmerMod, type: Any = 3, ddf: str = "Satterthwaite") -> Ano
     return out
 
 
-def drop_scope(ft: Any) -> list[str]:
-    """R's ``drop.scope(terms)``: the terms no other term contains (``factor.scope``: term i
-    stays unless another term has all of its variables)."""
-    labels = list(ft.labels)
-    if len(labels) <= 1:
-        return labels
-    f = (np.asarray(ft.factors) > 0).astype(int)
-    cross = f.T @ f
-    return [lab for i, lab in enumerate(labels)
-            if max(np.delete(cross[i], i)) != cross[i, i]]
-
-
 def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str | None = None,
           force_get_contrasts: bool = False, *, test: str = "none", k: float = 2.0,
           scale: float = 0.0, trace: bool | int = False,
@@ -472,7 +460,7 @@ def drop1(m: LmerMod, scope: str | Sequence[str] | None = None, ddf: str | None 
     if method == "Kenward-Roger" and not m.is_REML:
         raise LmeFormulaError(KR_ML_MESSAGE)
     ft = fixed_terms(m)
-    marginal = drop_scope(ft)
+    marginal = ft.terms.drop_scope  # R's drop.scope
     if scope is None:
         chosen = marginal
     else:

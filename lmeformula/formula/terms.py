@@ -69,6 +69,15 @@ class Terms:
         return [":".join(names[i] for i in term) for term in self.terms]
 
     @property
+    def drop_scope(self) -> list[str]:
+        """R's ``drop.scope``: the labels of the terms no other term contains
+        (``factor.scope``: a term can be dropped unless another term has all of its
+        variables)."""
+        sets = [set(term) for term in self.terms]
+        return [lab for i, lab in enumerate(self.term_labels)
+                if not any(j != i and sets[i] <= sets[j] for j in range(len(sets)))]
+
+    @property
     def order(self) -> list[int]:
         """Degree of each term."""
         return [len(t) for t in self.terms]
