@@ -160,6 +160,41 @@ def test_held_rows_in_blocks(seed: int) -> None:
     assert (narrow @ v).tobytes() == (expected @ v).tobytes()
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("nrows", [None, 600])
+def test_held_column_by_chunks(monkeypatch: pytest.MonkeyPatch, seed: int,
+                               nrows: int | None) -> None:
+    """A column held from its sums read a few entries at a time (a large group's, from the
+    accumulator) is the one held from them all at once, dtype for dtype and byte for byte:
+    the narrowest dtype and which values are kept apart are the whole column's."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 500))
+    rows = np.sort(rng.choice(600, n, replace=False)).astype(np.int32)
+    sums = np.floor(rng.uniform(0, rng.choice([3, 300, 3000, 70_000]), n))
+    kind = rng.uniform(size=n)
+    sums[kind < rng.uniform(0, 0.4)] = 0.5  # real values, few or many
+    sums[kind > 0.98] = -0.0  # not a count
+    if seed < 2:  # bytes but for a few counts above 255 (one in 20), kept apart with 0.5
+        sums = np.floor(rng.uniform(0, 200, n))
+        sums[::20] = 300.0
+        sums[1::40] = 0.5
+    whole = downdate._held_column(rows, sums, nrows)
+    monkeypatch.setattr(downdate, "_INDEX_CHUNK", 5)
+    monkeypatch.setattr(downdate, "_ROW_BLOCK", 64)
+    expected = downdate._held_column(rows, sums, nrows) if nrows else whole
+    chunked = downdate._held_column_of(rows, lambda lo, hi: sums[lo:hi].copy(), nrows)
+    if seed < 2:
+        assert chunked.values.dtype == np.uint8 and (sums[chunked.wide_at] == 300).any()
+    for a, b in zip(expected, chunked, strict=True):
+        if a is None:
+            assert b is None
+            continue
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if nrows is None:  # the chunks change nothing but how the sums are read
+        for a, b in zip(whole, chunked, strict=True):
+            assert (a is None and b is None) or a.tobytes() == b.tobytes()
+
+
 def test_held_column_keeps_counts_as_bytes() -> None:
     sums = np.array([3.0, 0.5, 7.0, 255.0, -0.0, 1.0, 2.0, 4.0, 9.0, 12.0])
     held = downdate._held_column(np.arange(10, dtype=np.int32), sums)

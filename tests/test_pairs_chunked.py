@@ -80,9 +80,16 @@ def plan(monkeypatch: pytest.MonkeyPatch, chunk: int, key_order: bool,
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("chunk", [6000, 2000, 500, 40])
 @pytest.mark.parametrize("key_order", [False, True])
+@pytest.mark.parametrize("small_index_chunks", [False, True])
 def test_pieces_equal_one_piece(monkeypatch: pytest.MonkeyPatch, key_order: bool,
-                                chunk: int, model: str) -> None:
+                                chunk: int, model: str, small_index_chunks: bool) -> None:
     keys1, whole = plan(monkeypatch, 10**12, key_order, model)
+    if small_index_chunks:
+        # the keys' ordering and the large groups' held columns a few entries at a time,
+        # the columns' rows as 16-bit offsets in many blocks, as on the largest designs
+        monkeypatch.setattr(downdate, "_INDEX_CHUNK", 7)
+        monkeypatch.setattr(downdate, "_ROW_BLOCK", 16)
+        monkeypatch.setattr(downdate, "_narrow_rows", lambda nkeys, ngroups: nkeys)
     keys2, pieces = plan(monkeypatch, chunk, key_order, model)
     np.testing.assert_array_equal(keys1, keys2)
     assert whole.shape == pieces.shape

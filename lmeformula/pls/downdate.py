@@ -5,7 +5,7 @@ matrices when the pairs are too many), formed once per model."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -111,22 +111,46 @@ def _narrowest(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return level
 
 
+class _ApartLayout(NamedTuple):
+    """How :func:`_counts_apart` holds a column, decided from its chunks' statistics: the
+    counts' dtype, whether counts above 255 are kept apart with the other values, and how
+    many values are kept apart."""
+
+    dtype: np.dtype[Any]
+    above_255_apart: bool
+    napart: int
+
+
+def _apart_layout(chunks: Iterable[np.ndarray], n: int) -> _ApartLayout:
+    """:func:`_counts_apart`'s layout of a column of ``n`` values given as ``chunks`` (in
+    order): small counts (non-negative integers up to 65535) are held as uint8 or uint16,
+    the others apart; counts above 255 are kept apart too where they are few (at most one
+    in 16), so that the rest are bytes."""
+    top, above, other = 0.0, 0, 0
+    for values in chunks:
+        small = _counts(values) & (values <= 65535)
+        if values.size:
+            top = max(top, float(np.where(small, values, 0.0).max()))
+        above += int(np.count_nonzero(small & (values > 255)))
+        other += int(np.count_nonzero(~small))
+    apart = top > 255 and above * 16 <= n
+    dtype = np.dtype(np.uint8 if top <= 255 or apart else np.uint16)
+    return _ApartLayout(dtype, apart, other + (above if apart else 0))
+
+
+def _apart_chunk(values: np.ndarray, layout: _ApartLayout) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk of a column held as ``layout`` says: its counts in the layout's dtype (zeros
+    where a value is kept apart) and the positions in the chunk of the values kept apart."""
+    count = _counts(values) & (values <= (255 if layout.above_255_apart else 65535))
+    return np.where(count, values, 0.0).astype(layout.dtype), np.flatnonzero(~count)
+
+
 def _counts_apart(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` (float64) with their small counts (non-negative integers up to 65535) as
-    uint8 or uint16, zeros elsewhere, and the positions of the other values (kept apart as
-    float64 by the caller). Counts above 255 are kept apart too where they are few (at most
-    one in 16), so that the rest are bytes: the keys of the intercept's row hold a level's
-    count times another's, often above 255, beside ~90 keys of unit counts each."""
-    count = _counts(values) & (values <= 65535)
-    narrow = np.where(count, values, 0.0)
-    top = float(narrow.max()) if narrow.size else 0.0
-    if top > 255:
-        wide = np.count_nonzero(narrow > 255)
-        if wide * 16 <= values.shape[0]:
-            count &= narrow <= 255
-            narrow[~count] = 0.0
-            top = 255.0
-    return narrow.astype(np.uint8 if top <= 255 else np.uint16), np.flatnonzero(~count)
+    """``values`` (float64) with their small counts as uint8 or uint16, zeros elsewhere, and
+    the positions of the other values (kept apart as float64 by the caller), as
+    :func:`_apart_layout` decides: the keys of the intercept's row hold a level's count
+    times another's, often above 255, beside ~90 keys of unit counts each."""
+    return _apart_chunk(values, _apart_layout([values], values.shape[0]))
 
 
 def _widened(values: np.ndarray, wide_at: np.ndarray, wide_values: np.ndarray, start: int,
@@ -397,7 +421,7 @@ def _chunked_scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.n
                           ) -> tuple[np.ndarray, sp.csc_matrix | NarrowPairs, None]:
     """The grouped scalar pairs plan built a few groups at a time, so that the lists of pairs
     are never all in memory (the 10⁵ x 2,000 crossed design: 8·10⁶ pairs, 250 MB of lists
-    and conversions at once): runs of consecutive groups of at most a quarter of
+    and conversions at once): runs of consecutive groups of at most an eighth of
     ``_PAIRS_CHUNK`` pairs together are listed and summed as the one-piece build does
     (:func:`_run_columns`), a larger group a piece at a time (:func:`_level_pieces`) into an
     accumulator (:func:`_large_group_column`). Equal to the one-piece build entry for entry: a
@@ -420,35 +444,45 @@ def _chunked_scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.n
     # 32-bit (m² is below 2³¹ here), a chunk at a time: int64 lists over every key at once
     # made the 10⁵ x 2,000 crossed design's setup peak here
     tri = _nonzero(present, dtype)
-    keys = _flat_positions(tri, m)  # in the same (ascending) order
     if key_order is None:
+        keys = _flat_positions(tri, m)  # in the same (ascending) order
         position = np.cumsum(present, dtype=dtype)
         position -= 1
+        del present, tri
     else:
-        order = key_order(keys)
-        position = np.empty(present.shape[0], dtype=dtype)
-        position[tri[order]] = np.arange(order.shape[0], dtype=dtype)
-        keys = keys[order]
-        del order
-    del present, tri
+        del present
+        keys, position = _ordered_keys(tri, m, key_order)
+        del tri
     nkeys = keys.shape[0]
-    if nkeys * 24 > _RELEASE_BYTES:  # the ordering's temporaries, likewise
+    release = nkeys * 24 > _RELEASE_BYTES
+    if release:  # the ordering's temporaries, likewise
         release_freed_memory()
-    acc = np.full(nkeys, -0.0)  # a large group's sums per key; -0.0 where it has none yet
-    met = np.zeros(nkeys, dtype=bool)  # the keys a large group has met
     columns: list[_HeldColumn] = []  # per group: its keys' rows and sums
     held_rows = _narrow_rows(nkeys, ngroups)
-    run_pairs = max(1, _PAIRS_CHUNK // 4)
-    for g0, g1 in _group_runs(level_pairs, group_end, run_pairs):
-        lo = int(group_end[g0 - 1]) if g0 else 0
-        if _pairs_of(level_pairs, lo, int(group_end[g1 - 1])) <= run_pairs:
-            columns.extend(_run_columns(gc, seg, sorted_group, lo, int(group_end[g1 - 1]),
-                                        g0, g1, m, index, position, nkeys, held_rows))
+    run_pairs = max(1, _PAIRS_CHUNK // 8)
+    runs = [(g0, g1, int(group_end[g0 - 1]) if g0 else 0, int(group_end[g1 - 1]))
+            for g0, g1 in _group_runs(level_pairs, group_end, run_pairs)]
+    large = [_pairs_of(level_pairs, lo, end) > run_pairs for _, _, lo, end in runs]
+    last_large = max((i for i, big in enumerate(large) if big), default=-1)
+    # a large group's sums per key (-0.0 where it has none yet) and the keys it has met,
+    # held only while large groups remain (16 MB beside the later runs otherwise)
+    acc = np.full(nkeys, -0.0) if last_large >= 0 else np.zeros(0)
+    met = np.zeros(nkeys if last_large >= 0 else 0, dtype=bool)
+    for i, (g0, g1, lo, end) in enumerate(runs):
+        if not large[i]:
+            columns.extend(_run_columns(gc, seg, sorted_group, lo, end, g0, g1, m, index,
+                                        position, nkeys, held_rows))
         else:
             columns.append(_large_group_column(gc, seg, sorted_group, lo,
                                                int(group_end[g0]), level_pairs, m, index,
                                                position, acc, met, held_rows))
-    del acc, met, position
+        if i == last_large:
+            del acc, met
+        if release:
+            # each run's freed lists back to the system: the columns held since lie
+            # between them in the heap, which would otherwise grow by the holes
+            release_freed_memory()
+    del position
     # the runs' and pieces' freed lists back to the system before C's arrays are made beside
     # the columns (glibc keeps them in its heap: 4 MB more resident at this peak)
     release_freed_memory()
@@ -467,6 +501,25 @@ def _nonzero(mask: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
     parts = [np.flatnonzero(mask[lo : lo + _INDEX_CHUNK]).astype(dtype) + dtype.type(lo)
              for lo in range(0, mask.shape[0], _INDEX_CHUNK)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def _ordered_keys(tri: np.ndarray, m: int, key_order: Callable[[np.ndarray], np.ndarray],
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The keys' flat positions in ``key_order``'s order, and the table from each triangular
+    position (``tri``: those present, ascending) to its key's index in that order. The
+    table is filled and the keys reordered a chunk at a time: the whole-array gathers and
+    ``arange`` (three arrays over every key beside the table) made the 10⁵ x 2,000 crossed
+    design's setup peak here."""
+    dtype = tri.dtype
+    order = key_order(_flat_positions(tri, m))
+    position = np.empty(m * (m + 1) // 2, dtype=dtype)
+    keys = np.empty_like(tri)
+    for lo in range(0, order.shape[0], _INDEX_CHUNK):
+        chunk = tri[order[lo : lo + _INDEX_CHUNK]]
+        hi = lo + chunk.shape[0]
+        position[chunk] = np.arange(lo, hi, dtype=dtype)
+        keys[lo:hi] = _flat_positions(chunk, m)
+    return keys, position
 
 
 def _flat_positions(tri: np.ndarray, m: int) -> np.ndarray:
@@ -511,7 +564,7 @@ def _run_columns(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.ndarray, l
                  end: int, g0: int, g1: int, m: int, index: type[np.signedinteger[Any]],
                  position: np.ndarray, nkeys: int, held_rows: int | None = None,
                  ) -> list[_HeldColumn]:
-    """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most a quarter of
+    """Columns ``g0:g1`` of C (groups of levels ``lo:end``, their pairs at most an eighth of
     ``_PAIRS_CHUNK``: the CSR and CSC copies and an index pointer over every key make a
     run's pairs cost about twice a piece's in the accumulator) as the one-piece build makes
     them: the pairs listed, converted to CSR and summed by scipy (a key's pairs of one group
@@ -558,14 +611,14 @@ def _large_group_column(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.nda
             touched.append(at)
         del at
     if by_mask:
-        rows = np.flatnonzero(met).astype(position.dtype)
+        rows = _nonzero(met, position.dtype)  # no int64 array of the keys met
         met[rows] = False
     else:
         rows = np.unique(np.concatenate(touched))
     del touched
-    sums = acc[rows]
+    held = _held_column_of(rows, lambda lo, hi: acc[rows[lo:hi]], held_rows)
     acc[rows] = -0.0
-    return _held_column(rows, sums, held_rows)
+    return held
 
 
 # rows per block of a held column: within a block its rows are held as 16-bit offsets
@@ -631,32 +684,63 @@ def _held_column(rows: np.ndarray, sums: np.ndarray, nrows: int | None = None,
     ascending), the rows are held as 16-bit offsets in blocks (9 MB less there), and
     counts as bytes with the few above 255 apart (``bytes_first``: 4 MB less there; each
     costs a little time, so a small plan's columns are held without them)."""
+    return _held_column_of(rows, lambda lo, hi: sums[lo:hi], nrows, bytes_first)
+
+
+def _held_column_of(rows: np.ndarray, sums_of: Callable[[int, int], np.ndarray],
+                    nrows: int | None = None, bytes_first: bool = False) -> _HeldColumn:
+    """:func:`_held_column` of the sums ``sums_of(lo, hi)`` (entries ``lo:hi``, float64),
+    read twice a chunk at a time: a large group's column is held from its accumulator
+    without a float64 copy of its sums and their temporaries (on the 10⁵ x 2,000 crossed
+    design ~1 MB a chunk where the whole column's took ~17 MB at the setup's peak)."""
+    n = rows.shape[0]
+    cuts = None
     if nrows is not None:
         blocks = -(-nrows // _ROW_BLOCK)
-        cuts = (np.searchsorted(rows, np.arange(blocks + 1, dtype=np.int64) * _ROW_BLOCK)
-                if blocks > 1 else None)
-        rows = (rows % _ROW_BLOCK if blocks > 1 else rows).astype(np.uint16)
-        held = _held_column(rows, sums, bytes_first=True)
-        return held if cuts is None else held._replace(cuts=cuts)
-    no_rows, no_values = np.empty(0, dtype=np.int32), np.empty(0)
-    level = int(_narrowest(sums, np.array([0, sums.shape[0]]))[0]) if sums.size else 0
-    if level == 0 or (level == 1 and not bytes_first):  # counts throughout (or none)
-        return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
-    narrow, wide = _counts_apart(sums)
-    if level == 1 and narrow.dtype == _NARROW[1]:  # wider counts, too many to keep apart
-        return _HeldColumn(rows, narrow, no_rows, no_values)
-    if wide.shape[0] * 4 > sums.shape[0]:  # mostly other values: the column as it is
-        return _HeldColumn(rows, sums.astype(_NARROW[level]), no_rows, no_values)
-    return _HeldColumn(rows, narrow, wide.astype(np.int32), sums[wide])
+        if blocks > 1:
+            cuts = np.searchsorted(rows, np.arange(blocks + 1, dtype=np.int64) * _ROW_BLOCK)
+            rows = (rows % _ROW_BLOCK).astype(np.uint16)
+        else:
+            rows = rows.astype(np.uint16)
+        bytes_first = True
+    starts = list(range(0, n, _INDEX_CHUNK))
+
+    def chunks() -> Iterator[np.ndarray]:
+        return (sums_of(lo, min(lo + _INDEX_CHUNK, n)) for lo in starts)
+
+    # the narrowest dtype of the whole column: the widest of its chunks' (a count up to
+    # 65535 is exact in float32, so the levels order the chunks' needs)
+    level = max((int(_narrowest(c, np.array([0, c.shape[0]]))[0]) for c in chunks()
+                 if c.size), default=0)
+    layout = None
+    if not (level == 0 or (level == 1 and not bytes_first)):  # not counts throughout
+        layout = _apart_layout(chunks(), n)
+        if ((level == 1 and layout.dtype == _NARROW[1])  # wider counts, too many apart
+                or layout.napart * 4 > n):  # mostly other values: the column as it is
+            layout = None
+    if layout is None:
+        values = np.empty(n, dtype=_NARROW[level])
+        for lo, c in zip(starts, chunks(), strict=True):
+            values[lo : lo + c.shape[0]] = c  # exact: the values fit the dtype
+        return _HeldColumn(rows, values, np.empty(0, dtype=np.int32), np.empty(0), cuts)
+    values = np.empty(n, dtype=layout.dtype)
+    wide_at, wide_values = [], []
+    for lo, c in zip(starts, chunks(), strict=True):
+        values[lo : lo + c.shape[0]], at = _apart_chunk(c, layout)
+        wide_at.append((at + lo).astype(np.int32))
+        wide_values.append(c[at])
+    return _HeldColumn(rows, values, np.concatenate(wide_at), np.concatenate(wide_values),
+                       cuts)
 
 
 def _level_pieces(level_pairs: np.ndarray, lo: int, end: int) -> list[tuple[int, int]]:
-    """Levels ``lo:end`` cut into ranges of about a quarter of ``_PAIRS_CHUNK`` pairs (at
+    """Levels ``lo:end`` cut into ranges of about an eighth of ``_PAIRS_CHUNK`` pairs (at
     least one level each; ``level_pairs``: the cumulative pairs through each level). A
-    piece's lists and their temporaries take ~32 bytes a pair at once: a quarter of a million
-    pairs, 8 MB, beside the accumulator and the columns already held (a million took the 10⁵ x
-    2,000 crossed design's setup 24 MB higher; the pieces' Python calls cost ~1 ms a piece)."""
-    budget = max(1, _PAIRS_CHUNK // 4)
+    piece's lists and their temporaries take ~32 bytes a pair at once: 125,000 pairs, 4 MB,
+    beside the accumulator and the columns already held (a million took the 10⁵ x 2,000
+    crossed design's setup 24 MB higher, a quarter of a million 4-8 MB; the pieces' Python
+    calls cost ~1 ms a piece, 64 pieces there)."""
+    budget = max(1, _PAIRS_CHUNK // 8)
     pieces = []
     while lo < end:
         base = int(level_pairs[lo - 1]) if lo else 0
