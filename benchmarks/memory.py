@@ -180,6 +180,8 @@ def main() -> None:
                                                    / "lmeformula-bench-data"))
     parser.add_argument("--no-trace", action="store_true",
                         help="only the fit's high-water mark, without tracemalloc")
+    parser.add_argument("--optimizer", default=None,
+                        help="lmer's optimizer (e.g. L-BFGS-B); lme4's default when omitted")
     parser.add_argument("--rss", action="store_true",
                         help="the fit's stages by resident set size (VmHWM per stage) instead "
                              "of tracemalloc")
@@ -191,11 +193,13 @@ def main() -> None:
 
     import lmeformula as lmf
 
+    kw: dict[str, Any] = {} if args.optimizer is None else {
+        "control": {"optimizer": args.optimizer}}
     df = pd.read_csv(data) if data.endswith(".csv") else lmf.datasets.load(data)
     frame_mb = float(df.memory_usage(deep=True).sum()) / MB
     # imports and first-call costs (the model may not be identifiable on so few rows)
     with contextlib.suppress(ValueError):
-        lmf.lmer(model.formula, df.iloc[:2000])
+        lmf.lmer(model.formula, df.iloc[:2000], **kw)
     rss_tracer = None
     if args.rss:  # the measured fit itself, by stage (reading /proc allocates nothing)
         gc.collect()
@@ -205,7 +209,7 @@ def main() -> None:
         trace_stages(rss_tracer)
     before = status_mb("VmRSS") if reset_peak() else None
     t0 = time.perf_counter()
-    m = lmf.lmer(model.formula, df)
+    m = lmf.lmer(model.formula, df, **kw)
     elapsed = time.perf_counter() - t0
     hwm = status_mb("VmHWM")
     if rss_tracer is not None and hwm is not None:  # VmHWM was reset at each stage
@@ -227,7 +231,7 @@ def main() -> None:
     trace_stages(tracer)
     gc.collect()
     tracemalloc.start()
-    m = lmf.lmer(model.formula, df)
+    m = lmf.lmer(model.formula, df, **kw)
     after = tracemalloc.get_traced_memory()[0] / MB
     tracemalloc.stop()
     print("\ntraced memory (MB; numpy and Python objects, not the frame loaded before):")

@@ -224,8 +224,8 @@ def test_frame_rows_without_an_index(syntax: str) -> None:
     assert len(m.fitted()) == len(df) - 2
 
 
-def test_gradient_key_positions_made_by_the_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
-    # G stored sparse with its pairs listed (the gradient reads the keys' positions then)
+def test_gradient_keeps_nothing_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # G stored sparse with its pairs listed (the gradient weighs the keys then)
     monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
                                                       dense_g_fill=1.0))
     dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed_intercepts(7, 3000, 300, 40),
@@ -233,17 +233,14 @@ def test_gradient_key_positions_made_by_the_gradient(monkeypatch: pytest.MonkeyP
     assert isinstance(dev, LmerDevfun)
     problem = dev.problem
     assert isinstance(problem.b21, PairsBlock)
-    assert not problem._grad_keys  # a fit without the gradient never makes them
     theta = np.array([0.7, 1.1])
     dev(theta)
-    assert not problem._grad_keys
+    assert not problem._inside_counts  # a fit without the gradient counts nothing
     grad = dev.gradient(theta)
-    (s, (inside, i, j, lower_at, diagonal)), = problem._grad_keys.items()
-    assert i.dtype == j.dtype == lower_at.dtype == np.int32  # 32-bit where they fit
-    np.testing.assert_array_equal(i.astype(np.int64) * problem.m + j, problem.b21.keys[inside])
-    np.testing.assert_array_equal(lower_at, j + i * s)
-    np.testing.assert_array_equal(diagonal, np.flatnonzero(i == j))
-    np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same positions reused
+    (s, count), = problem._inside_counts.items()  # one number per size, nothing per key
+    rows, cols = np.divmod(problem.b21.keys, problem.m)
+    assert count == int(np.count_nonzero((rows < s) & (cols < s)))
+    np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same count reused
 
 
 def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -143,22 +143,26 @@ def test_insteval_first_step_stays_off_the_bound() -> None:
 
 
 @pytest.mark.parametrize("case_id", ["grouseticks_log", "insteval3000_ordered", "probe_08"])
-def test_gradient_keys_made_once_and_read_flat(case_id: str) -> None:
-    """The keys inside block 2's leading rows are made once per size (REML's and ML's), and
-    K̃ read by flat positions off dpotri's Fortran-order S⁻¹ equals reading it by (j, i)."""
+def test_gradient_weighs_keys_by_chunks_and_reads_flat(monkeypatch: pytest.MonkeyPatch,
+                                                       case_id: str) -> None:
+    """The first term's part of the gradient, its keys weighed a chunk at a time, is the
+    whole-vector sum bit for bit (the same products, summed at once in the same order),
+    whatever the chunk; and K̃ read by flat positions off dpotri's Fortran-order S⁻¹ equals
+    reading it by (j, i). Only the count of keys inside is kept, per size (REML's, ML's)."""
     import scipy.linalg as la
 
+    import lmeformula.pls.blocks as pls_blocks
+
     case, blocked, _ = engines(case_id)
-    assert isinstance(blocked.b21, PairsBlock)  # the gradient sums over the pairs
+    b21 = blocked.b21
+    assert isinstance(b21, PairsBlock)  # the gradient sums over the pairs
     theta = as_float_array(case["fit"]["theta"]) * 1.1 + 0.05
     f = blocked.factor(theta)
     first = blocked.gradient(f, True)
-    keys = blocked._grad_keys[blocked._lam_r_size + blocked.p]
-    assert blocked.gradient(f, True).tobytes() == first.tobytes()
-    assert blocked._grad_keys[blocked._lam_r_size + blocked.p] is keys
-    blocked.gradient(f, False)
-    assert set(blocked._grad_keys) == {blocked._lam_r_size + blocked.p, blocked._lam_r_size}
     s = blocked._lam_r_size + blocked.p
+    assert blocked.gradient(f, True).tobytes() == first.tobytes()
+    blocked.gradient(f, False)
+    assert set(blocked._inside_counts) == {s, blocked._lam_r_size}
     inv_f, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
     assert inv_f.flags.f_contiguous
     l11inv = np.linalg.inv(f.L11)
@@ -166,6 +170,25 @@ def test_gradient_keys_made_once_and_read_flat(case_id: str) -> None:
     flat = blocked._first_term_quadratic(v, inv_f, theta, s)
     by_index = blocked._first_term_quadratic(v, np.ascontiguousarray(inv_f), theta, s)
     assert flat.tobytes() == by_index.tobytes()
+    # the whole-vector computation, as it was made before the chunks
+    rows, cols = np.divmod(b21.keys.astype(np.int64), blocked.m)
+    inside = (rows < s) & (cols < s)
+    i, j = rows[inside], cols[inside]
+    dr = blocked._block2_scales(theta)[:s]
+    k = inv_f.ravel(order="F")[i * s + j] * dr[i] * dr[j]
+    k[i != j] *= 2.0
+    nc = v.shape[1]
+    vg = v[b21.group_level]
+    expected = np.zeros((nc, nc))
+    for a in range(nc):
+        for b in range(a, nc):
+            bmat = vg[:, :, a, None] * vg[:, None, :, b]
+            bmat = 0.5 * (bmat + np.swapaxes(bmat, 1, 2))
+            down = (b21.pairs @ bmat.reshape(-1))[inside] * k
+            expected[a, b] = expected[b, a] = float(np.sum(down))
+    assert flat.tobytes() == expected.tobytes()
+    monkeypatch.setattr(pls_blocks, "WEIGHT_CHUNK", 7)  # many chunks: the same sums
+    assert blocked._first_term_quadratic(v, inv_f, theta, s).tobytes() == flat.tobytes()
 
 
 @pytest.mark.slow

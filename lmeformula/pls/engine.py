@@ -33,7 +33,7 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from . import memory as _memory
 from . import policy as _policy_module
 from .blocks import (
+    WEIGHT_CHUNK,
     DenseDiagonalBlock,
     LevelBlock,
     OffDiagonalBlock,
@@ -142,9 +143,9 @@ class PLSProblem(_AugmentedSystem):
     b11: LevelBlock = field(init=False, repr=False)
     b21: OffDiagonalBlock = field(init=False, repr=False)
     b22: DenseDiagonalBlock = field(init=False, repr=False)
-    # the gradient's keys by size of its block (:meth:`_gradient_keys`)
-    _grad_keys: dict[int, tuple[np.ndarray, ...]] = field(
-        init=False, repr=False, default_factory=dict)
+    # how many of the rank update's keys lie inside block 2's first s rows, by s (REML's and
+    # ML's), for the gradient (:class:`_KeyWeights`): counted once, nothing per key is kept
+    _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         w: np.ndarray | None = self._weights()
@@ -640,24 +641,27 @@ class PLSProblem(_AugmentedSystem):
         b21 = self.b21
         if not isinstance(b21, PairsBlock):  # the quadratic forms by BLAS
             return b21.dense_quadratic(v, k_tilde_full(), s)
-        inside, i, j, lower_at, diagonal = self._gradient_keys(s)
         plan = self._block2_plan
+        k_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
         if plan.vector_blocks:
-            k_keys = k_tilde_full()[i, j]
+            k_full = k_tilde_full()
+
+            def k_at(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+                return k_full[i, j]
         else:
             # Λ₂ diagonal: K̃ needed only at the keys, from S⁻¹'s lower triangle
             dr = self._block2_scales(theta)[:s]
-            if inv_lower.flags.f_contiguous:  # one flat gather of dpotri's Fortran order
-                k_keys = inv_lower.ravel(order="F")[lower_at]
-            else:
-                k_keys = inv_lower[j, i]
-            # in place, the same products in the same order (2·10⁶ keys: 28 MB less at once)
-            k_keys *= dr[i]
-            k_keys *= dr[j]
-        on_diagonal = k_keys[diagonal]
-        k_keys *= 2.0  # keys are the upper triangle: doubled off the diagonal
-        k_keys[diagonal] = on_diagonal
-        return b21.quadratic(v, k_keys, inside)
+            flat = inv_lower.ravel(order="F") if inv_lower.flags.f_contiguous else None
+
+            def k_at(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+                # dpotri's Fortran order read flat at (j, i); else by index
+                k = flat[i * s + j] if flat is not None else inv_lower[j, i]
+                k *= dr[i]  # in place, the same products in the same order
+                k *= dr[j]
+                return k
+
+        return b21.quadratic(v, _KeyWeights(b21.keys, self.m, s, k_at,
+                                            self._inside_counts))
 
     @property
     def _block2_plan(self) -> Block2Plan:
@@ -678,28 +682,6 @@ class PLSProblem(_AugmentedSystem):
             raise np.linalg.LinAlgError("a relative covariance factor is singular")
         qr = self._lam_r_size
         return lams, qr + self.p if REML else qr
-
-    def _gradient_keys(self, s: int) -> tuple[np.ndarray, ...]:
-        """The rank update's keys inside block 2's first ``s`` rows, for the gradient: the
-        mask, their rows i and columns j, the flat positions of (j, i) in an s x s
-        Fortran-order array, and which of them are on the diagonal. Structural, so made once
-        per ``s`` (REML and ML differ) rather than per gradient (~0.5 ms of InstEval's), in
-        32-bit integers where they fit (the 10⁵ x 2,000 crossed design's 2·10⁶ keys: 36 MB
-        less held by an L-BFGS-B fit)."""
-        cached = self._grad_keys.get(s)
-        if cached is None:
-            # 32-bit: m is far below 2³¹, as block 2 is dense
-            key_rows, key_cols = (a.astype(np.int32) for a in np.divmod(self.b21.keys, self.m))
-            inside = (key_rows < s) & (key_cols < s)
-            i, j = key_rows[inside], key_cols[inside]
-            del key_rows, key_cols
-            index = np.int32 if s * s < 2**31 else np.intp
-            lower_at: np.ndarray = i.astype(index)
-            np.multiply(lower_at, s, out=lower_at)
-            np.add(lower_at, j, out=lower_at, casting="unsafe")  # exact: below s²
-            cached = (inside, i, j, lower_at, np.flatnonzero(i == j))
-            self._grad_keys[s] = cached
-        return cached
 
     # -- criteria and solutions -------------------------------------------------------------
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
@@ -835,6 +817,42 @@ _L21_BAND_ENTRIES = 1 << 16
 
 # keys per chunk of the block-pair ordering's counting sort
 _ORDER_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class _KeyWeights:
+    """K̃ at the rank update's keys (:class:`~lmeformula.pls.blocks.KeyWeights`), made a
+    range of keys at a time from their flat positions: which lie inside block 2's first
+    ``s`` rows and columns, and K̃ there (``k_at``: at rows i, columns j), doubled off the
+    diagonal. Nothing over every key is made or kept: on the 10⁵ x 2,000 crossed design the
+    rows, columns and positions of all 1.75·10⁶ keys took 23 MB, kept by the fit, and K̃ at
+    them 14 MB per gradient."""
+
+    keys: np.ndarray
+    m: int
+    s: int
+    k_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    counts: dict[int, int]
+
+    def _inside(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, cols = np.divmod(self.keys[lo:hi], self.m)
+        inside = (rows < self.s) & (cols < self.s)
+        return inside, rows[inside], cols[inside]
+
+    @property
+    def count(self) -> int:
+        if self.s not in self.counts:  # structural: counted once per s
+            n = self.keys.shape[0]
+            self.counts[self.s] = sum(
+                int(np.count_nonzero(self._inside(lo, min(n, lo + WEIGHT_CHUNK))[0]))
+                for lo in range(0, n, WEIGHT_CHUNK))
+        return self.counts[self.s]
+
+    def __call__(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        inside, i, j = self._inside(lo, hi)
+        k = self.k_at(i, j)
+        k[i != j] *= 2.0  # the keys are the upper triangle
+        return inside, k
 
 
 def csr_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray | slice:
