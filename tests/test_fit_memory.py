@@ -243,6 +243,28 @@ def test_gradient_keeps_nothing_per_key(monkeypatch: pytest.MonkeyPatch) -> None
     np.testing.assert_array_equal(dev.gradient(theta), grad)  # the same count reused
 
 
+def test_dense_block_scatters_index_typed_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dense block 2 holds the downdate's keys in numpy's index type up to
+    ``max_index_keys_bytes`` (no conversion per scatter), 32-bit above it; the criterion is
+    the same either way, bit for bit."""
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
+                                                      dense_g_fill=1.0))
+    monkeypatch.setattr(downdate, "_PAIRS_CHUNK", 300)  # the chunked build: 32-bit keys
+    df = crossed_intercepts(7, 3000, 300, 40)
+    values = []
+    for limit, dtype in ((pls_policy.POLICY.max_index_keys_bytes, np.intp), (0, np.int32)):
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY,
+                                                          max_index_keys_bytes=limit))
+        dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", df, devFunOnly=True)
+        assert isinstance(dev, LmerDevfun)
+        problem = dev.problem
+        assert isinstance(problem.b21, PairsBlock) and problem.b21.keys.dtype == np.int32
+        assert problem.b22.keys.dtype == dtype
+        np.testing.assert_array_equal(problem.b22.keys, problem.b21.keys)
+        values.append(dev(np.array([0.7, 1.1])))
+    assert values[0] == values[1]
+
+
 def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above ``max_best_factor`` the deviance function keeps no factor of the best point (the
     optimum is factored once more, as lme4 evaluates it once more): the same fit, bit for bit."""

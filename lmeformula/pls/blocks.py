@@ -618,6 +618,8 @@ def diagonal_block2(m22: np.ndarray, plan: Block2Plan, keys: np.ndarray,
     """Block 2's type: an :class:`ArrowBlock` when its leading terms are level-diagonal
     (:func:`leading_level_run`) over at least :attr:`BlockPolicy.arrow_min_rows` rows, else
     a :class:`DenseDiagonalBlock`."""
+    if keys.shape[0] * np.dtype(np.intp).itemsize <= _policy().max_index_keys_bytes:
+        keys = keys.astype(np.intp, copy=False)  # scattered per θ: no conversion each time
     lead = leading_level_run(m22, g, plan.terms, first)
     if lead is not None and lead.size >= _policy().arrow_min_rows:
         return ArrowBlock(m22, plan, keys, diagonal, lead)
