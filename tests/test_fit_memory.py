@@ -179,9 +179,9 @@ def test_held_column_by_chunks(monkeypatch: pytest.MonkeyPatch, seed: int,
         sums[::20] = 300.0
         sums[1::40] = 0.5
     whole = downdate._held_column(rows, sums, nrows)
-    monkeypatch.setattr(downdate, "_INDEX_CHUNK", 5)
     monkeypatch.setattr(downdate, "_ROW_BLOCK", 64)
-    expected = downdate._held_column(rows, sums, nrows) if nrows else whole
+    expected = downdate._held_column(rows, sums, nrows) if nrows else whole  # one chunk
+    monkeypatch.setattr(downdate, "_INDEX_CHUNK", 5)
     chunked = downdate._held_column_of(rows, lambda lo, hi: sums[lo:hi].copy(), nrows)
     if seed < 2:
         assert chunked.values.dtype == np.uint8 and (sums[chunked.wide_at] == 300).any()

@@ -7,6 +7,7 @@ pieces this path changed."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,53 +143,104 @@ def test_insteval_first_step_stays_off_the_bound() -> None:
     assert abs(opt.fval - ref["REMLcrit"]) < 1e-6
 
 
-@pytest.mark.parametrize("case_id", ["grouseticks_log", "insteval3000_ordered", "probe_08"])
-def test_gradient_weighs_keys_by_chunks_and_reads_flat(monkeypatch: pytest.MonkeyPatch,
-                                                       case_id: str) -> None:
-    """The first term's part of the gradient, its keys weighed a chunk at a time, is the
-    whole-vector sum bit for bit (the same products, summed at once in the same order),
-    whatever the chunk; and K̃ read by flat positions off dpotri's Fortran-order S⁻¹ equals
-    reading it by (j, i). Only the count of keys inside is kept, per size (REML's, ML's)."""
-    import scipy.linalg as la
-
-    import lmeformula.pls.blocks as pls_blocks
-
-    case, blocked, _ = engines(case_id)
-    b21 = blocked.b21
-    assert isinstance(b21, PairsBlock)  # the gradient sums over the pairs
-    theta = as_float_array(case["fit"]["theta"]) * 1.1 + 0.05
-    f = blocked.factor(theta)
-    first = blocked.gradient(f, True)
-    s = blocked._lam_r_size + blocked.p
-    assert blocked.gradient(f, True).tobytes() == first.tobytes()
-    blocked.gradient(f, False)
-    assert set(blocked._inside_counts) == {s, blocked._lam_r_size}
-    inv_f, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
-    assert inv_f.flags.f_contiguous
-    l11inv = np.linalg.inv(f.L11)
-    v = blocked.terms[0].lower_factor(theta) @ (np.swapaxes(l11inv, 1, 2) @ l11inv)
-    flat = blocked._first_term_quadratic(v, inv_f, theta, s)
-    by_index = blocked._first_term_quadratic(v, np.ascontiguousarray(inv_f), theta, s)
-    assert flat.tobytes() == by_index.tobytes()
-    # the whole-vector computation, as it was made before the chunks
-    rows, cols = np.divmod(b21.keys.astype(np.int64), blocked.m)
+def _whole_vector_quadratic(problem: PLSProblem, v: np.ndarray, inv_f: np.ndarray,
+                            theta: np.ndarray, s: int) -> np.ndarray:
+    """The first term's sums over the pairs as they were made before the chunks: K̃ and
+    C's product over every key, the keys inside taken by a mask, summed at once."""
+    b21 = problem.b21
+    assert isinstance(b21, PairsBlock)
+    rows, cols = np.divmod(b21.keys.astype(np.int64), problem.m)
     inside = (rows < s) & (cols < s)
     i, j = rows[inside], cols[inside]
-    dr = blocked._block2_scales(theta)[:s]
+    dr = problem._block2_scales(theta)[:s]
     k = inv_f.ravel(order="F")[i * s + j] * dr[i] * dr[j]
     k[i != j] *= 2.0
     nc = v.shape[1]
     vg = v[b21.group_level]
-    expected = np.zeros((nc, nc))
+    out = np.zeros((nc, nc))
     for a in range(nc):
         for b in range(a, nc):
             bmat = vg[:, :, a, None] * vg[:, None, :, b]
             bmat = 0.5 * (bmat + np.swapaxes(bmat, 1, 2))
             down = (b21.pairs @ bmat.reshape(-1))[inside] * k
-            expected[a, b] = expected[b, a] = float(np.sum(down))
-    assert flat.tobytes() == expected.tobytes()
+            out[a, b] = out[b, a] = float(np.sum(down))
+    return out
+
+
+def _check_chunked_quadratic(monkeypatch: pytest.MonkeyPatch, problem: PLSProblem,
+                             theta: np.ndarray) -> None:
+    """The first term's part of the gradient, its keys weighed a chunk at a time, is the
+    whole-vector sum bit for bit, whatever the chunk; K̃ read flat off dpotri's
+    Fortran-order S⁻¹ equals K̃ read by (j, i)."""
+    import scipy.linalg as la
+
+    import lmeformula.pls.blocks as pls_blocks
+
+    f = problem.factor(theta)
+    s = problem._lam_r_size + problem.p
+    inv_f, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
+    assert inv_f.flags.f_contiguous
+    l11inv = np.linalg.inv(f.L11)
+    v = problem.terms[0].lower_factor(theta) @ (np.swapaxes(l11inv, 1, 2) @ l11inv)
+    flat = problem._first_term_quadratic(v, inv_f, theta, s)
+    by_index = problem._first_term_quadratic(v, np.ascontiguousarray(inv_f), theta, s)
+    assert flat.tobytes() == by_index.tobytes()
+    assert flat.tobytes() == _whole_vector_quadratic(problem, v, inv_f, theta, s).tobytes()
     monkeypatch.setattr(pls_blocks, "WEIGHT_CHUNK", 7)  # many chunks: the same sums
-    assert blocked._first_term_quadratic(v, inv_f, theta, s).tobytes() == flat.tobytes()
+    assert problem._first_term_quadratic(v, inv_f, theta, s).tobytes() == flat.tobytes()
+
+
+@pytest.mark.parametrize("case_id", ["grouseticks_log", "insteval3000_ordered", "probe_08"])
+def test_gradient_weighs_keys_by_chunks_and_reads_flat(monkeypatch: pytest.MonkeyPatch,
+                                                       case_id: str) -> None:
+    """Only the count of keys inside is kept, per size (REML's, ML's); the sums are the
+    whole-vector ones (:func:`_check_chunked_quadratic`)."""
+    case, blocked, _ = engines(case_id)
+    assert isinstance(blocked.b21, PairsBlock)  # the gradient sums over the pairs
+    theta = as_float_array(case["fit"]["theta"]) * 1.1 + 0.05
+    f = blocked.factor(theta)
+    first = blocked.gradient(f, True)
+    assert blocked.gradient(f, True).tobytes() == first.tobytes()
+    blocked.gradient(f, False)
+    s = blocked._lam_r_size + blocked.p
+    assert set(blocked._inside_counts) == {s, blocked._lam_r_size}
+    _check_chunked_quadratic(monkeypatch, blocked, theta)
+
+
+def test_vector_first_term_weighs_keys_by_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vector first term: its three sums weigh each chunk of keys once, and equal the
+    whole-vector sums bit for bit."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    subj, item = rng.integers(0, 300, n), rng.integers(0, 40, n)
+    x = rng.normal(size=n)
+    y = x + rng.normal(size=300)[subj] + rng.normal(size=300)[subj] * x + rng.normal(size=n)
+    df = pd.DataFrame({"y": y, "x": x, "subj": subj.astype(str), "item": item.astype(str)})
+    from dataclasses import replace
+
+    import lmeformula.pls.policy as pls_policy
+
+    # G stored sparse with its pairs listed (a G this small is otherwise stored dense)
+    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
+                                                      dense_g_fill=1.0))
+    dev = lmf.lmer("y ~ x + (x | subj) + (1 | item)", df, devFunOnly=True)
+    problem = dev.problem  # type: ignore[union-attr]
+    assert isinstance(problem.b21, PairsBlock) and problem.terms[0].nc == 2
+    from lmeformula.pls import engine as pls_engine
+
+    spans: list[tuple[int, int]] = []
+    weigh = pls_engine._KeyWeights.__call__
+
+    def counted(self: Any, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        spans.append((lo, hi))
+        return weigh(self, lo, hi)
+
+    monkeypatch.setattr(pls_engine._KeyWeights, "__call__", counted)
+    _check_chunked_quadratic(monkeypatch, problem, np.array([0.8, 0.1, 0.5, 0.9]))
+    # each of the three calls weighed each chunk once for its three sums (nc = 2): two
+    # calls in chunks of 2¹⁶ keys, one in chunks of 7
+    nkeys = problem.b21.keys.shape[0]
+    assert len(spans) == 2 * -(-nkeys // 2**16) + -(-nkeys // 7)
 
 
 @pytest.mark.slow

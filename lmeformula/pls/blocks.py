@@ -386,13 +386,16 @@ class PairsBlock(SparseBlock):
         """Σ_l V_l' G_l'K̃G_l V_l (nc x nc) over the levels, by the pairs: ``weights`` gives,
         for a range of keys, which are inside the rows of K̃ and K̃ there (doubled off the
         diagonal: the keys are the upper triangle). The product C vec(B) is taken a part at
-        a time (a C held narrow: by its blocks) and weighed a chunk of keys at a time, into
-        one array of the weighed keys inside, summed at once: no vector, mask or index over
-        every key (the 10⁵ x 2,000 crossed design: 14 MB each, three beside the 23 MB of
-        keys' positions kept before), the same products in the same order."""
+        a time (a C held narrow: by its blocks) and weighed a chunk of keys at a time into
+        one array, the weighed keys inside, summed at once: no product, mask, index or K̃
+        over every key (the 10⁵ x 2,000 crossed design: 14 MB each, beside the 23 MB of
+        keys' positions kept before), the same products in the same order. A vector first
+        term's nc(nc + 1)/2 sums weigh the same chunks: weighed once (vector terms never
+        have the chunked or narrow plans whose memory this saves)."""
         nc = v.shape[1]
         out = np.zeros((nc, nc))
         vg = v[self.group_level]  # (groups, nc, nc)
+        weighed: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for a in range(nc):
             for b in range(a, nc):
                 # B_l[x, y] = V_l[x, a] V_l[y, b], symmetrised (K̃ is symmetric)
@@ -403,11 +406,16 @@ class PairsBlock(SparseBlock):
                 for lo, _, part in self.rank_update_products(bmat.reshape(-1)):
                     for c0 in range(0, part.shape[0], WEIGHT_CHUNK):
                         chunk = part[c0 : c0 + WEIGHT_CHUNK]
-                        inside, weight = weights(lo + c0, lo + c0 + chunk.shape[0])
+                        span = (lo + c0, lo + c0 + chunk.shape[0])
+                        inside, weight = weighed.get(span) or weights(*span)
+                        if nc > 1:
+                            weighed[span] = (inside, weight)
                         end = at + weight.shape[0]
                         # weight · down, as the whole-vector product gave it
                         np.multiply(chunk[inside], weight, out=down[at:end])
                         at = end
+                if at != down.shape[0]:
+                    raise AssertionError("the products' parts missed keys inside")
                 # a ufunc sum, not BLAS: numpy's own OpenBLAS threads would wake up, spin and
                 # slow down scipy's dpotrf that follows
                 out[a, b] = out[b, a] = float(np.sum(down))

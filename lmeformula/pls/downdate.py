@@ -465,19 +465,20 @@ def _chunked_scalar_pairs(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.n
     large = [_pairs_of(level_pairs, lo, end) > run_pairs for _, _, lo, end in runs]
     last_large = max((i for i, big in enumerate(large) if big), default=-1)
     # a large group's sums per key (-0.0 where it has none yet) and the keys it has met,
-    # held only while large groups remain (16 MB beside the later runs otherwise)
-    acc = np.full(nkeys, -0.0) if last_large >= 0 else np.zeros(0)
-    met = np.zeros(nkeys if last_large >= 0 else 0, dtype=bool)
+    # held only from the first large group to the last (16 MB beside the other runs)
+    acc = met = np.zeros(0)
     for i, (g0, g1, lo, end) in enumerate(runs):
         if not large[i]:
             columns.extend(_run_columns(gc, seg, sorted_group, lo, end, g0, g1, m, index,
                                         position, nkeys, held_rows))
         else:
+            if acc.shape[0] != nkeys:
+                acc, met = np.full(nkeys, -0.0), np.zeros(nkeys, dtype=bool)
             columns.append(_large_group_column(gc, seg, sorted_group, lo,
                                                int(group_end[g0]), level_pairs, m, index,
                                                position, acc, met, held_rows))
         if i == last_large:
-            del acc, met
+            acc = met = np.zeros(0)
         if release:
             # each run's freed lists back to the system: the columns held since lie
             # between them in the heap, which would otherwise grow by the holes
@@ -593,7 +594,7 @@ def _large_group_column(gc: NarrowColumns, seg: np.ndarray, sorted_group: np.nda
                         index: type[np.signedinteger[Any]], position: np.ndarray,
                         acc: np.ndarray, met: np.ndarray, held_rows: int | None = None,
                         ) -> _HeldColumn:
-    """The column of C of one group of more than ``_PAIRS_CHUNK`` pairs (levels
+    """The column of C of one group of more than an eighth of ``_PAIRS_CHUNK`` pairs (levels
     ``first:end``), its pairs listed a piece at a time and added in the order listed into
     ``acc`` (all -0.0 on entry and on return; ``met``: all False, likewise)."""
     nkeys = acc.shape[0]
@@ -690,9 +691,10 @@ def _held_column(rows: np.ndarray, sums: np.ndarray, nrows: int | None = None,
 def _held_column_of(rows: np.ndarray, sums_of: Callable[[int, int], np.ndarray],
                     nrows: int | None = None, bytes_first: bool = False) -> _HeldColumn:
     """:func:`_held_column` of the sums ``sums_of(lo, hi)`` (entries ``lo:hi``, float64),
-    read twice a chunk at a time: a large group's column is held from its accumulator
-    without a float64 copy of its sums and their temporaries (on the 10⁵ x 2,000 crossed
-    design ~1 MB a chunk where the whole column's took ~17 MB at the setup's peak)."""
+    read a chunk at a time, two or three times (the dtype, the values kept apart when some
+    are, the values): a large group's column is held from its accumulator without a float64
+    copy of its sums and their temporaries (on the 10⁵ x 2,000 crossed design ~1 MB a chunk
+    where the whole column's took ~17 MB at the setup's peak)."""
     n = rows.shape[0]
     cuts = None
     if nrows is not None:

@@ -819,14 +819,28 @@ _L21_BAND_ENTRIES = 1 << 16
 _ORDER_CHUNK = 1 << 18
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _KeyWeights:
     """K̃ at the rank update's keys (:class:`~lmeformula.pls.blocks.KeyWeights`), made a
     range of keys at a time from their flat positions: which lie inside block 2's first
-    ``s`` rows and columns, and K̃ there (``k_at``: at rows i, columns j), doubled off the
-    diagonal. Nothing over every key is made or kept: on the 10⁵ x 2,000 crossed design the
-    rows, columns and positions of all 1.75·10⁶ keys took 23 MB, kept by the fit, and K̃ at
-    them 14 MB per gradient."""
+    ``s`` rows and columns, and K̃ there, doubled off the diagonal. Nothing over every key
+    is made or kept: on the 10⁵ x 2,000 crossed design the rows, columns and positions of
+    all 1.75·10⁶ keys took 23 MB, kept by the fit, and K̃ at them 14 MB per gradient.
+
+    Attributes
+    ----------
+    keys
+        The rank update's keys: flat positions in block 2 (m x m), upper triangle.
+    m
+        Block 2's order.
+    s
+        The rows of block 2 inside A_s (random effects, and X for REML).
+    k_at
+        K̃ at rows i, columns j (a new array).
+    counts
+        The problem's count of keys inside, by s: structural, so counted once and kept
+        there (the problem's dictionary, written by :attr:`count`).
+    """
 
     keys: np.ndarray
     m: int
@@ -834,22 +848,22 @@ class _KeyWeights:
     k_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
     counts: dict[int, int]
 
-    def _inside(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rows_cols(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows, cols = np.divmod(self.keys[lo:hi], self.m)
-        inside = (rows < self.s) & (cols < self.s)
-        return inside, rows[inside], cols[inside]
+        return (rows < self.s) & (cols < self.s), rows, cols
 
     @property
     def count(self) -> int:
-        if self.s not in self.counts:  # structural: counted once per s
+        if self.s not in self.counts:
             n = self.keys.shape[0]
             self.counts[self.s] = sum(
-                int(np.count_nonzero(self._inside(lo, min(n, lo + WEIGHT_CHUNK))[0]))
+                int(np.count_nonzero(self._rows_cols(lo, min(n, lo + WEIGHT_CHUNK))[0]))
                 for lo in range(0, n, WEIGHT_CHUNK))
         return self.counts[self.s]
 
     def __call__(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        inside, i, j = self._inside(lo, hi)
+        inside, rows, cols = self._rows_cols(lo, hi)
+        i, j = rows[inside], cols[inside]
         k = self.k_at(i, j)
         k[i != j] *= 2.0  # the keys are the upper triangle
         return inside, k

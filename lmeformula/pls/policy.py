@@ -97,7 +97,8 @@ class BlockPolicy:
         A dense block 2 holds the downdate's keys (its flat positions) in numpy's index type
         while they take at most this many bytes: numpy converts other integer indices on
         every use, and the scatter of InstEval's 148,874 keys took 0.42 ms an evaluation
-        with 32-bit keys against 0.15 ms. Larger plans keep 32-bit keys (memory first).
+        with 32-bit keys against 0.15 ms. Above it the keys keep the type their plan made
+        them in (the chunked pairs plan's are 32-bit: memory first).
     max_inverse_order
         Up to this order of block 2, the large-block engine's analytic gradient (L-BFGS-B)
         is the blocked engine's: S⁻¹ by ``dpotri`` (a second m x m array, 128 MB at this
