@@ -265,6 +265,38 @@ def test_dense_block_scatters_index_typed_keys(monkeypatch: pytest.MonkeyPatch) 
     assert values[0] == values[1]
 
 
+@pytest.mark.parametrize("dense_g", [False, True])
+def test_gradient_inverts_in_the_factors_array(monkeypatch: pytest.MonkeyPatch,
+                                              dense_g: bool) -> None:
+    """Above ``max_inverse_copy_bytes`` the gradient makes S_s⁻¹ in the factor's own array
+    (no copy of its leading block): the gradient equals the copy's (dpotri) to rounding,
+    and the factor is left as it was where it is read (lower triangle, diagonal)."""
+    if not dense_g:  # G sparse with its pairs listed
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
+                                                          dense_g_fill=1.0))
+    dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed_intercepts(7, 3000, 300, 40),
+                   devFunOnly=True)
+    assert isinstance(dev, LmerDevfun)
+    problem = dev.problem
+    f = problem.factor(np.array([0.7, 1.1]))
+    lower = np.tril(f.L22).tobytes()
+    from lmeformula.pls import engine as pls_engine
+
+    used: list[int] = []
+    in_place = pls_engine.leading_inverse_in_place
+    monkeypatch.setattr(pls_engine, "leading_inverse_in_place",
+                        lambda a, s: used.append(s) or in_place(a, s))
+    grads = []
+    for limit in (2**40, 0):  # a copy, then in place
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY,
+                                                          max_inverse_copy_bytes=limit))
+        grads.append([problem.gradient(f, reml) for reml in (True, False)])
+        assert np.tril(f.L22).tobytes() == lower
+    assert len(used) == 2  # in place only below the bound (REML's s and ML's)
+    for copied, inverted in zip(*grads, strict=True):
+        np.testing.assert_allclose(inverted, copied, rtol=1e-12, atol=0)
+
+
 def test_one_factor_held_gives_the_same_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above ``max_best_factor`` the deviance function keeps no factor of the best point (the
     optimum is factored once more, as lme4 evaluates it once more): the same fit, bit for bit."""

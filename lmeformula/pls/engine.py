@@ -67,7 +67,7 @@ from .dense import (
     DenseFactorization,
     DensePLSProblem,
 )
-from .lapack import check_rx, finish_exact_fit
+from .lapack import check_rx, finish_exact_fit, leading_inverse_in_place
 from .plans import Block2Plan, ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
@@ -572,10 +572,16 @@ class PLSProblem(_AugmentedSystem):
     @contextmanager
     def _block2_inverse(self, f: Factorization, s: int) -> Iterator[np.ndarray]:
         """Within the block, an array whose leading s x s lower triangle is S_s⁻¹ (S_s block
-        2's leading s rows and columns): here ``dpotri`` on a copy of L22's leading block
-        (the large-block engine inverts in the factor's own array instead)."""
-        inv_s, _ = la.lapack.dpotri(f.L22[:s, :s], lower=1)
-        yield inv_s
+        2's leading s rows and columns): ``dpotri`` on a copy of L22's leading block up to
+        :attr:`~lmeformula.pls.policy.BlockPolicy.max_inverse_copy_bytes`, above it in the
+        factor's own array (:func:`~lmeformula.pls.lapack.leading_inverse_in_place`)."""
+        l22 = f.L22
+        if s * s * 8 <= _policy().max_inverse_copy_bytes or not l22.flags.f_contiguous:
+            inv_s, _ = la.lapack.dpotri(l22[:s, :s], lower=1)
+            yield inv_s
+        else:
+            with leading_inverse_in_place(l22, s) as inv_s:
+                yield inv_s
 
     def _gradient_from_blocks(self, f: Factorization, REML: bool, lams: list[np.ndarray],
                               blocks: list[np.ndarray], u: np.ndarray) -> np.ndarray:

@@ -33,8 +33,7 @@ same flops at BLAS-3 speed, with no symbolic work.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -51,7 +50,7 @@ from .crossprod import (
     _PairStructure,
 )
 from .engine import Factorization, PLSProblem, csr_order
-from .lapack import check_rx, finish_exact_fit
+from .lapack import check_rx, finish_exact_fit, inverse_in_upper
 from .memory import available_memory
 from .plans import Block2Plan, ZeroBlock
 from .system import _policy
@@ -335,33 +334,14 @@ class LargeBlockPLSProblem(PLSProblem):
         """Block 2's per-θ plan, held by the compact block."""
         return self._compact.plan
 
-    @contextmanager
-    def _block2_inverse(self, f: Factorization, s: int) -> Iterator[np.ndarray]:
-        """S_s⁻¹ for the blocked engine's gradient, made in the factor's own array rather
-        than in a copy (the 10⁵ x 2,000 crossed design: 32 MB less per L-BFGS-B gradient):
-        L⁻ᵀ in its upper triangle (:func:`_inverse_in_upper`), its columns from s on cleared
-        above the diagonal (so that the product below is that of the leading s x s triangle,
-        L_s⁻ᵀ), then ``dlauum``: U Uᵀ = L_s⁻ᵀ L_s⁻¹ = S_s⁻¹ in the upper triangle. Yields the
-        leading s x s block of the array's transpose, whose lower triangle that is. The same
-        inverse as ``dpotri`` of the leading block (dtrtri and dlauum too), on the upper
-        triangle rather than the lower: equal up to rounding. On leaving, the factor is as it
-        was (its lower triangle and diagonal, everything that is read of it)."""
-        a = f.L22
-        with _inverse_in_upper(a):
-            a[:s, s:] = 0.0  # columns from s on: nothing above the diagonal
-            inv, info = la.lapack.dlauum(a, lower=0, overwrite_c=1)
-            if info != 0 or not np.shares_memory(inv, a):
-                raise FittingError(f"the inverse of block 2 failed (dlauum info {info})")
-            yield a.T[:s, :s]
-
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically (the formula of
         :meth:`PLSProblem.gradient`), at the cost of one triangular inverse of block 2.
 
-        The blocked engine takes block 2's part of C = A_s⁻¹ from S_s⁻¹ (``dpotri``: two
-        triangular passes, and a second m x m array) and the first term's from K̃ at the
+        The blocked engine takes block 2's part of C = A_s⁻¹ from S_s⁻¹ (two triangular
+        passes, in the factor's array at these orders) and the first term's from K̃ at the
         downdate's keys. Here K = L_s⁻¹ (``dtrtri``, written into the free upper triangle of
-        the factor's own array, :func:`_inverse_in_upper`) gives both: S_s⁻¹'s diagonal
+        the factor's own array, :func:`inverse_in_upper`) gives both: S_s⁻¹'s diagonal
         (block 2's terms are scalar) as the squared norms of K's columns, and
         Σ_l V_l'G_l'Λ₂S_s⁻¹Λ₂'G_lV_l as the Gram matrices of K Λ₂'G V, G sparse
         (:meth:`_inverse_grams`). The factor is left as it was (its lower triangle and
@@ -416,7 +396,7 @@ class LargeBlockPLSProblem(PLSProblem):
         bt = None
         if b is not None:
             bt = sp.csr_matrix(b).T  # CSC (nl₁·nc₁ x s): B's first rows are its first columns
-        with _inverse_in_upper(a):
+        with inverse_in_upper(a):
             for r0 in range(0, s, panel):
                 r1 = min(s, r0 + panel)
                 # xp[j, k] = K[r0 + k, j] for j <= r0 + k; below that, in the panel's own
@@ -531,33 +511,3 @@ def _lower_nonzeros(a: np.ndarray, c0: int, c1: int, stop: int) -> np.ndarray:
     nz = a[c0:stop, c0:c1] != 0.0
     nz[np.triu_indices(c1 - c0, 1)] = False
     return nz
-
-
-@contextmanager
-def _inverse_in_upper(a: np.ndarray) -> Iterator[None]:
-    """Within the block, the upper triangle and diagonal of the factor's m x m array (F
-    order, L in its lower triangle) hold L⁻ᵀ, whose leading s x s triangle is that of
-    L_s⁻ᵀ for every s: L is mirrored into the upper triangle (the strict upper one is not
-    read by anything else) and inverted there in place by ``dtrtri``. The last pivot (the
-    response's, zero for an exact fit) is taken as 1 meanwhile (its row and column of the
-    inverse are not read). On leaving, the diagonal is L's again: the lower triangle, the
-    part of the factor that is read, is as it was."""
-    m = a.shape[0]
-    if not a.flags.f_contiguous:  # LAPACK would work on a copy
-        raise ValueError("the factor's array must be in Fortran order")
-    diagonal = np.diagonal(a).copy()
-    band = _policy().band
-    try:
-        for c0 in range(0, m, band):  # the strict lower triangle mirrored, by bands
-            c1 = min(m, c0 + band)
-            a[:c0, c0:c1] = a[c0:c1, :c0].T
-            square = a[c0:c1, c0:c1]
-            upper = np.triu_indices(c1 - c0, 1)
-            square[upper] = square.T[upper]
-        a[-1, -1] = 1.0
-        inv, info = la.lapack.dtrtri(a, lower=0, overwrite_c=1)
-        if info != 0 or not np.shares_memory(inv, a):
-            raise FittingError(f"the inverse of block 2's factor failed (dtrtri info {info})")
-        yield
-    finally:
-        a[np.diag_indices(m)] = diagonal

@@ -99,10 +99,15 @@ class BlockPolicy:
         every use, and the scatter of InstEval's 148,874 keys took 0.42 ms an evaluation
         with 32-bit keys against 0.15 ms. Above it the keys keep the type their plan made
         them in (the chunked pairs plan's are 32-bit: memory first).
+    max_inverse_copy_bytes
+        The analytic gradient (L-BFGS-B) takes S_s⁻¹ by ``dpotri`` on a copy of the factor's
+        leading block up to this size, and in the factor's own array above it (the 10⁴ x
+        10³ crossed design: 8 MB less at the optimizer's peak; the 10⁵ x 2,000 one: 32 MB);
+        the two are equal up to rounding, and small models keep ``dpotri``'s numbers.
     max_inverse_order
         Up to this order of block 2, the large-block engine's analytic gradient (L-BFGS-B)
-        is the blocked engine's: S⁻¹ by ``dpotri`` (a second m x m array, 128 MB at this
-        order) and the first term's part summed over the downdate's pairs. Above it, its own
+        is the blocked engine's: S⁻¹ by two triangular passes (in the factor's array) and
+        the first term's part summed over the downdate's pairs. Above it, its own
         (block 2's triangular inverse in place and sparse products against it by panels),
         whose products with the first term's nl₁ columns cost more: on the 10⁵ x 2,000
         crossed design L-BFGS-B took 19.4 s with it against 3.6 s.
@@ -128,6 +133,7 @@ class BlockPolicy:
     compact_m22_order: int = 1_500
     max_best_factor: int = 2_000_000
     max_index_keys_bytes: int = 2 * 2**20
+    max_inverse_copy_bytes: int = 4 * 2**20
     max_inverse_order: int = 4_000
 
     def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
