@@ -164,6 +164,15 @@ def column_value(series: pd.Series) -> Value:
         return np.array(series.to_numpy(), dtype=float)
     if isinstance(dtype, pd.CategoricalDtype):
         return series.array.copy()
+    if _is_arrow_dictionary(dtype):
+        # a pandas column of Arrow dictionary type: a factor, its dictionary's order kept (an
+        # ordered dictionary an ordered factor), as for a pyarrow Table's dictionary column
+        return cast(pd.Categorical, pd.Series(series.array.__arrow_array__().to_pandas()).array)
+    if pd.api.types.is_complex_dtype(dtype):
+        # R: "complex variables are not currently allowed in model matrices"; numpy's cast to
+        # float would drop the imaginary part with a mere warning
+        raise FormulaError(f"column '{series.name}': complex variables are not currently "
+                           "allowed in model matrices")
     if pd.api.types.is_bool_dtype(dtype):
         if series.isna().any():
             return as_factor(series.astype(object).map(
@@ -177,12 +186,59 @@ def column_value(series: pd.Series) -> Value:
         warnings.warn(f"column '{series.name}' holds numbers with object dtype; "
                       "it is used as a numeric variable", ColumnTypeWarning, stacklevel=6)
         return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_object_dtype(dtype):
+        _check_object_values(series)
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         # pandas-stubs leave None out of na_value's types; pandas takes it (NA becomes None)
         return series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
     raise FormulaError(
         f"column '{series.name}' has type {dtype}, which a model formula cannot use"
     )
+
+
+# what pandas infers for object columns that R's data frames cannot hold as variables (its
+# "invalid type (list) for variable 'x'"); a factor of their printed forms would be a silently
+# different model
+_NOT_VARIABLES = {"complex": "complex", "datetime": "datetime", "date": "date",
+                  "time": "time", "timedelta": "timedelta", "period": "period",
+                  "interval": "interval", "bytes": "bytes"}
+
+
+def _check_object_values(series: pd.Series) -> None:
+    """Refuse an object column of values a model formula cannot use (lists, dicts, arrays,
+    dates, complex numbers, bytes), naming the column."""
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    kind = _NOT_VARIABLES.get(inferred)
+    if kind is None and inferred == "mixed":
+        odd = next((v for v in series.array if isinstance(
+            v, (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame))), None)
+        kind = None if odd is None else type(odd).__name__
+    if kind is not None:
+        raise FormulaError(f"invalid type ({kind}) for variable '{series.name}': a model "
+                           "formula takes numbers, strings, booleans or factors")
+
+
+def check_column_type(series: pd.Series) -> None:
+    """Raise :func:`column_value`'s error for a column a model formula cannot use, without
+    converting it (the formulaic front end checks the columns it hands to formulaic)."""
+    dtype = series.dtype
+    if pd.api.types.is_complex_dtype(dtype):
+        raise FormulaError(f"column '{series.name}': complex variables are not currently "
+                           "allowed in model matrices")
+    if pd.api.types.is_object_dtype(dtype):
+        _check_object_values(series)
+    elif not (isinstance(dtype, pd.CategoricalDtype) or _is_arrow_dictionary(dtype)
+              or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
+              or pd.api.types.is_string_dtype(dtype)):
+        raise FormulaError(
+            f"column '{series.name}' has type {dtype}, which a model formula cannot use")
+
+
+def _is_arrow_dictionary(dtype: Any) -> bool:
+    # pyarrow's DictionaryType (its index and value types), without importing pyarrow
+    pa_type = getattr(dtype, "pyarrow_dtype", None)
+    return (isinstance(dtype, pd.ArrowDtype) and hasattr(pa_type, "index_type")
+            and hasattr(pa_type, "value_type"))
 
 
 def _numeric(value: Value, what: str) -> np.ndarray:
