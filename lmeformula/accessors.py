@@ -6,10 +6,14 @@ Each calls the fitted model's property or method of the same name, so ``lmf.fixe
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from .errors import ArgumentError
 from .mermod import LmerMod, LogLik, Summary
 from .mermod import VarCorr as _VarCorr
 from .mermod import getME as _getME
@@ -97,7 +101,7 @@ def vcov(m: LmerMod, adjust: str | None = None) -> pd.DataFrame:
     if adjust is None:
         return m.vcov()
     if adjust not in ("Kenward-Roger", "KR"):
-        raise ValueError(f"adjust must be None or 'Kenward-Roger', not {adjust!r}")
+        raise ArgumentError(f"adjust must be None or 'Kenward-Roger', not {adjust!r}")
     from .ddf import vcov_adjusted
 
     v = m.vcov()
@@ -156,9 +160,11 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
 
 
 def simulate(m: LmerMod, nsim: int = 1, rng: Any = None, use_u: bool = False,
-             re_form: Any = float("nan"), newdata: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Responses simulated from the fitted model (columns sim_1 ... sim_nsim)."""
-    return m.simulate(nsim, rng, use_u, re_form, newdata)
+             re_form: Any = float("nan"), newdata: pd.DataFrame | None = None,
+             allow_new_levels: bool = False) -> pd.DataFrame:
+    """Responses simulated from the fitted model (columns sim_1 ... sim_nsim); a level of
+    ``newdata`` the fit never saw is an error unless ``allow_new_levels``, as in lme4."""
+    return m.simulate(nsim, rng, use_u, re_form, newdata, allow_new_levels)
 
 
 def summary(m: LmerMod, ddf: str | None = None) -> Summary:
@@ -175,3 +181,27 @@ def isREML(m: LmerMod) -> bool:
 def npar(m: LmerMod) -> int:
     """Number of parameters: fixed effects, θ and σ."""
     return m.npar()
+
+
+def _needs_model(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a clear error when its model argument is not a fitted model at all (an
+    AttributeError from a fitted model itself is a bug and propagates)."""
+
+    @functools.wraps(fn)
+    def wrapper(m: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(m, *args, **kwargs)
+        except AttributeError:
+            if isinstance(m, LmerMod):
+                raise
+            raise ArgumentError(f"{fn.__name__}() needs a fitted model (from lmer or glmer), "
+                                f"not {type(m).__name__}") from None
+
+    return wrapper
+
+
+for _name in __all__:
+    _fn = globals()[_name]
+    if callable(_fn) and next(iter(inspect.signature(_fn).parameters), None) == "m":
+        globals()[_name] = _needs_model(_fn)
+del _name, _fn

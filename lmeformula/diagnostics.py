@@ -33,6 +33,7 @@ from scipy import linalg as la
 from scipy import stats
 
 from .errors import LmeFormulaError, LmeFormulaWarning, SingularFitWarning
+from .validate import as_generator
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -862,7 +863,7 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
         warnings.warn("Model was fit with prior weights. These will be ignored in the "
                       "simulation, so the scaled residuals may not be uniform.",
                       LmeFormulaWarning, stacklevel=2)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed, "seed")
     sims = m.simulate(nsim=n_sim, rng=rng, use_u=simulate_re == "conditional")
     simulated = sims.to_numpy(dtype=float)
     observed = _observed_response(m, simulated)

@@ -10,6 +10,7 @@ finite-difference derivatives over (θ, β) and the convergence checks.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,7 @@ from .glmermod import GlmerMod
 from .glmodular import glFormula
 from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace, require_laplace
 from .lmer import lmer, refit, update, updated_formula_and_data
+from .modular import check_start_finite
 from .neldermead import nelder_mead
 from .optimize import (
     Lme4Conv,
@@ -331,18 +333,29 @@ def _parse_start(start: Any, pf: Any) -> tuple[np.ndarray | None, np.ndarray | N
     if isinstance(start, Mapping):
         valid = {"par", "theta", "fixef", "beta"}
         bad = [k for k in start if k not in valid]
-        if bad:
-            raise LmeFormulaError(f"'start' has invalid names {bad}")
+        if bad:  # lme4's message (par and beta are this package's aliases)
+            raise ArgumentError(f"bad name(s) for start vector ({', '.join(map(str, bad))}); "
+                                "should be 'theta' and/or 'fixef'")
         theta = start.get("theta", start.get("par"))
         beta = start.get("fixef", start.get("beta"))
         # a scalar is a length-one vector, as in R (start = list(theta = 0.5))
-        theta = None if theta is None else np.atleast_1d(np.asarray(theta, float))
-        beta = None if beta is None else np.atleast_1d(np.asarray(beta, float))
+        theta = None if theta is None else _numeric_start(theta)
+        beta = None if beta is None else _numeric_start(beta)
     else:
-        theta, beta = np.atleast_1d(np.asarray(start, float)), None
+        theta, beta = _numeric_start(start), None
     if theta is not None and theta.shape[0] != ntheta:
         raise LmeFormulaError(f"starting value of 'par' has length not equal to {ntheta}")
+    for value in (theta, beta):
+        if value is not None:
+            check_start_finite(value)
     return theta, beta
+
+
+def _numeric_start(value: Any) -> np.ndarray:
+    try:
+        return np.atleast_1d(np.asarray(value, float)).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"all elements of start must be numeric, not {value!r}") from None
 
 
 def _describe(weights: Any, offset: Any, subset: Any,
@@ -379,6 +392,11 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
     control = m.glmer_control if "control" in m.call_args else None
     args.update({"family": m.family, "nAGQ": m.nAGQ, "control": control,
                  "data_name": m.data_name, "syntax": call.syntax})
+    accepted = inspect.signature(glmer).parameters
+    unused = [k for k in kwargs if k not in accepted or k in ("formula", "data")]
+    if unused:  # R: "unused argument (foo = 1)"
+        raise ArgumentError("unused argument ("
+                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
     args.update(kwargs)
     return glmer(new_formula, data, **args)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
@@ -38,7 +39,7 @@ from .profiling import (
     term_sizes,
     theta_from_sdcor,
 )
-from .validate import check_count, check_flag, check_number
+from .validate import as_generator, check_count, check_flag, check_number
 
 __all__ = [
     "AnovaTable",
@@ -262,7 +263,7 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     """
     from .parallel import refit_replicates
 
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     if FUN is not None:
         fun = FUN
     elif getattr(m, "is_glmm", False):
@@ -369,7 +370,11 @@ def _which_parameters(parm: Any, names: list[str], nvp: int) -> list[str]:
     ``"theta_"`` the variance parameters and ``"beta_"`` the fixed effects; integers are
     1-based positions, taken in the order given. A name that is none of the parameters is
     an error here (lme4 ignores it)."""
-    items = [parm] if isinstance(parm, (str, int, np.integer)) else list(parm)
+    items: list[Any]
+    if isinstance(parm, (str, numbers.Number)) or not isinstance(parm, Iterable):
+        items = [parm]
+    else:
+        items = list(parm)
     if items and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool)
                      for p in items):
         bad = [int(p) for p in items if not 1 <= int(p) <= len(names)]

@@ -302,6 +302,10 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     new_formula, data = updated_formula_and_data(call, formula, data,
                                                  kwargs.get("syntax", call.syntax))
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
+    unused = [k for k in kwargs if k not in ("start", "devFunOnly", "data_name", "progress")]
+    if unused:  # R: "unused argument (foo = 1)"
+        raise ArgumentError("unused argument ("
+                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
     # REML: the structures' (a model refitted by REML or ML internally says which it is)
     new_call = call.replace(formula=new_formula, data=as_pandas(data),
                             REML=m.lformula.REML if REML is None else REML, **changes)

@@ -576,9 +576,10 @@ class LmerMod:
         return predict_model(self, newdata, re_form, allow_new_levels, se_fit)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
-                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
+                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None,
+                 allow_new_levels: bool = False) -> pd.DataFrame:
         """Simulated responses (see :func:`lmeformula.prediction.simulate`)."""
-        return simulate_model(self, nsim, rng, use_u, re_form, newdata)
+        return simulate_model(self, nsim, rng, use_u, re_form, newdata, allow_new_levels)
 
     # -- getME ----------------------------------------------------------------------------------
     def getME(self, name: str) -> Any:

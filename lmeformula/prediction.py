@@ -41,7 +41,7 @@ from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
 from .transforms import Value, as_factor, evaluate
-from .validate import check_allocation, check_count, check_flag
+from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
     from .frame import ModelFrame
@@ -195,6 +195,17 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
     return value
 
 
+def _check_numeric_kept(value: Value, trained: Value | None, name: str) -> None:
+    """R's ``.checkMFClasses``: a variable fitted as numeric must not be a factor or strings
+    in new data (lme4 itself fails later, with "non-conformable arguments")."""
+    if (isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf"
+            and (isinstance(value, pd.Categorical)
+                 or (isinstance(value, np.ndarray) and value.dtype.kind in "OUS"))):
+        supplied = "factor" if isinstance(value, pd.Categorical) else "character"
+        raise LmeFormulaError(f'variable \'{name}\' was fitted with type "numeric" but type '
+                              f'"{supplied}" was supplied')
+
+
 def _labels(value: Value, name: str) -> list[str | None]:
     if isinstance(value, pd.Categorical):
         return [None if pd.isna(v) else str(v) for v in value.astype(object)]
@@ -220,9 +231,10 @@ def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
         if key in out:
             continue
         value = evaluate(node, columns, len(newdata), state)
+        trained = frame.variables.get(key)
+        _check_numeric_kept(value, trained, key)
         if isinstance(value, np.ndarray) and value.dtype.kind == "O":
             value = as_factor(value, key)
-        trained = frame.variables.get(key)
         out[key] = _recode(value, trained, key) if trained is not None else value
     return out
 
@@ -608,6 +620,8 @@ def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFra
     n, p, q = _dims(m)
     if q + p > 5000:
         raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+    check_allocation(float(n if newdata is None else len(newdata)) * (q + p),
+                     "se_fit's design with random effects (rows x (q + p))")
     lam = lambdat_at(m).T.toarray()
     zt = re.Zt
     w = m.weights
@@ -648,6 +662,8 @@ def _se_fit_glmm(m: FactoredModel, X: np.ndarray, which: list[int], newdata: pd.
     if which:
         if q + p > 5000:
             raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+        check_allocation(float(n if newdata is None else len(newdata)) * q,
+                         "se_fit's design with random effects (rows x q)")
         if newdata is None:
             ztsel = np.zeros((q, n))
             for i in which:
@@ -670,6 +686,8 @@ def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_le
            ) -> np.ndarray:
     """Dense Z of new data for the chosen terms (columns in the fit's order)."""
     re = m.lformula.reTrms
+    check_allocation(float(len(newdata)) * _dims(m)[2], "the random-effects model matrix of "
+                     "newdata (rows x random effects)")
     z = np.zeros((len(newdata), _dims(m)[2]))
     for i in which:
         term = re.terms[i]
@@ -681,13 +699,15 @@ def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_le
 
 
 def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | None = None,
-             use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None
-             ) -> pd.DataFrame:
+             use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None,
+             allow_new_levels: bool = False) -> pd.DataFrame:
     """lme4's ``simulate``: responses drawn from the fitted model.
 
     The mean conditions on the random-effects terms of ``re_form`` (none by default) or on all
     of them with ``use_u=True``; the other terms are redrawn from N(0, σ²ΛΛ'), and residuals
-    from N(0, σ²) (prior weights are ignored, as in lme4).
+    from N(0, σ²) (prior weights are ignored, as in lme4). A level of ``newdata`` the fit
+    never saw is an error unless ``allow_new_levels`` (lme4's ``allow.new.levels``), as in
+    lme4; allowed, it gets no conditional mode and a fresh draw where its term is redrawn.
 
     Returns
     -------
@@ -695,10 +715,11 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     """
     nsim = check_count(nsim, "nsim")
     check_flag(use_u, "use_u")
+    allow_new_levels = bool(check_flag(allow_new_levels, "allow_new_levels"))
     nfit, _, q = _dims(m)
     rows = nfit if newdata is None else len(newdata)
     check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     if newdata is not None:
         newdata = as_pandas(newdata, "newdata")
     conditioned = select_terms(m, None if use_u else re_form)
@@ -712,7 +733,7 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     sigma = m.sigma
     lambdat = lambdat_at(m)
     every = list(range(len(re.terms)))
-    zt = re.Zt if newdata is None else _new_z(m, newdata, every, True).T
+    zt = re.Zt if newdata is None else _new_z(m, newdata, every, allow_new_levels).T
     out = {}
     for k in range(nsim):
         sim = eta + sigma * gen.standard_normal(n)

@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import ArgumentError
 
-__all__ = ["check_allocation", "check_choice", "check_count", "check_flag", "check_number",
-           "match_arg"]
+__all__ = ["as_generator", "check_allocation", "check_choice", "check_count", "check_flag",
+           "check_number", "match_arg"]
 
 
 def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
@@ -40,6 +40,26 @@ def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | Non
         return bool(value)
     raise ArgumentError(f"{name}: argument is not interpretable as logical (got {value!r}); "
                         "use True or False")
+
+
+def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """A random-number argument as a numpy Generator: None (fresh entropy), a non-negative
+    integer seed, a SeedSequence / BitGenerator, or a Generator (used as it is).
+
+    Raises
+    ------
+    ArgumentError
+        For anything else (strings, floats, negative seeds), with R's ``set.seed`` message.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    ok = (rng is None or isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator))
+          or (isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_))
+              and int(rng) >= 0))
+    if not ok:
+        raise ArgumentError(f"{name}: supplied seed is not a valid integer (got {rng!r}); use "
+                            "None, a non-negative integer or a numpy Generator")
+    return np.random.default_rng(rng)
 
 
 def check_number(value: Any, name: str, *, lower: float | None = None,

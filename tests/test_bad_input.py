@@ -428,6 +428,18 @@ def test_model_matrix_size_is_checked_before_allocating() -> None:
         pytest.skip("this machine could build the matrix")
     _raises(lmf.ArgumentError, "model matrix columns of term a would need",
             lambda: lmf.lFormula("y ~ a + (1 | g)", data))
+    # formulaic materialised the dummy columns itself: a MemoryError from pandas, or minutes
+    # of swapping on a machine with just enough memory; and a C() of a numeric column
+    unchanged = _frozen(data)
+    _raises(lmf.ArgumentError, "model matrix columns of term a would need",
+            lambda: lmf.lFormula("y ~ a + (1 | g)", data, syntax="formulaic"))
+    _raises(lmf.ArgumentError, r"model matrix columns of term C\(i\) would need",
+            lambda: lmf.lFormula("y ~ C(i) + (1 | g)", data.assign(i=np.arange(n)),
+                                 syntax="formulaic"))
+    _raises(lmf.ArgumentError, "model matrix columns of term x would need",
+            lambda: lmf.lFormula("y ~ (x | g) + (1 | g)", data.assign(x=data["a"]),
+                                 syntax="formulaic"))
+    unchanged()
 
 
 @pytest.mark.slow
@@ -487,3 +499,184 @@ def test_formulaic_pass_never_drops_rows(where: str) -> None:
     _raises(lmf.ModelFrameError, "with na_action='pass'",
             lambda: lmf.lmer("y ~ x + f + (1 | g)", d, na_action="pass", syntax="formulaic",
                              weights=weights))
+
+
+# ---- awkward inputs a new user tries (session 13) ------------------------------------------
+
+def _frozen(data: pd.DataFrame) -> Callable[[], None]:
+    """A check that ``data`` is as it was (values, dtypes and categories)."""
+    before = data.copy(deep=True)
+    return lambda: pd.testing.assert_frame_equal(data, before, check_exact=True)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_complex_column_is_refused(df: pd.DataFrame, syntax: str) -> None:
+    # numpy's cast to float dropped the imaginary part with only its ComplexWarning
+    data = df.assign(Days=df["Days"].astype(complex))
+    unchanged = _frozen(data)
+    _raises(lmf.FormulaError, "column 'Days': " + re.escape(R_MESSAGES["complex_column"]),
+            lambda: lmf.lmer(F, data, syntax=syntax))
+    unchanged()
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+@pytest.mark.parametrize(("values", "kind"), [
+    ([[1, 2]] * 180, "list"),
+    ([{"a": 1}] * 180, "dict"),
+    ([np.zeros(2)] * 180, "ndarray"),
+])
+def test_columns_of_containers_are_refused(df: pd.DataFrame, syntax: str, values: list[Any],
+                                            kind: str) -> None:
+    # a polars List or Struct column arrives as objects: they became one factor level per
+    # printed value (R: "invalid type (list) for variable 'Days'")
+    column = pd.Series(values, dtype=object)
+    data = df.assign(Days=column)
+    _raises(lmf.FormulaError, rf"invalid type \({kind}\) for variable 'Days'",
+            lambda: lmf.lmer(F, data, syntax=syntax))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_date_columns_are_refused_in_both_syntaxes(df: pd.DataFrame, syntax: str) -> None:
+    # formulaic failed inside numpy ("ufunc 'multiply' cannot use operands ...")
+    data = df.assign(Days=pd.Timestamp("2020-01-01") + pd.to_timedelta(df["Days"], "D"))
+    _raises(lmf.FormulaError, "column 'Days' has type datetime64",
+            lambda: lmf.lmer(F, data, syntax=syntax))
+    dates = df.assign(Days=[pd.Timestamp("2020-01-01").date()] * 180)  # objects: datetime.date
+    _raises(lmf.FormulaError, r"invalid type \(date\) for variable 'Days'",
+            lambda: lmf.lmer(F, dates, syntax=syntax))
+
+
+def test_contrasts_checked_as_model_matrix_does() -> None:
+    data = lmf.datasets.load("sleepstudy")
+    data = data.assign(f=pd.Categorical((data["Days"] % 3).astype(int).astype(str)))
+    unchanged = _frozen(data)
+    formula = "Reaction ~ f + (1 | Subject)"
+    # were silently ignored
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_nonfactor"]) + r".*'Days'",
+            lambda: lmf.lmer(F, data, contrasts={"Days": "contr.sum"}))
+    with pytest.warns(lmf.LmeFormulaWarning, match=re.escape(R_MESSAGES["contrasts_absent"])):
+        m = lmf.lmer(formula, data, contrasts={"Nope": "contr.sum"})
+    assert list(m.fixef.index) == ["(Intercept)", "f1", "f2"]
+    # a raw numpy matmul error
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_rows"]) + r".*2 rows, 3 levels",
+            lambda: lmf.lmer(formula, data, contrasts={"f": np.eye(2)}))
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_unknown"]),
+            lambda: lmf.lmer(formula, data, contrasts={"f": "contr.foo"}))
+    _raises(lmf.FormulaError, "numeric contrasts or contrast name expected",
+            lambda: lmf.lmer(formula, data, contrasts={"f": 3}))
+    # a grouping factor is a variable of lme4's model frame: its contrast is accepted
+    m = lmf.lmer(formula, data, contrasts={"f": "contr.sum", "Subject": "contr.sum"})
+    assert list(m.fixef.index) == ["(Intercept)", "f1", "f2"]
+    unchanged()
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_predict_with_a_numeric_variable_as_text(df: pd.DataFrame, syntax: str) -> None:
+    m = lmf.lmer(F, df, syntax=syntax)
+    new = df.iloc[:5].copy()
+    expected = m.predict(new).to_numpy()
+    as_text = new.assign(Days=new["Days"].astype(str))
+    unchanged = _frozen(as_text)
+    # R syntax: a raw "'Days' is not in list"; formulaic: its own error, after which the
+    # fitted model's ModelSpec had been changed and every later predict failed
+    _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"]),
+            lambda: m.predict(as_text))
+    _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"].replace(
+        '"character"', '"factor"')), lambda: m.predict(new.assign(Days=pd.Categorical(new.Days))))
+    np.testing.assert_array_equal(m.predict(new).to_numpy(), expected)
+    unchanged()
+
+
+def test_simulate_refuses_new_levels_unless_allowed(model: lmf.LmerMod, df: pd.DataFrame
+                                                    ) -> None:
+    new = df.iloc[:5].assign(Subject=pd.Categorical(["999"] * 5))
+    _raises(lmf.RandomEffectsError, re.escape(R_MESSAGES["simulate_new_levels"]),
+            lambda: lmf.simulate(model, newdata=new))
+    sim = lmf.simulate(model, newdata=new, allow_new_levels=True, rng=1)
+    assert sim.shape == (5, 1) and np.isfinite(sim.to_numpy()).all()
+
+
+@pytest.mark.parametrize("rng", ["abc", -1, 1.5])
+def test_simulate_seed_is_checked(model: lmf.LmerMod, rng: Any) -> None:
+    _raises(lmf.ArgumentError, "rng: " + re.escape(R_MESSAGES["seed"]),
+            lambda: lmf.simulate(model, rng=rng))
+
+
+@pytest.mark.parametrize(("start", "key"), [
+    ([np.nan], "start_na"), ([np.inf], "start_inf"), ({"foo": 1.0}, "start_components"),
+])
+def test_start_is_checked_before_the_optimizer(df: pd.DataFrame, start: Any, key: str) -> None:
+    # a NaN start reached nlopt: its invalid_argument, then a heap corruption at exit
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES[key]), lambda: lmf.lmer(F, df, start=start))
+
+
+def test_glmer_start_names_and_values() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["glmer_start_components"]),
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"foo": 1.0}))
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["start_na"]),
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"theta": [np.nan]}))
+    _raises(lmf.ArgumentError, "start must be numeric",
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"theta": "x"}))
+
+
+def test_convergence_check_options_are_checked() -> None:
+    # check.conv.grad=5 failed inside the convergence check, after the fit
+    _raises(lmf.ArgumentError, r"check.conv\* option check.conv.grad must be a list",
+            lambda: lmf.lmerControl(check_conv_grad=5))
+    assert R_MESSAGES["conv_option"].startswith("check.conv* option")
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["conv_tol"]).replace("'tol'", r"\$tol"),
+            lambda: lmf.lmerControl(check_conv_grad=("warning", -1)))
+    _raises(lmf.ArgumentError, "has no 'action' string",
+            lambda: lmf.lmerControl(check_conv_hess=(1, 2)))
+    _raises(lmf.ArgumentError, "'arg' should be one of",
+            lambda: lmf.lmerControl(check_conv_grad={"action": "loud", "tol": 1e-3}))
+    assert lmf.lmerControl(check_conv_grad=["stop", 0.1]).check_conv_grad == ("stop", 0.1)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    (lambda m: lmf.confint(m, parm=1.5, method="Wald"), "parm must be"),
+    (lambda m: lmf.vcov(m, adjust="foo"), "adjust must be"),
+    (lambda m: lmf.contest(m, "x"), "L must be a numeric"),
+    (lambda m: lmf.contest(m, [np.nan, 1.0]), "L must be finite"),
+    (lambda m: lmf.update(m, foo=1), re.escape(R_MESSAGES["update_unused"])),
+    (lambda m: lmf.fixef("m"), r"fixef\(\) needs a fitted model"),
+    (lambda m: lmf.ngrps(5), r"ngrps\(\) needs a fitted model"),
+])
+def test_post_fit_arguments_are_package_errors(model: lmf.LmerMod, call: Callable[..., Any],
+                                               pattern: str) -> None:
+    _raises(lmf.ArgumentError, pattern, lambda: call(model))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_constant_response_is_an_error(df: pd.DataFrame, syntax: str) -> None:
+    # lme4: REML criterion -Inf, σ = 0 and convergence warnings; here the engine's log(0)
+    # RuntimeWarnings and a finite criterion made of rounding errors
+    data = df.assign(Reaction=250.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(lmf.ModelFrameError, match="the response is constant"):
+            lmf.lmer(F, data, syntax=syntax)
+    # without an intercept the response is not in X's span: that model is fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmf.ConvergenceWarning)
+        assert lmf.lmer("Reaction ~ 0 + Days + (1 | Subject)", data).fixef.shape == (1,)
+
+
+def test_glmer_simulate_arguments() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    m = lmf.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                  family="binomial")
+    # newdata was silently ignored (the fitted rows simulated), nsim and rng unchecked
+    _raises(lmf.ArgumentError, "simulate\\(newdata=\\) is not available for glmer",
+            lambda: m.simulate(newdata=cbpp.iloc[:5]))
+    _raises(lmf.ArgumentError, "nsim", lambda: m.simulate(nsim=0))
+    _raises(lmf.ArgumentError, "rng: " + re.escape(R_MESSAGES["seed"]),
+            lambda: m.simulate(rng="abc"))
+    _raises(lmf.RandomEffectsError, "not in the model", lambda: m.simulate(re_form="~(1|foo)"))
+    # a re_form naming the model's term conditions on it (it drew new effects, as re_form=NA)
+    conditioned = m.simulate(3, rng=4, re_form="~(1|herd)")
+    pd.testing.assert_frame_equal(conditioned, m.simulate(3, rng=4, use_u=True))
+    pd.testing.assert_frame_equal(m.simulate(3, rng=4, re_form="~0"), m.simulate(3, rng=4))
+    assert not conditioned.equals(m.simulate(3, rng=4))

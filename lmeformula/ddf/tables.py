@@ -266,9 +266,13 @@ def _as_contrasts(L: Any, p: int) -> list[tuple[Any, np.ndarray, list[Any] | Non
 
 def _as_matrix(L: Any, p: int) -> tuple[np.ndarray, list[Any] | None]:
     names = list(L.index) if isinstance(L, pd.DataFrame) else None
-    if isinstance(L, pd.Series):
-        L = L.to_numpy(dtype=float)
-    arr = np.asarray(L, dtype=float)
+    try:
+        arr = np.asarray(L.to_numpy() if isinstance(L, pd.Series) else L, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"L must be a numeric vector or matrix of contrasts, not "
+                            f"{L!r}") from None
+    if not np.isfinite(arr).all():
+        raise ArgumentError("L must be finite (it has NA/NaN/Inf)")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
