@@ -41,7 +41,7 @@ from .optimize import (
 from .pirls import GlmerDevfun
 from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
-from .validate import check_flag
+from .validate import check_flag, check_number
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
@@ -227,7 +227,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         return lmer(formula, data, weights=weights, offset=offset, na_action=na_action,
                     start=start, subset=subset, contrasts=contrasts, data_name=data_name,
                     control=ctrl.checks, syntax=syntax, progress=bar is not None)
-    nAGQ = int(nAGQ)
+    # R's as.integer(nAGQ): a number, truncated; not a string or a logical
+    nAGQ = int(check_number(nAGQ, "nAGQ") or 0)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
     if "L-BFGS-B" in ctrl.optimizer:  # before the formula's work
@@ -421,7 +422,13 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     from .prediction import fitted_positions
 
     pf = m.lformula
-    y = np.asarray(newresp, dtype=float)
+    try:
+        y = np.asarray(newresp, dtype=float)
+    except (TypeError, ValueError):  # lme4's mkRespMod
+        raise ArgumentError("newresp: response must be numeric or factor") from None
+    if y.ndim == 0:
+        raise ArgumentError("newresp: response must be a vector (or, for a cbind binomial "
+                            "response, a two-column array)")
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
     elif y.ndim >= 1 and y.shape[0] != m.n:  # simulate()'s length under na_action="exclude"

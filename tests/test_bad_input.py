@@ -680,3 +680,17 @@ def test_glmer_simulate_arguments() -> None:
     pd.testing.assert_frame_equal(conditioned, m.simulate(3, rng=4, use_u=True))
     pd.testing.assert_frame_equal(m.simulate(3, rng=4, re_form="~0"), m.simulate(3, rng=4))
     assert not conditioned.equals(m.simulate(3, rng=4))
+
+
+def test_glmer_arguments_are_package_errors() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    # each was a raw ValueError from int() / float() / numpy
+    _raises(lmf.ArgumentError, "nAGQ must be a number",
+            lambda: lmf.glmer(formula, cbpp, family="binomial", nAGQ="x"))
+    _raises(lmf.ArgumentError, "tolPwrss must be a number",
+            lambda: lmf.glmerControl(tolPwrss="x"))
+    _raises(lmf.ArgumentError, "tolPwrss must be > 0", lambda: lmf.glmerControl(tolPwrss=-1))
+    _raises(lmf.ArgumentError, "compDev", lambda: lmf.glmerControl(compDev="yes"))
+    m = lmf.glmer(formula, cbpp, family="binomial")
+    _raises(lmf.ArgumentError, "response must be numeric or factor", lambda: lmf.refit(m, "x"))
