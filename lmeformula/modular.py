@@ -10,6 +10,7 @@ two front ends that build them, and are this module's names too.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,8 +30,11 @@ from .checks import (
     rank_drop_columns,
 )
 from .control import LmerControl, as_control
-from .errors import ArgumentError, FormulaError, ModelFrameError
+from .errors import ArgumentError, FormulaError, LmeFormulaWarning, ModelFrameError
+from .formula.ast import deparse
+from .formula.bars import nobars
 from .formula.limits import recursion_room
+from .formula.terms import terms
 from .frame import ModelFrame, call_frame, check_response
 from .lformula import (  # modular's names too
     LFormula,
@@ -102,6 +106,21 @@ def lFormula(
     return lformula_of(call)
 
 
+def warn_response_on_rhs(parsed: ParsedFormula) -> None:
+    """R's model.matrix warning for a response that is also a fixed-effects term (``y ~ y +
+    x``): terms() drops it there, as R does, and R says so."""
+    if parsed.lhs is None:
+        return
+    lhs = deparse(parsed.lhs)
+    fixed = nobars(parsed.rhs)
+    if fixed is None or lhs not in deparse(fixed):  # the common case: no terms() needed
+        return
+    rhs_terms = terms(fixed)
+    if any(len(t) == 1 and deparse(rhs_terms.variables[t[0]]) == lhs for t in rhs_terms.terms):
+        warnings.warn("the response appeared on the right-hand side and was dropped",
+                      LmeFormulaWarning, stacklevel=5)
+
+
 def check_start_finite(theta0: np.ndarray) -> None:
     """A starting θ with NaN or an infinity stops here with nloptr's messages (lme4: "x0
     contains NA", "objective in x0 returns NA"); nlopt itself fails on NaN obscurely."""
@@ -153,6 +172,7 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
                            f"{formula!r} is one-sided")
     if not parsed.bars:
         raise FormulaError("No random effects terms specified in formula")
+    warn_response_on_rhs(parsed)
     frame = call_frame(call, parsed.lhs, parsed.rhs)
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)

@@ -694,3 +694,38 @@ def test_glmer_arguments_are_package_errors() -> None:
     _raises(lmf.ArgumentError, "compDev", lambda: lmf.glmerControl(compDev="yes"))
     m = lmf.glmer(formula, cbpp, family="binomial")
     _raises(lmf.ArgumentError, "response must be numeric or factor", lambda: lmf.refit(m, "x"))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_response_on_the_right_is_dropped_with_r_warning(df: pd.DataFrame, syntax: str) -> None:
+    # formulaic kept it: an exact fit, log(0) RuntimeWarnings and a criterion of rounding
+    # errors; the R syntax dropped it without R's warning
+    with pytest.warns(lmf.LmeFormulaWarning, match="the response appeared on the right-hand "
+                      "side and was dropped"):
+        m = lmf.lmer("Reaction ~ Reaction + Days + (1 | Subject)", df, syntax=syntax)
+    ref = lmf.lmer("Reaction ~ Days + (1 | Subject)", df, syntax=syntax)
+    assert list(m.fixef.index) == list(ref.fixef.index)
+    assert m.REMLcrit() == ref.REMLcrit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmf.LmeFormulaWarning)
+        lmf.lmer("Reaction ~ Days + (1 | Subject)", df, syntax=syntax)  # no false alarm
+
+
+def test_column_named_like_formulaic_intercept(df: pd.DataFrame) -> None:
+    # formulaic keys columns by name: a data column 'Intercept' and the intercept made one
+    # column, and X silently lost the other (then a raw IndexError)
+    data = df.rename(columns={"Days": "Intercept"})
+    for formula in ("Reaction ~ Intercept + (1 | Subject)",
+                    "Reaction ~ 1 + (Intercept | Subject)"):
+        _raises(lmf.FormulaError, "two columns of one name .* 'Intercept', must be renamed",
+                lambda formula=formula: lmf.lmer(formula, data, syntax="formulaic"))
+    # the R syntax has no such clash
+    assert list(lmf.lmer("Reaction ~ Intercept + (1 | Subject)", data).fixef.index) == [
+        "(Intercept)", "Intercept"]
+
+
+def test_bar_inside_the_grouping_factor(df: pd.DataFrame) -> None:
+    # lme4: "Invalid grouping factor specification, (1 | Subject)"; it was "grouping factors
+    # must have > 1 sampled level"
+    _raises(lmf.RandomEffectsError, r"Invalid grouping factor specification, \(?1 \| Subject",
+            lambda: lmf.lmer("Reaction ~ Days + (1 | (1 | Subject))", df))

@@ -304,6 +304,24 @@ def _check_columns(structure: Any, view: pd.DataFrame) -> None:
             check_allocation(elements, f"the model matrix columns of term {term}")
 
 
+def _check_distinct_columns(mms: Any) -> None:
+    """formulaic keys a part's columns by name: a data column named like a column formulaic
+    generates (``Intercept``) makes two columns of one name, of which it keeps one, and the
+    part silently loses a column. Refuse that."""
+    parts = getattr(mms, "_structure", None)
+    for mm in (parts.values() if isinstance(parts, Mapping) else [mms]):
+        spec = getattr(mm, "model_spec", None)
+        if spec is None:
+            continue
+        indices = [j for ix in spec.term_indices.values() for j in ix]
+        if len(indices) != mm.shape[1] or (indices and max(indices) >= mm.shape[1]):
+            terms = ", ".join(map(str, spec.term_indices))
+            raise FormulaError(
+                f"formulaic made two columns of one name for the terms {terms} (its columns: "
+                f"{', '.join(map(str, mm.columns))}): a data column named like one formulaic "
+                "generates, such as 'Intercept', must be renamed")
+
+
 def _parts(structure: Any) -> list[Any]:
     """The simple formulas of a structured formulaic formula."""
     parts = getattr(structure, "_structure", None)
@@ -380,6 +398,7 @@ def formulaic_frame(
             view = trimmed.set_axis(pd.RangeIndex(kept.shape[0]), axis=0)
             mms = _materialize(structure, view, na_action="drop")
             kept = kept[mms.rhs.index.to_numpy()]
+    _check_distinct_columns(mms)
     rows = pre[kept]
     if rows.shape[0] == 0:
         raise ModelFrameError("0 (non-NA) cases")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast as pyast
 import re
+import warnings
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,7 +29,7 @@ from formulaic.parser import DefaultFormulaParser, DefaultOperatorResolver
 from formulaic.parser.types import ASTNode, Operator, OrderedSet, Term, Token
 from formulaic.parser.utils import merge_operator_tokens
 
-from ..errors import FormulaError, RandomEffectsError
+from ..errors import FormulaError, LmeFormulaWarning, RandomEffectsError
 from ..formula.ast import BinOp, Name, Node, deparse
 from ..formula.bars import expand_slash, group_label
 from ..formula.parser import parse_expression
@@ -202,6 +203,7 @@ class FormulaicFormula:
     response: SimpleFormula | None
     fixed_formula: SimpleFormula
     bars: tuple[FormulaicBar, ...]
+    response_dropped: bool = False
 
     # What printing and anova read from an R-syntax ParsedFormula
     lhs = None
@@ -349,7 +351,11 @@ def parse_formulaic(formula: str) -> FormulaicFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    return _parse_formulaic(formula)
+    parsed = _parse_formulaic(formula)
+    if parsed.response_dropped:  # R's model.matrix warning (the parse itself is cached)
+        warnings.warn("the response appeared on the right-hand side and was dropped",
+                      LmeFormulaWarning, stacklevel=4)
+    return parsed
 
 
 @lru_cache(maxsize=128)
@@ -398,11 +404,16 @@ def _parse_formulaic(formula: str) -> FormulaicFormula:
     for (symbol, left, right), bar_token in zip(found, bar_tokens, strict=True):
         lhs_text = _source_before(formula, tokens, bar_token)
         bars.extend(_expand(symbol, lhs_text, _terms_of(left), _group_node(right)))
+    # R drops a response that is also a fixed-effects term (y ~ y + x), and says so;
+    # formulaic would keep it, and the fit would be an exact one (log(0) in the criterion)
+    response_terms = {str(t) for t in response} if response is not None else set()
+    kept = [t for t in fixed if str(t) == "1" or str(t) not in response_terms]
     return FormulaicFormula(
         text=formula,
         response=SimpleFormula(list(response)) if response is not None else None,
-        fixed_formula=SimpleFormula(list(fixed)),
+        fixed_formula=SimpleFormula(kept),
         bars=tuple(bars),
+        response_dropped=len(kept) < len(fixed),
     )
 
 
