@@ -34,6 +34,7 @@ from .optimize import (
     OptResult,
     check_boundary,
     check_conv,
+    check_optimizer_workspace,
     deriv12,
     minqa_bobyqa,
     nloptwrap,
@@ -250,6 +251,12 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     theta0, beta0 = _parse_start(start, pf)
     n_init = 0 if ctrl.nAGQ0initStep else nAGQ
+    if not devFunOnly:  # the optimizers' memory, before PIRLS' setup (a minute for a large θ)
+        ntheta = pf.reTrms.theta.shape[0]
+        if n_init == 0:
+            check_optimizer_workspace(ntheta, _stage1(ctrl, pf), ctrl.optCtrl)
+        if nAGQ > 0:
+            check_optimizer_workspace(ntheta + len(pf.X_names), ctrl.optimizer[1], ctrl.optCtrl)
     devfun = GlmerDevfun(pf, fam, n_init, ctrl.tolPwrss,
                          mustart=None if mustart is None else _vector(mustart, data, pf))
     if devFunOnly and nAGQ == 0:

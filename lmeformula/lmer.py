@@ -17,7 +17,7 @@ from .errors import ArgumentError, ModelFrameError
 from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lformula_of, mkLmerDevfun
-from .optimize import OptResult, check_conv, optimize_lmer
+from .optimize import OptResult, check_conv, check_optimizer_workspace, optimize_lmer
 from .pls.threads import THREAD_POLICY, engine_threads, setup_threads
 from .validate import check_flag
 
@@ -182,8 +182,11 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
     # QR of a small X took 6x its time beside two busy loops with OpenBLAS's threads)
     with setup_threads(call.control.threads, rows=len(call.data)):
         pf = lformula_of(call)
+        if not check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it
+            check_optimizer_workspace(pf.reTrms.theta.shape[0], call.control.optimizer,
+                                      call.control.optCtrl)
         devfun = mkLmerDevfun(pf, start=start)
-        if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
+        if devFunOnly:
             return devfun
         if _serial_fit(call, devfun):
             # the engine's scopes (optimizeLmer's, mkMerMod's) would set the one thread

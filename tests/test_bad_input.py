@@ -729,3 +729,24 @@ def test_bar_inside_the_grouping_factor(df: pd.DataFrame) -> None:
     # must have > 1 sampled level"
     _raises(lmf.RandomEffectsError, r"Invalid grouping factor specification, \(?1 \| Subject",
             lambda: lmf.lmer("Reaction ~ Days + (1 | (1 | Subject))", df))
+
+
+def test_optimizer_workspace_is_checked_before_allocating() -> None:
+    # (f | g) with a 300-level f: θ has 45,150 parameters; NLopt's BOBYQA would allocate
+    # about 122 GB without checking (a segmentation fault under a memory limit, the machine's
+    # memory exhausted without one); glmer spent a minute in its setup before getting there
+    rng = np.random.default_rng(1)
+    n = 20_000
+    data = pd.DataFrame({"y": rng.poisson(2.0, n).astype(float),
+                         "f": rng.integers(0, 300, n).astype(str),
+                         "g": rng.integers(0, 20, n).astype(str)})
+    from lmeformula import validate
+    if validate._memory_bytes() / 4 >= 122e9:  # pragma: no cover - a machine with > 490 GB
+        pytest.skip("this machine could hold the optimizer's workspace")
+    pattern = r"the optimizer \(LN_BOBYQA\) for 45150 parameters would need"
+    _raises(lmf.ArgumentError, pattern, lambda: lmf.lmer("y ~ 1 + (f | g)", data))
+    _raises(lmf.ArgumentError, pattern.replace("LN_BOBYQA", "Nelder_Mead"),
+            lambda: lmf.lmer("y ~ 1 + (f | g)", data,
+                             control=lmf.lmerControl(optimizer="Nelder_Mead")))
+    _raises(lmf.ArgumentError, pattern,
+            lambda: lmf.glmer("y ~ 1 + (f | g)", data, family="poisson"))
