@@ -6,9 +6,6 @@ Each calls the fitted model's property or method of the same name, so ``lmf.fixe
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -17,6 +14,7 @@ from .errors import ArgumentError
 from .mermod import LmerMod, LogLik, Summary
 from .mermod import VarCorr as _VarCorr
 from .mermod import getME as _getME
+from .validate import model_functions
 
 __all__ = [
     "AIC",
@@ -183,25 +181,5 @@ def npar(m: LmerMod) -> int:
     return m.npar()
 
 
-def _needs_model(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` with a clear error when its model argument is not a fitted model at all (an
-    AttributeError from a fitted model itself is a bug and propagates)."""
 
-    @functools.wraps(fn)
-    def wrapper(m: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(m, *args, **kwargs)
-        except AttributeError:
-            if isinstance(m, LmerMod):
-                raise
-            raise ArgumentError(f"{fn.__name__}() needs a fitted model (from lmer or glmer), "
-                                f"not {type(m).__name__}") from None
-
-    return wrapper
-
-
-for _name in __all__:
-    _fn = globals()[_name]
-    if callable(_fn) and next(iter(inspect.signature(_fn).parameters), None) == "m":
-        globals()[_name] = _needs_model(_fn)
-del _name, _fn
+model_functions(globals(), __all__)

@@ -33,7 +33,7 @@ from scipy import linalg as la
 from scipy import stats
 
 from .errors import LmeFormulaError, LmeFormulaWarning, SingularFitWarning
-from .validate import as_generator
+from .validate import as_generator, check_flag, model_functions
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -330,6 +330,8 @@ def icc(m: LmerMod, by_group: bool = False, tolerance: float = 1e-5, all_terms: 
     with columns ``Group`` and ``ICC`` (NaN for a singular fit, where performance returns a
     bare NA).
     """
+    by_group = bool(check_flag(by_group, "by_group"))
+    all_terms = bool(check_flag(all_terms, "all_terms"))
     v = get_variance(m, tolerance=tolerance, all_terms=all_terms)
     _warn_variances(m, v, "ICC")
     total = v.var_random + v.var_residual
@@ -877,3 +879,6 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
         simulated_response=simulated, observed_response=observed,
         fitted_predicted_response=fitted, n_sim=n_sim, simulate_re=simulate_re, seed=seed,
         fitted_response=centre)
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

@@ -24,7 +24,7 @@ from scipy import stats
 
 from .anovatable import AnovaTable, anova_single
 from .ddf.tables import anova_lmertest
-from .errors import ArgumentError, LmeFormulaError, RefitMLWarning
+from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .glmmprofile import glmm_boot_statistic, glmm_responses, profile_glmm
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
@@ -39,7 +39,7 @@ from .profiling import (
     term_sizes,
     theta_from_sdcor,
 )
-from .validate import as_generator, check_count, check_flag, check_number
+from .validate import as_generator, check_count, check_flag, check_number, model_functions
 
 __all__ = [
     "AnovaTable",
@@ -157,7 +157,10 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     lower = np.concatenate([np.maximum(theta_lower, -1.0), [0.0]])
     upper = np.concatenate([np.where(theta_lower == 0, np.inf, 1.0), [np.inf]])
     dev2 = _ml_deviance_fixed_sigma(ml)
-    wanted = names if which is None else which
+    wanted = names if which is None else [which] if isinstance(which, str) else which
+    if not any(name in wanted for name in names):  # lme4's get.which warns, and profiles none
+        warnings.warn(f"Nothing selected by 'which={which!r}' (the parameters are "
+                      f"{', '.join(names)})", LmeFormulaWarning, stacklevel=2)
     points: dict[str, pd.DataFrame] = {}
     bounds_lo: dict[str, float] = {}
     bounds_hi: dict[str, float] = {}
@@ -264,6 +267,8 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     from .parallel import refit_replicates
 
     gen = as_generator(rng)
+    if FUN is not None and not callable(FUN):
+        raise ArgumentError(f"FUN must be a function of the fitted model, not {FUN!r}")
     if FUN is not None:
         fun = FUN
     elif getattr(m, "is_glmm", False):
@@ -395,3 +400,6 @@ def _which_parameters(parm: Any, names: list[str], nvp: int) -> list[str]:
     if "beta_" in chosen:
         chosen.update(names[nvp:])
     return [n for n in names if n in chosen]
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

@@ -40,7 +40,7 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, evaluate
+from .transforms import Value, as_factor, column_value, evaluate
 from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
@@ -466,9 +466,9 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
     if isinstance(group, Name):
         if group.id not in newdata.columns:
             raise LmeFormulaError(f"object '{group.id}' not found in newdata")
-        return _labels(np.asarray(newdata[group.id], dtype=object)
-                       if not isinstance(newdata[group.id].dtype, pd.CategoricalDtype)
-                       else pd.Categorical(newdata[group.id]), group.id)
+        # the column as the fit read it (numbers labelled as R prints them: 308.0 is level
+        # "308", as in R; logicals FALSE/TRUE)
+        return _labels(column_value(newdata[group.id]), group.id)
     if isinstance(group, BinOp) and group.op == ":":
         left = _group_labels(group.left, newdata)
         right = _group_labels(group.right, newdata)

@@ -639,7 +639,6 @@ def test_convergence_check_options_are_checked() -> None:
     (lambda m: lmf.confint(m, parm=1.5, method="Wald"), "parm must be"),
     (lambda m: lmf.vcov(m, adjust="foo"), "adjust must be"),
     (lambda m: lmf.contest(m, "x"), "L must be a numeric"),
-    (lambda m: lmf.contest(m, [np.nan, 1.0]), "L must be finite"),
     (lambda m: lmf.update(m, foo=1), re.escape(R_MESSAGES["update_unused"])),
     (lambda m: lmf.fixef("m"), r"fixef\(\) needs a fitted model"),
     (lambda m: lmf.ngrps(5), r"ngrps\(\) needs a fitted model"),
@@ -750,3 +749,61 @@ def test_optimizer_workspace_is_checked_before_allocating() -> None:
                              control=lmf.lmerControl(optimizer="Nelder_Mead")))
     _raises(lmf.ArgumentError, pattern,
             lambda: lmf.glmer("y ~ 1 + (f | g)", data, family="poisson"))
+
+
+@pytest.fixture(scope="module")
+def factor_model(df: pd.DataFrame) -> lmf.LmerMod:
+    data = df.assign(f=pd.Categorical((df["Days"] % 3).astype(int).astype(str)))
+    return lmf.lmer("Reaction ~ Days + f + (1 | Subject)", data)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    # raw TypeError / ValueError before
+    (lambda m: lmf.difflsmeans(m, which=5), "'which' must be term names"),
+    (lambda m: lmf.coef_table(m, ddf=5), "'ddf' must be a string"),
+    (lambda m: lmf.contest(m, [0, 1, 0, 0], rhs="x"), "rhs must be numeric"),
+    (lambda m: lmf.bootstrap(m, nsim=2, FUN=5), "FUN must be a function"),
+    (lambda m: lmf.r2_nakagawa(5), r"needs a fitted model \(from lmer or glmer\), not int"),
+    (lambda m: lmf.hatvalues("m"), r"hatvalues\(\) needs a fitted model"),
+    (lambda m: lmf.tidy(None), r"tidy\(\) needs a fitted model"),
+    (lambda m: lmf.contest("m", [1.0]), "expected a fitted linear mixed model"),
+    (lambda m: lmf.ranova(3), "'model' should be an lmer-fit"),
+    # a truthy string was taken as True
+    (lambda m: lmf.contest(m, [0, 1, 0, 0], joint="no"), "joint"),
+    (lambda m: lmf.ranova(m, reduce_terms="no"), "reduce_terms"),
+    (lambda m: lmf.icc(m, by_group="no"), "by_group"),
+])
+def test_more_post_fit_arguments(factor_model: lmf.LmerMod, call: Callable[..., Any],
+                                 pattern: str) -> None:
+    _raises(lmf.ArgumentError, pattern, lambda: call(factor_model))
+
+
+def test_post_fit_conveniences(factor_model: lmf.LmerMod, model: lmf.LmerMod,
+                               df: pd.DataFrame) -> None:
+    pl = pytest.importorskip("polars")
+    # augment took pandas only, where the fitting functions take any data frame
+    data = df.assign(f=pd.Categorical((df["Days"] % 3).astype(int).astype(str)))
+    aug = lmf.augment(factor_model, pl.from_pandas(data))
+    pd.testing.assert_frame_equal(aug, lmf.augment(factor_model, data).reset_index(drop=True),
+                                  check_index_type=False)
+    # allFit(optimizers="bobyqa") was split into the letters b, o, b, y, q, a
+    _raises(lmf.LmeFormulaError, r"unknown optimizer\(s\) 'bobyqa' for allFit",
+            lambda: lmf.allFit(model, optimizers="bobyqa"))
+    # lme4's get.which warns when which= selects nothing (it was silent)
+    with pytest.warns(lmf.LmeFormulaWarning, match="Nothing selected by 'which="):
+        assert lmf.profile(model, which="nosuch").points == {}
+
+
+def test_numeric_grouping_values_in_newdata_as_r_labels_them(model: lmf.LmerMod,
+                                                           df: pd.DataFrame) -> None:
+    # a float column 308.0 is R's level "308" (as.character); it was "new level 308.0"
+    new = df.iloc[:3]
+    expected = model.predict(new.assign(Subject=pd.Categorical(
+        ["308", "308", "309"], categories=df["Subject"].cat.categories))).to_numpy()
+    assert expected[2] != expected[1]
+    for subject in ([308, 308, 309], [308.0, 308.0, 309.0], ["308", "308", "309"],
+                    pd.array([308, 308, 309], dtype="Int64")):
+        np.testing.assert_array_equal(model.predict(new.assign(Subject=subject)).to_numpy(),
+                                      expected)
+    _raises(lmf.RandomEffectsError, "new levels detected in newdata: 308.5",
+            lambda: model.predict(new.assign(Subject=[308.0, 308.5, 309.0])))
