@@ -179,6 +179,10 @@ def select_terms(m: FittedModel, re_form: Any) -> list[int]:
 
 def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = False) -> Value:
     """Code a new-data value with the fit's factor levels (R's ``xlev``)."""
+    if isinstance(trained, np.ndarray) and trained.dtype.kind == "b":
+        # a logical variable is a factor FALSE/TRUE to model.matrix: new data with one of
+        # the two values only (or with both where the fit had one) keep the fit's levels
+        trained = as_factor(trained, name)
     if isinstance(trained, pd.Categorical):
         labels = _labels(value, name)
         categories = list(map(str, trained.categories))
@@ -200,8 +204,9 @@ def _check_numeric_kept(value: Value, trained: Value | None, name: str) -> None:
     in new data (lme4 itself fails later, with "non-conformable arguments")."""
     if (isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf"
             and (isinstance(value, pd.Categorical)
-                 or (isinstance(value, np.ndarray) and value.dtype.kind in "OUS"))):
-        supplied = "factor" if isinstance(value, pd.Categorical) else "character"
+                 or (isinstance(value, np.ndarray) and value.dtype.kind in "OUSb"))):
+        supplied = ("factor" if isinstance(value, pd.Categorical)
+                    else "logical" if value.dtype.kind == "b" else "character")
         raise LmeFormulaError(f'variable \'{name}\' was fitted with type "numeric" but type '
                               f'"{supplied}" was supplied')
 

@@ -573,6 +573,11 @@ def test_contrasts_checked_as_model_matrix_does() -> None:
 @pytest.mark.parametrize("syntax", ["R", "formulaic"])
 def test_predict_with_a_numeric_variable_as_text(df: pd.DataFrame, syntax: str) -> None:
     m = lmf.lmer(F, df, syntax=syntax)
+    # formulaic fits a logical column as 0/1 numbers: predicting from it is no mismatch
+    late = df.assign(late=df["Days"] > 4)
+    fit = lmf.lmer("Reaction ~ late + (1 | Subject)", late, syntax=syntax)
+    np.testing.assert_allclose(fit.predict(late.iloc[:3]).to_numpy(),
+                               fit.fitted()[:3], rtol=1e-12)
     new = df.iloc[:5].copy()
     expected = m.predict(new).to_numpy()
     as_text = new.assign(Days=new["Days"].astype(str))
@@ -581,8 +586,13 @@ def test_predict_with_a_numeric_variable_as_text(df: pd.DataFrame, syntax: str) 
     # fitted model's ModelSpec had been changed and every later predict failed
     _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"]),
             lambda: m.predict(as_text))
-    _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"].replace(
-        '"character"', '"factor"')), lambda: m.predict(new.assign(Days=pd.Categorical(new.Days))))
+    cases: list[tuple[Any, str]] = [(pd.Categorical(new.Days), "factor")]
+    if syntax == "R":  # logicals were a raw "'Days' is not in list"; formulaic: 0/1 numbers
+        cases.append(([True, False, True, True, False], "logical"))
+    for values, supplied in cases:
+        _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"].replace(
+            '"character"', f'"{supplied}"')), lambda values=values: m.predict(
+                new.assign(Days=values)))
     np.testing.assert_array_equal(m.predict(new).to_numpy(), expected)
     unchanged()
 

@@ -133,7 +133,8 @@ def _check_new_levels(spec: Any, newdata: pd.DataFrame) -> None:
 
 def _check_numeric_columns(spec: Any, newdata: pd.DataFrame) -> None:
     """R's ``.checkMFClasses`` for formulaic's specs: a column the fit used as numbers must
-    not be a factor or strings in new data (formulaic would dummy-code it)."""
+    not be a factor or strings in new data (formulaic would dummy-code it). Booleans are
+    numbers to formulaic (a logical column is fitted as 0/1), so they pass."""
     for factor, (kind, _state) in spec.encoder_state.items():
         name = str(factor)
         if getattr(kind, "value", kind) != "numerical" or name not in newdata.columns:
