@@ -56,6 +56,24 @@ __all__ = [
 
 # ---- anova ---------------------------------------------------------------------------------
 
+def _check_same_observations(items: list[tuple[str, LmerMod]]) -> None:
+    """lme4 refuses models fitted to different data objects or subsets (it compares the
+    calls' expressions); here the responses are compared, as sets of values, so that models
+    of the same observations compare however the data were given (a polars frame converted
+    per fit, a column added for the larger model, rows reordered), and models of different
+    rows or of a transformed response of the same size do not."""
+    name0, m0 = items[0]
+    y0 = m0.lformula.y
+    for name, mm in items[1:]:
+        y = mm.lformula.y
+        if (y0 is not None and y is not None and np.shape(y0) == np.shape(y)
+                and not np.array_equal(np.sort(np.ravel(y0)), np.sort(np.ravel(y)),
+                                       equal_nan=True)):
+            raise LmeFormulaError(f"all models must be fit to the same data object: the "
+                                  f"responses of {name} and {name0} differ (other rows, or a "
+                                  "transformed response)")
+
+
 def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
           ddf: str | None = None, **named: LmerMod) -> AnovaTable:
     """lme4's ``anova``: one model gives the sequential F table of its fixed effects; several
@@ -84,6 +102,7 @@ def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
     nobs = {mm.nobs for _, mm in items}
     if len(nobs) > 1:
         raise LmeFormulaError("models were not all fitted to the same size of dataset")
+    _check_same_observations(items)
     if refit and any(mm.is_REML for _, mm in items):
         warnings.warn("refitting model(s) with ML (instead of REML)", RefitMLWarning,
                       stacklevel=2)

@@ -817,3 +817,25 @@ def test_numeric_grouping_values_in_newdata_as_r_labels_them(model: lmf.LmerMod,
                                       expected)
     _raises(lmf.RandomEffectsError, "new levels detected in newdata: 308.5",
             lambda: model.predict(new.assign(Subject=[308.0, 308.5, 309.0])))
+
+
+def test_anova_of_models_fitted_to_other_observations(model: lmf.LmerMod,
+                                                      df: pd.DataFrame) -> None:
+    # lme4 compares the calls' data expressions; the responses of the same size differed
+    # here and a likelihood-ratio table of unrelated fits came out
+    doubled = lmf.lmer("Reaction ~ Days + (Days | Subject)", df.assign(Reaction=2 * df.Reaction))
+    other_rows = lmf.lmer("Reaction ~ Days + (1 | Subject)",
+                          pd.concat([df.iloc[10:], df.iloc[:10].assign(Reaction=300.0)]))
+    for other in (doubled, other_rows):
+        _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["anova_data"]) + ": the responses",
+                lambda other=other: lmf.anova(model, other))
+    # the same observations given another way compare: another frame kind, rows reordered,
+    # a column added for the larger model
+    pl = pytest.importorskip("polars")
+    for data in (pl.from_pandas(df), df.sample(frac=1.0, random_state=1),
+                 df.assign(x=np.arange(180.0))):
+        formula = "Reaction ~ Days + x + (1 | Subject)" if "x" in data.columns \
+            else "Reaction ~ Days + (Days | Subject)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", lmf.RefitMLWarning)
+            assert lmf.anova(model, lmf.lmer(formula, data)).shape[0] == 2

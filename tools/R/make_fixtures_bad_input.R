@@ -47,7 +47,9 @@ out <- list(
     conv_tol = msg(lmerControl(check.conv.grad = .makeCC("warning", tol = -1))),
     simulate_new_levels = msg(simulate(fm, newdata = nd)),
     seed = suppressWarnings(msg(simulate(fm, seed = "abc"))),
-    update_unused = msg(update(fm, foo = 1))
+    update_unused = msg(update(fm, foo = 1)),
+    anova_data = msg(suppressMessages(anova(fm, lmer(Reaction ~ Days + (Days|Subject),
+                                                     transform(df, Reaction = 2 * Reaction)))))
   )
 )
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE),
