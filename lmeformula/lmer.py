@@ -166,6 +166,7 @@ def lmer(
     """
     check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
+    check_flag(progress, "progress")  # a truthy string showed a progress bar
     data = as_pandas(data)  # once, here: the stages then see pandas
     call = ModelCall(formula, data, REML=REML, subset=subset, weights=weights,
                      na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -218,6 +219,25 @@ def _check_object_values(series: pd.Series) -> None:
                            "formula takes numbers, strings, booleans or factors")
 
 
+def _near_names(name: str, columns: Any) -> str:
+    """A hint naming the data's columns that ``name`` nearly is (another case, surrounding
+    spaces, a typo), for "object 'x' not found"; empty when there is none."""
+    import difflib
+
+    data = getattr(columns, "_data", None)  # frame._LazyColumns
+    names = [str(c) for c in (data.columns if data is not None else columns)][:10_000]
+    key = name.strip().casefold()
+    near = [c for c in names if c != name and c.strip().casefold() == key]
+    near += [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.8)
+             if c not in near and c != name]
+    if not near:
+        return ""
+    quoted = any(not re.fullmatch(r"[A-Za-z.][A-Za-z0-9._]*", c) for c in near[:3])
+    return (f" (the data have {', '.join(map(repr, near[:3]))}"
+            + ("; a name with spaces or other characters is written in backticks in a "
+               "formula, `my var`)" if quoted else ")"))
+
+
 def check_column_type(series: pd.Series) -> None:
     """Raise :func:`column_value`'s error for a column a model formula cannot use, without
     converting it (the formulaic front end checks the columns it hands to formulaic)."""
@@ -390,7 +410,7 @@ class Evaluator:
         constants = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": math.pi}
         if name in constants:
             return constants[name]
-        raise VariableNotFoundError(f"object '{name}' not found")
+        raise VariableNotFoundError(f"object '{name}' not found{_near_names(name, self.columns)}")
 
     def binary(self, node: BinOp) -> Value:
         left, right = self.eval(node.left), self.eval(node.right)

@@ -409,6 +409,7 @@ def test_refit_ml_warning_exported() -> None:
     (lambda df, m: lmf.refit(m, [1, 2]), "newresp must have 180 values"),
     (lambda df, m: lmf.refit(m, ["a"] * 180), "newresp must be numeric"),
     (lambda df, m: lmf.lmList("Reaction ~ Days | Subject", df, pool="x"), "pool"),
+    (lambda df, m: lmf.lmer(F, df, progress="no"), "progress"),
 ])
 def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
                                            call: Callable[..., Any], pattern: str) -> None:
@@ -839,3 +840,17 @@ def test_anova_of_models_fitted_to_other_observations(model: lmf.LmerMod,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", lmf.RefitMLWarning)
             assert lmf.anova(model, lmf.lmer(formula, data)).shape[0] == 2
+
+
+def test_variable_not_found_names_the_near_column(df: pd.DataFrame) -> None:
+    # a column "Days " (a trailing space) or "my days" written as Days / my.days: R's message,
+    # then the column meant
+    _raises(lmf.VariableNotFoundError, r"object 'Days' not found \(the data have 'Days '; .*"
+            "backticks", lambda: lmf.lmer(F, df.rename(columns={"Days": "Days "})))
+    _raises(lmf.VariableNotFoundError, r"object 'my.days' not found \(the data have 'my days'",
+            lambda: lmf.lmer("Reaction ~ my.days + (1 | Subject)",
+                             df.rename(columns={"Days": "my days"})))
+    _raises(lmf.VariableNotFoundError, r"object 'days' not found \(the data have 'Days'\)$",
+            lambda: lmf.lmer("Reaction ~ days + (1 | Subject)", df))
+    _raises(lmf.VariableNotFoundError, r"^object 'Foo' not found$",
+            lambda: lmf.lmer("Reaction ~ Foo + (1 | Subject)", df))
