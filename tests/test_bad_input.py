@@ -278,6 +278,12 @@ def test_many_terms(df: pd.DataFrame) -> None:
     assert "Formula:" in str(m.summary())
     too_long = "y ~ " + " + ".join(f"x{i}" for i in range(30_000))
     _raises(lmf.FormulaError, "formula too long", lambda: lmf.lFormula(too_long, df))
+    # formulaic parsed and materialised 400,000 tokens for 20 s before answering
+    repeated = "Reaction ~ " + " + ".join(["Days"] * 30_000) + " + (1 | Subject)"
+    before = time.perf_counter()
+    _raises(lmf.FormulaError, "formula too long",
+            lambda: lmf.lFormula(repeated, df, syntax="formulaic"))
+    assert time.perf_counter() - before < 10
 
 
 def test_power_is_capped_at_the_number_of_terms(df: pd.DataFrame) -> None:

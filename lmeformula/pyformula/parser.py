@@ -32,6 +32,7 @@ from formulaic.parser.utils import merge_operator_tokens
 from ..errors import FormulaError, LmeFormulaWarning, RandomEffectsError
 from ..formula.ast import BinOp, Name, Node, deparse
 from ..formula.bars import expand_slash, group_label
+from ..formula.limits import MAX_FORMULA_TOKENS
 from ..formula.parser import parse_expression
 
 __all__ = [
@@ -366,6 +367,9 @@ def _parse_formulaic(formula: str) -> FormulaicFormula:
     except (FormulaicError, SyntaxError) as err:
         _check_r_operators(formula, formula)
         raise _parse_error(formula, err) from None
+    if len(tokens) > MAX_FORMULA_TOKENS:  # the R syntax's limit: formulaic took 20 s on 4e5
+        raise FormulaError(f"formula too long: {len(tokens)} tokens (more than "
+                           f"{MAX_FORMULA_TOKENS:,})")
     _check_r_operators(formula, _outside_python(formula, tokens))
     if any(t.kind is Token.Kind.OPERATOR and t.token == "." for t in tokens):
         raise FormulaError(
