@@ -10,9 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import ArgumentError
 from .mermod import LmerMod, LogLik, Summary
 from .mermod import VarCorr as _VarCorr
 from .mermod import getME as _getME
+from .validate import model_functions
 
 __all__ = [
     "AIC",
@@ -97,7 +99,7 @@ def vcov(m: LmerMod, adjust: str | None = None) -> pd.DataFrame:
     if adjust is None:
         return m.vcov()
     if adjust not in ("Kenward-Roger", "KR"):
-        raise ValueError(f"adjust must be None or 'Kenward-Roger', not {adjust!r}")
+        raise ArgumentError(f"adjust must be None or 'Kenward-Roger', not {adjust!r}")
     from .ddf import vcov_adjusted
 
     v = m.vcov()
@@ -156,9 +158,11 @@ def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None
 
 
 def simulate(m: LmerMod, nsim: int = 1, rng: Any = None, use_u: bool = False,
-             re_form: Any = float("nan"), newdata: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Responses simulated from the fitted model (columns sim_1 ... sim_nsim)."""
-    return m.simulate(nsim, rng, use_u, re_form, newdata)
+             re_form: Any = float("nan"), newdata: pd.DataFrame | None = None,
+             allow_new_levels: bool = False) -> pd.DataFrame:
+    """Responses simulated from the fitted model (columns sim_1 ... sim_nsim); a level of
+    ``newdata`` the fit never saw is an error unless ``allow_new_levels``, as in lme4."""
+    return m.simulate(nsim, rng, use_u, re_form, newdata, allow_new_levels)
 
 
 def summary(m: LmerMod, ddf: str | None = None) -> Summary:
@@ -175,3 +179,7 @@ def isREML(m: LmerMod) -> bool:
 def npar(m: LmerMod) -> int:
     """Number of parameters: fixed effects, θ and σ."""
     return m.npar()
+
+
+
+model_functions(globals(), __all__)

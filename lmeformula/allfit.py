@@ -27,6 +27,7 @@ from .lmer import mkMerMod, optimizeLmer
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
 from .progress import progress_bar
+from .validate import model_functions
 
 __all__ = ["ALLFIT_OPTIMIZERS", "AllFit", "AllFitSummary", "allFit"]
 
@@ -184,7 +185,8 @@ def allFit(m: LmerMod, optimizers: Sequence[str] | None = None, maxfun: int = 10
     AllFit
         ``fits`` by name; ``summary()`` gives lme4's table of the results.
     """
-    names = list(ALLFIT_OPTIMIZERS) if optimizers is None else list(optimizers)
+    names = (list(ALLFIT_OPTIMIZERS) if optimizers is None
+             else [optimizers] if isinstance(optimizers, str) else list(optimizers))
     unknown = [n for n in names if n not in ALLFIT_OPTIMIZERS]
     if unknown:
         raise LmeFormulaError(f"unknown optimizer(s) {', '.join(map(repr, unknown))} for "
@@ -204,3 +206,6 @@ def allFit(m: LmerMod, optimizers: Sequence[str] | None = None, maxfun: int = 10
             times[name] = time.perf_counter() - start
             bar.update(1)
     return AllFit(fits, times, m)
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

@@ -33,8 +33,10 @@ import scipy.linalg as la
 import scipy.sparse as sp
 from scipy import stats
 
+from .dataframe import as_pandas
 from .ddf import coef_table
 from .errors import LmeFormulaError, LmeFormulaWarning
+from .validate import model_functions
 
 __all__ = ["augment", "glance", "tidy"]
 
@@ -473,9 +475,8 @@ def augment(m: Any, data: pd.DataFrame | None = None) -> pd.DataFrame:
     ``_broom_response()`` returning a dict of arrays in this order.
     """
     pf = m.lformula
-    frame = pf.fr if data is None else data
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError("augment() needs data as a pandas DataFrame")
+    # any data frame, as the fitting functions take (a pandas frame as it is)
+    frame = pf.fr if data is None else as_pandas(data)
     n = m.nobs
     rows = np.asarray(pf.frame.rows)
     if len(frame) == n:
@@ -503,3 +504,6 @@ def augment(m: Any, data: pd.DataFrame | None = None) -> pd.DataFrame:
             full[place] = values
         out[name] = full
     return out
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

@@ -7,6 +7,7 @@ Python names (``check_nobs_vs_nlev="ignore"``).
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -113,6 +114,9 @@ class LmerControl:
             object.__setattr__(self, name, value)
         for name in ("restart_edge",):
             check_flag(self.restart_edge, name.replace("_", "."))
+        for name in ("check_conv_grad", "check_conv_singular", "check_conv_hess"):
+            object.__setattr__(self, name, _conv_option(getattr(self, name),
+                                                        name.replace("_", ".")))
         check_flag(self.calc_derivs, "calc.derivs", allow_none=True)
         check_number(self.boundary_tol, "boundary.tol", lower=0)
         if self.check_conv_grad_relTol is not None:
@@ -121,6 +125,23 @@ class LmerControl:
             raise ArgumentError("optCtrl must be a dict of optimizer options")
         # the control's own dict: the caller's later edits do not reach it, nor its the caller's
         object.__setattr__(self, "optCtrl", own_copy(self.optCtrl))
+
+
+def _conv_option(value: Any, name: str) -> tuple[str, float]:
+    """A ``check.conv.*`` option as (action, tol), checked as lme4's ``chk.convOpt`` does
+    (its messages), the action one of those lme4's ``checkConv`` acts on."""
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ArgumentError(f"check.conv* option {name} must be a list (an action string, "
+                            f"an (action, tol) pair or a dict), not {value!r}")
+    action, tol = value
+    if not isinstance(action, str):
+        raise ArgumentError(f"check.conv* option {name} has no 'action' string")
+    action = match_arg(action, ("ignore", "warning", "message", "stop"), f"{name}$action")
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, numbers.Real):
+        raise ArgumentError(f"check.conv* option {name} must have a numeric 'tol' component")
+    if not float(tol) >= 0:
+        raise ArgumentError(f"check.conv* option {name}$tol must be number >= 0")
+    return action, float(tol)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -33,6 +33,7 @@ from scipy import linalg as la
 from scipy import stats
 
 from .errors import LmeFormulaError, LmeFormulaWarning, SingularFitWarning
+from .validate import as_generator, check_flag, model_functions
 
 if TYPE_CHECKING:
     from .mermod import LmerMod
@@ -329,6 +330,8 @@ def icc(m: LmerMod, by_group: bool = False, tolerance: float = 1e-5, all_terms: 
     with columns ``Group`` and ``ICC`` (NaN for a singular fit, where performance returns a
     bare NA).
     """
+    by_group = bool(check_flag(by_group, "by_group"))
+    all_terms = bool(check_flag(all_terms, "all_terms"))
     v = get_variance(m, tolerance=tolerance, all_terms=all_terms)
     _warn_variances(m, v, "ICC")
     total = v.var_random + v.var_residual
@@ -862,7 +865,7 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
         warnings.warn("Model was fit with prior weights. These will be ignored in the "
                       "simulation, so the scaled residuals may not be uniform.",
                       LmeFormulaWarning, stacklevel=2)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed, "seed")
     sims = m.simulate(nsim=n_sim, rng=rng, use_u=simulate_re == "conditional")
     simulated = sims.to_numpy(dtype=float)
     observed = _observed_response(m, simulated)
@@ -876,3 +879,6 @@ def simulate_residuals(m: LmerMod, n_sim: int = 250, seed: Any = 123,
         simulated_response=simulated, observed_response=observed,
         fitted_predicted_response=fitted, n_sim=n_sim, simulate_re=simulate_re, seed=seed,
         fitted_response=centre)
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

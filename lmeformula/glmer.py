@@ -10,6 +10,7 @@ finite-difference derivatives over (θ, β) and the convergence checks.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -26,12 +27,14 @@ from .glmermod import GlmerMod
 from .glmodular import glFormula
 from .laplace_grad import LaplaceObjective, gradient_derivs, lbfgsb_laplace, require_laplace
 from .lmer import lmer, refit, update, updated_formula_and_data
+from .modular import check_start_finite
 from .neldermead import nelder_mead
 from .optimize import (
     Lme4Conv,
     OptResult,
     check_boundary,
     check_conv,
+    check_optimizer_workspace,
     deriv12,
     minqa_bobyqa,
     nloptwrap,
@@ -39,7 +42,7 @@ from .optimize import (
 from .pirls import GlmerDevfun
 from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
-from .validate import check_flag
+from .validate import check_flag, check_number
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
@@ -225,7 +228,8 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         return lmer(formula, data, weights=weights, offset=offset, na_action=na_action,
                     start=start, subset=subset, contrasts=contrasts, data_name=data_name,
                     control=ctrl.checks, syntax=syntax, progress=bar is not None)
-    nAGQ = int(nAGQ)
+    # R's as.integer(nAGQ): a number, truncated; not a string or a logical
+    nAGQ = int(check_number(nAGQ, "nAGQ") or 0)
     if not 0 <= nAGQ <= 100:
         raise LmeFormulaError("nAGQ must be an integer between 0 and 100")
     if "L-BFGS-B" in ctrl.optimizer:  # before the formula's work
@@ -247,6 +251,12 @@ def _glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int, weights: An
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     theta0, beta0 = _parse_start(start, pf)
     n_init = 0 if ctrl.nAGQ0initStep else nAGQ
+    if not devFunOnly:  # the optimizers' memory, before PIRLS' setup (a minute for a large θ)
+        ntheta = pf.reTrms.theta.shape[0]
+        if n_init == 0:
+            check_optimizer_workspace(ntheta, _stage1(ctrl, pf), ctrl.optCtrl)
+        if nAGQ > 0:
+            check_optimizer_workspace(ntheta + len(pf.X_names), ctrl.optimizer[1], ctrl.optCtrl)
     devfun = GlmerDevfun(pf, fam, n_init, ctrl.tolPwrss,
                          mustart=None if mustart is None else _vector(mustart, data, pf))
     if devFunOnly and nAGQ == 0:
@@ -331,18 +341,29 @@ def _parse_start(start: Any, pf: Any) -> tuple[np.ndarray | None, np.ndarray | N
     if isinstance(start, Mapping):
         valid = {"par", "theta", "fixef", "beta"}
         bad = [k for k in start if k not in valid]
-        if bad:
-            raise LmeFormulaError(f"'start' has invalid names {bad}")
+        if bad:  # lme4's message (par and beta are this package's aliases)
+            raise ArgumentError(f"bad name(s) for start vector ({', '.join(map(str, bad))}); "
+                                "should be 'theta' and/or 'fixef'")
         theta = start.get("theta", start.get("par"))
         beta = start.get("fixef", start.get("beta"))
         # a scalar is a length-one vector, as in R (start = list(theta = 0.5))
-        theta = None if theta is None else np.atleast_1d(np.asarray(theta, float))
-        beta = None if beta is None else np.atleast_1d(np.asarray(beta, float))
+        theta = None if theta is None else _numeric_start(theta)
+        beta = None if beta is None else _numeric_start(beta)
     else:
-        theta, beta = np.atleast_1d(np.asarray(start, float)), None
+        theta, beta = _numeric_start(start), None
     if theta is not None and theta.shape[0] != ntheta:
         raise LmeFormulaError(f"starting value of 'par' has length not equal to {ntheta}")
+    for value in (theta, beta):
+        if value is not None:
+            check_start_finite(value)
     return theta, beta
+
+
+def _numeric_start(value: Any) -> np.ndarray:
+    try:
+        return np.atleast_1d(np.asarray(value, float)).reshape(-1)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"all elements of start must be numeric, not {value!r}") from None
 
 
 def _describe(weights: Any, offset: Any, subset: Any,
@@ -379,6 +400,11 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
     control = m.glmer_control if "control" in m.call_args else None
     args.update({"family": m.family, "nAGQ": m.nAGQ, "control": control,
                  "data_name": m.data_name, "syntax": call.syntax})
+    accepted = inspect.signature(glmer).parameters
+    unused = [k for k in kwargs if k not in accepted or k in ("formula", "data")]
+    if unused:  # R: "unused argument (foo = 1)"
+        raise ArgumentError("unused argument ("
+                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
     args.update(kwargs)
     return glmer(new_formula, data, **args)
 
@@ -403,7 +429,13 @@ def refit_glmer(m: Any, newresp: Any) -> Any:
     from .prediction import fitted_positions
 
     pf = m.lformula
-    y = np.asarray(newresp, dtype=float)
+    try:
+        y = np.asarray(newresp, dtype=float)
+    except (TypeError, ValueError):  # lme4's mkRespMod
+        raise ArgumentError("newresp: response must be numeric or factor") from None
+    if y.ndim == 0:
+        raise ArgumentError("newresp: response must be a vector (or, for a cbind binomial "
+                            "response, a two-column array)")
     if y.shape[0] == pf.frame.nrow_data and y.shape[0] != m.n:
         y = y[pf.frame.rows]
     elif y.ndim >= 1 and y.shape[0] != m.n:  # simulate()'s length under na_action="exclude"

@@ -13,6 +13,7 @@ from typing import Any
 
 from .control import LmerControl, as_control, own_copy
 from .errors import LmeFormulaError
+from .validate import check_flag, check_number
 
 __all__ = ["GlmerControl", "as_glmer_control", "glmerControl"]
 
@@ -84,6 +85,10 @@ class GlmerControl:
     given: tuple[tuple[str, Any], ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_number(self.tolPwrss, "tolPwrss", lower=0, lower_open=True)
+        for name in ("compDev", "nAGQ0initStep", "restart_edge"):
+            check_flag(getattr(self, name), name)
+        check_flag(self.calc_derivs, "calc.derivs", allow_none=True)
         if self.restart_edge:
             raise LmeFormulaError("restart_edge not implemented for optimizeGlmer yet")
         # the control's own dict: the caller's later edits do not reach it, nor its the caller's

@@ -20,12 +20,13 @@ import pandas as pd
 from scipy import stats
 
 from .devcomp import DevComp, DevCompCmp, DevCompDims
-from .errors import ConvergenceWarning, LmeFormulaError, LmeFormulaWarning
+from .errors import ArgumentError, ConvergenceWarning, LmeFormulaError, LmeFormulaWarning
 from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
 from .prediction import predict as predict_model
-from .validate import check_flag
+from .prediction import select_terms
+from .validate import as_generator, check_allocation, check_count, check_flag
 
 __all__ = ["GlmerMod", "GlmerSummary"]
 
@@ -276,11 +277,21 @@ class GlmerMod(LmerMod):
         return pd.DataFrame({"fit": mu, "se_fit": se}, index=out.index)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
-                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None
-                 ) -> pd.DataFrame:
-        """Responses drawn from the fitted GLMM: new random effects (unless ``use_u``),
-        then the family's distribution at μ (binomial: proportions out of the totals)."""
-        gen = np.random.default_rng(rng)
+                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None,
+                 allow_new_levels: bool = False) -> pd.DataFrame:
+        """Responses drawn from the fitted GLMM: new random effects for the terms not in
+        ``re_form`` (all by default; none with ``use_u``), then the family's distribution at
+        μ (binomial: proportions out of the totals). On the fitted rows only: ``newdata`` is
+        an error (the binomial totals of new rows are not known)."""
+        nsim = check_count(nsim, "nsim")
+        use_u = bool(check_flag(use_u, "use_u"))
+        check_flag(allow_new_levels, "allow_new_levels")
+        if newdata is not None:
+            raise ArgumentError("simulate(newdata=) is not available for glmer fits: it "
+                                "simulates the fitted rows only")
+        check_allocation(float(nsim) * self.n, f"simulate(nsim={nsim})")
+        gen = as_generator(rng)
+        conditioned = set(select_terms(self, None if use_u else re_form))
         re = self.lformula.reTrms
         X = self.lformula.X_values
         offset = np.zeros(self.n) if self.lformula.offset is None else self.lformula.offset
@@ -289,10 +300,14 @@ class GlmerMod(LmerMod):
         resp = self._glmer_devfun.resp
         cols = {}
         for s in range(nsim):
-            if use_u or (re_form is None and not isinstance(re_form, float)):
-                u = self._u
-            else:
+            if not conditioned:
                 u = gen.standard_normal(self.q)
+            else:  # the terms of re_form keep their conditional modes, the others are drawn
+                u = np.array(self._u, dtype=float)
+                for i in range(len(re.terms)):
+                    if i not in conditioned:
+                        u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(
+                            re.Gp[i + 1] - re.Gp[i])
             eta = fixed + np.asarray(re.Zt.T @ (lambdat.T @ u)).ravel()
             mu = self.family.linkinv(eta)
             cols[f"sim_{s + 1}"] = _draw(self.family, mu, resp, self.sigma, gen)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
@@ -23,7 +24,7 @@ from scipy import stats
 
 from .anovatable import AnovaTable, anova_single
 from .ddf.tables import anova_lmertest
-from .errors import ArgumentError, LmeFormulaError, RefitMLWarning
+from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWarning
 from .glmmprofile import glmm_boot_statistic, glmm_responses, profile_glmm
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
@@ -38,7 +39,7 @@ from .profiling import (
     term_sizes,
     theta_from_sdcor,
 )
-from .validate import check_count, check_flag, check_number
+from .validate import as_generator, check_count, check_flag, check_number, model_functions
 
 __all__ = [
     "AnovaTable",
@@ -54,6 +55,24 @@ __all__ = [
 
 
 # ---- anova ---------------------------------------------------------------------------------
+
+def _check_same_observations(items: list[tuple[str, LmerMod]]) -> None:
+    """lme4 refuses models fitted to different data objects or subsets (it compares the
+    calls' expressions); here the responses are compared, as sets of values, so that models
+    of the same observations compare however the data were given (a polars frame converted
+    per fit, a column added for the larger model, rows reordered), and models of different
+    rows or of a transformed response of the same size do not."""
+    name0, m0 = items[0]
+    y0 = m0.lformula.y
+    for name, mm in items[1:]:
+        y = mm.lformula.y
+        if (y0 is not None and y is not None and np.shape(y0) == np.shape(y)
+                and not np.array_equal(np.sort(np.ravel(y0)), np.sort(np.ravel(y)),
+                                       equal_nan=True)):
+            raise LmeFormulaError(f"all models must be fit to the same data object: the "
+                                  f"responses of {name} and {name0} differ (other rows, or a "
+                                  "transformed response)")
+
 
 def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
           ddf: str | None = None, **named: LmerMod) -> AnovaTable:
@@ -83,6 +102,7 @@ def anova(*models: LmerMod, refit: bool = True, type: int | str | None = None,
     nobs = {mm.nobs for _, mm in items}
     if len(nobs) > 1:
         raise LmeFormulaError("models were not all fitted to the same size of dataset")
+    _check_same_observations(items)
     if refit and any(mm.is_REML for _, mm in items):
         warnings.warn("refitting model(s) with ML (instead of REML)", RefitMLWarning,
                       stacklevel=2)
@@ -156,7 +176,10 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     lower = np.concatenate([np.maximum(theta_lower, -1.0), [0.0]])
     upper = np.concatenate([np.where(theta_lower == 0, np.inf, 1.0), [np.inf]])
     dev2 = _ml_deviance_fixed_sigma(ml)
-    wanted = names if which is None else which
+    wanted = names if which is None else [which] if isinstance(which, str) else which
+    if not any(name in wanted for name in names):  # lme4's get.which warns, and profiles none
+        warnings.warn(f"Nothing selected by 'which={which!r}' (the parameters are "
+                      f"{', '.join(names)})", LmeFormulaWarning, stacklevel=2)
     points: dict[str, pd.DataFrame] = {}
     bounds_lo: dict[str, float] = {}
     bounds_hi: dict[str, float] = {}
@@ -262,7 +285,9 @@ def bootstrap(m: LmerMod, nsim: int = 500, rng: np.random.Generator | int | None
     """
     from .parallel import refit_replicates
 
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
+    if FUN is not None and not callable(FUN):
+        raise ArgumentError(f"FUN must be a function of the fitted model, not {FUN!r}")
     if FUN is not None:
         fun = FUN
     elif getattr(m, "is_glmm", False):
@@ -369,7 +394,11 @@ def _which_parameters(parm: Any, names: list[str], nvp: int) -> list[str]:
     ``"theta_"`` the variance parameters and ``"beta_"`` the fixed effects; integers are
     1-based positions, taken in the order given. A name that is none of the parameters is
     an error here (lme4 ignores it)."""
-    items = [parm] if isinstance(parm, (str, int, np.integer)) else list(parm)
+    items: list[Any]
+    if isinstance(parm, (str, numbers.Number)) or not isinstance(parm, Iterable):
+        items = [parm]
+    else:
+        items = list(parm)
     if items and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool)
                      for p in items):
         bad = [int(p) for p in items if not 1 <= int(p) <= len(names)]
@@ -390,3 +419,6 @@ def _which_parameters(parm: Any, names: list[str], nvp: int) -> list[str]:
     if "beta_" in chosen:
         chosen.update(names[nvp:])
     return [n for n in names if n in chosen]
+
+
+model_functions(globals(), __all__)  # a clear error for a non-model first argument

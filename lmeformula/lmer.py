@@ -17,7 +17,7 @@ from .errors import ArgumentError, ModelFrameError
 from .formula.limits import with_recursion_room
 from .mermod import LmerMod
 from .modular import LmerDevfun, lformula_of, mkLmerDevfun
-from .optimize import OptResult, check_conv, optimize_lmer
+from .optimize import OptResult, check_conv, check_optimizer_workspace, optimize_lmer
 from .pls.threads import THREAD_POLICY, engine_threads, setup_threads
 from .validate import check_flag
 
@@ -166,6 +166,7 @@ def lmer(
     """
     check_flag(devFunOnly, "devFunOnly")
     ctrl = as_control(control)
+    check_flag(progress, "progress")  # a truthy string showed a progress bar
     data = as_pandas(data)  # once, here: the stages then see pandas
     call = ModelCall(formula, data, REML=REML, subset=subset, weights=weights,
                      na_action=na_action, offset=offset, contrasts=contrasts, control=ctrl,
@@ -182,8 +183,11 @@ def fit_call(call: ModelCall, start: Any = None, devFunOnly: bool = False,
     # QR of a small X took 6x its time beside two busy loops with OpenBLAS's threads)
     with setup_threads(call.control.threads, rows=len(call.data)):
         pf = lformula_of(call)
+        if not check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it
+            check_optimizer_workspace(pf.reTrms.theta.shape[0], call.control.optimizer,
+                                      call.control.optCtrl)
         devfun = mkLmerDevfun(pf, start=start)
-        if check_flag(devFunOnly, "devFunOnly"):  # checked here too: update() passes it on
+        if devFunOnly:
             return devfun
         if _serial_fit(call, devfun):
             # the engine's scopes (optimizeLmer's, mkMerMod's) would set the one thread
@@ -302,6 +306,10 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     new_formula, data = updated_formula_and_data(call, formula, data,
                                                  kwargs.get("syntax", call.syntax))
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
+    unused = [k for k in kwargs if k not in ("start", "devFunOnly", "data_name", "progress")]
+    if unused:  # R: "unused argument (foo = 1)"
+        raise ArgumentError("unused argument ("
+                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
     # REML: the structures' (a model refitted by REML or ML internally says which it is)
     new_call = call.replace(formula=new_formula, data=as_pandas(data),
                             REML=m.lformula.REML if REML is None else REML, **changes)

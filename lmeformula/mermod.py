@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from .call import ModelCall
 from .devcomp import DevComp, DevCompCmp, DevCompDims
-from .errors import DeprecatedUsageWarning, LmeFormulaError
+from .errors import ArgumentError, DeprecatedUsageWarning, LmeFormulaError
 from .generics import ddf_coefficients, show, show_html
 from .modular import LFormula, LmerDevfun
 from .optimize import OptResult
@@ -212,7 +212,7 @@ def format_varcorr(vc: VarCorr, digits: int = 5, comp: tuple[str, ...] = ("Std.D
 def match_ddf(ddf: str, allowed: Sequence[str] = DDF_METHODS) -> str:
     """R's ``match.arg`` for ``ddf``: an exact name or a unique prefix."""
     if not isinstance(ddf, str):
-        raise TypeError(f"'ddf' must be a string, one of {', '.join(map(repr, allowed))}")
+        raise ArgumentError(f"'ddf' must be a string, one of {', '.join(map(repr, allowed))}")
     if ddf in allowed:
         return ddf
     hits = [a for a in allowed if a.startswith(ddf)] if ddf else []
@@ -576,9 +576,10 @@ class LmerMod:
         return predict_model(self, newdata, re_form, allow_new_levels, se_fit)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
-                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
+                 re_form: Any = math.nan, newdata: pd.DataFrame | None = None,
+                 allow_new_levels: bool = False) -> pd.DataFrame:
         """Simulated responses (see :func:`lmeformula.prediction.simulate`)."""
-        return simulate_model(self, nsim, rng, use_u, re_form, newdata)
+        return simulate_model(self, nsim, rng, use_u, re_form, newdata, allow_new_levels)
 
     # -- getME ----------------------------------------------------------------------------------
     def getME(self, name: str) -> Any:

@@ -10,6 +10,7 @@ products of its variables' columns, the first variable varying fastest, named ``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,13 +18,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .errors import FormulaError
+from .errors import FormulaError, LmeFormulaWarning
 from .formula.terms import Terms
 from .records import NamedRecord
 from .transforms import MatrixValue, Value, as_factor, is_factor_like
 from .validate import check_allocation
 
-__all__ = ["ModelMatrix", "XAttrs", "contrast_matrix", "model_matrix"]
+__all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "model_matrix"]
+
+_CONTRASTS = ("contr.treatment", "contr.SAS", "contr.sum", "contr.helmert", "contr.poly")
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,37 @@ def contrast_matrix(levels: list[str], kind: str | np.ndarray | pd.DataFrame,
         names = [".L", ".Q", ".C"] + [f"^{i}" for i in range(4, k)]
         return z[:, 1:], names[: k - 1]
     raise FormulaError(f"unknown contrasts {kind!r}")
+
+
+def check_contrasts(contrasts: Mapping[str, Any], variables: Mapping[str, Value]) -> None:
+    """R's model.matrix checks of a ``contrasts`` argument against the model frame's variables
+    (``variables``: every variable of the formula, random part included, as in lme4's frame):
+    a name that is not a variable warns and is ignored, a variable that is not a factor, an
+    unknown contrast and a matrix whose rows are not the factor's levels are errors."""
+    for name, kind in contrasts.items():
+        if name not in variables:
+            warnings.warn(f"variable '{name}' is absent, its contrast will be ignored",
+                          LmeFormulaWarning, stacklevel=5)
+            continue
+        value = variables[name]
+        if not is_factor_like(value):
+            raise FormulaError(f"contrasts apply only to factors (variable '{name}')")
+        if isinstance(kind, str):
+            if kind not in _CONTRASTS:
+                raise FormulaError(f"object '{kind}' of mode 'function' was not found "
+                                   f"(contrasts for '{name}'; use one of {', '.join(_CONTRASTS)} "
+                                   "or a matrix)")
+            continue
+        if not isinstance(kind, (np.ndarray, pd.DataFrame)):
+            raise FormulaError(f"numeric contrasts or contrast name expected (contrasts for "
+                               f"'{name}', got {type(kind).__name__})")
+        nlevels = len(_factor_of(value, name).categories)
+        if kind.ndim != 2 or kind.shape[0] != nlevels:
+            raise FormulaError(f"wrong number of contrast matrix rows (contrasts for '{name}': "
+                               f"{kind.shape[0] if kind.ndim else 0} rows, {nlevels} levels)")
+        if not np.issubdtype(np.asarray(kind).dtype, np.number):
+            raise FormulaError(f"numeric contrasts or contrast name expected (contrasts for "
+                               f"'{name}')")
 
 
 def _factor_of(value: Value, name: str) -> pd.Categorical:

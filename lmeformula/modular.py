@@ -10,6 +10,7 @@ two front ends that build them, and are this module's names too.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,8 +30,11 @@ from .checks import (
     rank_drop_columns,
 )
 from .control import LmerControl, as_control
-from .errors import ArgumentError, FormulaError
+from .errors import ArgumentError, FormulaError, LmeFormulaWarning, ModelFrameError
+from .formula.ast import deparse
+from .formula.bars import nobars
 from .formula.limits import recursion_room
+from .formula.terms import terms
 from .frame import ModelFrame, call_frame, check_response
 from .lformula import (  # modular's names too
     LFormula,
@@ -38,7 +42,7 @@ from .lformula import (  # modular's names too
     has_dot,
     parse_lmer_formula,
 )
-from .modelmatrix import XAttrs, model_matrix
+from .modelmatrix import XAttrs, check_contrasts, model_matrix
 from .pls.protocol import Factor, PLSEngine
 from .reterms import mk_re_trms
 
@@ -102,6 +106,31 @@ def lFormula(
     return lformula_of(call)
 
 
+def warn_response_on_rhs(parsed: ParsedFormula) -> None:
+    """R's model.matrix warning for a response that is also a fixed-effects term (``y ~ y +
+    x``): terms() drops it there, as R does, and R says so."""
+    if parsed.lhs is None:
+        return
+    lhs = deparse(parsed.lhs)
+    fixed = nobars(parsed.rhs)
+    if fixed is None or lhs not in deparse(fixed):  # the common case: no terms() needed
+        return
+    rhs_terms = terms(fixed)
+    if any(len(t) == 1 and deparse(rhs_terms.variables[t[0]]) == lhs for t in rhs_terms.terms):
+        warnings.warn("the response appeared on the right-hand side and was dropped",
+                      LmeFormulaWarning, stacklevel=5)
+
+
+def check_start_finite(theta0: np.ndarray) -> None:
+    """A starting θ with NaN or an infinity stops here with nloptr's messages (lme4: "x0
+    contains NA", "objective in x0 returns NA"); nlopt itself fails on NaN obscurely."""
+    if np.isnan(theta0).any():
+        raise ArgumentError(f"x0 contains NA (start = {theta0.tolist()})")
+    if not np.isfinite(theta0).all():
+        raise ArgumentError(f"objective in x0 returns NA (start = {theta0.tolist()} is not "
+                            "finite)")
+
+
 def lformula_of(call: ModelCall) -> LFormula:
     """:func:`lFormula` of a checked call (``lmer`` and ``update`` build the call once and
     pass it here); the result keeps the call as ``call``."""
@@ -143,6 +172,7 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
                            f"{formula!r} is one-sided")
     if not parsed.bars:
         raise FormulaError("No random effects terms specified in formula")
+    warn_response_on_rhs(parsed)
     frame = call_frame(call, parsed.lhs, parsed.rhs)
     y = response(frame) if parsed.lhs is not None else None
     re = mk_re_trms(parsed.bars, frame)
@@ -153,6 +183,8 @@ def build_lformula(call: ModelCall, cls: type[LFormula],
     check_finite_z({t.name: t.X for t in re.terms})  # Zt's values, without building Zt
     wmsgs += check_zrank(re.make_zt, n, ctrl, q=re.q)
 
+    if call.contrasts:
+        check_contrasts(call.contrasts, frame.variables)
     mm = model_matrix(parsed.fixed, frame.variables, n, call.contrasts)
     check_finite_columns(mm.values, mm.columns)
     kept, rank_msg = rank_drop_columns(mm.values, mm.columns, ctrl)
@@ -307,6 +339,14 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     re = pf.reTrms
     shapes = term_shapes(re.terms)
     y = pf.y - pf.offset if pf.offset is not None else pf.y
+    if y.shape[0] and "(Intercept)" in pf.X_names and np.ptp(y) == 0:
+        # y is the intercept's column: every residual sum of squares is 0 and the criterion
+        # log(0); lme4 "converges" to a REML criterion of -Inf with σ = 0 and convergence
+        # warnings: there is no model to fit
+        what = "y - offset" if pf.offset is not None else "every value"
+        raise ModelFrameError(f"the response is constant ({what} = {y[0]:g}): the residual "
+                              "variance would be zero, and a linear mixed model cannot be "
+                              "fitted (lme4 reports a REML criterion of -Inf)")
     # codes at their own width and Zt built only if a path reads it (the counting path
     # does not): a 10^6-row fit holds neither an int64 copy of the codes nor Zt
     factors = re.level_factors(compact=True)
@@ -319,6 +359,10 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
     problem = make_problem(re.make_zt, pf.X_values, y, pf.weights, shapes, factors,
                            names=[t.name for t in re.terms])
     if isinstance(start, Mapping):
+        # lme4's getStart: theta (and fixef, which lmer does not use), nothing else
+        bad = [str(k) for k in start if k not in ("theta", "fixef")]
+        if bad:
+            raise ArgumentError(f"incorrect components in start list: {', '.join(bad)}")
         start = start.get("theta")
     try:
         theta0 = lme4_start(pf) if start is None else np.asarray(start, dtype=float).reshape(-1)
@@ -326,6 +370,7 @@ def mkLmerDevfun(pf: LFormula, start: Any = None) -> LmerDevfun:
         raise ArgumentError(f"start must be numeric (theta), not {start!r}") from None
     if theta0.shape != re.theta.shape:
         raise FormulaError(f"start must have length {re.theta.shape[0]} (the length of theta)")
+    check_start_finite(theta0)
     if pf.X_values.shape[0] >= memory.TRIM_MIN_ROWS:
         memory.release_freed_memory()  # lme4_start's n-length temporaries (~15 MB at 10⁶)
     return LmerDevfun(problem, bool(pf.REML and pf.X_values.shape[1] > 0), re.lower.copy(), theta0)

@@ -28,7 +28,7 @@ from .errors import (
 )
 from .neldermead import nelder_mead
 from .records import NamedRecord
-from .validate import check_count, check_number
+from .validate import check_allocation, check_count, check_number
 
 __all__ = ["Derivs", "Lme4Conv", "OptResult", "check_conv", "deriv12", "optimize_lmer"]
 
@@ -162,6 +162,7 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     if unused:  # lme4 ignores them; say so rather than fail
         warnings.warn(f"some options were not used: optCtrl {', '.join(map(repr, unused))}",
                       LmeFormulaWarning, stacklevel=4)
+    _check_workspace(k, str(algorithm))
     opt = nlopt.opt(code_of, k)
     opt.set_lower_bounds(np.asarray(lower, float))
     opt.set_upper_bounds(np.full(k, np.inf))
@@ -180,6 +181,29 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     fval = float(opt.last_optimum_value())
     conv = 0 if 0 < code < 5 else code
     return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count
+
+
+def _check_workspace(k: int, algorithm: str) -> None:
+    """Refuse an optimizer whose workspace for ``k`` parameters would not fit in memory
+    (NLopt does not check its allocation: θ of 45,000 parameters, (f | g) with a 300-level
+    factor f, was a segmentation fault)."""
+    if algorithm == "NLOPT_LN_BOBYQA":  # NLopt's bobyqa.c: npt = 2k + 1 interpolation points
+        npt = 2.0 * k + 1.0
+        elements = (npt + 5.0) * (npt + k) + 1.5 * k * (k + 5.0)
+    else:  # a simplex, or NLopt's other derivative-free methods: of order k²
+        elements = (k + 1.0) * (k + 1.0)
+    check_allocation(elements, f"the optimizer ({algorithm.replace('NLOPT_', '')}) for {k} "
+                               "parameters")
+
+
+def check_optimizer_workspace(k: int, optimizer: str | None,
+                              optCtrl: Mapping[str, Any]) -> None:
+    """:func:`_check_workspace` for the optimizer named ``optimizer``, before the deviance
+    function is set up (which takes seconds to a minute for such a θ)."""
+    algorithm = {"nloptwrap": str(dict(optCtrl).get("algorithm", "NLOPT_LN_BOBYQA")),
+                 "bobyqa": "NLOPT_LN_BOBYQA", "Nelder_Mead": "Nelder_Mead"}.get(str(optimizer))
+    if algorithm is not None:
+        _check_workspace(k, algorithm)
 
 
 def minqa_bobyqa(fn: Objective, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
@@ -206,6 +230,7 @@ def minqa_bobyqa(fn: Objective, x0: np.ndarray, lower: np.ndarray, opts: Mapping
         return value if math.isfinite(value) else 1e300
 
     k = x.shape[0]
+    _check_workspace(k, "NLOPT_LN_BOBYQA")
     opt = nlopt.opt(nlopt.LN_BOBYQA, k)
     opt.set_lower_bounds(np.asarray(lower, float))
     opt.set_upper_bounds(np.full(k, np.inf))
@@ -230,6 +255,7 @@ def lme4_nelder_mead(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     ``xst`` = 0.02, parameter tolerances ``xt`` = xst * 5e-4, ``maxfun`` = 10000; lme4 warns
     "failure to converge in N evaluations" and returns code 4 when it runs out."""
     k = x0.shape[0]
+    _check_workspace(k, "Nelder_Mead")
     xst = np.asarray(opts.get("xst", np.full(k, 0.02)), float)
     xt = np.asarray(opts.get("xt", xst * 5e-4), float)
     maxfun = check_count(opts.get("maxfun", 10000), "optCtrl maxfun")

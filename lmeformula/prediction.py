@@ -40,8 +40,8 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, evaluate
-from .validate import check_allocation, check_count, check_flag
+from .transforms import Value, as_factor, column_value, evaluate
+from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
     from .frame import ModelFrame
@@ -179,6 +179,10 @@ def select_terms(m: FittedModel, re_form: Any) -> list[int]:
 
 def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = False) -> Value:
     """Code a new-data value with the fit's factor levels (R's ``xlev``)."""
+    if isinstance(trained, np.ndarray) and trained.dtype.kind == "b":
+        # a logical variable is a factor FALSE/TRUE to model.matrix: new data with one of
+        # the two values only (or with both where the fit had one) keep the fit's levels
+        trained = as_factor(trained, name)
     if isinstance(trained, pd.Categorical):
         labels = _labels(value, name)
         categories = list(map(str, trained.categories))
@@ -193,6 +197,18 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
         return pd.Categorical.from_codes(codes, categories=pd.Index(categories),
                                          ordered=trained.ordered)
     return value
+
+
+def _check_numeric_kept(value: Value, trained: Value | None, name: str) -> None:
+    """R's ``.checkMFClasses``: a variable fitted as numeric must not be a factor or strings
+    in new data (lme4 itself fails later, with "non-conformable arguments")."""
+    if (isinstance(trained, np.ndarray) and trained.dtype.kind in "iuf"
+            and (isinstance(value, pd.Categorical)
+                 or (isinstance(value, np.ndarray) and value.dtype.kind in "OUSb"))):
+        supplied = ("factor" if isinstance(value, pd.Categorical)
+                    else "logical" if value.dtype.kind == "b" else "character")
+        raise LmeFormulaError(f'variable \'{name}\' was fitted with type "numeric" but type '
+                              f'"{supplied}" was supplied')
 
 
 def _labels(value: Value, name: str) -> list[str | None]:
@@ -220,9 +236,10 @@ def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
         if key in out:
             continue
         value = evaluate(node, columns, len(newdata), state)
+        trained = frame.variables.get(key)
+        _check_numeric_kept(value, trained, key)
         if isinstance(value, np.ndarray) and value.dtype.kind == "O":
             value = as_factor(value, key)
-        trained = frame.variables.get(key)
         out[key] = _recode(value, trained, key) if trained is not None else value
     return out
 
@@ -454,9 +471,9 @@ def _group_labels(group: Node, newdata: pd.DataFrame) -> list[str | None]:
     if isinstance(group, Name):
         if group.id not in newdata.columns:
             raise LmeFormulaError(f"object '{group.id}' not found in newdata")
-        return _labels(np.asarray(newdata[group.id], dtype=object)
-                       if not isinstance(newdata[group.id].dtype, pd.CategoricalDtype)
-                       else pd.Categorical(newdata[group.id]), group.id)
+        # the column as the fit read it (numbers labelled as R prints them: 308.0 is level
+        # "308", as in R; logicals FALSE/TRUE)
+        return _labels(column_value(newdata[group.id]), group.id)
     if isinstance(group, BinOp) and group.op == ":":
         left = _group_labels(group.left, newdata)
         right = _group_labels(group.right, newdata)
@@ -608,6 +625,8 @@ def _se_fit(m: FittedModel, X: np.ndarray, which: list[int], newdata: pd.DataFra
     n, p, q = _dims(m)
     if q + p > 5000:
         raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+    check_allocation(float(n if newdata is None else len(newdata)) * (q + p),
+                     "se_fit's design with random effects (rows x (q + p))")
     lam = lambdat_at(m).T.toarray()
     zt = re.Zt
     w = m.weights
@@ -648,6 +667,8 @@ def _se_fit_glmm(m: FactoredModel, X: np.ndarray, which: list[int], newdata: pd.
     if which:
         if q + p > 5000:
             raise LmeFormulaError("se_fit with random effects needs q + p <= 5000")
+        check_allocation(float(n if newdata is None else len(newdata)) * q,
+                         "se_fit's design with random effects (rows x q)")
         if newdata is None:
             ztsel = np.zeros((q, n))
             for i in which:
@@ -670,6 +691,8 @@ def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_le
            ) -> np.ndarray:
     """Dense Z of new data for the chosen terms (columns in the fit's order)."""
     re = m.lformula.reTrms
+    check_allocation(float(len(newdata)) * _dims(m)[2], "the random-effects model matrix of "
+                     "newdata (rows x random effects)")
     z = np.zeros((len(newdata), _dims(m)[2]))
     for i in which:
         term = re.terms[i]
@@ -681,13 +704,15 @@ def _new_z(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_new_le
 
 
 def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | None = None,
-             use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None
-             ) -> pd.DataFrame:
+             use_u: bool = False, re_form: Any = np.nan, newdata: pd.DataFrame | None = None,
+             allow_new_levels: bool = False) -> pd.DataFrame:
     """lme4's ``simulate``: responses drawn from the fitted model.
 
     The mean conditions on the random-effects terms of ``re_form`` (none by default) or on all
     of them with ``use_u=True``; the other terms are redrawn from N(0, σ²ΛΛ'), and residuals
-    from N(0, σ²) (prior weights are ignored, as in lme4).
+    from N(0, σ²) (prior weights are ignored, as in lme4). A level of ``newdata`` the fit
+    never saw is an error unless ``allow_new_levels`` (lme4's ``allow.new.levels``), as in
+    lme4; allowed, it gets no conditional mode and a fresh draw where its term is redrawn.
 
     Returns
     -------
@@ -695,10 +720,11 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     """
     nsim = check_count(nsim, "nsim")
     check_flag(use_u, "use_u")
+    allow_new_levels = bool(check_flag(allow_new_levels, "allow_new_levels"))
     nfit, _, q = _dims(m)
     rows = nfit if newdata is None else len(newdata)
     check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = as_generator(rng)
     if newdata is not None:
         newdata = as_pandas(newdata, "newdata")
     conditioned = select_terms(m, None if use_u else re_form)
@@ -712,7 +738,7 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     sigma = m.sigma
     lambdat = lambdat_at(m)
     every = list(range(len(re.terms)))
-    zt = re.Zt if newdata is None else _new_z(m, newdata, every, True).T
+    zt = re.Zt if newdata is None else _new_z(m, newdata, every, allow_new_levels).T
     out = {}
     for k in range(nsim):
         sim = eta + sigma * gen.standard_normal(n)

@@ -81,8 +81,9 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     if isinstance(group, BinOp) and group.op == ":":
         return interaction_factor(_grouping_factor(group.left, frame),
                                   _grouping_factor(group.right, frame))
-    if isinstance(group, BinOp) and group.op in ("+", "*", "-", "^", "%in%"):
-        # lme4 (with R's warning "'*' not meaningful for factors")
+    if isinstance(group, BinOp) and group.op in ("+", "*", "-", "^", "%in%", "|", "||"):
+        # lme4 (with R's warning "'*' not meaningful for factors"); a bar in the grouping
+        # expression, (1 | (1 | g)), too
         raise RandomEffectsError(f"Invalid grouping factor specification, {text}")
     # any other expression (factor(k), as.factor(k)) is evaluated in the model frame, as
     # lme4's mkBlist does: it works when the variables it uses are themselves variables of

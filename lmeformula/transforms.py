@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -164,6 +165,15 @@ def column_value(series: pd.Series) -> Value:
         return np.array(series.to_numpy(), dtype=float)
     if isinstance(dtype, pd.CategoricalDtype):
         return series.array.copy()
+    if _is_arrow_dictionary(dtype):
+        # a pandas column of Arrow dictionary type: a factor, its dictionary's order kept (an
+        # ordered dictionary an ordered factor), as for a pyarrow Table's dictionary column
+        return cast(pd.Categorical, pd.Series(series.array.__arrow_array__().to_pandas()).array)
+    if pd.api.types.is_complex_dtype(dtype):
+        # R: "complex variables are not currently allowed in model matrices"; numpy's cast to
+        # float would drop the imaginary part with a mere warning
+        raise FormulaError(f"column '{series.name}': complex variables are not currently "
+                           "allowed in model matrices")
     if pd.api.types.is_bool_dtype(dtype):
         if series.isna().any():
             return as_factor(series.astype(object).map(
@@ -177,12 +187,78 @@ def column_value(series: pd.Series) -> Value:
         warnings.warn(f"column '{series.name}' holds numbers with object dtype; "
                       "it is used as a numeric variable", ColumnTypeWarning, stacklevel=6)
         return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_object_dtype(dtype):
+        _check_object_values(series)
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         # pandas-stubs leave None out of na_value's types; pandas takes it (NA becomes None)
         return series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
     raise FormulaError(
         f"column '{series.name}' has type {dtype}, which a model formula cannot use"
     )
+
+
+# what pandas infers for object columns that R's data frames cannot hold as variables (its
+# "invalid type (list) for variable 'x'"); a factor of their printed forms would be a silently
+# different model
+_NOT_VARIABLES = {"complex": "complex", "datetime": "datetime", "date": "date",
+                  "time": "time", "timedelta": "timedelta", "period": "period",
+                  "interval": "interval", "bytes": "bytes"}
+
+
+def _check_object_values(series: pd.Series) -> None:
+    """Refuse an object column of values a model formula cannot use (lists, dicts, arrays,
+    dates, complex numbers, bytes), naming the column."""
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    kind = _NOT_VARIABLES.get(inferred)
+    if kind is None and inferred == "mixed":
+        odd = next((v for v in series.array if isinstance(
+            v, (list, tuple, dict, set, frozenset, np.ndarray, pd.Series, pd.DataFrame))), None)
+        kind = None if odd is None else type(odd).__name__
+    if kind is not None:
+        raise FormulaError(f"invalid type ({kind}) for variable '{series.name}': a model "
+                           "formula takes numbers, strings, booleans or factors")
+
+
+def _near_names(name: str, columns: Any) -> str:
+    """A hint naming the data's columns that ``name`` nearly is (another case, surrounding
+    spaces, a typo), for "object 'x' not found"; empty when there is none."""
+    import difflib
+
+    data = getattr(columns, "_data", None)  # frame._LazyColumns
+    names = [str(c) for c in (data.columns if data is not None else columns)][:10_000]
+    key = name.strip().casefold()
+    near = [c for c in names if c != name and c.strip().casefold() == key]
+    near += [c for c in difflib.get_close_matches(name, names, n=3, cutoff=0.8)
+             if c not in near and c != name]
+    if not near:
+        return ""
+    quoted = any(not re.fullmatch(r"[A-Za-z.][A-Za-z0-9._]*", c) for c in near[:3])
+    return (f" (the data have {', '.join(map(repr, near[:3]))}"
+            + ("; a name with spaces or other characters is written in backticks in a "
+               "formula, `my var`)" if quoted else ")"))
+
+
+def check_column_type(series: pd.Series) -> None:
+    """Raise :func:`column_value`'s error for a column a model formula cannot use, without
+    converting it (the formulaic front end checks the columns it hands to formulaic)."""
+    dtype = series.dtype
+    if pd.api.types.is_complex_dtype(dtype):
+        raise FormulaError(f"column '{series.name}': complex variables are not currently "
+                           "allowed in model matrices")
+    if pd.api.types.is_object_dtype(dtype):
+        _check_object_values(series)
+    elif not (isinstance(dtype, pd.CategoricalDtype) or _is_arrow_dictionary(dtype)
+              or pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
+              or pd.api.types.is_string_dtype(dtype)):
+        raise FormulaError(
+            f"column '{series.name}' has type {dtype}, which a model formula cannot use")
+
+
+def _is_arrow_dictionary(dtype: Any) -> bool:
+    # pyarrow's DictionaryType (its index and value types), without importing pyarrow
+    pa_type = getattr(dtype, "pyarrow_dtype", None)
+    return (isinstance(dtype, pd.ArrowDtype) and hasattr(pa_type, "index_type")
+            and hasattr(pa_type, "value_type"))
 
 
 def _numeric(value: Value, what: str) -> np.ndarray:
@@ -334,7 +410,7 @@ class Evaluator:
         constants = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": math.pi}
         if name in constants:
             return constants[name]
-        raise VariableNotFoundError(f"object '{name}' not found")
+        raise VariableNotFoundError(f"object '{name}' not found{_near_names(name, self.columns)}")
 
     def binary(self, node: BinOp) -> Value:
         left, right = self.eval(node.left), self.eval(node.right)

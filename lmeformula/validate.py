@@ -8,10 +8,12 @@ passes its flags and numbers through these helpers, which raise
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -19,8 +21,8 @@ import numpy as np
 
 from .errors import ArgumentError
 
-__all__ = ["check_allocation", "check_choice", "check_count", "check_flag", "check_number",
-           "match_arg"]
+__all__ = ["as_generator", "check_allocation", "check_choice", "check_count", "check_flag",
+           "check_number", "match_arg", "model_functions"]
 
 
 def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
@@ -40,6 +42,26 @@ def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | Non
         return bool(value)
     raise ArgumentError(f"{name}: argument is not interpretable as logical (got {value!r}); "
                         "use True or False")
+
+
+def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """A random-number argument as a numpy Generator: None (fresh entropy), a non-negative
+    integer seed, a SeedSequence / BitGenerator, or a Generator (used as it is).
+
+    Raises
+    ------
+    ArgumentError
+        For anything else (strings, floats, negative seeds), with R's ``set.seed`` message.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    ok = (rng is None or isinstance(rng, (np.random.SeedSequence, np.random.BitGenerator))
+          or (isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_))
+              and int(rng) >= 0))
+    if not ok:
+        raise ArgumentError(f"{name}: supplied seed is not a valid integer (got {rng!r}); use "
+                            "None, a non-negative integer or a numpy Generator")
+    return np.random.default_rng(rng)
 
 
 def check_number(value: Any, name: str, *, lower: float | None = None,
@@ -119,3 +141,32 @@ def check_allocation(elements: float, what: str, itemsize: int = 8) -> None:
             f"{what} would need {need / 1e9:.3g} GB of memory (more than a quarter of this "
             f"machine's {limit * 4 / 1e9:.3g} GB); ask for less"
         )
+
+
+def _needs_model(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a clear error when its model argument is not a fitted model at all (an
+    AttributeError from a fitted model itself is a bug and propagates)."""
+
+    @functools.wraps(fn)
+    def wrapper(m: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(m, *args, **kwargs)
+        except AttributeError:
+            # one of the package's own objects (a fitted model, an lmList): a bug, not the
+            # caller's; this layer knows no model classes, so it asks for the class's module
+            if type(m).__module__.split(".")[0] == __name__.split(".")[0]:
+                raise
+            raise ArgumentError(f"{fn.__name__}() needs a fitted model (from lmer or glmer), "
+                                f"not {type(m).__name__}") from None
+
+    return wrapper
+
+
+def model_functions(namespace: MutableMapping[str, Any], names: Sequence[str]) -> None:
+    """Wrap the functions ``names`` of a module's ``namespace`` whose first parameter is the
+    model ``m``: given something else (a string, a number), they raise ArgumentError saying
+    so instead of an AttributeError from deep inside."""
+    for name in names:
+        fn = namespace[name]
+        if callable(fn) and next(iter(inspect.signature(fn).parameters), None) == "m":
+            namespace[name] = _needs_model(fn)

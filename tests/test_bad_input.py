@@ -278,6 +278,12 @@ def test_many_terms(df: pd.DataFrame) -> None:
     assert "Formula:" in str(m.summary())
     too_long = "y ~ " + " + ".join(f"x{i}" for i in range(30_000))
     _raises(lmf.FormulaError, "formula too long", lambda: lmf.lFormula(too_long, df))
+    # formulaic parsed and materialised 400,000 tokens for 20 s before answering
+    repeated = "Reaction ~ " + " + ".join(["Days"] * 30_000) + " + (1 | Subject)"
+    before = time.perf_counter()
+    _raises(lmf.FormulaError, "formula too long",
+            lambda: lmf.lFormula(repeated, df, syntax="formulaic"))
+    assert time.perf_counter() - before < 10
 
 
 def test_power_is_capped_at_the_number_of_terms(df: pd.DataFrame) -> None:
@@ -409,6 +415,7 @@ def test_refit_ml_warning_exported() -> None:
     (lambda df, m: lmf.refit(m, [1, 2]), "newresp must have 180 values"),
     (lambda df, m: lmf.refit(m, ["a"] * 180), "newresp must be numeric"),
     (lambda df, m: lmf.lmList("Reaction ~ Days | Subject", df, pool="x"), "pool"),
+    (lambda df, m: lmf.lmer(F, df, progress="no"), "progress"),
 ])
 def test_more_arguments_are_package_errors(df: pd.DataFrame, model: lmf.LmerMod,
                                            call: Callable[..., Any], pattern: str) -> None:
@@ -428,6 +435,18 @@ def test_model_matrix_size_is_checked_before_allocating() -> None:
         pytest.skip("this machine could build the matrix")
     _raises(lmf.ArgumentError, "model matrix columns of term a would need",
             lambda: lmf.lFormula("y ~ a + (1 | g)", data))
+    # formulaic materialised the dummy columns itself: a MemoryError from pandas, or minutes
+    # of swapping on a machine with just enough memory; and a C() of a numeric column
+    unchanged = _frozen(data)
+    _raises(lmf.ArgumentError, "model matrix columns of term a would need",
+            lambda: lmf.lFormula("y ~ a + (1 | g)", data, syntax="formulaic"))
+    _raises(lmf.ArgumentError, r"model matrix columns of term C\(i\) would need",
+            lambda: lmf.lFormula("y ~ C(i) + (1 | g)", data.assign(i=np.arange(n)),
+                                 syntax="formulaic"))
+    _raises(lmf.ArgumentError, "model matrix columns of term x would need",
+            lambda: lmf.lFormula("y ~ (x | g) + (1 | g)", data.assign(x=data["a"]),
+                                 syntax="formulaic"))
+    unchanged()
 
 
 @pytest.mark.slow
@@ -487,3 +506,357 @@ def test_formulaic_pass_never_drops_rows(where: str) -> None:
     _raises(lmf.ModelFrameError, "with na_action='pass'",
             lambda: lmf.lmer("y ~ x + f + (1 | g)", d, na_action="pass", syntax="formulaic",
                              weights=weights))
+
+
+# ---- awkward inputs a new user tries (session 13) ------------------------------------------
+
+def _frozen(data: pd.DataFrame) -> Callable[[], None]:
+    """A check that ``data`` is as it was (values, dtypes and categories)."""
+    before = data.copy(deep=True)
+    return lambda: pd.testing.assert_frame_equal(data, before, check_exact=True)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_complex_column_is_refused(df: pd.DataFrame, syntax: str) -> None:
+    # numpy's cast to float dropped the imaginary part with only its ComplexWarning
+    data = df.assign(Days=df["Days"].astype(complex))
+    unchanged = _frozen(data)
+    _raises(lmf.FormulaError, "column 'Days': " + re.escape(R_MESSAGES["complex_column"]),
+            lambda: lmf.lmer(F, data, syntax=syntax))
+    unchanged()
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+@pytest.mark.parametrize(("values", "kind"), [
+    ([[1, 2]] * 180, "list"),
+    ([{"a": 1}] * 180, "dict"),
+    ([np.zeros(2)] * 180, "ndarray"),
+])
+def test_columns_of_containers_are_refused(df: pd.DataFrame, syntax: str, values: list[Any],
+                                            kind: str) -> None:
+    # a polars List or Struct column arrives as objects: they became one factor level per
+    # printed value (R: "invalid type (list) for variable 'Days'")
+    column = pd.Series(values, dtype=object)
+    data = df.assign(Days=column)
+    _raises(lmf.FormulaError, rf"invalid type \({kind}\) for variable 'Days'",
+            lambda: lmf.lmer(F, data, syntax=syntax))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_date_columns_are_refused_in_both_syntaxes(df: pd.DataFrame, syntax: str) -> None:
+    # formulaic failed inside numpy ("ufunc 'multiply' cannot use operands ...")
+    data = df.assign(Days=pd.Timestamp("2020-01-01") + pd.to_timedelta(df["Days"], "D"))
+    _raises(lmf.FormulaError, "column 'Days' has type datetime64",
+            lambda: lmf.lmer(F, data, syntax=syntax))
+    dates = df.assign(Days=[pd.Timestamp("2020-01-01").date()] * 180)  # objects: datetime.date
+    _raises(lmf.FormulaError, r"invalid type \(date\) for variable 'Days'",
+            lambda: lmf.lmer(F, dates, syntax=syntax))
+
+
+def test_contrasts_checked_as_model_matrix_does() -> None:
+    data = lmf.datasets.load("sleepstudy")
+    data = data.assign(f=pd.Categorical((data["Days"] % 3).astype(int).astype(str)))
+    unchanged = _frozen(data)
+    formula = "Reaction ~ f + (1 | Subject)"
+    # were silently ignored
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_nonfactor"]) + r".*'Days'",
+            lambda: lmf.lmer(F, data, contrasts={"Days": "contr.sum"}))
+    with pytest.warns(lmf.LmeFormulaWarning, match=re.escape(R_MESSAGES["contrasts_absent"])):
+        m = lmf.lmer(formula, data, contrasts={"Nope": "contr.sum"})
+    assert list(m.fixef.index) == ["(Intercept)", "f1", "f2"]
+    # a raw numpy matmul error
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_rows"]) + r".*2 rows, 3 levels",
+            lambda: lmf.lmer(formula, data, contrasts={"f": np.eye(2)}))
+    _raises(lmf.FormulaError, re.escape(R_MESSAGES["contrasts_unknown"]),
+            lambda: lmf.lmer(formula, data, contrasts={"f": "contr.foo"}))
+    _raises(lmf.FormulaError, "numeric contrasts or contrast name expected",
+            lambda: lmf.lmer(formula, data, contrasts={"f": 3}))
+    # a grouping factor is a variable of lme4's model frame: its contrast is accepted
+    m = lmf.lmer(formula, data, contrasts={"f": "contr.sum", "Subject": "contr.sum"})
+    assert list(m.fixef.index) == ["(Intercept)", "f1", "f2"]
+    unchanged()
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_predict_with_a_numeric_variable_as_text(df: pd.DataFrame, syntax: str) -> None:
+    m = lmf.lmer(F, df, syntax=syntax)
+    # formulaic fits a logical column as 0/1 numbers: predicting from it is no mismatch
+    late = df.assign(late=df["Days"] > 4)
+    fit = lmf.lmer("Reaction ~ late + (1 | Subject)", late, syntax=syntax)
+    np.testing.assert_allclose(fit.predict(late.iloc[:3]).to_numpy(),
+                               fit.fitted()[:3], rtol=1e-12)
+    new = df.iloc[:5].copy()
+    expected = m.predict(new).to_numpy()
+    as_text = new.assign(Days=new["Days"].astype(str))
+    unchanged = _frozen(as_text)
+    # R syntax: a raw "'Days' is not in list"; formulaic: its own error, after which the
+    # fitted model's ModelSpec had been changed and every later predict failed
+    _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"]),
+            lambda: m.predict(as_text))
+    cases: list[tuple[Any, str]] = [(pd.Categorical(new.Days), "factor")]
+    if syntax == "R":  # logicals were a raw "'Days' is not in list"; formulaic: 0/1 numbers
+        cases.append(([True, False, True, True, False], "logical"))
+    for values, supplied in cases:
+        _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["newdata_class"].replace(
+            '"character"', f'"{supplied}"')), lambda values=values: m.predict(
+                new.assign(Days=values)))
+    np.testing.assert_array_equal(m.predict(new).to_numpy(), expected)
+    unchanged()
+
+
+def test_simulate_refuses_new_levels_unless_allowed(model: lmf.LmerMod, df: pd.DataFrame
+                                                    ) -> None:
+    new = df.iloc[:5].assign(Subject=pd.Categorical(["999"] * 5))
+    _raises(lmf.RandomEffectsError, re.escape(R_MESSAGES["simulate_new_levels"]),
+            lambda: lmf.simulate(model, newdata=new))
+    sim = lmf.simulate(model, newdata=new, allow_new_levels=True, rng=1)
+    assert sim.shape == (5, 1) and np.isfinite(sim.to_numpy()).all()
+
+
+@pytest.mark.parametrize("rng", ["abc", -1, 1.5])
+def test_simulate_seed_is_checked(model: lmf.LmerMod, rng: Any) -> None:
+    _raises(lmf.ArgumentError, "rng: " + re.escape(R_MESSAGES["seed"]),
+            lambda: lmf.simulate(model, rng=rng))
+
+
+@pytest.mark.parametrize(("start", "key"), [
+    ([np.nan], "start_na"), ([np.inf], "start_inf"), ({"foo": 1.0}, "start_components"),
+])
+def test_start_is_checked_before_the_optimizer(df: pd.DataFrame, start: Any, key: str) -> None:
+    # a NaN start reached nlopt: its invalid_argument, then a heap corruption at exit
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES[key]), lambda: lmf.lmer(F, df, start=start))
+
+
+def test_glmer_start_names_and_values() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["glmer_start_components"]),
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"foo": 1.0}))
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["start_na"]),
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"theta": [np.nan]}))
+    _raises(lmf.ArgumentError, "start must be numeric",
+            lambda: lmf.glmer(formula, cbpp, family="binomial", start={"theta": "x"}))
+
+
+def test_convergence_check_options_are_checked() -> None:
+    # check.conv.grad=5 failed inside the convergence check, after the fit
+    _raises(lmf.ArgumentError, r"check.conv\* option check.conv.grad must be a list",
+            lambda: lmf.lmerControl(check_conv_grad=5))
+    assert R_MESSAGES["conv_option"].startswith("check.conv* option")
+    _raises(lmf.ArgumentError, re.escape(R_MESSAGES["conv_tol"]).replace("'tol'", r"\$tol"),
+            lambda: lmf.lmerControl(check_conv_grad=("warning", -1)))
+    _raises(lmf.ArgumentError, "has no 'action' string",
+            lambda: lmf.lmerControl(check_conv_hess=(1, 2)))
+    _raises(lmf.ArgumentError, "'arg' should be one of",
+            lambda: lmf.lmerControl(check_conv_grad={"action": "loud", "tol": 1e-3}))
+    assert lmf.lmerControl(check_conv_grad=["stop", 0.1]).check_conv_grad == ("stop", 0.1)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    (lambda m: lmf.confint(m, parm=1.5, method="Wald"), "parm must be"),
+    (lambda m: lmf.vcov(m, adjust="foo"), "adjust must be"),
+    (lambda m: lmf.contest(m, "x"), "L must be a numeric"),
+    (lambda m: lmf.update(m, foo=1), re.escape(R_MESSAGES["update_unused"])),
+    (lambda m: lmf.fixef("m"), r"fixef\(\) needs a fitted model"),
+    (lambda m: lmf.ngrps(5), r"ngrps\(\) needs a fitted model"),
+])
+def test_post_fit_arguments_are_package_errors(model: lmf.LmerMod, call: Callable[..., Any],
+                                               pattern: str) -> None:
+    _raises(lmf.ArgumentError, pattern, lambda: call(model))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_constant_response_is_an_error(df: pd.DataFrame, syntax: str) -> None:
+    # lme4: REML criterion -Inf, σ = 0 and convergence warnings; here the engine's log(0)
+    # RuntimeWarnings and a finite criterion made of rounding errors
+    data = df.assign(Reaction=250.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(lmf.ModelFrameError, match="the response is constant"):
+            lmf.lmer(F, data, syntax=syntax)
+    # without an intercept the response is not in X's span: that model is fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lmf.ConvergenceWarning)
+        assert lmf.lmer("Reaction ~ 0 + Days + (1 | Subject)", data).fixef.shape == (1,)
+
+
+def test_glmer_simulate_arguments() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    m = lmf.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                  family="binomial")
+    # newdata was silently ignored (the fitted rows simulated), nsim and rng unchecked
+    _raises(lmf.ArgumentError, "simulate\\(newdata=\\) is not available for glmer",
+            lambda: m.simulate(newdata=cbpp.iloc[:5]))
+    _raises(lmf.ArgumentError, "nsim", lambda: m.simulate(nsim=0))
+    _raises(lmf.ArgumentError, "rng: " + re.escape(R_MESSAGES["seed"]),
+            lambda: m.simulate(rng="abc"))
+    _raises(lmf.RandomEffectsError, "not in the model", lambda: m.simulate(re_form="~(1|foo)"))
+    # a re_form naming the model's term conditions on it (it drew new effects, as re_form=NA)
+    conditioned = m.simulate(3, rng=4, re_form="~(1|herd)")
+    pd.testing.assert_frame_equal(conditioned, m.simulate(3, rng=4, use_u=True))
+    pd.testing.assert_frame_equal(m.simulate(3, rng=4, re_form="~0"), m.simulate(3, rng=4))
+    assert not conditioned.equals(m.simulate(3, rng=4))
+
+
+def test_glmer_arguments_are_package_errors() -> None:
+    cbpp = lmf.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    # each was a raw ValueError from int() / float() / numpy
+    _raises(lmf.ArgumentError, "nAGQ must be a number",
+            lambda: lmf.glmer(formula, cbpp, family="binomial", nAGQ="x"))
+    _raises(lmf.ArgumentError, "tolPwrss must be a number",
+            lambda: lmf.glmerControl(tolPwrss="x"))
+    _raises(lmf.ArgumentError, "tolPwrss must be > 0", lambda: lmf.glmerControl(tolPwrss=-1))
+    _raises(lmf.ArgumentError, "compDev", lambda: lmf.glmerControl(compDev="yes"))
+    m = lmf.glmer(formula, cbpp, family="binomial")
+    _raises(lmf.ArgumentError, "response must be numeric or factor", lambda: lmf.refit(m, "x"))
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_response_on_the_right_is_dropped_with_r_warning(df: pd.DataFrame, syntax: str) -> None:
+    # formulaic kept it: an exact fit, log(0) RuntimeWarnings and a criterion of rounding
+    # errors; the R syntax dropped it without R's warning
+    with pytest.warns(lmf.LmeFormulaWarning, match="the response appeared on the right-hand "
+                      "side and was dropped"):
+        m = lmf.lmer("Reaction ~ Reaction + Days + (1 | Subject)", df, syntax=syntax)
+    ref = lmf.lmer("Reaction ~ Days + (1 | Subject)", df, syntax=syntax)
+    assert list(m.fixef.index) == list(ref.fixef.index)
+    assert m.REMLcrit() == ref.REMLcrit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", lmf.LmeFormulaWarning)
+        lmf.lmer("Reaction ~ Days + (1 | Subject)", df, syntax=syntax)  # no false alarm
+
+
+def test_column_named_like_formulaic_intercept(df: pd.DataFrame) -> None:
+    # formulaic keys columns by name: a data column 'Intercept' and the intercept made one
+    # column, and X silently lost the other (then a raw IndexError)
+    data = df.rename(columns={"Days": "Intercept"})
+    for formula in ("Reaction ~ Intercept + (1 | Subject)",
+                    "Reaction ~ 1 + (Intercept | Subject)"):
+        _raises(lmf.FormulaError, "two columns of one name .* 'Intercept', must be renamed",
+                lambda formula=formula: lmf.lmer(formula, data, syntax="formulaic"))
+    # the R syntax has no such clash
+    assert list(lmf.lmer("Reaction ~ Intercept + (1 | Subject)", data).fixef.index) == [
+        "(Intercept)", "Intercept"]
+
+
+def test_bar_inside_the_grouping_factor(df: pd.DataFrame) -> None:
+    # lme4: "Invalid grouping factor specification, (1 | Subject)"; it was "grouping factors
+    # must have > 1 sampled level"
+    _raises(lmf.RandomEffectsError, r"Invalid grouping factor specification, \(?1 \| Subject",
+            lambda: lmf.lmer("Reaction ~ Days + (1 | (1 | Subject))", df))
+
+
+def test_optimizer_workspace_is_checked_before_allocating() -> None:
+    # (f | g) with a 300-level f: θ has 45,150 parameters; NLopt's BOBYQA would allocate
+    # about 122 GB without checking (a segmentation fault under a memory limit, the machine's
+    # memory exhausted without one); glmer spent a minute in its setup before getting there
+    rng = np.random.default_rng(1)
+    n = 20_000
+    data = pd.DataFrame({"y": rng.poisson(2.0, n).astype(float),
+                         "f": rng.integers(0, 300, n).astype(str),
+                         "g": rng.integers(0, 20, n).astype(str)})
+    from lmeformula import validate
+    if validate._memory_bytes() / 4 >= 122e9:  # pragma: no cover - a machine with > 490 GB
+        pytest.skip("this machine could hold the optimizer's workspace")
+    pattern = r"the optimizer \(LN_BOBYQA\) for 45150 parameters would need"
+    _raises(lmf.ArgumentError, pattern, lambda: lmf.lmer("y ~ 1 + (f | g)", data))
+    _raises(lmf.ArgumentError, pattern.replace("LN_BOBYQA", "Nelder_Mead"),
+            lambda: lmf.lmer("y ~ 1 + (f | g)", data,
+                             control=lmf.lmerControl(optimizer="Nelder_Mead")))
+    _raises(lmf.ArgumentError, pattern,
+            lambda: lmf.glmer("y ~ 1 + (f | g)", data, family="poisson"))
+
+
+@pytest.fixture(scope="module")
+def factor_model(df: pd.DataFrame) -> lmf.LmerMod:
+    data = df.assign(f=pd.Categorical((df["Days"] % 3).astype(int).astype(str)))
+    return lmf.lmer("Reaction ~ Days + f + (1 | Subject)", data)
+
+
+@pytest.mark.parametrize(("call", "pattern"), [
+    # raw TypeError / ValueError before
+    (lambda m: lmf.difflsmeans(m, which=5), "'which' must be term names"),
+    (lambda m: lmf.coef_table(m, ddf=5), "'ddf' must be a string"),
+    (lambda m: lmf.contest(m, [0, 1, 0, 0], rhs="x"), "rhs must be numeric"),
+    (lambda m: lmf.bootstrap(m, nsim=2, FUN=5), "FUN must be a function"),
+    (lambda m: lmf.r2_nakagawa(5), r"needs a fitted model \(from lmer or glmer\), not int"),
+    (lambda m: lmf.hatvalues("m"), r"hatvalues\(\) needs a fitted model"),
+    (lambda m: lmf.tidy(None), r"tidy\(\) needs a fitted model"),
+    (lambda m: lmf.contest("m", [1.0]), "expected a fitted linear mixed model"),
+    (lambda m: lmf.ranova(3), "'model' should be an lmer-fit"),
+    # a truthy string was taken as True
+    (lambda m: lmf.contest(m, [0, 1, 0, 0], joint="no"), "joint"),
+    (lambda m: lmf.ranova(m, reduce_terms="no"), "reduce_terms"),
+    (lambda m: lmf.icc(m, by_group="no"), "by_group"),
+])
+def test_more_post_fit_arguments(factor_model: lmf.LmerMod, call: Callable[..., Any],
+                                 pattern: str) -> None:
+    _raises(lmf.ArgumentError, pattern, lambda: call(factor_model))
+
+
+def test_post_fit_conveniences(factor_model: lmf.LmerMod, model: lmf.LmerMod,
+                               df: pd.DataFrame) -> None:
+    pl = pytest.importorskip("polars")
+    # augment took pandas only, where the fitting functions take any data frame
+    data = df.assign(f=pd.Categorical((df["Days"] % 3).astype(int).astype(str)))
+    aug = lmf.augment(factor_model, pl.from_pandas(data))
+    pd.testing.assert_frame_equal(aug, lmf.augment(factor_model, data).reset_index(drop=True),
+                                  check_index_type=False)
+    # allFit(optimizers="bobyqa") was split into the letters b, o, b, y, q, a
+    _raises(lmf.LmeFormulaError, r"unknown optimizer\(s\) 'bobyqa' for allFit",
+            lambda: lmf.allFit(model, optimizers="bobyqa"))
+    # lme4's get.which warns when which= selects nothing (it was silent)
+    with pytest.warns(lmf.LmeFormulaWarning, match="Nothing selected by 'which="):
+        assert lmf.profile(model, which="nosuch").points == {}
+
+
+def test_numeric_grouping_values_in_newdata_as_r_labels_them(model: lmf.LmerMod,
+                                                           df: pd.DataFrame) -> None:
+    # a float column 308.0 is R's level "308" (as.character); it was "new level 308.0"
+    new = df.iloc[:3]
+    expected = model.predict(new.assign(Subject=pd.Categorical(
+        ["308", "308", "309"], categories=df["Subject"].cat.categories))).to_numpy()
+    assert expected[2] != expected[1]
+    for subject in ([308, 308, 309], [308.0, 308.0, 309.0], ["308", "308", "309"],
+                    pd.array([308, 308, 309], dtype="Int64")):
+        np.testing.assert_array_equal(model.predict(new.assign(Subject=subject)).to_numpy(),
+                                      expected)
+    _raises(lmf.RandomEffectsError, "new levels detected in newdata: 308.5",
+            lambda: model.predict(new.assign(Subject=[308.0, 308.5, 309.0])))
+
+
+def test_anova_of_models_fitted_to_other_observations(model: lmf.LmerMod,
+                                                      df: pd.DataFrame) -> None:
+    # lme4 compares the calls' data expressions; the responses of the same size differed
+    # here and a likelihood-ratio table of unrelated fits came out
+    doubled = lmf.lmer("Reaction ~ Days + (Days | Subject)", df.assign(Reaction=2 * df.Reaction))
+    other_rows = lmf.lmer("Reaction ~ Days + (1 | Subject)",
+                          pd.concat([df.iloc[10:], df.iloc[:10].assign(Reaction=300.0)]))
+    for other in (doubled, other_rows):
+        _raises(lmf.LmeFormulaError, re.escape(R_MESSAGES["anova_data"]) + ": the responses",
+                lambda other=other: lmf.anova(model, other))
+    # the same observations given another way compare: another frame kind, rows reordered,
+    # a column added for the larger model
+    pl = pytest.importorskip("polars")
+    for data in (pl.from_pandas(df), df.sample(frac=1.0, random_state=1),
+                 df.assign(x=np.arange(180.0))):
+        formula = "Reaction ~ Days + x + (1 | Subject)" if "x" in data.columns \
+            else "Reaction ~ Days + (Days | Subject)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", lmf.RefitMLWarning)
+            assert lmf.anova(model, lmf.lmer(formula, data)).shape[0] == 2
+
+
+def test_variable_not_found_names_the_near_column(df: pd.DataFrame) -> None:
+    # a column "Days " (a trailing space) or "my days" written as Days / my.days: R's message,
+    # then the column meant
+    _raises(lmf.VariableNotFoundError, r"object 'Days' not found \(the data have 'Days '; .*"
+            "backticks", lambda: lmf.lmer(F, df.rename(columns={"Days": "Days "})))
+    _raises(lmf.VariableNotFoundError, r"object 'my.days' not found \(the data have 'my days'",
+            lambda: lmf.lmer("Reaction ~ my.days + (1 | Subject)",
+                             df.rename(columns={"Days": "my days"})))
+    _raises(lmf.VariableNotFoundError, r"object 'days' not found \(the data have 'Days'\)$",
+            lambda: lmf.lmer("Reaction ~ days + (1 | Subject)", df))
+    _raises(lmf.VariableNotFoundError, r"^object 'Foo' not found$",
+            lambda: lmf.lmer("Reaction ~ Foo + (1 | Subject)", df))

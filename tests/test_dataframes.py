@@ -221,3 +221,42 @@ def test_glmer_takes_polars_pyarrow_and_dicts_as_pandas() -> None:
         assert list(m.ranef()["herd"].index) == list(expected.ranef()["herd"].index)
         np.testing.assert_allclose(m.fixef.to_numpy(), expected.fixef.to_numpy(), rtol=1e-10)
         np.testing.assert_allclose(m.theta, expected.theta, rtol=1e-10)
+
+
+@pytest.mark.parametrize("syntax", ["R", "formulaic"])
+def test_pandas_arrow_dictionary_column_is_a_factor(sleep: pd.DataFrame, fm1: lmf.LmerMod,
+                                                    syntax: str) -> None:
+    # a pandas column of ArrowDtype(dictionary) (what pd.read_parquet(dtype_backend="pyarrow")
+    # gives) was refused as a type no formula can use; it is a factor, as a pyarrow Table's
+    # dictionary column is, its dictionary's order kept
+    levels = sorted(map(str, sleep["Subject"].cat.categories), reverse=True)
+    arr = pa.DictionaryArray.from_arrays(
+        pa.array([levels.index(s) for s in sleep["Subject"].astype(str)], pa.int32()),
+        pa.array(levels))
+    data = sleep.assign(Subject=pd.Series(pd.arrays.ArrowExtensionArray(arr), index=sleep.index))
+    before = data.copy(deep=True)
+    m = lmf.lmer(FORMULA, data, syntax=syntax)
+    assert m.REMLcrit() == pytest.approx(fm1.REMLcrit(), rel=1e-12)
+    assert list(m.ranef()["Subject"].index) == levels
+    pd.testing.assert_frame_equal(data, before, check_exact=True)
+    # an ordered dictionary is an ordered factor (contr.poly in the R syntax)
+    small = pa.DictionaryArray.from_arrays(pa.array(np.arange(180) % 3, pa.int8()),
+                                           pa.array(["lo", "mid", "hi"]), ordered=True)
+    ordered = sleep.assign(f=pd.Series(pd.arrays.ArrowExtensionArray(small), index=sleep.index))
+    pf = lmf.lFormula("Reaction ~ f + (1 | Subject)", ordered)
+    assert pf.X_names == ["(Intercept)", "f.L", "f.Q"]
+
+
+def test_polars_nested_and_temporal_columns_are_package_errors(sleep: pd.DataFrame) -> None:
+    # a polars List or Struct column became a factor of its printed values (R syntax: an
+    # identifiability error about something else; formulaic: "unhashable type")
+    base = pl.from_pandas(sleep)
+    for syntax in ("R", "formulaic"):
+        for data, kind in ((base.with_columns(pl.concat_list([pl.col("Days")]).alias("Days")),
+                            "ndarray"),
+                           (base.with_columns(pl.struct(["Days"]).alias("Days")), "dict")):
+            with pytest.raises(lmf.FormulaError, match=rf"invalid type \({kind}\) .* 'Days'"):
+                lmf.lmer(FORMULA, data, syntax=syntax)
+        dated = base.with_columns(pl.col("Days").cast(pl.Date))
+        with pytest.raises(lmf.FormulaError, match="column 'Days' has type datetime64"):
+            lmf.lmer(FORMULA, dated, syntax=syntax)

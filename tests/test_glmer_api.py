@@ -184,7 +184,7 @@ def test_start_values() -> None:
     started = lmf.glmer(CBPP, cb, "binomial",
                         start={"theta": theta, "fixef": ref.fixef.to_numpy()})
     np.testing.assert_allclose(started.optinfo.par, ref.optinfo.par, atol=2e-4)
-    with pytest.raises(LmeFormulaError, match="invalid names"):
+    with pytest.raises(LmeFormulaError, match=r"bad name\(s\) for start vector \(sigma\)"):
         lmf.glmer(CBPP, cb, "binomial", start={"sigma": 1.0})
     with pytest.raises(LmeFormulaError, match="length"):
         lmf.glmer(CBPP, cb, "binomial", start=np.array([1.0, 2.0]))

@@ -17,11 +17,12 @@ import pandas as pd
 from scipy import stats
 
 from ..anovatable import AnovaTable
-from ..errors import LmeFormulaError
+from ..errors import ArgumentError, LmeFormulaError
 from ..formula.ast import deparse
 from ..formula.parser import parse_formula
 from ..formula.terms import terms
 from ..mermod import LmerMod
+from ..validate import check_flag
 
 __all__ = ["ranova"]
 
@@ -106,7 +107,8 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
         ``Df``, ``Pr(>Chisq)``.
     """
     if not isinstance(m, LmerMod):
-        raise TypeError("'model' should be an lmer-fit")
+        raise ArgumentError("'model' should be an lmer-fit")
+    reduce_terms = bool(check_flag(reduce_terms, "reduce_terms"))
     data = getattr(m, "_data", None)
     if data is None:
         raise LmeFormulaError("ranova() refits the model and needs its data: fit it with "

@@ -23,6 +23,7 @@ from ..errors import ArgumentError, LmeFormulaError, LmeFormulaWarning
 from ..generics import ddf_coefficients
 from ..glmermod import GlmerMod
 from ..mermod import DDF_METHODS, KR_ML_MESSAGE, LmerMod, match_ddf
+from ..validate import check_flag
 from .contrasts import (
     _marginal,
     contrasts_type1,
@@ -64,7 +65,7 @@ class KRFallbackWarning(LmeFormulaWarning):
 
 def _check_model(m: Any) -> LmerMod:
     if not isinstance(m, LmerMod):
-        raise TypeError(f"expected a fitted linear mixed model (LmerMod), not "
+        raise ArgumentError(f"expected a fitted linear mixed model (LmerMod), not "
                         f"{type(m).__name__}")
     return m
 
@@ -266,9 +267,11 @@ def _as_contrasts(L: Any, p: int) -> list[tuple[Any, np.ndarray, list[Any] | Non
 
 def _as_matrix(L: Any, p: int) -> tuple[np.ndarray, list[Any] | None]:
     names = list(L.index) if isinstance(L, pd.DataFrame) else None
-    if isinstance(L, pd.Series):
-        L = L.to_numpy(dtype=float)
-    arr = np.asarray(L, dtype=float)
+    try:
+        arr = np.asarray(L.to_numpy() if isinstance(L, pd.Series) else L, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"L must be a numeric vector or matrix of contrasts, not "
+                            f"{L!r}") from None
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -314,6 +317,16 @@ def contest(m: LmerMod, L: Any, rhs: Any = 0.0, joint: bool = True, collect: boo
     m = _check_model(m)
     method = match_ddf(ddf, DDF_METHODS[:2])
     _check_level(level)
+    joint = bool(check_flag(joint, "joint"))
+    collect = bool(check_flag(collect, "collect"))
+    confint = bool(check_flag(confint, "confint"))
+    check_estimability = bool(check_flag(check_estimability, "check_estimability"))
+    try:
+        rhs = np.asarray(rhs, dtype=float)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"rhs must be numeric, not {rhs!r}") from None
+    if not np.isfinite(rhs).all():
+        raise ArgumentError("rhs must be finite (it has NA/NaN/Inf)")
     if not joint and np.size(rhs) != 1:
         raise LmeFormulaError("'rhs' must be a single number for t-tests (joint=False)")
     ft = fixed_terms(m) if check_estimability and not joint else None
@@ -531,6 +544,9 @@ def ls_means(m: LmerMod, which: str | Sequence[str] | None = None, level: float 
     _check_level(level)
     if isinstance(which, str):
         which = [which]
+    if which is not None and (not isinstance(which, (list, tuple))
+                              or not all(isinstance(w, str) for w in which)):
+        raise ArgumentError(f"'which' must be term names (strings), not {which!r}")
     ft = fixed_terms(m)
     Llist = lsmeans_contrasts(ft, None if which is None else list(which))
     X, cols = full_x(ft)

@@ -20,6 +20,7 @@ never evaluates Python.
 
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -64,7 +65,8 @@ from ..frame import (
 )
 from ..modelmatrix import XAttrs
 from ..reterms import ReTerm, ReTrms, _grouping_factor, re_trms_from_terms
-from ..transforms import Value, as_factor, column_value, drop_unused_levels
+from ..transforms import Value, as_factor, check_column_type, column_value, drop_unused_levels
+from ..validate import check_allocation
 from .parser import FormulaicFormula, plain_message
 
 __all__ = ["FormulaicDesign", "FormulaicModel", "formulaic_model", "lme4_names"]
@@ -129,6 +131,29 @@ def _check_new_levels(spec: Any, newdata: pd.DataFrame) -> None:
                                   f"{', '.join(new)}")
 
 
+def _check_numeric_columns(spec: Any, newdata: pd.DataFrame) -> None:
+    """R's ``.checkMFClasses`` for formulaic's specs: a column the fit used as numbers must
+    not be a factor or strings in new data (formulaic would dummy-code it). Booleans are
+    numbers to formulaic (a logical column is fitted as 0/1), so they pass."""
+    for factor, (kind, _state) in spec.encoder_state.items():
+        name = str(factor)
+        if getattr(kind, "value", kind) != "numerical" or name not in newdata.columns:
+            continue
+        dtype = newdata[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype) or _is_text(newdata[name]):
+            supplied = "factor" if isinstance(dtype, pd.CategoricalDtype) else "character"
+            raise LmeFormulaError(f'variable \'{name}\' was fitted with type "numeric" but type '
+                                  f'"{supplied}" was supplied')
+
+
+def _is_text(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        return True
+    return bool(pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(
+        column, skipna=True) in ("string", "mixed", "mixed-integer"))
+
+
 def _factor_key(spec: Any, name: str) -> Any:
     """The spec's factor object whose expression is ``name`` (encoder_state keys are text)."""
     for f in spec.factor_variables:
@@ -161,7 +186,10 @@ class FormulaicDesign:
     _order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     def _matrix(self, part: str, newdata: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        spec = getattr(self.specs, part)
+        # a copy: formulaic updates a spec's encoder state in place when new data disagree
+        # with it (a numeric column given as strings), which would change the fitted model
+        spec = copy.deepcopy(getattr(self.specs, part))
+        _check_numeric_columns(spec, newdata)
         # formulaic codes a level the fit never saw as missing (all-zero rows with
         # na_action="ignore", i.e. silently the reference level): refuse it, as R's
         # model.frame(xlev=) does, before materialising
@@ -243,6 +271,64 @@ def _drop_unused_categories(view: pd.DataFrame) -> pd.DataFrame:
     return view.assign(**{c: view[c].cat.remove_unused_categories() for c in unused})
 
 
+def _check_columns(structure: Any, view: pd.DataFrame) -> None:
+    """What formulaic would fail on deep inside, or materialise without bound, refused first:
+    a column of a type no formula can use (the R syntax's message, naming it), and a term
+    whose dummy columns (levels of its categorical variables multiplied, for every row)
+    would not fit in memory (formulaic builds them dense)."""
+    levels: dict[str, int] = {}
+
+    def width(name: str, coded: bool) -> int:
+        if name not in levels:
+            column = view[name]
+            dtype = column.dtype
+            if isinstance(dtype, pd.CategoricalDtype):
+                levels[name] = max(len(dtype.categories), 1)
+            elif pd.api.types.is_bool_dtype(dtype):
+                levels[name] = 2
+            elif coded or not pd.api.types.is_numeric_dtype(dtype):
+                levels[name] = max(int(column.nunique(dropna=True)), 1)
+            else:
+                levels[name] = 1
+        return levels[name]
+
+    for part in _parts(structure):
+        for term in part:
+            elements = float(view.shape[0])
+            for factor in term.factors:
+                names = [str(v) for v in getattr(factor, "required_variables", ())
+                         if str(v) in view.columns]
+                for name in names:
+                    check_column_type(view[name])
+                coded = str(factor).lstrip().startswith("C(")
+                elements *= max((width(name, coded) for name in names), default=1)
+            check_allocation(elements, f"the model matrix columns of term {term}")
+
+
+def _check_distinct_columns(mms: Any) -> None:
+    """formulaic keys a part's columns by name: a data column named like a column formulaic
+    generates (``Intercept``) makes two columns of one name, of which it keeps one, and the
+    part silently loses a column. Refuse that."""
+    parts = getattr(mms, "_structure", None)
+    for mm in (parts.values() if isinstance(parts, Mapping) else [mms]):
+        spec = getattr(mm, "model_spec", None)
+        if spec is None:
+            continue
+        indices = [j for ix in spec.term_indices.values() for j in ix]
+        if len(indices) != mm.shape[1] or (indices and max(indices) >= mm.shape[1]):
+            terms = ", ".join(map(str, spec.term_indices))
+            raise FormulaError(
+                f"formulaic made two columns of one name for the terms {terms} (its columns: "
+                f"{', '.join(map(str, mm.columns))}): a data column named like one formulaic "
+                "generates, such as 'Intercept', must be renamed")
+
+
+def _parts(structure: Any) -> list[Any]:
+    """The simple formulas of a structured formulaic formula."""
+    parts = getattr(structure, "_structure", None)
+    return list(parts.values()) if isinstance(parts, Mapping) else [structure]
+
+
 def formulaic_frame(
     parsed: FormulaicFormula,
     data: Any,
@@ -304,6 +390,7 @@ def formulaic_frame(
     # the used levels only, once more if formulaic's own missing rows left a level unused
     structure = parsed.structure()
     view = _drop_unused_categories(view)
+    _check_columns(structure, view)
     mms = _materialize(structure, view, na_action="drop")
     kept = mms.rhs.index.to_numpy()
     if kept.shape[0] < view.shape[0]:
@@ -312,6 +399,7 @@ def formulaic_frame(
             view = trimmed.set_axis(pd.RangeIndex(kept.shape[0]), axis=0)
             mms = _materialize(structure, view, na_action="drop")
             kept = kept[mms.rhs.index.to_numpy()]
+    _check_distinct_columns(mms)
     rows = pre[kept]
     if rows.shape[0] == 0:
         raise ModelFrameError("0 (non-NA) cases")

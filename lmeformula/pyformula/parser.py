@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast as pyast
 import re
+import warnings
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,9 +29,10 @@ from formulaic.parser import DefaultFormulaParser, DefaultOperatorResolver
 from formulaic.parser.types import ASTNode, Operator, OrderedSet, Term, Token
 from formulaic.parser.utils import merge_operator_tokens
 
-from ..errors import FormulaError, RandomEffectsError
+from ..errors import FormulaError, LmeFormulaWarning, RandomEffectsError
 from ..formula.ast import BinOp, Name, Node, deparse
 from ..formula.bars import expand_slash, group_label
+from ..formula.limits import MAX_FORMULA_TOKENS
 from ..formula.parser import parse_expression
 
 __all__ = [
@@ -202,6 +204,7 @@ class FormulaicFormula:
     response: SimpleFormula | None
     fixed_formula: SimpleFormula
     bars: tuple[FormulaicBar, ...]
+    response_dropped: bool = False
 
     # What printing and anova read from an R-syntax ParsedFormula
     lhs = None
@@ -349,7 +352,11 @@ def parse_formulaic(formula: str) -> FormulaicFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, not {type(formula).__name__}")
-    return _parse_formulaic(formula)
+    parsed = _parse_formulaic(formula)
+    if parsed.response_dropped:  # R's model.matrix warning (the parse itself is cached)
+        warnings.warn("the response appeared on the right-hand side and was dropped",
+                      LmeFormulaWarning, stacklevel=4)
+    return parsed
 
 
 @lru_cache(maxsize=128)
@@ -360,6 +367,9 @@ def _parse_formulaic(formula: str) -> FormulaicFormula:
     except (FormulaicError, SyntaxError) as err:
         _check_r_operators(formula, formula)
         raise _parse_error(formula, err) from None
+    if len(tokens) > MAX_FORMULA_TOKENS:  # the R syntax's limit: formulaic took 20 s on 4e5
+        raise FormulaError(f"formula too long: {len(tokens)} tokens (more than "
+                           f"{MAX_FORMULA_TOKENS:,})")
     _check_r_operators(formula, _outside_python(formula, tokens))
     if any(t.kind is Token.Kind.OPERATOR and t.token == "." for t in tokens):
         raise FormulaError(
@@ -398,11 +408,16 @@ def _parse_formulaic(formula: str) -> FormulaicFormula:
     for (symbol, left, right), bar_token in zip(found, bar_tokens, strict=True):
         lhs_text = _source_before(formula, tokens, bar_token)
         bars.extend(_expand(symbol, lhs_text, _terms_of(left), _group_node(right)))
+    # R drops a response that is also a fixed-effects term (y ~ y + x), and says so;
+    # formulaic would keep it, and the fit would be an exact one (log(0) in the criterion)
+    response_terms = {str(t) for t in response} if response is not None else set()
+    kept = [t for t in fixed if str(t) == "1" or str(t) not in response_terms]
     return FormulaicFormula(
         text=formula,
         response=SimpleFormula(list(response)) if response is not None else None,
-        fixed_formula=SimpleFormula(list(fixed)),
+        fixed_formula=SimpleFormula(kept),
         bars=tuple(bars),
+        response_dropped=len(kept) < len(fixed),
     )
 
 

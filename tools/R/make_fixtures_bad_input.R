@@ -9,7 +9,12 @@ od$Sex <- factor(as.character(od$Sex), levels = c("Male", "Female"))
 m <- lmer(distance ~ age * Sex + (age | Subject), od)
 ci <- suppressWarnings(confint(m, method = "profile"))
 msg <- function(expr) tryCatch({force(expr); NA_character_}, error = function(e) conditionMessage(e))
+wmsg <- function(expr) tryCatch({force(expr); NA_character_},
+                                warning = function(w) conditionMessage(w))
 df <- sleepstudy
+df3 <- transform(df, f = factor(Days %% 3))
+fm <- lmer(Reaction ~ Days + (1|Subject), df)
+nd <- df[1:5, ]; nd$Subject <- factor("999")
 d2 <- df; d2$Days[1] <- Inf
 out <- list(
   orthodont = list(distance = od$distance, age = od$age, Subject = as.character(od$Subject),
@@ -23,7 +28,28 @@ out <- list(
     grouping_star = msg(suppressWarnings(lmer(Reaction ~ Days + (1|Subject*Days), df))),
     rankx_bad = msg(lmerControl(check.rankX = "xyz")),
     na_y = msg(lmer(Reaction ~ Days + (1|Subject), transform(df, Reaction = c(NA, Reaction[-1])),
-                    na.action = na.pass))
+                    na.action = na.pass)),
+    # session 13: awkward inputs
+    complex_column = msg(lmer(Reaction ~ Days + (1|Subject), transform(df, Days = complex(real = Days)))),
+    contrasts_nonfactor = msg(lmer(Reaction ~ Days + (1|Subject), df,
+                                   contrasts = list(Days = "contr.sum"))),
+    contrasts_rows = msg(lmer(Reaction ~ f + (1|Subject), df3, contrasts = list(f = diag(2)))),
+    contrasts_unknown = msg(lmer(Reaction ~ f + (1|Subject), df3, contrasts = list(f = "contr.foo"))),
+    contrasts_absent = wmsg(lmer(Reaction ~ f + (1|Subject), df3, contrasts = list(Nope = "contr.sum"))),
+    # predict.lm's check (lme4's predict itself fails later: "non-conformable arguments")
+    newdata_class = msg(stats:::.checkMFClasses(c(Days = "numeric"), data.frame(Days = "1"))),
+    start_na = msg(lmer(Reaction ~ Days + (1|Subject), df, start = NA_real_)),
+    start_inf = msg(lmer(Reaction ~ Days + (1|Subject), df, start = Inf)),
+    start_components = msg(lmer(Reaction ~ Days + (1|Subject), df, start = list(foo = 1))),
+    glmer_start_components = msg(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+                                       cbpp, binomial, start = list(foo = 1))),
+    conv_option = msg(lmerControl(check.conv.grad = 5)),
+    conv_tol = msg(lmerControl(check.conv.grad = .makeCC("warning", tol = -1))),
+    simulate_new_levels = msg(simulate(fm, newdata = nd)),
+    seed = suppressWarnings(msg(simulate(fm, seed = "abc"))),
+    update_unused = msg(update(fm, foo = 1)),
+    anova_data = msg(suppressMessages(anova(fm, lmer(Reaction ~ Days + (Days|Subject),
+                                                     transform(df, Reaction = 2 * Reaction)))))
   )
 )
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE),
