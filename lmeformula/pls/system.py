@@ -50,15 +50,19 @@ def profiled_criterion(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, 
     """lme4's profiled criterion: REML ``ldL2 - ldW + ldRX2 + (n-p)(1 + log(2π pwrss/(n-p)))``
     or ML ``ldL2 - ldW + n(1 + log(2π pwrss/n))`` (with p = 0 the two coincide)."""
     # on Python floats with math.log (it runs once per evaluation); an exact fit (pwrss = 0)
-    # or worse gets numpy's -inf or nan, as for arrays
-    return float(_criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML,
-                            math.log if pwrss > 0.0 else np.log))
+    # or worse gets numpy's -inf or nan, as for arrays, without numpy's warning (the value
+    # is the answer: the optimizer and lme4's checks deal with it)
+    if pwrss > 0.0:
+        return float(_criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML, math.log))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(_criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML, np.log))
 
 
 def profiled_criteria(ldL2: np.ndarray, ldRX2: np.ndarray, pwrss: np.ndarray, n: int, p: int,
                       ldW: float, REML: bool) -> np.ndarray:
     """:func:`profiled_criterion` for arrays of factorisations (or scalars)."""
-    return _criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML, np.log)
+    with np.errstate(divide="ignore", invalid="ignore"):  # exact fits: -inf, as above
+        return _criterion(ldL2, ldRX2, pwrss, n, p, ldW, REML, np.log)
 
 
 def _criterion(ldL2: Any, ldRX2: Any, pwrss: Any, n: int, p: int, ldW: float, REML: bool,
