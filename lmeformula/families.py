@@ -54,8 +54,11 @@ def _logit_inv(eta: Array) -> Array:
 
 
 def _logit_mu_eta(eta: Array) -> Array:
-    p = special.expit(eta)
-    return np.maximum(p * (1.0 - p), _EPS)
+    # lme4's logitmueta: max(dlogis(η), ε), R's dlogis e / (1 + e)² with e = exp(-|η|),
+    # formed as q (1 - q) with q = plogis(-|η|), accurate in both tails (μ (1 - μ) is not
+    # where μ is near 1)
+    q = special.expit(-np.abs(eta))
+    return np.maximum(q * (1.0 - q), _EPS)
 
 
 def _probit_inv(eta: Array) -> Array:
@@ -71,7 +74,8 @@ def _cauchit_inv(eta: Array) -> Array:
 
 
 def _cloglog_inv(eta: Array) -> Array:
-    return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1.0 - _EPS)
+    with np.errstate(over="ignore"):  # (exp(η) = inf above 709: μ = 1, clamped as lme4's)
+        return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1.0 - _EPS)
 
 
 def _cloglog_mu_eta(eta: Array) -> Array:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DBL_MAX", "EPS", "INNER", "INNER_VAR", "MAX_STEP_HALVINGS"]
+__all__ = ["DBL_MAX", "EPS", "INNER", "MAX_STEP_HALVINGS"]
 
-# machine epsilon: lme4's floor of μ for the log link and of μ(1 - μ), and its clamp of a
-# logistic μ to [ε, 1 - ε]
+# machine epsilon: lme4's floor of μ for the log link, of dμ/dη and of μ(1 - μ), and its
+# clamp of a logistic μ at 1 - ε
 EPS = float(np.finfo(float).eps)
-# logistic values in [4ε, 1 - 4ε] need neither lme4's clamps nor its floor of μ(1 - μ) at ε
+# logistic tails plogis(-|η|) >= 4ε need neither lme4's clamp of μ nor its floors of dμ/dη
+# and μ(1 - μ) at ε (pirls_batch.logistic_parts)
 INNER = 4.0 * EPS
-# a logistic p whose p (1 - p), as update_mu forms it, exceeds this is inside [4ε, 1 - 4ε]
-# (fl(fl(1 - p) p) is at most p and at most fl(1 - p), which is 1 - p exactly for p >= 1/2)
-INNER_VAR = 1e-14
 # the penalised deviance before PIRLS's first step (lme4's oldpdev = DBL_MAX)
 DBL_MAX = float(np.finfo(float).max)
 # lme4's limit on PIRLS's step halvings while the penalised deviance rises
