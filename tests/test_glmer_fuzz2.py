@@ -92,7 +92,13 @@ AT_LME4 = SEPARATION | NAGQ0_BOUNDARY
 # (deviance 340.2807 in lme4, 340.2883 here), and the second stages from there end at
 # -2 logLik 340.27975 (lme4) and 340.27853 (here), both failing lme4's gradient check.
 JUMPY = {"c_invgauss_log_nested"}
-COMPARED = [n for n in FITTED if n not in JUMPY]
+# lme4 stops short: at nAGQ = 0 (probit, (x | g) + (1 | k)) its bobyqa (minqa's) stops
+# after 54-60 evaluations (the count varies between R runs) at θ = [0, 0.494, 0.137, 0],
+# -2 logLik 160.6067; ours goes on (150 evaluations) to 160.3942, 0.21 lower, at θ =
+# [0.074, -0.531, 1.3e-7, 0]. Our criterion at lme4's θ is lme4's value, so lme4's point is
+# simply not the minimum (test_lme4_stops_short); not compared otherwise.
+LME4_STOPS_SHORT = {"f_random_1049_bin_binary"}
+COMPARED = [n for n in FITTED if n not in JUMPY | LME4_STOPS_SHORT]
 # the quick loop (pytest -m "not slow") runs every comparison on these, one of each kind
 # (quadrature with cbind and probit, an observation-level effect with an offset, a factor
 # response under na.exclude, separation at lme4's point, poly() with new data, Gamma with
@@ -372,6 +378,20 @@ def test_boundary_fit_itself(name: str) -> None:
     assert m.isSingular() and fx["isSingular"]
     _, seen = fit_and_warnings(name)
     assert set(seen) == {w.removeprefix("message: ") for w in as_list(fx["warnings"])}
+
+
+def test_lme4_stops_short() -> None:
+    """f_random_1049_bin_binary (LME4_STOPS_SHORT): our deviance function at lme4's θ gives
+    lme4's -2 logLik (1e-12), and our fit ends 0.21 below it, singular as lme4's."""
+    name = "f_random_1049_bin_binary"
+    m, fx = fit(name), fixture(name)
+    devfun = lmf.glmer(fx["formula"], frame_of(fx["columns"]), family=family_of(name),
+                       nAGQ=0, devFunOnly=True)
+    at_lme4 = devfun(np.asarray(as_list(fx["theta"]), dtype=float))
+    assert at_lme4 == pytest.approx(-2 * fx["logLik"], rel=1e-12)
+    assert m.optinfo.fval == pytest.approx(-2 * m.logLik().value, rel=1e-12)
+    assert at_lme4 - m.optinfo.fval > 0.2
+    assert m.isSingular() and fx["isSingular"]
 
 
 def test_jumpy_criterion_at_given_parameters() -> None:
