@@ -36,8 +36,8 @@ import scipy.sparse as sp
 from scipy import special
 
 from .errors import FittingError
-from .families import Family, binomial_aic_parts, r_nonint
-from .pirls_batch import binomial_resid, laplace_batch, logistic_parts, poisson_half_resid
+from .families import Family, binomial_aic_parts, logistic_parts, r_nonint
+from .pirls_batch import binomial_resid, laplace_batch, poisson_half_resid
 from .pirls_constants import DBL_MAX, EPS, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
@@ -122,7 +122,7 @@ class GlmerResponse:
         For the logit and log links the family's functions are written out here so that
         what ``mu_eta`` shares with ``linkinv`` is computed once per step (for the log link
         dμ/dη is μ; for the logit, μ, dμ/dη and the binomial variance by
-        :func:`~lmeformula.pirls_batch.logistic_parts`, lme4's formulas, which also tells
+        :func:`~lmeformula.families.logistic_parts`, lme4's formulas, which also tells
         whether any of lme4's clamps acted). η, μ, dμ/dη and the variance are written into
         arrays this response owns and re-uses at every step (callers that keep them copy
         them)."""
@@ -134,7 +134,8 @@ class GlmerResponse:
         self._inside = False
         link = self.family.link.name
         if link == "logit":
-            mu, me, var, inside = logistic_parts(eta, work[1], work[2], self._buffer("var", n))
+            mu, me, var, inside = logistic_parts(eta, work[1], work[2], self._buffer("var", n),
+                                                 work[5])
             self.mu, self._mu_eta = mu, me
             if self.family.family == "binomial":
                 self._var, self._inside = var, inside

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .pirls_constants import DBL_MAX, EPS, INNER
+from .families import logistic_parts
+from .pirls_constants import DBL_MAX, EPS
 from .pls.pirls_chain import (
     ChainStep,
     back_substitute,
@@ -39,39 +40,9 @@ from .pls.pirls_chain import (
     one_term_solve,
 )
 
-__all__ = ["laplace_batch", "logistic_parts"]
+__all__ = ["laplace_batch"]
 
 _sum = np.add.reduce
-
-
-def logistic_parts(eta: np.ndarray, mu_out: np.ndarray | None = None,
-                   me_out: np.ndarray | None = None, var_out: np.ndarray | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """lme4 1.1-31's logit link and binomial variance at η (its C++ ``glmFamily``, checked
-    through ``lme4::glmFamily``): μ = plogis(η) kept inside [ε, 1 - ε]; dμ/dη =
-    max(dlogis(η), ε), where R's ``dlogis`` is e / (1 + e)² with e = exp(-|η|), accurate in
-    both tails; V(μ) = max(μ (1 - μ), ε) of that μ. dμ/dη is formed as q (1 - q) with
-    q = plogis(-|η|) = e / (1 + e) (the same number to rounding), not as μ (1 - μ): where μ
-    is near 1, 1 - μ keeps only the bits μ's rounding left (at η = 20, μ (1 - μ) is 3.6e-8
-    above dlogis), so V(μ) and dμ/dη differ there as in lme4, and so do the working weights
-    μ'(η)² / V(μ) (a separated fit's variance from RX was 6 % off lme4's at η = 37 with
-    dμ/dη = μ (1 - μ)). Returns (μ, dμ/dη, V, inside): ``inside`` when q >= 4ε everywhere,
-    where none of the clamps and floors acts (4ε <= μ <= 1 - 3ε, q (1 - q) > ε and
-    μ (1 - μ) > ε), so the results are the plain formulas. Works row by row on 2-d η."""
-    mu = special.expit(eta, out=mu_out)
-    me = np.abs(eta, out=me_out)
-    np.negative(me, out=me)
-    special.expit(me, out=me)  # q = plogis(-|η|): the smaller tail probability, accurate
-    inside = bool(me.size == 0 or float(me.min()) >= INNER)
-    me *= np.subtract(1.0, me, out=var_out)  # q (1 - q)
-    if not inside:
-        np.clip(mu, EPS, 1.0 - EPS, out=mu)
-        np.maximum(me, EPS, out=me)
-    var = np.subtract(1.0, mu, out=var_out)
-    var *= mu
-    if not inside:
-        np.maximum(var, EPS, out=var)
-    return mu, me, var, inside
 
 
 def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:

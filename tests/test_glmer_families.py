@@ -16,9 +16,8 @@ from scipy import stats
 
 import lmeformula as lmf
 from lmeformula.errors import LmeFormulaError
-from lmeformula.families import get_family, make_link
+from lmeformula.families import get_family, logistic_parts, make_link
 from lmeformula.pirls import ghrule
-from lmeformula.pirls_batch import logistic_parts
 
 MISC = json.loads((GLMER / "misc.json").read_text())
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
@@ -72,7 +71,7 @@ def test_lme4_family_functions() -> None:
                                ("variance", fam.variance(mu))):
                 np.testing.assert_allclose(ours, fx[what], rtol=1e-12, atol=0,
                                            err_msg=f"{key} {what}")
-    # the PIRLS response's own logistic (pirls_batch.logistic_parts) is the family's
+    # the PIRLS response's logistic (logistic_parts, with clamp flags) is the family's
     logit = ref["binomial_logit"]
     fam = lmf.binomial()
     eta = np.asarray(logit["eta"], dtype=float)
