@@ -213,7 +213,12 @@ def minqa_bobyqa(fn: Objective, x0: np.ndarray, lower: np.ndarray, opts: Mapping
 
     NLopt's implementation of Powell's BOBYQA with those trust-region radii: the same
     algorithm as minqa's Fortran, so lme4's ``optimizer = "bobyqa"`` ends at the same optimum
-    to about 1e-6, though its path (and evaluation count) is not minqa's step for step."""
+    to about 1e-6. Its path (and evaluation count) is minqa's only for one parameter:
+    minqa interpolates its quadratic model through npt = n + 2 points by default
+    (``minqa:::commonArgs``), NLopt through 2n + 1 (fixed, not settable), the same number
+    only for n = 1. With two or more parameters (glmer's first stage and nAGQ = 0 fits
+    with two or more θ) the paths differ from the first iteration, and on a rough criterion
+    the stops can too (tests/test_glmer_fuzz2.py, c_invgauss_log_nested)."""
     import nlopt
 
     x = np.asarray(x0, float).copy()

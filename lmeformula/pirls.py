@@ -36,9 +36,9 @@ import scipy.sparse as sp
 from scipy import special
 
 from .errors import FittingError
-from .families import Family, binomial_aic_parts, r_nonint
+from .families import Family, binomial_aic_parts, logistic_parts, r_nonint
 from .pirls_batch import binomial_resid, laplace_batch, poisson_half_resid
-from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR, MAX_STEP_HALVINGS
+from .pirls_constants import DBL_MAX, EPS, MAX_STEP_HALVINGS
 from .pls import TermShape, make_problem, term_shapes
 from .pls.pirls_chain import ChainStep, ChainXStep, chain_step
 from .pls.pirls_kernel import ScalarLinPred, ScalarPirlsKernel, scalar_kernel_fits
@@ -102,8 +102,10 @@ class GlmerResponse:
     mu: np.ndarray = field(init=False)
     # dμ/dη at the current η when update_mu computed it along with μ (else None)
     _mu_eta: np.ndarray | None = field(init=False, default=None, repr=False)
-    # the binomial variance when it is dμ/dη itself (logit link inside the clamps), else None
+    # the binomial variance where update_mu formed it (logit link), else None; and whether
+    # none of lme4's clamps acted there (the batched evaluation's arithmetic)
     _var: np.ndarray | None = field(init=False, default=None, repr=False)
+    _inside: bool = field(init=False, default=False, repr=False)
     # work arrays re-used by every step, and a count of μ's updates (what is kept per μ)
     _buffers: dict[str, np.ndarray] = field(init=False, default_factory=dict, repr=False)
     _version: int = field(init=False, default=0, repr=False)
@@ -118,12 +120,10 @@ class GlmerResponse:
         """η = offset + γ and μ = g⁻¹(η) (``updateMu``).
 
         For the logit and log links the family's functions are written out here so that
-        what ``mu_eta`` shares with ``linkinv`` is computed once per step (the logistic of
-        η; for the log link dμ/dη is μ): the same numbers, one transcendental pass fewer.
-        For the logit link, when every μ is well inside lme4's clamps [ε, 1 - ε] (checked
-        by two reductions), μ is the logistic itself and dμ/dη = μ(1 - μ) is also the
-        binomial variance (the clamps and the floors at ε change nothing there): the same
-        numbers, four passes over the observations fewer. η, μ and dμ/dη are written into
+        what ``mu_eta`` shares with ``linkinv`` is computed once per step (for the log link
+        dμ/dη is μ; for the logit, μ, dμ/dη and the binomial variance by
+        :func:`~lmeformula.families.logistic_parts`, lme4's formulas, which also tells
+        whether any of lme4's clamps acted). η, μ, dμ/dη and the variance are written into
         arrays this response owns and re-uses at every step (callers that keep them copy
         them)."""
         n = gamma.shape[0]
@@ -131,22 +131,14 @@ class GlmerResponse:
         work = self._work_arrays(n)
         self.eta = eta = np.add(self.offset, gamma, out=work[0])
         self._var = None
+        self._inside = False
         link = self.family.link.name
         if link == "logit":
-            p = special.expit(eta, out=work[1])
-            me = np.subtract(1.0, p, out=work[2])
-            me *= p  # p (1 - p), as the family's mu_eta forms it
-            # one reduction decides where it can (see INNER_VAR), else the two bounds
-            if n and (float(np.minimum.reduce(me)) > INNER_VAR
-                      or (p.min() >= INNER and p.max() <= 1.0 - INNER)):
-                # p (1 - p) >= 4ε (1 - 4ε) > ε there: no floor, no clamp
-                self.mu, self._mu_eta = p, me
-                if self.family.family == "binomial":
-                    self._var = me
-            else:
-                np.maximum(me, EPS, out=me)
-                self._mu_eta = me
-                self.mu = np.minimum(np.maximum(p, EPS), 1.0 - EPS)
+            mu, me, var, inside = logistic_parts(eta, work[1], work[2], self._buffer("var", n),
+                                                 work[5])
+            self.mu, self._mu_eta = mu, me
+            if self.family.family == "binomial":
+                self._var, self._inside = var, inside
         elif link == "log":
             mu = np.exp(eta, out=work[1])
             self.mu = np.maximum(mu, EPS, out=mu)
@@ -387,21 +379,22 @@ class GlmerResponse:
         return bool(flag)
 
     def snapshot(self) -> tuple[Any, ...]:
-        """Copies of η, μ and dμ/dη (and which of them are the same array), for
-        :meth:`restore`."""
-        me = self._mu_eta
+        """Copies of η, μ, dμ/dη (and whether it is μ's array) and the variance, and
+        whether lme4's clamps left them alone, for :meth:`restore`."""
+        me, var = self._mu_eta, self._var
         return (self.eta.copy(), self.mu.copy(), None if me is None else me.copy(),
-                me is not None and me is self.mu, self._var is not None)
+                me is not None and me is self.mu, None if var is None else var.copy(),
+                self._inside)
 
     def restore(self, snap: tuple[Any, ...]) -> None:
         """η, μ and dμ/dη from a :meth:`snapshot` (its arrays are read, never written: the
         next :meth:`update_mu` writes into this response's own arrays)."""
-        eta, mu, me, me_is_mu, var_is_me = snap
+        eta, mu, me, me_is_mu, var, inside = snap
         self._version += 1
         self._restored = (self._version, snap)
         self.eta, self.mu = eta, mu
         self._mu_eta = mu if me_is_mu else me
-        self._var = self._mu_eta if var_is_me else None
+        self._var, self._inside = var, inside
 
     def wrss(self) -> float:
         """Σ a (y - μ)² / V(μ): lme4's weighted residual sum of squares after ``updateWts``."""

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from .pirls_constants import DBL_MAX, EPS, INNER, INNER_VAR
+from .families import logistic_parts
+from .pirls_constants import DBL_MAX, EPS
 from .pls.pirls_chain import (
     ChainStep,
     back_substitute,
@@ -71,16 +72,16 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
     # forms them there
     resp.offset = dev.base_offset
     dev._start_mu()
-    eta0, mu0, me0, _me_is_mu, var_is_me = dev._lp0_mu[1]
-    if logit and (not var_is_me or me0 is None):  # lp0's μ clamped: other arithmetic
+    eta0, mu0, me0, _me_is_mu, var0, inside0 = dev._lp0_mu[1]
+    if logit and not inside0:  # lp0's μ clamped: other arithmetic
         return None
     if not logit:
-        me0 = mu0  # log link: μ'(η) = μ, and the Poisson variance is μ
+        me0 = var0 = mu0  # log link: μ'(η) = μ, and the Poisson variance is μ
     unit = resp._unit_weights()
     w0 = np.multiply(me0, me0)
     if not unit:
         w0 *= resp.weights
-    w0 /= me0
+    w0 /= var0
     zq0 = np.subtract(resp.y, mu0)
     zq0 /= me0
 
@@ -106,18 +107,14 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
         offa = off[active]
         eta = offa + _lin_pred(kernel, dev, TH, U)
         if logit:  # update_mu, the logistic inside lme4's clamps (else one by one)
-            mu = special.expit(eta)
-            me = np.subtract(1.0, mu)
-            me *= mu
-            if not (np.minimum.reduce(me, axis=1) > INNER_VAR).all() and not (
-                    (np.minimum.reduce(mu, axis=1) >= INNER)
-                    & (np.maximum.reduce(mu, axis=1) <= 1.0 - INNER)).all():
+            mu, me, var, inside = logistic_parts(eta)
+            if not inside:
                 return None
             dsum = _binomial_dev_sums(resp, mu)
         else:  # update_mu for the log link: μ = max(exp(η), ε), μ'(η) = μ
             mu = np.exp(eta)
             np.maximum(mu, EPS, out=mu)
-            me = mu
+            me = var = mu
             dsum = _poisson_dev_sums(resp, mu, unit)
         keep = []
         for i, j in enumerate(active.tolist()):
@@ -140,13 +137,13 @@ def laplace_batch(dev: Any, points: np.ndarray) -> np.ndarray | None:
             break
         idx = np.array(keep)
         active = active[idx]
-        # the next step's w and z (working(): w = μ'² a / V(μ), V = μ'(η) for the logit
-        # inside the clamps and μ for the Poisson)
-        me, mu, eta, offa = me[idx], mu[idx], eta[idx], offa[idx]
+        # the next step's w and z (working(): w = μ'² a / V(μ), V = μ (1 - μ) for the
+        # logit inside the clamps and μ for the Poisson)
+        me, mu, var, eta, offa = me[idx], mu[idx], var[idx], eta[idx], offa[idx]
         W = np.multiply(me, me)
         if not unit:
             W *= resp.weights
-        W /= me if logit else mu
+        W /= var
         Z = np.subtract(y, mu)
         Z /= me
         Z += np.subtract(eta, offa)

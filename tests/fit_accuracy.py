@@ -66,7 +66,8 @@ def at_point(m: lmf.LmerMod, theta: Any, beta: Any = None, *,
     record (code, message, evaluation count) are the fit's; everything computed from the
     point is evaluated there: the criterion, the estimates, and where the fit computed them
     the derivatives (lme4's ``deriv12``), with lme4's convergence checks run as the fitting
-    function runs them (lmer always, glmer when it computed derivatives), their warnings
+    function runs them (lmer always, glmer when ``calc_derivs`` is on: at nAGQ = 0, with no
+    derivatives, the singular-fit check alone), their warnings
     silenced (the fit's own are tested on the fit). At the fit's own point this is the fit;
     at lme4's, what lme4 reported there, up to the methods' numerics, whatever path either
     optimizer took: the tests compare everything computed from the point there, at tight
@@ -95,7 +96,6 @@ def at_point(m: lmf.LmerMod, theta: Any, beta: Any = None, *,
     par = theta if beta is None else np.r_[theta, np.asarray(beta, dtype=float).reshape(-1)]
     # θ, and β exactly where the fit's last stage optimised it (a GLMM with nAGQ > 0)
     assert par.shape == np.shape(m.optinfo.par), (par.shape, np.shape(m.optinfo.par))
-    glmm = isinstance(m, GlmerMod)
     if isinstance(m, GlmerMod):
         devfun: Any = copy.deepcopy(m.devfun)
         checks = m.glmer_control.checks
@@ -105,10 +105,16 @@ def at_point(m: lmf.LmerMod, theta: Any, beta: Any = None, *,
     fval = float(devfun(par))
     d = deriv12(devfun, par, fx=fval) if derivs and m.optinfo.derivs is not None else None
     opt = dataclasses.replace(m.optinfo, par=par, fval=fval, derivs=d)
+    # glmer runs the checks when calc_derivs is on, with or without derivatives (nAGQ = 0
+    # has none: the singular-fit check alone), as lme4's glmer runs checkConv
+    run_checks = True
+    if isinstance(m, GlmerMod):
+        calc = m.glmer_control.calc_derivs
+        run_checks = bool(calc if calc is not None
+                          else m.nobs < 10_000 and par.shape[0] < 20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt.lme4 = Lme4Conv() if glmm and d is None else check_conv(d, par, devfun.lower,
-                                                                     checks)
+        opt.lme4 = check_conv(d, par, devfun.lower, checks) if run_checks else Lme4Conv()
     if not isinstance(m, GlmerMod):
         return lmf.mkMerMod(devfun, opt, m.lformula, m.data_name, m.call_args)
     devfun(par)  # (deriv12 left it at its last step)

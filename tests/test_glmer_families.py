@@ -10,12 +10,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from cases import FIXTURES
 from glmer_cases import GLMER, data_of
 from scipy import stats
 
 import lmeformula as lmf
 from lmeformula.errors import LmeFormulaError
-from lmeformula.families import get_family, make_link
+from lmeformula.families import get_family, logistic_parts, make_link
 from lmeformula.pirls import ghrule
 
 MISC = json.loads((GLMER / "misc.json").read_text())
@@ -52,6 +53,38 @@ def test_lme4_clamps() -> None:
     assert fam.variance(np.array([0.0]))[0] == EPS
     assert lmf.poisson().linkinv(np.array([-800.0]))[0] == EPS
     assert lmf.binomial("probit").linkinv(np.array([40.0]))[0] == 1 - EPS
+
+
+def test_lme4_family_functions() -> None:
+    """lme4 1.1-31's own inverse links, dμ/dη and variances (its C++ glmFamily, through
+    lme4::glmFamily) on a grid of η into the clamps, to rounding (rtol 1e-12: R's and
+    scipy's normal and Cauchy tails differ by up to 3e-13 relative). The logit's dμ/dη is
+    R's dlogis, accurate where μ is near 1 (at η = 20 it is 3.6e-8 below μ (1 - μ))."""
+    ref = json.loads((FIXTURES / "glmfamily.json").read_text())  # (make_fixtures_glmer_fuzz2.R)
+    for key, fx in ref.items():
+        fam = getattr(lmf, fx["family"].replace(".", "_"))(link=fx["link"])
+        eta = np.asarray(fx["eta"], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no overflow warnings at η = ±800)
+            mu = fam.linkinv(eta)
+            for what, ours in (("linkInv", mu), ("muEta", fam.mu_eta(eta)),
+                               ("variance", fam.variance(mu))):
+                np.testing.assert_allclose(ours, fx[what], rtol=1e-12, atol=0,
+                                           err_msg=f"{key} {what}")
+    # the PIRLS response's logistic (logistic_parts, with clamp flags) is the family's
+    logit = ref["binomial_logit"]
+    fam = lmf.binomial()
+    eta = np.asarray(logit["eta"], dtype=float)
+    mu, me, var, inside = logistic_parts(eta)
+    assert not inside
+    np.testing.assert_array_equal(mu, fam.linkinv(eta))
+    np.testing.assert_array_equal(me, fam.mu_eta(eta))
+    np.testing.assert_array_equal(var, fam.variance(mu))
+    mid = np.abs(eta) <= 30
+    mu2, me2, var2, inside2 = logistic_parts(eta[mid])
+    assert inside2
+    np.testing.assert_array_equal(me2, fam.mu_eta(eta[mid]))
+    np.testing.assert_array_equal(var2, fam.variance(mu2))
 
 
 def test_variance_and_deviance_residuals() -> None:
