@@ -224,3 +224,9 @@ run_case("slopes_transformed_newdata", d0, "y ~ scale(x) + log(tt) + (scale(x) +
          newdata = nd)
 # grouping factors that are interactions of a character column, a logical one and a factor
 run_case("char_logical_interaction_groups", d0, "y ~ z + (1 | fc:site) + (1 | fl:g)")
+# ranova reducing a || term and a term with a polynomial slope; subset and offset= together
+run_case("ranova_double_bar_subset", d0, "y ~ x + z + (x + z || g) + (1 | site)",
+         list(subset = "fo != 'top'", offset = "z / 2"))
+# an ordered factor and a character column in a new-data prediction with a partial re.form
+run_case("ordered_char_newdata", d0, "y ~ fo + x + (1 | gc) + (x | site)", list(REML = "FALSE"),
+         newdata = nd)
