@@ -5,7 +5,9 @@ and grouping factors; ``(0 + f | g)``, ``(f || g)``, 3x3 covariances, ``site/plo
 labels repeated across sites, ``(1 | a:b)`` of character and logical columns; transforms of
 the response and the predictors (``log(y + 5)``, ``sqrt(y + 10)``, ``poly``, ``scale``,
 ``log``, ``I``), offsets, weights, the ``contrasts=`` argument (sum, Helmert, SAS), ML fits,
-``na.exclude`` and singular fits.
+``na.exclude`` and singular fits; factor levels with spaces, dashes and dots, ``fc/x``,
+``(a + b + c)^2``, ``%in%``, an intercept-only fixed part, a numeric grouping variable with
+non-integer values, an integer response, NA in the weights, ``subset=`` with ``offset=``.
 
 Compared: the fit at the optimizer's precision (tests/fit_accuracy.py); at lme4's θ, the
 estimates, likelihoods, vcov, VarCorr (tidy and printed), ranef with conditional variances,
@@ -195,6 +197,8 @@ def test_varcorr_and_wald_intervals(name: str) -> None:
     close(vc["sdcor"], ref["sdcor"], rtol=1e-6, atol=1e-8)
     values = np.r_[as_list(ref["sdcor"]), as_list(ref["vcov"])]
     assert_text_up_to_ties(str(m.VarCorr), fx["varcorr_text"], values)
+    assert_text_up_to_ties(m.VarCorr.format(comp=("Variance", "Std.Dev.")),
+                           fx["varcorr_text_var"], values)
     ci, ref_ci = lmf.confint(m, method="Wald"), fx["confint_wald"]
     assert list(ci.index) == as_list(ref_ci["rownames"])
     assert list(ci.columns) == as_list(ref_ci["colnames"])
