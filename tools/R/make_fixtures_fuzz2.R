@@ -84,6 +84,8 @@ outputs <- function(lm4, m, newdata) {
   dl <- tryit(suppressWarnings(difflsmeans(m)))
   out$difflsmeans <- if (is.list(dl) && !is.null(dl$error)) dl else
     tab(structure(dl, class = "data.frame"))
+  dr <- tryit(suppressWarnings(drop1(m)))
+  out$drop1 <- if (is.list(dr) && !is.null(dr$error)) dr else c(tab(dr), list(text = text_of(dr)))
   rr <- tryit(ranova(m))
   out$ranova <- if (is.list(rr) && !is.null(rr$error)) rr else c(tab(rr), list(text = text_of(rr)))
   bars <- findbars(formula(lm4))
@@ -255,3 +257,36 @@ run_case("integer_response_weights_na", d3, "yi ~ x + z + (x | g)",
          list(weights = "wna", REML = "FALSE"))
 # a slope in an interaction grouping factor and a duplicated grouping factor
 run_case("slope_in_interaction_group", d0, "y ~ x + (x | site:fl) + (1 | site)")
+
+## fourth round: rank-deficient fixed effects, model comparisons ---------------------------------
+# an empty cell of a character x ordered interaction: lme4 drops a column, lmerTest's type III
+# tests the estimable part
+d4 <- d0[!(d0$fc == "trtB" & d0$fo == "top"), ]
+rownames(d4) <- NULL
+run_case("empty_cell_char_ordered", d4, "y ~ fc * fo + x + (1 | g)")
+# a covariate that is a linear function of another: its column dropped
+d4b <- transform(d0, x2 = 2 * x + 1)
+run_case("collinear_covariate", d4b, "y ~ x + x2 + z + (1 | g)")
+
+# likelihood-ratio tests between lmer fits (refitted by ML), and the refusal of fits to
+# different rows
+comparison <- function(name, data, formulas) {
+  assign("d", data, envir = globalenv())
+  fits <- lapply(formulas, function(f) eval(parse(text = sprintf("lme4::lmer(%s, data = d)", f)),
+                                            globalenv()))
+  names(fits) <- paste0("m", seq_along(fits))
+  r <- collect(do.call(anova, unname(fits)))
+  out <- list(name = name, columns = columns_of(data), formulas = formulas,
+              warnings = as.list(r$warnings), error = r$error)
+  if (!is.null(r$fit)) {
+    out$table <- tab(r$fit)
+    out$text <- text_of(r$fit)
+  }
+  dir.create(file.path(out_dir, "anova"), showWarnings = FALSE)
+  writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"),
+             file.path(out_dir, "anova", paste0(name, ".json")))
+  cat("anova", name, if (is.null(r$error)) "ok" else paste("ERROR:", r$error), "\n")
+}
+comparison("nested_three", d0, c("y ~ x + (1 | g)", "y ~ x + fc + fo + (1 | g)",
+                                 "y ~ x + fc + fo + (x | g)"))
+comparison("different_rows", dna, c("y ~ z + (1 | g)", "y ~ x + z + (1 | g)"))
