@@ -9,7 +9,8 @@ the response and the predictors (``log(y + 5)``, ``sqrt(y + 10)``, ``poly``, ``s
 ``(a + b + c)^2``, ``%in%``, an intercept-only fixed part, a numeric grouping variable with
 non-integer values, an integer response, NA in the weights, ``subset=`` with ``offset=``;
 rank-deficient fixed parts (an empty cell, a collinear covariate) and likelihood-ratio tests
-between fits.
+between fits; an ordered factor's polynomial contrasts and a character-by-numeric interaction
+in random terms, new data with NA in the grouping factors.
 
 Compared: the fit at the optimizer's precision (tests/fit_accuracy.py); at lme4's θ, the
 estimates, likelihoods, vcov, VarCorr (tidy and printed), ranef with conditional variances,

@@ -290,3 +290,17 @@ comparison <- function(name, data, formulas) {
 comparison("nested_three", d0, c("y ~ x + (1 | g)", "y ~ x + fc + fo + (1 | g)",
                                  "y ~ x + fc + fo + (x | g)"))
 comparison("different_rows", dna, c("y ~ z + (1 | g)", "y ~ x + z + (1 | g)"))
+
+## fifth round: factor codings inside random terms, new data with NA and new levels ------------
+ord3 <- function(fo) factor(c("low", "med", "high")[pmin(as.integer(fo), 3)],
+                            levels = c("low", "med", "high"), ordered = TRUE)
+d5 <- transform(d0, fo3 = ord3(fo))
+nd5 <- transform(nd, fo3 = ord3(fo))
+nd5$g[3] <- NA
+nd5$site[4] <- NA
+# an ordered factor's polynomial contrasts in a random term (with an intercept: fo3.L, fo3.Q;
+# (fo | site), four levels on five sites, has an optimizer path round-off decides, and
+# whether the fit ends on the boundary with it)
+run_case("ordered_slope_poly", d5, "y ~ fo3 + x + (fo3 | g)", newdata = nd5)
+# a character by numeric slope without intercept and a logical slope
+run_case("char_by_numeric_slope", d5, "y ~ fc * x + (0 + fc:x | g) + (fl | site)", newdata = nd5)
