@@ -9,6 +9,7 @@ so that predictions on new data reuse them (R's ``predvars``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -226,6 +227,30 @@ def _poly(x: np.ndarray, degree: int, state: dict[str, Any] | None) -> MatrixVal
     return MatrixValue(z[:, 1:], names)
 
 
+def _polym(xs: list[np.ndarray], degree: int, raw: bool, state: dict[str, Any],
+           what: str) -> MatrixValue:
+    """R's ``polym(x, z, ..., degree, raw)``: each variable's polynomial of that degree
+    (orthogonal, or its powers when ``raw``), and the products of their columns whose degrees
+    sum to 1..degree, in ``expand.grid``'s order (the first variable's degree varying
+    fastest), named by the degrees (``1.0``, ``2.0``, ``0.1``, ``1.1``, ``0.2``)."""
+    if len(xs) * degree > 1e4:
+        raise FormulaError(f"'degree' {degree} is too large for {len(xs)} variables (in {what})")
+    bases = []
+    for i, x in enumerate(xs):
+        if raw:
+            if np.isnan(x).any():
+                raise FormulaError("missing values are not allowed in 'poly'")
+            cols = np.column_stack([x**k for k in range(1, degree + 1)])
+        else:
+            cols = _poly(x, degree, state.setdefault(f"variable {i + 1}", {})).values
+        bases.append(np.column_stack([np.ones(x.shape[0]), cols]))
+    combos = [c[::-1] for c in itertools.product(range(degree + 1), repeat=len(xs))]
+    combos = [c for c in combos if 0 < sum(c) <= degree]
+    values = np.column_stack([np.prod([b[:, k] for b, k in zip(bases, c, strict=True)], axis=0)
+                              for c in combos])
+    return MatrixValue(values, tuple(".".join(map(str, c)) for c in combos))
+
+
 def _scale(x: np.ndarray, center: bool, scale: bool, state: dict[str, Any] | None) -> MatrixValue:
     if state is not None and "center" in state:
         c, s = state["center"], state["scale"]
@@ -415,11 +440,23 @@ class Evaluator:
             return _round(_numeric(self.eval(pos[0]), what), d)
         if fn == "poly":
             x = _vector(_numeric(self.eval(pos[0]), what), what)
-            deg_node = node.kwarg("degree") or (pos[1] if len(pos) > 1 else None)
+            # R's poly(x, ..., degree = 1): one argument of length one in ... is the degree;
+            # other arguments in ... are further variables, polym(x, z, degree = 2)
+            deg_node = node.kwarg("degree")
+            others = list(pos[1:])
+            if deg_node is None and len(others) == 1 and np.size(self.eval(others[0])) == 1:
+                deg_node, others = others[0], []
             deg = _scalar(self.eval(deg_node), "degree", what) if deg_node is not None else 1.0
             if deg < 1:
                 raise FormulaError(f"'degree' must be at least 1 (in {what})")
             degree = int(deg)  # sizes are checked before anything is allocated
+            if others:
+                values = [self.eval(o) for o in others]
+                if any(np.size(v) != x.shape[0] for v in values):
+                    raise FormulaError(f"arguments must have the same length (in {what})")
+                xs = [x, *(_vector(_numeric(v, what), what) for v in values)]
+                return _polym(xs, degree, _bool_arg(node.kwarg("raw"), False),
+                              self.state.setdefault(what, {}), what)
             if _bool_arg(node.kwarg("raw"), False):
                 if x.shape[0] * deg > 1e8:
                     raise FormulaError(f"'degree' {degree} is too large: {what} would have "
