@@ -375,7 +375,9 @@ def format_anova(anova_table: AnovaTable, digits: int = 5) -> str:
                 r.append(s.ljust(width))
             legend = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     lines = list(anova_table.heading)
-    lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True)
+    # wider than 80 characters (a long term label), R prints the columns in blocks
+    lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True,
+                                width=80)
     return "\n".join(lines + legend)
 
 
