@@ -304,3 +304,12 @@ nd5$site[4] <- NA
 run_case("ordered_slope_poly", d5, "y ~ fo3 + x + (fo3 | g)", newdata = nd5)
 # a character by numeric slope without intercept and a logical slope
 run_case("char_by_numeric_slope", d5, "y ~ fc * x + (0 + fc:x | g) + (fl | site)", newdata = nd5)
+
+## sixth round: wide fixed parts ---------------------------------------------------------------
+# 24 coefficients: lme4's summary leaves the correlations out (p > 12) and says so
+d6 <- transform(d0, ff = factor(fc))
+run_case("wide_fixed_three_way", d6, "y ~ ff * fo * fl + (1 | g)")
+# poly() of two variables is R's polym(): products of the variables' orthogonal polynomials
+# (columns 1.0, 2.0, 0.1, 1.1, 0.2), predicted on new data with the fit's coefficients
+run_case("polym_two_variables", d0, "y ~ poly(x, z, degree = 2) + (1 | g)", newdata = nd)
+run_case("polym_raw", d0, "y ~ poly(x, tt, degree = 2, raw = TRUE) + (1 | g)", newdata = nd)
