@@ -389,6 +389,42 @@ class Evaluator:
         with np.errstate(divide="ignore", invalid="ignore"):
             return ops[node.op](np.asarray(a, dtype=float), np.asarray(b, dtype=float))
 
+    def _factor_with_levels(self, node: Call, what: str) -> pd.Categorical:
+        """R's ``factor(x, levels = , labels = )``: without ``levels``, :func:`as_factor`;
+        with them, each value matched to a level as character strings (no match: NA), the
+        levels renamed by ``labels`` (one name per level, or one prefix numbered 1..k)."""
+        x = self.eval(node.positional[0])
+        lev_node = node.kwarg("levels") or (node.positional[1] if len(node.positional) > 1
+                                            else None)
+        lab_node = node.kwarg("labels") or (node.positional[2] if len(node.positional) > 2
+                                            else None)
+        if lev_node is None and lab_node is None:
+            return as_factor(x, deparse(node.positional[0]))
+        if lev_node is None:
+            f = as_factor(x, deparse(node.positional[0]))
+            levels = [str(c) for c in f.categories]
+            codes = np.asarray(f.codes, dtype=np.int64)
+        else:
+            levels = [v for v in _r_strings(self.eval(lev_node), what) if v is not None]
+            if len(set(levels)) < len(levels):
+                raise FormulaError(f"factor level is duplicated (in {what})")
+            index = {lev: i for i, lev in enumerate(levels)}
+            codes = np.array([index.get(v, -1) if v is not None else -1
+                              for v in _r_strings(x, what)], dtype=np.int64)
+        if lab_node is not None:
+            labels = [str(v) for v in _r_strings(self.eval(lab_node), what)]
+            if len(labels) == 1 and len(levels) > 1:
+                labels = [f"{labels[0]}{i}" for i in range(1, len(levels) + 1)]
+            if len(labels) != len(levels):
+                raise FormulaError(f"invalid 'labels'; length {len(labels)} should be 1 or "
+                                   f"{len(levels)} (in {what})")
+            if len(set(labels)) < len(labels):  # R merges such levels; not supported here
+                raise FormulaError(f"duplicated factor labels are not supported (in {what})")
+            levels = labels
+        out = factor_from_codes(codes, levels)
+        # R's default ordered = is.ordered(x)
+        return out.as_ordered() if isinstance(x, pd.Categorical) and x.ordered else out
+
     def call(self, node: Call) -> Value:
         fn, pos = node.fn, node.positional
         what = deparse(node)
@@ -409,11 +445,22 @@ class Evaluator:
                 for v in parts])
         if fn == "[":
             return _index(self.eval(pos[0]), [self.eval(p) for p in pos[1:]], what)
-        if fn in ("factor", "as.factor"):
+        if fn in ("factor", "ordered"):
+            # R's factor(x, levels, labels, ordered): levels matched as character strings
+            f = self._factor_with_levels(node, what)
+            if fn == "ordered" or _bool_arg(node.kwarg("ordered"), False):
+                return f.as_ordered()
+            return f
+        if fn == "as.factor":
             return as_factor(self.eval(pos[0]), deparse(pos[0]))
-        if fn in ("ordered", "as.ordered"):
+        if fn == "as.ordered":
             f = as_factor(self.eval(pos[0]), deparse(pos[0]))
             return f.as_ordered()
+        if fn == "relevel":
+            return _relevel(self.eval(pos[0]), node.kwarg("ref") or
+                            (pos[1] if len(pos) > 1 else None), self, what)
+        if fn == "interaction":
+            return _interaction([self.eval(p) for p in pos], node, self, what)
         if fn == "as.integer":
             return np.trunc(_numeric(self.eval(pos[0]), what))
         if fn == "is.na" and len(pos) == 1:  # subset = "!is.na(x)"
@@ -595,6 +642,84 @@ def _index(value: Value, index: list[Value], what: str) -> Value:
     if (pos >= n).any():
         raise FormulaError(f"subscript out of bounds in {what}")
     return arr[pos]
+
+
+def _r_strings(value: Value, what: str) -> list[str | None]:
+    """R's ``as.character`` of a value (None for NA), element by element: ``c(3, 1, 2)``
+    evaluates to an object array of numbers."""
+    if isinstance(value, (pd.Categorical, MatrixValue)):
+        return list(_plain_vector_function("as.character", value, what))
+    out: list[str | None] = []
+    for v in np.atleast_1d(np.asarray(value, dtype=object)).ravel():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        elif isinstance(v, (bool, np.bool_)):
+            out.append("TRUE" if v else "FALSE")
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            out.append(format_r_number(float(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _relevel(f: Value, ref_node: Node | None, ev: Evaluator, what: str) -> pd.Categorical:
+    """R's ``relevel(x, ref)``: the factor with level ``ref`` (a name or a 1-based position)
+    first, the others in their order; for unordered factors only, as R."""
+    if not isinstance(f, pd.Categorical):
+        raise FormulaError(f"'relevel' only for (unordered) factors (in {what})")
+    if f.ordered:
+        raise FormulaError(f"'relevel' only for unordered factors (in {what})")
+    if ref_node is None:
+        raise FormulaError(f'argument "ref" is missing, with no default (in {what})')
+    ref = ev.eval(ref_node)
+    levels = [str(c) for c in f.categories]
+    if isinstance(ref, str) or (isinstance(ref, np.ndarray) and ref.dtype.kind in "OU"):
+        name = str(_r_strings(ref, what)[0])
+        if name not in levels:
+            raise FormulaError(f"'ref' must be an existing level (in {what})")
+        k = levels.index(name)
+    else:
+        pos = _scalar(ref, "ref", what)
+        if not (1 <= pos <= len(levels)) or pos != int(pos):
+            raise FormulaError(f"ref = {format_r_number(pos)} must be in 1L:{len(levels)} "
+                               f"(in {what})")
+        k = int(pos) - 1
+    order = [k] + [i for i in range(len(levels)) if i != k]
+    remap = np.empty(len(levels), dtype=np.int64)
+    remap[order] = np.arange(len(levels))
+    codes = np.asarray(f.codes, dtype=np.int64)
+    return factor_from_codes(np.where(codes >= 0, remap[np.maximum(codes, 0)], -1),
+                             [levels[i] for i in order])
+
+
+def _interaction(args: list[Value], node: Call, ev: Evaluator, what: str) -> pd.Categorical:
+    """R's ``interaction(f, g, ..., sep = ".", lex.order = FALSE, drop = FALSE)``: the factor
+    of the combinations, every combination a level (the first factor's levels varying
+    fastest, the last's with ``lex.order = TRUE``), labels pasted with ``sep``."""
+    sep_node, lex_node = node.kwarg("sep"), node.kwarg("lex.order")
+    sep = "." if sep_node is None else str(_r_strings(ev.eval(sep_node), what)[0])
+    lex = _bool_arg(lex_node, False)
+    factors = [a if isinstance(a, pd.Categorical) else as_factor(a, what) for a in args]
+    if len({len(f) for f in factors}) > 1:
+        raise FormulaError(f"arguments must have the same length (in {what})")
+    codes = np.zeros(len(factors[0]), dtype=np.int64)
+    missing = np.zeros(len(factors[0]), dtype=bool)
+    levels: list[str] = []
+    for i in range(len(factors) - 1, -1, -1):  # R's loop, from the last factor
+        f = factors[i]
+        lv = [str(c) for c in f.categories]
+        c = np.asarray(f.codes, dtype=np.int64)
+        missing |= c < 0
+        if i == len(factors) - 1:
+            codes, levels = c, lv
+        elif lex:
+            codes = codes + len(levels) * c
+            levels = [f"{a}{sep}{b}" for a in lv for b in levels]
+        else:
+            codes = codes * len(lv) + c
+            levels = [f"{a}{sep}{b}" for b in levels for a in lv]
+    out = factor_from_codes(np.where(missing, -1, codes), levels)
+    return drop_unused_levels(out) if _bool_arg(node.kwarg("drop"), False) else out
 
 
 def _factor_codes(f: pd.Categorical) -> np.ndarray:
