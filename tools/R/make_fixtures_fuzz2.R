@@ -161,6 +161,11 @@ y <- 3 + 0.6 * x - 0.4 * z + c(0, 0.5, -0.3)[fcn] + 0.25 * as.numeric(fo) + 0.3 
 d0 <- data.frame(y = round(y, 3), x = x, z = z, tt = tt, fc = fc, fo = fo, fl = fl, fi = fi,
                  fu = fu, w = w, g = g, gc = as.character(g), site = site, plot = plot,
                  stringsAsFactors = FALSE)
+# the columns' vectors are not left in the global environment: R evaluates what a data frame
+# lacks in the formula's environment, and lmerTest's ls_means grid or a grouping expression
+# naming a variable outside the model frame would find them there (a vector of another
+# length, or the data's own values, where R without them fails)
+rm(g, site, plot, x, z, tt, fc, fo, fl, fi, fu, w, y)
 # NA in several columns (rows differ by column)
 dna <- d0
 dna$x[c(3, 40, 41, 170)] <- NA
@@ -313,3 +318,14 @@ run_case("wide_fixed_three_way", d6, "y ~ ff * fo * fl + (1 | g)")
 # (columns 1.0, 2.0, 0.1, 1.1, 0.2), predicted on new data with the fit's coefficients
 run_case("polym_two_variables", d0, "y ~ poly(x, z, degree = 2) + (1 | g)", newdata = nd)
 run_case("polym_raw", d0, "y ~ poly(x, tt, degree = 2, raw = TRUE) + (1 | g)", newdata = nd)
+
+## seventh round: factor(x, levels, labels), relevel(), interaction() -----------------------------
+run_case("factor_levels_labels", d0,
+         "y ~ factor(fi, levels = c(3, 1, 2)) + factor(fc, labels = c('C', 'A', 'B')) + (1 | g)",
+         newdata = nd)
+run_case("relevel_ordered_levels", d0,
+         "y ~ relevel(factor(fc), ref = 'trtA') + ordered(fi, levels = 3:1) + x + (1 | g)",
+         newdata = nd)
+# (a grouping expression is evaluated in the model frame: site and fl must be variables of it)
+run_case("interaction_fixed_and_group", d0,
+         "y ~ interaction(fc, fo, sep = '_') + site + fl + (1 | interaction(site, fl))")
