@@ -313,6 +313,9 @@ def model_frame(
     kept = {name: _take(v, rows) for name, v in values.items()}
     for name, v in kept.items():
         if isinstance(v, np.ndarray) and v.dtype.kind == "O":
+            if pd.api.types.infer_dtype(v, skipna=True) == "boolean":
+                kept[name] = v.astype(bool)  # a logical whose NA rows were dropped: x > 2
+                continue
             kept[name] = as_factor(v, name)  # lFormula: character columns become factors
             character.add(name)
     kept_extras = {name: v[rows] for name, v in extras.items()}
@@ -518,6 +521,9 @@ def _subset_mask(subset: Any, columns: _LazyColumns, n: int) -> np.ndarray:
         from .formula.parser import parse_expression
 
         mask = evaluate(parse_expression(subset), columns, n, nan_warning=True)
+        if isinstance(mask, np.ndarray) and mask.dtype.kind == "O" and \
+                pd.api.types.infer_dtype(mask, skipna=True) == "boolean":
+            mask = np.array([bool(v) for v in mask], dtype=bool)  # R's subset: NA as FALSE
         if not isinstance(mask, (pd.Categorical, MatrixValue)):
             mask = _row_numbers_mask(np.asarray(mask), n, subset)
     else:

@@ -40,7 +40,7 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, evaluate
+from .transforms import Value, as_factor, evaluate, logical_factor
 from .validate import check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
@@ -221,7 +221,9 @@ def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
             continue
         value = evaluate(node, columns, len(newdata), state)
         if isinstance(value, np.ndarray) and value.dtype.kind == "O":
-            value = as_factor(value, key)
+            value = (logical_factor(value)
+                     if pd.api.types.infer_dtype(value, skipna=True) == "boolean"
+                     else as_factor(value, key))
         trained = frame.variables.get(key)
         out[key] = _recode(value, trained, key) if trained is not None else value
     return out

@@ -135,6 +135,9 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
     if isinstance(value, MatrixValue):
         raise FormulaError(f"cannot use the matrix-valued '{name}' as a factor")
     arr = np.asarray(value)
+    if arr.dtype.kind == "O" and _is_logical_na(arr):  # a logical with NA
+        codes = np.array([-1 if v is None else int(bool(v)) for v in arr], dtype=np.int64)
+        return drop_unused_levels(factor_from_codes(codes, ["FALSE", "TRUE"]))
     if arr.dtype.kind == "b":
         labels = np.where(arr, "TRUE", "FALSE").astype(object)
         return pd.Categorical(labels, categories=[c for c in ("FALSE", "TRUE") if c in set(labels)])
@@ -166,9 +169,9 @@ def column_value(series: pd.Series) -> Value:
     if isinstance(dtype, pd.CategoricalDtype):
         return series.array.copy()
     if pd.api.types.is_bool_dtype(dtype):
-        if series.isna().any():
-            return as_factor(series.astype(object).map(
-                lambda v: None if pd.isna(v) else ("TRUE" if v else "FALSE")).to_numpy(object))
+        if series.isna().any():  # R's logical NA: True, False and None (the model frame
+            # drops the rows and holds a logical, as a comparison of NA gives)
+            return np.array([None if pd.isna(v) else bool(v) for v in series], dtype=object)
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(dtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
@@ -186,6 +189,62 @@ def column_value(series: pd.Series) -> Value:
     )
 
 
+def _na_of(value: Value) -> np.ndarray:
+    """Where a value is NA (a scalar: a 0-d array)."""
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values).any(axis=1)
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.asarray(pd.isna(arr), dtype=bool)
+    return np.zeros(arr.shape, dtype=bool)
+
+
+def logical_factor(values: Any) -> pd.Categorical:
+    """A logical (bools, or True, False and None) as R's model.matrix codes it: a factor of
+    both levels FALSE and TRUE, whichever occur; NA where missing."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        codes = arr.astype(np.int64)
+    else:
+        codes = np.array([-1 if v is None or v is pd.NA else int(bool(v)) for v in arr],
+                         dtype=np.int64)
+    return factor_from_codes(codes, ["FALSE", "TRUE"])
+
+
+def _is_logical_na(arr: np.ndarray) -> bool:
+    """An object array of R's logical values with NA (True, False and None)."""
+    return arr.dtype.kind == "O" and all(v is None or isinstance(v, (bool, np.bool_))
+                                         for v in arr.ravel())
+
+
+def _with_na(value: np.ndarray, na: np.ndarray) -> np.ndarray:
+    """A logical result: a bool array, or where some are NA an object array of True, False
+    and None (R's logical NA; the model frame drops those rows)."""
+    value = np.asarray(value, dtype=bool)
+    if not np.asarray(na).any():
+        return value
+    out = value.astype(object)
+    out[np.broadcast_to(na, value.shape)] = None
+    return out
+
+
+def _logical_parts(value: Value) -> tuple[np.ndarray, np.ndarray]:
+    """A logical operand as (values with NA read as FALSE, NA mask)."""
+    arr = np.asarray(value)
+    na = _na_of(value)
+    if arr.dtype.kind == "O":
+        return np.array([bool(v) if not m else False
+                         for v, m in zip(arr.ravel(), na.ravel(), strict=True)],
+                        dtype=bool).reshape(arr.shape), na
+    if arr.dtype.kind == "f":
+        return np.where(na, False, arr != 0), na
+    return arr.astype(bool), na
+
+
 def _numeric(value: Value, what: str) -> np.ndarray:
     if isinstance(value, MatrixValue):
         return value.values
@@ -194,6 +253,9 @@ def _numeric(value: Value, what: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind == "b":
         return arr.astype(float)
+    if _is_logical_na(arr):  # logical with NA: TRUE 1, FALSE 0, NA NaN
+        return np.array([np.nan if v is None else float(v) for v in arr.ravel()],
+                        dtype=float).reshape(arr.shape)
     if arr.dtype.kind not in "iuf":
         raise FormulaError(f"non-numeric argument to mathematical function in '{what}'")
     return arr.astype(float, copy=False)
@@ -345,7 +407,8 @@ class Evaluator:
             if node.op == "+":
                 return operand
             if node.op == "!":
-                return ~np.asarray(operand, dtype=bool)
+                value, na = _logical_parts(operand)
+                return _with_na(~value, na)
             raise FormulaError(f"cannot evaluate {deparse(node)}")
         if isinstance(node, BinOp):
             return self.binary(node)
@@ -367,7 +430,7 @@ class Evaluator:
         if node.op in ("==", "!="):
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             out = lv == right if node.op == "==" else lv != right
-            return np.asarray(out, dtype=bool)
+            return _with_na(np.asarray(out, dtype=bool), _na_of(left) | _na_of(right))
         if node.op == "%in%":
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             rv = np.atleast_1d(np.asarray(right, dtype=object))
@@ -375,8 +438,11 @@ class Evaluator:
         if node.op == ":":  # outside a model formula's terms, ':' is R's sequence
             return _sequence(left, right, what)
         if node.op in ("&", "&&", "|", "||"):
-            lb, rb = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
-            return lb & rb if node.op in ("&", "&&") else lb | rb
+            # R's three-valued logic: NA & FALSE is FALSE, NA | TRUE is TRUE, else NA
+            (lb, ln), (rb, rn) = _logical_parts(left), _logical_parts(right)
+            if node.op in ("&", "&&"):
+                return _with_na(lb & rb, (ln | rn) & ~((~lb & ~ln) | (~rb & ~rn)))
+            return _with_na(lb | rb, (ln | rn) & ~((lb & ~ln) | (rb & ~rn)))
         a = left if np.isscalar(left) else _numeric(left, what)
         b = right if np.isscalar(right) else _numeric(right, what)
         ops: dict[str, Callable[[Any, Any], Any]] = {
@@ -386,8 +452,12 @@ class Evaluator:
         }
         if node.op not in ops:
             raise FormulaError(f"cannot evaluate operator '{node.op}' in {what}")
+        af, bf = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return ops[node.op](np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+            out = ops[node.op](af, bf)
+        if node.op in ("<", ">", "<=", ">="):  # NA compared is NA, as in R
+            return _with_na(out, np.isnan(af) | np.isnan(bf))
+        return out
 
     def _factor_with_levels(self, node: Call, what: str) -> pd.Categorical:
         """R's ``factor(x, levels = , labels = )``: without ``levels``, :func:`as_factor`;
@@ -456,6 +526,9 @@ class Evaluator:
         if fn == "as.ordered":
             f = as_factor(self.eval(pos[0]), deparse(pos[0]))
             return f.as_ordered()
+        if fn == "ifelse" and len(pos) == 3:
+            return _ifelse(self.eval(pos[0]), self.eval(pos[1]), self.eval(pos[2]),
+                           nrow=self.nrow, what=what)
         if fn == "relevel":
             return _relevel(self.eval(pos[0]), node.kwarg("ref") or
                             (pos[1] if len(pos) > 1 else None), self, what)
@@ -659,6 +732,28 @@ def _r_strings(value: Value, what: str) -> list[str | None]:
             out.append(format_r_number(float(v)))
         else:
             out.append(str(v))
+    return out
+
+
+def _ifelse(test: Value, yes: Value, no: Value, nrow: int, what: str) -> np.ndarray:
+    """R's ``ifelse(test, yes, no)``: ``yes`` where the test is TRUE, ``no`` where FALSE, NA
+    where it is NA; numbers, or strings (a character vector, a factor in the frame) when
+    either branch is one."""
+    if any(isinstance(v, (pd.Categorical, MatrixValue)) for v in (test, yes, no)):
+        raise FormulaError(f"ifelse() of a factor or a matrix is not supported (in {what})")
+    t = np.broadcast_to(np.asarray(test), (nrow,))
+    na = np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in t]) \
+        if t.dtype.kind == "O" else (np.isnan(t) if t.dtype.kind == "f" else np.zeros(nrow, bool))
+    cond = np.where(na, False, t.astype(bool) if t.dtype.kind != "O" else
+                    np.array([bool(v) if not m else False for v, m in zip(t, na, strict=True)]))
+    branches = [np.broadcast_to(np.asarray(v), (nrow,)) for v in (yes, no)]
+    if any(b.dtype.kind in "OUS" for b in branches):
+        strings = [np.array(_r_strings(b, what), dtype=object) for b in branches]
+        out = np.where(cond, strings[0], strings[1]).astype(object)
+        out[na] = None
+        return out
+    out = np.where(cond, branches[0].astype(float), branches[1].astype(float))
+    out[na] = np.nan
     return out
 
 
