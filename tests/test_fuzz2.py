@@ -13,7 +13,7 @@ between fits; an ordered factor's polynomial contrasts and a character-by-numeri
 in random terms, new data with NA in the grouping factors; 24 fixed effects; ``poly(x, z,
 degree = 2)`` (R's ``polym``), orthogonal and raw; ``factor(x, levels, labels)``,
 ``ordered(x, levels)``, ``relevel()`` and ``interaction()`` as fixed effects and grouping
-factors.
+factors; ``ifelse()``; comparisons of NA in terms and in ``subset=``.
 
 Compared: the fit at the optimizer's precision (tests/fit_accuracy.py); at lme4's θ, the
 estimates, likelihoods, vcov, VarCorr (tidy and printed), ranef with conditional variances,
@@ -38,7 +38,12 @@ What the fuzz found (fixed with these tests):
 * an anova table wider than 80 characters (lmerTest's drop1 of a long term label) was
   printed on one line, where R prints its columns in blocks;
 * ``factor(x, levels = , labels = )`` silently ignored ``levels`` and ``labels`` (another
-  baseline, other column names); ``relevel()`` and ``interaction()`` were not supported.
+  baseline, other column names); ``relevel()``, ``interaction()`` and ``ifelse()`` were not
+  supported;
+* a comparison of NA (``I(x > 2)`` with x missing) was FALSE, where R's is NA and the row is
+  dropped (``NA & FALSE`` is FALSE); a logical that is FALSE throughout was a one-level
+  factor ("contrasts can be applied only to factors with 2 or more levels"), where R's
+  model.matrix codes a logical by both levels (an all-zero column, dropped for rank).
 """
 
 from __future__ import annotations
@@ -434,3 +439,15 @@ def test_interaction_levels_and_factor_labels() -> None:
     # lex.order: the first factor's levels vary slowest; one label: numbered L1, L2, L3
     assert [c.split(")")[-1] for c in pf.X.columns[1:]] == [
         "ctl.TRUE", "trtA.FALSE", "trtA.TRUE", "trtB.FALSE", "trtB.TRUE", "L2", "L3"]
+
+
+def test_logical_column_with_na_has_both_levels() -> None:
+    """R's model.matrix codes a logical by FALSE and TRUE whatever occurs: a column with NA
+    whose values are all TRUE gives an all-ones flTRUE column (dropped for rank with an
+    intercept), not a one-level factor."""
+    d = data_of(fixture("na_comparisons")["columns"])
+    d["flag"] = pd.array([None if i % 7 == 0 else True for i in range(len(d))], dtype="boolean")
+    with pytest.warns(lmf.RankDeficiencyWarning, match=r"\(flagTRUE\)"):
+        pf = lmf.lFormula("y ~ flag + (1 | g)", d)
+    assert list(pf.X.columns) == ["(Intercept)"]
+    assert pf.X.shape[0] < len(d) - len(d) // 7

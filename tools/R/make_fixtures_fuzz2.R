@@ -329,3 +329,12 @@ run_case("relevel_ordered_levels", d0,
 # (a grouping expression is evaluated in the model frame: site and fl must be variables of it)
 run_case("interaction_fixed_and_group", d0,
          "y ~ interaction(fc, fo, sep = '_') + site + fl + (1 | interaction(site, fl))")
+# ifelse() of numbers and of strings (a character variable, a factor in the model frame)
+run_case("ifelse_terms", d0, "y ~ ifelse(x > 2, 1, 0) + ifelse(fl, 'yes', 'no') + ifelse(fc == 'ctl', z, -z) + (1 | g)",
+         newdata = nd)
+# comparisons of NA are NA (their rows dropped; NA & FALSE is FALSE), a logical that is
+# FALSE throughout coded by both levels (an all-zero column lme4 drops), subset by one
+run_case("na_comparisons", dna,
+         "y ~ I(x > 2) + ifelse(x > 2 & z > 0, 1, 0) + I(!(z > 0.5)) + I(tt > 100) + (1 | g)",
+         newdata = nd_na)
+run_case("na_comparison_subset", dna, "y ~ x + (1 | g)", list(subset = "x > 2 | z > 0"))
