@@ -87,6 +87,10 @@ class ModelFrame:
         Number of rows of the caller's data.
     state
         Parameters of data-dependent transforms (``poly``, ``scale``), keyed by expression.
+    character
+        The variables that were character vectors (strings), held as factors as lme4's
+        ``factorize`` makes them after ``model.frame``, whose ``dataClasses`` still say
+        "character" (lmerTest reads those: a character variable is not a factor there).
     """
 
     index: pd.Index
@@ -99,6 +103,7 @@ class ModelFrame:
     nrow_data: int
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    character: frozenset[str] = frozenset()
 
     @cached_property
     def data(self) -> pd.DataFrame:
@@ -278,10 +283,12 @@ def model_frame(
     columns = _LazyColumns(data)
     state: dict[str, dict[str, Any]] = {}
     values: dict[str, Value] = {}
+    character: set[str] = set()
     for node, name in _named_frame_variables(lhs, rhs):
         if _is_string_column(columns, node):  # the factor the frame would make of it, directly
             assert isinstance(node, Name)
             values[name] = _string_factor(cast(pd.Series, columns.series(node.id)))
+            character.add(name)
         else:
             values[name] = evaluate(node, columns, n, state, nan_warning=True)
 
@@ -306,7 +313,11 @@ def model_frame(
     kept = {name: _take(v, rows) for name, v in values.items()}
     for name, v in kept.items():
         if isinstance(v, np.ndarray) and v.dtype.kind == "O":
+            if pd.api.types.infer_dtype(v, skipna=True) == "boolean":
+                kept[name] = v.astype(bool)  # a logical whose NA rows were dropped: x > 2
+                continue
             kept[name] = as_factor(v, name)  # lFormula: character columns become factors
+            character.add(name)
     kept_extras = {name: v[rows] for name, v in extras.items()}
 
     if "(weights)" in kept_extras and (kept_extras["(weights)"] < 0).any():
@@ -337,6 +348,7 @@ def model_frame(
         nrow_data=n,
         state=state,
         extras=kept_extras,
+        character=frozenset(character),
     )
 
 
@@ -509,6 +521,9 @@ def _subset_mask(subset: Any, columns: _LazyColumns, n: int) -> np.ndarray:
         from .formula.parser import parse_expression
 
         mask = evaluate(parse_expression(subset), columns, n, nan_warning=True)
+        if isinstance(mask, np.ndarray) and mask.dtype.kind == "O" and \
+                pd.api.types.infer_dtype(mask, skipna=True) == "boolean":
+            mask = np.array([bool(v) for v in mask], dtype=bool)  # R's subset: NA as FALSE
         if not isinstance(mask, (pd.Categorical, MatrixValue)):
             mask = _row_numbers_mask(np.asarray(mask), n, subset)
     else:

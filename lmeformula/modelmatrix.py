@@ -21,7 +21,7 @@ import pandas as pd
 from .errors import FormulaError, LmeFormulaWarning
 from .formula.terms import Terms
 from .records import NamedRecord
-from .transforms import MatrixValue, Value, as_factor, is_factor_like
+from .transforms import MatrixValue, Value, as_factor, is_factor_like, logical_factor
 from .validate import check_allocation
 
 __all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "model_matrix"]
@@ -151,7 +151,11 @@ def check_contrasts(contrasts: Mapping[str, Any], variables: Mapping[str, Value]
 
 
 def _factor_of(value: Value, name: str) -> pd.Categorical:
-    return as_factor(value, name) if not isinstance(value, pd.Categorical) else value
+    if isinstance(value, pd.Categorical):
+        return value
+    if np.asarray(value).dtype.kind == "b":  # R's model.matrix: a logical has both levels
+        return logical_factor(value)
+    return as_factor(value, name)
 
 
 def _term_codes(t: Terms, factor_vars: set[int]) -> list[dict[int, int]]:

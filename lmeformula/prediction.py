@@ -40,7 +40,7 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, column_value, evaluate
+from .transforms import Value, as_factor, column_value, evaluate, logical_factor
 from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
@@ -180,9 +180,9 @@ def select_terms(m: FittedModel, re_form: Any) -> list[int]:
 def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = False) -> Value:
     """Code a new-data value with the fit's factor levels (R's ``xlev``)."""
     if isinstance(trained, np.ndarray) and trained.dtype.kind == "b":
-        # a logical variable is a factor FALSE/TRUE to model.matrix: new data with one of
-        # the two values only (or with both where the fit had one) keep the fit's levels
-        trained = as_factor(trained, name)
+        # a logical variable is a factor of both levels FALSE/TRUE to model.matrix (whichever
+        # occur): new data with one of the two values keep them
+        trained = logical_factor(trained)
     if isinstance(trained, pd.Categorical):
         labels = _labels(value, name)
         categories = list(map(str, trained.categories))
@@ -239,7 +239,9 @@ def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
         trained = frame.variables.get(key)
         _check_numeric_kept(value, trained, key)
         if isinstance(value, np.ndarray) and value.dtype.kind == "O":
-            value = as_factor(value, key)
+            value = (logical_factor(value)
+                     if pd.api.types.infer_dtype(value, skipna=True) == "boolean"
+                     else as_factor(value, key))
         out[key] = _recode(value, trained, key) if trained is not None else value
     return out
 

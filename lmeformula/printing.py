@@ -47,21 +47,24 @@ def _call_lines(m: LmerMod, long: bool = True, expanded: bool = True) -> list[st
         formula_lines = [m.formula]
     lines = [cat_fill(["Formula:", *formula_lines]), f"   Data: {m.data_name}"]
     args = m.call_args
+    # the weights and offset expressions as R deparses them in the call (``z/2`` for the
+    # text ``z / 2``), as the subset's
     if "weights" in args:
-        lines.append(f"Weights: {args['weights']}")
+        lines.append(f"Weights: {_deparse_argument(args['weights'])}")
     if "offset" in args:
-        lines.append(f" Offset: {args['offset']}")
+        lines.append(f" Offset: {_deparse_argument(args['offset'])}")
     if long and "control" in args:
         # the control expression's deparsed lines, filled to 80 as R's cat(fill = TRUE)
         lines.append(cat_fill(["Control:", *args["control"].split("\n")]))
     if "subset" in args:
-        lines.append(f" Subset: {_deparse_subset(args['subset'])}")
+        lines.append(f" Subset: {_deparse_argument(args['subset'])}")
     return lines
 
 
-def _deparse_subset(text: str) -> str:
-    """The subset expression as R deparses it in the call (``f3 != "lo"`` for the text
-    ``f3 != 'lo'``, spaces around operators); text that does not parse is shown as given."""
+def _deparse_argument(text: str) -> str:
+    """The subset (weights, offset) expression as R deparses it in the call (``f3 != "lo"``
+    for the text ``f3 != 'lo'``, spaces around most operators, none around ``/`` and ``^``);
+    text that does not parse is shown as given."""
     from .errors import LmeFormulaError
     from .formula.ast import deparse
     from .formula.parser import parse_expression
@@ -372,7 +375,9 @@ def format_anova(anova_table: AnovaTable, digits: int = 5) -> str:
                 r.append(s.ljust(width))
             legend = ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     lines = list(anova_table.heading)
-    lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True)
+    # wider than 80 characters (a long term label), R prints the columns in blocks
+    lines += _print_char_matrix(header, rows, [str(i) for i in table.index], right=True,
+                                width=80)
     return "\n".join(lines + legend)
 
 

@@ -9,6 +9,7 @@ so that predictions on new data reuse them (R's ``predvars``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -135,6 +136,9 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
     if isinstance(value, MatrixValue):
         raise FormulaError(f"cannot use the matrix-valued '{name}' as a factor")
     arr = np.asarray(value)
+    if arr.dtype.kind == "O" and _is_logical_na(arr):  # a logical with NA
+        codes = np.array([-1 if v is None else int(bool(v)) for v in arr], dtype=np.int64)
+        return drop_unused_levels(factor_from_codes(codes, ["FALSE", "TRUE"]))
     if arr.dtype.kind == "b":
         labels = np.where(arr, "TRUE", "FALSE").astype(object)
         return pd.Categorical(labels, categories=[c for c in ("FALSE", "TRUE") if c in set(labels)])
@@ -175,9 +179,9 @@ def column_value(series: pd.Series) -> Value:
         raise FormulaError(f"column '{series.name}': complex variables are not currently "
                            "allowed in model matrices")
     if pd.api.types.is_bool_dtype(dtype):
-        if series.isna().any():
-            return as_factor(series.astype(object).map(
-                lambda v: None if pd.isna(v) else ("TRUE" if v else "FALSE")).to_numpy(object))
+        if series.isna().any():  # R's logical NA: True, False and None (the model frame
+            # drops the rows and holds a logical, as a comparison of NA gives)
+            return np.array([None if pd.isna(v) else bool(v) for v in series], dtype=object)
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(dtype):
         return series.to_numpy(dtype=float, na_value=np.nan)
@@ -261,6 +265,62 @@ def _is_arrow_dictionary(dtype: Any) -> bool:
             and hasattr(pa_type, "value_type"))
 
 
+def _na_of(value: Value) -> np.ndarray:
+    """Where a value is NA (a scalar: a 0-d array)."""
+    if isinstance(value, pd.Categorical):
+        return np.asarray(value.codes) < 0
+    if isinstance(value, MatrixValue):
+        return np.isnan(value.values).any(axis=1)
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind == "O":
+        return np.asarray(pd.isna(arr), dtype=bool)
+    return np.zeros(arr.shape, dtype=bool)
+
+
+def logical_factor(values: Any) -> pd.Categorical:
+    """A logical (bools, or True, False and None) as R's model.matrix codes it: a factor of
+    both levels FALSE and TRUE, whichever occur; NA where missing."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        codes = arr.astype(np.int64)
+    else:
+        codes = np.array([-1 if v is None or v is pd.NA else int(bool(v)) for v in arr],
+                         dtype=np.int64)
+    return factor_from_codes(codes, ["FALSE", "TRUE"])
+
+
+def _is_logical_na(arr: np.ndarray) -> bool:
+    """An object array of R's logical values with NA (True, False and None)."""
+    return arr.dtype.kind == "O" and all(v is None or isinstance(v, (bool, np.bool_))
+                                         for v in arr.ravel())
+
+
+def _with_na(value: np.ndarray, na: np.ndarray) -> np.ndarray:
+    """A logical result: a bool array, or where some are NA an object array of True, False
+    and None (R's logical NA; the model frame drops those rows)."""
+    value = np.asarray(value, dtype=bool)
+    if not np.asarray(na).any():
+        return value
+    out = value.astype(object)
+    out[np.broadcast_to(na, value.shape)] = None
+    return out
+
+
+def _logical_parts(value: Value) -> tuple[np.ndarray, np.ndarray]:
+    """A logical operand as (values with NA read as FALSE, NA mask)."""
+    arr = np.asarray(value)
+    na = _na_of(value)
+    if arr.dtype.kind == "O":
+        return np.array([bool(v) if not m else False
+                         for v, m in zip(arr.ravel(), na.ravel(), strict=True)],
+                        dtype=bool).reshape(arr.shape), na
+    if arr.dtype.kind == "f":
+        return np.where(na, False, arr != 0), na
+    return arr.astype(bool), na
+
+
 def _numeric(value: Value, what: str) -> np.ndarray:
     if isinstance(value, MatrixValue):
         return value.values
@@ -269,6 +329,9 @@ def _numeric(value: Value, what: str) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind == "b":
         return arr.astype(float)
+    if _is_logical_na(arr):  # logical with NA: TRUE 1, FALSE 0, NA NaN
+        return np.array([np.nan if v is None else float(v) for v in arr.ravel()],
+                        dtype=float).reshape(arr.shape)
     if arr.dtype.kind not in "iuf":
         raise FormulaError(f"non-numeric argument to mathematical function in '{what}'")
     return arr.astype(float, copy=False)
@@ -300,6 +363,30 @@ def _poly(x: np.ndarray, degree: int, state: dict[str, Any] | None) -> MatrixVal
         z[:, i + 1] = (x - alpha[i]) * z[:, i] - (norm2[i + 1] / norm2[i]) * z[:, i - 1]
     z = z / np.sqrt(norm2[1:])
     return MatrixValue(z[:, 1:], names)
+
+
+def _polym(xs: list[np.ndarray], degree: int, raw: bool, state: dict[str, Any],
+           what: str) -> MatrixValue:
+    """R's ``polym(x, z, ..., degree, raw)``: each variable's polynomial of that degree
+    (orthogonal, or its powers when ``raw``), and the products of their columns whose degrees
+    sum to 1..degree, in ``expand.grid``'s order (the first variable's degree varying
+    fastest), named by the degrees (``1.0``, ``2.0``, ``0.1``, ``1.1``, ``0.2``)."""
+    if len(xs) * degree > 1e4:
+        raise FormulaError(f"'degree' {degree} is too large for {len(xs)} variables (in {what})")
+    bases = []
+    for i, x in enumerate(xs):
+        if raw:
+            if np.isnan(x).any():
+                raise FormulaError("missing values are not allowed in 'poly'")
+            cols = np.column_stack([x**k for k in range(1, degree + 1)])
+        else:
+            cols = _poly(x, degree, state.setdefault(f"variable {i + 1}", {})).values
+        bases.append(np.column_stack([np.ones(x.shape[0]), cols]))
+    combos = [c[::-1] for c in itertools.product(range(degree + 1), repeat=len(xs))]
+    combos = [c for c in combos if 0 < sum(c) <= degree]
+    values = np.column_stack([np.prod([b[:, k] for b, k in zip(bases, c, strict=True)], axis=0)
+                              for c in combos])
+    return MatrixValue(values, tuple(".".join(map(str, c)) for c in combos))
 
 
 def _scale(x: np.ndarray, center: bool, scale: bool, state: dict[str, Any] | None) -> MatrixValue:
@@ -396,7 +483,8 @@ class Evaluator:
             if node.op == "+":
                 return operand
             if node.op == "!":
-                return ~np.asarray(operand, dtype=bool)
+                value, na = _logical_parts(operand)
+                return _with_na(~value, na)
             raise FormulaError(f"cannot evaluate {deparse(node)}")
         if isinstance(node, BinOp):
             return self.binary(node)
@@ -418,7 +506,7 @@ class Evaluator:
         if node.op in ("==", "!="):
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             out = lv == right if node.op == "==" else lv != right
-            return np.asarray(out, dtype=bool)
+            return _with_na(np.asarray(out, dtype=bool), _na_of(left) | _na_of(right))
         if node.op == "%in%":
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             rv = np.atleast_1d(np.asarray(right, dtype=object))
@@ -426,8 +514,11 @@ class Evaluator:
         if node.op == ":":  # outside a model formula's terms, ':' is R's sequence
             return _sequence(left, right, what)
         if node.op in ("&", "&&", "|", "||"):
-            lb, rb = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
-            return lb & rb if node.op in ("&", "&&") else lb | rb
+            # R's three-valued logic: NA & FALSE is FALSE, NA | TRUE is TRUE, else NA
+            (lb, ln), (rb, rn) = _logical_parts(left), _logical_parts(right)
+            if node.op in ("&", "&&"):
+                return _with_na(lb & rb, (ln | rn) & ~((~lb & ~ln) | (~rb & ~rn)))
+            return _with_na(lb | rb, (ln | rn) & ~((lb & ~ln) | (rb & ~rn)))
         a = left if np.isscalar(left) else _numeric(left, what)
         b = right if np.isscalar(right) else _numeric(right, what)
         ops: dict[str, Callable[[Any, Any], Any]] = {
@@ -437,8 +528,48 @@ class Evaluator:
         }
         if node.op not in ops:
             raise FormulaError(f"cannot evaluate operator '{node.op}' in {what}")
+        af, bf = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return ops[node.op](np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+            out = ops[node.op](af, bf)
+        if node.op in ("<", ">", "<=", ">="):  # NA compared is NA, as in R
+            return _with_na(out, np.isnan(af) | np.isnan(bf))
+        return out
+
+    def _factor_with_levels(self, node: Call, what: str) -> pd.Categorical:
+        """R's ``factor(x, levels = , labels = )``: without ``levels``, :func:`as_factor`;
+        with them, each value matched to a level as character strings (no match: NA), the
+        levels renamed by ``labels`` (one name per level, or one prefix numbered 1..k)."""
+        x = self.eval(node.positional[0])
+        lev_node = node.kwarg("levels") or (node.positional[1] if len(node.positional) > 1
+                                            else None)
+        lab_node = node.kwarg("labels") or (node.positional[2] if len(node.positional) > 2
+                                            else None)
+        if lev_node is None and lab_node is None:
+            return as_factor(x, deparse(node.positional[0]))
+        if lev_node is None:
+            f = as_factor(x, deparse(node.positional[0]))
+            levels = [str(c) for c in f.categories]
+            codes = np.asarray(f.codes, dtype=np.int64)
+        else:
+            levels = [v for v in _r_strings(self.eval(lev_node), what) if v is not None]
+            if len(set(levels)) < len(levels):
+                raise FormulaError(f"factor level is duplicated (in {what})")
+            index = {lev: i for i, lev in enumerate(levels)}
+            codes = np.array([index.get(v, -1) if v is not None else -1
+                              for v in _r_strings(x, what)], dtype=np.int64)
+        if lab_node is not None:
+            labels = [str(v) for v in _r_strings(self.eval(lab_node), what)]
+            if len(labels) == 1 and len(levels) > 1:
+                labels = [f"{labels[0]}{i}" for i in range(1, len(levels) + 1)]
+            if len(labels) != len(levels):
+                raise FormulaError(f"invalid 'labels'; length {len(labels)} should be 1 or "
+                                   f"{len(levels)} (in {what})")
+            if len(set(labels)) < len(labels):  # R merges such levels; not supported here
+                raise FormulaError(f"duplicated factor labels are not supported (in {what})")
+            levels = labels
+        out = factor_from_codes(codes, levels)
+        # R's default ordered = is.ordered(x)
+        return out.as_ordered() if isinstance(x, pd.Categorical) and x.ordered else out
 
     def call(self, node: Call) -> Value:
         fn, pos = node.fn, node.positional
@@ -460,11 +591,25 @@ class Evaluator:
                 for v in parts])
         if fn == "[":
             return _index(self.eval(pos[0]), [self.eval(p) for p in pos[1:]], what)
-        if fn in ("factor", "as.factor"):
+        if fn in ("factor", "ordered"):
+            # R's factor(x, levels, labels, ordered): levels matched as character strings
+            f = self._factor_with_levels(node, what)
+            if fn == "ordered" or _bool_arg(node.kwarg("ordered"), False):
+                return f.as_ordered()
+            return f
+        if fn == "as.factor":
             return as_factor(self.eval(pos[0]), deparse(pos[0]))
-        if fn in ("ordered", "as.ordered"):
+        if fn == "as.ordered":
             f = as_factor(self.eval(pos[0]), deparse(pos[0]))
             return f.as_ordered()
+        if fn == "ifelse" and len(pos) == 3:
+            return _ifelse(self.eval(pos[0]), self.eval(pos[1]), self.eval(pos[2]),
+                           nrow=self.nrow, what=what)
+        if fn == "relevel":
+            return _relevel(self.eval(pos[0]), node.kwarg("ref") or
+                            (pos[1] if len(pos) > 1 else None), self, what)
+        if fn == "interaction":
+            return _interaction([self.eval(p) for p in pos], node, self, what)
         if fn == "as.integer":
             return np.trunc(_numeric(self.eval(pos[0]), what))
         if fn == "is.na" and len(pos) == 1:  # subset = "!is.na(x)"
@@ -491,11 +636,23 @@ class Evaluator:
             return _round(_numeric(self.eval(pos[0]), what), d)
         if fn == "poly":
             x = _vector(_numeric(self.eval(pos[0]), what), what)
-            deg_node = node.kwarg("degree") or (pos[1] if len(pos) > 1 else None)
+            # R's poly(x, ..., degree = 1): one argument of length one in ... is the degree;
+            # other arguments in ... are further variables, polym(x, z, degree = 2)
+            deg_node = node.kwarg("degree")
+            others = list(pos[1:])
+            if deg_node is None and len(others) == 1 and np.size(self.eval(others[0])) == 1:
+                deg_node, others = others[0], []
             deg = _scalar(self.eval(deg_node), "degree", what) if deg_node is not None else 1.0
             if deg < 1:
                 raise FormulaError(f"'degree' must be at least 1 (in {what})")
             degree = int(deg)  # sizes are checked before anything is allocated
+            if others:
+                values = [self.eval(o) for o in others]
+                if any(np.size(v) != x.shape[0] for v in values):
+                    raise FormulaError(f"arguments must have the same length (in {what})")
+                xs = [x, *(_vector(_numeric(v, what), what) for v in values)]
+                return _polym(xs, degree, _bool_arg(node.kwarg("raw"), False),
+                              self.state.setdefault(what, {}), what)
             if _bool_arg(node.kwarg("raw"), False):
                 if x.shape[0] * deg > 1e8:
                     raise FormulaError(f"'degree' {degree} is too large: {what} would have "
@@ -634,6 +791,106 @@ def _index(value: Value, index: list[Value], what: str) -> Value:
     if (pos >= n).any():
         raise FormulaError(f"subscript out of bounds in {what}")
     return arr[pos]
+
+
+def _r_strings(value: Value, what: str) -> list[str | None]:
+    """R's ``as.character`` of a value (None for NA), element by element: ``c(3, 1, 2)``
+    evaluates to an object array of numbers."""
+    if isinstance(value, (pd.Categorical, MatrixValue)):
+        return list(_plain_vector_function("as.character", value, what))
+    out: list[str | None] = []
+    for v in np.atleast_1d(np.asarray(value, dtype=object)).ravel():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        elif isinstance(v, (bool, np.bool_)):
+            out.append("TRUE" if v else "FALSE")
+        elif isinstance(v, (int, float, np.integer, np.floating)):
+            out.append(format_r_number(float(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _ifelse(test: Value, yes: Value, no: Value, nrow: int, what: str) -> np.ndarray:
+    """R's ``ifelse(test, yes, no)``: ``yes`` where the test is TRUE, ``no`` where FALSE, NA
+    where it is NA; numbers, or strings (a character vector, a factor in the frame) when
+    either branch is one."""
+    if any(isinstance(v, (pd.Categorical, MatrixValue)) for v in (test, yes, no)):
+        raise FormulaError(f"ifelse() of a factor or a matrix is not supported (in {what})")
+    t = np.broadcast_to(np.asarray(test), (nrow,))
+    na = np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in t]) \
+        if t.dtype.kind == "O" else (np.isnan(t) if t.dtype.kind == "f" else np.zeros(nrow, bool))
+    cond = np.where(na, False, t.astype(bool) if t.dtype.kind != "O" else
+                    np.array([bool(v) if not m else False for v, m in zip(t, na, strict=True)]))
+    branches = [np.broadcast_to(np.asarray(v), (nrow,)) for v in (yes, no)]
+    if any(b.dtype.kind in "OUS" for b in branches):
+        strings = [np.array(_r_strings(b, what), dtype=object) for b in branches]
+        out = np.where(cond, strings[0], strings[1]).astype(object)
+        out[na] = None
+        return out
+    out = np.where(cond, branches[0].astype(float), branches[1].astype(float))
+    out[na] = np.nan
+    return out
+
+
+def _relevel(f: Value, ref_node: Node | None, ev: Evaluator, what: str) -> pd.Categorical:
+    """R's ``relevel(x, ref)``: the factor with level ``ref`` (a name or a 1-based position)
+    first, the others in their order; for unordered factors only, as R."""
+    if not isinstance(f, pd.Categorical):
+        raise FormulaError(f"'relevel' only for (unordered) factors (in {what})")
+    if f.ordered:
+        raise FormulaError(f"'relevel' only for unordered factors (in {what})")
+    if ref_node is None:
+        raise FormulaError(f'argument "ref" is missing, with no default (in {what})')
+    ref = ev.eval(ref_node)
+    levels = [str(c) for c in f.categories]
+    if isinstance(ref, str) or (isinstance(ref, np.ndarray) and ref.dtype.kind in "OU"):
+        name = str(_r_strings(ref, what)[0])
+        if name not in levels:
+            raise FormulaError(f"'ref' must be an existing level (in {what})")
+        k = levels.index(name)
+    else:
+        pos = _scalar(ref, "ref", what)
+        if not (1 <= pos <= len(levels)) or pos != int(pos):
+            raise FormulaError(f"ref = {format_r_number(pos)} must be in 1L:{len(levels)} "
+                               f"(in {what})")
+        k = int(pos) - 1
+    order = [k] + [i for i in range(len(levels)) if i != k]
+    remap = np.empty(len(levels), dtype=np.int64)
+    remap[order] = np.arange(len(levels))
+    codes = np.asarray(f.codes, dtype=np.int64)
+    return factor_from_codes(np.where(codes >= 0, remap[np.maximum(codes, 0)], -1),
+                             [levels[i] for i in order])
+
+
+def _interaction(args: list[Value], node: Call, ev: Evaluator, what: str) -> pd.Categorical:
+    """R's ``interaction(f, g, ..., sep = ".", lex.order = FALSE, drop = FALSE)``: the factor
+    of the combinations, every combination a level (the first factor's levels varying
+    fastest, the last's with ``lex.order = TRUE``), labels pasted with ``sep``."""
+    sep_node, lex_node = node.kwarg("sep"), node.kwarg("lex.order")
+    sep = "." if sep_node is None else str(_r_strings(ev.eval(sep_node), what)[0])
+    lex = _bool_arg(lex_node, False)
+    factors = [a if isinstance(a, pd.Categorical) else as_factor(a, what) for a in args]
+    if len({len(f) for f in factors}) > 1:
+        raise FormulaError(f"arguments must have the same length (in {what})")
+    codes = np.zeros(len(factors[0]), dtype=np.int64)
+    missing = np.zeros(len(factors[0]), dtype=bool)
+    levels: list[str] = []
+    for i in range(len(factors) - 1, -1, -1):  # R's loop, from the last factor
+        f = factors[i]
+        lv = [str(c) for c in f.categories]
+        c = np.asarray(f.codes, dtype=np.int64)
+        missing |= c < 0
+        if i == len(factors) - 1:
+            codes, levels = c, lv
+        elif lex:
+            codes = codes + len(levels) * c
+            levels = [f"{a}{sep}{b}" for a in lv for b in levels]
+        else:
+            codes = codes * len(lv) + c
+            levels = [f"{a}{sep}{b}" for b in levels for a in lv]
+    out = factor_from_codes(np.where(missing, -1, codes), levels)
+    return drop_unused_levels(out) if _bool_arg(node.kwarg("drop"), False) else out
 
 
 def _factor_codes(f: pd.Categorical) -> np.ndarray:

@@ -52,14 +52,15 @@ def close_ranef(m: Any, ref_ranef: dict[str, Any], rtol: float, atol: float) -> 
 
 
 def frame_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
-    """A DataFrame with R's column types: factors as categoricals with R's levels (unused
-    ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""
+    """A DataFrame with R's column types: factors (ordered ones too) as categoricals with R's
+    levels (unused ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""
     out: dict[str, Any] = {}
     for col in columns:
         vals = as_list(col["values"])
         kind = col["type"]
-        if kind == "factor":
-            out[col["name"]] = pd.Categorical(vals, categories=as_list(col["levels"]))
+        if kind in ("factor", "ordered"):
+            out[col["name"]] = pd.Categorical(vals, categories=as_list(col["levels"]),
+                                              ordered=kind == "ordered")
         elif kind == "logical":
             out[col["name"]] = (pd.array(vals, dtype="boolean") if None in vals
                                 else np.array(vals, dtype=bool))

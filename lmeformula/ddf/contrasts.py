@@ -109,7 +109,7 @@ class FixedTerms:
         or 0.
     data_classes
         R's ``.MFclass`` of each variable: ``numeric``, ``factor``, ``ordered``, ``logical``,
-        ``nmatrix.k``...
+        ``character`` (a string column, which the frame holds as a factor), ``nmatrix.k``...
     X, X_names, assign
         The fitted X (columns lme4 dropped for rank are not in it) with R's ``assign``.
     contrasts
@@ -188,7 +188,10 @@ def fixed_terms(m: LmerMod) -> FixedTerms:
             "contrast matrix, and anova() of nested models work for both)")
     names = t.variable_names
     variables = pf.frame.variables
-    classes = {nm: _data_class(variables[nm]) for nm in names if nm in variables}
+    # a character variable is held as a factor, but R's dataClasses (model.frame's, before
+    # lme4's factorize) say "character": lmerTest does not count it as a factor
+    classes = {nm: "character" if nm in pf.frame.character else _data_class(variables[nm])
+               for nm in names if nm in variables}
     return FixedTerms(
         terms=t, labels=t.term_labels, variables=names, factors=_factor_codes(t),
         data_classes=classes, X=pf.X_values, X_names=list(pf.X_names),

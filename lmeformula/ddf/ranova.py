@@ -21,6 +21,7 @@ from ..errors import ArgumentError, LmeFormulaError
 from ..formula.ast import deparse
 from ..formula.parser import parse_formula
 from ..formula.terms import terms
+from ..frame import model_frame
 from ..mermod import LmerMod
 from ..validate import check_flag
 
@@ -55,12 +56,12 @@ def _reduced_lhs(labels: list[str], intercept: bool, drop: str) -> str:
 
 def _full_formula(m: LmerMod, bars: list[str]) -> str:
     """R's ``update(formula, . ~ fixed + (bar) + ...)``: the terms by degree (a bar counts as
-    one), as R's ``terms(simplify = TRUE)`` orders them."""
+    one), as R's ``terms(simplify = TRUE)`` orders them, the ``offset()`` terms after them."""
     fixed = m.lformula.parsed.fixed
     items = [(len(term), lab) for term, lab in zip(fixed.terms, fixed.term_labels, strict=True)]
     items += [(1, f"({b})") for b in bars]
     order = sorted(range(len(items)), key=lambda i: items[i][0])
-    rhs = " + ".join(items[i][1] for i in order)
+    rhs = " + ".join([items[i][1] for i in order] + [deparse(o) for o in fixed.offsets])
     if not fixed.intercept:
         rhs = f"{rhs} - 1" if rhs else "-1"
     lhs = m.lformula.parsed.lhs
@@ -86,6 +87,12 @@ def _lm_loglik(m: LmerMod, REML: bool) -> tuple[float, int]:
     if REML and p:
         val -= float(np.sum(np.log(np.abs(np.diag(r)))))
     return val, p + 1
+
+
+def _check_rows(nobs: int, m: LmerMod) -> None:
+    """lmerTest refuses a reduced model fitted to other rows than the model's."""
+    if nobs != m.nobs:
+        raise LmeFormulaError("number of rows in use has changed: remove missing values?")
 
 
 def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
@@ -118,9 +125,11 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
     bars = [deparse(b) for b in m.lformula.parsed.bars]
     reml = m.is_REML
     fixed = m.lformula.parsed.fixed
-    fixed_rhs = " + ".join(fixed.term_labels) or "1"
+    # lmerTest's nobars(rhs): the offset() terms of the formula are kept in the refits
+    fixed_labels = [*fixed.term_labels, *(deparse(o) for o in fixed.offsets)]
+    fixed_rhs = " + ".join(fixed_labels) or "1"
     if not fixed.intercept:
-        fixed_rhs = f"{fixed_rhs} - 1" if fixed.term_labels else "-1"
+        fixed_rhs = f"{fixed_rhs} - 1" if fixed_labels else "-1"
     lhs = m.lformula.parsed.lhs
     lhs_text = deparse(lhs) if lhs is not None else ""
 
@@ -142,12 +151,17 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
         if new_bars:
             formula = f"{lhs_text} ~ {fixed_rhs} + " + " + ".join(f"({b})" for b in new_bars)
             fit: Any = update(m, formula=formula, data=data)
-            if fit.nobs != m.nobs:
-                raise LmeFormulaError("number of rows in use has changed: remove missing "
-                                      "values?")
+            _check_rows(fit.nobs, m)
             lli = fit.logLik(REML=reml)
             rows.append((lli.value, lli.df))
         else:
+            # lmerTest's lm() refit uses the rows whose fixed-part variables are all there:
+            # more than the model's where only a grouping variable is missing
+            call = m.call
+            frame = model_frame(lhs, parse_formula(f"~{fixed_rhs}")[1], data,
+                                weights=call.weights, offset=call.offset, subset=call.subset,
+                                na_action=call.na_action)
+            _check_rows(len(frame.index), m)
             rows.append(_lm_loglik(m, reml))
     ll0, df0 = rows[0]
     table = pd.DataFrame({

@@ -6,8 +6,8 @@
 columns_of <- function(d) {
   lapply(names(d), function(nm) {
     x <- d[[nm]]
-    if (is.factor(x)) list(name = nm, type = "factor", levels = levels(x),
-                           values = as.character(x))
+    if (is.factor(x)) list(name = nm, type = if (is.ordered(x)) "ordered" else "factor",
+                           levels = levels(x), values = as.character(x))
     else if (is.logical(x)) list(name = nm, type = "logical", values = x)
     else if (is.character(x)) list(name = nm, type = "character", values = x)
     else if (is.integer(x)) list(name = nm, type = "integer", values = x)
