@@ -486,3 +486,17 @@ def test_index_helpers_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_array_equal(rows[shuffled][order], rows)
     np.testing.assert_array_equal(cols[shuffled][order], cols)
     assert isinstance(csr_order(np.array([0, 0]), np.array([2, 1])), np.ndarray)  # columns
+
+
+def test_flat_view_reads_any_layout() -> None:
+    """The gradient reads S⁻¹ at the keys off the array's memory: Fortran order (dpotri's),
+    C order, and the leading block of a transposed Fortran array (the factor's own)."""
+    from lmeformula.pls.engine import _flat_view
+
+    base = np.asfortranarray(np.arange(49.0).reshape(7, 7))
+    rows, cols = np.indices((5, 5)).reshape(2, -1)
+    for a in (base[:5, :5], np.ascontiguousarray(base[:5, :5]), base.T[:5, :5]):
+        flat, step_r, step_c = _flat_view(a)
+        assert flat is not None and not flat.flags.writeable
+        np.testing.assert_array_equal(flat[rows * step_r + cols * step_c], a[rows, cols])
+    assert _flat_view(base[::-1])[0] is None  # negative strides: read by index
