@@ -28,6 +28,7 @@ from .transforms import (
     drop_unused_levels,
     evaluate,
     factor_from_codes,
+    na_of,
 )
 
 __all__ = ["ModelFrame", "NAAction", "call_frame", "model_frame"]
@@ -124,17 +125,9 @@ class ModelFrame:
 
 
 def na_mask(value: Value) -> np.ndarray:
-    """Rows where a variable is missing (NaN, NA level, None)."""
-    if isinstance(value, pd.Categorical):
-        return np.asarray(value.codes) < 0
-    if isinstance(value, MatrixValue):
-        return np.isnan(value.values).any(axis=1)
-    arr = np.asarray(value)
-    if arr.dtype.kind == "f":
-        return np.isnan(arr)
-    if arr.dtype.kind == "O":
-        return np.asarray(pd.isna(arr), dtype=bool)
-    return np.zeros(arr.shape[0], dtype=bool)
+    """Rows where a variable is missing (NaN, NA level, None): :func:`na_of` of a
+    variable."""
+    return na_of(value)
 
 
 def _take(value: Value, rows: np.ndarray) -> Value:

@@ -265,8 +265,9 @@ def _is_arrow_dictionary(dtype: Any) -> bool:
             and hasattr(pa_type, "value_type"))
 
 
-def _na_of(value: Value) -> np.ndarray:
-    """Where a value is NA (a scalar: a 0-d array)."""
+def na_of(value: Value) -> np.ndarray:
+    """Where a value is NA: NaN, a factor's NA level, None (a scalar: a 0-d array; a
+    matrix value: its rows with any NA)."""
     if isinstance(value, pd.Categorical):
         return np.asarray(value.codes) < 0
     if isinstance(value, MatrixValue):
@@ -311,7 +312,7 @@ def _with_na(value: np.ndarray, na: np.ndarray) -> np.ndarray:
 def _logical_parts(value: Value) -> tuple[np.ndarray, np.ndarray]:
     """A logical operand as (values with NA read as FALSE, NA mask)."""
     arr = np.asarray(value)
-    na = _na_of(value)
+    na = na_of(value)
     if arr.dtype.kind == "O":
         return np.array([bool(v) if not m else False
                          for v, m in zip(arr.ravel(), na.ravel(), strict=True)],
@@ -506,7 +507,7 @@ class Evaluator:
         if node.op in ("==", "!="):
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             out = lv == right if node.op == "==" else lv != right
-            return _with_na(np.asarray(out, dtype=bool), _na_of(left) | _na_of(right))
+            return _with_na(np.asarray(out, dtype=bool), na_of(left) | na_of(right))
         if node.op == "%in%":
             lv = np.asarray(left.astype(object) if isinstance(left, pd.Categorical) else left)
             rv = np.atleast_1d(np.asarray(right, dtype=object))

@@ -51,6 +51,38 @@ def close_ranef(m: Any, ref_ranef: dict[str, Any], rtol: float, atol: float) -> 
     return re_
 
 
+def close_coef(m: Any, ref_coef: dict[str, Any], rtol: float, atol: float) -> None:
+    """Assert ``coef(m)`` has lme4's groups, column and row names and values."""
+    co = lmf.coef(m)
+    assert list(co) == list(ref_coef)
+    for grp, ref in ref_coef.items():
+        assert list(co[grp].columns) == as_list(ref["colnames"])
+        assert [str(i) for i in co[grp].index] == as_list(ref["rownames"])
+        close(co[grp].to_numpy().ravel(order="F"), np.array(ref["values"]).T.ravel(),
+              rtol=rtol, atol=atol)
+
+
+def close_glmm_estimates(m: Any, fx: dict[str, Any], theta_atol: float) -> None:
+    """Assert a GLMM's estimates, likelihoods and structures are lme4's (the glmer sweeps'
+    fixtures), θ to ``theta_atol`` absolute."""
+    close(m.theta, fx["theta"], rtol=1e-4, atol=theta_atol)
+    close(m.fixef, fx["beta"], rtol=1e-5, atol=1e-6)
+    assert list(m.fixef.index) == as_list(fx["fixef_names"])
+    close(m.logLik().value, fx["logLik"], rtol=1e-9, atol=0)
+    assert m.logLik().df == fx["df"]
+    close(m.AIC(), fx["AIC"], rtol=1e-9, atol=0)
+    close(m.BIC(), fx["BIC"], rtol=1e-9, atol=0)
+    # Σ squared deviance residuals moves with the estimates
+    close(m.deviance(), fx["deviance"], rtol=1e-6, atol=0)
+    close(m.sigma, fx["sigma"], rtol=1e-5, atol=0)
+    assert m.df_residual == fx["df_residual"]
+    assert m.nobs == fx["nobs"]
+    assert m.isSingular() == fx["isSingular"]
+    assert [list(c) for c in lmf.getME(m, "cnms")] == [as_list(c) for c in fx["cnms"].values()]
+    assert list(lmf.getME(m, "Zt").shape) == fx["Zt_dim"]
+    assert list(lmf.getME(m, "X").columns) == as_list(fx["X_colnames"])
+
+
 def frame_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
     """A DataFrame with R's column types: factors (ordered ones too) as categoricals with R's
     levels (unused ones kept), logicals as bool (object with None when NA), numerics with NaN for NA."""

@@ -224,13 +224,21 @@ def test_frame_rows_without_an_index(syntax: str) -> None:
     assert len(m.fitted()) == len(df) - 2
 
 
-def test_gradient_keeps_nothing_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    # G stored sparse with its pairs listed (the gradient weighs the keys then)
-    monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
-                                                      dense_g_fill=1.0))
+def crossed_devfun(monkeypatch: pytest.MonkeyPatch, pairs: bool = True) -> LmerDevfun:
+    """A crossed design's deviance function, G stored sparse with its pairs listed (a G
+    this small is otherwise stored dense) unless ``pairs`` is False."""
+    if pairs:
+        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
+                                                          dense_g_fill=1.0))
     dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed_intercepts(7, 3000, 300, 40),
                    devFunOnly=True)
     assert isinstance(dev, LmerDevfun)
+    return dev
+
+
+def test_gradient_keeps_nothing_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # G stored sparse with its pairs listed (the gradient weighs the keys then)
+    dev = crossed_devfun(monkeypatch)
     problem = dev.problem
     assert isinstance(problem.b21, PairsBlock)
     theta = np.array([0.7, 1.1])
@@ -271,13 +279,7 @@ def test_gradient_inverts_in_the_factors_array(monkeypatch: pytest.MonkeyPatch,
     """Above ``max_inverse_copy_bytes`` the gradient makes S_s⁻¹ in the factor's own array
     (no copy of its leading block): the gradient equals the copy's (dpotri) to rounding,
     and the factor is left as it was where it is read (lower triangle, diagonal)."""
-    if not dense_g:  # G sparse with its pairs listed
-        monkeypatch.setattr(pls_policy, "POLICY", replace(pls_policy.POLICY, dense_g_work=0,
-                                                          dense_g_fill=1.0))
-    dev = lmf.lmer("y ~ x + (1 | subj) + (1 | item)", crossed_intercepts(7, 3000, 300, 40),
-                   devFunOnly=True)
-    assert isinstance(dev, LmerDevfun)
-    problem = dev.problem
+    problem = crossed_devfun(monkeypatch, pairs=not dense_g).problem
     f = problem.factor(np.array([0.7, 1.1]))
     lower = np.tril(f.L22).tobytes()
     from lmeformula.pls import engine as pls_engine

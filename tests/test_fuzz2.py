@@ -66,7 +66,7 @@ from fit_accuracy import (
     at_point,
 )
 from lmertest_fixtures import assert_same_text, assert_table, ref_table
-from sweep_cases import as_list, close, close_ranef, frame_of
+from sweep_cases import as_list, close, close_coef, close_ranef, frame_of
 
 import lmeformula as lmf
 from lmeformula.ddf import HessianWarning, MissingCellsWarning
@@ -201,13 +201,7 @@ def test_accessors_at_lme4s_theta(name: str) -> None:
         else:
             close(np.transpose(pv, (1, 2, 0)).ravel(order="F"), ref["postVar"], rtol=1e-5,
                   atol=1e-9)
-    co = lmf.coef(m)
-    assert list(co) == list(fx["coef"])
-    for grp, ref in fx["coef"].items():
-        assert list(co[grp].columns) == as_list(ref["colnames"])
-        assert [str(i) for i in co[grp].index] == as_list(ref["rownames"])
-        close(co[grp].to_numpy().ravel(order="F"), np.array(ref["values"]).T.ravel(),
-              rtol=1e-5, atol=1e-8)
+    close_coef(m, fx["coef"], rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("name", NAMES)
