@@ -137,8 +137,7 @@ def as_factor(value: Value, name: str = "x") -> pd.Categorical:
         raise FormulaError(f"cannot use the matrix-valued '{name}' as a factor")
     arr = np.asarray(value)
     if arr.dtype.kind == "O" and _is_logical_na(arr):  # a logical with NA
-        codes = np.array([-1 if v is None else int(bool(v)) for v in arr], dtype=np.int64)
-        return drop_unused_levels(factor_from_codes(codes, ["FALSE", "TRUE"]))
+        return drop_unused_levels(logical_factor(arr))
     if arr.dtype.kind == "b":
         labels = np.where(arr, "TRUE", "FALSE").astype(object)
         return pd.Categorical(labels, categories=[c for c in ("FALSE", "TRUE") if c in set(labels)])
@@ -169,15 +168,11 @@ def column_value(series: pd.Series) -> Value:
         return np.array(series.to_numpy(), dtype=float)
     if isinstance(dtype, pd.CategoricalDtype):
         return series.array.copy()
+    check_column_type(series)  # complex numbers, lists, dates...: the package's errors
     if _is_arrow_dictionary(dtype):
         # a pandas column of Arrow dictionary type: a factor, its dictionary's order kept (an
         # ordered dictionary an ordered factor), as for a pyarrow Table's dictionary column
         return cast(pd.Categorical, pd.Series(series.array.__arrow_array__().to_pandas()).array)
-    if pd.api.types.is_complex_dtype(dtype):
-        # R: "complex variables are not currently allowed in model matrices"; numpy's cast to
-        # float would drop the imaginary part with a mere warning
-        raise FormulaError(f"column '{series.name}': complex variables are not currently "
-                           "allowed in model matrices")
     if pd.api.types.is_bool_dtype(dtype):
         if series.isna().any():  # R's logical NA: True, False and None (the model frame
             # drops the rows and holds a logical, as a comparison of NA gives)
@@ -191,14 +186,9 @@ def column_value(series: pd.Series) -> Value:
         warnings.warn(f"column '{series.name}' holds numbers with object dtype; "
                       "it is used as a numeric variable", ColumnTypeWarning, stacklevel=6)
         return series.astype(float).to_numpy(dtype=float, na_value=np.nan)
-    if pd.api.types.is_object_dtype(dtype):
-        _check_object_values(series)
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        # pandas-stubs leave None out of na_value's types; pandas takes it (NA becomes None)
-        return series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
-    raise FormulaError(
-        f"column '{series.name}' has type {dtype}, which a model formula cannot use"
-    )
+    # strings, or objects check_column_type let through: a factor's values
+    # (pandas-stubs leave None out of na_value's types; pandas takes it: NA becomes None)
+    return series.to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
 
 
 # what pandas infers for object columns that R's data frames cannot hold as variables (its
@@ -247,6 +237,8 @@ def check_column_type(series: pd.Series) -> None:
     converting it (the formulaic front end checks the columns it hands to formulaic)."""
     dtype = series.dtype
     if pd.api.types.is_complex_dtype(dtype):
+        # R: "complex variables are not currently allowed in model matrices"; numpy's cast to
+        # float would drop the imaginary part with a mere warning
         raise FormulaError(f"column '{series.name}': complex variables are not currently "
                            "allowed in model matrices")
     if pd.api.types.is_object_dtype(dtype):
