@@ -42,7 +42,7 @@ from .optimize import (
 from .pirls import GlmerDevfun
 from .pls.threads import blas_threads
 from .progress import CountingObjective, Progress, progress_bar
-from .validate import check_flag, check_number
+from .validate import check_flag, check_number, check_unused
 
 __all__ = ["glmer", "optimizeGlmer", "refit_glmer", "update_glmer"]
 
@@ -401,10 +401,7 @@ def update_glmer(m: Any, formula: str | None = None, data: pd.DataFrame | None =
     args.update({"family": m.family, "nAGQ": m.nAGQ, "control": control,
                  "data_name": m.data_name, "syntax": call.syntax})
     accepted = inspect.signature(glmer).parameters
-    unused = [k for k in kwargs if k not in accepted or k in ("formula", "data")]
-    if unused:  # R: "unused argument (foo = 1)"
-        raise ArgumentError("unused argument ("
-                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
+    check_unused(kwargs, [k for k in kwargs if k not in accepted or k in ("formula", "data")])
     args.update(kwargs)
     return glmer(new_formula, data, **args)
 

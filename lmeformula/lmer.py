@@ -19,7 +19,7 @@ from .mermod import LmerMod
 from .modular import LmerDevfun, lformula_of, mkLmerDevfun
 from .optimize import OptResult, check_conv, check_optimizer_workspace, optimize_lmer
 from .pls.threads import THREAD_POLICY, engine_threads, setup_threads
-from .validate import check_flag
+from .validate import check_flag, check_unused
 
 __all__ = ["lmer", "mkMerMod", "optimizeLmer", "refitML"]
 
@@ -306,10 +306,8 @@ def update(m: LmerMod, formula: str | None = None, data: pd.DataFrame | None = N
     new_formula, data = updated_formula_and_data(call, formula, data,
                                                  kwargs.get("syntax", call.syntax))
     changes = {k: kwargs.pop(k) for k in list(kwargs) if k in call and k != "family"}
-    unused = [k for k in kwargs if k not in ("start", "devFunOnly", "data_name", "progress")]
-    if unused:  # R: "unused argument (foo = 1)"
-        raise ArgumentError("unused argument ("
-                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
+    check_unused(kwargs, [k for k in kwargs
+                          if k not in ("start", "devFunOnly", "data_name", "progress")])
     # REML: the structures' (a model refitted by REML or ML internally says which it is)
     new_call = call.replace(formula=new_formula, data=as_pandas(data),
                             REML=m.lformula.REML if REML is None else REML, **changes)

@@ -13,7 +13,7 @@ import inspect
 import math
 import numbers
 import os
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 from .errors import ArgumentError
 
 __all__ = ["as_generator", "check_allocation", "check_choice", "check_count", "check_flag",
-           "check_number", "match_arg", "model_functions"]
+           "check_number", "check_unused", "match_arg", "model_functions"]
 
 
 def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
@@ -42,6 +42,20 @@ def check_flag(value: Any, name: str, *, allow_none: bool = False) -> bool | Non
         return bool(value)
     raise ArgumentError(f"{name}: argument is not interpretable as logical (got {value!r}); "
                         "use True or False")
+
+
+def check_unused(kwargs: Mapping[str, Any], unused: Sequence[str]) -> None:
+    """R's "unused argument (foo = 1)" for the keyword arguments ``unused`` of ``kwargs``
+    that the function does not take (none: nothing happens).
+
+    Raises
+    ------
+    ArgumentError
+        Naming each with its value, as R does.
+    """
+    if unused:
+        raise ArgumentError("unused argument ("
+                            + ", ".join(f"{k} = {kwargs[k]!r}" for k in unused) + ")")
 
 
 def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
