@@ -24,8 +24,8 @@ from .errors import ArgumentError, ConvergenceWarning, LmeFormulaError, LmeFormu
 from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
+from .prediction import draw_terms, select_terms
 from .prediction import predict as predict_model
-from .prediction import select_terms
 from .validate import as_generator, check_allocation, check_count, check_flag
 
 __all__ = ["GlmerMod", "GlmerSummary"]
@@ -303,11 +303,8 @@ class GlmerMod(LmerMod):
             if not conditioned:
                 u = gen.standard_normal(self.q)
             else:  # the terms of re_form keep their conditional modes, the others are drawn
-                u = np.array(self._u, dtype=float)
-                for i in range(len(re.terms)):
-                    if i not in conditioned:
-                        u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(
-                            re.Gp[i + 1] - re.Gp[i])
+                u = draw_terms(np.array(self._u, dtype=float), re.Gp,
+                               [i for i in range(len(re.terms)) if i not in conditioned], gen)
             eta = fixed + np.asarray(re.Zt.T @ (lambdat.T @ u)).ravel()
             mu = self.family.linkinv(eta)
             cols[f"sim_{s + 1}"] = _draw(self.family, mu, resp, self.sigma, gen)

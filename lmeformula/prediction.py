@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
@@ -745,14 +746,21 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     for k in range(nsim):
         sim = eta + sigma * gen.standard_normal(n)
         if redraw:
-            u = np.zeros(q)
-            for i in redraw:
-                u[re.Gp[i] : re.Gp[i + 1]] = gen.standard_normal(re.Gp[i + 1] - re.Gp[i])
+            u = draw_terms(np.zeros(q), re.Gp, redraw, gen)
             sim = sim + sigma * np.asarray(zt.T @ (lambdat.T @ u)).ravel()
         out[f"sim_{k + 1}"] = sim
     if newdata is None:  # lme4 pads the rows na.exclude removed with NA, as fitted() does
         return pd.DataFrame({k: naresid(m.lformula, v, k) for k, v in out.items()})
     return pd.DataFrame(out, index=newdata.index)
+
+
+def draw_terms(u: np.ndarray, gp: Any, terms: Iterable[int],
+               gen: np.random.Generator) -> np.ndarray:
+    """``u`` with the spherical random effects of ``terms`` (their positions ``gp[i]:gp[i +
+    1]``) drawn anew from N(0, 1), term by term in that order (simulate's draws)."""
+    for i in terms:
+        u[gp[i] : gp[i + 1]] = gen.standard_normal(gp[i + 1] - gp[i])
+    return u
 
 
 def fitted_positions(lformula: LFormula, length: int) -> np.ndarray:
