@@ -51,6 +51,27 @@ def close_ranef(m: Any, ref_ranef: dict[str, Any], rtol: float, atol: float) -> 
     return re_
 
 
+def printed_values(fx: dict[str, Any], scaled: np.ndarray, criterion: float) -> np.ndarray:
+    """R's unrounded numbers behind a fixture's printed lmer output: β, standard errors, t,
+    correlations, the quantiles of the scaled residuals ``scaled`` (R's type 7, NumPy's
+    default), variances, SDs and correlations of the random effects, σ, the likelihoods
+    and the fixture's ``criterion`` (its REML criterion or deviance)."""
+    beta = np.array(as_list(fx["beta"]), dtype=float)
+    vcov = np.array(fx["vcov"], dtype=float).reshape(beta.size, beta.size)
+    se = np.sqrt(np.diag(vcov))
+    return np.concatenate([
+        beta, se, beta / se, (vcov / np.outer(se, se)).ravel(),
+        np.nanquantile(scaled, [0, 0.25, 0.5, 0.75, 1]),
+        np.array(as_list(fx["varcorr"]["vcov"]), float),
+        np.array(as_list(fx["varcorr"]["sdcor"]), float),
+        [fx["sigma"], fx["logLik"], fx["AIC"], fx["BIC"], criterion]])
+
+
+def na_floats(values: Any) -> np.ndarray:
+    """A fixture's numbers with R's NA (None) as NaN."""
+    return np.array([np.nan if v is None else v for v in as_list(values)], dtype=float)
+
+
 def close_coef(m: Any, ref_coef: dict[str, Any], rtol: float, atol: float) -> None:
     """Assert ``coef(m)`` has lme4's groups, column and row names and values."""
     co = lmf.coef(m)
@@ -60,6 +81,15 @@ def close_coef(m: Any, ref_coef: dict[str, Any], rtol: float, atol: float) -> No
         assert [str(i) for i in co[grp].index] == as_list(ref["rownames"])
         close(co[grp].to_numpy().ravel(order="F"), np.array(ref["values"]).T.ravel(),
               rtol=rtol, atol=atol)
+
+
+def close_glmm_new_levels(m: Any, fx: dict[str, Any], newdata: pd.DataFrame) -> None:
+    """Assert a GLMM's predictions on ``newdata`` with its random effects (new levels
+    allowed) are lme4's, on the link and the response scales."""
+    close(m.predict(newdata=newdata, allow_new_levels=True), fx["predict_newdata"],
+          rtol=1e-5, atol=1e-7)
+    close(m.predict(newdata=newdata, allow_new_levels=True, type="response"),
+          fx["predict_newdata_response"], rtol=1e-5, atol=1e-7)
 
 
 def close_glmm_estimates(m: Any, fx: dict[str, Any], theta_atol: float) -> None:

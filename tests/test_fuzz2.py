@@ -66,7 +66,15 @@ from fit_accuracy import (
     at_point,
 )
 from lmertest_fixtures import assert_same_text, assert_table, ref_table
-from sweep_cases import as_list, close, close_coef, close_ranef, frame_of
+from sweep_cases import (
+    as_list,
+    close,
+    close_coef,
+    close_ranef,
+    frame_of,
+    na_floats,
+    printed_values,
+)
 
 import lmeformula as lmf
 from lmeformula.ddf import HessianWarning, MissingCellsWarning
@@ -222,25 +230,10 @@ def test_varcorr_and_wald_intervals(name: str) -> None:
     close(ci.to_numpy(), ref_ci["values"], rtol=1e-6, atol=1e-8)
 
 
-def printed_values(fx: dict[str, Any]) -> np.ndarray:
-    """R's unrounded numbers behind lme4's printed summary (as test_sweep_lmer's)."""
-    beta = np.array(as_list(fx["beta"]), dtype=float)
-    vcov = np.array(fx["vcov"], dtype=float).reshape(beta.size, beta.size)
-    se = np.sqrt(np.diag(vcov))
-    scaled = np.array([np.nan if v is None else v for v in as_list(fx["resid_scaled"])],
-                      dtype=float)
-    return np.concatenate([
-        beta, se, beta / se, (vcov / np.outer(se, se)).ravel(),
-        np.nanquantile(scaled, [0, 0.25, 0.5, 0.75, 1]),
-        np.array(as_list(fx["varcorr"]["vcov"]), float),
-        np.array(as_list(fx["varcorr"]["sdcor"]), float),
-        [fx["sigma"], fx["logLik"], fx["AIC"], fx["BIC"], fx["crit"]]])
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_lme4_printed_output(name: str) -> None:
     m, fx = at_lme4(name), fixture(name)
-    values = printed_values(fx)
+    values = printed_values(fx, na_floats(fx["resid_scaled"]), fx["crit"])
     assert_text_up_to_ties(str(m.summary()), fx["summary_lme4"], values)
     assert_text_up_to_ties(str(m), fx["print_lme4"], values)
     assert str(lmf.anova(m)) == fx["anova_lme4"]

@@ -24,7 +24,15 @@ import numpy as np
 import pytest
 from cases import FIXTURES
 from fit_accuracy import at_point
-from sweep_cases import as_list, close, close_coef, close_glmm_estimates, close_ranef, frame_of
+from sweep_cases import (
+    as_list,
+    close,
+    close_coef,
+    close_glmm_estimates,
+    close_glmm_new_levels,
+    close_ranef,
+    frame_of,
+)
 from test_sweep_glmer import _NUMBER, same_up_to_last_digit
 
 import lmeformula as lmf
@@ -288,10 +296,7 @@ def test_predict_newdata(name: str) -> None:
     # formula evaluated on the new rows as lme4 does
     m, fx = model(name), fixture(name)
     nd = frame_of(fx["newdata"])
-    close(m.predict(newdata=nd, allow_new_levels=True), fx["predict_newdata"], rtol=1e-5,
-          atol=1e-7)
-    close(m.predict(newdata=nd, allow_new_levels=True, type="response"),
-          fx["predict_newdata_response"], rtol=1e-5, atol=1e-7)
+    close_glmm_new_levels(m, fx, nd)
     close(m.predict(newdata=nd, re_form="~0"), fx["predict_newdata_population"], rtol=1e-5,
           atol=1e-7)
     close(m.predict(newdata=nd, re_form="~0", type="response"),

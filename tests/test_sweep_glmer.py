@@ -29,6 +29,7 @@ from sweep_cases import (
     close,
     close_coef,
     close_glmm_estimates,
+    close_glmm_new_levels,
     close_ranef,
     data_of,
     family_of,
@@ -272,10 +273,7 @@ def test_at_point_of_the_fits_own_point_is_the_fit(name: str) -> None:
 def test_predict_newdata_new_levels(name: str) -> None:
     m, fx = fit(name), fixture(name)
     nd = frame_of(fx["newdata"])
-    close(m.predict(newdata=nd, allow_new_levels=True), fx["predict_newdata"], rtol=1e-5,
-          atol=1e-7)
-    close(m.predict(newdata=nd, allow_new_levels=True, type="response"),
-          fx["predict_newdata_response"], rtol=1e-5, atol=1e-7)
+    close_glmm_new_levels(m, fx, nd)
 
 
 @pytest.mark.parametrize("name", REFUSED)
