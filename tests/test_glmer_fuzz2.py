@@ -33,7 +33,7 @@ from sweep_cases import (
     close_ranef,
     frame_of,
 )
-from test_sweep_glmer import _NUMBER, same_up_to_last_digit
+from test_sweep_glmer import _NUMBER, assert_printed_close, same_up_to_last_digit
 
 import lmeformula as lmf
 
@@ -244,14 +244,7 @@ def same_but_standard_errors(ours: str, theirs: str, rtol: float) -> None:
         ta, tb = ta[:len(ta) - stars], tb[:len(tb) - stars]
         assert ta[:-3] == tb[:-3], (la, lb)  # the name and the estimate
         for x, y in zip(ta[-3:], tb[-3:], strict=True):  # SE, z, p
-            if x == y:
-                continue
-            assert _NUMBER.match(x) and _NUMBER.match(y), (la, lb)
-            mant = y.split("e")[0]
-            decimals = len(mant.split(".")[1]) if "." in mant else 0
-            unit = 10.0 ** -decimals * (10.0 ** int(y.split("e")[1]) if "e" in y else 1.0)
-            assert abs(float(x) - float(y)) <= max(1.000001 * unit, rtol * abs(float(y))), \
-                (la, lb)
+            assert_printed_close(x, y, rtol, (la, lb))
 
 
 @pytest.mark.parametrize("name", cases(COMPARED))

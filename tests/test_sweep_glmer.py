@@ -98,14 +98,19 @@ def same_up_to_last_digit(ours: str, theirs: str) -> None:
         ta, tb = la.split(), lb.split()
         assert len(ta) == len(tb), (la, lb)
         for x, y in zip(ta, tb, strict=True):
-            if x == y:
-                continue
-            assert _NUMBER.match(x) and _NUMBER.match(y), (la, lb)
-            mant = y.split("e")[0]
-            decimals = len(mant.split(".")[1]) if "." in mant else 0
-            unit = 10.0 ** -decimals * (10.0 ** int(y.split("e")[1]) if "e" in y else 1.0)
-            assert abs(float(x) - float(y)) <= max(1.000001 * unit, 1e-5 * abs(float(y))), \
-                (la, lb)
+            assert_printed_close(x, y, 1e-5, (la, lb))
+
+
+def assert_printed_close(x: str, y: str, rtol: float, context: Any) -> None:
+    """Two printed tokens equal, or numbers within one unit of ``y``'s last printed digit
+    or ``rtol`` relative."""
+    if x == y:
+        return
+    assert _NUMBER.match(x) and _NUMBER.match(y), context
+    mant = y.split("e")[0]
+    decimals = len(mant.split(".")[1]) if "." in mant else 0
+    unit = 10.0 ** -decimals * (10.0 ** int(y.split("e")[1]) if "e" in y else 1.0)
+    assert abs(float(x) - float(y)) <= max(1.000001 * unit, rtol * abs(float(y))), context
 
 
 def without_varcorr(text: str) -> str:
