@@ -148,13 +148,16 @@ def getME(m: LmerMod, name: str) -> Any:
 
 
 def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
-            allow_new_levels: bool = False, se_fit: bool = False, type: str | None = None
-            ) -> Any:
+            allow_new_levels: bool = False, se_fit: bool = False, type: str | None = None,
+            apply_offset_arg: bool = False) -> Any:
     """Predictions, with all, some or none of the random effects, on the data or new data
-    (``type="link"`` or ``"response"`` for a GLMM)."""
+    (``type="link"`` or ``"response"`` for a GLMM; ``apply_offset_arg``: see
+    :func:`lmeformula.prediction.predict`)."""
     if type is not None:
-        return m.predict(newdata, re_form, allow_new_levels, se_fit, type=type)  # type: ignore[call-arg]
-    return m.predict(newdata, re_form, allow_new_levels, se_fit)
+        return m.predict(newdata, re_form, allow_new_levels, se_fit, type=type,  # type: ignore[call-arg]
+                         apply_offset_arg=apply_offset_arg)
+    return m.predict(newdata, re_form, allow_new_levels, se_fit,
+                     apply_offset_arg=apply_offset_arg)
 
 
 def simulate(m: LmerMod, nsim: int = 1, rng: Any = None, use_u: bool = False,

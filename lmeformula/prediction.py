@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -31,6 +32,7 @@ from .errors import (
     ArgumentError,
     FormulaError,
     LmeFormulaError,
+    LmeFormulaWarning,
     ModelFrameError,
     RandomEffectsError,
     VariableNotFoundError,
@@ -247,13 +249,23 @@ def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
     return out
 
 
-def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray,
-                                                               np.ndarray]:
-    """X for new data (the fit's columns), the offset, and rows with missing values."""
+def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame, apply_offset_arg: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """X for new data (the fit's columns), the offset, and rows with missing values.
+
+    The offset is the formula's ``offset()`` terms evaluated in ``newdata``. The fit's
+    ``offset=`` argument is added only with ``apply_offset_arg``: lme4 1.1-31's
+    ``predict.merMod`` drops it on new data (lme4 issue 447, still open), and the default
+    matches lme4, with a warning naming the option."""
     pf = m.lformula
     design = getattr(pf, "design", None)
+    arg = pf.call.get("offset") if design is None else design.offset
+    if arg is not None and not apply_offset_arg:
+        warnings.warn("the model's offset= argument is not applied to newdata, as in lme4 "
+                      "1.1-31; predict(..., apply_offset_arg=True) applies it (or write "
+                      "offset(...) in an R formula)", LmeFormulaWarning, stacklevel=4)
     if design is not None:  # syntax="formulaic": formulaic's ModelSpec on the new data
-        return design.fixed_matrix(newdata)
+        return design.fixed_matrix(newdata, with_offset=apply_offset_arg)
     fixed: Terms = pf.parsed.fixed
     nodes = [fixed.variables[i] for t in fixed.terms for i in t] + list(fixed.offsets)
     values = _new_variables(m, newdata, nodes)
@@ -266,8 +278,7 @@ def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame) -> tuple[np.ndarray, np
     offset = np.zeros(n)
     for node in fixed.offsets:
         offset += np.asarray(values[deparse(node)], dtype=float)
-    arg = pf.call.get("offset")
-    if arg is not None:
+    if arg is not None and apply_offset_arg:
         if not isinstance(arg, str):
             raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                   "newdata as a column name when fitting")
@@ -528,8 +539,8 @@ def _random_part(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_
 
 
 def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = None,
-            allow_new_levels: bool = False, se_fit: bool = False
-            ) -> pd.Series | pd.DataFrame:
+            allow_new_levels: bool = False, se_fit: bool = False,
+            apply_offset_arg: bool = False) -> pd.Series | pd.DataFrame:
     """lme4's ``predict``: with all random effects (``re_form=None``), none (``"~0"`` or NaN),
     or those of a formula (``"~(1|Subject)"``).
 
@@ -549,6 +560,10 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     se_fit
         Also return standard errors, conditional on θ (for ``re_form=None`` the joint
         uncertainty of β and the conditional modes, as lme4 1.1-35's ``se.fit``).
+    apply_offset_arg
+        With ``newdata``, add the fit's ``offset=`` argument evaluated there. lme4 1.1-31
+        leaves it out (its issue 447), and so does the default, with a warning; the
+        formula's ``offset()`` terms are always evaluated in ``newdata``.
 
     Returns
     -------
@@ -556,13 +571,14 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     """
     check_flag(allow_new_levels, "allow_new_levels")
     check_flag(se_fit, "se_fit")
+    check_flag(apply_offset_arg, "apply_offset_arg")
     bars = None if getattr(m.lformula, "design", None) is not None else \
         _reform_bars(m, re_form)
     if bars is not None:
         if se_fit:
             raise LmeFormulaError("se_fit needs re_form to name the model's own terms (or be "
                                   "None or NaN)")
-        return _predict_by_columns(m, newdata, bars, allow_new_levels)
+        return _predict_by_columns(m, newdata, bars, allow_new_levels, apply_offset_arg)
     which = select_terms(m, re_form)
     if newdata is None:
         pf = m.lformula
@@ -581,7 +597,7 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
     newdata = as_pandas(newdata, "newdata")
     if len(newdata) == 0:
         raise ModelFrameError("newdata has no rows: nothing to predict")
-    X, offset, na = _fixed_matrix(m, newdata)
+    X, offset, na = _fixed_matrix(m, newdata, apply_offset_arg)
     eta = X @ m.beta + offset
     if not allow_new_levels:
         _check_new_levels(m, newdata, which, formula_order=re_form is None)
@@ -597,7 +613,7 @@ def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = 
 
 
 def _predict_by_columns(m: FittedModel, newdata: pd.DataFrame | None, bars: list[BinOp],
-                        allow_new_levels: bool) -> pd.Series:
+                        allow_new_levels: bool, apply_offset_arg: bool) -> pd.Series:
     """:func:`predict` with a ``re_form`` whose terms are not the model's (see
     :func:`_reform_bars`)."""
     pf = m.lformula
@@ -609,7 +625,7 @@ def _predict_by_columns(m: FittedModel, newdata: pd.DataFrame | None, bars: list
     newdata = as_pandas(newdata, "newdata")
     if len(newdata) == 0:
         raise ModelFrameError("newdata has no rows: nothing to predict")
-    X, offset, na = _fixed_matrix(m, newdata)
+    X, offset, na = _fixed_matrix(m, newdata, apply_offset_arg)
     rand, na_re = _random_part_by_columns(m, newdata, bars, len(newdata), allow_new_levels)
     eta = X @ m.beta + offset + rand
     eta[na | na_re] = np.nan

@@ -214,13 +214,15 @@ class FormulaicDesign:
             na |= np.isnan(values).any(axis=1)
         return mm, na
 
-    def fixed_matrix(self, newdata: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """X for new data (the fit's columns), the offset, and the rows with missing values."""
+    def fixed_matrix(self, newdata: pd.DataFrame, with_offset: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """X for new data (the fit's columns), the offset (the fit's ``offset=`` column read
+        from ``newdata`` when ``with_offset``, else zero), and the rows with missing values."""
         newdata = as_pandas(newdata, "newdata")
         mm, na = self._matrix("rhs", newdata)
         X = mm.reindex(columns=self.x_columns).to_numpy(dtype=float)
         offset = np.zeros(len(newdata))
-        if self.offset is not None:
+        if self.offset is not None and with_offset:
             if not isinstance(self.offset, str):
                 raise LmeFormulaError("the model's offset= was an array: give the offset for "
                                       "newdata as a column name when fitting")
