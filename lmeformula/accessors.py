@@ -149,7 +149,7 @@ def getME(m: LmerMod, name: str) -> Any:
 
 def predict(m: LmerMod, newdata: pd.DataFrame | None = None, re_form: Any = None,
             allow_new_levels: bool = False, se_fit: bool = False, type: str | None = None,
-            apply_offset_arg: bool = False) -> Any:
+            *, apply_offset_arg: bool = False) -> Any:
     """Predictions, with all, some or none of the random effects, on the data or new data
     (``type="link"`` or ``"response"`` for a GLMM; ``apply_offset_arg``: see
     :func:`lmeformula.prediction.predict`)."""

@@ -249,7 +249,7 @@ class GlmerMod(LmerMod):
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = False, se_fit: bool = False,
-                type: str = "link", apply_offset_arg: bool = False) -> Any:
+                type: str = "link", *, apply_offset_arg: bool = False) -> Any:
         """Predictions on the link scale (``type="link"``, default) or the response scale
         (``type="response"``), with lme4's ``re_form``, ``newdata``, ``allow_new_levels``.
 
@@ -266,7 +266,8 @@ class GlmerMod(LmerMod):
         if se_fit:
             warnings.warn("se.fit computation uses an approximation to estimate the sampling "
                           "distribution of the parameters", LmeFormulaWarning, stacklevel=2)
-        out = predict_model(self, newdata, re_form, allow_new_levels, se_fit, apply_offset_arg)
+        out = predict_model(self, newdata, re_form, allow_new_levels, se_fit,
+                            apply_offset_arg=apply_offset_arg)
         if type == "link":
             return out
         eta = (out["fit"] if se_fit else out).to_numpy()

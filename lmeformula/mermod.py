@@ -571,11 +571,11 @@ class LmerMod:
         return self._pad(r, "residuals")
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
-                allow_new_levels: bool = False, se_fit: bool = False,
+                allow_new_levels: bool = False, se_fit: bool = False, *,
                 apply_offset_arg: bool = False) -> Any:
         """Predictions (see :func:`lmeformula.prediction.predict`)."""
         return predict_model(self, newdata, re_form, allow_new_levels, se_fit,
-                             apply_offset_arg)
+                             apply_offset_arg=apply_offset_arg)
 
     def simulate(self, nsim: int = 1, rng: Any = None, use_u: bool = False,
                  re_form: Any = math.nan, newdata: pd.DataFrame | None = None,

@@ -539,7 +539,7 @@ def _random_part(m: FittedModel, newdata: pd.DataFrame, which: list[int], allow_
 
 
 def predict(m: FittedModel, newdata: pd.DataFrame | None = None, re_form: Any = None,
-            allow_new_levels: bool = False, se_fit: bool = False,
+            allow_new_levels: bool = False, se_fit: bool = False, *,
             apply_offset_arg: bool = False) -> pd.Series | pd.DataFrame:
     """lme4's ``predict``: with all random effects (``re_form=None``), none (``"~0"`` or NaN),
     or those of a formula (``"~(1|Subject)"``).
