@@ -16,7 +16,10 @@ from lmeformula.pls.threads import THREAD_POLICY, ThreadPolicy, blas_threads, en
 
 
 def blas_counts() -> list[int]:
-    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    """Thread counts of the loaded BLAS libraries that have threads (cvxopt's OpenBLAS, loaded
+    for block 2's sparse factor, is built without: always one, nothing to set)."""
+    return [d["num_threads"] for d in threadpool_info()
+            if d["user_api"] == "blas" and d.get("threading_layer") != "disabled"]
 
 
 def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.LmerMod]:

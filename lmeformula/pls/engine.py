@@ -54,6 +54,7 @@ from .blocks import (
     diagonal_block2,
     off_diagonal_block,
 )
+from .cholmod import SparsePivots
 from .crossprod import (
     _fits_dense,
     _level_blocks,
@@ -68,7 +69,7 @@ from .dense import (
     DensePLSProblem,
 )
 from .lapack import check_rx, finish_exact_fit, leading_inverse_in_place
-from .plans import Block2Plan, ZeroBlock, plan_block2
+from .plans import Block2Plan, PatternAssembly, ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
     _check_reweight,
@@ -78,6 +79,9 @@ from .system import (
     profiled_criterion,
 )
 from .terms import TermShape, lambda_template
+
+# block 2's sparse factor not yet decided (see PLSProblem.deviance)
+_UNDECIDED = object()
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
            "lambda_template", "profiled_criteria", "profiled_criterion"]
@@ -146,6 +150,10 @@ class PLSProblem(_AugmentedSystem):
     # how many of the rank update's keys lie inside block 2's first s rows, by s (REML's and
     # ML's), for the gradient (:class:`_KeyWeights`): counted once, nothing per key is kept
     _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
+    # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the first
+    # evaluation (_UNDECIDED until then), None where the dense factor is used
+    _sparse: tuple[PatternAssembly, SparsePivots] | object | None = field(
+        init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         w: np.ndarray | None = self._weights()
@@ -177,6 +185,7 @@ class PLSProblem(_AugmentedSystem):
         self._lam_r = (idx, ptr, lind)
         self._lam_r_size = qr
         self._make_blocks()
+        self._sparse = _UNDECIDED if self._sparse_candidate() else None
 
     def _cross_products(self, w: np.ndarray | None) -> None:
         """A11, G and M22 at case weights ``w`` (None: unit weights, counting path only; their
@@ -244,6 +253,7 @@ class PLSProblem(_AugmentedSystem):
         """
         self._reweight_first_blocks(w, y)
         self.b22 = self.b22.reweighted(self.M22)
+        self._sparse = None  # weights can change M22's pattern; PIRLS takes dense factors
 
     def _reweight_first_blocks(self, w: np.ndarray, y: np.ndarray) -> None:
         """New weights and response: the cross-products recomputed, blocks 1 and 2-against-1
@@ -521,6 +531,72 @@ class PLSProblem(_AugmentedSystem):
         pwrss = float(diag22[-1] ** 2)
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
                              self, _A21=b21)
+
+    def deviance(self, theta: np.ndarray, REML: bool) -> tuple[float, Factorization | None]:
+        """The criterion at ``theta``, and its factorisation; or, where block 2's sparse
+        factor pays (:meth:`_sparse_candidate`, measured fill), the criterion alone from the
+        sparse factor's pivots (the factorisation is made when asked for, at its θ).
+
+        The first evaluation decides: block 2's pattern is analysed by CHOLMOD and the
+        sparse factor is kept when its fill is at most
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`. Where S is not positive
+        definite the dense factor diagnoses it, as it always has."""
+        sparse = self._sparse
+        if sparse is None:
+            return super().deviance(theta, REML)
+        theta = np.array(theta, dtype=float)
+        l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
+        down = self.b21.rank_update(t1)
+        if sparse is _UNDECIDED:
+            analysed = self._analysed_sparse(theta, down)
+            self._sparse = None if analysed is None else analysed[:2]
+            pivots = None if analysed is None else analysed[2]
+        else:
+            assembly, factor = cast(tuple[PatternAssembly, SparsePivots], sparse)
+            pivots = factor.pivots(assembly.values(theta, down))
+        if pivots is None:
+            return super().deviance(theta, REML)
+        qr, p = self._lam_r_size, self.p
+        check_rx(pivots[qr : qr + p], np.diag(self.M22)[qr : qr + p])
+        ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
+        ld_rx2 = 2.0 * np.log(np.abs(pivots[qr : qr + p])).sum()
+        pwrss = float(pivots[-1] ** 2)
+        return profiled_criterion(float(ld_l2), float(ld_rx2), pwrss, self.n, p, self.ldW,
+                                  REML), None
+
+    def _sparse_candidate(self) -> bool:
+        """Whether block 2 may take the sparse factor: a plain dense block (an arrow has its
+        own cheaper factor) of order at least
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_min_order`, all of its terms
+        scalar (Λ₂ diagonal: S's pattern is M22's with the downdate's, at every θ)."""
+        # (the large-block engine holds no b22: its block 2 is assembled its own way)
+        return (type(getattr(self, "b22", None)) is DenseDiagonalBlock
+                and self.m >= _policy().sparse_min_order
+                and all(t.nc == 1 for t in self.terms[1:]))
+
+    def _analysed_sparse(self, theta: np.ndarray, down: np.ndarray
+                         ) -> tuple[PatternAssembly, SparsePivots, np.ndarray] | None:
+        """Block 2's pattern (M22's non-zeros, the downdate's keys, the diagonal), assembled
+        there at the first evaluation's θ (``down``: its rank update) and analysed: the
+        assembly, the analysis and the first pivots when CHOLMOD could factor it with a fill
+        of at most :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill` (a pattern
+        already denser is not analysed); else None, and the dense factor from then on."""
+        m, max_fill = self.m, _policy().sparse_max_fill
+        keys = np.asarray(self.b22.keys, dtype=np.intp)
+        pattern = np.triu(self.M22) != 0
+        flat_pattern = pattern.ravel()
+        flat_pattern[keys] = True
+        flat_pattern[:: m + 1] = True
+        flat = np.flatnonzero(flat_pattern)  # ascending: CHOLMOD's column-major order
+        del pattern, flat_pattern
+        if flat.size > max_fill * m * (m + 1) / 2:  # the factor can only fill in more
+            return None
+        assembly = PatternAssembly.of(self.b22.plan, self.M22, keys, flat, self._block_edges)
+        analysed = SparsePivots.analyse(flat, m, self._lam_r_size,
+                                        assembly.values(theta, down), max_fill)
+        if analysed is None:
+            return None
+        return assembly, analysed[0], analysed[1]
 
     @property
     def holds_one_factor(self) -> bool:

@@ -152,6 +152,59 @@ def plan_block2(terms: Sequence[TermShape], p: int, edges: np.ndarray,
     return Block2Plan(tuple(terms), p, tuple(blocks), segments, mixed)
 
 
+@dataclass(frozen=True, eq=False)
+class PatternAssembly:
+    """Block 2 assembled at the entries of a sparse pattern only, the values a sparse factor
+    reads (:mod:`lmeformula.pls.cholmod`), for plans whose terms are all scalar: entry by
+    entry S = (M22 - D)·λ_a λ_b + I, λ_a the scale of the entry's row block and λ_b of its
+    column block (1 for X and y), I on the random effects' diagonal.
+
+    Attributes
+    ----------
+    plan
+        Block 2's plan (its scales per block).
+    m22
+        M22 at the pattern's entries.
+    pair
+        Each entry's pair of blocks, a·nblk + b, as an index into the table of scale products.
+    key_slots
+        The pattern's slot of each of the downdate's keys, in the keys' order.
+    inflate
+        The slots of the random effects' diagonal.
+    """
+
+    plan: Block2Plan
+    m22: np.ndarray
+    pair: np.ndarray
+    key_slots: np.ndarray
+    inflate: np.ndarray
+
+    @classmethod
+    def of(cls, plan: Block2Plan, m22: np.ndarray, keys: np.ndarray, flat: np.ndarray,
+           edges: np.ndarray) -> PatternAssembly:
+        """The assembly at ``flat`` (ascending flat positions i·m + j, i ≤ j, of S's upper
+        triangle, every key and the diagonal among them) of a plan without vector terms."""
+        m = plan.m
+        rows, cols = np.divmod(flat, m)
+        nblk = len(edges) - 1
+        a = np.searchsorted(edges, rows, side="right") - 1
+        b = np.searchsorted(edges, cols, side="right") - 1
+        pair = (a * nblk + b).astype(np.min_scalar_type(nblk * nblk))
+        key_slots = np.searchsorted(flat, keys)
+        diagonal = np.searchsorted(flat, np.arange(plan.qr, dtype=np.intp) * (m + 1))
+        return cls(plan, m22.ravel()[flat], pair, key_slots, diagonal)
+
+    def values(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """S's values at the pattern's entries at ``theta``, ``down`` the rank update D at
+        the keys (not modified)."""
+        scales = np.asarray(self.plan.scales(theta))
+        out = self.m22.copy()
+        out[self.key_slots] -= down
+        out *= np.multiply.outer(scales, scales).ravel()[self.pair]
+        out[self.inflate] += 1.0
+        return out
+
+
 def update_block2(plan: Block2Plan, theta: np.ndarray, m22: np.ndarray, keys: np.ndarray,
                   down: np.ndarray, diagonal: tuple[np.ndarray, np.ndarray, np.ndarray],
                   ) -> np.ndarray:

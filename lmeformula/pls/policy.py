@@ -104,6 +104,11 @@ class BlockPolicy:
         leading block up to this size, and in the factor's own array above it (the 10⁴ x
         10³ crossed design: 8 MB less at the optimizer's peak; the 10⁵ x 2,000 one: 32 MB);
         the two are equal up to rounding, and small models keep ``dpotri``'s numbers.
+    sparse_min_order, sparse_max_fill
+        An LMM's criterion takes block 2's sparse supernodal factor (CHOLMOD,
+        :mod:`lmeformula.pls.cholmod`) instead of the dense one when block 2 is a plain
+        dense block of scalar terms of at least this order whose factor, ordered by AMD,
+        stores at most this fraction of a dense triangle (InstEval: order 1,159, 0.52).
     max_inverse_order
         Up to this order of block 2, the large-block engine's analytic gradient (L-BFGS-B)
         is the blocked engine's: S⁻¹ by two triangular passes (in the factor's array) and
@@ -135,6 +140,8 @@ class BlockPolicy:
     max_index_keys_bytes: int = 2 * 2**20
     max_inverse_copy_bytes: int = 4 * 2**20
     max_inverse_order: int = 4_000
+    sparse_min_order: int = 600
+    sparse_max_fill: float = 0.6
 
     def dense_off_diagonal(self, nnz: int, rows: int, cols: int, pairs: int = 0) -> bool:
         """Whether block 2 against block 1 (G, ``rows`` x ``cols`` with ``nnz`` stored

@@ -206,11 +206,25 @@ def _openblas_libraries() -> tuple[_OpenBLAS, ...] | None:
                       and hasattr(lib, name.replace("_set_", "_get_"))), None)
         if found is None:
             return None
+        if _sequential(lib):  # built without threads (cvxopt's, for CHOLMOD): nothing to set
+            continue
         setter, getter = found
         setter.argtypes, setter.restype = [ctypes.c_int], None
         getter.argtypes, getter.restype = [], ctypes.c_int
         libs.append(_OpenBLAS(get=getter, set=setter))
     return tuple(libs) if libs else None
+
+
+def _sequential(lib: ctypes.CDLL) -> bool:
+    """Whether an OpenBLAS library was built without threads (``openblas_get_parallel``
+    gives 0), so that its thread count is always one."""
+    name = next((n.replace("_set_num_threads", "_get_parallel") for n in _SETTERS
+                 if hasattr(lib, n.replace("_set_num_threads", "_get_parallel"))), None)
+    if name is None:
+        return False
+    getter = getattr(lib, name)
+    getter.argtypes, getter.restype = [], ctypes.c_int
+    return int(getter()) == 0
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,194 @@
+"""Block 2's sparse factor (lmeformula.pls.cholmod): where block 2 is a plain dense block of
+scalar terms, large and sparse enough, an LMM's criterion comes from CHOLMOD's supernodal
+factor's pivots. It must give the dense factor's criterion to rounding at every θ, keep lme4's
+optimizer path, and stay out of the way everywhere else (dense patterns are not analysed,
+vector terms, re-weighting, a missing cvxopt, a pivot that fails)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmeformula as lmf
+import lmeformula.pls.policy as pls_policy
+from lmeformula.pls import cholmod, engine
+from lmeformula.pls.cholmod import SparsePivots
+from lmeformula.pls.plans import PatternAssembly, update_block2
+
+
+def schools(nschool: int = 60, per_school: int = 11, nstudent: int = 3000, ratings: int = 4,
+            seed: int = 3) -> pd.DataFrame:
+    """Students rating teachers of their own school: the teachers' block is block diagonal
+    by school (660 teachers, a factor that fills ~2 % of a dense triangle)."""
+    rng = np.random.default_rng(seed)
+    school = rng.integers(0, nschool, nstudent)
+    student = np.repeat(np.arange(nstudent), ratings)
+    teacher = school[student] * per_school + rng.integers(0, per_school, student.size)
+    y = (rng.normal(size=nschool * per_school)[teacher] + rng.normal(size=nstudent)[student]
+         + rng.normal(size=student.size))
+    return pd.DataFrame({"y": y, "x": rng.normal(size=student.size),
+                         "s": [f"s{i}" for i in student], "t": [f"t{i}" for i in teacher]})
+
+
+SCHOOLS = "y ~ x + (1 | s) + (1 | t)"
+INSTEVAL = "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)"
+
+
+@pytest.fixture(scope="module")
+def school_data() -> pd.DataFrame:
+    return schools()
+
+
+def devfuns(formula: str, df: pd.DataFrame) -> tuple[Any, Any]:
+    """The deviance function with the sparse factor allowed, and one with it disabled."""
+    pf = lmf.lFormula(formula, df)
+    sparse = lmf.mkLmerDevfun(pf)
+    base = pls_policy.POLICY
+    pls_policy.POLICY = dataclasses.replace(base, sparse_min_order=10**9)
+    try:
+        dense = lmf.mkLmerDevfun(pf)
+    finally:
+        pls_policy.POLICY = base
+    return sparse, dense
+
+
+def thetas(start: np.ndarray, k: int = 4, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [start] + [start * rng.uniform(0.2, 3.0, start.size) for _ in range(k)]
+
+
+@pytest.mark.parametrize(("formula", "data"), [(SCHOOLS, "schools"), (INSTEVAL, "InstEval")])
+def test_sparse_criterion_is_the_dense_one(formula: str, data: str,
+                                           school_data: pd.DataFrame) -> None:
+    df = school_data if data == "schools" else lmf.datasets.load(data)
+    sparse, dense = devfuns(formula, df)
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
+    state = sparse.problem._sparse
+    assert isinstance(state, tuple)  # chosen: analysed at the first evaluation and kept
+    assert 0 < state[1].fill <= pls_policy.POLICY.sparse_max_fill
+    assert dense.problem._sparse is None
+    # the criterion alone: no factorisation is kept for the sparse evaluations
+    assert sparse.problem.deviance(thetas(sparse.start)[1], True)[1] is None
+
+
+def test_the_fit_takes_lme4s_path_with_either_factor(school_data: pd.DataFrame) -> None:
+    fits = {}
+    base = pls_policy.POLICY
+    for name, policy in (("sparse", base),
+                         ("dense", dataclasses.replace(base, sparse_min_order=10**9))):
+        pls_policy.POLICY = policy
+        try:
+            fits[name] = lmf.lmer(SCHOOLS, school_data)
+        finally:
+            pls_policy.POLICY = base
+    sparse, dense = fits["sparse"], fits["dense"]
+    assert sparse.optinfo.feval == dense.optinfo.feval
+    np.testing.assert_allclose(sparse.theta, dense.theta, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(sparse.fixef, dense.fixef, rtol=1e-8)
+    assert float(lmf.REMLcrit(sparse)) == pytest.approx(float(lmf.REMLcrit(dense)), rel=1e-12)
+
+
+def test_pattern_assembly_is_the_dense_assembly(school_data: pd.DataFrame) -> None:
+    sparse, _ = devfuns(SCHOOLS, school_data)
+    problem = sparse.problem
+    sparse(sparse.start)
+    assembly, factor = problem._sparse
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        _, t1 = problem.b11.factor(problem.terms[0].lower_factor(th))
+        down = problem.b21.rank_update(t1)
+        values = assembly.values(th, down)
+        s = update_block2(problem.b22.plan, th, problem.M22, problem.b22.keys, down.copy(),
+                          problem.b22.diagonal)
+        np.testing.assert_allclose(values, s.ravel()[factor.flat], rtol=1e-14, atol=1e-14)
+        # every entry of S's upper triangle outside the pattern is zero
+        outside = np.ones(s.size, dtype=bool)
+        outside[factor.flat] = False
+        assert not np.triu(s).ravel()[outside].any()
+
+
+def test_a_dense_pattern_is_not_analysed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Randomly crossed factors: block 2's pattern is nearly full, so CHOLMOD is not run (the
+    analysis of a full pattern cost ~1 s where the dense evaluation costs ~25 ms)."""
+    rng = np.random.default_rng(2)
+    n = 80_000
+    df = pd.DataFrame({"y": rng.normal(size=n), "a": rng.integers(0, 2000, n).astype(str),
+                       "b": rng.integers(0, 650, n).astype(str)})
+    called: list[int] = []
+    monkeypatch.setattr(SparsePivots, "analyse",
+                        classmethod(lambda cls, *a, **k: called.append(1)))
+    dev = lmf.mkLmerDevfun(lmf.lFormula("y ~ 1 + (1 | a) + (1 | b)", df))
+    assert dev.problem._sparse is engine._UNDECIDED
+    dev(dev.start)
+    assert dev.problem._sparse is None and not called
+
+
+def test_vector_terms_in_block_two_keep_the_dense_factor() -> None:
+    df = schools(nstudent=1500)
+    df["z"] = np.random.default_rng(4).normal(size=len(df))
+    dev = lmf.mkLmerDevfun(lmf.lFormula("y ~ x + (1 | s) + (z | t)", df))
+    assert dev.problem.m >= pls_policy.POLICY.sparse_min_order
+    assert dev.problem._sparse is None
+
+
+@pytest.mark.parametrize("failure", ["pivots", "no_cvxopt"])
+def test_the_dense_factor_answers_when_the_sparse_one_cannot(
+        failure: str, monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+    sparse, dense = devfuns(SCHOOLS, school_data)
+    if failure == "no_cvxopt":
+        monkeypatch.setattr(cholmod, "cholmod_module", lambda: None)
+    else:  # a pivot that is not positive: CHOLMOD refuses, the dense factor diagnoses
+        sparse(sparse.start)
+        monkeypatch.setattr(SparsePivots, "pivots", lambda self, values: None)
+    for th in thetas(np.asarray(sparse.start, dtype=float))[1:]:
+        value, f = sparse.problem.deviance(th, True)
+        assert value == dense(th) and f is not None
+    assert (sparse.problem._sparse is None) == (failure == "no_cvxopt")
+
+
+def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:
+    sparse, _ = devfuns(SCHOOLS, school_data)
+    sparse(sparse.start)
+    assert isinstance(sparse.problem._sparse, tuple)
+    n = len(school_data)
+    sparse.problem.reweight(np.full(n, 2.0), school_data["y"].to_numpy())
+    assert sparse.problem._sparse is None
+
+
+def test_assembly_refuses_nothing_it_was_not_given(school_data: pd.DataFrame) -> None:
+    """The assembly's slots: every downdate key and the random effects' diagonal lie in the
+    pattern (``of`` finds each by binary search)."""
+    sparse, _ = devfuns(SCHOOLS, school_data)
+    sparse(sparse.start)
+    assembly, factor = sparse.problem._sparse
+    assert isinstance(assembly, PatternAssembly)
+    flat = factor.flat
+    np.testing.assert_array_equal(flat[assembly.key_slots], sparse.problem.b22.keys)
+    m = sparse.problem.m
+    np.testing.assert_array_equal(flat[assembly.inflate],
+                                  np.arange(assembly.plan.qr) * (m + 1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_cvxopts_sequential_openblas_is_left_out_of_the_thread_scopes() -> None:
+    """cvxopt's bundled OpenBLAS has no threads (CHOLMOD runs on one core, loaded or not):
+    the thread scopes set numpy's and scipy's only."""
+    import ctypes
+    from pathlib import Path
+
+    from lmeformula.pls import threads
+
+    assert cholmod.cholmod_module() is not None
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    paths = sorted({line.split()[-1] for line in maps
+                    if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    sequential = [threads._sequential(ctypes.CDLL(path)) for path in paths]
+    assert [("cvxopt" in path) for path in paths] == sequential
+    threads._openblas_libraries.cache_clear()
+    found = threads._openblas_libraries()
+    assert found is not None and len(found) == sequential.count(False)
