@@ -272,6 +272,9 @@ class LmerDevfun:
         gradient is taken a step of 1e-7 inside instead, where it differs from the boundary's
         by about 1e-7 times the curvature (the criterion is smooth there)."""
         theta = np.asarray(theta, dtype=float)
+        use_dense = getattr(self.problem, "use_dense_factor", None)
+        if use_dense is not None:  # the criteria of a gradient method's points: from the
+            use_dense()            # factor its gradient needs, made once per point
         try:
             return self.problem.gradient(self.factor(theta), self.REML)
         except np.linalg.LinAlgError:

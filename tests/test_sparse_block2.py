@@ -57,6 +57,14 @@ def devfuns(formula: str, df: pd.DataFrame) -> tuple[Any, Any]:
     return sparse, dense
 
 
+def decided(dev: Any) -> Any:
+    """The deviance function after its first two evaluations (the second decides whether
+    block 2 takes the sparse factor)."""
+    dev(dev.start)
+    dev(np.asarray(dev.start) * 1.1)
+    return dev
+
+
 def thetas(start: np.ndarray, k: int = 4, seed: int = 1) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [start] + [start * rng.uniform(0.2, 3.0, start.size) for _ in range(k)]
@@ -70,7 +78,7 @@ def test_sparse_criterion_is_the_dense_one(formula: str, data: str,
     for th in thetas(np.asarray(sparse.start, dtype=float)):
         assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
     state = sparse.problem._sparse
-    assert isinstance(state, tuple)  # chosen: analysed at the first evaluation and kept
+    assert isinstance(state, tuple)  # chosen: analysed at the second evaluation and kept
     assert 0 < state[1].fill <= pls_policy.POLICY.sparse_max_fill
     assert dense.problem._sparse is None
     # the criterion alone: no factorisation is kept for the sparse evaluations
@@ -96,8 +104,7 @@ def test_the_fit_takes_lme4s_path_with_either_factor(school_data: pd.DataFrame) 
 
 def test_pattern_assembly_is_the_dense_assembly(school_data: pd.DataFrame) -> None:
     sparse, _ = devfuns(SCHOOLS, school_data)
-    problem = sparse.problem
-    sparse(sparse.start)
+    problem = decided(sparse).problem
     assembly, factor = problem._sparse
     for th in thetas(np.asarray(sparse.start, dtype=float)):
         _, t1 = problem.b11.factor(problem.terms[0].lower_factor(th))
@@ -124,7 +131,7 @@ def test_a_dense_pattern_is_not_analysed(monkeypatch: pytest.MonkeyPatch) -> Non
                         classmethod(lambda cls, *a, **k: called.append(1)))
     dev = lmf.mkLmerDevfun(lmf.lFormula("y ~ 1 + (1 | a) + (1 | b)", df))
     assert dev.problem._sparse is engine._UNDECIDED
-    dev(dev.start)
+    decided(dev)
     assert dev.problem._sparse is None and not called
 
 
@@ -143,7 +150,7 @@ def test_the_dense_factor_answers_when_the_sparse_one_cannot(
     if failure == "no_cvxopt":
         monkeypatch.setattr(cholmod, "cholmod_module", lambda: None)
     else:  # a pivot that is not positive: CHOLMOD refuses, the dense factor diagnoses
-        sparse(sparse.start)
+        decided(sparse)
         monkeypatch.setattr(SparsePivots, "pivots", lambda self, values: None)
     for th in thetas(np.asarray(sparse.start, dtype=float))[1:]:
         value, f = sparse.problem.deviance(th, True)
@@ -151,10 +158,20 @@ def test_the_dense_factor_answers_when_the_sparse_one_cannot(
     assert (sparse.problem._sparse is None) == (failure == "no_cvxopt")
 
 
+def test_a_gradient_method_keeps_the_dense_factor(monkeypatch: pytest.MonkeyPatch,
+                                                  school_data: pd.DataFrame) -> None:
+    """L-BFGS-B needs the dense factor at each of its points for the gradient: the criterion
+    is taken from it too (made once), and block 2 is never analysed."""
+    called: list[int] = []
+    monkeypatch.setattr(SparsePivots, "analyse",
+                        classmethod(lambda cls, *a, **k: called.append(1)))
+    m = lmf.lmer(SCHOOLS, school_data, control=lmf.lmerControl(optimizer="L-BFGS-B"))
+    assert m.optinfo.feval > 2 and not called
+
+
 def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:
     sparse, _ = devfuns(SCHOOLS, school_data)
-    sparse(sparse.start)
-    assert isinstance(sparse.problem._sparse, tuple)
+    assert isinstance(decided(sparse).problem._sparse, tuple)
     n = len(school_data)
     sparse.problem.reweight(np.full(n, 2.0), school_data["y"].to_numpy())
     assert sparse.problem._sparse is None
@@ -164,8 +181,7 @@ def test_assembly_refuses_nothing_it_was_not_given(school_data: pd.DataFrame) ->
     """The assembly's slots: every downdate key and the random effects' diagonal lie in the
     pattern (``of`` finds each by binary search)."""
     sparse, _ = devfuns(SCHOOLS, school_data)
-    sparse(sparse.start)
-    assembly, factor = sparse.problem._sparse
+    assembly, factor = decided(sparse).problem._sparse
     assert isinstance(assembly, PatternAssembly)
     flat = factor.flat
     np.testing.assert_array_equal(flat[assembly.key_slots], sparse.problem.b22.keys)

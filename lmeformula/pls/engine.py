@@ -80,8 +80,10 @@ from .system import (
 )
 from .terms import TermShape, lambda_template
 
-# block 2's sparse factor not yet decided (see PLSProblem.deviance)
+# block 2's sparse factor not yet decided: before the first evaluation, and after it (the
+# second one decides: see PLSProblem.deviance)
 _UNDECIDED = object()
+_SECOND = object()
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
            "lambda_template", "profiled_criteria", "profiled_criterion"]
@@ -150,8 +152,8 @@ class PLSProblem(_AugmentedSystem):
     # how many of the rank update's keys lie inside block 2's first s rows, by s (REML's and
     # ML's), for the gradient (:class:`_KeyWeights`): counted once, nothing per key is kept
     _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
-    # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the first
-    # evaluation (_UNDECIDED until then), None where the dense factor is used
+    # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the second
+    # evaluation (_UNDECIDED, _SECOND until then), None where the dense factor is used
     _sparse: tuple[PatternAssembly, SparsePivots] | object | None = field(
         init=False, repr=False, default=None)
 
@@ -537,17 +539,22 @@ class PLSProblem(_AugmentedSystem):
         factor pays (:meth:`_sparse_candidate`, measured fill), the criterion alone from the
         sparse factor's pivots (the factorisation is made when asked for, at its θ).
 
-        The first evaluation decides: block 2's pattern is analysed by CHOLMOD and the
-        sparse factor is kept when its fill is at most
+        The first evaluation is dense; the second decides, unless a gradient was asked for in
+        between (:meth:`use_dense_factor`: a gradient method needs the dense factor at
+        every point anyway): block 2's pattern is analysed by CHOLMOD and the sparse factor
+        kept when its fill is at most
         :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`. Where S is not positive
         definite the dense factor diagnoses it, as it always has."""
         sparse = self._sparse
         if sparse is None:
             return super().deviance(theta, REML)
+        if sparse is _UNDECIDED:
+            self._sparse = _SECOND
+            return super().deviance(theta, REML)
         theta = np.array(theta, dtype=float)
         l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
         down = self.b21.rank_update(t1)
-        if sparse is _UNDECIDED:
+        if sparse is _SECOND:
             analysed = self._analysed_sparse(theta, down)
             self._sparse = None if analysed is None else analysed[:2]
             pivots = None if analysed is None else analysed[2]
@@ -563,6 +570,11 @@ class PLSProblem(_AugmentedSystem):
         pwrss = float(pivots[-1] ** 2)
         return profiled_criterion(float(ld_l2), float(ld_rx2), pwrss, self.n, p, self.ldW,
                                   REML), None
+
+    def use_dense_factor(self) -> None:
+        """Take every criterion from the dense factor from now on: the caller (the analytic
+        gradient's) needs the factorisation at each point it evaluates."""
+        self._sparse = None
 
     def _sparse_candidate(self) -> bool:
         """Whether block 2 may take the sparse factor: a plain dense block (an arrow has its
