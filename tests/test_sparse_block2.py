@@ -85,6 +85,22 @@ def test_sparse_criterion_is_the_dense_one(formula: str, data: str,
     assert sparse.problem.deviance(thetas(sparse.start)[1], True)[1] is None
 
 
+def test_the_large_block_engine_takes_the_sparse_factor_too(
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+    """Block 2 compact (lmeformula.pls.large, forced here by a lower order): its pattern
+    from the stored entries gives the same criterion as its dense factor."""
+    from lmeformula.pls.large import LargeBlockPLSProblem
+
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=600))
+    sparse, dense = devfuns(SCHOOLS, school_data)
+    assert isinstance(sparse.problem, LargeBlockPLSProblem)
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
+    assert isinstance(sparse.problem._sparse, tuple)
+    assert dense.problem._sparse is None
+
+
 def test_the_fit_takes_lme4s_path_with_either_factor(school_data: pd.DataFrame) -> None:
     fits = {}
     base = pls_policy.POLICY

@@ -552,10 +552,16 @@ class PLSProblem(_AugmentedSystem):
             self._sparse = _SECOND
             return super().deviance(theta, REML)
         theta = np.array(theta, dtype=float)
+        pattern = None
+        if sparse is _SECOND:
+            pattern = self._block2_pattern()  # before the rank update: a dense pattern is
+            if pattern is None:               # not worth the whole D's memory
+                self._sparse = None
+                return super().deviance(theta, REML)
         l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
         down = self.b21.rank_update(t1)
-        if sparse is _SECOND:
-            analysed = self._analysed_sparse(theta, down)
+        if pattern is not None:
+            analysed = self._analysed_sparse(pattern, theta, down)
             self._sparse = None if analysed is None else analysed[:2]
             pivots = None if analysed is None else analysed[2]
         else:
@@ -564,7 +570,7 @@ class PLSProblem(_AugmentedSystem):
         if pivots is None:
             return super().deviance(theta, REML)
         qr, p = self._lam_r_size, self.p
-        check_rx(pivots[qr : qr + p], np.diag(self.M22)[qr : qr + p])
+        check_rx(pivots[qr : qr + p], self._xx_diagonal())
         ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(pivots[qr : qr + p])).sum()
         pwrss = float(pivots[-1] ** 2)
@@ -581,19 +587,21 @@ class PLSProblem(_AugmentedSystem):
         own cheaper factor) of order at least
         :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_min_order`, all of its terms
         scalar (Λ₂ diagonal: S's pattern is M22's with the downdate's, at every θ)."""
-        # (the large-block engine holds no b22: its block 2 is assembled its own way)
-        return (type(getattr(self, "b22", None)) is DenseDiagonalBlock
+        return (type(self.b22) is DenseDiagonalBlock
                 and self.m >= _policy().sparse_min_order
                 and all(t.nc == 1 for t in self.terms[1:]))
 
-    def _analysed_sparse(self, theta: np.ndarray, down: np.ndarray
-                         ) -> tuple[PatternAssembly, SparsePivots, np.ndarray] | None:
-        """Block 2's pattern (M22's non-zeros, the downdate's keys, the diagonal), assembled
-        there at the first evaluation's θ (``down``: its rank update) and analysed: the
-        assembly, the analysis and the first pivots when CHOLMOD could factor it with a fill
-        of at most :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill` (a pattern
-        already denser is not analysed); else None, and the dense factor from then on."""
-        m, max_fill = self.m, _policy().sparse_max_fill
+    def _xx_diagonal(self) -> np.ndarray:
+        """M22's diagonal on X's rows (lme4's rank check of RX)."""
+        qr = self._lam_r_size
+        return np.diag(self.M22)[qr : qr + self.p]
+
+    def _block2_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """S's structural pattern: (flat positions i·m + j, i ≤ j, ascending, of M22's
+        non-zeros, the downdate's keys and the diagonal; M22 there; the keys), or None when
+        it is denser than :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill` of a
+        triangle (the factor can only fill in more)."""
+        m = self.m
         keys = np.asarray(self.b22.keys, dtype=np.intp)
         pattern = np.triu(self.M22) != 0
         flat_pattern = pattern.ravel()
@@ -601,11 +609,22 @@ class PLSProblem(_AugmentedSystem):
         flat_pattern[:: m + 1] = True
         flat = np.flatnonzero(flat_pattern)  # ascending: CHOLMOD's column-major order
         del pattern, flat_pattern
-        if flat.size > max_fill * m * (m + 1) / 2:  # the factor can only fill in more
+        if flat.size > _policy().sparse_max_fill * m * (m + 1) / 2:
             return None
-        assembly = PatternAssembly.of(self.b22.plan, self.M22, keys, flat, self._block_edges)
-        analysed = SparsePivots.analyse(flat, m, self._lam_r_size,
-                                        assembly.values(theta, down), max_fill)
+        return flat, self.M22.ravel()[flat], keys
+
+    def _analysed_sparse(self, pattern: tuple[np.ndarray, np.ndarray, np.ndarray],
+                         theta: np.ndarray, down: np.ndarray
+                         ) -> tuple[PatternAssembly, SparsePivots, np.ndarray] | None:
+        """Block 2 assembled at its ``pattern`` (:meth:`_block2_pattern`) at the θ of the
+        evaluation that decides (``down``: its rank update) and analysed: the assembly, the
+        analysis and the pivots when CHOLMOD could factor it with a fill of at most
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`; else None, and the
+        dense factor from then on."""
+        flat, m22, keys = pattern
+        assembly = PatternAssembly.of(self._block2_plan, m22, keys, flat, self._block_edges)
+        analysed = SparsePivots.analyse(flat, self.m, self._lam_r_size,
+                                        assembly.values(theta, down), _policy().sparse_max_fill)
         if analysed is None:
             return None
         return assembly, analysed[0], analysed[1]

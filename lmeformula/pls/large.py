@@ -324,6 +324,34 @@ class LargeBlockPLSProblem(PLSProblem):
         self._buffer_owner = weakref.ref(f)
         return f
 
+    def _sparse_candidate(self) -> bool:
+        """Block 2 may take the sparse factor (:meth:`PLSProblem.deviance`): its terms are all
+        scalar and its order is above the sparse factor's least."""
+        return self.m >= _policy().sparse_min_order
+
+    def _xx_diagonal(self) -> np.ndarray:
+        return self._compact.xx_diagonal
+
+    def _block2_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """S's structural pattern (see :meth:`PLSProblem._block2_pattern`) from the compact
+        M22: its stored entries, the terms' diagonals and the downdate's keys; counted
+        before it is formed (a design whose keys alone are too many is dense)."""
+        m, b22 = self.m, self._compact
+        _, _, at, values = b22.entries
+        _, positions, diagonal_values = b22.diagonal
+        keys = np.asarray(b22.keys, dtype=np.intp)
+        limit = _policy().sparse_max_fill * m * (m + 1) / 2
+        if max(keys.size, at.size) > limit:
+            return None
+        flat = np.union1d(np.union1d(np.asarray(at, dtype=np.intp), keys),
+                          np.arange(m, dtype=np.intp) * (m + 1))
+        if flat.size > limit:
+            return None
+        m22 = np.zeros(flat.size)
+        m22[np.searchsorted(flat, at)] = values
+        m22[np.searchsorted(flat, positions)] += diagonal_values
+        return flat, m22, keys
+
     @property
     def has_gradient(self) -> bool:
         """The analytic gradient is offered (see :meth:`gradient`)."""

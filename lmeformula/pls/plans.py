@@ -183,7 +183,8 @@ class PatternAssembly:
     def of(cls, plan: Block2Plan, m22: np.ndarray, keys: np.ndarray, flat: np.ndarray,
            edges: np.ndarray) -> PatternAssembly:
         """The assembly at ``flat`` (ascending flat positions i·m + j, i ≤ j, of S's upper
-        triangle, every key and the diagonal among them) of a plan without vector terms."""
+        triangle, every key and the diagonal among them) of a plan without vector terms;
+        ``m22``: M22 at those positions."""
         m = plan.m
         rows, cols = np.divmod(flat, m)
         nblk = len(edges) - 1
@@ -192,7 +193,7 @@ class PatternAssembly:
         pair = (a * nblk + b).astype(np.min_scalar_type(nblk * nblk))
         key_slots = np.searchsorted(flat, keys)
         diagonal = np.searchsorted(flat, np.arange(plan.qr, dtype=np.intp) * (m + 1))
-        return cls(plan, m22.ravel()[flat], pair, key_slots, diagonal)
+        return cls(plan, np.asarray(m22, dtype=float), pair, key_slots, diagonal)
 
     def values(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
         """S's values at the pattern's entries at ``theta``, ``down`` the rank update D at
