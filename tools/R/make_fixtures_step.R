@@ -54,6 +54,47 @@ cases <- list(
   sim_to_lm_ml = list(y1 ~ x * f + z + (1 | g), "sim", FALSE, list())
 )
 
+# The chain of models step() fits, replayed as reduce_random and reduce_fixed make it (each
+# refit from the last; the p-values' largest above alpha goes): each model's formula and
+# theta, for the tests to compute the tables at lme4's optima. Checked against step()'s
+# own tables and model below.
+chain_of <- function(m, args) {
+  arg <- function(nm, default) if (is.null(args[[nm]])) default else args[[nm]]
+  a_random <- if (isFALSE(arg("reduce.random", TRUE))) 1 else arg("alpha.random", 0.1)
+  a_fixed <- if (isFALSE(arg("reduce.fixed", TRUE))) 1 else arg("alpha.fixed", 0.05)
+  keep <- arg("keep", character(0))
+  ddf <- arg("ddf", "Satterthwaite")
+  fit <- m
+  models <- list(m)
+  ran <- ranova(fit)
+  repeat {
+    p <- ran[-1, "Pr(>Chisq)"]
+    if (!any(!is.na(p) & p > a_random)) break
+    form <- attr(ran, "formulae")[[which.max(p)]]
+    if (!lmerTest:::has_ranef(form)) {
+      fit <- eval(as.call(lmerTest:::get_lm_call(fit, form)))
+      models <- c(models, list(fit))
+      break
+    }
+    fit <- update(fit, formula. = form)
+    models <- c(models, list(fit))
+    ran <- ranova(fit)
+  }
+  repeat {
+    aov <- if (inherits(fit, "lmerMod")) drop1(fit, ddf = ddf) else
+      drop1(fit, test = "F")[-1L, , drop = FALSE]
+    consider <- setdiff(rownames(aov), keep)
+    p <- aov[consider, "Pr(>F)"]
+    if (!any(!is.na(p) & p > a_fixed)) break
+    form <- update.formula(formula(fit), paste0("~.- (", consider[which.max(p)], ")"))
+    fit <- update(fit, formula = form)
+    models <- c(models, list(fit))
+  }
+  lapply(models, function(f) list(
+    class = class(f)[1], formula = deparse2(formula(f)),
+    theta = if (inherits(f, "lm")) NULL else num(getME(f, "theta"))))
+}
+
 fit <- function(cs) {
   call <- substitute(lmer(F, data = D, REML = R), list(F = cs[[1]], D = as.name(cs[[2]]),
                                                        R = cs[[3]]))
@@ -70,11 +111,17 @@ for (nm in names(cases)) {
   res <- collect(do.call(step, c(list(m), cs[[4]])))
   s <- res$fit
   final <- get_model(s)
+  chain <- suppressMessages(suppressWarnings(
+    eval(substitute(chain_of(m, A), list(A = cs[[4]])),
+         envir = list2env(datasets, parent = environment()))))
+  stopifnot(identical(chain[[length(chain)]]$formula, deparse2(formula(final))),
+            length(chain) == sum(s$random$Eliminated > 0, na.rm = TRUE) +
+              sum(s$fixed$Eliminated > 0) + 1)
   args <- cs[[4]]
   names(args) <- gsub(".", "_", names(args), fixed = TRUE)  # step()'s names in Python
   out$cases[[nm]] <- list(
     formula = deparse2(cs[[1]]), data = cs[[2]], REML = cs[[3]], args = args,
-    theta = num(getME(m, "theta")),
+    theta = num(getME(m, "theta")), chain = chain,
     warnings = res$warnings,
     random = tab(s$random), fixed = tab(s$fixed),
     drop1 = tab(attr(s, "drop1")),
