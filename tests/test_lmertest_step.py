@@ -488,6 +488,13 @@ def test_bad_arguments() -> None:
         lmf.get_model(m)  # type: ignore[arg-type]
 
 
+def test_formulaic_syntax_is_refused() -> None:
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"),
+                 syntax="formulaic")
+    with pytest.raises(LmeFormulaError, match="syntax=\"R\""):
+        lmf.step(m)
+
+
 def test_glmer_fit_is_refused() -> None:
     cbpp = lmf.datasets.load("cbpp")
     g = lmf.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,

@@ -372,6 +372,11 @@ def step(model: LmerMod, ddf: str = "Satterthwaite", alpha_random: float = 0.1,
     """
     if isinstance(model, GlmerMod) or not isinstance(model, LmerMod):
         raise ArgumentError("'model' should be an lmer-fit (a linear mixed model from lmer)")
+    if model.call.syntax != "R":
+        # (ranova's reduced formulas and drop1's F-tests read R's terms of the formula)
+        raise LmeFormulaError(
+            "step() removes terms of an R-syntax formula (R's update() and drop1's tests); "
+            "this model was fitted with syntax=\"formulaic\": refit it with syntax=\"R\"")
     method = match_ddf(ddf, STEP_DDF)
     a_random = check_number(alpha_random, "alpha_random", lower=0, upper=1)
     a_fixed = check_number(alpha_fixed, "alpha_fixed", lower=0, upper=1)
