@@ -464,11 +464,21 @@ def test_keep_must_be_term_labels() -> None:
         lmf.step(fitted("sleepstudy"), keep=1)
     with pytest.raises(ArgumentError, match=re.escape(r_message("keep_numeric"))):
         lmf.step(fitted("sleepstudy"), keep=["Days", 2])
+    # any collection of labels will do, as any character vector in R
+    s = lmf.step(fitted("sim_vector_fixed"), keep=np.array(["z"]))
+    assert s.fixed.loc["z", "Eliminated"] == 0
 
 
 def test_kenward_roger_needs_a_reml_fit() -> None:
     with pytest.raises(LmeFormulaError, match=re.escape(r_message("kr_ml"))):
         lmf.step(fitted("ham_ml"), ddf="Kenward-Roger")
+
+
+def test_refit_on_other_rows_is_refused() -> None:
+    # z is missing in two rows: without z the model would use 96 rows, not 94
+    m = lmf.lmer("y0 ~ x * f + z + (1 | g)", data("sim_na"))
+    with pytest.raises(LmeFormulaError, match=re.escape(r_message("rows_changed"))):
+        lmf.step(m)
 
 
 def test_bad_arguments() -> None:

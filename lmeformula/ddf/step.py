@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,8 +242,10 @@ def _check_keep(keep: Any) -> list[str]:
         return []
     if isinstance(keep, str):
         return [keep]
-    if isinstance(keep, Sequence) and all(isinstance(k, str) for k in keep):
-        return list(keep)
+    if isinstance(keep, Iterable) and not isinstance(keep, (bytes, Mapping)):
+        labels = list(keep)
+        if all(isinstance(k, str) for k in labels):
+            return labels
     raise ArgumentError("is.character(keep) is not TRUE")
 
 

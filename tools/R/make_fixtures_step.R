@@ -30,7 +30,10 @@ sim$y <- round(2 + 0.8 * sim$x + b0[sim$g] + b1[sim$g] * sim$x + rnorm(ng * nper
 sim$y0 <- round(2 + b0[sim$g] + rnorm(ng * nper, 0, 1), 3)
 sim$y1 <- round(2 + 0.5 * sim$x + 0.05 * b0[sim$g] + rnorm(ng * nper, 0, 1), 3)
 
-datasets <- list(ham = ham, sleepstudy = sleepstudy, sim = sim)
+# z missing in two rows: dropping z from the model changes the rows in use
+sim_na <- sim
+sim_na$z[c(3, 10)] <- NA
+datasets <- list(ham = ham, sleepstudy = sleepstudy, sim = sim, sim_na = sim_na)
 ham_f <- Informed.liking ~ Product * Information * Gender + (1 | Consumer) +
   (1 | Product:Consumer)
 # name = list(formula, data, REML, step's arguments)
@@ -106,7 +109,7 @@ fit <- function(cs) {
 
 out <- list(versions = list(R = R.version.string, lme4 = as.character(packageVersion("lme4")),
                             lmerTest = as.character(packageVersion("lmerTest"))),
-            data = list(sim = columns_of(sim)))
+            data = list(sim = columns_of(sim), sim_na = columns_of(sim_na)))
 for (nm in names(cases)) {
   cs <- cases[[nm]]
   cat(nm, "\n")
@@ -142,7 +145,8 @@ out$errors <- list(
   ddf_lme4 = msg(step(m, ddf = "lme4")),
   ddf_bad = msg(step(m, ddf = "KR")),
   keep_numeric = msg(step(m, keep = 1)),
-  kr_ml = msg(step(fit(cases$ham_ml), ddf = "Kenward-Roger"))
+  kr_ml = msg(step(fit(cases$ham_ml), ddf = "Kenward-Roger")),
+  rows_changed = msg(step(fit(list(y0 ~ x * f + z + (1 | g), "sim_na", TRUE))))
 )
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", null = "null",
                   pretty = FALSE), "tests/fixtures/step.json")
