@@ -249,13 +249,13 @@ def _check_keep(keep: Any) -> list[str]:
     raise ArgumentError("is.character(keep) is not TRUE")
 
 
-def _largest_above(pvals: pd.Series, alpha: float) -> str | None:
-    """R's ``names(pvals)[which.max(pvals)]`` when some p-value (not NA) exceeds alpha."""
-    p = pvals.to_numpy(dtype=float)
-    ok = ~np.isnan(p)
-    if not (ok & (p > alpha)).any():
+def _largest_above(pvals: np.ndarray, alpha: float) -> int | None:
+    """R's ``which.max(pvals)`` (the first largest, NA left out) when some p-value (not NA)
+    exceeds alpha, else None."""
+    p = np.asarray(pvals, dtype=float)
+    if not (~np.isnan(p) & (p > alpha)).any():
         return None
-    return str(pvals.index[int(np.nanargmax(p))])
+    return int(np.nanargmax(p))
 
 
 def _eliminated(table: pd.DataFrame, values: Sequence[float]) -> pd.DataFrame:
@@ -272,10 +272,9 @@ def _reduce_random(model: LmerMod, alpha: float
     models: list[LmerMod | LinearModelFit] = [model]
     fit: LmerMod = model
     while True:
-        remove = _largest_above(table["Pr(>Chisq)"].iloc[1:], alpha)
-        if remove is None:
+        k = _largest_above(table["Pr(>Chisq)"].to_numpy()[1:], alpha)
+        if k is None:
             break
-        k = list(table.index[1:]).index(remove)
         rows.append(table.table.iloc[[k + 1]])
         chosen = reductions[k]
         if chosen.fit is None:  # no random effects left: lmerTest's lm refit, no more tests
@@ -311,9 +310,10 @@ def _reduce_fixed(model: LmerMod | LinearModelFit, ddf: str, alpha: float, keep:
     fit = model
     while True:
         consider = [t for t in aov.index if t not in keep]
-        remove = _largest_above(aov["Pr(>F)"].loc[consider], alpha)
-        if remove is None:
+        k = _largest_above(aov["Pr(>F)"].loc[consider].to_numpy(), alpha)
+        if k is None:
             break
+        remove = consider[k]
         rows.append(aov.table.loc[[remove]])
         if isinstance(fit, LinearModelFit):
             fit = _drop_lm_term(fit, remove)
