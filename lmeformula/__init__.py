@@ -42,7 +42,17 @@ from .compare import (
     to_statsmodels,
 )
 from .control import LmerControl, lmerControl
-from .ddf import coef_table, contest, difflsmeans, drop1, ls_means, ranova
+from .ddf import (
+    StepResult,
+    coef_table,
+    contest,
+    difflsmeans,
+    drop1,
+    get_model,
+    ls_means,
+    ranova,
+    step,
+)
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .formula import findbars, nobars, subbars
@@ -70,6 +80,7 @@ __all__ = [
     *_errors_all,
     "tidy", "glance", "augment", "allFit", "AllFit",
     "coef_table", "contest", "ranova", "ls_means", "difflsmeans", "drop1",
+    "step", "get_model", "StepResult",
     *_glmm_all,
 ]
 from .diagnostics import cooks_distance, hatvalues, icc, influence, r2_nakagawa, simulate_residuals

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .anovatable import AnovaTable, LsMeansTable
+from .ddf.step import StepResult
 from .generics import show
 from .mermod import LmerMod, Summary, format_varcorr
 from .rformat import format_pval as _format_pval
@@ -416,6 +417,13 @@ def ls_means_notes(table: LsMeansTable) -> tuple[str | None, str | None]:
             None if ddf is None else f"Degrees of freedom method: {ddf}")
 
 
+def format_step(s: StepResult) -> str:
+    """lmerTest's ``print.step_list``: the random-effect table, the fixed-effect table and
+    the final model's formula (``deparse2(formula(model))``)."""
+    return (f"{format_anova(s.random)}\n\n{format_anova(s.fixed)}\n\nModel found:\n"
+            f"{s.model.formula}")
+
+
 # ---- the printed layouts of the generic function show (lmeformula.generics) ---------------
 
 def _show_summary(s: Summary) -> str:
@@ -426,3 +434,4 @@ show.register(LmerMod, format_merMod)
 show.register(Summary, _show_summary)
 show.register(AnovaTable, format_anova)
 show.register(LsMeansTable, format_ls_means)
+show.register(StepResult, format_step)

@@ -48,6 +48,10 @@ SLOW_PARAMS: dict[str, frozenset[str]] = {
     "test_lmertest_tables.py": frozenset({"ham", "cake", "carrots", "cake_sum",
                                           "cake_missing", "orthodont", "oats_ml",
                                           "sleepstudy_ml", "machines"}),
+    # step's chains of ham refits with their accuracy bounds (0.2-2 s); sleepstudy and the
+    # simulated models stay in the quick loop
+    "test_lmertest_step.py": frozenset({"ham", "ham_kr", "ham_alpha", "ham_keep",
+                                        "ham_keep_invalid", "ham_ml", "ham_no_reduction"}),
     # broom.mixed's models: fm1 stays in the quick loop
     "test_tidy.py": frozenset({"pen_ml", "weighted"}),
     "test_glmer_families.py": frozenset({"grouseticks"}),

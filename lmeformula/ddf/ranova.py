@@ -10,6 +10,7 @@ left) and compared with the full model by its (REML or ML) log-likelihood.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,18 @@ from ..frame import model_frame
 from ..mermod import LmerMod
 from ..validate import check_flag
 
-__all__ = ["ranova"]
+__all__ = ["Reduction", "ranova", "ranova_reductions"]
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """One reduced model of ``ranova``: its row label, its formula (R's ``update`` of the
+    full formula, simplified as ``terms`` orders it) and its fit (None where no random
+    effects are left: lmerTest fits it by ``lm``)."""
+
+    label: str
+    formula: str
+    fit: LmerMod | None
 
 
 def _split_bar(text: str) -> tuple[str, str]:
@@ -113,6 +125,13 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
         Subject)"``, ``"(1 | Worker)"``); columns ``npar``, ``logLik``, ``AIC``, ``LRT``,
         ``Df``, ``Pr(>Chisq)``.
     """
+    return ranova_reductions(m, reduce_terms)[0]
+
+
+def ranova_reductions(m: LmerMod, reduce_terms: bool = True
+                      ) -> tuple[AnovaTable, list[Reduction]]:
+    """:func:`ranova`'s table and its reduced models (lmerTest keeps their formulas in the
+    table's ``"formulae"`` attribute; ``step`` continues from the one it eliminates)."""
     if not isinstance(m, LmerMod):
         raise ArgumentError("'model' should be an lmer-fit")
     reduce_terms = bool(check_flag(reduce_terms, "reduce_terms"))
@@ -120,7 +139,7 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
     if data is None:
         raise LmeFormulaError("ranova() refits the model and needs its data: fit it with "
                               "lmer(formula, data)")
-    from ..lmer import update
+    from ..lmer import update, update_formula
 
     bars = [deparse(b) for b in m.lformula.parsed.bars]
     reml = m.is_REML
@@ -147,14 +166,18 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
 
     ll = m.logLik()
     rows = [(ll.value, ll.df)]
-    for _, new_bars in new_forms:
+    reductions = []
+    for label, new_bars in new_forms:
         if new_bars:
             formula = f"{lhs_text} ~ {fixed_rhs} + " + " + ".join(f"({b})" for b in new_bars)
             fit: Any = update(m, formula=formula, data=data)
             _check_rows(fit.nobs, m)
             lli = fit.logLik(REML=reml)
             rows.append((lli.value, lli.df))
+            reductions.append(Reduction(label, fit.formula, fit))
         else:
+            reductions.append(Reduction(label, update_formula(f"{lhs_text} ~ {fixed_rhs}",
+                                                              ". ~ ."), None))
             # lmerTest's lm() refit uses the rows whose fixed-part variables are all there:
             # more than the model's where only a grouping variable is missing
             call = m.call
@@ -177,4 +200,4 @@ def ranova(m: LmerMod, reduce_terms: bool = True) -> AnovaTable:
     table["Pr(>Chisq)"] = pv
     heading = ["ANOVA-like table for random-effects: Single term deletions", "", "Model:",
                _full_formula(m, bars)]
-    return AnovaTable(table, heading, "ranova")
+    return AnovaTable(table, heading, "ranova"), reductions
