@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from thread_counts import blas_counts
 
 import lmeformula as lmf
 from lmeformula.pls.dense import _gram_pattern
@@ -95,12 +96,9 @@ def test_small_setups_run_on_one_thread_without_reading_the_load(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Below ThreadPolicy.serial_rows rows the setup takes one BLAS thread and never reads
     the machine's load; from there on it follows the load (capped by the caller's)."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     import lmeformula.pls.threads as threads
-
-    def counts() -> list[int]:
-        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
     reads: list[int] = []
 
@@ -112,14 +110,14 @@ def test_small_setups_run_on_one_thread_without_reading_the_load(
     small = threads.THREAD_POLICY.serial_rows - 1
     with threadpool_limits(limits=2, user_api="blas"):
         with threads.setup_threads(rows=small):
-            assert counts() == [1] * len(counts())
+            assert blas_counts() == [1] * len(blas_counts())
         assert not reads
         with threads.setup_threads(rows=small + 1):
-            assert counts() == [2] * len(counts())
+            assert blas_counts() == [2] * len(blas_counts())
         assert reads == [1]
         with threads.setup_threads(2, rows=small):  # control's "threads" whatever the size
-            assert counts() == [2] * len(counts())
-        assert counts() == [2] * len(counts())
+            assert blas_counts() == [2] * len(blas_counts())
+        assert blas_counts() == [2] * len(blas_counts())
 
 
 def test_frame_reads_float_and_categorical_columns_as_the_series_path_does() -> None:

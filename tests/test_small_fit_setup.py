@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from thread_counts import blas_counts
 
 import lmeformula as lmf
 from lmeformula.pls import dense as dense_module
@@ -84,12 +85,6 @@ def test_quadratic_plan_is_shared_and_read_only() -> None:
     assert not np.array_equal(first._quadratic[2], second._quadratic[2])
 
 
-def _blas_counts() -> list[int]:
-    from threadpoolctl import threadpool_info
-
-    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
-
-
 def test_small_lmer_fit_holds_one_thread_throughout_and_restores(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """lmer keeps the setup's one-thread scope for a small model's whole fit: every
@@ -101,20 +96,20 @@ def test_small_lmer_fit_holds_one_thread_throughout_and_restores(
     factor, deviances = DensePLSProblem.factor, DensePLSProblem.deviances
 
     def recording_factor(self: DensePLSProblem, theta: np.ndarray) -> object:
-        seen.append(_blas_counts())
+        seen.append(blas_counts())
         return factor(self, theta)
 
     def recording_deviances(self: DensePLSProblem, thetas: np.ndarray, REML: bool) -> object:
-        seen.append(_blas_counts())
+        seen.append(blas_counts())
         return deviances(self, thetas, REML)
 
     monkeypatch.setattr(DensePLSProblem, "factor", recording_factor)
     monkeypatch.setattr(DensePLSProblem, "deviances", recording_deviances)
     df = lmf.datasets.load("sleepstudy")
     with threadpool_limits(limits=2, user_api="blas"):
-        before = _blas_counts()
+        before = blas_counts()
         m = lmf.lmer("Reaction ~ Days + (Days | Subject)", df)
-        assert _blas_counts() == before
+        assert blas_counts() == before
     assert m.optinfo.feval == 43
     # BOBYQA's and the derivatives' batch (mkMerMod's evaluation at the optimum reuses the
     # best factorisation)

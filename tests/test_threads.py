@@ -7,19 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from thread_counts import blas_counts
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import lmeformula as lmf
 from lmeformula.errors import LmeFormulaError
 from lmeformula.lmer import optimizeLmer
 from lmeformula.pls.threads import THREAD_POLICY, ThreadPolicy, blas_threads, engine_threads
-
-
-def blas_counts() -> list[int]:
-    """Thread counts of the loaded BLAS libraries that have threads (cvxopt's OpenBLAS, loaded
-    for block 2's sparse factor, is built without: always one, nothing to set)."""
-    return [d["num_threads"] for d in threadpool_info()
-            if d["user_api"] == "blas" and d.get("threading_layer") != "disabled"]
 
 
 def fit_recording(control: dict[str, Any] | None) -> tuple[list[list[int]], lmf.LmerMod]:
