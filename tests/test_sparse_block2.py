@@ -185,6 +185,24 @@ def test_a_gradient_method_keeps_the_dense_factor(monkeypatch: pytest.MonkeyPatc
     assert m.optinfo.feval > 2 and not called
 
 
+def test_a_model_with_the_sparse_factor_pickles(school_data: pd.DataFrame) -> None:
+    """CHOLMOD's factor cannot be pickled: a copy analyses block 2 again when it evaluates
+    (a bootstrap's spawned workers get the model this way)."""
+    import copy
+    import pickle
+
+    m = lmf.lmer(SCHOOLS, school_data)
+    problem = m.devfun.problem
+    assert isinstance(problem._sparse, tuple)
+    for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        devfun = twin.devfun
+        assert devfun.problem._sparse is engine._SECOND
+        theta = np.asarray(m.theta) * 1.05
+        assert devfun(theta) == m.devfun(theta)
+        assert isinstance(devfun.problem._sparse, tuple)
+        assert lmf.REMLcrit(twin) == lmf.REMLcrit(m)
+
+
 def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:
     sparse, _ = devfuns(SCHOOLS, school_data)
     assert isinstance(decided(sparse).problem._sparse, tuple)

@@ -32,6 +32,7 @@ Small systems are factored as one dense matrix (:class:`DensePLSProblem`).
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,10 +81,16 @@ from .system import (
 )
 from .terms import TermShape, lambda_template
 
-# block 2's sparse factor not yet decided: before the first evaluation, and after it (the
-# second one decides: see PLSProblem.deviance)
-_UNDECIDED = object()
-_SECOND = object()
+
+class _SparseState(enum.Enum):
+    """Block 2's sparse factor not yet decided: before the first evaluation, and after it
+    (the second one decides: see PLSProblem.deviance). An enum: it pickles as itself."""
+
+    UNDECIDED = 1
+    SECOND = 2
+
+
+_UNDECIDED, _SECOND = _SparseState.UNDECIDED, _SparseState.SECOND
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
            "lambda_template", "profiled_criteria", "profiled_criterion"]
@@ -154,7 +161,7 @@ class PLSProblem(_AugmentedSystem):
     _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
     # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the second
     # evaluation (_UNDECIDED, _SECOND until then), None where the dense factor is used
-    _sparse: tuple[PatternAssembly, SparsePivots] | object | None = field(
+    _sparse: tuple[PatternAssembly, SparsePivots] | _SparseState | None = field(
         init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
@@ -576,6 +583,15 @@ class PLSProblem(_AugmentedSystem):
         pwrss = float(pivots[-1] ** 2)
         return profiled_criterion(float(ld_l2), float(ld_rx2), pwrss, self.n, p, self.ldW,
                                   REML), None
+
+    def __getstate__(self) -> dict[str, object]:
+        """The state for a copy or a pickle: block 2's sparse analysis (CHOLMOD's factor, a
+        capsule that cannot be pickled) is left out and made again by the copy when it
+        evaluates (the second evaluation decides, as for a new problem)."""
+        state = self.__dict__.copy()
+        if isinstance(state.get("_sparse"), tuple):
+            state["_sparse"] = _SECOND
+        return state
 
     def use_dense_factor(self) -> None:
         """Take every criterion from the dense factor from now on: the caller (the analytic

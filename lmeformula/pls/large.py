@@ -182,7 +182,7 @@ class LargeBlockPLSProblem(PLSProblem):
         """The state for a copy or a pickle: without the reusable m x m buffer and the weak
         reference to the factor that owns it (a weak reference cannot be pickled: a fitted
         model on this engine could not be saved), which the copy makes anew."""
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state["_buffer"] = None
         state["_buffer_owner"] = None
         return state
