@@ -143,7 +143,10 @@ def test_weights_offset_subset(sleep: pd.DataFrame) -> None:
     assert f.REMLcrit() == pytest.approx(r.REMLcrit(), rel=1e-10)
     assert f.nobs == r.nobs == 162
     new = data.iloc[[10, 11]]
-    np.testing.assert_allclose(f.predict(new), r.predict(new), rtol=1e-8)
+    np.testing.assert_allclose(f.predict(new, apply_offset_arg=True),
+                               r.predict(new, apply_offset_arg=True), rtol=1e-8)
+    with pytest.warns(lmf.LmeFormulaWarning, match="not applied to newdata"):
+        np.testing.assert_allclose(f.predict(new), r.predict(new), rtol=1e-8)
 
 
 def test_refit_update_anova_and_printing(sleep: pd.DataFrame, spline: lmf.LmerMod) -> None:
