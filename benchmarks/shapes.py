@@ -144,6 +144,19 @@ def _interaction(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "a": _labels("a", a), "b": _labels("b", b)})
 
 
+def _clustered(rng: np.random.Generator) -> pd.DataFrame:
+    """Students rating 5 teachers of their own school: the teachers' block after the students
+    are eliminated is block diagonal by school (block 2's sparse factor, pls/cholmod.py)."""
+    nschool, per_school, nstudent, k = 300, 10, 40_000, 5
+    school = rng.integers(0, nschool, nstudent)
+    student = np.repeat(np.arange(nstudent), k)
+    teacher = school[student] * per_school + rng.integers(0, per_school, student.size)
+    y = (rng.normal(size=nschool * per_school)[teacher] + rng.normal(size=nstudent)[student]
+         + rng.normal(size=student.size))
+    return pd.DataFrame({"y": y, "x": rng.normal(size=student.size),
+                         "s": _labels("s", student), "t": _labels("t", teacher)})
+
+
 SHAPES = [
     Shape("nested_small_classes", "y ~ x + (1 | school/class)", _nested,
           note="200 schools, 10^4 classes of 5"),
@@ -171,6 +184,8 @@ SHAPES = [
           _crossed((500, 100), 50_000, slope=True), REML=False, note="REML=False"),
     Shape("large_crossed_scalar", "y ~ x + (1 | a) + (1 | b)",
           _crossed((5_000, 2_000), 100_000), note="5,000 x 2,000 levels, 10^5 rows"),
+    Shape("clustered_crossed", "y ~ x + (1 | s) + (1 | t)", _clustered,
+          note="4*10^4 students x 3,000 teachers in 300 schools, 2*10^5 rows"),
 ]
 
 
