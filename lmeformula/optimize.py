@@ -331,6 +331,9 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     bounds = _scipy_bounds(np.asarray(lower, float) * zs)
     if analytic:
         gradient = fn.gradient  # type: ignore[attr-defined]
+        # the gradient needs the dense factor at each point: the criterion is taken from it
+        # too, from the first point on (no sparse analysis of block 2 for nothing)
+        getattr(fn, "use_dense_factor", lambda: None)()
 
         def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
             theta = z / zs  # exact: zs is a power of two
@@ -572,7 +575,8 @@ def _checked_start(fn: Objective) -> Objective:
                                    "starting theta (overflow in the data?)")
         return value
 
-    for name in ("gradient", "has_gradient", "nobs"):  # what the optimizers look up on fn
+    for name in ("gradient", "has_gradient", "nobs", "use_dense_factor"):  # what the
+        # optimizers look up on fn
         if hasattr(fn, name):
             setattr(checked, name, getattr(fn, name))
     return checked

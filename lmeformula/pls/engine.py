@@ -83,14 +83,13 @@ from .terms import TermShape, lambda_template
 
 
 class _SparseState(enum.Enum):
-    """Block 2's sparse factor not yet decided: before the first evaluation, and after it
-    (the second one decides: see PLSProblem.deviance). An enum: it pickles as itself."""
+    """Block 2's sparse factor not yet decided (the next evaluation decides: see
+    PLSProblem.deviance). An enum: it pickles as itself."""
 
     UNDECIDED = 1
-    SECOND = 2
 
 
-_UNDECIDED, _SECOND = _SparseState.UNDECIDED, _SparseState.SECOND
+_UNDECIDED = _SparseState.UNDECIDED
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
            "lambda_template", "profiled_criteria", "profiled_criterion"]
@@ -159,8 +158,8 @@ class PLSProblem(_AugmentedSystem):
     # how many of the rank update's keys lie inside block 2's first s rows, by s (REML's and
     # ML's), for the gradient (:class:`_KeyWeights`): counted once, nothing per key is kept
     _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
-    # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the second
-    # evaluation (_UNDECIDED, _SECOND until then), None where the dense factor is used
+    # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the first
+    # evaluation (_UNDECIDED until then), None where the dense factor is used
     _sparse: tuple[PatternAssembly, SparsePivots] | _SparseState | None = field(
         init=False, repr=False, default=None)
 
@@ -546,21 +545,17 @@ class PLSProblem(_AugmentedSystem):
         factor pays (:meth:`_sparse_candidate`, measured fill), the criterion alone from the
         sparse factor's pivots (the factorisation is made when asked for, at its θ).
 
-        The first evaluation is dense; the second decides, unless a gradient was asked for in
-        between (:meth:`use_dense_factor`: a gradient method needs the dense factor at
-        every point anyway): block 2's pattern is analysed by CHOLMOD and the sparse factor
-        kept when its fill is at most
+        The first evaluation decides, unless a gradient method said it would need the dense
+        factor at every point anyway (:meth:`use_dense_factor`): block 2's pattern is
+        analysed by CHOLMOD and the sparse factor kept when its fill is at most
         :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`. Where S is not positive
         definite the dense factor diagnoses it, as it always has."""
         sparse = self._sparse
         if sparse is None:
             return super().deviance(theta, REML)
-        if sparse is _UNDECIDED:
-            self._sparse = _SECOND
-            return super().deviance(theta, REML)
         theta = np.array(theta, dtype=float)
         pattern = None
-        if sparse is _SECOND:
+        if sparse is _UNDECIDED:
             pattern = self._block2_pattern()  # before the rank update: a dense pattern is
             if pattern is None:               # not worth the whole D's memory
                 self._sparse = None
@@ -587,10 +582,10 @@ class PLSProblem(_AugmentedSystem):
     def __getstate__(self) -> dict[str, object]:
         """The state for a copy or a pickle: block 2's sparse analysis (CHOLMOD's factor, a
         capsule that cannot be pickled) is left out and made again by the copy when it
-        evaluates (the second evaluation decides, as for a new problem)."""
+        evaluates (its next evaluation decides, as a new problem's first does)."""
         state = self.__dict__.copy()
         if isinstance(state.get("_sparse"), tuple):
-            state["_sparse"] = _SECOND
+            state["_sparse"] = _UNDECIDED
         return state
 
     def use_dense_factor(self) -> None:
