@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,9 @@ from .errors import ArgumentError, ConvergenceWarning, LmeFormulaError, LmeFormu
 from .generics import show
 from .mermod import LmerMod, LogLik, _lambda_times, getME
 from .pirls import GlmerDevfun
-from .prediction import draw_terms, select_terms
+from .prediction import SimulationMeans
 from .prediction import predict as predict_model
-from .validate import as_generator, check_allocation, check_count, check_flag
+from .validate import as_generator, check_count, check_flag
 
 __all__ = ["GlmerMod", "GlmerSummary"]
 
@@ -282,35 +283,31 @@ class GlmerMod(LmerMod):
                  allow_new_levels: bool = False) -> pd.DataFrame:
         """Responses drawn from the fitted GLMM: new random effects for the terms not in
         ``re_form`` (all by default; none with ``use_u``), then the family's distribution at
-        μ (binomial: proportions out of the totals). On the fitted rows only: ``newdata`` is
-        an error (the binomial totals of new rows are not known)."""
+        μ (binomial: proportions out of the totals).
+
+        With ``newdata``, the linear predictor on its rows (lme4's ``predict``, so the
+        ``offset=`` argument is left out, as lme4 does) and new random effects for its levels
+        (a level the fit never saw is an error unless ``allow_new_levels``). A binomial fit
+        with totals (``cbind`` or weights) is refused there: the new rows' totals are not
+        known (lme4 1.1-31 recycles the fitted rows' totals, with warnings, and returns a
+        malformed data frame)."""
         nsim = check_count(nsim, "nsim")
-        use_u = bool(check_flag(use_u, "use_u"))
-        check_flag(allow_new_levels, "allow_new_levels")
-        if newdata is not None:
-            raise ArgumentError("simulate(newdata=) is not available for glmer fits: it "
-                                "simulates the fitted rows only")
-        check_allocation(float(nsim) * self.n, f"simulate(nsim={nsim})")
-        gen = as_generator(rng)
-        conditioned = set(select_terms(self, None if use_u else re_form))
-        re = self.lformula.reTrms
-        X = self.lformula.X_values
-        offset = np.zeros(self.n) if self.lformula.offset is None else self.lformula.offset
-        fixed = X @ self._beta + offset
-        lambdat = self._lambdat
         resp = self._glmer_devfun.resp
+        if newdata is not None and self.family.family == "binomial" and np.any(
+                np.asarray(resp.weights) != 1.0):
+            raise ArgumentError("simulate(newdata=) of a binomial fit with totals (cbind() or "
+                                "weights) is not available: the totals of the new rows are "
+                                "not known")
+        gen = as_generator(rng)
+        means = SimulationMeans.of(self, nsim, use_u, re_form, newdata, allow_new_levels)
+        draws_of = resp if newdata is None else _Bernoulli(np.ones(means.eta.shape[0]))
         cols = {}
         for s in range(nsim):
-            if not conditioned:
-                u = gen.standard_normal(self.q)
-            else:  # the terms of re_form keep their conditional modes, the others are drawn
-                u = draw_terms(np.array(self._u, dtype=float), re.Gp,
-                               [i for i in range(len(re.terms)) if i not in conditioned], gen)
-            eta = fixed + np.asarray(re.Zt.T @ (lambdat.T @ u)).ravel()
+            random = means.redrawn(gen)
+            eta = means.eta if random is None else means.eta + random
             mu = self.family.linkinv(eta)
-            cols[f"sim_{s + 1}"] = _draw(self.family, mu, resp, self.sigma, gen)
-        # lme4 pads the rows na.exclude removed with NA, as fitted() does
-        return pd.DataFrame({k: self._pad(v, k) for k, v in cols.items()})
+            cols[f"sim_{s + 1}"] = _draw(self.family, mu, draws_of, self.sigma, gen)
+        return means.frame(cols)
 
     def getME(self, name: str) -> Any:
         """lme4's ``getME`` for a glmerMod (``"mu"`` is μ on the response scale)."""
@@ -335,6 +332,13 @@ class GlmerMod(LmerMod):
 
     def __repr__(self) -> str:
         return self.__str__()
+
+
+@dataclass(frozen=True)
+class _Bernoulli:
+    """The prior weights of new rows for a binomial draw: one trial each."""
+
+    weights: np.ndarray
 
 
 def _draw(family: Any, mu: np.ndarray, resp: Any, sigma: float,

@@ -21,6 +21,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
@@ -738,36 +739,70 @@ def simulate(m: FittedModel, nsim: int = 1, rng: np.random.Generator | int | Non
     DataFrame with columns ``sim_1`` ... ``sim_<nsim>``.
     """
     nsim = check_count(nsim, "nsim")
-    check_flag(use_u, "use_u")
-    allow_new_levels = bool(check_flag(allow_new_levels, "allow_new_levels"))
-    nfit, _, q = _dims(m)
-    rows = nfit if newdata is None else len(newdata)
-    check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
     gen = as_generator(rng)
-    if newdata is not None:
-        newdata = as_pandas(newdata, "newdata")
-    conditioned = select_terms(m, None if use_u else re_form)
-    eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
-                             allow_new_levels=True), dtype=float)
-    if newdata is None:
-        eta = eta[fitted_positions(m.lformula, eta.shape[0])]
-    re = m.lformula.reTrms
-    redraw = [i for i in range(len(re.terms)) if i not in conditioned]
-    n = eta.shape[0]
-    sigma = m.sigma
-    lambdat = lambdat_at(m)
-    every = list(range(len(re.terms)))
-    zt = re.Zt if newdata is None else _new_z(m, newdata, every, allow_new_levels).T
+    means = SimulationMeans.of(m, nsim, use_u, re_form, newdata, allow_new_levels)
     out = {}
+    sigma = m.sigma
     for k in range(nsim):
-        sim = eta + sigma * gen.standard_normal(n)
-        if redraw:
-            u = draw_terms(np.zeros(q), re.Gp, redraw, gen)
-            sim = sim + sigma * np.asarray(zt.T @ (lambdat.T @ u)).ravel()
+        sim = means.eta + sigma * gen.standard_normal(means.eta.shape[0])
+        random = means.redrawn(gen)
+        if random is not None:
+            sim = sim + sigma * random
         out[f"sim_{k + 1}"] = sim
-    if newdata is None:  # lme4 pads the rows na.exclude removed with NA, as fitted() does
-        return pd.DataFrame({k: naresid(m.lformula, v, k) for k, v in out.items()})
-    return pd.DataFrame(out, index=newdata.index)
+    return means.frame(out)
+
+
+@dataclass(frozen=True)
+class SimulationMeans:
+    """What lme4's ``simulate`` draws around, on the data or on ``newdata``: the linear
+    predictor conditional on the terms of ``re_form`` (all with ``use_u``), and the terms it
+    redraws (lmer's and glmer's simulate share it)."""
+
+    m: Any
+    eta: np.ndarray
+    redraw: list[int]
+    zt: Any
+    lambdat: sp.csc_matrix
+    newdata: pd.DataFrame | None
+
+    @classmethod
+    def of(cls, m: FittedModel, nsim: int, use_u: bool, re_form: Any,
+           newdata: pd.DataFrame | None, allow_new_levels: bool) -> SimulationMeans:
+        """The means of ``nsim`` simulations (arguments checked as lme4 checks them: a level
+        of ``newdata`` the fit never saw is an error unless ``allow_new_levels``)."""
+        check_flag(use_u, "use_u")
+        allow_new_levels = bool(check_flag(allow_new_levels, "allow_new_levels"))
+        nfit = _dims(m)[0]
+        rows = nfit if newdata is None else len(newdata)
+        check_allocation(float(nsim) * rows, f"simulate(nsim={nsim})")
+        if newdata is not None:
+            newdata = as_pandas(newdata, "newdata")
+        conditioned = select_terms(m, None if use_u else re_form)
+        eta = np.asarray(predict(m, newdata=newdata, re_form=None if use_u else re_form,
+                                 allow_new_levels=True), dtype=float)
+        if newdata is None:
+            eta = eta[fitted_positions(m.lformula, eta.shape[0])]
+        re = m.lformula.reTrms
+        redraw = [i for i in range(len(re.terms)) if i not in conditioned]
+        every = list(range(len(re.terms)))
+        zt = re.Zt if newdata is None else _new_z(m, newdata, every, allow_new_levels).T
+        return cls(m, eta, redraw, zt, lambdat_at(m), newdata)
+
+    def redrawn(self, gen: np.random.Generator) -> np.ndarray | None:
+        """Z Λ u with u of the redrawn terms from N(0, 1) (the others 0), or None when no term
+        is redrawn (on the scale of the model's Λ: lmer multiplies it by σ)."""
+        if not self.redraw:
+            return None
+        re = self.m.lformula.reTrms
+        u = draw_terms(np.zeros(_dims(self.m)[2]), re.Gp, self.redraw, gen)
+        return np.asarray(self.zt.T @ (self.lambdat.T @ u)).ravel()
+
+    def frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+        """The simulations as lme4 returns them: on the data, the rows ``na.exclude`` removed
+        padded with NA (as fitted() is); on new data, by its rows."""
+        if self.newdata is None:
+            return pd.DataFrame({k: naresid(self.m.lformula, v, k) for k, v in columns.items()})
+        return pd.DataFrame(columns, index=self.newdata.index)
 
 
 def draw_terms(u: np.ndarray, gp: Any, terms: Iterable[int],

@@ -684,8 +684,9 @@ def test_glmer_simulate_arguments() -> None:
     cbpp = lmf.datasets.load("cbpp")
     m = lmf.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
                   family="binomial")
-    # newdata was silently ignored (the fitted rows simulated), nsim and rng unchecked
-    _raises(lmf.ArgumentError, "simulate\\(newdata=\\) is not available for glmer",
+    # newdata was silently ignored (the fitted rows simulated), nsim and rng unchecked; the
+    # new rows' binomial totals are not known
+    _raises(lmf.ArgumentError, "simulate\\(newdata=\\) of a binomial fit with totals",
             lambda: m.simulate(newdata=cbpp.iloc[:5]))
     _raises(lmf.ArgumentError, "nsim", lambda: m.simulate(nsim=0))
     _raises(lmf.ArgumentError, "rng: " + re.escape(R_MESSAGES["seed"]),

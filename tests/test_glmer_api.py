@@ -138,6 +138,37 @@ def test_simulate_draws_from_the_family(m_cbpp: lmf.GlmerMod) -> None:
     assert (gam.to_numpy() > 0).all()
 
 
+def test_simulate_on_new_data() -> None:
+    """On new rows: their linear predictor (lme4's predict) and fresh effects for their
+    levels; conditional on u (use_u) the draws average to the predicted μ; a level the fit
+    never saw is an error unless allowed; binomial totals of new rows are not known."""
+    rng = np.random.default_rng(11)
+    n, ng = 3000, 30
+    g = rng.integers(0, ng, n)
+    x = rng.normal(size=n)
+    mu = np.exp(0.3 + 0.5 * x + rng.normal(scale=0.4, size=ng)[g])
+    df = pd.DataFrame({"y": rng.poisson(mu), "x": x, "g": [f"g{i}" for i in g]})
+    m = lmf.glmer("y ~ x + (1 | g)", df, family="poisson")
+    new = pd.DataFrame({"x": [-1.0, 0.0, 1.5], "g": ["g3", "g7", "g3"]}, index=[10, 20, 30])
+    sims = m.simulate(4000, rng=5, newdata=new, use_u=True)
+    assert sims.shape == (3, 4000) and list(sims.index) == [10, 20, 30]
+    assert (sims.to_numpy() == np.round(sims.to_numpy())).all()
+    expected = m.predict(new, type="response").to_numpy()
+    np.testing.assert_allclose(sims.to_numpy().mean(axis=1), expected, rtol=0.05)
+    # redrawn effects (the default): the same fixed part, more spread across simulations
+    free = m.simulate(4000, rng=6, newdata=new).to_numpy()
+    assert free.var(axis=1)[0] > sims.to_numpy().var(axis=1)[0]
+    with pytest.raises(lmf.RandomEffectsError, match="new levels"):
+        m.simulate(2, rng=1, newdata=pd.DataFrame({"x": [0.0], "g": ["zz"]}))
+    fresh = m.simulate(2, rng=1, newdata=pd.DataFrame({"x": [0.0], "g": ["zz"]}),
+                       allow_new_levels=True)
+    assert fresh.shape == (1, 2)
+    verbagg = lmf.datasets.load("VerbAgg").iloc[:2000]
+    binary = lmf.glmer("r2 ~ Anger + Gender + (1 | id)", verbagg, family="binomial")
+    draws = binary.simulate(5, rng=2, newdata=verbagg.iloc[:4])
+    assert set(np.unique(draws.to_numpy())) <= {0.0, 1.0}
+
+
 def test_accessor_functions_dispatch(m_cbpp: lmf.GlmerMod) -> None:
     assert lmf.deviance(m_cbpp) == pytest.approx(float(np.sum(lmf.residuals(m_cbpp) ** 2)))
     assert lmf.sigma(m_cbpp) == 1.0
