@@ -1,0 +1,135 @@
+# Every point minqa::bobyqa (1.2.5, Powell's Fortran) evaluates, on test problems and on lme4's
+# glmer first-stage deviance functions, for tests/test_bobyqa_minqa.py: the Python port
+# (lmeformula/bobyqa.py) must request the same points in the same order, given the same
+# values. Run from the repository root:
+#   LC_ALL=C Rscript tools/R/make_fixtures_minqa.R
+# Writes tests/fixtures/minqa_bobyqa.json. Numbers are written as C99 hexadecimal ("%a"), so
+# that Python reads back the same doubles (float.fromhex).
+suppressPackageStartupMessages({
+  library(jsonlite)
+  library(minqa)
+  library(lme4)
+})
+stopifnot(packageVersion("minqa") == "1.2.5", packageVersion("lme4") == "1.1.31")
+
+hex <- function(x) ifelse(is.finite(x), sprintf("%a", x), as.character(x))
+
+# minqa::bobyqa with every call of the objective recorded: the first is bobyqa()'s
+# checkObj, the last its rval (the returned point), those between the Fortran's CALFUN
+trace_bobyqa <- function(name, fn, par, lower = -Inf, upper = Inf, control = list(),
+                         note = "") {
+  xs <- list()
+  fs <- numeric(0)
+  traced <- function(x) {
+    v <- fn(x)
+    xs[[length(xs) + 1L]] <<- as.numeric(x)
+    fs <<- c(fs, v)
+    v
+  }
+  w <- character(0)
+  res <- withCallingHandlers(bobyqa(par, traced, lower, upper, control),
+                             warning = function(cond) {
+                               w <<- c(w, conditionMessage(cond))
+                               invokeRestart("muffleWarning")
+                             })
+  n <- length(par)
+  stopifnot(length(fs) == res$feval + 2L)
+  cat(sprintf("%-28s n=%d feval=%4d ierr=%d fval=%.10g\n", name, n, res$feval, res$ierr,
+              res$fval))
+  list(name = name, note = note, n = n, par0 = hex(par),
+       lower = hex(rep_len(as.numeric(lower), n)), upper = hex(rep_len(as.numeric(upper), n)),
+       control = control,
+       points = lapply(xs, hex), values = hex(fs),
+       par = hex(res$par), fval = hex(res$fval), feval = res$feval, ierr = res$ierr,
+       msg = res$msg, warnings = w)
+}
+
+rosen <- function(x) {
+  n <- length(x)
+  sum(100 * (x[-1] - x[-n]^2)^2 + (1 - x[-n])^2)
+}
+quad_box <- function(x) {  # a convex quadratic whose minimum (2, -1, 0.5) is outside the box
+  A <- matrix(c(3, 1, 0.5, 1, 2, 0.3, 0.5, 0.3, 1), 3)
+  r <- x - c(2, -1, 0.5)
+  sum(r * (A %*% r))
+}
+smooth7 <- function(x) sum((1:7) * (x - (1:7) / 4)^2) + sum(x)^2 / 10 + sum(x^4) / 20
+one_d <- function(x) (x - 3)^2 + sin(3 * x)
+holes <- function(x) if (x[1] > 0.5) NA_real_ else if (x[2] < 0.3) Inf else rosen(x)
+edge <- function(x) if (x[1] > 0.7) NA_real_ else rosen(x)
+
+out <- list(
+  trace_bobyqa("rosen2", rosen, c(-1.2, 1)),
+  trace_bobyqa("rosen3_lower", rosen, c(-1.2, 1, 1.5), lower = c(-Inf, -Inf, 1.2)),
+  trace_bobyqa("rosen5_lower0", rosen, c(0.5, 0.05, 0.2, 0.4, 0.15), lower = 0,
+               note = "x0 within rhobeg of the bound 0: BOBYQA moves it"),
+  trace_bobyqa("quad_box3", quad_box, c(0.5, 0.5, 0.5), lower = 0, upper = 1),
+  trace_bobyqa("one_d", one_d, 1),
+  trace_bobyqa("one_d_lower", function(x) (x + 1)^2, 2, lower = 0),
+  trace_bobyqa("smooth7_theta_bounds", smooth7, rep(1, 7), lower = c(0, -Inf, 0, -Inf, -Inf, 0, 0)),
+  trace_bobyqa("rosen3_npt7", rosen, c(-1.2, 1, 1.5), control = list(npt = 7)),
+  trace_bobyqa("rosen3_npt10", rosen, c(-1.2, 1, 1.5), control = list(npt = 10)),
+  trace_bobyqa("rosen4_npt8", rosen, c(-1.2, 1, 0.5, 1.5), control = list(npt = 8)),
+  trace_bobyqa("rosen2_controls", rosen, c(-1.2, 1),
+               control = list(rhobeg = 0.5, rhoend = 1e-4, maxfun = 500)),
+  trace_bobyqa("rosen2_maxfun", rosen, c(-1.2, 1), control = list(maxfun = 40)),
+  trace_bobyqa("rosen3_maxfun_below_npt", rosen, c(-1.2, 1, 1.5), control = list(maxfun = 3)),
+  trace_bobyqa("holes_nonfinite", holes, c(-1.2, 1),
+               note = "NA and Inf values: minqa's calfun replaces them by the largest double"),
+  trace_bobyqa("edge_nonfinite", edge, c(-1.2, 1),
+               note = "NA beyond x1 = 0.7, where the minimum would be")
+)
+
+# lme4's glmer first stage: bobyqa over theta from pp$theta (x0 = 0 -> 0.001, lme4's "minor
+# kludge"), lower = the deviance function's bounds, as optimizeGlmer(stage = 1) calls it
+fixture_data <- function(path) {
+  cols <- fromJSON(path, simplifyVector = FALSE)$columns
+  d <- lapply(cols, function(col) {
+    v <- unlist(lapply(col$values, function(e) if (is.null(e)) NA else e))
+    if (col$type == "factor") factor(v, levels = unlist(col$levels))
+    else if (col$type == "integer") as.integer(v)
+    else if (col$type == "numeric") as.numeric(v)
+    else v
+  })
+  names(d) <- vapply(cols, function(col) col$name, "")
+  as.data.frame(d, stringsAsFactors = FALSE)
+}
+stage1 <- function(name, formula, data, family, note = "") {
+  dfun <- glmer(formula, data, family, nAGQ = 0, devFunOnly = TRUE)
+  rho <- environment(dfun)
+  par <- rho$pp$theta + 0  # (a copy: pp$theta is the C++ object's memory)
+  if (all(par == 0)) par[] <- 0.001
+  tr <- trace_bobyqa(name, dfun, par, lower = rho$lower, note = note)
+  tr$formula <- deparse(formula)
+  tr
+}
+cbpp$obs <- seq_len(nrow(cbpp))
+fx2 <- function(nm) file.path("tests/fixtures/glmer_fuzz2", paste0(nm, ".json"))
+d1049 <- fixture_data(fx2("f_random_1049_bin_binary"))
+d1022 <- fixture_data(fx2("f_random_1022_poi"))
+dinv <- fixture_data(fx2("c_invgauss_log_nested"))
+dlog <- fixture_data(fx2("a_logical_nagq0_crossed"))
+glmm <- list(
+  stage1("glmer_cbpp_herd", cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
+         binomial),
+  stage1("glmer_cbpp_herd_obs",
+         cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs), cbpp, binomial),
+  stage1("glmer_fuzz2_f_random_1049", s ~ x + z + (x | g) + (1 | k), d1049,
+         binomial(link = "probit"),
+         note = "tests/fixtures/glmer_fuzz2/f_random_1049_bin_binary.json (LME4_STOPS_SHORT)"),
+  stage1("glmer_fuzz2_f_random_1022", s ~ x * f + offset(log(expo)) + (x | g) + (1 | k),
+         d1022, poisson),
+  stage1("glmer_fuzz2_c_invgauss", yi ~ x + (1 | g/h), dinv,
+         inverse.gaussian(link = "log")),
+  stage1("glmer_fuzz2_a_logical", ok ~ x + site + (1 | g) + (0 + x | site), dlog, binomial)
+)
+# the same first stage twice more, in this session: minqa's RESCUE evaluates at an undefined
+# point, so a path through it could differ between runs
+again <- stage1("glmer_fuzz2_f_random_1049", s ~ x + z + (x | g) + (1 | k), d1049,
+                binomial(link = "probit"))
+cat("f_random_1049 run again: same points:", identical(again$points, glmm[[3]]$points), "\n")
+
+res <- list(minqa = as.character(packageVersion("minqa")),
+            lme4 = as.character(packageVersion("lme4")), cases = c(out, glmm))
+writeLines(toJSON(res, auto_unbox = TRUE, null = "null", digits = NA),
+           "tests/fixtures/minqa_bobyqa.json")
