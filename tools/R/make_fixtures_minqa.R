@@ -129,7 +129,60 @@ again <- stage1("glmer_fuzz2_f_random_1049", s ~ x + z + (x | g) + (1 | k), d104
                 binomial(link = "probit"))
 cat("f_random_1049 run again: same points:", identical(again$points, glmm[[3]]$points), "\n")
 
+# lme4's own fits: every call of minqa::bobyqa that lmer and glmer make, traced at its entry
+# (its objective wrapped) and exit; optimizer = "bobyqa" in lmer (sleepstudy, Penicillin)
+# and in both glmer stages (cbpp: the second stage with optwrap's adj settings rhobeg = 2e-4,
+# rhoend = 2e-7 over (theta, beta)), and glmer's default first stage (cbpp, two terms)
+.rec <- new.env()
+.rec$runs <- list()
+trace("bobyqa", where = asNamespace("minqa"), print = FALSE, tracer = quote({
+  .f0 <- fn
+  .i <- length(.rec$runs) + 1L
+  .rec$runs[[.i]] <- list(x = list(), f = numeric(0), par0 = as.numeric(par) + 0,
+                          lower = rep_len(as.numeric(lower), length(par)),
+                          upper = rep_len(as.numeric(upper), length(par)), control = control)
+  fn <- function(x, ...) {
+    v <- .f0(x, ...)
+    .rec$runs[[.i]]$x[[length(.rec$runs[[.i]]$x) + 1L]] <- as.numeric(x)
+    .rec$runs[[.i]]$f <- c(.rec$runs[[.i]]$f, v)
+    v
+  }
+}), exit = quote(.rec$runs[[.i]]$res <- returnValue()))
+lme4_runs <- function(name, expr, note = "") {
+  .rec$runs <- list()
+  suppressWarnings(force(expr))
+  lapply(seq_along(.rec$runs), function(i) {
+    r <- .rec$runs[[i]]
+    res <- r$res
+    nm <- if (length(.rec$runs) > 1) paste0(name, "_stage", i) else name
+    cat(sprintf("%-28s n=%d feval=%4d ierr=%d fval=%.10g\n", nm, length(r$par0), res$feval,
+                res$ierr, res$fval))
+    stopifnot(length(r$f) == res$feval + 2L)
+    list(name = nm, note = note, n = length(r$par0), par0 = hex(r$par0), lower = hex(r$lower),
+         upper = hex(r$upper), control = r$control[c("rhobeg", "rhoend")[
+           c("rhobeg", "rhoend") %in% names(r$control)]],
+         points = lapply(r$x, hex), values = hex(r$f), par = hex(res$par),
+         fval = hex(res$fval), feval = res$feval, ierr = res$ierr, msg = res$msg,
+         warnings = character(0))
+  })
+}
+lme4fits <- c(
+  lme4_runs("lmer_sleepstudy_bobyqa",
+            lmer(Reaction ~ Days + (Days | Subject), sleepstudy,
+                 control = lmerControl(optimizer = "bobyqa"))),
+  lme4_runs("lmer_penicillin_bobyqa",
+            lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin,
+                 control = lmerControl(optimizer = "bobyqa"))),
+  lme4_runs("glmer_cbpp_bobyqa",
+            glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial,
+                  control = glmerControl(optimizer = "bobyqa"))),
+  lme4_runs("glmer_cbpp_herd_obs_default",
+            glmer(cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs), cbpp,
+                  binomial))
+)
+untrace("bobyqa", where = asNamespace("minqa"))
+
 res <- list(minqa = as.character(packageVersion("minqa")),
-            lme4 = as.character(packageVersion("lme4")), cases = c(out, glmm))
+            lme4 = as.character(packageVersion("lme4")), cases = c(out, glmm, lme4fits))
 writeLines(toJSON(res, auto_unbox = TRUE, null = "null", digits = NA),
            "tests/fixtures/minqa_bobyqa.json")
