@@ -105,8 +105,12 @@ def test_fixture_covers_the_cases_the_port_must_meet() -> None:
     assert {c["n"] for c in cases.values()} >= {1, 2, 3, 4, 5, 7}
     assert any(c["ierr"] == 1 for c in cases.values())  # maxfun reached
     assert sum(name.startswith("glmer_") for name in cases) >= 5
-    # the glmer first stages run with minqa's default npt = n + 2
-    assert all(not c["control"] for n, c in cases.items() if n.startswith("glmer_"))
+    # lme4 runs minqa with its default npt = n + 2
+    assert all("npt" not in (c["control"] or {}) for n, c in cases.items()
+               if n.startswith(("glmer_", "lmer_")))
+    # NA and Inf values reach the port (as the largest double)
+    for name in ("holes_nonfinite", "edge_nonfinite"):
+        assert any(v is None or v == "Inf" for v in cases[name]["values"])
 
 
 def test_minqa_npt() -> None:

@@ -132,7 +132,8 @@ cat("f_random_1049 run again: same points:", identical(again$points, glmm[[3]]$p
 # lme4's own fits: every call of minqa::bobyqa that lmer and glmer make, traced at its entry
 # (its objective wrapped) and exit; optimizer = "bobyqa" in lmer (sleepstudy, Penicillin)
 # and in both glmer stages (cbpp: the second stage with optwrap's adj settings rhobeg = 2e-4,
-# rhoend = 2e-7 over (theta, beta)), and glmer's default first stage (cbpp, two terms)
+# rhoend = 2e-7 over (theta, beta)), and glmer's default first stage (cbpp with two terms,
+# grouseticks with three)
 .rec <- new.env()
 .rec$runs <- list()
 trace("bobyqa", where = asNamespace("minqa"), print = FALSE, tracer = quote({
@@ -178,7 +179,10 @@ lme4fits <- c(
                   control = glmerControl(optimizer = "bobyqa"))),
   lme4_runs("glmer_cbpp_herd_obs_default",
             glmer(cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs), cbpp,
-                  binomial))
+                  binomial)),
+  lme4_runs("glmer_grouseticks_default",
+            glmer(TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION),
+                  grouseticks, poisson))
 )
 untrace("bobyqa", where = asNamespace("minqa"))
 
