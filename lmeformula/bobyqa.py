@@ -146,16 +146,14 @@ def _add_pq_times(g: list[float], pq: list[float], xpt: list[list[float]], v: li
                   skip_zero: bool = False) -> None:
     """g += sum_k PQ(k) (XPT(k,.) . v) XPT(k,.) (the implicit second derivatives times v);
     ``skip_zero``: TRSBOX skips the points with PQ(k) = 0."""
-    for k, xk in enumerate(xpt):
-        pk = pq[k]
+    for pk, xk in zip(pq, xpt, strict=True):
         if skip_zero and pk == 0.0:
             continue
         temp = 0.0
-        for xkj, vj in zip(xk, v):
+        for xkj, vj in zip(xk, v, strict=True):
             temp = temp + xkj * vj
         temp = pk * temp
-        for i, xki in enumerate(xk):
-            g[i] = g[i] + temp * xki
+        g[:] = [gi + temp * xki for gi, xki in zip(g, xk, strict=True)]
 
 
 # -- PRELIM -----------------------------------------------------------------------------------
@@ -288,9 +286,8 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
         if xopt[i] <= sl[i]:
             if gopt[i] >= 0.0:
                 xbdi[i] = -1.0
-        elif xopt[i] >= su[i]:
-            if gopt[i] <= 0.0:
-                xbdi[i] = 1.0
+        elif xopt[i] >= su[i] and gopt[i] <= 0.0:
+            xbdi[i] = 1.0
         if xbdi[i] != 0.0:
             nact += 1
         d[i] = 0.0
@@ -299,7 +296,7 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
     qred = 0.0
     crvmin = -1.0
     beta = gredsq = stepsq = ggsav = 0.0
-    itermax = itcsav = 0
+    itermax = 0
     dredsq = dredg = sredg = angbd = xsav = 0.0
     iact = -1
     label = 20
@@ -341,10 +338,7 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
                 label = 90
             else:
                 temp = math.sqrt(stepsq * resid + ds * ds)
-                if ds < 0.0:
-                    blen = (temp - ds) / stepsq
-                else:
-                    blen = resid / (temp + ds)
+                blen = (temp - ds) / stepsq if ds < 0.0 else resid / (temp + ds)
                 stplen = blen
                 if shs > 0.0:
                     stplen = min(blen, gredsq / shs)
@@ -352,10 +346,7 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
                 for i in range(n):
                     if s[i] != 0.0:
                         xsum = xopt[i] + d[i]
-                        if s[i] > 0.0:
-                            temp = (su[i] - xsum) / s[i]
-                        else:
-                            temp = (sl[i] - xsum) / s[i]
+                        temp = ((su[i] - xsum) if s[i] > 0.0 else (sl[i] - xsum)) / s[i]
                         if temp < stplen:
                             stplen = temp
                             iact = i
@@ -410,8 +401,7 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
                         s[i] = d[i]
                     else:
                         s[i] = 0.0
-                itcsav = iterc
-                mult_hs()  # CRVMIN = 0, ITERC = ITCSAV: HRED = HS, on to label 120
+                mult_hs()  # (CRVMIN = 0, ITERC = ITCSAV): HRED = HS, on to label 120
                 hred[:] = hs
                 label = 120
         if label == 120:  # S: the reduced G made orthogonal to the reduced D
@@ -466,7 +456,7 @@ def trsbox(m: _Model, delta: float, xnew: list[float], d: list[float],
                 if fixed:
                     label = 100
                     continue
-                mult_hs()  # CRVMIN = 0, ITERC > ITCSAV: on to label 150
+                mult_hs()  # (CRVMIN = 0, ITERC > ITCSAV): on to label 150
                 label = 150
         if label == 150:  # the best angle of the alternative iteration
             shs = 0.0
@@ -586,35 +576,29 @@ def altmov(m: _Model, kopt: int, knew: int, adelt: float, xnew: list[float],
             distsq = distsq + temp * temp
         subd = adelt / math.sqrt(distsq)
         slbd = -subd
-        ilbd = 0
-        iubd = 0
         sumin = min(1.0, subd)
-        for i in range(n):  # SLBD and SUBD within the bounds (ILBD, IUBD: +-(i+1))
+        # SLBD and SUBD within the bounds (Powell's ILBD, IUBD, ISBD and IBDSAV, the bound
+        # each step meets, are dropped: minqa sets IBDSAV = 0 before it would be used)
+        for i in range(n):
             temp = xk[i] - xopt[i]
             if temp > 0.0:
                 if slbd * temp < sl[i] - xopt[i]:
                     slbd = (sl[i] - xopt[i]) / temp
-                    ilbd = -(i + 1)
                 if subd * temp > su[i] - xopt[i]:
                     subd = max(sumin, (su[i] - xopt[i]) / temp)
-                    iubd = i + 1
             elif temp < 0.0:
                 if slbd * temp > su[i] - xopt[i]:
                     slbd = (su[i] - xopt[i]) / temp
-                    ilbd = i + 1
                 if subd * temp < sl[i] - xopt[i]:
                     subd = max(sumin, (sl[i] - xopt[i]) / temp)
-                    iubd = -(i + 1)
         if k == knew:
             diff = dderiv - 1.0
             step = slbd
             vlag = slbd * (dderiv - slbd * diff)
-            isbd = ilbd
             temp = subd * (dderiv - subd * diff)
             if abs(temp) > abs(vlag):
                 step = subd
                 vlag = temp
-                isbd = iubd
             tempd = 0.5 * dderiv
             tempa = tempd - diff * slbd
             tempb = tempd - diff * subd
@@ -623,20 +607,16 @@ def altmov(m: _Model, kopt: int, knew: int, adelt: float, xnew: list[float],
                 if abs(temp) > abs(vlag):
                     step = tempd / diff
                     vlag = temp
-                    isbd = 0
         else:
             step = slbd
             vlag = slbd * (1.0 - slbd)
-            isbd = ilbd
             temp = subd * (1.0 - subd)
             if abs(temp) > abs(vlag):
                 step = subd
                 vlag = temp
-                isbd = iubd
             if subd > 0.5 and abs(vlag) < 0.25:
                 step = 0.5
                 vlag = 0.25
-                isbd = 0
             vlag = vlag * dderiv
         temp = step * (1.0 - step) * distsq
         predsq = vlag * vlag * (vlag * vlag + ha * temp * temp)
@@ -644,8 +624,8 @@ def altmov(m: _Model, kopt: int, knew: int, adelt: float, xnew: list[float],
             presav = predsq
             ksav = k
             stpsav = step
-    # XNEW on the chosen line; minqa sets IBDSAV = 0 here (its 2022 fix of an uninitialised
-    # variable), so the bound ISBD named is never imposed exactly
+    # XNEW on the chosen line (minqa sets IBDSAV = 0 here, its 2022 fix of an uninitialised
+    # variable, so no bound is imposed exactly beyond the clipping)
     xk = xpt[ksav]
     for i in range(n):
         temp = xopt[i] + stpsav * (xk[i] - xopt[i])
@@ -1298,26 +1278,24 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
             label = 230
         if label == 230:  # VLAG and BETA for D; XPT(K,.) . D kept in W(NPT+K) for VQUAD
             for k in range(npt):
-                xk = xpt[k]
-                bk = bmat[k]
                 suma = 0.0
                 sumb = 0.0
                 sum_ = 0.0
-                for j in range(n):
-                    suma = suma + xk[j] * d[j]
-                    sumb = sumb + xk[j] * xopt[j]
-                    sum_ = sum_ + bk[j] * d[j]
+                for xkj, dj, xoj, bkj in zip(xpt[k], d, xopt, bmat[k], strict=True):
+                    suma = suma + xkj * dj
+                    sumb = sumb + xkj * xoj
+                    sum_ = sum_ + bkj * dj
                 w[k] = suma * (0.5 * suma + sumb)
                 vlag[k] = sum_
                 wnpt[k] = suma
             beta = 0.0
             for jj in range(nptm):
                 sum_ = 0.0
-                for k in range(npt):
-                    sum_ = sum_ + zmat[k][jj] * w[k]
+                for zk, wk in zip(zmat, w, strict=True):
+                    sum_ = sum_ + zk[jj] * wk
                 beta = beta - sum_ * sum_
-                for k in range(npt):
-                    vlag[k] = vlag[k] + sum_ * zmat[k][jj]
+                for k, zk in enumerate(zmat):
+                    vlag[k] = vlag[k] + sum_ * zk[jj]
             dsq = 0.0
             bsum = 0.0
             dx = 0.0
@@ -1325,13 +1303,12 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
                 dj = d[j]
                 dsq = dsq + dj * dj
                 sum_ = 0.0
-                for k in range(npt):
-                    sum_ = sum_ + w[k] * bmat[k][j]
+                for wk, bk in zip(w, bmat, strict=False):
+                    sum_ = sum_ + wk * bk[j]
                 bsum = bsum + sum_ * dj
                 jp = npt + j
-                bjp = bmat[jp]
-                for i in range(n):
-                    sum_ = sum_ + bjp[i] * d[i]
+                for bjpi, di in zip(bmat[jp], d, strict=True):
+                    sum_ = sum_ + bjpi * di
                 vlag[jp] = sum_
                 bsum = bsum + sum_ * dj
                 dx = dx + dj * xopt[j]
@@ -1443,27 +1420,23 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
             zknew = zmat[knew]
             for jj in range(nptm):
                 temp = diff * zknew[jj]
-                for k in range(npt):
-                    pq[k] = pq[k] + temp * zmat[k][jj]
+                pq[:] = [pk + temp * zk[jj] for pk, zk in zip(pq, zmat, strict=True)]
             # the new point in the set, and the change to GOPT at the old XOPT
             fval[knew] = f
             for i in range(n):
                 xknew[i] = xnew[i]
                 w[i] = bmat[knew][i]  # (W(1..N); n < npt)
-            for k in range(npt):
-                zk = zmat[k]
+            wn = w[:n]
+            for zk, xk in zip(zmat, xpt, strict=True):
                 suma = 0.0
-                for jj in range(nptm):
-                    suma = suma + zknew[jj] * zk[jj]
-                xk = xpt[k]
+                for zkn, zkj in zip(zknew, zk, strict=True):
+                    suma = suma + zkn * zkj
                 sumb = 0.0
-                for j in range(n):
-                    sumb = sumb + xk[j] * xopt[j]
+                for xkj, xoj in zip(xk, xopt, strict=True):
+                    sumb = sumb + xkj * xoj
                 temp = suma * sumb
-                for i in range(n):
-                    w[i] = w[i] + temp * xk[i]
-            for i in range(n):
-                gopt[i] = gopt[i] + diff * w[i]
+                wn = [wi + temp * xki for wi, xki in zip(wn, xk, strict=True)]
+            gopt[:] = [gi + diff * wi for gi, wi in zip(gopt, wn, strict=True)]
             if f < fopt:  # the new best point: XOPT, GOPT, KOPT
                 kopt = knew
                 xoptsq = 0.0
@@ -1482,23 +1455,21 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
                     w[k] = 0.0
                 for j in range(nptm):
                     sum_ = 0.0
-                    for k in range(npt):
-                        sum_ = sum_ + zmat[k][j] * vlag[k]
-                    for k in range(npt):
-                        w[k] = w[k] + sum_ * zmat[k][j]
-                for k in range(npt):
-                    xk = xpt[k]
+                    for zk, vk in zip(zmat, vlag, strict=False):
+                        sum_ = sum_ + zk[j] * vk
+                    w[:] = [wk + sum_ * zk[j] for wk, zk in zip(w, zmat, strict=True)]
+                for k, xk in enumerate(xpt):
                     sum_ = 0.0
-                    for j in range(n):
-                        sum_ = sum_ + xk[j] * xopt[j]
+                    for xkj, xoj in zip(xk, xopt, strict=True):
+                        sum_ = sum_ + xkj * xoj
                     wnpt[k] = w[k]
                     w[k] = sum_ * w[k]
                 gqsq = 0.0
                 gisq = 0.0
                 for i in range(n):
                     sum_ = 0.0
-                    for k in range(npt):
-                        sum_ = sum_ + bmat[k][i] * vlag[k] + xpt[k][i] * w[k]
+                    for bk, vk, xk, wk in zip(bmat, vlag, xpt, w, strict=False):
+                        sum_ = sum_ + bk[i] * vk + xk[i] * wk
                     g = gopt[i]
                     if xopt[i] == sl[i]:
                         t, u = min(0.0, g), min(0.0, sum_)
@@ -1689,11 +1660,11 @@ def bobyqa(fn: Callable[[np.ndarray], float], par: Sequence[float] | np.ndarray,
     del check
     xl = np.broadcast_to(np.asarray(lower, dtype=float), (n,)).tolist()
     xu = np.broadcast_to(np.asarray(upper, dtype=float), (n,)).tolist()
-    if not all(lo < hi for lo, hi in zip(xl, xu)):
+    if not all(lo < hi for lo, hi in zip(xl, xu, strict=True)):
         raise FittingError("bobyqa: every lower bound must be below its upper bound")
     if np.any(x0 < np.array(xl)) or np.any(x0 > np.array(xu)):
         raise FittingError("Starting values violate bounds")
-    rng = [hi - lo for lo, hi in zip(xl, xu)]
+    rng = [hi - lo for lo, hi in zip(xl, xu, strict=True)]
     if any(r < 2.0 * rhobeg for r in rng):
         _warn("All upper - lower must be >= 2*rhobeg. Changing rhobeg")
         rhobeg = 0.2 * min(rng)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .bobyqa import bobyqa, minqa_npt
 from .control import LmerControl
 from .errors import (
     ConvergenceWarning,
@@ -26,7 +27,6 @@ from .errors import (
     LmeFormulaWarning,
     SingularFitWarning,
 )
-from .bobyqa import bobyqa, minqa_npt
 from .neldermead import nelder_mead
 from .records import NamedRecord
 from .validate import check_allocation, check_count, check_number
@@ -203,8 +203,8 @@ def _check_workspace(k: int, algorithm: str, npt: int | None = None) -> None:
         itemsize = 32  # a list's pointer and the float object it points to
     else:  # a simplex, or NLopt's other derivative-free methods: of order k²
         elements = (k + 1.0) * (k + 1.0)
-    check_allocation(elements, f"the optimizer ({algorithm.replace('NLOPT_', '')}) for {k} "
-                               "parameters", itemsize)
+    name = "bobyqa" if algorithm == "minqa_bobyqa" else algorithm.replace("NLOPT_", "")
+    check_allocation(elements, f"the optimizer ({name}) for {k} parameters", itemsize)
 
 
 def check_optimizer_workspace(k: int, optimizer: str | None,
