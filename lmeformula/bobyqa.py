@@ -153,7 +153,8 @@ def _add_pq_times(g: list[float], pq: list[float], xpt: list[list[float]], v: li
         for xkj, vj in zip(xk, v, strict=True):
             temp = temp + xkj * vj
         temp = pk * temp
-        g[:] = [gi + temp * xki for gi, xki in zip(g, xk, strict=True)]
+        for i, xki in enumerate(xk):  # (a loop: cheaper than a new list for a few elements)
+            g[i] = g[i] + temp * xki
 
 
 # -- PRELIM -----------------------------------------------------------------------------------
@@ -758,10 +759,14 @@ def update(m: _Model, vlag: list[float], beta: float, denom: float, knew: int) -
         w[jp] = bmat[knew][j]
         tempa = (alpha * vlag[jp] - tau * w[jp]) / denom
         tempb = (-beta * w[jp] - tau * vlag[jp]) / denom
-        for i in range(jp + 1):
-            bmat[i][j] = bmat[i][j] + tempa * vlag[i] + tempb * w[i]
-            if i >= npt:
-                bmat[jp][i - npt] = bmat[i][j]
+        for i in range(npt):
+            bi = bmat[i]
+            bi[j] = bi[j] + tempa * vlag[i] + tempb * w[i]
+        bjp = bmat[jp]
+        for i in range(npt, jp + 1):  # (and the symmetric element, which no later i reads)
+            v = bmat[i][j] + tempa * vlag[i] + tempb * w[i]
+            bmat[i][j] = v
+            bjp[i - npt] = v
 
 
 # -- RESCUE -----------------------------------------------------------------------------------
@@ -1420,13 +1425,13 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
             zknew = zmat[knew]
             for jj in range(nptm):
                 temp = diff * zknew[jj]
-                pq[:] = [pk + temp * zk[jj] for pk, zk in zip(pq, zmat, strict=True)]
+                for k, zk in enumerate(zmat):
+                    pq[k] = pq[k] + temp * zk[jj]
             # the new point in the set, and the change to GOPT at the old XOPT
             fval[knew] = f
             for i in range(n):
                 xknew[i] = xnew[i]
                 w[i] = bmat[knew][i]  # (W(1..N); n < npt)
-            wn = w[:n]
             for zk, xk in zip(zmat, xpt, strict=True):
                 suma = 0.0
                 for zkn, zkj in zip(zknew, zk, strict=True):
@@ -1435,8 +1440,10 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
                 for xkj, xoj in zip(xk, xopt, strict=True):
                     sumb = sumb + xkj * xoj
                 temp = suma * sumb
-                wn = [wi + temp * xki for wi, xki in zip(wn, xk, strict=True)]
-            gopt[:] = [gi + diff * wi for gi, wi in zip(gopt, wn, strict=True)]
+                for i, xki in enumerate(xk):
+                    w[i] = w[i] + temp * xki
+            for i in range(n):
+                gopt[i] = gopt[i] + diff * w[i]
             if f < fopt:  # the new best point: XOPT, GOPT, KOPT
                 kopt = knew
                 xoptsq = 0.0
@@ -1457,7 +1464,8 @@ def bobyqb(calfun: _Calfun, n: int, npt: int, x: list[float], xl: list[float],
                     sum_ = 0.0
                     for zk, vk in zip(zmat, vlag, strict=False):
                         sum_ = sum_ + zk[j] * vk
-                    w[:] = [wk + sum_ * zk[j] for wk, zk in zip(w, zmat, strict=True)]
+                    for k, zk in enumerate(zmat):
+                        w[k] = w[k] + sum_ * zk[j]
                 for k, xk in enumerate(xpt):
                     sum_ = 0.0
                     for xkj, xoj in zip(xk, xopt, strict=True):
