@@ -81,11 +81,11 @@ VARCORR_LAST_DIGIT = {"e_logical_expr_response_na_exclude"}
 SEPARATION = {"d_bin_separation", "d_bin_separation_low"}
 # nAGQ = 0 fits with a variance at its bound (two from a random generator of designs): the
 # first stage is lme4's bobyqa (minqa's BOBYQA, lmeformula.bobyqa), which lands on θ = 0
-# exactly here, as lme4's does (NLopt's BOBYQA, with 2n + 1 interpolation points, stopped within
-# 1e-8 of it); test_boundary_fit_itself. The other components agree to the optimizer's
-# tolerance, the paths' last steps being decided by the criteria's last bits. In
+# exactly here, as lme4's does (NLopt's BOBYQA, with 2n + 1 interpolation points, stopped
+# within 1e-8 of it); test_boundary_fit_itself. The other components agree to the
+# optimizer's tolerance, the paths' last steps being decided by the criteria's last bits. In
 # a_logical_nagq0_crossed that moves a printed digit: θ_1 differs by 1.1e-8 relative and
-# β_x:site... = 0.0035384997 here, 0.0035385017 in lme4, either side of the edge at which
+# β_siteeast = 0.0035384997 here, 0.0035385017 in lme4, either side of the edge at which
 # print() shows 0.003538 or 0.003539; so it is compared at lme4's θ (PRINT_EDGE).
 NAGQ0_BOUNDARY = {"a_logical_nagq0_crossed", "f_random_1022_poi", "f_random_1031_bin_binary"}
 PRINT_EDGE = {"a_logical_nagq0_crossed"}
