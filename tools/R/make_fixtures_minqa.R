@@ -54,6 +54,10 @@ quad_box <- function(x) {  # a convex quadratic whose minimum (2, -1, 0.5) is ou
   sum(r * (A %*% r))
 }
 smooth7 <- function(x) sum((1:7) * (x - (1:7) / 4)^2) + sum(x)^2 / 10 + sum(x^4) / 20
+smooth12 <- function(x) {  # coupled, with minima of some coordinates below their bounds
+  i <- seq_along(x)
+  sum(i * (x - cos(i))^2) + sum(diff(x)^2) / 2 + sum(x)^2 / 20 + sum(x^4) / 40
+}
 one_d <- function(x) (x - 3)^2 + sin(3 * x)
 holes <- function(x) if (x[1] > 0.5) NA_real_ else if (x[2] < 0.3) Inf else rosen(x)
 edge <- function(x) if (x[1] > 0.7) NA_real_ else rosen(x)
@@ -67,6 +71,8 @@ out <- list(
   trace_bobyqa("one_d", one_d, 1),
   trace_bobyqa("one_d_lower", function(x) (x + 1)^2, 2, lower = 0),
   trace_bobyqa("smooth7_theta_bounds", smooth7, rep(1, 7), lower = c(0, -Inf, 0, -Inf, -Inf, 0, 0)),
+  trace_bobyqa("smooth12_bounds", smooth12, rep(0.5, 12),
+               lower = rep(c(0, -Inf, 0), 4), upper = rep(c(Inf, Inf, 2), 4)),
   trace_bobyqa("rosen3_npt7", rosen, c(-1.2, 1, 1.5), control = list(npt = 7)),
   trace_bobyqa("rosen3_npt10", rosen, c(-1.2, 1, 1.5), control = list(npt = 10)),
   trace_bobyqa("rosen4_npt8", rosen, c(-1.2, 1, 0.5, 1.5), control = list(npt = 8)),
@@ -109,6 +115,11 @@ d1049 <- fixture_data(fx2("f_random_1049_bin_binary"))
 d1022 <- fixture_data(fx2("f_random_1022_poi"))
 dinv <- fixture_data(fx2("c_invgauss_log_nested"))
 dlog <- fixture_data(fx2("a_logical_nagq0_crossed"))
+set.seed(14)
+dvec <- data.frame(f = factor(sample(letters[1:4], 2000, TRUE)),
+                   g = factor(sample(1:40, 2000, TRUE)))
+dvec$y <- rbinom(2000, 1, plogis(-0.3 + rnorm(40, sd = 0.8)[dvec$g] +
+                                   c(0, 0.5, -0.4, 0.2)[dvec$f]))
 glmm <- list(
   stage1("glmer_cbpp_herd", cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
          binomial),
@@ -121,7 +132,9 @@ glmm <- list(
          d1022, poisson),
   stage1("glmer_fuzz2_c_invgauss", yi ~ x + (1 | g/h), dinv,
          inverse.gaussian(link = "log")),
-  stage1("glmer_fuzz2_a_logical", ok ~ x + site + (1 | g) + (0 + x | site), dlog, binomial)
+  stage1("glmer_fuzz2_a_logical", ok ~ x + site + (1 | g) + (0 + x | site), dlog, binomial),
+  stage1("glmer_vector_10_theta", y ~ f + (0 + f | g), dvec, binomial,
+         note = "a 4 x 4 covariance matrix: 10 theta")
 )
 # the same first stage twice more, in this session: minqa's RESCUE evaluates at an undefined
 # point, so a path through it could differ between runs
