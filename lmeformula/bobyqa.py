@@ -194,7 +194,7 @@ class _SecondDerivatives:
             temp = self.p * np.add.accumulate(self.x * sv, axis=1)[:, -1]
             terms = np.vstack([hs[None, :], temp[:, None] * self.x])
             hs = np.add.accumulate(terms, axis=0)[-1]
-        return hs.tolist()  # type: ignore[no-any-return]
+        return hs.tolist()
 
 
 # -- PRELIM -----------------------------------------------------------------------------------
