@@ -2,9 +2,11 @@
 
 tests/fixtures/minqa_bobyqa.json (tools/R/make_fixtures_minqa.R) holds every point at which
 ``minqa::bobyqa`` evaluated the objective, with the values, on test problems (Rosenbrock in
-2-5 dimensions with and without bounds, a box-constrained quadratic, one parameter, seven
-parameters with θ-like bounds, npt other than the default, rhobeg/rhoend/maxfun given,
-maxfun reached, maxfun below npt, NA and Inf values), on lme4's glmer first-stage deviance
+2-5 dimensions with and without bounds, a box-constrained quadratic started on and near its
+bounds, minima on lower and upper bounds, one parameter, 7 and 12 parameters with θ-like
+bounds, a piecewise-constant function that makes BOBYQA replace its model, npt other than
+the default, rhobeg/rhoend/maxfun given, maxfun reached, maxfun below npt, NA and Inf
+values), on lme4's glmer first-stage deviance
 functions, and in lme4's own fits (every call lmer and glmer make, traced: optimizer =
 "bobyqa" for sleepstudy and Penicillin, both glmer stages of cbpp, glmer's default first stage
 on cbpp and grouseticks). The port is run on an objective that returns R's value for each

@@ -68,11 +68,22 @@ out <- list(
   trace_bobyqa("rosen5_lower0", rosen, c(0.5, 0.05, 0.2, 0.4, 0.15), lower = 0,
                note = "x0 within rhobeg of the bound 0: BOBYQA moves it"),
   trace_bobyqa("quad_box3", quad_box, c(0.5, 0.5, 0.5), lower = 0, upper = 1),
+  trace_bobyqa("quad_box3_start_on_bounds", quad_box, c(0, 0.95, 1), lower = 0, upper = 1,
+               note = "x0 on the lower bound, within rhobeg of the upper, on the upper"),
   trace_bobyqa("one_d", one_d, 1),
   trace_bobyqa("one_d_lower", function(x) (x + 1)^2, 2, lower = 0),
   trace_bobyqa("smooth7_theta_bounds", smooth7, rep(1, 7), lower = c(0, -Inf, 0, -Inf, -Inf, 0, 0)),
   trace_bobyqa("smooth12_bounds", smooth12, rep(0.5, 12),
                lower = rep(c(0, -Inf, 0), 4), upper = rep(c(Inf, Inf, 2), 4)),
+  # (these three reach branches the others do not: BOBYQB's test at label 80 of a step
+  # ending on a lower or an upper bound, and the replacement of the model by the least
+  # Frobenius norm interpolant after three poor models, ITEST = 3)
+  trace_bobyqa("expsum_lower_bound", function(x) sum(exp(x * c(1, 2, 3))) + sum(x)^2,
+               c(1, 0.5, 0.8), lower = c(0, -0.1, 0.2)),
+  trace_bobyqa("cubic_upper_bound", function(x) -sum(x^3) - sum(x), c(1, 1, 1), lower = 0,
+               upper = 2),
+  trace_bobyqa("steps_itest", function(x) sum(floor(8 * x)^2) / 64 + 0.01 * sum(x^2),
+               c(1, 0.7, 0.4)),
   trace_bobyqa("rosen3_npt7", rosen, c(-1.2, 1, 1.5), control = list(npt = 7)),
   trace_bobyqa("rosen3_npt10", rosen, c(-1.2, 1, 1.5), control = list(npt = 10)),
   trace_bobyqa("rosen4_npt8", rosen, c(-1.2, 1, 0.5, 1.5), control = list(npt = 8)),
