@@ -162,8 +162,11 @@ def _add_pq_times(g: list[float], pq: list[float], xpt: list[list[float]], v: li
 # the Fortran's order: numpy's cumulative sums (np.add.accumulate) add one term at a time,
 # left to right, unlike its sums and dot products, so the last partial sum is the Fortran
 # loop's sum, bit for bit; products are elementwise. Below it, numpy's per-call cost
-# exceeds the Python loops'. (Measured, 21 parameters: 3 ms of Python per evaluation.)
-_NUMPY_FROM = 6
+# exceeds the Python loops' (measured, 2026-12-03: no gain up to 12 parameters, 10 % at 21
+# on a quadratic, 33 % at 30; 3.0 -> 2.0 ms per evaluation on a glmer first stage of 21 θ,
+# whose TRSBOX runs more conjugate gradient steps). tests/test_bobyqa_minqa.py's 12-parameter
+# case runs this path, the others the loops.
+_NUMPY_FROM = 12
 
 
 class _SecondDerivatives:

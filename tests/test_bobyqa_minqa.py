@@ -219,3 +219,17 @@ def test_lme4s_bobyqa_wrapper() -> None:
     # a start outside the bounds is minqa's error (lme4 passes it on)
     with pytest.raises(FittingError, match="Starting values violate bounds"):
         minqa_bobyqa(fn, np.array([-1.0, 1.0]), np.zeros(2), {})
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if _case(n)["n"] >= 7])
+@pytest.mark.parametrize("numpy_from", [1, 10**6])
+def test_both_ways_of_multiplying_by_the_hessian(name: str, numpy_from: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # TRSBOX's products in numpy (cumulative sums) or in loops: minqa's points either way
+    import lmeformula.bobyqa as b
+
+    monkeypatch.setattr(b, "_NUMPY_FROM", numpy_from)
+    case = _case(name)
+    replay = Replay(case)
+    res = _run(case, replay)
+    assert replay.calls == len(replay.points) and res.par.tolist() == _nums(case["par"])
