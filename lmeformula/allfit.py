@@ -171,8 +171,9 @@ def allFit(m: LmerMod, optimizers: Sequence[str] | None = None, maxfun: int = 10
     optimizers
         Names from :data:`ALLFIT_OPTIMIZERS` (default: all of them): lme4's own
         ``Nelder_Mead``, scipy's ``Powell`` and ``L-BFGS-B`` and NLopt's Nelder-Mead, Subplex and
-        BOBYQA (``nloptwrap.NLOPT_LN_BOBYQA``, lme4's default). lme4's ``bobyqa`` (minqa),
-        ``nlminbwrap``, ``nmkbw`` (dfoptim) and ``optimx`` have no Python counterpart here.
+        BOBYQA (``nloptwrap.NLOPT_LN_BOBYQA``, lme4's default). lme4's ``bobyqa`` (minqa's,
+        ``optimizer="bobyqa"`` in a fit here) is not among them yet; ``nlminbwrap``, ``nmkbw``
+        (dfoptim) and ``optimx`` have no Python counterpart here.
     maxfun
         Evaluation limit given to every optimizer (lme4's default 1e5).
     catch_errs

@@ -41,10 +41,10 @@ class LmerControl:
         ``"stop"`` or ``"ignore"`` for one-sided formulas.
     optimizer
         ``"nloptwrap"`` (NLopt BOBYQA with lme4's nloptwrap settings, lme4's default),
-        ``"bobyqa"`` (lme4's minqa BOBYQA settings: rhobeg = min(0.95, 0.2 max|θ|), rhoend =
-        1e-6 rhobeg; NLopt's implementation, so the same optimum to about 1e-6 but not
-        minqa's path step for step), ``"Nelder_Mead"`` (lme4's own Nelder-Mead with its
-        defaults: lme4's path and evaluation count), ``"Powell"`` (scipy's), ``"L-BFGS-B"``,
+        ``"bobyqa"`` (lme4's: minqa's BOBYQA, :mod:`lmeformula.bobyqa`, with minqa's defaults
+        npt = n + 2, rhobeg = min(0.95, 0.2 max|θ|), rhoend = 1e-6 rhobeg),
+        ``"Nelder_Mead"`` (lme4's own Nelder-Mead with its defaults: lme4's path and
+        evaluation count), ``"Powell"`` (scipy's), ``"L-BFGS-B"``,
         or None to evaluate the deviance at the start only. ``"L-BFGS-B"``
         (scipy) uses the criterion's analytic gradient and needs far fewer evaluations than
         BOBYQA, which pays off for large models (InstEval); it reaches the same optimum (or a

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .bobyqa import bobyqa, minqa_npt
 from .control import LmerControl
 from .errors import (
     ConvergenceWarning,
@@ -125,6 +126,11 @@ _NLOPT_MESSAGES = {
 }
 
 
+# the control settings minqa's bobyqa takes (minqa:::commonArgs; iprint, obstop and force.start
+# are accepted and have no effect here: no printing, and x0 is within the bounds)
+_MINQA_OPTIONS = frozenset({"npt", "rhobeg", "rhoend", "iprint", "maxfun", "obstop",
+                            "force.start"})
+
 # lme4's nloptwrap settings (nloptr's xtol_rel default included; see the module docstring)
 _NLOPTWRAP_DEFAULTS: dict[str, Any] = {"xtol_abs": 1e-8, "ftol_abs": 1e-8, "maxeval": 100000,
                                        "xtol_rel": 1e-4, "ftol_rel": 0.0}
@@ -183,17 +189,22 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count
 
 
-def _check_workspace(k: int, algorithm: str) -> None:
+def _check_workspace(k: int, algorithm: str, npt: int | None = None) -> None:
     """Refuse an optimizer whose workspace for ``k`` parameters would not fit in memory
     (NLopt does not check its allocation: θ of 45,000 parameters, (f | g) with a 300-level
     factor f, was a segmentation fault)."""
+    itemsize = 8
     if algorithm == "NLOPT_LN_BOBYQA":  # NLopt's bobyqa.c: npt = 2k + 1 interpolation points
-        npt = 2.0 * k + 1.0
-        elements = (npt + 5.0) * (npt + k) + 1.5 * k * (k + 5.0)
+        n_pt = 2.0 * k + 1.0
+        elements = (n_pt + 5.0) * (n_pt + k) + 1.5 * k * (k + 5.0)
+    elif algorithm == "minqa_bobyqa":  # minqa's workspace, held as lists of Python floats
+        n_pt = float(minqa_npt(k, npt))
+        elements = (n_pt + 5.0) * (n_pt + k) + 1.5 * k * (k + 5.0)
+        itemsize = 32  # a list's pointer and the float object it points to
     else:  # a simplex, or NLopt's other derivative-free methods: of order k²
         elements = (k + 1.0) * (k + 1.0)
-    check_allocation(elements, f"the optimizer ({algorithm.replace('NLOPT_', '')}) for {k} "
-                               "parameters")
+    name = "bobyqa" if algorithm == "minqa_bobyqa" else algorithm.replace("NLOPT_", "")
+    check_allocation(elements, f"the optimizer ({name}) for {k} parameters", itemsize)
 
 
 def check_optimizer_workspace(k: int, optimizer: str | None,
@@ -201,57 +212,44 @@ def check_optimizer_workspace(k: int, optimizer: str | None,
     """:func:`_check_workspace` for the optimizer named ``optimizer``, before the deviance
     function is set up (which takes seconds to a minute for such a θ)."""
     algorithm = {"nloptwrap": str(dict(optCtrl).get("algorithm", "NLOPT_LN_BOBYQA")),
-                 "bobyqa": "NLOPT_LN_BOBYQA", "Nelder_Mead": "Nelder_Mead"}.get(str(optimizer))
+                 "bobyqa": "minqa_bobyqa", "Nelder_Mead": "Nelder_Mead"}.get(str(optimizer))
     if algorithm is not None:
-        _check_workspace(k, algorithm)
+        npt = dict(optCtrl).get("npt") if algorithm == "minqa_bobyqa" else None
+        _check_workspace(k, algorithm, None if npt is None else int(npt))
 
 
 def minqa_bobyqa(fn: Objective, x0: np.ndarray, lower: np.ndarray, opts: Mapping[str, Any]
                  ) -> tuple[np.ndarray, float, int, str, int]:
-    """lme4's ``bobyqa`` (minqa's): rhobeg = min(0.95, 0.2 max|x0|), rhoend = 1e-6 rhobeg, at
-    most 10000 evaluations (``maxfun``), x0 = 0 moved to 0.001 (lme4's "minor kludge").
-
-    NLopt's implementation of Powell's BOBYQA with those trust-region radii: the same
-    algorithm as minqa's Fortran, so lme4's ``optimizer = "bobyqa"`` ends at the same optimum
-    to about 1e-6. Its path (and evaluation count) is minqa's only for one parameter:
-    minqa interpolates its quadratic model through npt = n + 2 points by default
-    (``minqa:::commonArgs``), NLopt through 2n + 1 (fixed, not settable), the same number
-    only for n = 1. With two or more parameters (glmer's first stage and nAGQ = 0 fits
-    with two or more θ) the paths differ from the first iteration, and on a rough criterion
-    the stops can too (tests/test_glmer_fuzz2.py, c_invgauss_log_nested)."""
-    import nlopt
-
+    """lme4's ``bobyqa``: ``minqa::bobyqa`` (:func:`lmeformula.bobyqa.bobyqa`, a port of
+    minqa's Fortran that evaluates the same points) as lme4's ``optwrap`` calls it: x0 = 0
+    moved to 0.001 (lme4's "minor kludge"), no upper bounds, minqa's defaults (npt = n + 2
+    interpolation points, rhobeg = min(0.95, 0.2 max|x0|), rhoend = 1e-6 rhobeg, maxfun =
+    10000) unless ``opts`` sets them. Returns (par, fval, conv, message, feval) as lme4
+    records them: conv is minqa's ``ierr`` (0 normal exit, 1 maxfun reached, 3 a trust
+    region step failed, 5 too much cancellation in a denominator), the message minqa's
+    ("Normal exit from bobyqa"), feval the Fortran's evaluations."""
     x = np.asarray(x0, float).copy()
     if np.all(x == 0):
         x[:] = 0.001  # lme4's "minor kludge"
-    rhobeg = float(opts.get("rhobeg", min(0.95, 0.2 * float(np.max(np.abs(x))))))
-    rhoend = float(opts.get("rhoend", 1e-6 * rhobeg))
-    count = 0
-
-    def objective(p: np.ndarray, grad: np.ndarray) -> float:
-        nonlocal count
-        count += 1
-        value = fn(np.array(p))
-        return value if math.isfinite(value) else 1e300
-
+    unused = sorted(set(opts) - _MINQA_OPTIONS)
+    if unused:  # minqa:::commonArgs warns and ignores them
+        warnings.warn(f"unused control arguments ignored: optCtrl {', '.join(map(repr, unused))}",
+                      LmeFormulaWarning, stacklevel=4)
     k = x.shape[0]
-    _check_workspace(k, "NLOPT_LN_BOBYQA")
-    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
-    opt.set_lower_bounds(np.asarray(lower, float))
-    opt.set_upper_bounds(np.full(k, np.inf))
-    opt.set_min_objective(objective)
-    opt.set_initial_step(rhobeg)
-    opt.set_xtol_abs(rhoend)
-    opt.set_maxeval(int(opts.get("maxfun", 10000)))
-    x = np.clip(x, lower, None)
-    try:
-        xopt = opt.optimize(x)
-        code = int(opt.last_optimize_result())
-    except nlopt.RoundoffLimited:
-        xopt, code = x, -4
-    fval = float(opt.last_optimum_value())
-    conv = 0 if 0 < code < 5 else code
-    return np.asarray(xopt), fval, conv, f"NLopt code {code}", count
+    npt = opts.get("npt")
+    if npt is not None:
+        npt = check_count(npt, "optCtrl npt")
+    _check_workspace(k, "minqa_bobyqa", npt)
+    maxfun = check_count(opts.get("maxfun", 10000), "optCtrl maxfun")
+    rhobeg = opts.get("rhobeg")
+    rhoend = opts.get("rhoend")
+    for name, value in (("rhobeg", rhobeg), ("rhoend", rhoend)):
+        if value is not None:
+            check_number(value, f"optCtrl {name}", lower=0)
+    res = bobyqa(fn, x, np.asarray(lower, float), math.inf, npt=npt,
+                 rhobeg=None if rhobeg is None else float(rhobeg),
+                 rhoend=None if rhoend is None else float(rhoend), maxfun=maxfun)
+    return res.par, res.fval, res.ierr, res.msg, res.feval
 
 
 def lme4_nelder_mead(fn: Objective, x0: np.ndarray, lower: np.ndarray,

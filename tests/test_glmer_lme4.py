@@ -56,10 +56,16 @@ def test_estimates(name: str, at: bool) -> None:
 
 @pytest.mark.slow
 def test_evaluation_counts_follow_lme4() -> None:
-    # the first stage is NLopt's BOBYQA rather than minqa's, but for these models both
-    # stages take lme4's path: the same number of evaluations
-    for name in ("cbpp", "cbpp_nagq5", "poisson_offset", "gamma_log", "binomial_crossed"):
-        assert fit(name).optinfo.feval == fixture(name)["feval"], name
+    # both stages take lme4's path (the first minqa's BOBYQA, lmeformula.bobyqa; the second
+    # lme4's Nelder-Mead): the same number of evaluations (the second stage's)
+    for name in SMALL:
+        if name != "cbpp_nagq0":
+            assert fit(name).optinfo.feval == fixture(name)["feval"], name
+    # at nAGQ = 0 the count is the first stage's: our deviance differs from lme4's by an ulp
+    # at some of the points (4.6e-16 relative; the first seven points are the same doubles,
+    # tests/test_bobyqa_minqa.py), which decides BOBYQA's last steps of size rhoend = 2e-7:
+    # 17 evaluations here, 18 in lme4
+    assert abs(fit("cbpp_nagq0").optinfo.feval - fixture("cbpp_nagq0")["feval"]) <= 1
 
 
 @pytest.mark.parametrize(("name", "at"), CASES, ids=IDS)

@@ -61,7 +61,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # lFormula/glFormula and the deviance functions (mkLmerDevfun; PIRLS for mkGlmerDevfun)
     ("modular", ["modular", "glmodular", "glmodular_formulaic", "pirls_constants", "pirls",
                  "pirls_batch"]),
-    ("optimize", ["optimize", "neldermead", "laplace_grad"]),
+    ("optimize", ["optimize", "neldermead", "bobyqa", "laplace_grad"]),
     # predict/simulate on new data: they read a fitted model through a small typed protocol
     # (prediction.FittedModel), so the model's predict/fitted/residuals call down into them
     ("prediction", ["prediction"]),
