@@ -24,6 +24,7 @@ from .transforms import (
     MatrixValue,
     Value,
     as_factor,
+    c_contrasts,
     column_value,
     drop_unused_levels,
     evaluate,
@@ -140,6 +141,21 @@ def _take(value: Value, rows: np.ndarray) -> Value:
     # every row kept: the evaluated value itself (a new array, never the caller's), not a
     # second copy of an n-length column
     return arr if rows.shape[0] == arr.shape[0] else arr[rows]
+
+
+def _check_c_levels(name: str, value: Value, kept: Value) -> None:
+    """A ``C(f, sum)`` factor that loses levels in the model frame (unused in the data, or
+    only on rows dropped for NA): R's model.frame drops its contrasts ("contrasts dropped
+    from factor C(f, sum) due to missing levels") and codes it by the default contrasts under
+    the C() name; refused here rather than coded silently otherwise than the call says."""
+    if (isinstance(value, pd.Categorical) and isinstance(kept, pd.Categorical)
+            and len(kept.categories) < len(value.categories)
+            and c_contrasts(name, bool(value.ordered)) is not None):
+        lost = [str(c) for c in value.categories if c not in set(kept.categories)]
+        raise ModelFrameError(
+            f"contrasts dropped from factor {name} due to missing levels ({', '.join(lost)}): "
+            "R then codes it by the default contrasts (with this warning); drop the levels "
+            "first, C(droplevels(f), ...), or give contrasts= instead")
 
 
 def _string_factor(column: pd.Series) -> pd.Categorical:
@@ -304,6 +320,8 @@ def model_frame(
         raise ModelFrameError("0 (non-NA) cases")
 
     kept = {name: _take(v, rows) for name, v in values.items()}
+    for name, v in kept.items():
+        _check_c_levels(name, values[name], v)
     for name, v in kept.items():
         if isinstance(v, np.ndarray) and v.dtype.kind == "O":
             if pd.api.types.infer_dtype(v, skipna=True) == "boolean":
