@@ -1123,17 +1123,24 @@ def _ns_bs(ev: Evaluator, node: Call, what: str) -> MatrixValue:
     if saved is None:
         ev.state[what] = {"knots": basis.knots, "Boundary.knots": basis.boundary_knots,
                           "intercept": basis.intercept, "degree": basis.degree}
-    for message in basis.warnings:
+    # R's warnings where the model frame gives them (lme4's predict wraps its model.frame
+    # on new data in suppressWarnings: bs() beyond the boundary knots is silent there)
+    for message in basis.warnings if ev.nan_warning else ():
         warnings.warn(message, LmeFormulaWarning, stacklevel=_caller_outside_package())
     width = basis.values.shape[1]
     return MatrixValue(basis.values, tuple(str(j + 1) for j in range(width)))
 
 
-def _format_break(value: float, digits: int) -> str:
-    """R's ``formatC(0 + b, digits = d, width = 1)``: C's ``%.*g``."""
-    if math.isinf(value):
-        return "Inf" if value > 0 else "-Inf"
-    return f"{value + 0.0:.{digits}g}"
+def _format_breaks(values: np.ndarray, digits: int) -> list[str]:
+    """R's ``formatC(0 + breaks, digits = d, width = 1)``: C's ``%.*g`` for numbers; the
+    infinite ones written ``Inf`` and ``-Inf``, right-justified to a common width
+    (``" Inf"`` beside ``"-Inf"``), as formatC formats its special values together."""
+    text = [f"{v + 0.0:.{digits}g}" for v in values.tolist()]
+    special = [i for i, v in enumerate(values.tolist()) if math.isinf(v)]
+    width = max((4 if values[i] < 0 else 3) for i in special) if special else 0
+    for i in special:
+        text[i] = ("Inf" if values[i] > 0 else "-Inf").rjust(width)
+    return text
 
 
 def _cut(ev: Evaluator, node: Call, what: str) -> Value:
@@ -1178,7 +1185,7 @@ def _cut(ev: Evaluator, node: Call, what: str) -> Value:
         dig0 = 3 if dig_lab is None else int(dig_lab)
         found = False
         for dig in range(dig0, max(12, dig0) + 1):
-            text = [_format_break(float(b), dig) for b in breaks]
+            text = _format_breaks(breaks, dig)
             if all(a != b for a, b in itertools.pairwise(text)):
                 found = True
                 break
@@ -1318,9 +1325,12 @@ def _c(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
     if k < 2:
         raise FormulaError(f"contrasts can be applied only to factors with 2 or more levels "
                            f"(in {what})")
-    if spec.how_many is not None and spec.how_many > k - 1:
-        raise FormulaError(f"'how.many' larger than the number of levels less one is not "
-                           f"supported (in {what})")
+    if (spec.how_many is not None and spec.how_many > k - 1
+            and spec.kind not in ("contr.sum", "contr.helmert")):
+        # R's contrasts<- pads the names of a matrix with fewer columns than how.many (a
+        # contr.* matrix has all k - 1), which fails where the matrix has column names; an
+        # unnamed one (sum, Helmert) is kept whole
+        raise FormulaError(f"length of 'dimnames' [2] not equal to array extent (in {what})")
     if spec.base is not None and not 1 <= spec.base <= k:
         raise FormulaError(f"baseline group number out of range (in {what})")
     return value
