@@ -994,8 +994,8 @@ def _match_args(node: Call, formals: tuple[str, ...], what: str, *, dots: bool =
     over go to ``...`` or are R's "unused argument" errors."""
     matched: dict[str, Node] = {}
     rest: list[tuple[str | None, Node]] = []
-    partial: list[tuple[str, Node]] = []
-    for key, value in node.args:
+    partial: list[tuple[int, str, Node]] = []
+    for position, (key, value) in enumerate(node.args, start=1):
         if key is None:
             continue
         if key in formals:
@@ -1004,11 +1004,12 @@ def _match_args(node: Call, formals: tuple[str, ...], what: str, *, dots: bool =
                                    f"arguments (in {what})")
             matched[key] = value
         else:
-            partial.append((key, value))
-    for key, value in partial:
+            partial.append((position, key, value))
+    for position, key, value in partial:
         candidates = [f for f in formals if f.startswith(key) and f not in matched]
         if len(candidates) > 1:
-            raise FormulaError(f"argument '{key}' matches multiple formal arguments (in {what})")
+            raise FormulaError(f"argument {position} matches multiple formal arguments "
+                               f"(in {what})")
         if candidates:
             matched[candidates[0]] = value
         elif dots:
