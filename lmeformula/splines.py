@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import FormulaError
+
 __all__ = ["SplineBasis", "bs_basis", "ns_basis", "quantile7", "seq_length_out",
            "spline_design"]
 
@@ -259,7 +261,12 @@ def ns_basis(x: np.ndarray, df: float | None = None, knots: np.ndarray | None = 
             basis[inside] = spline_design(aknots, xv[inside], 4)
     else:
         basis = spline_design(aknots, xv, 4)
-    const = spline_design(aknots, bk, 4, (2, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        const = spline_design(aknots, bk, 4, (2, 2))
+    if not np.isfinite(const).all():
+        # a knot beyond the boundary knots: R's qr() of the constraints fails
+        raise FormulaError("NA/NaN/Inf in foreign function call (arg 1): ns()'s knots must "
+                           "lie within its boundary knots")
     if not intercept:
         const, basis = const[:, 1:], basis[:, 1:]
     # R: t(qr.qty(qr(t(const)), t(basis)))[, -(1:2)]; LINPACK's and LAPACK's Householder

@@ -172,7 +172,8 @@ bad <- c("ns(f)", "bs(f, df = 3)", "bs(x, degree = 0)", "ns(x, df = 3, foo = 1)"
          "cut(x, c(0, 5, 10), labels = c(\"a\"))", "cut(x)", "C(x)", "C(f, foo)", "C(fu, sum)",
          "droplevels(x)", "C(f, sum, 5)", "C(f, treatment, 5)", "bs(x, d = 3)",
          "ns(x, 3, df = 2)", "cut(x, 3, lab = FALSE)", "C(f, sum, foo = 1)",
-         "ns(x, df = 3, Boundary.knots = c(8, 2))")
+         "ns(x, df = 3, Boundary.knots = c(8, 2))", "ns(x, knots = 20)", "bs(x, knots = -1)",
+         "ns(x, knots = 3, Boundary.knots = c(4, 5))")
 errors <- list()
 d <- datasets[[1]]
 for (part in bad) {
