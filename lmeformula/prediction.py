@@ -191,8 +191,9 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
         categories = list(map(str, trained.categories))
         lookup = {c: i for i, c in enumerate(categories)}
         codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
-        new = sorted({lab for lab, c in zip(labels, codes, strict=True)
-                      if c == -2 and lab is not None})
+        unseen = {lab for lab, c in zip(labels, codes, strict=True)
+                  if c == -2 and lab is not None}
+        new = [lab for lab in _level_order(value, name) if lab in unseen] if unseen else []
         if new and not for_grouping:
             raise LmeFormulaError(f"factor {name} has new level{'s' if len(new) > 1 else ''} "
                                   f"{', '.join(new)}")
@@ -200,6 +201,18 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
         return pd.Categorical.from_codes(codes, categories=pd.Index(categories),
                                          ordered=trained.ordered)
     return value
+
+
+def _level_order(value: Value, name: str) -> list[str]:
+    """The new data's levels in the order R's model.frame lists new ones: a factor's own
+    (cut(x, 3) on new data: its intervals left to right), numbers sorted as numbers,
+    strings in code-point order (R's as.factor under LC_ALL=C)."""
+    if isinstance(value, pd.Categorical):
+        return [str(c) for c in value.categories]
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iuf":
+        return [str(c) for c in as_factor(arr, name).categories]
+    return sorted({lab for lab in _labels(value, name) if lab is not None})
 
 
 def _check_numeric_kept(value: Value, trained: Value | None, name: str) -> None:

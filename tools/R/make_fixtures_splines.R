@@ -39,7 +39,7 @@ make_data <- function(seed, n = 150, ng = 10) {
   data.frame(y = round(y, 4), x = x, z = z, f = f, o = o, fu = fu, g = g)
 }
 newdata_of <- function(d) {
-  data.frame(x = c(-1.5, 0.1, 0.5, 2.25, 5, 7.75, 9.5, 10.4, 13, NA),
+  data.frame(x = c(-1.5, 0.1, 0.5, 2.25, 5, 7.75, 9.5, 10.4, 25, NA),
              z = 1000 + c(0, 1, 2, 3, 4, 5, 6, 7, 8, 9) / 1000,
              f = factor(c("a", "b", "c", "d", "a", "b", "c", "d", "a", "b"), levels = levels(d$f)),
              o = factor(rep(c("lo", "mid", "hi"), length.out = 10), levels = levels(d$o),
