@@ -7,6 +7,7 @@ see the rows that NA handling later removes), then ``subset`` and ``na_action`` 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, cast
@@ -16,13 +17,15 @@ import pandas as pd
 
 from .call import ModelCall
 from .dataframe import as_pandas, borrows_caller_arrays
-from .errors import FormulaError, ModelFrameError
+from .errors import FormulaError, LmeFormulaWarning, ModelFrameError
 from .formula.ast import Name, Node, deparse
 from .formula.bars import subbars
 from .formula.terms import terms
 from .transforms import (
+    DroppedContrastsFactor,
     MatrixValue,
     Value,
+    _caller_outside_package,
     as_factor,
     c_contrasts,
     column_value,
@@ -143,19 +146,19 @@ def _take(value: Value, rows: np.ndarray) -> Value:
     return arr if rows.shape[0] == arr.shape[0] else arr[rows]
 
 
-def _check_c_levels(name: str, value: Value, kept: Value) -> None:
-    """A ``C(f, sum)`` factor that loses levels in the model frame (unused in the data, or
-    only on rows dropped for NA): R's model.frame drops its contrasts ("contrasts dropped
-    from factor C(f, sum) due to missing levels") and codes it by the default contrasts under
-    the C() name; refused here rather than coded silently otherwise than the call says."""
+def _c_levels(name: str, value: Value, kept: Value) -> Value:
+    """A ``C(f, sum)`` factor that lost levels in the model frame (unused in the data, or
+    only on rows dropped for NA): R's model.frame drops its contrasts, with R's warning, and
+    model.matrix codes it by the default contrasts (:class:`DroppedContrastsFactor`)."""
     if (isinstance(value, pd.Categorical) and isinstance(kept, pd.Categorical)
             and len(kept.categories) < len(value.categories)
             and c_contrasts(name, bool(value.ordered)) is not None):
-        lost = [str(c) for c in value.categories if c not in set(kept.categories)]
-        raise ModelFrameError(
-            f"contrasts dropped from factor {name} due to missing levels ({', '.join(lost)}): "
-            "R then codes it by the default contrasts (with this warning); drop the levels "
-            "first, C(droplevels(f), ...), or give contrasts= instead")
+        warnings.warn(f"contrasts dropped from factor {name} due to missing levels",
+                      LmeFormulaWarning, stacklevel=_caller_outside_package())
+        return DroppedContrastsFactor.from_codes(np.asarray(kept.codes),
+                                                 categories=kept.categories,
+                                                 ordered=kept.ordered)
+    return kept
 
 
 def _string_factor(column: pd.Series) -> pd.Categorical:
@@ -320,8 +323,7 @@ def model_frame(
         raise ModelFrameError("0 (non-NA) cases")
 
     kept = {name: _take(v, rows) for name, v in values.items()}
-    for name, v in kept.items():
-        _check_c_levels(name, values[name], v)
+    kept = {name: _c_levels(name, values[name], v) for name, v in kept.items()}
     for name, v in kept.items():
         if isinstance(v, np.ndarray) and v.dtype.kind == "O":
             if pd.api.types.infer_dtype(v, skipna=True) == "boolean":

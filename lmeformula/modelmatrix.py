@@ -23,6 +23,7 @@ from .formula.terms import Terms
 from .records import NamedRecord
 from .transforms import (
     ContrastSpec,
+    DroppedContrastsFactor,
     MatrixValue,
     Value,
     as_factor,
@@ -280,7 +281,8 @@ def _variable_columns(
     codes = np.asarray(factor.codes)
     indicators = np.zeros((codes.shape[0], len(levels)))
     indicators[np.arange(codes.shape[0]), codes] = 1.0
-    spec = None if name in contrasts else c_contrasts(name, bool(factor.ordered))
+    spec = (None if name in contrasts or isinstance(value, DroppedContrastsFactor)
+            else c_contrasts(name, bool(factor.ordered)))
     if spec is not None:  # C(f, sum): the contrasts the call set on the factor
         kind: Any = spec.kind
         used[name] = "custom" if spec.numbered else spec.kind

@@ -43,7 +43,14 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, column_value, evaluate, logical_factor
+from .transforms import (
+    DroppedContrastsFactor,
+    Value,
+    as_factor,
+    column_value,
+    evaluate,
+    logical_factor,
+)
 from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
@@ -198,6 +205,11 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
             raise LmeFormulaError(f"factor {name} has new level{'s' if len(new) > 1 else ''} "
                                   f"{', '.join(new)}")
         codes = np.where(codes == -2, -1, codes)
+        # a C() factor whose contrasts the fit's frame dropped keeps the default contrasts
+        # (lme4's predict passes X's contrasts attribute to model.matrix)
+        if isinstance(trained, DroppedContrastsFactor):
+            return DroppedContrastsFactor.from_codes(codes, categories=pd.Index(categories),
+                                                     ordered=trained.ordered)
         return pd.Categorical.from_codes(codes, categories=pd.Index(categories),
                                          ordered=trained.ordered)
     return value

@@ -44,7 +44,8 @@ from .formula.ast import (
 )
 from .splines import bs_basis, ns_basis, seq_length_out
 
-__all__ = ["MatrixValue", "Value", "as_factor", "evaluate", "is_factor_like", "r_number_labels"]
+__all__ = ["DroppedContrastsFactor", "MatrixValue", "Value", "as_factor", "c_contrasts", "evaluate",
+           "is_factor_like", "r_number_labels"]
 
 
 @dataclass(frozen=True)
@@ -1305,6 +1306,14 @@ def _c_call(name: str) -> Call | None:
     except FormulaError:
         return None
     return node if isinstance(node, Call) and _function_name(node.fn, name) == "C" else None
+
+
+class DroppedContrastsFactor(pd.Categorical):
+    """A ``C(f, ...)`` factor whose contrasts R's model frame dropped: it lost levels there
+    (unused in the data, or only on rows dropped for NA), and R's ``[.factor`` with
+    ``drop = TRUE`` keeps no contrasts ("contrasts dropped from factor C(f, sum) due to
+    missing levels"), so model.matrix codes it by the default contrasts under its C() name,
+    and so does lme4's predict (X's contrasts attribute says so)."""
 
 
 def c_contrasts(name: str, ordered: bool) -> ContrastSpec | None:

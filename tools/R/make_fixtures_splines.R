@@ -133,7 +133,8 @@ fit_formulas <- c(
   "y ~ C(f, sum) * ns(x, 2) + (1 | g)", "y ~ cut(x, 3) + (1 | g)",
   "y ~ cut(x, c(0, 3, 6, 10), labels = FALSE) + C(o, contr.treatment) + (1 | g)",
   "y ~ droplevels(fu) + splines::ns(x, 2) + (1 | g)", "y ~ x + (ns(x, 2) || g)",
-  "y ~ C(f, helmert) + (1 | g) + (0 + ns(x, df = 2) | g)")
+  "y ~ C(f, helmert) + (1 | g) + (0 + ns(x, df = 2) | g)",
+  "y ~ C(fu, sum) + x + (1 | g)")  # fu's unused level: R drops the contrasts
 fits <- list()
 for (k in seq_along(datasets)) {
   d <- datasets[[k]]
