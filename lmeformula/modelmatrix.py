@@ -33,7 +33,8 @@ from .transforms import (
 )
 from .validate import check_allocation
 
-__all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "model_matrix"]
+__all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "factor_coding",
+           "model_matrix"]
 
 _CONTRASTS = ("contr.treatment", "contr.SAS", "contr.sum", "contr.helmert", "contr.poly")
 
@@ -281,21 +282,29 @@ def _variable_columns(
     codes = np.asarray(factor.codes)
     indicators = np.zeros((codes.shape[0], len(levels)))
     indicators[np.arange(codes.shape[0]), codes] = 1.0
-    spec = (None if name in contrasts or isinstance(value, DroppedContrastsFactor)
-            else c_contrasts(name, bool(factor.ordered)))
-    if spec is not None:  # C(f, sum): the contrasts the call set on the factor
-        kind: Any = spec.kind
-        used[name] = "custom" if spec.numbered else spec.kind
-    else:
-        kind = contrasts.get(name, "contr.poly" if factor.ordered else "contr.treatment")
-        used[name] = kind if isinstance(kind, str) else "custom"  # R records it for every factor
+    kind, spec = factor_coding(name, value, contrasts)
+    used[name] = kind if isinstance(kind, str) else "custom"  # R records it for every factor
     if code == 2:
         return indicators, [name + lev for lev in levels]
     if spec is not None and spec.numbered:
         cmat, suffixes = _numbered_contrasts(spec, len(levels))
     else:
-        cmat, suffixes = contrast_matrix(levels, kind)
+        cmat, suffixes = contrast_matrix(levels, spec.kind if spec is not None else kind)
     return indicators @ cmat, [name + s for s in suffixes]
+
+
+def factor_coding(name: str, value: Value, contrasts: Mapping[str, Any]
+                  ) -> tuple[Any, ContrastSpec | None]:
+    """The contrasts model.matrix codes a factor variable by (R's ``contrasts`` attribute of
+    the matrix): the ``contrasts=`` argument's, else those a ``C(f, sum)`` call set (its spec
+    too; a function given, ``C(f, contr.sum)``, sets a matrix: ``"custom"``), else the
+    default (polynomial for an ordered factor)."""
+    ordered = isinstance(value, pd.Categorical) and bool(value.ordered)
+    spec = (None if name in contrasts or isinstance(value, DroppedContrastsFactor)
+            else c_contrasts(name, ordered))
+    if spec is not None:
+        return ("custom" if spec.numbered else spec.kind), spec
+    return contrasts.get(name, "contr.poly" if ordered else "contr.treatment"), None
 
 
 def _numbered_contrasts(spec: ContrastSpec, k: int) -> tuple[np.ndarray, list[str]]:

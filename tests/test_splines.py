@@ -42,9 +42,11 @@ from fit_accuracy import (
     assert_within,
     at_point,
 )
+from lmertest_fixtures import assert_table, ref_table
 from sweep_cases import as_list, close, frame_of, na_floats, printed_values
 
 import lmeformula as lmf
+from lmeformula.ddf import HessianWarning
 from lmeformula.errors import FormulaError, LmeFormulaError
 from lmeformula.prediction import _fixed_matrix
 from lmeformula.splines import bs_basis, ns_basis, quantile7, seq_length_out
@@ -209,6 +211,18 @@ def test_fit_at_lme4s_theta(case: dict[str, Any]) -> None:
     values = printed_values(case, na_floats(case["resid_scaled"]), case["crit"])
     assert_text_up_to_ties(str(m.summary()), case["summary"], values)
     assert_text_up_to_ties(str(m), case["print"], values)
+
+
+@pytest.mark.parametrize("case", FITS, ids=_id)
+def test_lmertest_anova(case: dict[str, Any]) -> None:
+    """lmerTest's Satterthwaite anova of types I-III: spline terms of several columns, and
+    type III's hypotheses mapped onto C()'s contrasts."""
+    m = at_point(fit_case(case), as_list(case["theta"]))
+    for type_ in (1, 2, 3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", HessianWarning)
+            ours = lmf.anova(m, type=type_, ddf="Satterthwaite")
+        assert_table(ours, ref_table(case[f"anova{type_}"]))
 
 
 @pytest.mark.parametrize("case", FITS, ids=_id)

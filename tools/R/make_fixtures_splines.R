@@ -153,6 +153,16 @@ for (k in seq_along(datasets)) {
         BIC = BIC(m), varcorr = list(vcov = as.data.frame(VarCorr(m))$vcov,
                                      sdcor = as.data.frame(VarCorr(m))$sdcor),
         resid_scaled = num(residuals(m, scaled = TRUE))))
+      # lmerTest's Satterthwaite anova of types I-III (type III maps treatment-coded
+      # hypotheses onto the coding the model used: C()'s contrasts)
+      mt <- suppressMessages(suppressWarnings(lmerTest::as_lmerModLmerTest(m)))
+      for (type in 1:3) {
+        a <- tryCatch(as.data.frame(anova(mt, type = type)), error = function(e) NULL)
+        if (!is.null(a))
+          case[[paste0("anova", type)]] <- list(
+            rownames = rownames(a), colnames = colnames(a),
+            columns = lapply(as.list(a), function(x) num(x)))
+      }
       for (what in c("newdata", "population")) {
         p <- collect(if (what == "newdata") predict(m, newdata = nd)
                      else predict(m, newdata = nd, re.form = NA))
