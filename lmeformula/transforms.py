@@ -42,7 +42,7 @@ from .formula.ast import (
     deparse,
     format_r_number,
 )
-from .splines import bs_basis, ns_basis, seq_length_out
+from .splines import bs_basis, ns_basis, quantile7, seq_length_out
 
 __all__ = ["DroppedContrastsFactor", "MatrixValue", "Value", "as_factor", "c_contrasts", "evaluate",
            "is_factor_like", "r_number_labels"]
@@ -1359,6 +1359,70 @@ def _droplevels(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
                        f"\"{kind}\" (in {what})")
 
 
+def _seq(ev: Evaluator, node: Call, what: str) -> np.ndarray:
+    """R's ``seq(from, to, by)`` and ``seq(from, to, length.out = n)`` (seq.default's
+    arithmetic: ``from + (0:n) * by`` capped at ``to``; ``from + i * (to - from) / (n - 1)``
+    inside), for breaks and knots: ``cut(x, seq(0, 10, by = 2.5))``."""
+    args, _ = _match_args(node, ("from", "to", "by", "length.out"), what)
+    start = _count_arg(ev, args.get("from"), "from", what)
+    stop = _count_arg(ev, args.get("to"), "to", what)
+    by = _count_arg(ev, args.get("by"), "by", what)
+    length = _count_arg(ev, args.get("length.out"), "length.out", what)
+    if by is not None and length is not None:
+        raise FormulaError(f"too many arguments (in {what})")
+    if start is None or stop is None:
+        raise FormulaError(f"seq() needs 'from' and 'to' here (in {what})")
+    if by is None and length is None:
+        return _sequence(start, stop, what)
+    if length is not None:
+        n = math.ceil(length)
+        if n < 0:
+            raise FormulaError(f"'length.out' must be a non-negative number (in {what})")
+        if n <= 2:
+            return np.array([start, stop][:n])
+        if start == stop:
+            return np.full(n, start)
+        step = (stop - start) / (n - 1)
+        return np.concatenate([[start], start + np.arange(1, n - 1) * step, [stop]])
+    assert by is not None
+    span = stop - start
+    if (span != 0 and by == 0) or span * by < 0:
+        raise FormulaError(f"wrong sign in 'by' argument (in {what})")
+    if span == 0 or abs(span) / max(abs(start), abs(stop)) < 100 * np.finfo(float).eps:
+        return np.array([start])
+    count = int(span / by + 1e-10)
+    if count > 1e8:
+        raise FormulaError(f"'by' argument is much too small (in {what})")
+    out = start + np.arange(count + 1) * by
+    return np.minimum(out, stop) if by > 0 else np.maximum(out, stop)
+
+
+def _quantile(ev: Evaluator, node: Call, what: str) -> np.ndarray:
+    """R's ``quantile(x, probs, na.rm)`` of type 7 (the default), for breaks and knots:
+    ``cut(x, quantile(x, c(0, 0.5, 1), na.rm = TRUE), include.lowest = TRUE)``."""
+    args, _ = _match_args(node, ("x", "probs", "na.rm", "names", "type"), what)
+    x = _numbers_arg(ev, _required(args, "x", what), "x", what)
+    assert x is not None
+    probs = _numbers_arg(ev, args.get("probs"), "probs", what)
+    if probs is None:
+        probs = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    kind = _count_arg(ev, args.get("type"), "type", what)
+    if kind is not None and kind != 7:
+        raise FormulaError(f"only quantile type 7 (R's default) is supported (in {what})")
+    if _logical_arg(ev, args.get("na.rm"), "na.rm", False, what):
+        x = x[~np.isnan(x)]
+    elif np.isnan(x).any():
+        raise FormulaError(f"missing values and NaN's not allowed if 'na.rm' is FALSE "
+                           f"(in {what})")
+    if np.isnan(probs).any() or (probs < -100 * np.finfo(float).eps).any() or (
+            probs > 1 + 100 * np.finfo(float).eps).any():
+        raise FormulaError(f"'probs' outside [0,1] (in {what})")
+    if x.size == 0:
+        return np.full(probs.shape, np.nan)
+    return quantile7(x, np.clip(probs, 0.0, 1.0))
+
+
 _R_FUNCTIONS: dict[str, Callable[[Evaluator, Call, str], Value]] = {
     "ns": _ns_bs, "bs": _ns_bs, "cut": _cut, "C": _c, "droplevels": _droplevels,
+    "seq": _seq, "quantile": _quantile,
 }

@@ -64,6 +64,9 @@ fixed_parts <- c(
   "cut(x, c(0.5, 2, 5, 9.5), include.lowest = TRUE)", "cut(x, 4, dig.lab = 2)",
   "cut(x, c(-Inf, 2, 5, Inf))", "cut(x, 3, ordered_result = TRUE)", "cut(z, 3)",
   "cut(x, 5, labels = FALSE)",
+  "cut(x, quantile(x, c(0, 0.25, 0.5, 1), na.rm = TRUE), include.lowest = TRUE)",
+  "cut(x, seq(0, 10, by = 2.5))", "cut(x, seq(0, 10, length.out = 4))", "cut(x, seq(0, 10, 3))",
+  "ns(x, knots = quantile(x, c(0.3, 0.6), na.rm = TRUE))",
   "C(f, contr.sum)", "C(f, sum)", "C(f, treatment, base = 2)", "C(f, contr.helmert)",
   "C(f, contr.treatment)", "C(f, treatment)", "C(f, contr.SAS)", "C(f, SAS)",
   "C(f, contr.sum, 1)", "C(f, poly)", "C(o, contr.treatment)", "C(o)", "C(f)",
@@ -184,7 +187,8 @@ bad <- c("ns(f)", "bs(f, df = 3)", "bs(x, degree = 0)", "ns(x, df = 3, foo = 1)"
          "droplevels(x)", "C(f, sum, 5)", "C(f, treatment, 5)", "bs(x, d = 3)",
          "ns(x, 3, df = 2)", "cut(x, 3, lab = FALSE)", "C(f, sum, foo = 1)",
          "ns(x, df = 3, Boundary.knots = c(8, 2))", "ns(x, knots = 20)", "bs(x, knots = -1)",
-         "ns(x, knots = 3, Boundary.knots = c(4, 5))")
+         "ns(x, knots = 3, Boundary.knots = c(4, 5))", "cut(x, quantile(x, c(0, 0.5, 1)))",
+         "cut(x, seq(10, 0, by = 2))", "cut(x, seq(0, 10, by = 2, length.out = 3))")
 errors <- list()
 d <- datasets[[1]]
 for (part in bad) {
