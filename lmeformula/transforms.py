@@ -574,8 +574,8 @@ class Evaluator:
         return out.as_ordered() if isinstance(x, pd.Categorical) and x.ordered else out
 
     def call(self, node: Call) -> Value:
-        fn, pos = _function_name(node.fn, deparse(node)), node.positional
         what = deparse(node)
+        fn, pos = _function_name(node.fn, what), node.positional
         if fn in _R_FUNCTIONS:  # R's argument matching: names, partial names, positions
             return _R_FUNCTIONS[fn](self, node, what)
         if not pos and fn not in ("c", "pmin", "pmax"):
