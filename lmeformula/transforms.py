@@ -1347,10 +1347,20 @@ def _c(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
 
 
 def _droplevels(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
-    """R's ``droplevels(f)``: the factor without its unused levels."""
-    args, _ = _match_args(node, ("x",), what, dots=True)
+    """R's ``droplevels(f, exclude)``: the factor without its unused levels, nor the levels
+    in ``exclude`` (their values become NA)."""
+    args, _ = _match_args(node, ("x", "exclude"), what, dots=True)
     value = ev.eval(_required(args, "x", what))
     if isinstance(value, pd.Categorical):
+        exclude = args.get("exclude")
+        if not _is_null(exclude) and not (isinstance(exclude, Name) and exclude.id == "NA"):
+            assert exclude is not None
+            drop = {v for v in _r_strings(ev.eval(exclude), what) if v is not None}
+            gone = np.array([str(c) in drop for c in value.categories], dtype=bool)
+            codes = np.asarray(value.codes)
+            value = pd.Categorical.from_codes(
+                np.where((codes >= 0) & gone[np.maximum(codes, 0)], -1, codes),
+                categories=value.categories, ordered=value.ordered)
         return drop_unused_levels(value)
     arr = np.asarray(value.values if isinstance(value, MatrixValue) else value)
     kind = ("c('double', 'numeric')" if arr.dtype.kind in "iuf" else

@@ -71,7 +71,8 @@ fixed_parts <- c(
   "C(f, contr.treatment)", "C(f, treatment)", "C(f, contr.SAS)", "C(f, SAS)",
   "C(f, contr.sum, 1)", "C(f, poly)", "C(o, contr.treatment)", "C(o)", "C(f)",
   "C(f, \"contr.sum\")", "x:C(f, sum)", "C(f, helmert) + C(o, sum)",
-  "droplevels(fu)", "droplevels(fu):x", "droplevels(f)")
+  "droplevels(fu)", "droplevels(fu):x", "droplevels(f)", "droplevels(f, \"a\")",
+  "droplevels(f, exclude = c(\"b\", \"d\"))")
 bases <- list()
 for (k in seq_along(datasets)) {
   d <- datasets[[k]]
