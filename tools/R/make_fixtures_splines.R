@@ -6,10 +6,12 @@
 #                    training range (predict of a model.frame's terms: R's makepredictcall);
 #   structures.json  lFormula's random-effects structures where they enter random terms
 #                    (Zt, cnms, flist levels);
-#   fits.json        lmer fits (theta, beta, REML criterion, printed summary) and predictions
-#                    on new data inside and outside the training range, with their warnings;
+#   fits.json        lmer fits (theta, beta, REML criterion, printed summary, lmerTest's anova)
+#                    and predictions on new data inside and outside the training range, with
+#                    their warnings;
+#   glmer_fits.json  glmer fits (binomial, Poisson) and their predictions on new data;
 #   errors.json      R's errors and warnings for bad calls.
-# Run from the repository root (about 10 s):
+# Run from the repository root (about 15 s):
 #   LC_ALL=C Rscript tools/R/make_fixtures_splines.R
 suppressMessages({library(lme4); library(splines); library(jsonlite)})
 options(digits = 7, warn = 1)
@@ -36,7 +38,11 @@ make_data <- function(seed, n = 150, ng = 10) {
   u <- rnorm(ng, sd = 0.7)[as.integer(g)]
   y <- sin(x) + 0.4 * as.integer(f) + 0.3 * as.integer(o) + u + rnorm(n, sd = 0.5)
   y[sample(n, 3)] <- NA
-  data.frame(y = round(y, 4), x = x, z = z, f = f, o = o, fu = fu, g = g)
+  # (drawn last: the columns above are the same as without them)
+  xs <- ifelse(is.na(x), 5, x)
+  yb <- rbinom(n, 1, plogis(-1 + 0.8 * sin(xs) + 0.3 * as.integer(f) + u))
+  yc <- rpois(n, exp(0.2 + 0.5 * cos(xs / 2) + 0.1 * as.integer(f) + u / 2))
+  data.frame(y = round(y, 4), x = x, z = z, f = f, o = o, fu = fu, g = g, yb = yb, yc = yc)
 }
 newdata_of <- function(d) {
   data.frame(x = c(-1.5, 0.1, 0.5, 2.25, 5, 7.75, 9.5, 10.4, 25, NA),
@@ -180,6 +186,37 @@ for (k in seq_along(datasets)) {
   }
 }
 write_out(list(cases = fits), "fits.json")
+
+## glmer fits -------------------------------------------------------------------------------------
+glmer_fits <- list(
+  list(formula = "yb ~ ns(x, df = 3) + (1 | g)", family = "binomial"),
+  list(formula = "yc ~ bs(x, df = 4) + C(f, sum) + (1 | g)", family = "poisson"),
+  list(formula = "yc ~ cut(x, c(0, 3, 6, 10)) + x + (1 | g)", family = "poisson"))
+gfits <- list()
+for (k in seq_along(datasets)) {
+  d <- datasets[[k]]
+  nd <- newdata_of(d)
+  for (gf in glmer_fits) {
+    r <- collect(glmer(as.formula(gf$formula), d, family = gf$family))
+    case <- list(seed = seeds[k], formula = gf$formula, family = gf$family,
+                 warnings = as.list(r$warnings), error = r$error)
+    m <- r$fit
+    if (!is.null(m)) {
+      case <- c(case, list(
+        theta = num(getME(m, "theta")), beta = num(fixef(m)), fixef_names = names(fixef(m)),
+        logLik = as.numeric(logLik(m)), df = attr(logLik(m), "df"), AIC = AIC(m), BIC = BIC(m),
+        deviance = deviance(m), sigma = sigma(m), df_residual = df.residual(m), nobs = nobs(m),
+        isSingular = isSingular(m), cnms = getME(m, "cnms"), Zt_dim = dim(getME(m, "Zt")),
+        X_colnames = colnames(getME(m, "X")),
+        predict_newdata = num(predict(m, newdata = nd)),
+        predict_newdata_response = num(predict(m, newdata = nd, type = "response")),
+        predict_population = num(predict(m, newdata = nd, re.form = NA, type = "response"))))
+    }
+    gfits[[length(gfits) + 1]] <- case
+    cat(seeds[k], gf$formula, if (is.null(r$error)) "ok" else paste("ERROR:", r$error), "\n")
+  }
+}
+write_out(list(cases = gfits), "glmer_fits.json")
 
 ## errors and warnings of bad calls --------------------------------------------------------------
 bad <- c("ns(f)", "bs(f, df = 3)", "bs(x, degree = 0)", "ns(x, df = 3, foo = 1)",
