@@ -63,7 +63,7 @@ fixed_parts <- c(
   "splines::ns(x, 3)", "ns(x, 3, Boundary.knots = c(2, 8))", "ns(x, df = 5):f",
   "bs(x, df = 5)", "bs(x, knots = c(2, 5), degree = 2)", "bs(x)", "bs(x, degree = 1, df = 3)",
   "bs(x, df = 4, Boundary.knots = c(2, 8))", "bs(x, df = 2)", "bs(x, 6, intercept = TRUE)",
-  "f * bs(x, 3)", "splines::bs(x, knots = 5)",
+  "f * bs(x, 3)", "splines::bs(x, knots = 5)", "ns(scale(x), 3)", "bs(log(x), df = 4)",
   "cut(x, 3)", "cut(x, breaks = c(0, 2, 5, 10))", "cut(x, breaks = c(0, 2, 5, 10), labels = FALSE)",
   "cut(x, c(0, 2, 5, 10), labels = c(\"lo\", \"mid\", \"hi\"))",
   "cut(x, c(0, 2, 5, 10), right = FALSE, include.lowest = TRUE)",
@@ -144,7 +144,8 @@ fit_formulas <- c(
   "y ~ cut(x, c(0, 3, 6, 10), labels = FALSE) + C(o, contr.treatment) + (1 | g)",
   "y ~ droplevels(fu) + splines::ns(x, 2) + (1 | g)", "y ~ x + (ns(x, 2) || g)",
   "y ~ C(f, helmert) + (1 | g) + (0 + ns(x, df = 2) | g)",
-  "y ~ C(fu, sum) + x + (1 | g)")  # fu's unused level: R drops the contrasts
+  "y ~ C(fu, sum) + x + (1 | g)",  # fu's unused level: R drops the contrasts
+  "y ~ ns(scale(x), 3) + (1 | g)")  # new data: the knots kept, scale(x) evaluated afresh
 fits <- list()
 for (k in seq_along(datasets)) {
   d <- datasets[[k]]
