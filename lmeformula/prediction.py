@@ -254,15 +254,20 @@ def _labels(value: Value, name: str) -> list[str | None]:
 
 def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
                    ) -> dict[str, Value]:
-    """Evaluate variable expressions on new data with the fit's transforms and levels."""
+    """Evaluate variable expressions on new data with the fit's transforms and levels.
+
+    As R's ``predvars`` (``makepredictcall``), only a variable's own call keeps the training
+    data's parameters (``scale(x)``, ``poly(x, 2)``, ``ns(x, 3)``); a data-dependent call
+    inside another is evaluated afresh on the new data (``ns(scale(x), 3)``,
+    ``log(scale(x))``: R keeps the inner expression as written)."""
     frame = m.lformula.frame
-    state = copy.deepcopy(frame.state)
     columns = _LazyColumns(newdata)
     out: dict[str, Value] = {}
     for node in nodes:
         key = deparse(node)
         if key in out:
             continue
+        state = {key: copy.deepcopy(frame.state[key])} if key in frame.state else {}
         value = evaluate(node, columns, len(newdata), state)
         trained = frame.variables.get(key)
         _check_numeric_kept(value, trained, key)

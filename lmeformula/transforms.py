@@ -1115,9 +1115,7 @@ def _ns_bs(ev: Evaluator, node: Call, what: str) -> MatrixValue:
         if knots is not None and np.isnan(knots).any():
             raise FormulaError(f"'knots' must not be NA (in {what})")
     else:  # new data: the training data's knots (R's makepredictcall)
-        # makepredictcall.ns keeps the call's x as written, so a data-dependent transform
-        # inside it (ns(scale(x), 3)) is evaluated afresh on the new data, as in R
-        x = _spline_x(Evaluator(ev.columns, ev.nrow, {}), args, fn, what)
+        x = _spline_x(ev, args, fn, what)
         df, knots, boundary = None, saved["knots"], saved["Boundary.knots"]
         intercept, degree = saved["intercept"], saved["degree"]
     if fn == "ns":

@@ -145,7 +145,8 @@ fit_formulas <- c(
   "y ~ droplevels(fu) + splines::ns(x, 2) + (1 | g)", "y ~ x + (ns(x, 2) || g)",
   "y ~ C(f, helmert) + (1 | g) + (0 + ns(x, df = 2) | g)",
   "y ~ C(fu, sum) + x + (1 | g)",  # fu's unused level: R drops the contrasts
-  "y ~ ns(scale(x), 3) + (1 | g)")  # new data: the knots kept, scale(x) evaluated afresh
+  "y ~ ns(scale(x), 3) + (1 | g)",  # new data: the knots kept, scale(x) evaluated afresh
+  "y ~ log(scale(x) + 3) + (1 | g)")  # makepredictcall: only a variable's own call is kept
 fits <- list()
 for (k in seq_along(datasets)) {
   d <- datasets[[k]]
