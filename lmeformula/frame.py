@@ -7,6 +7,7 @@ see the rows that NA handling later removes), then ``subset`` and ``na_action`` 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, cast
@@ -16,14 +17,17 @@ import pandas as pd
 
 from .call import ModelCall
 from .dataframe import as_pandas, borrows_caller_arrays
-from .errors import FormulaError, ModelFrameError
+from .errors import FormulaError, LmeFormulaWarning, ModelFrameError
 from .formula.ast import Name, Node, deparse
 from .formula.bars import subbars
 from .formula.terms import terms
 from .transforms import (
+    DroppedContrastsFactor,
     MatrixValue,
     Value,
+    _caller_outside_package,
     as_factor,
+    c_contrasts,
     column_value,
     drop_unused_levels,
     evaluate,
@@ -140,6 +144,21 @@ def _take(value: Value, rows: np.ndarray) -> Value:
     # every row kept: the evaluated value itself (a new array, never the caller's), not a
     # second copy of an n-length column
     return arr if rows.shape[0] == arr.shape[0] else arr[rows]
+
+
+def _c_levels(name: str, value: Value, kept: Value) -> Value:
+    """A ``C(f, sum)`` factor that lost levels in the model frame (unused in the data, or
+    only on rows dropped for NA): R's model.frame drops its contrasts, with R's warning, and
+    model.matrix codes it by the default contrasts (:class:`DroppedContrastsFactor`)."""
+    if (isinstance(value, pd.Categorical) and isinstance(kept, pd.Categorical)
+            and len(kept.categories) < len(value.categories)
+            and c_contrasts(name, bool(value.ordered)) is not None):
+        warnings.warn(f"contrasts dropped from factor {name} due to missing levels",
+                      LmeFormulaWarning, stacklevel=_caller_outside_package())
+        return DroppedContrastsFactor.from_codes(np.asarray(kept.codes),
+                                                 categories=kept.categories,
+                                                 ordered=kept.ordered)
+    return kept
 
 
 def _string_factor(column: pd.Series) -> pd.Categorical:
@@ -304,6 +323,7 @@ def model_frame(
         raise ModelFrameError("0 (non-NA) cases")
 
     kept = {name: _take(v, rows) for name, v in values.items()}
+    kept = {name: _c_levels(name, values[name], v) for name, v in kept.items()}
     for name, v in kept.items():
         if isinstance(v, np.ndarray) and v.dtype.kind == "O":
             if pd.api.types.infer_dtype(v, skipna=True) == "boolean":

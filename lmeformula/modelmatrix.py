@@ -21,10 +21,20 @@ import pandas as pd
 from .errors import FormulaError, LmeFormulaWarning
 from .formula.terms import Terms
 from .records import NamedRecord
-from .transforms import MatrixValue, Value, as_factor, is_factor_like, logical_factor
+from .transforms import (
+    ContrastSpec,
+    DroppedContrastsFactor,
+    MatrixValue,
+    Value,
+    as_factor,
+    c_contrasts,
+    is_factor_like,
+    logical_factor,
+)
 from .validate import check_allocation
 
-__all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "model_matrix"]
+__all__ = ["ModelMatrix", "XAttrs", "check_contrasts", "contrast_matrix", "factor_coding",
+           "model_matrix"]
 
 _CONTRASTS = ("contr.treatment", "contr.SAS", "contr.sum", "contr.helmert", "contr.poly")
 
@@ -272,9 +282,42 @@ def _variable_columns(
     codes = np.asarray(factor.codes)
     indicators = np.zeros((codes.shape[0], len(levels)))
     indicators[np.arange(codes.shape[0]), codes] = 1.0
-    kind = contrasts.get(name, "contr.poly" if factor.ordered else "contr.treatment")
+    kind, spec = factor_coding(name, value, contrasts)
     used[name] = kind if isinstance(kind, str) else "custom"  # R records it for every factor
     if code == 2:
         return indicators, [name + lev for lev in levels]
-    cmat, suffixes = contrast_matrix(levels, kind)
+    if spec is not None and spec.numbered:
+        cmat, suffixes = _numbered_contrasts(spec, len(levels))
+    else:
+        cmat, suffixes = contrast_matrix(levels, spec.kind if spec is not None else kind)
     return indicators @ cmat, [name + s for s in suffixes]
+
+
+def factor_coding(name: str, value: Value, contrasts: Mapping[str, Any]
+                  ) -> tuple[Any, ContrastSpec | None]:
+    """The contrasts model.matrix codes a factor variable by (R's ``contrasts`` attribute of
+    the matrix): the ``contrasts=`` argument's, else those a ``C(f, sum)`` call set (its spec
+    too; a function given, ``C(f, contr.sum)``, sets a matrix: ``"custom"``), else the
+    default (polynomial for an ordered factor)."""
+    ordered = isinstance(value, pd.Categorical) and bool(value.ordered)
+    spec = (None if name in contrasts or isinstance(value, DroppedContrastsFactor)
+            else c_contrasts(name, ordered))
+    if spec is not None:
+        return ("custom" if spec.numbered else spec.kind), spec
+    return contrasts.get(name, "contr.poly" if ordered else "contr.treatment"), None
+
+
+def _numbered_contrasts(spec: ContrastSpec, k: int) -> tuple[np.ndarray, list[str]]:
+    """The matrix ``contr(k, base = )`` that ``C(f, contr.*, how.many)`` stores on the factor:
+    the contrast function called with the number of levels, so its columns are named as for
+    levels 1..k (``contr.treatment(3)``: 2 and 3), or numbered where it names none; the first
+    ``how.many`` columns."""
+    numbers = [str(i + 1) for i in range(k)]
+    if spec.base is not None:
+        keep = [j for j in range(k) if j != spec.base - 1]
+        cmat, suffixes = np.eye(k)[:, keep], [numbers[j] for j in keep]
+    else:
+        cmat, suffixes = contrast_matrix(numbers, spec.kind)
+    if spec.how_many is not None:
+        cmat, suffixes = cmat[:, : spec.how_many], suffixes[: spec.how_many]
+    return cmat, suffixes

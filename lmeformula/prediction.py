@@ -44,7 +44,14 @@ from .formula.parser import parse_expression
 from .formula.terms import Terms, terms
 from .frame import _LazyColumns, na_mask, r_argument
 from .modelmatrix import model_matrix
-from .transforms import Value, as_factor, column_value, evaluate, logical_factor
+from .transforms import (
+    DroppedContrastsFactor,
+    Value,
+    as_factor,
+    column_value,
+    evaluate,
+    logical_factor,
+)
 from .validate import as_generator, check_allocation, check_count, check_flag
 
 if TYPE_CHECKING:
@@ -192,15 +199,33 @@ def _recode(value: Value, trained: Value, name: str, *, for_grouping: bool = Fal
         categories = list(map(str, trained.categories))
         lookup = {c: i for i, c in enumerate(categories)}
         codes = np.array([-1 if lab is None else lookup.get(lab, -2) for lab in labels])
-        new = sorted({lab for lab, c in zip(labels, codes, strict=True)
-                      if c == -2 and lab is not None})
+        unseen = {lab for lab, c in zip(labels, codes, strict=True)
+                  if c == -2 and lab is not None}
+        new = [lab for lab in _level_order(value, name) if lab in unseen] if unseen else []
         if new and not for_grouping:
             raise LmeFormulaError(f"factor {name} has new level{'s' if len(new) > 1 else ''} "
                                   f"{', '.join(new)}")
         codes = np.where(codes == -2, -1, codes)
+        # a C() factor whose contrasts the fit's frame dropped keeps the default contrasts
+        # (lme4's predict passes X's contrasts attribute to model.matrix)
+        if isinstance(trained, DroppedContrastsFactor):
+            return DroppedContrastsFactor.from_codes(codes, categories=pd.Index(categories),
+                                                     ordered=trained.ordered)
         return pd.Categorical.from_codes(codes, categories=pd.Index(categories),
                                          ordered=trained.ordered)
     return value
+
+
+def _level_order(value: Value, name: str) -> list[str]:
+    """The new data's levels in the order R's model.frame lists new ones: a factor's own
+    (cut(x, 3) on new data: its intervals left to right), numbers sorted as numbers,
+    strings in code-point order (R's as.factor under LC_ALL=C)."""
+    if isinstance(value, pd.Categorical):
+        return [str(c) for c in value.categories]
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iuf":
+        return [str(c) for c in as_factor(arr, name).categories]
+    return sorted({lab for lab in _labels(value, name) if lab is not None})
 
 
 def _check_numeric_kept(value: Value, trained: Value | None, name: str) -> None:
@@ -230,15 +255,20 @@ def _labels(value: Value, name: str) -> list[str | None]:
 
 def _new_variables(m: FittedModel, newdata: pd.DataFrame, nodes: list[Node]
                    ) -> dict[str, Value]:
-    """Evaluate variable expressions on new data with the fit's transforms and levels."""
+    """Evaluate variable expressions on new data with the fit's transforms and levels.
+
+    As R's ``predvars`` (``makepredictcall``), only a variable's own call keeps the training
+    data's parameters (``scale(x)``, ``poly(x, 2)``, ``ns(x, 3)``); a data-dependent call
+    inside another is evaluated afresh on the new data (``ns(scale(x), 3)``,
+    ``log(scale(x))``: R keeps the inner expression as written)."""
     frame = m.lformula.frame
-    state = copy.deepcopy(frame.state)
     columns = _LazyColumns(newdata)
     out: dict[str, Value] = {}
     for node in nodes:
         key = deparse(node)
         if key in out:
             continue
+        state = {key: copy.deepcopy(frame.state[key])} if key in frame.state else {}
         value = evaluate(node, columns, len(newdata), state)
         trained = frame.variables.get(key)
         _check_numeric_kept(value, trained, key)

@@ -19,14 +19,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import FormulaError, RandomEffectsError, VariableNotFoundError
-from .formula.ast import BinOp, Name, Node, Paren, deparse
+from .formula.ast import BinOp, Call, Name, Node, Paren, UnaryOp, deparse
 from .formula.bars import bar_name, group_label
 from .formula.terms import Terms, terms
 from .frame import ModelFrame
 from .modelmatrix import model_matrix
 from .pls.terms import lambda_template, term_shapes, term_type
 from .rformat import format_r_vector, format_sparse
-from .transforms import as_factor, evaluate, factor_from_codes
+from .transforms import MatrixValue, as_factor, evaluate, factor_from_codes
 
 __all__ = ["ReTerm", "ReTrms", "format_reterms", "interaction_factor", "khatri_rao",
            "mk_re_trms", "re_trms_from_terms"]
@@ -93,6 +93,11 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
     for key in frame.variables:  # a non-syntactic name is keyed as deparsed: `my var`
         if key.startswith("`") and key.endswith("`"):
             columns.setdefault(key[1:-1], frame.variables[key])
+    # lme4's factorize: the variables the expression names are made factors before it is
+    # evaluated, so (1 | cut(x, 3)) fails as in lme4 ("'x' must be numeric")
+    for name in _names_in(group):
+        if name in columns and not isinstance(columns[name], MatrixValue):
+            columns[name] = as_factor(columns[name], name)
     try:
         value = evaluate(group, columns, frame.nrow)
     except (FormulaError, TypeError) as err:
@@ -101,6 +106,19 @@ def _grouping_factor(group: Node, frame: ModelFrame) -> pd.Categorical:
             "Try adding grouping factor to data frame explicitly if possible"
         ) from None
     return as_factor(value, text)
+
+
+def _names_in(node: Node) -> set[str]:
+    """The variables an expression names (R's ``all.vars``)."""
+    if isinstance(node, Name):
+        return {node.id}
+    if isinstance(node, Call):
+        return set().union(*(_names_in(v) for _, v in node.args))
+    if isinstance(node, BinOp):
+        return _names_in(node.left) | _names_in(node.right)
+    if isinstance(node, (Paren, UnaryOp)):
+        return _names_in(node.expr if isinstance(node, Paren) else node.operand)
+    return set()
 
 
 @dataclass(frozen=True)

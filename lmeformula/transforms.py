@@ -23,7 +23,13 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .errors import ColumnTypeWarning, FormulaError, NaNsProducedWarning, VariableNotFoundError
+from .errors import (
+    ColumnTypeWarning,
+    FormulaError,
+    LmeFormulaWarning,
+    NaNsProducedWarning,
+    VariableNotFoundError,
+)
 from .formula.ast import (
     BinOp,
     Call,
@@ -36,8 +42,10 @@ from .formula.ast import (
     deparse,
     format_r_number,
 )
+from .splines import bs_basis, ns_basis, quantile7, seq_length_out
 
-__all__ = ["MatrixValue", "Value", "as_factor", "evaluate", "is_factor_like", "r_number_labels"]
+__all__ = ["DroppedContrastsFactor", "MatrixValue", "Value", "as_factor", "c_contrasts", "evaluate",
+           "is_factor_like", "r_number_labels"]
 
 
 @dataclass(frozen=True)
@@ -488,7 +496,8 @@ class Evaluator:
     def lookup(self, name: str) -> Value:
         if name in self.columns:
             return self.columns[name]
-        constants = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": math.pi}
+        constants = {"TRUE": True, "T": True, "FALSE": False, "F": False, "pi": math.pi,
+                     "Inf": math.inf}
         if name in constants:
             return constants[name]
         raise VariableNotFoundError(f"object '{name}' not found{_near_names(name, self.columns)}")
@@ -565,8 +574,10 @@ class Evaluator:
         return out.as_ordered() if isinstance(x, pd.Categorical) and x.ordered else out
 
     def call(self, node: Call) -> Value:
-        fn, pos = node.fn, node.positional
         what = deparse(node)
+        fn, pos = _function_name(node.fn, what), node.positional
+        if fn in _R_FUNCTIONS:  # R's argument matching: names, partial names, positions
+            return _R_FUNCTIONS[fn](self, node, what)
         if not pos and fn not in ("c", "pmin", "pmax"):
             # R: 'argument "x" is missing, with no default' (lme4 reaches "subscript out of
             # bounds" first); an error naming the call either way
@@ -957,3 +968,471 @@ def evaluate(node: Node, columns: Mapping[str, Value], nrow: int,
     if isinstance(value, np.ndarray) and value.ndim == 2:
         return MatrixValue(value, None)
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# ns(), bs() (package splines), cut(), C() and droplevels(), with R's argument matching
+
+# packages whose functions a formula may name as pkg::fn (splines::ns(x, 3))
+_PACKAGES = frozenset({"base", "stats", "splines"})
+
+
+def _function_name(fn: str, what: str) -> str:
+    """The function a call names: ``splines::ns`` is ``ns``; another package's is unknown."""
+    if "::" not in fn:
+        return fn
+    package, _, name = fn.partition("::")
+    if package not in _PACKAGES:
+        raise FormulaError(f"could not find function \"{fn}\" (in {what}; of other packages, "
+                           f"only {', '.join(sorted(_PACKAGES))} are known)")
+    return name.lstrip(":")
+
+
+def _match_args(node: Call, formals: tuple[str, ...], what: str, *, dots: bool = False
+                ) -> tuple[dict[str, Node], list[tuple[str | None, Node]]]:
+    """R's argument matching of a call against a function's formals (``...`` last when
+    ``dots``): exact names, then unique partial names, then positions; the arguments left
+    over go to ``...`` or are R's "unused argument" errors."""
+    matched: dict[str, Node] = {}
+    rest: list[tuple[str | None, Node]] = []
+    partial: list[tuple[int, str, Node]] = []
+    for position, (key, value) in enumerate(node.args, start=1):
+        if key is None:
+            continue
+        if key in formals:
+            if key in matched:
+                raise FormulaError(f'formal argument "{key}" matched by multiple actual '
+                                   f"arguments (in {what})")
+            matched[key] = value
+        else:
+            partial.append((position, key, value))
+    for position, key, value in partial:
+        candidates = [f for f in formals if f.startswith(key) and f not in matched]
+        if len(candidates) > 1:
+            raise FormulaError(f"argument {position} matches multiple formal arguments "
+                               f"(in {what})")
+        if candidates:
+            matched[candidates[0]] = value
+        elif dots:
+            rest.append((key, value))
+        else:
+            raise FormulaError(f"unused argument ({key} = {deparse(value)}) (in {what})")
+    free = [f for f in formals if f not in matched]
+    for value in node.positional:
+        if free:
+            matched[free.pop(0)] = value
+        elif dots:
+            rest.append((None, value))
+        else:
+            raise FormulaError(f"unused argument ({deparse(value)}) (in {what})")
+    return matched, rest
+
+
+def _required(args: dict[str, Node], name: str, what: str) -> Node:
+    if name not in args:
+        raise FormulaError(f'argument "{name}" is missing, with no default (in {what})')
+    return args[name]
+
+
+def _is_null(node: Node | None) -> bool:
+    return node is None or (isinstance(node, Name) and node.id == "NULL")
+
+
+def _numbers_arg(ev: Evaluator, node: Node | None, name: str, what: str) -> np.ndarray | None:
+    """A numeric vector argument (``knots = c(2, 5)``), None when absent or NULL."""
+    if _is_null(node):
+        return None
+    assert node is not None
+    value = ev.eval(node)
+    if isinstance(value, (pd.Categorical, MatrixValue)):
+        raise FormulaError(f"'{name}' must be numeric (in {what})")
+    try:
+        return np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise FormulaError(f"'{name}' must be numeric (in {what})") from None
+
+
+def _count_arg(ev: Evaluator, node: Node | None, name: str, what: str) -> float | None:
+    values = _numbers_arg(ev, node, name, what)
+    if values is None:
+        return None
+    if values.size != 1 or not np.isfinite(values[0]):
+        raise FormulaError(f"'{name}' must be a single finite number (in {what})")
+    return float(values[0])
+
+
+def _logical_arg(ev: Evaluator, node: Node | None, name: str, default: bool, what: str) -> bool:
+    if node is None:
+        return default
+    value = np.atleast_1d(np.asarray(ev.eval(node)))
+    if value.size != 1 or value.dtype.kind not in "bif" or np.isnan(value.astype(float)[0]):
+        raise FormulaError(f"'{name}' must be TRUE or FALSE (in {what})")
+    return bool(value[0])
+
+
+def _spline_x(ev: Evaluator, args: dict[str, Node], fn: str, what: str) -> np.ndarray:
+    value = ev.eval(_required(args, "x", what))
+    if isinstance(value, pd.Categorical) or (
+            isinstance(value, np.ndarray) and value.dtype.kind not in "iufb"
+            and not _is_logical_na(value)):
+        # R's ns() and bs() of a factor or of strings fail deep inside (splineDesign's
+        # "missing value where TRUE/FALSE needed", or quantile's "(unordered) factors are not
+        # allowed")
+        raise FormulaError(f"{fn}() needs a numeric 'x', not a factor or strings (in {what})")
+    return _vector(_numeric(value, what), what)
+
+
+def _ns_bs(ev: Evaluator, node: Call, what: str) -> MatrixValue:
+    """``ns(x, df, knots, intercept, Boundary.knots)`` and ``bs(x, df, knots, degree,
+    intercept, Boundary.knots)``: the basis of package splines. The knots, boundary knots,
+    intercept and degree are kept in the state, so that new data get the training data's
+    basis (R's makepredictcall); beyond the boundary knots R's continuation applies."""
+    fn = _function_name(node.fn, what)
+    formals = (("x", "df", "knots", "intercept", "Boundary.knots") if fn == "ns"
+               else ("x", "df", "knots", "degree", "intercept", "Boundary.knots"))
+    args, _ = _match_args(node, formals, what)
+    saved = ev.state.get(what)
+    degree = 3
+    if saved is None:
+        if fn == "bs":
+            deg = _count_arg(ev, args.get("degree"), "degree", what)
+            degree = 3 if deg is None else int(deg)  # R's as.integer
+            if degree < 1:
+                raise FormulaError(f"'degree' must be integer >= 1 (in {what})")
+        x = _spline_x(ev, args, fn, what)
+        df = _count_arg(ev, args.get("df"), "df", what)
+        if df is not None and df != int(df):
+            # R's seq.int(length.out = ) and negative indexing of a fractional count give
+            # knots at other quantiles than the ones a whole df names
+            raise FormulaError(f"'df' must be a whole number here (in {what})")
+        knots = _numbers_arg(ev, args.get("knots"), "knots", what)
+        boundary = _numbers_arg(ev, args.get("Boundary.knots"), "Boundary.knots", what)
+        if boundary is not None and boundary.size != 2:
+            raise FormulaError(f"'Boundary.knots' must be two numbers (in {what})")
+        intercept = _logical_arg(ev, args.get("intercept"), "intercept", False, what)
+        if np.isnan(x).all():
+            raise FormulaError(f"{fn}() of a variable that is NA throughout (in {what})")
+        if knots is not None and np.isnan(knots).any():
+            raise FormulaError(f"'knots' must not be NA (in {what})")
+    else:  # new data: the training data's knots (R's makepredictcall)
+        x = _spline_x(ev, args, fn, what)
+        df, knots, boundary = None, saved["knots"], saved["Boundary.knots"]
+        intercept, degree = saved["intercept"], saved["degree"]
+    if fn == "ns":
+        basis = ns_basis(x, df, knots, intercept, boundary)
+    else:
+        basis = bs_basis(x, df, knots, degree, intercept, boundary)
+    if saved is None:
+        ev.state[what] = {"knots": basis.knots, "Boundary.knots": basis.boundary_knots,
+                          "intercept": basis.intercept, "degree": basis.degree}
+    # R's warnings where the model frame gives them (lme4's predict wraps its model.frame
+    # on new data in suppressWarnings: bs() beyond the boundary knots is silent there)
+    for message in basis.warnings if ev.nan_warning else ():
+        warnings.warn(message, LmeFormulaWarning, stacklevel=_caller_outside_package())
+    width = basis.values.shape[1]
+    return MatrixValue(basis.values, tuple(str(j + 1) for j in range(width)))
+
+
+def _format_breaks(values: np.ndarray, digits: int) -> list[str]:
+    """R's ``formatC(0 + breaks, digits = d, width = 1)``: C's ``%.*g`` for numbers; the
+    infinite ones written ``Inf`` and ``-Inf``, right-justified to a common width
+    (``" Inf"`` beside ``"-Inf"``), as formatC formats its special values together."""
+    text = [f"{v + 0.0:.{digits}g}" for v in values.tolist()]
+    special = [i for i, v in enumerate(values.tolist()) if math.isinf(v)]
+    width = max((4 if values[i] < 0 else 3) for i in special) if special else 0
+    for i in special:
+        text[i] = ("Inf" if values[i] > 0 else "-Inf").rjust(width)
+    return text
+
+
+def _cut(ev: Evaluator, node: Call, what: str) -> Value:
+    """R's ``cut(x, breaks, labels, include.lowest, right, dig.lab, ordered_result)``: a
+    factor of the intervals, labelled ``(a,b]`` with the breaks formatted to the fewest
+    digits (from ``dig.lab``) that tell them apart; ``breaks = k`` splits the range into k
+    intervals widened by 0.1 % of it; ``labels = FALSE`` gives the interval numbers."""
+    args, _ = _match_args(node, ("x", "breaks", "labels", "include.lowest", "right",
+                                 "dig.lab", "ordered_result"), what, dots=True)
+    raw = ev.eval(_required(args, "x", what))
+    if isinstance(raw, (pd.Categorical, MatrixValue)) or np.asarray(raw).dtype.kind not in "iuf":
+        raise FormulaError(f"'x' must be numeric (in {what})")
+    x = np.asarray(raw, dtype=float)
+    breaks = _numbers_arg(ev, _required(args, "breaks", what), "breaks", what)
+    assert breaks is not None
+    if breaks.size == 1:
+        if np.isnan(breaks[0]) or breaks[0] < 2:
+            raise FormulaError(f"invalid number of intervals (in {what})")
+        nb = int(breaks[0] + 1)
+        ok = x[~np.isnan(x)]
+        if ok.size == 0:
+            raise FormulaError(f"cut() of a variable that is NA throughout (in {what})")
+        lo, hi = float(ok.min()), float(ok.max())
+        dx = hi - lo
+        if dx == 0:
+            dx = abs(lo) if lo != 0 else 1.0
+            breaks = seq_length_out(lo - dx / 1000, hi + dx / 1000, nb)
+        else:
+            breaks = seq_length_out(lo, hi, nb)
+            breaks[0], breaks[-1] = lo - dx / 1000, hi + dx / 1000
+    else:
+        breaks = np.sort(breaks)
+        nb = breaks.shape[0]
+    if np.unique(breaks).shape[0] < nb:
+        raise FormulaError(f"'breaks' are not unique (in {what})")
+    right = _logical_arg(ev, args.get("right"), "right", True, what)
+    lowest = _logical_arg(ev, args.get("include.lowest"), "include.lowest", False, what)
+    label_node = args.get("labels")
+    codes_only = False
+    if _is_null(label_node):
+        dig_lab = _count_arg(ev, args.get("dig.lab"), "dig.lab", what)
+        dig0 = 3 if dig_lab is None else int(dig_lab)
+        found = False
+        for dig in range(dig0, max(12, dig0) + 1):
+            text = _format_breaks(breaks, dig)
+            if all(a != b for a, b in itertools.pairwise(text)):
+                found = True
+                break
+        if found:
+            op, cl = ("(", "]") if right else ("[", ")")
+            labels = [f"{op}{a},{b}{cl}" for a, b in itertools.pairwise(text)]
+            if lowest and right:
+                labels[0] = "[" + labels[0][1:]
+            elif lowest:
+                labels[-1] = labels[-1][:-1] + "]"
+        else:
+            labels = [f"Range_{i}" for i in range(1, nb)]
+    else:
+        assert label_node is not None
+        value = ev.eval(label_node)
+        if isinstance(value, (bool, np.bool_)) and not value:
+            codes_only = True
+            labels = []
+        else:
+            labels = [str(v) for v in _r_strings(value, what)]
+            if len(labels) != nb - 1:
+                raise FormulaError(f"lengths of 'breaks' and 'labels' differ (in {what})")
+            if len(set(labels)) < len(labels):
+                raise FormulaError(f"duplicated labels are not supported (in {what})")
+    # R's .bincode: (b[i], b[i+1]] (right) or [b[i], b[i+1]), the outer end closed by
+    # include.lowest; outside the breaks, NA
+    nan = np.isnan(x)
+    xs = np.where(nan, breaks[0], x)
+    code = np.searchsorted(breaks, xs, side="left" if right else "right")
+    valid = ~nan & (xs >= breaks[0]) & (xs <= breaks[-1])
+    edge = breaks[0] if right else breaks[-1]
+    if lowest:
+        code = np.where(xs == edge, 1 if right else nb - 1, code)
+    else:
+        valid &= xs != edge
+    valid &= (code >= 1) & (code <= nb - 1)
+    if codes_only:
+        return np.where(valid, code.astype(float), np.nan)
+    f = factor_from_codes(np.where(valid, code - 1, -1).astype(np.int64), labels)
+    return f.as_ordered() if _logical_arg(ev, args.get("ordered_result"), "ordered_result",
+                                          False, what) else f
+
+
+# C()'s contrast names: what R's C() maps a bare name to, and the contr.* functions
+_C_SHORT = {"poly": "contr.poly", "helmert": "contr.helmert", "sum": "contr.sum",
+            "treatment": "contr.treatment", "SAS": "contr.SAS"}
+_C_FUNCTIONS = frozenset(_C_SHORT.values())
+
+
+@dataclass(frozen=True)
+class ContrastSpec:
+    """The contrasts R's ``C(f, contr, how.many, ...)`` sets on a factor.
+
+    Attributes
+    ----------
+    kind
+        The ``contr.*`` function.
+    numbered
+        Whether the contrasts are the function's matrix for ``nlevels(f)`` (the function
+        given, or ``how.many`` / further arguments: columns named as for levels 1..k, so
+        ``C(f, contr.treatment)2``), rather than the function's name (``C(f, sum)``:
+        columns named by the levels, as R's model.matrix names a contrast by name).
+    how_many
+        ``how.many``: the first columns kept, or None.
+    base
+        ``contr.treatment``'s ``base``, or None.
+    """
+
+    kind: str
+    numbered: bool
+    how_many: int | None
+    base: int | None
+
+
+def _contrast_spec(node: Call, ordered: bool | None, what: str) -> ContrastSpec:
+    args, extra = _match_args(node, ("object", "contr", "how.many"), what, dots=True)
+    contr = args.get("contr")
+    if contr is None:  # R: getOption("contrasts"), by name
+        kind, numbered = ("contr.poly" if ordered else "contr.treatment"), False
+    elif isinstance(contr, Name) and contr.id in _C_SHORT:
+        kind, numbered = _C_SHORT[contr.id], False
+    elif isinstance(contr, Name) and contr.id in _C_FUNCTIONS:
+        kind, numbered = contr.id, True
+    elif isinstance(contr, Str) and contr.value in _C_FUNCTIONS:
+        kind, numbered = contr.value, False
+    elif isinstance(contr, Name):
+        raise FormulaError(f"object '{contr.id}' not found (in {what}; C() takes "
+                           f"{', '.join(sorted(_C_SHORT))} or contr.*)")
+    else:
+        raise FormulaError(f"C() takes a contrast function's name, not {deparse(contr)} "
+                           f"(in {what})")
+    how_many: int | None = None
+    if "how.many" in args:
+        value = args["how.many"]
+        if not isinstance(value, Num) or value.value != int(value.value) or value.value < 1:
+            raise FormulaError(f"'how.many' must be a positive whole number (in {what})")
+        how_many, numbered = int(value.value), True
+    base: int | None = None
+    for key, value in extra:
+        if key == "base" and kind == "contr.treatment" and isinstance(value, Num):
+            base, numbered = int(value.value), True
+        else:
+            shown = deparse(value) if key is None else f"{key} = {deparse(value)}"
+            raise FormulaError(f"unused argument ({shown}) (in {what})")
+    return ContrastSpec(kind, numbered, how_many, base)
+
+
+@lru_cache(maxsize=256)
+def _c_call(name: str) -> Call | None:
+    from .formula.parser import parse_expression
+
+    if not (name.startswith("C(") or name.startswith("stats::C(")):
+        return None
+    try:
+        node = parse_expression(name)
+    except FormulaError:
+        return None
+    return node if isinstance(node, Call) and _function_name(node.fn, name) == "C" else None
+
+
+class DroppedContrastsFactor(pd.Categorical):
+    """A ``C(f, ...)`` factor whose contrasts R's model frame dropped: it lost levels there
+    (unused in the data, or only on rows dropped for NA), and R's ``[.factor`` with
+    ``drop = TRUE`` keeps no contrasts ("contrasts dropped from factor C(f, sum) due to
+    missing levels"), so model.matrix codes it by the default contrasts under its C() name,
+    and so does lme4's predict (X's contrasts attribute says so)."""
+
+
+def c_contrasts(name: str, ordered: bool) -> ContrastSpec | None:
+    """The contrasts of a model-frame variable that is a call to R's ``C()`` (the variable's
+    name is the call: the contrasts follow from its text), None for any other variable."""
+    node = _c_call(name)
+    return None if node is None else _contrast_spec(node, ordered, name)
+
+
+def _c(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
+    """R's ``C(object, contr, how.many, ...)``: the factor, whose contrasts
+    :func:`c_contrasts` reads off the call when the model matrix is built."""
+    args, _ = _match_args(node, ("object", "contr", "how.many"), what, dots=True)
+    value = ev.eval(_required(args, "object", what))
+    if not isinstance(value, pd.Categorical) or len(value.categories) == 0:
+        raise FormulaError(f"object not interpretable as a factor (in {what})")
+    spec = _contrast_spec(node, value.ordered, what)
+    k = len(value.categories)
+    if k < 2:
+        raise FormulaError(f"contrasts can be applied only to factors with 2 or more levels "
+                           f"(in {what})")
+    if (spec.how_many is not None and spec.how_many > k - 1
+            and spec.kind not in ("contr.sum", "contr.helmert")):
+        # R's contrasts<- pads the names of a matrix with fewer columns than how.many (a
+        # contr.* matrix has all k - 1), which fails where the matrix has column names; an
+        # unnamed one (sum, Helmert) is kept whole
+        raise FormulaError(f"length of 'dimnames' [2] not equal to array extent (in {what})")
+    if spec.base is not None and not 1 <= spec.base <= k:
+        raise FormulaError(f"baseline group number out of range (in {what})")
+    return value
+
+
+def _droplevels(ev: Evaluator, node: Call, what: str) -> pd.Categorical:
+    """R's ``droplevels(f, exclude)``: the factor without its unused levels, nor the levels
+    in ``exclude`` (their values become NA)."""
+    args, _ = _match_args(node, ("x", "exclude"), what, dots=True)
+    value = ev.eval(_required(args, "x", what))
+    if isinstance(value, pd.Categorical):
+        exclude = args.get("exclude")
+        if not _is_null(exclude) and not (isinstance(exclude, Name) and exclude.id == "NA"):
+            assert exclude is not None
+            drop = {v for v in _r_strings(ev.eval(exclude), what) if v is not None}
+            gone = np.array([str(c) in drop for c in value.categories], dtype=bool)
+            codes = np.asarray(value.codes)
+            value = pd.Categorical.from_codes(
+                np.where((codes >= 0) & gone[np.maximum(codes, 0)], -1, codes),
+                categories=value.categories, ordered=value.ordered)
+        return drop_unused_levels(value)
+    arr = np.asarray(value.values if isinstance(value, MatrixValue) else value)
+    kind = ("c('double', 'numeric')" if arr.dtype.kind in "iuf" else
+            "logical" if arr.dtype.kind == "b" or _is_logical_na(arr) else "character")
+    raise FormulaError(f"no applicable method for 'droplevels' applied to an object of class "
+                       f"\"{kind}\" (in {what})")
+
+
+def _seq(ev: Evaluator, node: Call, what: str) -> np.ndarray:
+    """R's ``seq(from, to, by)`` and ``seq(from, to, length.out = n)`` (seq.default's
+    arithmetic: ``from + (0:n) * by`` capped at ``to``; ``from + i * (to - from) / (n - 1)``
+    inside), for breaks and knots: ``cut(x, seq(0, 10, by = 2.5))``."""
+    args, _ = _match_args(node, ("from", "to", "by", "length.out"), what)
+    start = _count_arg(ev, args.get("from"), "from", what)
+    stop = _count_arg(ev, args.get("to"), "to", what)
+    by = _count_arg(ev, args.get("by"), "by", what)
+    length = _count_arg(ev, args.get("length.out"), "length.out", what)
+    if by is not None and length is not None:
+        raise FormulaError(f"too many arguments (in {what})")
+    if start is None or stop is None:
+        raise FormulaError(f"seq() needs 'from' and 'to' here (in {what})")
+    if by is None and length is None:
+        return _sequence(start, stop, what)
+    if length is not None:
+        n = math.ceil(length)
+        if n < 0:
+            raise FormulaError(f"'length.out' must be a non-negative number (in {what})")
+        if n <= 2:
+            return np.array([start, stop][:n])
+        if start == stop:
+            return np.full(n, start)
+        step = (stop - start) / (n - 1)
+        return np.concatenate([[start], start + np.arange(1, n - 1) * step, [stop]])
+    assert by is not None
+    span = stop - start
+    if (span != 0 and by == 0) or span * by < 0:
+        raise FormulaError(f"wrong sign in 'by' argument (in {what})")
+    if span == 0 or abs(span) / max(abs(start), abs(stop)) < 100 * np.finfo(float).eps:
+        return np.array([start])
+    count = int(span / by + 1e-10)
+    if count > 1e8:
+        raise FormulaError(f"'by' argument is much too small (in {what})")
+    out = start + np.arange(count + 1) * by
+    return np.minimum(out, stop) if by > 0 else np.maximum(out, stop)
+
+
+def _quantile(ev: Evaluator, node: Call, what: str) -> np.ndarray:
+    """R's ``quantile(x, probs, na.rm)`` of type 7 (the default), for breaks and knots:
+    ``cut(x, quantile(x, c(0, 0.5, 1), na.rm = TRUE), include.lowest = TRUE)``."""
+    args, _ = _match_args(node, ("x", "probs", "na.rm", "names", "type"), what)
+    x = _numbers_arg(ev, _required(args, "x", what), "x", what)
+    assert x is not None
+    probs = _numbers_arg(ev, args.get("probs"), "probs", what)
+    if probs is None:
+        probs = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    kind = _count_arg(ev, args.get("type"), "type", what)
+    if kind is not None and kind != 7:
+        raise FormulaError(f"only quantile type 7 (R's default) is supported (in {what})")
+    if _logical_arg(ev, args.get("na.rm"), "na.rm", False, what):
+        x = x[~np.isnan(x)]
+    elif np.isnan(x).any():
+        raise FormulaError(f"missing values and NaN's not allowed if 'na.rm' is FALSE "
+                           f"(in {what})")
+    if np.isnan(probs).any() or (probs < -100 * np.finfo(float).eps).any() or (
+            probs > 1 + 100 * np.finfo(float).eps).any():
+        raise FormulaError(f"'probs' outside [0,1] (in {what})")
+    if x.size == 0:
+        return np.full(probs.shape, np.nan)
+    return quantile7(x, np.clip(probs, 0.0, 1.0))
+
+
+_R_FUNCTIONS: dict[str, Callable[[Evaluator, Call, str], Value]] = {
+    "ns": _ns_bs, "bs": _ns_bs, "cut": _cut, "C": _c, "droplevels": _droplevels,
+    "seq": _seq, "quantile": _quantile,
+}

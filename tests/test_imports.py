@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     # R formula syntax: no numerics
     ("formula", ["formula", "formula.ast", "formula.limits", "formula.parser", "formula.terms",
                  "formula.bars"]),
-    ("transforms", ["transforms"]),
+    ("transforms", ["splines", "transforms"]),
     ("frame", ["frame", "modelmatrix"]),
     # the PLS engine and (issue 13) GLMM families and links: numerics only
     ("engine", ["pls", "pls.*", "families"]),

@@ -28,7 +28,7 @@ from ..checks import independent_columns
 from ..errors import LmeFormulaError
 from ..formula.terms import Terms
 from ..mermod import LmerMod
-from ..modelmatrix import model_matrix
+from ..modelmatrix import factor_coding, model_matrix
 from ..transforms import MatrixValue, is_factor_like
 
 __all__ = [
@@ -377,9 +377,7 @@ def _used_codings(ft: FixedTerms) -> dict[str, Any]:
         if val is None or not is_factor_like(val) or nm == _response_name(ft):
             continue
         if any(ft.factors[ft.variables.index(nm), j] for j in range(len(ft.labels))):
-            default = ("contr.poly" if isinstance(val, pd.Categorical) and val.ordered
-                       else "contr.treatment")
-            out[nm] = ft.contrasts.get(nm, default)
+            out[nm] = factor_coding(nm, val, ft.contrasts)[0]  # C(f, sum)'s too
     return out
 
 

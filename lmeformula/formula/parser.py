@@ -43,6 +43,7 @@ _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)(L?)"
 # R's names: letters (any alphabet, as R in a UTF-8 locale) or '.', then letters, digits,
 # '.' and '_'
 _NAME = re.compile(r"(?:[^\W\d_]|\.)[\w.]*")
+_NAMESPACED = re.compile(r":::?(?:[^\W\d_]|\.)[\w.]*")
 _DIGITS = "0123456789"
 
 
@@ -91,8 +92,14 @@ def tokenize(text: str) -> list[Token]:
             continue
         m = _NAME.match(text, i)
         if m is not None:
-            tokens.append(Token("name", m.group(0), i))
-            i = m.end()
+            end = m.end()
+            # R's namespace operators: pkg::fn and pkg:::fn are one name (splines::ns(x, 3)),
+            # deparsed as written; the evaluator resolves the packages it knows
+            ns = _NAMESPACED.match(text, end)
+            if ns is not None:
+                end = ns.end()
+            tokens.append(Token("name", text[i:end], i))
+            i = end
             continue
         if ch in "(),[]":
             tokens.append(Token(ch, ch, i))
