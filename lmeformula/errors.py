@@ -113,3 +113,21 @@ class ColumnTypeWarning(LmeFormulaWarning):
 class NaNsProducedWarning(LmeFormulaWarning):
     """R's "NaNs produced": a function in the formula (``log``, ``sqrt``, ...) gave NaN for a
     value that is not missing; the model frame drops those rows as missing, as R's does."""
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called by the function that calls this) that
+    points the warning at the first caller outside this package: the user's line, however
+    many of the package's functions lie between (``lmf.predict`` -> the model's ``predict``
+    -> ...)."""
+    import os
+    import sys
+    from types import FrameType
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame: FrameType | None = sys._getframe(1)  # the function that warns: stacklevel 1
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

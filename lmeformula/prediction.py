@@ -37,6 +37,7 @@ from .errors import (
     ModelFrameError,
     RandomEffectsError,
     VariableNotFoundError,
+    caller_stacklevel,
 )
 from .formula.ast import BinOp, Name, Node, Paren, deparse
 from .formula.bars import findbars, interaction_parts
@@ -292,9 +293,11 @@ def _fixed_matrix(m: FittedModel, newdata: pd.DataFrame, apply_offset_arg: bool 
     design = getattr(pf, "design", None)
     arg = pf.call.get("offset") if design is None else design.offset
     if arg is not None and not apply_offset_arg:
-        warnings.warn("the model's offset= argument is not applied to newdata, as in lme4 "
-                      "1.1-31; predict(..., apply_offset_arg=True) applies it (or write "
-                      "offset(...) in an R formula)", LmeFormulaWarning, stacklevel=4)
+        warnings.warn("the model's offset= argument is not applied to newdata, as lme4 "
+                      "1.1-31 leaves it out of predictions and simulations there; "
+                      "predict(..., apply_offset_arg=True) applies it, and offset(...) "
+                      "written in an R formula always is", LmeFormulaWarning,
+                      stacklevel=caller_stacklevel())
     if design is not None:  # syntax="formulaic": formulaic's ModelSpec on the new data
         return design.fixed_matrix(newdata, with_offset=apply_offset_arg)
     fixed: Terms = pf.parsed.fixed

@@ -44,9 +44,9 @@ def school_data() -> pd.DataFrame:
     return schools()
 
 
-def devfuns(formula: str, df: pd.DataFrame) -> tuple[Any, Any]:
+def devfuns(formula: str, df: pd.DataFrame, **kwargs: Any) -> tuple[Any, Any]:
     """The deviance function with the sparse factor allowed, and one with it disabled."""
-    pf = lmf.lFormula(formula, df)
+    pf = lmf.lFormula(formula, df, **kwargs)
     sparse = lmf.mkLmerDevfun(pf)
     base = pls_policy.POLICY
     pls_policy.POLICY = dataclasses.replace(base, sparse_min_order=10**9)
@@ -69,11 +69,16 @@ def thetas(start: np.ndarray, k: int = 4, seed: int = 1) -> list[np.ndarray]:
     return [start] + [start * rng.uniform(0.2, 3.0, start.size) for _ in range(k)]
 
 
-@pytest.mark.parametrize(("formula", "data"), [(SCHOOLS, "schools"), (INSTEVAL, "InstEval")])
-def test_sparse_criterion_is_the_dense_one(formula: str, data: str,
+@pytest.mark.parametrize(("formula", "data", "REML"),
+                         [(SCHOOLS, "schools", True), (SCHOOLS, "schools", False),
+                          ("y ~ 0 + (1 | s) + (1 | t)", "schools", True),
+                          (INSTEVAL, "InstEval", True), (INSTEVAL, "InstEval", False)])
+def test_sparse_criterion_is_the_dense_one(formula: str, data: str, REML: bool,
                                            school_data: pd.DataFrame) -> None:
+    """REML and ML (ML reads X's pivots and the response's apart: X's rows must stay last),
+    with and without fixed effects."""
     df = school_data if data == "schools" else lmf.datasets.load(data)
-    sparse, dense = devfuns(formula, df)
+    sparse, dense = devfuns(formula, df, REML=REML)
     for th in thetas(np.asarray(sparse.start, dtype=float)):
         assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
     state = sparse.problem._sparse
@@ -111,7 +116,10 @@ def test_the_fit_takes_lme4s_path_with_either_factor(school_data: pd.DataFrame) 
         finally:
             pls_policy.POLICY = base
     sparse, dense = fits["sparse"], fits["dense"]
-    assert sparse.optinfo.feval == dense.optinfo.feval
+    # the two criteria differ in their last bits (another summation order, cvxopt's own
+    # OpenBLAS kernels), on which BOBYQA's last steps can branch: the same path to within
+    # a few evaluations (equal on this machine), the same optimum to its tolerance
+    assert abs(sparse.optinfo.feval - dense.optinfo.feval) <= 0.15 * dense.optinfo.feval
     np.testing.assert_allclose(sparse.theta, dense.theta, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(sparse.fixef, dense.fixef, rtol=1e-8)
     assert float(lmf.REMLcrit(sparse)) == pytest.approx(float(lmf.REMLcrit(dense)), rel=1e-12)
@@ -202,6 +210,94 @@ def test_a_model_with_the_sparse_factor_pickles(school_data: pd.DataFrame) -> No
         assert lmf.REMLcrit(twin) == lmf.REMLcrit(m)
 
 
+def test_a_pattern_that_fills_in_is_refused_before_any_numeric_work(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Randomly crossed levels with a sparse pattern (~30 % of a triangle) whose factor
+    fills in nearly completely: the symbolic analysis' column counts refuse it, and CHOLMOD
+    never factors it (on the large engine that had cost a dense factor's time and 2.5 times
+    its memory)."""
+    rng = np.random.default_rng(0)
+    a = np.repeat(np.arange(3000), 8)
+    df = pd.DataFrame({"y": rng.normal(size=a.size), "a": a.astype(str),
+                       "b": rng.integers(0, 700, a.size).astype(str)})
+    mods = cholmod.cholmod_module()
+    assert mods is not None
+    numeric, symbolic = mods[1].numeric, mods[1].symbolic
+    calls: list[str] = []
+
+    def counted(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(mods[1], "numeric", counted("numeric", numeric))
+    monkeypatch.setattr(mods[1], "symbolic", counted("symbolic", symbolic))
+    dev = decided(lmf.mkLmerDevfun(lmf.lFormula("y ~ 1 + (1 | a) + (1 | b)", df)))
+    assert dev.problem.m >= pls_policy.POLICY.sparse_min_order
+    assert dev.problem._sparse is None
+    assert calls == ["symbolic"]  # analysed (the pattern passed), refused by its fill
+
+
+def test_cvxopts_global_options_are_neither_relied_on_nor_changed(
+        school_data: pd.DataFrame) -> None:
+    """cvxopt's CHOLMOD options are process-wide: another user's (a simplicial factor,
+    CHOLMOD's own orderings) must not break the fit, and are left as they were."""
+    mods = cholmod.cholmod_module()
+    assert mods is not None
+    options = mods[1].options
+    theirs = {"supernodal": 0, "nmethods": 0}
+    before = dict(options)
+    options.update(theirs)
+    try:
+        sparse, dense = devfuns(SCHOOLS, school_data)
+        for th in thetas(np.asarray(sparse.start, dtype=float)):
+            assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
+        assert isinstance(sparse.problem._sparse, tuple)
+        assert dict(options) == {**before, **theirs}
+    finally:
+        options.clear()
+        options.update(before)
+
+
+def test_x_and_y_not_last_in_the_analysis_refuse_it(monkeypatch: pytest.MonkeyPatch,
+                                                    school_data: pd.DataFrame) -> None:
+    """The last pivots must be RX's and the response's: a permutation that moved their rows
+    (another CHOLMOD's orderings) is refused, and the dense factor answers."""
+    structure = cholmod._symbolic_structure
+
+    def moved(factor: Any, m: int) -> Any:
+        perm, counts = structure(factor, m)
+        return np.roll(perm, 1), counts
+
+    monkeypatch.setattr(cholmod, "_symbolic_structure", moved)
+    sparse, dense = devfuns(SCHOOLS, school_data)
+    assert decided(sparse).problem._sparse is None
+    assert sparse(sparse.start * 1.3) == dense(sparse.start * 1.3)
+
+
+def test_weights_take_the_sparse_factor(school_data: pd.DataFrame) -> None:
+    weighted = school_data.assign(w=np.random.default_rng(3).uniform(0.2, 3, len(school_data)))
+    sparse, dense = devfuns(SCHOOLS, weighted, weights="w")
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
+    assert isinstance(sparse.problem._sparse, tuple)
+
+
+def test_reweighting_the_large_engine_returns_to_the_dense_factor(
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, compact_m22_order=600))
+    sparse, dense = devfuns(SCHOOLS, school_data)
+    assert isinstance(decided(sparse).problem._sparse, tuple)
+    y = school_data["y"].to_numpy() + 0.5 * np.random.default_rng(1).normal(size=len(school_data))
+    for dev in (sparse, dense):
+        dev.problem.reweight(np.ones(len(school_data)), y)
+    assert sparse.problem._sparse is None
+    th = np.asarray(sparse.start) * 1.2
+    assert sparse.problem.deviance(th, True)[0] == dense.problem.deviance(th, True)[0]
+
+
 def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:
     sparse, _ = devfuns(SCHOOLS, school_data)
     assert isinstance(decided(sparse).problem._sparse, tuple)
@@ -236,6 +332,8 @@ def test_cvxopts_sequential_openblas_is_left_out_of_the_thread_scopes() -> None:
     maps = Path("/proc/self/maps").read_text().splitlines()
     paths = sorted({line.split()[-1] for line in maps
                     if "openblas" in line.rsplit("/", 1)[-1].lower()})
+    if not any("cvxopt" in path for path in paths):
+        pytest.skip("this cvxopt links a system BLAS, not a bundled OpenBLAS")
     sequential = [threads._sequential(ctypes.CDLL(path)) for path in paths]
     assert [("cvxopt" in path) for path in paths] == sequential
     threads._openblas_libraries.cache_clear()

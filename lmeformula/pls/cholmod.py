@@ -4,23 +4,29 @@ Per θ the profiled criterion needs only the pivots of block 2's factor: the log
 of its random-effects part, the log-determinant of RX (X's pivots) and the penalised RSS (the
 square of the response's pivot). Where block 2 is sparse enough, a fill-reducing ordering
 makes its factor much cheaper than the dense one: InstEval's block 2 (order 1,159, 22 %
-non-zero) factors with AMD's ordering into 47-52 % of a dense triangle and about a quarter of
+non-zero) factors with AMD's ordering into 48 % of a dense triangle and about a quarter of
 the dense factor's flops, and CHOLMOD's supernodal factor took ~10 ms against ``dpotrf``'s
 ~37 ms on one loaded core (2026-12-03; PROFILING.md). lme4 itself factors with CHOLMOD.
 
-The analysis (ordering, supernodes, storage) is done once per model; each θ writes the
-assembled S's values into the pattern's slots and refactors numerically. Everything else the
-engine does with the factor (the solutions, the gradient, the fitted model) still takes the
-dense factor, at the θ it is asked for: the sparse factor gives the criterion alone.
+The analysis (ordering, supernodes, storage) is done once per model, and its fill is read
+off CHOLMOD's symbolic factor (its column counts) before any numeric work: a pattern that
+fills in densely (random crossings do) is given back to the dense factor at the cost of the
+symbolic analysis alone. Each θ writes the assembled S's values into the pattern's slots and
+refactors numerically. Everything else the engine does with the factor (the solutions, the
+gradient, the fitted model) still takes the dense factor, at the θ it is asked for: the
+sparse factor gives the criterion alone.
 
 cvxopt bundles CHOLMOD (SuiteSparse) and its own OpenBLAS in its wheels. It is imported only
-when a model's block 2 is large and sparse enough to use it; without it the engine stays
-dense (the same criterion to rounding).
+when a model's block 2 is large and sparse enough to use it; without it, or where its factor
+cannot be read as expected, the engine stays dense (the same criterion to rounding).
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,24 +35,89 @@ import numpy as np
 
 __all__ = ["SparsePivots", "cholmod_module"]
 
+# cvxopt's CHOLMOD settings are process-wide (``cvxopt.cholmod.options``): every call here sets
+# the ones it relies on and restores the caller's. Supernodal (``diag`` reads only a
+# supernodal factor), and the ordering given, as it is (``nmethods`` = 1: CHOLMOD does not
+# compare it with orderings of its own, which could move X's and y's rows).
+_OPTIONS = {"supernodal": 2, "nmethods": 1, "postorder": True}
+_OPTIONS_LOCK = threading.RLock()
+
 
 @lru_cache(maxsize=1)
 def cholmod_module() -> tuple[Any, Any, Any] | None:
     """cvxopt's (base, cholmod, amd) modules, or None where cvxopt cannot be imported.
 
     cvxopt loads its own OpenBLAS: the thread scopes' lists of loaded BLAS libraries are made
-    again so that the engine's thread policy sets its pool too."""
+    again, so that they see it (a build without threads, as the wheels' is, is left out)."""
     try:
         import cvxopt
         import cvxopt.amd
         import cvxopt.cholmod
-    except ImportError:  # pragma: no cover - cvxopt is a dependency; a source build may lack it
+    except ImportError:  # cvxopt is a dependency; a source build may lack it
         return None
     from . import threads
 
     threads._openblas_libraries.cache_clear()
     threads._controller.cache_clear()
     return cvxopt, cvxopt.cholmod, cvxopt.amd
+
+
+@contextmanager
+def _our_options(cholmod: Any) -> Iterator[None]:
+    """cvxopt's CHOLMOD options set to :data:`_OPTIONS` for the block, the caller's after."""
+    with _OPTIONS_LOCK:
+        saved = dict(cholmod.options)
+        cholmod.options.update(_OPTIONS)
+        try:
+            yield
+        finally:
+            cholmod.options.clear()
+            cholmod.options.update(saved)
+
+
+class _CholmodFactor(ctypes.Structure):
+    """The leading fields of CHOLMOD's ``cholmod_factor`` (cholmod_core.h, CHOLMOD 3 to 5):
+    what the symbolic analysis leaves there, read to learn the fill and the permutation
+    before any numeric work (cvxopt gives no other way)."""
+
+    _fields_ = [("n", ctypes.c_size_t), ("minor", ctypes.c_size_t),
+                ("Perm", ctypes.c_void_p), ("ColCount", ctypes.c_void_p),
+                ("IPerm", ctypes.c_void_p), ("nzmax", ctypes.c_size_t),
+                ("p", ctypes.c_void_p), ("i", ctypes.c_void_p), ("x", ctypes.c_void_p),
+                ("z", ctypes.c_void_p), ("nz", ctypes.c_void_p), ("next", ctypes.c_void_p),
+                ("prev", ctypes.c_void_p), ("nsuper", ctypes.c_size_t),
+                ("ssize", ctypes.c_size_t), ("xsize", ctypes.c_size_t),
+                ("maxcsize", ctypes.c_size_t), ("maxesize", ctypes.c_size_t),
+                ("super", ctypes.c_void_p), ("pi", ctypes.c_void_p), ("px", ctypes.c_void_p),
+                ("s", ctypes.c_void_p), ("ordering", ctypes.c_int), ("is_ll", ctypes.c_int),
+                ("is_super", ctypes.c_int), ("is_monotonic", ctypes.c_int),
+                ("itype", ctypes.c_int), ("xtype", ctypes.c_int), ("dtype", ctypes.c_int)]
+
+
+def _symbolic_structure(factor: Any, m: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The permutation and column counts of a symbolic CHOLMOD factor of order ``m`` (cvxopt's
+    capsule), or None when the structure does not read as one (another CHOLMOD's layout)."""
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object,
+                                                                  ctypes.c_char_p]
+    try:
+        name = get_name(factor)
+        if name is None or not name.startswith(b"CHOLMOD FACTOR"):
+            return None
+        f = _CholmodFactor.from_address(get_pointer(factor, name))
+    except (ValueError, TypeError):
+        return None
+    integer = {0: ctypes.c_int32, 2: ctypes.c_int64}.get(f.itype)  # CHOLMOD_INT, _LONG
+    if integer is None or f.n != m or not f.Perm or not f.ColCount:
+        return None
+    perm = np.ctypeslib.as_array((integer * m).from_address(f.Perm)).astype(np.int64)
+    counts = np.ctypeslib.as_array((integer * m).from_address(f.ColCount)).astype(np.int64)
+    if not np.array_equal(np.sort(perm), np.arange(m)) or counts.min() < 1 \
+            or counts.max() > m:
+        return None
+    return perm, counts
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,8 +131,8 @@ class SparsePivots:
         ascending: the compressed-column order of the lower triangle CHOLMOD reads (S's
         upper entry (i, j) is the lower entry (j, i)).
     fill
-        Stored entries of the factor over a dense lower triangle's (from the first numeric
-        factorisation; supernodes store some zeros).
+        The factor's entries (CHOLMOD's column counts of the symbolic analysis) over a
+        dense lower triangle's.
     """
 
     flat: np.ndarray
@@ -77,49 +148,56 @@ class SparsePivots:
         """Analyse the pattern ``flat`` (ascending flat positions i·m + j, i ≤ j, of S's
         structural non-zeros, the diagonal included) and factor S's ``values`` there: the
         analysis and the pivots of this first factorisation, or None where cvxopt is
-        missing, S is not positive definite at this θ, or the factor stores more than
-        ``max_fill`` of a dense triangle.
+        missing, its factor does not read as expected, the factor would hold more than
+        ``max_fill`` of a dense triangle (found before any numeric work), or S is not
+        positive definite at this θ.
 
         The ordering is AMD's for the first ``random`` rows (the random effects), followed
-        by X's and the response's rows in their order, so that the last pivots are RX's
-        and the response's as in the dense factor."""
+        by X's and the response's rows in their order; the analysis must keep those last
+        (checked on its permutation), so that the last pivots are RX's and the
+        response's as in the dense factor."""
         mods = cholmod_module()
         if mods is None:
             return None
         cvxopt, cholmod, amd = mods
         cols, rows = np.divmod(flat, m)  # S's (col, row) in the upper triangle: L's (row, col)
-        matrix = cvxopt.spmatrix(cvxopt.matrix(values),
-                                 cvxopt.matrix(rows.astype(np.int64), tc="i"),
-                                 cvxopt.matrix(cols.astype(np.int64), tc="i"), (m, m))
-        # AMD on the whole pattern, X's and the response's rows then moved to the end
-        # (AMD puts such dense rows last anyway; this fixes their order)
-        order = np.asarray(amd.order(matrix), dtype=np.int64).ravel()
-        order = np.concatenate([order[order < random], np.arange(random, m, dtype=np.int64)])
-        perm = cvxopt.matrix(order, tc="i")
-        counted = cholmod.symbolic(matrix, p=perm)
         try:
-            cholmod.numeric(matrix, counted)
-        except ArithmeticError:
+            matrix = cvxopt.spmatrix(cvxopt.matrix(values),
+                                     cvxopt.matrix(rows.astype(np.int64), tc="i"),
+                                     cvxopt.matrix(cols.astype(np.int64), tc="i"), (m, m))
+            order = np.asarray(amd.order(matrix), dtype=np.int64).ravel()
+            order = np.concatenate([order[order < random],
+                                    np.arange(random, m, dtype=np.int64)])
+            with _our_options(cholmod):
+                factor = cholmod.symbolic(matrix, p=cvxopt.matrix(order, tc="i"))
+            structure = _symbolic_structure(factor, m)
+            if structure is None:
+                return None
+            perm, counts = structure
+            fill = float(counts.sum()) / (m * (m + 1) / 2)
+            if fill > max_fill or not np.array_equal(perm[random:], np.arange(random, m)):
+                return None
+            analysed = cls(flat, fill, matrix, factor)
+            first = analysed.pivots(values)
+        except MemoryError:  # CHOLMOD's own allocation: the dense factor is the fallback
             return None
-        first = np.array(cholmod.diag(counted), dtype=float).ravel()
-        # getfactor turns its factor simplicial: the one kept is analysed afresh
-        fill = len(cholmod.getfactor(counted).V) / (m * (m + 1) / 2)
-        if fill > max_fill:
+        if first is None:
             return None
-        return cls(flat, fill, matrix, cholmod.symbolic(matrix, p=perm)), first
+        return analysed, first
 
     def pivots(self, values: np.ndarray) -> np.ndarray | None:
         """The factor's diagonal (in the analysis' order: the random effects' pivots in AMD's
         order, then X's, then the response's) for S's ``values`` at the pattern's entries,
-        or None when S is not positive definite (the dense factor then diagnoses it)."""
+        or None when CHOLMOD cannot factor it (not positive definite: the dense factor
+        then diagnoses it)."""
         mods = cholmod_module()
         assert mods is not None  # analysed, so imported
         cvxopt, cholmod, _ = mods
         values = cvxopt.matrix(values)
-        with self._lock:
+        with self._lock, _our_options(cholmod):
             self._matrix.V = values
             try:
                 cholmod.numeric(self._matrix, self._factor)
-            except ArithmeticError:
+                return np.array(cholmod.diag(self._factor), dtype=float).ravel()
+            except (ArithmeticError, ValueError, MemoryError):
                 return None
-            return np.array(cholmod.diag(self._factor), dtype=float).ravel()

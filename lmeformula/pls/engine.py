@@ -261,11 +261,14 @@ class PLSProblem(_AugmentedSystem):
         """
         self._reweight_first_blocks(w, y)
         self.b22 = self.b22.reweighted(self.M22)
-        self._sparse = None  # weights can change M22's pattern; PIRLS takes dense factors
 
     def _reweight_first_blocks(self, w: np.ndarray, y: np.ndarray) -> None:
         """New weights and response: the cross-products recomputed, blocks 1 and 2-against-1
         refreshed (block 2 is the caller's: its storage differs between the engines)."""
+        # block 2's sparse analysis holds M22's values at its pattern, and weights can change
+        # the pattern: the criterion is the dense factor's from now on (PIRLS takes dense
+        # factors anyway)
+        self._sparse = None
         w, y = _check_reweight(w, y, self.n)
         self.weights, self.y = w, y
         self.ldW = _log_det_weights(w)
@@ -614,7 +617,7 @@ class PLSProblem(_AugmentedSystem):
         triangle (the factor can only fill in more)."""
         m = self.m
         keys = np.asarray(self.b22.keys, dtype=np.intp)
-        pattern = np.triu(self.M22) != 0
+        pattern = np.triu(self.M22 != 0)
         flat_pattern = pattern.ravel()
         flat_pattern[keys] = True
         flat_pattern[:: m + 1] = True
