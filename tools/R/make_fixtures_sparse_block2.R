@@ -170,6 +170,16 @@ run_case("offset_term_weights_ml", "schools", paste("y ~ x + offset(off) +", S),
          list(weights = "w", REML = "FALSE"))
 # a column collinear with the intercept and x: lme4 drops it
 run_case("rank_deficient", "schools", paste("y ~ x + I(2 * x - 1) +", S))
+# a vector first term (block 1), block 2 scalar
+run_case("vector_first_term", "schools", "y ~ x + (1 + x | s) + (1 | t)")
+# a 25-level factor crossing everything: 25 dense rows in block 2, as X's
+run_case("crossed_small_factor", "schools", paste("y ~ x +", S, "+ (1 | f)"))
+# scalar slopes in block 2: x's values in Z, two scalar terms on one factor (1,400 effects)
+run_case("slope_term", "schools", "y ~ x + (1 | s) + (0 + x | t)")
+run_case("double_bar", "schools", "y ~ x + (1 | s) + (x || t)")
+run_case("school_slope", "schools", paste("y ~ x +", S, "+ (0 + x | school)"))
+# school/slot: (1 | slot:school) + (1 | school)
+run_case("nested_slash", "schools", "y ~ x + (1 | s) + (1 | school/slot)", list(REML = "FALSE"))
 run_case("singular_teacher", "flat", paste("y0 ~ x +", S))
 run_case("singular_three", "flat", paste("y ~ x +", S, "+ (1 | school)"))
 run_case("large_reml", "large", paste("y ~ x +", S))
