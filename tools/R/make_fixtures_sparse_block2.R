@@ -67,6 +67,9 @@ datasets <- list(
   fill_below = simulate(4, c(500, 200), 1500, ratings = 8, prob = c(500, 200)),
   fill_edge = simulate(5, c(530, 170), 1500, ratings = 8, prob = c(530, 170)),
   fill_above = simulate(6, c(550, 150), 1500, ratings = 8, prob = c(550, 150)),
+  # the same for the large-block engine: 1,600 teachers in two schools
+  large_fill_below = simulate(8, c(1200, 400), 2300, ratings = 8, prob = c(1200, 400)),
+  large_fill_above = simulate(9, c(1300, 300), 2300, ratings = 10, prob = c(1300, 300)),
   # one school of 620 teachers, 700 students rating 30 each: block 2's pattern itself above
   # the limit
   pattern_dense = simulate(7, 620, 700, ratings = 30)
@@ -77,7 +80,8 @@ datasets$flat$y0 <- flat0$y
 # the columns the plain designs use
 datasets$large <- datasets$large[c("y", "x", "w", "yna", "xna", "s", "t", "school")]
 datasets$flat <- datasets$flat[c("y", "y0", "x", "s", "t", "school")]
-for (nm in c("fill_below", "fill_edge", "fill_above", "pattern_dense"))
+for (nm in c("fill_below", "fill_edge", "fill_above", "pattern_dense", "large_fill_below",
+            "large_fill_above"))
   datasets[[nm]] <- datasets[[nm]][c("y", "x", "s", "t")]
 # the data's columns, factors as 1-based codes into their levels (a third of the size of
 # their labels); numerics as they are (NA as null)
@@ -189,3 +193,5 @@ run_case("fill_below", "fill_below", paste("y ~ x +", S))
 run_case("fill_edge", "fill_edge", paste("y ~ x +", S))
 run_case("fill_above", "fill_above", paste("y ~ x +", S))
 run_case("pattern_dense", "pattern_dense", paste("y ~ x +", S))
+run_case("large_fill_below", "large_fill_below", paste("y ~ x +", S))
+run_case("large_fill_above", "large_fill_above", paste("y ~ x +", S))
