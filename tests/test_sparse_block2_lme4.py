@@ -10,7 +10,8 @@ by school), with schools as a third term, the teacher as ``school:slot`` and thr
 na.exclude), ``subset=``, ML, an offset (argument and term), a factor with 25 levels as a
 fixed effect and as a grouping factor crossing block 2 (25 dense rows, as X's), a column
 collinear with the intercept and x (lme4 drops it), a teacher θ at 0 (singular fits), a
-vector first term, scalar slopes in block 2 (``(0 + x | t)``, ``(x || t)``: 1,400 effects);
+vector first term, scalar slopes in block 2 (``(0 + x | t)``, ``(x || t)``: 1,400 effects),
+an intercept-only model with lme4's refit and refitML, Nelder-Mead and minqa's BOBYQA;
 block 2 of ~700 (the dense engine) and 1,600-2,200 (the large-block engine,
 lmeformula.pls.large); and designs near the fill limit: factors at 0.56 and 0.54 of a
 triangle (taken), at 0.601, 0.63 and 0.64 (analysed, refused), a pattern above the limit
@@ -106,6 +107,10 @@ def kwargs_of(name: str) -> dict[str, Any]:
             kw[key] = value
         elif key == "na.action":
             kw["na_action"] = value.removeprefix("na.")
+        elif key == "control":  # lmerControl(optimizer = "...")
+            optimizer = re.fullmatch(r'lmerControl\(optimizer = "(\w+)"\)', value)
+            assert optimizer is not None, value
+            kw["control"] = {"optimizer": optimizer[1]}
     return kw
 
 
@@ -121,8 +126,9 @@ def fit_and_warnings(name: str) -> tuple[lmf.LmerMod, tuple[str, ...]]:
         # the convergence checks' derivatives as lme4 1.1-31 computes them, always (the
         # package's default follows lme4 >= 1.1-38, which skips them from 10,000 rows: the
         # large cases' lme4 warns of max|grad| = 0.00218841 from them)
-        m = lmf.lmer(fx["formula"], data_of(name), data_name="d",
-                     control=lmf.lmerControl(calc_derivs=True), **kwargs_of(name))
+        kw = kwargs_of(name)
+        control = lmf.lmerControl(calc_derivs=True, **kw.pop("control", {}))
+        m = lmf.lmer(fx["formula"], data_of(name), data_name="d", control=control, **kw)
     return m, tuple(str(w.message) for w in seen)
 
 
@@ -188,16 +194,22 @@ def test_fit(name: str) -> None:
 @pytest.mark.parametrize("name", cases())
 def test_evaluations_like_lme4(name: str) -> None:
     """BOBYQA from lme4's start takes lme4's number of evaluations: exactly, or where
-    round-off decides that number, lme4's is among the counts round-off gives. 27 of the 30
-    cases take lme4's count exactly. Round-off decides it for the 700-teacher school model
+    round-off decides that number, lme4's is among the counts round-off gives. 29 of the 33
+    fits take lme4's count exactly (Nelder-Mead's 115 too); minqa's BOBYQA is not followed
+    (see below). Round-off decides it for the 700-teacher school model
     (26 or 27 under fit_accuracy's noise, with the sparse factor or the dense): lme4 itself
     takes 27 with the teacher as ``t`` and 26 with the same factor as ``school:slot``
     (interaction_group: its levels in another order, so other sums), ours 26 and 27."""
     m, fx = fit(name), fixture(name)
     if m.optinfo.feval == fx["feval"]:
         return
+    # minqa's BOBYQA interpolates through n + 2 points, NLopt's (ours) through 2n + 1: from
+    # two parameters on its steps are not minqa's (optimize.minqa_bobyqa; lme4 89, ours 65)
+    if kwargs_of(name).get("control", {}).get("optimizer") == "bobyqa":
+        pytest.skip("minqa's BOBYQA path is not NLopt's (optimize.minqa_bobyqa)")
     devfun = devfun_of(name)
-    counts = counts_under_roundoff(devfun, None) | {m.optinfo.feval}
+    counts = counts_under_roundoff(devfun, kwargs_of(name).get("control")) | {
+        m.optinfo.feval}
     assert len(counts) > 1 and min(counts) <= fx["feval"] <= max(counts), (
         sorted(counts), fx["feval"])
 
@@ -251,3 +263,26 @@ def test_zero_weights_like_lme4() -> None:
     # (R's numbers are written with 15 significant digits)
     np.testing.assert_allclose(m.theta.to_numpy(), as_list(fx["theta"]), rtol=1e-14, atol=0)
     assert m.REMLcrit() == np.inf
+
+
+@pytest.mark.parametrize("which", ["refit", "refitML"])
+def test_refits_like_lme4(which: str) -> None:
+    """lme4's refit (a new response, from the fit's θ) and refitML (minqa's BOBYQA from the
+    REML θ) of the 700-teacher fit with an intercept alone (lme4 1.1-31's refit of a REML fit
+    with p > 1 fixed effects takes n - 1 for n - p in its criterion: see the fixture script):
+    each refit's deviance function takes the sparse factor again and stops at lme4's optimum;
+    the refit after lme4's evaluations (refitML's minqa BOBYQA takes other steps than
+    minqa's from two parameters on: optimize.minqa_bobyqa)."""
+    name = "intercept_only"
+    m, ref = fit(name), fixture(name)[which]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = lmf.refit(m, as_list(ref["newresp"])) if which == "refit" else lmf.refitML(m)
+    assert_factor_taken(name, r.devfun.problem)
+    theta = as_list(ref["theta"])
+    optimum = assert_same_optimum(r, theta, ref["crit"])
+    acc = accuracy(r, theta, optimum, lambda mm: np.r_[mm.fixef.to_numpy(), mm.sigma])
+    assert_within(r.fixef, as_list(ref["beta"]), rtol=1e-6, atol=1e-7 + acc[:-1])
+    assert_within(r.sigma, ref["sigma"], rtol=1e-6, atol=acc[-1])
+    if which == "refit":
+        assert r.optinfo.feval == ref["feval"]
