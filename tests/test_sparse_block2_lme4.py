@@ -286,3 +286,21 @@ def test_refits_like_lme4(which: str) -> None:
     assert_within(r.sigma, ref["sigma"], rtol=1e-6, atol=acc[-1])
     if which == "refit":
         assert r.optinfo.feval == ref["feval"]
+
+
+@pytest.mark.parametrize("first", [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+def test_decided_at_a_boundary_theta(first: tuple[float, float]) -> None:
+    """The first evaluation decides and analyses block 2 at its θ: where that θ has the
+    teachers' component (or both) at 0, S's off-diagonal entries there are zeros, but the
+    pattern is structural (CHOLMOD keeps the explicit zeros): the same analysis as at θ = 1,
+    and lme4's criterion at every fixed θ after it."""
+    name = "singular_teacher"
+    devfun = devfun_of(name)
+    devfun(np.asarray(first))
+    assert_factor_taken(name, devfun.problem)
+    _, factor = devfun.problem._sparse
+    assert len(factor._matrix.V) == factor.flat.size
+    assert factor.fill == pytest.approx(0.0241, abs=1e-4)
+    for probe in fixture(name)["dev_at"]:
+        theta = np.asarray(as_list(probe["theta"]), dtype=float)
+        assert float(devfun(theta)) == pytest.approx(probe["value"], rel=1e-10), theta
