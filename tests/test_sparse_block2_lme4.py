@@ -21,7 +21,8 @@ Compared: the criterion at lme4's θ and at fixed θ (lme4's ``devFunOnly``) to 
 relative; the fit at the optimizer's precision (tests/fit_accuracy.py); lme4's number of
 evaluations (exactly, or among the counts round-off gives: fit_accuracy.counts_under_roundoff,
 as test_lmer_lme4 does); at lme4's θ, β, σ, vcov, fitted values, population predictions and
-predictions on new data with new levels; lme4's messages. Each test asserts which factor the
+predictions on new data with new levels, the whole fitted values and conditional modes by
+their fingerprints (tests/cases.py); lme4's messages. Each test asserts which factor the
 fit's deviance function took.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from cases import FIXTURES
+from cases import FIXTURES, fingerprint
 from fit_accuracy import (
     accuracy,
     assert_same_optimum,
@@ -214,6 +215,13 @@ def test_evaluations_like_lme4(name: str) -> None:
         sorted(counts), fx["feval"])
 
 
+def assert_same_fingerprint(values: np.ndarray, expected: list[float], rtol: float) -> None:
+    """Fingerprints of doubles agree to ``rtol`` of the fingerprint of their magnitudes (the
+    plain sum of the modes is near zero), as in test_lmer_lme4."""
+    error = np.abs(fingerprint(values) - np.asarray(expected, dtype=float))
+    assert np.all(error <= rtol * fingerprint(np.abs(values))), (error, expected)
+
+
 @pytest.mark.parametrize("name", cases())
 def test_estimates_at_lme4s_theta(name: str) -> None:
     m, fx = at_lme4(name), fixture(name)
@@ -223,6 +231,9 @@ def test_estimates_at_lme4s_theta(name: str) -> None:
     crit = m.REMLcrit() if fx["REML"] else m.deviance()
     close(crit, fx["crit"], rtol=1e-10, atol=0)
     close(m.vcov().to_numpy(), fx["vcov"], rtol=1e-7, atol=1e-12)
+    fitted = np.asarray(m.fitted(), dtype=float)
+    assert_same_fingerprint(fitted[~np.isnan(fitted)], fx["fitted_fingerprint"], rtol=1e-9)
+    assert_same_fingerprint(np.asarray(m.b), fx["b_fingerprint"], rtol=1e-7)
     rows = np.asarray(as_list(fx["rows"])) - 1  # (R's positions)
     close(np.asarray(m.fitted())[rows], fx["fitted"], rtol=1e-7, atol=1e-9)
     close(np.asarray(m.predict(re_form=np.nan))[rows], fx["predict_population"], rtol=1e-7,

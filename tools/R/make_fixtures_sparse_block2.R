@@ -19,6 +19,10 @@ source("tools/R/fixture_helpers.R")  # columns_of, collect
 data_only <- nzchar(Sys.getenv("DATA_ONLY"))
 
 num <- function(x) unname(as.numeric(x))
+fingerprint <- function(v) {  # (make_fixtures.R's)
+  v <- as.numeric(v); k <- seq_along(v)
+  c(sum(v), sum(v * k), sum(v * (k %% 9973)))
+}
 write_json_file <- function(x, path)
   writeLines(toJSON(x, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), path)
 
@@ -143,6 +147,11 @@ run_case <- function(name, dataset, formula, args = list(), refits = FALSE) {
     # fitted values and population predictions at some rows (1-based positions in R's
     # vectors, NA rows of na.exclude among them): the whole vectors would be megabytes
     rows = rows,
+    # and whole, as tests/cases.py's fingerprints (sum, and weighted by position and by
+    # position modulo 9973): the fitted values (NA rows of na.exclude left out) and the
+    # conditional modes b
+    fitted_fingerprint = fingerprint(na.omit(num(fv))),
+    b_fingerprint = fingerprint(as.vector(getME(m, "b"))),
     fitted = num(fitted(m))[rows],
     predict_population = num(predict(m, re.form = NA))[rows],
     newdata = columns_of(nd),
