@@ -221,6 +221,12 @@ run_case("singular_three", "flat", paste("y ~ x +", S, "+ (1 | school)"))
 run_case("large_reml", "large", paste("y ~ x +", S))
 run_case("large_three_ml", "large", paste("y ~ x +", S, "+ (1 | school)"), list(REML = "FALSE"))
 run_case("large_weights_na", "large", paste("yna ~ xna +", S), list(weights = "w"))
+# the large engine with two scalar terms on one factor (3,990 effects in block 2), a scalar
+# slope beside the schools, subset= with weights
+run_case("large_double_bar", "large", "y ~ x + (1 | s) + (x || t)")
+run_case("large_slope_school", "large", "y ~ x + (1 | s) + (0 + x | t) + (1 | school)")
+run_case("large_subset_weights", "large", paste("y ~ x +", S),
+         list(subset = "x > -1", weights = "w"))
 run_case("fill_below", "fill_below", paste("y ~ x +", S))
 run_case("fill_edge", "fill_edge", paste("y ~ x +", S))
 run_case("fill_above", "fill_above", paste("y ~ x +", S))
