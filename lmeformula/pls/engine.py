@@ -616,6 +616,9 @@ class PLSProblem(_AugmentedSystem):
         it is denser than :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill` of a
         triangle (the factor can only fill in more)."""
         m = self.m
+        limit = _policy().sparse_max_fill * m * (m + 1) / 2
+        if self.b22.keys.shape[0] > limit:  # the downdate alone fills more: nothing formed
+            return None
         keys = np.asarray(self.b22.keys, dtype=np.intp)
         pattern = np.triu(self.M22 != 0)
         flat_pattern = pattern.ravel()
@@ -623,7 +626,7 @@ class PLSProblem(_AugmentedSystem):
         flat_pattern[:: m + 1] = True
         flat = np.flatnonzero(flat_pattern)  # ascending: CHOLMOD's column-major order
         del pattern, flat_pattern
-        if flat.size > _policy().sparse_max_fill * m * (m + 1) / 2:
+        if flat.size > limit:
             return None
         return flat, self.M22.ravel()[flat], keys
 

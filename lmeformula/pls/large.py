@@ -340,10 +340,10 @@ class LargeBlockPLSProblem(PLSProblem):
         m, b22 = self.m, self._compact
         _, _, at, values = b22.entries
         _, positions, diagonal_values = b22.diagonal
-        keys = np.asarray(b22.keys, dtype=np.intp)
         limit = _policy().sparse_max_fill * m * (m + 1) / 2
-        if max(keys.size, at.size) > limit:
+        if max(b22.keys.shape[0], at.shape[0]) > limit:  # nothing formed for a dense one
             return None
+        keys = np.asarray(b22.keys, dtype=np.intp)
         # a sort-based union (np.union1d took 5.2 s on two sorted arrays of 0.95 M keys,
         # a sort and a comparison 0.36 s)
         flat = np.sort(np.concatenate([np.asarray(at, dtype=np.intp), keys,
