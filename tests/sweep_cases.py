@@ -4,6 +4,7 @@ the data with R's column types, the call, and fitting it here as the R script fi
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from functools import cache
 from typing import Any
@@ -214,3 +215,24 @@ def assert_identical_fits(a: lmf.LmerMod, b: lmf.LmerMod) -> None:
     np.testing.assert_array_equal(a.vcov().to_numpy(), b.vcov().to_numpy())
     assert a.sigma == b.sigma
     assert str(a.summary()) == str(b.summary())
+
+
+def r_call_kwargs(args: Any) -> dict[str, Any]:
+    """lmer's keyword arguments from a fixture's R call arguments (R text: ``REML = FALSE``,
+    ``weights = w``, ``na.action = na.exclude``, ``contrasts = list(fc = "contr.sum")``,
+    ``subset = fo != 'top'``, ``control = lmerControl(optimizer = "Nelder_Mead")``)."""
+    kw: dict[str, Any] = {}
+    for key, value in (args.items() if isinstance(args, dict) else ()):
+        if key == "REML":
+            kw["REML"] = value == "TRUE"
+        elif key in ("weights", "offset", "subset"):
+            kw[key] = value
+        elif key == "na.action":
+            kw["na_action"] = value.removeprefix("na.")
+        elif key == "contrasts":
+            kw["contrasts"] = dict(re.findall(r'(\w+) = "([\w.]+)"', value))
+        elif key == "control":
+            optimizer = re.fullmatch(r'lmerControl\(optimizer = "(\w+)"\)', value)
+            assert optimizer is not None, value
+            kw["control"] = {"optimizer": optimizer[1]}
+    return kw

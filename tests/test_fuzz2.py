@@ -74,6 +74,7 @@ from sweep_cases import (
     frame_of,
     na_floats,
     printed_values,
+    r_call_kwargs,
 )
 
 import lmeformula as lmf
@@ -99,21 +100,8 @@ def data_of(columns: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def kwargs_of(name: str) -> dict[str, Any]:
-    """lmer's arguments from the R call's (R text: ``REML = FALSE``, ``weights = w``,
-    ``na.action = na.exclude``, ``contrasts = list(fc = "contr.sum")``, ``subset = fo !=
-    'top'``)."""
-    args = fixture(name)["args"]
-    kw: dict[str, Any] = {}
-    for key, value in (args.items() if isinstance(args, dict) else ()):
-        if key == "REML":
-            kw["REML"] = value == "TRUE"
-        elif key in ("weights", "offset", "subset"):
-            kw[key] = value
-        elif key == "na.action":
-            kw["na_action"] = value.removeprefix("na.")
-        elif key == "contrasts":
-            kw["contrasts"] = dict(re.findall(r'(\w+) = "([\w.]+)"', value))
-    return kw
+    """lmer's arguments from the R call's."""
+    return r_call_kwargs(fixture(name)["args"])
 
 
 @cache

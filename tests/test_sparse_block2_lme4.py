@@ -46,7 +46,7 @@ from fit_accuracy import (
     at_point,
     counts_under_roundoff,
 )
-from sweep_cases import as_list, close, frame_of, na_floats
+from sweep_cases import as_list, close, frame_of, na_floats, r_call_kwargs
 
 import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
@@ -103,21 +103,8 @@ def dataset(name: str) -> pd.DataFrame:
 
 
 def kwargs_of(name: str) -> dict[str, Any]:
-    """lmer's arguments from the R call's (R text)."""
-    args = fixture(name)["args"]
-    kw: dict[str, Any] = {}
-    for key, value in (args.items() if isinstance(args, dict) else ()):
-        if key == "REML":
-            kw["REML"] = value == "TRUE"
-        elif key in ("weights", "offset", "subset"):
-            kw[key] = value
-        elif key == "na.action":
-            kw["na_action"] = value.removeprefix("na.")
-        elif key == "control":  # lmerControl(optimizer = "...")
-            optimizer = re.fullmatch(r'lmerControl\(optimizer = "(\w+)"\)', value)
-            assert optimizer is not None, value
-            kw["control"] = {"optimizer": optimizer[1]}
-    return kw
+    """lmer's arguments from the R call's."""
+    return r_call_kwargs(fixture(name)["args"])
 
 
 def data_of(name: str) -> pd.DataFrame:
