@@ -184,6 +184,18 @@ def accuracy(m: lmf.LmerMod, theta_ref: Any, optimum: Optimum,
     return 2 * np.sqrt(2 * optimum.excess * np.maximum(spread, 0.0))
 
 
+def assert_same_lmm_fit(m: lmf.LmerMod, theta_ref: Any, crit_ref: float | None, beta_ref: Any,
+                        sigma_ref: float) -> Optimum:
+    """Assert that an LMM ``m`` stops at lme4's optimum (:func:`assert_same_optimum`) and that
+    its β and σ are lme4's to what that optimum's precision allows (first order in θ,
+    :func:`accuracy`; β also to 1e-7 absolute and both to 1e-6 relative); the optimum."""
+    optimum = assert_same_optimum(m, theta_ref, crit_ref)
+    acc = accuracy(m, theta_ref, optimum, lambda mm: np.r_[mm.fixef.to_numpy(), mm.sigma])
+    assert_within(m.fixef, beta_ref, rtol=1e-6, atol=1e-7 + acc[:-1])
+    assert_within(m.sigma, sigma_ref, rtol=1e-6, atol=acc[-1])
+    return optimum
+
+
 def assert_within(ours: Any, theirs: Any, rtol: float, atol: Any) -> None:
     """``|ours - theirs| <= atol + rtol·|theirs|`` elementwise, ``atol`` an array (an
     :func:`accuracy`) or a number."""

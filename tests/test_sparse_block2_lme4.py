@@ -40,9 +40,7 @@ import pandas as pd
 import pytest
 from cases import FIXTURES, fingerprint
 from fit_accuracy import (
-    accuracy,
-    assert_same_optimum,
-    assert_within,
+    assert_same_lmm_fit,
     at_point,
     counts_under_roundoff,
 )
@@ -172,10 +170,7 @@ def test_fit(name: str) -> None:
     m, fx = fit(name), fixture(name)
     assert_factor_taken(name, m.devfun.problem)
     theta = as_list(fx["theta"])
-    optimum = assert_same_optimum(m, theta, fx["crit"])
-    acc = accuracy(m, theta, optimum, lambda mm: np.r_[mm.fixef.to_numpy(), mm.sigma])
-    assert_within(m.fixef, as_list(fx["beta"]), rtol=1e-6, atol=1e-7 + acc[:-1])
-    assert_within(m.sigma, fx["sigma"], rtol=1e-6, atol=acc[-1])
+    assert_same_lmm_fit(m, theta, fx["crit"], as_list(fx["beta"]), fx["sigma"])
     assert list(m.fixef.index) == as_list(fx["fixef_names"])
     assert list(m.theta.index) == as_list(fx["theta_names"])
     assert m.is_REML == fx["REML"]
@@ -283,10 +278,7 @@ def test_refits_like_lme4(which: str) -> None:
         r = lmf.refit(m, as_list(ref["newresp"])) if which == "refit" else lmf.refitML(m)
     assert_factor_taken(name, r.devfun.problem)
     theta = as_list(ref["theta"])
-    optimum = assert_same_optimum(r, theta, ref["crit"])
-    acc = accuracy(r, theta, optimum, lambda mm: np.r_[mm.fixef.to_numpy(), mm.sigma])
-    assert_within(r.fixef, as_list(ref["beta"]), rtol=1e-6, atol=1e-7 + acc[:-1])
-    assert_within(r.sigma, ref["sigma"], rtol=1e-6, atol=acc[-1])
+    assert_same_lmm_fit(r, theta, ref["crit"], as_list(ref["beta"]), ref["sigma"])
     if which == "refit":
         assert r.optinfo.feval == ref["feval"]
 
