@@ -215,3 +215,60 @@ def test_setup_threads_follow_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
         with threads.setup_threads():
             assert blas_counts() == [2] * len(blas_counts())
         assert blas_counts() == [2] * len(blas_counts())
+
+
+# OpenBLAS's threaded syrk (inside dpotrf too) overflows the wheels' 32 MB buffer once a
+# thread's panel is wider than ~10,900 columns (this machine's kernels: dpotrf crashed from
+# order 15,600 with two threads). The engine takes one thread there, whatever is asked.
+
+def test_wide_panels_get_one_thread() -> None:
+    policy = ThreadPolicy()
+    assert policy.max_thread_panel == 8192
+    assert policy.safe_threads(11_500, 2) == 2
+    assert policy.safe_threads(11_600, 2) == 1  # 11,600 / √2 = 8,202 columns a panel
+    assert policy.safe_threads(15_600, 2) == 1
+    assert policy.safe_threads(15_600, 4) == 4  # 7,800 columns a panel
+    assert policy.safe_threads(20_000, 4) == 1
+    assert policy.safe_threads(10**6, 1) == 1
+    assert policy.threads(20_003, free=2) == 1
+    assert policy.threads(11_000, free=2) == 2
+    assert policy.always_safe_order == 11_585
+
+
+def test_scopes_at_large_orders_take_one_thread_and_restore() -> None:
+    class Problem:
+        dense_order = 20_003
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_counts()
+        assert before and all(c == 2 for c in before)
+        with engine_threads(Problem(), requested=2):  # control={"threads": 2} too
+            assert blas_counts() == [1] * len(before)
+        assert blas_counts() == before
+        with engine_threads(Problem()):
+            assert blas_counts() == [1] * len(before)
+        with blas_threads(None, order=20_003):
+            assert blas_counts() == [1] * len(before)
+        with blas_threads(None, order=11_000):  # two threads pack 7,778 columns: kept
+            assert blas_counts() == before
+        assert blas_counts() == before
+
+
+def test_engine_methods_cap_threads_after_the_fit_scope() -> None:
+    # a fitted model's solutions and conditional variances are computed outside the fit's
+    # scope, under the caller's setting: the engine's methods cap it themselves
+    from lmeformula.pls.threads import level3_safe
+
+    class Engine:
+        def __init__(self, order: int) -> None:
+            self.dense_order = order
+
+        @level3_safe
+        def counts(self, tag: str) -> tuple[str, list[int]]:
+            return tag, blas_counts()
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_counts()
+        assert Engine(20_003).counts("x") == ("x", [1] * len(before))
+        assert Engine(1_159).counts(tag="y") == ("y", before)
+        assert blas_counts() == before

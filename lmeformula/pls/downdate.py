@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from .memory import release_freed_memory
 from .system import _policy
+from .threads import blas_threads
 
 # the dtypes a row chunk of C may be stored in, narrowest first: each holds some float64
 # values exactly (counts below 256 or 65,536; values float32 rounds to themselves)
@@ -236,7 +237,8 @@ def _group_grams(gc: NarrowColumns, sorted_group: np.ndarray, ngroups: int, m: i
         for lo in range(group_starts[grp], group_starts[grp + 1], panel):
             hi = min(lo + panel, group_starts[grp + 1])
             dense = gc.panel(lo, hi)  # Fortran order made directly
-            gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
+            with blas_threads(None, order=m):  # threaded dsyrk crashes at large m
+                gram = la.blas.dsyrk(1.0, dense, beta=1.0, c=gram, lower=0, overwrite_c=1)
         flat = gram.ravel(order="F")
         # the keys' values (on or above the diagonal) a span of chunks at a time: ~1 MB of
         # float64 and its dtype tests rather than a column of every key (4 MB at 10⁶ rows)

@@ -29,21 +29,37 @@ The caller's settings are restored when the scope ends.
 Where the loaded OpenBLAS libraries can be read off ``/proc/self/maps`` (Linux), their own
 ``openblas_get/set_num_threads`` are called directly (microseconds); elsewhere threadpoolctl
 does it (its first use scans every loaded library: ~13 ms once per process).
+
+Large orders get one thread whatever the policy or the caller says, because the threaded
+path crashes there. OpenBLAS's threaded ``syrk`` (``driver/level3/level3_syrk_threaded.c``,
+also inside the threaded ``dpotrf``) packs each thread's whole column panel, ``GEMM_Q``
+rows deep, into one buffer of ``BUFFER_SIZE`` bytes, without blocking it by ``GEMM_R`` as
+the single-threaded path does. numpy's and scipy's wheels build OpenBLAS with a 32 MB buffer
+(``BUFFERSIZE=20``), so a panel wider than 32 MB / (8 ``GEMM_Q``) columns writes past it:
+a segmentation fault (numpy issue 19685, OpenBLAS issues 1413 and 2562). The widest panel
+of t threads is order / √t columns (the partition gives each thread an equal share of the
+triangle). Measured here (OpenBLAS 0.3.31, SkylakeX kernels, ``GEMM_Q`` 384, two threads,
+2026-12-03): ``dpotrf`` crashed from order 15,600 (15,500 passed), ``g @ g.T`` and
+``dsyrk`` from ~18,000; the Haswell kernels (``GEMM_Q`` 256) passed at 20,000; one thread
+passed at every order. :attr:`ThreadPolicy.max_thread_panel` keeps a margin for kernels
+with a deeper ``GEMM_Q``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 __all__ = ["THREAD_POLICY", "ThreadPolicy", "blas_threads", "engine_threads", "free_cores",
-           "runnable_tasks", "setup_threads", "usable_cores"]
+           "level3_safe", "runnable_tasks", "setup_threads", "usable_cores"]
 
 
 @dataclass(frozen=True)
@@ -66,22 +82,42 @@ class ThreadPolicy:
         cross-products) with one thread without reading the machine's load: its BLAS calls
         are too small for threads to pay, and the reading (``/proc``, ~0.1 ms) was a
         tenth of a small model's setup.
+    max_thread_panel
+        The widest column panel (order / √threads) given to OpenBLAS's threaded ``syrk``
+        and ``dpotrf``; above it one thread (the module docstring: wider panels overflow the
+        wheels' 32 MB buffer). 8,192 columns take 25 MB at ``GEMM_Q`` 384 (this machine's
+        kernels crashed from 10,900) and fit up to ``GEMM_Q`` 512: two threads up to order
+        11,585, four up to 16,384.
     """
 
     parallel_order: int = 1000
     samples: int = 3
     sample_interval: float = 0.001
     serial_rows: int = 10_000
+    max_thread_panel: int = 8192
 
     def threads(self, order: int, free: int | None = None) -> int:
         """Threads for a dense block of this order: one below :attr:`parallel_order`, else the
-        free cores (``free``, measured by :func:`free_cores` when None), at least one. The
-        caller's own setting caps it (:func:`engine_threads`)."""
+        free cores (``free``, measured by :func:`free_cores` when None), at least one, and
+        one where that many would crash (:meth:`safe_threads`). The caller's own setting
+        caps it (:func:`engine_threads`)."""
         if order < self.parallel_order:
             return 1
         if free is None:
             free = free_cores(self.samples, self.sample_interval)
-        return max(1, free)
+        return self.safe_threads(order, max(1, free))
+
+    def safe_threads(self, order: int, threads: int) -> int:
+        """``threads``, or one where OpenBLAS's threaded level-3 routines would pack a panel
+        wider than :attr:`max_thread_panel` for a matrix of this order."""
+        if threads > 1 and order > self.max_thread_panel * math.sqrt(threads):
+            return 1
+        return threads
+
+    @property
+    def always_safe_order(self) -> int:
+        """Up to this order any thread count is safe (two threads pack the widest panels)."""
+        return int(self.max_thread_panel * math.sqrt(2.0))
 
 
 def usable_cores() -> int:
@@ -241,28 +277,38 @@ def _controller() -> Any:
 class blas_threads:  # lower case: called as the function it was, ``with blas_threads(1):``
     """Run the block with ``threads`` BLAS threads in every loaded BLAS (None: unchanged; with
     ``at_most``, no more than each library has already: the caller's setting caps it),
-    restoring each library's previous setting afterwards.
+    restoring each library's previous setting afterwards. With ``order``, the largest dense
+    matrix the block factors or multiplies, a library whose count would crash OpenBLAS's
+    threaded routines at that order gets one thread (:meth:`ThreadPolicy.safe_threads`).
 
     A class rather than a generator-based context manager: every fit enters two or three of
     these scopes, and contextlib's machinery cost as much as the thread calls themselves."""
 
-    __slots__ = ("_at_most", "_libs", "_limit", "_previous", "_threads")
+    __slots__ = ("_at_most", "_libs", "_limit", "_order", "_previous", "_threads")
 
-    def __init__(self, threads: int | None, at_most: bool = False) -> None:
+    def __init__(self, threads: int | None, at_most: bool = False, order: int = 0) -> None:
         self._threads = threads
         self._at_most = at_most
+        self._order = order
         self._libs: tuple[_OpenBLAS, ...] | None = None
         self._previous: list[int] | None = None
         self._limit: Any = None
 
-    def __enter__(self) -> None:
+    def _wanted(self, count: int) -> int:
+        """The count for a library that has ``count`` threads now."""
         threads = self._threads
         if threads is None:
+            return THREAD_POLICY.safe_threads(self._order, count)
+        return THREAD_POLICY.safe_threads(
+            self._order, min(threads, count) if self._at_most else threads)
+
+    def __enter__(self) -> None:
+        if self._threads is None and self._order <= THREAD_POLICY.always_safe_order:
             return
         libs = _openblas_libraries()
         if libs is not None:
             previous = [lib.get() for lib in libs]
-            wanted = [min(threads, count) if self._at_most else threads for count in previous]
+            wanted = [self._wanted(count) for count in previous]
             if wanted == previous:
                 return
             for lib, count in zip(libs, wanted, strict=True):
@@ -271,11 +317,11 @@ class blas_threads:  # lower case: called as the function it was, ``with blas_th
             return
         controller = _controller()
         counts = [lib.num_threads for lib in controller.lib_controllers]
-        if self._at_most:
-            threads = min([threads, *counts])
-        if all(count == threads for count in counts):
+        wanted = [self._wanted(count) for count in counts]
+        if wanted == counts:
             return
-        self._limit = controller.limit(limits=threads)
+        # threadpoolctl sets one count for all (the smallest wanted: a cap never crashes)
+        self._limit = controller.limit(limits=min(wanted))
         self._limit.__enter__()
 
     def __exit__(self, *exc: object) -> None:
@@ -291,11 +337,40 @@ class blas_threads:  # lower case: called as the function it was, ``with blas_th
 def engine_threads(problem: Any, requested: int | None = None) -> Any:
     """The scope for an engine's work: ``requested`` threads, else the policy's for the
     problem's largest dense block (``problem.dense_order``) and the machine's load at this
-    moment, capped by the caller's setting."""
+    moment, capped by the caller's setting; one where more would crash at that order."""
+    order = int(getattr(problem, "dense_order", 0))
     if requested is not None:
-        return blas_threads(requested)
-    return blas_threads(THREAD_POLICY.threads(int(getattr(problem, "dense_order", 0))),
-                        at_most=True)
+        return blas_threads(requested, order=order)
+    return blas_threads(THREAD_POLICY.threads(order), at_most=True, order=order)
+
+
+class _HasDenseOrder(Protocol):
+    @property
+    def dense_order(self) -> int: ...
+
+
+_Engine = TypeVar("_Engine", bound=_HasDenseOrder)
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def level3_safe(method: Callable[Concatenate[_Engine, _Params], _Result],
+                ) -> Callable[Concatenate[_Engine, _Params], _Result]:
+    """An engine method that factors or multiplies dense matrices of the engine's
+    ``dense_order``, run with no more BLAS threads than that order allows, whoever calls it
+    and whatever the caller's setting (a fitted model's solutions, conditional variances
+    and gradient are computed after the fit's scope has ended). Free below
+    :attr:`ThreadPolicy.always_safe_order`."""
+
+    @functools.wraps(method)
+    def run(self: _Engine, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        order = self.dense_order
+        if order <= THREAD_POLICY.always_safe_order:
+            return method(self, *args, **kwargs)
+        with blas_threads(None, order=order):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 def setup_threads(requested: int | None = None, rows: int | None = None) -> Any:
