@@ -459,7 +459,7 @@ class LmerMod:
     # -- matrices -----------------------------------------------------------------------------
     def RX(self) -> np.ndarray:
         """p x p upper-triangular factor with RX'RX = X'WX - RZX'RZX."""
-        return self.devfun.problem.rzx_rx(self._factor)[1]
+        return self.devfun.problem.rx(self._factor)
 
     def RZX(self) -> np.ndarray:
         """q x p, L⁻¹Λ'Z'WX (rows in Zt's order: this engine uses no permutation)."""

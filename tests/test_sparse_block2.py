@@ -339,3 +339,94 @@ def test_cvxopts_sequential_openblas_is_left_out_of_the_thread_scopes() -> None:
     threads._openblas_libraries.cache_clear()
     found = threads._openblas_libraries()
     assert found is not None and len(found) == sequential.count(False)
+
+
+# -- the fitted model keeps block 2's sparse factor -----------------------------------------
+# Its solutions and RX come from CHOLMOD's factor; what is defined by the dense factor's
+# order (getME("L"), RZX, conditional variances) from a dense factor made when asked for.
+
+def fitted_pair(df: pd.DataFrame, formula: str = SCHOOLS, **policy: Any) -> tuple[Any, Any]:
+    """The model fitted with the sparse factor, and the same model at the same θ built with
+    the dense factor."""
+    base = pls_policy.POLICY
+    pls_policy.POLICY = dataclasses.replace(base, **policy)
+    try:
+        pf = lmf.lFormula(formula, df)
+        sparse = lmf.mkLmerDevfun(pf)
+        opt = lmf.optimizeLmer(sparse)
+        model = lmf.mkMerMod(sparse, opt, pf)
+        pls_policy.POLICY = dataclasses.replace(pls_policy.POLICY, sparse_min_order=10**9)
+        dense = lmf.mkLmerDevfun(pf)
+        twin = lmf.mkMerMod(dense, opt, pf)
+    finally:
+        pls_policy.POLICY = base
+    return model, twin
+
+
+@pytest.mark.parametrize("engine_kind", ["blocked", "large"])
+def test_the_fitted_model_is_the_dense_one(engine_kind: str, school_data: pd.DataFrame) -> None:
+    model, twin = fitted_pair(school_data, compact_m22_order=600 if engine_kind == "large"
+                              else pls_policy.POLICY.compact_m22_order)
+    from lmeformula.pls.large import LargeBlockPLSProblem
+
+    assert isinstance(model.devfun.problem, LargeBlockPLSProblem) == (engine_kind == "large")
+    assert model._factor.sparse22 is not None and model._factor.L22.size == 0
+    assert twin._factor.sparse22 is None
+    assert model._factor._dense is None  # nothing dense made to build the model ...
+    for name in ("fixef", "sigma"):
+        np.testing.assert_allclose(np.asarray(getattr(model, name)),
+                                   np.asarray(getattr(twin, name)), rtol=1e-12)
+    np.testing.assert_allclose(model.getME("u"), twin.getME("u"), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(model.getME("b"), twin.getME("b"), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(model.RX(), twin.RX(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(model.vcov()), np.asarray(twin.vcov()), rtol=1e-11)
+    assert float(lmf.REMLcrit(model)) == pytest.approx(float(lmf.REMLcrit(twin)), rel=1e-13)
+    np.testing.assert_allclose(model.fitted(), twin.fitted(), rtol=1e-11)
+    assert model._factor._dense is None  # ... nor to summarise it
+    # RZX in the order of getME("L"), both from the dense factor at the model's θ
+    np.testing.assert_allclose(model.getME("RZX"), twin.getME("RZX"), rtol=1e-10, atol=1e-12)
+    ell, ell_twin = model.getME("L"), twin.getME("L")
+    assert ell.nnz == ell_twin.nnz  # the same pattern, the same values to rounding
+    assert abs(ell - ell_twin).max() <= 1e-13 * abs(ell_twin).max()
+    for a, b in zip(model.ranef(condVar=True).values(), twin.ranef(condVar=True).values(),
+                    strict=True):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(a.attrs["postVar"], b.attrs["postVar"], rtol=1e-10)
+
+
+def test_the_criterion_is_right_after_a_model_read_the_factor(school_data: pd.DataFrame) -> None:
+    """Reading CHOLMOD's L out turns a supernodal factor into a simplicial one in place, whose
+    ``diag`` is LDLᵀ's D: the fitted model's factor has an analysis of its own, and the
+    deviance function's pivots stay right afterwards."""
+    sparse, dense = devfuns(SCHOOLS, school_data)
+    decided(sparse)
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        f = sparse.problem.factor(th)
+        assert f.sparse22 is not None
+        assert sparse.problem.criterion(f, True) == pytest.approx(dense(th), rel=1e-13)
+        assert sparse(th * 1.1) == pytest.approx(dense(th * 1.1), rel=1e-13)
+
+
+def test_the_sparse_solution_is_the_dense_one_at_any_theta(school_data: pd.DataFrame) -> None:
+    sparse, dense = devfuns("y ~ x + (1 | s) + (1 | t)", school_data, REML=False)
+    decided(sparse)
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        f, g = sparse.problem.factor(th), dense.problem.factor(th)
+        beta, u = sparse.problem.solve(f)
+        beta_d, u_d = dense.problem.solve(g)
+        np.testing.assert_allclose(beta, beta_d, rtol=1e-11)
+        np.testing.assert_allclose(u, u_d, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(sparse.problem.rx(f), dense.problem.rzx_rx(g)[1],
+                                   rtol=1e-12)
+        assert f.pwrss == pytest.approx(g.pwrss, rel=1e-12)
+
+
+def test_a_fitted_model_with_the_sparse_factor_pickles(school_data: pd.DataFrame) -> None:
+    import pickle
+
+    model, _ = fitted_pair(school_data)
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._factor.sparse22 is not None
+    np.testing.assert_array_equal(copy.RX(), model.RX())
+    np.testing.assert_array_equal(copy.getME("u"), model.getME("u"))
+    assert copy.summary().__str__() == model.summary().__str__()

@@ -32,8 +32,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
-__all__ = ["SparsePivots", "cholmod_module"]
+__all__ = ["SparseBlock2", "SparsePivots", "cholmod_module"]
 
 # cvxopt's CHOLMOD settings are process-wide (``cvxopt.cholmod.options``): every call here sets
 # the ones it relies on and restores the caller's. Supernodal (``diag`` reads only a
@@ -133,10 +135,17 @@ class SparsePivots:
     fill
         The factor's entries (CHOLMOD's column counts of the symbolic analysis) over a
         dense lower triangle's.
+    perm
+        The analysis' order: pivot k is S's row ``perm[k]`` (X's and the response's rows
+        last, in their order).
+    random
+        The random effects' rows (the first ones of S).
     """
 
     flat: np.ndarray
     fill: float
+    perm: np.ndarray = field(repr=False)
+    random: int
     _matrix: Any = field(repr=False)
     _factor: Any = field(repr=False)
     # the factor's storage is rewritten by every numeric factorisation
@@ -177,7 +186,7 @@ class SparsePivots:
             fill = float(counts.sum()) / (m * (m + 1) / 2)
             if fill > max_fill or not np.array_equal(perm[random:], np.arange(random, m)):
                 return None
-            analysed = cls(flat, fill, matrix, factor)
+            analysed = cls(flat, fill, perm, random, matrix, factor)
             first = analysed.pivots(values)
         except MemoryError:  # CHOLMOD's own allocation: the dense factor is the fallback
             return None
@@ -201,3 +210,77 @@ class SparsePivots:
                 return np.array(cholmod.diag(self._factor), dtype=float).ravel()
             except (ArithmeticError, ValueError, MemoryError):
                 return None
+
+    def factor(self, values: np.ndarray) -> SparseBlock2 | None:
+        """The factor itself for S's ``values``, or None when CHOLMOD cannot factor it (or
+        its analysis no longer keeps X's and the response's rows last).
+
+        Made from an analysis of its own in this analysis' order: reading L out
+        (``getfactor``) converts a supernodal factor to a simplicial one in place, after
+        which ``diag`` gives LDLᵀ's D, not L's pivots (the criteria that followed were
+        wrong)."""
+        mods = cholmod_module()
+        assert mods is not None  # analysed, so imported
+        cvxopt, cholmod, _ = mods
+        m = self.perm.shape[0]
+        matrix = cvxopt.spmatrix(cvxopt.matrix(values), self._matrix.I, self._matrix.J,
+                                 (m, m))
+        with _our_options(cholmod):
+            try:
+                factor = cholmod.symbolic(matrix, p=cvxopt.matrix(self.perm, tc="i"))
+                structure = _symbolic_structure(factor, m)
+                if structure is None:
+                    return None
+                perm = structure[0]
+                cholmod.numeric(matrix, factor)
+                colptr, rowind, data = cholmod.getfactor(factor).CCS
+            except (ArithmeticError, ValueError, MemoryError):
+                return None
+        random = self.random
+        if not np.array_equal(perm[random:], np.arange(random, m)):
+            return None
+        lower = sp.csc_matrix((np.array(data, dtype=float).ravel(),
+                               np.array(rowind, dtype=np.int64).ravel(),
+                               np.array(colptr, dtype=np.int64).ravel()), shape=(m, m))
+        return SparseBlock2(lower, perm)
+
+
+@dataclass(frozen=True, eq=False)
+class SparseBlock2:
+    """Block 2's sparse factor at one θ, as a fitted model keeps it: P S Pᵀ = L Lᵀ.
+
+    Attributes
+    ----------
+    lower
+        L (m x m, lower triangular, compressed columns) in the analysis' order.
+    perm
+        Pivot k is S's row ``perm[k]``; X's and the response's rows are the last ones, in
+        their order, so that L's trailing rows are RX's and the response's as in the dense
+        factor (the same numbers to rounding: the Cholesky factor of those rows does not
+        depend on how the rows before them are ordered).
+    """
+
+    lower: sp.csc_matrix
+    perm: np.ndarray
+
+    def pivots(self) -> np.ndarray:
+        """L's diagonal, in the analysis' order."""
+        return np.asarray(self.lower.diagonal())
+
+    def solution(self) -> np.ndarray:
+        """S_t⁻¹ c in S's order, for S = [[S_t, c], [cᵀ, d]] (the response last): the random
+        effects and β of block 2. With L = [[L_t, 0], [lᵀ, l_yy]] it is L_t⁻ᵀ l, permuted
+        back (the dense factor's ``L22[:-1, :-1]⁻ᵀ L22[-1, :-1]``)."""
+        m = self.perm.shape[0]
+        top = self.lower[:-1, :-1]
+        y_row = np.asarray(self.lower[m - 1, : m - 1].toarray()).ravel()
+        in_order = spla.spsolve_triangular(top.T.tocsr(), y_row, lower=False)
+        out = np.empty(m - 1)
+        out[self.perm[:-1]] = in_order
+        return out
+
+    def rx(self, random: int, p: int) -> np.ndarray:
+        """RX (p x p upper triangular): L's rows of X against X itself (``random``: the
+        random effects' rows before them)."""
+        rows = self.lower[random : random + p, random : random + p].toarray()
+        return np.triu(rows.T)

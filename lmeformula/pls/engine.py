@@ -55,7 +55,7 @@ from .blocks import (
     diagonal_block2,
     off_diagonal_block,
 )
-from .cholmod import SparsePivots
+from .cholmod import SparseBlock2, SparsePivots
 from .crossprod import (
     _fits_dense,
     _level_blocks,
@@ -80,6 +80,7 @@ from .system import (
     profiled_criterion,
 )
 from .terms import TermShape, lambda_template
+from .threads import level3_safe
 
 
 class _SparseState(enum.Enum):
@@ -109,9 +110,13 @@ class Factorization:
         (nl₁, nc₁, nc₁) blocks of Λ₁L11⁻ᵀ, so that L21 = Λ₂'G T1.
     L22
         Dense (m x m) factor of block 2 (other terms, X, y) in its lower triangle; the strict
-        upper triangle is left as LAPACK found it (only the lower one is ever read).
+        upper triangle is left as LAPACK found it (only the lower one is ever read). Empty
+        (0 x 0) when block 2's factor is the sparse one (``sparse22``).
     ldL2, ldRX2, pwrss
         log det of Λ'Z'WZΛ + I, log det of RX'RX, penalised weighted RSS.
+    sparse22
+        Block 2's sparse factor (:class:`~lmeformula.pls.cholmod.SparseBlock2`) where the
+        engine's criterion takes it (:meth:`PLSProblem.deviance`), else None.
     """
 
     theta: np.ndarray
@@ -125,6 +130,10 @@ class Factorization:
     _L21: sp.csr_matrix | None = field(default=None, repr=False)
     # G's block when factored (a later re-weighting of the problem replaces it)
     _A21: OffDiagonalBlock | None = field(default=None, repr=False)
+    sparse22: SparseBlock2 | None = field(default=None, repr=False)
+    # the dense factorisation at the same θ, made when a sparse one is asked what only the
+    # dense factor gives (the gradient, getME("L"), conditional variances)
+    _dense: Factorization | None = field(default=None, repr=False)
 
     @property
     def L21(self) -> sp.csr_matrix:
@@ -508,7 +517,18 @@ class PLSProblem(_AugmentedSystem):
             pos += t.size
         return out
 
+    @level3_safe
     def factor(self, theta: np.ndarray) -> Factorization:
+        """The factorisation at ``theta``: with block 2's sparse factor where the criterion
+        takes it (:meth:`deviance` decided so; the fitted model's solutions, RX and RZX come
+        from it), else the dense one (:meth:`_factor_dense`)."""
+        if isinstance(self._sparse, tuple):
+            f = self._factor_sparse(np.array(theta, dtype=float))
+            if f is not None:
+                return f
+        return self._factor_dense(theta)
+
+    def _factor_dense(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta`` as MixedModels.jl's ``updateL!`` does,
         block by block, each step a method of the block's type (:mod:`.blocks`):
 
@@ -543,6 +563,7 @@ class PLSProblem(_AugmentedSystem):
         return Factorization(theta, l11, t1, l22, float(ld_l2), float(ld_rx2), pwrss,
                              self, _A21=b21)
 
+    @level3_safe
     def deviance(self, theta: np.ndarray, REML: bool) -> tuple[float, Factorization | None]:
         """The criterion at ``theta``, and its factorisation; or, where block 2's sparse
         factor pays (:meth:`_sparse_candidate`, measured fill), the criterion alone from the
@@ -572,8 +593,9 @@ class PLSProblem(_AugmentedSystem):
         else:
             assembly, factor = cast(tuple[PatternAssembly, SparsePivots], sparse)
             pivots = factor.pivots(assembly.values(theta, down))
-        if pivots is None:
-            return super().deviance(theta, REML)
+        if pivots is None:  # not positive definite here: the dense factor diagnoses it
+            f = self._factor_dense(theta)
+            return self.criterion(f, REML), f
         qr, p = self._lam_r_size, self.p
         check_rx(pivots[qr : qr + p], self._xx_diagonal())
         ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
@@ -581,6 +603,32 @@ class PLSProblem(_AugmentedSystem):
         pwrss = float(pivots[-1] ** 2)
         return profiled_criterion(float(ld_l2), float(ld_rx2), pwrss, self.n, p, self.ldW,
                                   REML), None
+
+    def _factor_sparse(self, theta: np.ndarray) -> Factorization | None:
+        """The factorisation at ``theta`` with block 2's sparse factor kept (the analysis
+        :meth:`deviance` made), or None where CHOLMOD cannot factor S there (the dense
+        factor then diagnoses it, or finishes an exact fit)."""
+        assembly, analysis = cast(tuple[PatternAssembly, SparsePivots], self._sparse)
+        l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
+        block2 = analysis.factor(assembly.values(theta, self.b21.rank_update(t1)))
+        if block2 is None:
+            return None
+        qr, p = self._lam_r_size, self.p
+        pivots = block2.pivots()
+        check_rx(pivots[qr : qr + p], self._xx_diagonal())
+        ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
+        ld_rx2 = 2.0 * np.log(np.abs(pivots[qr : qr + p])).sum()
+        return Factorization(theta, l11, t1, np.empty((0, 0)), float(ld_l2), float(ld_rx2),
+                             float(pivots[-1] ** 2), self, _A21=self.b21, sparse22=block2)
+
+    def _dense_factor(self, f: Factorization) -> Factorization:
+        """``f`` itself when its block 2 is dense, else the dense factorisation at its θ
+        (made once and kept with it)."""
+        if f.sparse22 is None:
+            return f
+        if f._dense is None:
+            f._dense = self._factor_dense(f.theta)
+        return f._dense
 
     def __getstate__(self) -> dict[str, object]:
         """The state for a copy or a pickle: block 2's sparse analysis (CHOLMOD's factor, a
@@ -659,6 +707,7 @@ class PLSProblem(_AugmentedSystem):
         pairs, or with a modest dense G."""
         return self.b21.has_gradient
 
+    @level3_safe
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically.
 
@@ -672,6 +721,7 @@ class PLSProblem(_AugmentedSystem):
         zero on its diagonal: the boundary) raises ``LinAlgError``; the deviance function
         then takes the gradient just inside.
         """
+        f = self._dense_factor(f)
         theta = f.theta
         lams, s = self._gradient_start(theta, REML)
         # Σ_l C_ll for each term
@@ -816,13 +866,17 @@ class PLSProblem(_AugmentedSystem):
         return lams, qr + self.p if REML else qr
 
     # -- criteria and solutions -------------------------------------------------------------
+    @level3_safe
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """Fixed effects β and spherical random effects u (conditional modes) at ``f``."""
         qr = self._lam_r_size
-        l22 = f.L22
-        top = l22[:-1, :-1]  # block 2 without y
-        rhs2 = l22[-1, :-1]
-        sol2 = la.solve_triangular(top, rhs2, lower=True, trans="T", check_finite=False)
+        if f.sparse22 is not None:
+            sol2 = f.sparse22.solution()
+        else:
+            l22 = f.L22
+            top = l22[:-1, :-1]  # block 2 without y
+            rhs2 = l22[-1, :-1]
+            sol2 = la.solve_triangular(top, rhs2, lower=True, trans="T", check_finite=False)
         u_r, beta = sol2[:qr], sol2[qr:]
         return beta, np.concatenate([self._solve_block1(f, sol2), u_r])
 
@@ -875,9 +929,11 @@ class PLSProblem(_AugmentedSystem):
             np.add.at(acc, band.indices, band.data * v[rows])
         return y_row - acc
 
+    @level3_safe
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
         """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (rows in Zt's order,
         no fill-reducing permutation)."""
+        f = self._dense_factor(f)  # L in Zt's order: the dense factor's
         l11 = self.b11.to_sparse(f.L11)
         qr = self._lam_r_size
         l21z = f.L21[:qr]
@@ -888,6 +944,7 @@ class PLSProblem(_AugmentedSystem):
         full.eliminate_zeros()
         return full
 
+    @level3_safe
     def rzx_rx(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """lme4's RZX (q x p) and RX (p x p upper triangular)."""
         qr = self._lam_r_size
@@ -896,10 +953,20 @@ class PLSProblem(_AugmentedSystem):
             rzx1 = f._L21[x_rows].toarray().T
         else:  # the X rows alone
             rzx1 = self.block21(f.theta, f.T1, f._A21, x_rows).toarray().T
+        f = self._dense_factor(f)  # RZX's rows in the order of getME("L"), the dense one's
         rzx_r = f.L22[x_rows, :qr].T
         rx = np.triu(f.L22[x_rows, x_rows].T)
         return np.vstack([rzx1, rzx_r]), rx
 
+    def rx(self, f: Factorization) -> np.ndarray:
+        """lme4's RX at ``f``: from block 2's sparse factor where it has one (RX'RX, the
+        downdated X'WX, is the same whatever the order of the random effects before X, and
+        so is its Cholesky factor), else :meth:`rzx_rx`'s."""
+        if f.sparse22 is None:
+            return self.rzx_rx(f)[1]
+        return f.sparse22.rx(self._lam_r_size, self.p)
+
+    @level3_safe
     def inverse_diagonal_blocks(self, f: Factorization, chunk: int = 2048) -> list[np.ndarray]:
         """Per term, the (nl, nc, nc) diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ = L⁻ᵀL⁻¹.
 
@@ -907,6 +974,7 @@ class PLSProblem(_AugmentedSystem):
         [L11⁻¹; -L22z⁻¹ L21z L11⁻¹]; block 2's are [0; L22z⁻¹]. Block 1 is done in chunks of
         levels so that no dense q x q matrix is formed.
         """
+        f = self._dense_factor(f)
         first = self.terms[0]
         nc = first.nc
         qr = self._lam_r_size

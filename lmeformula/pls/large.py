@@ -55,6 +55,7 @@ from .memory import available_memory
 from .plans import Block2Plan, ZeroBlock
 from .system import _policy
 from .terms import TermShape
+from .threads import level3_safe
 
 __all__ = ["CompactDiagonalBlock", "LargeBlockPLSProblem", "large_block"]
 
@@ -291,7 +292,7 @@ class LargeBlockPLSProblem(PLSProblem):
         self._compact = self._compact.reweighted(self._entries, self._diag_values,
                                                  self._xx_diag)
 
-    def factor(self, theta: np.ndarray) -> Factorization:
+    def _factor_dense(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta`` (:meth:`PLSProblem.factor`'s steps),
         block 2 assembled into one array and factored in place: the array of the last factor
         when that factor is gone (a factor's arrays are valid while it lives). An exact fit
@@ -366,6 +367,7 @@ class LargeBlockPLSProblem(PLSProblem):
         """Block 2's per-θ plan, held by the compact block."""
         return self._compact.plan
 
+    @level3_safe
     def gradient(self, f: Factorization, REML: bool) -> np.ndarray:
         """The criterion's gradient in θ at ``f``, analytically (the formula of
         :meth:`PLSProblem.gradient`), at the cost of one triangular inverse of block 2.
@@ -380,6 +382,7 @@ class LargeBlockPLSProblem(PLSProblem):
         diagonal: everything that is read of it). A singular λ raises ``LinAlgError`` (the
         deviance function then takes the gradient just inside).
         """
+        f = self._dense_factor(f)
         if self.m <= _policy().max_inverse_order and self.b21.has_gradient:
             # the blocked engine's: its products over the pairs cost less than this one's
             # panel products against the first term's columns (see the policy)
@@ -445,9 +448,12 @@ class LargeBlockPLSProblem(PLSProblem):
                     grams += np.einsum("lak,lbk->lab", hp, hp)
         return norms, grams
 
+    @level3_safe
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
         """Fixed effects β and spherical random effects u at ``f`` (as
         :meth:`PLSProblem.solve`, the triangular solve by BLAS on the factor in place)."""
+        if f.sparse22 is not None:  # the blocked engine's solve from the sparse factor
+            return super().solve(f)
         qr, m = self._lam_r_size, self.m
         l22 = f.L22
         rhs = np.zeros((m, 1), order="F")
@@ -465,6 +471,7 @@ class LargeBlockPLSProblem(PLSProblem):
         # 2,000 crossed design)
         return beta, np.concatenate([self._solve_block1(f, sol2), u_r])
 
+    @level3_safe
     def inverse_diagonal_blocks(self, f: Factorization, chunk: int | None = None,
                                 ) -> list[np.ndarray]:
         """Per term, the diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ (as
@@ -476,6 +483,7 @@ class LargeBlockPLSProblem(PLSProblem):
         matrices of K L21z L11⁻¹ per level (L21z sparse). About qr³/3 flops for the inverse
         and nnz(L21z)·qr/2 for the products, where solving against the factor column by
         column took about qr² per column of block 1 and of block 2."""
+        f = self._dense_factor(f)
         qr = self._lam_r_size
         l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular
         blocks1 = np.einsum("lki,lkj->lij", l11inv, l11inv)
@@ -491,6 +499,7 @@ class LargeBlockPLSProblem(PLSProblem):
             pos += t.size
         return out
 
+    @level3_safe
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
         """The lower-triangular factor of Λ'Z'WZΛ + I as one sparse matrix (as
         :meth:`PLSProblem.sparse_L`: the same entries, explicit zeros dropped), built column
@@ -500,6 +509,7 @@ class LargeBlockPLSProblem(PLSProblem):
         itself holds about qr²/2 entries (12 bytes each with 32-bit indices: 5.4 GB at
         qr = 3·10⁴); when that is more than the memory available,
         :class:`~lmeformula.errors.ModelSizeError` says so before it is allocated."""
+        f = self._dense_factor(f)
         qr, q1 = self._lam_r_size, self.q1
         q = q1 + qr
         left = sp.vstack([self.b11.to_sparse(f.L11), f.L21[:qr]], format="csc")

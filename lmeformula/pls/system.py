@@ -144,6 +144,14 @@ class _AugmentedSystem:
         """The criterion at each row of ``thetas``."""
         return np.array([self.deviance(th, REML)[0] for th in thetas])
 
+    def rzx_rx(self, f: Any) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def rx(self, f: Any) -> np.ndarray:
+        """lme4's RX (p x p upper triangular) at ``f``: :meth:`rzx_rx`'s, where an engine
+        has no cheaper way to it."""
+        return self.rzx_rx(f)[1]
+
 
 def _check_reweight(w: Any, y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Case weights and response for :meth:`reweight`, checked (new float arrays)."""
