@@ -363,12 +363,18 @@ def fitted_pair(df: pd.DataFrame, formula: str = SCHOOLS, **policy: Any) -> tupl
     return model, twin
 
 
-@pytest.mark.parametrize("engine_kind", ["blocked", "large"])
-def test_the_fitted_model_is_the_dense_one(engine_kind: str, school_data: pd.DataFrame) -> None:
-    model, twin = fitted_pair(school_data, compact_m22_order=600 if engine_kind == "large"
-                              else pls_policy.POLICY.compact_m22_order)
+@pytest.mark.filterwarnings("ignore::lmeformula.errors.SingularFitWarning")  # no slopes
+@pytest.mark.parametrize(("engine_kind", "formula"),
+                         [("blocked", SCHOOLS), ("large", SCHOOLS),
+                          ("blocked", "y ~ x + (x | s) + (1 | t)"),
+                          ("large", "y ~ 1 + (x || s) + (1 | t)")])
+def test_the_fitted_model_is_the_dense_one(engine_kind: str, formula: str,
+                                           school_data: pd.DataFrame) -> None:
     from lmeformula.pls.large import LargeBlockPLSProblem
 
+    model, twin = fitted_pair(school_data, formula,
+                             compact_m22_order=600 if engine_kind == "large"
+                             else pls_policy.POLICY.compact_m22_order)
     assert isinstance(model.devfun.problem, LargeBlockPLSProblem) == (engine_kind == "large")
     assert model._factor.sparse22 is not None and model._factor.L22.size == 0
     assert twin._factor.sparse22 is None
@@ -382,16 +388,34 @@ def test_the_fitted_model_is_the_dense_one(engine_kind: str, school_data: pd.Dat
     np.testing.assert_allclose(np.asarray(model.vcov()), np.asarray(twin.vcov()), rtol=1e-11)
     assert float(lmf.REMLcrit(model)) == pytest.approx(float(lmf.REMLcrit(twin)), rel=1e-13)
     np.testing.assert_allclose(model.fitted(), twin.fitted(), rtol=1e-11)
+    # conditional variances from the selected inverse of the sparse factor
+    for a, b in zip(model.ranef(condVar=True).values(), twin.ranef(condVar=True).values(),
+                    strict=True):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-10, atol=1e-13)
+        for va, vb in zip(*(v if isinstance(v, list) else [v]
+                            for v in (a.attrs["postVar"], b.attrs["postVar"])), strict=True):
+            np.testing.assert_allclose(va, vb, rtol=1e-10, atol=1e-15)
     assert model._factor._dense is None  # ... nor to summarise it
     # RZX in the order of getME("L"), both from the dense factor at the model's θ
     np.testing.assert_allclose(model.getME("RZX"), twin.getME("RZX"), rtol=1e-10, atol=1e-12)
     ell, ell_twin = model.getME("L"), twin.getME("L")
     assert ell.nnz == ell_twin.nnz  # the same pattern, the same values to rounding
     assert abs(ell - ell_twin).max() <= 1e-13 * abs(ell_twin).max()
-    for a, b in zip(model.ranef(condVar=True).values(), twin.ranef(condVar=True).values(),
-                    strict=True):
-        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-10, atol=1e-13)
-        np.testing.assert_allclose(a.attrs["postVar"], b.attrs["postVar"], rtol=1e-10)
+
+
+def test_conditional_variances_fall_back_to_the_dense_factor(
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+    """Too many pairs for the sparse route: the dense factor, the same numbers."""
+    model, twin = fitted_pair(school_data)
+    sparse_way = model.devfun.problem.inverse_diagonal_blocks(model._factor)
+    monkeypatch.setattr(pls_policy, "POLICY",
+                        dataclasses.replace(pls_policy.POLICY, max_inverse_pairs=10))
+    dense_way = model.devfun.problem.inverse_diagonal_blocks(model._factor)
+    assert model._factor._dense is not None
+    for a, b, c in zip(sparse_way, dense_way,
+                       twin.devfun.problem.inverse_diagonal_blocks(twin._factor), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+        np.testing.assert_allclose(b, c, rtol=1e-12)
 
 
 def test_the_criterion_is_right_after_a_model_read_the_factor(school_data: pd.DataFrame) -> None:

@@ -24,6 +24,7 @@ cannot be read as expected, the engine stays dense (the same criterion to roundi
 from __future__ import annotations
 
 import ctypes
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-__all__ = ["SparseBlock2", "SparsePivots", "cholmod_module"]
+__all__ = ["SelectedInverse", "SparseBlock2", "SparsePivots", "cholmod_module"]
 
 # cvxopt's CHOLMOD settings are process-wide (``cvxopt.cholmod.options``): every call here sets
 # the ones it relies on and restores the caller's. Supernodal (``diag`` reads only a
@@ -284,3 +285,114 @@ class SparseBlock2:
         random effects' rows before them)."""
         rows = self.lower[random : random + p, random : random + p].toarray()
         return np.triu(rows.T)
+
+    def selected_inverse(self, order: int) -> SelectedInverse:
+        """(P S_z Pᵀ)⁻¹ = L_z⁻ᵀL_z⁻¹ at the pattern of L_z, L's leading ``order`` rows and
+        columns (the random effects: S_z is block 2's random-effects part after block 1),
+        by Takahashi's recurrences, last column first: with Z the inverse and column j of
+        L_z holding its pivot d and the entries l below it at rows R,
+
+            Z[R, j] = -Z[R, R] l / d,    Z[j, j] = 1/d² - lᵀ Z[R, j] / d,
+
+        where Z[R, R] is known from the columns after j (R is a clique of L's pattern). The
+        work is Σ_j |R_j|², the factor's own flops; no dense matrix of S's order is made.
+        ArithmeticError where the factor's pattern lacks an entry the recurrence reads."""
+        lz = self.lower[:order, :order].tocsc()
+        lz.sort_indices()
+        ptr, rows_of, values = lz.indptr, lz.indices.astype(np.int64), lz.data
+        keys = np.repeat(np.arange(order, dtype=np.int64), np.diff(ptr)) * order + rows_of
+        inverse = np.empty_like(values)
+        for j in range(order - 1, -1, -1):
+            lo, hi = int(ptr[j]), int(ptr[j + 1])
+            if rows_of[lo] != j:
+                raise ArithmeticError("a column of the sparse factor has no pivot")
+            pivot = values[lo]
+            below, entries = rows_of[lo + 1 : hi], values[lo + 1 : hi]
+            if below.size:
+                a, b = np.tril_indices(below.size)  # Z[below[a], below[b]], a >= b
+                query = below[b] * order + below[a]
+                at = np.searchsorted(keys, query)
+                if not np.array_equal(keys[np.minimum(at, keys.size - 1)], query):
+                    raise ArithmeticError("the sparse factor's pattern is not closed")
+                sub = np.empty((below.size, below.size))
+                sub[a, b] = inverse[at]
+                sub[b, a] = inverse[at]
+                column = -(sub @ entries) / pivot
+                inverse[lo + 1 : hi] = column
+                inverse[lo] = 1.0 / pivot**2 - float(entries @ column) / pivot
+            else:
+                inverse[lo] = 1.0 / pivot**2
+        return SelectedInverse(keys, inverse, order, self.perm[:order])
+
+
+@dataclass(frozen=True, eq=False)
+class SelectedInverse:
+    """Entries of S_z⁻¹ at the pattern of its sparse factor (:meth:`SparseBlock2.
+    selected_inverse`), in the analysis' order.
+
+    Attributes
+    ----------
+    keys
+        column·order + row of each entry (row ≥ column), ascending.
+    values
+        S_z⁻¹'s entry there.
+    order
+        S_z's order.
+    perm
+        Pivot k is S_z's row ``perm[k]``.
+    """
+
+    keys: np.ndarray
+    values: np.ndarray
+    order: int
+    perm: np.ndarray
+
+    def diagonal(self) -> np.ndarray:
+        """diag(S_z⁻¹) in S_z's own order."""
+        at = np.searchsorted(self.keys, np.arange(self.order, dtype=np.int64) * (self.order + 1))
+        out = np.empty(self.order)
+        out[self.perm] = self.values[at]
+        return out
+
+    def quadratic_forms(self, b: sp.csc_matrix, nc: int, max_pairs: int,
+                        chunk_pairs: int = 1 << 21) -> np.ndarray | None:
+        """B_lᵀ S_z⁻¹ B_l (nc x nc) for each group l of ``nc`` consecutive columns of ``b``
+        (order x nl·nc, rows in S_z's order): the products of B's entries of a group in
+        pairs, each with S_z⁻¹ at its two rows (which B's groups keep inside the factor's
+        pattern: two rows of one group are rows of one level of the first term, coupled in
+        S_z). Groups are taken about ``chunk_pairs`` pairs at a time (~70 bytes a pair while
+        they are). None where the pairs would be more than ``max_pairs`` in all or a pair
+        falls outside the pattern."""
+        nl = b.shape[1] // nc
+        pinv = np.empty(self.order, dtype=np.int64)
+        pinv[self.perm] = np.arange(self.order)
+        b = b.tocsc()
+        ptr = b.indptr.astype(np.int64)
+        group_start = ptr[::nc]  # group l's entries: group_start[l]:group_start[l + 1]
+        sizes = np.diff(group_start)
+        pairs = sizes * sizes
+        if int(pairs.sum()) > max_pairs:
+            return None
+        col = np.repeat(np.arange(b.shape[1], dtype=np.int64), np.diff(ptr))
+        rows = pinv[b.indices]
+        out = np.zeros(nl * nc * nc)
+        bounds = np.searchsorted(np.cumsum(pairs), np.arange(0, int(pairs.sum()), chunk_pairs),
+                                 side="right")
+        cuts = np.unique(np.concatenate([[0], bounds, [nl]]))
+        for g0, g1 in itertools.pairwise(cuts):
+            e0, e1 = int(group_start[g0]), int(group_start[g1])
+            group = col[e0:e1] // nc
+            reps = sizes[group]  # each entry pairs with every entry of its group
+            total = int(reps.sum())
+            first = np.repeat(np.arange(e0, e1, dtype=np.int64), reps)
+            within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+            second = np.repeat(group_start[group], reps) + within
+            r1, r2 = rows[first], rows[second]
+            query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
+            at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
+            if not np.array_equal(self.keys[at], query):
+                return None
+            weight = b.data[first] * b.data[second] * self.values[at]
+            cell = ((col[first] // nc) * nc + col[first] % nc) * nc + col[second] % nc
+            out += np.bincount(cell, weights=weight, minlength=nl * nc * nc)
+        return out.reshape(nl, nc, nc)

@@ -57,6 +57,7 @@ from .blocks import (
 )
 from .cholmod import SparseBlock2, SparsePivots
 from .crossprod import (
+    _block_diagonal,
     _fits_dense,
     _level_blocks,
     _level_cross,
@@ -966,6 +967,36 @@ class PLSProblem(_AugmentedSystem):
             return self.rzx_rx(f)[1]
         return f.sparse22.rx(self._lam_r_size, self.p)
 
+    def _sparse_inverse_diagonal_blocks(self, f: Factorization) -> list[np.ndarray] | None:
+        """:meth:`inverse_diagonal_blocks` from block 2's sparse factor (None without one, or
+        where its pairs are too many: :attr:`~lmeformula.pls.policy.BlockPolicy.
+        max_inverse_pairs`). With B = L21z L11⁻¹ and S_z block 2's random-effects part after
+        block 1, block 1's are L11⁻ᵀL11⁻¹ + B_lᵀS_z⁻¹B_l per level, block 2's (scalar terms)
+        diag(S_z⁻¹); S_z⁻¹ is needed only at the factor's pattern
+        (:meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`)."""
+        if f.sparse22 is None:
+            return None
+        qr, nc = self._lam_r_size, self.terms[0].nc
+        l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular
+        blocks1 = np.einsum("lki,lkj->lij", l11inv, l11inv)
+        if not qr:
+            return [blocks1]
+        try:
+            inverse = f.sparse22.selected_inverse(qr)
+        except ArithmeticError:
+            return None
+        b = (f.L21[:qr] @ _block_diagonal(l11inv)).tocsc()  # L21z L11⁻¹
+        forms = inverse.quadratic_forms(b, nc, _policy().max_inverse_pairs)
+        if forms is None:
+            return None
+        out = [blocks1 + forms]
+        diagonal = inverse.diagonal()
+        pos = 0
+        for t in self.terms[1:]:
+            out.append(diagonal[pos : pos + t.size].reshape(t.nl, 1, 1))
+            pos += t.size
+        return out
+
     @level3_safe
     def inverse_diagonal_blocks(self, f: Factorization, chunk: int = 2048) -> list[np.ndarray]:
         """Per term, the (nl, nc, nc) diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ = L⁻ᵀL⁻¹.
@@ -974,6 +1005,9 @@ class PLSProblem(_AugmentedSystem):
         [L11⁻¹; -L22z⁻¹ L21z L11⁻¹]; block 2's are [0; L22z⁻¹]. Block 1 is done in chunks of
         levels so that no dense q x q matrix is formed.
         """
+        sparse = self._sparse_inverse_diagonal_blocks(f)
+        if sparse is not None:
+            return sparse
         f = self._dense_factor(f)
         first = self.terms[0]
         nc = first.nc

@@ -483,6 +483,9 @@ class LargeBlockPLSProblem(PLSProblem):
         matrices of K L21z L11⁻¹ per level (L21z sparse). About qr³/3 flops for the inverse
         and nnz(L21z)·qr/2 for the products, where solving against the factor column by
         column took about qr² per column of block 1 and of block 2."""
+        sparse = self._sparse_inverse_diagonal_blocks(f)
+        if sparse is not None:
+            return sparse
         f = self._dense_factor(f)
         qr = self._lam_r_size
         l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular

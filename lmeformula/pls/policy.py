@@ -111,6 +111,12 @@ class BlockPolicy:
         this fraction of a dense triangle (counted by CHOLMOD's symbolic analysis; InstEval:
         order 1,159, 0.48). Measured: CHOLMOD 20 % faster than ``dpotrf`` at a stored fill
         of 0.69, level at 0.9 (PROFILING.md, fourteenth session).
+    max_inverse_pairs
+        A fitted model whose block 2 kept its sparse factor computes the conditional
+        variances from S_z⁻¹ at the factor's pattern (Takahashi's recurrences,
+        :meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`) and, for the first
+        term, from pairs of each level's entries of L21z L11⁻¹: up to this many pairs
+        (~50 ns each); above it from the dense factor.
     max_inverse_order
         Up to this order of block 2, the large-block engine's analytic gradient (L-BFGS-B)
         is the blocked engine's: S⁻¹ by two triangular passes (in the factor's array) and
@@ -142,6 +148,7 @@ class BlockPolicy:
     max_index_keys_bytes: int = 2 * 2**20
     max_inverse_copy_bytes: int = 4 * 2**20
     max_inverse_order: int = 4_000
+    max_inverse_pairs: int = 200_000_000
     sparse_min_order: int = 600
     sparse_max_fill: float = 0.6
 
