@@ -287,41 +287,64 @@ class SparseBlock2:
         return np.triu(rows.T)
 
     def selected_inverse(self, order: int) -> SelectedInverse:
-        """(P S_z Pᵀ)⁻¹ = L_z⁻ᵀL_z⁻¹ at the pattern of L_z, L's leading ``order`` rows and
-        columns (the random effects: S_z is block 2's random-effects part after block 1),
-        by Takahashi's recurrences, last column first: with Z the inverse and column j of
-        L_z holding its pivot d and the entries l below it at rows R,
+        """(P S_s Pᵀ)⁻¹ = L_s⁻ᵀL_s⁻¹ at the pattern of L_s, L's leading ``order`` rows and
+        columns (S_s: block 2's random effects after block 1, and X's rows for REML), by
+        Takahashi's recurrences: with Z the inverse and column j of L_s holding its pivot d
+        and the entries l below it at rows R,
 
-            Z[R, j] = -Z[R, R] l / d,    Z[j, j] = 1/d² - lᵀ Z[R, j] / d,
+            Z[R, j] = -Z[R, R] l / d,    Z[j, j] = 1/d² - lᵀ Z[R, j] / d.
 
-        where Z[R, R] is known from the columns after j (R is a clique of L's pattern). The
-        work is Σ_j |R_j|², the factor's own flops; no dense matrix of S's order is made.
-        ArithmeticError where the factor's pattern lacks an entry the recurrence reads."""
+        R is a clique of L's pattern and holds only ancestors of j in the elimination tree,
+        so the columns are computed a level of the tree at a time, root first, each level in
+        one vectorised step over all its columns' pairs of entries. The work is Σ_j |R_j|²
+        multiply-adds; no dense matrix of S's order is made. ArithmeticError where the
+        factor's pattern lacks an entry the recurrence reads."""
         lz = self.lower[:order, :order].tocsc()
         lz.sort_indices()
-        ptr, rows_of, values = lz.indptr, lz.indices.astype(np.int64), lz.data
-        keys = np.repeat(np.arange(order, dtype=np.int64), np.diff(ptr)) * order + rows_of
+        ptr = lz.indptr.astype(np.int64)
+        rows_of, values = lz.indices.astype(np.int64), lz.data
+        counts = np.diff(ptr)
+        col_of = np.repeat(np.arange(order, dtype=np.int64), counts)
+        keys = col_of * order + rows_of  # ascending: column-major, rows ascending
+        if np.any(rows_of[ptr[:-1]] != np.arange(order)):
+            raise ArithmeticError("a column of the sparse factor has no pivot")
+        pivot = values[ptr[:-1]]
+        parent = np.where(counts > 1, rows_of[np.minimum(ptr[:-1] + 1, rows_of.size - 1)], -1)
+        depth = np.zeros(order, dtype=np.int64)
+        for j in range(order - 1, -1, -1):  # a parent comes after its child
+            if parent[j] >= 0:
+                depth[j] = depth[parent[j]] + 1
         inverse = np.empty_like(values)
-        for j in range(order - 1, -1, -1):
-            lo, hi = int(ptr[j]), int(ptr[j + 1])
-            if rows_of[lo] != j:
-                raise ArithmeticError("a column of the sparse factor has no pivot")
-            pivot = values[lo]
-            below, entries = rows_of[lo + 1 : hi], values[lo + 1 : hi]
-            if below.size:
-                a, b = np.tril_indices(below.size)  # Z[below[a], below[b]], a >= b
-                query = below[b] * order + below[a]
-                at = np.searchsorted(keys, query)
-                if not np.array_equal(keys[np.minimum(at, keys.size - 1)], query):
-                    raise ArithmeticError("the sparse factor's pattern is not closed")
-                sub = np.empty((below.size, below.size))
-                sub[a, b] = inverse[at]
-                sub[b, a] = inverse[at]
-                column = -(sub @ entries) / pivot
-                inverse[lo + 1 : hi] = column
-                inverse[lo] = 1.0 / pivot**2 - float(entries @ column) / pivot
-            else:
-                inverse[lo] = 1.0 / pivot**2
+        below_count = counts - 1
+        by_depth = np.argsort(depth, kind="stable")
+        level_start = np.searchsorted(depth[by_depth], np.arange(int(depth.max()) + 2))
+        for d0, d1 in itertools.pairwise(level_start):
+            cols = by_depth[d0:d1]
+            size = below_count[cols]
+            # the entries below the diagonal of these columns, column by column
+            first_entry = np.repeat(ptr[cols] + 1, size)
+            local_col = np.repeat(np.arange(cols.size, dtype=np.int64), size)
+            starts = np.cumsum(size) - size
+            entries = first_entry + (np.arange(first_entry.size, dtype=np.int64)
+                                     - np.repeat(starts, size))
+            # every pair (e, e') of entries of one column: Z[row e, row e'] l[e']
+            reps = size[local_col]
+            one = np.repeat(np.arange(entries.size, dtype=np.int64), reps)
+            within = np.arange(one.size, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps,
+                                                                    reps)
+            other = np.repeat(starts[local_col], reps) + within
+            r1, r2 = rows_of[entries[one]], rows_of[entries[other]]
+            query = np.minimum(r1, r2) * order + np.maximum(r1, r2)
+            at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+            if not np.array_equal(keys[at], query):
+                raise ArithmeticError("the sparse factor's pattern is not closed")
+            # (bincount of nothing is an integer array: a level of roots has no entries)
+            column = np.bincount(one, weights=inverse[at] * values[entries[other]],
+                                 minlength=entries.size).astype(float) / -pivot[cols][local_col]
+            inverse[entries] = column
+            dot = np.bincount(local_col, weights=values[entries] * column,
+                              minlength=cols.size).astype(float)
+            inverse[ptr[cols]] = 1.0 / pivot[cols] ** 2 - dot / pivot[cols]
         return SelectedInverse(keys, inverse, order, self.perm[:order])
 
 
