@@ -272,20 +272,20 @@ class LmerDevfun:
         gradient is taken a step of 1e-7 inside instead, where it differs from the boundary's
         by about 1e-7 times the curvature (the criterion is smooth there)."""
         theta = np.asarray(theta, dtype=float)
-        self.use_dense_factor()
+        self.keep_factors()
         try:
             return self.problem.gradient(self.factor(theta), self.REML)
         except np.linalg.LinAlgError:
             inside = np.where((self.lower == 0) & (theta == 0), _BOUNDARY_STEP, theta)
             return self.problem.gradient(self.problem.factor(inside), self.REML)
 
-    def use_dense_factor(self) -> None:
-        """Take every criterion from the dense factorisation (the engine's, where it has a
-        sparse one for the criterion alone): a gradient method needs the factorisation at
-        each of its points, and then makes it once per point."""
-        use_dense = getattr(self.problem, "use_dense_factor", None)
-        if use_dense is not None:
-            use_dense()
+    def keep_factors(self) -> None:
+        """Take every criterion from the factorisation (the engine's, where it has a sparse
+        one for the criterion alone): a gradient method needs the factorisation at each of
+        its points, and then makes it once per point."""
+        keep = getattr(self.problem, "keep_factors", None)
+        if keep is not None:
+            keep()
 
     def batch(self, thetas: np.ndarray) -> np.ndarray:
         """The criterion at each row of ``thetas`` (one batched computation where the engine

@@ -331,7 +331,7 @@ def _lbfgsb(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         gradient = fn.gradient  # type: ignore[attr-defined]
         # the gradient needs the dense factor at each point: the criterion is taken from it
         # too, from the first point on (no sparse analysis of block 2 for nothing)
-        getattr(fn, "use_dense_factor", lambda: None)()
+        getattr(fn, "keep_factors", lambda: None)()
 
         def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
             theta = z / zs  # exact: zs is a power of two
@@ -573,7 +573,7 @@ def _checked_start(fn: Objective) -> Objective:
                                    "starting theta (overflow in the data?)")
         return value
 
-    for name in ("gradient", "has_gradient", "nobs", "use_dense_factor"):  # what the
+    for name in ("gradient", "has_gradient", "nobs", "keep_factors"):  # what the
         # optimizers look up on fn
         if hasattr(fn, name):
             setattr(checked, name, getattr(fn, name))

@@ -183,8 +183,11 @@ def test_the_dense_factor_answers_when_the_sparse_one_cannot(
 
 def test_a_gradient_method_keeps_the_dense_factor(monkeypatch: pytest.MonkeyPatch,
                                                   school_data: pd.DataFrame) -> None:
-    """L-BFGS-B needs the dense factor at each of its points for the gradient: the criterion
-    is taken from it too (made once), and block 2 is never analysed."""
+    """L-BFGS-B on a block 2 below the sparse gradient's least order (660 teachers): the
+    dense factor at each of its points for the gradient, the criterion taken from it too
+    (made once), and block 2 never analysed."""
+    assert lmf.lFormula(SCHOOLS, school_data).reTrms.Zt.shape[0] - 3000 + 3 < \
+        pls_policy.POLICY.sparse_gradient_min_order
     called: list[int] = []
     monkeypatch.setattr(SparsePivots, "analyse",
                         classmethod(lambda cls, *a, **k: called.append(1)))
@@ -454,3 +457,55 @@ def test_a_fitted_model_with_the_sparse_factor_pickles(school_data: pd.DataFrame
     np.testing.assert_array_equal(copy.RX(), model.RX())
     np.testing.assert_array_equal(copy.getME("u"), model.getME("u"))
     assert copy.summary().__str__() == model.summary().__str__()
+
+
+
+# -- the analytic gradient from the sparse factor (L-BFGS-B on large sparse designs) -------
+
+@pytest.mark.parametrize("REML", [True, False])
+@pytest.mark.parametrize("formula", [SCHOOLS, "y ~ x + (x | s) + (1 | t)"])
+@pytest.mark.parametrize("engine_kind", ["blocked", "large"])
+def test_the_sparse_gradient_is_the_dense_one(engine_kind: str, formula: str, REML: bool,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              school_data: pd.DataFrame) -> None:
+    policy = dataclasses.replace(pls_policy.POLICY, sparse_gradient_min_order=0)
+    if engine_kind == "large":
+        policy = dataclasses.replace(policy, compact_m22_order=600)
+    monkeypatch.setattr(pls_policy, "POLICY", policy)
+    sparse, dense = devfuns(formula, school_data, REML=REML)
+    monkeypatch.setattr(pls_policy, "POLICY", policy)  # devfuns put the original back
+    sparse.keep_factors()
+    for th in thetas(np.asarray(sparse.start, dtype=float), k=3):
+        assert sparse(th) == pytest.approx(dense(th), rel=1e-13)
+        assert sparse.last is not None and sparse.last.sparse22 is not None  # made once
+        np.testing.assert_allclose(sparse.gradient(th), dense.gradient(th), rtol=1e-11,
+                                   atol=1e-11 * np.abs(dense.gradient(th)).max())
+        assert sparse.last._dense is None  # no dense factor behind it
+
+
+def test_lbfgsb_fits_on_the_sparse_factor(monkeypatch: pytest.MonkeyPatch,
+                                          school_data: pd.DataFrame) -> None:
+    bobyqa = lmf.lmer(SCHOOLS, school_data)
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(
+        pls_policy.POLICY, sparse_gradient_min_order=0))
+    m = lmf.lmer(SCHOOLS, school_data, control=lmf.lmerControl(optimizer="L-BFGS-B"))
+    assert isinstance(m.devfun.problem._sparse, tuple)
+    assert m.optinfo.feval < 30
+    # the same optimum (L-BFGS-B's own tolerance), no worse than BOBYQA's
+    assert float(lmf.REMLcrit(m)) <= float(lmf.REMLcrit(bobyqa)) + 1e-7
+    np.testing.assert_allclose(m.theta, bobyqa.theta, rtol=1e-4)
+
+
+def test_a_sparse_gradient_that_does_not_pay_is_dense(monkeypatch: pytest.MonkeyPatch,
+                                                      school_data: pd.DataFrame) -> None:
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(
+        pls_policy.POLICY, sparse_gradient_min_order=0, sparse_gradient_work=0.0))
+    dev = lmf.mkLmerDevfun(lmf.lFormula(SCHOOLS, school_data))
+    dev.keep_factors()
+    dev(dev.start)  # the first evaluation analyses, then finds the selected inverse too dear
+    assert dev.problem._sparse is None
+    decided_sparse = lmf.mkLmerDevfun(lmf.lFormula(SCHOOLS, school_data))
+    decided(decided_sparse)
+    assert isinstance(decided_sparse.problem._sparse, tuple)
+    decided_sparse.keep_factors()  # decided before: given back to the dense factor
+    assert decided_sparse.problem._sparse is None

@@ -141,12 +141,16 @@ class SparsePivots:
         last, in their order).
     random
         The random effects' rows (the first ones of S).
+    pair_work
+        Σ_j c_j² over the factor's column counts c_j: the multiply-adds of its selected
+        inverse (:meth:`SparseBlock2.selected_inverse`).
     """
 
     flat: np.ndarray
     fill: float
     perm: np.ndarray = field(repr=False)
     random: int
+    pair_work: float
     _matrix: Any = field(repr=False)
     _factor: Any = field(repr=False)
     # the factor's storage is rewritten by every numeric factorisation
@@ -187,7 +191,8 @@ class SparsePivots:
             fill = float(counts.sum()) / (m * (m + 1) / 2)
             if fill > max_fill or not np.array_equal(perm[random:], np.arange(random, m)):
                 return None
-            analysed = cls(flat, fill, perm, random, matrix, factor)
+            analysed = cls(flat, fill, perm, random, float((counts.astype(float) ** 2).sum()),
+                           matrix, factor)
             first = analysed.pivots(values)
         except MemoryError:  # CHOLMOD's own allocation: the dense factor is the fallback
             return None
@@ -376,6 +381,21 @@ class SelectedInverse:
         out = np.empty(self.order)
         out[self.perm] = self.values[at]
         return out
+
+    def inner(self, product: sp.csr_matrix | sp.csc_matrix) -> float | None:
+        """Σ_ij S_s⁻¹[i, j] M[i, j] for a sparse M (order x order, S_s's own order) whose
+        entries all lie inside the factor's pattern (as B Bᵀ's do for B = L21 L11⁻¹:
+        :meth:`quadratic_forms` summed over the groups, from one sparse product instead of
+        the pairs of every group); None where one does not."""
+        coo = sp.coo_matrix(product)
+        pinv = np.empty(self.order, dtype=np.int64)
+        pinv[self.perm] = np.arange(self.order)
+        r1, r2 = pinv[coo.row], pinv[coo.col]
+        query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
+        at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
+        if not np.array_equal(self.keys[at], query):
+            return None
+        return float(self.values[at] @ coo.data)
 
     def quadratic_forms(self, b: sp.csc_matrix, nc: int, max_pairs: int,
                         chunk_pairs: int = 1 << 21) -> np.ndarray | None:

@@ -172,6 +172,8 @@ class PLSProblem(_AugmentedSystem):
     # evaluation (_UNDECIDED until then), None where the dense factor is used
     _sparse: tuple[PatternAssembly, SparsePivots] | _SparseState | None = field(
         init=False, repr=False, default=None)
+    # a gradient method asks for the factorisation at every point (:meth:`keep_factors`)
+    _keep_factors: bool = field(init=False, repr=False, default=False)
 
     def __post_init__(self) -> None:
         w: np.ndarray | None = self._weights()
@@ -570,15 +572,22 @@ class PLSProblem(_AugmentedSystem):
         factor pays (:meth:`_sparse_candidate`, measured fill), the criterion alone from the
         sparse factor's pivots (the factorisation is made when asked for, at its θ).
 
-        The first evaluation decides, unless a gradient method said it would need the dense
-        factor at every point anyway (:meth:`use_dense_factor`): block 2's pattern is
-        analysed by CHOLMOD and the sparse factor kept when its fill is at most
-        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`. Where S is not positive
-        definite the dense factor diagnoses it, as it always has."""
+        The first evaluation decides: block 2's pattern is analysed by CHOLMOD and the sparse
+        factor kept when its fill is at most
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill` (and, when a gradient
+        method will ask for the factorisation at each point, :meth:`keep_factors`, when the
+        sparse gradient pays; the criterion is then taken from that factorisation, made once
+        per point). Where S is not positive definite the dense factor diagnoses it, as it
+        always has."""
         sparse = self._sparse
         if sparse is None:
             return super().deviance(theta, REML)
         theta = np.array(theta, dtype=float)
+        if self._keep_factors and sparse is not _UNDECIDED:
+            f = self._factor_sparse(theta)
+            if f is None:  # not positive definite here: the dense factor diagnoses it
+                f = self._factor_dense(theta)
+            return self.criterion(f, REML), f
         pattern = None
         if sparse is _UNDECIDED:
             pattern = self._block2_pattern()  # before the rank update: a dense pattern is
@@ -589,8 +598,13 @@ class PLSProblem(_AugmentedSystem):
         down = self.b21.rank_update(t1)
         if pattern is not None:
             analysed = self._analysed_sparse(pattern, theta, down)
+            if (analysed is not None and self._keep_factors
+                    and not self._sparse_gradient_pays(analysed[1])):
+                analysed = None
             self._sparse = None if analysed is None else analysed[:2]
             pivots = None if analysed is None else analysed[2]
+            if analysed is not None and self._keep_factors:  # the factorisation, as below
+                return self.deviance(theta, REML)
         else:
             assembly, factor = cast(tuple[PatternAssembly, SparsePivots], sparse)
             pivots = factor.pivots(assembly.values(theta, down))
@@ -640,10 +654,27 @@ class PLSProblem(_AugmentedSystem):
             state["_sparse"] = _UNDECIDED
         return state
 
-    def use_dense_factor(self) -> None:
-        """Take every criterion from the dense factor from now on: the caller (the analytic
-        gradient's) needs the factorisation at each point it evaluates."""
-        self._sparse = None
+    def keep_factors(self) -> None:
+        """The caller (the analytic gradient's optimizer) will ask for the factorisation at
+        each point it evaluates: the criterion is taken from it from now on, one
+        factorisation a point. Block 2's sparse factor stays where its gradient pays
+        (:meth:`_sparse_gradient_pays`, decided with the fill at the first evaluation, never
+        below :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_gradient_min_order`); else the
+        dense factor."""
+        self._keep_factors = True
+        decided = self._sparse
+        if self.m < _policy().sparse_gradient_min_order or (
+                isinstance(decided, tuple) and not self._sparse_gradient_pays(decided[1])):
+            self._sparse = None
+
+    def _sparse_gradient_pays(self, analysis: SparsePivots) -> bool:
+        """Whether the gradient from block 2's sparse factor (selected inverse, about Σ_j c_j²
+        multiply-adds for its column counts c_j) is cheaper than the dense one (two dense
+        triangular passes, ~m³/1.5 flops at BLAS speed): see
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_gradient_work`."""
+        policy = _policy()
+        return (self.m >= policy.sparse_gradient_min_order
+                and analysis.pair_work <= policy.sparse_gradient_work * float(self.m) ** 3)
 
     def _sparse_candidate(self) -> bool:
         """Whether block 2 may take the sparse factor: a plain dense block (an arrow has its
@@ -720,8 +751,13 @@ class PLSProblem(_AugmentedSystem):
         ``dpotri``); the first term's are P_l + P_l λ'G_l'Λ₂S⁻¹Λ₂'G_lλP_l with
         P_l = (λ'A11_lλ + I)⁻¹, summed over levels by the downdate's pairs. A singular λ (a
         zero on its diagonal: the boundary) raises ``LinAlgError``; the deviance function
-        then takes the gradient just inside.
+        then takes the gradient just inside. With block 2's sparse factor, the same sums from
+        its selected inverse (:meth:`_sparse_gradient`).
         """
+        if f.sparse22 is not None:
+            sparse = self._sparse_gradient(f, REML)
+            if sparse is not None:
+                return sparse
         f = self._dense_factor(f)
         theta = f.theta
         lams, s = self._gradient_start(theta, REML)
@@ -743,6 +779,42 @@ class PLSProblem(_AugmentedSystem):
                 v = lam1 @ pmat  # V_l = λ P_l
                 blocks[0] += self._first_term_quadratic(v, inv_s, theta, s)
         return self._gradient_from_blocks(f, REML, lams, blocks, u)
+
+    def _sparse_gradient(self, f: Factorization, REML: bool) -> np.ndarray | None:
+        """:meth:`gradient` from block 2's sparse factor (its terms scalar): S_s⁻¹ at the
+        factor's pattern (:meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`)
+        gives block 2's Σ_l C_ll (its diagonal) and the first term's
+        Σ_l P_l λ'G_l'Λ₂S_s⁻¹Λ₂'G_lλP_l = Σ_l B_lᵀS_s⁻¹B_l with B = L21[:s] L11⁻¹ (B Bᵀ's
+        entries lie inside the factor's pattern); u from the sparse solve. None where the
+        pattern does not serve (the dense factor then)."""
+        lams, s = self._gradient_start(f.theta, REML)
+        blocks = [np.zeros((t.nc, t.nc)) for t in self.terms]
+        l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc)
+        blocks[0] += (np.swapaxes(l11inv, 1, 2) @ l11inv).sum(axis=0)  # Σ_l P_l
+        if s:
+            assert f.sparse22 is not None
+            try:
+                inverse = f.sparse22.selected_inverse(s)
+            except ArithmeticError:
+                return None
+            # Σ_l B_lᵀS_s⁻¹B_l = [⟨S_s⁻¹, B_a B_bᵀ⟩]_ab, B_a the levels' a-th columns
+            b = (f.L21[:s] @ _block_diagonal(l11inv)).tocsc()
+            nc = self.terms[0].nc
+            columns = [b[:, a::nc] for a in range(nc)]
+            for a, b_a in enumerate(columns):
+                for c, b_c in enumerate(columns[: a + 1]):
+                    value = inverse.inner(b_a @ b_c.T)
+                    if value is None:
+                        return None
+                    blocks[0][a, c] += value
+                    if c != a:
+                        blocks[0][c, a] += value
+            diagonal = inverse.diagonal()
+            pos = 0
+            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):  # scalar terms
+                blk += diagonal[pos : pos + t.size].sum()
+                pos += t.size
+        return self._gradient_from_blocks(f, REML, lams, blocks, self.solve(f)[1])
 
     @contextmanager
     def _block2_inverse(self, f: Factorization, s: int) -> Iterator[np.ndarray]:

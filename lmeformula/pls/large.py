@@ -382,6 +382,10 @@ class LargeBlockPLSProblem(PLSProblem):
         diagonal: everything that is read of it). A singular λ raises ``LinAlgError`` (the
         deviance function then takes the gradient just inside).
         """
+        if f.sparse22 is not None:
+            sparse = self._sparse_gradient(f, REML)
+            if sparse is not None:
+                return sparse
         f = self._dense_factor(f)
         if self.m <= _policy().max_inverse_order and self.b21.has_gradient:
             # the blocked engine's: its products over the pairs cost less than this one's
