@@ -144,10 +144,11 @@ def _interaction(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "a": _labels("a", a), "b": _labels("b", b)})
 
 
-def _clustered(rng: np.random.Generator) -> pd.DataFrame:
+def _clustered(rng: np.random.Generator, nschool: int = 300, nstudent: int = 40_000
+               ) -> pd.DataFrame:
     """Students rating 5 teachers of their own school: the teachers' block after the students
     are eliminated is block diagonal by school (block 2's sparse factor, pls/cholmod.py)."""
-    nschool, per_school, nstudent, k = 300, 10, 40_000, 5
+    per_school, k = 10, 5
     school = rng.integers(0, nschool, nstudent)
     student = np.repeat(np.arange(nstudent), k)
     teacher = school[student] * per_school + rng.integers(0, per_school, student.size)
@@ -186,6 +187,9 @@ SHAPES = [
           _crossed((5_000, 2_000), 100_000), note="5,000 x 2,000 levels, 10^5 rows"),
     Shape("clustered_crossed", "y ~ x + (1 | s) + (1 | t)", _clustered,
           note="4*10^4 students x 3,000 teachers in 300 schools, 2*10^5 rows"),
+    Shape("clustered_large", "y ~ x + (1 | s) + (1 | t)",
+          lambda rng: _clustered(rng, nschool=2_000, nstudent=200_000),
+          note="2*10^5 students x 20,000 teachers in 2,000 schools, 10^6 rows"),
 ]
 
 

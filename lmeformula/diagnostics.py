@@ -33,6 +33,7 @@ from scipy import linalg as la
 from scipy import stats
 
 from .errors import LmeFormulaError, LmeFormulaWarning, SingularFitWarning
+from .pls.threads import blas_threads
 from .validate import as_generator, check_flag, model_functions
 
 if TYPE_CHECKING:
@@ -459,7 +460,9 @@ def hatvalues(m: LmerMod, fullHatMatrix: bool = False) -> pd.Series | pd.DataFra
             raise LmeFormulaError(f"the full hat matrix of {m.n} observations is too large")
         cl, cr = _HatPieces(m).block(slice(0, m.n))
         idx = m.lformula.fr.index
-        return pd.DataFrame(cl.T @ cl + cr.T @ cr, index=idx, columns=idx)
+        with blas_threads(None, order=m.n):  # n x n products: threaded syrk crashes there
+            hat = cl.T @ cl + cr.T @ cr
+        return pd.DataFrame(hat, index=idx, columns=idx)
     return m._pad(_hat_diagonal(m), "hatvalues")
 
 

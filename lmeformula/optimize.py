@@ -145,12 +145,18 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
     settings = {**_NLOPTWRAP_DEFAULTS, **opts}
     k = x0.shape[0]
     count = 0
+    # the best point so far: NLopt's Python binding raises on a round-off stop without the
+    # point it stopped at (nloptr, lme4's, returns NLopt's best x)
+    best: list[Any] = [math.inf, None]
 
     def objective(x: np.ndarray, grad: np.ndarray) -> float:
         nonlocal count
         count += 1
         value = fn(x)
-        return value if math.isfinite(value) else 1e300
+        value = value if math.isfinite(value) else 1e300
+        if value < best[0]:
+            best[0], best[1] = value, np.array(x, dtype=float)
+        return value
 
     algorithm = settings.pop("algorithm", "NLOPT_LN_BOBYQA")
     code_of = getattr(nlopt, str(algorithm).replace("NLOPT_", ""), None)
@@ -183,7 +189,7 @@ def nloptwrap(fn: Objective, x0: np.ndarray, lower: np.ndarray,
         xopt = opt.optimize(x)
         code = int(opt.last_optimize_result())
     except nlopt.RoundoffLimited:
-        xopt, code = opt.last_optimum_x() if hasattr(opt, "last_optimum_x") else x, -4
+        xopt, code = (x if best[1] is None else best[1]), -4
     fval = float(opt.last_optimum_value())
     conv = 0 if 0 < code < 5 else code
     return np.asarray(xopt), fval, conv, _NLOPT_MESSAGES.get(code, f"NLopt code {code}"), count

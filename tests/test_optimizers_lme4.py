@@ -85,3 +85,28 @@ def test_bobyqa_reaches_lme4s_optimum(name: str) -> None:
     assert m.optinfo.conv == 0 and m.optinfo.message == "Normal exit from bobyqa"
     np.testing.assert_allclose(np.asarray(m.theta), np.atleast_1d(ref["theta"]), rtol=1e-5)
     assert crit == pytest.approx(ref["crit"], rel=1e-11)
+
+
+def test_nloptwrap_returns_its_best_point_when_nlopt_stops_on_round_off() -> None:
+    """NLopt's Python binding raises RoundoffLimited without the point it stopped at; nloptr
+    (lme4's) returns NLopt's best point. The best point evaluated is returned with its value
+    (it had been the start with the best value: a model built at the wrong θ)."""
+    import nlopt
+
+    from lmeformula.optimize import nloptwrap
+
+    seen: list[tuple[float, np.ndarray]] = []
+
+    def fn(x: np.ndarray) -> float:
+        value = float(((x - np.array([0.3, 2.0])) ** 2).sum())
+        seen.append((value, np.array(x)))
+        if len(seen) == 12:
+            raise nlopt.RoundoffLimited("round-off")
+        return value
+
+    x0 = np.array([1.0, 1.0])
+    par, fval, conv, _, _ = nloptwrap(fn, x0, np.zeros(2), {})
+    best_value, best_x = min(seen[:-1], key=lambda s: s[0])
+    assert conv == -4
+    assert fval == best_value < seen[0][0]
+    np.testing.assert_array_equal(par, best_x)

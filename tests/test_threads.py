@@ -272,3 +272,29 @@ def test_engine_methods_cap_threads_after_the_fit_scope() -> None:
         assert Engine(20_003).counts("x") == ("x", [1] * len(before))
         assert Engine(1_159).counts(tag="y") == ("y", before)
         assert blas_counts() == before
+
+
+def test_dense_products_of_the_observations_order_are_capped(monkeypatch: pytest.MonkeyPatch,
+                                                             ) -> None:
+    """hatvalues(fullHatMatrix=True) forms n x n products (n up to 20,000) and Kenward-Roger
+    factors (q + p)-square matrices (q up to 12,000): both under the order's cap (a
+    threaded syrk of order 19,500 with depth 1,000 segfaulted here)."""
+    from lmeformula import diagnostics
+    from lmeformula.ddf import kenward_roger
+    from lmeformula.pls import threads as threads_module
+
+    orders: list[int] = []
+
+    class Recording(threads_module.blas_threads):
+        def __init__(self, threads: int | None, at_most: bool = False, order: int = 0) -> None:
+            orders.append(order)
+            super().__init__(threads, at_most, order)
+
+    monkeypatch.setattr(diagnostics, "blas_threads", Recording)
+    monkeypatch.setattr(kenward_roger, "blas_threads", Recording)
+    df = lmf.datasets.load("sleepstudy")
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", df)
+    hat = diagnostics.hatvalues(m, fullHatMatrix=True)
+    assert hat.shape == (180, 180) and orders == [180]
+    kenward_roger.vcov_adjusted(m)
+    assert orders == [180, 36 + 2]

@@ -24,6 +24,7 @@ from scipy import linalg, stats
 
 from ..errors import LmeFormulaError
 from ..mermod import KR_ML_MESSAGE, LmerMod, getME
+from ..pls.threads import blas_threads
 
 __all__ = ["KRAdjusted", "kr_ftest", "lb_ddf", "vcov_adjusted"]
 
@@ -74,7 +75,9 @@ def vcov_adjusted(m: LmerMod) -> KRAdjusted:
     Computed once per model and kept."""
     cache = m.__dict__.setdefault("_lmertest_cache", {})
     if "kr" not in cache:
-        cache["kr"] = _vcov_adjusted(refit_reml(m))
+        order = int(m.lformula.reTrms.q) + int(m.p)  # its dense matrices' order
+        with blas_threads(None, order=order):  # threaded syrk/dpotrf crash at large orders
+            cache["kr"] = _vcov_adjusted(refit_reml(m))
     return cache["kr"]
 
 
