@@ -28,6 +28,7 @@ from .errors import ArgumentError, LmeFormulaError, LmeFormulaWarning, RefitMLWa
 from .glmmprofile import glmm_boot_statistic, glmm_responses, profile_glmm
 from .mermod import LmerMod
 from .modular import mkLmerDevfun
+from .pls.threads import blas_threads, engine_threads
 from .profiling import (
     Profile,
     bounded_bobyqa,
@@ -157,14 +158,26 @@ def profile(m: LmerMod, which: list[str] | None = None, alphamax: float = 0.01,
     :func:`lmeformula.glmmprofile.profile_glmm`); ``progress`` shows a progress bar (tqdm, on
     stderr), one step per parameter."""
     if getattr(m, "is_glmm", False):
-        return profile_glmm(m, which, alphamax, delta_cutoff,  # type: ignore[arg-type]
-                            oldNames, progress)
+        with blas_threads(1):  # as glmer's own fit (PIRLS's small factors)
+            return profile_glmm(m, which, alphamax, delta_cutoff,  # type: ignore[arg-type]
+                                oldNames, progress)
     from .lmer import refitML
-    from .progress import progress_bar
 
     check_number(alphamax, "alphamax", lower=0, upper=1, lower_open=True, upper_open=True)
     check_number(delta_cutoff, "delta_cutoff", lower=0, lower_open=True)
     ml = refitML(m) if m.is_REML else m
+    # the profile's hundreds of optimizations factor as the fit does: under the engine's
+    # thread policy, not the caller's threads (two threads of a small dpotrf beside other
+    # work took 47 ms a factor where one takes ~2)
+    with engine_threads(ml.devfun.problem):
+        return _profile_lmm(ml, which, alphamax, delta_cutoff, oldNames, progress)
+
+
+def _profile_lmm(ml: LmerMod, which: list[str] | None, alphamax: float, delta_cutoff: float,
+                 oldNames: bool, progress: bool) -> Profile:
+    """:func:`profile` of an LMM's ML fit ``ml``."""
+    from .progress import progress_bar
+
     sizes = term_sizes(ml)
     names = parameter_names(ml, oldNames)
     nvp = len(ml.theta) + 1

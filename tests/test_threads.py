@@ -298,3 +298,25 @@ def test_dense_products_of_the_observations_order_are_capped(monkeypatch: pytest
     assert hat.shape == (180, 180) and orders == [180]
     kenward_roger.vcov_adjusted(m)
     assert orders == [180, 36 + 2]
+
+
+@pytest.mark.slow
+def test_profile_factors_under_the_engines_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """profile's optimizations factor hundreds of times after the fit: one thread for a
+    small block whatever the caller's setting, the caller's setting back afterwards."""
+    m = lmf.lmer("Reaction ~ Days + (Days | Subject)", lmf.datasets.load("sleepstudy"),
+                 REML=False)
+    seen: list[list[int]] = []
+    problem = m.devfun.problem
+    factor = problem.factor
+
+    def recording(theta: np.ndarray) -> Any:
+        seen.append(blas_counts())
+        return factor(theta)
+
+    monkeypatch.setattr(problem, "factor", recording)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_counts()
+        lmf.profile(m, which=[".sig01"])
+        assert blas_counts() == before
+    assert len(seen) > 20 and all(c == [1] * len(before) for c in seen)
