@@ -333,11 +333,7 @@ class SparseBlock2:
             entries = first_entry + (np.arange(first_entry.size, dtype=np.int64)
                                      - np.repeat(starts, size))
             # every pair (e, e') of entries of one column: Z[row e, row e'] l[e']
-            reps = size[local_col]
-            one = np.repeat(np.arange(entries.size, dtype=np.int64), reps)
-            within = np.arange(one.size, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps,
-                                                                    reps)
-            other = np.repeat(starts[local_col], reps) + within
+            one, other = _pairs_in_groups(starts[local_col], size[local_col])
             r1, r2 = rows_of[entries[one]], rows_of[entries[other]]
             query = np.minimum(r1, r2) * order + np.maximum(r1, r2)
             at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
@@ -425,11 +421,8 @@ class SelectedInverse:
         for g0, g1 in itertools.pairwise(cuts):
             e0, e1 = int(group_start[g0]), int(group_start[g1])
             group = col[e0:e1] // nc
-            reps = sizes[group]  # each entry pairs with every entry of its group
-            total = int(reps.sum())
-            first = np.repeat(np.arange(e0, e1, dtype=np.int64), reps)
-            within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
-            second = np.repeat(group_start[group], reps) + within
+            one, other = _pairs_in_groups(group_start[group] - e0, sizes[group])
+            first, second = one + e0, other + e0
             r1, r2 = rows[first], rows[second]
             query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
             at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
@@ -439,3 +432,14 @@ class SelectedInverse:
             cell = ((col[first] // nc) * nc + col[first] % nc) * nc + col[second] % nc
             out += np.bincount(cell, weights=weight, minlength=nl * nc * nc)
         return out.reshape(nl, nc, nc)
+
+
+def _pairs_in_groups(group_start: np.ndarray, group_size: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair of entries of one group, for entries laid out group after group:
+    entry i belongs to the group of ``group_size[i]`` entries starting at position
+    ``group_start[i]``. Positions (i, j) of the pairs, each entry's pairs together."""
+    one = np.repeat(np.arange(group_size.size, dtype=np.int64), group_size)
+    within = np.arange(one.size, dtype=np.int64) - np.repeat(np.cumsum(group_size)
+                                                             - group_size, group_size)
+    return one, np.repeat(group_start, group_size) + within

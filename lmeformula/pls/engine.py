@@ -1061,8 +1061,12 @@ class PLSProblem(_AugmentedSystem):
         forms = inverse.quadratic_forms(b, nc, _policy().max_inverse_pairs)
         if forms is None:
             return None
-        out = [blocks1 + forms]
-        diagonal = inverse.diagonal()
+        return [blocks1 + forms, *self._scalar_blocks(inverse.diagonal())]
+
+    def _scalar_blocks(self, diagonal: np.ndarray) -> list[np.ndarray]:
+        """Block 2's scalar terms' (nl, 1, 1) diagonal blocks from the diagonal of block 2's
+        random-effects part of an inverse."""
+        out = []
         pos = 0
         for t in self.terms[1:]:
             out.append(diagonal[pos : pos + t.size].reshape(t.nl, 1, 1))

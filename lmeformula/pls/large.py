@@ -500,11 +500,7 @@ class LargeBlockPLSProblem(PLSProblem):
         b = (f.L21[:qr] @ _block_diagonal(l11inv)).tocsr()  # L21z L11⁻¹
         norms, grams = self._inverse_grams(f, qr, b, chunk)
         blocks1 += grams
-        pos = 0
-        for t in self.terms[1:]:
-            out.append(norms[pos : pos + t.size].reshape(t.nl, 1, 1))
-            pos += t.size
-        return out
+        return [*out, *self._scalar_blocks(norms)]
 
     @level3_safe
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
