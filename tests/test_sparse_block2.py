@@ -158,12 +158,35 @@ def test_a_dense_pattern_is_not_analysed(monkeypatch: pytest.MonkeyPatch) -> Non
     assert dev.problem._sparse is None and not called
 
 
-def test_vector_terms_in_block_two_keep_the_dense_factor() -> None:
-    df = schools(nstudent=1500)
-    df["z"] = np.random.default_rng(4).normal(size=len(df))
-    dev = lmf.mkLmerDevfun(lmf.lFormula("y ~ x + (1 | s) + (z | t)", df))
-    assert dev.problem.m >= pls_policy.POLICY.sparse_min_order
-    assert dev.problem._sparse is None
+def nested(nschool: int = 300, nclass: int = 10, per_class: int = 6, seed: int = 5
+           ) -> pd.DataFrame:
+    """Pupils in classes in schools with a slope at both levels: block 2 is the schools'
+    (x | school) term, block diagonal by school once the classes are eliminated."""
+    rng = np.random.default_rng(seed)
+    school = np.repeat(np.arange(nschool), nclass * per_class)
+    klass = np.repeat(np.arange(nschool * nclass), per_class)
+    x = rng.normal(size=school.size)
+    y = (rng.normal(size=nschool)[school] + rng.normal(size=nschool)[school] * x * 0.5
+         + rng.normal(size=nschool * nclass)[klass] + x + rng.normal(size=school.size))
+    return pd.DataFrame({"y": y, "x": x, "school": [f"h{i}" for i in school],
+                         "class": [f"c{i % nclass}" for i in klass]})
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | s) + (x | t)", "y ~ x + (x | s) + (x | t)",
+                                     "nested"])
+@pytest.mark.parametrize("REML", [True, False])
+def test_vector_terms_in_block_two_take_the_sparse_factor(
+        formula: str, REML: bool, school_data: pd.DataFrame) -> None:
+    """Λ₂ mixes a level's entries: the pattern is closed under levels and each pair of
+    levels assembled as λ_aᵀ(M22 - D)λ_b."""
+    df, formula = ((nested(), "y ~ x + (x | school/class)") if formula == "nested"
+                   else (school_data, formula))
+    sparse, dense = devfuns(formula, df, REML=REML)
+    assert sparse.problem.m >= pls_policy.POLICY.sparse_min_order
+    assert sparse.problem._block2_plan.vector_blocks
+    for th in thetas(np.asarray(sparse.start, dtype=float)):
+        assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
+    assert isinstance(sparse.problem._sparse, tuple)
 
 
 @pytest.mark.parametrize("failure", ["pivots", "no_cvxopt"])
@@ -370,7 +393,8 @@ def fitted_pair(df: pd.DataFrame, formula: str = SCHOOLS, **policy: Any) -> tupl
 @pytest.mark.parametrize(("engine_kind", "formula"),
                          [("blocked", SCHOOLS), ("large", SCHOOLS),
                           ("blocked", "y ~ x + (x | s) + (1 | t)"),
-                          ("large", "y ~ 1 + (x || s) + (1 | t)")])
+                          ("large", "y ~ 1 + (x || s) + (1 | t)"),
+                          ("blocked", "y ~ x + (1 | s) + (x | t)")])
 def test_the_fitted_model_is_the_dense_one(engine_kind: str, formula: str,
                                            school_data: pd.DataFrame) -> None:
     from lmeformula.pls.large import LargeBlockPLSProblem
@@ -463,7 +487,8 @@ def test_a_fitted_model_with_the_sparse_factor_pickles(school_data: pd.DataFrame
 # -- the analytic gradient from the sparse factor (L-BFGS-B on large sparse designs) -------
 
 @pytest.mark.parametrize("REML", [True, False])
-@pytest.mark.parametrize("formula", [SCHOOLS, "y ~ x + (x | s) + (1 | t)"])
+@pytest.mark.parametrize("formula", [SCHOOLS, "y ~ x + (x | s) + (1 | t)",
+                                     "y ~ x + (1 | s) + (x | t)"])
 @pytest.mark.parametrize("engine_kind", ["blocked", "large"])
 def test_the_sparse_gradient_is_the_dense_one(engine_kind: str, formula: str, REML: bool,
                                               monkeypatch: pytest.MonkeyPatch,

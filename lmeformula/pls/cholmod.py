@@ -371,12 +371,25 @@ class SelectedInverse:
     order: int
     perm: np.ndarray
 
-    def diagonal(self) -> np.ndarray:
-        """diag(S_z⁻¹) in S_z's own order."""
-        at = np.searchsorted(self.keys, np.arange(self.order, dtype=np.int64) * (self.order + 1))
-        out = np.empty(self.order)
-        out[self.perm] = self.values[at]
-        return out
+    def at(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """S_s⁻¹[i, j] (S_s's own order) at entries inside the factor's pattern;
+        ArithmeticError for one outside it."""
+        pinv = np.empty(self.order, dtype=np.int64)
+        pinv[self.perm] = np.arange(self.order)
+        r1, r2 = pinv[np.asarray(i, dtype=np.int64)], pinv[np.asarray(j, dtype=np.int64)]
+        query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
+        at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
+        if not np.array_equal(self.keys[at], query):
+            raise ArithmeticError("an entry outside the sparse factor's pattern")
+        return self.values[at]
+
+    def level_blocks(self, start: int, nl: int, nc: int) -> np.ndarray:
+        """S_s⁻¹'s (nl, nc, nc) diagonal blocks of a term of ``nl`` levels of ``nc`` rows
+        each, from row ``start`` (inside the pattern: a level's rows are coupled)."""
+        first = start + np.arange(nl, dtype=np.int64)[:, None, None] * nc
+        i = np.broadcast_to(first + np.arange(nc)[None, :, None], (nl, nc, nc))
+        j = np.broadcast_to(first + np.arange(nc)[None, None, :], (nl, nc, nc))
+        return self.at(i.ravel(), j.ravel()).reshape(nl, nc, nc)
 
     def inner(self, product: sp.csr_matrix | sp.csc_matrix) -> float | None:
         """Σ_ij S_s⁻¹[i, j] M[i, j] for a sparse M (order x order, S_s's own order) whose

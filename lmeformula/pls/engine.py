@@ -55,7 +55,7 @@ from .blocks import (
     diagonal_block2,
     off_diagonal_block,
 )
-from .cholmod import SparseBlock2, SparsePivots
+from .cholmod import SelectedInverse, SparseBlock2, SparsePivots
 from .crossprod import (
     _block_diagonal,
     _fits_dense,
@@ -71,7 +71,7 @@ from .dense import (
     DensePLSProblem,
 )
 from .lapack import check_rx, finish_exact_fit, leading_inverse_in_place
-from .plans import Block2Plan, PatternAssembly, ZeroBlock, plan_block2
+from .plans import Block2Plan, PatternAssembly, VectorPatternAssembly, ZeroBlock, plan_block2
 from .system import (
     _AugmentedSystem,
     _check_reweight,
@@ -92,6 +92,9 @@ class _SparseState(enum.Enum):
 
 
 _UNDECIDED = _SparseState.UNDECIDED
+
+# block 2 assembled at its sparse pattern: scalar terms only, or with vector terms
+_Assembly = PatternAssembly | VectorPatternAssembly
 
 __all__ = ["DenseFactorization", "DensePLSProblem", "Factorization", "PLSProblem", "TermShape",
            "lambda_template", "profiled_criteria", "profiled_criterion"]
@@ -170,7 +173,7 @@ class PLSProblem(_AugmentedSystem):
     _inside_counts: dict[int, int] = field(init=False, repr=False, default_factory=dict)
     # block 2's sparse factor for the criterion (:mod:`.cholmod`): decided at the first
     # evaluation (_UNDECIDED until then), None where the dense factor is used
-    _sparse: tuple[PatternAssembly, SparsePivots] | _SparseState | None = field(
+    _sparse: tuple[_Assembly, SparsePivots] | _SparseState | None = field(
         init=False, repr=False, default=None)
     # a gradient method asks for the factorisation at every point (:meth:`keep_factors`)
     _keep_factors: bool = field(init=False, repr=False, default=False)
@@ -606,7 +609,7 @@ class PLSProblem(_AugmentedSystem):
             if analysed is not None and self._keep_factors:  # the factorisation, as below
                 return self.deviance(theta, REML)
         else:
-            assembly, factor = cast(tuple[PatternAssembly, SparsePivots], sparse)
+            assembly, factor = cast(tuple[_Assembly, SparsePivots], sparse)
             pivots = factor.pivots(assembly.values(theta, down))
         if pivots is None:  # not positive definite here: the dense factor diagnoses it
             f = self._factor_dense(theta)
@@ -623,7 +626,7 @@ class PLSProblem(_AugmentedSystem):
         """The factorisation at ``theta`` with block 2's sparse factor kept (the analysis
         :meth:`deviance` made), or None where CHOLMOD cannot factor S there (the dense
         factor then diagnoses it, or finishes an exact fit)."""
-        assembly, analysis = cast(tuple[PatternAssembly, SparsePivots], self._sparse)
+        assembly, analysis = cast(tuple[_Assembly, SparsePivots], self._sparse)
         l11, t1 = self.b11.factor(self.terms[0].lower_factor(theta))
         block2 = analysis.factor(assembly.values(theta, self.b21.rank_update(t1)))
         if block2 is None:
@@ -679,11 +682,11 @@ class PLSProblem(_AugmentedSystem):
     def _sparse_candidate(self) -> bool:
         """Whether block 2 may take the sparse factor: a plain dense block (an arrow has its
         own cheaper factor) of order at least
-        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_min_order`, all of its terms
-        scalar (Λ₂ diagonal: S's pattern is M22's with the downdate's, at every θ)."""
+        :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_min_order`. Its terms may be vector
+        terms: S's pattern is then M22's with the downdate's closed under levels (Λ₂ mixes
+        a level's entries), at every θ."""
         return (type(self.b22) is DenseDiagonalBlock
-                and self.m >= _policy().sparse_min_order
-                and all(t.nc == 1 for t in self.terms[1:]))
+                and self.m >= _policy().sparse_min_order)
 
     def _xx_diagonal(self) -> np.ndarray:
         """M22's diagonal on X's rows (lme4's rank check of RX)."""
@@ -704,22 +707,42 @@ class PLSProblem(_AugmentedSystem):
         flat_pattern = pattern.ravel()
         flat_pattern[keys] = True
         flat_pattern[:: m + 1] = True
+        if self._block2_plan.vector_blocks:  # every entry of a pair of levels, or none
+            unit = self._level_units()
+            units = np.zeros((int(unit[-1]) + 1,) * 2, dtype=bool)
+            hit_r, hit_c = np.nonzero(pattern)
+            units[unit[hit_r], unit[hit_c]] = True
+            units |= units.T
+            pattern = np.triu(units[np.ix_(unit, unit)])
+            flat_pattern = pattern.ravel()
         flat = np.flatnonzero(flat_pattern)  # ascending: CHOLMOD's column-major order
         del pattern, flat_pattern
         if flat.size > limit:
             return None
         return flat, self.M22.ravel()[flat], keys
 
+    def _level_units(self) -> np.ndarray:
+        """The level of block 2 each of its rows belongs to, numbered in order (a vector
+        term's level spans nc rows; X's and y's rows are one each)."""
+        unit = []
+        count = 0
+        for t in self.terms[1:]:
+            unit.append(count + np.arange(t.size) // t.nc)
+            count += t.nl
+        unit.append(count + np.arange(self.p + 1))
+        return np.concatenate(unit).astype(np.int64)
+
     def _analysed_sparse(self, pattern: tuple[np.ndarray, np.ndarray, np.ndarray],
                          theta: np.ndarray, down: np.ndarray
-                         ) -> tuple[PatternAssembly, SparsePivots, np.ndarray] | None:
+                         ) -> tuple[_Assembly, SparsePivots, np.ndarray] | None:
         """Block 2 assembled at its ``pattern`` (:meth:`_block2_pattern`) at the θ of the
         evaluation that decides (``down``: its rank update) and analysed: the assembly, the
         analysis and the pivots when CHOLMOD could factor it with a fill of at most
         :attr:`~lmeformula.pls.policy.BlockPolicy.sparse_max_fill`; else None, and the
         dense factor from then on."""
         flat, m22, keys = pattern
-        assembly = PatternAssembly.of(self._block2_plan, m22, keys, flat, self._block_edges)
+        kind = VectorPatternAssembly if self._block2_plan.vector_blocks else PatternAssembly
+        assembly = kind.of(self._block2_plan, m22, keys, flat, self._block_edges)
         analysed = SparsePivots.analyse(flat, self.m, self._lam_r_size,
                                         assembly.values(theta, down), _policy().sparse_max_fill)
         if analysed is None:
@@ -809,11 +832,12 @@ class PLSProblem(_AugmentedSystem):
                     blocks[0][a, c] += value
                     if c != a:
                         blocks[0][c, a] += value
-            diagonal = inverse.diagonal()
-            pos = 0
-            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):  # scalar terms
-                blk += diagonal[pos : pos + t.size].sum()
-                pos += t.size
+            try:
+                level = self._level_blocks(inverse)
+            except ArithmeticError:
+                return None
+            for blk, per_level in zip(blocks[1:], level, strict=True):
+                blk += per_level.sum(axis=0)
         return self._gradient_from_blocks(f, REML, lams, blocks, self.solve(f)[1])
 
     @contextmanager
@@ -1061,7 +1085,19 @@ class PLSProblem(_AugmentedSystem):
         forms = inverse.quadratic_forms(b, nc, _policy().max_inverse_pairs)
         if forms is None:
             return None
-        return [blocks1 + forms, *self._scalar_blocks(inverse.diagonal())]
+        try:
+            return [blocks1 + forms, *self._level_blocks(inverse)]
+        except ArithmeticError:
+            return None
+
+    def _level_blocks(self, inverse: SelectedInverse) -> list[np.ndarray]:
+        """Block 2's terms' (nl, nc, nc) diagonal blocks of S_s⁻¹ (its selected inverse)."""
+        out = []
+        pos = 0
+        for t in self.terms[1:]:
+            out.append(inverse.level_blocks(pos, t.nl, t.nc))
+            pos += t.size
+        return out
 
     def _scalar_blocks(self, diagonal: np.ndarray) -> list[np.ndarray]:
         """Block 2's scalar terms' (nl, 1, 1) diagonal blocks from the diagonal of block 2's

@@ -30,8 +30,8 @@ import numpy as np
 
 from .terms import TermShape
 
-__all__ = ["Block", "Block2Plan", "DowndateSegment", "ScaledBlock", "VectorBlock", "ZeroBlock",
-           "plan_block2", "update_block2"]
+__all__ = ["Block", "Block2Plan", "DowndateSegment", "ScaledBlock", "VectorBlock",
+           "VectorPatternAssembly", "ZeroBlock", "plan_block2", "update_block2"]
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,100 @@ class PatternAssembly:
         out = self.m22.copy()
         out[self.key_slots] -= down
         out *= np.multiply.outer(scales, scales).ravel()[self.pair]
+        out[self.inflate] += 1.0
+        return out
+
+
+@dataclass(frozen=True)
+class _UnitPairs:
+    """The pattern's entries between levels of one pair of blocks (rows' term a, columns'
+    term b; X and y a block of one-row levels), as dense nc_a x nc_b level blocks."""
+
+    a: int
+    b: int
+    npairs: int
+    slots: np.ndarray  # the entries' slots in the pattern
+    pair: np.ndarray  # each entry's level pair (0..npairs-1)
+    row: np.ndarray  # its component in the row level ...
+    col: np.ndarray  # ... and in the column level
+    mirror: np.ndarray  # entries of a level with itself off its diagonal (filled both ways)
+
+
+@dataclass(frozen=True, eq=False)
+class VectorPatternAssembly:
+    """Block 2 assembled at the entries of a sparse pattern closed under levels (with every
+    entry of a pair of levels, all of theirs), for plans with vector terms: per pair of
+    levels S = λ_aᵀ(M22 - D)λ_b, and I on the random effects' diagonal. The pairs of levels
+    of each pair of blocks are gathered into one (pairs, nc_a, nc_b) array per θ and
+    multiplied by the blocks' λ on both sides at once.
+
+    Attributes
+    ----------
+    plan
+        Block 2's plan (its terms).
+    m22
+        M22 at the pattern's entries.
+    key_slots
+        The pattern's slot of each of the downdate's keys, in the keys' order.
+    inflate
+        The slots of the random effects' diagonal.
+    groups
+        The entries by pair of blocks.
+    """
+
+    plan: Block2Plan
+    m22: np.ndarray
+    key_slots: np.ndarray
+    inflate: np.ndarray
+    groups: tuple[_UnitPairs, ...]
+
+    @classmethod
+    def of(cls, plan: Block2Plan, m22: np.ndarray, keys: np.ndarray, flat: np.ndarray,
+           edges: np.ndarray) -> VectorPatternAssembly:
+        """The assembly at ``flat`` (ascending flat positions i·m + j, i ≤ j, of S's upper
+        triangle, closed under levels, every key and the diagonal among them); ``m22``: M22
+        at those positions; ``edges``: where each block starts (terms, X and y) and the
+        end."""
+        m = plan.m
+        rows, cols = np.divmod(flat, m)
+        ncs = np.array([t.nc for t in plan.terms] + [1], dtype=np.int64)
+        block_r = np.searchsorted(edges, rows, side="right") - 1
+        block_c = np.searchsorted(edges, cols, side="right") - 1
+        level_r, comp_r = np.divmod(rows - edges[block_r], ncs[block_r])
+        level_c, comp_c = np.divmod(cols - edges[block_c], ncs[block_c])
+        groups = []
+        nblk = len(edges) - 1
+        for a in range(nblk):
+            for b in range(a, nblk):
+                slots = np.flatnonzero((block_r == a) & (block_c == b))
+                if not slots.size:
+                    continue
+                key = level_r[slots] * (int(edges[b + 1] - edges[b]) + 1) + level_c[slots]
+                uniq, pair = np.unique(key, return_inverse=True)
+                mirror = np.flatnonzero((level_r[slots] == level_c[slots]) if a == b
+                                        else np.zeros(slots.size, dtype=bool))
+                mirror = mirror[comp_r[slots][mirror] != comp_c[slots][mirror]]
+                groups.append(_UnitPairs(a, b, int(uniq.size), slots, pair.ravel(),
+                                         comp_r[slots], comp_c[slots], mirror))
+        key_slots = np.searchsorted(flat, keys)
+        diagonal = np.searchsorted(flat, np.arange(plan.qr, dtype=np.intp) * (m + 1))
+        return cls(plan, np.asarray(m22, dtype=float), key_slots, diagonal, tuple(groups))
+
+    def values(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """S's values at the pattern's entries at ``theta``, ``down`` the rank update D at
+        the keys (not modified)."""
+        v = self.m22.copy()
+        v[self.key_slots] -= down
+        lams = [t.lower_factor(theta) for t in self.plan.terms] + [np.ones((1, 1))]
+        out = np.empty_like(v)
+        for g in self.groups:
+            lam_a, lam_b = lams[g.a], lams[g.b]
+            block = np.zeros((g.npairs, lam_a.shape[0], lam_b.shape[0]))
+            block[g.pair, g.row, g.col] = v[g.slots]
+            mirrored = g.mirror  # a level with itself: its lower entries from the upper
+            block[g.pair[mirrored], g.col[mirrored], g.row[mirrored]] = v[g.slots[mirrored]]
+            scaled = np.matmul(np.matmul(lam_a.T, block), lam_b)
+            out[g.slots] = scaled[g.pair, g.row, g.col]
         out[self.inflate] += 1.0
         return out
 
