@@ -1,8 +1,9 @@
-"""Block 2's sparse factor (lmeformula.pls.cholmod): where block 2 is a plain dense block of
-scalar terms, large and sparse enough, an LMM's criterion comes from CHOLMOD's supernodal
-factor's pivots. It must give the dense factor's criterion to rounding at every θ, keep lme4's
-optimizer path, and stay out of the way everywhere else (dense patterns are not analysed,
-vector terms, re-weighting, a missing cvxopt, a pivot that fails)."""
+"""Block 2's sparse factor (lmeformula.pls.cholmod): where block 2 is a plain dense block,
+large and sparse enough, an LMM's criterion comes from CHOLMOD's supernodal factor's pivots,
+and the fitted model, its conditional variances and L-BFGS-B's gradient from that factor. It
+must give the dense factor's numbers to rounding at every θ, scalar and vector terms alike,
+keep lme4's optimizer path, and stay out of the way everywhere else (dense patterns are not
+analysed, re-weighting, a missing cvxopt, a pivot that fails)."""
 
 from __future__ import annotations
 

@@ -804,9 +804,9 @@ class PLSProblem(_AugmentedSystem):
         return self._gradient_from_blocks(f, REML, lams, blocks, u)
 
     def _sparse_gradient(self, f: Factorization, REML: bool) -> np.ndarray | None:
-        """:meth:`gradient` from block 2's sparse factor (its terms scalar): S_s⁻¹ at the
-        factor's pattern (:meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`)
-        gives block 2's Σ_l C_ll (its diagonal) and the first term's
+        """:meth:`gradient` from block 2's sparse factor: S_s⁻¹ at the factor's pattern
+        (:meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`) gives block 2's
+        Σ_l C_ll (its levels' diagonal blocks) and the first term's
         Σ_l P_l λ'G_l'Λ₂S_s⁻¹Λ₂'G_lλP_l = Σ_l B_lᵀS_s⁻¹B_l with B = L21[:s] L11⁻¹ (B Bᵀ's
         entries lie inside the factor's pattern); u from the sparse solve. None where the
         pattern does not serve (the dense factor then)."""
@@ -1067,8 +1067,8 @@ class PLSProblem(_AugmentedSystem):
         """:meth:`inverse_diagonal_blocks` from block 2's sparse factor (None without one, or
         where its pairs are too many: :attr:`~lmeformula.pls.policy.BlockPolicy.
         max_inverse_pairs`). With B = L21z L11⁻¹ and S_z block 2's random-effects part after
-        block 1, block 1's are L11⁻ᵀL11⁻¹ + B_lᵀS_z⁻¹B_l per level, block 2's (scalar terms)
-        diag(S_z⁻¹); S_z⁻¹ is needed only at the factor's pattern
+        block 1, block 1's are L11⁻ᵀL11⁻¹ + B_lᵀS_z⁻¹B_l per level, block 2's the diagonal
+        blocks of S_z⁻¹ by level; S_z⁻¹ is needed only at the factor's pattern
         (:meth:`~lmeformula.pls.cholmod.SparseBlock2.selected_inverse`)."""
         if f.sparse22 is None:
             return None

@@ -290,6 +290,9 @@ class VectorPatternAssembly:
         out = np.empty_like(v)
         for g in self.groups:
             lam_a, lam_b = lams[g.a], lams[g.b]
+            if lam_a.size == 1 and lam_b.size == 1:  # two scalar blocks: a product of scales
+                out[g.slots] = v[g.slots] * (lam_a[0, 0] * lam_b[0, 0])
+                continue
             block = np.zeros((g.npairs, lam_a.shape[0], lam_b.shape[0]))
             block[g.pair, g.row, g.col] = v[g.slots]
             mirrored = g.mirror  # a level with itself: its lower entries from the upper

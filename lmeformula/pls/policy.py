@@ -106,11 +106,13 @@ class BlockPolicy:
         the two are equal up to rounding, and small models keep ``dpotri``'s numbers.
     sparse_min_order, sparse_max_fill
         An LMM's criterion takes block 2's sparse supernodal factor (CHOLMOD,
-        :mod:`lmeformula.pls.cholmod`) instead of the dense one when block 2 is made of
-        scalar terms, of at least this order, and its factor ordered by AMD holds at most
-        this fraction of a dense triangle (counted by CHOLMOD's symbolic analysis; InstEval:
-        order 1,159, 0.48). Measured: CHOLMOD 20 % faster than ``dpotrf`` at a stored fill
-        of 0.69, level at 0.9 (PROFILING.md, fourteenth session).
+        :mod:`lmeformula.pls.cholmod`) instead of the dense one when block 2 (its terms
+        scalar or vector; the large-block engine's all scalar) is of at least this order and
+        its factor ordered by AMD holds at most this fraction of a dense triangle (counted by
+        CHOLMOD's symbolic analysis; InstEval: order 1,159, 0.48). Measured on scalar terms:
+        CHOLMOD 20 % faster than ``dpotrf`` at a stored fill of 0.69, level at 0.9
+        (PROFILING.md, fourteenth session); vector terms' assembly costs more per entry (not
+        measured near the limit).
     max_inverse_pairs
         A fitted model whose block 2 kept its sparse factor computes the conditional
         variances from S_z⁻¹ at the factor's pattern (Takahashi's recurrences,
