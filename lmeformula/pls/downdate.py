@@ -342,18 +342,36 @@ def _downdate_pattern(g: sp.csr_matrix, nc: int, nl: int, m: int, level_group: n
         else:
             del r  # the positions are needed only to trace the sources
     else:
-        level = np.repeat(np.arange(nl, dtype=np.int64), k * k)
-        first = np.repeat(np.cumsum(k * k) - k * k, k * k)
-        t = np.arange(total, dtype=np.int64) - first
-        kk = k[level]
-        p = seg[level] + t // kk
-        r = seg[level] + t % kk
+        # every pair (p, r) of a level's entries, in narrow integers and in place where they
+        # fit, each temporary released as soon as it is used: the same pairs in the same order
+        # as with 64-bit arrays, where those held ~80 bytes a pair (5·10⁵ rows of (x | s) +
+        # (1 | t): 1.8 GB against lme4's 0.6 GB)
+        pair_index = index if total < 2**31 and ngroups * nc * nc < 2**31 else np.int64
+        kk2 = k * k
+        level = np.repeat(np.arange(nl, dtype=pair_index), kk2)
+        t = np.arange(total, dtype=pair_index)
+        t -= np.repeat((np.cumsum(kk2) - kk2).astype(pair_index), kk2)
+        kk = k.astype(pair_index)[level]
+        p, r = np.divmod(t, kk)
+        del t, kk
+        base = seg.astype(pair_index)[level]
+        p += base
+        r += base
+        del base
         keep = rows[p] <= rows[r]
         p, r, level = p[keep], r[keep], level[keep]
-        entry_col = np.repeat(np.arange(gc.shape[1]), np.diff(gc.indptr)) % nc
-        col = sorted_group[level] * nc * nc + entry_col[p] * nc + entry_col[r]
+        del keep
+        entry_col = (np.repeat(np.arange(gc.shape[1], dtype=pair_index), np.diff(gc.indptr))
+                     % nc)
+        col = sorted_group.astype(pair_index)[level]
+        del level
+        col *= nc * nc
+        col += entry_col[p] * nc
+        col += entry_col[r]
+        del entry_col
         order = np.argsort(col, kind="stable")
         p, r, col = p[order], r[order], col[order]
+        del order
         key = rows[p] * index(m)
         key += rows[r]
         values = gc.data[p] * gc.data[r]
