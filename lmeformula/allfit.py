@@ -33,6 +33,7 @@ __all__ = ["ALLFIT_OPTIMIZERS", "AllFit", "AllFitSummary", "allFit"]
 
 # name shown -> (optimizer of lmerControl, its optCtrl, the optCtrl key of the evaluation limit)
 ALLFIT_OPTIMIZERS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "bobyqa": ("bobyqa", {}, "maxfun"),  # minqa's (lmeformula.bobyqa, its faithful port)
     "Nelder_Mead": ("Nelder_Mead", {}, "maxfun"),
     "Powell": ("Powell", {}, "maxfev"),
     "L-BFGS-B": ("L-BFGS-B", {}, "maxfun"),
@@ -169,11 +170,11 @@ def allFit(m: LmerMod, optimizers: Sequence[str] | None = None, maxfun: int = 10
     m
         A fitted model.
     optimizers
-        Names from :data:`ALLFIT_OPTIMIZERS` (default: all of them): lme4's own
-        ``Nelder_Mead``, scipy's ``Powell`` and ``L-BFGS-B`` and NLopt's Nelder-Mead, Subplex and
-        BOBYQA (``nloptwrap.NLOPT_LN_BOBYQA``, lme4's default). lme4's ``bobyqa`` (minqa's,
-        ``optimizer="bobyqa"`` in a fit here) is not among them yet; ``nlminbwrap``, ``nmkbw``
-        (dfoptim) and ``optimx`` have no Python counterpart here.
+        Names from :data:`ALLFIT_OPTIMIZERS` (default: all of them): minqa's ``bobyqa``
+        (lme4's first), lme4's own ``Nelder_Mead``, scipy's ``Powell`` and ``L-BFGS-B`` and
+        NLopt's Nelder-Mead, Subplex and BOBYQA (``nloptwrap.NLOPT_LN_BOBYQA``, lme4's
+        default); ``nlminbwrap``, ``nmkbw`` (dfoptim) and ``optimx`` have no Python
+        counterpart here.
     maxfun
         Evaluation limit given to every optimizer (lme4's default 1e5).
     catch_errs

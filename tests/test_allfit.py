@@ -1,5 +1,5 @@
-"""allFit: every optimizer, lme4's summary table; NLopt's refits against lme4's allFit
-(fixtures from tools/R/make_fixtures_allfit.R)."""
+"""allFit: every optimizer, lme4's summary table; minqa's and NLopt's refits against
+lme4's allFit (fixtures from tools/R/make_fixtures_allfit.R)."""
 
 from __future__ import annotations
 
@@ -40,17 +40,29 @@ def all_fm1(fm1: lmf.LmerMod) -> AllFit:
 
 
 @pytest.mark.parametrize("key", ["fm1", "pen"])
-def test_nlopt_refits_follow_lme4s_allfit(key: str, request: pytest.FixtureRequest) -> None:
+def test_minqa_and_nlopt_refits_follow_lme4s_allfit(key: str, request: pytest.FixtureRequest) -> None:
     ref = REF[key]
     model = request.getfixturevalue(key)
     a = lmf.allFit(model, optimizers=ref["names"])
     s = a.summary()
     assert list(s.which_OK) == ref["names"] and all(s.which_OK.values())
-    # same algorithms, same settings, same start: the same path (criterion at θ to ~1e-10)
-    np.testing.assert_allclose(s.theta.to_numpy(), np.array(ref["theta"]), rtol=1e-6)
-    np.testing.assert_allclose(s.fixef.to_numpy().ravel(), np.ravel(ref["fixef"]), rtol=1e-9)
+    nlopt = [i for i, name in enumerate(ref["names"]) if name.startswith("nloptwrap.")]
+    # NLopt: same algorithms, same settings, same start: the same path (criterion at θ to
+    # ~1e-10), evaluation for evaluation
+    np.testing.assert_allclose(s.theta.to_numpy()[nlopt], np.array(ref["theta"])[nlopt],
+                               rtol=1e-6)
+    np.testing.assert_allclose(s.fixef.to_numpy()[nlopt].ravel(),
+                               np.array(ref["fixef"])[nlopt].ravel(), rtol=1e-9)
     np.testing.assert_allclose(s.llik.to_numpy(), ref["llik"], rtol=1e-10)
-    np.testing.assert_array_equal(s.feval.to_numpy(), ref["feval"])
+    np.testing.assert_array_equal(s.feval.to_numpy()[nlopt], np.array(ref["feval"])[nlopt])
+    # minqa's bobyqa: the port follows minqa point for point given R's function values
+    # (tests/test_bobyqa_minqa.py); our deviance's last bits move its last steps by a few
+    # evaluations (fm1 97 against 98, Penicillin 38 against 35), so the optimum agrees at
+    # the optimizer's precision along a flat direction (θ to ~2e-6, the criterion to 1e-10)
+    (b,) = [i for i, name in enumerate(ref["names"]) if name == "bobyqa"]
+    np.testing.assert_allclose(s.theta.to_numpy()[b], ref["theta"][b], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(s.fixef.to_numpy()[b], ref["fixef"][b], rtol=1e-6)
+    assert abs(int(s.feval.to_numpy()[b]) - ref["feval"][b]) <= 5
 
 
 def test_every_optimizer_reaches_the_same_optimum(fm1: lmf.LmerMod,

@@ -1,4 +1,5 @@
-# Reference output of lme4's allFit (the optimizers lmeformula shares with lme4: NLopt's).
+# Reference output of lme4's allFit (the optimizers lmeformula shares with lme4: minqa's
+# bobyqa and NLopt's).
 # Run from the repository root:  LC_ALL=C Rscript tools/R/make_fixtures_allfit.R
 # Writes tests/fixtures/allfit.json.
 suppressMessages({library(lme4); library(jsonlite)})
@@ -7,7 +8,7 @@ fits <- list(
   pen = lmer(diameter ~ 1 + (1 | plate) + (1 | sample), Penicillin)
 )
 meth <- lme4:::meth.tab.0
-meth <- meth[meth[, "optimizer"] == "nloptwrap", , drop = FALSE]
+meth <- meth[meth[, "optimizer"] %in% c("bobyqa", "nloptwrap"), , drop = FALSE]
 one <- function(m) {
   s <- summary(allFit(m, meth.tab = meth, verbose = FALSE))
   list(names = names(s$which.OK), which_OK = unname(s$which.OK),
