@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -335,9 +335,8 @@ class SparseBlock2:
             # every pair (e, e') of entries of one column: Z[row e, row e'] l[e']
             one, other = _pairs_in_groups(starts[local_col], size[local_col])
             r1, r2 = rows_of[entries[one]], rows_of[entries[other]]
-            query = np.minimum(r1, r2) * order + np.maximum(r1, r2)
-            at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-            if not np.array_equal(keys[at], query):
+            at = _pattern_slots(keys, order, r1, r2)
+            if at is None:
                 raise ArithmeticError("the sparse factor's pattern is not closed")
             # (bincount of nothing is an integer array: a level of roots has no entries)
             column = np.bincount(one, weights=inverse[at] * values[entries[other]],
@@ -371,15 +370,20 @@ class SelectedInverse:
     order: int
     perm: np.ndarray
 
+    @cached_property
+    def _pivot_of(self) -> np.ndarray:
+        """The pivot of each of S_s's rows (``perm``'s inverse)."""
+        pinv = np.empty(self.order, dtype=np.int64)
+        pinv[self.perm] = np.arange(self.order)
+        return pinv
+
     def at(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """S_s⁻¹[i, j] (S_s's own order) at entries inside the factor's pattern;
         ArithmeticError for one outside it."""
-        pinv = np.empty(self.order, dtype=np.int64)
-        pinv[self.perm] = np.arange(self.order)
-        r1, r2 = pinv[np.asarray(i, dtype=np.int64)], pinv[np.asarray(j, dtype=np.int64)]
-        query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
-        at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
-        if not np.array_equal(self.keys[at], query):
+        pinv = self._pivot_of
+        at = _pattern_slots(self.keys, self.order, pinv[np.asarray(i, dtype=np.int64)],
+                            pinv[np.asarray(j, dtype=np.int64)])
+        if at is None:
             raise ArithmeticError("an entry outside the sparse factor's pattern")
         return self.values[at]
 
@@ -397,12 +401,9 @@ class SelectedInverse:
         :meth:`quadratic_forms` summed over the groups, from one sparse product instead of
         the pairs of every group); None where one does not."""
         coo = sp.coo_matrix(product)
-        pinv = np.empty(self.order, dtype=np.int64)
-        pinv[self.perm] = np.arange(self.order)
-        r1, r2 = pinv[coo.row], pinv[coo.col]
-        query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
-        at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
-        if not np.array_equal(self.keys[at], query):
+        pinv = self._pivot_of
+        at = _pattern_slots(self.keys, self.order, pinv[coo.row], pinv[coo.col])
+        if at is None:
             return None
         return float(self.values[at] @ coo.data)
 
@@ -416,8 +417,6 @@ class SelectedInverse:
         they are). None where the pairs would be more than ``max_pairs`` in all or a pair
         falls outside the pattern."""
         nl = b.shape[1] // nc
-        pinv = np.empty(self.order, dtype=np.int64)
-        pinv[self.perm] = np.arange(self.order)
         b = b.tocsc()
         ptr = b.indptr.astype(np.int64)
         group_start = ptr[::nc]  # group l's entries: group_start[l]:group_start[l + 1]
@@ -426,7 +425,7 @@ class SelectedInverse:
         if int(pairs.sum()) > max_pairs:
             return None
         col = np.repeat(np.arange(b.shape[1], dtype=np.int64), np.diff(ptr))
-        rows = pinv[b.indices]
+        rows = self._pivot_of[b.indices]
         out = np.zeros(nl * nc * nc)
         bounds = np.searchsorted(np.cumsum(pairs), np.arange(0, int(pairs.sum()), chunk_pairs),
                                  side="right")
@@ -437,14 +436,22 @@ class SelectedInverse:
             one, other = _pairs_in_groups(group_start[group] - e0, sizes[group])
             first, second = one + e0, other + e0
             r1, r2 = rows[first], rows[second]
-            query = np.minimum(r1, r2) * self.order + np.maximum(r1, r2)
-            at = np.minimum(np.searchsorted(self.keys, query), self.keys.size - 1)
-            if not np.array_equal(self.keys[at], query):
+            at = _pattern_slots(self.keys, self.order, r1, r2)
+            if at is None:
                 return None
             weight = b.data[first] * b.data[second] * self.values[at]
             cell = ((col[first] // nc) * nc + col[first] % nc) * nc + col[second] % nc
             out += np.bincount(cell, weights=weight, minlength=nl * nc * nc)
         return out.reshape(nl, nc, nc)
+
+
+def _pattern_slots(keys: np.ndarray, order: int, r1: np.ndarray, r2: np.ndarray
+                   ) -> np.ndarray | None:
+    """The slots in ``keys`` (column·order + row, row ≥ column, ascending) of the entries at
+    pivots (r1, r2) or (r2, r1), or None where one lies outside the pattern."""
+    query = np.minimum(r1, r2) * order + np.maximum(r1, r2)
+    at = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return at if np.array_equal(keys[at], query) else None
 
 
 def _pairs_in_groups(group_start: np.ndarray, group_size: np.ndarray

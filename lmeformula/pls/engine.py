@@ -526,8 +526,9 @@ class PLSProblem(_AugmentedSystem):
     @level3_safe
     def factor(self, theta: np.ndarray) -> Factorization:
         """The factorisation at ``theta``: with block 2's sparse factor where the criterion
-        takes it (:meth:`deviance` decided so; the fitted model's solutions, RX and RZX come
-        from it), else the dense one (:meth:`_factor_dense`)."""
+        takes it (:meth:`deviance` decided so; the fitted model's solutions, RX, conditional
+        variances and L-BFGS-B's gradient come from it), else the dense one
+        (:meth:`_factor_dense`)."""
         if isinstance(self._sparse, tuple):
             f = self._factor_sparse(np.array(theta, dtype=float))
             if f is not None:
@@ -586,11 +587,8 @@ class PLSProblem(_AugmentedSystem):
         if sparse is None:
             return super().deviance(theta, REML)
         theta = np.array(theta, dtype=float)
-        if self._keep_factors and sparse is not _UNDECIDED:
-            f = self._factor_sparse(theta)
-            if f is None:  # not positive definite here: the dense factor diagnoses it
-                f = self._factor_dense(theta)
-            return self.criterion(f, REML), f
+        if self._keep_factors and sparse is not _UNDECIDED:  # from factor(): sparse, else dense
+            return super().deviance(theta, REML)
         pattern = None
         if sparse is _UNDECIDED:
             pattern = self._block2_pattern()  # before the rank update: a dense pattern is
@@ -614,13 +612,18 @@ class PLSProblem(_AugmentedSystem):
         if pivots is None:  # not positive definite here: the dense factor diagnoses it
             f = self._factor_dense(theta)
             return self.criterion(f, REML), f
+        return profiled_criterion(*self._pivot_criteria(l11, pivots), self.n, self.p,
+                                  self.ldW, REML), None
+
+    def _pivot_criteria(self, l11: np.ndarray, pivots: np.ndarray) -> tuple[float, float, float]:
+        """ldL2, ldRX2 and pwrss from block 1's factor and block 2's sparse pivots (in the
+        analysis' order: the random effects', then X's, then the response's), RX checked as
+        lme4 checks it."""
         qr, p = self._lam_r_size, self.p
         check_rx(pivots[qr : qr + p], self._xx_diagonal())
         ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
         ld_rx2 = 2.0 * np.log(np.abs(pivots[qr : qr + p])).sum()
-        pwrss = float(pivots[-1] ** 2)
-        return profiled_criterion(float(ld_l2), float(ld_rx2), pwrss, self.n, p, self.ldW,
-                                  REML), None
+        return float(ld_l2), float(ld_rx2), float(pivots[-1] ** 2)
 
     def _factor_sparse(self, theta: np.ndarray) -> Factorization | None:
         """The factorisation at ``theta`` with block 2's sparse factor kept (the analysis
@@ -631,13 +634,9 @@ class PLSProblem(_AugmentedSystem):
         block2 = analysis.factor(assembly.values(theta, self.b21.rank_update(t1)))
         if block2 is None:
             return None
-        qr, p = self._lam_r_size, self.p
-        pivots = block2.pivots()
-        check_rx(pivots[qr : qr + p], self._xx_diagonal())
-        ld_l2 = 2.0 * (self.b11.log_det(l11) + np.log(pivots[:qr]).sum())
-        ld_rx2 = 2.0 * np.log(np.abs(pivots[qr : qr + p])).sum()
-        return Factorization(theta, l11, t1, np.empty((0, 0)), float(ld_l2), float(ld_rx2),
-                             float(pivots[-1] ** 2), self, _A21=self.b21, sparse22=block2)
+        ld_l2, ld_rx2, pwrss = self._pivot_criteria(l11, block2.pivots())
+        return Factorization(theta, l11, t1, np.empty((0, 0)), ld_l2, ld_rx2, pwrss, self,
+                             _A21=self.b21, sparse22=block2)
 
     def _dense_factor(self, f: Factorization) -> Factorization:
         """``f`` itself when its block 2 is dense, else the dense factorisation at its θ

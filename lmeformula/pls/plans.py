@@ -191,9 +191,8 @@ class PatternAssembly:
         a = np.searchsorted(edges, rows, side="right") - 1
         b = np.searchsorted(edges, cols, side="right") - 1
         pair = (a * nblk + b).astype(np.min_scalar_type(nblk * nblk))
-        key_slots = np.searchsorted(flat, keys)
-        diagonal = np.searchsorted(flat, np.arange(plan.qr, dtype=np.intp) * (m + 1))
-        return cls(plan, np.asarray(m22, dtype=float), pair, key_slots, diagonal)
+        return cls(plan, np.asarray(m22, dtype=float), pair, *_key_and_inflate_slots(plan,
+                                                                                    flat, keys))
 
     def values(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
         """S's values at the pattern's entries at ``theta``, ``down`` the rank update D at
@@ -204,6 +203,14 @@ class PatternAssembly:
         out *= np.multiply.outer(scales, scales).ravel()[self.pair]
         out[self.inflate] += 1.0
         return out
+
+
+def _key_and_inflate_slots(plan: Block2Plan, flat: np.ndarray, keys: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern's slots (``flat``: ascending flat positions) of the downdate's keys, in
+    the keys' order, and of the random effects' diagonal (where I is added)."""
+    inflate = np.arange(plan.qr, dtype=np.intp) * (plan.m + 1)
+    return np.searchsorted(flat, keys), np.searchsorted(flat, inflate)
 
 
 @dataclass(frozen=True)
@@ -277,9 +284,8 @@ class VectorPatternAssembly:
                 mirror = mirror[comp_r[slots][mirror] != comp_c[slots][mirror]]
                 groups.append(_UnitPairs(a, b, int(uniq.size), slots, pair.ravel(),
                                          comp_r[slots], comp_c[slots], mirror))
-        key_slots = np.searchsorted(flat, keys)
-        diagonal = np.searchsorted(flat, np.arange(plan.qr, dtype=np.intp) * (m + 1))
-        return cls(plan, np.asarray(m22, dtype=float), key_slots, diagonal, tuple(groups))
+        return cls(plan, np.asarray(m22, dtype=float), *_key_and_inflate_slots(plan, flat, keys),
+                   tuple(groups))
 
     def values(self, theta: np.ndarray, down: np.ndarray) -> np.ndarray:
         """S's values at the pattern's entries at ``theta``, ``down`` the rank update D at
