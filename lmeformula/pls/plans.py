@@ -31,7 +31,8 @@ import numpy as np
 from .terms import TermShape
 
 __all__ = ["Block", "Block2Plan", "DowndateSegment", "ScaledBlock", "VectorBlock",
-           "VectorPatternAssembly", "ZeroBlock", "plan_block2", "update_block2"]
+           "VectorPatternAssembly", "ZeroBlock", "plan_block2", "times_lambdas",
+           "update_block2"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Block2Plan:
     blocks: tuple[Block, ...]
     segments: tuple[DowndateSegment, ...]
     downdate_first: bool
+    band: int = 128
     qr: int = field(init=False)  # rows of block 2 that are random effects
     m: int = field(init=False)  # order of block 2
     vector_blocks: tuple[VectorBlock, ...] = field(init=False)  # one rectangle per pair
@@ -149,7 +151,7 @@ def plan_block2(terms: Sequence[TermShape], p: int, edges: np.ndarray,
         kinds.setdefault((blk.a, blk.b), blk)
     segments = tuple(DowndateSegment(slice(lo, hi), kinds[(a, b)])
                      for lo, hi, a, b in pair_segments)
-    return Block2Plan(tuple(terms), p, tuple(blocks), segments, mixed)
+    return Block2Plan(tuple(terms), p, tuple(blocks), segments, mixed, band)
 
 
 @dataclass(frozen=True, eq=False)
@@ -348,21 +350,61 @@ def update_block2(plan: Block2Plan, theta: np.ndarray, m22: np.ndarray, keys: np
         d = np.asarray(scale)[block_of]
         flat[positions] += values * (d * d)
     if plan.vector_blocks:
-        _times_lambdas(plan, s, theta)
+        times_lambdas(plan, s, theta)
     flat[: plan.qr * (plan.m + 1) : plan.m + 1] += 1.0  # inflate: + I on the random effects
     return s
 
 
-def _times_lambdas(plan: Block2Plan, s: np.ndarray, theta: np.ndarray) -> None:
+def times_lambdas(plan: Block2Plan, s: np.ndarray, theta: np.ndarray) -> None:
     """Multiply the pairs with a vector term by Λ₂ on both sides, in place: rectangle (a, b)
-    becomes (I ⊗ λ_a)' rectangle (I ⊗ λ_b)."""
+    becomes (I ⊗ λ_a)' rectangle (I ⊗ λ_b), only its part on and above S's diagonal (LAPACK
+    reads no other).
+
+    A band of about ``plan.band`` rows (whole levels of the row block) at a time, from its
+    first column on (what lies left of it in a diagonal rectangle is the lower triangle): λ
+    mixes a level's rows and a level's columns only, so each band is transformed on its own,
+    with temporaries of the band's size (the whole rectangle's four copies were 51 GB for a
+    slope on 2·10⁴ levels). A level's block with itself is made symmetric from its upper
+    triangle first."""
     lams = [t.lower_factor(theta) for t in plan.terms] + [np.eye(1)]
     shapes = [(t.nl, t.nc) for t in plan.terms] + [(plan.p + 1, 1)]
     for blk in plan.vector_blocks:
-        block = s[blk.rows, blk.cols]
-        if blk.a == blk.b:  # mixing rows and columns needs the whole diagonal block
-            block[...] = np.triu(block) + np.triu(block, 1).T
         (nla, nca), (nlb, ncb) = shapes[blk.a], shapes[blk.b]
-        g = block.reshape(nla, nca, nlb, ncb)
-        block[...] = np.einsum("ji,ajbk,kl->aibl", lams[blk.a], g,
-                               lams[blk.b]).reshape(nla * nca, nlb * ncb)
+        lam_a, lam_b = lams[blk.a], lams[blk.b]
+        step = max(1, plan.band // nca)
+        for l0 in range(0, nla, step):
+            l1 = min(nla, l0 + step)
+            rows = slice(blk.rows.start + l0 * nca, blk.rows.start + l1 * nca)
+            if blk.a == blk.b:  # from the band's own first level rightwards
+                view = s[rows, rows.start : blk.cols.stop]
+                g = view.reshape(l1 - l0, nca, nlb - l0, ncb)
+                own = np.arange(l1 - l0)
+                square = g[own, :, own, :]  # (levels, nc, nc): each level with itself
+                g[own, :, own, :] = np.triu(square) + np.swapaxes(np.triu(square, 1), 1, 2)
+            else:
+                view = s[rows, blk.cols]
+                g = view.reshape(l1 - l0, nca, nlb, ncb)
+            view[...] = _sandwich(lam_a, g, lam_b).reshape(view.shape)
+
+
+def _sandwich(lam_a: np.ndarray, g: np.ndarray, lam_b: np.ndarray) -> np.ndarray:
+    """out[a, i, b, l] = Σ_j Σ_k λ_a[j, i] g[a, j, b, k] λ_b[k, l] for lower-triangular λ
+    (g: (levels, nc_a, levels, nc_b)), as ``np.einsum("ji,ajbk,kl->aibl", ...)`` sums it (j
+    outer, k inner, each product (λ_a g) λ_b: the same numbers bit for bit) but over whole
+    planes of g and only where λ is not structurally zero: 15-20x faster than the einsum,
+    which took more than the factorisation at order 2,000."""
+    out = np.empty(g.shape)
+    nca, ncb = g.shape[1], g.shape[3]
+    for i in range(nca):
+        for col in range(ncb):
+            acc: np.ndarray | None = None
+            for j in range(i, nca):
+                for k in range(col, ncb):
+                    term = g[:, j, :, k] * lam_a[j, i]
+                    term *= lam_b[k, col]
+                    if acc is None:
+                        acc = term
+                    else:
+                        acc += term
+            out[:, i, :, col] = acc
+    return out
