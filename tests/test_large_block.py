@@ -1,7 +1,7 @@
-"""The compact block 2 (lmeformula.pls.large): scalar terms after the first, M22 without its
-zeros, one dense array per θ. Forced on small designs by lowering the policy's order; it must
-compute the blocked engine's criterion bit for bit, its solutions and inverses to rounding,
-and keep no second factor in the deviance function."""
+"""The compact block 2 (lmeformula.pls.large): the terms after the first (scalar or vector),
+M22 without its zeros, one dense array per θ. Forced on small designs by lowering the
+policy's order; it must compute the blocked engine's criterion bit for bit, its solutions and
+inverses to rounding, and keep no second factor in the deviance function."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
 from lmeformula.errors import FittingError, ModelSizeError
 from lmeformula.modular import LmerDevfun
-from lmeformula.pls import ScalarTerm, engine, factory
+from lmeformula.pls import ScalarTerm, VectorTerm, engine, factory
 from lmeformula.pls.large import CompactDiagonalBlock, LargeBlockPLSProblem, large_block
 from lmeformula.pls.memory import check_dense_memory, dense_bytes
 from lmeformula.pls.terms import term_shapes
@@ -67,6 +67,10 @@ CASES = [
     ("y ~ x + (1 | subj) + (1 | item)", {"max_pairs": 0, "max_group_grams": 0}),  # products
     ("y ~ x + (1 | subj) + (1 | item) + (1 | grp)", {}),  # two terms in block 2
     ("y ~ x + (x | subj) + (1 | item) + (1 | grp)", {}),  # a vector first term
+    ("y ~ x + (1 | subj) + (x | item)", {}),  # a vector term in block 2
+    ("y ~ x + (1 | subj) + (x | item)", {"max_pairs": 0}),
+    ("y ~ x + (x | subj) + (x | item) + (1 | grp)", {"dense_g_fill": 0.0}),
+    ("y ~ x + (1 | subj) + (1 | grp) + (x | item)", {}),
 ]
 
 
@@ -94,31 +98,35 @@ def test_compact_block_two_gives_the_blocked_criterion_bit_for_bit(
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | subj) + (1 | item) + (1 | grp)",
+                                     "y ~ x + (1 | subj) + (x | item) + (1 | grp)"])
 def test_compact_block_two_reweights_as_the_blocked_engine(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    plain, compact = problems(monkeypatch, "y ~ x + (1 | subj) + (1 | item) + (1 | grp)",
-                              crossed(n=3000, nsubj=300, nitem=80))
+        monkeypatch: pytest.MonkeyPatch, formula: str) -> None:
+    plain, compact = problems(monkeypatch, formula, crossed(n=3000, nsubj=300, nitem=80))
     rng = np.random.default_rng(3)
     w = rng.uniform(0.2, 2.0, plain.n)
     y = rng.normal(size=plain.n)
     plain.reweight(w, y)
     compact.reweight(w, y)
-    for th in thetas(3):
+    k = sum(t.theta_slice.stop - t.theta_slice.start for t in plain.terms)
+    for th in thetas(k):
         assert compact.deviance(th, False)[0] == plain.deviance(th, False)[0]
 
 
-def test_only_scalar_terms_after_the_first_get_the_compact_block(
+def test_a_large_block_two_with_level_codes_gets_the_compact_block(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pls_policy, "POLICY",
                         dataclasses.replace(pls_policy.POLICY, compact_m22_order=100))
     scalar = [ScalarTerm(500, 0), ScalarTerm(90, 1), ScalarTerm(20, 2)]
     assert large_block(scalar, 2, True)
+    assert large_block([ScalarTerm(500, 0), VectorTerm(50, 2, 1)], 2, True)  # order 103
     assert not large_block(scalar, 2, False)  # no level codes: M22 by sparse products
     assert not large_block([ScalarTerm(500, 0), ScalarTerm(20, 1)], 2, True)  # order 23
+    assert not large_block([ScalarTerm(500, 0)], 2, True)  # no block 2
     df = crossed(n=3000, nsubj=300, nitem=120)
     vector_second = lmf.lmer("y ~ x + (1 | subj) + (x | item)", df, devFunOnly=True)
     assert isinstance(vector_second, LmerDevfun)
-    assert type(vector_second.problem) is engine.PLSProblem
+    assert isinstance(vector_second.problem, LargeBlockPLSProblem)  # order 243
 
 
 def plain_and_compact_fits(monkeypatch: pytest.MonkeyPatch) -> tuple[lmf.LmerMod, lmf.LmerMod]:
@@ -310,12 +318,12 @@ def test_compact_sparse_L_is_the_blocked_engines_entry_for_entry(
     lam = compact.sparse_L(f).toarray()
     inv_blocks = compact.inverse_diagonal_blocks(f, chunk=29)
     inv = np.linalg.inv(lam @ lam.T)
-    nc = compact.terms[0].nc
-    q1 = compact.q1
-    first = np.stack([inv[i : i + nc, i : i + nc] for i in range(0, q1, nc)])
-    np.testing.assert_allclose(inv_blocks[0], first, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(np.concatenate([b.ravel() for b in inv_blocks[1:]]),
-                               np.diagonal(inv)[q1:], rtol=1e-10, atol=1e-14)
+    pos = 0
+    for t, blocks in zip(compact.terms, inv_blocks, strict=True):  # each level's nc x nc
+        expected = np.stack([inv[i : i + t.nc, i : i + t.nc]
+                             for i in range(pos, pos + t.size, t.nc)])
+        np.testing.assert_allclose(blocks, expected, rtol=1e-10, atol=1e-14)
+        pos += t.size
 
 
 def test_compact_sparse_L_is_refused_when_it_would_not_fit(

@@ -90,15 +90,18 @@ def test_sparse_criterion_is_the_dense_one(formula: str, data: str, REML: bool,
     assert sparse.problem.deviance(thetas(sparse.start)[1], True)[1] is None
 
 
+@pytest.mark.parametrize("formula", [SCHOOLS, "y ~ x + (1 | s) + (x | t)",
+                                     "y ~ x + (1 | s) + (x || t)"])
 def test_the_large_block_engine_takes_the_sparse_factor_too(
-        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame, formula: str) -> None:
     """Block 2 compact (lmeformula.pls.large, forced here by a lower order): its pattern
-    from the stored entries gives the same criterion as its dense factor."""
+    from the stored entries (closed under levels with a vector term) gives the same
+    criterion as its dense factor."""
     from lmeformula.pls.large import LargeBlockPLSProblem
 
     monkeypatch.setattr(pls_policy, "POLICY",
                         dataclasses.replace(pls_policy.POLICY, compact_m22_order=600))
-    sparse, dense = devfuns(SCHOOLS, school_data)
+    sparse, dense = devfuns(formula, school_data)
     assert isinstance(sparse.problem, LargeBlockPLSProblem)
     for th in thetas(np.asarray(sparse.start, dtype=float)):
         assert sparse(th) == pytest.approx(dense(th), rel=1e-12)
@@ -395,7 +398,8 @@ def fitted_pair(df: pd.DataFrame, formula: str = SCHOOLS, **policy: Any) -> tupl
                          [("blocked", SCHOOLS), ("large", SCHOOLS),
                           ("blocked", "y ~ x + (x | s) + (1 | t)"),
                           ("large", "y ~ 1 + (x || s) + (1 | t)"),
-                          ("blocked", "y ~ x + (1 | s) + (x | t)")])
+                          ("blocked", "y ~ x + (1 | s) + (x | t)"),
+                          ("large", "y ~ x + (1 | s) + (x | t)")])
 def test_the_fitted_model_is_the_dense_one(engine_kind: str, formula: str,
                                            school_data: pd.DataFrame) -> None:
     from lmeformula.pls.large import LargeBlockPLSProblem

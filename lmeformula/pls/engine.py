@@ -702,20 +702,16 @@ class PLSProblem(_AugmentedSystem):
         if self.b22.keys.shape[0] > limit:  # the downdate alone fills more: nothing formed
             return None
         keys = np.asarray(self.b22.keys, dtype=np.intp)
-        pattern = np.triu(self.M22 != 0)
-        flat_pattern = pattern.ravel()
+        flat_pattern = np.triu(self.M22 != 0).ravel()
         flat_pattern[keys] = True
         flat_pattern[:: m + 1] = True
-        if self._block2_plan.vector_blocks:  # every entry of a pair of levels, or none
-            unit = self._level_units()
-            units = np.zeros((int(unit[-1]) + 1,) * 2, dtype=bool)
-            hit_r, hit_c = np.nonzero(pattern)
-            units[unit[hit_r], unit[hit_c]] = True
-            units |= units.T
-            pattern = np.triu(units[np.ix_(unit, unit)])
-            flat_pattern = pattern.ravel()
         flat = np.flatnonzero(flat_pattern)  # ascending: CHOLMOD's column-major order
-        del pattern, flat_pattern
+        del flat_pattern
+        if self._block2_plan.vector_blocks:  # every entry of a pair of levels, or none
+            closed = closed_under_levels(flat, self._level_units(), m, limit)
+            if closed is None:
+                return None
+            flat = closed
         if flat.size > limit:
             return None
         return flat, self.M22.ravel()[flat], keys
@@ -1162,6 +1158,34 @@ _L21_BAND_ENTRIES = 1 << 16
 
 # keys per chunk of the block-pair ordering's counting sort
 _ORDER_CHUNK = 1 << 18
+
+
+def closed_under_levels(flat: np.ndarray, unit: np.ndarray, m: int, limit: float,
+                        ) -> np.ndarray | None:
+    """The pattern ``flat`` (ascending flat positions i·m + j, i ≤ j, of an m x m upper
+    triangle) closed under levels: with any entry between two levels (``unit``: the level
+    each row belongs to, numbered in order; a vector term's level spans nc rows), every
+    entry between them on or above the diagonal; ascending. Λ₂ mixes a level's rows, so S
+    has the closed pattern at every θ. None when the closure would make more than
+    2·``limit`` entries (counted before they are made; at most half of them lie below the
+    diagonal)."""
+    starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])  # each level's first row
+    sizes = np.diff(np.r_[starts, m])
+    nunit = starts.shape[0]
+    rows, cols = np.divmod(flat, m)
+    pairs = np.unique(unit[rows] * nunit + unit[cols])  # rows ≤ cols: their levels too
+    del rows, cols
+    unit_r, unit_c = np.divmod(pairs, nunit)
+    count = sizes[unit_r] * sizes[unit_c]
+    if count.sum() > 2 * limit:  # at most half of them lie below the diagonal
+        return None
+    pair = np.repeat(np.arange(pairs.shape[0]), count)
+    within = np.arange(pair.shape[0]) - np.repeat(np.cumsum(count) - count, count)
+    width = sizes[unit_c][pair]
+    r = starts[unit_r][pair] + within // width
+    c = starts[unit_c][pair] + within % width
+    upper = r <= c
+    return np.sort(r[upper] * m + c[upper])
 
 
 def _flat_view(a: np.ndarray) -> tuple[np.ndarray | None, int, int]:

@@ -1,7 +1,7 @@
 """Which engine a model gets: ``make_problem``.
 
 The dense engine for small systems (:mod:`.dense`), the blocked engine (:mod:`.engine`), or
-the blocked engine with a compact block 2 for a large block of scalar terms (:mod:`.large`,
+the blocked engine with a compact block 2 for a large one (:mod:`.large`,
 which extends the blocked engine; the choice lives here so that neither imports the other
 both ways). A model whose dense block would not fit in memory is refused first
 (:mod:`.memory`).
@@ -31,7 +31,7 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
                  *, names: Sequence[str] | None = None,
                  ) -> PLSProblem | DensePLSProblem:
     """The engine for a model: dense for small systems, blocked otherwise (with block 2
-    compact when it is large and of scalar terms: :func:`~lmeformula.pls.large.large_block`).
+    compact when it is large: :func:`~lmeformula.pls.large.large_block`).
 
     ``factors`` (each term's level codes and model matrix X_i, in Zt's order) lets the
     blocked engine form its cross-products by counting instead of sparse products; then Zt

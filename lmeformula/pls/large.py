@@ -1,24 +1,28 @@
-"""The blocked engine for a large block 2 of scalar terms: one dense m x m matrix per θ.
+"""The blocked engine for a large block 2: M22 without its zeros, one dense m x m matrix per θ.
 
-When every term after the first is a scalar term (``(1 | item)``), each term's block of
-M22 = [Z₂ X y]'W[Z₂ X y] with itself is diagonal (one level per observation), and its blocks
-with the other terms are as sparse as the pairs of levels that occur. The blocked engine
+Each term's block of M22 = [Z₂ X y]'W[Z₂ X y] with itself is block diagonal (one level per
+observation: a diagonal for a scalar term such as ``(1 | item)``, an nc x nc block per level
+for a vector term such as ``(x | item)``), and its blocks with the other terms are as sparse
+as the pairs of levels that occur. The blocked engine
 (:class:`~lmeformula.pls.engine.PLSProblem`) holds M22 dense and assembles block 2's
 S = Λ₂'(M22 - G B Gᵀ)Λ₂ + I into a second dense array; with 3·10⁴ items (the issue's
 ``(1 | subj) + (1 | item)`` design, 10⁵ x 3·10⁴ levels, 10⁶ rows) each is 7.2 GB, and the
 sparse products that formed M22 made a third.
 
-Here M22 is kept as what it is: the terms' diagonals, their cross-term entries at the pairs of
-levels that occur, the border Z₂'W[X y] and the corner [X y]'W[X y]. Per θ, S is assembled
-into the one dense array that LAPACK then factors in place (its upper triangle zero-filled,
-the scaled entries scattered, the downdate subtracted at its keys, the identity added: the
-same products and sums, in the same order, as :func:`~lmeformula.pls.plans.update_block2`
+Here M22 is kept as what it is: the terms' diagonal blocks, their cross-term entries at the
+pairs of levels that occur, the border Z₂'W[X y] and the corner [X y]'W[X y]. Where block 2
+takes its sparse factor (:mod:`lmeformula.pls.cholmod`: 2·10⁴ teachers with a slope each,
+order 40,003, fit in 0.5 GB), nothing of order m² is ever made. Otherwise, per θ, S is
+assembled into the one dense array that LAPACK then factors in place (its upper triangle
+zero-filled, the scaled entries scattered, the downdate subtracted at its keys, the identity
+added: the same products and sums, in the same order, as :func:`~lmeformula.pls.plans.update_block2`
 computes from a dense M22), and nothing else of that size is made: the solutions use
 triangular solves on the whole factor (BLAS reads it in place; a slice of it would be
 copied); the analytic gradient and the inverse's diagonal blocks (condVar) use block 2's
 triangular inverse, formed once in the factor's own upper triangle, which nothing else reads
 (one ``dtrtri``, the flops of the factorisation), and block 1's coupling through the sparse
-L21; ``getME("L")`` is built column by column from the array. The deviance function does not
+L21 (with a vector term in block 2, the blocked engine's code on the same array);
+``getME("L")`` is built column by column from the array. The deviance function does not
 keep a second factor for the best point (:attr:`LargeBlockPLSProblem.holds_one_factor`).
 
 Why a dense factor and not a sparse one: the item block's Schur complement after eliminating
@@ -49,10 +53,10 @@ from .crossprod import (
     _pair_structure,
     _PairStructure,
 )
-from .engine import Factorization, PLSProblem, csr_order
+from .engine import Factorization, PLSProblem, closed_under_levels, csr_order
 from .lapack import check_rx, finish_exact_fit, inverse_in_upper
 from .memory import available_memory
-from .plans import Block2Plan, ZeroBlock
+from .plans import Block2Plan, ScaledBlock, ZeroBlock, times_lambdas
 from .system import _policy
 from .terms import TermShape
 from .threads import level3_safe
@@ -61,10 +65,10 @@ __all__ = ["CompactDiagonalBlock", "LargeBlockPLSProblem", "large_block"]
 
 
 def large_block(terms: list[TermShape], p: int, has_factors: bool) -> bool:
-    """Whether a model gets :class:`LargeBlockPLSProblem`: every term after the first is
-    scalar, the terms' level codes are given (the cross-products are counted), and block 2's
-    order reaches :attr:`~lmeformula.pls.policy.BlockPolicy.compact_m22_order`."""
-    if not has_factors or len(terms) < 2 or any(t.nc != 1 for t in terms[1:]):
+    """Whether a model gets :class:`LargeBlockPLSProblem`: the terms' level codes are given
+    (the cross-products are counted), there is a block 2, and its order reaches
+    :attr:`~lmeformula.pls.policy.BlockPolicy.compact_m22_order`."""
+    if not has_factors or len(terms) < 2:
         return False
     order = sum(t.size for t in terms[1:]) + p + 1
     return order >= _policy().compact_m22_order
@@ -72,13 +76,15 @@ def large_block(terms: list[TermShape], p: int, has_factors: bool) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CompactDiagonalBlock:
-    """M22 of scalar terms without its zeros, and S's assembly per θ into one dense array.
+    """M22 without its zeros, and S's assembly per θ into one dense array.
 
     Attributes
     ----------
     plan
-        Block 2's rectangles (:func:`~lmeformula.pls.plans.plan_block2`): all scalar, so each
-        is scaled by a constant λ_a λ_b, and a term's diagonal block is a ``ZeroBlock``.
+        Block 2's rectangles (:func:`~lmeformula.pls.plans.plan_block2`): with scalar terms
+        only, each is scaled by a constant λ_a λ_b and a term's diagonal block is a
+        ``ZeroBlock``; with a vector term, as :func:`~lmeformula.pls.plans.update_block2`
+        assembles them.
     keys
         Where the rank update by block 1 lands (flat positions of S, ordered by pair of blocks).
     diagonal
@@ -108,15 +114,17 @@ class CompactDiagonalBlock:
         each applied as it comes, so that D is never whole in memory)."""
         plan = self.plan
         m = plan.m
-        scale = np.asarray(plan.scales(theta))
         s = np.empty((m, m)) if out is None else out
         band = _policy().band
         for lo in range(0, m, band):  # zero-fill the upper triangle, band by band
             s[lo : lo + band, lo:] = 0.0
+        parts = [(0, self.keys.shape[0], down)] if isinstance(down, np.ndarray) else down
+        if plan.vector_blocks:
+            return self._assemble_with_vectors(s, theta, parts)
+        scale = np.asarray(plan.scales(theta))
         flat = s.ravel()
         row_block, col_block, at, values = self.entries
         flat[at] = values * (scale[row_block] * scale[col_block])
-        parts = [(0, self.keys.shape[0], down)] if isinstance(down, np.ndarray) else down
         for lo, hi, update in parts:  # the rank downdate, scaled as its block is
             for seg in plan.segments:
                 start, stop = max(seg.span.start, lo), min(seg.span.stop, hi)
@@ -136,6 +144,28 @@ class CompactDiagonalBlock:
         flat[: plan.qr * (m + 1) : m + 1] += 1.0  # inflate: + I on the random effects
         return s
 
+    def _assemble_with_vectors(self, s: np.ndarray, theta: np.ndarray,
+                               parts: Iterable[tuple[int, int, np.ndarray]]) -> np.ndarray:
+        """:meth:`assemble` for a plan with vector terms (``s``: its upper triangle zeroed),
+        as :func:`~lmeformula.pls.plans.update_block2` assembles it: M22 - D first, then
+        the scalar pairs' rectangles scaled by λ_a λ_b and the vector terms' multiplied by
+        their λ (:func:`~lmeformula.pls.plans.times_lambdas`), then + I."""
+        plan = self.plan
+        flat = s.ravel()
+        _, _, at, values = self.entries
+        flat[at] = values
+        _, positions, diag_values = self.diagonal
+        flat[positions] = diag_values
+        for lo, hi, update in parts:
+            flat[self.keys[lo:hi]] -= update
+        scale = plan.scales(theta)
+        for blk in plan.blocks:
+            if isinstance(blk, ScaledBlock) and scale[blk.a] * scale[blk.b] != 1.0:
+                s[blk.rows, blk.cols] *= scale[blk.a] * scale[blk.b]
+        times_lambdas(plan, s, theta)
+        flat[: plan.qr * (plan.m + 1) : plan.m + 1] += 1.0
+        return s
+
     @staticmethod
     def factor(s: np.ndarray) -> tuple[np.ndarray, int]:
         """Factor an assembled S in place (LAPACK reads the transpose's lower triangle)."""
@@ -153,8 +183,8 @@ class CompactDiagonalBlock:
 
 @dataclass
 class LargeBlockPLSProblem(PLSProblem):
-    """The blocked engine with M22 compact (see the module docstring): scalar terms after the
-    first, cross-products counted from the terms' level codes (``factors``, required).
+    """The blocked engine with M22 compact (see the module docstring): cross-products counted
+    from the terms' level codes (``factors``, required).
 
     Everything the per-θ factorisation computes is what :class:`PLSProblem` computes (the same
     products and sums: the criterion is bit-identical); what differs is the storage (no dense
@@ -164,6 +194,7 @@ class LargeBlockPLSProblem(PLSProblem):
 
     _entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = field(
         init=False, repr=False)
+    _diag_rows: np.ndarray = field(init=False, repr=False)  # the scalar terms' rows
     _diag_values: np.ndarray = field(init=False, repr=False)
     _xx_diag: np.ndarray = field(init=False, repr=False)
     _cross_plans: dict[tuple[int, int], _PairStructure] = field(
@@ -211,7 +242,7 @@ class LargeBlockPLSProblem(PLSProblem):
         edges = self._block_edges
         g_rows, g_cols, g_vals = [], [], []
         e_rows, e_cols, e_vals = [], [], []
-        diag = np.empty(qr)
+        diag_rows, diag_vals = [], []
         for i, (t, (codes, x), plan) in enumerate(zip(rest, others, self._g_plan,
                                                       strict=True)):
             pos = int(edges[i])
@@ -219,7 +250,16 @@ class LargeBlockPLSProblem(PLSProblem):
             g_rows.append(r + pos)
             g_cols.append(c)
             g_vals.append(v)
-            diag[pos : pos + t.size] = _level_blocks(codes, x, t.nl, w)[:, 0, 0]
+            own = _level_blocks(codes, x, t.nl, w)
+            if t.nc == 1:  # a diagonal, stored apart
+                diag_rows.append(np.arange(pos, pos + t.size, dtype=np.int64))
+                diag_vals.append(own[:, 0, 0])
+            else:  # each level's nc x nc block with itself, its upper triangle
+                a, b = np.triu_indices(t.nc)
+                start = pos + np.arange(t.nl, dtype=np.int64)[:, None] * t.nc
+                e_rows.append((start + a).ravel())
+                e_cols.append((start + b).ravel())
+                e_vals.append(own[:, a, b].ravel())
             for j in range(i + 1, len(rest)):  # the cross-term blocks, at the pairs met
                 u = rest[j]
                 codes_u, x_u = others[j]
@@ -247,7 +287,8 @@ class LargeBlockPLSProblem(PLSProblem):
         owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))
         self._entries = (owner[rows[order]], owner[cols[order]], at[order],
                          np.concatenate(e_vals)[order])
-        self._diag_values = diag
+        self._diag_rows = np.concatenate([*diag_rows, np.zeros(0, np.int64)])
+        self._diag_values = np.concatenate([*diag_vals, np.zeros(0)])
         self._xx_diag = np.diag(corner)[:p].copy()
         xy_rows = np.stack([_level_sums(codes1, x1, nl1, xyw[k]).ravel()
                             for k in range(p + 1)])
@@ -277,11 +318,10 @@ class LargeBlockPLSProblem(PLSProblem):
     def _make_blocks(self) -> None:
         """Blocks 1 and 2 against 1 as :class:`PLSProblem` makes them; block 2 compact."""
         keys, plan = self._typed_blocks()
-        qr = self.q - self.q1
         edges = self._block_edges
-        owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges))[:qr].astype(np.int64)
-        rows = np.arange(qr, dtype=np.int64)
-        self._compact = CompactDiagonalBlock(plan, keys, (owner, rows * (self.m + 1),
+        owner = np.repeat(np.arange(len(edges) - 1), np.diff(edges)).astype(np.int64)
+        rows = self._diag_rows
+        self._compact = CompactDiagonalBlock(plan, keys, (owner[rows], rows * (self.m + 1),
                                                           self._diag_values),
                                              self._entries, self._xx_diag)
 
@@ -326,8 +366,8 @@ class LargeBlockPLSProblem(PLSProblem):
         return f
 
     def _sparse_candidate(self) -> bool:
-        """Block 2 may take the sparse factor (:meth:`PLSProblem.deviance`): its terms are all
-        scalar and its order is above the sparse factor's least."""
+        """Block 2 may take the sparse factor (:meth:`PLSProblem.deviance`): its order is
+        above the sparse factor's least (its terms scalar or vector)."""
         return self.m >= _policy().sparse_min_order
 
     def _xx_diagonal(self) -> np.ndarray:
@@ -336,8 +376,9 @@ class LargeBlockPLSProblem(PLSProblem):
 
     def _block2_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """S's structural pattern (see :meth:`PLSProblem._block2_pattern`) from the compact
-        M22: its stored entries, the terms' diagonals and the downdate's keys; counted
-        before it is formed (a design whose keys alone are too many is dense)."""
+        M22: its stored entries, the scalar terms' diagonals and the downdate's keys, closed
+        under levels with vector terms; counted before it is formed (a design whose keys
+        alone are too many is dense)."""
         m, b22 = self.m, self._compact
         _, _, at, values = b22.entries
         _, positions, diagonal_values = b22.diagonal
@@ -350,6 +391,11 @@ class LargeBlockPLSProblem(PLSProblem):
         flat = np.sort(np.concatenate([np.asarray(at, dtype=np.intp), keys,
                                        np.arange(m, dtype=np.intp) * (m + 1)]))
         flat = flat[np.concatenate([[True], flat[1:] != flat[:-1]])]
+        if self._block2_plan.vector_blocks:  # every entry of a pair of levels, or none
+            closed = closed_under_levels(flat, self._level_units(), m, limit)
+            if closed is None:
+                return None
+            flat = closed
         if flat.size > limit:
             return None
         m22 = np.zeros(flat.size)
@@ -359,8 +405,9 @@ class LargeBlockPLSProblem(PLSProblem):
 
     @property
     def has_gradient(self) -> bool:
-        """The analytic gradient is offered (see :meth:`gradient`)."""
-        return True
+        """The analytic gradient is offered (see :meth:`gradient`); with vector terms in
+        block 2, where the blocked engine's is (its code serves them)."""
+        return not self._block2_plan.vector_blocks or self.b21.has_gradient
 
     @property
     def _block2_plan(self) -> Block2Plan:
@@ -387,9 +434,11 @@ class LargeBlockPLSProblem(PLSProblem):
             if sparse is not None:
                 return sparse
         f = self._dense_factor(f)
-        if self.m <= _policy().max_inverse_order and self.b21.has_gradient:
+        if ((self.m <= _policy().max_inverse_order and self.b21.has_gradient)
+                or self._block2_plan.vector_blocks):
             # the blocked engine's: its products over the pairs cost less than this one's
-            # panel products against the first term's columns (see the policy)
+            # panel products against the first term's columns (see the policy); and its
+            # sums serve vector terms, whose inverse's diagonal blocks are not K's norms
             return super().gradient(f, REML)
         theta = f.theta
         lams, s = self._gradient_start(theta, REML)
@@ -491,6 +540,8 @@ class LargeBlockPLSProblem(PLSProblem):
         if sparse is not None:
             return sparse
         f = self._dense_factor(f)
+        if self._block2_plan.vector_blocks:  # the blocked engine's solves serve vector terms
+            return super().inverse_diagonal_blocks(f)
         qr = self._lam_r_size
         l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular
         blocks1 = np.einsum("lki,lkj->lij", l11inv, l11inv)

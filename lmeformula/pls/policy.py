@@ -80,7 +80,7 @@ class BlockPolicy:
         slope of ``(x || g)``) are at least this many; below it one dense ``dpotrf`` costs
         less than the arrow's few extra array operations.
     compact_m22_order
-        From this order of block 2 on, when every term after the first is scalar, M22 is
+        From this order of block 2 on, when the terms' level codes are given, M22 is
         stored without its zeros and block 2 assembled per θ into the one dense array LAPACK
         factors (:mod:`lmeformula.pls.large`): a dense M22 of this order is 18 MB (the 10⁵ x
         2,000 crossed design's, 32 MB, with the second factor kept beside it, took 4.9x the
@@ -107,7 +107,7 @@ class BlockPolicy:
     sparse_min_order, sparse_max_fill
         An LMM's criterion takes block 2's sparse supernodal factor (CHOLMOD,
         :mod:`lmeformula.pls.cholmod`) instead of the dense one when block 2 (its terms
-        scalar or vector; the large-block engine's all scalar) is of at least this order and
+        scalar or vector) is of at least this order and
         its factor ordered by AMD holds at most this fraction of a dense triangle (counted by
         CHOLMOD's symbolic analysis; InstEval: order 1,159, 0.48). Measured on scalar terms:
         CHOLMOD 20 % faster than ``dpotrf`` at a stored fill of 0.69, level at 0.9
