@@ -144,18 +144,21 @@ def _interaction(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "a": _labels("a", a), "b": _labels("b", b)})
 
 
-def _clustered(rng: np.random.Generator, nschool: int = 300, nstudent: int = 40_000
-               ) -> pd.DataFrame:
+def _clustered(rng: np.random.Generator, nschool: int = 300, nstudent: int = 40_000,
+               slope: bool = False) -> pd.DataFrame:
     """Students rating 5 teachers of their own school: the teachers' block after the students
-    are eliminated is block diagonal by school (block 2's sparse factor, pls/cholmod.py)."""
+    are eliminated is block diagonal by school (block 2's sparse factor, pls/cholmod.py);
+    with ``slope``, each teacher's effect of x varies too (a vector term in block 2)."""
     per_school, k = 10, 5
     school = rng.integers(0, nschool, nstudent)
     student = np.repeat(np.arange(nstudent), k)
     teacher = school[student] * per_school + rng.integers(0, per_school, student.size)
+    x = rng.normal(size=student.size)
     y = (rng.normal(size=nschool * per_school)[teacher] + rng.normal(size=nstudent)[student]
          + rng.normal(size=student.size))
-    return pd.DataFrame({"y": y, "x": rng.normal(size=student.size),
-                         "s": _labels("s", student), "t": _labels("t", teacher)})
+    if slope:
+        y += 0.5 * x + rng.normal(scale=0.4, size=nschool * per_school)[teacher] * x
+    return pd.DataFrame({"y": y, "x": x, "s": _labels("s", student), "t": _labels("t", teacher)})
 
 
 SHAPES = [
@@ -190,6 +193,15 @@ SHAPES = [
     Shape("clustered_large", "y ~ x + (1 | s) + (1 | t)",
           lambda rng: _clustered(rng, nschool=2_000, nstudent=200_000),
           note="2*10^5 students x 20,000 teachers in 2,000 schools, 10^6 rows"),
+    Shape("clustered_slope", "y ~ x + (1 | s) + (x | t)",
+          lambda rng: _clustered(rng, slope=True),
+          note="clustered_crossed with a slope on the teachers (block 2 of order 6,003)"),
+    Shape("clustered_large_slope", "y ~ x + (1 | s) + (x | t)",
+          lambda rng: _clustered(rng, nschool=2_000, nstudent=200_000, slope=True),
+          note="clustered_large with a slope on the teachers (block 2 of order 40,003)"),
+    Shape("crossed_slope_second", "y ~ x + (1 | b) + (x | a)",
+          _crossed((1_000, 10_000), 100_000, slope=True),
+          note="10^3 x 10^4 crossed levels, (x | a) dense in block 2 (order 2,003)"),
 ]
 
 

@@ -171,7 +171,8 @@ class GlmerMod(LmerMod):
 
     # -- matrices -----------------------------------------------------------------------------
     def RX(self) -> np.ndarray:
-        return np.asarray(self._problem.rzx_rx(self._factor)[1])
+        # from block 2's sparse factor where the model kept one (no dense factor made)
+        return np.asarray(self._problem.rx(self._factor))
 
     def RZX(self) -> np.ndarray:
         return np.asarray(self._problem.rzx_rx(self._factor)[0])

@@ -736,7 +736,7 @@ class GlmerDevfun:
         p = self.X.shape[1]
         if p == 0:
             return np.zeros((0, 0))
-        rx = problem.rzx_rx(f)[1]
+        rx = problem.rx(f)
         rinv = np.linalg.solve(rx, np.eye(p))
         return np.asarray(rinv @ rinv.T)
 

@@ -314,18 +314,74 @@ def test_weights_take_the_sparse_factor(school_data: pd.DataFrame) -> None:
     assert isinstance(sparse.problem._sparse, tuple)
 
 
-def test_reweighting_the_large_engine_returns_to_the_dense_factor(
-        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+@pytest.mark.parametrize("formula", [SCHOOLS, "y ~ x + (1 | s) + (x | t)"])
+def test_reweighting_the_large_engine_keeps_its_sparse_analysis(
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame, formula: str) -> None:
+    """The compact M22's entries are structural (zeros kept), so S's pattern does not change
+    with the weights (a zero weight included): a GLMM's PIRLS step refactors numerically on
+    the same analysis, with the dense factor's numbers."""
     monkeypatch.setattr(pls_policy, "POLICY",
                         dataclasses.replace(pls_policy.POLICY, compact_m22_order=600))
-    sparse, dense = devfuns(SCHOOLS, school_data)
-    assert isinstance(decided(sparse).problem._sparse, tuple)
-    y = school_data["y"].to_numpy() + 0.5 * np.random.default_rng(1).normal(size=len(school_data))
-    for dev in (sparse, dense):
-        dev.problem.reweight(np.ones(len(school_data)), y)
-    assert sparse.problem._sparse is None
-    th = np.asarray(sparse.start) * 1.2
-    assert sparse.problem.deviance(th, True)[0] == dense.problem.deviance(th, True)[0]
+    sparse, dense = devfuns(formula, school_data)
+    analysis = decided(sparse).problem._sparse
+    assert isinstance(analysis, tuple)
+    rng = np.random.default_rng(1)
+    n = len(school_data)
+    for _ in range(2):
+        y = school_data["y"].to_numpy() + 0.5 * rng.normal(size=n)
+        w = rng.uniform(0.1, 3.0, n)
+        w[:40] = 0.0
+        for dev in (sparse, dense):
+            dev.problem.reweight(w, y)
+        kept = sparse.problem._sparse
+        assert isinstance(kept, tuple) and kept[1] is analysis[1]
+        for th in thetas(np.asarray(sparse.start, dtype=float), k=2):
+            for reml in (True, False):
+                assert sparse.problem.deviance(th, reml)[0] == pytest.approx(
+                    dense.problem.deviance(th, reml)[0], rel=1e-12)
+            f = sparse.problem.factor(th)
+            assert f.sparse22 is not None
+            for a, b in zip(sparse.problem.solve(f),
+                            dense.problem.solve(dense.problem.factor(th)), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_a_glmm_takes_the_sparse_factor_in_the_large_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIRLS factors without evaluating the criterion: its first factorisation decides,
+    every step refactors on the one analysis, and the model keeps the sparse factor; the
+    fit is the dense factor's to the PIRLS and optimizer tolerances."""
+    df = schools(nstudent=1200, ratings=3)
+    rng = np.random.default_rng(4)
+    df["yb"] = (rng.uniform(size=len(df)) < 1 / (1 + np.exp(-df["y"]))).astype(float)
+    base = pls_policy.POLICY
+    fits = {}
+    for name, extra in (("sparse", {}), ("dense", {"sparse_min_order": 10**9})):
+        # the compact engine from order 600, and PIRLS on the engine (not the scalar kernel)
+        monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(
+            base, compact_m22_order=600, kernel_max_rest_order=0, **extra))
+        fits[name] = lmf.glmer("yb ~ x + (1 | s) + (1 | t)", df, family="binomial")
+    sparse, dense = fits["sparse"], fits["dense"]
+    assert isinstance(sparse._problem._sparse, tuple) and sparse._factor.sparse22 is not None
+    assert dense._factor.sparse22 is None
+    assert sparse.optinfo.feval == dense.optinfo.feval
+    np.testing.assert_allclose(np.asarray(sparse.theta), np.asarray(dense.theta), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(sparse.fixef), np.asarray(dense.fixef), rtol=1e-6,
+                               atol=1e-8)
+    # the Laplace criterion at the two optima to rounding (2.5e-14 relative seen); the sum of
+    # deviance residuals alone is not stationary there, so θ's 1e-8 differences (the
+    # optimizer's tolerance) move it at first order (6e-9 relative seen)
+    assert sparse.optinfo.fval == pytest.approx(dense.optinfo.fval, rel=1e-12)
+    assert float(sparse.deviance()) == pytest.approx(float(dense.deviance()), rel=1e-7)
+    np.testing.assert_allclose(sparse.RX(), dense.RX(), rtol=1e-7)
+    assert sparse._factor._dense is None  # RX from the sparse factor
+    # from lme4's finite-difference Hessian over (θ, β): its steps' errors, ~1e-6 of the
+    # diagonal, show in the small covariance (4e-11 absolute seen)
+    np.testing.assert_allclose(np.asarray(sparse.vcov()), np.asarray(dense.vcov()), rtol=1e-5,
+                               atol=1e-6 * float(np.diag(dense.vcov()).max()))
+    for a, b in zip(sparse.ranef(condVar=True).values(), dense.ranef(condVar=True).values(),
+                    strict=True):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:

@@ -529,6 +529,10 @@ class PLSProblem(_AugmentedSystem):
         takes it (:meth:`deviance` decided so; the fitted model's solutions, RX, conditional
         variances and L-BFGS-B's gradient come from it), else the dense one
         (:meth:`_factor_dense`)."""
+        if self._sparse is _UNDECIDED:
+            # a GLMM's PIRLS factors without evaluating the criterion first: its first
+            # factorisation decides as the first evaluation does (and evaluates once more)
+            self.deviance(theta, True)
         if isinstance(self._sparse, tuple):
             f = self._factor_sparse(np.array(theta, dtype=float))
             if f is not None:

@@ -53,7 +53,13 @@ from .crossprod import (
     _pair_structure,
     _PairStructure,
 )
-from .engine import Factorization, PLSProblem, closed_under_levels, csr_order
+from .engine import (
+    _UNDECIDED,
+    Factorization,
+    PLSProblem,
+    closed_under_levels,
+    csr_order,
+)
 from .lapack import check_rx, finish_exact_fit, inverse_in_upper
 from .memory import available_memory
 from .plans import Block2Plan, ScaledBlock, ZeroBlock, times_lambdas
@@ -200,6 +206,9 @@ class LargeBlockPLSProblem(PLSProblem):
     _cross_plans: dict[tuple[int, int], _PairStructure] = field(
         init=False, repr=False, default_factory=dict)
     _compact: CompactDiagonalBlock = field(init=False, repr=False)
+    # where the stored entries and the scalar diagonals lie in block 2's sparse pattern, and
+    # its size (set with the pattern: re-weighting refreshes the values at it)
+    _pattern_slots: tuple[np.ndarray, np.ndarray, int] = field(init=False, repr=False)
     # the m x m array of the last factor, reused once that factor is gone: a new array of
     # 7.2 GB per θ costs the kernel's zeroing of its pages (and compaction, for huge pages),
     # 1.7 s of system time per 0.65 GB at worst, measured under memory pressure
@@ -327,10 +336,22 @@ class LargeBlockPLSProblem(PLSProblem):
 
     def reweight(self, w: np.ndarray, y: np.ndarray) -> None:
         """New case weights and response: the cross-products' values recomputed in place
-        (see :meth:`PLSProblem.reweight`)."""
+        (see :meth:`PLSProblem.reweight`).
+
+        Block 2's sparse analysis is kept (a GLMM's PIRLS step then refactors numerically
+        with it): the compact M22's entries, unlike a dense M22's non-zeros, are structural
+        (every pair of levels that occurs, zeros included), so S's pattern does not depend
+        on the weights; only M22's values at it are new. Undecided, the first
+        factorisation decides (:meth:`PLSProblem.factor`)."""
+        kept = self._sparse
         self._reweight_first_blocks(w, y)
         self._compact = self._compact.reweighted(self._entries, self._diag_values,
                                                  self._xx_diag)
+        if kept is _UNDECIDED:
+            self._sparse = kept
+        elif isinstance(kept, tuple):
+            assembly, analysis = kept
+            self._sparse = (replace(assembly, m22=self._m22_at_pattern()), analysis)
 
     def _factor_dense(self, theta: np.ndarray) -> Factorization:
         """Factor the augmented system at ``theta`` (:meth:`PLSProblem.factor`'s steps),
@@ -380,8 +401,8 @@ class LargeBlockPLSProblem(PLSProblem):
         under levels with vector terms; counted before it is formed (a design whose keys
         alone are too many is dense)."""
         m, b22 = self.m, self._compact
-        _, _, at, values = b22.entries
-        _, positions, diagonal_values = b22.diagonal
+        _, _, at, _ = b22.entries
+        _, positions, _ = b22.diagonal
         limit = _policy().sparse_max_fill * m * (m + 1) / 2
         if max(b22.keys.shape[0], at.shape[0]) > limit:  # nothing formed for a dense one
             return None
@@ -398,10 +419,19 @@ class LargeBlockPLSProblem(PLSProblem):
             flat = closed
         if flat.size > limit:
             return None
-        m22 = np.zeros(flat.size)
-        m22[np.searchsorted(flat, at)] = values
-        m22[np.searchsorted(flat, positions)] += diagonal_values
-        return flat, m22, keys
+        self._pattern_slots = (np.searchsorted(flat, at), np.searchsorted(flat, positions),
+                               flat.size)
+        return flat, self._m22_at_pattern(), keys
+
+    def _m22_at_pattern(self) -> np.ndarray:
+        """M22's values at the entries of block 2's sparse pattern (the stored entries and
+        the scalar terms' diagonals at their slots, zeros elsewhere)."""
+        at_slots, diagonal_slots, size = self._pattern_slots
+        _, _, _, values = self._compact.entries
+        m22 = np.zeros(size)
+        m22[at_slots] = values
+        m22[diagonal_slots] += self._compact.diagonal[2]
+        return m22
 
     @property
     def has_gradient(self) -> bool:
