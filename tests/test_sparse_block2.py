@@ -17,6 +17,7 @@ import pytest
 
 import lmeformula as lmf
 import lmeformula.pls.policy as pls_policy
+from lmeformula.errors import ModelSizeError
 from lmeformula.pls import cholmod, engine
 from lmeformula.pls.cholmod import SparsePivots
 from lmeformula.pls.plans import PatternAssembly, update_block2
@@ -382,6 +383,44 @@ def test_a_glmm_takes_the_sparse_factor_in_the_large_engine(
     for a, b in zip(sparse.ranef(condVar=True).values(), dense.ranef(condVar=True).values(),
                     strict=True):
         np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.filterwarnings("ignore::lmeformula.errors.SingularFitWarning")  # no slopes
+def test_a_dense_block_too_large_for_memory_is_refused_only_where_needed(
+        monkeypatch: pytest.MonkeyPatch, school_data: pd.DataFrame) -> None:
+    """On the compact engine the dense block's memory check waits until the dense block is
+    needed: the sparse factor fits the model without it (the same fit), and what only the
+    dense factor gives (getME("L")) or a design whose sparse factor fills in is refused
+    then, before the dense block is allocated, saying why."""
+    import lmeformula.pls.large as large
+    import lmeformula.pls.memory as memory
+
+    base = dataclasses.replace(pls_policy.POLICY, compact_m22_order=600)
+    monkeypatch.setattr(pls_policy, "POLICY", base)
+    formula = "y ~ x + (1 | s) + (x | t)"
+    plain = lmf.lmer(formula, school_data)
+    order = 2 * 660 + 3
+    # room for the data and the sparse factor, not for one dense block (3.4 MB)
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * order * order - 1)
+    monkeypatch.setattr(large, "available_memory", lambda: 8 * order * order - 1)
+    small = lmf.lmer(formula, school_data)
+    assert small.devfun.problem._dense_refusal is not None
+    assert small._factor.sparse22 is not None
+    assert float(lmf.REMLcrit(small)) == float(lmf.REMLcrit(plain))
+    np.testing.assert_array_equal(np.asarray(small.theta), np.asarray(plain.theta))
+    small.ranef(condVar=True)  # from the selected inverse: no dense block
+    with pytest.raises(ModelSizeError, match=r"1,323 x 1,323 .*asks for the dense one"):
+        small.getME("L")
+    # a design whose sparse factor is refused: the dense block, refused at the first
+    # evaluation
+    monkeypatch.setattr(pls_policy, "POLICY", dataclasses.replace(base, sparse_max_fill=0.0))
+    with pytest.raises(ModelSizeError, match=r"1,323 x 1,323 .*does not serve this design"):
+        lmf.lmer(formula, school_data)
+    # a sparse factor too large as well
+    monkeypatch.setattr(pls_policy, "POLICY", base)
+    monkeypatch.setattr(large, "available_memory", lambda: 1000)
+    with pytest.raises(ModelSizeError, match=r"sparse factor.* entries .*too many as well"):
+        lmf.lmer(formula, school_data)
 
 
 def test_reweighting_returns_to_the_dense_factor(school_data: pd.DataFrame) -> None:

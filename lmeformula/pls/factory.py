@@ -4,7 +4,8 @@ The dense engine for small systems (:mod:`.dense`), the blocked engine (:mod:`.e
 the blocked engine with a compact block 2 for a large one (:mod:`.large`,
 which extends the blocked engine; the choice lives here so that neither imports the other
 both ways). A model whose dense block would not fit in memory is refused first
-(:mod:`.memory`).
+(:mod:`.memory`), or, on the compact engine, whose sparse factor may serve instead, where the
+dense block is first needed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import ModelSizeError
 from . import memory
 from .dense import DensePLSProblem
 from .engine import PLSProblem
@@ -38,7 +40,10 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
     may be given as a function that builds it (called only by a path that reads it: the
     dense engine, sparse products), so that a large model's fit never holds it. A model
     whose dense block would not fit in memory raises
-    :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it)."""
+    :class:`~lmeformula.errors.ModelSizeError` first (``names``: the terms' names for it);
+    on the compact engine, where block 2's sparse factor needs no dense block, where the
+    dense block is first needed (:meth:`~lmeformula.pls.large.LargeBlockPLSProblem.
+    defer_dense_refusal`)."""
     q = sum(t.size for t in terms) if callable(Zt) else Zt.shape[0]
     if q + X.shape[1] + 1 <= _policy().dense_limit:
         # with the factors, the dense engine reads Z off them: Zt is built only if asked for
@@ -47,8 +52,14 @@ def make_problem(Zt: sp.csc_matrix | Callable[[], sp.csc_matrix], X: np.ndarray,
         return DensePLSProblem(Zt() if callable(Zt) else Zt, X, y, weights, terms)
     problem: PLSProblem
     if large_block(terms, X.shape[1], factors is not None):  # one dense array per θ
-        check_dense_memory(terms, X.shape[1], names, copies=1.0)
+        refusal = None
+        try:
+            check_dense_memory(terms, X.shape[1], names, copies=1.0)
+        except ModelSizeError as err:  # raised if and when the dense block is needed
+            refusal = err
         problem = LargeBlockPLSProblem(Zt, X, y, weights, terms, factors)
+        if refusal is not None:
+            problem.defer_dense_refusal(refusal)
     else:
         check_dense_memory(terms, X.shape[1], names)
         problem = PLSProblem(Zt, X, y, weights, terms, factors)

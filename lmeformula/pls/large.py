@@ -45,6 +45,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from ..errors import FittingError, ModelSizeError
+from .cholmod import SparsePivots
 from .crossprod import (
     _block_diagonal,
     _level_blocks,
@@ -57,6 +58,7 @@ from .engine import (
     _UNDECIDED,
     Factorization,
     PLSProblem,
+    _Assembly,
     closed_under_levels,
     csr_order,
 )
@@ -94,11 +96,13 @@ class CompactDiagonalBlock:
     keys
         Where the rank update by block 1 lands (flat positions of S, ordered by pair of blocks).
     diagonal
-        (block, flat position, value) of the terms' diagonals (the zero-filled blocks').
+        (block, flat position, value) of the scalar terms' diagonals (with scalar terms
+        only, the zero-filled blocks' diagonals).
     entries
         (block of the row, block of the column, flat position, value) of M22's upper triangle
-        outside the terms' diagonal blocks: the cross-term pairs of levels that occur, the
-        border Z₂'W[X y] and the corner, ordered by position.
+        but the scalar terms' diagonals: the vector terms' blocks of a level with itself, the
+        cross-term pairs of levels that occur, the border Z₂'W[X y] and the corner, ordered
+        by position.
     xx_diagonal
         M22's diagonal on X's rows (lme4's rank check).
     """
@@ -122,8 +126,13 @@ class CompactDiagonalBlock:
         m = plan.m
         s = np.empty((m, m)) if out is None else out
         band = _policy().band
-        for lo in range(0, m, band):  # zero-fill the upper triangle, band by band
-            s[lo : lo + band, lo:] = 0.0
+        # zero-fill the upper triangle, band by band; with vector terms also a band's width
+        # left of the diagonal: the rectangles scaled or multiplied by λ a band of whole
+        # levels at a time (plans.py) read their band's square whole, from a term's first
+        # row, so no unwritten memory (a last factor's leftovers, inf or NaN) is multiplied
+        margin = plan.band if plan.vector_blocks else 0
+        for lo in range(0, m, band):
+            s[lo : lo + band, max(lo - margin, 0) :] = 0.0
         parts = [(0, self.keys.shape[0], down)] if isinstance(down, np.ndarray) else down
         if plan.vector_blocks:
             return self._assemble_with_vectors(s, theta, parts)
@@ -216,8 +225,36 @@ class LargeBlockPLSProblem(PLSProblem):
     _buffer_owner: weakref.ref[Factorization] | None = field(init=False, repr=False,
                                                               default=None)
 
+    # a dense block 2 that would not fit in memory, refused where it is first needed (the
+    # sparse factor needs none): :meth:`defer_dense_refusal`
+    _dense_refusal: ModelSizeError | None = field(init=False, repr=False, default=None)
+
     # the deviance function keeps no factor but the current one (each is m x m)
     holds_one_factor = True
+
+    def defer_dense_refusal(self, refusal: ModelSizeError) -> None:
+        """Block 2's dense array would not fit in memory (``refusal``: the error saying so,
+        :func:`~lmeformula.pls.memory.check_dense_memory`'s): raise it where the dense
+        array would be made, before anything of its size is allocated, and not before, as
+        block 2's sparse factor needs no dense array (20,000 teachers with a slope each:
+        a dense block of 12.8 GB, a fit in 0.5 GB). The sparse factor's own memory is
+        checked when its analysis is made."""
+        self._dense_refusal = refusal
+
+    def _refuse_dense(self) -> None:
+        """Raise the deferred refusal (:meth:`defer_dense_refusal`), saying why the sparse
+        factor does not serve instead."""
+        if self._dense_refusal is None:
+            return
+        if isinstance(self._sparse, tuple):
+            why = ("block 2's sparse factor serves the fit, but this asks for the dense one "
+                   "(getME('L') and RZX are defined in its order)")
+        else:
+            why = ("block 2's sparse factor, which would need no dense block, does not serve "
+                   "this design: after a fill-reducing ordering it keeps more than "
+                   f"{_policy().sparse_max_fill:.0%} of a dense triangle, or it is not "
+                   "positive definite")
+        raise ModelSizeError(f"{self._dense_refusal} Here {why}.")
 
     def __getstate__(self) -> dict[str, object]:
         """The state for a copy or a pickle: without the reusable m x m buffer and the weak
@@ -359,6 +396,7 @@ class LargeBlockPLSProblem(PLSProblem):
         when that factor is gone (a factor's arrays are valid while it lives). An exact fit
         (only the last pivot, the penalised residual sum of squares, fails) gets pwrss = 0
         from the factor as it stands; any other failed pivot is lme4's error."""
+        self._refuse_dense()
         theta = np.array(theta, dtype=float)
         qr, m = self._lam_r_size, self.m
         b22 = self._compact
@@ -422,6 +460,26 @@ class LargeBlockPLSProblem(PLSProblem):
         self._pattern_slots = (np.searchsorted(flat, at), np.searchsorted(flat, positions),
                                flat.size)
         return flat, self._m22_at_pattern(), keys
+
+    def _analysed_sparse(self, pattern: tuple[np.ndarray, np.ndarray, np.ndarray],
+                         theta: np.ndarray, down: np.ndarray,
+                         ) -> tuple[_Assembly, SparsePivots, np.ndarray] | None:
+        """:meth:`PLSProblem._analysed_sparse`, and where the dense block was refused
+        (:meth:`defer_dense_refusal`), a check that the sparse factor fits in memory: its
+        entries (from the analysis), three copies of them (CHOLMOD's factor, the fitted
+        model's copy of L, its selected inverse)."""
+        analysed = super()._analysed_sparse(pattern, theta, down)
+        if analysed is None or self._dense_refusal is None:
+            return analysed
+        m = self.m
+        entries = analysed[1].fill * m * (m + 1) / 2
+        need, have = 3 * 12 * entries, available_memory()  # a value and an index each
+        if need > have:
+            raise ModelSizeError(
+                f"{self._dense_refusal} Block 2's sparse factor, which would need no dense "
+                f"block, has {entries:,.0f} entries ({need / 1e9:.1f} GB with its copies): "
+                f"too many as well.")
+        return analysed
 
     def _m22_at_pattern(self) -> np.ndarray:
         """M22's values at the entries of block 2's sparse pattern (the stored entries and

@@ -357,8 +357,8 @@ def update_block2(plan: Block2Plan, theta: np.ndarray, m22: np.ndarray, keys: np
 
 def times_lambdas(plan: Block2Plan, s: np.ndarray, theta: np.ndarray) -> None:
     """Multiply the pairs with a vector term by Λ₂ on both sides, in place: rectangle (a, b)
-    becomes (I ⊗ λ_a)' rectangle (I ⊗ λ_b), only its part on and above S's diagonal (LAPACK
-    reads no other).
+    becomes (I ⊗ λ_a)' rectangle (I ⊗ λ_b) on and above S's diagonal (LAPACK reads no other
+    part; a band's square is transformed whole, its lower part's values meaningless).
 
     A band of about ``plan.band`` rows (whole levels of the row block) at a time, from its
     first column on (what lies left of it in a diagonal rectangle is the lower triangle): λ
