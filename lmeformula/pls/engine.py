@@ -1098,16 +1098,6 @@ class PLSProblem(_AugmentedSystem):
             pos += t.size
         return out
 
-    def _scalar_blocks(self, diagonal: np.ndarray) -> list[np.ndarray]:
-        """Block 2's scalar terms' (nl, 1, 1) diagonal blocks from the diagonal of block 2's
-        random-effects part of an inverse."""
-        out = []
-        pos = 0
-        for t in self.terms[1:]:
-            out.append(diagonal[pos : pos + t.size].reshape(t.nl, 1, 1))
-            pos += t.size
-        return out
-
     @level3_safe
     def inverse_diagonal_blocks(self, f: Factorization, chunk: int = 2048) -> list[np.ndarray]:
         """Per term, the (nl, nc, nc) diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ = L⁻ᵀL⁻¹.

@@ -21,8 +21,7 @@ triangular solves on the whole factor (BLAS reads it in place; a slice of it wou
 copied); the analytic gradient and the inverse's diagonal blocks (condVar) use block 2's
 triangular inverse, formed once in the factor's own upper triangle, which nothing else reads
 (one ``dtrtri``, the flops of the factorisation), and block 1's coupling through the sparse
-L21 (with a vector term in block 2, the blocked engine's code on the same array);
-``getME("L")`` is built column by column from the array. The deviance function does not
+L21; ``getME("L")`` is built column by column from the array. The deviance function does not
 keep a second factor for the best point (:attr:`LargeBlockPLSProblem.holds_one_factor`).
 
 Why a dense factor and not a sparse one: the item block's Schur complement after eliminating
@@ -493,9 +492,8 @@ class LargeBlockPLSProblem(PLSProblem):
 
     @property
     def has_gradient(self) -> bool:
-        """The analytic gradient is offered (see :meth:`gradient`); with vector terms in
-        block 2, where the blocked engine's is (its code serves them)."""
-        return not self._block2_plan.vector_blocks or self.b21.has_gradient
+        """The analytic gradient is offered (see :meth:`gradient`)."""
+        return True
 
     @property
     def _block2_plan(self) -> Block2Plan:
@@ -511,7 +509,8 @@ class LargeBlockPLSProblem(PLSProblem):
         passes, in the factor's array at these orders) and the first term's from K̃ at the
         downdate's keys. Here K = L_s⁻¹ (``dtrtri``, written into the free upper triangle of
         the factor's own array, :func:`inverse_in_upper`) gives both: S_s⁻¹'s diagonal
-        (block 2's terms are scalar) as the squared norms of K's columns, and
+        blocks of block 2's terms as the Gram matrices of K's columns per level (a scalar
+        term's: their squared norms), and
         Σ_l V_l'G_l'Λ₂S_s⁻¹Λ₂'G_lV_l as the Gram matrices of K Λ₂'G V, G sparse
         (:meth:`_inverse_grams`). The factor is left as it was (its lower triangle and
         diagonal: everything that is read of it). A singular λ raises ``LinAlgError`` (the
@@ -522,11 +521,9 @@ class LargeBlockPLSProblem(PLSProblem):
             if sparse is not None:
                 return sparse
         f = self._dense_factor(f)
-        if ((self.m <= _policy().max_inverse_order and self.b21.has_gradient)
-                or self._block2_plan.vector_blocks):
+        if self.m <= _policy().max_inverse_order and self.b21.has_gradient:
             # the blocked engine's: its products over the pairs cost less than this one's
-            # panel products against the first term's columns (see the policy); and its
-            # sums serve vector terms, whose inverse's diagonal blocks are not K's norms
+            # panel products against the first term's columns (see the policy)
             return super().gradient(f, REML)
         theta = f.theta
         lams, s = self._gradient_start(theta, REML)
@@ -539,20 +536,19 @@ class LargeBlockPLSProblem(PLSProblem):
             a21 = self.b21 if f._A21 is None else f._A21
             # Λ₂'G V with V_l = λ₁P_l: rows of block 2 (Λ₂' the identity on X and y)
             lgv = (self.lambda_rest_t(theta) @ a21.times_t1(lams[0] @ pmat)).tocsr()[:s]
-            norms, grams = self._inverse_grams(f, s, lgv)
+            own, grams = self._inverse_grams(f, s, lgv)
             blocks[0] += grams.sum(axis=0)
-            pos = 0
-            for t, blk in zip(self.terms[1:], blocks[1:], strict=True):
-                blk += norms[pos : pos + t.size].sum()  # scalar terms: S_s⁻¹'s diagonal
-                pos += t.size
+            for blk, per_level in zip(blocks[1:], own, strict=True):
+                blk += per_level.sum(axis=0)
         return self._gradient_from_blocks(f, REML, lams, blocks, u)
 
     def _inverse_grams(self, f: Factorization, s: int, b: sp.csr_matrix | None,
-                       panel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       panel: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """With K = L_s⁻¹, the inverse of the leading s x s triangle of block 2's factor (so
-        that K'K = S_s⁻¹): the squared norms of K's columns (S_s⁻¹'s diagonal, (s,)) and,
-        for ``b`` (s x nl₁·nc₁, sparse), each level's nc₁ x nc₁ Gram matrix of K B_l
-        ((nl₁, nc₁, nc₁); zeros without ``b``).
+        that K'K = S_s⁻¹): S_s⁻¹'s diagonal blocks of block 2's terms, (nl, nc, nc) each (the
+        Gram matrices of K's columns of each level: a scalar term's are its columns' squared
+        norms), and, for ``b`` (s x nl₁·nc₁, sparse), each level's nc₁ x nc₁ Gram matrix of
+        K B_l ((nl₁, nc₁, nc₁); zeros without ``b``).
 
         K is formed once in the upper triangle of the factor's array (one ``dtrtri``,
         s³/3 flops, in place) and read ``panel`` rows at a time: each panel of K is copied
@@ -565,6 +561,9 @@ class LargeBlockPLSProblem(PLSProblem):
         width = first.size
         norms = np.zeros(s)
         grams = np.zeros((nl, nc, nc))
+        starts = self._block_edges[:-2].tolist()
+        vectors = [(pos, t, np.zeros((t.nl, t.nc, t.nc)))
+                   for pos, t in zip(starts, self.terms[1:], strict=True) if t.nc > 1]
         if panel is None:
             # the panel's products (nl₁·nc₁ x panel, updated at random rows) within 8 MB,
             # so that they stay in cache: 16-64 rows measured alike at 2·10⁴ levels
@@ -581,13 +580,17 @@ class LargeBlockPLSProblem(PLSProblem):
                 square = xp[r0:r1]
                 square[np.tril_indices(r1 - r0, -1)] = 0.0
                 norms[:r1] += np.einsum("jk,jk->j", xp, xp)
+                for pos, t, own in vectors:  # K's rows from r1 on are zero here
+                    _add_level_grams(own, xp[pos : min(pos + t.size, r1)], t.nc)
                 if bt is not None:
                     ptr = bt.indptr
                     head = sp.csc_matrix((bt.data[: ptr[r1]], bt.indices[: ptr[r1]],
                                           ptr[: r1 + 1]), shape=(width, r1))
                     hp = np.asarray(head @ xp).reshape(nl, nc, r1 - r0)  # (K B)ᵀ's rows
                     grams += np.einsum("lak,lbk->lab", hp, hp)
-        return norms, grams
+        own_blocks = {pos: own for pos, _, own in vectors}
+        return [own_blocks[pos] if t.nc > 1 else norms[pos : pos + t.size].reshape(t.nl, 1, 1)
+                for pos, t in zip(starts, self.terms[1:], strict=True)], grams
 
     @level3_safe
     def solve(self, f: Factorization) -> tuple[np.ndarray, np.ndarray]:
@@ -619,17 +622,16 @@ class LargeBlockPLSProblem(PLSProblem):
         :meth:`PLSProblem.inverse_diagonal_blocks`), from one triangular inverse of block 2's
         random-effects triangle (:meth:`_inverse_grams`, ``chunk`` its panel's rows).
 
-        With L = [[L11, 0], [L21z, L22z]] and K = L22z⁻¹: block 2's are the squared norms of
-        K's columns (its terms are scalar); block 1's are L11⁻ᵀL11⁻¹ per level plus the Gram
-        matrices of K L21z L11⁻¹ per level (L21z sparse). About qr³/3 flops for the inverse
+        With L = [[L11, 0], [L21z, L22z]] and K = L22z⁻¹: block 2's are the Gram matrices of
+        K's columns per level (a scalar term's: their squared norms); block 1's are
+        L11⁻ᵀL11⁻¹ per level plus the Gram matrices of K L21z L11⁻¹ per level (L21z
+        sparse). About qr³/3 flops for the inverse
         and nnz(L21z)·qr/2 for the products, where solving against the factor column by
         column took about qr² per column of block 1 and of block 2."""
         sparse = self._sparse_inverse_diagonal_blocks(f)
         if sparse is not None:
             return sparse
         f = self._dense_factor(f)
-        if self._block2_plan.vector_blocks:  # the blocked engine's solves serve vector terms
-            return super().inverse_diagonal_blocks(f)
         qr = self._lam_r_size
         l11inv = np.linalg.inv(f.L11)  # (nl, nc, nc), lower triangular
         blocks1 = np.einsum("lki,lkj->lij", l11inv, l11inv)
@@ -637,9 +639,9 @@ class LargeBlockPLSProblem(PLSProblem):
         if not qr:
             return out
         b = (f.L21[:qr] @ _block_diagonal(l11inv)).tocsr()  # L21z L11⁻¹
-        norms, grams = self._inverse_grams(f, qr, b, chunk)
+        own, grams = self._inverse_grams(f, qr, b, chunk)
         blocks1 += grams
-        return [*out, *self._scalar_blocks(norms)]
+        return [*out, *own]
 
     @level3_safe
     def sparse_L(self, f: Factorization) -> sp.csc_matrix:
@@ -686,6 +688,19 @@ class LargeBlockPLSProblem(PLSProblem):
             data[lo:hi] = a[c0:qr, c0:c1].T[keep]
             indices[lo:hi] = np.nonzero(keep)[1] + (q1 + c0)
         return sp.csc_matrix((data, indices, indptr), shape=(q, q))
+
+
+def _add_level_grams(out: np.ndarray, rows: np.ndarray, nc: int) -> None:
+    """Add to ``out`` ((levels, nc, nc)) the Gram matrices of ``rows`` (a panel's rows of a
+    vector term, levels of nc rows from the term's first; the last level's may be cut
+    short, its missing rows zero) taken per level."""
+    whole = rows.shape[0] // nc
+    if whole:
+        v = rows[: whole * nc].reshape(whole, nc, rows.shape[1])
+        out[:whole] += np.einsum("lak,lbk->lab", v, v)
+    if rows.shape[0] > whole * nc:
+        part = rows[whole * nc :]
+        out[whole, : part.shape[0], : part.shape[0]] += part @ part.T
 
 
 def _lower_nonzeros(a: np.ndarray, c0: int, c1: int, stop: int) -> np.ndarray:
