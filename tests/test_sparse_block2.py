@@ -634,3 +634,31 @@ def test_a_sparse_gradient_that_does_not_pay_is_dense(monkeypatch: pytest.Monkey
     assert isinstance(decided_sparse.problem._sparse, tuple)
     decided_sparse.keep_factors()  # decided before: given back to the dense factor
     assert decided_sparse.problem._sparse is None
+
+
+def test_closing_a_pattern_under_levels_is_the_brute_force_closure() -> None:
+    """Every entry between two levels that meet, on or above the diagonal, ascending; a
+    pattern closed already is returned as it is; None above the limit."""
+    from lmeformula.pls.engine import closed_under_levels
+
+    rng = np.random.default_rng(0)
+
+    def brute(flat: np.ndarray, unit: np.ndarray, m: int) -> np.ndarray:
+        r, c = np.divmod(flat, m)
+        met = set(zip(unit[r].tolist(), unit[c].tolist(), strict=True))
+        return np.array([i * m + j for i in range(m) for j in range(i, m)
+                         if (unit[i], unit[j]) in met], dtype=np.int64)
+
+    for trial in range(300):
+        sizes = rng.integers(1, 4, rng.integers(1, 10))
+        unit = np.repeat(np.arange(sizes.size), sizes)
+        m = unit.size
+        upper = np.array([i * m + j for i in range(m) for j in range(i, m)])
+        flat = np.sort(rng.choice(upper, size=rng.integers(0, upper.size + 1), replace=False))
+        expected = brute(flat, unit, m)
+        got = closed_under_levels(flat, unit, m, np.inf)
+        assert got is not None
+        np.testing.assert_array_equal(got, expected)
+        assert closed_under_levels(expected, unit, m, np.inf) is expected  # closed: as is
+        if trial % 10 == 0 and expected.size > flat.size:
+            assert closed_under_levels(flat, unit, m, limit=0.5 * flat.size - 1) is None

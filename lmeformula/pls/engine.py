@@ -1167,10 +1167,15 @@ def closed_under_levels(flat: np.ndarray, unit: np.ndarray, m: int, limit: float
     sizes = np.diff(np.r_[starts, m])
     nunit = starts.shape[0]
     rows, cols = np.divmod(flat, m)
-    pairs = np.unique(unit[rows] * nunit + unit[cols])  # rows ≤ cols: their levels too
+    # rows ≤ cols: their levels too
+    pairs, present = np.unique(unit[rows] * nunit + unit[cols], return_counts=True)
     del rows, cols
     unit_r, unit_c = np.divmod(pairs, nunit)
     count = sizes[unit_r] * sizes[unit_c]
+    # a level with itself: its entries on and above the diagonal only
+    whole = np.where(unit_r == unit_c, sizes[unit_r] * (sizes[unit_r] + 1) // 2, count)
+    if np.array_equal(present, whole):  # closed already (the compact engine's patterns)
+        return flat
     if count.sum() > 2 * limit:  # at most half of them lie below the diagonal
         return None
     pair = np.repeat(np.arange(pairs.shape[0]), count)
